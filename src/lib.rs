@@ -1,0 +1,5 @@
+//! atrest: encryption at rest for Linux dev boxes.
+//!
+//! The folder tree is the architecture: `volume/` (format, XTS sectors, images,
+//! snapshots), `mount/` (the FUSE view), `boot/` (qemu guests), `ec2/` (registry and
+//! instances), `s3/` (the object store), `cli/` (one module per AWS service).
