@@ -3,3 +3,6 @@
 //! The folder tree is the architecture: `volume/` (format, XTS sectors, images,
 //! snapshots), `mount/` (the FUSE view), `boot/` (qemu guests), `ec2/` (registry and
 //! instances), `s3/` (the object store), `cli/` (one module per AWS service).
+
+pub mod cli;
+pub mod logging;

@@ -1,4 +1,7 @@
+use clap::Parser;
+
 fn main() {
-    eprintln!("atrest: not built yet");
-    std::process::exit(2);
+    let cli = atrest::cli::Cli::parse();
+    atrest::logging::init();
+    std::process::exit(atrest::cli::run(cli));
 }

@@ -1,0 +1,96 @@
+//! The `atrest` command line, shaped like the AWS CLI: one module per service.
+//!
+//! Every subcommand prints AWS-shaped JSON on success and, on failure, an AWS-style
+//! error line on stderr (`An error occurred (Code) when calling the Op operation: msg`)
+//! with a non-zero exit.
+
+pub mod cloudtrail;
+pub mod ec2;
+pub mod kms;
+pub mod local;
+pub mod s3;
+pub mod s3api;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Options every subcommand shares.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// State directory (overrides $ATREST_HOME and $XDG_STATE_HOME/atrest).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Act as another principal (an IAM ARN the config lets your uid assume).
+    #[arg(long = "as", global = true, value_name = "ARN")]
+    pub act_as: Option<String>,
+    /// kmsd socket (default HOME/kmsd.sock).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+}
+
+impl Global {
+    pub fn home_dir(&self) -> PathBuf {
+        kmsd::home::resolve(self.home.as_deref())
+    }
+    pub fn layout(&self) -> kmsd::home::Layout {
+        kmsd::home::Layout::new(self.home_dir())
+    }
+    pub fn kmsd_socket(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(|| self.layout().kmsd_socket())
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "atrest", version, about = "Encryption at rest for Linux dev boxes, shaped like AWS KMS, EBS, S3 and CloudTrail")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Key management (AWS KMS).
+    Kms(kms::KmsArgs),
+    /// Volumes, snapshots and instances (AWS EC2/EBS).
+    Ec2(ec2::Ec2Args),
+    /// Object store API (AWS S3 API).
+    S3api(s3api::S3apiArgs),
+    /// Object store high-level commands and the HTTP endpoint.
+    S3(s3::S3Args),
+    /// The audit trail (AWS CloudTrail).
+    Cloudtrail(cloudtrail::CloudtrailArgs),
+    #[command(flatten)]
+    Local(local::LocalCommand),
+}
+
+/// Runs the parsed command line, returning the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let g = cli.global;
+    match cli.command {
+        Command::Kms(a) => kms::run(&g, a),
+        Command::Ec2(a) => ec2::run(&g, a),
+        Command::S3api(a) => s3api::run(&g, a),
+        Command::S3(a) => s3::run(&g, a),
+        Command::Cloudtrail(a) => cloudtrail::run(&g, a),
+        Command::Local(c) => local::run(&g, c),
+    }
+}
+
+/// Prints an AWS-CLI-style error and returns the exit code AWS CLI uses for service errors.
+pub fn report_error(operation: &str, code: &str, message: &str) -> i32 {
+    eprintln!("\nAn error occurred ({code}) when calling the {operation} operation: {message}");
+    254
+}
+
+/// Prints a value as pretty JSON on stdout, as the AWS CLI does.
+pub fn print_json(value: &serde_json::Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("atrest: cannot render output: {e}"),
+    }
+}
