@@ -5,3 +5,4 @@
 
 pub mod durable;
 pub mod home;
+pub mod trail;
