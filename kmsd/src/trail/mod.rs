@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 pub use lookup::{LookupAttribute, LookupError, LookupPage, LookupQuery};
 pub use record::{IdentityType, Resource, TrailRecord, UserIdentity};
 pub use validate::{validate, BreakKind, BrokenLink, Report};
-pub use writer::TrailWriter;
+pub use writer::{TrailWriter, WriterStats};
 
 /// Default segment size before rotation.
 pub const DEFAULT_MAX_SEGMENT_BYTES: u64 = 16 * 1024 * 1024;

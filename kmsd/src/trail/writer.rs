@@ -15,6 +15,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use super::chain::{chain_line, parse_line, Hash, SegmentHeader, GENESIS};
@@ -30,8 +31,23 @@ pub struct TrailWriter {
     queue: Mutex<Queue>,
     wake: Condvar,
     io: Mutex<Io>,
+    stats: Counters,
     /// Held for the writer's lifetime: one writer per trail directory.
     _lock: File,
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    events: AtomicU64,
+}
+
+/// How much group commit is batching: events made durable and the fdatasync'd
+/// batches that carried them, since open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStats {
+    pub events: u64,
+    pub batches: u64,
 }
 
 #[derive(Default)]
@@ -71,6 +87,7 @@ impl TrailWriter {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
             io: Mutex::new(io),
+            stats: Counters::default(),
             _lock: lock,
         };
         if let Err(e) = writer.apply_retention() {
@@ -87,6 +104,14 @@ impl TrailWriter {
     /// The seq the next event will get (= number of events ever written).
     pub fn next_seq(&self) -> u64 {
         self.lock_io().next_seq
+    }
+
+    /// Events written and batches (fdatasyncs) used since open.
+    pub fn stats(&self) -> WriterStats {
+        WriterStats {
+            events: self.stats.events.load(Ordering::Relaxed),
+            batches: self.stats.batches.load(Ordering::Relaxed),
+        }
     }
 
     /// Appends one event; returns once it is durable (written and fdatasync'd).
@@ -165,7 +190,9 @@ impl TrailWriter {
         let mut buf: Vec<u8> = Vec::new();
         let mut buf_events = 0u64;
         let mut rotated = false;
+        let mut n_events = 0u64;
         for record in batch {
+            n_events += 1;
             let (hash, line) = chain_line(io.next_seq, &io.last_hash, &record);
             let would_be = io
                 .size
@@ -185,6 +212,8 @@ impl TrailWriter {
         }
         flush(&mut io, &buf, buf_events)?;
         drop(io);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.events.fetch_add(n_events, Ordering::Relaxed);
         if rotated {
             if let Err(e) = self.apply_retention() {
                 tracing::warn!("trail retention failed: {e}");
