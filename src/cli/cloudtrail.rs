@@ -9,7 +9,7 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
-use super::{print_json, report_error, Global};
+use super::{report_error, Global};
 
 #[derive(Debug, clap::Args)]
 pub struct CloudtrailArgs {
@@ -117,8 +117,9 @@ fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
         Err(e) => return report_error(LOOKUP_OP, e.code(), &e.to_string()),
     };
     match a.output {
-        LookupOutput::Json => match serde_json::to_value(&page) {
-            Ok(v) => print_json(&v),
+        // Printed from the struct, not a Value, to keep AWS's field order.
+        LookupOutput::Json => match serde_json::to_string_pretty(&page) {
+            Ok(s) => println!("{s}"),
             Err(e) => return report_error(LOOKUP_OP, "InternalFailure", &e.to_string()),
         },
         LookupOutput::Table => print!("{}", render_table(&page)),
@@ -283,8 +284,8 @@ fn validate_logs(g: &Global, a: ValidateLogsArgs) -> i32 {
         Err(e) => return report_error(VALIDATE_OP, "InternalFailure", &e.to_string()),
     };
     match a.output {
-        ValidateOutput::Json => match serde_json::to_value(&report) {
-            Ok(v) => print_json(&v),
+        ValidateOutput::Json => match serde_json::to_string_pretty(&report) {
+            Ok(v) => println!("{v}"),
             Err(e) => return report_error(VALIDATE_OP, "InternalFailure", &e.to_string()),
         },
         ValidateOutput::Text => print!("{}", render_report(&dir, &report)),

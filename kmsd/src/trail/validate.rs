@@ -57,6 +57,7 @@ impl fmt::Display for BreakKind {
 
 /// Where the chain first breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BrokenLink {
     pub segment: PathBuf,
     /// 1-based line number in `segment` (line 1 is the header).
@@ -85,6 +86,7 @@ impl fmt::Display for BrokenLink {
 
 /// The outcome of a validation walk.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     /// Segments examined (up to and including the broken one).
     pub segments: usize,
