@@ -148,14 +148,26 @@ impl TrailWriter {
                 q = self.lock_queue();
                 guard.finished = true;
                 q.leader_active = false;
-                match result {
-                    Ok(()) => q.durable_through = through,
+                let rotated = match result {
+                    Ok(rotated) => {
+                        q.durable_through = through;
+                        rotated
+                    }
                     Err(e) => {
                         tracing::error!("trail write failed, refusing further events: {e}");
                         q.failed = Some(e.to_string());
+                        false
                     }
-                }
+                };
                 self.wake.notify_all();
+                if rotated {
+                    // After the batch is acknowledged, so only this caller waits for it.
+                    drop(q);
+                    if let Err(e) = self.apply_retention() {
+                        tracing::warn!("trail retention failed: {e}");
+                    }
+                    q = self.lock_queue();
+                }
                 continue;
             }
             q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
@@ -184,7 +196,8 @@ impl TrailWriter {
         self.io.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write_batch(&self, batch: impl Iterator<Item = Vec<u8>>) -> Result<(), TrailError> {
+    /// Writes and syncs one batch; returns whether a new segment was started.
+    fn write_batch(&self, batch: impl Iterator<Item = Vec<u8>>) -> Result<bool, TrailError> {
         let mut io = self.lock_io();
         let max = self.config.max_segment_bytes;
         let mut buf: Vec<u8> = Vec::new();
@@ -214,12 +227,7 @@ impl TrailWriter {
         drop(io);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.events.fetch_add(n_events, Ordering::Relaxed);
-        if rotated {
-            if let Err(e) = self.apply_retention() {
-                tracing::warn!("trail retention failed: {e}");
-            }
-        }
-        Ok(())
+        Ok(rotated)
     }
 }
 
