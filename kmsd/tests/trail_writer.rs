@@ -86,6 +86,12 @@ fn torn_tail_is_truncated_on_open_and_acknowledged_events_stay() {
     drop(f);
     let w = TrailWriter::open(config(&dir, 1 << 20, clock.clone())).unwrap();
     assert_eq!(std::fs::metadata(&seg).unwrap().len(), good_len);
+    // The removed bytes are kept aside, named by segment and offset.
+    let saved = dir.join(format!("torn-segment-00000001.jsonl.{good_len}.bin"));
+    assert_eq!(
+        std::fs::read(&saved).unwrap(),
+        b"{\"seq\":10,\"prev\":\"0123"
+    );
     assert_eq!(w.next_seq(), 10);
     w.append(record(10, clock.now())).unwrap();
     drop(w);

@@ -341,9 +341,15 @@ fn recover(config: &TrailConfig) -> Result<Io, TrailError> {
         let cut = segment::recovery_cut(&bytes);
         let kept = bytes.get(..cut).unwrap_or_default();
         if cut < bytes.len() {
+            // Keep the removed bytes beside the trail: after a crash they are junk, but
+            // if anything else put them there they are evidence.
+            let saved = dir.join(format!("torn-{}.{}.bin", segment::file_name(index), cut));
+            let removed = bytes.get(cut..).unwrap_or_default();
+            durable::write_atomic(&saved, removed, 0o600).map_err(|e| TrailError::io(&saved, e))?;
             tracing::warn!(
                 segment = %path.display(),
-                bytes = bytes.len() - cut,
+                bytes = removed.len(),
+                saved = %saved.display(),
                 "removing torn, unacknowledged tail of the trail"
             );
             let f = OpenOptions::new()
