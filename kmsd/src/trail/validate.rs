@@ -448,6 +448,21 @@ impl Validator {
 /// Validates the trail in `dir`. I/O failures are errors; a broken chain is a report
 /// with `broken` set.
 pub fn validate(dir: &Path) -> Result<Report, TrailError> {
+    // Retention may delete the oldest segment while we walk: start over then.
+    let mut attempts = 0;
+    loop {
+        match validate_once(dir) {
+            Err(TrailError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempts < 3 =>
+            {
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn validate_once(dir: &Path) -> Result<Report, TrailError> {
     let segments = segment::list(dir).map_err(|e| TrailError::io(dir, e))?;
     let anchor = match read_anchor(dir) {
         Ok(a) => a,

@@ -101,6 +101,11 @@ impl TrailWriter {
         &self.config.dir
     }
 
+    /// The writer's clock (the system clock unless injected), for stamping events.
+    pub fn now(&self) -> time::OffsetDateTime {
+        self.config.clock.now()
+    }
+
     /// The seq the next event will get (= number of events ever written).
     pub fn next_seq(&self) -> u64 {
         self.lock_io().next_seq
