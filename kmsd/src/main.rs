@@ -61,6 +61,11 @@ fn main() {
         None
     };
     init_logging();
+    // Key material lives in this process: no core dumps, no same-uid ptrace.
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!("cannot mark kmsd non-dumpable; core dumps may contain key material");
+    }
     let opts = ServerOptions {
         home: home.clone(),
         socket: args.socket.clone(),
