@@ -18,7 +18,10 @@ const TARGET_OPS: f64 = 100_000.0;
 const TARGET_P99_US: f64 = 1_000.0;
 
 #[derive(Debug, Parser)]
-#[command(name = "kmsd-bench", about = "Benchmark kmsd's GenerateDataKey and Decrypt")]
+#[command(
+    name = "kmsd-bench",
+    about = "Benchmark kmsd's GenerateDataKey and Decrypt"
+)]
 struct Args {
     #[arg(long)]
     socket: PathBuf,
@@ -83,7 +86,11 @@ fn run(
                     }
                     let ok = match op {
                         Op::GenerateDataKey => c
-                            .generate_data_key(&key_id, DataKeySize::Spec(DataKeySpec::Aes256), &ctx)
+                            .generate_data_key(
+                                &key_id,
+                                DataKeySize::Spec(DataKeySpec::Aes256),
+                                &ctx,
+                            )
                             .is_ok(),
                         Op::Decrypt => {
                             let b = &blobs[n % blobs.len()];
