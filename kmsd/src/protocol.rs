@@ -525,15 +525,15 @@ pub fn read_frame_bytes<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), Fra
             max: MAX_FRAME,
         });
     }
+    // Grow the buffer only as bytes arrive, so a peer announcing a large frame and
+    // then trickling bytes holds no more memory than it actually sent.
     buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            FrameError::Malformed(format!("connection closed inside a frame of {len} bytes"))
-        } else {
-            FrameError::Io(e)
-        }
-    })?;
+    let got = r.take(len as u64).read_to_end(buf)?;
+    if got != len {
+        return Err(FrameError::Malformed(format!(
+            "connection closed inside a frame of {len} bytes"
+        )));
+    }
     Ok(())
 }
 
