@@ -751,3 +751,51 @@ fn config_socket_region_account_and_act_as() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be 12 digits"));
 }
+
+#[test]
+fn list_pagination_over_the_wire() {
+    use kmsd::protocol::{ListKeysRequest, Request, Response};
+    let d = Daemon::start();
+    let c = d.client();
+    for i in 0..5 {
+        new_key(&c, &format!("k{i}"));
+    }
+    let mut seen = Vec::new();
+    let mut marker = None;
+    loop {
+        let Response::ListKeys {
+            keys,
+            next_marker,
+            truncated,
+        } = c
+            .call(Request::ListKeys(ListKeysRequest {
+                limit: Some(2),
+                marker: marker.take(),
+            }))
+            .unwrap()
+        else {
+            panic!("not a ListKeys response")
+        };
+        assert!(keys.len() <= 2);
+        assert_eq!(truncated, next_marker.is_some());
+        seen.extend(keys.into_iter().map(|k| k.key_id));
+        match next_marker {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    let mut all: Vec<String> = c
+        .list_keys()
+        .unwrap()
+        .into_iter()
+        .map(|k| k.key_id)
+        .collect();
+    all.sort();
+    assert_eq!(seen, all);
+    assert_eq!(seen.len(), 5);
+    let bad = c.call(Request::ListKeys(ListKeysRequest {
+        limit: Some(0),
+        marker: None,
+    }));
+    assert_eq!(err(bad).0, ErrorCode::ValidationException);
+}
