@@ -452,6 +452,30 @@ pub enum Response {
     // Issue 3 appends here.
 }
 
+impl Response {
+    /// The variant's name (for error messages; never the content, which may be
+    /// plaintext).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::KeyMetadata(_) => "KeyMetadata",
+            Response::ListKeys { .. } => "ListKeys",
+            Response::Empty => "Empty",
+            Response::ScheduleKeyDeletion(_) => "ScheduleKeyDeletion",
+            Response::KeyId { .. } => "KeyId",
+            Response::ListAliases { .. } => "ListAliases",
+            Response::Encrypt(_) => "Encrypt",
+            Response::Decrypt(_) => "Decrypt",
+            Response::ReEncrypt(_) => "ReEncrypt",
+            Response::GenerateDataKey(_) => "GenerateDataKey",
+            Response::GenerateDataKeyWithoutPlaintext(_) => "GenerateDataKeyWithoutPlaintext",
+            Response::KeyRotationStatus(_) => "KeyRotationStatus",
+            Response::ListKeyRotations { .. } => "ListKeyRotations",
+            Response::ListResourceTags { .. } => "ListResourceTags",
+            Response::Clock { .. } => "Clock",
+        }
+    }
+}
+
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
