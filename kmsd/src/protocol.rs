@@ -187,7 +187,7 @@ pub struct ListAliasesRequest {
     pub marker: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EncryptRequest {
     pub key_id: String,
     pub plaintext: Zeroizing<Vec<u8>>,
@@ -346,7 +346,7 @@ pub struct EncryptResponse {
     pub encryption_algorithm: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct DecryptResponse {
     /// The key ARN.
     pub key_id: String,
@@ -364,7 +364,7 @@ pub struct ReEncryptResponse {
     pub destination_encryption_algorithm: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct GenerateDataKeyResponse {
     #[serde(with = "serde_bytes")]
     pub ciphertext_blob: Vec<u8>,
@@ -594,6 +594,48 @@ fn decode_exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FrameErr
     Ok(value)
 }
 
+/// Debug output of the types that carry plaintext shows its length only, so a
+/// stray `{:?}` in a log never leaks it.
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes redacted>", self.0)
+    }
+}
+
+impl std::fmt::Debug for EncryptRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptRequest")
+            .field("key_id", &self.key_id)
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("encryption_context", &self.encryption_context)
+            .field("grant_tokens", &self.grant_tokens)
+            .field("encryption_algorithm", &self.encryption_algorithm)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DecryptResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptResponse")
+            .field("key_id", &self.key_id)
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("encryption_algorithm", &self.encryption_algorithm)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for GenerateDataKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateDataKeyResponse")
+            .field("ciphertext_blob", &self.ciphertext_blob)
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("key_id", &self.key_id)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -616,6 +658,17 @@ mod tests {
         let back = decode_request(&payload).unwrap();
         assert_eq!(back.act_as, env.act_as);
         assert!(matches!(back.request, Request::DescribeKey { key_id, .. } if key_id == "alias/x"));
+    }
+
+    #[test]
+    fn debug_never_shows_plaintext() {
+        let r = DecryptResponse {
+            key_id: "k".into(),
+            plaintext: Zeroizing::new(b"SECRETSECRET".to_vec()),
+            encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+        };
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("83, 69, 67") && shown.contains("12 bytes redacted"));
     }
 
     #[test]
