@@ -17,6 +17,7 @@ fn fio(args: &[&str]) {
         "--verify=crc32c",
         "--verify_fatal=1",
         "--do_verify=1",
+        "--verify_state_save=0",
     ];
     all.extend_from_slice(args);
     let out = run("fio", &all);
