@@ -6,4 +6,6 @@
 
 pub mod cli;
 pub mod logging;
+pub mod loopdev;
+pub mod mount;
 pub mod volume;
