@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use atrest::boot::{self, BootError, BootProfile, Guest, StopOutcome};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The guest must power itself off within this (PoweredOff, not Quit or Killed); it
+/// takes about 0.1 s on an idle host, the margin is for loaded CI machines.
+const STOP_TIMEOUT: Duration = Duration::from_secs(8);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -108,10 +110,6 @@ fn guest_boots_from_a_loop_device_prints_its_volume_and_marker_and_powers_off() 
         StopOutcome::PoweredOff,
         "console: {}",
         guest.console_output()
-    );
-    assert!(
-        stop_time < Duration::from_secs(5),
-        "stop took {stop_time:?}"
     );
     assert!(!guest.is_running());
     assert!(guest.exit_status().is_some_and(|s| s.success()));

@@ -23,6 +23,8 @@ pub const QEMU: &str = "qemu-system-x86_64";
 const POLL: Duration = Duration::from_millis(20);
 /// How long a guest that printed its failure line gets to power itself off.
 const FAILED_GUEST_GRACE: Duration = Duration::from_secs(5);
+/// How often [`Guest::stop`] presses the power button again.
+const POWERDOWN_REPEAT: Duration = Duration::from_secs(1);
 /// How long qemu gets to exit after QMP `quit`.
 const QUIT_GRACE: Duration = Duration::from_secs(3);
 /// Longest a KVM probe may take; a working KVM boots the probe in well under a second.
@@ -39,30 +41,41 @@ const MAX_SOCKET_PATH: usize = 100;
 /// How a disk is handed to qemu, by what it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DiskKind {
-    /// A block device (a loop device): O_DIRECT (`cache=none`), no host page cache twice.
+    /// A block device (a loop device): O_DIRECT (`cache=none`), so the host does not
+    /// cache the same blocks twice (loop device and backing file).
     BlockDevice,
-    /// A regular file: the host page cache (`cache=writeback`), since not every file
-    /// system (tmpfs, FUSE without direct I/O) accepts O_DIRECT.
+    /// A regular file on a file system that takes O_DIRECT: `cache=none` as well
+    /// (measured a little faster than the page cache for the demo guest).
+    DirectFile,
+    /// A regular file on a file system without O_DIRECT (tmpfs, FUSE without direct
+    /// I/O): the host page cache (`cache=writeback`).
     File,
 }
 
 impl DiskKind {
     pub fn of(disk: &Path) -> Result<Self, BootError> {
-        let meta = std::fs::metadata(disk).map_err(|e| BootError::BadPath {
+        let bad = |reason: String| BootError::BadPath {
             what: "disk",
             path: disk.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let meta = std::fs::metadata(disk).map_err(|e| bad(e.to_string()))?;
         if meta.file_type().is_block_device() {
             Ok(DiskKind::BlockDevice)
         } else if meta.is_file() {
-            Ok(DiskKind::File)
-        } else {
-            Err(BootError::BadPath {
-                what: "disk",
-                path: disk.to_path_buf(),
-                reason: "neither a block device nor a regular file".into(),
+            use std::os::unix::fs::OpenOptionsExt;
+            let direct = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(disk)
+                .is_ok();
+            Ok(if direct {
+                DiskKind::DirectFile
+            } else {
+                DiskKind::File
             })
+        } else {
+            Err(bad("neither a block device nor a regular file".into()))
         }
     }
 }
@@ -88,7 +101,7 @@ fn escape(path: &Path) -> String {
 /// The qemu arguments for booting a guest. Pure, so it is unit-tested.
 pub fn command_args(a: &QemuArgs<'_>) -> Vec<OsString> {
     let cache = match a.disk_kind {
-        DiskKind::BlockDevice => "cache=none,aio=threads",
+        DiskKind::BlockDevice | DiskKind::DirectFile => "cache=none,aio=threads",
         DiskKind::File => "cache=writeback,aio=threads",
     };
     let cpu = match a.accel {
@@ -693,12 +706,21 @@ impl Guest {
             self.release();
             return Ok(StopOutcome::AlreadyStopped);
         }
-        if let Err(e) = self.qmp("system_powerdown") {
-            tracing::warn!("system_powerdown failed: {e}");
-        }
-        if self.wait_exit(timeout) {
-            self.release();
-            return Ok(StopOutcome::PoweredOff);
+        // Press the button again every second: a press that comes while the guest is
+        // still booting (before its init watches the button) is lost, as on hardware.
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Err(e) = self.qmp("system_powerdown") {
+                tracing::warn!("system_powerdown failed: {e}");
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.wait_exit(left.min(POWERDOWN_REPEAT)) {
+                self.release();
+                return Ok(StopOutcome::PoweredOff);
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
         }
         tracing::warn!(
             pid = self.pid(),
@@ -897,6 +919,9 @@ mod tests {
         ));
         assert!(DiskKind::of(Path::new("/nonexistent/disk")).is_err());
         let exe = std::env::current_exe().unwrap();
-        assert_eq!(DiskKind::of(&exe).ok(), Some(DiskKind::File));
+        assert!(matches!(
+            DiskKind::of(&exe),
+            Ok(DiskKind::File | DiskKind::DirectFile)
+        ));
     }
 }
