@@ -184,3 +184,29 @@ fn bad_input_is_refused_before_qemu_starts() {
     .unwrap_err();
     assert!(matches!(err, BootError::LoopDevice { .. }), "{err}");
 }
+
+#[test]
+fn stop_while_the_guest_is_still_booting_ends_qemu_and_frees_the_loop_device() {
+    let profile = BootProfile::demo_guest(guest_dir());
+    let tmp = tempfile::tempdir().unwrap();
+    let image = root_image(tmp.path(), "early-stop");
+    let console = tmp.path().join("console.log");
+
+    let guest = Guest::start_on_loop(&profile, &image, "vol-0early", &console, true).unwrap();
+    // Press the power button before the guest's init can watch it (an instance
+    // stopped while `pending`): the early presses are lost, a later one lands.
+    let stopping = Instant::now();
+    let outcome = guest.stop(STOP_TIMEOUT).unwrap();
+    eprintln!("early stop: {outcome:?} in {:?}", stopping.elapsed());
+    assert!(
+        matches!(outcome, StopOutcome::PoweredOff | StopOutcome::Quit),
+        "outcome {outcome:?}, console: {}",
+        guest.console_output()
+    );
+    assert!(!guest.is_running());
+    assert_eq!(loop_devices_of(&image), "", "loop device left attached");
+    assert!(matches!(
+        guest.wait_for_ready(Duration::from_secs(1)),
+        Err(BootError::QemuExited { .. }) | Ok(_)
+    ));
+}

@@ -27,8 +27,10 @@ const FAILED_GUEST_GRACE: Duration = Duration::from_secs(5);
 const POWERDOWN_REPEAT: Duration = Duration::from_secs(1);
 /// How long qemu gets to exit after QMP `quit`.
 const QUIT_GRACE: Duration = Duration::from_secs(3);
-/// Longest a KVM probe may take; a working KVM boots the probe in well under a second.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a KVM probe may take. A working KVM prints the kernel banner (early printk)
+/// within a fraction of a second; a broken nested KVM either resets the guest at once
+/// or spins without output (seen here with `-cpu host`), so silence means TCG.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 /// What qemu prints on stderr when KVM accepted the VM but cannot run it.
 const KVM_FAILURE_MARKERS: [&str; 3] = [
     "KVM internal error",
@@ -190,7 +192,8 @@ pub fn kvm_probe_result() -> Option<bool> {
 
 /// Boots `profile`'s kernel under KVM with no disk and watches it: a working KVM gets
 /// the kernel to print its banner on the serial port; a broken nested KVM resets the
-/// guest at once (qemu exits, `-no-reboot`) or reports an internal error on stderr.
+/// guest at once (qemu exits, `-no-reboot`), spins silently (timeout) or reports an
+/// internal error on stderr.
 fn probe_kvm(profile: &BootProfile) -> bool {
     let started = Instant::now();
     if std::fs::OpenOptions::new()
@@ -217,7 +220,10 @@ fn probe_kvm(profile: &BootProfile) -> bool {
         .arg(&profile.kernel)
         .arg("-initrd")
         .arg(&profile.initrd)
-        .args(["-append", "console=ttyS0 atrest.probe panic=-1"])
+        .args([
+            "-append",
+            "console=ttyS0 earlyprintk=serial,ttyS0 atrest.probe panic=-1",
+        ])
         .args(["-serial", "stdio"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -541,6 +547,15 @@ impl Guest {
             }
         }
         p.status
+    }
+
+    /// Waits up to `timeout` for qemu to exit (e.g. the guest powered itself off);
+    /// returns its exit status if it has. Detaches the guest's loop device then.
+    pub fn wait_for_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        if self.wait_exit(timeout) {
+            self.release();
+        }
+        self.exit_status()
     }
 
     /// Waits up to `timeout` for qemu to exit; true if it has.
