@@ -4,6 +4,7 @@
 //! Measures launch -> the guest's identifying line, booting the same root image
 //!   - as a plain file (qemu opens the image directly), and
 //!   - through a loop device (`losetup --direct-io=on`, what an instance uses),
+//!
 //! interleaved so load changes hit both alike; prints medians and the ratio and fails
 //! if the loop path is more than `ATREST_BENCH_MAX_RATIO` (default 1.3) times slower.
 
