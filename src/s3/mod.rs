@@ -8,6 +8,7 @@
 //! signing), [`http`] (the endpoint), [`audit`] (the trail hook).
 
 pub mod access;
+pub mod auth;
 pub mod bucket_key;
 pub mod kms;
 pub mod meta;
