@@ -8,8 +8,10 @@
 //! signing), [`http`] (the endpoint), [`audit`] (the trail hook).
 
 pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod bucket_key;
+pub mod http;
 pub mod kms;
 pub mod meta;
 pub mod sse;

@@ -57,6 +57,8 @@ pub enum StoreError {
     InvalidKey(&'static str),
     #[error("Your proposed upload exceeds the maximum allowed size")]
     EntityTooLarge,
+    #[error("the upload ended before its body was complete")]
+    Incomplete,
     #[error(transparent)]
     Kms(#[from] KmsFailure),
     #[error("object {key:?} failed its integrity check: {source}")]
