@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use atrest::s3::auth::{sign, AccessKey, Payload, SigningConfig};
+use atrest::s3::auth::{sign, AccessKey, Payload, SigningConfig, ToSign};
 
 fn suite_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -179,12 +179,14 @@ fn signer_matches_every_published_sigv4_vector() {
             let signed = sign(
                 &cfg,
                 &key,
-                token,
-                time,
-                &req.method,
-                &req.url,
-                &req.headers,
-                Payload::Bytes(&req.body),
+                ToSign {
+                    method: &req.method,
+                    url: &req.url,
+                    headers: &req.headers,
+                    payload: Payload::Bytes(&req.body),
+                    time,
+                    session_token: token,
+                },
             )
             .unwrap_or_else(|e| panic!("{name} ({file}): {e}"));
             assert_eq!(signed.signature, expected.trim(), "{name} ({file})");

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use atrest::s3::auth::{sign, AccessKey, AccessKeys, Keyring, Payload, SigningConfig};
+use atrest::s3::auth::{sign, AccessKey, AccessKeys, Keyring, Payload, SigningConfig, ToSign};
 use atrest::s3::kms::{DataKeys, DecryptedKey, EncryptionContext, GeneratedKey, KmsFailure};
 use atrest::s3::store::Store;
 
@@ -212,12 +212,14 @@ fn s3_mode_signer_reproduces_the_aws_s3_examples() {
         let signed = sign(
             &cfg,
             &key,
-            None,
-            at_2013(),
-            ex.method,
-            &format!("https://{HOST}{}", ex.path_and_query),
-            &headers,
-            Payload::Bytes(ex.body),
+            ToSign {
+                method: ex.method,
+                url: &format!("https://{HOST}{}", ex.path_and_query),
+                headers: &headers,
+                payload: Payload::Bytes(ex.body),
+                time: at_2013(),
+                session_token: None,
+            },
         )
         .unwrap();
         assert_eq!(signed.signature, ex.signature, "{}", ex.name);
@@ -228,12 +230,14 @@ fn s3_mode_signer_reproduces_the_aws_s3_examples() {
     let signed = sign(
         &cfg,
         &key,
-        None,
-        at_2013(),
-        "GET",
-        &format!("https://{HOST}/test.txt"),
-        &[],
-        Payload::Unsigned,
+        ToSign {
+            method: "GET",
+            url: &format!("https://{HOST}/test.txt"),
+            headers: &[],
+            payload: Payload::Unsigned,
+            time: at_2013(),
+            session_token: None,
+        },
     )
     .unwrap();
     assert_eq!(

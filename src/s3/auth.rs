@@ -276,18 +276,20 @@ pub struct Signed {
     pub signature: String,
 }
 
-/// Signs a request with SigV4. `url` must already be percent-encoded; `headers` must include
-/// every header that will be sent and signed (the host comes from the URL).
-pub fn sign(
-    cfg: &SigningConfig,
-    key: &AccessKey,
-    session_token: Option<&str>,
-    time: SystemTime,
-    method: &str,
-    url: &str,
-    headers: &[(String, String)],
-    payload: Payload<'_>,
-) -> Result<Signed, AuthError> {
+/// One request to sign. `url` must already be percent-encoded; `headers` must include every
+/// header that will be sent and signed (the host comes from the URL).
+#[derive(Debug, Clone, Copy)]
+pub struct ToSign<'a> {
+    pub method: &'a str,
+    pub url: &'a str,
+    pub headers: &'a [(String, String)],
+    pub payload: Payload<'a>,
+    pub time: SystemTime,
+    pub session_token: Option<&'a str>,
+}
+
+/// Signs a request with SigV4.
+pub fn sign(cfg: &SigningConfig, key: &AccessKey, req: ToSign<'_>) -> Result<Signed, AuthError> {
     use aws_sigv4::http_request::{
         PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
         SigningSettings, UriPathNormalizationMode,
@@ -296,7 +298,7 @@ pub fn sign(
     let identity = aws_credential_types::Credentials::new(
         key.access_key_id.clone(),
         key.secret_access_key.clone(),
-        session_token.map(str::to_string),
+        req.session_token.map(str::to_string),
         None,
         "atrest-access-keys",
     )
@@ -325,19 +327,19 @@ pub fn sign(
         .identity(&identity)
         .region(&cfg.region)
         .name(&cfg.service)
-        .time(time)
+        .time(req.time)
         .settings(settings)
         .build()
         .map_err(|e| AuthError::Signing(e.to_string()))?
         .into();
-    let body = match payload {
+    let body = match req.payload {
         Payload::Bytes(b) => SignableBody::Bytes(b),
         Payload::Unsigned => SignableBody::UnsignedPayload,
     };
     let request = SignableRequest::new(
-        method,
-        url,
-        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        req.method,
+        req.url,
+        req.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         body,
     )
     .map_err(|e| AuthError::Signing(e.to_string()))?;

@@ -556,7 +556,6 @@ impl s3s::S3 for ObjectService {
                 ),
             }),
             bucket_key_enabled: Some(b.encryption.bucket_key_enabled),
-            ..Default::default()
         };
         Ok(S3Response::new(GetBucketEncryptionOutput {
             server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
@@ -1023,6 +1022,9 @@ fn paginate<'a>(
             page.prefixes.push(cp.clone());
             last = Some(cp);
         } else {
+            if start_after.is_some_and(|s| m.key.as_str() <= s) {
+                continue;
+            }
             if count == max {
                 page.next = last;
                 return page;

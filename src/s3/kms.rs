@@ -72,6 +72,79 @@ pub trait DataKeys: Send + Sync {
     ) -> Result<DecryptedKey, KmsFailure>;
 }
 
+/// SSE-KMS data keys from a running kmsd: every call acts as the requesting principal, via
+/// `s3.amazonaws.com`, so kmsd authorizes and records it as AWS KMS would for S3.
+pub struct KmsdDataKeys {
+    socket: std::path::PathBuf,
+}
+
+impl KmsdDataKeys {
+    pub fn new(socket: impl Into<std::path::PathBuf>) -> Self {
+        KmsdDataKeys {
+            socket: socket.into(),
+        }
+    }
+
+    fn client(&self, principal: &str) -> Result<kmsd::client::KmsClient, KmsFailure> {
+        let c = kmsd::client::KmsClient::connect(&self.socket).map_err(failure)?;
+        Ok(c.acting_as(principal).via(kmsd::protocol::ViaService {
+            service: "s3.amazonaws.com".into(),
+            on_behalf_of: Some(principal.to_string()),
+            grant_is_for_aws_resource: false,
+        }))
+    }
+}
+
+fn failure(e: kmsd::client::ClientError) -> KmsFailure {
+    match e.kms() {
+        Some(k) => KmsFailure::new(k.code.as_str(), k.message.clone()),
+        None => KmsFailure::unavailable(e.to_string()),
+    }
+}
+
+impl DataKeys for KmsdDataKeys {
+    fn generate(
+        &self,
+        principal: &str,
+        key_id: &str,
+        context: &EncryptionContext,
+    ) -> Result<GeneratedKey, KmsFailure> {
+        let g = self
+            .client(principal)?
+            .generate_data_key(
+                key_id,
+                kmsd::client::DataKeySize::Spec(kmsd::protocol::DataKeySpec::Aes256),
+                context,
+            )
+            .map_err(failure)?;
+        let plaintext = DataKey::from_slice(&g.plaintext)
+            .map_err(|e| KmsFailure::new("KMSInternalException", e.to_string()))?;
+        Ok(GeneratedKey {
+            key_arn: g.key_id,
+            ciphertext_blob: g.ciphertext_blob,
+            plaintext,
+        })
+    }
+
+    fn decrypt(
+        &self,
+        principal: &str,
+        blob: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<DecryptedKey, KmsFailure> {
+        let d = self
+            .client(principal)?
+            .decrypt(blob, context, None)
+            .map_err(failure)?;
+        let plaintext = DataKey::from_slice(&d.plaintext)
+            .map_err(|e| KmsFailure::new("KMSInternalException", e.to_string()))?;
+        Ok(DecryptedKey {
+            key_arn: d.key_id,
+            plaintext,
+        })
+    }
+}
+
 /// Errors of the store key file.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreKeyError {
