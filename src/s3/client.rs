@@ -43,6 +43,8 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("unexpected response: {0}")]
     BadResponse(String),
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 impl ClientError {
@@ -56,6 +58,7 @@ impl ClientError {
             ClientError::Auth(_) => "InvalidAccessKeyId".into(),
             ClientError::Io(_) => "IOError".into(),
             ClientError::BadResponse(_) => "InvalidResponse".into(),
+            ClientError::BadRequest(_) => "InvalidRequest".into(),
         }
     }
 
@@ -161,15 +164,46 @@ impl S3Client {
         &self.endpoint
     }
 
-    /// The path-style URL of a bucket or object, percent-encoded as S3 canonicalizes it.
+    /// The path-style URL of a bucket or object, percent-encoded as S3 canonicalizes it
+    /// (what the signature covers).
     pub fn url(&self, bucket: Option<&str>, key: Option<&str>, query: &[(&str, &str)]) -> String {
+        self.url_with(bucket, key, query, false)
+    }
+
+    /// The URL as sent. A key with `.` or `..` segments has its `/` sent as `%2F`: URL
+    /// libraries would otherwise resolve those segments away (the endpoint decodes `%2F`, so
+    /// the key and the signed canonical path are unchanged).
+    fn wire_url(
+        &self,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+    ) -> Result<String, ClientError> {
+        let dotted = key.is_some_and(|k| k.split('/').any(|seg| seg == "." || seg == ".."));
+        if dotted && key.is_some_and(|k| k == "." || k == "..") {
+            return Err(ClientError::BadRequest(format!(
+                "the key {:?} cannot be sent in a URL; choose another key",
+                key.unwrap_or_default()
+            )));
+        }
+        Ok(self.url_with(bucket, key, query, dotted))
+    }
+
+    fn url_with(
+        &self,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+        encode_slash: bool,
+    ) -> String {
         let mut url = self.endpoint.clone();
         url.push('/');
         if let Some(b) = bucket {
             url.push_str(&utf8_percent_encode(b, QUERY).to_string());
             if let Some(k) = key {
                 url.push('/');
-                url.push_str(&utf8_percent_encode(k, PATH).to_string());
+                let set = if encode_slash { QUERY } else { PATH };
+                url.push_str(&utf8_percent_encode(k, set).to_string());
             }
         }
         if !query.is_empty() {
@@ -210,6 +244,7 @@ impl S3Client {
         body: Body<'_>,
     ) -> Result<Response, ClientError> {
         let url = self.url(bucket, key, query);
+        let wire = self.wire_url(bucket, key, query)?;
         let mut all_headers: Vec<(String, String)> = headers.to_vec();
         let payload = match &body {
             Body::Empty => Payload::Bytes(b""),
@@ -236,7 +271,7 @@ impl S3Client {
                 session_token: None,
             },
         )?;
-        let mut req = self.agent.request(method, &url);
+        let mut req = self.agent.request(method, &wire);
         for (k, v) in all_headers.iter().chain(signed.headers.iter()) {
             req = req.set(k, v);
         }
@@ -263,6 +298,7 @@ impl S3Client {
         expires: Duration,
     ) -> Result<String, ClientError> {
         let url = self.url(Some(bucket), Some(key), &[]);
+        let wire = self.wire_url(Some(bucket), Some(key), &[])?;
         let mut cfg = SigningConfig::s3();
         cfg.presign_expires = Some(expires);
         let signed = auth::sign(
@@ -288,7 +324,7 @@ impl S3Client {
                 )
             })
             .collect();
-        Ok(format!("{url}?{}", q.join("&")))
+        Ok(format!("{wire}?{}", q.join("&")))
     }
 }
 
