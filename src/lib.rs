@@ -9,4 +9,5 @@ pub mod cli;
 pub mod logging;
 pub mod loopdev;
 pub mod mount;
+pub mod s3;
 pub mod volume;
