@@ -242,3 +242,43 @@ fn qemu_refusing_the_kernel_is_a_typed_error_with_its_message() {
     }
     assert!(!guest.is_running());
 }
+
+#[test]
+fn make_guest_is_idempotent_and_checks_its_arguments() {
+    let dir = guest_dir();
+    let mtimes = || {
+        ["vmlinuz", "initrd.img", "root.img"].map(|f| {
+            std::fs::metadata(dir.join(f))
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|e| panic!("{f}: {e}"))
+        })
+    };
+    let before = mtimes();
+    let out = Command::new(repo().join("scripts/make-guest.sh"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(mtimes(), before, "a second run rebuilt something");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        dir.to_string_lossy()
+    );
+
+    let out = Command::new(repo().join("scripts/make-guest.sh"))
+        .args([
+            "--marker",
+            "two\nlines",
+            "--root-image",
+            "/nonexistent/x.img",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("single line"));
+    let out = Command::new(repo().join("scripts/make-guest.sh"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

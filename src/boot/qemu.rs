@@ -898,6 +898,12 @@ mod tests {
     }
 
     #[test]
+    fn guest_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Guest>();
+    }
+
+    #[test]
     fn block_device_gets_o_direct_virtio() {
         let args = args_for(DiskKind::BlockDevice, Accel::Tcg);
         assert_eq!(
