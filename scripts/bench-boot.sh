@@ -4,7 +4,7 @@
 #
 #   scripts/bench-boot.sh [RUNS]        (default 5 boots of each, interleaved)
 #
-# Environment: ATREST_GUEST_DIR (guest cache, default target/guest),
+# Environment: ATREST_GUEST_DIR (guest cache, default target/tmp/guest, as the tests),
 # ATREST_BENCH_MAX_RATIO (default 1.3). Exits non-zero if the loop path misses the
 # target. Prints one "BENCH {...}" JSON line with the figures.
 #
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs="${1:-5}"
-export ATREST_GUEST_DIR="${ATREST_GUEST_DIR:-$PWD/target/guest}"
+export ATREST_GUEST_DIR="${ATREST_GUEST_DIR:-$PWD/target/tmp/guest}"  # shared with the tests
 export ATREST_BENCH_RUNS="$runs"
 
 echo "bench-boot: building the demo guest into $ATREST_GUEST_DIR" >&2

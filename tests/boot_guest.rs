@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use atrest::boot::{self, BootError, BootProfile, Guest, StopOutcome};
+use atrest::boot::{self, Accel, BootError, BootProfile, Guest, StopOutcome};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The guest must power itself off within this (PoweredOff, not Quit or Killed); it
@@ -92,6 +92,9 @@ fn guest_boots_from_a_loop_device_prints_its_volume_and_marker_and_powers_off() 
     assert_eq!(ready.marker, marker);
     assert!(guest.is_running());
     eprintln!("booted under {} in {boot_time:?}", guest.accel());
+    // Auto ran the KVM probe; the guest runs under what it concluded.
+    let kvm = boot::qemu::kvm_probe_result().expect("the KVM probe concluded");
+    assert_eq!(guest.accel(), if kvm { Accel::Kvm } else { Accel::Tcg });
 
     // get-console-output sees the same line.
     let output = boot::console_output(&console);
@@ -209,4 +212,73 @@ fn stop_while_the_guest_is_still_booting_ends_qemu_and_frees_the_loop_device() {
         guest.wait_for_ready(Duration::from_secs(1)),
         Err(BootError::QemuExited { .. }) | Ok(_)
     ));
+}
+
+#[test]
+fn qemu_refusing_the_kernel_is_a_typed_error_with_its_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut profile = BootProfile::demo_guest(guest_dir());
+    profile.accel = Accel::Tcg;
+    profile.kernel = tmp.path().join("not-a-kernel");
+    std::fs::write(&profile.kernel, b"this is not a bzImage").unwrap();
+    let disk = tmp.path().join("disk.img");
+    std::fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let console = tmp.path().join("console.log");
+
+    let guest = Guest::start(&profile, &disk, "vol-1", &console).unwrap();
+    match guest.wait_for_ready(BOOT_TIMEOUT) {
+        Err(BootError::QemuExited {
+            status,
+            stderr_tail,
+            ..
+        }) => {
+            assert!(
+                !stderr_tail.is_empty(),
+                "qemu said nothing (status {status})"
+            );
+            eprintln!("qemu: {status}: {stderr_tail}");
+        }
+        other => panic!("expected QemuExited, got {other:?}"),
+    }
+    assert!(!guest.is_running());
+}
+
+#[test]
+fn make_guest_is_idempotent_and_checks_its_arguments() {
+    let dir = guest_dir();
+    let mtimes = || {
+        ["vmlinuz", "initrd.img", "root.img"].map(|f| {
+            std::fs::metadata(dir.join(f))
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|e| panic!("{f}: {e}"))
+        })
+    };
+    let before = mtimes();
+    let out = Command::new(repo().join("scripts/make-guest.sh"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(mtimes(), before, "a second run rebuilt something");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        dir.to_string_lossy()
+    );
+
+    let out = Command::new(repo().join("scripts/make-guest.sh"))
+        .args([
+            "--marker",
+            "two\nlines",
+            "--root-image",
+            "/nonexistent/x.img",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("single line"));
+    let out = Command::new(repo().join("scripts/make-guest.sh"))
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
 }

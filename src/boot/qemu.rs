@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::console::{self, ConsoleState, ReadyLine, TAIL_LINES};
@@ -160,14 +160,14 @@ pub fn command_args(a: &QemuArgs<'_>) -> Vec<OsString> {
 
 // --- accelerator choice -------------------------------------------------------------------
 
-/// Per-process result of the KVM probe.
-static KVM_PROBE: OnceLock<bool> = OnceLock::new();
+/// Per-process result of the KVM probe (None: not run, or inconclusive so far).
+static KVM_PROBE: Mutex<Option<bool>> = Mutex::new(None);
 /// Set when KVM failed a real boot after the probe passed: use TCG from then on.
 static KVM_BROKEN: AtomicBool = AtomicBool::new(false);
 
 /// Resolves [`Accel::Auto`]: KVM if a probe guest really runs under it, else TCG.
-/// The probe runs once per process (about a second when KVM works, a second or two
-/// when it does not).
+/// The probe's verdict is cached for the process (a working KVM answers in well under
+/// a second; a broken one costs up to 3 s, once). Concurrent callers wait for one probe.
 pub fn resolve_accel(profile: &BootProfile) -> Accel {
     match profile.accel {
         Accel::Kvm => Accel::Kvm,
@@ -176,7 +176,18 @@ pub fn resolve_accel(profile: &BootProfile) -> Accel {
             if KVM_BROKEN.load(Ordering::Relaxed) {
                 return Accel::Tcg;
             }
-            if *KVM_PROBE.get_or_init(|| probe_kvm(profile)) {
+            let mut cached = lock(&KVM_PROBE);
+            let works = match *cached {
+                Some(works) => works,
+                None => match probe_kvm(profile) {
+                    Probe::Works => *cached.insert(true),
+                    Probe::Broken => *cached.insert(false),
+                    // Say nothing about KVM (e.g. qemu refused this kernel): TCG for
+                    // now, probe again next time.
+                    Probe::Inconclusive => false,
+                },
+            };
+            if works {
                 Accel::Kvm
             } else {
                 Accel::Tcg
@@ -185,16 +196,25 @@ pub fn resolve_accel(profile: &BootProfile) -> Accel {
     }
 }
 
-/// Whether the accelerator probe of this process found a working KVM (None: not run).
+/// Whether the accelerator probe of this process found a working KVM (None: no
+/// conclusive probe yet).
 pub fn kvm_probe_result() -> Option<bool> {
-    KVM_PROBE.get().copied()
+    *lock(&KVM_PROBE)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    Works,
+    Broken,
+    Inconclusive,
 }
 
 /// Boots `profile`'s kernel under KVM with no disk and watches it: a working KVM gets
 /// the kernel to print its banner on the serial port; a broken nested KVM resets the
-/// guest at once (qemu exits, `-no-reboot`), spins silently (timeout) or reports an
-/// internal error on stderr.
-fn probe_kvm(profile: &BootProfile) -> bool {
+/// guest at once (qemu exits 0 without a banner, `-no-reboot`), spins silently
+/// (timeout) or reports an internal error on stderr. qemu failing for another reason
+/// (exit status not 0, e.g. a file that is not a kernel) proves nothing about KVM.
+fn probe_kvm(profile: &BootProfile) -> Probe {
     let started = Instant::now();
     if std::fs::OpenOptions::new()
         .read(true)
@@ -203,27 +223,18 @@ fn probe_kvm(profile: &BootProfile) -> bool {
         .is_err()
     {
         tracing::info!("no usable /dev/kvm: guests run under TCG");
-        return false;
+        return Probe::Broken;
     }
     let child = Command::new(QEMU)
-        .args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-no-reboot",
-        ])
-        .args([
-            "-machine", "pc", "-accel", "kvm", "-cpu", "host", "-m", "128",
-        ])
+        .args(["-nodefaults", "-no-user-config", "-display", "none"])
+        .args(["-no-reboot", "-machine", "pc", "-accel", "kvm"])
+        .args(["-cpu", "host", "-m", "128"])
         .arg("-kernel")
         .arg(&profile.kernel)
         .arg("-initrd")
         .arg(&profile.initrd)
-        .args([
-            "-append",
-            "console=ttyS0 earlyprintk=serial,ttyS0 atrest.probe panic=-1",
-        ])
+        .arg("-append")
+        .arg("console=ttyS0 earlyprintk=serial,ttyS0 atrest.probe panic=-1")
         .args(["-serial", "stdio"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -233,39 +244,57 @@ fn probe_kvm(profile: &BootProfile) -> bool {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("KVM probe: cannot run {QEMU}: {e}");
-            return false;
+            return Probe::Inconclusive;
         }
     };
     let out = collect(child.stdout.take());
     let err = collect(child.stderr.take());
+    let booted = |out: &Arc<Mutex<Vec<u8>>>| {
+        let stdout = text_of(out);
+        stdout.contains("Linux version") || stdout.contains(console::PROBE_OK)
+    };
     let verdict = loop {
-        let stdout = text_of(&out);
-        let stderr = text_of(&err);
-        if stdout.contains("Linux version") || stdout.contains(console::PROBE_OK) {
-            break true;
+        if booted(&out) {
+            break Probe::Works;
         }
-        if KVM_FAILURE_MARKERS.iter().any(|m| stderr.contains(m)) {
-            break false;
+        if KVM_FAILURE_MARKERS
+            .iter()
+            .any(|m| text_of(&err).contains(m))
+        {
+            break Probe::Broken;
         }
         match child.try_wait() {
-            Ok(Some(_)) => {
+            Ok(Some(status)) => {
                 // Let the readers drain what qemu wrote just before it exited.
                 std::thread::sleep(POLL);
-                let stdout = text_of(&out);
-                break stdout.contains("Linux version") || stdout.contains(console::PROBE_OK);
+                break if booted(&out) {
+                    Probe::Works
+                } else if KVM_FAILURE_MARKERS
+                    .iter()
+                    .any(|m| text_of(&err).contains(m))
+                    || status.success()
+                {
+                    Probe::Broken
+                } else {
+                    tracing::warn!(
+                        "KVM probe inconclusive: qemu {status}: {}",
+                        text_of(&err).trim()
+                    );
+                    Probe::Inconclusive
+                };
             }
             Ok(None) => {}
-            Err(_) => break false,
+            Err(_) => break Probe::Inconclusive,
         }
         if started.elapsed() > PROBE_TIMEOUT {
-            break false;
+            break Probe::Broken;
         }
         std::thread::sleep(POLL);
     };
     let _ = child.kill();
     let _ = child.wait();
     tracing::info!(
-        kvm = verdict,
+        ?verdict,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "KVM probe finished"
     );
@@ -866,6 +895,12 @@ mod tests {
             .filter(|w| w[0] == flag)
             .map(|w| w[1].as_str())
             .collect()
+    }
+
+    #[test]
+    fn guest_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<Guest>();
     }
 
     #[test]
