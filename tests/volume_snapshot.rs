@@ -525,3 +525,24 @@ fn bad_requests_are_typed_errors() {
     assert!(m.chunks.iter().all(|c| c.is_none()));
     assert_eq!(m.referenced_bytes, 0);
 }
+
+#[test]
+fn identical_chunks_are_stored_once_even_when_written_concurrently() {
+    let e = env();
+    let src = e.vol("vol-dup");
+    VolumeImage::create(&src, &VolumeHeaderParams::unencrypted("vol-dup", 8 << 20)).unwrap();
+    let img = VolumeImage::open(&src, None).unwrap();
+    let mut chunk = vec![0u8; 1 << 20];
+    rand::rngs::StdRng::seed_from_u64(9).fill_bytes(&mut chunk);
+    for i in 0..8u64 {
+        img.write_at(&chunk, i << 20).unwrap();
+    }
+    let m = e
+        .store
+        .create(SnapshotSource::Image(&img), "snap-dup", &mut noop())
+        .unwrap();
+    assert_eq!(m.referenced_bytes, 8 << 20);
+    assert_eq!(m.new_bytes, 1 << 20);
+    assert_eq!(e.store.stored_bytes().unwrap(), 1 << 20);
+    assert!(m.chunks.iter().all(|c| c == &m.chunks[0]));
+}

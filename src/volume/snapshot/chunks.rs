@@ -75,13 +75,17 @@ impl ChunkStore {
                 .map_err(|e| io("create", &tmp, e))?;
             f.write_all(data).map_err(|e| io("write", &tmp, e))?;
             f.sync_data().map_err(|e| io("fsync", &tmp, e))?;
-            fs::rename(&tmp, &path).map_err(|e| io("rename", &path, e))
+            // link, not rename: if a concurrent writer stored the same chunk first, keep
+            // theirs and report this one as not new.
+            match fs::hard_link(&tmp, &path) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
+                Err(e) => Err(io("link", &path, e)),
+            }
         })();
-        if res.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        res?;
-        Ok((hash, true, Some(sub)))
+        let _ = fs::remove_file(&tmp);
+        let new = res?;
+        Ok((hash, new, new.then_some(sub)))
     }
 
     /// Reads a chunk and checks its hash and length.
