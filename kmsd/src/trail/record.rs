@@ -105,6 +105,62 @@ impl UserIdentity {
         }
     }
 
+    /// The identity for a principal ARN as atrest's config names it: an IAM user,
+    /// a role (recorded as an `AssumedRole` session named `session`), an assumed-role
+    /// session, an account root, or a service principal (`ec2.amazonaws.com`).
+    /// `principalId` is derived stably from the ARN in AWS's shape (`AIDA...` for users,
+    /// `AROA...:session` for roles), since atrest has no IAM to issue unique IDs.
+    /// `None` if `principal` is none of these.
+    pub fn from_principal(principal: &str, session: &str) -> Option<Self> {
+        if principal.ends_with(".amazonaws.com") && !principal.contains(':') {
+            return Some(Self::aws_service(principal));
+        }
+        let mut parts = principal.splitn(6, ':');
+        let (arn, _partition, service, _region, account, resource) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        if arn != "arn" || account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        match (service, resource.split_once('/')) {
+            ("iam", None) if resource == "root" => Some(Self::root(account)),
+            ("iam", Some(("user", path_name))) => {
+                let name = path_name.rsplit('/').next().filter(|n| !n.is_empty())?;
+                let mut id = Self::iam_user(account, name, &stable_id("AIDA", principal));
+                // Keep the ARN as configured (it may carry an IAM path).
+                id.arn = Some(principal.to_string());
+                Some(id)
+            }
+            ("iam", Some(("role", path_name))) => {
+                let role = path_name.rsplit('/').next().filter(|n| !n.is_empty())?;
+                Some(Self::assumed_role(
+                    account,
+                    role,
+                    session,
+                    &stable_id("AROA", &format!("arn:aws:iam::{account}:role/{role}")),
+                ))
+            }
+            ("sts", Some(("assumed-role", rest))) => {
+                let (role, sess) = rest.split_once('/')?;
+                if role.is_empty() || sess.is_empty() {
+                    return None;
+                }
+                Some(Self::assumed_role(
+                    account,
+                    role,
+                    sess,
+                    &stable_id("AROA", &format!("arn:aws:iam::{account}:role/{role}")),
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// The name LookupEvents shows as `Username`: the IAM user name, the role session,
     /// `root`, or the invoking service.
     pub fn lookup_username(&self) -> Option<String> {
@@ -123,6 +179,21 @@ impl UserIdentity {
             .and_then(|a| a.rsplit('/').next())
             .map(str::to_string)
     }
+}
+
+/// An AWS-shaped unique ID (`AIDA` + 17 base32 characters) derived from `seed`.
+fn stable_id(prefix: &str, seed: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let digest = Sha256::digest(seed.as_bytes());
+    let mut out = String::from(prefix);
+    out.extend(
+        digest
+            .iter()
+            .take(17)
+            .map(|b| char::from(ALPHABET[usize::from(*b) % 32])),
+    );
+    out
 }
 
 /// One entry of `resources`.
@@ -450,6 +521,56 @@ mod tests {
         assert_eq!(v["userIdentity"]["principalId"], "AROAX:sess");
         assert_eq!(v["errorCode"], "AccessDeniedException");
         assert_eq!(r.user_identity.lookup_username().as_deref(), Some("sess"));
+    }
+
+    #[test]
+    fn identities_from_principal_arns() {
+        let u = UserIdentity::from_principal("arn:aws:iam::444455556666:user/UserA", "s").unwrap();
+        assert_eq!(u.identity_type, IdentityType::IamUser);
+        assert_eq!(u.user_name.as_deref(), Some("UserA"));
+        assert_eq!(u.account_id.as_deref(), Some("444455556666"));
+        let pid = u.principal_id.unwrap();
+        assert!(pid.starts_with("AIDA") && pid.len() == 21, "{pid}");
+        let again = UserIdentity::from_principal("arn:aws:iam::444455556666:user/UserA", "x");
+        assert_eq!(again.unwrap().principal_id.unwrap(), pid);
+
+        let r =
+            UserIdentity::from_principal("arn:aws:iam::111122223333:role/KeyAdmin", "atrest-1000")
+                .unwrap();
+        assert_eq!(r.identity_type, IdentityType::AssumedRole);
+        assert_eq!(
+            r.arn.as_deref(),
+            Some("arn:aws:sts::111122223333:assumed-role/KeyAdmin/atrest-1000")
+        );
+        assert!(r.principal_id.as_deref().unwrap().ends_with(":atrest-1000"));
+        assert_eq!(r.lookup_username().as_deref(), Some("atrest-1000"));
+        let s = UserIdentity::from_principal(
+            "arn:aws:sts::111122223333:assumed-role/KeyAdmin/bob",
+            "ignored",
+        )
+        .unwrap();
+        assert_eq!(s.lookup_username().as_deref(), Some("bob"));
+        assert_eq!(
+            s.principal_id.unwrap().split(':').next(),
+            r.principal_id.unwrap().split(':').next()
+        );
+
+        let root = UserIdentity::from_principal("arn:aws:iam::111122223333:root", "s").unwrap();
+        assert_eq!(root.identity_type, IdentityType::Root);
+        let svc = UserIdentity::from_principal("ec2.amazonaws.com", "s").unwrap();
+        assert_eq!(svc.identity_type, IdentityType::AwsService);
+        assert_eq!(svc.invoked_by.as_deref(), Some("ec2.amazonaws.com"));
+
+        for bad in [
+            "",
+            "arn",
+            "arn:aws:iam::abc:user/x",
+            "arn:aws:iam::1:user/",
+            "arn:aws:s3:::bucket",
+            "arn:aws:sts::1:assumed-role/r",
+        ] {
+            assert!(UserIdentity::from_principal(bad, "s").is_none(), "{bad}");
+        }
     }
 
     #[test]

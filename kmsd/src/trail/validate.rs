@@ -216,7 +216,7 @@ impl Validator {
         }
         match (&self.prev_segment, self.expected) {
             (Some((pidx, ppath, plines)), Some((exp_seq, exp_prev))) => {
-                if index != pidx + 1 {
+                if pidx.checked_add(1) != Some(index) {
                     return Err(brk(
                         1,
                         Some(header.first_seq),
@@ -224,8 +224,8 @@ impl Validator {
                         BreakKind::MissingSegment,
                         format!(
                             "segment(s) {}..={} between {} and this one are missing",
-                            pidx + 1,
-                            index - 1,
+                            pidx.saturating_add(1),
+                            index.saturating_sub(1),
                             ppath.display()
                         ),
                     ));
@@ -277,7 +277,7 @@ impl Validator {
                                     "retention kept the chain from segment {} but the oldest segment present is {index}: segment(s) {}..={} were deleted",
                                     a.segment,
                                     a.segment,
-                                    index - 1
+                                    index.saturating_sub(1)
                                 ),
                             ));
                         }
@@ -381,7 +381,7 @@ impl Validator {
             if parsed.prev != exp_prev {
                 return Err(self.rewritten_previous(path, lineno, parsed.seq));
             }
-            exp_seq = parsed.seq + 1;
+            exp_seq = parsed.seq.saturating_add(1);
             exp_prev = parsed.hash;
             self.report.events += 1;
             self.report.first_seq.get_or_insert(parsed.seq);

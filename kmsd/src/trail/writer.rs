@@ -268,7 +268,13 @@ fn flush(io: &mut Io, buf: &[u8], events: u64) -> Result<(), TrailError> {
 
 /// Starts segment `io.segment + 1` whose header continues the chain.
 fn rotate(io: &mut Io, config: &TrailConfig) -> Result<(), TrailError> {
-    let index = io.segment + 1;
+    let index = io
+        .segment
+        .checked_add(1)
+        .ok_or_else(|| TrailError::Corrupt {
+            path: io.path.clone(),
+            detail: "segment index cannot grow further".into(),
+        })?;
     let header = SegmentHeader::new(index, io.next_seq, &io.last_hash, config.clock.now());
     let (file, path, size) = create_segment(&config.dir, &header)?;
     io.file = file;
@@ -306,16 +312,22 @@ fn lock_dir(dir: &Path) -> Result<File, TrailError> {
         .mode(0o600)
         .open(&path)
         .map_err(|e| TrailError::io(&path, e))?;
-    // SAFETY: flock on a file descriptor we own; no memory is involved.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            return Err(TrailError::Locked(dir.to_path_buf()));
+    // A previous writer's lock can outlive it briefly: a process forked while it held
+    // the descriptor keeps the lock until that child execs. So retry for a moment
+    // before declaring another live writer.
+    for _ in 0..50 {
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(file);
         }
-        return Err(TrailError::io(&path, err));
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(TrailError::io(&path, err));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Ok(file)
+    Err(TrailError::Locked(dir.to_path_buf()))
 }
 
 /// Finds the chain's tail, repairing a torn write, or starts the trail.
@@ -396,7 +408,7 @@ fn recover(config: &TrailConfig) -> Result<Io, TrailError> {
                         lines.len()
                     )));
                 }
-                (parsed.seq + 1, parsed.hash)
+                (parsed.seq.saturating_add(1), parsed.hash)
             }
             _ => (
                 header.first_seq,
