@@ -43,6 +43,8 @@ struct Result_ {
     ops_per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    mean_us: f64,
+    max_us: f64,
     errors: u64,
 }
 
@@ -119,10 +121,17 @@ fn run(
     }
     let elapsed = start.elapsed().as_secs_f64();
     all.sort_unstable();
+    let total_ns: f64 = all.iter().map(|&n| f64::from(n)).sum();
     Result_ {
         ops_per_s: all.len() as f64 / elapsed,
         p50_us: percentile(&all, 0.50),
         p99_us: percentile(&all, 0.99),
+        mean_us: if all.is_empty() {
+            0.0
+        } else {
+            total_ns / all.len() as f64 / 1000.0
+        },
+        max_us: all.last().map(|&n| f64::from(n) / 1000.0).unwrap_or(0.0),
         errors,
     }
 }
@@ -163,20 +172,22 @@ fn main() {
     }
     let blobs = Arc::new(blobs);
     println!(
-        "{:<16} {:>7} {:>12} {:>10} {:>10} {:>7}",
-        "operation", "clients", "ops/s", "p50 (us)", "p99 (us)", "errors"
+        "{:<16} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>6}",
+        "operation", "clients", "ops/s", "p50 (us)", "p99 (us)", "mean (us)", "max (us)", "errors"
     );
     let mut decrypt_at_8 = None;
     for &n in &args.clients {
         for op in [Op::GenerateDataKey, Op::Decrypt] {
             let r = run(&client, &key.key_id, &blobs, op, n, args.seconds);
             println!(
-                "{:<16} {:>7} {:>12.0} {:>10.1} {:>10.1} {:>7}",
+                "{:<16} {:>7} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>6}",
                 format!("{op:?}"),
                 n,
                 r.ops_per_s,
                 r.p50_us,
                 r.p99_us,
+                r.mean_us,
+                r.max_us,
                 r.errors
             );
             if op == Op::Decrypt && n == 8 {
