@@ -5,5 +5,6 @@
 //! instances), `s3/` (the object store), `cli/` (one module per AWS service).
 
 pub mod cli;
+pub mod ec2;
 pub mod logging;
 pub mod volume;

@@ -1,0 +1,228 @@
+//! What only the daemon has: the FUSE mount serving attached volumes of running
+//! instances (with their plaintext keys, in memory only), loop devices, qemu guests,
+//! and the grants that let it decrypt. Everything here is forgotten when the daemon
+//! exits; the registry says what should be served and the daemon rebuilds the rest.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::error::{Ec2Code, Ec2Error};
+use super::kms::GrantRef;
+use super::model::BootSpec;
+use super::protocol::{DaemonStatus, ServedVolume};
+use crate::volume::VolumeImage;
+
+/// One volume served by the mount.
+pub struct Served {
+    pub instance_id: String,
+    pub volume_id: String,
+    pub device: String,
+    pub path: PathBuf,
+    pub loop_device: Option<String>,
+    /// The grant the instance decrypts through (encrypted volumes).
+    pub grant: Option<GrantRef>,
+}
+
+pub struct Runtime {
+    pub mountpoint: PathBuf,
+    served: Mutex<Vec<Served>>,
+    lifecycle: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    backend: Backend,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Runtime {
+    /// Starts the FUSE mount at `mountpoint`.
+    pub fn start(mountpoint: &Path) -> Result<Runtime, Ec2Error> {
+        Ok(Runtime {
+            mountpoint: mountpoint.to_path_buf(),
+            served: Mutex::new(Vec::new()),
+            lifecycle: Mutex::new(HashMap::new()),
+            backend: Backend::start(mountpoint)?,
+        })
+    }
+
+    /// The lock that serializes start and stop of one instance.
+    pub fn lifecycle_lock(&self, instance_id: &str) -> Arc<Mutex<()>> {
+        Arc::clone(
+            lock(&self.lifecycle)
+                .entry(instance_id.to_string())
+                .or_insert_with(|| Arc::new(Mutex::new(()))),
+        )
+    }
+
+    /// Serves `image` as `MOUNTPOINT/<instance>/<device>` (and binds a loop device).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &self,
+        instance_id: &str,
+        device: &str,
+        image: VolumeImage,
+        uid: u32,
+        gid: u32,
+        volume_id: &str,
+        grant: Option<GrantRef>,
+        loop_device: bool,
+    ) -> Result<PathBuf, (Ec2Error, Option<GrantRef>)> {
+        let name = super::rules::canonical_device(device);
+        let path = match self
+            .backend
+            .add(instance_id, &name, image, uid, gid, volume_id)
+        {
+            Ok(p) => p,
+            Err(e) => return Err((e, grant)),
+        };
+        let loop_dev = if loop_device {
+            match self.backend.loop_attach(&path) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    let _ = self.backend.remove(instance_id, &name, true);
+                    return Err((e, grant));
+                }
+            }
+        } else {
+            None
+        };
+        lock(&self.served).push(Served {
+            instance_id: instance_id.into(),
+            volume_id: volume_id.into(),
+            device: device.into(),
+            path: path.clone(),
+            loop_device: loop_dev,
+            grant,
+        });
+        Ok(path)
+    }
+
+    /// Stops serving one volume (releasing its loop device). Refused while the file or
+    /// loop device is busy unless `force`.
+    pub fn remove(
+        &self,
+        instance_id: &str,
+        volume_id: &str,
+        force: bool,
+    ) -> Result<Option<Served>, Ec2Error> {
+        let mut served = lock(&self.served);
+        let Some(pos) = served
+            .iter()
+            .position(|s| s.instance_id == instance_id && s.volume_id == volume_id)
+        else {
+            return Ok(None);
+        };
+        let s = &served[pos];
+        if let Some(dev) = &s.loop_device {
+            self.backend.loop_detach(dev, force)?;
+        }
+        let name = super::rules::canonical_device(&s.device);
+        if let Err(e) = self.backend.remove(instance_id, &name, force) {
+            return Err(e);
+        }
+        Ok(Some(served.remove(pos)))
+    }
+
+    /// The served volumes of one instance.
+    pub fn served_of(&self, instance_id: &str) -> Vec<(String, PathBuf, Option<String>)> {
+        lock(&self.served)
+            .iter()
+            .filter(|s| s.instance_id == instance_id)
+            .map(|s| (s.volume_id.clone(), s.path.clone(), s.loop_device.clone()))
+            .collect()
+    }
+
+    pub fn status(&self) -> DaemonStatus {
+        DaemonStatus {
+            pid: std::process::id(),
+            mountpoint: Some(self.mountpoint.clone()),
+            served: lock(&self.served)
+                .iter()
+                .map(|s| ServedVolume {
+                    instance_id: s.instance_id.clone(),
+                    volume_id: s.volume_id.clone(),
+                    path: s.path.clone(),
+                    loop_device: s.loop_device.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn start_guest(
+        &self,
+        instance_id: &str,
+        spec: &BootSpec,
+        disk: &Path,
+        volume_id: &str,
+        console: &Path,
+    ) -> Result<(), Ec2Error> {
+        self.backend
+            .start_guest(instance_id, spec, disk, volume_id, console)
+    }
+
+    pub fn stop_guest(&self, instance_id: &str) -> Result<(), Ec2Error> {
+        self.backend.stop_guest(instance_id)
+    }
+
+    /// Blocks until the instance's guest has exited (at once if it has none).
+    pub fn wait_guest(&self, instance_id: &str) {
+        self.backend.wait_guest(instance_id)
+    }
+
+    pub fn shutdown(&self) {
+        self.backend.shutdown();
+    }
+}
+
+// ---- the mount, loop and boot parts (wired when their branches land) ----------------
+
+struct Backend;
+
+fn not_merged(what: &str) -> Ec2Error {
+    Ec2Error::new(
+        Ec2Code::ServiceUnavailable,
+        format!("{what} is not merged yet"),
+    )
+}
+
+impl Backend {
+    fn start(_mountpoint: &Path) -> Result<Backend, Ec2Error> {
+        Err(not_merged("the FUSE mount"))
+    }
+    fn add(
+        &self,
+        _i: &str,
+        _d: &str,
+        _img: VolumeImage,
+        _u: u32,
+        _g: u32,
+        _v: &str,
+    ) -> Result<PathBuf, Ec2Error> {
+        Err(not_merged("the FUSE mount"))
+    }
+    fn remove(&self, _i: &str, _d: &str, _force: bool) -> Result<(), Ec2Error> {
+        Err(not_merged("the FUSE mount"))
+    }
+    fn loop_attach(&self, _p: &Path) -> Result<String, Ec2Error> {
+        Err(not_merged("loop devices"))
+    }
+    fn loop_detach(&self, _d: &str, _force: bool) -> Result<(), Ec2Error> {
+        Err(not_merged("loop devices"))
+    }
+    fn start_guest(
+        &self,
+        _i: &str,
+        _s: &BootSpec,
+        _d: &Path,
+        _v: &str,
+        _c: &Path,
+    ) -> Result<(), Ec2Error> {
+        Err(not_merged("booting"))
+    }
+    fn stop_guest(&self, _i: &str) -> Result<(), Ec2Error> {
+        Ok(())
+    }
+    fn wait_guest(&self, _i: &str) {}
+    fn shutdown(&self) {}
+}
