@@ -13,6 +13,7 @@
 
 pub mod aws;
 pub mod client;
+pub mod daemon;
 pub mod error;
 pub mod filters;
 pub mod ids;
