@@ -50,7 +50,7 @@ impl Ec2Service {
                 .map_err(|e| Ec2Error::io(&format!("cannot create {}", dir.display()), &e))?;
         }
         let (region, account) = super::kms::region_and_account(&layout)?;
-        let kms = Kms::new(&layout, &account, &region);
+        let kms = Kms::new(&layout);
         let svc = Arc::new(Ec2Service {
             layout,
             registry,
