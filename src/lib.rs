@@ -4,6 +4,7 @@
 //! snapshots), `mount/` (the FUSE view), `boot/` (qemu guests), `ec2/` (registry and
 //! instances), `s3/` (the object store), `cli/` (one module per AWS service).
 
+pub mod boot;
 pub mod cli;
 pub mod ec2;
 pub mod logging;
