@@ -11,6 +11,8 @@ use super::error::{Ec2Code, Ec2Error};
 use super::kms::GrantRef;
 use super::model::BootSpec;
 use super::protocol::{DaemonStatus, ServedVolume};
+use crate::boot::{BootError, BootProfile, Guest};
+use super::instances::{BOOT_TIMEOUT, STOP_TIMEOUT};
 use crate::volume::VolumeImage;
 
 /// One volume served by the mount.
@@ -175,30 +177,25 @@ impl Runtime {
     }
 }
 
-// ---- the mount, loop and boot parts (wired when their branches land) ----------------
+// ---- the mount, loop and boot parts ----------------------------------------------------
 
-struct Backend;
+struct Backend {
+    guests: Mutex<HashMap<String, Arc<Guest>>>,
+}
 
 fn not_merged(what: &str) -> Ec2Error {
-    Ec2Error::new(
-        Ec2Code::ServiceUnavailable,
-        format!("{what} is not merged yet"),
-    )
+    Ec2Error::new(Ec2Code::ServiceUnavailable, format!("{what} is not merged yet"))
+}
+
+fn boot_err(e: BootError) -> Ec2Error {
+    Ec2Error::internal(e.reason())
 }
 
 impl Backend {
     fn start(_mountpoint: &Path) -> Result<Backend, Ec2Error> {
         Err(not_merged("the FUSE mount"))
     }
-    fn add(
-        &self,
-        _i: &str,
-        _d: &str,
-        _img: VolumeImage,
-        _u: u32,
-        _g: u32,
-        _v: &str,
-    ) -> Result<PathBuf, Ec2Error> {
+    fn add(&self, _i: &str, _d: &str, _img: VolumeImage, _u: u32, _g: u32, _v: &str) -> Result<PathBuf, Ec2Error> {
         Err(not_merged("the FUSE mount"))
     }
     fn remove(&self, _i: &str, _d: &str, _force: bool) -> Result<(), Ec2Error> {
@@ -210,19 +207,56 @@ impl Backend {
     fn loop_detach(&self, _d: &str, _force: bool) -> Result<(), Ec2Error> {
         Err(not_merged("loop devices"))
     }
-    fn start_guest(
-        &self,
-        _i: &str,
-        _s: &BootSpec,
-        _d: &Path,
-        _v: &str,
-        _c: &Path,
-    ) -> Result<(), Ec2Error> {
-        Err(not_merged("booting"))
+
+    /// Boots the guest from `disk` (the served root file) through a loop device
+    /// (direct I/O, so pages are not cached twice) and waits for its ready line.
+    fn start_guest(&self, instance_id: &str, spec: &BootSpec, disk: &Path, volume_id: &str, console: &Path) -> Result<(), Ec2Error> {
+        let mut profile = BootProfile::demo_guest(Path::new("/"));
+        profile.kernel = spec.kernel.clone();
+        profile.initrd = spec.initrd.clone();
+        let guest = Guest::start_on_loop(&profile, disk, volume_id, console, true).map_err(boot_err)?;
+        let guest = Arc::new(guest);
+        lock(&self.guests).insert(instance_id.to_string(), Arc::clone(&guest));
+        match guest.wait_for_ready(BOOT_TIMEOUT) {
+            Ok(line) => {
+                tracing::info!(instance = %instance_id, "guest ready: {}", line.line);
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.guests).remove(instance_id);
+                if let Err(stop) = guest.stop(STOP_TIMEOUT) {
+                    tracing::error!(instance = %instance_id, "cannot stop the failed guest: {stop}");
+                }
+                Err(boot_err(e))
+            }
+        }
     }
-    fn stop_guest(&self, _i: &str) -> Result<(), Ec2Error> {
+
+    /// Powers the guest off (ACPI, then QMP quit, then kill) and releases its loop device.
+    fn stop_guest(&self, instance_id: &str) -> Result<(), Ec2Error> {
+        let guest = lock(&self.guests).remove(instance_id);
+        if let Some(g) = guest {
+            let outcome = g.stop(STOP_TIMEOUT).map_err(boot_err)?;
+            tracing::info!(instance = %instance_id, "guest stopped: {outcome:?}");
+        }
         Ok(())
     }
-    fn wait_guest(&self, _i: &str) {}
-    fn shutdown(&self) {}
+
+    fn wait_guest(&self, instance_id: &str) {
+        let guest = lock(&self.guests).get(instance_id).cloned();
+        if let Some(g) = guest {
+            while g.is_running() {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        let all: Vec<(String, Arc<Guest>)> = lock(&self.guests).drain().collect();
+        for (id, g) in all {
+            if let Err(e) = g.stop(STOP_TIMEOUT) {
+                tracing::error!(instance = %id, "cannot stop the guest: {e}");
+            }
+        }
+    }
 }
