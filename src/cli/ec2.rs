@@ -116,6 +116,10 @@ pub enum Ec2Command {
         /// Root volume size in GiB when copying the image.
         #[arg(long)]
         root_size: Option<u64>,
+        /// Boot with the kernel and initrd of this image directory (make-guest.sh
+        /// output) whatever the root is.
+        #[arg(long)]
+        boot_image: Option<PathBuf>,
         /// e.g. `AvailabilityZone=us-east-1a`.
         #[arg(long)]
         placement: Option<String>,
@@ -432,6 +436,7 @@ fn build(args: Ec2Command, g: &Global) -> Result<Request, Usage> {
             image_id,
             root_volume_id,
             root_size,
+            boot_image: boot_dir,
             placement,
             instance_type,
             count,
@@ -448,8 +453,8 @@ fn build(args: Ec2Command, g: &Global) -> Result<Request, Usage> {
                 None => None,
             };
             let (root, boot_image) = match (root_volume_id, image_id) {
-                (Some(v), img) => (RootSource::Volume(v), img),
-                (None, Some(img)) => (RootSource::Image(img), None),
+                (Some(v), img) => (RootSource::Volume(v), boot_dir.or(img)),
+                (None, Some(img)) => (RootSource::Image(img), boot_dir),
                 (None, None) => {
                     return Err(Usage(
                         "run-instances needs --image-id (an image directory or file) or --root-volume-id".into(),

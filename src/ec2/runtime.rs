@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::{Ec2Code, Ec2Error};
+use super::instances::{BOOT_TIMEOUT, STOP_TIMEOUT};
 use super::kms::GrantRef;
 use super::model::BootSpec;
 use super::protocol::{DaemonStatus, ServedVolume};
 use crate::boot::{BootError, BootProfile, Guest};
-use super::instances::{BOOT_TIMEOUT, STOP_TIMEOUT};
 use crate::volume::VolumeImage;
 
 /// One volume served by the mount.
@@ -184,7 +184,10 @@ struct Backend {
 }
 
 fn not_merged(what: &str) -> Ec2Error {
-    Ec2Error::new(Ec2Code::ServiceUnavailable, format!("{what} is not merged yet"))
+    Ec2Error::new(
+        Ec2Code::ServiceUnavailable,
+        format!("{what} is not merged yet"),
+    )
 }
 
 fn boot_err(e: BootError) -> Ec2Error {
@@ -195,7 +198,15 @@ impl Backend {
     fn start(_mountpoint: &Path) -> Result<Backend, Ec2Error> {
         Err(not_merged("the FUSE mount"))
     }
-    fn add(&self, _i: &str, _d: &str, _img: VolumeImage, _u: u32, _g: u32, _v: &str) -> Result<PathBuf, Ec2Error> {
+    fn add(
+        &self,
+        _i: &str,
+        _d: &str,
+        _img: VolumeImage,
+        _u: u32,
+        _g: u32,
+        _v: &str,
+    ) -> Result<PathBuf, Ec2Error> {
         Err(not_merged("the FUSE mount"))
     }
     fn remove(&self, _i: &str, _d: &str, _force: bool) -> Result<(), Ec2Error> {
@@ -210,11 +221,19 @@ impl Backend {
 
     /// Boots the guest from `disk` (the served root file) through a loop device
     /// (direct I/O, so pages are not cached twice) and waits for its ready line.
-    fn start_guest(&self, instance_id: &str, spec: &BootSpec, disk: &Path, volume_id: &str, console: &Path) -> Result<(), Ec2Error> {
+    fn start_guest(
+        &self,
+        instance_id: &str,
+        spec: &BootSpec,
+        disk: &Path,
+        volume_id: &str,
+        console: &Path,
+    ) -> Result<(), Ec2Error> {
         let mut profile = BootProfile::demo_guest(Path::new("/"));
         profile.kernel = spec.kernel.clone();
         profile.initrd = spec.initrd.clone();
-        let guest = Guest::start_on_loop(&profile, disk, volume_id, console, true).map_err(boot_err)?;
+        let guest =
+            Guest::start_on_loop(&profile, disk, volume_id, console, true).map_err(boot_err)?;
         let guest = Arc::new(guest);
         lock(&self.guests).insert(instance_id.to_string(), Arc::clone(&guest));
         match guest.wait_for_ready(BOOT_TIMEOUT) {

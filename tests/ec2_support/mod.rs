@@ -247,3 +247,77 @@ impl Drop for Lab {
         }
     }
 }
+
+/// The demo guest (kernel, initrd, root.img), built once by scripts/make-guest.sh into
+/// a cache shared by the test processes (make-guest.sh serializes on a lock).
+pub fn guest_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = std::env::var_os("ATREST_GUEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("guest"));
+        let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-guest.sh"))
+            .arg(&dir)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run scripts/make-guest.sh: {e}"));
+        assert!(
+            out.status.success(),
+            "scripts/make-guest.sh {} failed (the instance tests need it):\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// A root filesystem image whose init prints `marker`.
+pub fn root_image(dir: &Path, marker: &str) -> PathBuf {
+    let image = dir.join("root.img");
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make-guest.sh"))
+        .args(["--marker", marker, "--root-image"])
+        .arg(&image)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/make-guest.sh: {e}"));
+    assert!(
+        out.status.success(),
+        "make-guest.sh --root-image failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    image
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(p).unwrap();
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}
+
+impl Lab {
+    pub fn state_of(&self, instance_id: &str) -> String {
+        self.instance(instance_id)["State"]["Name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Waits for `state` (through the CLI's own waiter when it has one).
+    pub fn wait_state(&self, instance_id: &str, state: &str, secs: u64) {
+        self.until(secs, &format!("{instance_id} to be {state}"), || {
+            self.state_of(instance_id) == state
+        });
+    }
+
+    pub fn served_path(&self, instance_id: &str, device: &str) -> PathBuf {
+        self.path().join("mnt").join(instance_id).join(device)
+    }
+}
