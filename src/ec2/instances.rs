@@ -245,8 +245,12 @@ impl Ec2Service {
                 return Err(e);
             }
         };
-        self.kms
-            .record_event(caller, "RunInstances", &[instance_id.clone()], None);
+        self.kms.record_event(
+            caller,
+            "RunInstances",
+            std::slice::from_ref(&instance_id),
+            None,
+        );
         let c = caller.clone();
         let id = instance_id.clone();
         self.spawn(&format!("launch-{id}"), move |svc| svc.launch(&c, &id));
@@ -599,14 +603,13 @@ impl Ec2Service {
             uid,
             gid,
             volume_id,
-            grant,
+            grant.clone(),
             loop_device,
         )
-        .map_err(|(e, grant)| {
+        .inspect_err(|_| {
             if let Some(g) = &grant {
                 self.kms.retire_grant(g);
             }
-            e
         })
     }
 

@@ -57,7 +57,9 @@ impl Runtime {
         )
     }
 
-    /// Serves `image` as `MOUNTPOINT/<instance>/<device>` (and binds a loop device).
+    /// Serves `image` as `MOUNTPOINT/<instance>/<device>` (and binds a loop device),
+    /// remembering the grant it was decrypted through. On error the caller still owns
+    /// the grant (it passed a clone) and retires it.
     #[allow(clippy::too_many_arguments)]
     pub fn add(
         &self,
@@ -69,21 +71,17 @@ impl Runtime {
         volume_id: &str,
         grant: Option<GrantRef>,
         loop_device: bool,
-    ) -> Result<PathBuf, (Ec2Error, Option<GrantRef>)> {
+    ) -> Result<PathBuf, Ec2Error> {
         let name = super::rules::canonical_device(device);
-        let path = match self
+        let path = self
             .backend
-            .add(instance_id, &name, image, uid, gid, volume_id)
-        {
-            Ok(p) => p,
-            Err(e) => return Err((e, grant)),
-        };
+            .add(instance_id, &name, image, uid, gid, volume_id)?;
         let loop_dev = if loop_device {
             match self.backend.loop_attach(&path) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     let _ = self.backend.remove(instance_id, &name, true);
-                    return Err((e, grant));
+                    return Err(e);
                 }
             }
         } else {
@@ -120,9 +118,7 @@ impl Runtime {
             self.backend.loop_detach(dev, force)?;
         }
         let name = super::rules::canonical_device(&s.device);
-        if let Err(e) = self.backend.remove(instance_id, &name, force) {
-            return Err(e);
-        }
+        self.backend.remove(instance_id, &name, force)?;
         Ok(Some(served.remove(pos)))
     }
 
