@@ -8,4 +8,6 @@ pub mod boot;
 pub mod cli;
 pub mod ec2;
 pub mod logging;
+pub mod loopdev;
+pub mod mount;
 pub mod volume;
