@@ -51,9 +51,18 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 /// Runs the service in the foreground until SIGINT/SIGTERM.
 pub fn run_foreground(layout: Layout, mountpoint: &Path) -> Result<(), Ec2Error> {
     let sigs = block_signals();
-    for d in [layout.run_dir(), layout.log_dir(), mountpoint.to_path_buf()] {
+    for d in [layout.run_dir(), layout.log_dir()] {
         kmsd::durable::ensure_dir(&d, 0o755)
             .map_err(|e| Ec2Error::io(&format!("cannot create {}", d.display()), &e))?;
+    }
+    // A stale FUSE mount left by a crash fails lstat with ENOTCONN: the mount layer
+    // recovers it; only a missing mountpoint is created here.
+    if let Err(e) = std::fs::symlink_metadata(mountpoint) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            kmsd::durable::ensure_dir(mountpoint, 0o755).map_err(|e| {
+                Ec2Error::io(&format!("cannot create {}", mountpoint.display()), &e)
+            })?;
+        }
     }
     let sock = layout.ec2_socket();
     let listener = server::bind(&sock)?;

@@ -13,6 +13,8 @@ use super::kms::GrantRef;
 use super::model::BootSpec;
 use super::protocol::{DaemonStatus, ServedVolume};
 use crate::boot::{BootError, BootProfile, Guest};
+use crate::loopdev::{self, LoopDevice, LoopOptions};
+use crate::mount::{BlockDevice, Mount, MountError, MountHandle, MountOptions, TableError};
 use crate::volume::VolumeImage;
 
 /// One volume served by the mount.
@@ -176,43 +178,129 @@ impl Runtime {
 // ---- the mount, loop and boot parts ----------------------------------------------------
 
 struct Backend {
+    mount: MountHandle,
     guests: Mutex<HashMap<String, Arc<Guest>>>,
 }
 
-fn not_merged(what: &str) -> Ec2Error {
-    Ec2Error::new(
-        Ec2Code::ServiceUnavailable,
-        format!("{what} is not merged yet"),
-    )
+fn mount_err(e: MountError) -> Ec2Error {
+    match e {
+        MountError::Table(TableError::Busy { .. }) | MountError::Busy { .. } => Ec2Error::new(
+            Ec2Code::VolumeInUse,
+            format!("{e} (use --force to detach anyway)"),
+        ),
+        other => Ec2Error::internal(other.to_string()),
+    }
 }
 
 fn boot_err(e: BootError) -> Ec2Error {
     Ec2Error::internal(e.reason())
 }
 
+/// Whether a block device is mounted (or held by device-mapper and the like).
+fn block_device_busy(dev: &Path) -> bool {
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let holders = std::fs::read_dir(format!("/sys/block/{name}/holders"))
+        .map(|d| d.count() > 0)
+        .unwrap_or(false);
+    let dev_s = dev.to_string_lossy();
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| {
+            m.lines().any(|l| {
+                l.split(" - ")
+                    .nth(1)
+                    .is_some_and(|r| r.split(' ').nth(1) == Some(&*dev_s))
+            })
+        })
+        .unwrap_or(false);
+    holders || mounted
+}
+
 impl Backend {
-    fn start(_mountpoint: &Path) -> Result<Backend, Ec2Error> {
-        Err(not_merged("the FUSE mount"))
+    fn start(mountpoint: &Path) -> Result<Backend, Ec2Error> {
+        let mount = Mount::start(MountOptions::new(mountpoint)).map_err(|e| {
+            Ec2Error::internal(format!("cannot mount {}: {e}", mountpoint.display()))
+        })?;
+        Ok(Backend {
+            mount,
+            guests: Mutex::new(HashMap::new()),
+        })
     }
+
     fn add(
         &self,
-        _i: &str,
-        _d: &str,
-        _img: VolumeImage,
-        _u: u32,
-        _g: u32,
-        _v: &str,
+        instance_id: &str,
+        device: &str,
+        image: VolumeImage,
+        uid: u32,
+        gid: u32,
+        volume_id: &str,
     ) -> Result<PathBuf, Ec2Error> {
-        Err(not_merged("the FUSE mount"))
+        let dev: Arc<dyn BlockDevice> = Arc::new(image);
+        self.mount
+            .add(instance_id, device, dev, uid, gid, volume_id)
+            .map_err(mount_err)
     }
-    fn remove(&self, _i: &str, _d: &str, _force: bool) -> Result<(), Ec2Error> {
-        Err(not_merged("the FUSE mount"))
+
+    /// Stops serving; a file still open (a loop device releasing, qemu exiting) gets a
+    /// moment to be closed before `force` is needed.
+    fn remove(&self, instance_id: &str, device: &str, force: bool) -> Result<(), Ec2Error> {
+        if force {
+            return self
+                .mount
+                .force_remove(instance_id, device)
+                .map_err(mount_err);
+        }
+        let start = std::time::Instant::now();
+        loop {
+            match self.mount.remove(instance_id, device) {
+                Ok(()) => return Ok(()),
+                Err(MountError::Table(TableError::NotServed { .. })) => return Ok(()),
+                Err(e @ MountError::Table(TableError::Busy { .. }))
+                    if start.elapsed() > std::time::Duration::from_secs(3) =>
+                {
+                    return Err(mount_err(e))
+                }
+                Err(MountError::Table(TableError::Busy { .. })) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => return Err(mount_err(e)),
+            }
+        }
     }
-    fn loop_attach(&self, _p: &Path) -> Result<String, Ec2Error> {
-        Err(not_merged("loop devices"))
+
+    fn loop_attach(&self, path: &Path) -> Result<String, Ec2Error> {
+        let dev = loopdev::attach(
+            path,
+            &LoopOptions {
+                direct_io: true,
+                ..LoopOptions::default()
+            },
+        )
+        .map_err(|e| {
+            Ec2Error::internal(format!(
+                "cannot bind {} to a loop device: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(dev.path().display().to_string())
     }
-    fn loop_detach(&self, _d: &str, _force: bool) -> Result<(), Ec2Error> {
-        Err(not_merged("loop devices"))
+
+    /// Releases a loop device; refused while it is mounted unless `force` (then the
+    /// kernel releases it at the last close, as `losetup -d` does).
+    fn loop_detach(&self, dev: &str, force: bool) -> Result<(), Ec2Error> {
+        let path = Path::new(dev);
+        if !force && block_device_busy(path) {
+            return Err(Ec2Error::new(
+                Ec2Code::VolumeInUse,
+                format!("{dev} is mounted or held: unmount it first, or detach with --force"),
+            ));
+        }
+        let d = LoopDevice::from_path(path).map_err(|e| Ec2Error::internal(e.to_string()))?;
+        d.detach()
+            .map_err(|e| Ec2Error::internal(format!("cannot release {dev}: {e}")))
     }
 
     /// Boots the guest from `disk` (the served root file) through a loop device
@@ -271,6 +359,12 @@ impl Backend {
         for (id, g) in all {
             if let Err(e) = g.stop(STOP_TIMEOUT) {
                 tracing::error!(instance = %id, "cannot stop the guest: {e}");
+            }
+        }
+        if let Err(e) = self.mount.unmount() {
+            tracing::warn!("clean unmount refused ({e}); forcing it");
+            if let Err(e) = self.mount.unmount_forced() {
+                tracing::error!("cannot unmount: {e}");
             }
         }
     }
