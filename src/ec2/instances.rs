@@ -33,8 +33,6 @@ use crate::volume::VolumeImage;
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a guest gets to power off before qemu is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-/// GetConsoleOutput returns at most the last 64 KiB, as AWS does.
-pub const CONSOLE_MAX: u64 = 64 * 1024;
 
 /// A local "AMI": a directory from `scripts/make-guest.sh` (root.img, vmlinuz,
 /// initrd.img) or a bare raw disk image.
@@ -493,21 +491,8 @@ impl Ec2Service {
     pub(crate) fn get_console_output(&self, instance_id: &str) -> Result<Response, Ec2Error> {
         let state = self.registry.read()?;
         rules::instance(&state, instance_id)?;
-        let path = self.console_path(instance_id);
-        let output = match std::fs::File::open(&path) {
-            Ok(mut f) => {
-                use std::io::{Read, Seek, SeekFrom};
-                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                let start = len.saturating_sub(CONSOLE_MAX);
-                let mut buf = Vec::new();
-                f.seek(SeekFrom::Start(start))
-                    .and_then(|_| f.take(CONSOLE_MAX).read_to_end(&mut buf))
-                    .map_err(|e| Ec2Error::io(&format!("cannot read {}", path.display()), &e))?;
-                String::from_utf8_lossy(&buf).into_owned()
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Ec2Error::io(&format!("cannot read {}", path.display()), &e)),
-        };
+        // The last 64 KiB of the serial log, cleaned (AWS's cap); empty if it never booted.
+        let output = crate::boot::console::console_output(&self.console_path(instance_id));
         Ok(Response::ConsoleOutput {
             instance_id: instance_id.into(),
             output,
