@@ -313,6 +313,16 @@ pub fn check_attach(
             v.state.as_str()
         )));
     }
+    if i.state == InstanceState::Running
+        && state
+            .snapshots
+            .values()
+            .any(|s| s.volume_id == volume_id && s.state == SnapshotState::Pending)
+    {
+        return Err(Ec2Error::incorrect_state(format!(
+            "The volume '{volume_id}' is being snapshotted; attach it to a running instance when the snapshot completes."
+        )));
+    }
     let point = canonical_device(device);
     if state.attached_volumes(instance_id).iter().any(|o| {
         o.attachment
