@@ -4,4 +4,6 @@
 //! volume and object services talk to it through [`client`].
 
 pub mod durable;
+pub mod grants;
 pub mod home;
+pub mod policy;
