@@ -557,4 +557,508 @@ pub fn may_retire(grant: &Grant, caller: &Principal) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    const GRANTEE: &str = "arn:aws:iam::111122223333:role/ec2-infrastructure";
+    const RETIRER: &str = "arn:aws:iam::111122223333:user/Retirer";
+
+    fn ec(pairs: &[(&str, &str)]) -> EncryptionContext {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn equals(pairs: &[(&str, &str)]) -> Option<GrantConstraints> {
+        Some(GrantConstraints {
+            encryption_context_equals: Some(ec(pairs)),
+            encryption_context_subset: None,
+        })
+    }
+
+    fn subset(pairs: &[(&str, &str)]) -> Option<GrantConstraints> {
+        Some(GrantConstraints {
+            encryption_context_equals: None,
+            encryption_context_subset: Some(ec(pairs)),
+        })
+    }
+
+    fn grant(ops: &[GrantOperation], constraints: Option<GrantConstraints>) -> Grant {
+        Grant {
+            grant_id: new_grant_id(),
+            key_arn: KEY.to_string(),
+            grantee_principal: GRANTEE.to_string(),
+            retiring_principal: Some(RETIRER.to_string()),
+            operations: ops.to_vec(),
+            constraints,
+            name: None,
+            issuing_account: "111122223333".to_string(),
+            creation_date: 1_700_000_000,
+            grant_tokens: Vec::new(),
+        }
+    }
+
+    fn p(s: &str) -> Principal {
+        Principal::parse(s).unwrap()
+    }
+
+    #[test]
+    fn grant_matching_table() {
+        use GrantOperation::*;
+        let vol = [("aws:ebs:id", "vol-1")];
+        let vol_more = [("aws:ebs:id", "vol-1"), ("extra", "x")];
+        let other = [("aws:ebs:id", "vol-2")];
+        let session = "arn:aws:sts::111122223333:assumed-role/ec2-infrastructure/i-1";
+        #[allow(clippy::type_complexity)]
+        let table: Vec<(&str, Grant, &str, GrantOperation, &[(&str, &str)], bool)> = vec![
+            (
+                "listed op",
+                grant(&[Decrypt], None),
+                GRANTEE,
+                Decrypt,
+                &[],
+                true,
+            ),
+            (
+                "role session of the grantee",
+                grant(&[Decrypt], None),
+                session,
+                Decrypt,
+                &[],
+                true,
+            ),
+            (
+                "unlisted op",
+                grant(&[Decrypt], None),
+                GRANTEE,
+                Encrypt,
+                &[],
+                false,
+            ),
+            (
+                "other principal",
+                grant(&[Decrypt], None),
+                RETIRER,
+                Decrypt,
+                &[],
+                false,
+            ),
+            (
+                "GenerateDataKey does not cover WithoutPlaintext",
+                grant(&[GenerateDataKey], None),
+                GRANTEE,
+                GenerateDataKeyWithoutPlaintext,
+                &[],
+                false,
+            ),
+            (
+                "WithoutPlaintext is its own op",
+                grant(&[GenerateDataKeyWithoutPlaintext], None),
+                GRANTEE,
+                GenerateDataKeyWithoutPlaintext,
+                &[],
+                true,
+            ),
+            (
+                "ReEncryptFrom does not cover ReEncryptTo",
+                grant(&[ReEncryptFrom], None),
+                GRANTEE,
+                ReEncryptTo,
+                &[],
+                false,
+            ),
+            (
+                "Equals exact",
+                grant(&[Decrypt], equals(&vol)),
+                GRANTEE,
+                Decrypt,
+                &vol,
+                true,
+            ),
+            (
+                "Equals with extra pair",
+                grant(&[Decrypt], equals(&vol)),
+                GRANTEE,
+                Decrypt,
+                &vol_more,
+                false,
+            ),
+            (
+                "Equals other value",
+                grant(&[Decrypt], equals(&vol)),
+                GRANTEE,
+                Decrypt,
+                &other,
+                false,
+            ),
+            (
+                "Equals no context",
+                grant(&[Decrypt], equals(&vol)),
+                GRANTEE,
+                Decrypt,
+                &[],
+                false,
+            ),
+            (
+                "Equals empty map, no context",
+                grant(&[Decrypt], equals(&[])),
+                GRANTEE,
+                Decrypt,
+                &[],
+                true,
+            ),
+            (
+                "Subset exact",
+                grant(&[Decrypt], subset(&vol)),
+                GRANTEE,
+                Decrypt,
+                &vol,
+                true,
+            ),
+            (
+                "Subset with extra pair",
+                grant(&[Decrypt], subset(&vol)),
+                GRANTEE,
+                Decrypt,
+                &vol_more,
+                true,
+            ),
+            (
+                "Subset other value",
+                grant(&[Decrypt], subset(&vol)),
+                GRANTEE,
+                Decrypt,
+                &other,
+                false,
+            ),
+            (
+                "Subset no context",
+                grant(&[Decrypt], subset(&vol)),
+                GRANTEE,
+                Decrypt,
+                &[],
+                false,
+            ),
+            (
+                "Subset keys are case-sensitive",
+                grant(&[Decrypt], subset(&[("AWS:EBS:ID", "vol-1")])),
+                GRANTEE,
+                Decrypt,
+                &vol,
+                false,
+            ),
+            (
+                "constraint ignored for DescribeKey",
+                grant(&[DescribeKey], equals(&vol)),
+                GRANTEE,
+                DescribeKey,
+                &[],
+                true,
+            ),
+            (
+                "constraint ignored for RetireGrant",
+                grant(&[RetireGrant], subset(&vol)),
+                GRANTEE,
+                RetireGrant,
+                &[],
+                true,
+            ),
+            (
+                "constrained grant never allows Sign",
+                grant(&[Sign], subset(&vol)),
+                GRANTEE,
+                Sign,
+                &vol,
+                false,
+            ),
+        ];
+        for (name, g, who, op, ctx, want) in table {
+            assert_eq!(grant_allows(&g, &p(who), op, &ec(ctx)), want, "{name}");
+        }
+    }
+
+    fn child(ops: &[GrantOperation], constraints: Option<GrantConstraints>) -> GrantRequest {
+        GrantRequest {
+            grantee_principal: GRANTEE.to_string(),
+            retiring_principal: None,
+            operations: ops.to_vec(),
+            constraints,
+            name: None,
+            grant_tokens: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn strictness_table() {
+        use GrantOperation::*;
+        let a = [("k", "a")];
+        let ab = [("k", "a"), ("l", "b")];
+        let parent_ops = [CreateGrant, Decrypt, Encrypt];
+        #[allow(clippy::type_complexity)]
+        let table: Vec<(&str, Grant, GrantRequest, bool)> = vec![
+            (
+                "parent lacks CreateGrant",
+                grant(&[Decrypt], None),
+                child(&[Decrypt], None),
+                false,
+            ),
+            (
+                "subset of ops",
+                grant(&parent_ops, None),
+                child(&[Decrypt], None),
+                true,
+            ),
+            (
+                "child may pass on CreateGrant",
+                grant(&parent_ops, None),
+                child(&[CreateGrant, Decrypt], None),
+                true,
+            ),
+            (
+                "op outside the parent",
+                grant(&parent_ops, None),
+                child(&[ReEncryptFrom], None),
+                false,
+            ),
+            (
+                "unconstrained parent, constrained child",
+                grant(&parent_ops, None),
+                child(&[Decrypt], equals(&a)),
+                true,
+            ),
+            (
+                "Equals parent, unconstrained child",
+                grant(&parent_ops, equals(&a)),
+                child(&[Decrypt], None),
+                false,
+            ),
+            (
+                "Equals parent, same Equals",
+                grant(&parent_ops, equals(&a)),
+                child(&[Decrypt], equals(&a)),
+                true,
+            ),
+            (
+                "Equals parent, bigger Equals",
+                grant(&parent_ops, equals(&a)),
+                child(&[Decrypt], equals(&ab)),
+                false,
+            ),
+            (
+                "Equals parent, Subset child",
+                grant(&parent_ops, equals(&a)),
+                child(&[Decrypt], subset(&a)),
+                false,
+            ),
+            (
+                "Subset parent, unconstrained child",
+                grant(&parent_ops, subset(&a)),
+                child(&[Decrypt], None),
+                false,
+            ),
+            (
+                "Subset parent, same Subset",
+                grant(&parent_ops, subset(&a)),
+                child(&[Decrypt], subset(&a)),
+                true,
+            ),
+            (
+                "Subset parent, larger Subset",
+                grant(&parent_ops, subset(&a)),
+                child(&[Decrypt], subset(&ab)),
+                true,
+            ),
+            (
+                "Subset parent, smaller Subset",
+                grant(&parent_ops, subset(&ab)),
+                child(&[Decrypt], subset(&a)),
+                false,
+            ),
+            (
+                "Subset parent, Equals containing it",
+                grant(&parent_ops, subset(&a)),
+                child(&[Decrypt], equals(&ab)),
+                true,
+            ),
+            (
+                "Subset parent, Equals lacking it",
+                grant(&parent_ops, subset(&ab)),
+                child(&[Decrypt], equals(&a)),
+                false,
+            ),
+            (
+                "empty constraints object counts as none",
+                grant(&parent_ops, Some(GrantConstraints::default())),
+                child(&[Decrypt], None),
+                true,
+            ),
+        ];
+        for (name, parent, req, want) in table {
+            assert_eq!(is_at_least_as_strict(&parent, &req), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn retire_rights() {
+        use GrantOperation::*;
+        let g = grant(&[Decrypt], None);
+        assert_eq!(
+            retire_authority(&g, &p(RETIRER)),
+            RetireAuthority::RetiringPrincipal
+        );
+        assert!(may_retire(&g, &p(RETIRER)));
+        // Grantee without RetireGrant in the grant: only as an issuing-account principal.
+        assert_eq!(
+            retire_authority(&g, &p(GRANTEE)),
+            RetireAuthority::IssuingAccountPrincipal
+        );
+        assert!(!may_retire(&g, &p(GRANTEE)));
+        let g2 = grant(&[Decrypt, RetireGrant], None);
+        assert_eq!(retire_authority(&g2, &p(GRANTEE)), RetireAuthority::Grantee);
+        assert!(may_retire(&g2, &p(GRANTEE)));
+        assert!(may_retire(&g, &p("111122223333")));
+        let outsider = p("arn:aws:iam::444455556666:user/UserA");
+        assert_eq!(retire_authority(&g, &outsider), RetireAuthority::None);
+        assert!(!may_retire(&g, &outsider));
+        assert!(!may_retire(&g, &p("444455556666")));
+        // A cross-account grantee with RetireGrant may retire.
+        let mut g3 = grant(&[Decrypt, RetireGrant], None);
+        g3.grantee_principal = "arn:aws:iam::444455556666:user/UserA".into();
+        assert!(may_retire(&g3, &outsider));
+    }
+
+    fn input(ops: &[&str]) -> CreateGrantInput {
+        CreateGrantInput {
+            key_id: KEY.into(),
+            grantee_principal: GRANTEE.into(),
+            operations: ops.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn create_grant_validation() {
+        let ok = validate_create_grant(&input(&["Encrypt", "Decrypt", "Decrypt"])).unwrap();
+        assert_eq!(
+            ok.operations,
+            vec![GrantOperation::Decrypt, GrantOperation::Encrypt]
+        );
+
+        let e = validate_create_grant(&input(&[])).unwrap_err();
+        assert_eq!(e.aws_error_code(), "ValidationException");
+        assert!(e.to_string().contains("'operations'"), "{e}");
+
+        let e = validate_create_grant(&input(&["Decrypt", "decrypt", "Frobnicate"])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Value '[decrypt, Frobnicate]' at 'operations'"),
+            "{e}"
+        );
+        assert!(
+            e.to_string().contains("GenerateDataKeyWithoutPlaintext"),
+            "{e}"
+        );
+
+        let mut i = input(&["Decrypt"]);
+        i.grantee_principal = "bob".into();
+        assert!(validate_create_grant(&i)
+            .unwrap_err()
+            .to_string()
+            .contains("granteePrincipal"));
+        i.grantee_principal = String::new();
+        assert!(validate_create_grant(&i)
+            .unwrap_err()
+            .to_string()
+            .contains("length"));
+        i.grantee_principal = "ec2.amazonaws.com".into();
+        validate_create_grant(&i).unwrap();
+
+        let mut i = input(&["Decrypt"]);
+        i.retiring_principal = Some("arn:aws:iam::1:user/x".into());
+        assert!(validate_create_grant(&i)
+            .unwrap_err()
+            .to_string()
+            .contains("retiringPrincipal"));
+
+        let mut i = input(&["Decrypt"]);
+        i.name = Some("bad name!".into());
+        assert!(validate_create_grant(&i)
+            .unwrap_err()
+            .to_string()
+            .contains("'name'"));
+        i.name = Some("aws:ebs/vol-1_x".into());
+        validate_create_grant(&i).unwrap();
+
+        let mut i = input(&["Sign"]);
+        i.constraints = subset(&[("k", "v")]);
+        assert!(validate_create_grant(&i)
+            .unwrap_err()
+            .to_string()
+            .contains("Sign"));
+        i.operations = vec!["Decrypt".into(), "DescribeKey".into()];
+        assert!(validate_create_grant(&i).unwrap().constraints.is_some());
+        i.constraints = subset(&[("", "v")]);
+        assert!(validate_create_grant(&i)
+            .unwrap_err()
+            .to_string()
+            .contains("empty encryption context key"));
+        i.constraints = Some(GrantConstraints::default());
+        assert_eq!(validate_create_grant(&i).unwrap().constraints, None);
+
+        let mut i = input(&["Decrypt"]);
+        i.grant_tokens = vec!["t".into(); 11];
+        assert!(validate_create_grant(&i)
+            .unwrap_err()
+            .to_string()
+            .contains("grantTokens"));
+    }
+
+    #[test]
+    fn ids_tokens_and_serde() {
+        let id = new_grant_id();
+        assert_eq!(id.len(), 64);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(id, new_grant_id());
+        let t1 = new_grant_token(&id).unwrap();
+        let t2 = new_grant_token(&id).unwrap();
+        assert_ne!(t1, t2);
+        assert_eq!(grant_id_from_token(&t1).unwrap(), id);
+        for bad in ["", "!!!", "AAAA", &t1[..t1.len() - 2]] {
+            let e = grant_id_from_token(bad).unwrap_err();
+            assert_eq!(e.aws_error_code(), "InvalidGrantTokenException");
+        }
+        assert!(new_grant_token("zz").is_err());
+
+        let input: CreateGrantInput = serde_json::from_str(
+            r#"{"KeyId":"k","GranteePrincipal":"ec2.amazonaws.com","Operations":["Decrypt"],
+                "Constraints":{"EncryptionContextSubset":{"aws:ebs:id":"vol-1"}},"Name":"n"}"#,
+        )
+        .unwrap();
+        let req = validate_create_grant(&input).unwrap();
+        let mut g = Grant::from_request(&req, id.clone(), KEY, "111122223333", 5);
+        assert!(g.same_request(KEY, &req));
+        let mut other = req.clone();
+        other.operations.push(GrantOperation::Encrypt);
+        assert!(!g.same_request(KEY, &other));
+        g.grant_tokens.push(t1);
+        let v = serde_json::to_value(&g).unwrap();
+        assert_eq!(v["GrantId"], id.as_str());
+        assert_eq!(v["KeyId"], KEY);
+        assert_eq!(v["Operations"][0], "Decrypt");
+        assert_eq!(
+            v["Constraints"]["EncryptionContextSubset"]["aws:ebs:id"],
+            "vol-1"
+        );
+        let back: Grant = serde_json::from_value(v).unwrap();
+        assert_eq!(back, g);
+        assert_eq!(g.issuing_account_arn(), "arn:aws:iam::111122223333:root");
+        assert_eq!(
+            GrantOperation::GenerateDataKeyWithoutPlaintext.action(),
+            "kms:GenerateDataKeyWithoutPlaintext"
+        );
+        for op in GrantOperation::ALL {
+            assert_eq!(op.as_str().parse::<GrantOperation>().unwrap(), op);
+            assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
+        }
+    }
 }
