@@ -70,7 +70,7 @@ pub fn exercise(data: &[u8]) {
         let _ = auth.access_denied_message();
         let _ = auth.clone().or_grant(Some("g")).is_allowed();
         if let Ok(kp) = &key_policy {
-            let _ = authorize(&ctx, kp, &[doc.clone()]);
+            let _ = authorize(&ctx, kp, std::slice::from_ref(&doc));
             let _ = would_lock_out(kp, &p, KEY, &iam);
         }
     }

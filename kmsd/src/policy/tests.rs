@@ -326,9 +326,9 @@ fn grants_override_implicit_but_not_explicit_denials() {
 
 #[test]
 fn evaluate_statements_single_document() {
-    let doc = PolicyDocument::parse(&policy(&format!(
-        r#"{{"Sid":"A","Effect":"Allow","Action":"kms:*","Resource":"*"}},{{"Sid":"D","Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}}"#
-    )))
+    let doc = PolicyDocument::parse(&policy(
+        r#"{"Sid":"A","Effect":"Allow","Action":"kms:*","Resource":"*"},{"Sid":"D","Effect":"Deny","Action":"kms:Decrypt","Resource":"*"}"#,
+    ))
     .unwrap();
     let ctx =
         |action: &str| RequestContext::new(Principal::parse(ALICE).unwrap(), action, KEY).unwrap();
@@ -935,7 +935,7 @@ mod smoke {
                     assert!(a.is_explicit_deny(), "{text}");
                     if let Decision::ExplicitDeny { .. } = evaluate_statements(&doc, &ctx) {
                         assert!(
-                            !authorize(&ctx, &doc, &[doc.clone()]).is_allowed(),
+                            !authorize(&ctx, &doc, std::slice::from_ref(&doc)).is_allowed(),
                             "{text}"
                         );
                     }
