@@ -950,3 +950,26 @@ mod smoke {
         );
     }
 }
+
+#[test]
+fn grant_request_condition_keys() {
+    let kp = PolicyDocument::parse_key_policy(&with_condition(
+        r#"{"AWS":"arn:aws:iam::111122223333:user/Alice"}"#,
+        "kms:CreateGrant",
+        r#"{"ForAllValues:StringEquals":{"kms:GrantOperations":["Decrypt","Encrypt"]},"StringLike":{"kms:GranteePrincipal":"arn:aws:iam::111122223333:role/*"}}"#,
+    ))
+    .unwrap();
+    let grant = |ops: &[&str], grantee: &str| {
+        let ctx = ctx_for(ALICE, "kms:CreateGrant").with_grant_request(
+            ops,
+            grantee,
+            Some(BOB),
+            &["EncryptionContextSubset"],
+        );
+        authorize(&ctx, &kp, &[]).is_allowed()
+    };
+    assert!(grant(&["Decrypt"], ROLE));
+    assert!(grant(&["Decrypt", "Encrypt"], ROLE));
+    assert!(!grant(&["Decrypt", "CreateGrant"], ROLE));
+    assert!(!grant(&["Decrypt"], BOB));
+}
