@@ -89,6 +89,15 @@ impl GrantOperation {
         format!("kms:{}", self.as_str())
     }
 
+    /// The grant operation of an IAM action (`kms:Decrypt` -> `Decrypt`), if it has one.
+    pub fn from_action(action: &str) -> Option<Self> {
+        let name = action.strip_prefix("kms:")?;
+        GrantOperation::ALL
+            .iter()
+            .copied()
+            .find(|op| op.as_str() == name)
+    }
+
     /// Does the operation take an encryption context, so that grant constraints apply to it?
     /// `DescribeKey`, `RetireGrant` and `CreateGrant` may sit in a constrained grant but the
     /// constraint does not apply to them (for `CreateGrant` it binds the child grants instead).
@@ -1028,6 +1037,8 @@ mod tests {
             assert_eq!(e.aws_error_code(), "InvalidGrantTokenException");
         }
         assert!(new_grant_token("zz").is_err());
+        assert_eq!(GrantOperation::from_action("kms:PutKeyPolicy"), None);
+        assert_eq!(GrantOperation::from_action("Decrypt"), None);
 
         let input: CreateGrantInput = serde_json::from_str(
             r#"{"KeyId":"k","GranteePrincipal":"ec2.amazonaws.com","Operations":["Decrypt"],
@@ -1059,6 +1070,7 @@ mod tests {
         for op in GrantOperation::ALL {
             assert_eq!(op.as_str().parse::<GrantOperation>().unwrap(), op);
             assert_eq!(serde_json::to_value(op).unwrap(), op.as_str());
+            assert_eq!(GrantOperation::from_action(&op.action()), Some(op));
         }
     }
 }
