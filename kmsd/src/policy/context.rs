@@ -71,6 +71,25 @@ impl RequestContext {
         })
     }
 
+    /// A context for an account-level action with no key (`kms:CreateKey`, `kms:ListKeys`,
+    /// `kms:ListAliases`): the resource is `*` and the "key account" is the caller's own.
+    /// Evaluate it with [`super::authorize_account_action`].
+    pub fn account_level(principal: Principal, action: &str) -> Self {
+        let mut condition_keys = ConditionKeys::new();
+        condition_keys.set(keys::PRINCIPAL_ARN, vec![principal.arn.clone()]);
+        if let Some(acct) = &principal.account {
+            condition_keys.set(keys::CALLER_ACCOUNT, vec![acct.clone()]);
+            condition_keys.set(keys::PRINCIPAL_ACCOUNT, vec![acct.clone()]);
+        }
+        RequestContext {
+            key_account: principal.account.clone().unwrap_or_default(),
+            principal,
+            action: action.to_string(),
+            resource: "*".to_string(),
+            condition_keys,
+        }
+    }
+
     /// The usual constructor: the standard keys plus the encryption context
     /// (`kms:EncryptionContext:K`, `kms:EncryptionContextKeys`), `kms:ViaService` when the
     /// request came through a trusted service (`ec2.us-east-1.amazonaws.com`), and

@@ -310,3 +310,45 @@ fn decide(
         None => Outcome::Denied(DenyReason::NoIdentityPolicyAllows),
     }
 }
+
+/// Authorization of an account-level action (no key, so no key policy): only the caller's IAM
+/// policies decide; an explicit deny refuses; the account root is always allowed; a service
+/// principal never is.
+pub fn authorize_account_action(
+    ctx: &RequestContext,
+    caller_iam_policies: &[PolicyDocument],
+) -> Authorization {
+    let mut outcome = Outcome::Denied(DenyReason::NoIdentityPolicyAllows);
+    if !ctx.principal.is_service() {
+        for doc in caller_iam_policies {
+            let out = evaluate_document(doc, ctx);
+            if let Some(sid) = out.deny {
+                outcome = Outcome::Denied(DenyReason::ExplicitDenyInIdentityPolicy { sid });
+                break;
+            }
+            if let (Some((_, sid)), Outcome::Denied(_)) = (out.allow, &outcome) {
+                outcome = Outcome::Allowed(AllowedBy::KeyPolicyAndIam {
+                    key_policy_sid: None,
+                    iam_sid: sid,
+                });
+            }
+        }
+        if ctx.principal.is_root()
+            && !matches!(
+                outcome,
+                Outcome::Denied(DenyReason::ExplicitDenyInIdentityPolicy { .. })
+            )
+        {
+            outcome = Outcome::Allowed(AllowedBy::KeyPolicyAndIam {
+                key_policy_sid: None,
+                iam_sid: None,
+            });
+        }
+    }
+    Authorization {
+        outcome,
+        principal_arn: ctx.principal.arn.clone(),
+        action: ctx.action.clone(),
+        resource: ctx.resource.clone(),
+    }
+}

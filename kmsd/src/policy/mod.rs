@@ -22,7 +22,8 @@ pub use condition::{ConditionKeys, ConditionOperator};
 pub use context::{key_arn_account, RequestContext};
 pub use document::{PolicyDocument, Statement};
 pub use evaluate::{
-    authorize, evaluate_statements, AllowedBy, Authorization, Decision, DenyReason, Outcome,
+    authorize, authorize_account_action, evaluate_statements, AllowedBy, Authorization, Decision,
+    DenyReason, Outcome,
 };
 pub use principal::{Principal, PrincipalKind};
 

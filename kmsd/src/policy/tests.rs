@@ -973,3 +973,26 @@ fn grant_request_condition_keys() {
     assert!(!grant(&["Decrypt", "CreateGrant"], ROLE));
     assert!(!grant(&["Decrypt"], BOB));
 }
+
+#[test]
+fn account_level_actions() {
+    let ctx =
+        |who: &str| RequestContext::account_level(Principal::parse(who).unwrap(), "kms:CreateKey");
+    let none = authorize_account_action(&ctx(ALICE), &[]);
+    assert_eq!(
+        none.access_denied_message().unwrap(),
+        format!("User: {ALICE} is not authorized to perform: kms:CreateKey on resource: * because no identity-based policy allows the kms:CreateKey action")
+    );
+    assert!(authorize_account_action(&ctx(ALICE), &[allow_all()]).is_allowed());
+    let create_only =
+        PolicyDocument::parse_identity_policy(&allow_iam(r#""kms:Create*""#)).unwrap();
+    assert!(authorize_account_action(&ctx(ALICE), &[create_only]).is_allowed());
+    let deny = PolicyDocument::parse_identity_policy(&policy(
+        r#"{"Effect":"Deny","Action":"kms:CreateKey","Resource":"*"}"#,
+    ))
+    .unwrap();
+    assert!(authorize_account_action(&ctx(ALICE), &[allow_all(), deny.clone()]).is_explicit_deny());
+    assert!(authorize_account_action(&ctx(ROOT_A), &[]).is_allowed());
+    assert!(authorize_account_action(&ctx(ROOT_A), &[deny]).is_explicit_deny());
+    assert!(!authorize_account_action(&ctx(EC2), &[allow_all()]).is_allowed());
+}
