@@ -64,7 +64,8 @@ impl ServerOptions {
         ServerOptions {
             home: home.into(),
             socket: None,
-            config: Config::default(),
+            // What kmsd uses without a config file.
+            config: Config::embedded(),
             allow_clock_control: false,
             audit: None,
             config_path: None,
