@@ -40,6 +40,18 @@ pub struct KmsArgs {
     /// Print only this field of the result (e.g. `Plaintext`, `KeyMetadata.Arn`, `Keys[].KeyId`).
     #[arg(long, global = true, value_name = "PATH")]
     pub query: Option<String>,
+    /// Send the request as the service SERVICE would (`ec2.amazonaws.com`,
+    /// `s3.amazonaws.com`): sets `kms:ViaService`. kmsd accepts it only from uids its
+    /// config trusts as that service (atrest extension, for drills and services).
+    #[arg(long, global = true, value_name = "SERVICE")]
+    pub via_service: Option<String>,
+    /// With --via-service: the principal the service acts for (any principal, or
+    /// EC2's grantee `ACCOUNT:aws:ec2-infrastructure:INSTANCE`).
+    #[arg(long, global = true, value_name = "ARN", requires = "via_service")]
+    pub on_behalf_of: Option<String>,
+    /// With --via-service: the grant is for an AWS resource (`kms:GrantIsForAWSResource`).
+    #[arg(long, global = true, requires = "via_service")]
+    pub grant_is_for_aws_resource: bool,
     #[command(subcommand)]
     pub command: KmsCommand,
 }
@@ -977,8 +989,16 @@ pub fn run(g: &Global, mut args: KmsArgs) -> i32 {
             eprintln!("atrest: {e}");
             EXIT_UNREACHABLE
         })?;
-        Ok(match &g.act_as {
+        let client = match &g.act_as {
             Some(arn) => client.acting_as(arn.clone()),
+            None => client,
+        };
+        Ok(match &args.via_service {
+            Some(service) => client.via(kmsd::protocol::ViaService {
+                service: service.clone(),
+                on_behalf_of: args.on_behalf_of.clone(),
+                grant_is_for_aws_resource: args.grant_is_for_aws_resource,
+            }),
             None => client,
         })
     };
