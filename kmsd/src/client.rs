@@ -512,4 +512,132 @@ impl KmsClient {
             r => Err(unexpected("AdvanceClock", r)),
         }
     }
+
+    /// CreateGrant; returns `(grant_id, grant_token)`.
+    pub fn create_grant(&self, req: CreateGrantRequest) -> Result<(String, String), ClientError> {
+        match self.call(Request::CreateGrant(req))? {
+            Response::CreateGrant {
+                grant_id,
+                grant_token,
+            } => Ok((grant_id, grant_token)),
+            r => Err(unexpected("CreateGrant", r)),
+        }
+    }
+
+    /// One page of ListGrants: `(grants, next_marker)`.
+    pub fn list_grants(
+        &self,
+        req: ListGrantsRequest,
+    ) -> Result<(Vec<GrantListEntry>, Option<String>), ClientError> {
+        match self.call(Request::ListGrants(req))? {
+            Response::ListGrants {
+                grants,
+                next_marker,
+                ..
+            } => Ok((grants, next_marker)),
+            r => Err(unexpected("ListGrants", r)),
+        }
+    }
+
+    /// One page of ListRetirableGrants: `(grants, next_marker)`.
+    pub fn list_retirable_grants(
+        &self,
+        req: ListRetirableGrantsRequest,
+    ) -> Result<(Vec<GrantListEntry>, Option<String>), ClientError> {
+        match self.call(Request::ListRetirableGrants(req))? {
+            Response::ListGrants {
+                grants,
+                next_marker,
+                ..
+            } => Ok((grants, next_marker)),
+            r => Err(unexpected("ListRetirableGrants", r)),
+        }
+    }
+
+    pub fn retire_grant(&self, req: RetireGrantRequest) -> Result<(), ClientError> {
+        match self.call(Request::RetireGrant(req))? {
+            Response::Empty => Ok(()),
+            r => Err(unexpected("RetireGrant", r)),
+        }
+    }
+
+    pub fn revoke_grant(&self, key_id: &str, grant_id: &str) -> Result<(), ClientError> {
+        match self.call(Request::RevokeGrant {
+            key_id: key_id.into(),
+            grant_id: grant_id.into(),
+        })? {
+            Response::Empty => Ok(()),
+            r => Err(unexpected("RevokeGrant", r)),
+        }
+    }
+
+    /// The key's policy document (policy name `default`).
+    pub fn get_key_policy(&self, key_id: &str) -> Result<String, ClientError> {
+        match self.call(Request::GetKeyPolicy {
+            key_id: key_id.into(),
+            policy_name: None,
+        })? {
+            Response::KeyPolicy { policy, .. } => Ok(policy),
+            r => Err(unexpected("GetKeyPolicy", r)),
+        }
+    }
+
+    pub fn put_key_policy(
+        &self,
+        key_id: &str,
+        policy: &str,
+        bypass_policy_lockout_safety_check: bool,
+    ) -> Result<(), ClientError> {
+        match self.call(Request::PutKeyPolicy {
+            key_id: key_id.into(),
+            policy_name: None,
+            policy: policy.into(),
+            bypass_policy_lockout_safety_check,
+        })? {
+            Response::Empty => Ok(()),
+            r => Err(unexpected("PutKeyPolicy", r)),
+        }
+    }
+
+    pub fn list_key_policies(&self, key_id: &str) -> Result<Vec<String>, ClientError> {
+        match self.call(Request::ListKeyPolicies {
+            key_id: key_id.into(),
+        })? {
+            Response::ListKeyPolicies { policy_names, .. } => Ok(policy_names),
+            r => Err(unexpected("ListKeyPolicies", r)),
+        }
+    }
+
+    /// Records a service's own event in the trail (the client must be set up
+    /// `via` that service, from a uid the config trusts as it); returns its eventID.
+    pub fn record_event(&self, req: RecordEventRequest) -> Result<String, ClientError> {
+        match self.call(Request::RecordEvent(req))? {
+            Response::EventRecorded { event_id } => Ok(event_id),
+            r => Err(unexpected("RecordEvent", r)),
+        }
+    }
+
+    /// LookupEvents; returns AWS's response JSON text.
+    pub fn lookup_events(&self, req: LookupEventsRequest) -> Result<String, ClientError> {
+        match self.call(Request::LookupEvents(req))? {
+            Response::LookupEvents { page_json } => Ok(page_json),
+            r => Err(unexpected("LookupEvents", r)),
+        }
+    }
+
+    /// Asks kmsd to re-read its configuration (as SIGHUP does); returns a summary.
+    pub fn reload_config(&self) -> Result<String, ClientError> {
+        match self.call(Request::ReloadConfig)? {
+            Response::ConfigReloaded { summary } => Ok(summary),
+            r => Err(unexpected("ReloadConfig", r)),
+        }
+    }
+
+    /// Who kmsd evaluates this client's requests as.
+    pub fn get_caller_identity(&self) -> Result<CallerIdentity, ClientError> {
+        match self.call(Request::GetCallerIdentity)? {
+            Response::CallerIdentity(c) => Ok(c),
+            r => Err(unexpected("GetCallerIdentity", r)),
+        }
+    }
 }

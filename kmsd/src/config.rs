@@ -1,25 +1,37 @@
-//! kmsd's configuration (HOME/config.toml or `--config`).
+//! kmsd's configuration (HOME/config.toml or `--config`; an embedded default when
+//! there is no file). See docs/CONFIG.md for every field and a full example.
 //!
-//! This is the key service's part: region, account, socket mode, how a Unix user
-//! becomes a principal. Unknown tables are ignored, so the principals, accounts
-//! and trusted services that issue 3 adds can live in the same file.
+//! This module is the file's shape and its self-contained checks (pure). Turning it
+//! into the lookup tables kmsd evaluates requests with (parsed IAM policies, uid
+//! rules, access keys) is [`crate::service::directory`].
 //!
 //! ```toml
 //! region = "us-east-1"
 //! account = "111122223333"
 //! [kmsd]
 //! socket_mode = "0660"
-//! sweep_interval_seconds = 60
-//! default_principal = "arn:aws:iam::{account}:user/{user}"
+//! [[uids]]
+//! uid = "self"
+//! may_act_as = ["arn:aws:iam::111122223333:role/voclabs"]
+//! services = ["ec2.amazonaws.com"]
+//! [accounts.111122223333.roles.voclabs]
+//! policies = ["AdministratorAccess"]
+//! [policies.AdministratorAccess]
+//! document = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}'
 //! ```
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT: &str = "111122223333";
 pub const DEFAULT_PRINCIPAL_TEMPLATE: &str = "arn:aws:iam::{account}:user/{user}";
+
+/// The configuration kmsd uses when there is no config file: the lab works out of
+/// the box for the Unix user kmsd runs as, and for nobody else (see docs/CONFIG.md).
+pub const EMBEDDED_DEFAULT: &str = include_str!("config_default.toml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -37,13 +49,31 @@ pub enum ConfigError {
 #[serde(default)]
 pub struct Config {
     pub region: String,
+    /// The account Unix users' default principals live in.
     pub account: String,
     pub kmsd: KmsdConfig,
+    /// Accounts and their IAM users and roles, by 12-digit account id.
+    pub accounts: BTreeMap<String, AccountConfig>,
+    /// Which Unix users are which principals, may act as whom, and are trusted as
+    /// which services.
+    pub uids: Vec<UidConfig>,
+    /// IAM identity policies by name (attached with `policies = [NAME]`).
+    pub policies: BTreeMap<String, PolicySource>,
+    /// SigV4 access keys of the object service, each bound to a principal.
+    pub access_keys: Vec<AccessKeyConfig>,
+    /// Where the config came from (`None`: the embedded default); relative policy
+    /// `file`s are resolved against its directory.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+    /// Top-level tables kmsd does not read (other services' sections, e.g. `[s3]`);
+    /// kmsd logs their names at start so a misspelt key does not go unnoticed.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, toml::Value>,
 }
 
 /// The `[kmsd]` table.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct KmsdConfig {
     /// Octal mode of the socket, e.g. "0660".
     pub socket_mode: String,
@@ -54,12 +84,88 @@ pub struct KmsdConfig {
     pub default_principal: String,
 }
 
+/// `[accounts.ID]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountConfig {
+    /// A label for people (not used in ARNs).
+    pub name: Option<String>,
+    /// IAM users by name (`arn:aws:iam::ID:user/NAME`).
+    pub users: BTreeMap<String, IdentityConfig>,
+    /// IAM roles by name (`arn:aws:iam::ID:role/NAME`; sessions of the role get its policies).
+    pub roles: BTreeMap<String, IdentityConfig>,
+}
+
+/// An IAM user or role.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Names of `[policies.NAME]` attached to it.
+    pub policies: Vec<String>,
+}
+
+/// Which Unix user(s) a `[[uids]]` entry is about.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum UidSelector {
+    Uid(u32),
+    /// A user name, or `"self"`: the uid kmsd itself runs as.
+    Name(String),
+}
+
+/// `[[uids]]`: one Unix user's identity and trust.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UidConfig {
+    pub uid: UidSelector,
+    /// The principal this uid is (default: `kmsd.default_principal`). `{user}`,
+    /// `{uid}`, `{account}` are substituted.
+    #[serde(default)]
+    pub principal: Option<String>,
+    /// Principals (ARN patterns, `*` matches any run of characters) this uid may
+    /// act as with `atrest --as ARN`.
+    #[serde(default)]
+    pub may_act_as: Vec<String>,
+    /// Services (`ec2.amazonaws.com`, `s3.amazonaws.com`) this uid is trusted to be:
+    /// it may send requests `via` them, on behalf of other principals, with
+    /// `grant_is_for_aws_resource`, and record their trail events.
+    #[serde(default)]
+    pub services: Vec<String>,
+    /// Policies attached to this uid's own principal.
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+/// `[policies.NAME]`: a JSON IAM policy, inline or in a file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySource {
+    pub document: Option<String>,
+    /// Path of a JSON file (relative paths: relative to the config file's directory).
+    pub file: Option<String>,
+}
+
+/// `[[access_keys]]`: an S3 access key bound to a principal.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub principal: String,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             region: DEFAULT_REGION.into(),
             account: DEFAULT_ACCOUNT.into(),
             kmsd: KmsdConfig::default(),
+            accounts: BTreeMap::new(),
+            uids: Vec::new(),
+            policies: BTreeMap::new(),
+            access_keys: Vec::new(),
+            source: None,
+            other: BTreeMap::new(),
         }
     }
 }
@@ -75,12 +181,22 @@ impl Default for KmsdConfig {
 }
 
 impl Config {
-    /// Reads `path`; a missing file gives the defaults (unless `required`).
+    /// The embedded default configuration (what kmsd uses with no config file).
+    pub fn embedded() -> Config {
+        // The embedded text is tested to parse; fall back to the bare defaults
+        // rather than panic if a build ever broke it.
+        Self::parse(EMBEDDED_DEFAULT).unwrap_or_else(|e| {
+            tracing::error!("embedded default config is invalid: {e}");
+            Config::default()
+        })
+    }
+
+    /// Reads `path`; a missing file gives the embedded default (unless `required`).
     pub fn load(path: &Path, required: bool) -> Result<Config, ConfigError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                return Ok(Config::default())
+                return Ok(Config::embedded())
             }
             Err(source) => {
                 return Err(ConfigError::Read {
@@ -89,10 +205,19 @@ impl Config {
                 })
             }
         };
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+        let mut cfg = Self::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.display().to_string(),
             message,
-        })
+        })?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// The config kmsd for `home` uses: `HOME/config.toml`, or the embedded
+    /// default when it does not exist. For the object and volume services, which
+    /// need the same access keys and account as kmsd.
+    pub fn load_for_home(home: &Path) -> Result<Config, ConfigError> {
+        Self::load(&crate::home::Layout::new(home).config(), false)
     }
 
     /// Parses and validates the text of a config file.
@@ -103,7 +228,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.account.len() != 12 || !self.account.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_account_id(&self.account) {
             return Err(format!(
                 "account {:?} must be 12 digits, like 111122223333",
                 self.account
@@ -124,6 +249,105 @@ impl Config {
         if self.kmsd.sweep_interval_seconds == 0 {
             return Err("kmsd.sweep_interval_seconds must be at least 1".into());
         }
+        check_principal_template("kmsd.default_principal", &self.kmsd.default_principal)?;
+        for (id, acct) in &self.accounts {
+            if !is_account_id(id) {
+                return Err(format!("[accounts.{id}]: the account id must be 12 digits"));
+            }
+            for (kind, map) in [("users", &acct.users), ("roles", &acct.roles)] {
+                for (name, ident) in map {
+                    if !is_iam_name(name) {
+                        return Err(format!(
+                            "[accounts.{id}.{kind}.{name}]: an IAM name may hold letters, digits and +=,.@_-"
+                        ));
+                    }
+                    self.check_policy_refs(
+                        &format!("[accounts.{id}.{kind}.{name}]"),
+                        &ident.policies,
+                    )?;
+                }
+            }
+        }
+        for (i, u) in self.uids.iter().enumerate() {
+            let at = format!("[[uids]] #{} ({})", i + 1, u.uid.describe());
+            if let UidSelector::Name(n) = &u.uid {
+                if n.is_empty() {
+                    return Err(format!(
+                        "{at}: uid must be a number, a user name or \"self\""
+                    ));
+                }
+            }
+            if let Some(p) = &u.principal {
+                check_principal_template(&format!("{at} principal"), p)?;
+            }
+            for pat in &u.may_act_as {
+                if !(pat.starts_with("arn:aws:iam::") || pat.starts_with("arn:aws:sts::")) {
+                    return Err(format!(
+                        "{at}: may_act_as entry {pat:?} must be an IAM ARN pattern (arn:aws:iam::ACCOUNT:user/NAME, role/NAME, `*` wildcards)"
+                    ));
+                }
+            }
+            for s in &u.services {
+                if !is_service_name(s) {
+                    return Err(format!(
+                        "{at}: services entry {s:?} must be a service principal like ec2.amazonaws.com"
+                    ));
+                }
+            }
+            self.check_policy_refs(&at, &u.policies)?;
+        }
+        for (name, src) in &self.policies {
+            match (&src.document, &src.file) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(format!(
+                        "[policies.{name}]: give exactly one of `document` (inline JSON) or `file`"
+                    ))
+                }
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for k in &self.access_keys {
+            let id_ok = (16..=128).contains(&k.access_key_id.len())
+                && k.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !id_ok {
+                return Err(format!(
+                    "[[access_keys]] {:?}: access_key_id must be 16 to 128 letters and digits",
+                    k.access_key_id
+                ));
+            }
+            if k.secret_access_key.len() < 16 || k.secret_access_key.len() > 128 {
+                return Err(format!(
+                    "[[access_keys]] {}: secret_access_key must be 16 to 128 characters",
+                    k.access_key_id
+                ));
+            }
+            if !k.principal.starts_with("arn:aws:iam::")
+                && !k.principal.starts_with("arn:aws:sts::")
+            {
+                return Err(format!(
+                    "[[access_keys]] {}: principal {:?} must be an IAM ARN",
+                    k.access_key_id, k.principal
+                ));
+            }
+            if !ids.insert(k.access_key_id.as_str()) {
+                return Err(format!(
+                    "[[access_keys]] {}: access key id listed twice",
+                    k.access_key_id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_policy_refs(&self, at: &str, names: &[String]) -> Result<(), String> {
+        for n in names {
+            if !self.policies.contains_key(n) {
+                return Err(format!(
+                    "{at}: policy {n:?} is not defined (add a [policies.{n}] table)"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -142,11 +366,68 @@ impl Config {
 
     /// The principal ARN for a Unix user with no explicit mapping.
     pub fn default_principal_for(&self, user: &str, uid: u32) -> String {
-        self.kmsd
-            .default_principal
+        self.expand(&self.kmsd.default_principal, user, uid)
+    }
+
+    /// Substitutes `{account}`, `{user}` and `{uid}` in a principal template.
+    pub fn expand(&self, template: &str, user: &str, uid: u32) -> String {
+        template
             .replace("{account}", &self.account)
             .replace("{user}", user)
             .replace("{uid}", &uid.to_string())
+    }
+
+    /// The access key with this id, if the config binds one (for the object service's
+    /// SigV4 verification).
+    pub fn access_key(&self, access_key_id: &str) -> Option<&AccessKeyConfig> {
+        self.access_keys
+            .iter()
+            .find(|k| k.access_key_id == access_key_id)
+    }
+
+    /// The directory relative policy files are read from.
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.source.as_deref().and_then(Path::parent)
+    }
+}
+
+impl UidSelector {
+    pub fn describe(&self) -> String {
+        match self {
+            UidSelector::Uid(u) => format!("uid {u}"),
+            UidSelector::Name(n) => format!("user {n}"),
+        }
+    }
+}
+
+/// Is `s` a 12-digit account id?
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// IAM user and role names: letters, digits and `+=,.@_-`, 1 to 64 characters.
+pub fn is_iam_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+}
+
+/// `NAME.amazonaws.com`.
+pub fn is_service_name(s: &str) -> bool {
+    s.len() > ".amazonaws.com".len()
+        && s.ends_with(".amazonaws.com")
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+}
+
+fn check_principal_template(at: &str, t: &str) -> Result<(), String> {
+    if t.starts_with("arn:aws:iam::") || t.starts_with("arn:aws:sts::") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{at} {t:?} must be an IAM ARN like arn:aws:iam::{{account}}:user/{{user}}"
+        ))
     }
 }
 
@@ -155,8 +436,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_and_unknown_tables() {
-        let c = Config::parse("[principals]\nfoo = 1\n").unwrap();
+    fn defaults_without_file() {
+        let c = Config::parse("").unwrap();
         assert_eq!(c.region, "us-east-1");
         assert_eq!(c.account, "111122223333");
         assert_eq!(c.socket_mode().unwrap(), 0o660);
@@ -167,15 +448,51 @@ mod tests {
     }
 
     #[test]
+    fn embedded_default_parses_and_declares_the_lab() {
+        let c = Config::parse(EMBEDDED_DEFAULT).unwrap();
+        assert!(c.accounts["111122223333"].roles.contains_key("voclabs"));
+        assert!(c.accounts["111122223333"]
+            .users
+            .contains_key("KeyAdminOnly"));
+        assert!(c.accounts.contains_key("444455556666"));
+        assert_eq!(c.uids.len(), 1);
+        assert_eq!(c.uids[0].uid, UidSelector::Name("self".into()));
+        assert!(c.access_keys.is_empty());
+        assert!(Config::embedded().accounts.contains_key("444455556666"));
+    }
+
+    #[test]
     fn bad_values_are_named() {
-        assert!(Config::parse("account = \"12\"")
-            .unwrap_err()
-            .contains("account"));
-        assert!(Config::parse("region = \"US East\"")
-            .unwrap_err()
-            .contains("region"));
-        assert!(Config::parse("[kmsd]\nsocket_mode = \"999\"")
-            .unwrap_err()
-            .contains("socket_mode"));
+        let err = |t: &str| Config::parse(t).unwrap_err();
+        assert!(err("account = \"12\"").contains("account"));
+        assert!(err("region = \"US East\"").contains("region"));
+        assert!(err("[kmsd]\nsocket_mode = \"999\"").contains("socket_mode"));
+        assert!(Config::parse("[s3]\nport = 1")
+            .unwrap()
+            .other
+            .contains_key("s3"));
+        assert!(err("[accounts.1234]\n").contains("12 digits"));
+        assert!(err("[accounts.111122223333.users.\"a b\"]\n").contains("IAM name"));
+        assert!(err("[accounts.111122223333.users.A]\npolicies=[\"Nope\"]").contains("Nope"));
+        assert!(err("[[uids]]\nuid = 5\nmay_act_as = [\"alice\"]").contains("may_act_as"));
+        assert!(err("[[uids]]\nuid = 5\nservices = [\"ec2\"]").contains("services"));
+        assert!(err("[policies.P]\n").contains("exactly one"));
+        assert!(err(
+            "[[access_keys]]\naccess_key_id=\"AKIA\"\nsecret_access_key=\"x\"\nprincipal=\"arn:aws:iam::111122223333:user/a\""
+        )
+        .contains("access_key_id"));
+    }
+
+    #[test]
+    fn access_keys_are_found_by_id() {
+        let c = Config::parse(
+            "[[access_keys]]\naccess_key_id=\"AKIAIOSFODNN7EXAMPLE\"\nsecret_access_key=\"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"\nprincipal=\"arn:aws:iam::111122223333:role/voclabs\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c.access_key("AKIAIOSFODNN7EXAMPLE").unwrap().principal,
+            "arn:aws:iam::111122223333:role/voclabs"
+        );
+        assert!(c.access_key("AKIAOTHER00000000000").is_none());
     }
 }

@@ -32,6 +32,10 @@ pub enum ErrorCode {
     InvalidMarkerException,
     TagException,
     KeyUnavailableException,
+    InvalidLookupAttributesException,
+    InvalidTimeRangeException,
+    InvalidMaxResultsException,
+    InvalidNextTokenException,
 }
 
 impl ErrorCode {
@@ -60,6 +64,10 @@ impl ErrorCode {
             InvalidMarkerException => "InvalidMarkerException",
             TagException => "TagException",
             KeyUnavailableException => "KeyUnavailableException",
+            InvalidLookupAttributesException => "InvalidLookupAttributesException",
+            InvalidTimeRangeException => "InvalidTimeRangeException",
+            InvalidMaxResultsException => "InvalidMaxResultsException",
+            InvalidNextTokenException => "InvalidNextTokenException",
         }
     }
 }

@@ -85,6 +85,10 @@ impl Layout {
     pub fn log_dir(&self) -> PathBuf {
         self.root.join("log")
     }
+    /// Drop-in IAM identity policies: `iam/ACCOUNT/{users,roles}/NAME/POLICY.json`.
+    pub fn iam_dir(&self) -> PathBuf {
+        self.root.join("iam")
+    }
 }
 
 #[cfg(test)]

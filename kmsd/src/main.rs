@@ -69,12 +69,16 @@ fn main() {
     // SIGTERM/SIGINT are handled by this thread (sigwait below): block them before
     // any thread starts so every thread inherits the mask.
     let signals = block_termination_signals();
+    // Block SIGHUP before any thread exists so every thread inherits the mask and
+    // only the reload thread (sigwait) ever receives it.
+    let hup = block_sighup();
     let opts = ServerOptions {
         home: home.clone(),
         socket: args.socket.clone(),
         config,
         allow_clock_control: args.allow_clock_control,
         audit: None,
+        config_path: Some((config_path.clone(), required)),
     };
     let handle = match server::start(opts) {
         Ok(h) => h,
@@ -84,6 +88,15 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Some(set) = hup {
+        let service = std::sync::Arc::clone(&handle.service);
+        let spawned = std::thread::Builder::new()
+            .name("kmsd-sighup".into())
+            .spawn(move || reload_on_sighup(set, &service));
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the SIGHUP thread; use `atrest kms reload-config`");
+        }
+    }
     if let Some(mut pipe) = ready_pipe {
         let pid_file = args
             .pid_file
@@ -132,6 +145,42 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
         // SAFETY: `set` is a valid, initialized sigset; sigwait writes `sig`.
         if unsafe { libc::sigwait(set, &mut sig) } == 0 {
             return sig;
+        }
+    }
+}
+
+/// Blocks SIGHUP in the calling thread (and the threads it starts later).
+fn block_sighup() -> Option<libc::sigset_t> {
+    // SAFETY: sigemptyset/sigaddset initialize the set we own; pthread_sigmask
+    // changes only this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            tracing::warn!("cannot block SIGHUP; reload with `atrest kms reload-config`");
+            return None;
+        }
+        Some(set)
+    }
+}
+
+/// Waits for SIGHUP and reloads the configuration each time (a bad file is
+/// logged and the running configuration kept).
+fn reload_on_sighup(set: libc::sigset_t, service: &kmsd::service::KeyService) {
+    loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is an initialized signal set; sigwait writes the signal number.
+        let rc = unsafe { libc::sigwait(&set, &mut sig) };
+        if rc != 0 {
+            tracing::warn!(rc, "sigwait failed; SIGHUP reload disabled");
+            return;
+        }
+        match service.reload() {
+            Ok(summary) => tracing::info!(%summary, "SIGHUP: configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: configuration NOT reloaded; the previous one stays in force")
+            }
         }
     }
 }

@@ -294,7 +294,36 @@ pub enum Request {
     AdvanceClock {
         seconds: u64,
     },
-    // Issue 3 appends here: grants, key policies, trail lookup, service events.
+    CreateGrant(CreateGrantRequest),
+    ListGrants(ListGrantsRequest),
+    ListRetirableGrants(ListRetirableGrantsRequest),
+    RetireGrant(RetireGrantRequest),
+    RevokeGrant {
+        key_id: String,
+        grant_id: String,
+    },
+    GetKeyPolicy {
+        key_id: String,
+        /// Only `default` exists.
+        policy_name: Option<String>,
+    },
+    PutKeyPolicy {
+        key_id: String,
+        policy_name: Option<String>,
+        policy: String,
+        bypass_policy_lockout_safety_check: bool,
+    },
+    ListKeyPolicies {
+        key_id: String,
+    },
+    /// A trusted service (volume, object) records one of its own events in the trail.
+    RecordEvent(RecordEventRequest),
+    /// CloudTrail LookupEvents over the trail kmsd writes.
+    LookupEvents(LookupEventsRequest),
+    /// Re-reads the configuration (like SIGHUP). Only kmsd's own uid and root may.
+    ReloadConfig,
+    /// Who the caller is evaluated as (STS GetCallerIdentity).
+    GetCallerIdentity,
 }
 
 impl Request {
@@ -325,6 +354,18 @@ impl Request {
             Request::UpdateKeyDescription { .. } => "UpdateKeyDescription",
             Request::ListResourceTags { .. } => "ListResourceTags",
             Request::AdvanceClock { .. } => "AdvanceClock",
+            Request::CreateGrant(_) => "CreateGrant",
+            Request::ListGrants(_) => "ListGrants",
+            Request::ListRetirableGrants(_) => "ListRetirableGrants",
+            Request::RetireGrant(_) => "RetireGrant",
+            Request::RevokeGrant { .. } => "RevokeGrant",
+            Request::GetKeyPolicy { .. } => "GetKeyPolicy",
+            Request::PutKeyPolicy { .. } => "PutKeyPolicy",
+            Request::ListKeyPolicies { .. } => "ListKeyPolicies",
+            Request::RecordEvent(_) => "RecordEvent",
+            Request::LookupEvents(_) => "LookupEvents",
+            Request::ReloadConfig => "ReloadConfig",
+            Request::GetCallerIdentity => "GetCallerIdentity",
         }
     }
 }
@@ -449,7 +490,148 @@ pub enum Response {
     Clock {
         now_ms: i64,
     },
-    // Issue 3 appends here.
+    CreateGrant {
+        grant_id: String,
+        grant_token: String,
+    },
+    /// ListGrants, ListRetirableGrants.
+    ListGrants {
+        grants: Vec<GrantListEntry>,
+        next_marker: Option<String>,
+        truncated: bool,
+    },
+    KeyPolicy {
+        policy_name: String,
+        policy: String,
+    },
+    ListKeyPolicies {
+        policy_names: Vec<String>,
+        truncated: bool,
+    },
+    /// RecordEvent: the event's ID in the trail.
+    EventRecorded {
+        event_id: String,
+    },
+    /// LookupEvents: AWS's response JSON (`{"Events": [...], "NextToken": ...}`).
+    LookupEvents {
+        page_json: String,
+    },
+    ConfigReloaded {
+        /// A short summary, e.g. `3 uid rules, 6 IAM users/roles with policies`.
+        summary: String,
+    },
+    CallerIdentity(CallerIdentity),
+}
+
+/// A grant's `Constraints` on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantConstraints {
+    pub encryption_context_equals: Option<EncryptionContext>,
+    pub encryption_context_subset: Option<EncryptionContext>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateGrantRequest {
+    pub key_id: String,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    /// AWS operation names: `Decrypt`, `GenerateDataKey`, ...
+    pub operations: Vec<String>,
+    pub constraints: Option<GrantConstraints>,
+    pub name: Option<String>,
+    pub grant_tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListGrantsRequest {
+    pub key_id: String,
+    pub grant_id: Option<String>,
+    pub grantee_principal: Option<String>,
+    pub limit: Option<u32>,
+    pub marker: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListRetirableGrantsRequest {
+    pub retiring_principal: String,
+    pub limit: Option<u32>,
+    pub marker: Option<String>,
+}
+
+/// RetireGrant names the grant by its token, or by key and grant ID.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RetireGrantRequest {
+    pub grant_token: Option<String>,
+    pub key_id: Option<String>,
+    pub grant_id: Option<String>,
+}
+
+/// One entry of ListGrants (AWS's `GrantListEntry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantListEntry {
+    /// The key ARN.
+    pub key_id: String,
+    pub grant_id: String,
+    pub name: Option<String>,
+    pub creation_date_ms: i64,
+    pub grantee_principal: String,
+    pub retiring_principal: Option<String>,
+    /// `arn:aws:iam::ACCOUNT:root`.
+    pub issuing_account: String,
+    pub operations: Vec<String>,
+    pub constraints: Option<GrantConstraints>,
+}
+
+/// An event a trusted service records (its `eventSource` must be a service the
+/// peer is trusted as). JSON fields travel as text: postcard cannot carry
+/// free-form JSON values.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RecordEventRequest {
+    /// `ec2.amazonaws.com`, `s3.amazonaws.com`.
+    pub event_source: String,
+    /// `StartInstances`, `PutObject`, ...
+    pub event_name: String,
+    /// The principal the service served (default: the caller as admitted).
+    pub principal: Option<String>,
+    /// CloudTrail `requestParameters` as a JSON object text (`None`: null).
+    pub request_parameters_json: Option<String>,
+    /// CloudTrail `responseElements` as a JSON object text (`None`: null).
+    pub response_elements_json: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub read_only: bool,
+    /// `(type, ARN)`: `("AWS::EC2::Instance", "arn:aws:ec2:us-east-1:111122223333:instance/i-1")`.
+    pub resources: Vec<(String, String)>,
+    /// `userAgent` (default `atrest-cli`).
+    pub user_agent: Option<String>,
+    /// `sourceIPAddress` of the service's own caller (e.g. an HTTP client address).
+    pub source_ip_address: Option<String>,
+    /// The access key the caller signed with (S3), for `userIdentity.accessKeyId`.
+    pub access_key_id: Option<String>,
+}
+
+/// LookupEvents' parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LookupEventsRequest {
+    /// `(AttributeKey, AttributeValue)`, at most one, as in AWS.
+    pub lookup_attributes: Vec<(String, String)>,
+    /// Unix seconds, inclusive.
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+/// GetCallerIdentity's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallerIdentity {
+    pub account: String,
+    pub arn: String,
+    /// The kernel-checked uid and the principal it maps to.
+    pub uid: u32,
+    pub uid_principal: String,
+    /// The service the request came via, if any.
+    pub via: Option<String>,
 }
 
 impl Response {
@@ -472,6 +654,14 @@ impl Response {
             Response::ListKeyRotations { .. } => "ListKeyRotations",
             Response::ListResourceTags { .. } => "ListResourceTags",
             Response::Clock { .. } => "Clock",
+            Response::CreateGrant { .. } => "CreateGrant",
+            Response::ListGrants { .. } => "ListGrants",
+            Response::KeyPolicy { .. } => "KeyPolicy",
+            Response::ListKeyPolicies { .. } => "ListKeyPolicies",
+            Response::EventRecorded { .. } => "EventRecorded",
+            Response::LookupEvents { .. } => "LookupEvents",
+            Response::ConfigReloaded { .. } => "ConfigReloaded",
+            Response::CallerIdentity(_) => "CallerIdentity",
         }
     }
 }

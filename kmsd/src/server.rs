@@ -21,19 +21,21 @@ use std::time::{Duration, Instant};
 use crate::clock::{Clock, MovableClock, SystemClock};
 use crate::config::Config;
 use crate::home::Layout;
-use crate::keystore::KeystoreError;
 use crate::protocol::{
     decode_request, read_frame_bytes, write_frame, ErrorCode, FrameError, KmsError,
     ResponseEnvelope, PROTOCOL_VERSION,
 };
-use crate::service::audit::{AuditSink, TracingAuditSink};
+use crate::service::audit::{AuditSink, TrailAuditSink};
 use crate::service::authz::Peer;
-use crate::service::{KeyService, ServiceOptions};
+use crate::service::ServiceError;
+use crate::service::{KeyService, ReloadSource, ServiceOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
-    Keystore(#[from] KeystoreError),
+    Service(#[from] ServiceError),
+    #[error("cannot open the audit trail: {0}")]
+    Trail(#[from] crate::trail::TrailError),
     #[error("another kmsd is already serving {0}")]
     AlreadyRunning(PathBuf),
     #[error("cannot listen on {path}: {source}")]
@@ -50,8 +52,11 @@ pub struct ServerOptions {
     pub config: Config,
     /// Use a movable clock and accept `AdvanceClock` (tests only).
     pub allow_clock_control: bool,
-    /// Default: [`TracingAuditSink`].
+    /// Default: [`TrailAuditSink`] on `HOME/trail`.
     pub audit: Option<Arc<dyn AuditSink>>,
+    /// Where ReloadConfig and SIGHUP re-read the config (default `HOME/config.toml`,
+    /// optional); `Some((path, true))` for `--config PATH`.
+    pub config_path: Option<(PathBuf, bool)>,
 }
 
 impl ServerOptions {
@@ -59,9 +64,11 @@ impl ServerOptions {
         ServerOptions {
             home: home.into(),
             socket: None,
-            config: Config::default(),
+            // What kmsd uses without a config file.
+            config: Config::embedded(),
             allow_clock_control: false,
             audit: None,
+            config_path: None,
         }
     }
 }
@@ -117,17 +124,41 @@ pub fn start(opts: ServerOptions) -> Result<ServerHandle, ServerError> {
         Arc::new(SystemClock)
     };
     let sweep_every = Duration::from_secs(opts.config.kmsd.sweep_interval_seconds);
+    for table in opts.config.other.keys() {
+        tracing::info!(table = %table, "config: kmsd does not read this top-level entry");
+    }
+    let socket = opts.socket.clone().unwrap_or_else(|| layout.kmsd_socket());
+    // Before taking the trail's lock: a second kmsd should hear "already serving".
+    if UnixStream::connect(&socket).is_ok() {
+        return Err(ServerError::AlreadyRunning(socket));
+    }
+    let audit: Arc<dyn AuditSink> = match opts.audit {
+        Some(a) => a,
+        None => Arc::new(TrailAuditSink::open(&layout.trail_dir())?),
+    };
+    let (config_path, required) = opts
+        .config_path
+        .clone()
+        .unwrap_or_else(|| (layout.config(), false));
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let self_uid = unsafe { libc::geteuid() };
     let service = Arc::new(KeyService::open(
         &layout.kms_dir(),
         ServiceOptions {
             config: opts.config,
             clock,
-            audit: opts.audit.unwrap_or_else(|| Arc::new(TracingAuditSink)),
+            audit,
             allow_clock_control: opts.allow_clock_control,
+            reload: Some(ReloadSource {
+                home: opts.home.clone(),
+                config_path,
+                required,
+            }),
+            self_uid,
+            trail_dir: Some(layout.trail_dir()),
         },
     )?);
     service.sweep();
-    let socket = opts.socket.unwrap_or_else(|| layout.kmsd_socket());
     let listener = bind(&socket, socket_mode)?;
     tracing::info!(socket = %socket.display(), home = %opts.home.display(), "kmsd listening");
 
@@ -209,7 +240,7 @@ fn accept_loop(
     stop: Arc<AtomicBool>,
     source: String,
 ) {
-    let principals: Arc<Mutex<HashMap<u32, String>>> = Arc::default();
+    let names: Arc<Mutex<HashMap<u32, String>>> = Arc::default();
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -229,21 +260,17 @@ fn accept_loop(
                 continue;
             }
         };
-        let uid_principal = {
-            let mut cache = principals.lock().unwrap_or_else(|e| e.into_inner());
+        let user = {
+            let mut cache = names.lock().unwrap_or_else(|e| e.into_inner());
             cache
                 .entry(uid)
-                .or_insert_with(|| {
-                    let user = username(uid).unwrap_or_else(|| format!("uid-{uid}"));
-                    service.config().default_principal_for(&user, uid)
-                })
+                .or_insert_with(|| username(uid).unwrap_or_else(|| format!("uid-{uid}")))
                 .clone()
         };
         let peer = Peer {
             uid,
             pid: Some(pid),
-            account: service.config().account.clone(),
-            uid_principal,
+            user,
             source: source.clone(),
         };
         let service = Arc::clone(&service);

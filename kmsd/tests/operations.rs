@@ -47,7 +47,8 @@ fn create_describe_list_and_every_way_to_name_a_key() {
                 tag_key: "env".into(),
                 tag_value: "dev".into(),
             }],
-            policy: Some(r#"{"Version":"2012-10-17","Statement":[]}"#.into()),
+            // A policy is now evaluated: it must let the creator manage the key.
+            policy: Some(kmsd::policy::defaults::default_key_policy("111122223333")),
             ..Default::default()
         })
         .unwrap();

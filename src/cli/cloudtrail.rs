@@ -1,7 +1,10 @@
 //! `atrest cloudtrail ...`: look up events and validate the trail's hash chain.
 //!
-//! For now both read `HOME/trail/` directly (the trail is append-only and a reader
-//! ignores a line still being written), so they work whether or not kmsd runs.
+//! `lookup-events` asks kmsd (`LookupEvents`) when it is running, so the lookup is
+//! authorized (`cloudtrail:LookupEvents` in the caller's IAM policies) and itself
+//! recorded, as in AWS; when kmsd is not running it reads `HOME/trail/` directly
+//! (the trail is append-only and a reader ignores a line still being written; file
+//! permissions, 0700, are then the only guard). `validate-logs` always reads the files.
 
 use kmsd::trail::lookup::{lookup_dir, LookupEvent, LookupPage};
 use kmsd::trail::{validate, LookupQuery, Report};
@@ -112,9 +115,17 @@ fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
         attribute: None,
     }
     .with_attributes(&pairs);
-    let page = match query.and_then(|q| lookup_dir(&g.layout().trail_dir(), &q)) {
-        Ok(p) => p,
+    let query = match query.and_then(|q| kmsd::trail::lookup::check(&q).map(|()| q)) {
+        Ok(q) => q,
         Err(e) => return report_error(LOOKUP_OP, e.code(), &e.to_string()),
+    };
+    let page = match lookup_via_kmsd(g, &pairs, &query) {
+        Some(Ok(p)) => p,
+        Some(Err((code, msg))) => return report_error(LOOKUP_OP, &code, &msg),
+        None => match lookup_dir(&g.layout().trail_dir(), &query) {
+            Ok(p) => p,
+            Err(e) => return report_error(LOOKUP_OP, e.code(), &e.to_string()),
+        },
     };
     match a.output {
         // Printed from the struct, not a Value, to keep AWS's field order.
@@ -125,6 +136,42 @@ fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
         LookupOutput::Table => print!("{}", render_table(&page)),
     }
     0
+}
+
+/// LookupEvents through kmsd; `None` when kmsd is not running (the caller falls
+/// back to reading the files).
+fn lookup_via_kmsd(
+    g: &Global,
+    pairs: &[(String, String)],
+    q: &LookupQuery,
+) -> Option<Result<LookupPage, (String, String)>> {
+    use kmsd::client::{ClientError, KmsClient};
+    let client = match KmsClient::connect(g.kmsd_socket()) {
+        Ok(c) => c,
+        Err(ClientError::Unreachable { .. }) => return None,
+        Err(e) => return Some(Err(("InternalFailure".into(), e.to_string()))),
+    };
+    let client = match &g.act_as {
+        Some(arn) => client.acting_as(arn.clone()),
+        None => client,
+    };
+    let req = kmsd::protocol::LookupEventsRequest {
+        lookup_attributes: pairs.to_vec(),
+        start_time: q.start_time.map(|t| t.unix_timestamp()),
+        end_time: q.end_time.map(|t| t.unix_timestamp()),
+        max_results: q.max_results,
+        next_token: q.next_token.clone(),
+    };
+    Some(match client.lookup_events(req) {
+        Ok(json) => serde_json::from_str::<LookupPage>(&json).map_err(|e| {
+            (
+                "InternalFailure".to_string(),
+                format!("kmsd sent an unreadable page: {e}"),
+            )
+        }),
+        Err(ClientError::Kms(e)) => Err((e.code.as_str().to_string(), e.message)),
+        Err(e) => Err(("InternalFailure".to_string(), e.to_string())),
+    })
 }
 
 /// Parses one `--lookup-attributes` value: shorthand or JSON.

@@ -40,6 +40,18 @@ pub struct KmsArgs {
     /// Print only this field of the result (e.g. `Plaintext`, `KeyMetadata.Arn`, `Keys[].KeyId`).
     #[arg(long, global = true, value_name = "PATH")]
     pub query: Option<String>,
+    /// Send the request as the service SERVICE would (`ec2.amazonaws.com`,
+    /// `s3.amazonaws.com`): sets `kms:ViaService`. kmsd accepts it only from uids its
+    /// config trusts as that service (atrest extension, for drills and services).
+    #[arg(long, global = true, value_name = "SERVICE")]
+    pub via_service: Option<String>,
+    /// With --via-service: the principal the service acts for (any principal, or
+    /// EC2's grantee `ACCOUNT:aws:ec2-infrastructure:INSTANCE`).
+    #[arg(long, global = true, value_name = "ARN", requires = "via_service")]
+    pub on_behalf_of: Option<String>,
+    /// With --via-service: the grant is for an AWS resource (`kms:GrantIsForAWSResource`).
+    #[arg(long, global = true, requires = "via_service")]
+    pub grant_is_for_aws_resource: bool,
     #[command(subcommand)]
     pub command: KmsCommand,
 }
@@ -62,6 +74,14 @@ pub enum KmsCommand {
         key_spec: Option<String>,
         #[arg(long)]
         bypass_policy_lockout_safety_check: bool,
+        /// Principals (ARNs) that administer the key: the console's "Allow access for
+        /// Key Administrators" statement (atrest extension; not with --policy).
+        #[arg(long, num_args = 1.., value_name = "ARN")]
+        key_administrators: Vec<String>,
+        /// Principals (ARNs) that use the key: the console's "Allow use of the key" and
+        /// "Allow attachment of persistent resources" statements.
+        #[arg(long, num_args = 1.., value_name = "ARN")]
+        key_users: Vec<String>,
     },
     /// Show a key's metadata.
     DescribeKey {
@@ -199,6 +219,84 @@ pub enum KmsCommand {
         #[arg(long)]
         key_id: String,
     },
+    /// Let a principal use a key for some operations (optionally within an
+    /// encryption context).
+    CreateGrant {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        grantee_principal: String,
+        /// Decrypt, Encrypt, GenerateDataKey, ... (several).
+        #[arg(long, num_args = 1.., required = true)]
+        operations: Vec<String>,
+        #[arg(long)]
+        retiring_principal: Option<String>,
+        /// `EncryptionContextSubset={k=v,k2=v2}`, `EncryptionContextEquals={k=v}` or JSON
+        /// `{"EncryptionContextSubset": {"k": "v"}}`.
+        #[arg(long)]
+        constraints: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, num_args = 1..)]
+        grant_tokens: Vec<String>,
+    },
+    ListGrants {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        grant_id: Option<String>,
+        #[arg(long)]
+        grantee_principal: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    ListRetirableGrants {
+        #[arg(long)]
+        retiring_principal: String,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Retire a grant by its token, or by key and grant ID.
+    RetireGrant {
+        #[arg(long)]
+        grant_token: Option<String>,
+        #[arg(long)]
+        key_id: Option<String>,
+        #[arg(long)]
+        grant_id: Option<String>,
+    },
+    RevokeGrant {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        grant_id: String,
+    },
+    GetKeyPolicy {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long, default_value = "default")]
+        policy_name: String,
+    },
+    PutKeyPolicy {
+        #[arg(long)]
+        key_id: String,
+        #[arg(long, default_value = "default")]
+        policy_name: String,
+        /// Policy JSON (inline or file://PATH).
+        #[arg(long)]
+        policy: String,
+        #[arg(long)]
+        bypass_policy_lockout_safety_check: bool,
+    },
+    ListKeyPolicies {
+        #[arg(long)]
+        key_id: String,
+    },
+    /// Ask kmsd to re-read its configuration (as SIGHUP does; atrest extension).
+    ReloadConfig,
+    /// Who kmsd takes you for: principal, account, Unix uid (like `aws sts
+    /// get-caller-identity`; atrest extension).
+    GetCallerIdentity,
 }
 
 /// A bad command-line value, reported before anything is sent.
@@ -421,6 +519,52 @@ pub fn response_json(r: &Response) -> Option<Value> {
             "Truncated": false,
         }),
         Response::Clock { now_ms } => json!({ "Now": format_aws(*now_ms) }),
+        Response::CreateGrant {
+            grant_id,
+            grant_token,
+        } => json!({ "GrantToken": grant_token, "GrantId": grant_id }),
+        Response::ListGrants {
+            grants,
+            next_marker,
+            truncated,
+        } => {
+            let mut m = Map::new();
+            m.insert(
+                "Grants".into(),
+                Value::Array(grants.iter().map(grant_json).collect()),
+            );
+            if let Some(n) = next_marker {
+                m.insert("NextMarker".into(), json!(n));
+            }
+            m.insert("Truncated".into(), json!(truncated));
+            Value::Object(m)
+        }
+        // Policy only: `--output text` then prints the document, as scripts expect.
+        Response::KeyPolicy { policy, .. } => json!({ "Policy": policy }),
+        Response::ListKeyPolicies {
+            policy_names,
+            truncated,
+        } => json!({ "PolicyNames": policy_names, "Truncated": truncated }),
+        Response::EventRecorded { event_id } => json!({ "EventId": event_id }),
+        Response::LookupEvents { page_json } => {
+            serde_json::from_str(page_json).unwrap_or(Value::Null)
+        }
+        Response::ConfigReloaded { summary } => json!({ "Reloaded": summary }),
+        Response::CallerIdentity(c) => {
+            let mut m = Map::new();
+            m.insert(
+                "UserId".into(),
+                json!(c.arn.rsplit(['/', ':']).next().unwrap_or("")),
+            );
+            m.insert("Account".into(), json!(c.account));
+            m.insert("Arn".into(), json!(c.arn));
+            m.insert("UnixUid".into(), json!(c.uid));
+            m.insert("UnixPrincipal".into(), json!(c.uid_principal));
+            if let Some(v) = &c.via {
+                m.insert("Via".into(), json!(v));
+            }
+            Value::Object(m)
+        }
     })
 }
 
@@ -493,6 +637,108 @@ pub fn text_of(v: &Value) -> String {
     }
 }
 
+/// `--operations Decrypt GenerateDataKey` or `--operations Decrypt,GenerateDataKey`.
+fn split_list(items: &[String]) -> Vec<String> {
+    items
+        .iter()
+        .flat_map(|i| i.split(','))
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `--constraints`: `EncryptionContextSubset={k=v,k2=v2}` (and/or
+/// `EncryptionContextEquals={...}`, separated by `,` outside braces) or JSON.
+pub fn parse_constraints(raw: &str) -> Result<kmsd::protocol::GrantConstraints, ParamError> {
+    let bad = |why: &str| {
+        param(format!(
+            "Error parsing parameter '--constraints': {why}; expected EncryptionContextSubset={{k=v,...}}, EncryptionContextEquals={{k=v,...}} or JSON"
+        ))
+    };
+    let mut out = kmsd::protocol::GrantConstraints::default();
+    let trimmed = raw.trim();
+    if trimmed.starts_with('{') {
+        let v: Value = serde_json::from_str(trimmed).map_err(|e| bad(&e.to_string()))?;
+        let Value::Object(m) = v else {
+            return Err(bad("not a JSON object"));
+        };
+        for (k, v) in m {
+            let ctx = parse_context("constraints", Some(&v.to_string()))?;
+            match k.as_str() {
+                "EncryptionContextSubset" => out.encryption_context_subset = Some(ctx),
+                "EncryptionContextEquals" => out.encryption_context_equals = Some(ctx),
+                other => return Err(bad(&format!("unknown constraint {other}"))),
+            }
+        }
+        return Ok(out);
+    }
+    let mut rest = trimmed;
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once('=').ok_or_else(|| bad("missing '='"))?;
+        let after = after
+            .strip_prefix('{')
+            .ok_or_else(|| bad("the value must be in braces"))?;
+        let (body, tail) = after.split_once('}').ok_or_else(|| bad("missing '}'"))?;
+        let ctx = if body.trim().is_empty() {
+            EncryptionContext::new()
+        } else {
+            parse_context("constraints", Some(body))?
+        };
+        match name.trim() {
+            "EncryptionContextSubset" => out.encryption_context_subset = Some(ctx),
+            "EncryptionContextEquals" => out.encryption_context_equals = Some(ctx),
+            other => return Err(bad(&format!("unknown constraint {other}"))),
+        }
+        rest = tail.trim_start_matches(',').trim();
+    }
+    Ok(out)
+}
+
+fn constraints_json(c: &kmsd::protocol::GrantConstraints) -> Value {
+    let mut m = Map::new();
+    if let Some(e) = &c.encryption_context_subset {
+        m.insert("EncryptionContextSubset".into(), json!(e));
+    }
+    if let Some(e) = &c.encryption_context_equals {
+        m.insert("EncryptionContextEquals".into(), json!(e));
+    }
+    Value::Object(m)
+}
+
+fn grant_json(g: &kmsd::protocol::GrantListEntry) -> Value {
+    let mut m = Map::new();
+    m.insert("KeyId".into(), json!(g.key_id));
+    m.insert("GrantId".into(), json!(g.grant_id));
+    if let Some(n) = &g.name {
+        m.insert("Name".into(), json!(n));
+    }
+    m.insert("CreationDate".into(), json!(format_aws(g.creation_date_ms)));
+    m.insert("GranteePrincipal".into(), json!(g.grantee_principal));
+    if let Some(r) = &g.retiring_principal {
+        m.insert("RetiringPrincipal".into(), json!(r));
+    }
+    m.insert("IssuingAccount".into(), json!(g.issuing_account));
+    m.insert("Operations".into(), json!(g.operations));
+    if let Some(c) = &g.constraints {
+        m.insert("Constraints".into(), constraints_json(c));
+    }
+    Value::Object(m)
+}
+
+/// `--key-administrators` / `--key-users`: the console's key policy for the
+/// caller's account (asked of kmsd, so `--as` is honoured).
+fn console_policy(
+    client: &KmsClient,
+    admins: &[String],
+    users: &[String],
+) -> Result<String, ClientError> {
+    let account = client.get_caller_identity()?.account;
+    let a: Vec<&str> = admins.iter().map(String::as_str).collect();
+    let u: Vec<&str> = users.iter().map(String::as_str).collect();
+    Ok(kmsd::policy::defaults::console_key_policy(&account, &a, &u))
+}
+
 fn build_request(cmd: KmsCommand) -> Result<Request, ParamError> {
     Ok(match cmd {
         KmsCommand::CreateKey {
@@ -502,6 +748,7 @@ fn build_request(cmd: KmsCommand) -> Result<Request, ParamError> {
             key_usage,
             key_spec,
             bypass_policy_lockout_safety_check,
+            ..
         } => Request::CreateKey(CreateKeyRequest {
             description,
             policy: policy.map(|p| read_text("policy", &p)).transpose()?,
@@ -624,6 +871,74 @@ fn build_request(cmd: KmsCommand) -> Result<Request, ParamError> {
             description,
         },
         KmsCommand::ListResourceTags { key_id } => Request::ListResourceTags { key_id },
+        KmsCommand::CreateGrant {
+            key_id,
+            grantee_principal,
+            operations,
+            retiring_principal,
+            constraints,
+            name,
+            grant_tokens,
+        } => Request::CreateGrant(kmsd::protocol::CreateGrantRequest {
+            key_id,
+            grantee_principal,
+            retiring_principal,
+            operations: split_list(&operations),
+            constraints: constraints.as_deref().map(parse_constraints).transpose()?,
+            name,
+            grant_tokens,
+        }),
+        KmsCommand::ListGrants {
+            key_id,
+            grant_id,
+            grantee_principal,
+            limit,
+        } => Request::ListGrants(kmsd::protocol::ListGrantsRequest {
+            key_id,
+            grant_id,
+            grantee_principal,
+            limit,
+            marker: None,
+        }),
+        KmsCommand::ListRetirableGrants {
+            retiring_principal,
+            limit,
+        } => Request::ListRetirableGrants(kmsd::protocol::ListRetirableGrantsRequest {
+            retiring_principal,
+            limit,
+            marker: None,
+        }),
+        KmsCommand::RetireGrant {
+            grant_token,
+            key_id,
+            grant_id,
+        } => Request::RetireGrant(kmsd::protocol::RetireGrantRequest {
+            grant_token,
+            key_id,
+            grant_id,
+        }),
+        KmsCommand::RevokeGrant { key_id, grant_id } => Request::RevokeGrant { key_id, grant_id },
+        KmsCommand::GetKeyPolicy {
+            key_id,
+            policy_name,
+        } => Request::GetKeyPolicy {
+            key_id,
+            policy_name: Some(policy_name),
+        },
+        KmsCommand::PutKeyPolicy {
+            key_id,
+            policy_name,
+            policy,
+            bypass_policy_lockout_safety_check,
+        } => Request::PutKeyPolicy {
+            key_id,
+            policy_name: Some(policy_name),
+            policy: read_text("policy", &policy)?,
+            bypass_policy_lockout_safety_check,
+        },
+        KmsCommand::ListKeyPolicies { key_id } => Request::ListKeyPolicies { key_id },
+        KmsCommand::ReloadConfig => Request::ReloadConfig,
+        KmsCommand::GetCallerIdentity => Request::GetCallerIdentity,
     })
 }
 
@@ -667,7 +982,54 @@ fn send(client: &KmsClient, request: Request) -> Result<Response, ClientError> {
     }
 }
 
-pub fn run(g: &Global, args: KmsArgs) -> i32 {
+pub fn run(g: &Global, mut args: KmsArgs) -> i32 {
+    let socket = g.kmsd_socket();
+    let connect = || -> Result<KmsClient, i32> {
+        let client = KmsClient::connect(&socket).map_err(|e| {
+            eprintln!("atrest: {e}");
+            EXIT_UNREACHABLE
+        })?;
+        let client = match &g.act_as {
+            Some(arn) => client.acting_as(arn.clone()),
+            None => client,
+        };
+        Ok(match &args.via_service {
+            Some(service) => client.via(kmsd::protocol::ViaService {
+                service: service.clone(),
+                on_behalf_of: args.on_behalf_of.clone(),
+                grant_is_for_aws_resource: args.grant_is_for_aws_resource,
+            }),
+            None => client,
+        })
+    };
+    if let KmsCommand::CreateKey {
+        policy,
+        key_administrators,
+        key_users,
+        ..
+    } = &mut args.command
+    {
+        if !key_administrators.is_empty() || !key_users.is_empty() {
+            if policy.is_some() {
+                eprintln!("\n--policy cannot be combined with --key-administrators/--key-users");
+                return EXIT_PARAM;
+            }
+            let client = match connect() {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            match console_policy(&client, key_administrators, key_users) {
+                Ok(p) => *policy = Some(p),
+                Err(ClientError::Kms(e)) => {
+                    return report_error("CreateKey", e.code.as_str(), &e.message)
+                }
+                Err(e) => {
+                    eprintln!("atrest: {e}");
+                    return EXIT_UNREACHABLE;
+                }
+            }
+        }
+    }
     let request = match build_request(args.command) {
         Ok(r) => r,
         Err(e) => {
@@ -676,17 +1038,9 @@ pub fn run(g: &Global, args: KmsArgs) -> i32 {
         }
     };
     let operation = request.operation();
-    let socket = g.kmsd_socket();
-    let client = match KmsClient::connect(&socket) {
+    let client = match connect() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("atrest: {e}");
-            return EXIT_UNREACHABLE;
-        }
-    };
-    let client = match &g.act_as {
-        Some(arn) => client.acting_as(arn.clone()),
-        None => client,
+        Err(code) => return code,
     };
     let response = match send(&client, request) {
         Ok(r) => r,

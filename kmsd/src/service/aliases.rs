@@ -1,6 +1,6 @@
 //! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases, and the name rules.
 
-use super::authz::{authorize, RequestContext};
+use super::authz::RequestContext;
 use super::keys::{page_limit, paginate};
 use super::resolve::{alias_arn, parse_key_ref, KeyRef};
 use super::{rules, storage_error, Caller, KeyService};
@@ -78,7 +78,7 @@ impl KeyService {
                 key.arn
             )));
         }
-        authorize(
+        self.authorize(
             caller,
             "kms:CreateAlias",
             Some(&key),
@@ -135,7 +135,7 @@ impl KeyService {
                 key.arn
             )));
         }
-        authorize(
+        self.authorize(
             caller,
             "kms:UpdateAlias",
             Some(&key),
@@ -168,7 +168,7 @@ impl KeyService {
         if let Some(k) = &key {
             *key_arn = Some(k.arn.clone());
         }
-        authorize(
+        self.authorize(
             caller,
             "kms:DeleteAlias",
             key.as_deref(),
@@ -190,7 +190,7 @@ impl KeyService {
                 check_target_is_key(k)?;
                 let key = self.resolve(caller, k)?;
                 *key_arn = Some(key.arn.clone());
-                authorize(
+                self.authorize(
                     caller,
                     "kms:ListAliases",
                     Some(&key),
@@ -199,7 +199,7 @@ impl KeyService {
                 Some(key.record.key_id.clone())
             }
             None => {
-                authorize(caller, "kms:ListAliases", None, &RequestContext::default())?;
+                self.authorize(caller, "kms:ListAliases", None, &RequestContext::default())?;
                 None
             }
         };

@@ -4,22 +4,28 @@
 //! after the operation and BEFORE the reply is sent; an error refuses the request.
 //! `record` may block until the event is durable, and many connection threads call
 //! it at once, so a sink can batch concurrent events into one fsync (group commit).
-//! The CloudTrail-shaped file trail (issue 3) implements this trait; the default
-//! here logs through `tracing`.
+//! [`TrailAuditSink`] writes each event as a CloudTrail-shaped record to the
+//! hash-chained trail (`HOME/trail`, [`crate::trail::TrailWriter`]: group commit,
+//! fdatasync before `record` returns); [`TracingAuditSink`] only logs.
 
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 
 use super::Caller;
 use crate::clock::format_rfc3339;
 use crate::protocol::{Request, Response, ViaService, SYMMETRIC_DEFAULT};
+use crate::trail::record::{account_of_arn, AdditionalEventData, IdentityType, Resource};
+use crate::trail::{TrailConfig, TrailRecord, TrailWriter, UserIdentity};
 
 /// The caller as the trail records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditIdentity {
     pub uid: u32,
     pub pid: Option<i32>,
+    /// The uid's user name (names role sessions).
+    pub user: String,
     /// The principal the uid maps to (always recorded).
     pub uid_principal: String,
     /// The principal the request was evaluated as.
@@ -34,6 +40,7 @@ impl AuditIdentity {
         AuditIdentity {
             uid: c.uid,
             pid: c.pid,
+            user: c.user.clone(),
             uid_principal: c.uid_principal.clone(),
             principal_arn: c.principal_arn.clone(),
             account: c.account.clone(),
@@ -65,6 +72,47 @@ pub struct AuditEvent {
     /// The key the request used, once resolved.
     pub key_arn: Option<String>,
     pub read_only: bool,
+    /// A fresh UUID per event (CloudTrail's `eventID`).
+    pub event_id: String,
+    /// Further `resources` as `(type, ARN)` (service events).
+    pub resources: Vec<(String, String)>,
+    /// `userAgent`, when the caller says (service events).
+    pub user_agent: Option<String>,
+    /// `sourceIPAddress` of a service's own caller (service events).
+    pub source_ip: Option<String>,
+    /// The access key a service's caller signed with (`userIdentity.accessKeyId`).
+    pub access_key_id: Option<String>,
+}
+
+impl AuditEvent {
+    /// An event with fresh IDs and no parameters, result or resources yet.
+    pub fn new(
+        event_source: &str,
+        event_name: &str,
+        time_ms: i64,
+        identity: AuditIdentity,
+        region: &str,
+    ) -> Self {
+        AuditEvent {
+            event_name: event_name.to_string(),
+            event_source: event_source.to_string(),
+            time_ms,
+            request_id: uuid::Uuid::new_v4().to_string(),
+            identity,
+            region: region.to_string(),
+            request_parameters: Value::Null,
+            response_elements: Value::Null,
+            error_code: None,
+            error_message: None,
+            key_arn: None,
+            read_only: false,
+            event_id: uuid::Uuid::new_v4().to_string(),
+            resources: Vec::new(),
+            user_agent: None,
+            source_ip: None,
+            access_key_id: None,
+        }
+    }
 }
 
 /// Why an event could not be recorded.
@@ -155,7 +203,36 @@ pub fn is_read_only(r: &Request) -> bool {
             | Request::GetKeyRotationStatus { .. }
             | Request::ListKeyRotations { .. }
             | Request::ListResourceTags { .. }
+            | Request::ListGrants(_)
+            | Request::ListRetirableGrants(_)
+            | Request::GetKeyPolicy { .. }
+            | Request::ListKeyPolicies { .. }
+            | Request::LookupEvents(_)
+            | Request::GetCallerIdentity
     )
+}
+
+/// `eventSource` of LookupEvents.
+pub const CLOUDTRAIL_SOURCE: &str = "cloudtrail.amazonaws.com";
+
+/// The `eventSource` of a request kmsd answers itself.
+pub fn event_source(r: &Request) -> &'static str {
+    match r {
+        Request::LookupEvents(_) => CLOUDTRAIL_SOURCE,
+        Request::GetCallerIdentity => "sts.amazonaws.com",
+        _ => crate::trail::record::KMS_SOURCE,
+    }
+}
+
+fn constraints_value(c: &crate::protocol::GrantConstraints) -> Value {
+    let mut m = Map::new();
+    if let Some(e) = &c.encryption_context_equals {
+        m.insert("encryptionContextEquals".into(), ctx_value(e));
+    }
+    if let Some(e) = &c.encryption_context_subset {
+        m.insert("encryptionContextSubset".into(), ctx_value(e));
+    }
+    Value::Object(m)
 }
 
 fn ctx_value(ctx: &crate::protocol::EncryptionContext) -> Value {
@@ -312,6 +389,111 @@ pub fn request_parameters(r: &Request) -> Value {
             put("description", json!(description));
         }
         Request::AdvanceClock { seconds } => put("seconds", json!(seconds)),
+        Request::CreateGrant(g) => {
+            put("keyId", json!(g.key_id));
+            put("granteePrincipal", json!(g.grantee_principal));
+            if let Some(r) = &g.retiring_principal {
+                put("retiringPrincipal", json!(r));
+            }
+            put("operations", json!(g.operations));
+            if let Some(c) = &g.constraints {
+                put("constraints", constraints_value(c));
+            }
+            if let Some(n) = &g.name {
+                put("name", json!(n));
+            }
+        }
+        Request::ListGrants(l) => {
+            put("keyId", json!(l.key_id));
+            if let Some(g) = &l.grant_id {
+                put("grantId", json!(g));
+            }
+            if let Some(g) = &l.grantee_principal {
+                put("granteePrincipal", json!(g));
+            }
+            if let Some(n) = l.limit {
+                put("limit", json!(n));
+            }
+        }
+        Request::ListRetirableGrants(l) => {
+            put("retiringPrincipal", json!(l.retiring_principal));
+            if let Some(n) = l.limit {
+                put("limit", json!(n));
+            }
+        }
+        Request::RetireGrant(r) => {
+            // The token itself is a credential: only the grant it names is logged.
+            if let Some(k) = &r.key_id {
+                put("keyId", json!(k));
+            }
+            let id = r.grant_id.clone().or_else(|| {
+                r.grant_token
+                    .as_deref()
+                    .and_then(|t| crate::grants::grant_id_from_token(t).ok())
+            });
+            if let Some(g) = id {
+                put("grantId", json!(g));
+            }
+        }
+        Request::RevokeGrant { key_id, grant_id } => {
+            put("keyId", json!(key_id));
+            put("grantId", json!(grant_id));
+        }
+        Request::GetKeyPolicy {
+            key_id,
+            policy_name,
+        } => {
+            put("keyId", json!(key_id));
+            put(
+                "policyName",
+                json!(policy_name.as_deref().unwrap_or("default")),
+            );
+        }
+        Request::PutKeyPolicy {
+            key_id,
+            policy_name,
+            policy,
+            bypass_policy_lockout_safety_check,
+        } => {
+            put("keyId", json!(key_id));
+            put(
+                "policyName",
+                json!(policy_name.as_deref().unwrap_or("default")),
+            );
+            put("policy", json!(policy));
+            put(
+                "bypassPolicyLockoutSafetyCheck",
+                json!(bypass_policy_lockout_safety_check),
+            );
+        }
+        Request::ListKeyPolicies { key_id } => put("keyId", json!(key_id)),
+        Request::RecordEvent(e) => {
+            put("eventSource", json!(e.event_source));
+            put("eventName", json!(e.event_name));
+        }
+        Request::LookupEvents(l) => {
+            if !l.lookup_attributes.is_empty() {
+                put(
+                    "lookupAttributes",
+                    Value::Array(
+                        l.lookup_attributes
+                            .iter()
+                            .map(|(k, v)| json!({"attributeKey": k, "attributeValue": v}))
+                            .collect(),
+                    ),
+                );
+            }
+            if let Some(t) = l.start_time {
+                put("startTime", json!(format_rfc3339(t.saturating_mul(1000))));
+            }
+            if let Some(t) = l.end_time {
+                put("endTime", json!(format_rfc3339(t.saturating_mul(1000))));
+            }
+            if let Some(n) = l.max_results {
+                put("maxResults", json!(n));
+            }
+        }
+        Request::ReloadConfig | Request::GetCallerIdentity => {}
     }
     Value::Object(m)
 }
@@ -345,6 +527,155 @@ pub fn response_elements(event_name: &str, r: &Response) -> Value {
         }),
         ("CancelKeyDeletion", Response::KeyId { key_id })
         | ("RotateKeyOnDemand", Response::KeyId { key_id }) => json!({ "keyId": key_id }),
+        // Never the token: it is a credential.
+        (_, Response::CreateGrant { grant_id, .. }) => json!({ "grantId": grant_id }),
         _ => Value::Null,
+    }
+}
+
+/// The CloudTrail identity of an audited caller: the principal the request was
+/// evaluated as (a role is recorded as a session named after the Unix user), with
+/// `invokedBy` set when it came via a service.
+pub fn user_identity(id: &AuditIdentity) -> UserIdentity {
+    UserIdentity::from_principal(&id.principal_arn, &id.user).unwrap_or_else(|| UserIdentity {
+        identity_type: IdentityType::IamUser,
+        principal_id: None,
+        arn: Some(id.principal_arn.clone()),
+        account_id: Some(id.account.clone()),
+        access_key_id: None,
+        user_name: None,
+        invoked_by: None,
+    })
+}
+
+/// An audit event as the CloudTrail-shaped record the trail stores.
+pub fn to_trail_record(e: &AuditEvent) -> TrailRecord {
+    let nanos = i128::from(e.time_ms).saturating_mul(1_000_000);
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let mut identity = user_identity(&e.identity);
+    identity.access_key_id = e.access_key_id.clone();
+    let recipient = e
+        .key_arn
+        .as_deref()
+        .and_then(account_of_arn)
+        .unwrap_or_else(|| e.identity.account.clone());
+    let opt = |v: &Value| (!v.is_null()).then(|| v.clone());
+    let mut r = TrailRecord::api_call(
+        &e.event_source,
+        &e.event_name,
+        &e.region,
+        &recipient,
+        identity,
+        time,
+    )
+    .with_request_id(&e.request_id)
+    .read_only(e.read_only);
+    r.event_id = e.event_id.clone();
+    r.request_parameters = opt(&e.request_parameters);
+    r.response_elements = opt(&e.response_elements);
+    if let Some(ua) = &e.user_agent {
+        r = r.with_user_agent(ua);
+    }
+    if let Some(v) = &e.identity.via {
+        r = r.via_service(&v.service);
+    }
+    if let Some(ip) = &e.source_ip {
+        r = r.with_source_ip(ip);
+    }
+    if let (Some(code), msg) = (&e.error_code, &e.error_message) {
+        r = r.with_error(code, msg.as_deref().unwrap_or(""));
+    }
+    if let Some(k) = &e.key_arn {
+        r = r.with_key(k);
+    }
+    for (ty, arn) in &e.resources {
+        r = r.with_resource(Resource {
+            account_id: account_of_arn(arn),
+            resource_type: ty.clone(),
+            arn: arn.clone(),
+        });
+    }
+    // atrest's own evidence: the kernel-checked uid (and what it maps to, when the
+    // request was made as someone else), the pid, and the socket.
+    let mut extra = Map::new();
+    if e.identity.uid_principal != e.identity.principal_arn {
+        extra.insert("unixPrincipal".into(), json!(e.identity.uid_principal));
+    }
+    if let Some(pid) = e.identity.pid {
+        extra.insert("unixPid".into(), json!(pid));
+    }
+    extra.insert("transport".into(), json!(e.identity.source));
+    r.additional_event_data = Some(AdditionalEventData {
+        unix_uid: Some(e.identity.uid),
+        extra,
+    });
+    r
+}
+
+/// The trail sink: every event becomes one record in `HOME/trail`, durable
+/// (fdatasync'd, group-committed with concurrent events) before `record` returns.
+///
+/// After a failed write the writer refuses everything (its chain tail is
+/// uncertain); the sink then reopens it on the next event, which runs the trail's
+/// crash recovery, so kmsd recovers by itself once the disk has room again. Until
+/// then every request is refused.
+pub struct TrailAuditSink {
+    dir: PathBuf,
+    writer: Mutex<Option<Arc<TrailWriter>>>,
+}
+
+impl TrailAuditSink {
+    /// Opens (creating) the trail in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, crate::trail::TrailError> {
+        let writer = TrailWriter::open(TrailConfig::new(dir))?;
+        Ok(TrailAuditSink {
+            dir: dir.to_path_buf(),
+            writer: Mutex::new(Some(Arc::new(writer))),
+        })
+    }
+
+    /// The trail directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The writer's group-commit counters, while it is open.
+    pub fn stats(&self) -> Option<crate::trail::WriterStats> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|w| w.stats())
+    }
+
+    fn current(&self) -> Result<Arc<TrailWriter>, AuditError> {
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = guard.as_ref() {
+            return Ok(Arc::clone(w));
+        }
+        let w = TrailWriter::open(TrailConfig::new(&self.dir))
+            .map_err(|e| AuditError::Unavailable(format!("cannot reopen the trail: {e}")))?;
+        tracing::warn!(dir = %self.dir.display(), "trail reopened after a failure");
+        let w = Arc::new(w);
+        *guard = Some(Arc::clone(&w));
+        Ok(w)
+    }
+}
+
+impl AuditSink for TrailAuditSink {
+    fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let writer = self.current()?;
+        let record = to_trail_record(&event);
+        match writer.append(record) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+                if guard.as_ref().is_some_and(|w| Arc::ptr_eq(w, &writer)) {
+                    *guard = None;
+                }
+                Err(AuditError::Unavailable(e.to_string()))
+            }
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::authz::{authorize, RequestContext};
+use super::authz::RequestContext;
 use super::{rules, Caller, KeyEntry, KeyService};
 use crate::blob;
 use crate::protocol::{
@@ -72,7 +72,7 @@ impl KeyService {
     ) -> Result<Arc<KeyEntry>, KmsError> {
         let key = self.resolve(caller, key_id)?;
         *key_arn = Some(key.arn.clone());
-        authorize(caller, action, Some(&key), ctx)?;
+        self.authorize(caller, action, Some(&key), ctx)?;
         rules::check(action, &key)?;
         Ok(key)
     }
@@ -99,6 +99,7 @@ impl KeyService {
         let ctx = RequestContext {
             encryption_context: Some(&req.encryption_context),
             grant_tokens: &req.grant_tokens,
+            create_grant: None,
         };
         let key = self.usable_key(caller, &req.key_id, "kms:Encrypt", &ctx, key_arn)?;
         let ciphertext_blob = seal_with(&key, &req.encryption_context, &req.plaintext)?;
@@ -149,7 +150,7 @@ impl KeyService {
             key
         };
         *key_arn = Some(key.arn.clone());
-        authorize(caller, action, Some(&key), rctx)?;
+        self.authorize(caller, action, Some(&key), rctx)?;
         rules::check(action, &key)?;
         let cipher = key
             .version(header.backing_version)
@@ -173,6 +174,7 @@ impl KeyService {
             &RequestContext {
                 encryption_context: Some(&req.encryption_context),
                 grant_tokens: &req.grant_tokens,
+                create_grant: None,
             },
             req.key_id.as_deref(),
             "kms:Decrypt",
@@ -198,6 +200,7 @@ impl KeyService {
             &RequestContext {
                 encryption_context: Some(&req.source_encryption_context),
                 grant_tokens: &req.grant_tokens,
+                create_grant: None,
             },
             req.source_key_id.as_deref(),
             "kms:ReEncryptFrom",
@@ -206,6 +209,7 @@ impl KeyService {
         let ctx = RequestContext {
             encryption_context: Some(&req.destination_encryption_context),
             grant_tokens: &req.grant_tokens,
+            create_grant: None,
         };
         let mut dest_arn = None;
         let dest = self.usable_key(
@@ -241,6 +245,7 @@ impl KeyService {
         let ctx = RequestContext {
             encryption_context: Some(&req.encryption_context),
             grant_tokens: &req.grant_tokens,
+            create_grant: None,
         };
         let key = self.usable_key(caller, &req.key_id, action, &ctx, key_arn)?;
         let mut plaintext = Zeroizing::new(vec![0u8; len]);

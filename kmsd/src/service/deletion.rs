@@ -122,6 +122,7 @@ impl KeyService {
             .get(key_id)
             .map(|k| k.arn.clone())
             .unwrap_or_default();
+        self.drop_grants(key_id)?;
         self.store.delete_key(key_id).map_err(storage_error)?;
         self.apply(|s| {
             s.keys.remove(key_id);
@@ -136,28 +137,23 @@ impl KeyService {
     }
 
     fn record_internal(&self, event_name: &str, arn: &str) {
-        let event = AuditEvent {
-            event_name: event_name.into(),
-            event_source: "kms.amazonaws.com".into(),
-            time_ms: self.now_ms(),
-            request_id: uuid::Uuid::new_v4().to_string(),
-            identity: AuditIdentity {
+        let mut event = AuditEvent::new(
+            "kms.amazonaws.com",
+            event_name,
+            self.now_ms(),
+            AuditIdentity {
                 uid: 0,
                 pid: None,
+                user: "kms".into(),
                 uid_principal: "kms.amazonaws.com".into(),
                 principal_arn: "kms.amazonaws.com".into(),
                 account: self.config.account.clone(),
                 via: None,
                 source: "kms.amazonaws.com".into(),
             },
-            region: self.config.region.clone(),
-            request_parameters: serde_json::Value::Null,
-            response_elements: serde_json::Value::Null,
-            error_code: None,
-            error_message: None,
-            key_arn: Some(arn.to_string()),
-            read_only: false,
-        };
+            &self.config.region,
+        );
+        event.key_arn = Some(arn.to_string());
         // Not a caller's request: nobody to refuse, so a failure is logged only.
         if let Err(e) = self.audit.record(event) {
             tracing::error!(error = %e, event = event_name, key = arn, "could not record a service event");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::authz::{authorize, RequestContext};
+use super::authz::RequestContext;
 use super::{rules, storage_error, Caller, KeyEntry, KeyService};
 use crate::keystore::{StoredKey, StoredRotation, StoredVersion, FILE_FORMAT};
 use crate::protocol::{
@@ -122,9 +122,24 @@ impl KeyService {
             }
         }
         validate_tags(&req.tags)?;
-        authorize(caller, "kms:CreateKey", None, &RequestContext::default())?;
+        self.authorize(caller, "kms:CreateKey", None, &RequestContext::default())?;
 
         let key_id = uuid::Uuid::new_v4().to_string();
+        // Every key has a policy: the one given (which must not lock its creator
+        // out), or AWS's default for the account.
+        let policy = match req.policy {
+            Some(text) => {
+                let arn = crate::keystore::key_arn(&self.config.region, &caller.account, &key_id);
+                super::policies::check_new_policy(
+                    caller,
+                    &arn,
+                    &text,
+                    req.bypass_policy_lockout_safety_check,
+                )?;
+                text
+            }
+            None => crate::policy::defaults::default_key_policy(&caller.account),
+        };
         let material: Zeroizing<[u8; 32]> = Zeroizing::new(rand::random());
         let now = self.now_ms();
         let sealed = self
@@ -141,7 +156,7 @@ impl KeyService {
             key_state: KeyState::Enabled,
             deletion_date_ms: None,
             pending_window_days: None,
-            policy: req.policy,
+            policy: Some(policy),
             tags: req.tags,
             rotation: StoredRotation::default(),
             versions: vec![StoredVersion {
@@ -167,7 +182,7 @@ impl KeyService {
     ) -> Result<Response, KmsError> {
         let key = self.resolve(caller, key_id)?;
         *key_arn = Some(key.arn.clone());
-        authorize(
+        self.authorize(
             caller,
             "kms:DescribeKey",
             Some(&key),
@@ -182,7 +197,7 @@ impl KeyService {
         req: ListKeysRequest,
     ) -> Result<Response, KmsError> {
         let limit = page_limit(req.limit)?;
-        authorize(caller, "kms:ListKeys", None, &RequestContext::default())?;
+        self.authorize(caller, "kms:ListKeys", None, &RequestContext::default())?;
         let state = self.read();
         let mut keys: Vec<KeyListEntry> = state
             .keys
@@ -216,7 +231,7 @@ impl KeyService {
         let _w = self.writer();
         let key = self.resolve(caller, key_id)?;
         *key_arn = Some(key.arn.clone());
-        authorize(caller, action, Some(&key), &RequestContext::default())?;
+        self.authorize(caller, action, Some(&key), &RequestContext::default())?;
         rules::check(action, &key)?;
         let mut record = key.record.clone();
         change(&mut record)?;
@@ -275,7 +290,7 @@ impl KeyService {
     ) -> Result<Response, KmsError> {
         let key = self.resolve(caller, key_id)?;
         *key_arn = Some(key.arn.clone());
-        authorize(
+        self.authorize(
             caller,
             "kms:ListResourceTags",
             Some(&key),

@@ -15,29 +15,40 @@ pub mod audit;
 pub mod authz;
 pub mod crypto;
 pub mod deletion;
+pub mod directory;
+pub mod events;
+pub mod grants;
 pub mod keys;
+pub mod policies;
 pub mod resolve;
 pub mod rotation;
 pub mod rules;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use aes_gcm::Aes256Gcm;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::grants::Grant;
 use crate::keystore::{Keystore, KeystoreError, StoredAlias, StoredKey};
+use crate::policy::{PolicyDocument, Principal};
 use crate::protocol::{KmsError, Request, RequestEnvelope, Response, ViaService};
 use audit::{AuditEvent, AuditIdentity, AuditSink};
+use directory::{Directory, Policies};
 
-/// Who is calling, as established by the transport (never by the request body).
+/// Who is calling, as established by the transport (never by the request body) and
+/// admitted by [`authz::admit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     /// Kernel-checked Unix uid of the peer.
     pub uid: u32,
     /// Kernel-checked pid of the peer, if known.
     pub pid: Option<i32>,
+    /// The uid's user name.
+    pub user: String,
     /// The principal the uid maps to.
     pub uid_principal: String,
     /// The principal the request is evaluated as (`uid_principal`, or the `act_as`
@@ -45,6 +56,10 @@ pub struct Caller {
     pub principal_arn: String,
     /// The account of `principal_arn`.
     pub account: String,
+    /// `principal_arn`, parsed for policy evaluation.
+    pub principal: Principal,
+    /// The IAM identity policies of `principal`.
+    pub policies: Policies,
     /// The service the request came through, if admitted.
     pub via: Option<ViaService>,
     /// Where the request came from, e.g. `unix:/path/kmsd.sock` (CloudTrail's
@@ -56,6 +71,9 @@ pub struct Caller {
 pub struct KeyEntry {
     pub record: StoredKey,
     pub arn: String,
+    /// The key policy, parsed once (the AWS default policy when the record has none;
+    /// a stored policy that no longer parses allows nothing: fail closed).
+    pub policy: Arc<PolicyDocument>,
     /// `ciphers[v - 1]` is backing version `v`; shared between entry versions.
     pub ciphers: Arc<Vec<Aes256Gcm>>,
 }
@@ -63,15 +81,28 @@ pub struct KeyEntry {
 impl KeyEntry {
     pub fn new(record: StoredKey, ciphers: Arc<Vec<Aes256Gcm>>) -> Self {
         let arn = record.arn();
+        let policy = Arc::new(policies::parse_stored(&record));
         KeyEntry {
             record,
             arn,
+            policy,
             ciphers,
         }
     }
     /// The same key with a changed record (and the same material).
     pub fn with_record(&self, record: StoredKey) -> Self {
-        KeyEntry::new(record, Arc::clone(&self.ciphers))
+        let policy = if record.policy == self.record.policy && record.account == self.record.account
+        {
+            Arc::clone(&self.policy)
+        } else {
+            Arc::new(policies::parse_stored(&record))
+        };
+        KeyEntry {
+            arn: record.arn(),
+            record,
+            policy,
+            ciphers: Arc::clone(&self.ciphers),
+        }
     }
     /// The newest backing version and its cipher.
     pub fn current(&self) -> Option<(u32, &Aes256Gcm)> {
@@ -94,6 +125,8 @@ pub type AliasKey = (String, String);
 pub struct State {
     pub keys: HashMap<String, Arc<KeyEntry>>,
     pub aliases: BTreeMap<AliasKey, StoredAlias>,
+    /// Grants by key ID.
+    pub grants: HashMap<String, Arc<Vec<Grant>>>,
 }
 
 /// Options of a [`KeyService`].
@@ -103,22 +136,51 @@ pub struct ServiceOptions {
     pub audit: Arc<dyn AuditSink>,
     /// Accept `AdvanceClock` (tests only).
     pub allow_clock_control: bool,
+    /// Where `ReloadConfig` (and SIGHUP) re-read the configuration from, and the
+    /// home whose drop-in IAM directory is read; `None`: the config cannot be
+    /// reloaded and only `config` counts.
+    pub reload: Option<ReloadSource>,
+    /// The uid kmsd runs as (`uid = "self"` in the config).
+    pub self_uid: u32,
+    /// The trail LookupEvents reads (`None`: LookupEvents is unsupported).
+    pub trail_dir: Option<PathBuf>,
+}
+
+/// Where the configuration is (re)loaded from.
+#[derive(Debug, Clone)]
+pub struct ReloadSource {
+    pub home: PathBuf,
+    pub config_path: PathBuf,
+    /// `--config` was given: the file must exist.
+    pub required: bool,
 }
 
 /// The key service.
 pub struct KeyService {
+    /// The configuration kmsd started with (region, account and socket settings
+    /// need a restart; identities and policies are in `directory`, reloadable).
     pub(crate) config: Config,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) audit: Arc<dyn AuditSink>,
     pub(crate) allow_clock_control: bool,
     pub(crate) store: Keystore,
+    pub(crate) reload: Option<ReloadSource>,
+    pub(crate) trail_dir: Option<PathBuf>,
+    pub(crate) kms_dir: PathBuf,
+    directory: RwLock<Arc<Directory>>,
     state: RwLock<State>,
     write_lock: Mutex<()>,
 }
 
 impl KeyService {
     /// Opens the keystore in `kms_dir` and loads every key.
-    pub fn open(kms_dir: &std::path::Path, opts: ServiceOptions) -> Result<Self, KeystoreError> {
+    pub fn open(kms_dir: &std::path::Path, opts: ServiceOptions) -> Result<Self, ServiceError> {
+        let directory = Directory::build(
+            opts.config.clone(),
+            opts.reload.as_ref().map(|r| r.home.as_path()),
+            opts.self_uid,
+        )
+        .map_err(ServiceError::Config)?;
         let (store, loaded) = Keystore::open(kms_dir)?;
         let mut state = State::default();
         for (record, materials) in loaded.keys {
@@ -143,6 +205,7 @@ impl KeyService {
         if dangling {
             store.write_aliases(state.aliases.values())?;
         }
+        state.grants = grants::load(kms_dir, &state.keys)?;
         tracing::info!(
             keys = state.keys.len(),
             aliases = state.aliases.len(),
@@ -154,6 +217,10 @@ impl KeyService {
             audit: opts.audit,
             allow_clock_control: opts.allow_clock_control,
             store,
+            reload: opts.reload,
+            trail_dir: opts.trail_dir,
+            kms_dir: kms_dir.to_path_buf(),
+            directory: RwLock::new(Arc::new(directory)),
             state: RwLock::new(state),
             write_lock: Mutex::new(()),
         })
@@ -161,6 +228,21 @@ impl KeyService {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The current compiled configuration (identities, IAM policies, services).
+    pub fn directory(&self) -> Arc<Directory> {
+        Arc::clone(&self.directory.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Swaps in a new directory (after a reload).
+    pub(crate) fn set_directory(&self, d: Directory) {
+        *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(d);
+    }
+
+    /// The grants of a key (shared; empty if none).
+    pub(crate) fn grants_of(&self, key_id: &str) -> Arc<Vec<Grant>> {
+        self.read().grants.get(key_id).cloned().unwrap_or_default()
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -192,25 +274,28 @@ impl KeyService {
         peer: &authz::Peer,
         env: RequestEnvelope,
     ) -> Result<Response, KmsError> {
-        match authz::admit(peer, env.act_as.as_deref(), env.via.as_ref()) {
+        let dir = self.directory();
+        match authz::admit(&dir, peer, env.act_as.as_deref(), env.via.as_ref()) {
             Ok(caller) => self.handle(&caller, env.request),
             Err(e) => {
-                let caller = Caller {
-                    uid: peer.uid,
-                    pid: peer.pid,
-                    uid_principal: peer.uid_principal.clone(),
-                    principal_arn: peer.uid_principal.clone(),
-                    account: peer.account.clone(),
-                    via: None,
-                    source: peer.source.clone(),
-                };
+                let caller = authz::peer_caller(&dir, peer);
                 self.audited(&caller, env.request, |_, _| Err(e))
             }
         }
     }
 
-    /// Handles one request: dispatch, audit (fail closed), result.
+    /// Handles one request: dispatch, audit (fail closed), result. A service's own
+    /// event (`RecordEvent`) is its own record; refused, it is audited as a KMS call.
     pub fn handle(&self, caller: &Caller, request: Request) -> Result<Response, KmsError> {
+        let request = match request {
+            Request::RecordEvent(r) => match self.record_service_event(caller, &r) {
+                Ok(resp) => return Ok(resp),
+                Err(e) => {
+                    return self.audited(caller, Request::RecordEvent(r), |_, _| Err(e));
+                }
+            },
+            other => other,
+        };
         self.audited(caller, request, |req, key_arn| {
             self.dispatch(caller, req, key_arn)
         })
@@ -223,32 +308,28 @@ impl KeyService {
         run: impl FnOnce(Request, &mut Option<String>) -> Result<Response, KmsError>,
     ) -> Result<Response, KmsError> {
         let event_name = request.operation();
+        let source = audit::event_source(&request);
         let read_only = audit::is_read_only(&request);
         let request_parameters = audit::request_parameters(&request);
         let mut key_arn: Option<String> = None;
         let result = run(request, &mut key_arn);
-        let (response_elements, error_code, error_message) = match &result {
-            Ok(resp) => (audit::response_elements(event_name, resp), None, None),
-            Err(e) => (
-                serde_json::Value::Null,
-                Some(e.code.as_str().to_string()),
-                Some(e.message.clone()),
-            ),
-        };
-        let event = AuditEvent {
-            event_name: event_name.to_string(),
-            event_source: "kms.amazonaws.com".into(),
-            time_ms: self.clock.now_ms(),
-            request_id: uuid::Uuid::new_v4().to_string(),
-            identity: AuditIdentity::from_caller(caller),
-            region: self.config.region.clone(),
-            request_parameters,
-            response_elements,
-            error_code,
-            error_message,
-            key_arn,
-            read_only,
-        };
+        let mut event = AuditEvent::new(
+            source,
+            event_name,
+            self.clock.now_ms(),
+            AuditIdentity::from_caller(caller),
+            &self.config.region,
+        );
+        event.request_parameters = request_parameters;
+        event.read_only = read_only;
+        event.key_arn = key_arn;
+        match &result {
+            Ok(resp) => event.response_elements = audit::response_elements(event_name, resp),
+            Err(e) => {
+                event.error_code = Some(e.code.as_str().to_string());
+                event.error_message = Some(e.message.clone());
+            }
+        }
         if let Err(e) = self.audit.record(event) {
             tracing::error!(error = %e, operation = event_name, "audit trail unavailable: refusing the request");
             return Err(KmsError::internal(
@@ -318,6 +399,44 @@ impl KeyService {
                 self.list_resource_tags(caller, &key_id, key_arn)
             }
             Request::AdvanceClock { seconds } => self.advance_clock(seconds),
+            Request::CreateGrant(r) => self.create_grant(caller, r, key_arn),
+            Request::ListGrants(r) => self.list_grants(caller, r, key_arn),
+            Request::ListRetirableGrants(r) => self.list_retirable_grants(caller, r),
+            Request::RetireGrant(r) => self.retire_grant(caller, r, key_arn),
+            Request::RevokeGrant { key_id, grant_id } => {
+                self.revoke_grant(caller, &key_id, &grant_id, key_arn)
+            }
+            Request::GetKeyPolicy {
+                key_id,
+                policy_name,
+            } => self.get_key_policy(caller, &key_id, policy_name.as_deref(), key_arn),
+            Request::PutKeyPolicy {
+                key_id,
+                policy_name,
+                policy,
+                bypass_policy_lockout_safety_check,
+            } => self.put_key_policy(
+                caller,
+                &key_id,
+                policy_name.as_deref(),
+                policy,
+                bypass_policy_lockout_safety_check,
+                key_arn,
+            ),
+            Request::ListKeyPolicies { key_id } => self.list_key_policies(caller, &key_id, key_arn),
+            // Recorded as the service's own event by `handle`, never dispatched.
+            Request::RecordEvent(_) => Err(KmsError::internal("RecordEvent reached dispatch")),
+            Request::LookupEvents(r) => self.lookup_events(caller, r),
+            Request::ReloadConfig => self.reload_config(caller),
+            Request::GetCallerIdentity => {
+                Ok(Response::CallerIdentity(crate::protocol::CallerIdentity {
+                    account: caller.account.clone(),
+                    arn: caller.principal_arn.clone(),
+                    uid: caller.uid,
+                    uid_principal: caller.uid_principal.clone(),
+                    via: caller.via.as_ref().map(|v| v.service.clone()),
+                }))
+            }
         }
     }
 
@@ -347,6 +466,15 @@ impl KeyService {
     }
 }
 
+/// Why the service could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
 /// A keystore failure as the caller sees it (the detail goes to the log).
 pub(crate) fn storage_error(e: KeystoreError) -> KmsError {
     tracing::error!(error = %e, "keystore write failed");
@@ -372,10 +500,13 @@ pub(crate) mod testing {
         let svc = KeyService::open(
             &dir.path().join("kms"),
             ServiceOptions {
-                config: Config::default(),
+                config: Config::embedded(),
                 clock: clock.clone(),
                 audit: sink.clone(),
                 allow_clock_control: true,
+                reload: None,
+                self_uid: 0,
+                trail_dir: None,
             },
         )
         .unwrap();
@@ -387,13 +518,30 @@ pub(crate) mod testing {
         }
     }
 
+    /// An IAM user of the default account with administrator rights.
     pub fn alice() -> Caller {
+        user_with("arn:aws:iam::111122223333:user/alice", &[ADMIN])
+    }
+
+    pub const ADMIN: &str =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+    /// A caller acting as `arn` with these IAM policies.
+    pub fn user_with(arn: &str, iam: &[&str]) -> Caller {
+        let principal = directory::parse_principal(arn).unwrap();
         Caller {
             uid: 1000,
             pid: None,
-            uid_principal: "arn:aws:iam::111122223333:user/alice".into(),
-            principal_arn: "arn:aws:iam::111122223333:user/alice".into(),
-            account: "111122223333".into(),
+            user: "alice".into(),
+            uid_principal: arn.into(),
+            principal_arn: arn.into(),
+            account: principal.account.clone().unwrap_or_default(),
+            principal,
+            policies: Arc::new(
+                iam.iter()
+                    .map(|t| PolicyDocument::parse_identity_policy(t).unwrap())
+                    .collect(),
+            ),
             via: None,
             source: "test".into(),
         }

@@ -78,7 +78,7 @@ impl KeyService {
     ) -> Result<Response, KmsError> {
         let key = self.resolve(caller, key_id)?;
         *key_arn = Some(key.arn.clone());
-        super::authz::authorize(
+        self.authorize(
             caller,
             "kms:GetKeyRotationStatus",
             Some(&key),
@@ -109,7 +109,7 @@ impl KeyService {
     ) -> Result<Response, KmsError> {
         let key = self.resolve(caller, key_id)?;
         *key_arn = Some(key.arn.clone());
-        super::authz::authorize(
+        self.authorize(
             caller,
             "kms:ListKeyRotations",
             Some(&key),
@@ -139,7 +139,7 @@ impl KeyService {
         let _w = self.writer();
         let key = self.resolve(caller, key_id)?;
         *key_arn = Some(key.arn.clone());
-        super::authz::authorize(
+        self.authorize(
             caller,
             "kms:RotateKeyOnDemand",
             Some(&key),

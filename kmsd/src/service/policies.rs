@@ -1,0 +1,259 @@
+//! Key policies: GetKeyPolicy, PutKeyPolicy (with the lockout safety check),
+//! ListKeyPolicies, and how a stored policy becomes the parsed document that
+//! authorization evaluates.
+
+use super::authz::RequestContext;
+use super::{Caller, KeyService};
+use crate::keystore::StoredKey;
+use crate::policy::defaults::default_key_policy;
+use crate::policy::lockout::check_lockout;
+use crate::policy::{PolicyDocument, PolicyError};
+use crate::protocol::{ErrorCode, KmsError, Response};
+
+/// The only key policy name AWS KMS has.
+pub const DEFAULT_POLICY_NAME: &str = "default";
+
+/// The parsed key policy of a stored key: its policy, or AWS's default key policy
+/// for its account when it has none (keys created before policies were stored). A
+/// stored policy that does not parse (it was validated when put, so only a damaged
+/// or hand-edited file) allows nothing.
+pub fn parse_stored(record: &StoredKey) -> PolicyDocument {
+    let text = match &record.policy {
+        Some(p) => p.clone(),
+        None => default_key_policy(&record.account),
+    };
+    PolicyDocument::parse_key_policy(&text).unwrap_or_else(|e| {
+        tracing::error!(key = %record.key_id, error = %e, "stored key policy does not parse: the key allows nothing until PutKeyPolicy");
+        PolicyDocument {
+            version: None,
+            id: None,
+            statements: Vec::new(),
+        }
+    })
+}
+
+pub fn policy_error(e: PolicyError) -> KmsError {
+    let code = match &e {
+        PolicyError::Malformed(_) => ErrorCode::MalformedPolicyDocumentException,
+        PolicyError::InvalidPrincipal(_) => ErrorCode::MalformedPolicyDocumentException,
+        PolicyError::InvalidArn(_) => ErrorCode::InvalidArnException,
+    };
+    KmsError::new(code, e.to_string())
+}
+
+fn check_policy_name(name: Option<&str>) -> Result<(), KmsError> {
+    match name {
+        None | Some(DEFAULT_POLICY_NAME) => Ok(()),
+        Some(other) => Err(KmsError::not_found(format!(
+            "Policy '{other}' not found: the only key policy name is \"default\""
+        ))),
+    }
+}
+
+/// Parses a key policy for CreateKey or PutKeyPolicy and runs AWS's lockout
+/// safety check: the policy must let `caller` call PutKeyPolicy on the key later.
+pub fn check_new_policy(
+    caller: &Caller,
+    key_arn: &str,
+    text: &str,
+    bypass: bool,
+) -> Result<PolicyDocument, KmsError> {
+    if text.is_empty() || text.len() > 32768 {
+        return Err(KmsError::constraint(
+            "policy",
+            "Member must have length between 1 and 32768",
+        ));
+    }
+    let doc = PolicyDocument::parse_key_policy(text).map_err(policy_error)?;
+    check_lockout(&doc, &caller.principal, key_arn, &caller.policies, bypass)
+        .map_err(policy_error)?;
+    Ok(doc)
+}
+
+impl KeyService {
+    pub(crate) fn get_key_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        policy_name: Option<&str>,
+        key_arn: &mut Option<String>,
+    ) -> Result<Response, KmsError> {
+        check_policy_name(policy_name)?;
+        let key = self.resolve(caller, key_id)?;
+        *key_arn = Some(key.arn.clone());
+        self.authorize(
+            caller,
+            "kms:GetKeyPolicy",
+            Some(&key),
+            &RequestContext::default(),
+        )?;
+        let policy = key
+            .record
+            .policy
+            .clone()
+            .unwrap_or_else(|| default_key_policy(&key.record.account));
+        Ok(Response::KeyPolicy {
+            policy_name: DEFAULT_POLICY_NAME.into(),
+            policy,
+        })
+    }
+
+    pub(crate) fn put_key_policy(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        policy_name: Option<&str>,
+        policy: String,
+        bypass: bool,
+        key_arn: &mut Option<String>,
+    ) -> Result<Response, KmsError> {
+        check_policy_name(policy_name)?;
+        self.change_key(caller, key_id, "kms:PutKeyPolicy", key_arn, |r| {
+            check_new_policy(caller, &r.arn(), &policy, bypass)?;
+            r.policy = Some(policy);
+            Ok(())
+        })?;
+        Ok(Response::Empty)
+    }
+
+    pub(crate) fn list_key_policies(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        key_arn: &mut Option<String>,
+    ) -> Result<Response, KmsError> {
+        let key = self.resolve(caller, key_id)?;
+        *key_arn = Some(key.arn.clone());
+        self.authorize(
+            caller,
+            "kms:ListKeyPolicies",
+            Some(&key),
+            &RequestContext::default(),
+        )?;
+        Ok(Response::ListKeyPolicies {
+            policy_names: vec![DEFAULT_POLICY_NAME.into()],
+            truncated: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{alice, fixture, user_with};
+    use super::*;
+    use crate::protocol::{CreateKeyRequest, Request};
+
+    fn create(f: &super::super::testing::Fixture, policy: Option<String>) -> String {
+        match f
+            .svc
+            .handle(
+                &alice(),
+                Request::CreateKey(CreateKeyRequest {
+                    policy,
+                    ..Default::default()
+                }),
+            )
+            .unwrap()
+        {
+            Response::KeyMetadata(m) => m.key_id,
+            r => panic!("{r:?}"),
+        }
+    }
+
+    #[test]
+    fn default_policy_is_stored_and_returned() {
+        let f = fixture();
+        let id = create(&f, None);
+        let r = f
+            .svc
+            .handle(
+                &alice(),
+                Request::GetKeyPolicy {
+                    key_id: id.clone(),
+                    policy_name: None,
+                },
+            )
+            .unwrap();
+        let Response::KeyPolicy {
+            policy,
+            policy_name,
+        } = r
+        else {
+            panic!()
+        };
+        assert_eq!(policy_name, "default");
+        assert!(policy.contains("arn:aws:iam::111122223333:root"));
+        assert!(policy.contains("Enable IAM User Permissions"));
+        let e = f
+            .svc
+            .handle(
+                &alice(),
+                Request::GetKeyPolicy {
+                    key_id: id,
+                    policy_name: Some("other".into()),
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFoundException);
+    }
+
+    #[test]
+    fn put_key_policy_refuses_lockout_unless_bypassed() {
+        let f = fixture();
+        let id = create(&f, None);
+        let other_only = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:user/bob"},"Action":"kms:*","Resource":"*"}]}"#;
+        let put = |bypass: bool| {
+            f.svc.handle(
+                &alice(),
+                Request::PutKeyPolicy {
+                    key_id: id.clone(),
+                    policy_name: None,
+                    policy: other_only.into(),
+                    bypass_policy_lockout_safety_check: bypass,
+                },
+            )
+        };
+        let e = put(false).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedPolicyDocumentException);
+        assert!(e
+            .message
+            .contains("will not allow you to update the key policy"));
+        put(true).unwrap();
+        // Now alice is locked out; bob (named directly) is not.
+        let e = f
+            .svc
+            .handle(
+                &alice(),
+                Request::DescribeKey {
+                    key_id: id.clone(),
+                    grant_tokens: vec![],
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::AccessDeniedException);
+        assert!(e.message.starts_with("User: arn:aws:iam::111122223333:user/alice is not authorized to perform: kms:DescribeKey on resource: arn:aws:kms:us-east-1:111122223333:key/"), "{}", e.message);
+        let bob = user_with("arn:aws:iam::111122223333:user/bob", &[]);
+        f.svc
+            .handle(
+                &bob,
+                Request::DescribeKey {
+                    key_id: id.clone(),
+                    grant_tokens: vec![],
+                },
+            )
+            .unwrap();
+        let bad = f
+            .svc
+            .handle(
+                &bob,
+                Request::PutKeyPolicy {
+                    key_id: id,
+                    policy_name: None,
+                    policy: "{not json".into(),
+                    bypass_policy_lockout_safety_check: false,
+                },
+            )
+            .unwrap_err();
+        assert_eq!(bad.code, ErrorCode::MalformedPolicyDocumentException);
+    }
+}
