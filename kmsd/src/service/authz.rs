@@ -122,7 +122,14 @@ pub fn admit(
                             format!("a request via {} cannot be on behalf of {p}", v.service),
                         ));
                     }
-                    dir.resolve_on_behalf_of(p)?
+                    if *p == ident.principal {
+                        // On behalf of the sending uid's own principal (on a dev box the
+                        // services run as the user): the uid's own policies apply, as
+                        // they do to its direct calls.
+                        dir.resolve_act_as(&ident, None)?
+                    } else {
+                        dir.resolve_on_behalf_of(p)?
+                    }
                 }
                 (None, a) => dir.resolve_act_as(&ident, a)?,
             }
