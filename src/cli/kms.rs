@@ -297,6 +297,13 @@ pub enum KmsCommand {
     /// Who kmsd takes you for: principal, account, Unix uid (like `aws sts
     /// get-caller-identity`; atrest extension).
     GetCallerIdentity,
+    /// Moves kmsd's clock forward (drills and tests: refused unless kmsd runs with
+    /// `--allow-clock-control`), e.g. past a key's deletion date.
+    #[command(hide = true)]
+    AdvanceClock {
+        #[arg(long)]
+        seconds: u64,
+    },
 }
 
 /// A bad command-line value, reported before anything is sent.
@@ -939,6 +946,7 @@ fn build_request(cmd: KmsCommand) -> Result<Request, ParamError> {
         KmsCommand::ListKeyPolicies { key_id } => Request::ListKeyPolicies { key_id },
         KmsCommand::ReloadConfig => Request::ReloadConfig,
         KmsCommand::GetCallerIdentity => Request::GetCallerIdentity,
+        KmsCommand::AdvanceClock { seconds } => Request::AdvanceClock { seconds },
     })
 }
 
