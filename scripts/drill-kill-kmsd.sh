@@ -53,7 +53,7 @@ CTS=$(cat "$W"/cts.* | wc -l)
 saw "clients stopped; kmsd had acknowledged $KEYS CreateKey and $CTS Encrypt"
 run at kms list-keys
 [[ $RC -ne 0 ]] || fail "kmsd still answers after kill -9"
-saw "kmsd is gone: $(head -n1 <<<"$ERR")"
+saw "kmsd is gone: $(first_line "$ERR")"
 
 step "Restart kmsd"
 if ((FRESH)); then

@@ -57,13 +57,15 @@ refused() {
     run "$@"
     [[ $RC -ne 0 ]] || fail "'$*' succeeded; expected it to be refused with $code"
     grep -q "($code)" <<<"$ERR$OUT" || fail "'$*' was refused, but not with $code: $ERR$OUT"
-    saw "refused: $(head -n1 <<<"$ERR$OUT")"
+    saw "refused: $(first_line "$ERR$OUT")"
 }
 # expect_eq WHAT ACTUAL EXPECTED
 expect_eq() {
     [[ "$2" == "$3" ]] || fail "$1 is '$2', expected '$3'"
     saw "$1 = $2"
 }
+# The first non-empty line of $1.
+first_line() { grep -m1 . <<<"$1" || true; }
 # json FILTER: reads $OUT as JSON, prints FILTER (a python expression on `d`).
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)" <<<"$OUT"; }
 
