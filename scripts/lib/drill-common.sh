@@ -173,21 +173,32 @@ release_loops() {
         done
 }
 
-# --fresh: kmsd (and with `mount`, the volume service) on the temporary home, all
-# stopped and unmounted on exit. Without --fresh: checks they run.
+# --fresh: kmsd, and with `mount` the volume service, with `s3` the object endpoint,
+# on the temporary home, all stopped and unmounted on exit. Without --fresh: checks
+# they run.
 drill_daemons() {
-    local want_mount=0
-    [[ "${1:-}" == mount ]] && want_mount=1
+    local want_mount=0 want_s3=0 w
+    for w in "$@"; do
+        case $w in mount) want_mount=1 ;; s3) want_s3=1 ;; esac
+    done
     if ((FRESH)); then
         cleanup_push "stop_daemon kmsd"
         start_kmsd
+        saw "kmsd pid $(pid_of kmsd)"
         if ((want_mount)); then
             cleanup_push "stop_daemon mount; fusermount3 -uz '$H/mnt'; umount -l '$H/mnt'"
             cleanup_push "release_loops"
             start_mount
+            saw "atrest mount pid $(pid_of mount) serving $H/mnt"
         fi
-        saw "kmsd pid $(pid_of kmsd)${want_mount:+}$( ((want_mount)) && echo ", atrest mount pid $(pid_of mount) on $H/mnt")"
-    elif ((want_mount)); then
-        [[ -S "$H/ec2.sock" ]] || fail "no volume service at $H/ec2.sock (atrest mount)"
+        if ((want_s3)); then
+            "$ATREST" --home "$H" s3 serve >"$H/log/s3.log" 2>&1 &
+            cleanup_push "kill $!"
+            wait_until 10 "the object endpoint ($H/s3.addr)" test -s "$H/s3.addr"
+            saw "object endpoint pid $! at $(cat "$H/s3.addr")"
+        fi
+    else
+        ((!want_mount)) || [[ -S "$H/ec2.sock" ]] || fail "no volume service at $H/ec2.sock (atrest mount)"
+        ((!want_s3)) || [[ -s "$H/s3.addr" ]] || fail "no object endpoint at $H/s3.addr (atrest s3 serve)"
     fi
 }
