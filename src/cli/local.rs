@@ -18,6 +18,11 @@ pub enum LocalCommand {
         mountpoint: Option<PathBuf>,
         #[arg(long)]
         foreground: bool,
+        /// Drills: when a key is disabled or scheduled for deletion, drop the data keys
+        /// it wraps at once (further I/O fails with EKEYREVOKED) instead of letting
+        /// attached volumes work until detached, as AWS does.
+        #[arg(long)]
+        strict_revocation: bool,
     },
     /// Attaches a volume to this machine (the `local` instance) and prints its path.
     Attach {
@@ -40,7 +45,8 @@ pub fn run(g: &Global, c: LocalCommand) -> i32 {
         LocalCommand::Mount {
             mountpoint,
             foreground,
-        } => mount(g, mountpoint, foreground),
+            strict_revocation,
+        } => mount(g, mountpoint, foreground, strict_revocation),
         LocalCommand::Attach {
             volume_id,
             loop_device,
@@ -72,11 +78,16 @@ pub fn run(g: &Global, c: LocalCommand) -> i32 {
     }
 }
 
-fn mount(g: &Global, mountpoint: Option<PathBuf>, foreground: bool) -> i32 {
+fn mount(
+    g: &Global,
+    mountpoint: Option<PathBuf>,
+    foreground: bool,
+    strict_revocation: bool,
+) -> i32 {
     let layout = g.layout();
     let mp = mountpoint.unwrap_or_else(|| layout.mount_dir());
     if foreground || std::env::var_os(daemon::CHILD_ENV).is_some() {
-        return match daemon::run_foreground(layout, &mp) {
+        return match daemon::run_foreground(layout, &mp, strict_revocation) {
             Ok(()) => 0,
             Err(e) => report_error("Mount", e.code.as_str(), &e.message),
         };
@@ -89,6 +100,9 @@ fn mount(g: &Global, mountpoint: Option<PathBuf>, foreground: bool) -> i32 {
     args.push("mount".into());
     args.push(mp.display().to_string());
     args.push("--foreground".into());
+    if strict_revocation {
+        args.push("--strict-revocation".into());
+    }
     match daemon::spawn_background(&layout, &args) {
         Ok(pid) => {
             print_json(&json!({"Mountpoint": mp, "Pid": pid, "Log": daemon::log_file(&layout)}));

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use kmsd::home::Layout;
 
 use super::error::Ec2Error;
+use super::keywatch::{self, TrailFollower};
 use super::model::{InstanceState, LOCAL_INSTANCE_ID};
 use super::runtime::Runtime;
 use super::server;
@@ -48,8 +49,16 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     sig
 }
 
-/// Runs the service in the foreground until SIGINT/SIGTERM.
-pub fn run_foreground(layout: Layout, mountpoint: &Path) -> Result<(), Ec2Error> {
+/// How often the trail is read for key changes reaching served volumes.
+const KEY_WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Runs the service in the foreground until SIGINT/SIGTERM (`strict_revocation`: see
+/// [`Runtime::start`]).
+pub fn run_foreground(
+    layout: Layout,
+    mountpoint: &Path,
+    strict_revocation: bool,
+) -> Result<(), Ec2Error> {
     let sigs = block_signals();
     for d in [layout.run_dir(), layout.log_dir()] {
         kmsd::durable::ensure_dir(&d, 0o755)
@@ -66,7 +75,7 @@ pub fn run_foreground(layout: Layout, mountpoint: &Path) -> Result<(), Ec2Error>
     }
     let sock = layout.ec2_socket();
     let listener = server::bind(&sock)?;
-    let runtime = Runtime::start(mountpoint)?;
+    let runtime = Runtime::start(mountpoint, strict_revocation)?;
     let svc = Ec2Service::new(layout.clone(), Some(runtime))?;
     svc.recover_instances()?;
     svc.ensure_local_instance()?;
@@ -87,6 +96,26 @@ pub fn run_foreground(layout: Layout, mountpoint: &Path) -> Result<(), Ec2Error>
             stop.store(true, Ordering::SeqCst);
             // Wake the accept loop.
             let _ = std::os::unix::net::UnixStream::connect(&sock);
+        });
+    }
+    {
+        let stop = Arc::clone(&stop);
+        let svc = Arc::clone(&svc);
+        let mut trail = TrailFollower::at_end(&layout.trail_dir());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(KEY_WATCH_INTERVAL);
+                let Some(rt) = svc.runtime.as_ref() else {
+                    return;
+                };
+                for record in trail.poll() {
+                    if let Some((change, keys)) = keywatch::key_change(&record) {
+                        for key in keys {
+                            rt.key_changed(&key, change);
+                        }
+                    }
+                }
+            }
         });
     }
     eprintln!(

@@ -8,7 +8,8 @@
 //! - [`service`] with [`volumes`], [`snapshots`], [`instances`], [`local`]: operations.
 //! - [`kms`]: every call the service makes to kmsd; [`storage`]: every call into the
 //!   volume layer; [`runtime`]: the daemon's mount, loop devices and guests.
-//! - [`protocol`], [`server`], [`client`]: ec2.sock.
+//! - [`protocol`], [`server`], [`client`]: ec2.sock; [`keywatch`]: key changes
+//!   reaching served volumes (from the trail).
 //! - [`aws`]: the AWS-shaped JSON the CLI prints.
 
 pub mod aws;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod filters;
 pub mod ids;
 pub mod instances;
+pub mod keywatch;
 pub mod kms;
 pub mod local;
 pub mod model;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::{Ec2Code, Ec2Error};
 use super::instances::{BOOT_TIMEOUT, STOP_TIMEOUT};
+use super::keywatch::KeyChange;
 use super::kms::GrantRef;
 use super::model::BootSpec;
 use super::protocol::{DaemonStatus, ServedVolume};
@@ -26,6 +27,8 @@ pub struct Served {
     pub loop_device: Option<String>,
     /// The grant the instance decrypts through (encrypted volumes).
     pub grant: Option<GrantRef>,
+    /// The KMS key that wraps its data key (`None`: unencrypted).
+    pub key_arn: Option<String>,
 }
 
 pub struct Runtime {
@@ -33,6 +36,7 @@ pub struct Runtime {
     served: Mutex<Vec<Served>>,
     lifecycle: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     backend: Backend,
+    strict_revocation: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -40,14 +44,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Runtime {
-    /// Starts the FUSE mount at `mountpoint`.
-    pub fn start(mountpoint: &Path) -> Result<Runtime, Ec2Error> {
+    /// Starts the FUSE mount at `mountpoint`. `strict_revocation`: a key disabled or
+    /// scheduled for deletion drops the data keys it wraps at once (drills); otherwise
+    /// served volumes keep working until detached, as in AWS.
+    pub fn start(mountpoint: &Path, strict_revocation: bool) -> Result<Runtime, Ec2Error> {
         Ok(Runtime {
             mountpoint: mountpoint.to_path_buf(),
             served: Mutex::new(Vec::new()),
             lifecycle: Mutex::new(HashMap::new()),
-            backend: Backend::start(mountpoint)?,
+            backend: Backend::start(mountpoint, strict_revocation)?,
+            strict_revocation,
         })
+    }
+
+    /// A key the trail says was disabled or scheduled for deletion: each volume served
+    /// under it keeps working until detached (as in AWS), which is logged; with strict
+    /// revocation its data key is dropped now and further I/O fails with EKEYREVOKED.
+    pub fn key_changed(&self, key_arn: &str, change: KeyChange) {
+        let served = lock(&self.served);
+        for s in served
+            .iter()
+            .filter(|s| s.key_arn.as_deref() == Some(key_arn))
+        {
+            let state = change.key_state();
+            if !self.strict_revocation {
+                tracing::warn!(
+                    volume_id = %s.volume_id, instance_id = %s.instance_id, key = %key_arn,
+                    "the key is now {state}: {} keeps working until it is detached or its instance stops (as in AWS); the next attach or start will fail",
+                    s.volume_id
+                );
+                continue;
+            }
+            match self.backend.mount.revoke(&s.volume_id) {
+                Ok(()) => tracing::warn!(
+                    volume_id = %s.volume_id, instance_id = %s.instance_id, key = %key_arn,
+                    "the key is now {state}: strict revocation dropped the data key of {}; its I/O fails with EKEYREVOKED until it is detached",
+                    s.volume_id
+                ),
+                Err(e) => tracing::error!(volume_id = %s.volume_id, "cannot revoke: {e}"),
+            }
+        }
     }
 
     /// The lock that serializes start and stop of one instance.
@@ -75,6 +111,7 @@ impl Runtime {
         loop_device: bool,
     ) -> Result<PathBuf, Ec2Error> {
         let name = super::rules::canonical_device(device);
+        let key_arn = Some(image.header().params.key_arn.clone()).filter(|k| !k.is_empty());
         let path = self
             .backend
             .add(instance_id, &name, image, uid, gid, volume_id)?;
@@ -96,6 +133,7 @@ impl Runtime {
             path: path.clone(),
             loop_device: loop_dev,
             grant,
+            key_arn,
         });
         Ok(path)
     }
@@ -219,8 +257,10 @@ fn block_device_busy(dev: &Path) -> bool {
 }
 
 impl Backend {
-    fn start(mountpoint: &Path) -> Result<Backend, Ec2Error> {
-        let mount = Mount::start(MountOptions::new(mountpoint)).map_err(|e| {
+    fn start(mountpoint: &Path, strict_revocation: bool) -> Result<Backend, Ec2Error> {
+        let mut opts = MountOptions::new(mountpoint);
+        opts.strict_revocation = strict_revocation;
+        let mount = Mount::start(opts).map_err(|e| {
             Ec2Error::internal(format!("cannot mount {}: {e}", mountpoint.display()))
         })?;
         Ok(Backend {
