@@ -8,7 +8,7 @@
 # (default /var/tmp), and measures:
 #   cp            cp FILE COPY (page cache, no fsync), and cp + sync
 #   PUT (cli)     atrest s3 cp FILE s3://bench/obj --sse aws:kms  (streams, fsyncs, renames)
-#   GET (cli)     atrest s3 cp s3://bench/obj OUT                 (streams to temp, fsync, rename)
+#   GET (cli)     atrest s3 cp s3://bench/obj OUT                 (streams to a temp file, renames)
 #   GET (curl)    curl of a presigned URL to /dev/null            (the endpoint alone)
 #   peak RSS      VmHWM of the endpoint process after all transfers
 # Targets: PUT and GET at least 0.5x cp; endpoint peak RSS under 64 MiB.
@@ -109,13 +109,16 @@ GET_MIBPS=$(mibps "$BYTES" "$GET_S")
 CURL_MIBPS=$(mibps "$BYTES" "$CURL_S")
 PUT_RATIO=$(ratio "$PUT_MIBPS" "$CP_MIBPS")
 GET_RATIO=$(ratio "$GET_MIBPS" "$CP_MIBPS")
+PUT_RATIO_SYNC=$(ratio "$PUT_MIBPS" "$CPSYNC_MIBPS")
+GET_RATIO_SYNC=$(ratio "$GET_MIBPS" "$CPSYNC_MIBPS")
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
-echo "object: ${SIZE_MIB} MiB, SSE-KMS (alias/BenchKey), 64 KiB AES-256-GCM chunks; $(nproc) cores"
+echo "object: ${SIZE_MIB} MiB, SSE-KMS (alias/BenchKey), 64 KiB AES-256-GCM chunks; $(nproc) cores, load average $LOAD"
 printf '%-34s %8s MiB/s\n' "cp (page cache)" "$CP_MIBPS"
 printf '%-34s %8s MiB/s\n' "cp + sync" "$CPSYNC_MIBPS"
-printf '%-34s %8s MiB/s   %sx cp\n' "PUT atrest s3 cp (fsync'd)" "$PUT_MIBPS" "$PUT_RATIO"
-printf '%-34s %8s MiB/s   %sx cp\n' "GET atrest s3 cp (fsync'd)" "$GET_MIBPS" "$GET_RATIO"
+printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "PUT atrest s3 cp (fdatasync'd)" "$PUT_MIBPS" "$PUT_RATIO" "$PUT_RATIO_SYNC"
+printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "GET atrest s3 cp" "$GET_MIBPS" "$GET_RATIO" "$GET_RATIO_SYNC"
 printf '%-34s %8s MiB/s\n' "GET curl presigned > /dev/null" "$CURL_MIBPS"
 printf '%-34s %8s MiB\n' "endpoint peak RSS (VmHWM)" "$RSS_MIB"
 
