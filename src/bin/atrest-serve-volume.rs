@@ -1,0 +1,129 @@
+//! Bench and test tool: serves one volume image through the atrest FUSE mount until
+//! SIGINT/SIGTERM, without kmsd. The data key is random (`--create`) or read as 128 hex
+//! digits from stdin (`--key-stdin`), and lives only in this process's memory.
+//! The production path (key from kmsd, instances and attachments) is `atrest mount`.
+//!
+//! Prints `READY <path-of-served-file>` on stdout once the file can be opened.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use atrest::mount::{daemon, Access, BlockDevice, Mount, MountOptions, PlainFile};
+use atrest::volume::{VolumeHeaderParams, VolumeImage, XtsKey};
+use clap::Parser;
+
+#[derive(Parser, Debug)]
+#[command(about = "Serve one volume image through the atrest FUSE mount (bench/test tool)")]
+struct Args {
+    /// Directory to mount on.
+    #[arg(long)]
+    mountpoint: PathBuf,
+    /// Volume image (or plain file with --plain).
+    #[arg(long)]
+    image: PathBuf,
+    /// Create the image first, encrypted with a fresh random key, of this many bytes.
+    #[arg(long)]
+    create: Option<u64>,
+    /// Read the 64-byte XTS key as 128 hex digits from the first line of stdin.
+    #[arg(long)]
+    key_stdin: bool,
+    /// Serve an existing unencrypted file as is (baseline for measurements).
+    #[arg(long)]
+    plain: bool,
+    #[arg(long, default_value = "vol-0bench0000000000")]
+    volume_id: String,
+    #[arg(long, default_value = "i-0bench0000000000")]
+    instance: String,
+    #[arg(long, default_value = "xvda")]
+    device: String,
+    #[arg(long)]
+    threads: Option<usize>,
+    #[arg(long)]
+    max_write: Option<u32>,
+    #[arg(long)]
+    writeback_cache: bool,
+    #[arg(long)]
+    direct_io: bool,
+    #[arg(long)]
+    strict_revocation: bool,
+}
+
+fn device(args: &Args) -> Result<Arc<dyn BlockDevice>, String> {
+    if args.plain {
+        return Ok(Arc::new(
+            PlainFile::open(&args.image).map_err(|e| e.to_string())?,
+        ));
+    }
+    let key = if args.key_stdin {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading key from stdin: {e}"))?;
+        let bytes = zeroize::Zeroizing::new(
+            hex::decode(line.trim()).map_err(|e| format!("key on stdin is not hex: {e}"))?,
+        );
+        XtsKey::from_bytes(&bytes).map_err(|e| e.to_string())?
+    } else if args.create.is_some() {
+        XtsKey::generate()
+    } else {
+        return Err("an existing encrypted image needs --key-stdin".into());
+    };
+    if let Some(size) = args.create {
+        let params = VolumeHeaderParams::encrypted(
+            args.volume_id.clone(),
+            size,
+            "arn:aws:kms:local:000000000000:key/bench",
+            vec![0u8; 32],
+        );
+        VolumeImage::create(&args.image, &params).map_err(|e| e.to_string())?;
+    }
+    let img = VolumeImage::open(&args.image, Some(key)).map_err(|e| e.to_string())?;
+    Ok(Arc::new(img))
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let mut signals = daemon::TerminationSignals::install().map_err(|e| e.to_string())?;
+    let dev = device(&args)?;
+    let mut opts = MountOptions::new(&args.mountpoint);
+    opts.access = Access::All;
+    opts.writeback_cache = args.writeback_cache;
+    opts.direct_io = args.direct_io;
+    opts.strict_revocation = args.strict_revocation;
+    if let Some(t) = args.threads {
+        opts.threads = t;
+    }
+    if let Some(m) = args.max_write {
+        opts.max_write = m;
+    }
+    let handle = Mount::start(opts).map_err(|e| e.to_string())?;
+    // SAFETY: getuid/getgid cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let path = handle
+        .add(&args.instance, &args.device, dev, uid, gid, &args.volume_id)
+        .map_err(|e| e.to_string())?;
+    println!("READY {}", path.display());
+    let _ = std::io::stdout().flush();
+    let sig = signals.wait();
+    tracing::info!(signal = ?sig, "unmounting");
+    match handle.unmount() {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "clean unmount refused; detaching lazily");
+            handle.unmount_forced().map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    atrest::logging::init();
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("atrest-serve-volume: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! Mount options: who may open the files, how many threads serve them, and the kernel
+//! cache settings (chosen by measurement: see docs/MOUNT.md).
+
+use std::path::PathBuf;
+
+/// Who besides the mounting user may open the served files. Root's `losetup` and qemu
+/// need at least [`Access::RootAndOwner`] when the mount runs as another user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only the user that mounted (FUSE's default).
+    Owner,
+    /// The mounting user and root (`allow_root`).
+    RootAndOwner,
+    /// Anyone the file modes allow (`allow_other`; the kernel checks modes because the
+    /// mount always uses `default_permissions`).
+    All,
+}
+
+/// Everything [`super::Mount::start`] needs.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// An existing empty directory. A stale FUSE mount left there by a crash is detached first.
+    pub mountpoint: PathBuf,
+    pub access: Access,
+    /// FUSE request threads, each with its own cloned `/dev/fuse` descriptor.
+    pub threads: usize,
+    /// Largest WRITE the kernel may send, in bytes (also sets `max_pages`).
+    pub max_write: u32,
+    /// Kernel readahead for buffered reads, in bytes.
+    pub max_readahead: u32,
+    /// Let the kernel cache dirty pages and write back later (`FUSE_WRITEBACK_CACHE`).
+    /// Off by default: with it, a write past the end of a volume succeeds into the page
+    /// cache and only fails at writeback, which breaks "writes past the end are refused".
+    pub writeback_cache: bool,
+    /// Open every file with `FOPEN_DIRECT_IO`: no page cache in front of the mount at all.
+    pub direct_io: bool,
+    /// Limit of background requests (readahead, async direct I/O) the kernel keeps in flight.
+    pub max_background: u16,
+    /// `true`: [`super::MountHandle::revoke`] may be used to drop a key at once (drills).
+    /// The mount itself never drops keys on its own: a key disabled in kmsd keeps an attached
+    /// volume working until detach, as in AWS.
+    pub strict_revocation: bool,
+    /// Name shown in /proc/mounts.
+    pub fs_name: String,
+}
+
+impl MountOptions {
+    /// The defaults chosen by measurement (docs/MOUNT.md) for `mountpoint`.
+    pub fn new(mountpoint: impl Into<PathBuf>) -> MountOptions {
+        MountOptions {
+            mountpoint: mountpoint.into(),
+            access: Access::All,
+            threads: 8,
+            max_write: 1 << 20,
+            max_readahead: 1 << 20,
+            writeback_cache: false,
+            direct_io: false,
+            max_background: 64,
+            strict_revocation: false,
+            fs_name: "atrest".to_string(),
+        }
+    }
+}
