@@ -1327,6 +1327,12 @@ fn default_message(code: &str) -> Option<&'static str> {
         "NoSuchBucket" => "The specified bucket does not exist",
         "NoSuchKey" => "The specified key does not exist.",
         "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "InvalidURI" => "Couldn't parse the specified URI.",
+        "KeyTooLongError" => "Your key is too long",
+        "InvalidRequest" => "Invalid Request",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "RequestTimeTooSkewed" => "The difference between the request time and the current time is too large.",
         "NotImplemented" => "A header you provided implies functionality that is not implemented.",
         _ => return None,
     })
