@@ -83,7 +83,11 @@ t0=$(now)
 atrest s3 cp "$SRC" s3://bench/obj --sse aws:kms --sse-kms-key-id alias/BenchKey --quiet
 t1=$(now)
 PUT_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-atrest s3api head-object --bucket bench --key obj | grep -q '"ServerSideEncryption": "aws:kms"'
+HEAD_JSON=$(atrest s3api head-object --bucket bench --key obj)
+case "$HEAD_JSON" in
+    *'"ServerSideEncryption": "aws:kms"'*) ;;
+    *) echo "bench-s3: object is not SSE-KMS: $HEAD_JSON" >&2; exit 1 ;;
+esac
 
 t0=$(now)
 atrest s3 cp s3://bench/obj "$WORK/out.bin" --quiet
