@@ -4,8 +4,10 @@
 //! snapshots), `mount/` (the FUSE view), `boot/` (qemu guests), `ec2/` (registry and
 //! instances), `s3/` (the object store), `cli/` (one module per AWS service).
 
+pub mod boot;
 pub mod cli;
 pub mod logging;
 pub mod loopdev;
 pub mod mount;
+pub mod s3;
 pub mod volume;

@@ -3,5 +3,17 @@
 //! The daemon binary (`src/main.rs`) is a thin shell over [`server`]; the CLI and the
 //! volume and object services talk to it through [`client`].
 
+pub mod blob;
+pub mod client;
+pub mod clock;
+pub mod config;
 pub mod durable;
+pub mod error;
+pub mod grants;
 pub mod home;
+pub mod keystore;
+pub mod policy;
+pub mod protocol;
+pub mod server;
+pub mod service;
+pub mod trail;

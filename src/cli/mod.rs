@@ -44,7 +44,11 @@ impl Global {
 }
 
 #[derive(Debug, Parser)]
-#[command(name = "atrest", version, about = "Encryption at rest for Linux dev boxes, shaped like AWS KMS, EBS, S3 and CloudTrail")]
+#[command(
+    name = "atrest",
+    version,
+    about = "Encryption at rest for Linux dev boxes, shaped like AWS KMS, EBS, S3 and CloudTrail"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,

@@ -325,4 +325,9 @@ impl VolumeImage {
         let _g = self.locks.read(first, last);
         self.pread(buf, offset)
     }
+
+    /// The backing file, for hole detection (SEEK_DATA) by the snapshot store.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
 }

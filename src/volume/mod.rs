@@ -8,13 +8,16 @@
 //! - [`snapshot`]: the incremental, content-addressed snapshot store.
 //! - [`copy`]: the copy / encrypt / re-encrypt chunk transforms used by restores.
 
+pub mod copy;
 pub mod format;
 pub mod image;
 pub mod key;
 pub mod rangelock;
+pub mod snapshot;
 
 pub mod xts;
 
+pub use copy::{CopyError, DataKeys};
 pub use format::{Cipher, FormatError, VolumeHeader, VolumeHeaderParams};
 pub use image::VolumeImage;
 pub use key::{KeyError, XtsKey};

@@ -1,0 +1,104 @@
+//! Snapshot and create-from-snapshot of a volume filled with data:
+//! `BENCH_DIR=/var/tmp/x BENCH_MIB=1024 cargo bench --bench snapshot` (scripts/bench-snapshot.sh
+//! runs it beside `cp --sparse=always`). Prints `name seconds=<s> MBps=<n>` lines and leaves
+//! `BENCH_DIR/source.img` for the script's `cp` comparison.
+
+use std::path::Path;
+use std::time::Instant;
+
+use atrest::volume::snapshot::{SnapshotSource, SnapshotStore};
+use atrest::volume::{DataKeys, VolumeHeaderParams, VolumeImage, XtsKey};
+use rand::{RngCore, SeedableRng};
+
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn timed<T>(name: &str, bytes: u64, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let c = cpu_seconds();
+    let out = f();
+    let s = t.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - c;
+    println!(
+        "{name} seconds={s:.2} MBps={:.0} cpu_seconds={cpu:.2}",
+        bytes as f64 / s / 1e6
+    );
+    out
+}
+
+fn main() {
+    let dir = std::env::var("BENCH_DIR").expect("BENCH_DIR");
+    let mib: u64 = std::env::var("BENCH_MIB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1024);
+    let dir = Path::new(&dir);
+    let size = mib << 20;
+    let src = dir.join("source.img");
+    let key_a = XtsKey::generate();
+    let params = VolumeHeaderParams::encrypted(
+        "vol-bench",
+        size,
+        "arn:aws:kms:local:0:key/a",
+        b"blob-a".to_vec(),
+    );
+    VolumeImage::create(&src, &params).expect("create");
+    {
+        let img = VolumeImage::open(&src, Some(key_a.clone())).expect("open");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut buf = vec![0u8; 8 << 20];
+        for off in (0..size).step_by(buf.len()) {
+            rng.fill_bytes(&mut buf);
+            let n = buf.len().min((size - off) as usize);
+            img.write_at(&buf[..n], off).expect("fill");
+        }
+        img.sync_data().expect("sync");
+    }
+    let store = SnapshotStore::open(&dir.join("snapshots")).expect("store");
+    let m = timed("snapshot-create", size, || {
+        store
+            .create(SnapshotSource::Path(&src), "snap-bench", &mut |_| {})
+            .expect("snapshot")
+    });
+    assert_eq!(m.new_bytes, size);
+    let same = dir.join("restored-same-key.img");
+    let mut p = params.clone();
+    p.volume_id = "vol-same".into();
+    timed("create-from-snapshot-same-key", size, || {
+        store
+            .restore("snap-bench", &same, &p, DataKeys::default(), &mut |_| {})
+            .expect("restore")
+    });
+    let other = dir.join("restored-new-key.img");
+    let pb = VolumeHeaderParams::encrypted(
+        "vol-new",
+        size,
+        "arn:aws:kms:local:0:key/b",
+        b"blob-b".to_vec(),
+    );
+    timed("create-from-snapshot-re-encrypt", size, || {
+        store
+            .restore(
+                "snap-bench",
+                &other,
+                &pb,
+                DataKeys {
+                    source: Some(key_a),
+                    dest: Some(XtsKey::generate()),
+                },
+                &mut |_| {},
+            )
+            .expect("restore")
+    });
+    let m2 = timed("snapshot-create-incremental-unchanged", size, || {
+        store
+            .create(SnapshotSource::Path(&src), "snap-bench-2", &mut |_| {})
+            .expect("snapshot")
+    });
+    println!("incremental-new-bytes={}", m2.new_bytes);
+}

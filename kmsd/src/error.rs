@@ -1,0 +1,120 @@
+//! The errors kmsd returns to callers, named after AWS KMS's error codes.
+//!
+//! `KmsError` crosses the wire (it is part of [`crate::protocol`]), so its shape is
+//! stable: new codes are appended at the END of [`ErrorCode`] to keep postcard's
+//! variant indices unchanged.
+
+use serde::{Deserialize, Serialize};
+
+/// An AWS KMS error code. The variant name is the code (`as_str`).
+///
+/// APPEND NEW CODES AT THE END: postcard encodes variants by index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    NotFoundException,
+    DisabledException,
+    KMSInvalidStateException,
+    InvalidCiphertextException,
+    AccessDeniedException,
+    ValidationException,
+    IncorrectKeyException,
+    AlreadyExistsException,
+    UnsupportedOperationException,
+    KMSInternalException,
+    DependencyTimeoutException,
+    InvalidGrantTokenException,
+    InvalidGrantIdException,
+    MalformedPolicyDocumentException,
+    LimitExceededException,
+    InvalidAliasNameException,
+    InvalidArnException,
+    InvalidKeyUsageException,
+    InvalidMarkerException,
+    TagException,
+    KeyUnavailableException,
+}
+
+impl ErrorCode {
+    /// The AWS name of the code, as the AWS CLI prints it.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            NotFoundException => "NotFoundException",
+            DisabledException => "DisabledException",
+            KMSInvalidStateException => "KMSInvalidStateException",
+            InvalidCiphertextException => "InvalidCiphertextException",
+            AccessDeniedException => "AccessDeniedException",
+            ValidationException => "ValidationException",
+            IncorrectKeyException => "IncorrectKeyException",
+            AlreadyExistsException => "AlreadyExistsException",
+            UnsupportedOperationException => "UnsupportedOperationException",
+            KMSInternalException => "KMSInternalException",
+            DependencyTimeoutException => "DependencyTimeoutException",
+            InvalidGrantTokenException => "InvalidGrantTokenException",
+            InvalidGrantIdException => "InvalidGrantIdException",
+            MalformedPolicyDocumentException => "MalformedPolicyDocumentException",
+            LimitExceededException => "LimitExceededException",
+            InvalidAliasNameException => "InvalidAliasNameException",
+            InvalidArnException => "InvalidArnException",
+            InvalidKeyUsageException => "InvalidKeyUsageException",
+            InvalidMarkerException => "InvalidMarkerException",
+            TagException => "TagException",
+            KeyUnavailableException => "KeyUnavailableException",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An error reply: an AWS error code and its message (AWS's wording where AWS has one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct KmsError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl KmsError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        KmsError {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFoundException, message)
+    }
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ValidationException, message)
+    }
+    pub fn invalid_state(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::KMSInvalidStateException, message)
+    }
+    pub fn disabled(key_arn: &str) -> Self {
+        Self::new(
+            ErrorCode::DisabledException,
+            format!("{key_arn} is disabled."),
+        )
+    }
+    pub fn pending_deletion(key_arn: &str) -> Self {
+        Self::invalid_state(format!("{key_arn} is pending deletion."))
+    }
+    /// AWS sends `InvalidCiphertextException` with an empty message: it says nothing
+    /// about which check failed.
+    pub fn invalid_ciphertext() -> Self {
+        Self::new(ErrorCode::InvalidCiphertextException, "")
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::KMSInternalException, message)
+    }
+    /// AWS's one-constraint validation message shape.
+    pub fn constraint(field: &str, constraint: &str) -> Self {
+        Self::validation(format!(
+            "1 validation error detected: Value at '{field}' failed to satisfy constraint: {constraint}"
+        ))
+    }
+}

@@ -1,0 +1,702 @@
+//! The kmsd socket protocol: length-prefixed postcard frames of serde types.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of postcard.
+//! A request frame is a [`RequestEnvelope`], whose first field is the protocol
+//! version (decoded first, so a peer speaking another version gets a clear error);
+//! a reply frame is a [`ResponseEnvelope`]. Frames larger than [`MAX_FRAME`] are
+//! refused. The byte layout is documented in docs/FORMAT.md ("Socket frames").
+//!
+//! STABILITY RULE: postcard encodes enum variants by index and struct fields by
+//! position. Append new variants at the END of [`Request`], [`Response`] and every
+//! other enum here; never reorder or remove. Adding a field to a struct is a
+//! protocol change: bump [`PROTOCOL_VERSION`].
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+pub use crate::error::{ErrorCode, KmsError};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The largest frame (payload bytes, excluding the 4-byte length) either side accepts.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// AWS's encryption context: bound to ciphertexts as additional authenticated data.
+/// A `BTreeMap` so that its canonical encoding does not depend on insertion order.
+pub type EncryptionContext = BTreeMap<String, String>;
+
+/// A request as sent on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestEnvelope {
+    pub version: u16,
+    /// Act as another principal (an IAM ARN). The config decides whether the peer's
+    /// uid may (issue 3); the kernel-checked uid is always recorded as well.
+    pub act_as: Option<String>,
+    /// The request comes through an AWS-shaped service on behalf of a caller.
+    /// Trusted only from peers the config lists as that service (issue 3).
+    pub via: Option<ViaService>,
+    pub request: Request,
+}
+
+/// "This request comes via service S (on behalf of P)": `kms:ViaService` and
+/// `kms:GrantIsForAWSResource` in policy conditions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViaService {
+    /// e.g. `ec2.amazonaws.com`.
+    pub service: String,
+    /// The principal ARN the service acts for.
+    pub on_behalf_of: Option<String>,
+    pub grant_is_for_aws_resource: bool,
+}
+
+/// A reply as sent on the wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResponseEnvelope {
+    pub version: u16,
+    pub result: Result<Response, KmsError>,
+}
+
+/// The state of a KMS key. Append new states at the END.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Enabled => "Enabled",
+            KeyState::Disabled => "Disabled",
+            KeyState::PendingDeletion => "PendingDeletion",
+        }
+    }
+}
+
+/// A tag on a key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub tag_key: String,
+    pub tag_value: String,
+}
+
+/// What `DescribeKey` says about a key (AWS's `KeyMetadata`). Times are Unix
+/// milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyMetadata {
+    pub key_id: String,
+    pub arn: String,
+    pub aws_account_id: String,
+    pub creation_date_ms: i64,
+    pub enabled: bool,
+    pub description: String,
+    /// `ENCRYPT_DECRYPT`.
+    pub key_usage: String,
+    pub key_state: KeyState,
+    pub deletion_date_ms: Option<i64>,
+    pub pending_deletion_window_in_days: Option<u32>,
+    /// `AWS_KMS`.
+    pub origin: String,
+    /// `CUSTOMER`.
+    pub key_manager: String,
+    /// `SYMMETRIC_DEFAULT`.
+    pub key_spec: String,
+    pub encryption_algorithms: Vec<String>,
+    pub multi_region: bool,
+    /// The backing-key version new ciphertexts use (1 until the first rotation).
+    pub current_key_material_version: u32,
+}
+
+/// `ListKeys` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyListEntry {
+    pub key_id: String,
+    pub key_arn: String,
+}
+
+/// `ListAliases` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AliasListEntry {
+    pub alias_name: String,
+    pub alias_arn: String,
+    pub target_key_id: String,
+    pub creation_date_ms: i64,
+    pub last_updated_date_ms: i64,
+}
+
+/// `KeySpec` of a data key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DataKeySpec {
+    Aes256,
+    Aes128,
+}
+
+impl DataKeySpec {
+    /// The data key's length in bytes.
+    pub fn byte_len(self) -> usize {
+        match self {
+            DataKeySpec::Aes256 => 32,
+            DataKeySpec::Aes128 => 16,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataKeySpec::Aes256 => "AES_256",
+            DataKeySpec::Aes128 => "AES_128",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "AES_256" => Some(DataKeySpec::Aes256),
+            "AES_128" => Some(DataKeySpec::Aes128),
+            _ => None,
+        }
+    }
+}
+
+/// The only encryption algorithm of a symmetric key.
+pub const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateKeyRequest {
+    pub description: Option<String>,
+    /// The key policy document, stored as given (evaluated by issue 3).
+    pub policy: Option<String>,
+    pub tags: Vec<Tag>,
+    /// `ENCRYPT_DECRYPT` (the default) is the only usage supported.
+    pub key_usage: Option<String>,
+    /// `SYMMETRIC_DEFAULT` (the default) is the only spec supported.
+    pub key_spec: Option<String>,
+    pub bypass_policy_lockout_safety_check: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListKeysRequest {
+    pub limit: Option<u32>,
+    pub marker: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListAliasesRequest {
+    pub key_id: Option<String>,
+    pub limit: Option<u32>,
+    pub marker: Option<String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EncryptRequest {
+    pub key_id: String,
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub encryption_context: EncryptionContext,
+    pub grant_tokens: Vec<String>,
+    pub encryption_algorithm: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DecryptRequest {
+    #[serde(with = "serde_bytes")]
+    pub ciphertext_blob: Vec<u8>,
+    pub encryption_context: EncryptionContext,
+    /// If given, must identify the key the blob was encrypted under.
+    pub key_id: Option<String>,
+    pub grant_tokens: Vec<String>,
+    pub encryption_algorithm: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReEncryptRequest {
+    #[serde(with = "serde_bytes")]
+    pub ciphertext_blob: Vec<u8>,
+    pub source_encryption_context: EncryptionContext,
+    pub source_key_id: Option<String>,
+    pub destination_key_id: String,
+    pub destination_encryption_context: EncryptionContext,
+    pub grant_tokens: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerateDataKeyRequest {
+    pub key_id: String,
+    pub key_spec: Option<DataKeySpec>,
+    pub number_of_bytes: Option<u32>,
+    pub encryption_context: EncryptionContext,
+    pub grant_tokens: Vec<String>,
+}
+
+/// One request per AWS operation. APPEND NEW VARIANTS AT THE END (postcard indices).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    CreateKey(CreateKeyRequest),
+    DescribeKey {
+        key_id: String,
+        grant_tokens: Vec<String>,
+    },
+    ListKeys(ListKeysRequest),
+    EnableKey {
+        key_id: String,
+    },
+    DisableKey {
+        key_id: String,
+    },
+    ScheduleKeyDeletion {
+        key_id: String,
+        pending_window_in_days: Option<u32>,
+    },
+    CancelKeyDeletion {
+        key_id: String,
+    },
+    CreateAlias {
+        alias_name: String,
+        target_key_id: String,
+    },
+    UpdateAlias {
+        alias_name: String,
+        target_key_id: String,
+    },
+    DeleteAlias {
+        alias_name: String,
+    },
+    ListAliases(ListAliasesRequest),
+    Encrypt(EncryptRequest),
+    Decrypt(DecryptRequest),
+    ReEncrypt(ReEncryptRequest),
+    GenerateDataKey(GenerateDataKeyRequest),
+    GenerateDataKeyWithoutPlaintext(GenerateDataKeyRequest),
+    EnableKeyRotation {
+        key_id: String,
+        rotation_period_in_days: Option<u32>,
+    },
+    DisableKeyRotation {
+        key_id: String,
+    },
+    GetKeyRotationStatus {
+        key_id: String,
+    },
+    RotateKeyOnDemand {
+        key_id: String,
+    },
+    ListKeyRotations {
+        key_id: String,
+    },
+    UpdateKeyDescription {
+        key_id: String,
+        description: String,
+    },
+    ListResourceTags {
+        key_id: String,
+    },
+    /// Moves the daemon's clock forward. Refused unless kmsd runs with
+    /// `--allow-clock-control` (tests only).
+    AdvanceClock {
+        seconds: u64,
+    },
+    // Issue 3 appends here: grants, key policies, trail lookup, service events.
+}
+
+impl Request {
+    /// The AWS operation name (CloudTrail's `eventName`).
+    pub fn operation(&self) -> &'static str {
+        match self {
+            Request::CreateKey(_) => "CreateKey",
+            Request::DescribeKey { .. } => "DescribeKey",
+            Request::ListKeys(_) => "ListKeys",
+            Request::EnableKey { .. } => "EnableKey",
+            Request::DisableKey { .. } => "DisableKey",
+            Request::ScheduleKeyDeletion { .. } => "ScheduleKeyDeletion",
+            Request::CancelKeyDeletion { .. } => "CancelKeyDeletion",
+            Request::CreateAlias { .. } => "CreateAlias",
+            Request::UpdateAlias { .. } => "UpdateAlias",
+            Request::DeleteAlias { .. } => "DeleteAlias",
+            Request::ListAliases(_) => "ListAliases",
+            Request::Encrypt(_) => "Encrypt",
+            Request::Decrypt(_) => "Decrypt",
+            Request::ReEncrypt(_) => "ReEncrypt",
+            Request::GenerateDataKey(_) => "GenerateDataKey",
+            Request::GenerateDataKeyWithoutPlaintext(_) => "GenerateDataKeyWithoutPlaintext",
+            Request::EnableKeyRotation { .. } => "EnableKeyRotation",
+            Request::DisableKeyRotation { .. } => "DisableKeyRotation",
+            Request::GetKeyRotationStatus { .. } => "GetKeyRotationStatus",
+            Request::RotateKeyOnDemand { .. } => "RotateKeyOnDemand",
+            Request::ListKeyRotations { .. } => "ListKeyRotations",
+            Request::UpdateKeyDescription { .. } => "UpdateKeyDescription",
+            Request::ListResourceTags { .. } => "ListResourceTags",
+            Request::AdvanceClock { .. } => "AdvanceClock",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScheduleKeyDeletionResponse {
+    pub key_id: String,
+    pub deletion_date_ms: i64,
+    pub key_state: KeyState,
+    pub pending_window_in_days: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncryptResponse {
+    #[serde(with = "serde_bytes")]
+    pub ciphertext_blob: Vec<u8>,
+    /// The key ARN.
+    pub key_id: String,
+    pub encryption_algorithm: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DecryptResponse {
+    /// The key ARN.
+    pub key_id: String,
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub encryption_algorithm: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReEncryptResponse {
+    #[serde(with = "serde_bytes")]
+    pub ciphertext_blob: Vec<u8>,
+    pub source_key_id: String,
+    pub key_id: String,
+    pub source_encryption_algorithm: String,
+    pub destination_encryption_algorithm: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct GenerateDataKeyResponse {
+    #[serde(with = "serde_bytes")]
+    pub ciphertext_blob: Vec<u8>,
+    pub plaintext: Zeroizing<Vec<u8>>,
+    pub key_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerateDataKeyWithoutPlaintextResponse {
+    #[serde(with = "serde_bytes")]
+    pub ciphertext_blob: Vec<u8>,
+    pub key_id: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRotationStatus {
+    pub key_id: String,
+    pub key_rotation_enabled: bool,
+    pub rotation_period_in_days: Option<u32>,
+    pub next_rotation_date_ms: Option<i64>,
+    pub on_demand_rotation_start_date_ms: Option<i64>,
+}
+
+/// How a backing-key version came to be. Append new kinds at the END.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RotationType {
+    Automatic,
+    OnDemand,
+}
+
+impl RotationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotationType::Automatic => "AUTOMATIC",
+            RotationType::OnDemand => "ON_DEMAND",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RotationEntry {
+    pub key_id: String,
+    pub rotation_date_ms: i64,
+    pub rotation_type: RotationType,
+}
+
+/// One response per request kind. APPEND NEW VARIANTS AT THE END (postcard indices).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    /// CreateKey, DescribeKey.
+    KeyMetadata(KeyMetadata),
+    ListKeys {
+        keys: Vec<KeyListEntry>,
+        next_marker: Option<String>,
+        truncated: bool,
+    },
+    /// Operations with no response body (EnableKey, DisableKey, CreateAlias, ...).
+    Empty,
+    ScheduleKeyDeletion(ScheduleKeyDeletionResponse),
+    /// CancelKeyDeletion, RotateKeyOnDemand: the key ARN... as AWS returns it.
+    KeyId {
+        key_id: String,
+    },
+    ListAliases {
+        aliases: Vec<AliasListEntry>,
+        next_marker: Option<String>,
+        truncated: bool,
+    },
+    Encrypt(EncryptResponse),
+    Decrypt(DecryptResponse),
+    ReEncrypt(ReEncryptResponse),
+    GenerateDataKey(GenerateDataKeyResponse),
+    GenerateDataKeyWithoutPlaintext(GenerateDataKeyWithoutPlaintextResponse),
+    KeyRotationStatus(KeyRotationStatus),
+    ListKeyRotations {
+        rotations: Vec<RotationEntry>,
+    },
+    ListResourceTags {
+        tags: Vec<Tag>,
+    },
+    /// AdvanceClock: the daemon's time after the move.
+    Clock {
+        now_ms: i64,
+    },
+    // Issue 3 appends here.
+}
+
+impl Response {
+    /// The variant's name (for error messages; never the content, which may be
+    /// plaintext).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::KeyMetadata(_) => "KeyMetadata",
+            Response::ListKeys { .. } => "ListKeys",
+            Response::Empty => "Empty",
+            Response::ScheduleKeyDeletion(_) => "ScheduleKeyDeletion",
+            Response::KeyId { .. } => "KeyId",
+            Response::ListAliases { .. } => "ListAliases",
+            Response::Encrypt(_) => "Encrypt",
+            Response::Decrypt(_) => "Decrypt",
+            Response::ReEncrypt(_) => "ReEncrypt",
+            Response::GenerateDataKey(_) => "GenerateDataKey",
+            Response::GenerateDataKeyWithoutPlaintext(_) => "GenerateDataKeyWithoutPlaintext",
+            Response::KeyRotationStatus(_) => "KeyRotationStatus",
+            Response::ListKeyRotations { .. } => "ListKeyRotations",
+            Response::ListResourceTags { .. } => "ListResourceTags",
+            Response::Clock { .. } => "Clock",
+        }
+    }
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The peer closed the connection cleanly between frames.
+    #[error("connection closed")]
+    Closed,
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("unsupported protocol version {got} (this side speaks {PROTOCOL_VERSION})")]
+    Version { got: u16 },
+    #[error("i/o error: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Serializes `value` as one frame (length prefix + postcard) into `buf`, which is
+/// cleared first; the caller writes `buf` with a single `write_all`.
+pub fn encode_frame<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    buf.clear();
+    buf.extend_from_slice(&[0u8; 4]);
+    let out = postcard::to_extend(value, std::mem::take(buf))
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    *buf = out;
+    let len = buf.len() - 4;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME,
+        });
+    }
+    let prefix = (len as u32).to_be_bytes();
+    buf[..4].copy_from_slice(&prefix);
+    Ok(())
+}
+
+/// Writes one frame.
+pub fn write_frame<W: Write, T: Serialize>(
+    w: &mut W,
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    encode_frame(value, buf)?;
+    w.write_all(buf)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads one frame's payload into `buf` (resized to the payload length).
+pub fn read_frame_bytes<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    let mut len_bytes = [0u8; 4];
+    // Distinguish a clean close (EOF before any byte) from a torn frame.
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len_bytes[got..]) {
+            Ok(0) if got == 0 => return Err(FrameError::Closed),
+            Ok(0) => {
+                return Err(FrameError::Malformed(
+                    "connection closed inside a frame length".into(),
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME,
+        });
+    }
+    // Grow the buffer only as bytes arrive, so a peer announcing a large frame and
+    // then trickling bytes holds no more memory than it actually sent.
+    buf.clear();
+    let got = r.take(len as u64).read_to_end(buf)?;
+    if got != len {
+        return Err(FrameError::Malformed(format!(
+            "connection closed inside a frame of {len} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes a request frame payload: the version first, then the rest.
+pub fn decode_request(payload: &[u8]) -> Result<RequestEnvelope, FrameError> {
+    let (version, _) = postcard::take_from_bytes::<u16>(payload)
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if version != PROTOCOL_VERSION {
+        return Err(FrameError::Version { got: version });
+    }
+    decode_exact(payload)
+}
+
+/// Decodes a reply frame payload: the version first, then the rest.
+pub fn decode_response(payload: &[u8]) -> Result<ResponseEnvelope, FrameError> {
+    let (version, _) = postcard::take_from_bytes::<u16>(payload)
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if version != PROTOCOL_VERSION {
+        return Err(FrameError::Version { got: version });
+    }
+    decode_exact(payload)
+}
+
+/// Decodes a value that must use the whole payload (trailing bytes are malformed).
+fn decode_exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FrameError> {
+    let (value, rest) = postcard::take_from_bytes::<T>(payload)
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Malformed(format!(
+            "{} trailing bytes after the message",
+            rest.len()
+        )));
+    }
+    Ok(value)
+}
+
+/// Debug output of the types that carry plaintext shows its length only, so a
+/// stray `{:?}` in a log never leaks it.
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes redacted>", self.0)
+    }
+}
+
+impl std::fmt::Debug for EncryptRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptRequest")
+            .field("key_id", &self.key_id)
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("encryption_context", &self.encryption_context)
+            .field("grant_tokens", &self.grant_tokens)
+            .field("encryption_algorithm", &self.encryption_algorithm)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DecryptResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptResponse")
+            .field("key_id", &self.key_id)
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("encryption_algorithm", &self.encryption_algorithm)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for GenerateDataKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateDataKeyResponse")
+            .field("ciphertext_blob", &self.ciphertext_blob)
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("key_id", &self.key_id)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_roundtrips_through_a_frame() {
+        let env = RequestEnvelope {
+            version: PROTOCOL_VERSION,
+            act_as: Some("arn:aws:iam::111122223333:user/a".into()),
+            via: None,
+            request: Request::DescribeKey {
+                key_id: "alias/x".into(),
+                grant_tokens: vec![],
+            },
+        };
+        let mut buf = Vec::new();
+        encode_frame(&env, &mut buf).unwrap();
+        let mut payload = Vec::new();
+        read_frame_bytes(&mut &buf[..], &mut payload).unwrap();
+        let back = decode_request(&payload).unwrap();
+        assert_eq!(back.act_as, env.act_as);
+        assert!(matches!(back.request, Request::DescribeKey { key_id, .. } if key_id == "alias/x"));
+    }
+
+    #[test]
+    fn debug_never_shows_plaintext() {
+        let r = DecryptResponse {
+            key_id: "k".into(),
+            plaintext: Zeroizing::new(b"SECRETSECRET".to_vec()),
+            encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+        };
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("83, 69, 67") && shown.contains("12 bytes redacted"));
+    }
+
+    #[test]
+    fn wrong_version_oversized_and_garbage_are_refused() {
+        let mut buf = Vec::new();
+        encode_frame(&(7u16, 0u8), &mut buf).unwrap();
+        assert!(matches!(
+            decode_request(&buf[4..]),
+            Err(FrameError::Version { got: 7 })
+        ));
+        let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        let mut payload = Vec::new();
+        assert!(matches!(
+            read_frame_bytes(&mut &huge[..], &mut payload),
+            Err(FrameError::TooLarge { .. })
+        ));
+        // Right version, then an out-of-range variant index.
+        assert!(matches!(
+            decode_request(&[1, 0, 0, 200, 1]),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_frame_bytes(&mut &[0u8, 0][..], &mut payload),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            read_frame_bytes(&mut &[][..], &mut payload),
+            Err(FrameError::Closed)
+        ));
+    }
+}
