@@ -78,9 +78,14 @@ for t in "${TARGETS[@]}"; do
     FILE[plain]=$W/plain.raw
     ;;
   qsd) # LUKS, aes-xts-plain64 with a 512-bit key, exported over FUSE
-    qemu-img create -q -f luks --object secret,id=sec0,data=bench-passphrase \
-      -o key-secret=sec0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,iter-time=10 \
-      "$W/luks.img" $VOL_SIZE
+    # qemu-img's PBKDF timing sometimes fails ("Unable to get accurate CPU usage"): retry.
+    for try in 1 2 3 4 5; do
+      rm -f "$W/luks.img"
+      qemu-img create -q -f luks --object secret,id=sec0,data=bench-passphrase \
+        -o key-secret=sec0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,iter-time=250 \
+        "$W/luks.img" $VOL_SIZE && break
+      [ "$try" = 5 ] && { log "qemu-img create failed 5 times"; exit 1; }
+    done
     touch "$W/qsd.file"
     qemu-storage-daemon --object secret,id=sec0,data=bench-passphrase \
       --blockdev driver=file,node-name=file0,filename="$W/luks.img" \
