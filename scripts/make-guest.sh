@@ -116,7 +116,8 @@ trap 'rm -rf "$work"' EXIT
 modules=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk evdev button)
 
 # --- kernel + initramfs ---------------------------------------------------------------
-initrd_stamp="$(cat "$here/guest/initramfs-init" <(printf '%s\n' "${modules[@]}") | sha256sum | cut -d' ' -f1)"
+bbver="$(dpkg-query -W -f '${Version}' busybox-static)"
+initrd_stamp="$(cat "$here/guest/initramfs-init" <(printf '%s\n' "${modules[@]}" "$bbver") | sha256sum | cut -d' ' -f1)"
 if [ "$refresh" = 1 ] || [ ! -s "$dir/vmlinuz" ] || [ ! -s "$dir/initrd.img" ] ||
 	[ "$(cat "$dir/.initrd.stamp" 2>/dev/null)" != "$initrd_stamp" ]; then
 	pkg="$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
@@ -162,7 +163,7 @@ if [ "$refresh" = 1 ] || [ ! -s "$dir/vmlinuz" ] || [ ! -s "$dir/initrd.img" ] |
 fi
 
 # --- root filesystem ------------------------------------------------------------------
-root_stamp="$(cat "$here/guest/root-init" <(printf 'marker=%s\n' "$marker") | sha256sum | cut -d' ' -f1)"
+root_stamp="$(cat "$here/guest/root-init" <(printf 'marker=%s\nbusybox=%s\n' "$marker" "$bbver") | sha256sum | cut -d' ' -f1)"
 if [ "$refresh" = 1 ] || [ ! -s "$dir/root.img" ] ||
 	[ "$(cat "$dir/.root.stamp" 2>/dev/null)" != "$root_stamp" ]; then
 	build_root "$dir/root.img"

@@ -10,4 +10,5 @@ pub mod ec2;
 pub mod logging;
 pub mod loopdev;
 pub mod mount;
+pub mod s3;
 pub mod volume;

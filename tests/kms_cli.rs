@@ -457,3 +457,28 @@ fn errors_for_bad_names_and_no_daemon() {
         "{stderr}"
     );
 }
+
+#[test]
+fn acting_as_another_principal_with_as() {
+    let e = Env::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_atrest"))
+        .arg("--home")
+        .arg(e.home.path())
+        .args([
+            "--as",
+            "arn:aws:iam::444455556666:user/UserA",
+            "kms",
+            "create-key",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["KeyMetadata"]["AWSAccountId"], "444455556666");
+    // The default principal (account 111122223333) does not see it in its list.
+    assert!(e.ok(&["list-keys"])["Keys"].as_array().unwrap().is_empty());
+}

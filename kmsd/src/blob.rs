@@ -296,6 +296,14 @@ mod tests {
     }
 
     #[test]
+    fn cipher_state_is_zeroized_on_drop() {
+        // Compile-time: the AES key schedule wipes itself (aes's `zeroize` feature;
+        // ghash/polyval's `zeroize` features wipe the GHASH key as well).
+        fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        zeroized_on_drop::<aes::Aes256>();
+    }
+
+    #[test]
     fn wrong_key_fails() {
         let blob = seal(&cipher(&[1u8; 32]), ARN, 1, &EncryptionContext::new(), b"x").unwrap();
         let h = parse(&blob).unwrap();

@@ -119,9 +119,10 @@ impl std::fmt::Debug for KmsClient {
 }
 
 fn unexpected(operation: &'static str, r: Response) -> ClientError {
-    let got = format!("{r:?}");
-    let got = got.split(['(', ' ', '{']).next().unwrap_or("").to_string();
-    ClientError::UnexpectedResponse { operation, got }
+    ClientError::UnexpectedResponse {
+        operation,
+        got: r.kind().to_string(),
+    }
 }
 
 /// The size of a data key: a `KeySpec` or a number of bytes.

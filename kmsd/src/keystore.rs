@@ -148,6 +148,11 @@ impl Keystore {
         durable::ensure_dir(dir, 0o700).map_err(io_err(dir))?;
         let keys_dir = dir.join("keys");
         durable::ensure_dir(&keys_dir, 0o700).map_err(io_err(&keys_dir))?;
+        // Make the directories themselves durable before any key lands in them.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            durable::sync_dir(parent).map_err(io_err(parent))?;
+        }
+        durable::sync_dir(dir).map_err(io_err(dir))?;
         let key_files = list_key_files(&keys_dir)?;
         let root_path = dir.join("root.key");
         let root_material = match std::fs::metadata(&root_path) {

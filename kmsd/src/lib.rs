@@ -14,3 +14,4 @@ pub mod keystore;
 pub mod protocol;
 pub mod server;
 pub mod service;
+pub mod trail;

@@ -61,6 +61,14 @@ fn main() {
         None
     };
     init_logging();
+    // Key material lives in this process: no core dumps, no same-uid ptrace.
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        tracing::warn!("cannot mark kmsd non-dumpable; core dumps may contain key material");
+    }
+    // SIGTERM/SIGINT are handled by this thread (sigwait below): block them before
+    // any thread starts so every thread inherits the mask.
+    let signals = block_termination_signals();
     let opts = ServerOptions {
         home: home.clone(),
         socket: args.socket.clone(),
@@ -98,7 +106,34 @@ fn main() {
         }
         let _ = pipe.write_all(b"R");
     }
-    handle.wait();
+    let sig = wait_for_signal(&signals);
+    tracing::info!(signal = sig, "kmsd shutting down");
+    handle.shutdown();
+}
+
+/// Blocks SIGTERM and SIGINT in the calling thread (and threads it starts later).
+fn block_termination_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; the sig* calls only write into `set`, and
+    // pthread_sigmask changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Waits for one of the blocked signals; returns its number.
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig: libc::c_int = 0;
+    loop {
+        // SAFETY: `set` is a valid, initialized sigset; sigwait writes `sig`.
+        if unsafe { libc::sigwait(set, &mut sig) } == 0 {
+            return sig;
+        }
+    }
 }
 
 fn init_logging() {

@@ -187,7 +187,7 @@ pub struct ListAliasesRequest {
     pub marker: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EncryptRequest {
     pub key_id: String,
     pub plaintext: Zeroizing<Vec<u8>>,
@@ -346,7 +346,7 @@ pub struct EncryptResponse {
     pub encryption_algorithm: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct DecryptResponse {
     /// The key ARN.
     pub key_id: String,
@@ -364,7 +364,7 @@ pub struct ReEncryptResponse {
     pub destination_encryption_algorithm: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct GenerateDataKeyResponse {
     #[serde(with = "serde_bytes")]
     pub ciphertext_blob: Vec<u8>,
@@ -452,6 +452,30 @@ pub enum Response {
     // Issue 3 appends here.
 }
 
+impl Response {
+    /// The variant's name (for error messages; never the content, which may be
+    /// plaintext).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Response::KeyMetadata(_) => "KeyMetadata",
+            Response::ListKeys { .. } => "ListKeys",
+            Response::Empty => "Empty",
+            Response::ScheduleKeyDeletion(_) => "ScheduleKeyDeletion",
+            Response::KeyId { .. } => "KeyId",
+            Response::ListAliases { .. } => "ListAliases",
+            Response::Encrypt(_) => "Encrypt",
+            Response::Decrypt(_) => "Decrypt",
+            Response::ReEncrypt(_) => "ReEncrypt",
+            Response::GenerateDataKey(_) => "GenerateDataKey",
+            Response::GenerateDataKeyWithoutPlaintext(_) => "GenerateDataKeyWithoutPlaintext",
+            Response::KeyRotationStatus(_) => "KeyRotationStatus",
+            Response::ListKeyRotations { .. } => "ListKeyRotations",
+            Response::ListResourceTags { .. } => "ListResourceTags",
+            Response::Clock { .. } => "Clock",
+        }
+    }
+}
+
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -525,15 +549,15 @@ pub fn read_frame_bytes<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), Fra
             max: MAX_FRAME,
         });
     }
+    // Grow the buffer only as bytes arrive, so a peer announcing a large frame and
+    // then trickling bytes holds no more memory than it actually sent.
     buf.clear();
-    buf.resize(len, 0);
-    r.read_exact(buf).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            FrameError::Malformed(format!("connection closed inside a frame of {len} bytes"))
-        } else {
-            FrameError::Io(e)
-        }
-    })?;
+    let got = r.take(len as u64).read_to_end(buf)?;
+    if got != len {
+        return Err(FrameError::Malformed(format!(
+            "connection closed inside a frame of {len} bytes"
+        )));
+    }
     Ok(())
 }
 
@@ -570,6 +594,48 @@ fn decode_exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FrameErr
     Ok(value)
 }
 
+/// Debug output of the types that carry plaintext shows its length only, so a
+/// stray `{:?}` in a log never leaks it.
+struct Redacted(usize);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} bytes redacted>", self.0)
+    }
+}
+
+impl std::fmt::Debug for EncryptRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptRequest")
+            .field("key_id", &self.key_id)
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("encryption_context", &self.encryption_context)
+            .field("grant_tokens", &self.grant_tokens)
+            .field("encryption_algorithm", &self.encryption_algorithm)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for DecryptResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecryptResponse")
+            .field("key_id", &self.key_id)
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("encryption_algorithm", &self.encryption_algorithm)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for GenerateDataKeyResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateDataKeyResponse")
+            .field("ciphertext_blob", &self.ciphertext_blob)
+            .field("plaintext", &Redacted(self.plaintext.len()))
+            .field("key_id", &self.key_id)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -592,6 +658,17 @@ mod tests {
         let back = decode_request(&payload).unwrap();
         assert_eq!(back.act_as, env.act_as);
         assert!(matches!(back.request, Request::DescribeKey { key_id, .. } if key_id == "alias/x"));
+    }
+
+    #[test]
+    fn debug_never_shows_plaintext() {
+        let r = DecryptResponse {
+            key_id: "k".into(),
+            plaintext: Zeroizing::new(b"SECRETSECRET".to_vec()),
+            encryption_algorithm: SYMMETRIC_DEFAULT.into(),
+        };
+        let shown = format!("{r:?}");
+        assert!(!shown.contains("83, 69, 67") && shown.contains("12 bytes redacted"));
     }
 
     #[test]

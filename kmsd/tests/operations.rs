@@ -677,3 +677,125 @@ fn unreachable_daemon_is_a_clear_error() {
         "{msg}"
     );
 }
+
+#[test]
+fn config_socket_region_account_and_act_as() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("custom.toml");
+    std::fs::write(
+        &cfg,
+        "region = \"eu-west-3\"\naccount = \"999988887777\"\n[kmsd]\nsocket_mode = \"0600\"\n",
+    )
+    .unwrap();
+    let sock = home.path().join("elsewhere.sock");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .arg("--home")
+        .arg(home.path())
+        .arg("--socket")
+        .arg(&sock)
+        .arg("--config")
+        .arg(&cfg)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for_socket(&sock);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let c = KmsClient::connect(&sock).unwrap();
+    let mine = new_key(&c, "mine");
+    assert!(mine
+        .arn
+        .starts_with("arn:aws:kms:eu-west-3:999988887777:key/"));
+    // Acting as a principal of another account creates keys in that account.
+    let other = KmsClient::connect(&sock)
+        .unwrap()
+        .acting_as("arn:aws:iam::444455556666:user/UserA");
+    let theirs = new_key(&other, "theirs");
+    assert!(theirs
+        .arn
+        .starts_with("arn:aws:kms:eu-west-3:444455556666:key/"));
+    assert_eq!(theirs.aws_account_id, "444455556666");
+    // A bare key ID resolves in the caller's own account only; the ARN names it.
+    assert_eq!(
+        err(c.describe_key(&theirs.key_id)).0,
+        ErrorCode::NotFoundException
+    );
+    assert_eq!(c.describe_key(&theirs.arn).unwrap().key_id, theirs.key_id);
+    assert_eq!(c.list_keys().unwrap().len(), 1);
+    assert_eq!(other.list_keys().unwrap().len(), 1);
+    // Aliases are per account.
+    c.create_alias("alias/same", &mine.key_id).unwrap();
+    other.create_alias("alias/same", &theirs.key_id).unwrap();
+    assert_eq!(
+        other.describe_key("alias/same").unwrap().key_id,
+        theirs.key_id
+    );
+    assert_eq!(c.describe_key("alias/same").unwrap().key_id, mine.key_id);
+    let bad = KmsClient::connect(&sock).unwrap().acting_as("bob");
+    assert_eq!(err(bad.list_keys()).0, ErrorCode::ValidationException);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // A bad config file stops kmsd with a message naming the problem.
+    std::fs::write(&cfg, "account = \"12\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        .arg("--home")
+        .arg(home.path())
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be 12 digits"));
+}
+
+#[test]
+fn list_pagination_over_the_wire() {
+    use kmsd::protocol::{ListKeysRequest, Request, Response};
+    let d = Daemon::start();
+    let c = d.client();
+    for i in 0..5 {
+        new_key(&c, &format!("k{i}"));
+    }
+    let mut seen = Vec::new();
+    let mut marker = None;
+    loop {
+        let Response::ListKeys {
+            keys,
+            next_marker,
+            truncated,
+        } = c
+            .call(Request::ListKeys(ListKeysRequest {
+                limit: Some(2),
+                marker: marker.take(),
+            }))
+            .unwrap()
+        else {
+            panic!("not a ListKeys response")
+        };
+        assert!(keys.len() <= 2);
+        assert_eq!(truncated, next_marker.is_some());
+        seen.extend(keys.into_iter().map(|k| k.key_id));
+        match next_marker {
+            Some(m) => marker = Some(m),
+            None => break,
+        }
+    }
+    let mut all: Vec<String> = c
+        .list_keys()
+        .unwrap()
+        .into_iter()
+        .map(|k| k.key_id)
+        .collect();
+    all.sort();
+    assert_eq!(seen, all);
+    assert_eq!(seen.len(), 5);
+    let bad = c.call(Request::ListKeys(ListKeysRequest {
+        limit: Some(0),
+        marker: None,
+    }));
+    assert_eq!(err(bad).0, ErrorCode::ValidationException);
+}

@@ -106,15 +106,13 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     println!("READY {}", path.display());
     let _ = std::io::stdout().flush();
-    loop {
-        let sig = signals.wait();
-        match handle.unmount() {
-            Ok(()) => return Ok(()),
-            Err(e) if sig.is_some() => {
-                tracing::warn!(error = %e, "clean unmount refused; forcing");
-                return handle.unmount_forced().map_err(|e| e.to_string());
-            }
-            Err(e) => return Err(e.to_string()),
+    let sig = signals.wait();
+    tracing::info!(signal = ?sig, "unmounting");
+    match handle.unmount() {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            tracing::warn!(error = %e, "clean unmount refused; detaching lazily");
+            handle.unmount_forced().map_err(|e| e.to_string())
         }
     }
 }

@@ -16,8 +16,20 @@ pub struct LoopDevice {
 }
 
 impl LoopDevice {
-    /// `losetup --find --show [--direct-io=on] FILE`.
+    /// `losetup --find --show [--direct-io=on] FILE`. Direct I/O (no second copy of
+    /// the volume in the page cache) needs O_DIRECT from the backing file system; if
+    /// losetup refuses it, the device is attached without.
     pub fn attach(file: &Path, direct_io: bool) -> Result<Self, BootError> {
+        match Self::losetup(file, direct_io) {
+            Err(e) if direct_io => {
+                tracing::warn!("loop device with direct I/O failed ({e}); retrying without");
+                Self::losetup(file, false)
+            }
+            other => other,
+        }
+    }
+
+    fn losetup(file: &Path, direct_io: bool) -> Result<Self, BootError> {
         let mut cmd = Command::new("losetup");
         cmd.arg("--find").arg("--show");
         if direct_io {

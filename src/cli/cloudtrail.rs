@@ -1,6 +1,15 @@
-//! `atrest cloudtrail ...`.
+//! `atrest cloudtrail ...`: look up events and validate the trail's hash chain.
+//!
+//! For now both read `HOME/trail/` directly (the trail is append-only and a reader
+//! ignores a line still being written), so they work whether or not kmsd runs.
 
-use super::Global;
+use kmsd::trail::lookup::{lookup_dir, LookupEvent, LookupPage};
+use kmsd::trail::{validate, LookupQuery, Report};
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+use time::{Date, OffsetDateTime, PrimitiveDateTime};
+
+use super::{report_error, Global};
 
 #[derive(Debug, clap::Args)]
 pub struct CloudtrailArgs {
@@ -9,8 +18,353 @@ pub struct CloudtrailArgs {
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum CloudtrailCommand {}
+pub enum CloudtrailCommand {
+    /// Looks up management events, newest first (CloudTrail LookupEvents).
+    LookupEvents(LookupEventsArgs),
+    /// Verifies the hash chain of every trail segment and names the first broken link.
+    ValidateLogs(ValidateLogsArgs),
+}
 
-pub fn run(_g: &Global, args: CloudtrailArgs) -> i32 {
-    match args.command {}
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LookupOutput {
+    Json,
+    Table,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValidateOutput {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LookupEventsArgs {
+    /// One filter, `AttributeKey=EventSource,AttributeValue=kms.amazonaws.com` (keys:
+    /// EventId, EventName, ReadOnly, Username, ResourceType, ResourceName, EventSource,
+    /// AccessKeyId), or the JSON form `[{"AttributeKey":..,"AttributeValue":..}]`.
+    #[arg(long, num_args = 1.., value_name = "AttributeKey=KEY,AttributeValue=VALUE")]
+    pub lookup_attributes: Vec<String>,
+    /// Only events at or after this time (`2026-11-23T10:00:00Z`, a date, or epoch seconds).
+    #[arg(long, value_name = "TIME")]
+    pub start_time: Option<String>,
+    /// Only events at or before this time.
+    #[arg(long, value_name = "TIME")]
+    pub end_time: Option<String>,
+    /// Events per page, 1 to 50 (default 50).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub max_results: Option<i64>,
+    /// The NextToken of the previous page.
+    #[arg(long, value_name = "TOKEN")]
+    pub next_token: Option<String>,
+    #[arg(long, value_enum, default_value = "json")]
+    pub output: LookupOutput,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateLogsArgs {
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: ValidateOutput,
+}
+
+pub fn run(g: &Global, args: CloudtrailArgs) -> i32 {
+    match args.command {
+        CloudtrailCommand::LookupEvents(a) => lookup_events(g, a),
+        CloudtrailCommand::ValidateLogs(a) => validate_logs(g, a),
+    }
+}
+
+const LOOKUP_OP: &str = "LookupEvents";
+
+fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
+    let mut pairs = Vec::new();
+    for raw in &a.lookup_attributes {
+        match parse_attributes(raw) {
+            Ok(p) => pairs.extend(p),
+            Err(msg) => return report_error(LOOKUP_OP, "InvalidLookupAttributesException", &msg),
+        }
+    }
+    let mut times = [None, None];
+    for (slot, (opt, value)) in times
+        .iter_mut()
+        .zip([("--start-time", &a.start_time), ("--end-time", &a.end_time)])
+    {
+        if let Some(v) = value {
+            match parse_time(v) {
+                Some(t) => *slot = Some(t),
+                None => {
+                    return report_error(
+                        LOOKUP_OP,
+                        "InvalidTimeRangeException",
+                        &format!(
+                            "{opt} {v:?} is not a time: use 2026-11-23T10:00:00Z, 2026-11-23 or epoch seconds"
+                        ),
+                    )
+                }
+            }
+        }
+    }
+    let [start_time, end_time] = times;
+    let query = LookupQuery {
+        start_time,
+        end_time,
+        max_results: a.max_results,
+        next_token: a.next_token,
+        attribute: None,
+    }
+    .with_attributes(&pairs);
+    let page = match query.and_then(|q| lookup_dir(&g.layout().trail_dir(), &q)) {
+        Ok(p) => p,
+        Err(e) => return report_error(LOOKUP_OP, e.code(), &e.to_string()),
+    };
+    match a.output {
+        // Printed from the struct, not a Value, to keep AWS's field order.
+        LookupOutput::Json => match serde_json::to_string_pretty(&page) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return report_error(LOOKUP_OP, "InternalFailure", &e.to_string()),
+        },
+        LookupOutput::Table => print!("{}", render_table(&page)),
+    }
+    0
+}
+
+/// Parses one `--lookup-attributes` value: shorthand or JSON.
+pub fn parse_attributes(raw: &str) -> Result<Vec<(String, String)>, String> {
+    let trimmed = raw.trim_start();
+    if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(trimmed)
+            .map_err(|e| format!("--lookup-attributes is not valid JSON: {e}"))?;
+        let items = match v {
+            serde_json::Value::Array(items) => items,
+            other => vec![other],
+        };
+        return items
+            .iter()
+            .map(|item| {
+                let field = |k: &str| {
+                    item.get(k)
+                        .and_then(|x| x.as_str())
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("each lookup attribute needs a string {k}"))
+                };
+                Ok((field("AttributeKey")?, field("AttributeValue")?))
+            })
+            .collect();
+    }
+    let (mut key, mut value) = (None, None);
+    for part in raw.split(',') {
+        match part.split_once('=') {
+            Some(("AttributeKey", k)) => key = Some(k.to_string()),
+            Some(("AttributeValue", v)) => value = Some(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "cannot parse {raw:?}: expected AttributeKey=KEY,AttributeValue=VALUE"
+                ))
+            }
+        }
+    }
+    match (key, value) {
+        (Some(k), Some(v)) => Ok(vec![(k, v)]),
+        _ => Err(format!(
+            "{raw:?} needs both AttributeKey and AttributeValue"
+        )),
+    }
+}
+
+/// Parses a CLI timestamp: RFC 3339, `YYYY-MM-DDTHH:MM:SS` (UTC), a date (midnight
+/// UTC), or epoch seconds.
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    let s = s.trim();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return s
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| OffsetDateTime::from_unix_timestamp(n).ok());
+    }
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t);
+    }
+    if let Ok(t) = PrimitiveDateTime::parse(
+        s,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
+    ) {
+        return Some(t.assume_utc());
+    }
+    Date::parse(s, format_description!("[year]-[month]-[day]"))
+        .ok()
+        .map(|d| d.midnight().assume_utc())
+}
+
+/// The readable view: time, event name, user, source, error code, resource.
+pub fn render_table(page: &LookupPage) -> String {
+    let header = [
+        "EventTime",
+        "EventName",
+        "Username",
+        "EventSource",
+        "ErrorCode",
+        "Resource",
+    ];
+    let rows: Vec<[String; 6]> = page.events.iter().map(table_row).collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut s = cells
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        s.truncate(s.trim_end().len());
+        s.push('\n');
+        s
+    };
+    let mut out = line(&header.map(str::to_string));
+    out.push_str(&line(&widths.map(|w| "-".repeat(w))));
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    if let Some(t) = &page.next_token {
+        out.push_str(&format!("NextToken: {t}\n"));
+    }
+    out
+}
+
+fn table_row(e: &LookupEvent) -> [String; 6] {
+    let record: serde_json::Value =
+        serde_json::from_str(&e.cloud_trail_event).unwrap_or(serde_json::Value::Null);
+    let error = record
+        .get("errorCode")
+        .and_then(|v| v.as_str())
+        .unwrap_or("-")
+        .to_string();
+    let resource = e
+        .resources
+        .iter()
+        .map(|r| r.resource_name.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    [
+        record
+            .get("eventTime")
+            .and_then(|v| v.as_str())
+            .unwrap_or(&e.event_time)
+            .to_string(),
+        e.event_name.clone(),
+        e.username.clone().unwrap_or_else(|| "-".into()),
+        e.event_source.clone(),
+        error,
+        if resource.is_empty() {
+            "-".into()
+        } else {
+            resource
+        },
+    ]
+}
+
+const VALIDATE_OP: &str = "ValidateLogs";
+
+fn validate_logs(g: &Global, a: ValidateLogsArgs) -> i32 {
+    let dir = g.layout().trail_dir();
+    if !dir.is_dir() {
+        return report_error(
+            VALIDATE_OP,
+            "TrailNotFoundException",
+            &format!(
+                "no trail at {} (has kmsd run with this home?)",
+                dir.display()
+            ),
+        );
+    }
+    let report = match validate(&dir) {
+        Ok(r) => r,
+        Err(e) => return report_error(VALIDATE_OP, "InternalFailure", &e.to_string()),
+    };
+    match a.output {
+        ValidateOutput::Json => match serde_json::to_string_pretty(&report) {
+            Ok(v) => println!("{v}"),
+            Err(e) => return report_error(VALIDATE_OP, "InternalFailure", &e.to_string()),
+        },
+        ValidateOutput::Text => print!("{}", render_report(&dir, &report)),
+    }
+    match &report.broken {
+        None => 0,
+        Some(b) => {
+            eprintln!("Trail INVALID: {b}");
+            1
+        }
+    }
+}
+
+/// The human summary of a validation walk.
+pub fn render_report(dir: &std::path::Path, r: &Report) -> String {
+    let range = match (r.first_seq, r.last_seq) {
+        (Some(a), Some(b)) => format!(" (seq {a}..={b})"),
+        _ => String::new(),
+    };
+    let mut out = format!(
+        "Validating trail {}: {} segment(s), {} event(s){range}\n",
+        dir.display(),
+        r.segments,
+        r.events
+    );
+    if let Some(seg) = r.anchored_at {
+        out.push_str(&format!(
+            "Segments before {} were removed by retention; the chain is anchored there.\n",
+            kmsd::trail::segment::file_name(seg)
+        ));
+    }
+    if r.torn_tail_bytes > 0 {
+        out.push_str(&format!(
+            "Note: the newest segment ends in {} bytes of an unacknowledged write (a crash mid-append); kmsd removes them when it next opens the trail.\n",
+            r.torn_tail_bytes
+        ));
+    }
+    match &r.broken {
+        None => out.push_str("Hash chain valid: every event links to the one before it.\n"),
+        Some(_) => out.push_str(&format!(
+            "Hash chain BROKEN after {} valid event(s).\n",
+            r.events
+        )),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shorthand_and_json_attributes() {
+        assert_eq!(
+            parse_attributes("AttributeKey=EventSource,AttributeValue=kms.amazonaws.com").unwrap(),
+            vec![("EventSource".to_string(), "kms.amazonaws.com".to_string())]
+        );
+        assert_eq!(
+            parse_attributes(r#"[{"AttributeKey":"EventName","AttributeValue":"Decrypt"}]"#)
+                .unwrap(),
+            vec![("EventName".to_string(), "Decrypt".to_string())]
+        );
+        assert!(parse_attributes("EventSource=kms").is_err());
+        assert!(parse_attributes("AttributeKey=EventSource").is_err());
+        assert!(parse_attributes("[1]").is_err());
+    }
+
+    #[test]
+    fn times() {
+        let t = parse_time("2026-11-23T10:00:00Z").unwrap();
+        assert_eq!(t.unix_timestamp(), 1795428000);
+        assert_eq!(parse_time("1795428000").unwrap(), t);
+        assert_eq!(parse_time("2026-11-23T10:00:00").unwrap(), t);
+        assert_eq!(parse_time("2026-11-23T11:00:00+01:00").unwrap(), t);
+        assert_eq!(
+            parse_time("2026-11-23").unwrap().unix_timestamp(),
+            1795392000
+        );
+        assert!(parse_time("yesterday").is_none());
+        assert!(parse_time("").is_none());
+    }
 }

@@ -1,6 +1,22 @@
-//! `atrest s3 ...`.
+//! `atrest s3 ...`: the object endpoint (`serve`) and the AWS CLI's high-level `aws s3`
+//! commands (`cp`, `ls`, `presign`) as SigV4 clients of it.
 
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::s3::auth::{self, Keyring};
+use crate::s3::client::Body;
+use crate::s3::kms::KmsdDataKeys;
+use crate::s3::store::Store;
+
+use super::s3api::{self, fail, CliError};
 use super::Global;
+
+/// Show a progress bar for transfers at least this large (on a terminal).
+const PROGRESS_MIN: u64 = 8 << 20;
 
 #[derive(Debug, clap::Args)]
 pub struct S3Args {
@@ -9,8 +25,366 @@ pub struct S3Args {
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum S3Command {}
+pub enum S3Command {
+    /// Run the object endpoint (S3 REST API with SigV4) on loopback.
+    Serve {
+        /// Address to listen on; port 0 picks a free port. The address is written to HOME/s3.addr.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Copy a local file to s3://BUCKET/KEY or an object to a local file.
+    Cp {
+        source: String,
+        destination: String,
+        /// AES256 or aws:kms (upload).
+        #[arg(long)]
+        sse: Option<String>,
+        /// KMS key for --sse aws:kms (id, alias/NAME or ARN).
+        #[arg(long)]
+        sse_kms_key_id: Option<String>,
+        #[arg(long)]
+        content_type: Option<String>,
+        #[arg(long)]
+        acl: Option<String>,
+        /// No progress or summary line.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List buckets, or the objects under s3://BUCKET[/PREFIX].
+    Ls {
+        path: Option<String>,
+        #[arg(long)]
+        recursive: bool,
+    },
+    /// Print a presigned GET URL for s3://BUCKET/KEY.
+    Presign {
+        path: String,
+        /// Seconds the URL stays valid (1 to 604800).
+        #[arg(long, default_value_t = 3600)]
+        expires_in: u64,
+    },
+}
 
-pub fn run(_g: &Global, args: S3Args) -> i32 {
-    match args.command {}
+pub fn run(g: &Global, args: S3Args) -> i32 {
+    match args.command {
+        S3Command::Serve { listen } => serve(g, listen),
+        S3Command::Cp {
+            source,
+            destination,
+            sse,
+            sse_kms_key_id,
+            content_type,
+            acl,
+            quiet,
+        } => {
+            let op = if source.starts_with("s3://") {
+                "GetObject"
+            } else {
+                "PutObject"
+            };
+            match cp(
+                g,
+                &source,
+                &destination,
+                sse,
+                sse_kms_key_id,
+                content_type,
+                acl,
+                quiet,
+            ) {
+                Ok(()) => 0,
+                Err(e) => fail(op, e),
+            }
+        }
+        S3Command::Ls { path, recursive } => match ls(g, path.as_deref(), recursive) {
+            Ok(()) => 0,
+            Err(e) => fail("ListObjectsV2", e),
+        },
+        S3Command::Presign { path, expires_in } => match presign(g, &path, expires_in) {
+            Ok(url) => {
+                println!("{url}");
+                0
+            }
+            Err(e) => fail("Presign", e),
+        },
+    }
+}
+
+fn serve(g: &Global, listen: SocketAddr) -> i32 {
+    let layout = g.layout();
+    let s3_dir = layout.s3_dir();
+    if let Err(e) = kmsd::durable::ensure_dir(&layout.root, 0o700) {
+        eprintln!("atrest: cannot create {}: {e}", layout.root.display());
+        return 1;
+    }
+    let keyring = match Keyring::open(
+        &auth::access_keys_path(&s3_dir),
+        &auth::current_user_principal(),
+    ) {
+        Ok(k) => Arc::new(k),
+        Err(e) => {
+            eprintln!("atrest: {e}");
+            return 1;
+        }
+    };
+    let kms = Arc::new(KmsdDataKeys::new(g.kmsd_socket()));
+    let store = match Store::open(&s3_dir, kms) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("atrest: cannot open the object store: {e}");
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("atrest: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let svc = crate::s3::http::build_service(store, keyring);
+    let addr_file = layout.s3_addr_file();
+    let result = runtime.block_on(crate::s3::http::serve(
+        svc,
+        listen,
+        &addr_file,
+        shutdown_signal(),
+    ));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("atrest: {e}");
+            1
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("object endpoint shutting down");
+}
+
+/// Splits `s3://BUCKET/KEY` (KEY may be empty).
+fn parse_s3_url(s: &str) -> Result<(String, String), CliError> {
+    let rest = s
+        .strip_prefix("s3://")
+        .ok_or_else(|| CliError::Param(format!("{s} is not an s3://BUCKET/KEY path")))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(CliError::Param(format!("{s} names no bucket")));
+    }
+    Ok((bucket.to_string(), key.to_string()))
+}
+
+fn progress_bar(len: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
+    if quiet || len < PROGRESS_MIN || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(len);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+    ) {
+        pb.set_style(style);
+    }
+    Some(pb)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cp(
+    g: &Global,
+    source: &str,
+    destination: &str,
+    sse: Option<String>,
+    sse_kms_key_id: Option<String>,
+    content_type: Option<String>,
+    acl: Option<String>,
+    quiet: bool,
+) -> Result<(), CliError> {
+    let c = s3api::client(g)?;
+    match (
+        source.starts_with("s3://"),
+        destination.starts_with("s3://"),
+    ) {
+        (false, true) => {
+            let (bucket, mut key) = parse_s3_url(destination)?;
+            let path = Path::new(source);
+            if key.is_empty() || key.ends_with('/') {
+                let name = path
+                    .file_name()
+                    .ok_or_else(|| CliError::Param(format!("{source} is not a file")))?;
+                key.push_str(&name.to_string_lossy());
+            }
+            let f = s3api::open_input(path)?;
+            let len = f.metadata()?.len();
+            let mut h = Vec::new();
+            if let Some(s) = sse {
+                h.push(("x-amz-server-side-encryption".to_string(), s));
+            }
+            if let Some(k) = sse_kms_key_id {
+                h.push(("x-amz-server-side-encryption-aws-kms-key-id".to_string(), k));
+            }
+            let ct = content_type.unwrap_or_else(|| guess_content_type(path).to_string());
+            h.push(("content-type".to_string(), ct));
+            if let Some(a) = acl {
+                h.push(("x-amz-acl".to_string(), a));
+            }
+            let pb = progress_bar(len, quiet);
+            let reader: Box<dyn std::io::Read + Send> = match &pb {
+                Some(p) => Box::new(p.wrap_read(f)),
+                None => Box::new(f),
+            };
+            let r = c.send(
+                "PUT",
+                Some(&bucket),
+                Some(&key),
+                &[],
+                &h,
+                Body::Reader { reader, len },
+            );
+            if let Some(p) = &pb {
+                p.finish_and_clear();
+            }
+            r?;
+            if !quiet {
+                println!("upload: {source} to s3://{bucket}/{key}");
+            }
+            Ok(())
+        }
+        (true, false) => {
+            let (bucket, key) = parse_s3_url(source)?;
+            if key.is_empty() {
+                return Err(CliError::Param(format!("{source} names no object")));
+            }
+            let mut dest = PathBuf::from(destination);
+            if dest.is_dir() || destination.ends_with('/') {
+                let name = key.rsplit('/').next().unwrap_or(&key);
+                dest = dest.join(name);
+            }
+            let r = c.send("GET", Some(&bucket), Some(&key), &[], &[], Body::Empty)?;
+            let len = r
+                .header("content-length")
+                .and_then(|v| v.parse::<u64>().ok());
+            let pb = progress_bar(len.unwrap_or(0), quiet);
+            let result = s3api::download(r, &dest, len, pb.as_ref());
+            if let Some(p) = &pb {
+                p.finish_and_clear();
+            }
+            result?;
+            if !quiet {
+                println!("download: s3://{bucket}/{key} to {}", dest.display());
+            }
+            Ok(())
+        }
+        _ => Err(CliError::Param(
+            "cp copies between a local file and s3://BUCKET/KEY (one side each)".into(),
+        )),
+    }
+}
+
+fn guess_content_type(p: &Path) -> &'static str {
+    match p
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("txt") => "text/plain",
+        Some("html" | "htm") => "text/html",
+        Some("json") => "application/json",
+        Some("pdf") => "application/pdf",
+        _ => "binary/octet-stream",
+    }
+}
+
+fn ls(g: &Global, path: Option<&str>, recursive: bool) -> Result<(), CliError> {
+    let c = s3api::client(g)?;
+    let date = |s: &str| s3api::iso(s).replace('T', " ").replace("+00:00", "");
+    let Some(path) = path.filter(|p| *p != "s3://") else {
+        let doc = s3api::xml_of(c.send("GET", None, None, &[], &[], Body::Empty)?)?;
+        if let Some(bs) = doc.child("Buckets") {
+            for b in bs.children_named("Bucket") {
+                println!(
+                    "{} {}",
+                    date(b.text_of("CreationDate").unwrap_or_default()),
+                    b.text_of("Name").unwrap_or_default()
+                );
+            }
+        }
+        return Ok(());
+    };
+    let (bucket, prefix) = parse_s3_url(path)?;
+    let delimiter = (!recursive).then_some("/");
+    let pages = s3api::list_all(&c, &bucket, Some(&prefix), delimiter, None, None)?;
+    for p in &pages {
+        for cp in p.children_named("CommonPrefixes") {
+            let full = cp.text_of("Prefix").unwrap_or_default();
+            let shown = if recursive {
+                full
+            } else {
+                full.strip_prefix(prefix.as_str()).unwrap_or(full)
+            };
+            println!("{:>30} {shown}", "PRE");
+        }
+        for o in p.children_named("Contents") {
+            let key = o.text_of("Key").unwrap_or_default();
+            let shown = if recursive {
+                key
+            } else {
+                key.strip_prefix(prefix.as_str()).unwrap_or(key)
+            };
+            println!(
+                "{} {:>10} {shown}",
+                date(o.text_of("LastModified").unwrap_or_default()),
+                o.text_of("Size").unwrap_or("0")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn presign(g: &Global, path: &str, expires_in: u64) -> Result<String, CliError> {
+    if !(1..=604_800).contains(&expires_in) {
+        return Err(CliError::Param(format!(
+            "--expires-in {expires_in}: must be between 1 and 604800 seconds (7 days)"
+        )));
+    }
+    let (bucket, key) = parse_s3_url(path)?;
+    if key.is_empty() {
+        return Err(CliError::Param(format!("{path} names no object")));
+    }
+    let c = s3api::client(g)?;
+    c.presign(&bucket, &key, Duration::from_secs(expires_in))
+        .map_err(CliError::Client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_split_into_bucket_and_key() {
+        let ok = |s: &str| parse_s3_url(s).ok();
+        assert_eq!(ok("s3://b/k/x.png"), Some(("b".into(), "k/x.png".into())));
+        assert_eq!(ok("s3://b"), Some(("b".into(), String::new())));
+        assert!(ok("s3:///k").is_none());
+        assert!(ok("/tmp/x").is_none());
+    }
 }

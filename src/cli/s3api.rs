@@ -1,6 +1,23 @@
-//! `atrest s3api ...`.
+//! `atrest s3api ...`: the AWS CLI's `aws s3api` verbs, as a SigV4 client of the object
+//! endpoint (`atrest s3 serve`). Output is the AWS CLI's JSON; errors are AWS-style with a
+//! non-zero exit.
 
-use super::Global;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+use crate::s3::client::{Body, ClientError, Response, S3Client};
+use crate::s3::xml::{self, Node};
+
+use super::{print_json, report_error, Global};
+
+/// AWS CLI's exit code for a parameter error.
+pub(crate) const EXIT_PARAM: i32 = 252;
+/// AWS CLI's exit code when the endpoint cannot be reached.
+pub(crate) const EXIT_UNREACHABLE: i32 = 255;
 
 #[derive(Debug, clap::Args)]
 pub struct S3apiArgs {
@@ -9,8 +26,1061 @@ pub struct S3apiArgs {
 }
 
 #[derive(Debug, clap::Subcommand)]
-pub enum S3apiCommand {}
+pub enum S3apiCommand {
+    /// Create a bucket (SSE-S3 default encryption, all Block Public Access on, ACLs disabled).
+    CreateBucket {
+        #[arg(long)]
+        bucket: String,
+        /// BucketOwnerEnforced (default), BucketOwnerPreferred or ObjectWriter.
+        #[arg(long)]
+        object_ownership: Option<String>,
+        #[arg(long)]
+        acl: Option<String>,
+    },
+    /// List your buckets.
+    ListBuckets,
+    /// Delete an empty bucket.
+    DeleteBucket {
+        #[arg(long)]
+        bucket: String,
+    },
+    /// Set a bucket's default encryption.
+    PutBucketEncryption {
+        #[arg(long)]
+        bucket: String,
+        /// JSON (inline or file://PATH): {"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"aws:kms","KMSMasterKeyID":"alias/MyKMSKey"},"BucketKeyEnabled":true}]}
+        #[arg(long)]
+        server_side_encryption_configuration: String,
+    },
+    /// Show a bucket's default encryption.
+    GetBucketEncryption {
+        #[arg(long)]
+        bucket: String,
+    },
+    /// Reset a bucket's default encryption to SSE-S3.
+    DeleteBucketEncryption {
+        #[arg(long)]
+        bucket: String,
+    },
+    /// Set Block Public Access.
+    PutPublicAccessBlock {
+        #[arg(long)]
+        bucket: String,
+        /// `BlockPublicAcls=false,IgnorePublicAcls=false,BlockPublicPolicy=false,RestrictPublicBuckets=false` or JSON.
+        #[arg(long)]
+        public_access_block_configuration: String,
+    },
+    /// Show Block Public Access.
+    GetPublicAccessBlock {
+        #[arg(long)]
+        bucket: String,
+    },
+    /// Set Object Ownership.
+    PutBucketOwnershipControls {
+        #[arg(long)]
+        bucket: String,
+        /// `Rules=[{ObjectOwnership=BucketOwnerPreferred}]` or JSON.
+        #[arg(long)]
+        ownership_controls: String,
+    },
+    /// Show Object Ownership.
+    GetBucketOwnershipControls {
+        #[arg(long)]
+        bucket: String,
+    },
+    /// Upload an object.
+    PutObject {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+        /// File to upload (empty object if omitted).
+        #[arg(long)]
+        body: Option<PathBuf>,
+        #[arg(long)]
+        content_type: Option<String>,
+        /// AES256 or aws:kms.
+        #[arg(long)]
+        server_side_encryption: Option<String>,
+        /// Key id, alias (alias/NAME) or ARN for aws:kms.
+        #[arg(long)]
+        ssekms_key_id: Option<String>,
+        #[arg(long)]
+        bucket_key_enabled: bool,
+        #[arg(long)]
+        acl: Option<String>,
+        /// `k1=v1,k2=v2` or JSON: stored as x-amz-meta-*.
+        #[arg(long)]
+        metadata: Option<String>,
+    },
+    /// Download an object to OUTFILE.
+    GetObject {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+        outfile: PathBuf,
+    },
+    /// Show an object's metadata.
+    HeadObject {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// List objects (all pages).
+    ListObjectsV2 {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        prefix: Option<String>,
+        #[arg(long)]
+        delimiter: Option<String>,
+        #[arg(long)]
+        start_after: Option<String>,
+        /// Page size asked of the endpoint (1 to 1000).
+        #[arg(long)]
+        page_size: Option<u32>,
+    },
+    /// Delete an object.
+    DeleteObject {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// Set an object's canned ACL.
+    PutObjectAcl {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        acl: String,
+    },
+    /// Show an object's ACL.
+    GetObjectAcl {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+    },
+    /// Set a bucket's canned ACL.
+    PutBucketAcl {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        acl: String,
+    },
+    /// Show a bucket's ACL.
+    GetBucketAcl {
+        #[arg(long)]
+        bucket: String,
+    },
+}
 
-pub fn run(_g: &Global, args: S3apiArgs) -> i32 {
-    match args.command {}
+/// A failure of one CLI operation.
+#[derive(Debug)]
+pub(crate) enum CliError {
+    Client(ClientError),
+    Param(String),
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        CliError::Client(e)
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::Client(ClientError::Io(e))
+    }
+}
+
+/// Prints the error as the AWS CLI does and returns its exit code.
+pub(crate) fn fail(operation: &str, e: CliError) -> i32 {
+    match e {
+        CliError::Param(msg) => {
+            eprintln!("\natrest: error: {msg}");
+            EXIT_PARAM
+        }
+        CliError::Client(
+            e @ (ClientError::Unreachable { .. } | ClientError::NoEndpoint { .. }),
+        ) => {
+            eprintln!("\n{e}");
+            EXIT_UNREACHABLE
+        }
+        CliError::Client(e) => report_error(operation, &e.code(), &e.message()),
+    }
+}
+
+pub(crate) fn client(g: &Global) -> Result<S3Client, CliError> {
+    Ok(S3Client::from_home(&g.layout(), g.act_as.as_deref())?)
+}
+
+fn operation_name(c: &S3apiCommand) -> &'static str {
+    use S3apiCommand::*;
+    match c {
+        CreateBucket { .. } => "CreateBucket",
+        ListBuckets => "ListBuckets",
+        DeleteBucket { .. } => "DeleteBucket",
+        PutBucketEncryption { .. } => "PutBucketEncryption",
+        GetBucketEncryption { .. } => "GetBucketEncryption",
+        DeleteBucketEncryption { .. } => "DeleteBucketEncryption",
+        PutPublicAccessBlock { .. } => "PutPublicAccessBlock",
+        GetPublicAccessBlock { .. } => "GetPublicAccessBlock",
+        PutBucketOwnershipControls { .. } => "PutBucketOwnershipControls",
+        GetBucketOwnershipControls { .. } => "GetBucketOwnershipControls",
+        PutObject { .. } => "PutObject",
+        GetObject { .. } => "GetObject",
+        HeadObject { .. } => "HeadObject",
+        ListObjectsV2 { .. } => "ListObjectsV2",
+        DeleteObject { .. } => "DeleteObject",
+        PutObjectAcl { .. } => "PutObjectAcl",
+        GetObjectAcl { .. } => "GetObjectAcl",
+        PutBucketAcl { .. } => "PutBucketAcl",
+        GetBucketAcl { .. } => "GetBucketAcl",
+    }
+}
+
+pub fn run(g: &Global, args: S3apiArgs) -> i32 {
+    let op = operation_name(&args.command);
+    match execute(g, args.command) {
+        Ok(Some(v)) => {
+            print_json(&v);
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => fail(op, e),
+    }
+}
+
+fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
+    use S3apiCommand::*;
+    let c = client(g)?;
+    let none: &[(String, String)] = &[];
+    match cmd {
+        CreateBucket {
+            bucket,
+            object_ownership,
+            acl,
+        } => {
+            let mut h = Vec::new();
+            if let Some(o) = object_ownership {
+                h.push(("x-amz-object-ownership".to_string(), o));
+            }
+            if let Some(a) = acl {
+                h.push(("x-amz-acl".to_string(), a));
+            }
+            let r = c.send("PUT", Some(&bucket), None, &[], &h, Body::Empty)?;
+            let loc = r
+                .header("location")
+                .map(str::to_string)
+                .unwrap_or(format!("/{bucket}"));
+            Ok(Some(json!({ "Location": loc })))
+        }
+        ListBuckets => {
+            let doc = xml_of(c.send("GET", None, None, &[], none, Body::Empty)?)?;
+            let buckets: Vec<Value> = doc
+                .child("Buckets")
+                .map(|b| {
+                    b.children_named("Bucket")
+                        .map(|b| {
+                            json!({
+                                "Name": b.text_of("Name").unwrap_or_default(),
+                                "CreationDate": iso(b.text_of("CreationDate").unwrap_or_default()),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut out = json!({ "Buckets": buckets });
+            if let Some(o) = doc.child("Owner") {
+                out["Owner"] = owner_json(o);
+            }
+            Ok(Some(out))
+        }
+        DeleteBucket { bucket } => {
+            c.send("DELETE", Some(&bucket), None, &[], none, Body::Empty)?;
+            Ok(None)
+        }
+        PutBucketEncryption {
+            bucket,
+            server_side_encryption_configuration,
+        } => {
+            let cfg = json_arg(&server_side_encryption_configuration)?;
+            let body = encryption_xml(&cfg)?;
+            c.send(
+                "PUT",
+                Some(&bucket),
+                None,
+                &[("encryption", "")],
+                &[("content-type".into(), "application/xml".into())],
+                Body::Bytes(body.as_bytes()),
+            )?;
+            Ok(None)
+        }
+        GetBucketEncryption { bucket } => {
+            let doc = xml_of(c.send(
+                "GET",
+                Some(&bucket),
+                None,
+                &[("encryption", "")],
+                none,
+                Body::Empty,
+            )?)?;
+            let rules: Vec<Value> = doc
+                .children_named("Rule")
+                .map(|r| {
+                    let mut by_default = Map::new();
+                    if let Some(d) = r.child("ApplyServerSideEncryptionByDefault") {
+                        if let Some(a) = d.text_of("SSEAlgorithm") {
+                            by_default.insert("SSEAlgorithm".into(), json!(a));
+                        }
+                        if let Some(k) = d.text_of("KMSMasterKeyID") {
+                            by_default.insert("KMSMasterKeyID".into(), json!(k));
+                        }
+                    }
+                    json!({
+                        "ApplyServerSideEncryptionByDefault": by_default,
+                        "BucketKeyEnabled": r.text_of("BucketKeyEnabled") == Some("true"),
+                    })
+                })
+                .collect();
+            Ok(Some(
+                json!({ "ServerSideEncryptionConfiguration": { "Rules": rules } }),
+            ))
+        }
+        DeleteBucketEncryption { bucket } => {
+            c.send(
+                "DELETE",
+                Some(&bucket),
+                None,
+                &[("encryption", "")],
+                none,
+                Body::Empty,
+            )?;
+            Ok(None)
+        }
+        PutPublicAccessBlock {
+            bucket,
+            public_access_block_configuration,
+        } => {
+            let v = shorthand_or_json(&public_access_block_configuration)?;
+            let mut body = String::from("<PublicAccessBlockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+            for name in [
+                "BlockPublicAcls",
+                "IgnorePublicAcls",
+                "BlockPublicPolicy",
+                "RestrictPublicBuckets",
+            ] {
+                if let Some(val) = v.get(name) {
+                    let b = bool_of(val)
+                        .ok_or_else(|| CliError::Param(format!("{name} must be true or false")))?;
+                    body.push_str(&format!("<{name}>{b}</{name}>"));
+                }
+            }
+            if let Some(k) = v.as_object().and_then(|o| {
+                o.keys()
+                    .find(|k| {
+                        ![
+                            "BlockPublicAcls",
+                            "IgnorePublicAcls",
+                            "BlockPublicPolicy",
+                            "RestrictPublicBuckets",
+                        ]
+                        .contains(&k.as_str())
+                    })
+                    .cloned()
+            }) {
+                return Err(CliError::Param(format!(
+                    "unknown parameter in PublicAccessBlockConfiguration: {k}"
+                )));
+            }
+            body.push_str("</PublicAccessBlockConfiguration>");
+            c.send(
+                "PUT",
+                Some(&bucket),
+                None,
+                &[("publicAccessBlock", "")],
+                &[("content-type".into(), "application/xml".into())],
+                Body::Bytes(body.as_bytes()),
+            )?;
+            Ok(None)
+        }
+        GetPublicAccessBlock { bucket } => {
+            let doc = xml_of(c.send(
+                "GET",
+                Some(&bucket),
+                None,
+                &[("publicAccessBlock", "")],
+                none,
+                Body::Empty,
+            )?)?;
+            let mut cfg = Map::new();
+            for name in [
+                "BlockPublicAcls",
+                "IgnorePublicAcls",
+                "BlockPublicPolicy",
+                "RestrictPublicBuckets",
+            ] {
+                cfg.insert(name.into(), json!(doc.text_of(name) == Some("true")));
+            }
+            Ok(Some(json!({ "PublicAccessBlockConfiguration": cfg })))
+        }
+        PutBucketOwnershipControls {
+            bucket,
+            ownership_controls,
+        } => {
+            let v = shorthand_or_json(&ownership_controls)?;
+            let ownership = v
+                .get("Rules")
+                .and_then(|r| r.get(0))
+                .and_then(|r| r.get("ObjectOwnership"))
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    CliError::Param(
+                        "--ownership-controls needs Rules=[{ObjectOwnership=VALUE}]".into(),
+                    )
+                })?;
+            let body = format!(
+                "<OwnershipControls xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Rule><ObjectOwnership>{}</ObjectOwnership></Rule></OwnershipControls>",
+                xml::escape(ownership)
+            );
+            c.send(
+                "PUT",
+                Some(&bucket),
+                None,
+                &[("ownershipControls", "")],
+                &[("content-type".into(), "application/xml".into())],
+                Body::Bytes(body.as_bytes()),
+            )?;
+            Ok(None)
+        }
+        GetBucketOwnershipControls { bucket } => {
+            let doc = xml_of(c.send(
+                "GET",
+                Some(&bucket),
+                None,
+                &[("ownershipControls", "")],
+                none,
+                Body::Empty,
+            )?)?;
+            let rules: Vec<Value> = doc
+                .children_named("Rule")
+                .map(|r| json!({ "ObjectOwnership": r.text_of("ObjectOwnership").unwrap_or_default() }))
+                .collect();
+            Ok(Some(json!({ "OwnershipControls": { "Rules": rules } })))
+        }
+        PutObject {
+            bucket,
+            key,
+            body,
+            content_type,
+            server_side_encryption,
+            ssekms_key_id,
+            bucket_key_enabled,
+            acl,
+            metadata,
+        } => {
+            let mut h = Vec::new();
+            if let Some(t) = content_type {
+                h.push(("content-type".to_string(), t));
+            }
+            if let Some(s) = server_side_encryption {
+                h.push(("x-amz-server-side-encryption".to_string(), s));
+            }
+            if let Some(k) = ssekms_key_id {
+                h.push(("x-amz-server-side-encryption-aws-kms-key-id".to_string(), k));
+            }
+            if bucket_key_enabled {
+                h.push((
+                    "x-amz-server-side-encryption-bucket-key-enabled".to_string(),
+                    "true".into(),
+                ));
+            }
+            if let Some(a) = acl {
+                h.push(("x-amz-acl".to_string(), a));
+            }
+            if let Some(m) = metadata {
+                let v = shorthand_or_json(&m)?;
+                for (k, val) in v.as_object().into_iter().flatten() {
+                    let val = val
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| val.to_string());
+                    h.push((format!("x-amz-meta-{}", k.to_ascii_lowercase()), val));
+                }
+            }
+            let r = match body {
+                Some(path) => {
+                    let f = open_input(&path)?;
+                    let len = f.metadata()?.len();
+                    c.send(
+                        "PUT",
+                        Some(&bucket),
+                        Some(&key),
+                        &[],
+                        &h,
+                        Body::Reader {
+                            reader: Box::new(f),
+                            len,
+                        },
+                    )?
+                }
+                None => c.send("PUT", Some(&bucket), Some(&key), &[], &h, Body::Empty)?,
+            };
+            Ok(Some(sse_fields(
+                &r,
+                json!({ "ETag": r.header("etag").unwrap_or_default() }),
+            )))
+        }
+        GetObject {
+            bucket,
+            key,
+            outfile,
+        } => {
+            let r = c.send("GET", Some(&bucket), Some(&key), &[], none, Body::Empty)?;
+            let out = object_fields(&r);
+            let expected = r
+                .header("content-length")
+                .and_then(|v| v.parse::<u64>().ok());
+            download(r, &outfile, expected, None)?;
+            Ok(Some(out))
+        }
+        HeadObject { bucket, key } => {
+            let r = c.send("HEAD", Some(&bucket), Some(&key), &[], none, Body::Empty)?;
+            Ok(Some(object_fields(&r)))
+        }
+        ListObjectsV2 {
+            bucket,
+            prefix,
+            delimiter,
+            start_after,
+            page_size,
+        } => {
+            let pages = list_all(
+                &c,
+                &bucket,
+                prefix.as_deref(),
+                delimiter.as_deref(),
+                start_after.as_deref(),
+                page_size,
+            )?;
+            let mut contents = Vec::new();
+            let mut prefixes = Vec::new();
+            for p in &pages {
+                for o in p.children_named("Contents") {
+                    contents.push(json!({
+                        "Key": o.text_of("Key").unwrap_or_default(),
+                        "LastModified": iso(o.text_of("LastModified").unwrap_or_default()),
+                        "ETag": o.text_of("ETag").unwrap_or_default(),
+                        "Size": o.text_of("Size").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0),
+                        "StorageClass": o.text_of("StorageClass").unwrap_or("STANDARD"),
+                    }));
+                }
+                for cp in p.children_named("CommonPrefixes") {
+                    prefixes.push(json!({ "Prefix": cp.text_of("Prefix").unwrap_or_default() }));
+                }
+            }
+            let mut out = Map::new();
+            if !contents.is_empty() {
+                out.insert("Contents".into(), Value::Array(contents));
+            }
+            if !prefixes.is_empty() {
+                out.insert("CommonPrefixes".into(), Value::Array(prefixes));
+            }
+            out.insert("RequestCharged".into(), Value::Null);
+            out.insert("Prefix".into(), json!(prefix.unwrap_or_default()));
+            Ok(Some(Value::Object(out)))
+        }
+        DeleteObject { bucket, key } => {
+            c.send("DELETE", Some(&bucket), Some(&key), &[], none, Body::Empty)?;
+            Ok(None)
+        }
+        PutObjectAcl { bucket, key, acl } => {
+            c.send(
+                "PUT",
+                Some(&bucket),
+                Some(&key),
+                &[("acl", "")],
+                &[("x-amz-acl".into(), acl)],
+                Body::Empty,
+            )?;
+            Ok(None)
+        }
+        GetObjectAcl { bucket, key } => {
+            let doc = xml_of(c.send(
+                "GET",
+                Some(&bucket),
+                Some(&key),
+                &[("acl", "")],
+                none,
+                Body::Empty,
+            )?)?;
+            Ok(Some(acl_json(&doc)))
+        }
+        PutBucketAcl { bucket, acl } => {
+            c.send(
+                "PUT",
+                Some(&bucket),
+                None,
+                &[("acl", "")],
+                &[("x-amz-acl".into(), acl)],
+                Body::Empty,
+            )?;
+            Ok(None)
+        }
+        GetBucketAcl { bucket } => {
+            let doc = xml_of(c.send(
+                "GET",
+                Some(&bucket),
+                None,
+                &[("acl", "")],
+                none,
+                Body::Empty,
+            )?)?;
+            Ok(Some(acl_json(&doc)))
+        }
+    }
+}
+
+/// Every page of a ListObjectsV2, following continuation tokens.
+pub(crate) fn list_all(
+    c: &S3Client,
+    bucket: &str,
+    prefix: Option<&str>,
+    delimiter: Option<&str>,
+    start_after: Option<&str>,
+    page_size: Option<u32>,
+) -> Result<Vec<Node>, CliError> {
+    let mut pages = Vec::new();
+    let mut token: Option<String> = None;
+    let page_size = page_size.map(|p| p.clamp(1, 1000).to_string());
+    loop {
+        let mut q: Vec<(&str, &str)> = vec![("list-type", "2")];
+        if let Some(p) = prefix {
+            q.push(("prefix", p));
+        }
+        if let Some(d) = delimiter {
+            q.push(("delimiter", d));
+        }
+        if let Some(s) = start_after {
+            q.push(("start-after", s));
+        }
+        if let Some(n) = &page_size {
+            q.push(("max-keys", n));
+        }
+        if let Some(t) = &token {
+            q.push(("continuation-token", t));
+        }
+        let doc = xml_of(c.send("GET", Some(bucket), None, &q, &[], Body::Empty)?)?;
+        let next = (doc.text_of("IsTruncated") == Some("true"))
+            .then(|| doc.text_of("NextContinuationToken").map(str::to_string))
+            .flatten();
+        pages.push(doc);
+        match next {
+            Some(t) if Some(&t) != token.as_ref() => token = Some(t),
+            _ => return Ok(pages),
+        }
+    }
+}
+
+pub(crate) fn xml_of(r: Response) -> Result<Node, CliError> {
+    let text = r.text()?;
+    xml::parse(&text).map_err(|e| CliError::Client(ClientError::BadResponse(e.to_string())))
+}
+
+fn owner_json(o: &Node) -> Value {
+    json!({
+        "DisplayName": o.text_of("DisplayName").unwrap_or_default(),
+        "ID": o.text_of("ID").unwrap_or_default(),
+    })
+}
+
+fn acl_json(doc: &Node) -> Value {
+    let grants: Vec<Value> = doc
+        .child("AccessControlList")
+        .map(|l| {
+            l.children_named("Grant")
+                .map(|g| {
+                    let mut grantee = Map::new();
+                    if let Some(ge) = g.child("Grantee") {
+                        for f in ["DisplayName", "ID", "URI"] {
+                            if let Some(v) = ge.text_of(f) {
+                                grantee.insert(f.into(), json!(v));
+                            }
+                        }
+                        let ty = if grantee.contains_key("URI") { "Group" } else { "CanonicalUser" };
+                        grantee.insert("Type".into(), json!(ty));
+                    }
+                    json!({ "Grantee": grantee, "Permission": g.text_of("Permission").unwrap_or_default() })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = Map::new();
+    if let Some(o) = doc.child("Owner") {
+        out.insert("Owner".into(), owner_json(o));
+    }
+    out.insert("Grants".into(), Value::Array(grants));
+    Value::Object(out)
+}
+
+fn sse_fields(r: &Response, mut out: Value) -> Value {
+    if let Some(s) = r.header("x-amz-server-side-encryption") {
+        out["ServerSideEncryption"] = json!(s);
+    }
+    if let Some(k) = r.header("x-amz-server-side-encryption-aws-kms-key-id") {
+        out["SSEKMSKeyId"] = json!(k);
+    }
+    if r.header("x-amz-server-side-encryption-bucket-key-enabled") == Some("true") {
+        out["BucketKeyEnabled"] = json!(true);
+    }
+    out
+}
+
+/// GetObject/HeadObject fields in the AWS CLI's order.
+fn object_fields(r: &Response) -> Value {
+    let mut out = Map::new();
+    if let Some(v) = r.header("last-modified") {
+        out.insert("LastModified".into(), json!(http_date_to_iso(v)));
+    }
+    if let Some(v) = r
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        out.insert("ContentLength".into(), json!(v));
+    }
+    if let Some(v) = r.header("etag") {
+        out.insert("ETag".into(), json!(v));
+    }
+    if let Some(v) = r.header("content-type") {
+        out.insert("ContentType".into(), json!(v));
+    }
+    let mut v = sse_fields(r, Value::Object(out));
+    let meta: BTreeMap<String, String> = r
+        .headers
+        .iter()
+        .filter_map(|(k, val)| {
+            k.to_ascii_lowercase()
+                .strip_prefix("x-amz-meta-")
+                .map(|m| (m.to_string(), val.clone()))
+        })
+        .collect();
+    v["Metadata"] = json!(meta);
+    v
+}
+
+/// `2026-11-23T09:40:00.000Z` (S3 XML) → `2026-11-23T09:40:00+00:00` (AWS CLI).
+pub(crate) fn iso(s: &str) -> String {
+    use time::format_description::well_known::Rfc3339;
+    match time::OffsetDateTime::parse(s, &Rfc3339) {
+        Ok(t) => format_iso(t),
+        Err(_) => s.to_string(),
+    }
+}
+
+fn format_iso(t: time::OffsetDateTime) -> String {
+    let f =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+00:00");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
+}
+
+fn http_date_to_iso(s: &str) -> String {
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    match time::PrimitiveDateTime::parse(s, &f) {
+        Ok(t) => format_iso(t.assume_utc()),
+        Err(_) => s.to_string(),
+    }
+}
+
+fn bool_of(v: &Value) -> Option<bool> {
+    match v {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
+        _ => None,
+    }
+}
+
+/// Reads `file://PATH` arguments, as the AWS CLI does.
+fn arg_text(s: &str) -> Result<String, CliError> {
+    match s.strip_prefix("file://") {
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| CliError::Param(format!("cannot read {p}: {e}")))
+        }
+        None => Ok(s.to_string()),
+    }
+}
+
+fn json_arg(s: &str) -> Result<Value, CliError> {
+    let text = arg_text(s)?;
+    serde_json::from_str(&text).map_err(|e| CliError::Param(format!("invalid JSON: {e}")))
+}
+
+/// JSON, or the AWS CLI's shorthand syntax: `K=V,K2=V2`, `K=[{A=B},{C=D}]`.
+pub(crate) fn shorthand_or_json(s: &str) -> Result<Value, CliError> {
+    let text = arg_text(s)?;
+    let t = text.trim();
+    if t.starts_with('{') || t.starts_with('[') {
+        return serde_json::from_str(t).map_err(|e| CliError::Param(format!("invalid JSON: {e}")));
+    }
+    let mut p = Shorthand {
+        s: t.as_bytes(),
+        i: 0,
+    };
+    let v = p.object(None)?;
+    if p.i != p.s.len() {
+        return Err(CliError::Param(format!(
+            "invalid shorthand near {:?}",
+            &t[p.i..]
+        )));
+    }
+    Ok(v)
+}
+
+struct Shorthand<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Shorthand<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn bad(&self, what: &str) -> CliError {
+        CliError::Param(format!(
+            "invalid shorthand syntax: {what} at offset {}",
+            self.i
+        ))
+    }
+
+    /// `K=V(,K=V)*` until `close` (or the end).
+    fn object(&mut self, close: Option<u8>) -> Result<Value, CliError> {
+        let mut m = Map::new();
+        loop {
+            let start = self.i;
+            while self
+                .peek()
+                .is_some_and(|c| c != b'=' && c != b',' && Some(c) != close)
+            {
+                self.i += 1;
+            }
+            let key = String::from_utf8_lossy(&self.s[start..self.i])
+                .trim()
+                .to_string();
+            if key.is_empty() || self.peek() != Some(b'=') {
+                return Err(self.bad("expected KEY=VALUE"));
+            }
+            self.i += 1;
+            let v = self.value(close)?;
+            m.insert(key, v);
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                c if c == close => return Ok(Value::Object(m)),
+                _ => return Err(self.bad("expected ','")),
+            }
+        }
+    }
+
+    fn value(&mut self, close: Option<u8>) -> Result<Value, CliError> {
+        match self.peek() {
+            Some(b'[') => {
+                self.i += 1;
+                let mut items = Vec::new();
+                loop {
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                        return Ok(Value::Array(items));
+                    }
+                    if self.peek() == Some(b'{') {
+                        self.i += 1;
+                        items.push(self.object(Some(b'}'))?);
+                        self.i += 1; // '}'
+                    } else {
+                        let start = self.i;
+                        while self.peek().is_some_and(|c| c != b',' && c != b']') {
+                            self.i += 1;
+                        }
+                        items.push(Value::String(
+                            String::from_utf8_lossy(&self.s[start..self.i]).to_string(),
+                        ));
+                    }
+                    match self.peek() {
+                        Some(b',') => self.i += 1,
+                        Some(b']') => {}
+                        _ => return Err(self.bad("unclosed '['")),
+                    }
+                }
+            }
+            Some(b'{') => {
+                self.i += 1;
+                let v = self.object(Some(b'}'))?;
+                self.i += 1;
+                Ok(v)
+            }
+            _ => {
+                let start = self.i;
+                while self.peek().is_some_and(|c| c != b',' && Some(c) != close) {
+                    self.i += 1;
+                }
+                Ok(Value::String(
+                    String::from_utf8_lossy(&self.s[start..self.i]).to_string(),
+                ))
+            }
+        }
+    }
+}
+
+/// `ServerSideEncryptionConfiguration` JSON → the XML PutBucketEncryption takes.
+fn encryption_xml(cfg: &Value) -> Result<String, CliError> {
+    let rules = cfg
+        .get("Rules")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            CliError::Param(
+                "--server-side-encryption-configuration needs a non-empty \"Rules\" list".into(),
+            )
+        })?;
+    let mut x = String::from(
+        "<ServerSideEncryptionConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+    );
+    for r in rules {
+        x.push_str("<Rule>");
+        if let Some(d) = r.get("ApplyServerSideEncryptionByDefault") {
+            let alg = d
+                .get("SSEAlgorithm")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    CliError::Param("ApplyServerSideEncryptionByDefault needs SSEAlgorithm".into())
+                })?;
+            x.push_str("<ApplyServerSideEncryptionByDefault>");
+            x.push_str(&format!(
+                "<SSEAlgorithm>{}</SSEAlgorithm>",
+                xml::escape(alg)
+            ));
+            if let Some(k) = d.get("KMSMasterKeyID").and_then(Value::as_str) {
+                x.push_str(&format!(
+                    "<KMSMasterKeyID>{}</KMSMasterKeyID>",
+                    xml::escape(k)
+                ));
+            }
+            x.push_str("</ApplyServerSideEncryptionByDefault>");
+        }
+        if let Some(b) = r.get("BucketKeyEnabled") {
+            let b = bool_of(b)
+                .ok_or_else(|| CliError::Param("BucketKeyEnabled must be true or false".into()))?;
+            x.push_str(&format!("<BucketKeyEnabled>{b}</BucketKeyEnabled>"));
+        }
+        x.push_str("</Rule>");
+    }
+    x.push_str("</ServerSideEncryptionConfiguration>");
+    Ok(x)
+}
+
+pub(crate) fn open_input(path: &Path) -> Result<File, CliError> {
+    File::open(path).map_err(|e| CliError::Param(format!("cannot open {}: {e}", path.display())))
+}
+
+/// Streams a GET body into `dest` through a temp file renamed into place only once every
+/// byte arrived, so a failed or tampered download never leaves a partial file behind.
+pub(crate) fn download(
+    r: Response,
+    dest: &Path,
+    expected: Option<u64>,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<u64, CliError> {
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let name = dest
+        .file_name()
+        .ok_or_else(|| CliError::Param(format!("{} is not a file name", dest.display())))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".atrest-partial.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        let mut reader = r.into_reader();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            f.write_all(&buf[..n])?;
+            total += n as u64;
+            if let Some(p) = progress {
+                p.set_position(total);
+            }
+        }
+        if let Some(e) = expected {
+            if e != total {
+                return Err(CliError::Client(ClientError::BadResponse(format!(
+                    "connection closed after {total} of {e} bytes: the download is incomplete"
+                ))));
+            }
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, dest)?;
+        Ok(total)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shorthand_parses_aws_cli_forms() {
+        let v = shorthand_or_json("BlockPublicAcls=false,IgnorePublicAcls=true").unwrap();
+        assert_eq!(
+            v,
+            json!({"BlockPublicAcls": "false", "IgnorePublicAcls": "true"})
+        );
+        let v = shorthand_or_json("Rules=[{ObjectOwnership=BucketOwnerPreferred}]").unwrap();
+        assert_eq!(
+            v,
+            json!({"Rules": [{"ObjectOwnership": "BucketOwnerPreferred"}]})
+        );
+        let v = shorthand_or_json(r#"{"Rules":[{"ObjectOwnership":"ObjectWriter"}]}"#).unwrap();
+        assert_eq!(v["Rules"][0]["ObjectOwnership"], "ObjectWriter");
+        assert!(shorthand_or_json("nonsense").is_err());
+        assert!(shorthand_or_json("Rules=[{A=B}").is_err());
+    }
+
+    #[test]
+    fn encryption_json_becomes_s3_xml() {
+        let cfg = json!({"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"aws:kms","KMSMasterKeyID":"alias/MyKMSKey"},"BucketKeyEnabled":true}]});
+        let x = encryption_xml(&cfg).unwrap();
+        assert!(x.contains(
+            "<SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>alias/MyKMSKey</KMSMasterKeyID>"
+        ));
+        assert!(x.contains("<BucketKeyEnabled>true</BucketKeyEnabled>"));
+        assert!(encryption_xml(&json!({"Rules": []})).is_err());
+    }
+
+    #[test]
+    fn dates_print_as_the_aws_cli_does() {
+        assert_eq!(iso("2026-11-23T09:40:00.000Z"), "2026-11-23T09:40:00+00:00");
+        assert_eq!(
+            http_date_to_iso("Mon, 23 Nov 2026 09:40:00 GMT"),
+            "2026-11-23T09:40:00+00:00"
+        );
+    }
 }

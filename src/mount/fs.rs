@@ -501,6 +501,40 @@ impl Filesystem for AtrestFs {
         );
     }
 
+    /// No extended attributes: ENOSYS makes the kernel stop asking (it caches the answer),
+    /// so writes do not pay a `security.capability` lookup each.
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: fuser::ReplyXattr,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: fuser::ReplyXattr) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOSYS);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::ENOSYS);
+    }
+
     /// Not supported (`EOPNOTSUPP` to the caller, e.g. a loop device's discard): a punched
     /// hole would have to read back as zeros, which an encrypted sparse image cannot give
     /// without writing encrypted zeros.

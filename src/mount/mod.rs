@@ -9,7 +9,7 @@
 //! - [`device`]: the `BlockDevice` seam and its errno mapping.
 //! - [`table`]: what is served, shared by the FUSE threads and the handle.
 //! - [`fs`]: the `fuser::Filesystem`.
-//! - [`options`]: [`MountOptions`].
+//! - [`options`]: the mount options ([`MountOptions`]).
 //! - [`daemon`]: I/O flusher, signals, pid/log files, stale mount recovery.
 
 pub mod daemon;
@@ -28,6 +28,10 @@ pub use table::{TableError, Unavailable};
 
 use fuser::{INodeNo, MountOption, SessionACL};
 use table::{MountTable, ROOT_INO};
+
+/// How long [`MountHandle::remove`] and [`MountHandle::unmount`] wait for the kernel's
+/// asynchronous RELEASE of a just-closed file before calling it busy.
+const RELEASE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The FUSE character device.
 pub const DEV_FUSE: &str = "/dev/fuse";
@@ -292,6 +296,9 @@ impl MountHandle {
         device_name: &str,
         force: bool,
     ) -> Result<(), MountError> {
+        if !force {
+            self.wait_released(|| self.open_count(instance_id, device_name).unwrap_or(0) == 0);
+        }
         let removed = self.table.remove(instance_id, device_name, force)?;
         self.invalidate(removed.dir_ino, device_name);
         if removed.dir_removed {
@@ -364,9 +371,20 @@ impl MountHandle {
         }
     }
 
+    /// The kernel sends RELEASE asynchronously after the last close() returns, so an
+    /// open count can lag a caller that just closed (or `losetup -d`'d) the file: give
+    /// it a short grace period before calling the file busy.
+    fn wait_released(&self, closed: impl Fn() -> bool) {
+        let deadline = std::time::Instant::now() + RELEASE_GRACE;
+        while !closed() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Clean unmount: refused (`Busy`) while any file is open or the mount is in use; on
     /// success the serving threads have exited.
     pub fn unmount(&self) -> Result<(), MountError> {
+        self.wait_released(|| self.table.files().iter().all(|f| f.open_count() == 0));
         let open: Vec<String> = self
             .files()
             .into_iter()

@@ -346,6 +346,90 @@ mod tests {
     }
 
     #[test]
+    fn audit_sees_every_request_and_never_plaintext() {
+        let f = fixture();
+        let id = create(&f);
+        f.sink.take();
+        let secret = b"SECRET-PLAINTEXT-MARKER";
+        let Response::Encrypt(e) = f
+            .svc
+            .handle(
+                &alice(),
+                Request::Encrypt(EncryptRequest {
+                    key_id: id.clone(),
+                    plaintext: Zeroizing::new(secret.to_vec()),
+                    encryption_context: ctx("purpose", "audit"),
+                    grant_tokens: vec![],
+                    encryption_algorithm: None,
+                }),
+            )
+            .unwrap()
+        else {
+            panic!()
+        };
+        let Response::GenerateDataKey(g) = f
+            .svc
+            .handle(
+                &alice(),
+                Request::GenerateDataKey(GenerateDataKeyRequest {
+                    key_id: id.clone(),
+                    key_spec: Some(DataKeySpec::Aes256),
+                    number_of_bytes: None,
+                    encryption_context: EncryptionContext::new(),
+                    grant_tokens: vec![],
+                }),
+            )
+            .unwrap()
+        else {
+            panic!()
+        };
+        let refused = f.svc.handle(
+            &alice(),
+            Request::Decrypt(DecryptRequest {
+                ciphertext_blob: e.ciphertext_blob.clone(),
+                encryption_context: EncryptionContext::new(),
+                key_id: None,
+                grant_tokens: vec![],
+                encryption_algorithm: None,
+            }),
+        );
+        assert!(refused.is_err());
+        let events = f.sink.take();
+        assert_eq!(
+            events
+                .iter()
+                .map(|e| e.event_name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["Encrypt", "GenerateDataKey", "Decrypt"]
+        );
+        assert!(events
+            .iter()
+            .all(|e| e.read_only && e.response_elements.is_null()));
+        assert_eq!(
+            events[2].error_code.as_deref(),
+            Some("InvalidCiphertextException")
+        );
+        assert_eq!(
+            events[2].request_parameters["encryptionAlgorithm"],
+            "SYMMETRIC_DEFAULT"
+        );
+        assert_eq!(
+            events[0].request_parameters["encryptionContext"]["purpose"],
+            "audit"
+        );
+        assert!(events
+            .iter()
+            .all(|ev| ev.key_arn.as_deref().is_some_and(|a| a.ends_with(&id))));
+        let dump = format!("{events:?}");
+        assert!(!dump.contains("SECRET-PLAINTEXT-MARKER"));
+        let dk_hex = hex::encode(&g.plaintext[..]);
+        let dk_b64 =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &g.plaintext[..]);
+        let dk_dbg = format!("{:?}", &g.plaintext[..]);
+        assert!(!dump.contains(&dk_hex) && !dump.contains(&dk_b64) && !dump.contains(&dk_dbg));
+    }
+
+    #[test]
     fn data_key_sizes() {
         assert_eq!(data_key_len(Some(DataKeySpec::Aes128), None).unwrap(), 16);
         assert_eq!(data_key_len(None, Some(64)).unwrap(), 64);

@@ -153,7 +153,8 @@ impl KeyService {
         };
         let entry = KeyEntry::new(record, Arc::new(vec![crate::blob::cipher(&material)]));
         *key_arn = Some(entry.arn.clone());
-        let _w = self.writer();
+        // A new key's file is new: no other change can race with it, so creations
+        // persist in parallel without taking the writer lock.
         let entry = self.commit_key(entry)?;
         Ok(Response::KeyMetadata(metadata(&entry)))
     }

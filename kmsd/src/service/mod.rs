@@ -334,7 +334,8 @@ impl KeyService {
         })
     }
 
-    /// Persists a changed key record and swaps it in. Call with `writer()` held.
+    /// Persists a key record and swaps it in. Call with `writer()` held, unless the
+    /// key is brand new (nobody else can know its ID yet).
     pub(crate) fn commit_key(&self, entry: KeyEntry) -> Result<Arc<KeyEntry>, KmsError> {
         self.store.write_key(&entry.record).map_err(storage_error)?;
         let entry = Arc::new(entry);

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what atrest needs from Debian's apt and nothing else; quiet when all is there.
+# Used by both README commands (scripts/demo.sh and scripts/test.sh).
+set -euo pipefail
+
+need=()
+have_cmd() { command -v "$1" >/dev/null 2>&1; }
+want() { # want CMD PACKAGE: queue PACKAGE unless CMD exists
+  have_cmd "$1" || need+=("$2")
+}
+want fusermount3 fuse3
+want busybox busybox-static
+want cpio cpio
+want mkfs.ext4 e2fsprogs
+want e2fsck e2fsprogs
+want fio fio
+want curl curl
+want losetup mount
+want openssl openssl
+want python3 python3
+want zstd zstd
+want xz xz-utils
+python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
+
+# qemu: Debian 12's qemu-system (7.2) must come with a qemu-utils of the same version.
+# Images that ship a newer backported qemu-utils make apt refuse the pair ("held broken
+# packages"), so both are pinned to the qemu-system candidate in one command.
+qemu_ok=1
+have_cmd qemu-system-x86_64 && have_cmd qemu-img && have_cmd qemu-storage-daemon || qemu_ok=0
+
+if [ ${#need[@]} -eq 0 ] && [ "$qemu_ok" = 1 ]; then
+  exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+echo "atrest: installing missing Debian packages: ${need[*]} $([ "$qemu_ok" = 1 ] || echo qemu-system-x86 qemu-utils)" >&2
+$SUDO apt-get update -qq
+if [ ${#need[@]} -gt 0 ]; then
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ "$qemu_ok" = 0 ]; then
+  v=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/{print $2}')
+  $SUDO apt-get install -y -qq --no-install-recommends --allow-downgrades \
+    "qemu-system-x86=$v" "qemu-system-common=$v" "qemu-utils=$v" "qemu-block-extra=$v" >/dev/null
+fi
+for c in fusermount3 qemu-system-x86_64 qemu-img qemu-storage-daemon busybox fio mkfs.ext4 curl; do
+  have_cmd "$c" || { echo "atrest: $c is still missing after apt-get install" >&2; exit 1; }
+done

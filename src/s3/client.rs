@@ -1,0 +1,383 @@
+//! A SigV4-signing HTTP client of the object endpoint: the one code path the `atrest s3api`
+//! and `atrest s3` commands use (the same requests `aws s3api --endpoint-url` would send).
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::auth::{self, AccessKey, AccessKeys, AuthError, Payload, SigningConfig, ToSign};
+
+/// RFC 3986 unreserved characters stay; everything else is percent-encoded (S3's rule).
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+/// The same, but `/` separates key segments in the path.
+const PATH: &AsciiSet = &QUERY.remove(b'/');
+
+/// Why a request did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The endpoint answered with an S3 error.
+    #[error("{code}: {message}")]
+    Service {
+        status: u16,
+        code: String,
+        message: String,
+        request_id: Option<String>,
+    },
+    #[error(
+        "cannot reach the object endpoint at {endpoint}: {detail} (is `atrest s3 serve` running?)"
+    )]
+    Unreachable { endpoint: String, detail: String },
+    #[error(
+        "no object endpoint: {path} is missing or unreadable; start one with `atrest s3 serve`"
+    )]
+    NoEndpoint { path: PathBuf },
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("unexpected response: {0}")]
+    BadResponse(String),
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl ClientError {
+    /// AWS-style error code for `report_error`.
+    pub fn code(&self) -> String {
+        match self {
+            ClientError::Service { code, .. } => code.clone(),
+            ClientError::Unreachable { .. } | ClientError::NoEndpoint { .. } => {
+                "EndpointConnectionError".into()
+            }
+            ClientError::Auth(_) => "InvalidAccessKeyId".into(),
+            ClientError::Io(_) => "IOError".into(),
+            ClientError::BadResponse(_) => "InvalidResponse".into(),
+            ClientError::BadRequest(_) => "InvalidRequest".into(),
+        }
+    }
+
+    /// The message part for `report_error`.
+    pub fn message(&self) -> String {
+        match self {
+            ClientError::Service { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// A request body.
+pub enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// A stream of exactly `len` bytes, sent with `UNSIGNED-PAYLOAD` (never buffered).
+    Reader {
+        reader: Box<dyn Read + Send + 'a>,
+        len: u64,
+    },
+}
+
+/// A successful response; the body is streamed.
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    inner: ureq::Response,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn into_reader(self) -> Box<dyn Read + Send + Sync + 'static> {
+        self.inner.into_reader()
+    }
+
+    /// The whole body as text (XML responses; bounded at 64 MiB).
+    pub fn text(self) -> Result<String, ClientError> {
+        let mut s = String::new();
+        self.into_reader().take(64 << 20).read_to_string(&mut s)?;
+        Ok(s)
+    }
+}
+
+/// The endpoint and the credentials to sign with.
+pub struct S3Client {
+    endpoint: String,
+    key: AccessKey,
+    agent: ureq::Agent,
+}
+
+impl S3Client {
+    /// Reads the endpoint address from `HOME/s3.addr` (or `$ATREST_S3_ENDPOINT`) and the access
+    /// key of `principal` (default: the current user's) from `HOME/s3/access-keys.json`.
+    pub fn from_home(
+        layout: &kmsd::home::Layout,
+        principal: Option<&str>,
+    ) -> Result<S3Client, ClientError> {
+        let endpoint = match std::env::var("ATREST_S3_ENDPOINT") {
+            Ok(e) if !e.is_empty() => e.trim_end_matches('/').to_string(),
+            _ => {
+                let path = layout.s3_addr_file();
+                let addr = std::fs::read_to_string(&path)
+                    .map_err(|_| ClientError::NoEndpoint { path: path.clone() })?;
+                format!("http://{}", addr.trim())
+            }
+        };
+        let keys_path = auth::access_keys_path(&layout.s3_dir());
+        let keys = AccessKeys::load(&keys_path)?
+            .ok_or_else(|| AuthError::Missing(keys_path.display().to_string()))?;
+        let principal = principal
+            .map(str::to_string)
+            .unwrap_or_else(auth::current_user_principal);
+        let key = keys
+            .for_principal(&principal)
+            .cloned()
+            .ok_or_else(|| AuthError::NoKeyFor {
+                path: keys_path.display().to_string(),
+                principal,
+            })?;
+        Ok(S3Client::new(endpoint, key))
+    }
+
+    pub fn new(endpoint: String, key: AccessKey) -> S3Client {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .redirects(0)
+            .build();
+        S3Client {
+            endpoint,
+            key,
+            agent,
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The path-style URL of a bucket or object, percent-encoded as S3 canonicalizes it
+    /// (what the signature covers).
+    pub fn url(&self, bucket: Option<&str>, key: Option<&str>, query: &[(&str, &str)]) -> String {
+        self.url_with(bucket, key, query, false)
+    }
+
+    /// The URL as sent. A key with `.` or `..` segments has its `/` sent as `%2F`: URL
+    /// libraries would otherwise resolve those segments away (the endpoint decodes `%2F`, so
+    /// the key and the signed canonical path are unchanged).
+    fn wire_url(
+        &self,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+    ) -> Result<String, ClientError> {
+        let dotted = key.is_some_and(|k| k.split('/').any(|seg| seg == "." || seg == ".."));
+        if dotted && key.is_some_and(|k| k == "." || k == "..") {
+            return Err(ClientError::BadRequest(format!(
+                "the key {:?} cannot be sent in a URL; choose another key",
+                key.unwrap_or_default()
+            )));
+        }
+        Ok(self.url_with(bucket, key, query, dotted))
+    }
+
+    fn url_with(
+        &self,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+        encode_slash: bool,
+    ) -> String {
+        let mut url = self.endpoint.clone();
+        url.push('/');
+        if let Some(b) = bucket {
+            url.push_str(&utf8_percent_encode(b, QUERY).to_string());
+            if let Some(k) = key {
+                url.push('/');
+                let set = if encode_slash { QUERY } else { PATH };
+                url.push_str(&utf8_percent_encode(k, set).to_string());
+            }
+        }
+        if !query.is_empty() {
+            url.push('?');
+            let q: Vec<String> = query
+                .iter()
+                .map(|(k, v)| {
+                    if v.is_empty()
+                        && matches!(
+                            *k,
+                            "acl" | "encryption" | "publicAccessBlock" | "ownershipControls"
+                        )
+                    {
+                        // Sub-resources are sent bare, as the AWS CLI does (`?acl`).
+                        utf8_percent_encode(k, QUERY).to_string()
+                    } else {
+                        format!(
+                            "{}={}",
+                            utf8_percent_encode(k, QUERY),
+                            utf8_percent_encode(v, QUERY)
+                        )
+                    }
+                })
+                .collect();
+            url.push_str(&q.join("&"));
+        }
+        url
+    }
+
+    /// Sends a SigV4-signed request; non-2xx answers become [`ClientError::Service`].
+    pub fn send(
+        &self,
+        method: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+        headers: &[(String, String)],
+        body: Body<'_>,
+    ) -> Result<Response, ClientError> {
+        let url = self.url(bucket, key, query);
+        let wire = self.wire_url(bucket, key, query)?;
+        let mut all_headers: Vec<(String, String)> = headers.to_vec();
+        let payload = match &body {
+            Body::Empty => Payload::Bytes(b""),
+            Body::Bytes(b) => Payload::Bytes(b),
+            Body::Reader { .. } => Payload::Unsigned,
+        };
+        let len = match &body {
+            Body::Empty => 0,
+            Body::Bytes(b) => b.len() as u64,
+            Body::Reader { len, .. } => *len,
+        };
+        if method == "PUT" || method == "POST" {
+            all_headers.push(("content-length".into(), len.to_string()));
+        }
+        let signed = auth::sign(
+            &SigningConfig::s3(),
+            &self.key,
+            ToSign {
+                method,
+                url: &url,
+                headers: &all_headers,
+                payload,
+                time: SystemTime::now(),
+                session_token: None,
+            },
+        )?;
+        let mut req = self.agent.request(method, &wire);
+        for (k, v) in all_headers.iter().chain(signed.headers.iter()) {
+            req = req.set(k, v);
+        }
+        let result = match body {
+            Body::Empty => req.call(),
+            Body::Bytes(b) => req.send_bytes(b),
+            Body::Reader { reader, .. } => req.send(reader),
+        };
+        match result {
+            Ok(r) => Ok(wrap(r)),
+            Err(ureq::Error::Status(status, r)) => Err(service_error(status, method, r)),
+            Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail: t.to_string(),
+            }),
+        }
+    }
+
+    /// A presigned GET URL for an object, valid for `expires` (1 s to 7 days, as S3 allows).
+    pub fn presign(
+        &self,
+        bucket: &str,
+        key: &str,
+        expires: Duration,
+    ) -> Result<String, ClientError> {
+        let url = self.url(Some(bucket), Some(key), &[]);
+        let wire = self.wire_url(Some(bucket), Some(key), &[])?;
+        let mut cfg = SigningConfig::s3();
+        cfg.presign_expires = Some(expires);
+        let signed = auth::sign(
+            &cfg,
+            &self.key,
+            ToSign {
+                method: "GET",
+                url: &url,
+                headers: &[],
+                payload: Payload::Unsigned,
+                time: SystemTime::now(),
+                session_token: None,
+            },
+        )?;
+        let q: Vec<String> = signed
+            .query
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    utf8_percent_encode(k, QUERY),
+                    utf8_percent_encode(v, QUERY)
+                )
+            })
+            .collect();
+        Ok(format!("{wire}?{}", q.join("&")))
+    }
+}
+
+fn wrap(r: ureq::Response) -> Response {
+    let headers = r
+        .headers_names()
+        .into_iter()
+        .filter_map(|n| r.header(&n).map(|v| (n.clone(), v.to_string())))
+        .collect();
+    Response {
+        status: r.status(),
+        headers,
+        inner: r,
+    }
+}
+
+fn service_error(status: u16, method: &str, r: ureq::Response) -> ClientError {
+    let request_id = r.header("x-amz-request-id").map(str::to_string);
+    let mut body = String::new();
+    if method != "HEAD" {
+        let _ = r.into_reader().take(1 << 20).read_to_string(&mut body);
+    }
+    let tree = crate::s3::xml::parse(&body).ok();
+    let field = |name: &str| {
+        tree.as_ref()
+            .and_then(|t| t.text_of(name))
+            .map(str::to_string)
+    };
+    match field("Code") {
+        Some(code) => ClientError::Service {
+            status,
+            code,
+            message: field("Message").unwrap_or_default(),
+            request_id: field("RequestId").or(request_id),
+        },
+        // HEAD errors have no body: the AWS CLI then reports the status, e.g. "(404) ... Not Found".
+        None => ClientError::Service {
+            status,
+            code: status.to_string(),
+            message: reason(status).to_string(),
+            request_id,
+        },
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}

@@ -1,0 +1,348 @@
+//! Bucket and object metadata as stored on disk (JSON sidecars, see docs/FORMAT.md "Objects").
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The one account every atrest principal belongs to unless the config says otherwise.
+pub const DEFAULT_ACCOUNT: &str = "111122223333";
+
+/// Server-side encryption algorithm, spelled as S3 spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SseAlgorithm {
+    /// SSE-S3: a store-managed key.
+    #[serde(rename = "AES256")]
+    Aes256,
+    /// SSE-KMS: a data key from kmsd.
+    #[serde(rename = "aws:kms")]
+    AwsKms,
+}
+
+impl SseAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SseAlgorithm::Aes256 => "AES256",
+            SseAlgorithm::AwsKms => "aws:kms",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "AES256" => Some(SseAlgorithm::Aes256),
+            "aws:kms" => Some(SseAlgorithm::AwsKms),
+            _ => None,
+        }
+    }
+}
+
+/// A bucket's default encryption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketEncryption {
+    pub algorithm: SseAlgorithm,
+    /// Key as the configuration named it (id, alias or ARN); only for `aws:kms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+    #[serde(default)]
+    pub bucket_key_enabled: bool,
+}
+
+impl Default for BucketEncryption {
+    fn default() -> Self {
+        BucketEncryption {
+            algorithm: SseAlgorithm::Aes256,
+            kms_key_id: None,
+            bucket_key_enabled: false,
+        }
+    }
+}
+
+/// The four Block Public Access switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PublicAccessBlock {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+impl PublicAccessBlock {
+    pub const ALL_ON: PublicAccessBlock = PublicAccessBlock {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: true,
+        restrict_public_buckets: true,
+    };
+    pub const ALL_OFF: PublicAccessBlock = PublicAccessBlock {
+        block_public_acls: false,
+        ignore_public_acls: false,
+        block_public_policy: false,
+        restrict_public_buckets: false,
+    };
+}
+
+/// S3 Object Ownership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ObjectOwnership {
+    BucketOwnerEnforced,
+    BucketOwnerPreferred,
+    ObjectWriter,
+}
+
+impl ObjectOwnership {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectOwnership::BucketOwnerEnforced => "BucketOwnerEnforced",
+            ObjectOwnership::BucketOwnerPreferred => "BucketOwnerPreferred",
+            ObjectOwnership::ObjectWriter => "ObjectWriter",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "BucketOwnerEnforced" => Some(ObjectOwnership::BucketOwnerEnforced),
+            "BucketOwnerPreferred" => Some(ObjectOwnership::BucketOwnerPreferred),
+            "ObjectWriter" => Some(ObjectOwnership::ObjectWriter),
+            _ => None,
+        }
+    }
+
+    /// Whether ACLs take effect (only `BucketOwnerEnforced` disables them).
+    pub fn acls_enabled(self) -> bool {
+        self != ObjectOwnership::BucketOwnerEnforced
+    }
+}
+
+/// The canned ACLs atrest stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CannedAcl {
+    #[serde(rename = "private")]
+    Private,
+    #[serde(rename = "public-read")]
+    PublicRead,
+    #[serde(rename = "public-read-write")]
+    PublicReadWrite,
+    #[serde(rename = "authenticated-read")]
+    AuthenticatedRead,
+    #[serde(rename = "bucket-owner-read")]
+    BucketOwnerRead,
+    #[serde(rename = "bucket-owner-full-control")]
+    BucketOwnerFullControl,
+}
+
+impl CannedAcl {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CannedAcl::Private => "private",
+            CannedAcl::PublicRead => "public-read",
+            CannedAcl::PublicReadWrite => "public-read-write",
+            CannedAcl::AuthenticatedRead => "authenticated-read",
+            CannedAcl::BucketOwnerRead => "bucket-owner-read",
+            CannedAcl::BucketOwnerFullControl => "bucket-owner-full-control",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            CannedAcl::Private,
+            CannedAcl::PublicRead,
+            CannedAcl::PublicReadWrite,
+            CannedAcl::AuthenticatedRead,
+            CannedAcl::BucketOwnerRead,
+            CannedAcl::BucketOwnerFullControl,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+
+    /// Grants READ to everyone (the AllUsers group): what BPA calls "public".
+    pub fn is_public(self) -> bool {
+        matches!(self, CannedAcl::PublicRead | CannedAcl::PublicReadWrite)
+    }
+}
+
+/// A bucket's configuration (`bucket.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketMeta {
+    pub name: String,
+    /// RFC 3339.
+    pub created: String,
+    /// Owner account id.
+    pub owner_account: String,
+    pub encryption: BucketEncryption,
+    pub public_access_block: PublicAccessBlock,
+    pub ownership: ObjectOwnership,
+    pub acl: CannedAcl,
+}
+
+impl BucketMeta {
+    /// A bucket as S3 creates them since 2023: SSE-S3, all BPA on, ACLs disabled.
+    pub fn new(name: &str, owner_account: &str, created: String) -> Self {
+        BucketMeta {
+            name: name.to_string(),
+            created,
+            owner_account: owner_account.to_string(),
+            encryption: BucketEncryption::default(),
+            public_access_block: PublicAccessBlock::ALL_ON,
+            ownership: ObjectOwnership::BucketOwnerEnforced,
+            acl: CannedAcl::Private,
+        }
+    }
+
+    pub fn arn(&self) -> String {
+        bucket_arn(&self.name)
+    }
+}
+
+pub fn bucket_arn(bucket: &str) -> String {
+    format!("arn:aws:s3:::{bucket}")
+}
+
+pub fn object_arn(bucket: &str, key: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{key}")
+}
+
+/// How an object's data key is protected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum KeyProtection {
+    /// SSE-S3: data key wrapped under the store key (`s3/store.key`), AAD = object ARN.
+    StoreKey {
+        #[serde(with = "b64")]
+        wrapped_key: Vec<u8>,
+    },
+    /// SSE-KMS: the KMS ciphertext blob of the object's own data key.
+    Kms {
+        key_arn: String,
+        #[serde(with = "b64")]
+        ciphertext_blob: Vec<u8>,
+        encryption_context: BTreeMap<String, String>,
+    },
+    /// SSE-KMS with an S3 Bucket Key: the bucket key's KMS blob (context = bucket ARN)
+    /// and the object's data key wrapped under the bucket key (AAD = object ARN).
+    KmsBucketKey {
+        key_arn: String,
+        #[serde(with = "b64")]
+        bucket_key_blob: Vec<u8>,
+        encryption_context: BTreeMap<String, String>,
+        #[serde(with = "b64")]
+        wrapped_key: Vec<u8>,
+    },
+}
+
+impl KeyProtection {
+    pub fn algorithm(&self) -> SseAlgorithm {
+        match self {
+            KeyProtection::StoreKey { .. } => SseAlgorithm::Aes256,
+            _ => SseAlgorithm::AwsKms,
+        }
+    }
+
+    pub fn kms_key_arn(&self) -> Option<&str> {
+        match self {
+            KeyProtection::StoreKey { .. } => None,
+            KeyProtection::Kms { key_arn, .. } | KeyProtection::KmsBucketKey { key_arn, .. } => {
+                Some(key_arn)
+            }
+        }
+    }
+
+    pub fn bucket_key_enabled(&self) -> bool {
+        matches!(self, KeyProtection::KmsBucketKey { .. })
+    }
+}
+
+/// One object's metadata sidecar. Writing it is the commit point of a PUT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectMeta {
+    pub key: String,
+    /// File name (inside the bucket's object directory) of the sealed body.
+    pub data_file: String,
+    pub size: u64,
+    /// Quoted hex MD5-free ETag: SHA-256 prefix of the plaintext (S3 says ETag is opaque).
+    pub etag: String,
+    pub content_type: String,
+    /// RFC 3339.
+    pub last_modified: String,
+    pub owner_account: String,
+    pub acl: CannedAcl,
+    pub protection: KeyProtection,
+    /// Random nonce prefix of the chunk stream.
+    #[serde(with = "hex_arr7")]
+    pub nonce_prefix: [u8; 7],
+    /// Plaintext chunk size the body was sealed with.
+    pub chunk_size: u32,
+    /// User metadata (`x-amz-meta-*`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_metadata: BTreeMap<String, String>,
+}
+
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+mod hex_arr7 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 7], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 7], D::Error> {
+        let s = String::deserialize(d)?;
+        let v = hex::decode(s).map_err(serde::de::Error::custom)?;
+        v.try_into()
+            .map_err(|_| serde::de::Error::custom("nonce prefix must be 7 bytes"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_bucket_defaults_match_s3_since_2023() {
+        let b = BucketMeta::new("b", DEFAULT_ACCOUNT, "t".into());
+        assert_eq!(b.encryption.algorithm, SseAlgorithm::Aes256);
+        assert_eq!(b.public_access_block, PublicAccessBlock::ALL_ON);
+        assert_eq!(b.ownership, ObjectOwnership::BucketOwnerEnforced);
+    }
+
+    #[test]
+    fn object_meta_round_trips_through_json() {
+        let mut ctx = BTreeMap::new();
+        ctx.insert("aws:s3:arn".into(), object_arn("b", "k"));
+        let m = ObjectMeta {
+            key: "a/../b".into(),
+            data_file: "x.data".into(),
+            size: 3,
+            etag: "\"abc\"".into(),
+            content_type: "image/png".into(),
+            last_modified: "2026-01-01T00:00:00Z".into(),
+            owner_account: DEFAULT_ACCOUNT.into(),
+            acl: CannedAcl::PublicRead,
+            protection: KeyProtection::Kms {
+                key_arn: "arn:aws:kms:us-east-1:111122223333:key/k".into(),
+                ciphertext_blob: vec![1, 2, 3],
+                encryption_context: ctx,
+            },
+            nonce_prefix: [9; 7],
+            chunk_size: 65536,
+            user_metadata: BTreeMap::new(),
+        };
+        let j = serde_json::to_string(&m).unwrap();
+        assert!(j.contains("\"public-read\""));
+        let back: ObjectMeta = serde_json::from_str(&j).unwrap();
+        assert_eq!(back, m);
+    }
+}

@@ -1,0 +1,20 @@
+//! The S3-like object store: buckets and objects on disk, encrypted with per-object data keys
+//! (SSE-S3 under a store key, SSE-KMS under kmsd), served over a loopback HTTP endpoint that
+//! speaks the S3 REST API with SigV4.
+//!
+//! One concept per module: [`store`] (directories, object paths, atomic commits), [`meta`]
+//! (on-disk metadata), [`sse`] (chunked AES-256-GCM), [`access`] (BPA, ownership, ACLs),
+//! [`kms`] (data keys), [`bucket_key`] (S3 Bucket Keys), [`auth`] (access keys, SigV4
+//! signing), [`http`] (the endpoint), [`audit`] (the trail hook).
+
+pub mod access;
+pub mod audit;
+pub mod auth;
+pub mod bucket_key;
+pub mod client;
+pub mod http;
+pub mod kms;
+pub mod meta;
+pub mod sse;
+pub mod store;
+pub mod xml;

@@ -1,0 +1,1351 @@
+//! The directory-backed bucket store.
+//!
+//! ```text
+//! HOME/s3/store.key                                  SSE-S3 store key (32 bytes, 0600)
+//! HOME/s3/buckets/BUCKET/bucket.json                 BucketMeta
+//! HOME/s3/buckets/BUCKET/objects/HASH.json           ObjectMeta sidecar (the commit point)
+//! HOME/s3/buckets/BUCKET/objects/HASH.RAND.data      sealed body (sse.rs chunk stream)
+//! ```
+//!
+//! `HASH` is the hex SHA-256 of the object key, so any S3-legal key (`/`, unicode, `..`,
+//! 1024 bytes) becomes a fixed 64-character name of `[0-9a-f]`: no key can name a path
+//! outside its bucket, and the real key lives in the sidecar (checked on every read).
+//! Bucket names are validated against S3's rules, which admit no `/` and no `..`.
+//!
+//! A PUT streams into a fresh `HASH.RAND.data`, fsyncs it, then atomically replaces the
+//! sidecar (temp + fsync + rename + fsync dir): a crash before that rename leaves the old
+//! object, after it the new one. Unreferenced data files are orphans of such crashes and are
+//! removed when the store is opened.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::bucket_key::{BucketKeyCache, DEFAULT_TTL};
+use super::kms::{self, DataKeys, KmsFailure, StoreKeyError};
+use super::meta::{self, BucketMeta, CannedAcl, KeyProtection, ObjectMeta, SseAlgorithm};
+use super::sse::{self, DataKey, Opener, Sealer, SseError, StreamLayout, CHUNK_SIZE};
+
+/// S3's limit for a single PUT.
+pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+/// S3's limit on key length, in UTF-8 bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+/// Sealed bytes gathered before one write(2).
+const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Store errors; `http.rs` maps each to its S3 error code.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("The specified bucket does not exist")]
+    NoSuchBucket,
+    #[error("The specified key does not exist.")]
+    NoSuchKey,
+    #[error("Your previous request to create the named bucket succeeded and you already own it.")]
+    BucketAlreadyOwnedByYou,
+    #[error("The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again.")]
+    BucketAlreadyExists,
+    #[error("The bucket you tried to delete is not empty")]
+    BucketNotEmpty,
+    #[error("The specified bucket is not valid: {0}")]
+    InvalidBucketName(String),
+    #[error("The specified key is not valid: {0}")]
+    InvalidKey(&'static str),
+    #[error("Your proposed upload exceeds the maximum allowed size")]
+    EntityTooLarge,
+    #[error("the upload ended before its body was complete")]
+    Incomplete,
+    #[error(transparent)]
+    Kms(#[from] KmsFailure),
+    #[error("object {key:?} failed its integrity check: {source}")]
+    Integrity { key: String, source: SseError },
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+    #[error(transparent)]
+    StoreKey(#[from] StoreKeyError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Checks S3's bucket naming rules (which also make the name a safe directory name).
+pub fn validate_bucket_name(name: &str) -> Result<(), StoreError> {
+    let bad = |why: &str| Err(StoreError::InvalidBucketName(format!("{name:?}: {why}")));
+    if !(3..=63).contains(&name.len()) {
+        return bad("must be 3 to 63 characters long");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+    {
+        return bad("only lowercase letters, digits, '.' and '-' are allowed");
+    }
+    let first = name.as_bytes()[0];
+    let last = name.as_bytes()[name.len() - 1];
+    if !first.is_ascii_alphanumeric() || !last.is_ascii_alphanumeric() {
+        return bad("must begin and end with a letter or digit");
+    }
+    if name.contains("..") {
+        return bad("must not contain two adjacent periods");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return bad("must not be formatted as an IP address");
+    }
+    if name.starts_with("xn--") || name.starts_with("sthree-") || name.ends_with("-s3alias") {
+        return bad("uses a reserved prefix or suffix");
+    }
+    Ok(())
+}
+
+/// Checks an object key: 1 to 1024 bytes of UTF-8 (any characters, as S3 allows).
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    if key.is_empty() {
+        return Err(StoreError::InvalidKey("must not be empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(StoreError::InvalidKey("must be at most 1024 bytes"));
+    }
+    Ok(())
+}
+
+/// The on-disk base name of an object key: hex SHA-256, never a path.
+pub fn key_file_stem(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// How a new object is to be encrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SseChoice {
+    StoreKey,
+    Kms { key_id: String, bucket_key: bool },
+}
+
+impl SseChoice {
+    pub fn algorithm(&self) -> SseAlgorithm {
+        match self {
+            SseChoice::StoreKey => SseAlgorithm::Aes256,
+            SseChoice::Kms { .. } => SseAlgorithm::AwsKms,
+        }
+    }
+
+    /// The bucket default, overridden by what the request asked for.
+    pub fn resolve(
+        bucket: &BucketMeta,
+        requested: Option<SseAlgorithm>,
+        requested_key: Option<&str>,
+        requested_bucket_key: Option<bool>,
+    ) -> Result<SseChoice, StoreError> {
+        let enc = &bucket.encryption;
+        match requested.unwrap_or(enc.algorithm) {
+            SseAlgorithm::Aes256 => Ok(SseChoice::StoreKey),
+            SseAlgorithm::AwsKms => {
+                // An explicit aws:kms without a key uses the bucket's key if the bucket default is
+                // SSE-KMS, else the AWS managed key alias/aws/s3, as S3 does.
+                let bucket_key = match (enc.algorithm, &enc.kms_key_id) {
+                    (SseAlgorithm::AwsKms, Some(k)) => Some(k.clone()),
+                    _ => None,
+                };
+                let key_id = requested_key
+                    .map(str::to_string)
+                    .or(bucket_key)
+                    .unwrap_or_else(|| "alias/aws/s3".to_string());
+                let use_bucket_key = requested_bucket_key
+                    .unwrap_or(enc.algorithm == SseAlgorithm::AwsKms && enc.bucket_key_enabled);
+                Ok(SseChoice::Kms {
+                    key_id,
+                    bucket_key: use_bucket_key,
+                })
+            }
+        }
+    }
+}
+
+/// What a PUT asks for besides the body.
+#[derive(Debug, Clone)]
+pub struct PutRequest {
+    pub content_type: String,
+    pub acl: CannedAcl,
+    pub sse: SseChoice,
+    pub owner_account: String,
+    pub user_metadata: BTreeMap<String, String>,
+}
+
+/// The object store over `HOME/s3`.
+pub struct Store {
+    root: PathBuf,
+    store_key: DataKey,
+    kms: Arc<dyn DataKeys>,
+    bucket_keys: BucketKeyCache,
+    /// Serializes sidecar replacement so the previous data file is known and removed exactly once.
+    commit: Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `s3_dir` and removes crash leftovers.
+    pub fn open(s3_dir: &Path, kms: Arc<dyn DataKeys>) -> Result<Arc<Store>, StoreError> {
+        let buckets = s3_dir.join("buckets");
+        kmsd::durable::ensure_dir(&buckets, 0o700).map_err(io_err(&buckets))?;
+        let store_key = kms::load_or_create_store_key(&s3_dir.join("store.key"))?;
+        let store = Store {
+            root: s3_dir.to_path_buf(),
+            store_key,
+            kms,
+            bucket_keys: BucketKeyCache::new(DEFAULT_TTL),
+            commit: Mutex::new(()),
+        };
+        store.collect_garbage()?;
+        Ok(Arc::new(store))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn buckets_dir(&self) -> PathBuf {
+        self.root.join("buckets")
+    }
+
+    fn bucket_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
+        validate_bucket_name(name)?;
+        Ok(self.buckets_dir().join(name))
+    }
+
+    fn objects_dir(&self, bucket: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.bucket_dir(bucket)?.join("objects"))
+    }
+
+    fn sidecar_path(&self, bucket: &str, key: &str) -> Result<PathBuf, StoreError> {
+        validate_key(key)?;
+        Ok(self
+            .objects_dir(bucket)?
+            .join(format!("{}.json", key_file_stem(key))))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.commit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---- buckets -------------------------------------------------------------------------
+
+    /// Creates a bucket with S3's defaults (SSE-S3, all BPA on, BucketOwnerEnforced).
+    pub fn create_bucket(&self, name: &str, owner_account: &str) -> Result<BucketMeta, StoreError> {
+        let dir = self.bucket_dir(name)?;
+        let _g = self.lock();
+        if dir.exists() {
+            let existing = self.get_bucket(name)?;
+            return Err(if existing.owner_account == owner_account {
+                StoreError::BucketAlreadyOwnedByYou
+            } else {
+                StoreError::BucketAlreadyExists
+            });
+        }
+        let meta = BucketMeta::new(name, owner_account, now_rfc3339());
+        // Build the bucket under a temporary name, then rename it into place in one step.
+        let tmp = self
+            .buckets_dir()
+            .join(format!(".new-{name}-{:08x}", rand::random::<u32>()));
+        let result = (|| {
+            kmsd::durable::ensure_dir(&tmp.join("objects"), 0o700).map_err(io_err(&tmp))?;
+            write_json(&tmp.join("bucket.json"), &meta)?;
+            kmsd::durable::sync_dir(&tmp).map_err(io_err(&tmp))?;
+            fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
+            kmsd::durable::sync_dir(&self.buckets_dir()).map_err(io_err(&dir))
+        })();
+        if result.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        result.map(|()| meta)
+    }
+
+    pub fn get_bucket(&self, name: &str) -> Result<BucketMeta, StoreError> {
+        let path = self.bucket_dir(name)?.join("bucket.json");
+        match read_json::<BucketMeta>(&path)? {
+            Some(m) if m.name == name => Ok(m),
+            Some(_) => Err(StoreError::Corrupt(format!(
+                "{} names another bucket",
+                path.display()
+            ))),
+            None => Err(StoreError::NoSuchBucket),
+        }
+    }
+
+    /// Changes a bucket's configuration atomically.
+    pub fn update_bucket(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BucketMeta),
+    ) -> Result<BucketMeta, StoreError> {
+        let _g = self.lock();
+        let mut meta = self.get_bucket(name)?;
+        change(&mut meta);
+        write_json(&self.bucket_dir(name)?.join("bucket.json"), &meta)?;
+        Ok(meta)
+    }
+
+    /// All buckets, sorted by name.
+    pub fn list_buckets(&self) -> Result<Vec<BucketMeta>, StoreError> {
+        let dir = self.buckets_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if validate_bucket_name(&name).is_err() {
+                continue; // temp and deleted-bucket directories
+            }
+            match self.get_bucket(&name) {
+                Ok(m) => out.push(m),
+                Err(StoreError::NoSuchBucket) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Deletes an empty bucket.
+    pub fn delete_bucket(&self, name: &str) -> Result<(), StoreError> {
+        let dir = self.bucket_dir(name)?;
+        let _g = self.lock();
+        self.get_bucket(name)?;
+        let objects = dir.join("objects");
+        for entry in fs::read_dir(&objects).map_err(io_err(&objects))? {
+            let entry = entry.map_err(io_err(&objects))?;
+            if entry.file_name().to_string_lossy().ends_with(".json") {
+                return Err(StoreError::BucketNotEmpty);
+            }
+        }
+        let graveyard = self
+            .buckets_dir()
+            .join(format!(".deleted-{name}-{:08x}", rand::random::<u32>()));
+        fs::rename(&dir, &graveyard).map_err(io_err(&dir))?;
+        kmsd::durable::sync_dir(&self.buckets_dir()).map_err(io_err(&dir))?;
+        fs::remove_dir_all(&graveyard).map_err(io_err(&graveyard))
+    }
+
+    // ---- objects -------------------------------------------------------------------------
+
+    /// Starts a streaming upload: gets the data key (KMS `GenerateDataKey` for SSE-KMS) and
+    /// opens a fresh data file. Nothing is visible until [`PutWriter::commit`].
+    pub fn begin_put(
+        self: &Arc<Self>,
+        bucket: &BucketMeta,
+        key: &str,
+        principal: &str,
+        req: PutRequest,
+    ) -> Result<PutWriter, StoreError> {
+        let sidecar = self.sidecar_path(&bucket.name, key)?;
+        let arn = meta::object_arn(&bucket.name, key);
+        let (dek, protection) =
+            match &req.sse {
+                SseChoice::StoreKey => {
+                    let dek = DataKey::generate();
+                    let wrapped = sse::wrap_data_key(&self.store_key, &dek, arn.as_bytes())
+                        .map_err(|source| StoreError::Integrity {
+                            key: key.into(),
+                            source,
+                        })?;
+                    (
+                        dek,
+                        KeyProtection::StoreKey {
+                            wrapped_key: wrapped,
+                        },
+                    )
+                }
+                SseChoice::Kms {
+                    key_id,
+                    bucket_key: false,
+                } => {
+                    let context = kms::s3_context(&arn);
+                    let g = self.kms.generate(principal, key_id, &context)?;
+                    let protection = KeyProtection::Kms {
+                        key_arn: g.key_arn,
+                        ciphertext_blob: g.ciphertext_blob,
+                        encryption_context: context,
+                    };
+                    (g.plaintext, protection)
+                }
+                SseChoice::Kms {
+                    key_id,
+                    bucket_key: true,
+                } => {
+                    let context = kms::s3_context(&bucket.arn());
+                    let bk = self.bucket_keys.for_encrypt(
+                        self.kms.as_ref(),
+                        principal,
+                        &bucket.name,
+                        key_id,
+                        &context,
+                    )?;
+                    let dek = DataKey::generate();
+                    let wrapped = sse::wrap_data_key(&bk.plaintext, &dek, arn.as_bytes()).map_err(
+                        |source| StoreError::Integrity {
+                            key: key.into(),
+                            source,
+                        },
+                    )?;
+                    let protection = KeyProtection::KmsBucketKey {
+                        key_arn: bk.key_arn,
+                        bucket_key_blob: bk.blob,
+                        encryption_context: context,
+                        wrapped_key: wrapped,
+                    };
+                    (dek, protection)
+                }
+            };
+        let stem = key_file_stem(key);
+        let data_file = format!("{stem}.{:016x}.data", rand::random::<u64>());
+        let objects = self.objects_dir(&bucket.name)?;
+        let data_path = objects.join(&data_file);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&data_path)
+            .map_err(io_err(&data_path))?;
+        let prefix = sse::random_prefix();
+        let meta = ObjectMeta {
+            key: key.to_string(),
+            data_file,
+            size: 0,
+            etag: format!("\"{}\"", hex::encode(rand::random::<[u8; 16]>())),
+            content_type: req.content_type,
+            last_modified: String::new(),
+            owner_account: req.owner_account,
+            acl: req.acl,
+            protection,
+            nonce_prefix: prefix,
+            chunk_size: CHUNK_SIZE as u32,
+            user_metadata: req.user_metadata,
+        };
+        Ok(PutWriter {
+            store: Arc::clone(self),
+            bucket: bucket.name.clone(),
+            sidecar,
+            data_path,
+            file: Some(file),
+            sealer: Some(Sealer::new(&dek, prefix, arn.as_bytes())),
+            out: Vec::with_capacity(WRITE_BATCH + sse::SEALED_CHUNK_SIZE),
+            meta,
+            committed: false,
+        })
+    }
+
+    /// Replaces the sidecar (the commit point) and removes the data file it replaced.
+    fn commit_sidecar(
+        &self,
+        bucket: &str,
+        sidecar: &Path,
+        meta: &ObjectMeta,
+    ) -> Result<(), StoreError> {
+        let _g = self.lock();
+        // The bucket may have been deleted while the body streamed in.
+        self.get_bucket(bucket)?;
+        let previous = read_json::<ObjectMeta>(sidecar)?;
+        write_json(sidecar, meta)?;
+        if let Some(prev) = previous {
+            if prev.data_file != meta.data_file {
+                let old = self
+                    .objects_dir(bucket)?
+                    .join(safe_file_name(&prev.data_file)?);
+                let _ = fs::remove_file(old);
+            }
+        }
+        Ok(())
+    }
+
+    /// An object's metadata.
+    pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta, StoreError> {
+        self.get_bucket(bucket)?;
+        let path = self.sidecar_path(bucket, key)?;
+        match read_json::<ObjectMeta>(&path)? {
+            Some(m) if m.key == key => Ok(m),
+            Some(_) => Err(StoreError::Corrupt(format!(
+                "{} holds another key's metadata",
+                path.display()
+            ))),
+            None => Err(StoreError::NoSuchKey),
+        }
+    }
+
+    /// An object's metadata together with its open data file (a consistent pair even if the
+    /// object is overwritten right now: the open file outlives its unlinking).
+    pub fn load_object(&self, bucket: &str, key: &str) -> Result<StoredObject, StoreError> {
+        for _attempt in 0..5 {
+            let meta = self.head_object(bucket, key)?;
+            let path = self
+                .objects_dir(bucket)?
+                .join(safe_file_name(&meta.data_file)?);
+            match File::open(&path) {
+                Ok(file) => {
+                    return Ok(StoredObject {
+                        bucket: bucket.to_string(),
+                        meta,
+                        file,
+                    })
+                }
+                // Overwritten between reading the sidecar and opening the body: read again.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        Err(StoreError::Corrupt(format!(
+            "object {key:?} in {bucket}: its data file is missing"
+        )))
+    }
+
+    /// Recovers the object's data key (KMS `Decrypt` as `principal` for SSE-KMS) and checks
+    /// the first chunk, so a bad key or a damaged head fails before any byte is served.
+    pub fn open_reader(
+        &self,
+        obj: StoredObject,
+        principal: &str,
+    ) -> Result<ObjectReader, StoreError> {
+        let StoredObject { bucket, meta, file } = obj;
+        let arn = meta::object_arn(&bucket, &meta.key);
+        let integrity = |source| StoreError::Integrity {
+            key: meta.key.clone(),
+            source,
+        };
+        if meta.chunk_size as usize != CHUNK_SIZE {
+            return Err(StoreError::Corrupt(format!(
+                "object {:?}: unsupported chunk size {}",
+                meta.key, meta.chunk_size
+            )));
+        }
+        let dek = match &meta.protection {
+            KeyProtection::StoreKey { wrapped_key } => {
+                sse::unwrap_data_key(&self.store_key, wrapped_key, arn.as_bytes())
+                    .map_err(integrity)?
+            }
+            KeyProtection::Kms {
+                ciphertext_blob,
+                encryption_context,
+                ..
+            } => {
+                let d = self
+                    .kms
+                    .decrypt(principal, ciphertext_blob, encryption_context)?;
+                d.plaintext
+            }
+            KeyProtection::KmsBucketKey {
+                bucket_key_blob,
+                encryption_context,
+                wrapped_key,
+                ..
+            } => {
+                let bk = self.bucket_keys.for_decrypt(
+                    self.kms.as_ref(),
+                    principal,
+                    bucket_key_blob,
+                    encryption_context,
+                )?;
+                sse::unwrap_data_key(&bk.plaintext, wrapped_key, arn.as_bytes())
+                    .map_err(integrity)?
+            }
+        };
+        let sealed_len = file
+            .metadata()
+            .map_err(|e| StoreError::Io {
+                path: meta.data_file.clone(),
+                source: e,
+            })?
+            .len();
+        let layout = StreamLayout::from_sealed_len(sealed_len).map_err(integrity)?;
+        if layout.plaintext_len() != meta.size {
+            return Err(integrity(SseError::BadStreamLength { len: sealed_len }));
+        }
+        let opener = Opener::new(&dek, meta.nonce_prefix, arn.as_bytes(), layout);
+        let mut reader = ObjectReader {
+            meta,
+            file,
+            opener,
+            next_index: 0,
+            pending: None,
+        };
+        reader.pending = reader.read_chunk()?;
+        Ok(reader)
+    }
+
+    /// Replaces an object's canned ACL.
+    pub fn set_object_acl(
+        &self,
+        bucket: &str,
+        key: &str,
+        acl: CannedAcl,
+    ) -> Result<ObjectMeta, StoreError> {
+        let path = self.sidecar_path(bucket, key)?;
+        let _g = self.lock();
+        let mut meta = self.head_object(bucket, key)?;
+        meta.acl = acl;
+        write_json(&path, &meta)?;
+        Ok(meta)
+    }
+
+    /// Deletes an object; deleting a missing key succeeds, as in S3.
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        let path = self.sidecar_path(bucket, key)?;
+        let _g = self.lock();
+        let meta = match self.head_object(bucket, key) {
+            Ok(m) => m,
+            Err(StoreError::NoSuchKey) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        fs::remove_file(&path).map_err(io_err(&path))?;
+        let objects = self.objects_dir(bucket)?;
+        kmsd::durable::sync_dir(&objects).map_err(io_err(&objects))?;
+        let _ = fs::remove_file(objects.join(safe_file_name(&meta.data_file)?));
+        Ok(())
+    }
+
+    /// Objects whose key starts with `prefix` and sorts after `start_after`, in key order,
+    /// at most `max`; the bool says whether more remain.
+    pub fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<ObjectMeta>, bool), StoreError> {
+        self.get_bucket(bucket)?;
+        let dir = self.objects_dir(bucket)?;
+        let mut all = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            if let Some(m) = read_json::<ObjectMeta>(&entry.path())? {
+                if m.key.starts_with(prefix) && start_after.is_none_or(|s| m.key.as_str() > s) {
+                    all.push(m);
+                }
+            }
+        }
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        let truncated = all.len() > max;
+        all.truncate(max);
+        Ok((all, truncated))
+    }
+
+    /// Removes data files no sidecar references and temp files left by crashes.
+    fn collect_garbage(&self) -> Result<(), StoreError> {
+        let buckets = self.buckets_dir();
+        for entry in fs::read_dir(&buckets).map_err(io_err(&buckets))? {
+            let entry = entry.map_err(io_err(&buckets))?;
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(".new-") || name.starts_with(".deleted-") {
+                let _ = fs::remove_dir_all(entry.path());
+                continue;
+            }
+            if validate_bucket_name(&name).is_err() {
+                continue;
+            }
+            let objects = entry.path().join("objects");
+            let Ok(listing) = fs::read_dir(&objects) else {
+                continue;
+            };
+            let mut referenced = std::collections::HashSet::new();
+            let mut data_files = Vec::new();
+            for e in listing {
+                let e = e.map_err(io_err(&objects))?;
+                let n = e.file_name().to_string_lossy().to_string();
+                if n.starts_with('.') {
+                    let _ = fs::remove_file(e.path()); // write_atomic temp files
+                } else if n.ends_with(".json") {
+                    if let Some(m) = read_json::<ObjectMeta>(&e.path())? {
+                        referenced.insert(m.data_file);
+                    }
+                } else if n.ends_with(".data") {
+                    data_files.push(n);
+                }
+            }
+            for d in data_files {
+                if !referenced.contains(&d) {
+                    tracing::info!(file = %d, bucket = %name, "removing orphaned object data");
+                    let _ = fs::remove_file(objects.join(&d));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A data-file name from a sidecar, checked to be a plain file name before it is joined.
+fn safe_file_name(name: &str) -> Result<&str, StoreError> {
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut parts = name.split('.');
+    let ok = matches!(
+        (parts.next(), parts.next(), parts.next(), parts.next()),
+        (Some(stem), Some(rand), Some("data"), None) if hex(stem, 64) && hex(rand, 16)
+    );
+    if ok {
+        Ok(name)
+    } else {
+        Err(StoreError::Corrupt(format!(
+            "bad data file name {name:?} in metadata"
+        )))
+    }
+}
+
+/// A streaming upload in progress. Dropping it without [`PutWriter::commit`] removes the data.
+pub struct PutWriter {
+    store: Arc<Store>,
+    bucket: String,
+    sidecar: PathBuf,
+    data_path: PathBuf,
+    file: Option<File>,
+    sealer: Option<Sealer>,
+    out: Vec<u8>,
+    meta: ObjectMeta,
+    committed: bool,
+}
+
+impl PutWriter {
+    /// Encrypts and writes the next piece of the body.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        let sealer = self
+            .sealer
+            .as_mut()
+            .ok_or_else(|| StoreError::Corrupt("write after finish".into()))?;
+        if sealer.plaintext_len().saturating_add(data.len() as u64) > MAX_OBJECT_SIZE {
+            return Err(StoreError::EntityTooLarge);
+        }
+        sealer
+            .update(data, &mut self.out)
+            .map_err(|source| StoreError::Integrity {
+                key: self.meta.key.clone(),
+                source,
+            })?;
+        if self.out.len() >= WRITE_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Plaintext bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.sealer
+            .as_ref()
+            .map_or(self.meta.size, Sealer::plaintext_len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(&self.out).map_err(io_err(&self.data_path))?;
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Seals the last chunk, makes the body durable, and publishes the object atomically.
+    pub fn commit(mut self) -> Result<ObjectMeta, StoreError> {
+        let sealer = self
+            .sealer
+            .take()
+            .ok_or_else(|| StoreError::Corrupt("commit twice".into()))?;
+        let size = sealer
+            .finish(&mut self.out)
+            .map_err(|source| StoreError::Integrity {
+                key: self.meta.key.clone(),
+                source,
+            })?;
+        self.flush()?;
+        if let Some(f) = self.file.take() {
+            f.sync_all().map_err(io_err(&self.data_path))?;
+        }
+        self.meta.size = size;
+        self.meta.last_modified = now_rfc3339();
+        self.store
+            .commit_sidecar(&self.bucket, &self.sidecar, &self.meta)?;
+        self.committed = true;
+        Ok(self.meta.clone())
+    }
+}
+
+impl Drop for PutWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.file.take();
+            let _ = fs::remove_file(&self.data_path);
+        }
+    }
+}
+
+/// An object's metadata and open data file, before any key is unwrapped.
+pub struct StoredObject {
+    pub bucket: String,
+    pub meta: ObjectMeta,
+    file: File,
+}
+
+/// Decrypts an object chunk by chunk; every chunk is authenticated before it is returned.
+pub struct ObjectReader {
+    meta: ObjectMeta,
+    file: File,
+    opener: Opener,
+    next_index: u64,
+    pending: Option<Vec<u8>>,
+}
+
+impl ObjectReader {
+    pub fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+
+    /// The next authenticated plaintext chunk, or `None` at the end.
+    pub fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(p) = self.pending.take() {
+            return Ok(Some(p));
+        }
+        self.read_chunk()
+    }
+
+    fn read_chunk(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
+        let layout = self.opener.layout();
+        let Some(len) = layout.chunk_len(self.next_index) else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; len];
+        self.file.read_exact(&mut buf).map_err(|e| StoreError::Io {
+            path: self.meta.data_file.clone(),
+            source: e,
+        })?;
+        self.opener
+            .open_chunk(self.next_index, &mut buf)
+            .map_err(|source| StoreError::Integrity {
+                key: self.meta.key.clone(),
+                source,
+            })?;
+        self.next_index += 1;
+        Ok(Some(buf))
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode {}: {e}", path.display())))?;
+    kmsd::durable::write_atomic(path, &bytes, 0o600).map_err(io_err(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::kms::{DecryptedKey, EncryptionContext, GeneratedKey};
+    use crate::s3::meta::DEFAULT_ACCOUNT;
+
+    /// In-memory KMS double: wraps data keys under one key, binding the context, and can be
+    /// told that a key is disabled. (The end-to-end tests use the real kmsd.)
+    struct FakeKms {
+        master: DataKey,
+        disabled: Mutex<bool>,
+    }
+
+    impl FakeKms {
+        fn new() -> Arc<Self> {
+            Arc::new(FakeKms {
+                master: DataKey::generate(),
+                disabled: Mutex::new(false),
+            })
+        }
+        fn ctx_bytes(c: &EncryptionContext) -> Vec<u8> {
+            serde_json::to_vec(c).unwrap()
+        }
+    }
+
+    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    impl DataKeys for FakeKms {
+        fn generate(
+            &self,
+            _p: &str,
+            key_id: &str,
+            c: &EncryptionContext,
+        ) -> Result<GeneratedKey, KmsFailure> {
+            if key_id != "alias/MyKMSKey" && key_id != ARN {
+                return Err(KmsFailure::new(
+                    "NotFoundException",
+                    format!("Alias {key_id} is not found."),
+                ));
+            }
+            let k = DataKey::generate();
+            Ok(GeneratedKey {
+                key_arn: ARN.into(),
+                ciphertext_blob: sse::wrap_data_key(&self.master, &k, &Self::ctx_bytes(c)).unwrap(),
+                plaintext: k,
+            })
+        }
+        fn decrypt(
+            &self,
+            _p: &str,
+            blob: &[u8],
+            c: &EncryptionContext,
+        ) -> Result<DecryptedKey, KmsFailure> {
+            if *self.disabled.lock().unwrap() {
+                return Err(KmsFailure::new(
+                    "DisabledException",
+                    format!("{ARN} is disabled."),
+                ));
+            }
+            let k = sse::unwrap_data_key(&self.master, blob, &Self::ctx_bytes(c))
+                .map_err(|_| KmsFailure::new("InvalidCiphertextException", ""))?;
+            Ok(DecryptedKey {
+                key_arn: ARN.into(),
+                plaintext: k,
+            })
+        }
+    }
+
+    const P: &str = "arn:aws:iam::111122223333:user/alice";
+
+    fn setup() -> (tempfile::TempDir, Arc<Store>, Arc<FakeKms>, BucketMeta) {
+        let d = tempfile::tempdir().unwrap();
+        let kms = FakeKms::new();
+        let store = Store::open(&d.path().join("s3"), kms.clone()).unwrap();
+        let b = store
+            .create_bucket("imagebucket-1", DEFAULT_ACCOUNT)
+            .unwrap();
+        (d, store, kms, b)
+    }
+
+    fn put(
+        store: &Arc<Store>,
+        b: &BucketMeta,
+        key: &str,
+        body: &[u8],
+        sse: SseChoice,
+    ) -> ObjectMeta {
+        let mut w = store
+            .begin_put(
+                b,
+                key,
+                P,
+                PutRequest {
+                    content_type: "application/octet-stream".into(),
+                    acl: CannedAcl::Private,
+                    sse,
+                    owner_account: DEFAULT_ACCOUNT.into(),
+                    user_metadata: BTreeMap::new(),
+                },
+            )
+            .unwrap();
+        for piece in body.chunks(10_000) {
+            w.write(piece).unwrap();
+        }
+        w.commit().unwrap()
+    }
+
+    fn get(store: &Store, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
+        let obj = store.load_object(bucket, key)?;
+        let mut r = store.open_reader(obj, P)?;
+        let mut out = Vec::new();
+        while let Some(c) = r.next_chunk()? {
+            out.extend_from_slice(&c);
+        }
+        Ok(out)
+    }
+
+    fn body(n: usize) -> Vec<u8> {
+        let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
+        v.extend((0..n).map(|i| (i % 97) as u8 ^ 0x5a));
+        v
+    }
+
+    fn kms_choice() -> SseChoice {
+        SseChoice::Kms {
+            key_id: "alias/MyKMSKey".into(),
+            bucket_key: false,
+        }
+    }
+
+    fn all_files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(all_files(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn bucket_names_follow_s3_rules() {
+        for ok in ["abc", "imagebucket-123", "a.b-c", &"a".repeat(63)] {
+            assert!(validate_bucket_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ab",
+            "ABC",
+            "a_b",
+            "-ab",
+            "ab-",
+            "a..b",
+            "192.168.1.1",
+            "xn--ab",
+            "..",
+            "../x",
+            "a/b",
+            &"a".repeat(64),
+            "",
+        ] {
+            assert!(validate_bucket_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_bucket_has_s3_defaults_and_duplicates_are_refused() {
+        let (_d, store, _k, b) = setup();
+        assert_eq!(b.encryption.algorithm, SseAlgorithm::Aes256);
+        assert!(matches!(
+            store.create_bucket("imagebucket-1", DEFAULT_ACCOUNT),
+            Err(StoreError::BucketAlreadyOwnedByYou)
+        ));
+        assert!(matches!(
+            store.create_bucket("imagebucket-1", "444455556666"),
+            Err(StoreError::BucketAlreadyExists)
+        ));
+        assert_eq!(store.list_buckets().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sse_kms_and_sse_s3_round_trip_and_never_store_plaintext() {
+        let (d, store, _k, b) = setup();
+        let pt = body(300_000);
+        let m = put(&store, &b, "clock.png", &pt, kms_choice());
+        assert_eq!(m.size, pt.len() as u64);
+        assert_eq!(m.protection.kms_key_arn(), Some(ARN));
+        let KeyProtection::Kms {
+            encryption_context, ..
+        } = &m.protection
+        else {
+            panic!("expected SSE-KMS")
+        };
+        assert_eq!(
+            encryption_context.get("aws:s3:arn").map(String::as_str),
+            Some("arn:aws:s3:::imagebucket-1/clock.png")
+        );
+        assert_eq!(get(&store, "imagebucket-1", "clock.png").unwrap(), pt);
+        put(&store, &b, "s3.bin", &pt, SseChoice::StoreKey);
+        assert_eq!(get(&store, "imagebucket-1", "s3.bin").unwrap(), pt);
+        put(
+            &store,
+            &b,
+            "bk.bin",
+            &pt,
+            SseChoice::Kms {
+                key_id: "alias/MyKMSKey".into(),
+                bucket_key: true,
+            },
+        );
+        assert_eq!(get(&store, "imagebucket-1", "bk.bin").unwrap(), pt);
+        // No file under the store contains any 32-byte window of the plaintext.
+        let needle = &pt[1000..1032];
+        for f in all_files(&d.path().join("s3")) {
+            let raw = fs::read(&f).unwrap();
+            assert!(
+                !raw.windows(32).any(|w| w == needle),
+                "{} leaks plaintext",
+                f.display()
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_key_and_disabled_key_surface_kms_errors() {
+        let (_d, store, kms, b) = setup();
+        let err = store
+            .begin_put(
+                &b,
+                "k",
+                P,
+                PutRequest {
+                    content_type: "x".into(),
+                    acl: CannedAcl::Private,
+                    sse: SseChoice::Kms {
+                        key_id: "alias/nope".into(),
+                        bucket_key: false,
+                    },
+                    owner_account: DEFAULT_ACCOUNT.into(),
+                    user_metadata: BTreeMap::new(),
+                },
+            )
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::Kms(ref f) if f.code == "NotFoundException"));
+        put(&store, &b, "k", b"secret", kms_choice());
+        *kms.disabled.lock().unwrap() = true;
+        let err = get(&store, "imagebucket-1", "k").unwrap_err();
+        assert!(matches!(err, StoreError::Kms(ref f) if f.code == "DisabledException"));
+    }
+
+    #[test]
+    fn hostile_keys_stay_inside_the_bucket() {
+        let (d, store, _k, b) = setup();
+        let keys = [
+            "../../../../etc/passwd",
+            "..",
+            ".",
+            "/absolute/path",
+            "a/../../b",
+            "dir/",
+            "ünïcødé/😀.png",
+            "back\\slash",
+            "nul\u{0}byte",
+            &"k".repeat(1024),
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            put(
+                &store,
+                &b,
+                k,
+                format!("body {i}").as_bytes(),
+                SseChoice::StoreKey,
+            );
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(
+                get(&store, "imagebucket-1", k).unwrap(),
+                format!("body {i}").as_bytes()
+            );
+        }
+        let objects = d.path().join("s3/buckets/imagebucket-1/objects");
+        for f in all_files(d.path()) {
+            assert!(
+                f.starts_with(d.path().join("s3")),
+                "{} escaped the store",
+                f.display()
+            );
+            if f.starts_with(&objects) {
+                let name = f.file_name().unwrap().to_str().unwrap();
+                assert!(
+                    name.bytes()
+                        .all(|c| c.is_ascii_hexdigit() || c == b'.' || c.is_ascii_lowercase()),
+                    "{name}"
+                );
+            }
+        }
+        let (listed, more) = store.list_objects("imagebucket-1", "", None, 1000).unwrap();
+        assert!(!more);
+        assert_eq!(listed.len(), keys.len());
+        assert!(matches!(
+            validate_key(&"k".repeat(1025)),
+            Err(StoreError::InvalidKey(_))
+        ));
+        assert!(store.head_object("../etc", "x").is_err());
+    }
+
+    #[test]
+    fn tampering_is_detected_on_read() {
+        let (d, store, _k, b) = setup();
+        let pt = body(3 * CHUNK_SIZE);
+        let m = put(&store, &b, "t", &pt, SseChoice::StoreKey);
+        let data = d
+            .path()
+            .join("s3/buckets/imagebucket-1/objects")
+            .join(&m.data_file);
+        let orig = fs::read(&data).unwrap();
+
+        // A flipped bit in chunk 2: the first chunks come out, then the read fails.
+        let mut t = orig.clone();
+        t[2 * sse::SEALED_CHUNK_SIZE + 7] ^= 1;
+        fs::write(&data, &t).unwrap();
+        let obj = store.load_object("imagebucket-1", "t").unwrap();
+        let mut r = store.open_reader(obj, P).unwrap();
+        assert!(r.next_chunk().unwrap().is_some());
+        assert!(r.next_chunk().unwrap().is_some());
+        assert!(matches!(r.next_chunk(), Err(StoreError::Integrity { .. })));
+
+        // Damage in chunk 0 fails before anything is returned.
+        let mut t = orig.clone();
+        t[3] ^= 1;
+        fs::write(&data, &t).unwrap();
+        assert!(matches!(
+            get(&store, "imagebucket-1", "t"),
+            Err(StoreError::Integrity { .. })
+        ));
+
+        // Truncation to a chunk boundary, and swapping two chunks.
+        fs::write(&data, &orig[..2 * sse::SEALED_CHUNK_SIZE]).unwrap();
+        assert!(matches!(
+            get(&store, "imagebucket-1", "t"),
+            Err(StoreError::Integrity { .. })
+        ));
+        let mut t = orig.clone();
+        let (a, rest) = t.split_at_mut(sse::SEALED_CHUNK_SIZE);
+        a.swap_with_slice(&mut rest[..sse::SEALED_CHUNK_SIZE]);
+        fs::write(&data, &t).unwrap();
+        assert!(matches!(
+            get(&store, "imagebucket-1", "t"),
+            Err(StoreError::Integrity { .. })
+        ));
+
+        fs::write(&data, &orig).unwrap();
+        assert_eq!(get(&store, "imagebucket-1", "t").unwrap(), pt);
+    }
+
+    #[test]
+    fn swapping_bodies_between_objects_is_detected() {
+        let (d, store, _k, b) = setup();
+        let m1 = put(&store, &b, "one", b"first object", SseChoice::StoreKey);
+        let m2 = put(&store, &b, "two", b"other object", SseChoice::StoreKey);
+        let dir = d.path().join("s3/buckets/imagebucket-1/objects");
+        fs::copy(dir.join(&m2.data_file), dir.join(&m1.data_file)).unwrap();
+        assert!(get(&store, "imagebucket-1", "one").is_err());
+    }
+
+    #[test]
+    fn abandoned_upload_leaves_the_old_object_and_no_files() {
+        let (d, store, _k, b) = setup();
+        put(&store, &b, "obj", b"old version", SseChoice::StoreKey);
+        let dir = d.path().join("s3/buckets/imagebucket-1/objects");
+        let before = all_files(&dir).len();
+        {
+            let mut w = store
+                .begin_put(
+                    &b,
+                    "obj",
+                    P,
+                    PutRequest {
+                        content_type: "x".into(),
+                        acl: CannedAcl::Private,
+                        sse: SseChoice::StoreKey,
+                        owner_account: DEFAULT_ACCOUNT.into(),
+                        user_metadata: BTreeMap::new(),
+                    },
+                )
+                .unwrap();
+            w.write(&body(200_000)).unwrap();
+            // dropped: the client went away mid-upload
+        }
+        assert_eq!(get(&store, "imagebucket-1", "obj").unwrap(), b"old version");
+        assert_eq!(all_files(&dir).len(), before);
+        // An overwrite replaces the body and removes the old data file.
+        put(&store, &b, "obj", b"new version", SseChoice::StoreKey);
+        assert_eq!(get(&store, "imagebucket-1", "obj").unwrap(), b"new version");
+        assert_eq!(all_files(&dir).len(), before);
+    }
+
+    #[test]
+    fn crash_orphans_are_collected_on_open() {
+        let (d, store, kms, b) = setup();
+        put(&store, &b, "obj", b"committed", SseChoice::StoreKey);
+        let dir = d.path().join("s3/buckets/imagebucket-1/objects");
+        // A crash after the body was written but before the sidecar rename.
+        let orphan = dir.join(format!("{}.{:016x}.data", key_file_stem("obj"), 7));
+        fs::write(&orphan, b"half-written").unwrap();
+        fs::write(dir.join(".x.json.tmp.1.2"), b"{").unwrap();
+        drop(store);
+        let store = Store::open(&d.path().join("s3"), kms).unwrap();
+        assert!(!orphan.exists());
+        assert_eq!(all_files(&dir).len(), 2);
+        assert_eq!(get(&store, "imagebucket-1", "obj").unwrap(), b"committed");
+    }
+
+    #[test]
+    fn delete_and_list_and_bucket_lifecycle() {
+        let (_d, store, _k, b) = setup();
+        for k in ["a/1", "a/2", "b/1"] {
+            put(&store, &b, k, k.as_bytes(), SseChoice::StoreKey);
+        }
+        let (l, more) = store.list_objects("imagebucket-1", "a/", None, 1).unwrap();
+        assert_eq!(l.len(), 1);
+        assert!(more);
+        let (l, more) = store
+            .list_objects("imagebucket-1", "a/", Some("a/1"), 10)
+            .unwrap();
+        assert_eq!(
+            l.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(),
+            ["a/2"]
+        );
+        assert!(!more);
+        assert!(matches!(
+            store.delete_bucket("imagebucket-1"),
+            Err(StoreError::BucketNotEmpty)
+        ));
+        for k in ["a/1", "a/2", "b/1", "never-existed"] {
+            store.delete_object("imagebucket-1", k).unwrap();
+        }
+        assert!(matches!(
+            store.head_object("imagebucket-1", "a/1"),
+            Err(StoreError::NoSuchKey)
+        ));
+        store.delete_bucket("imagebucket-1").unwrap();
+        assert!(matches!(
+            store.get_bucket("imagebucket-1"),
+            Err(StoreError::NoSuchBucket)
+        ));
+        assert!(store.list_buckets().unwrap().is_empty());
+    }
+
+    #[test]
+    fn sse_choice_follows_bucket_default_and_request() {
+        let mut b = BucketMeta::new("bkt", DEFAULT_ACCOUNT, String::new());
+        assert_eq!(
+            SseChoice::resolve(&b, None, None, None).unwrap(),
+            SseChoice::StoreKey
+        );
+        assert_eq!(
+            SseChoice::resolve(&b, Some(SseAlgorithm::AwsKms), None, None).unwrap(),
+            SseChoice::Kms {
+                key_id: "alias/aws/s3".into(),
+                bucket_key: false
+            }
+        );
+        b.encryption = meta::BucketEncryption {
+            algorithm: SseAlgorithm::AwsKms,
+            kms_key_id: Some("alias/MyKMSKey".into()),
+            bucket_key_enabled: true,
+        };
+        assert_eq!(
+            SseChoice::resolve(&b, None, None, None).unwrap(),
+            SseChoice::Kms {
+                key_id: "alias/MyKMSKey".into(),
+                bucket_key: true
+            }
+        );
+        assert_eq!(
+            SseChoice::resolve(&b, Some(SseAlgorithm::Aes256), None, None).unwrap(),
+            SseChoice::StoreKey
+        );
+    }
+}

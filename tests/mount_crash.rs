@@ -1,0 +1,146 @@
+//! kill -9 of the serving process during writes: the mountpoint is left stale, the next
+//! server recovers it by itself, the ext4 inside is consistent (journal replay, then
+//! `e2fsck -fn` clean) and everything fsync'd before the crash is there.
+
+mod mount_support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use atrest::mount::daemon::{self, MountState};
+use mount_support::*;
+
+const MIB: u64 = 1 << 20;
+
+struct Server {
+    child: Child,
+    served: PathBuf,
+}
+
+impl Server {
+    fn start(mp: &Path, img: &Path, key_hex: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_atrest-serve-volume"))
+            .args(["--mountpoint", &mp.to_string_lossy()])
+            .args(["--image", &img.to_string_lossy()])
+            .args(["--key-stdin", "--volume-id", "vol-0c0c0c0c0c0c0c0c1"])
+            .args(["--instance", "i-0crash", "--device", "xvda"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn atrest-serve-volume");
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{key_hex}").unwrap();
+        drop(stdin);
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let served = line
+            .trim()
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("server did not get ready: {line:?}"))
+            .into();
+        Server { child, served }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn kill_9_during_writes_then_recover_remount_fsck_clean_fsynced_data_present() {
+    require_kernel_and_tools(&["losetup", "mkfs.ext4", "e2fsck", "mount", "umount", "dd"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let fsdir = dir.path().join("fs");
+    let (img, key) = create_volume(dir.path(), "vol-0c0c0c0c0c0c0c0c1", 160 * MIB);
+    let key_hex = hex::encode(key.as_bytes());
+
+    let durable = pattern(42, 5 * MIB as usize + 123);
+    {
+        let server = Server::start(&mp, &img, &key_hex);
+        let lo = Loop::attach(&server.served, true);
+        run("mkfs.ext4", &["-q", "-F", &lo.dev()]);
+        let m = Mounted::new(&lo.dev(), &fsdir);
+        // Data made durable before the crash: one fsync'd file, a synced directory.
+        let mut f = std::fs::File::create(m.0.join("durable.bin")).unwrap();
+        f.write_all(&durable).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        std::fs::create_dir(m.0.join("small")).unwrap();
+        for i in 0..50u64 {
+            std::fs::write(
+                m.0.join(format!("small/{i}")),
+                pattern(i, 100 + i as usize * 37),
+            )
+            .unwrap();
+        }
+        run("sync", &[]);
+
+        // Writes in flight when the server dies.
+        let mut writer = Command::new("dd")
+            .arg("if=/dev/urandom")
+            .arg(format!("of={}", m.0.join("inflight.bin").display()))
+            .args(["bs=1M", "count=120", "oflag=direct", "status=none"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(
+            writer.try_wait().unwrap().is_none(),
+            "the writer must still be writing when the server is killed"
+        );
+        let mut server = server;
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        let st = writer.wait().unwrap();
+        assert!(
+            !st.success(),
+            "writes in flight must fail once the server is gone"
+        );
+
+        assert_eq!(
+            daemon::mount_state(&mp),
+            MountState::Stale,
+            "a killed server leaves a stale mount (Transport endpoint is not connected)"
+        );
+        // Tear down what sat on top of the dead file.
+        drop(m); // umount -l
+        drop(lo); // LOOP_CLR_FD
+    }
+
+    // The next server detaches the stale mount by itself and serves the same volume.
+    let server = Server::start(&mp, &img, &key_hex);
+    assert!(matches!(
+        daemon::mount_state(&mp),
+        MountState::Mounted { .. }
+    ));
+    let lo = Loop::attach(&server.served, true);
+    let m = Mounted::new(&lo.dev(), &fsdir); // replays the journal
+    let got = std::fs::read(m.0.join("durable.bin")).unwrap();
+    assert!(got == durable, "fsync'd file differs after the crash");
+    for i in 0..50u64 {
+        let got = std::fs::read(m.0.join(format!("small/{i}"))).unwrap();
+        assert_eq!(got, pattern(i, 100 + i as usize * 37), "small/{i}");
+    }
+    m.unmount();
+    run("e2fsck", &["-fn", &lo.dev()]);
+    drop(lo);
+
+    // SIGTERM: clean unmount and exit 0.
+    let mut server = server;
+    std::thread::sleep(Duration::from_millis(100));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "server exit after SIGTERM: {status}");
+    assert_eq!(daemon::mount_state(&mp), MountState::NotMounted);
+}

@@ -1,0 +1,295 @@
+//! Shared harness of the object-store end-to-end tests: a fresh home, a real kmsd, a real
+//! `atrest s3 serve`, the `atrest` CLI and curl. Every process started here is killed (by
+//! pid) when the harness is dropped.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn atrest_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_atrest"))
+}
+
+/// The kmsd binary next to atrest's, built (or brought up to date) once per test run:
+/// `cargo test -p atrest` does not build other packages' binaries by itself.
+pub fn kmsd_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let dir = atrest_bin().parent().expect("target dir").to_path_buf();
+            let release = dir.file_name().is_some_and(|n| n == "release");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "-p", "kmsd", "--bin", "kmsd"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build for kmsd");
+            assert!(status.success(), "building kmsd failed");
+            let bin = dir.join("kmsd");
+            assert!(bin.exists(), "{} missing after build", bin.display());
+            bin
+        })
+        .clone()
+}
+
+pub struct Lab {
+    pub home: tempfile::TempDir,
+    kmsd: Option<Child>,
+    s3: Option<Child>,
+    pub addr: String,
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !ok() {
+        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Lab {
+    /// Starts kmsd and the object endpoint on a fresh home.
+    pub fn start() -> Lab {
+        let home = tempfile::tempdir().expect("tempdir");
+        let mut lab = Lab {
+            home,
+            kmsd: None,
+            s3: None,
+            addr: String::new(),
+        };
+        lab.start_kmsd();
+        lab.start_s3();
+        lab
+    }
+
+    pub fn home_path(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn log(&self, name: &str) -> std::fs::File {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.path().join(name))
+            .expect("log file")
+    }
+
+    pub fn start_kmsd(&mut self) {
+        let sock = self.home.path().join("kmsd.sock");
+        let child = Command::new(kmsd_bin())
+            .arg("--home")
+            .arg(self.home.path())
+            // Successful GenerateDataKey/Decrypt are audited at debug level.
+            .env("RUST_LOG", "info,kmsd::audit=debug")
+            .stdout(self.log("kmsd.out"))
+            .stderr(self.log("kmsd.err"))
+            .spawn()
+            .expect("start kmsd");
+        self.kmsd = Some(child);
+        wait_for("kmsd socket", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&sock).is_ok()
+        });
+    }
+
+    pub fn start_s3(&mut self) {
+        let addr_file = self.home.path().join("s3.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let child = Command::new(atrest_bin())
+            .arg("--home")
+            .arg(self.home.path())
+            .args(["s3", "serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(self.log("s3.out"))
+            .stderr(self.log("s3.err"))
+            .spawn()
+            .expect("start atrest s3 serve");
+        self.s3 = Some(child);
+        wait_for("s3.addr", Duration::from_secs(20), || {
+            std::fs::read_to_string(&addr_file).is_ok_and(|s| s.ends_with('\n'))
+        });
+        self.addr = std::fs::read_to_string(&addr_file)
+            .unwrap()
+            .trim()
+            .to_string();
+    }
+
+    /// kill -9 of the object endpoint (a crash).
+    pub fn crash_s3(&mut self) {
+        if let Some(mut c) = self.s3.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Runs `atrest --home HOME ARGS...`.
+    pub fn atrest(&self, args: &[&str]) -> Output {
+        Command::new(atrest_bin())
+            .arg("--home")
+            .arg(self.home.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run atrest")
+    }
+
+    /// Runs atrest, asserts success, returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.atrest(args);
+        assert!(
+            o.status.success(),
+            "atrest {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stdout).expect("utf8 stdout")
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("atrest {args:?}: not JSON ({e}): {out}"))
+    }
+
+    /// Runs atrest, asserts failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let o = self.atrest(args);
+        assert!(
+            !o.status.success(),
+            "atrest {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// The access key pair the endpoint created for the current user.
+    pub fn access_key(&self) -> (String, String) {
+        let v: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.home.path().join("s3/access-keys.json")).expect("access keys"),
+        )
+        .expect("json");
+        (
+            v["keys"][0]["access_key_id"].as_str().unwrap().to_string(),
+            v["keys"][0]["secret_access_key"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        )
+    }
+
+    /// kmsd's audit lines so far.
+    pub fn kmsd_log(&self) -> String {
+        let mut s = std::fs::read_to_string(self.home.path().join("kmsd.err")).unwrap_or_default();
+        s.push_str(&std::fs::read_to_string(self.home.path().join("kmsd.out")).unwrap_or_default());
+        s
+    }
+
+    /// Creates a symmetric key with an alias; returns its ARN.
+    pub fn create_key(&self, alias: &str) -> String {
+        let v = self.json(&["kms", "create-key", "--description", alias]);
+        let arn = v["KeyMetadata"]["Arn"].as_str().expect("Arn").to_string();
+        let id = v["KeyMetadata"]["KeyId"]
+            .as_str()
+            .expect("KeyId")
+            .to_string();
+        self.ok(&[
+            "kms",
+            "create-alias",
+            "--alias-name",
+            alias,
+            "--target-key-id",
+            &id,
+        ]);
+        arn
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in [self.s3.take(), self.kmsd.take()].into_iter().flatten() {
+            let mut c = c;
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An HTTP response as curl saw it.
+pub struct Curl {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub exit: i32,
+}
+
+impl Curl {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// `curl -s URL` with extra arguments; the body is returned, the status code too.
+pub fn curl(url: &str, extra: &[&str]) -> Curl {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let body_path = dir.path().join("body");
+    let o = Command::new("curl")
+        .args(["-s", "-o"])
+        .arg(&body_path)
+        .args(["-w", "%{http_code}"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("run curl (apt-get install curl)");
+    Curl {
+        status: String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        body: std::fs::read(&body_path).unwrap_or_default(),
+        exit: o.status.code().unwrap_or(-1),
+    }
+}
+
+/// A PNG-looking file: the PNG signature and an IHDR, then pseudo-random bytes.
+pub fn png_like(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+    let mut x = seed | 1;
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+/// Every file under `dir`.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Whether any file under `dir` contains `needle`.
+pub fn any_file_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    files_under(dir)
+        .into_iter()
+        .find(|f| std::fs::read(f).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+}

@@ -1,0 +1,614 @@
+//! The lab's Tasks 2 to 4 (and the object half of Task 7) against a real kmsd and a real
+//! `atrest s3 serve`, with the `atrest` CLI and curl as the clients.
+
+mod s3_common;
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use s3_common::*;
+
+const INVALID_ARG_MSG: &str =
+    "Requests specifying Server Side Encryption with AWS KMS managed keys require AWS Signature Version 4.";
+
+fn xml_field(body: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&close)? + start;
+    Some(body[start..end].to_string())
+}
+
+fn assert_s3_error(r: &Curl, status: u16, code: &str, message: &str) {
+    let body = r.text();
+    assert_eq!(r.status, status, "{body}");
+    assert_eq!(xml_field(&body, "Code").as_deref(), Some(code), "{body}");
+    assert_eq!(
+        xml_field(&body, "Message").as_deref(),
+        Some(message),
+        "{body}"
+    );
+    assert!(
+        xml_field(&body, "RequestId").is_some_and(|r| !r.is_empty()),
+        "{body}"
+    );
+}
+
+/// SigV2 query-string auth (`AWSAccessKeyId`, `Expires`, `Signature`) for a GET.
+fn sigv2_presigned(lab: &Lab, bucket: &str, key: &str) -> String {
+    let (ak, sk) = lab.access_key();
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 300;
+    let sts = format!("GET\n\n\n{expires}\n/{bucket}/{key}");
+    let sig = sigv2(&sk, &sts);
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    lab.url(&format!(
+        "/{bucket}/{key}?AWSAccessKeyId={ak}&Expires={expires}&Signature={}",
+        enc(&sig)
+    ))
+}
+
+fn sigv2(secret: &str, string_to_sign: &str) -> String {
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(string_to_sign.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// SigV2 header auth (`Authorization: AWS AK:SIG`) for a GET.
+fn sigv2_header_get(lab: &Lab, bucket: &str, key: &str) -> Curl {
+    let (ak, sk) = lab.access_key();
+    let date = httpdate_now();
+    let sig = sigv2(&sk, &format!("GET\n\n\n{date}\n/{bucket}/{key}"));
+    let auth = format!("Authorization: AWS {ak}:{sig}");
+    let date_h = format!("Date: {date}");
+    curl(
+        &lab.url(&format!("/{bucket}/{key}")),
+        &["-H", &auth, "-H", &date_h],
+    )
+}
+
+fn httpdate_now() -> String {
+    let f = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    time::OffsetDateTime::now_utc().format(&f).unwrap()
+}
+
+#[test]
+fn lab_tasks_2_to_4_and_key_disable() {
+    let lab = Lab::start();
+    let bucket = "imagebucket-lab-1";
+    let key_arn = lab.create_key("alias/MyKMSKey");
+
+    // Task 2: a bucket as S3 makes them.
+    let loc = lab.json(&["s3api", "create-bucket", "--bucket", bucket]);
+    assert_eq!(loc["Location"], format!("/{bucket}"));
+    let enc = lab.json(&["s3api", "get-bucket-encryption", "--bucket", bucket]);
+    assert_eq!(
+        enc["ServerSideEncryptionConfiguration"]["Rules"][0]["ApplyServerSideEncryptionByDefault"]
+            ["SSEAlgorithm"],
+        "AES256"
+    );
+    let bpa = lab.json(&["s3api", "get-public-access-block", "--bucket", bucket]);
+    for k in [
+        "BlockPublicAcls",
+        "IgnorePublicAcls",
+        "BlockPublicPolicy",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(bpa["PublicAccessBlockConfiguration"][k], true, "{k}");
+    }
+    let own = lab.json(&["s3api", "get-bucket-ownership-controls", "--bucket", bucket]);
+    assert_eq!(
+        own["OwnershipControls"]["Rules"][0]["ObjectOwnership"],
+        "BucketOwnerEnforced"
+    );
+
+    // Upload clock.png with SSE-KMS under the alias: the response names the key by ARN.
+    let png = png_like(300_000, 7);
+    let src = lab.home_path().join("clock.png");
+    std::fs::write(&src, &png).unwrap();
+    let put = lab.json(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "clock.png",
+        "--body",
+        src.to_str().unwrap(),
+        "--content-type",
+        "image/png",
+        "--server-side-encryption",
+        "aws:kms",
+        "--ssekms-key-id",
+        "alias/MyKMSKey",
+    ]);
+    assert_eq!(put["ServerSideEncryption"], "aws:kms");
+    assert_eq!(put["SSEKMSKeyId"], key_arn.as_str());
+    let head = lab.json(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "clock.png",
+    ]);
+    assert_eq!(head["ServerSideEncryption"], "aws:kms");
+    assert_eq!(head["SSEKMSKeyId"], key_arn.as_str());
+    assert_eq!(head["ContentLength"], 300_000);
+    assert_eq!(head["ContentType"], "image/png");
+
+    // The raw store never holds the plaintext.
+    let s3_dir = lab.home_path().join("s3");
+    assert_eq!(any_file_contains(&s3_dir, &png[1000..1064]), None);
+    assert_eq!(any_file_contains(&s3_dir, &png[..16]), None);
+
+    // Task 3: the object URL, unsigned.
+    let object_url = lab.url(&format!("/{bucket}/clock.png"));
+    assert_s3_error(
+        &curl(&object_url, &[]),
+        403,
+        "AccessDenied",
+        "Access Denied",
+    );
+
+    // ACLs are disabled; a public ACL is blocked while BPA is on.
+    let err = lab.fails(&[
+        "s3api",
+        "put-object-acl",
+        "--bucket",
+        bucket,
+        "--key",
+        "clock.png",
+        "--acl",
+        "public-read",
+    ]);
+    assert!(
+        err.contains("An error occurred (AccessControlListNotSupported) when calling the PutObjectAcl operation: The bucket does not allow ACLs"),
+        "{err}"
+    );
+    lab.ok(&[
+        "s3api",
+        "put-bucket-ownership-controls",
+        "--bucket",
+        bucket,
+        "--ownership-controls",
+        "Rules=[{ObjectOwnership=BucketOwnerPreferred}]",
+    ]);
+    let err = lab.fails(&[
+        "s3api",
+        "put-object-acl",
+        "--bucket",
+        bucket,
+        "--key",
+        "clock.png",
+        "--acl",
+        "public-read",
+    ]);
+    assert!(
+        err.contains("(AccessDenied) when calling the PutObjectAcl operation: Access Denied"),
+        "{err}"
+    );
+    lab.ok(&[
+        "s3api", "put-public-access-block", "--bucket", bucket, "--public-access-block-configuration",
+        "BlockPublicAcls=false,IgnorePublicAcls=false,BlockPublicPolicy=false,RestrictPublicBuckets=false",
+    ]);
+    lab.ok(&[
+        "s3api",
+        "put-object-acl",
+        "--bucket",
+        bucket,
+        "--key",
+        "clock.png",
+        "--acl",
+        "public-read",
+    ]);
+    let acl = lab.json(&[
+        "s3api",
+        "get-object-acl",
+        "--bucket",
+        bucket,
+        "--key",
+        "clock.png",
+    ]);
+    assert!(acl["Grants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(
+            |g| g["Grantee"]["URI"] == "http://acs.amazonaws.com/groups/global/AllUsers"
+                && g["Permission"] == "READ"
+        ));
+
+    // Public, but SSE-KMS: S3 insists on SigV4.
+    assert_s3_error(
+        &curl(&object_url, &[]),
+        400,
+        "InvalidArgument",
+        INVALID_ARG_MSG,
+    );
+    // ... and so for SigV2, presigned or header-signed, even with a valid signature.
+    assert_s3_error(
+        &curl(&sigv2_presigned(&lab, bucket, "clock.png"), &[]),
+        400,
+        "InvalidArgument",
+        INVALID_ARG_MSG,
+    );
+    assert_s3_error(
+        &sigv2_header_get(&lab, bucket, "clock.png"),
+        400,
+        "InvalidArgument",
+        INVALID_ARG_MSG,
+    );
+
+    // Task 4: a presigned URL opens it, byte-identical.
+    let url = lab.ok(&[
+        "s3",
+        "presign",
+        &format!("s3://{bucket}/clock.png"),
+        "--expires-in",
+        "300",
+    ]);
+    let url = url.trim();
+    assert!(
+        url.contains("X-Amz-Algorithm=AWS4-HMAC-SHA256") && url.contains("X-Amz-Signature="),
+        "{url}"
+    );
+    let r = curl(url, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.body == png, "presigned download differs from the upload");
+
+    // A wrong signature, and an expired URL.
+    let bad = format!(
+        "{}{}",
+        &url[..url.len() - 1],
+        if url.ends_with('0') { '1' } else { '0' }
+    );
+    let r = curl(&bad, &[]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(
+        xml_field(&r.text(), "Code").as_deref(),
+        Some("SignatureDoesNotMatch")
+    );
+    let short = lab.ok(&[
+        "s3",
+        "presign",
+        &format!("s3://{bucket}/clock.png"),
+        "--expires-in",
+        "1",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_s3_error(
+        &curl(short.trim(), &[]),
+        403,
+        "AccessDenied",
+        "Request has expired",
+    );
+
+    // The CLI reads it back too.
+    let out = lab.home_path().join("clock-copy.png");
+    let got = lab.json(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "clock.png",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(got["SSEKMSKeyId"], key_arn.as_str());
+    assert!(std::fs::read(&out).unwrap() == png);
+
+    // kmsd saw GenerateDataKey and Decrypt with the object's ARN as encryption context.
+    let log = lab.kmsd_log();
+    let object_arn = format!("arn:aws:s3:::{bucket}/clock.png");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("GenerateDataKey") && l.contains(&object_arn)),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("Decrypt") && l.contains(&object_arn)),
+        "{log}"
+    );
+
+    // Task 7: a disabled key makes the read fail as S3 reports it, and nothing is written.
+    lab.ok(&["kms", "disable-key", "--key-id", "alias/MyKMSKey"]);
+    let out2 = lab.home_path().join("after-disable.png");
+    let err = lab.fails(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "clock.png",
+        out2.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains(&format!(
+            "An error occurred (KMS.DisabledException) when calling the GetObject operation: {key_arn} is disabled."
+        )),
+        "{err}"
+    );
+    assert!(!out2.exists());
+    let url = lab.ok(&["s3", "presign", &format!("s3://{bucket}/clock.png")]);
+    assert_s3_error(
+        &curl(url.trim(), &[]),
+        400,
+        "KMS.DisabledException",
+        &format!("{key_arn} is disabled."),
+    );
+    // Uploads under a disabled key fail too.
+    let err = lab.fails(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "new.png",
+        "--body",
+        src.to_str().unwrap(),
+        "--server-side-encryption",
+        "aws:kms",
+        "--ssekms-key-id",
+        "alias/MyKMSKey",
+    ]);
+    assert!(err.contains("(KMS.DisabledException)"), "{err}");
+    lab.ok(&["kms", "enable-key", "--key-id", "alias/MyKMSKey"]);
+    let r = curl(url.trim(), &[]);
+    assert_eq!(r.status, 200);
+    assert!(r.body == png);
+}
+
+#[test]
+fn kms_key_states_and_unknown_keys_surface_as_s3_errors() {
+    let lab = Lab::start();
+    let bucket = "imagebucket-states";
+    lab.ok(&["s3api", "create-bucket", "--bucket", bucket]);
+    let src = lab.home_path().join("f.bin");
+    std::fs::write(&src, png_like(5000, 3)).unwrap();
+    let put = |key_id: &str| {
+        lab.atrest(&[
+            "s3api",
+            "put-object",
+            "--bucket",
+            bucket,
+            "--key",
+            "k",
+            "--body",
+            src.to_str().unwrap(),
+            "--server-side-encryption",
+            "aws:kms",
+            "--ssekms-key-id",
+            key_id,
+        ])
+    };
+    let o = put("alias/does-not-exist");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(
+            "An error occurred (KMS.NotFoundException) when calling the PutObject operation"
+        ),
+        "{err}"
+    );
+
+    let arn = lab.create_key("alias/Doomed");
+    assert!(put("alias/Doomed").status.success());
+    lab.ok(&[
+        "kms",
+        "schedule-key-deletion",
+        "--key-id",
+        &arn,
+        "--pending-window-in-days",
+        "7",
+    ]);
+    let out = lab.home_path().join("o");
+    let err = lab.fails(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "k",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("(KMS.KMSInvalidStateException) when calling the GetObject operation"),
+        "{err}"
+    );
+    assert!(err.contains("pending deletion"), "{err}");
+}
+
+#[test]
+fn public_sse_s3_objects_are_served_unsigned_and_sigv2_works_for_them() {
+    let lab = Lab::start();
+    let bucket = "public-site";
+    lab.ok(&["s3api", "create-bucket", "--bucket", bucket]);
+    lab.ok(&["s3api", "put-public-access-block", "--bucket", bucket, "--public-access-block-configuration",
+        r#"{"BlockPublicAcls":false,"IgnorePublicAcls":false,"BlockPublicPolicy":false,"RestrictPublicBuckets":false}"#]);
+    lab.ok(&[
+        "s3api",
+        "put-bucket-ownership-controls",
+        "--bucket",
+        bucket,
+        "--ownership-controls",
+        r#"{"Rules":[{"ObjectOwnership":"ObjectWriter"}]}"#,
+    ]);
+    let page = b"<html>hello</html>".to_vec();
+    let src = lab.home_path().join("index.html");
+    std::fs::write(&src, &page).unwrap();
+    let put = lab.json(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "index.html",
+        "--body",
+        src.to_str().unwrap(),
+        "--acl",
+        "public-read",
+    ]);
+    assert_eq!(put["ServerSideEncryption"], "AES256");
+    assert!(put.get("SSEKMSKeyId").is_none());
+
+    // Path-style and virtual-hosted-style, unsigned: 200.
+    let r = curl(&lab.url(&format!("/{bucket}/index.html")), &[]);
+    assert_eq!((r.status, r.body.clone()), (200, page.clone()));
+    let port = lab.addr.rsplit(':').next().unwrap();
+    let host = format!("Host: {bucket}.localhost:{port}");
+    let r = curl(&lab.url("/index.html"), &["-H", &host]);
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (200, page.clone()),
+        "{}",
+        r.text()
+    );
+    // SigV2 is verified (not refused outright) for objects that are not SSE-KMS.
+    let r = curl(&sigv2_presigned(&lab, bucket, "index.html"), &[]);
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (200, page.clone()),
+        "{}",
+        r.text()
+    );
+    let r = sigv2_header_get(&lab, bucket, "index.html");
+    assert_eq!(
+        (r.status, r.body.clone()),
+        (200, page.clone()),
+        "{}",
+        r.text()
+    );
+
+    // A private object next to it stays private, and a missing key is not revealed.
+    lab.ok(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "secret.txt",
+        "--body",
+        src.to_str().unwrap(),
+    ]);
+    assert_s3_error(
+        &curl(&lab.url(&format!("/{bucket}/secret.txt")), &[]),
+        403,
+        "AccessDenied",
+        "Access Denied",
+    );
+    assert_s3_error(
+        &curl(&lab.url(&format!("/{bucket}/nope")), &[]),
+        403,
+        "AccessDenied",
+        "Access Denied",
+    );
+
+    // IgnorePublicAcls switches the public ACL off again.
+    lab.ok(&[
+        "s3api",
+        "put-public-access-block",
+        "--bucket",
+        bucket,
+        "--public-access-block-configuration",
+        "IgnorePublicAcls=true",
+    ]);
+    assert_s3_error(
+        &curl(&lab.url(&format!("/{bucket}/index.html")), &[]),
+        403,
+        "AccessDenied",
+        "Access Denied",
+    );
+}
+
+#[test]
+fn cli_covers_the_bucket_lifecycle() {
+    let lab = Lab::start();
+    let b = "lifecycle-bucket";
+    lab.ok(&["s3api", "create-bucket", "--bucket", b]);
+    let err = lab.fails(&["s3api", "create-bucket", "--bucket", b]);
+    assert!(err.contains("(BucketAlreadyOwnedByYou)"), "{err}");
+    let err = lab.fails(&["s3api", "create-bucket", "--bucket", "Bad_Name"]);
+    assert!(err.contains("(InvalidBucketName)"), "{err}");
+    let list = lab.json(&["s3api", "list-buckets"]);
+    assert_eq!(list["Buckets"][0]["Name"], b);
+
+    let arn = lab.create_key("alias/BucketDefault");
+    lab.ok(&["s3api", "put-bucket-encryption", "--bucket", b, "--server-side-encryption-configuration",
+        r#"{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"aws:kms","KMSMasterKeyID":"alias/BucketDefault"},"BucketKeyEnabled":true}]}"#]);
+    let enc = lab.json(&["s3api", "get-bucket-encryption", "--bucket", b]);
+    let rule = &enc["ServerSideEncryptionConfiguration"]["Rules"][0];
+    assert_eq!(
+        rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"],
+        "aws:kms"
+    );
+    assert_eq!(
+        rule["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"],
+        "alias/BucketDefault"
+    );
+    assert_eq!(rule["BucketKeyEnabled"], true);
+
+    // Uploads without SSE headers now get the bucket default, with a bucket key.
+    let dir = lab.home_path().join("files");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, name) in ["a/1.txt", "a/2.txt", "b.txt"].iter().enumerate() {
+        let p = dir.join(format!("f{i}"));
+        std::fs::write(&p, format!("file {i}")).unwrap();
+        let out = lab.ok(&["s3", "cp", p.to_str().unwrap(), &format!("s3://{b}/{name}")]);
+        assert!(
+            out.contains(&format!("upload: {} to s3://{b}/{name}", p.display())),
+            "{out}"
+        );
+    }
+    let head = lab.json(&["s3api", "head-object", "--bucket", b, "--key", "b.txt"]);
+    assert_eq!(head["SSEKMSKeyId"], arn.as_str());
+    assert_eq!(head["BucketKeyEnabled"], true);
+    let ls = lab.ok(&["s3", "ls", &format!("s3://{b}/")]);
+    assert!(ls.contains("PRE a/") && ls.contains("b.txt"), "{ls}");
+    let listed = lab.json(&[
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        b,
+        "--page-size",
+        "1",
+    ]);
+    let keys: Vec<&str> = listed["Contents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["Key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["a/1.txt", "a/2.txt", "b.txt"]);
+    let back = dir.join("back.txt");
+    lab.ok(&[
+        "s3",
+        "cp",
+        &format!("s3://{b}/a/2.txt"),
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "file 1");
+
+    let err = lab.fails(&["s3api", "delete-bucket", "--bucket", b]);
+    assert!(err.contains("(BucketNotEmpty)"), "{err}");
+    for k in ["a/1.txt", "a/2.txt", "b.txt"] {
+        lab.ok(&["s3api", "delete-object", "--bucket", b, "--key", k]);
+    }
+    let err = lab.fails(&["s3api", "head-object", "--bucket", b, "--key", "b.txt"]);
+    assert!(
+        err.contains("(404) when calling the HeadObject operation: Not Found"),
+        "{err}"
+    );
+    lab.ok(&["s3api", "delete-bucket", "--bucket", b]);
+    let list = lab.json(&["s3api", "list-buckets"]);
+    assert_eq!(list["Buckets"].as_array().unwrap().len(), 0);
+    let err = lab.fails(&["s3api", "get-bucket-encryption", "--bucket", b]);
+    assert!(err.contains("(NoSuchBucket)"), "{err}");
+}
