@@ -658,10 +658,27 @@ fn wait(g: &Global, w: Waiter) -> i32 {
     // InstanceRunning may see `stopped` before the launch began: only fail on it after
     // the instance has been seen pending (or after a grace period).
     let mut seen_progress = false;
+    // SAFETY: isatty only inspects the descriptor.
+    let tty = unsafe { libc::isatty(2) } == 1;
+    let mut bar = ProgressBar::default();
     loop {
         let states: Vec<String> = match conn.call(req.clone()) {
-            Ok(Response::Volumes(v)) => v.iter().map(|v| v.state.as_str().to_string()).collect(),
-            Ok(Response::Snapshots(s)) => s.iter().map(|s| s.state.as_str().to_string()).collect(),
+            Ok(Response::Volumes(v)) => {
+                if tty {
+                    bar.show(
+                        v.iter()
+                            .filter(|v| v.snapshot_id.is_some())
+                            .map(|v| (v.volume_id.as_str(), v.progress)),
+                    );
+                }
+                v.iter().map(|v| v.state.as_str().to_string()).collect()
+            }
+            Ok(Response::Snapshots(s)) => {
+                if tty {
+                    bar.show(s.iter().map(|s| (s.snapshot_id.as_str(), s.progress)));
+                }
+                s.iter().map(|s| s.state.as_str().to_string()).collect()
+            }
             Ok(Response::Instances { instances, .. }) => instances
                 .iter()
                 .map(|i| i.instance.state.as_str().to_string())
@@ -670,6 +687,7 @@ fn wait(g: &Global, w: Waiter) -> i32 {
             Err(e) => return report_error(req.operation(), e.code.as_str(), &e.message),
         };
         if states.iter().all(|s| s == target) {
+            bar.finish();
             return 0;
         }
         if states.iter().any(|s| s == "pending" || s == "stopping") {
@@ -687,5 +705,37 @@ fn wait(g: &Global, w: Waiter) -> i32 {
             return 255;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A one-line progress bar on stderr (only drawn on a terminal).
+#[derive(Default)]
+struct ProgressBar {
+    drawn: bool,
+}
+
+impl ProgressBar {
+    fn show<'a>(&mut self, items: impl Iterator<Item = (&'a str, u8)>) {
+        let parts: Vec<String> = items
+            .map(|(id, pct)| {
+                let filled = usize::from(pct.min(100)) / 5;
+                format!(
+                    "{id} [{}{}] {pct:>3}%",
+                    "#".repeat(filled),
+                    ".".repeat(20 - filled)
+                )
+            })
+            .collect();
+        if !parts.is_empty() {
+            eprint!("\r{}", parts.join("  "));
+            self.drawn = true;
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
     }
 }
