@@ -1,0 +1,8 @@
+//! Arbitrary bytes through policy parsing and KMS authorization; any panic is a bug.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    kmsd::policy::fuzz_support::exercise(data);
+});
