@@ -6,6 +6,7 @@
 
 pub mod boot;
 pub mod cli;
+pub mod ec2;
 pub mod logging;
 pub mod loopdev;
 pub mod mount;

@@ -1,10 +1,99 @@
-//! Local verbs that have no AWS counterpart: mount, attach, detach, up, down, status.
+//! Local verbs that have no AWS counterpart: mount, attach, detach (up, down and
+//! status come later).
 
-use super::Global;
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::{print_json, report_error, Global};
+use crate::ec2::daemon;
+use crate::ec2::protocol::{Request, Response};
 
 #[derive(Debug, clap::Subcommand)]
-pub enum LocalCommand {}
+pub enum LocalCommand {
+    /// Runs the volume service: the FUSE mount (MOUNTPOINT/<instance>/<device>),
+    /// ec2.sock, instances. Daemonizes unless --foreground.
+    Mount {
+        /// Default HOME/mnt.
+        mountpoint: Option<PathBuf>,
+        #[arg(long)]
+        foreground: bool,
+    },
+    /// Attaches a volume to this machine (the `local` instance) and prints its path.
+    Attach {
+        volume_id: String,
+        /// Also bind it to a loop device and print that.
+        #[arg(long = "loop")]
+        loop_device: bool,
+    },
+    /// Detaches a volume from this machine (releasing its loop device).
+    Detach {
+        volume_id: String,
+        /// Even while the file or loop device is in use.
+        #[arg(long)]
+        force: bool,
+    },
+}
 
-pub fn run(_g: &Global, c: LocalCommand) -> i32 {
-    match c {}
+pub fn run(g: &Global, c: LocalCommand) -> i32 {
+    match c {
+        LocalCommand::Mount {
+            mountpoint,
+            foreground,
+        } => mount(g, mountpoint, foreground),
+        LocalCommand::Attach {
+            volume_id,
+            loop_device,
+        } => match super::ec2::Ec2Conn::new(g).call(Request::LocalAttach {
+            volume_id,
+            loop_device,
+        }) {
+            Ok(Response::LocalAttached { path, loop_device }) => {
+                match loop_device {
+                    Some(l) => println!("{l}"),
+                    None => println!("{}", path.display()),
+                }
+                0
+            }
+            Ok(other) => {
+                if let Some(v) = super::ec2::render(&other) {
+                    print_json(&v);
+                }
+                0
+            }
+            Err(e) => report_error("Attach", e.code.as_str(), &e.message),
+        },
+        LocalCommand::Detach { volume_id, force } => {
+            match super::ec2::Ec2Conn::new(g).call(Request::LocalDetach { volume_id, force }) {
+                Ok(_) => 0,
+                Err(e) => report_error("Detach", e.code.as_str(), &e.message),
+            }
+        }
+    }
+}
+
+fn mount(g: &Global, mountpoint: Option<PathBuf>, foreground: bool) -> i32 {
+    let layout = g.layout();
+    let mp = mountpoint.unwrap_or_else(|| layout.mount_dir());
+    if foreground || std::env::var_os(daemon::CHILD_ENV).is_some() {
+        return match daemon::run_foreground(layout, &mp) {
+            Ok(()) => 0,
+            Err(e) => report_error("Mount", e.code.as_str(), &e.message),
+        };
+    }
+    let mut args = vec!["--home".to_string(), layout.root.display().to_string()];
+    if let Some(s) = &g.socket {
+        args.push("--socket".into());
+        args.push(s.display().to_string());
+    }
+    args.push("mount".into());
+    args.push(mp.display().to_string());
+    args.push("--foreground".into());
+    match daemon::spawn_background(&layout, &args) {
+        Ok(pid) => {
+            print_json(&json!({"Mountpoint": mp, "Pid": pid, "Log": daemon::log_file(&layout)}));
+            0
+        }
+        Err(e) => report_error("Mount", e.code.as_str(), &e.message),
+    }
 }

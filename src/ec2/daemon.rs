@@ -1,0 +1,204 @@
+//! The volume service process (`atrest mount`): the FUSE mount, ec2.sock, recovery at
+//! start, clean shutdown on SIGINT/SIGTERM (guests stopped, keys forgotten, unmounted,
+//! socket removed).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kmsd::home::Layout;
+
+use super::error::Ec2Error;
+use super::model::{InstanceState, LOCAL_INSTANCE_ID};
+use super::runtime::Runtime;
+use super::server;
+use super::service::Ec2Service;
+
+/// Set in the environment of the re-executed foreground child.
+pub const CHILD_ENV: &str = "ATREST_MOUNT_CHILD";
+
+pub fn pid_file(layout: &Layout) -> PathBuf {
+    layout.run_dir().join("mount.pid")
+}
+
+pub fn log_file(layout: &Layout) -> PathBuf {
+    layout.log_dir().join("mount.log")
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and every thread spawned after), so
+/// that one thread can take them with `sigwait`.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain signal-mask calls on a zeroed, initialized set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: sigwait on a valid set, writing one int.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+/// Runs the service in the foreground until SIGINT/SIGTERM.
+pub fn run_foreground(layout: Layout, mountpoint: &Path) -> Result<(), Ec2Error> {
+    let sigs = block_signals();
+    for d in [layout.run_dir(), layout.log_dir()] {
+        kmsd::durable::ensure_dir(&d, 0o755)
+            .map_err(|e| Ec2Error::io(&format!("cannot create {}", d.display()), &e))?;
+    }
+    // A stale FUSE mount left by a crash fails lstat with ENOTCONN: the mount layer
+    // recovers it; only a missing mountpoint is created here.
+    if let Err(e) = std::fs::symlink_metadata(mountpoint) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            kmsd::durable::ensure_dir(mountpoint, 0o755).map_err(|e| {
+                Ec2Error::io(&format!("cannot create {}", mountpoint.display()), &e)
+            })?;
+        }
+    }
+    let sock = layout.ec2_socket();
+    let config = kmsd::config::Config::load(&layout.config(), false)
+        .map_err(|e| Ec2Error::internal(e.to_string()))?;
+    let mode = config.socket_mode().map_err(Ec2Error::internal)?;
+    let listener = server::bind(&sock, mode)?;
+    let runtime = Runtime::start(mountpoint)?;
+    let svc = Ec2Service::new(layout.clone(), Some(runtime))?;
+    svc.recover_instances()?;
+    svc.ensure_local_instance()?;
+    svc.reserve_local();
+    kmsd::durable::write_atomic(
+        &pid_file(&layout),
+        format!("{}\n", std::process::id()).as_bytes(),
+        0o644,
+    )
+    .map_err(|e| Ec2Error::io("cannot write the pid file", &e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        let sock = sock.clone();
+        std::thread::spawn(move || {
+            let sig = wait_for_signal(&sigs);
+            tracing::info!("signal {sig}: shutting down");
+            stop.store(true, Ordering::SeqCst);
+            // Wake the accept loop.
+            let _ = std::os::unix::net::UnixStream::connect(&sock);
+        });
+    }
+    eprintln!(
+        "atrest mount: serving {} (ec2.sock {}, pid {})",
+        mountpoint.display(),
+        sock.display(),
+        std::process::id()
+    );
+    server::serve(listener, Arc::clone(&svc), stop);
+    shutdown(&svc);
+    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(pid_file(&layout));
+    Ok(())
+}
+
+/// Stops every guest and stops serving every volume (keys are dropped with the
+/// images). Instances become `stopped`; the local instance keeps its attachments in
+/// the registry, so the next start serves them again.
+fn shutdown(svc: &Arc<Ec2Service>) {
+    let Some(rt) = svc.runtime.as_ref() else {
+        return;
+    };
+    if let Ok(state) = svc.registry.read() {
+        for i in state.instances.values() {
+            if i.instance_id == LOCAL_INSTANCE_ID {
+                for (vol, _, _) in rt.served_of(LOCAL_INSTANCE_ID) {
+                    if let Err(e) = svc.unserve_attached(LOCAL_INSTANCE_ID, &vol, true) {
+                        tracing::error!(volume = %vol, "cannot stop serving: {e}");
+                    }
+                }
+                continue;
+            }
+            if matches!(
+                i.state,
+                InstanceState::Pending | InstanceState::Running | InstanceState::Stopping
+            ) {
+                svc.halt(
+                    &i.instance_id,
+                    InstanceState::Stopped,
+                    Some(super::model::StateReason {
+                        code: "Client.UserInitiatedShutdown".into(),
+                        message: "Client.UserInitiatedShutdown: the volume service was stopped"
+                            .into(),
+                    }),
+                );
+            }
+        }
+    }
+    rt.shutdown();
+}
+
+/// Starts the service in the background: re-executes this binary in the foreground
+/// mode in a new session, its output going to HOME/log/mount.log, and waits until
+/// ec2.sock answers (or the child dies, whose log tail is then shown).
+pub fn spawn_background(layout: &Layout, args: &[String]) -> Result<u32, Ec2Error> {
+    kmsd::durable::ensure_dir(&layout.log_dir(), 0o700)
+        .map_err(|e| Ec2Error::io("cannot create the log directory", &e))?;
+    let log_path = log_file(layout);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Ec2Error::io(&format!("cannot open {}", log_path.display()), &e))?;
+    let log2 = log
+        .try_clone()
+        .map_err(|e| Ec2Error::io("cannot duplicate the log descriptor", &e))?;
+    let exe = std::env::current_exe().map_err(|e| Ec2Error::io("cannot find this program", &e))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env(CHILD_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Ec2Error::io("cannot start the volume service", &e))?;
+    let sock = layout.ec2_socket();
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(Ec2Error::internal(format!(
+                "the volume service exited ({status}); {}:\n{}",
+                log_path.display(),
+                tail.join("\n")
+            )));
+        }
+        if let Ok(mut c) = super::client::Ec2Client::connect(&sock, None) {
+            if c.call(super::protocol::Request::Status).is_ok() {
+                return Ok(child.id());
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(Ec2Error::internal(format!(
+                "the volume service did not answer on {} within 30 s (see {})",
+                sock.display(),
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,371 @@
+//! What only the daemon has: the FUSE mount serving attached volumes of running
+//! instances (with their plaintext keys, in memory only), loop devices, qemu guests,
+//! and the grants that let it decrypt. Everything here is forgotten when the daemon
+//! exits; the registry says what should be served and the daemon rebuilds the rest.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::error::{Ec2Code, Ec2Error};
+use super::instances::{BOOT_TIMEOUT, STOP_TIMEOUT};
+use super::kms::GrantRef;
+use super::model::BootSpec;
+use super::protocol::{DaemonStatus, ServedVolume};
+use crate::boot::{BootError, BootProfile, Guest};
+use crate::loopdev::{self, LoopDevice, LoopOptions};
+use crate::mount::{BlockDevice, Mount, MountError, MountHandle, MountOptions, TableError};
+use crate::volume::VolumeImage;
+
+/// One volume served by the mount.
+pub struct Served {
+    pub instance_id: String,
+    pub volume_id: String,
+    pub device: String,
+    pub path: PathBuf,
+    pub loop_device: Option<String>,
+    /// The grant the instance decrypts through (encrypted volumes).
+    pub grant: Option<GrantRef>,
+}
+
+pub struct Runtime {
+    pub mountpoint: PathBuf,
+    served: Mutex<Vec<Served>>,
+    lifecycle: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    backend: Backend,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Runtime {
+    /// Starts the FUSE mount at `mountpoint`.
+    pub fn start(mountpoint: &Path) -> Result<Runtime, Ec2Error> {
+        Ok(Runtime {
+            mountpoint: mountpoint.to_path_buf(),
+            served: Mutex::new(Vec::new()),
+            lifecycle: Mutex::new(HashMap::new()),
+            backend: Backend::start(mountpoint)?,
+        })
+    }
+
+    /// The lock that serializes start and stop of one instance.
+    pub fn lifecycle_lock(&self, instance_id: &str) -> Arc<Mutex<()>> {
+        Arc::clone(
+            lock(&self.lifecycle)
+                .entry(instance_id.to_string())
+                .or_insert_with(|| Arc::new(Mutex::new(()))),
+        )
+    }
+
+    /// Serves `image` as `MOUNTPOINT/<instance>/<device>` (and binds a loop device),
+    /// remembering the grant it was decrypted through. On error the caller still owns
+    /// the grant (it passed a clone) and retires it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &self,
+        instance_id: &str,
+        device: &str,
+        image: VolumeImage,
+        uid: u32,
+        gid: u32,
+        volume_id: &str,
+        grant: Option<GrantRef>,
+        loop_device: bool,
+    ) -> Result<PathBuf, Ec2Error> {
+        let name = super::rules::canonical_device(device);
+        let path = self
+            .backend
+            .add(instance_id, &name, image, uid, gid, volume_id)?;
+        let loop_dev = if loop_device {
+            match self.backend.loop_attach(&path) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    let _ = self.backend.remove(instance_id, &name, true);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
+        lock(&self.served).push(Served {
+            instance_id: instance_id.into(),
+            volume_id: volume_id.into(),
+            device: device.into(),
+            path: path.clone(),
+            loop_device: loop_dev,
+            grant,
+        });
+        Ok(path)
+    }
+
+    /// Stops serving one volume (releasing its loop device). Refused while the file or
+    /// loop device is busy unless `force`.
+    pub fn remove(
+        &self,
+        instance_id: &str,
+        volume_id: &str,
+        force: bool,
+    ) -> Result<Option<Served>, Ec2Error> {
+        let mut served = lock(&self.served);
+        let Some(pos) = served
+            .iter()
+            .position(|s| s.instance_id == instance_id && s.volume_id == volume_id)
+        else {
+            return Ok(None);
+        };
+        let s = &served[pos];
+        if let Some(dev) = &s.loop_device {
+            self.backend.loop_detach(dev, force)?;
+        }
+        let name = super::rules::canonical_device(&s.device);
+        self.backend.remove(instance_id, &name, force)?;
+        Ok(Some(served.remove(pos)))
+    }
+
+    /// The served volumes of one instance.
+    pub fn served_of(&self, instance_id: &str) -> Vec<(String, PathBuf, Option<String>)> {
+        lock(&self.served)
+            .iter()
+            .filter(|s| s.instance_id == instance_id)
+            .map(|s| (s.volume_id.clone(), s.path.clone(), s.loop_device.clone()))
+            .collect()
+    }
+
+    pub fn status(&self) -> DaemonStatus {
+        DaemonStatus {
+            pid: std::process::id(),
+            mountpoint: Some(self.mountpoint.clone()),
+            served: lock(&self.served)
+                .iter()
+                .map(|s| ServedVolume {
+                    instance_id: s.instance_id.clone(),
+                    volume_id: s.volume_id.clone(),
+                    path: s.path.clone(),
+                    loop_device: s.loop_device.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn start_guest(
+        &self,
+        instance_id: &str,
+        spec: &BootSpec,
+        disk: &Path,
+        volume_id: &str,
+        console: &Path,
+    ) -> Result<(), Ec2Error> {
+        self.backend
+            .start_guest(instance_id, spec, disk, volume_id, console)
+    }
+
+    pub fn stop_guest(&self, instance_id: &str) -> Result<(), Ec2Error> {
+        self.backend.stop_guest(instance_id)
+    }
+
+    /// Blocks until the instance's guest has exited (at once if it has none).
+    pub fn wait_guest(&self, instance_id: &str) {
+        self.backend.wait_guest(instance_id)
+    }
+
+    pub fn shutdown(&self) {
+        self.backend.shutdown();
+    }
+}
+
+// ---- the mount, loop and boot parts ----------------------------------------------------
+
+struct Backend {
+    mount: MountHandle,
+    guests: Mutex<HashMap<String, Arc<Guest>>>,
+}
+
+fn mount_err(e: MountError) -> Ec2Error {
+    match e {
+        MountError::Table(TableError::Busy { .. }) | MountError::Busy { .. } => Ec2Error::new(
+            Ec2Code::VolumeInUse,
+            format!("{e} (use --force to detach anyway)"),
+        ),
+        other => Ec2Error::internal(other.to_string()),
+    }
+}
+
+fn boot_err(e: BootError) -> Ec2Error {
+    Ec2Error::internal(e.reason())
+}
+
+/// Whether a block device is mounted (or held by device-mapper and the like).
+fn block_device_busy(dev: &Path) -> bool {
+    let name = dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let holders = std::fs::read_dir(format!("/sys/block/{name}/holders"))
+        .map(|d| d.count() > 0)
+        .unwrap_or(false);
+    let dev_s = dev.to_string_lossy();
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|m| {
+            m.lines().any(|l| {
+                l.split(" - ")
+                    .nth(1)
+                    .is_some_and(|r| r.split(' ').nth(1) == Some(&*dev_s))
+            })
+        })
+        .unwrap_or(false);
+    holders || mounted
+}
+
+impl Backend {
+    fn start(mountpoint: &Path) -> Result<Backend, Ec2Error> {
+        let mount = Mount::start(MountOptions::new(mountpoint)).map_err(|e| {
+            Ec2Error::internal(format!("cannot mount {}: {e}", mountpoint.display()))
+        })?;
+        Ok(Backend {
+            mount,
+            guests: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn add(
+        &self,
+        instance_id: &str,
+        device: &str,
+        image: VolumeImage,
+        uid: u32,
+        gid: u32,
+        volume_id: &str,
+    ) -> Result<PathBuf, Ec2Error> {
+        let dev: Arc<dyn BlockDevice> = Arc::new(image);
+        self.mount
+            .add(instance_id, device, dev, uid, gid, volume_id)
+            .map_err(mount_err)
+    }
+
+    /// Stops serving; a file still open (a loop device releasing, qemu exiting) gets a
+    /// moment to be closed before `force` is needed.
+    fn remove(&self, instance_id: &str, device: &str, force: bool) -> Result<(), Ec2Error> {
+        if force {
+            return self
+                .mount
+                .force_remove(instance_id, device)
+                .map_err(mount_err);
+        }
+        let start = std::time::Instant::now();
+        loop {
+            match self.mount.remove(instance_id, device) {
+                Ok(()) => return Ok(()),
+                Err(MountError::Table(TableError::NotServed { .. })) => return Ok(()),
+                Err(e @ MountError::Table(TableError::Busy { .. }))
+                    if start.elapsed() > std::time::Duration::from_secs(3) =>
+                {
+                    return Err(mount_err(e))
+                }
+                Err(MountError::Table(TableError::Busy { .. })) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => return Err(mount_err(e)),
+            }
+        }
+    }
+
+    fn loop_attach(&self, path: &Path) -> Result<String, Ec2Error> {
+        let dev = loopdev::attach(
+            path,
+            &LoopOptions {
+                direct_io: true,
+                ..LoopOptions::default()
+            },
+        )
+        .map_err(|e| {
+            Ec2Error::internal(format!(
+                "cannot bind {} to a loop device: {e}",
+                path.display()
+            ))
+        })?;
+        Ok(dev.path().display().to_string())
+    }
+
+    /// Releases a loop device; refused while it is mounted unless `force` (then the
+    /// kernel releases it at the last close, as `losetup -d` does).
+    fn loop_detach(&self, dev: &str, force: bool) -> Result<(), Ec2Error> {
+        let path = Path::new(dev);
+        if !force && block_device_busy(path) {
+            return Err(Ec2Error::new(
+                Ec2Code::VolumeInUse,
+                format!("{dev} is mounted or held: unmount it first, or detach with --force"),
+            ));
+        }
+        let d = LoopDevice::from_path(path).map_err(|e| Ec2Error::internal(e.to_string()))?;
+        d.detach()
+            .map_err(|e| Ec2Error::internal(format!("cannot release {dev}: {e}")))
+    }
+
+    /// Boots the guest from `disk` (the served root file) through a loop device
+    /// (direct I/O, so pages are not cached twice) and waits for its ready line.
+    fn start_guest(
+        &self,
+        instance_id: &str,
+        spec: &BootSpec,
+        disk: &Path,
+        volume_id: &str,
+        console: &Path,
+    ) -> Result<(), Ec2Error> {
+        let mut profile = BootProfile::demo_guest(Path::new("/"));
+        profile.kernel = spec.kernel.clone();
+        profile.initrd = spec.initrd.clone();
+        let guest =
+            Guest::start_on_loop(&profile, disk, volume_id, console, true).map_err(boot_err)?;
+        let guest = Arc::new(guest);
+        lock(&self.guests).insert(instance_id.to_string(), Arc::clone(&guest));
+        match guest.wait_for_ready(BOOT_TIMEOUT) {
+            Ok(line) => {
+                tracing::info!(instance = %instance_id, "guest ready: {}", line.line);
+                Ok(())
+            }
+            Err(e) => {
+                lock(&self.guests).remove(instance_id);
+                if let Err(stop) = guest.stop(STOP_TIMEOUT) {
+                    tracing::error!(instance = %instance_id, "cannot stop the failed guest: {stop}");
+                }
+                Err(boot_err(e))
+            }
+        }
+    }
+
+    /// Powers the guest off (ACPI, then QMP quit, then kill) and releases its loop device.
+    fn stop_guest(&self, instance_id: &str) -> Result<(), Ec2Error> {
+        let guest = lock(&self.guests).remove(instance_id);
+        if let Some(g) = guest {
+            let outcome = g.stop(STOP_TIMEOUT).map_err(boot_err)?;
+            tracing::info!(instance = %instance_id, "guest stopped: {outcome:?}");
+        }
+        Ok(())
+    }
+
+    fn wait_guest(&self, instance_id: &str) {
+        let guest = lock(&self.guests).get(instance_id).cloned();
+        if let Some(g) = guest {
+            while g.is_running() {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        let all: Vec<(String, Arc<Guest>)> = lock(&self.guests).drain().collect();
+        for (id, g) in all {
+            if let Err(e) = g.stop(STOP_TIMEOUT) {
+                tracing::error!(instance = %id, "cannot stop the guest: {e}");
+            }
+        }
+        if let Err(e) = self.mount.unmount() {
+            tracing::warn!("clean unmount refused ({e}); forcing it");
+            if let Err(e) = self.mount.unmount_forced() {
+                tracing::error!("cannot unmount: {e}");
+            }
+        }
+    }
+}

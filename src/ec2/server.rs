@@ -1,0 +1,125 @@
+//! The ec2.sock server: one thread per connection, the caller identified by
+//! SO_PEERCRED, requests answered by the [`Ec2Service`].
+
+use std::io::{BufReader, BufWriter};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::error::Ec2Error;
+use super::protocol::{
+    read_frame, write_frame, FrameError, RequestEnvelope, ResponseEnvelope, PROTOCOL_VERSION,
+};
+use super::service::{Caller, Ec2Service};
+
+/// The kernel's word on who is at the other end of a Unix socket.
+pub fn peer_cred(stream: &UnixStream) -> std::io::Result<libc::ucred> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cred)
+}
+
+/// Binds `path` (replacing a stale socket, refusing a live one) with `mode` (kmsd's
+/// `socket_mode` from the config, 0660 by default: the same users may talk to both).
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, Ec2Error> {
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(Ec2Error::internal(format!(
+                "another volume service already listens on {}",
+                path.display()
+            )));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    let l = UnixListener::bind(path)
+        .map_err(|e| Ec2Error::io(&format!("cannot listen on {}", path.display()), &e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Ec2Error::io(&format!("cannot set the mode of {}", path.display()), &e))?;
+    Ok(l)
+}
+
+/// Accepts connections until `stop` is set (the accept loop is woken by a connect).
+pub fn serve(listener: UnixListener, svc: Arc<Ec2Service>, stop: Arc<AtomicBool>) {
+    for conn in listener.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match conn {
+            Ok(stream) => {
+                let svc = Arc::clone(&svc);
+                let _ = std::thread::Builder::new()
+                    .name("ec2-conn".into())
+                    .spawn(move || handle_conn(stream, svc));
+            }
+            Err(e) => tracing::warn!("accept on ec2.sock failed: {e}"),
+        }
+    }
+}
+
+fn handle_conn(stream: UnixStream, svc: Arc<Ec2Service>) {
+    let cred = match peer_cred(&stream) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("cannot identify an ec2.sock peer: {e}");
+            return;
+        }
+    };
+    let Ok(w) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    let mut writer = BufWriter::new(w);
+    loop {
+        let env: RequestEnvelope = match read_frame(&mut reader) {
+            Ok(e) => e,
+            Err(FrameError::Closed) => return,
+            Err(e) => {
+                tracing::warn!(uid = cred.uid, "bad frame on ec2.sock: {e}");
+                let reply = ResponseEnvelope {
+                    version: PROTOCOL_VERSION,
+                    result: Err(Ec2Error::invalid_parameter(format!("bad request: {e}"))),
+                };
+                let _ = write_frame(&mut writer, &reply);
+                return;
+            }
+        };
+        let caller = Caller {
+            uid: cred.uid,
+            gid: cred.gid,
+            pid: cred.pid as u32,
+            principal: svc.kms.caller_principal(cred.uid, env.act_as.as_deref()),
+        };
+        let op = env.request.operation();
+        let result = svc.handle(&caller, env.request);
+        match &result {
+            Ok(_) => tracing::info!(uid = cred.uid, "{op}"),
+            Err(e) => tracing::info!(uid = cred.uid, "{op} refused: {e}"),
+        }
+        let reply = ResponseEnvelope {
+            version: PROTOCOL_VERSION,
+            result,
+        };
+        if let Err(e) = write_frame(&mut writer, &reply) {
+            tracing::warn!("cannot answer on ec2.sock: {e}");
+            return;
+        }
+    }
+}

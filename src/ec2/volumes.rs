@@ -1,0 +1,283 @@
+//! CreateVolume, DescribeVolumes, DeleteVolume, AttachVolume, DetachVolume.
+
+use std::sync::Arc;
+
+use super::error::Ec2Error;
+use super::filters;
+use super::ids::IdKind;
+use super::model::{
+    self, Attachment, AttachmentState, InstanceState, Volume, VolumeState, LOCAL_INSTANCE_ID,
+};
+use super::protocol::{
+    AttachVolumeRequest, AttachmentView, CreateVolumeRequest, DetachVolumeRequest, Filter, Response,
+};
+use super::rules::{self, CreateVolumeCheck};
+use super::service::{validate_tags, Caller, Ec2Service};
+use super::storage;
+
+/// The key EBS uses when `--encrypted` comes without `--kms-key-id`.
+pub const DEFAULT_EBS_KEY: &str = "alias/aws/ebs";
+
+pub const GIB: u64 = 1 << 30;
+
+impl Ec2Service {
+    pub(crate) fn create_volume(
+        self: &Arc<Self>,
+        caller: &Caller,
+        r: CreateVolumeRequest,
+    ) -> Result<Response, Ec2Error> {
+        validate_tags(&r.tags)?;
+        let check = CreateVolumeCheck {
+            size_gib: r.size_gib,
+            availability_zone: &r.availability_zone,
+            snapshot_id: r.snapshot_id.as_deref(),
+            encrypted: r.encrypted,
+            kms_key_given: r.kms_key_id.is_some(),
+            region: &self.region,
+        };
+        let state = self.registry.read()?;
+        let plan = rules::check_create_volume(&state, &check)?;
+        let snapshot = match &r.snapshot_id {
+            Some(id) => Some(rules::snapshot(&state, id)?.clone()),
+            None => None,
+        };
+        drop(state);
+        let volume_id = Ec2Service::new_id(IdKind::Volume);
+        // The data key is made before the record exists: if kmsd refuses, nothing changes.
+        let data_key = if plan.encrypted {
+            let key_id = r
+                .kms_key_id
+                .clone()
+                .or_else(|| snapshot.as_ref().and_then(|s| s.kms_key_id.clone()))
+                .unwrap_or_else(|| DEFAULT_EBS_KEY.to_string());
+            Some(self.kms.new_data_key(caller, &key_id, &volume_id)?)
+        } else {
+            None
+        };
+        let volume = Volume {
+            volume_id: volume_id.clone(),
+            size_gib: plan.size_gib,
+            availability_zone: r.availability_zone.clone(),
+            state: VolumeState::Creating,
+            encrypted: plan.encrypted,
+            kms_key_id: data_key.as_ref().map(|k| k.key_arn.clone()),
+            snapshot_id: r.snapshot_id.clone(),
+            create_time: model::now_timestamp(),
+            tags: r.tags.clone(),
+            attachment: None,
+            progress: 0,
+            worker: Some(self.worker()),
+            error_message: None,
+        };
+        self.registry.update(|s| {
+            rules::check_create_volume(s, &check)?;
+            s.volumes.insert(volume_id.clone(), volume.clone());
+            Ok(())
+        })?;
+        let size_bytes = plan.size_gib.saturating_mul(GIB);
+        match snapshot {
+            None => {
+                let res =
+                    storage::create_blank(&self.layout, &volume_id, size_bytes, data_key.as_ref());
+                self.finish_volume(&volume_id, res);
+            }
+            Some(snap) => {
+                let caller = caller.clone();
+                let id = volume_id.clone();
+                self.spawn(&format!("restore-{id}"), move |svc| {
+                    let res = svc.restore_into(&caller, &snap, &id, size_bytes, data_key.as_ref());
+                    svc.finish_volume(&id, res);
+                });
+            }
+        }
+        Ok(Response::Volume(volume))
+    }
+
+    /// Records a progress percentage for a volume being created.
+    pub(crate) fn volume_progress(&self, volume_id: &str, pct: u8) {
+        let _ = self.registry.update(|s| {
+            if let Some(v) = s.volumes.get_mut(volume_id) {
+                v.progress = pct.min(99);
+            }
+            Ok(())
+        });
+    }
+
+    /// `creating` -> `available`, or -> `error` with the reason (and no half image).
+    fn finish_volume(&self, volume_id: &str, res: Result<(), Ec2Error>) {
+        if let Err(e) = &res {
+            tracing::error!(volume = %volume_id, "creating the volume failed: {e}");
+            storage::discard_volume(&self.layout, volume_id);
+        }
+        let upd = self.registry.update(|s| {
+            if let Some(v) = s.volumes.get_mut(volume_id) {
+                v.worker = None;
+                match &res {
+                    Ok(()) => {
+                        v.state = VolumeState::Available;
+                        v.progress = 100;
+                    }
+                    Err(e) => {
+                        v.state = VolumeState::Error;
+                        v.error_message = Some(e.to_string());
+                    }
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = upd {
+            tracing::error!(volume = %volume_id, "cannot record the volume's new state: {e}");
+        }
+    }
+
+    pub(crate) fn describe_volumes(
+        &self,
+        ids: &[String],
+        filters: &[Filter],
+    ) -> Result<Response, Ec2Error> {
+        let state = self.registry.read()?;
+        for id in ids {
+            rules::volume(&state, id)?;
+        }
+        let mut out = Vec::new();
+        for v in state.volumes.values() {
+            if !ids.is_empty() && !ids.contains(&v.volume_id) {
+                continue;
+            }
+            if filters::volume_matches(v, filters)? {
+                out.push(v.clone());
+            }
+        }
+        Ok(Response::Volumes(out))
+    }
+
+    pub(crate) fn delete_volume(&self, volume_id: &str) -> Result<Response, Ec2Error> {
+        self.registry.update(|s| {
+            rules::check_delete_volume(s, volume_id)?;
+            s.volumes.remove(volume_id);
+            Ok(())
+        })?;
+        storage::discard_volume(&self.layout, volume_id);
+        Ok(Response::Empty)
+    }
+
+    pub(crate) fn attach_volume(
+        self: &Arc<Self>,
+        caller: &Caller,
+        r: AttachVolumeRequest,
+    ) -> Result<Response, Ec2Error> {
+        let attachment = Attachment {
+            instance_id: r.instance_id.clone(),
+            device: r.device.clone(),
+            state: AttachmentState::Attaching,
+            attach_time: model::now_timestamp(),
+            delete_on_termination: false,
+            local_owner: None,
+        };
+        let running = self.registry.update(|s| {
+            rules::check_attach(s, &r.volume_id, &r.instance_id, &r.device)?;
+            let running = rules::instance(s, &r.instance_id)?.state == InstanceState::Running;
+            if running {
+                self.require_runtime("AttachVolume to a running instance")?;
+            }
+            if let Some(v) = s.volumes.get_mut(&r.volume_id) {
+                v.attachment = Some(attachment.clone());
+                v.state = VolumeState::InUse;
+                if !running {
+                    v.attachment = Some(Attachment {
+                        state: AttachmentState::Attached,
+                        ..attachment.clone()
+                    });
+                }
+            }
+            Ok(running)
+        })?;
+        if running {
+            // Hot attach: serve it now (grant + decrypt for encrypted volumes).
+            if let Err(e) = self.serve_attached(caller, &r.instance_id, &r.volume_id, false) {
+                self.clear_attachment(&r.volume_id);
+                return Err(e);
+            }
+            self.set_attachment_state(&r.volume_id, AttachmentState::Attached);
+        }
+        Ok(Response::Attachment(AttachmentView {
+            volume_id: r.volume_id,
+            instance_id: r.instance_id,
+            device: r.device,
+            state: AttachmentState::Attaching.as_str().into(),
+            attach_time: attachment.attach_time,
+            delete_on_termination: false,
+        }))
+    }
+
+    pub(crate) fn detach_volume(
+        self: &Arc<Self>,
+        _caller: &Caller,
+        r: DetachVolumeRequest,
+    ) -> Result<Response, Ec2Error> {
+        let (instance_id, attachment, served) = self.registry.update(|s| {
+            let instance_id = rules::check_detach(
+                s,
+                &r.volume_id,
+                r.instance_id.as_deref(),
+                r.device.as_deref(),
+            )?;
+            let inst = rules::instance(s, &instance_id)?;
+            let served = inst.state != InstanceState::Stopped || instance_id == LOCAL_INSTANCE_ID;
+            if served {
+                self.require_runtime("DetachVolume from a running instance")?;
+            }
+            let v = s
+                .volumes
+                .get_mut(&r.volume_id)
+                .ok_or_else(|| Ec2Error::volume_not_found(&r.volume_id))?;
+            let a = v
+                .attachment
+                .as_mut()
+                .ok_or_else(|| Ec2Error::incorrect_state("volume is not attached"))?;
+            a.state = AttachmentState::Detaching;
+            Ok((instance_id, a.clone(), served))
+        })?;
+        if served {
+            if let Err(e) = self.unserve_attached(&instance_id, &r.volume_id, r.force) {
+                self.set_attachment_state(&r.volume_id, AttachmentState::Attached);
+                return Err(e);
+            }
+        }
+        self.clear_attachment(&r.volume_id);
+        Ok(Response::Attachment(AttachmentView {
+            volume_id: r.volume_id,
+            instance_id,
+            device: attachment.device,
+            state: AttachmentState::Detaching.as_str().into(),
+            attach_time: attachment.attach_time,
+            delete_on_termination: attachment.delete_on_termination,
+        }))
+    }
+
+    pub(crate) fn set_attachment_state(&self, volume_id: &str, st: AttachmentState) {
+        let _ = self.registry.update(|s| {
+            if let Some(a) = s
+                .volumes
+                .get_mut(volume_id)
+                .and_then(|v| v.attachment.as_mut())
+            {
+                a.state = st;
+            }
+            Ok(())
+        });
+    }
+
+    pub(crate) fn clear_attachment(&self, volume_id: &str) {
+        let res = self.registry.update(|s| {
+            if let Some(v) = s.volumes.get_mut(volume_id) {
+                v.attachment = None;
+                v.state = VolumeState::Available;
+            }
+            Ok(())
+        });
+        if let Err(e) = res {
+            tracing::error!(volume = %volume_id, "cannot record the detach: {e}");
+        }
+    }
+}

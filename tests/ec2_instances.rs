@@ -1,0 +1,403 @@
+//! Instances end to end: the volume service daemon (`atrest mount`, real FUSE), a real
+//! kmsd, the built CLI. Encrypted volumes are decrypted only when their instance
+//! starts; any refusal leaves the instance `stopped` with Client.InternalError and
+//! nothing on disk changed.
+
+mod ec2_support;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use ec2_support::{sha256_file, Lab};
+
+fn write_pattern(path: &std::path::Path, offset: u64, data: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(data).unwrap();
+    f.sync_all().unwrap();
+}
+
+fn read_back(path: &std::path::Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut f = std::fs::File::open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf).unwrap();
+    buf
+}
+
+#[test]
+fn encrypted_root_without_boot_profile_and_a_disabled_key() {
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let key = lab.key("alias/MyKMSKey");
+    let vol = lab.new_volume(&[
+        "--size",
+        "1",
+        "--encrypted",
+        "--kms-key-id",
+        "alias/MyKMSKey",
+    ]);
+    let r = lab.ec2(&[
+        "run-instances",
+        "--root-volume-id",
+        &vol,
+        "--placement",
+        "AvailabilityZone=us-east-1a",
+        "--tag-specifications",
+        "ResourceType=instance,Tags=[{Key=Name,Value=NoBoot}]",
+    ]);
+    let i = &r["Instances"][0];
+    assert_eq!(i["State"]["Name"], "pending");
+    assert_eq!(i["State"]["Code"], 0);
+    assert_eq!(i["RootDeviceName"], "/dev/xvda");
+    assert_eq!(i["BlockDeviceMappings"][0]["Ebs"]["VolumeId"], vol.as_str());
+    let id = i["InstanceId"].as_str().unwrap().to_string();
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    let served = lab.served_path(&id, "xvda");
+    let pattern: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 7 % 251) as u8).collect();
+    write_pattern(&served, 4096 * 3 + 100, &pattern);
+    assert_eq!(read_back(&served, 4096 * 3 + 100, pattern.len()), pattern);
+    // Only ciphertext in the image: the written range holds data, none of it the pattern.
+    let payload = atrest::volume::VolumeImage::read_header(&lab.image_path(&vol))
+        .unwrap()
+        .payload_offset();
+    let stored = read_back(
+        &lab.image_path(&vol),
+        payload + 4096 * 3,
+        pattern.len() + 4096,
+    );
+    assert!(
+        stored.iter().any(|b| *b != 0),
+        "the write reached the image"
+    );
+    for at in [0usize, 4096, 300_000, (1 << 20) - 64] {
+        let needle = &pattern[at..at + 64];
+        assert!(
+            !stored.windows(64).any(|w| w == needle),
+            "plaintext at {at} reached the image"
+        );
+    }
+
+    let stop = lab.ec2(&["stop-instances", "--instance-ids", &id]);
+    assert_eq!(
+        stop["StoppingInstances"][0]["PreviousState"]["Name"],
+        "running"
+    );
+    assert_eq!(
+        stop["StoppingInstances"][0]["CurrentState"]["Name"],
+        "stopping"
+    );
+    lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
+    assert!(!served.exists(), "the file is gone when the instance stops");
+    let d = lab.instance(&id);
+    assert!(d["StateTransitionReason"]
+        .as_str()
+        .unwrap()
+        .starts_with("User initiated ("));
+
+    // Disabled key: pending -> stopped, Client.InternalError, nothing changed on disk.
+    let before = sha256_file(&lab.image_path(&vol));
+    lab.disable_key(&key);
+    let start = lab.ec2(&["start-instances", "--instance-ids", &id]);
+    assert_eq!(
+        start["StartingInstances"][0]["CurrentState"]["Name"],
+        "pending"
+    );
+    assert_eq!(
+        start["StartingInstances"][0]["PreviousState"]["Name"],
+        "stopped"
+    );
+    let out = lab.run(&["ec2", "wait", "instance-running", "--instance-ids", &id]);
+    assert!(
+        !out.status.success(),
+        "the waiter must fail: the instance stops"
+    );
+    lab.wait_state(&id, "stopped", 30);
+    let d = lab.instance(&id);
+    assert_eq!(d["StateReason"]["Code"], "Client.InternalError");
+    assert_eq!(
+        d["StateReason"]["Message"],
+        "Client.InternalError: Client error on launch"
+    );
+    assert!(!served.exists());
+    assert_eq!(
+        sha256_file(&lab.image_path(&vol)),
+        before,
+        "nothing on disk changed"
+    );
+
+    // Re-enabled: it starts, and the data is still there.
+    lab.enable_key(&key);
+    lab.ec2(&["start-instances", "--instance-ids", &id]);
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    assert_eq!(read_back(&served, 4096 * 3 + 100, pattern.len()), pattern);
+    assert!(lab.instance(&id).get("StateReason").is_none());
+
+    // Terminate: the root (an existing volume) is detached, not deleted.
+    lab.ec2(&["terminate-instances", "--instance-ids", &id]);
+    lab.wait_state(&id, "terminated", 60);
+    assert_eq!(lab.volume(&vol)["State"], "available");
+    lab.stop_daemon();
+}
+
+#[test]
+fn instance_rules() {
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let root = lab.new_volume(&["--size", "1"]);
+    let data = lab.new_volume(&["--size", "1"]);
+    let other_zone = {
+        let v = lab.ec2(&[
+            "create-volume",
+            "--size",
+            "1",
+            "--availability-zone",
+            "us-east-1b",
+        ]);
+        v["VolumeId"].as_str().unwrap().to_string()
+    };
+    let r = lab.ec2(&["run-instances", "--root-volume-id", &root]);
+    let id = r["Instances"][0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+
+    lab.ec2_fails(
+        "InvalidVolume.ZoneMismatch",
+        &[
+            "attach-volume",
+            "--volume-id",
+            &other_zone,
+            "--instance-id",
+            &id,
+            "--device",
+            "/dev/sdf",
+        ],
+    );
+    lab.ec2_fails(
+        "VolumeInUse",
+        &[
+            "attach-volume",
+            "--volume-id",
+            &root,
+            "--instance-id",
+            &id,
+            "--device",
+            "/dev/sdf",
+        ],
+    );
+    lab.ec2_fails(
+        "InvalidParameterValue",
+        &[
+            "attach-volume",
+            "--volume-id",
+            &data,
+            "--instance-id",
+            &id,
+            "--device",
+            "/dev/xvda",
+        ],
+    );
+    lab.ec2_fails(
+        "InvalidParameterValue",
+        &[
+            "attach-volume",
+            "--volume-id",
+            &data,
+            "--instance-id",
+            &id,
+            "--device",
+            "/dev/hdz",
+        ],
+    );
+    lab.ec2_fails(
+        "InvalidInstanceID.NotFound",
+        &[
+            "attach-volume",
+            "--volume-id",
+            &data,
+            "--instance-id",
+            "i-0123456789abcdef0",
+            "--device",
+            "/dev/sdf",
+        ],
+    );
+    lab.ec2_fails("IncorrectState", &["detach-volume", "--volume-id", &root]);
+    lab.ec2_fails("VolumeInUse", &["delete-volume", "--volume-id", &root]);
+    lab.ec2_fails("IncorrectState", &["create-snapshot", "--volume-id", &root]);
+
+    // Hot attach of a data volume to the running instance: it is served at once.
+    let a = lab.ec2(&[
+        "attach-volume",
+        "--volume-id",
+        &data,
+        "--instance-id",
+        &id,
+        "--device",
+        "/dev/sdf",
+    ]);
+    assert_eq!(a["State"], "attaching");
+    assert!(lab.served_path(&id, "xvdf").exists());
+    assert_eq!(lab.volume(&data)["Attachments"][0]["State"], "attached");
+    let third = lab.new_volume(&["--size", "1"]);
+    lab.ec2_fails(
+        "InvalidParameterValue",
+        &[
+            "attach-volume",
+            "--volume-id",
+            &third,
+            "--instance-id",
+            &id,
+            "--device",
+            "/dev/xvdf",
+        ],
+    );
+    let d = lab.ec2(&["detach-volume", "--volume-id", &data]);
+    assert_eq!(d["State"], "detaching");
+    assert!(!lab.served_path(&id, "xvdf").exists());
+    assert_eq!(lab.volume(&data)["State"], "available");
+
+    // Starting a running instance changes nothing.
+    let s = lab.ec2(&["start-instances", "--instance-ids", &id]);
+    assert_eq!(s["StartingInstances"][0]["CurrentState"]["Name"], "running");
+
+    // Stopped: the root may be detached; then start is refused.
+    lab.ec2(&["stop-instances", "--instance-ids", &id]);
+    lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
+    lab.ec2(&["detach-volume", "--volume-id", &root, "--instance-id", &id]);
+    let err = lab.ec2_fails(
+        "InvalidParameterValue",
+        &["start-instances", "--instance-ids", &id],
+    );
+    assert!(err.contains("/dev/xvda"), "{err}");
+    assert_eq!(lab.state_of(&id), "stopped");
+    lab.ec2_fails(
+        "InvalidInstanceID.NotFound",
+        &["start-instances", "--instance-ids", "i-0123456789abcdef0"],
+    );
+    lab.ec2_fails(
+        "InvalidInstanceID.Malformed",
+        &["stop-instances", "--instance-ids", "i-xyz"],
+    );
+
+    // Filters on describe-instances.
+    let f = lab.ec2(&[
+        "describe-instances",
+        "--filters",
+        "Name=instance-state-name,Values=stopped",
+    ]);
+    assert_eq!(f["Reservations"].as_array().unwrap().len(), 1);
+    let f = lab.ec2(&[
+        "describe-instances",
+        "--filters",
+        "Name=instance-state-name,Values=running",
+    ]);
+    assert_eq!(f["Reservations"].as_array().unwrap().len(), 0);
+    lab.ec2(&["terminate-instances", "--instance-ids", &id]);
+    lab.wait_state(&id, "terminated", 30);
+    lab.ec2_fails(
+        "IncorrectInstanceState",
+        &["start-instances", "--instance-ids", &id],
+    );
+    lab.stop_daemon();
+}
+
+#[test]
+fn local_attach_loop_detach_and_restart() {
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let key = lab.key("alias/dev");
+    let vol = lab.new_volume(&["--size", "1", "--encrypted", "--kms-key-id", "alias/dev"]);
+    let out = lab.run(&["attach", &vol]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(path, lab.served_path("local", "xvdf"));
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 30);
+    write_pattern(&path, 0, b"hello from the dev box");
+    assert_eq!(lab.volume(&vol)["Attachments"][0]["InstanceId"], "local");
+    lab.ec2_fails("VolumeInUse", &["delete-volume", "--volume-id", &vol]);
+
+    // A daemon restart serves it again (a new Decrypt).
+    lab.stop_daemon();
+    assert!(!path.exists());
+    lab.start_daemon();
+    lab.until(10, "the local volume to be served again", || path.exists());
+    assert_eq!(read_back(&path, 0, 22), b"hello from the dev box");
+
+    let out = lab.run(&["detach", &vol]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!path.exists());
+
+    // --loop binds a loop device; detach releases it.
+    let out = lab.run(&["attach", "--loop", &vol]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(dev.starts_with("/dev/loop"), "{dev}");
+    let mut buf = [0u8; 22];
+    std::fs::File::open(&dev)
+        .unwrap()
+        .read_exact(&mut buf)
+        .unwrap();
+    assert_eq!(&buf, b"hello from the dev box");
+    let out = lab.run(&["detach", &vol]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lo = std::process::Command::new("losetup")
+        .args(["-j"])
+        .arg(lab.served_path("local", "xvdf"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&lo.stdout).trim().is_empty(),
+        "loop device released"
+    );
+
+    // A disabled key: attach refused with kmsd's error, no file appears.
+    lab.disable_key(&key);
+    let out = lab.run(&["attach", &vol]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(DisabledException)"));
+    assert!(!lab.served_path("local", "xvdf").exists());
+    assert_eq!(lab.volume(&vol)["State"], "available");
+    lab.enable_key(&key);
+    lab.stop_daemon();
+}
+
+#[test]
+fn a_crashed_daemon_leaves_instances_stopped() {
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let root = lab.new_volume(&["--size", "1"]);
+    let r = lab.ec2(&["run-instances", "--root-volume-id", &root]);
+    let id = r["Instances"][0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    lab.kill_daemon();
+    // The FUSE mount of the dead daemon is stale; the new one recovers it.
+    lab.start_daemon();
+    assert_eq!(lab.state_of(&id), "stopped");
+    assert_eq!(
+        lab.instance(&id)["StateReason"]["Code"],
+        "Server.InternalError"
+    );
+    lab.ec2(&["start-instances", "--instance-ids", &id]);
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    lab.stop_daemon();
+}
