@@ -48,17 +48,17 @@ seen = set()
 for line in text.splitlines():
     m = re.match(r"\|\s*`atrest (kms|ec2|s3api|s3|cloudtrail)`\s*\|(.*)\|", line)
     if m:
-        for verb in re.findall(r"`([a-z0-9-]+)`", m.group(2)):
+        for verb in re.findall(r"`([a-z][a-z0-9-]*)`", m.group(2)):
             seen.add((m.group(1), verb))
     for svc, verb in re.findall(r"atrest (kms|ec2|s3api|s3|cloudtrail) ([a-z][a-z0-9-]+)", line):
         seen.add((svc, verb))
     for verb in re.findall(r"`atrest (up|down|status|mount|attach|detach)\b", line):
-        seen.add(("", verb))
+        seen.add(("-", verb))
 for svc, verb in sorted(seen):
     print(svc, verb)
 PY
 while read -r svc verb; do
-  if [ -n "$svc" ]; then args=("$svc" "$verb"); else args=("$verb"); fi
+  if [ "$svc" != - ]; then args=("$svc" "$verb"); else args=("$verb"); fi
   atrest "${args[@]}" --help >/dev/null 2>&1 || problem "'atrest ${args[*]}' is in the README but is not a verb"
 done </tmp/atrest-readme-verbs.$$
 rm -f /tmp/atrest-readme-verbs.$$

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{print_json, report_error, Global};
+use super::{report_error, Global};
 use crate::ec2::client::{ClientError, Ec2Client};
 use crate::ec2::model::Tag;
 use crate::ec2::protocol::{
@@ -17,6 +17,8 @@ use crate::ec2::{aws, shorthand, Caller, Ec2Code, Ec2Error, Ec2Service};
 
 #[derive(Debug, clap::Args)]
 pub struct Ec2Args {
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
     #[command(subcommand)]
     pub command: Ec2Command,
 }
@@ -590,6 +592,7 @@ pub fn run(g: &Global, args: Ec2Args) -> i32 {
         Ec2Command::TerminateInstances { .. } => Some("TerminatingInstances"),
         _ => None,
     };
+    let args_output = args.output;
     let req = match build(args.command, g) {
         Ok(r) => r,
         Err(Usage(m)) => {
@@ -599,15 +602,13 @@ pub fn run(g: &Global, args: Ec2Args) -> i32 {
     };
     let op = req.operation();
     match Ec2Conn::new(g).call(req) {
-        Ok(resp) => {
-            if let Some(v) = render(&resp) {
-                match wrap_key {
-                    Some(k) => print_json(&json!({ k: v })),
-                    None => print_json(&v),
-                }
-            }
-            0
-        }
+        Ok(resp) => match render(&resp) {
+            Some(v) => match wrap_key {
+                Some(k) => args_output.emit(&json!({ k: v })),
+                None => args_output.emit(&v),
+            },
+            None => 0,
+        },
         Err(e) => report_error(op, e.code.as_str(), &e.message),
     }
 }

@@ -9,6 +9,7 @@ pub mod ec2;
 pub mod kms;
 pub mod lifecycle;
 pub mod local;
+pub mod output;
 pub mod s3;
 pub mod s3api;
 
