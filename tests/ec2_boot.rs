@@ -62,11 +62,13 @@ fn run_boot_stop_start_terminate_from_a_local_image() {
 
     lab.ec2(&["stop-instances", "--instance-ids", &id]);
     lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
-    let qemu = std::process::Command::new("pgrep")
-        .args(["-f", &format!("atrest.volume={root_vol}")])
-        .output()
-        .unwrap();
-    assert!(qemu.stdout.is_empty(), "qemu is gone after stop");
+    let needle = format!("atrest.volume={root_vol}");
+    let running_qemu = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|c| String::from_utf8_lossy(&c).contains(&needle));
+    assert!(!running_qemu, "qemu is gone after stop");
     assert!(!lab.served_path(&id, "xvda").exists());
 
     lab.ec2(&["start-instances", "--instance-ids", &id]);

@@ -514,3 +514,62 @@ fn a_second_mount_on_the_same_path_is_refused() {
         .unwrap();
     assert!(matches!(e, MountError::Mountpoint { .. }), "{e}");
 }
+
+#[test]
+fn byte_range_locks_work_as_qemu_takes_them() {
+    require_kernel_and_tools(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let h = start(&mp, false);
+    let (img, key) = create_volume(dir.path(), "vol-0a0a0a0a0a0a0a0a1", 4 * MIB);
+    let path = h
+        .add(
+            "i-1",
+            "xvda",
+            open_volume(&img, &key),
+            0,
+            0,
+            "vol-0a0a0a0a0a0a0a0a1",
+        )
+        .unwrap();
+    let a = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let b = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // qemu locks single bytes at fixed offsets with open file description locks.
+    let lock = |f: &std::fs::File, typ: i32, start: i64| {
+        use std::os::fd::AsRawFd;
+        // SAFETY: zeroed flock is a valid "unlock everything" template.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = typ as i16;
+        fl.l_whence = libc::SEEK_SET as i16;
+        fl.l_start = start;
+        fl.l_len = 1;
+        // SAFETY: valid fd and flock.
+        let r = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    lock(&a, libc::F_WRLCK, 100).unwrap();
+    lock(&b, libc::F_RDLCK, 101).unwrap();
+    let e = lock(&b, libc::F_WRLCK, 100).unwrap_err();
+    assert!(
+        matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)),
+        "conflicting lock must be refused: {e}"
+    );
+    lock(&a, libc::F_UNLCK, 100).unwrap();
+    lock(&b, libc::F_WRLCK, 100).unwrap();
+    drop((a, b));
+    h.remove("i-1", "xvda").unwrap();
+    h.unmount().unwrap();
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::{print_json, report_error, Global};
+use super::{report_error, Global};
 use crate::ec2::client::{ClientError, Ec2Client};
 use crate::ec2::model::Tag;
 use crate::ec2::protocol::{
@@ -17,6 +17,8 @@ use crate::ec2::{aws, shorthand, Caller, Ec2Code, Ec2Error, Ec2Service};
 
 #[derive(Debug, clap::Args)]
 pub struct Ec2Args {
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
     #[command(subcommand)]
     pub command: Ec2Command,
 }
@@ -590,6 +592,7 @@ pub fn run(g: &Global, args: Ec2Args) -> i32 {
         Ec2Command::TerminateInstances { .. } => Some("TerminatingInstances"),
         _ => None,
     };
+    let args_output = args.output;
     let req = match build(args.command, g) {
         Ok(r) => r,
         Err(Usage(m)) => {
@@ -599,15 +602,13 @@ pub fn run(g: &Global, args: Ec2Args) -> i32 {
     };
     let op = req.operation();
     match Ec2Conn::new(g).call(req) {
-        Ok(resp) => {
-            if let Some(v) = render(&resp) {
-                match wrap_key {
-                    Some(k) => print_json(&json!({ k: v })),
-                    None => print_json(&v),
-                }
-            }
-            0
-        }
+        Ok(resp) => match render(&resp) {
+            Some(v) => match wrap_key {
+                Some(k) => args_output.emit(&json!({ k: v })),
+                None => args_output.emit(&v),
+            },
+            None => 0,
+        },
         Err(e) => report_error(op, e.code.as_str(), &e.message),
     }
 }
@@ -658,10 +659,27 @@ fn wait(g: &Global, w: Waiter) -> i32 {
     // InstanceRunning may see `stopped` before the launch began: only fail on it after
     // the instance has been seen pending (or after a grace period).
     let mut seen_progress = false;
+    // SAFETY: isatty only inspects the descriptor.
+    let tty = unsafe { libc::isatty(2) } == 1;
+    let mut bar = ProgressBar::default();
     loop {
         let states: Vec<String> = match conn.call(req.clone()) {
-            Ok(Response::Volumes(v)) => v.iter().map(|v| v.state.as_str().to_string()).collect(),
-            Ok(Response::Snapshots(s)) => s.iter().map(|s| s.state.as_str().to_string()).collect(),
+            Ok(Response::Volumes(v)) => {
+                if tty {
+                    bar.show(
+                        v.iter()
+                            .filter(|v| v.snapshot_id.is_some())
+                            .map(|v| (v.volume_id.as_str(), v.progress)),
+                    );
+                }
+                v.iter().map(|v| v.state.as_str().to_string()).collect()
+            }
+            Ok(Response::Snapshots(s)) => {
+                if tty {
+                    bar.show(s.iter().map(|s| (s.snapshot_id.as_str(), s.progress)));
+                }
+                s.iter().map(|s| s.state.as_str().to_string()).collect()
+            }
             Ok(Response::Instances { instances, .. }) => instances
                 .iter()
                 .map(|i| i.instance.state.as_str().to_string())
@@ -670,6 +688,7 @@ fn wait(g: &Global, w: Waiter) -> i32 {
             Err(e) => return report_error(req.operation(), e.code.as_str(), &e.message),
         };
         if states.iter().all(|s| s == target) {
+            bar.finish();
             return 0;
         }
         if states.iter().any(|s| s == "pending" || s == "stopping") {
@@ -687,5 +706,37 @@ fn wait(g: &Global, w: Waiter) -> i32 {
             return 255;
         }
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A one-line progress bar on stderr (only drawn on a terminal).
+#[derive(Default)]
+struct ProgressBar {
+    drawn: bool,
+}
+
+impl ProgressBar {
+    fn show<'a>(&mut self, items: impl Iterator<Item = (&'a str, u8)>) {
+        let parts: Vec<String> = items
+            .map(|(id, pct)| {
+                let filled = usize::from(pct.min(100)) / 5;
+                format!(
+                    "{id} [{}{}] {pct:>3}%",
+                    "#".repeat(filled),
+                    ".".repeat(20 - filled)
+                )
+            })
+            .collect();
+        if !parts.is_empty() {
+            eprint!("\r{}", parts.join("  "));
+            self.drawn = true;
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
     }
 }

@@ -1,5 +1,4 @@
-//! Local verbs that have no AWS counterpart: mount, attach, detach (up, down and
-//! status come later).
+//! Local verbs that have no AWS counterpart: up, down, status, mount, attach, detach.
 
 use std::path::PathBuf;
 
@@ -11,6 +10,15 @@ use crate::ec2::protocol::{Request, Response};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LocalCommand {
+    /// Starts kmsd, the volume service and the object endpoint for this HOME (whatever
+    /// is not already answering) and shows where each runs.
+    Up,
+    /// Stops all three and sweeps what a crash may have left (stale mount, loop devices,
+    /// qemu guests).
+    Down,
+    /// Shows what runs where: sockets, mountpoint, object URL, loop devices, guests.
+    /// Exits 3 when not everything runs.
+    Status,
     /// Runs the volume service: the FUSE mount (MOUNTPOINT/<instance>/<device>),
     /// ec2.sock, instances. Daemonizes unless --foreground.
     Mount {
@@ -42,6 +50,9 @@ pub enum LocalCommand {
 
 pub fn run(g: &Global, c: LocalCommand) -> i32 {
     match c {
+        LocalCommand::Up => super::lifecycle::up(g),
+        LocalCommand::Down => super::lifecycle::down(g),
+        LocalCommand::Status => super::lifecycle::status(g),
         LocalCommand::Mount {
             mountpoint,
             foreground,

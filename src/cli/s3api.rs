@@ -1032,7 +1032,9 @@ pub(crate) fn download(
                 ))));
             }
         }
-        f.sync_all()?;
+        // Like the AWS CLI, no fsync: a download is a copy, not atrest's state. The rename
+        // still means the file appears only once complete.
+        drop(f);
         std::fs::rename(&tmp, dest)?;
         Ok(total)
     })();

@@ -74,7 +74,10 @@ pub fn run_foreground(
         }
     }
     let sock = layout.ec2_socket();
-    let listener = server::bind(&sock)?;
+    let config = kmsd::config::Config::load(&layout.config(), false)
+        .map_err(|e| Ec2Error::internal(e.to_string()))?;
+    let mode = config.socket_mode().map_err(Ec2Error::internal)?;
+    let listener = server::bind(&sock, mode)?;
     let runtime = Runtime::start(mountpoint, strict_revocation)?;
     let svc = Ec2Service::new(layout.clone(), Some(runtime))?;
     svc.recover_instances()?;

@@ -78,6 +78,47 @@ pub fn resolve_image(path: &Path) -> Result<LocalImage, Ec2Error> {
     }
 }
 
+/// Whether `uid`/`gid` may read `path` by its mode bits. The service runs as root and
+/// copies or boots image files for callers, so it must not read for them what they
+/// could not read themselves. (Conservative: supplementary groups and ACLs are not
+/// considered; such a caller is refused and can copy the image somewhere readable.)
+pub fn may_read(path: &Path, uid: u32, gid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if uid == 0 {
+        return true;
+    }
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            let mode = m.mode();
+            (m.uid() == uid && mode & 0o400 != 0)
+                || (m.gid() == gid && mode & 0o040 != 0)
+                || mode & 0o004 != 0
+        }
+        Err(_) => false,
+    }
+}
+
+fn check_readable(img: &LocalImage, caller: &Caller) -> Result<(), Ec2Error> {
+    let mut files = vec![img.root.clone()];
+    if let Some(b) = &img.boot {
+        files.push(b.kernel.clone());
+        files.push(b.initrd.clone());
+    }
+    for f in files {
+        if !may_read(&f, caller.uid, caller.gid) {
+            return Err(Ec2Error::new(
+                Ec2Code::UnauthorizedOperation,
+                format!(
+                    "You are not authorized to use {}: uid {} cannot read it",
+                    f.display(),
+                    caller.uid
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Ec2Service {
     fn console_path(&self, instance_id: &str) -> PathBuf {
         self.layout
@@ -127,6 +168,7 @@ impl Ec2Service {
         let mut image_id = "ami-00000000000000000".to_string();
         if let Some(p) = &r.boot_image {
             let img = resolve_image(p)?;
+            check_readable(&img, caller)?;
             boot = img.boot;
             image_id = img.image_id;
         }
@@ -134,6 +176,7 @@ impl Ec2Service {
         let (root_id, new_root) = match &r.root {
             RootSource::Image(path) => {
                 let img = resolve_image(path)?;
+                check_readable(&img, caller)?;
                 if r.boot_image.is_none() {
                     boot = img.boot.clone();
                     image_id = img.image_id.clone();
@@ -797,4 +840,36 @@ impl Ec2Service {
 
 fn merge_volume_tags(v: &mut Volume, tags: &[model::Tag]) {
     model::merge_tags(&mut v.tags, tags);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_service_reads_images_only_for_callers_who_could() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("root.img");
+        std::fs::write(&f, b"x").unwrap();
+        // SAFETY: getuid/getgid cannot fail.
+        let (me, my_gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(may_read(&f, 0, 0));
+        assert!(may_read(&f, me, my_gid) || me != 0);
+        let stranger = 4242;
+        assert_eq!(may_read(&f, stranger, stranger), me == stranger);
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(may_read(&f, stranger, stranger));
+        assert!(!may_read(&dir.path().join("missing"), stranger, stranger));
+        let img = resolve_image(&f).unwrap();
+        assert!(img.image_id.starts_with("ami-") && img.boot.is_none());
+        assert_eq!(
+            resolve_image(&dir.path().join("nope"))
+                .unwrap_err()
+                .code
+                .as_str(),
+            "InvalidAMIID.NotFound"
+        );
+    }
 }

@@ -39,9 +39,9 @@ pub fn peer_cred(stream: &UnixStream) -> std::io::Result<libc::ucred> {
     Ok(cred)
 }
 
-/// Binds `path` (replacing a stale socket, refusing a live one), mode 0666: every
-/// user may ask, the service decides per caller and kmsd per principal.
-pub fn bind(path: &Path) -> Result<UnixListener, Ec2Error> {
+/// Binds `path` (replacing a stale socket, refusing a live one) with `mode` (kmsd's
+/// `socket_mode` from the config, 0660 by default: the same users may talk to both).
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, Ec2Error> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
             return Err(Ec2Error::internal(format!(
@@ -53,7 +53,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, Ec2Error> {
     }
     let l = UnixListener::bind(path)
         .map_err(|e| Ec2Error::io(&format!("cannot listen on {}", path.display()), &e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Ec2Error::io(&format!("cannot set the mode of {}", path.display()), &e))?;
     Ok(l)
 }

@@ -1119,6 +1119,7 @@ impl ObjectService {
             .map_err(|e| store_error(e, None))?;
 
         // Encrypt and write on a blocking thread while this task keeps reading the socket.
+        let started = std::time::Instant::now();
         let (tx, mut rx) = mpsc::channel::<Upload>(8);
         let write_task = tokio::task::spawn_blocking(move || {
             let mut writer = writer;
@@ -1152,12 +1153,19 @@ impl ObjectService {
             tracing::info!(error = %e, "upload body ended early");
             return Err(store_error(StoreError::Incomplete, None));
         }
+        let received = started.elapsed();
         let _ = tx.send(Upload::End).await;
         drop(tx);
         let meta = write_task
             .await
             .map_err(join_error)?
             .map_err(|e| store_error(e, None))?;
+        tracing::debug!(
+            bytes = meta.size,
+            body_ms = received.as_millis() as u64,
+            committed_ms = started.elapsed().as_millis() as u64,
+            "upload stored"
+        );
         Ok(S3Response::new(PutObjectOutput {
             bucket_key_enabled: meta.protection.bucket_key_enabled().then_some(true),
             e_tag: Some(etag(&meta)),
@@ -1194,11 +1202,11 @@ impl ObjectService {
             .await?
             .map_err(|e| store_error(e, key_arn.as_deref()))?;
         let m = reader.meta().clone();
-        let (tx, rx) = mpsc::channel::<Result<Bytes, StoreError>>(4);
+        let (tx, rx) = mpsc::channel::<Result<Bytes, StoreError>>(32);
         tokio::task::spawn_blocking(move || loop {
             match reader.next_chunk() {
                 Ok(Some(c)) => {
-                    if tx.blocking_send(Ok(Bytes::from(c))).is_err() {
+                    if tx.blocking_send(Ok(c)).is_err() {
                         return; // client went away
                     }
                 }
@@ -1319,6 +1327,12 @@ fn default_message(code: &str) -> Option<&'static str> {
         "NoSuchBucket" => "The specified bucket does not exist",
         "NoSuchKey" => "The specified key does not exist.",
         "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "InvalidURI" => "Couldn't parse the specified URI.",
+        "KeyTooLongError" => "Your key is too long",
+        "InvalidRequest" => "Invalid Request",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "RequestTimeTooSkewed" => "The difference between the request time and the current time is too large.",
         "NotImplemented" => "A header you provided implies functionality that is not implemented.",
         _ => return None,
     })

@@ -265,6 +265,22 @@ impl Opener {
 
     /// Authenticates and decrypts chunk `index` in place, leaving its plaintext in `chunk`.
     pub fn open_chunk(&self, index: u64, chunk: &mut Vec<u8>) -> Result<(), SseError> {
+        match self.open_in_place(index, chunk) {
+            Ok(n) => {
+                chunk.truncate(n);
+                Ok(())
+            }
+            Err(e) => {
+                chunk.clear();
+                Err(e)
+            }
+        }
+    }
+
+    /// Authenticates and decrypts sealed chunk `index` held in `chunk`; the plaintext is left
+    /// in `chunk[..n]` and `n` returned. On failure the slice is zeroed, so no unauthenticated
+    /// plaintext survives.
+    pub fn open_in_place(&self, index: u64, chunk: &mut [u8]) -> Result<usize, SseError> {
         let expected = self
             .layout
             .chunk_len(index)
@@ -280,14 +296,20 @@ impl Opener {
         let idx32 = u32::try_from(index).map_err(|_| SseError::TooManyChunks)?;
         let nonce = chunk_nonce(&self.prefix, idx32, last);
         let body_len = expected - TAG_LEN;
-        let tag = *Tag::from_slice(&chunk[body_len..]);
-        chunk.truncate(body_len);
-        self.cipher
-            .decrypt_in_place_detached(Nonce::from_slice(&nonce), &self.aad, chunk, &tag)
-            .map_err(|_| {
-                chunk.clear();
-                SseError::ChunkAuthFailed { index }
-            })
+        let (body, tag) = chunk.split_at_mut(body_len);
+        let tag = *Tag::from_slice(tag);
+        match self.cipher.decrypt_in_place_detached(
+            Nonce::from_slice(&nonce),
+            &self.aad,
+            body,
+            &tag,
+        ) {
+            Ok(()) => Ok(body_len),
+            Err(_) => {
+                chunk.fill(0);
+                Err(SseError::ChunkAuthFailed { index })
+            }
+        }
     }
 }
 

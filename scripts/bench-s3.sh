@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# PUT and GET throughput of one SSE-KMS object through atrest's S3 endpoint, next to `cp` of
+# the same file, and the endpoint's peak memory.
+#
+#   scripts/bench-s3.sh [--size-mib N] [--dir DIR] [--check]
+#
+# Builds release binaries, starts kmsd and `atrest s3 serve` on a fresh home under DIR
+# (default /var/tmp), and measures:
+#   cp            cp FILE COPY (page cache, no fsync), and cp + sync
+#   PUT (cli)     atrest s3 cp FILE s3://bench/obj --sse aws:kms  (streams, fsyncs, renames)
+#   GET (cli)     atrest s3 cp s3://bench/obj OUT                 (streams to a temp file, renames)
+#   GET (curl)    curl of a presigned URL to /dev/null            (the endpoint alone)
+#   peak RSS      VmHWM of the endpoint process after all transfers
+# Targets: PUT and GET at least 0.5x cp; endpoint peak RSS under 64 MiB.
+# --check exits non-zero when a target is missed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZE_MIB=1024
+BASE=/var/tmp
+CHECK=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --size-mib) SIZE_MIB="$2"; shift 2 ;;
+        --dir) BASE="$2"; shift 2 ;;
+        --check) CHECK=1; shift ;;
+        *) echo "usage: $0 [--size-mib N] [--dir DIR] [--check]" >&2; exit 2 ;;
+    esac
+done
+
+for tool in curl cmp awk; do
+    command -v "$tool" >/dev/null || { echo "bench-s3: needs $tool (apt-get install -y curl)" >&2; exit 1; }
+done
+
+cargo build --release --quiet -p atrest --bin atrest -p kmsd --bin kmsd
+BIN="$(pwd)/target/release"
+
+WORK="$(mktemp -d "$BASE/atrest-bench-s3.XXXXXX")"
+HOME_DIR="$WORK/home"
+mkdir -p "$HOME_DIR"
+KMSD_PID=""
+S3_PID=""
+cleanup() {
+    [ -n "$S3_PID" ] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null || true
+    [ -n "$KMSD_PID" ] && kill "$KMSD_PID" 2>/dev/null && wait "$KMSD_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+atrest() { "$BIN/atrest" --home "$HOME_DIR" "$@"; }
+now() { date +%s.%N; }
+mibps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1048576 / s }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+"$BIN/kmsd" --home "$HOME_DIR" >"$WORK/kmsd.log" 2>&1 &
+KMSD_PID=$!
+for _ in $(seq 100); do [ -S "$HOME_DIR/kmsd.sock" ] && break; sleep 0.05; done
+"$BIN/atrest" --home "$HOME_DIR" s3 serve --listen 127.0.0.1:0 >"$WORK/s3.log" 2>&1 &
+S3_PID=$!
+for _ in $(seq 100); do [ -s "$HOME_DIR/s3.addr" ] && break; sleep 0.05; done
+[ -s "$HOME_DIR/s3.addr" ] || { echo "bench-s3: endpoint did not start" >&2; cat "$WORK/s3.log" >&2; exit 1; }
+
+KEY_ID=$(atrest kms create-key --description bench --query KeyMetadata.KeyId --output text)
+atrest kms create-alias --alias-name alias/BenchKey --target-key-id "$KEY_ID"
+atrest s3api create-bucket --bucket bench >/dev/null
+
+SRC="$WORK/src.bin"
+echo "bench-s3: writing a ${SIZE_MIB} MiB test file in $WORK"
+head -c "$((SIZE_MIB * 1048576))" /dev/urandom >"$SRC"
+BYTES=$(stat -c %s "$SRC")
+sync
+
+# cp, twice (the first warms the page cache for the source), then cp + sync.
+cp "$SRC" "$WORK/copy.bin"; rm -f "$WORK/copy.bin"; sync
+t0=$(now); cp "$SRC" "$WORK/copy.bin"; t1=$(now)
+CP_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+rm -f "$WORK/copy.bin"; sync
+t0=$(now); cp "$SRC" "$WORK/copy.bin"; sync; t1=$(now)
+CPSYNC_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+rm -f "$WORK/copy.bin"; sync
+
+t0=$(now)
+atrest s3 cp "$SRC" s3://bench/obj --sse aws:kms --sse-kms-key-id alias/BenchKey --quiet
+t1=$(now)
+PUT_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+HEAD_JSON=$(atrest s3api head-object --bucket bench --key obj)
+case "$HEAD_JSON" in
+    *'"ServerSideEncryption": "aws:kms"'*) ;;
+    *) echo "bench-s3: object is not SSE-KMS: $HEAD_JSON" >&2; exit 1 ;;
+esac
+
+t0=$(now)
+atrest s3 cp s3://bench/obj "$WORK/out.bin" --quiet
+t1=$(now)
+GET_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+cmp "$SRC" "$WORK/out.bin" || { echo "bench-s3: downloaded object differs" >&2; exit 1; }
+rm -f "$WORK/out.bin"
+
+URL=$(atrest s3 presign s3://bench/obj --expires-in 600)
+t0=$(now)
+GOT=$(curl -s -o /dev/null -w '%{size_download}' "$URL")
+t1=$(now)
+CURL_S=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
+[ "$GOT" = "$BYTES" ] || { echo "bench-s3: curl got $GOT of $BYTES bytes" >&2; exit 1; }
+
+RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$S3_PID/status")
+RSS_MIB=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')
+
+CP_MIBPS=$(mibps "$BYTES" "$CP_S")
+CPSYNC_MIBPS=$(mibps "$BYTES" "$CPSYNC_S")
+PUT_MIBPS=$(mibps "$BYTES" "$PUT_S")
+GET_MIBPS=$(mibps "$BYTES" "$GET_S")
+CURL_MIBPS=$(mibps "$BYTES" "$CURL_S")
+PUT_RATIO=$(ratio "$PUT_MIBPS" "$CP_MIBPS")
+GET_RATIO=$(ratio "$GET_MIBPS" "$CP_MIBPS")
+PUT_RATIO_SYNC=$(ratio "$PUT_MIBPS" "$CPSYNC_MIBPS")
+GET_RATIO_SYNC=$(ratio "$GET_MIBPS" "$CPSYNC_MIBPS")
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
+
+echo
+echo "object: ${SIZE_MIB} MiB, SSE-KMS (alias/BenchKey), 64 KiB AES-256-GCM chunks; $(nproc) cores, load average $LOAD"
+printf '%-34s %8s MiB/s\n' "cp (page cache)" "$CP_MIBPS"
+printf '%-34s %8s MiB/s\n' "cp + sync" "$CPSYNC_MIBPS"
+printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "PUT atrest s3 cp (fdatasync'd)" "$PUT_MIBPS" "$PUT_RATIO" "$PUT_RATIO_SYNC"
+printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "GET atrest s3 cp" "$GET_MIBPS" "$GET_RATIO" "$GET_RATIO_SYNC"
+printf '%-34s %8s MiB/s\n' "GET curl presigned > /dev/null" "$CURL_MIBPS"
+printf '%-34s %8s MiB\n' "endpoint peak RSS (VmHWM)" "$RSS_MIB"
+
+MISS=0
+awk -v r="$PUT_RATIO" 'BEGIN { exit !(r >= 0.5) }' || { echo "MISS: PUT below 0.5x cp"; MISS=1; }
+awk -v r="$GET_RATIO" 'BEGIN { exit !(r >= 0.5) }' || { echo "MISS: GET below 0.5x cp"; MISS=1; }
+awk -v m="$RSS_MIB" 'BEGIN { exit !(m < 64) }' || { echo "MISS: peak RSS not under 64 MiB"; MISS=1; }
+[ "$MISS" = 0 ] && echo "targets met: PUT and GET >= 0.5x cp, peak RSS < 64 MiB"
+if [ "$CHECK" = 1 ] && [ "$MISS" = 1 ]; then exit 1; fi

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Benchmark of the atrest FUSE volume view against a plain file and qemu-storage-daemon
+# (LUKS aes-xts-plain64 + FUSE export), in one run on the same disk:
+#   - sequential write of 1 GiB: dd bs=1M conv=notrunc,fdatasync (random data)
+#   - cold sequential read of 1 GiB: drop caches, dd bs=1M
+#   - fio 4 KiB randrw 70/30, QD32, 2 jobs, direct, through losetup --direct-io=on + ext4
+# Each figure is measured BENCH_ROUNDS times, the targets interleaved (so a noisy
+# neighbour hits all of them alike), and the median is printed with the ratios
+# atrest/qsd (target >= 2) and atrest/plain (target >= 0.7).
+#
+# Needs root, /dev/fuse, loop devices, fio, qemu-storage-daemon, qemu-img, mkfs.ext4.
+# Env: BENCH_DIR (default /var/tmp/atrest-bench: put it on the disk to measure),
+#      BENCH_ROUNDS (default 3), FIO_RUNTIME (seconds per fio run, default 15),
+#      BENCH_TARGETS (default "plain qsd atrest"),
+#      ATREST_SERVE_ARGS (extra atrest-serve-volume options, to compare settings).
+# atrest is served by target/release/atrest-serve-volume: an encrypted image with a
+# random data key that lives only in that process (docs/MOUNT.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+[ "$(id -u)" = 0 ] || { echo "bench-volume: needs root (losetup, mount, drop_caches)" >&2; exit 1; }
+[ -e /dev/fuse ] || { echo "bench-volume: /dev/fuse is missing" >&2; exit 1; }
+for c in fio qemu-storage-daemon qemu-img mkfs.ext4 losetup python3; do
+  command -v "$c" >/dev/null || { echo "bench-volume: $c missing (scripts/install-deps.sh)" >&2; exit 1; }
+done
+
+BENCH_DIR=${BENCH_DIR:-/var/tmp/atrest-bench}
+ROUNDS=${BENCH_ROUNDS:-3}
+FIO_RUNTIME=${FIO_RUNTIME:-15}
+TARGETS=(${BENCH_TARGETS:-plain qsd atrest})
+VOL_SIZE=$((2 << 30))
+SEQ_MIB=1024
+SERVE=target/release/atrest-serve-volume
+cargo build --release --quiet --bin atrest-serve-volume
+
+W=$BENCH_DIR
+rm -rf "$W"
+mkdir -p "$W"
+PIDS=()
+LOOPS=()
+cleanup() {
+  set +e
+  for m in "$W"/ext4-*; do mountpoint -q "$m" 2>/dev/null && umount "$m"; done
+  for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 1
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  for m in "$W/atrest-mnt" "$W/qsd.file"; do
+    mountpoint -q "$m" 2>/dev/null && umount -l "$m"
+  done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+log() { echo "bench-volume: $*" >&2; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+
+# dd prints "N bytes (...) copied, S s, ..."; MB/s computed from bytes and seconds.
+dd_mbps() {
+  dd "$@" 2>&1 | awk '/copied/ { for (i = 1; i <= NF; i++) if ($i == "s,") s = $(i-1); printf "%.0f", $1 / s / 1e6 }'
+}
+
+median() { python3 -c 'import statistics, sys; print(round(statistics.median(float(x) for x in sys.argv[1:])))' "$@"; }
+
+wait_for_mount() {
+  for _ in $(seq 100); do mountpoint -q "$1" 2>/dev/null && return 0; sleep 0.1; done
+  log "$1 did not get mounted"; return 1
+}
+
+declare -A FILE
+log "generating 1 GiB of random source data in $W"
+head -c $((SEQ_MIB << 20)) /dev/urandom > "$W/src.bin"
+
+for t in "${TARGETS[@]}"; do
+  case $t in
+  plain)
+    truncate -s $VOL_SIZE "$W/plain.raw"
+    FILE[plain]=$W/plain.raw
+    ;;
+  qsd) # LUKS, aes-xts-plain64 with a 512-bit key, exported over FUSE
+    # qemu-img's PBKDF timing sometimes fails ("Unable to get accurate CPU usage"): retry.
+    for try in 1 2 3 4 5; do
+      rm -f "$W/luks.img"
+      qemu-img create -q -f luks --object secret,id=sec0,data=bench-passphrase \
+        -o key-secret=sec0,cipher-alg=aes-256,cipher-mode=xts,ivgen-alg=plain64,iter-time=250 \
+        "$W/luks.img" $VOL_SIZE && break
+      [ "$try" = 5 ] && { log "qemu-img create failed 5 times"; exit 1; }
+    done
+    touch "$W/qsd.file"
+    qemu-storage-daemon --object secret,id=sec0,data=bench-passphrase \
+      --blockdev driver=file,node-name=file0,filename="$W/luks.img" \
+      --blockdev driver=luks,node-name=luks0,file=file0,key-secret=sec0 \
+      --export type=fuse,id=exp0,node-name=luks0,mountpoint="$W/qsd.file",writable=on \
+      > "$W/qsd.log" 2>&1 &
+    PIDS+=($!)
+    wait_for_mount "$W/qsd.file"
+    FILE[qsd]=$W/qsd.file
+    ;;
+  atrest)
+    mkdir -p "$W/atrest-mnt"
+    # shellcheck disable=SC2086
+    $SERVE --mountpoint "$W/atrest-mnt" --image "$W/atrest.img" --create $VOL_SIZE \
+      ${ATREST_SERVE_ARGS:-} > "$W/atrest.out" 2> "$W/atrest.log" &
+    PIDS+=($!)
+    for _ in $(seq 100); do grep -q '^READY ' "$W/atrest.out" && break; sleep 0.1; done
+    FILE[atrest]=$(sed -n 's/^READY //p' "$W/atrest.out")
+    [ -n "${FILE[atrest]}" ] || { cat "$W/atrest.log" >&2; exit 1; }
+    ;;
+  *) log "unknown target $t"; exit 1 ;;
+  esac
+done
+
+declare -A WRITE READ RIOPS WIOPS
+for r in $(seq "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    log "round $r [$t] sequential write 1 GiB"
+    cat "$W/src.bin" > /dev/null
+    WRITE[$t]+=" $(dd_mbps if="$W/src.bin" of="${FILE[$t]}" bs=1M count=$SEQ_MIB conv=notrunc,fdatasync)"
+  done
+done
+for r in $(seq "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    log "round $r [$t] cold sequential read 1 GiB"
+    drop_caches
+    READ[$t]+=" $(dd_mbps if="${FILE[$t]}" of=/dev/null bs=1M count=$SEQ_MIB)"
+  done
+done
+declare -A DEV
+for t in "${TARGETS[@]}"; do
+  DEV[$t]=$(losetup --direct-io=on --sector-size 4096 --find --show "${FILE[$t]}")
+  LOOPS+=("${DEV[$t]}")
+  mkfs.ext4 -q -F -E nodiscard "${DEV[$t]}"
+  mkdir -p "$W/ext4-$t"
+  mount "${DEV[$t]}" "$W/ext4-$t"
+done
+for r in $(seq "$ROUNDS"); do
+  for t in "${TARGETS[@]}"; do
+    log "round $r [$t] fio randrw 70/30 4k QD32 x2 direct, loop+ext4, ${FIO_RUNTIME}s"
+    fio --name=randrw --directory="$W/ext4-$t" --rw=randrw --rwmixread=70 --bs=4k \
+      --ioengine=libaio --iodepth=32 --numjobs=2 --direct=1 --size=256M \
+      --runtime="$FIO_RUNTIME" --time_based --group_reporting --output-format=json \
+      > "$W/fio.json"
+    read -r ri wi < <(python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))["jobs"][0]
+print(round(j["read"]["iops"]), round(j["write"]["iops"]))' "$W/fio.json")
+    RIOPS[$t]+=" $ri"
+    WIOPS[$t]+=" $wi"
+  done
+done
+
+ratio() { # A/B with two decimals, "-" when either is missing
+  [ -n "$1" ] && [ -n "$2" ] || { echo -; return; }
+  python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / max(float(sys.argv[2]), 1e-9)))" "$1" "$2"
+}
+
+echo
+echo "atrest volume benchmark: $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds (median), dir $W"
+[ -n "${ATREST_SERVE_ARGS:-}" ] && echo "atrest-serve-volume options: $ATREST_SERVE_ARGS"
+printf '%-24s %10s %10s %10s %11s %12s\n' figure plain qsd-luks atrest "atrest/qsd" "atrest/plain"
+row() {
+  local -n a=$2
+  local p="" q="" s=""
+  # shellcheck disable=SC2086
+  { [ -n "${a[plain]:-}" ] && p=$(median ${a[plain]}); [ -n "${a[qsd]:-}" ] && q=$(median ${a[qsd]});
+    [ -n "${a[atrest]:-}" ] && s=$(median ${a[atrest]}); } || true
+  printf '%-24s %10s %10s %10s %11s %12s\n' "$1" "${p:--}" "${q:--}" "${s:--}" "$(ratio "$s" "$q")" "$(ratio "$s" "$p")"
+  echo "    samples: plain [${a[plain]:-}] qsd [${a[qsd]:-}] atrest [${a[atrest]:-}]"
+}
+row "seq write MB/s" WRITE
+row "cold seq read MB/s" READ
+row "fio randrw read IOPS" RIOPS
+row "fio randrw write IOPS" WIOPS
