@@ -168,6 +168,41 @@ impl AccessKeys {
         Ok(keys)
     }
 
+    /// The key for `principal`, minting and saving one if the file has none yet. The
+    /// caller must already have established that it may act as `principal` (the CLI asks
+    /// kmsd); the read-modify-write runs under an exclusive lock on the file's directory
+    /// so concurrent CLI calls never lose each other's keys.
+    pub fn get_or_add(path: &Path, principal: &str) -> Result<AccessKey, AuthError> {
+        let io = |source| AuthError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let dir = path.parent().unwrap_or_else(|| Path::new("."));
+        kmsd::durable::ensure_dir(dir, 0o700).map_err(io)?;
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".access-keys.lock"))
+            .map_err(io)?;
+        // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+            return Err(io(std::io::Error::last_os_error()));
+        }
+        let mut keys = Self::load(path)?.unwrap_or(AccessKeys { keys: Vec::new() });
+        if let Some(k) = keys.for_principal(principal) {
+            return Ok(k.clone());
+        }
+        let key = Self::generate(principal);
+        keys.keys.push(key.clone());
+        let bytes = serde_json::to_vec_pretty(&keys).map_err(|source| AuthError::Parse {
+            path: path.display().to_string(),
+            source,
+        })?;
+        kmsd::durable::write_atomic(path, &bytes, 0o600).map_err(io)?;
+        Ok(key)
+    }
+
     pub fn by_access_key(&self, id: &str) -> Option<&AccessKey> {
         self.keys.iter().find(|k| k.access_key_id == id)
     }

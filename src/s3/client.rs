@@ -138,13 +138,21 @@ impl S3Client {
         let principal = principal
             .map(str::to_string)
             .unwrap_or_else(auth::current_user_principal);
-        let key = keys
-            .for_principal(&principal)
-            .cloned()
-            .ok_or_else(|| AuthError::NoKeyFor {
-                path: keys_path.display().to_string(),
-                principal,
-            })?;
+        let key = match keys.for_principal(&principal) {
+            Some(k) => k.clone(),
+            // Acting as a principal for the first time: kmsd decides whether this uid may
+            // (the config's may_act_as); only then does it get an access key of its own.
+            None if may_act_as(layout, &principal) => {
+                AccessKeys::get_or_add(&keys_path, &principal)?
+            }
+            None => {
+                return Err(AuthError::NoKeyFor {
+                    path: keys_path.display().to_string(),
+                    principal,
+                }
+                .into())
+            }
+        };
         Ok(S3Client::new(endpoint, key))
     }
 
@@ -379,5 +387,19 @@ fn reason(status: u16) -> &'static str {
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "Error",
+    }
+}
+
+/// Whether kmsd lets this process's uid act as `principal` (it answers GetCallerIdentity
+/// as that principal only if the config allows it).
+fn may_act_as(layout: &kmsd::home::Layout, principal: &str) -> bool {
+    match kmsd::client::KmsClient::connect(&layout.kmsd_socket()) {
+        Ok(c) => c
+            .acting_as(principal)
+            // A role comes back as its assumed-role session ARN; what matters is that
+            // kmsd admitted the act-as at all (it refuses principals the config denies).
+            .get_caller_identity()
+            .is_ok(),
+        Err(_) => false,
     }
 }
