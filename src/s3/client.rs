@@ -393,7 +393,7 @@ fn reason(status: u16) -> &'static str {
 /// Whether kmsd lets this process's uid act as `principal` (it answers GetCallerIdentity
 /// as that principal only if the config allows it).
 fn may_act_as(layout: &kmsd::home::Layout, principal: &str) -> bool {
-    match kmsd::client::KmsClient::connect(&layout.kmsd_socket()) {
+    match kmsd::client::KmsClient::connect(layout.kmsd_socket()) {
         Ok(c) => c
             .acting_as(principal)
             // A role comes back as its assumed-role session ARN; what matters is that
