@@ -466,7 +466,9 @@ fn acting_as_another_principal_with_as() {
         .arg(e.home.path())
         .args([
             "--as",
-            "arn:aws:iam::444455556666:user/UserA",
+            // The other account's administrator: UserA has no KMS rights until
+            // the cross-account drill gives it some.
+            "arn:aws:iam::444455556666:role/Admin",
             "kms",
             "create-key",
         ])
@@ -481,4 +483,24 @@ fn acting_as_another_principal_with_as() {
     assert_eq!(v["KeyMetadata"]["AWSAccountId"], "444455556666");
     // The default principal (account 111122223333) does not see it in its list.
     assert!(e.ok(&["list-keys"])["Keys"].as_array().unwrap().is_empty());
+
+    // UserA has only EC2 and CloudTrail rights: its own account's IAM says no.
+    let out = Command::new(env!("CARGO_BIN_EXE_atrest"))
+        .arg("--home")
+        .arg(e.home.path())
+        .args([
+            "--as",
+            "arn:aws:iam::444455556666:user/UserA",
+            "kms",
+            "create-key",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(254));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("(AccessDeniedException)")
+            && stderr.contains("no identity-based policy allows the kms:CreateKey action"),
+        "{stderr}"
+    );
 }
