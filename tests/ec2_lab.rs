@@ -2,10 +2,9 @@
 //! guest from an unencrypted root; stop, snapshot, encrypted copy with alias/MyKMSKey,
 //! tag, swap the root at /dev/xvda; the guest boots from the encrypted root and prints
 //! the marker it read from it. Disable the key: start fails (pending -> stopped,
-//! Client.InternalError), nothing on disk changes. Re-enable: it boots again.
-//!
-//! Not yet checked here: the trail's DisableKey / StartInstances / failed CreateGrant
-//! order (the grant and trail wiring fill `src/ec2/kms.rs`).
+//! Client.InternalError), nothing on disk changes, and the trail shows DisableKey,
+//! StartInstances, then a refused CreateGrant for the instance. Re-enable: it boots
+//! again, and every instance grant is retired once it stops.
 
 mod ec2_support;
 
@@ -161,6 +160,7 @@ fn lab_tasks_6_and_7() {
         "nothing on disk changed"
     );
     assert!(!lab.served_path(&id, "xvda").exists());
+    check_task7_trail(&lab, &id, &key);
 
     // Re-enable: it boots again.
     lab.enable_key(&key);
@@ -169,5 +169,49 @@ fn lab_tasks_6_and_7() {
     assert!(console(&lab, &id).contains(&format!("booted from volume {new_root} marker={MARKER}")));
     lab.ec2(&["stop-instances", "--instance-ids", &id]);
     lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
+    // A stopped instance holds no grant: each launch's grant was retired.
+    let grants = lab.ok(&["kms", "list-grants", "--key-id", &key]);
+    assert_eq!(grants["Grants"], serde_json::json!([]), "{grants}");
     lab.stop_daemon();
+}
+
+/// The trail, oldest first, has DisableKey on the key, then StartInstances of the
+/// instance, then a CreateGrant refused with DisabledException, made by EC2 on the
+/// caller's behalf for the instance's infrastructure principal.
+fn check_task7_trail(lab: &Lab, instance: &str, key: &str) {
+    let out = lab.ok(&["cloudtrail", "lookup-events", "--max-results", "50"]);
+    let mut events: Vec<serde_json::Value> = out["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap())
+        .collect();
+    events.reverse();
+    let names: Vec<String> = events
+        .iter()
+        .map(|e| format!("{}:{}", e["eventName"], e["errorCode"]))
+        .collect();
+    let at = |from: usize, f: &dyn Fn(&serde_json::Value) -> bool| {
+        events[from..]
+            .iter()
+            .position(f)
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("trail order wrong: {names:?}"))
+    };
+    let disable = at(0, &|e| {
+        e["eventName"] == "DisableKey" && e["errorCode"].is_null() && e.to_string().contains(key)
+    });
+    let start = at(disable, &|e| {
+        e["eventName"] == "StartInstances" && e.to_string().contains(instance)
+    });
+    let grant = at(start, &|e| e["eventName"] == "CreateGrant");
+    let g = &events[grant];
+    assert_eq!(g["errorCode"], "DisabledException", "{g}");
+    assert_eq!(g["eventSource"], "kms.amazonaws.com", "{g}");
+    assert_eq!(g["userIdentity"]["invokedBy"], "ec2.amazonaws.com", "{g}");
+    let grantee = g["requestParameters"]["granteePrincipal"].as_str().unwrap_or("");
+    assert!(
+        grantee.ends_with(&format!(":aws:ec2-infrastructure:{instance}")),
+        "{g}"
+    );
 }

@@ -611,4 +611,44 @@ fn cli_covers_the_bucket_lifecycle() {
     assert_eq!(list["Buckets"].as_array().unwrap().len(), 0);
     let err = lab.fails(&["s3api", "get-bucket-encryption", "--bucket", b]);
     assert!(err.contains("(NoSuchBucket)"), "{err}");
+
+    // The bucket-level calls are management events in kmsd's trail (object reads
+    // and writes are data events, kept out of the event history as in AWS).
+    let trail = lab.json(&[
+        "cloudtrail",
+        "lookup-events",
+        "--lookup-attributes",
+        "AttributeKey=EventSource,AttributeValue=s3.amazonaws.com",
+    ]);
+    let events: Vec<serde_json::Value> = trail["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap())
+        .collect();
+    let names: Vec<(String, Option<String>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["eventName"].as_str().unwrap().to_string(),
+                e["errorCode"].as_str().map(str::to_string),
+            )
+        })
+        .collect();
+    let want = [
+        ("CreateBucket", None),
+        ("CreateBucket", Some("BucketAlreadyOwnedByYou")),
+        ("PutBucketEncryption", None),
+        ("DeleteBucket", Some("BucketNotEmpty")),
+        ("DeleteBucket", None),
+    ];
+    let want: Vec<(String, Option<String>)> = want
+        .iter()
+        .map(|(n, e)| (n.to_string(), e.map(str::to_string)))
+        .collect();
+    assert_eq!(names, want, "{trail}");
+    let put = &events[2];
+    assert_eq!(put["requestParameters"]["bucketName"], b);
+    assert_eq!(put["resources"][0]["ARN"], format!("arn:aws:s3:::{b}"));
 }

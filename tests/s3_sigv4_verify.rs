@@ -125,7 +125,12 @@ fn service(dir: &std::path::Path) -> s3s::service::S3Service {
     let mut cfg = s3s::config::S3Config::default();
     // The examples are dated 2013: widen the clock-skew window so the signature is checked.
     cfg.presigned_url_max_skew_time_secs = u32::MAX;
-    atrest::s3::http::build_service_with(store, Arc::new(keyring), cfg)
+    atrest::s3::http::build_service_with(
+        store,
+        Arc::new(keyring),
+        atrest::s3::audit::Trail::log_only(),
+        cfg,
+    )
 }
 
 async fn send(svc: &s3s::service::S3Service, ex: &Example, signature: &str) -> (u16, String) {

@@ -145,7 +145,11 @@ fn serve(g: &Global, listen: SocketAddr) -> i32 {
             return 1;
         }
     };
-    let svc = crate::s3::http::build_service(store, keyring);
+    let svc = crate::s3::http::build_service(
+        store,
+        keyring,
+        crate::s3::audit::Trail::kmsd(g.kmsd_socket()),
+    );
     let addr_file = layout.s3_addr_file();
     let result = runtime.block_on(crate::s3::http::serve(
         svc,

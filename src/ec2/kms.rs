@@ -4,11 +4,10 @@
 //! The service always calls kmsd "via ec2.amazonaws.com on behalf of" the caller,
 //! with `kms:GrantIsForAWSResource` true, the way EBS calls KMS.
 //!
-//! TO BE FILLED by the grant/trail wiring:
-//! - [`Kms::create_instance_grant`]: today returns `Ok(None)` (kmsd has no CreateGrant
-//!   yet) and the instance's Decrypt goes directly on the caller's behalf.
-//! - [`Kms::retire_grant`]: today has nothing to retire.
-//! - [`Kms::record_event`]: today logs through `tracing` only.
+//! An instance's volumes are decrypted as EBS does: a grant to the instance's
+//! infrastructure identity (`ACCOUNT:aws:ec2-infrastructure:INSTANCE`), used with its
+//! token, retired when the volume stops being served. EC2 events go to kmsd's trail
+//! through `RecordEvent`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,7 +15,10 @@ use std::path::PathBuf;
 use kmsd::client::{ClientError, DataKeySize, KmsClient};
 use kmsd::config::Config;
 use kmsd::home::Layout;
-use kmsd::protocol::{DecryptRequest, ViaService};
+use kmsd::protocol::{
+    CreateGrantRequest, DecryptRequest, GrantConstraints, RecordEventRequest, RetireGrantRequest,
+    ViaService,
+};
 use zeroize::Zeroizing;
 
 use super::error::{Ec2Code, Ec2Error};
@@ -154,17 +156,14 @@ impl Kms {
         Ok(resp.plaintext)
     }
 
-    /// THE GRANT STEP (to be filled by the grant wiring). What it must do, as EBS:
-    /// `CreateGrant` on `caller`'s behalf (via ec2.amazonaws.com,
-    /// `kms:GrantIsForAWSResource` true) on `w.key_arn` with
+    /// THE GRANT STEP, as EBS does it: `CreateGrant` on `caller`'s behalf (via
+    /// ec2.amazonaws.com, `kms:GrantIsForAWSResource` true) on `w.key_arn` with
     /// GranteePrincipal = [`instance_grantee`]`(account, instance_id)`,
-    /// Operations = [Decrypt], Constraints.EncryptionContextSubset = `w.context`
-    /// (`{"aws:ebs:id": volume_id}`), Name = the volume ID; return the grant ID and
-    /// token. A refusal (key disabled or pending deletion, caller lacks
-    /// kms:CreateGrant) is returned as the kmsd error and fails the launch.
-    ///
-    /// Until kmsd speaks CreateGrant this returns `Ok(None)` and
-    /// [`Kms::decrypt_for_instance`] decrypts directly on the caller's behalf.
+    /// RetiringPrincipal = `ec2.REGION.amazonaws.com`, Operations = [Decrypt],
+    /// Constraints.EncryptionContextSubset = `w.context` (`{"aws:ebs:id": volume_id}`),
+    /// Name = the volume ID. A refusal (key disabled or pending deletion, caller lacks
+    /// kms:CreateGrant) is returned as the kmsd error and fails the launch; kmsd
+    /// records the CreateGrant (allowed or refused) in the trail.
     pub fn create_instance_grant(
         &self,
         caller: &Caller,
@@ -172,14 +171,33 @@ impl Kms {
         volume_id: &str,
         w: &WrappedKey,
     ) -> Result<Option<GrantRef>, Ec2Error> {
-        let _ = (
-            caller,
-            instance_id,
-            volume_id,
-            w,
-            instance_grantee(&self.config.account, instance_id),
-        );
-        Ok(None)
+        let grantee = instance_grantee(&self.config.account, instance_id);
+        let (grant_id, grant_token) = self
+            .on_behalf_of(caller)?
+            .create_grant(CreateGrantRequest {
+                key_id: w.key_arn.clone(),
+                grantee_principal: grantee.clone(),
+                retiring_principal: Some(self.retiring_principal()),
+                operations: vec!["Decrypt".into()],
+                constraints: Some(GrantConstraints {
+                    encryption_context_equals: None,
+                    encryption_context_subset: Some(w.context.clone()),
+                }),
+                name: Some(volume_id.to_string()),
+                grant_tokens: Vec::new(),
+            })
+            .map_err(from_client)?;
+        Ok(Some(GrantRef {
+            grant_id,
+            grant_token,
+            key_arn: w.key_arn.clone(),
+            grantee,
+        }))
+    }
+
+    /// `ec2.REGION.amazonaws.com`: the retiring principal of instance grants.
+    fn retiring_principal(&self) -> String {
+        kmsd::service::authz::via_service_value(EC2_SERVICE, &self.config.region)
     }
 
     /// Decrypt of an attached volume's data key for a launching instance: as the
@@ -223,15 +241,40 @@ impl Kms {
         Ok(resp.plaintext)
     }
 
-    /// RetireGrant of an instance's grant when it stops or the volume is detached
-    /// (to be filled by the grant wiring; today there are no grants to retire).
+    /// RetireGrant of an instance's grant when it stops, the volume is detached or
+    /// the launch fails: sent by ec2.amazonaws.com itself (the grant's retiring
+    /// principal). A failure is logged, not raised: the caller is already tearing
+    /// down, and the grant stays visible in ListGrants (and revocable) if it remains.
     pub fn retire_grant(&self, g: &GrantRef) {
-        tracing::info!(grant = %g.grant_id, key = %g.key_arn, "grant to retire (RetireGrant not wired yet)");
+        let res = KmsClient::connect(&self.socket).and_then(|c| {
+            c.acting_as(EC2_SERVICE)
+                .via(ViaService {
+                    service: EC2_SERVICE.into(),
+                    on_behalf_of: Some(EC2_SERVICE.into()),
+                    grant_is_for_aws_resource: true,
+                })
+                .retire_grant(RetireGrantRequest {
+                    grant_token: None,
+                    key_id: Some(g.key_arn.clone()),
+                    grant_id: Some(g.grant_id.clone()),
+                })
+        });
+        match res {
+            Ok(()) => tracing::info!(grant = %g.grant_id, key = %g.key_arn, "retired instance grant"),
+            Err(e) => {
+                tracing::error!(grant = %g.grant_id, key = %g.key_arn, "cannot retire instance grant: {e}")
+            }
+        }
     }
 
-    /// Records an EC2 event (StartInstances, ...) in the one trail kmsd keeps (to be
-    /// filled by the trail wiring; today only logged). Called before the launch's
+    /// Records an EC2 event (StartInstances, CreateVolume, ...) in the one trail kmsd
+    /// keeps, as `ec2.amazonaws.com` on behalf of the caller. Called before a launch's
     /// CreateGrant, so the trail shows StartInstances first.
+    ///
+    /// A failure to record is logged (`tracing::error`), not raised: these are
+    /// management events, not key use. Every key use the operation makes (CreateGrant,
+    /// GenerateDataKey, Decrypt) is a kmsd request that kmsd itself refuses when its
+    /// trail cannot record it, so "no unlogged key use" holds either way.
     pub fn record_event(
         &self,
         caller: &Caller,
@@ -239,11 +282,45 @@ impl Kms {
         resources: &[String],
         error: Option<&Ec2Error>,
     ) {
-        match error {
-            None => tracing::info!(principal = %caller.principal, ?resources, "ec2 event {event}"),
-            Some(e) => {
-                tracing::info!(principal = %caller.principal, ?resources, "ec2 event {event} failed: {e}")
-            }
+        let req = RecordEventRequest {
+            event_source: EC2_SERVICE.into(),
+            event_name: event.to_string(),
+            principal: Some(caller.principal.clone()),
+            request_parameters_json: Some(
+                serde_json::json!({ "resourceIds": resources }).to_string(),
+            ),
+            response_elements_json: None,
+            error_code: error.map(|e| e.code.as_str().to_string()),
+            error_message: error.map(|e| e.message.clone()),
+            read_only: false,
+            resources: resources
+                .iter()
+                .map(|id| ec2_resource(&self.config.region, &self.config.account, id))
+                .collect(),
+            user_agent: None,
+            source_ip_address: None,
+            access_key_id: None,
+        };
+        let res = self
+            .on_behalf_of(caller)
+            .and_then(|c| c.record_event(req).map_err(from_client));
+        if let Err(e) = res {
+            tracing::error!(principal = %caller.principal, ?resources, "cannot record ec2 event {event} in the trail: {e}");
         }
     }
+}
+
+/// `(type, ARN)` of an EC2 resource ID for a trail record's `resources`.
+pub fn ec2_resource(region: &str, account: &str, id: &str) -> (String, String) {
+    let (ty, kind) = if id.starts_with("vol-") {
+        ("AWS::EC2::Volume", "volume")
+    } else if id.starts_with("snap-") {
+        ("AWS::EC2::Snapshot", "snapshot")
+    } else {
+        ("AWS::EC2::Instance", "instance")
+    };
+    (
+        ty.to_string(),
+        format!("arn:aws:ec2:{region}:{account}:{kind}/{id}"),
+    )
 }

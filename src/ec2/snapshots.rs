@@ -19,7 +19,7 @@ use super::volumes::DEFAULT_EBS_KEY;
 impl Ec2Service {
     pub(crate) fn create_snapshot(
         self: &Arc<Self>,
-        _caller: &Caller,
+        caller: &Caller,
         r: CreateSnapshotRequest,
     ) -> Result<Response, Ec2Error> {
         validate_tags(&r.tags)?;
@@ -45,6 +45,12 @@ impl Ec2Service {
             s.snapshots.insert(snapshot_id.clone(), snap.clone());
             Ok(snap)
         })?;
+        self.kms.record_event(
+            caller,
+            "CreateSnapshot",
+            &[snapshot_id.clone(), r.volume_id.clone()],
+            None,
+        );
         let id = snapshot_id.clone();
         let volume_id = r.volume_id.clone();
         self.spawn(&format!("snapshot-{id}"), move |svc| {

@@ -90,6 +90,12 @@ impl Ec2Service {
                 });
             }
         }
+        self.kms.record_event(
+            caller,
+            "CreateVolume",
+            std::slice::from_ref(&volume_id),
+            None,
+        );
         Ok(Response::Volume(volume))
     }
 
@@ -192,6 +198,13 @@ impl Ec2Service {
             }
             Ok(running)
         })?;
+        // The trail sees AttachVolume before a hot attach's CreateGrant.
+        self.kms.record_event(
+            caller,
+            "AttachVolume",
+            &[r.volume_id.clone(), r.instance_id.clone()],
+            None,
+        );
         if running {
             // Hot attach: serve it now (grant + decrypt for encrypted volumes).
             if let Err(e) = self.serve_attached(caller, &r.instance_id, &r.volume_id, false) {
@@ -212,7 +225,7 @@ impl Ec2Service {
 
     pub(crate) fn detach_volume(
         self: &Arc<Self>,
-        _caller: &Caller,
+        caller: &Caller,
         r: DetachVolumeRequest,
     ) -> Result<Response, Ec2Error> {
         let (instance_id, attachment, served) = self.registry.update(|s| {
@@ -238,6 +251,12 @@ impl Ec2Service {
             a.state = AttachmentState::Detaching;
             Ok((instance_id, a.clone(), served))
         })?;
+        self.kms.record_event(
+            caller,
+            "DetachVolume",
+            &[r.volume_id.clone(), instance_id.clone()],
+            None,
+        );
         if served {
             if let Err(e) = self.unserve_attached(&instance_id, &r.volume_id, r.force) {
                 self.set_attachment_state(&r.volume_id, AttachmentState::Attached);

@@ -31,6 +31,7 @@ use super::store::{PutRequest, SseChoice, Store, StoreError};
 pub struct ObjectService {
     store: Arc<Store>,
     keyring: Arc<Keyring>,
+    trail: audit::Trail,
 }
 
 /// Request id of the current request (set by the HTTP layer, read by operations).
@@ -238,8 +239,12 @@ fn sig_version(headers: &hyper::HeaderMap, uri: &hyper::Uri) -> SigVersion {
 }
 
 impl ObjectService {
-    pub fn new(store: Arc<Store>, keyring: Arc<Keyring>) -> Self {
-        ObjectService { store, keyring }
+    pub fn new(store: Arc<Store>, keyring: Arc<Keyring>, trail: audit::Trail) -> Self {
+        ObjectService {
+            store,
+            keyring,
+            trail,
+        }
     }
 
     fn caller<T>(&self, req: &S3Request<T>) -> S3Result<Caller> {
@@ -308,41 +313,43 @@ impl ObjectService {
     }
 }
 
-fn record(
-    event_name: &str,
-    caller: &Caller,
-    rid: &str,
-    bucket: Option<&str>,
-    key: Option<&str>,
-    err: Option<&S3Error>,
-) {
-    let principal = match caller {
-        Caller::Anonymous => None,
-        Caller::Signed { principal, .. } => Some(principal.as_str()),
-    };
-    audit::record_s3_event(&S3Event {
-        event_name,
-        principal,
-        bucket,
-        key,
-        request_id: rid,
-        error_code: err.map(|e| e.code().as_str()),
-        sse: None,
-        kms_key_arn: None,
-    });
-}
+impl ObjectService {
+    fn record(
+        &self,
+        event_name: &str,
+        caller: &Caller,
+        rid: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        err: Option<&S3Error>,
+    ) {
+        let principal = match caller {
+            Caller::Anonymous => None,
+            Caller::Signed { principal, .. } => Some(principal.as_str()),
+        };
+        self.trail.record(&S3Event {
+            event_name,
+            principal,
+            bucket,
+            key,
+            request_id: rid,
+            error: err.map(|e| (e.code().as_str(), e.message().unwrap_or(""))),
+        });
+    }
 
-/// Adds the outcome of one operation to the trail and passes it through.
-fn audited<T>(
-    event_name: &str,
-    caller: &Caller,
-    rid: &str,
-    bucket: Option<&str>,
-    key: Option<&str>,
-    result: S3Result<T>,
-) -> S3Result<T> {
-    record(event_name, caller, rid, bucket, key, result.as_ref().err());
-    result
+    /// Adds the outcome of one operation to the trail and passes it through.
+    fn audited<T>(
+        &self,
+        event_name: &str,
+        caller: &Caller,
+        rid: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        result: S3Result<T>,
+    ) -> S3Result<T> {
+        self.record(event_name, caller, rid, bucket, key, result.as_ref().err());
+        result
+    }
 }
 
 /// A plaintext body streamed from a blocking reader thread.
@@ -416,7 +423,7 @@ impl s3s::S3 for ObjectService {
             }))
         }
         .await;
-        audited(
+        self.audited(
             "CreateBucket",
             &caller,
             &rid,
@@ -485,7 +492,7 @@ impl s3s::S3 for ObjectService {
             Ok(S3Response::new(DeleteBucketOutput {}))
         }
         .await;
-        audited("DeleteBucket", &caller, &rid, Some(&name), None, result)
+        self.audited("DeleteBucket", &caller, &rid, Some(&name), None, result)
     }
 
     async fn put_bucket_encryption(
@@ -532,7 +539,7 @@ impl s3s::S3 for ObjectService {
             Ok(S3Response::new(PutBucketEncryptionOutput {}))
         }
         .await;
-        audited(
+        self.audited(
             "PutBucketEncryption",
             &caller,
             &rid,
@@ -598,7 +605,7 @@ impl s3s::S3 for ObjectService {
             Ok(S3Response::new(PutPublicAccessBlockOutput {}))
         }
         .await;
-        audited(
+        self.audited(
             "PutPublicAccessBlock",
             &caller,
             &rid,
@@ -666,7 +673,7 @@ impl s3s::S3 for ObjectService {
             Ok(S3Response::new(PutBucketOwnershipControlsOutput {}))
         }
         .await;
-        audited(
+        self.audited(
             "PutBucketOwnershipControls",
             &caller,
             &rid,
@@ -712,7 +719,7 @@ impl s3s::S3 for ObjectService {
             Ok(S3Response::new(PutBucketAclOutput {}))
         }
         .await;
-        audited(
+        self.audited(
             "PutBucketAcl",
             &caller,
             &rid,
@@ -743,7 +750,7 @@ impl s3s::S3 for ObjectService {
         let input = req.input;
         let (bucket_name, key) = (input.bucket.clone(), input.key.clone());
         let result = self.put_object_inner(&caller, input).await;
-        record(
+        self.record(
             "PutObject",
             &caller,
             &rid,
@@ -762,7 +769,7 @@ impl s3s::S3 for ObjectService {
         let rid = request_id(&req);
         let input = req.input;
         let result = self.get_object_inner(&caller, &input).await;
-        record(
+        self.record(
             "GetObject",
             &caller,
             &rid,
@@ -882,7 +889,7 @@ impl s3s::S3 for ObjectService {
             Ok(S3Response::new(DeleteObjectOutput::default()))
         }
         .await;
-        audited(
+        self.audited(
             "DeleteObject",
             &caller,
             &rid,
@@ -914,7 +921,7 @@ impl s3s::S3 for ObjectService {
             Ok(S3Response::new(PutObjectAclOutput::default()))
         }
         .await;
-        audited(
+        self.audited(
             "PutObjectAcl",
             &caller,
             &rid,
@@ -1277,8 +1284,12 @@ impl s3s::host::S3Host for LoopbackHost {
 }
 
 /// Builds the s3s service over a store and a keyring.
-pub fn build_service(store: Arc<Store>, keyring: Arc<Keyring>) -> s3s::service::S3Service {
-    build_service_with(store, keyring, s3s::config::S3Config::default())
+pub fn build_service(
+    store: Arc<Store>,
+    keyring: Arc<Keyring>,
+    trail: audit::Trail,
+) -> s3s::service::S3Service {
+    build_service_with(store, keyring, trail, s3s::config::S3Config::default())
 }
 
 /// As [`build_service`], with explicit s3s settings (tests widen the clock-skew window to
@@ -1286,10 +1297,14 @@ pub fn build_service(store: Arc<Store>, keyring: Arc<Keyring>) -> s3s::service::
 pub fn build_service_with(
     store: Arc<Store>,
     keyring: Arc<Keyring>,
+    trail: audit::Trail,
     config: s3s::config::S3Config,
 ) -> s3s::service::S3Service {
-    let mut b =
-        s3s::service::S3ServiceBuilder::new(ObjectService::new(store, Arc::clone(&keyring)));
+    let mut b = s3s::service::S3ServiceBuilder::new(ObjectService::new(
+        store,
+        Arc::clone(&keyring),
+        trail,
+    ));
     b.set_auth(KeyringAuth(keyring));
     b.set_access(DecideInOperations);
     b.set_host(LoopbackHost {
