@@ -304,19 +304,26 @@ fn lab_tasks_2_to_4_and_key_disable() {
     assert_eq!(got["SSEKMSKeyId"], key_arn.as_str());
     assert!(std::fs::read(&out).unwrap() == png);
 
-    // kmsd saw GenerateDataKey and Decrypt with the object's ARN as encryption context.
-    let log = lab.kmsd_log();
+    // The trail has GenerateDataKey (upload) and Decrypt (download), made by S3 on the
+    // caller's behalf, with the object's ARN as encryption context.
     let object_arn = format!("arn:aws:s3:::{bucket}/clock.png");
-    assert!(
-        log.lines()
-            .any(|l| l.contains("GenerateDataKey") && l.contains(&object_arn)),
-        "{log}"
-    );
-    assert!(
-        log.lines()
-            .any(|l| l.contains("Decrypt") && l.contains(&object_arn)),
-        "{log}"
-    );
+    let trail = lab.json(&[
+        "cloudtrail",
+        "lookup-events",
+        "--lookup-attributes",
+        "AttributeKey=EventSource,AttributeValue=kms.amazonaws.com",
+    ]);
+    for op in ["GenerateDataKey", "Decrypt"] {
+        let found = trail["Events"].as_array().unwrap().iter().any(|e| {
+            let r: serde_json::Value =
+                serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap();
+            r["eventName"] == op
+                && r["errorCode"].is_null()
+                && r["userIdentity"]["invokedBy"] == "s3.amazonaws.com"
+                && r["requestParameters"]["encryptionContext"]["aws:s3:arn"] == object_arn
+        });
+        assert!(found, "no {op} for {object_arn} in {trail}");
+    }
 
     // Task 7: a disabled key makes the read fail as S3 reports it, and nothing is written.
     lab.ok(&["kms", "disable-key", "--key-id", "alias/MyKMSKey"]);
