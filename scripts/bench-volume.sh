@@ -12,7 +12,8 @@
 # Env: BENCH_DIR (default /var/tmp/atrest-bench: put it on the disk to measure),
 #      BENCH_ROUNDS (default 3), FIO_RUNTIME (seconds per fio run, default 15),
 #      BENCH_TARGETS (default "plain qsd atrest"),
-#      ATREST_SERVE_ARGS (extra atrest-serve-volume options, to compare settings).
+#      ATREST_SERVE_ARGS (extra atrest-serve-volume options, to compare settings),
+#      ATREST_SERVE (a prebuilt atrest-serve-volume binary instead of building one).
 # atrest is served by target/release/atrest-serve-volume: an encrypted image with a
 # random data key that lives only in that process (docs/MOUNT.md).
 set -euo pipefail
@@ -30,8 +31,12 @@ FIO_RUNTIME=${FIO_RUNTIME:-15}
 TARGETS=(${BENCH_TARGETS:-plain qsd atrest})
 VOL_SIZE=$((2 << 30))
 SEQ_MIB=1024
-SERVE=target/release/atrest-serve-volume
-cargo build --release --quiet --bin atrest-serve-volume
+if [ -n "${ATREST_SERVE:-}" ]; then
+  SERVE=$ATREST_SERVE # a prebuilt binary, to compare two builds
+else
+  SERVE=target/release/atrest-serve-volume
+  cargo build --release --quiet --bin atrest-serve-volume
+fi
 
 W=$BENCH_DIR
 rm -rf "$W"

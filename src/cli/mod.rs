@@ -93,10 +93,49 @@ pub fn report_error(operation: &str, code: &str, message: &str) -> i32 {
     254
 }
 
-/// Prints a value as pretty JSON on stdout, as the AWS CLI does.
+/// Prints a value as pretty JSON on stdout, as the AWS CLI does. If the reader has gone away
+/// (`atrest ... | head -1`), exits quietly with status 0 instead of panicking, as `rg` does.
 pub fn print_json(value: &serde_json::Value) {
-    match serde_json::to_string_pretty(value) {
-        Ok(s) => println!("{s}"),
-        Err(e) => eprintln!("atrest: cannot render output: {e}"),
+    match write_json(&mut std::io::stdout().lock(), value) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => eprintln!("atrest: cannot write output: {e}"),
+    }
+}
+
+/// Writes `value` as pretty JSON and a newline, then flushes.
+fn write_json(out: &mut impl std::io::Write, value: &serde_json::Value) -> std::io::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::FromRawFd;
+
+    #[test]
+    fn json_to_a_closed_pipe_is_a_broken_pipe_error_not_a_panic() {
+        let mut fds = [0i32; 2];
+        // SAFETY: pipe(2) fills two fds we then own.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: the fds are fresh and owned by nothing else.
+        let (rd, mut wr) = unsafe {
+            (
+                std::fs::File::from_raw_fd(fds[0]),
+                std::fs::File::from_raw_fd(fds[1]),
+            )
+        };
+        drop(rd);
+        let v = serde_json::json!({"Buckets": [{"Name": "a"}]});
+        let e = write_json(&mut wr, &v).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+        let mut buf = Vec::new();
+        write_json(&mut buf, &v).unwrap();
+        assert_eq!(
+            String::from_utf8(buf).unwrap(),
+            format!("{}\n", serde_json::to_string_pretty(&v).unwrap())
+        );
     }
 }
