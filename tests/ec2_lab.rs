@@ -209,7 +209,9 @@ fn check_task7_trail(lab: &Lab, instance: &str, key: &str) {
     assert_eq!(g["errorCode"], "DisabledException", "{g}");
     assert_eq!(g["eventSource"], "kms.amazonaws.com", "{g}");
     assert_eq!(g["userIdentity"]["invokedBy"], "ec2.amazonaws.com", "{g}");
-    let grantee = g["requestParameters"]["granteePrincipal"].as_str().unwrap_or("");
+    let grantee = g["requestParameters"]["granteePrincipal"]
+        .as_str()
+        .unwrap_or("");
     assert!(
         grantee.ends_with(&format!(":aws:ec2-infrastructure:{instance}")),
         "{g}"

@@ -1011,20 +1011,7 @@ pub(crate) fn download(
     let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut f = File::create(&tmp)?;
-        let mut reader = r.into_reader();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = reader.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            f.write_all(&buf[..n])?;
-            total += n as u64;
-            if let Some(p) = progress {
-                p.set_position(total);
-            }
-        }
+        let total = copy_pipelined(r.into_reader(), &mut f, progress)?;
         if let Some(e) = expected {
             if e != total {
                 return Err(CliError::Client(ClientError::BadResponse(format!(
@@ -1044,9 +1031,101 @@ pub(crate) fn download(
     result
 }
 
+/// Bytes per buffer of a download, and buffers in flight between the two threads.
+const DOWNLOAD_BUFFER: usize = 1 << 20;
+const DOWNLOAD_BUFFERS: usize = 4;
+
+/// Copies `reader` into `out` with the socket reads on one thread and the file writes on
+/// this one, so a large download keeps both busy instead of alternating (each is a
+/// kernel copy of the whole object). Buffers are recycled: memory stays at
+/// `DOWNLOAD_BUFFERS` MiB whatever the object's size.
+fn copy_pipelined(
+    mut reader: Box<dyn Read + Send>,
+    out: &mut File,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<u64, CliError> {
+    use std::sync::mpsc::sync_channel;
+    let (full_tx, full_rx) = sync_channel::<std::io::Result<(Vec<u8>, usize)>>(DOWNLOAD_BUFFERS);
+    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(DOWNLOAD_BUFFERS);
+    for _ in 0..DOWNLOAD_BUFFERS {
+        // The channel has room for every buffer, so this cannot block or fail.
+        let _ = empty_tx.send(vec![0u8; DOWNLOAD_BUFFER]);
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            // Ends when the body ends, on a read error, or when the writer hangs up.
+            while let Ok(mut buf) = empty_rx.recv() {
+                let mut filled = 0;
+                let res = loop {
+                    match reader.read(&mut buf[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            filled += n;
+                            if filled == buf.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                let done = filled < buf.len();
+                let msg = res.map(|()| (buf, filled));
+                let failed = msg.is_err();
+                if full_tx.send(msg).is_err() || done || failed {
+                    return;
+                }
+            }
+        });
+        let mut total = 0u64;
+        for msg in full_rx {
+            let (buf, n) = msg?;
+            out.write_all(&buf[..n])?;
+            total += n as u64;
+            if let Some(p) = progress {
+                p.set_position(total);
+            }
+            // The reader may have finished and dropped its receiver: nothing to recycle.
+            let _ = empty_tx.send(buf);
+        }
+        Ok(total)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipelined_copy_is_exact_and_passes_errors_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..(3 * DOWNLOAD_BUFFER + 12345) as u32)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let path = dir.path().join("out");
+        let mut f = File::create(&path).unwrap();
+        let n = copy_pipelined(Box::new(std::io::Cursor::new(data.clone())), &mut f, None).unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+
+        struct Failing(usize);
+        impl Read for Failing {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(std::io::Error::other("connection reset"));
+                }
+                let n = buf.len().min(self.0).min(4096);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let mut f = File::create(dir.path().join("bad")).unwrap();
+        let e = copy_pipelined(Box::new(Failing(5 * DOWNLOAD_BUFFER / 2)), &mut f, None);
+        assert!(
+            e.is_err_and(|e| e.to_string().contains("connection reset")),
+            "a read error must fail the download"
+        );
+    }
 
     #[test]
     fn shorthand_parses_aws_cli_forms() {

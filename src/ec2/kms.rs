@@ -260,7 +260,9 @@ impl Kms {
                 })
         });
         match res {
-            Ok(()) => tracing::info!(grant = %g.grant_id, key = %g.key_arn, "retired instance grant"),
+            Ok(()) => {
+                tracing::info!(grant = %g.grant_id, key = %g.key_arn, "retired instance grant")
+            }
             Err(e) => {
                 tracing::error!(grant = %g.grant_id, key = %g.key_arn, "cannot retire instance grant: {e}")
             }

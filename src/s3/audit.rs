@@ -157,7 +157,10 @@ mod tests {
         };
         let r = record_request(&e, "arn:aws:iam::111122223333:role/voclabs");
         assert_eq!(r.event_source, "s3.amazonaws.com");
-        assert_eq!(r.request_parameters_json.as_deref(), Some(r#"{"bucketName":"b1"}"#));
+        assert_eq!(
+            r.request_parameters_json.as_deref(),
+            Some(r#"{"bucketName":"b1"}"#)
+        );
         assert_eq!(r.error_code.as_deref(), Some("AccessDenied"));
         assert_eq!(
             r.resources,

@@ -1300,11 +1300,8 @@ pub fn build_service_with(
     trail: audit::Trail,
     config: s3s::config::S3Config,
 ) -> s3s::service::S3Service {
-    let mut b = s3s::service::S3ServiceBuilder::new(ObjectService::new(
-        store,
-        Arc::clone(&keyring),
-        trail,
-    ));
+    let mut b =
+        s3s::service::S3ServiceBuilder::new(ObjectService::new(store, Arc::clone(&keyring), trail));
     b.set_auth(KeyringAuth(keyring));
     b.set_access(DecideInOperations);
     b.set_host(LoopbackHost {
