@@ -1,79 +1,67 @@
 #!/usr/bin/env bash
-# Drill: an instance's encrypted root volume and a user without kms:CreateGrant
-# (issue 3, scenario 2).
+# Drill: a user without kms:CreateGrant starts an instance whose root volume is
+# encrypted (issue 3, scenario 2).
 #
-# Starting an instance whose root volume is encrypted makes EC2 create a grant on
-# the caller's behalf: CreateGrant via ec2.amazonaws.com, kms:GrantIsForAWSResource
-# true, grantee ACCOUNT:aws:ec2-infrastructure:INSTANCE, constraint
-# EncryptionContextSubset aws:ebs:id=VOLUME. This drill sends exactly that request
-# (as the volume service does) for Ec2Operator, a user with full EC2 rights and no
-# KMS rights: AccessDeniedException, in the trail; then attaches an IAM policy
-# allowing kms:CreateGrant when kms:GrantIsForAWSResource is true, and the same
-# request works; the instance can then decrypt its volume key, until the grant is
-# retired.
+# Starting the instance makes the volume service ask kmsd for a grant on the caller's
+# behalf, as EBS does: CreateGrant via ec2.amazonaws.com, kms:GrantIsForAWSResource
+# true, grantee ACCOUNT:aws:ec2-infrastructure:INSTANCE, Decrypt only, constraint
+# aws:ebs:id=VOLUME. Ec2Operator has full EC2 rights and no KMS rights: the grant is
+# refused with AccessDeniedException, the trail shows it (invoked by EC2), and the
+# instance goes pending -> stopped with Client.InternalError. An IAM policy allowing
+# kms:CreateGrant when kms:GrantIsForAWSResource is true fixes it, and only for AWS
+# resources: Ec2Operator still cannot create a grant directly.
 #
 # Usage: scripts/drill-missing-creategrant.sh [--fresh]
-source "$(dirname "$0")/drill-lib.sh"
+source "$(dirname "$0")/lib/drill-common.sh"
+drill_init "$@"
+drill_daemons mount
 
-ROLE="arn:aws:iam::$LAB:role/voclabs"
+LAB=111122223333
 OPERATOR="arn:aws:iam::$LAB:user/Ec2Operator"
-INSTANCE="i-0123456789abcdef0"
-VOLUME="vol-0a1b2c3d4e5f60718"
-GRANTEE="$LAB:aws:ec2-infrastructure:$INSTANCE"
-VIA_EC2=(--via-service ec2.amazonaws.com)
-ALIAS="alias/MyKMSKey"
-[ "$FRESH" = 1 ] || ALIAS="alias/MyKMSKey-drill-$RUN_ID"
+POLICY_DIR="$H/iam/$LAB/users/Ec2Operator"
+POLICY="$POLICY_DIR/AllowCreateGrantForAWSResources.json"
+as_operator() { at --as "$OPERATOR" "$@"; }
+rm -f "$POLICY"
+cleanup_push "rm -f '$POLICY'; at kms reload-config"
+ok at kms reload-config
 
-# No policy left over from an earlier run.
-rm -f "$DRILL_HOME/iam/$LAB/users/Ec2Operator/AllowCreateGrantForAWSResources.json"
-at - kms reload-config
-expect_ok
+step "An instance on an encrypted root (created by you, the lab's administrator)"
+ok at kms create-key --description "drill-missing-creategrant" --query KeyMetadata.Arn --output text
+KEY=$OUT
+ok at ec2 create-volume --availability-zone us-east-1a --size 1 --encrypted --kms-key-id "$KEY"
+VOL=$(json 'd["VolumeId"]')
+ok at ec2 run-instances --root-volume-id "$VOL" --placement AvailabilityZone=us-east-1a
+INST=$(json 'd["Instances"][0]["InstanceId"]')
+cleanup_push "at ec2 terminate-instances --instance-ids $INST"
+wait_until 20 "$INST to be running" bash -c "$ATREST --home $H ec2 describe-instances --instance-ids $INST | grep -q '\"running\"'"
+ok at ec2 stop-instances --instance-ids "$INST"
+wait_until 20 "$INST to stop" bash -c "$ATREST --home $H ec2 describe-instances --instance-ids $INST | grep -q '\"stopped\"'"
+saw "$INST on $VOL (encrypted with $KEY), stopped"
 
-step "The lab's key (voclabs is key administrator and key user)"
-at "$ROLE" kms create-key --description "Lab key (drill)" --key-administrators "$ROLE" --key-users "$ROLE" \
-  --query KeyMetadata.Arn --output text
-expect_ok
-KEY_ARN="$OUT"
-at "$ROLE" kms create-alias --alias-name "$ALIAS" --target-key-id "$KEY_ARN"
-expect_ok
+step "Ec2Operator (EC2 rights, no KMS rights) starts it"
+ok as_operator ec2 start-instances --instance-ids "$INST"
+expect_eq "CurrentState" "$(json 'd["StartingInstances"][0]["CurrentState"]["Name"]')" pending
+wait_until 30 "$INST to settle" bash -c "$ATREST --home $H ec2 describe-instances --instance-ids $INST | grep -q '\"stopped\"'"
+ok at ec2 describe-instances --instance-ids "$INST"
+expect_eq "state" "$(json 'd["Reservations"][0]["Instances"][0]["State"]["Name"]')" stopped
+expect_eq "StateReason.Code" "$(json 'd["Reservations"][0]["Instances"][0]["StateReason"]["Code"]')" Client.InternalError
 
-step "EBS creates the encrypted volume $VOLUME: a 64-byte data key bound to aws:ebs:id"
-at - kms generate-data-key-without-plaintext "${VIA_EC2[@]}" --on-behalf-of "$ROLE" \
-  --key-id "$ALIAS" --number-of-bytes 64 --encryption-context "aws:ebs:id=$VOLUME" \
-  --query CiphertextBlob --output text
-expect_ok
-WRAPPED="$OUT"
-say "wrapped volume key: ${#WRAPPED} base64 characters in the volume header"
-
-grant_as_ec2() {
-  at - kms create-grant "${VIA_EC2[@]}" --on-behalf-of "$OPERATOR" --grant-is-for-aws-resource \
-    --key-id "$KEY_ARN" --grantee-principal "$GRANTEE" --operations Decrypt \
-    --retiring-principal ec2.us-east-1.amazonaws.com \
-    --constraints "EncryptionContextSubset={aws:ebs:id=$VOLUME}"
-}
-instance_decrypt() {
-  at - kms decrypt "${VIA_EC2[@]}" --on-behalf-of "$GRANTEE" \
-    --ciphertext-blob "$WRAPPED" --encryption-context "aws:ebs:id=$VOLUME" --query Plaintext --output text
-}
-
-step "Ec2Operator starts $INSTANCE: EC2 asks KMS for a grant on its behalf"
-grant_as_ec2
-expect_error AccessDeniedException "User: $OPERATOR is not authorized to perform: kms:CreateGrant on resource: $KEY_ARN because no"
-say "(EC2 now stops the instance: pending -> stopped, Client.InternalError)"
-instance_decrypt
-expect_error AccessDeniedException
-
-step "The trail shows the refused CreateGrant, made by EC2 for Ec2Operator"
-trail_event CreateGrant
-[ "$(json 'd.get("errorCode")')" = "AccessDeniedException" ] || surprise "no failed CreateGrant: $OUT"
-[ "$(json 'd["userIdentity"]["arn"]')" = "$OPERATOR" ] || surprise "wrong principal: $OUT"
-[ "$(json 'd["userIdentity"]["invokedBy"]')" = "ec2.amazonaws.com" ] || surprise "not invoked by EC2: $OUT"
-[ "$(json 'd["requestParameters"]["granteePrincipal"]')" = "$GRANTEE" ] || surprise "wrong grantee: $OUT"
-say "CreateGrant by $OPERATOR, invokedBy ec2.amazonaws.com, grantee $GRANTEE"
-say "errorMessage: $(json 'd["errorMessage"]')"
+step "The trail: EC2's CreateGrant for Ec2Operator, refused"
+ok at cloudtrail lookup-events --lookup-attributes AttributeKey=EventName,AttributeValue=CreateGrant --max-results 1
+OUT=$(json 'd["Events"][0]["CloudTrailEvent"]')
+expect_eq "errorCode" "$(json 'd.get("errorCode")')" AccessDeniedException
+expect_eq "userIdentity.arn" "$(json 'd["userIdentity"]["arn"]')" "$OPERATOR"
+expect_eq "invokedBy" "$(json 'd["userIdentity"]["invokedBy"]')" ec2.amazonaws.com
+expect_eq "granteePrincipal" "$(json 'd["requestParameters"]["granteePrincipal"]')" "$LAB:aws:ec2-infrastructure:$INST"
+MSG=$(json 'd["errorMessage"]')
+[[ "$MSG" == "User: $OPERATOR is not authorized to perform: kms:CreateGrant on resource: $KEY because no"* ]] ||
+    fail "unexpected errorMessage: $MSG"
+saw "errorMessage: $MSG"
 
 step "The fix: allow kms:CreateGrant for AWS resources"
-attach_policy "$LAB" Ec2Operator AllowCreateGrantForAWSResources '{
+mkdir -p "$POLICY_DIR"
+cat >"$POLICY" <<'JSON'
+{
   "Version": "2012-10-17",
   "Statement": [{
     "Effect": "Allow",
@@ -81,30 +69,27 @@ attach_policy "$LAB" Ec2Operator AllowCreateGrantForAWSResources '{
     "Resource": "*",
     "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}
   }]
-}'
+}
+JSON
+sed 's/^/      /' "$POLICY"
+ok at kms reload-config
+saw "attached to $OPERATOR ($POLICY)"
 
-step "Ec2Operator starts $INSTANCE again"
-grant_as_ec2
-expect_ok
-GRANT_ID="$(json 'd["GrantId"]')"
-say "GrantId $GRANT_ID"
-[ "${#GRANT_ID}" = 64 ] || surprise "GrantId is not 64 hex characters"
-instance_decrypt
-expect_ok
-[ "$(printf '%s' "$OUT" | base64 -d | wc -c)" = 64 ] || surprise "the volume key is not 64 bytes"
-say "the instance decrypted its 64-byte volume key through the grant"
-at - kms list-grants --key-id "$KEY_ARN" --grant-id "$GRANT_ID"
-expect_ok
-say "grant: grantee $(json 'd["Grants"][0]["GranteePrincipal"]'), operations $(json 'd["Grants"][0]["Operations"]'), constraints $(json 'd["Grants"][0]["Constraints"]')"
+step "Ec2Operator starts it again: it runs"
+ok as_operator ec2 start-instances --instance-ids "$INST"
+wait_until 30 "$INST to be running" bash -c "$ATREST --home $H ec2 describe-instances --instance-ids $INST | grep -q '\"running\"'"
+[[ -e "$H/mnt/$INST/xvda" ]] || fail "$INST runs but its root is not served"
+ok at kms list-grants --key-id "$KEY"
+expect_eq "grantee" "$(json 'd["Grants"][0]["GranteePrincipal"]')" "$LAB:aws:ec2-infrastructure:$INST"
+expect_eq "operations" "$(json '",".join(d["Grants"][0]["Operations"])')" Decrypt
+saw "root served at $H/mnt/$INST/xvda"
 
-step "The policy only covers AWS resources: Ec2Operator itself still cannot create grants"
-at "$OPERATOR" kms create-grant --key-id "$KEY_ARN" --grantee-principal "$OPERATOR" --operations Decrypt
-expect_error AccessDeniedException "kms:CreateGrant on resource: $KEY_ARN"
+step "Only for AWS resources: Ec2Operator cannot create a grant itself"
+refused AccessDeniedException as_operator kms create-grant --key-id "$KEY" --grantee-principal "$OPERATOR" --operations Decrypt
 
-step "Stopping $INSTANCE: EC2 retires the grant and the instance loses the key at once"
-at - kms retire-grant "${VIA_EC2[@]}" --on-behalf-of ec2.amazonaws.com --key-id "$KEY_ARN" --grant-id "$GRANT_ID"
-expect_ok
-instance_decrypt
-expect_error AccessDeniedException
-
-printf '\nDrill passed: without kms:CreateGrant the instance cannot start; with it (for AWS resources) it can.\n'
+step "Stopping the instance retires its grant"
+ok at ec2 stop-instances --instance-ids "$INST"
+wait_until 20 "$INST to stop" bash -c "$ATREST --home $H ec2 describe-instances --instance-ids $INST | grep -q '\"stopped\"'"
+ok at kms list-grants --key-id "$KEY"
+expect_eq "grants left" "$(json 'len(d["Grants"])')" 0
+passed

@@ -401,3 +401,100 @@ fn a_crashed_daemon_leaves_instances_stopped() {
     lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
     lab.stop_daemon();
 }
+
+/// Issue 3, scenario 2, through the volume service itself: a user with full EC2 rights
+/// and no kms:CreateGrant starts an instance whose root is encrypted. EC2's CreateGrant
+/// on its behalf is refused (AccessDeniedException, in the trail, invoked by EC2), the
+/// instance goes pending -> stopped with Client.InternalError; an IAM policy allowing
+/// kms:CreateGrant for AWS resources fixes it.
+#[test]
+fn a_user_without_kms_create_grant_cannot_start_an_encrypted_instance() {
+    const OPERATOR: &str = "arn:aws:iam::111122223333:user/Ec2Operator";
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let key = lab.key("alias/MyKMSKey");
+    let vol = lab.new_volume(&[
+        "--size",
+        "1",
+        "--encrypted",
+        "--kms-key-id",
+        "alias/MyKMSKey",
+    ]);
+    let r = lab.ec2(&[
+        "run-instances",
+        "--root-volume-id",
+        &vol,
+        "--placement",
+        "AvailabilityZone=us-east-1a",
+    ]);
+    let id = r["Instances"][0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    lab.ec2(&["stop-instances", "--instance-ids", &id]);
+    lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
+
+    let as_operator = |args: &[&str]| {
+        let mut all = vec!["--as", OPERATOR, "ec2"];
+        all.extend_from_slice(args);
+        lab.ok(&all)
+    };
+    let start = as_operator(&["start-instances", "--instance-ids", &id]);
+    assert_eq!(
+        start["StartingInstances"][0]["CurrentState"]["Name"],
+        "pending"
+    );
+    lab.wait_state(&id, "stopped", 60);
+    let i = lab.instance(&id);
+    assert_eq!(i["StateReason"]["Code"], "Client.InternalError", "{i}");
+
+    // The trail: CreateGrant by Ec2Operator, invoked by EC2, for the instance, refused.
+    let trail = lab.ok(&[
+        "cloudtrail",
+        "lookup-events",
+        "--lookup-attributes",
+        "AttributeKey=EventName,AttributeValue=CreateGrant",
+    ]);
+    let last: serde_json::Value =
+        serde_json::from_str(trail["Events"][0]["CloudTrailEvent"].as_str().unwrap()).unwrap();
+    assert_eq!(last["errorCode"], "AccessDeniedException", "{last}");
+    assert_eq!(last["userIdentity"]["arn"], OPERATOR, "{last}");
+    assert_eq!(last["userIdentity"]["invokedBy"], "ec2.amazonaws.com");
+    assert_eq!(
+        last["requestParameters"]["granteePrincipal"],
+        format!("111122223333:aws:ec2-infrastructure:{id}")
+    );
+    let msg = last["errorMessage"].as_str().unwrap();
+    assert!(
+        msg.starts_with(&format!(
+            "User: {OPERATOR} is not authorized to perform: kms:CreateGrant on resource: {key}"
+        )),
+        "{msg}"
+    );
+
+    // The fix: kms:CreateGrant when kms:GrantIsForAWSResource is true.
+    let dir = lab.path().join("iam/111122223333/users/Ec2Operator");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("AllowCreateGrantForAWSResources.json"),
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+            "Action": "kms:CreateGrant", "Resource": "*",
+            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}]}"#,
+    )
+    .unwrap();
+    lab.ok(&["kms", "reload-config"]);
+    as_operator(&["start-instances", "--instance-ids", &id]);
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    assert!(lab.served_path(&id, "xvda").exists());
+    // The running instance holds one grant, for its infrastructure principal.
+    let grants = lab.ok(&["kms", "list-grants", "--key-id", &key]);
+    assert_eq!(grants["Grants"].as_array().unwrap().len(), 1, "{grants}");
+    assert_eq!(
+        grants["Grants"][0]["GranteePrincipal"],
+        format!("111122223333:aws:ec2-infrastructure:{id}")
+    );
+    lab.ec2(&["stop-instances", "--instance-ids", &id]);
+    lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
+    lab.stop_daemon();
+}

@@ -17,7 +17,7 @@ use kmsd::protocol::{
     ReEncryptRequest, Request, Response, Tag,
 };
 
-use super::{print_json, report_error, Global};
+use super::{report_error, Global};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -26,20 +26,10 @@ const EXIT_PARAM: i32 = 252;
 /// AWS CLI's exit code when the service cannot be reached.
 const EXIT_UNREACHABLE: i32 = 255;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutputFormat {
-    Json,
-    Text,
-}
-
 #[derive(Debug, clap::Args)]
 pub struct KmsArgs {
-    /// Output format.
-    #[arg(long, global = true, value_enum, default_value = "json")]
-    pub output: OutputFormat,
-    /// Print only this field of the result (e.g. `Plaintext`, `KeyMetadata.Arn`, `Keys[].KeyId`).
-    #[arg(long, global = true, value_name = "PATH")]
-    pub query: Option<String>,
+    #[command(flatten)]
+    pub output: super::output::OutputArgs,
     /// Send the request as the service SERVICE would (`ec2.amazonaws.com`,
     /// `s3.amazonaws.com`): sets `kms:ViaService`. kmsd accepts it only from uids its
     /// config trusts as that service (atrest extension, for drills and services).
@@ -575,75 +565,6 @@ pub fn response_json(r: &Response) -> Option<Value> {
     })
 }
 
-/// Applies a `--query` path: `A.B`, `A[].B`, `A[0]`.
-pub fn apply_query(v: &Value, path: &str) -> Result<Value, ParamError> {
-    let mut cur = vec![v.clone()];
-    let mut projected = false;
-    for seg in path.split('.') {
-        let (name, index) = match seg.find('[') {
-            Some(i) => (&seg[..i], Some(&seg[i..])),
-            None => (seg, None),
-        };
-        if !name.is_empty() {
-            cur = cur
-                .iter()
-                .map(|c| c.get(name).cloned().unwrap_or(Value::Null))
-                .collect();
-        }
-        match index {
-            None => {}
-            Some("[]") => {
-                cur = cur
-                    .into_iter()
-                    .flat_map(|c| match c {
-                        Value::Array(a) => a,
-                        _ => Vec::new(),
-                    })
-                    .collect();
-                projected = true;
-            }
-            Some(ix) => {
-                let n: usize = ix
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse()
-                    .map_err(|_| {
-                        param(format!(
-                            "Bad value for --query {path}: unsupported index {ix}"
-                        ))
-                    })?;
-                cur = cur
-                    .iter()
-                    .map(|c| c.get(n).cloned().unwrap_or(Value::Null))
-                    .collect();
-            }
-        }
-    }
-    if projected {
-        Ok(Value::Array(cur))
-    } else {
-        Ok(cur.into_iter().next().unwrap_or(Value::Null))
-    }
-}
-
-/// AWS CLI's text rendering: scalars bare, lists tab-separated, objects' values
-/// tab-separated.
-pub fn text_of(v: &Value) -> String {
-    match v {
-        Value::Null => "None".into(),
-        Value::String(s) => s.clone(),
-        Value::Bool(_) | Value::Number(_) => v.to_string(),
-        Value::Array(a) => {
-            if a.iter().all(|x| !x.is_object() && !x.is_array()) {
-                a.iter().map(text_of).collect::<Vec<_>>().join("\t")
-            } else {
-                a.iter().map(text_of).collect::<Vec<_>>().join("\n")
-            }
-        }
-        Value::Object(o) => o.values().map(text_of).collect::<Vec<_>>().join("\t"),
-    }
-}
-
 /// `--operations Decrypt GenerateDataKey` or `--operations Decrypt,GenerateDataKey`.
 fn split_list(items: &[String]) -> Vec<String> {
     items
@@ -1061,21 +982,7 @@ pub fn run(g: &Global, mut args: KmsArgs) -> i32 {
     let Some(value) = response_json(&response) else {
         return 0;
     };
-    let value = match &args.query {
-        Some(q) => match apply_query(&value, q) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("\n{e}");
-                return EXIT_PARAM;
-            }
-        },
-        None => value,
-    };
-    match args.output {
-        OutputFormat::Json => print_json(&value),
-        OutputFormat::Text => println!("{}", text_of(&value)),
-    }
-    0
+    args.output.emit(&value)
 }
 
 #[cfg(test)]
@@ -1107,13 +1014,8 @@ mod tests {
     }
 
     #[test]
-    fn blobs_and_queries() {
+    fn blobs() {
         assert_eq!(&read_blob("p", "aGk=").unwrap()[..], b"hi");
         assert!(read_blob("p", "not base64!").is_err());
-        let v = json!({"Keys": [{"KeyId": "a"}, {"KeyId": "b"}], "Plaintext": "aGk="});
-        assert_eq!(apply_query(&v, "Plaintext").unwrap(), json!("aGk="));
-        assert_eq!(apply_query(&v, "Keys[].KeyId").unwrap(), json!(["a", "b"]));
-        assert_eq!(apply_query(&v, "Keys[1].KeyId").unwrap(), json!("b"));
-        assert_eq!(text_of(&json!(["a", "b"])), "a\tb");
     }
 }

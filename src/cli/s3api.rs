@@ -1122,7 +1122,7 @@ mod tests {
         let mut f = File::create(dir.path().join("bad")).unwrap();
         let e = copy_pipelined(Box::new(Failing(5 * DOWNLOAD_BUFFER / 2)), &mut f, None);
         assert!(
-            e.is_err_and(|e| e.to_string().contains("connection reset")),
+            e.is_err_and(|e| matches!(e, CliError::Client(ClientError::Io(ref io)) if io.to_string() == "connection reset")),
             "a read error must fail the download"
         );
     }
