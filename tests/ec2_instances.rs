@@ -498,3 +498,135 @@ fn a_user_without_kms_create_grant_cannot_start_an_encrypted_instance() {
     lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
     lab.stop_daemon();
 }
+
+/// Issue 3, scenario 3, through the volume service: an instance in account
+/// 444455556666 started on a volume encrypted with a key of 111122223333. Refused until
+/// the key policy names the other account (for use and for grants to AWS resources)
+/// and that account's IAM policy lets UserA use the key; then the grant goes to the
+/// other account's EC2 identity and the instance runs.
+#[test]
+fn an_instance_in_another_account_needs_both_key_policy_and_iam() {
+    const USER_A: &str = "arn:aws:iam::444455556666:user/UserA";
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let key = lab.key("alias/MyKMSKey");
+    let vol = lab.new_volume(&[
+        "--size",
+        "1",
+        "--encrypted",
+        "--kms-key-id",
+        "alias/MyKMSKey",
+    ]);
+    let as_user_a = |args: &[&str]| {
+        let mut all = vec!["--as", USER_A, "ec2"];
+        all.extend_from_slice(args);
+        lab.ok(&all)
+    };
+    let r = as_user_a(&[
+        "run-instances",
+        "--root-volume-id",
+        &vol,
+        "--placement",
+        "AvailabilityZone=us-east-1a",
+    ]);
+    let id = r["Instances"][0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let grantee = format!("444455556666:aws:ec2-infrastructure:{id}");
+    let refused_with = |why: &str| {
+        lab.wait_state(&id, "stopped", 60);
+        let i = lab.instance(&id);
+        assert_eq!(i["StateReason"]["Code"], "Client.InternalError", "{i}");
+        let trail = lab.ok(&[
+            "cloudtrail",
+            "lookup-events",
+            "--lookup-attributes",
+            "AttributeKey=EventName,AttributeValue=CreateGrant",
+            "--max-results",
+            "1",
+        ]);
+        let e: serde_json::Value =
+            serde_json::from_str(trail["Events"][0]["CloudTrailEvent"].as_str().unwrap()).unwrap();
+        assert_eq!(e["errorCode"], "AccessDeniedException", "{e}");
+        assert_eq!(e["userIdentity"]["arn"], USER_A, "{e}");
+        assert_eq!(e["requestParameters"]["granteePrincipal"], grantee.as_str());
+        let msg = e["errorMessage"].as_str().unwrap();
+        assert!(
+            msg.starts_with(&format!(
+                "User: {USER_A} is not authorized to perform: kms:CreateGrant on resource: {key} because {why}"
+            )),
+            "{msg}"
+        );
+    };
+    // The key policy does not name account 444455556666.
+    refused_with("no resource-based policy allows the kms:CreateGrant action");
+
+    // The key's administrator adds the other account, as the console's "Other AWS accounts".
+    let policy = lab.ok(&[
+        "kms",
+        "get-key-policy",
+        "--key-id",
+        &key,
+        "--policy-name",
+        "default",
+    ]);
+    let mut doc: serde_json::Value =
+        serde_json::from_str(policy["Policy"].as_str().unwrap()).unwrap();
+    let statements = doc["Statement"].as_array_mut().unwrap();
+    statements.push(serde_json::json!({
+        "Sid": "Allow use of the key by 444455556666",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+        "Resource": "*"
+    }));
+    statements.push(serde_json::json!({
+        "Sid": "Allow attachment of persistent resources by 444455556666",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
+        "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+        "Resource": "*",
+        "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    }));
+    lab.ok(&[
+        "kms",
+        "put-key-policy",
+        "--key-id",
+        &key,
+        "--policy-name",
+        "default",
+        "--policy",
+        &doc.to_string(),
+    ]);
+    as_user_a(&["start-instances", "--instance-ids", &id]);
+    // Now account 444455556666's own IAM policy is what is missing.
+    refused_with("no identity-based policy allows the kms:CreateGrant action");
+
+    let dir = lab.path().join("iam/444455556666/users/UserA");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("UseLabKey.json"),
+        serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow",
+                 "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:DescribeKey"],
+                 "Resource": key},
+                {"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": key,
+                 "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}
+            ]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    lab.ok(&["kms", "reload-config"]);
+    as_user_a(&["start-instances", "--instance-ids", &id]);
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    assert!(lab.served_path(&id, "xvda").exists());
+    let grants = lab.ok(&["kms", "list-grants", "--key-id", &key]);
+    assert_eq!(grants["Grants"][0]["GranteePrincipal"], grantee.as_str());
+    as_user_a(&["stop-instances", "--instance-ids", &id]);
+    lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
+    lab.stop_daemon();
+}

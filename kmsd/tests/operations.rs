@@ -685,7 +685,23 @@ fn config_socket_region_account_and_act_as() {
     let cfg = home.path().join("custom.toml");
     std::fs::write(
         &cfg,
-        "region = \"eu-west-3\"\naccount = \"999988887777\"\n[kmsd]\nsocket_mode = \"0600\"\n",
+        r#"region = "eu-west-3"
+account = "999988887777"
+[kmsd]
+socket_mode = "0600"
+
+# A custom config replaces the default: it must give this uid its rights again.
+[[uids]]
+uid = "self"
+policies = ["Admin"]
+may_act_as = ["arn:aws:iam::444455556666:user/*"]
+
+[accounts.444455556666.users.UserA]
+policies = ["Admin"]
+
+[policies.Admin]
+document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}'
+"#,
     )
     .unwrap();
     let sock = home.path().join("elsewhere.sock");
@@ -724,7 +740,18 @@ fn config_socket_region_account_and_act_as() {
         err(c.describe_key(&theirs.key_id)).0,
         ErrorCode::NotFoundException
     );
-    assert_eq!(c.describe_key(&theirs.arn).unwrap().key_id, theirs.key_id);
+    // The ARN finds it, and then the other account's key policy decides: it does not
+    // name account 999988887777.
+    let (code, message) = err(c.describe_key(&theirs.arn));
+    assert_eq!(code, ErrorCode::AccessDeniedException);
+    assert!(
+        message.ends_with("because no resource-based policy allows the kms:DescribeKey action"),
+        "{message}"
+    );
+    assert_eq!(
+        other.describe_key(&theirs.arn).unwrap().key_id,
+        theirs.key_id
+    );
     assert_eq!(c.list_keys().unwrap().len(), 1);
     assert_eq!(other.list_keys().unwrap().len(), 1);
     // Aliases are per account.

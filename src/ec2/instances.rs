@@ -590,25 +590,14 @@ impl Ec2Service {
             let grant = self
                 .kms
                 .create_instance_grant(caller, instance_id, volume_id, &wrapped)?;
-            let plain =
-                match self
-                    .kms
-                    .decrypt_for_instance(caller, instance_id, &wrapped, grant.as_ref())
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        if let Some(g) = &grant {
-                            self.kms.retire_grant(g);
-                        }
-                        return Err(e);
-                    }
-                };
-            match storage::xts_key(&plain) {
-                Ok(k) => (Some(k), grant),
+            let key = self
+                .kms
+                .decrypt_for_instance(&wrapped, &grant)
+                .and_then(|plain| storage::xts_key(&plain));
+            match key {
+                Ok(k) => (Some(k), Some(grant)),
                 Err(e) => {
-                    if let Some(g) = &grant {
-                        self.kms.retire_grant(g);
-                    }
+                    self.kms.retire_grant(&grant);
                     return Err(e);
                 }
             }

@@ -47,7 +47,7 @@ pub struct WrappedKey {
     pub context: BTreeMap<String, String>,
 }
 
-/// A grant made for an instance (filled by the grant wiring).
+/// A grant made for an instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantRef {
     pub grant_id: String,
@@ -72,6 +72,25 @@ pub fn ebs_context(resource_id: &str) -> BTreeMap<String, String> {
     let mut ctx = BTreeMap::new();
     ctx.insert(EBS_CONTEXT_KEY.to_string(), resource_id.to_string());
     ctx
+}
+
+/// The account of an IAM or STS principal ARN (`arn:aws:iam::ACCOUNT:user/NAME`).
+pub fn account_of(principal: &str) -> Option<&str> {
+    let mut parts = principal.splitn(6, ':');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("arn"), Some(_), Some("iam" | "sts"), Some(""), Some(account))
+            if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Some(account)
+        }
+        _ => None,
+    }
 }
 
 /// The principal an instance decrypts as: `ACCOUNT:aws:ec2-infrastructure:INSTANCE-ID`.
@@ -170,8 +189,11 @@ impl Kms {
         instance_id: &str,
         volume_id: &str,
         w: &WrappedKey,
-    ) -> Result<Option<GrantRef>, Ec2Error> {
-        let grantee = instance_grantee(&self.config.account, instance_id);
+    ) -> Result<GrantRef, Ec2Error> {
+        // The instance runs in the account of whoever starts it, which may not be the
+        // key's (a cross-account key): the grantee is that account's EC2 identity.
+        let account = account_of(&caller.principal).unwrap_or(&self.config.account);
+        let grantee = instance_grantee(account, instance_id);
         let (grant_id, grant_token) = self
             .on_behalf_of(caller)?
             .create_grant(CreateGrantRequest {
@@ -187,12 +209,12 @@ impl Kms {
                 grant_tokens: Vec::new(),
             })
             .map_err(from_client)?;
-        Ok(Some(GrantRef {
+        Ok(GrantRef {
             grant_id,
             grant_token,
             key_arn: w.key_arn.clone(),
             grantee,
-        }))
+        })
     }
 
     /// `ec2.REGION.amazonaws.com`: the retiring principal of instance grants.
@@ -201,34 +223,26 @@ impl Kms {
     }
 
     /// Decrypt of an attached volume's data key for a launching instance: as the
-    /// grantee with the grant's token when there is a grant, else (until the grant
-    /// wiring) on the caller's behalf.
+    /// grant's grantee (the instance's EC2 identity), with the grant's token, as EBS does.
     pub fn decrypt_for_instance(
         &self,
-        caller: &Caller,
-        instance_id: &str,
         w: &WrappedKey,
-        grant: Option<&GrantRef>,
+        g: &GrantRef,
     ) -> Result<Zeroizing<Vec<u8>>, Ec2Error> {
-        let client = match grant {
-            Some(g) => KmsClient::connect(&self.socket)
-                .map_err(from_client)?
-                .acting_as(g.grantee.clone())
-                .via(ViaService {
-                    service: EC2_SERVICE.into(),
-                    on_behalf_of: Some(instance_grantee(&self.config.account, instance_id)),
-                    grant_is_for_aws_resource: true,
-                }),
-            None => self.on_behalf_of(caller)?,
-        };
+        let client = KmsClient::connect(&self.socket)
+            .map_err(from_client)?
+            .acting_as(g.grantee.clone())
+            .via(ViaService {
+                service: EC2_SERVICE.into(),
+                on_behalf_of: Some(g.grantee.clone()),
+                grant_is_for_aws_resource: true,
+            });
         let resp = client
             .decrypt_request(DecryptRequest {
                 ciphertext_blob: w.blob.clone(),
                 encryption_context: w.context.clone(),
                 key_id: Some(w.key_arn.clone()),
-                grant_tokens: grant
-                    .map(|g| vec![g.grant_token.clone()])
-                    .unwrap_or_default(),
+                grant_tokens: vec![g.grant_token.clone()],
                 encryption_algorithm: None,
             })
             .map_err(from_client)?;
@@ -325,4 +339,28 @@ pub fn ec2_resource(region: &str, account: &str, id: &str) -> (String, String) {
         ty.to_string(),
         format!("arn:aws:ec2:{region}:{account}:{kind}/{id}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_of_iam_and_sts_arns() {
+        assert_eq!(
+            account_of("arn:aws:iam::444455556666:user/UserA"),
+            Some("444455556666")
+        );
+        assert_eq!(
+            account_of("arn:aws:sts::111122223333:assumed-role/voclabs/s"),
+            Some("111122223333")
+        );
+        assert_eq!(account_of("arn:aws:iam::12:user/x"), None);
+        assert_eq!(account_of("ec2.amazonaws.com"), None);
+        assert_eq!(account_of("arn:aws:kms:us-east-1:111122223333:key/k"), None);
+        assert_eq!(
+            instance_grantee("444455556666", "i-1"),
+            "444455556666:aws:ec2-infrastructure:i-1"
+        );
+    }
 }
