@@ -432,3 +432,42 @@ fn interrupted_creation_becomes_error_not_available() {
     );
     lab.ec2(&["delete-volume", "--volume-id", &id]);
 }
+
+/// The volume service acts on a caller's behalf only as a principal the config lets
+/// that caller's uid act as: kmsd trusts the service to speak for anyone, so the
+/// service must check `--as` itself (directly on ec2.sock and in-process alike).
+#[test]
+fn acting_as_is_checked_by_the_volume_service() {
+    let mut lab = Lab::start();
+    for daemon in [false, true] {
+        if daemon {
+            lab.start_daemon();
+        }
+        for claim in [
+            "arn:aws:iam::999999999999:user/Mallory",
+            "ec2.amazonaws.com",
+            "111122223333:aws:ec2-infrastructure:i-0123456789abcdef0",
+        ] {
+            let out = lab.run(&["--as", claim, "ec2", "describe-volumes"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "--as {claim} was accepted");
+            assert!(
+                err.contains("(UnauthorizedOperation)") && err.contains(claim),
+                "--as {claim}: {err}"
+            );
+        }
+        // A principal the default config allows.
+        let out = lab.run(&[
+            "--as",
+            "arn:aws:iam::444455556666:user/UserA",
+            "ec2",
+            "describe-volumes",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    lab.stop_daemon();
+}

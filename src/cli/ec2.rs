@@ -343,7 +343,7 @@ impl Ec2Conn {
                     uid,
                     gid,
                     pid: std::process::id(),
-                    principal: svc.kms.caller_principal(uid, self.g.act_as.as_deref()),
+                    principal: svc.kms.caller_principal(uid, self.g.act_as.as_deref())?,
                 };
                 let out = svc.handle(&caller, req);
                 // Background work (snapshots, restores) finishes before we exit.

@@ -59,6 +59,11 @@ pub struct GrantRef {
 pub struct Kms {
     socket: PathBuf,
     config: Config,
+    /// Who may act as whom, compiled from the same config kmsd reads: the volume
+    /// service must check a caller's `--as` before acting on its behalf, because kmsd
+    /// trusts this service to speak for anyone. `Err` (a config kmsd would refuse
+    /// too) refuses every `--as`.
+    directory: Result<kmsd::service::directory::Directory, String>,
 }
 
 /// The region and account from HOME/config.toml (defaults us-east-1, 111122223333).
@@ -110,20 +115,48 @@ fn from_client(e: ClientError) -> Ec2Error {
 
 impl Kms {
     pub fn new(layout: &Layout) -> Kms {
+        let config = Config::load(&layout.config(), false).unwrap_or_default();
+        // The service runs as kmsd's user (`atrest up`, kmsd/kmsd.service), so that is
+        // the uid the config's "self" names.
+        // SAFETY: geteuid cannot fail.
+        let self_uid = unsafe { libc::geteuid() };
+        let directory = kmsd::service::directory::Directory::build(
+            config.clone(),
+            Some(&layout.root),
+            self_uid,
+        );
         Kms {
             socket: layout.kmsd_socket(),
-            config: Config::load(&layout.config(), false).unwrap_or_default(),
+            config,
+            directory,
         }
     }
 
-    /// The principal a local uid acts as (or the `--as` ARN it asked for; kmsd
-    /// decides whether that uid may).
-    pub fn caller_principal(&self, uid: u32, act_as: Option<&str>) -> String {
+    /// The principal a local uid is served as: its own, or the `--as` ARN it asked for
+    /// if the config lets that uid act as it (as kmsd decides for its own callers);
+    /// otherwise `UnauthorizedOperation`.
+    pub fn caller_principal(&self, uid: u32, act_as: Option<&str>) -> Result<String, Ec2Error> {
+        let user = kmsd::server::username(uid).unwrap_or_else(|| format!("uid-{uid}"));
+        let dir = match &self.directory {
+            Ok(d) => d,
+            Err(e) => return match act_as {
+                None => Ok(self.config.default_principal_for(&user, uid)),
+                Some(a) => Err(Ec2Error::new(
+                    Ec2Code::UnauthorizedOperation,
+                    format!(
+                        "cannot check whether uid {uid} may act as {a}: the config is invalid: {e}"
+                    ),
+                )),
+            },
+        };
+        let ident = dir.identity(uid, &user);
         match act_as {
-            Some(a) => a.to_string(),
-            None => {
-                let user = kmsd::server::username(uid).unwrap_or_else(|| format!("uid-{uid}"));
-                self.config.default_principal_for(&user, uid)
+            None => Ok(ident.principal.clone()),
+            Some(a) => {
+                dir.resolve_act_as(&ident, Some(a))
+                    .map_err(|e| Ec2Error::new(Ec2Code::UnauthorizedOperation, e.message))?;
+                // kmsd resolves the claim itself (a role becomes its session).
+                Ok(a.to_string())
             }
         }
     }

@@ -101,14 +101,19 @@ fn handle_conn(stream: UnixStream, svc: Arc<Ec2Service>) {
                 return;
             }
         };
-        let caller = Caller {
-            uid: cred.uid,
-            gid: cred.gid,
-            pid: cred.pid as u32,
-            principal: svc.kms.caller_principal(cred.uid, env.act_as.as_deref()),
-        };
         let op = env.request.operation();
-        let result = svc.handle(&caller, env.request);
+        let result = svc
+            .kms
+            .caller_principal(cred.uid, env.act_as.as_deref())
+            .and_then(|principal| {
+                let caller = Caller {
+                    uid: cred.uid,
+                    gid: cred.gid,
+                    pid: cred.pid as u32,
+                    principal,
+                };
+                svc.handle(&caller, env.request)
+            });
         match &result {
             Ok(_) => tracing::info!(uid = cred.uid, "{op}"),
             Err(e) => tracing::info!(uid = cred.uid, "{op} refused: {e}"),

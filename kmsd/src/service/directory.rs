@@ -245,7 +245,11 @@ impl Directory {
             PrincipalKind::AssumedRole { .. } => requested.role_arn().unwrap_or_default(),
             _ => requested.arn.clone(),
         };
+        // An instance's EC2 identity is spoken for only by the trusted EC2 service
+        // (via, on behalf of), never claimed with --as: `role/*` must not reach it.
+        let ec2_identity = allowed_as.ends_with(&format!(":role/{EC2_INFRASTRUCTURE_ROLE}"));
         if matches!(requested.kind, PrincipalKind::Service { .. })
+            || ec2_identity
             || !self.may_act_as(ident, &allowed_as)
         {
             return Err(KmsError::new(
@@ -490,6 +494,14 @@ mod tests {
         assert_eq!(e.code, ErrorCode::AccessDeniedException);
         assert!(d.resolve_act_as(&me, Some("ec2.amazonaws.com")).is_err());
         assert!(d.resolve_act_as(&me, Some("bob")).is_err());
+        // `role/*` does not reach an instance's EC2 identity, in either spelling.
+        for claim in [
+            "111122223333:aws:ec2-infrastructure:i-0abc",
+            "arn:aws:sts::111122223333:assumed-role/aws:ec2-infrastructure/i-0abc",
+        ] {
+            let e = d.resolve_act_as(&me, Some(claim)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::AccessDeniedException, "{claim}");
+        }
     }
 
     #[test]
