@@ -10,6 +10,8 @@
 #   PUT (cli)     atrest s3 cp FILE s3://bench/obj --sse aws:kms  (streams, fsyncs, renames)
 #   GET (cli)     atrest s3 cp s3://bench/obj OUT                 (streams to a temp file, renames)
 #   GET (curl)    curl of a presigned URL to /dev/null            (the endpoint alone)
+#                 and to a file                                    (a reference HTTP client)
+#   dd bs=1M      a userspace copy of the file (cp copies inside the kernel)
 #   peak RSS      VmHWM of the endpoint process after all transfers
 # Targets (issue 7: 0.5x cp): a PUT is durable when it answers, so it is held to 0.5x
 # cp + sync (0.5x plain cp is printed too); GET to 0.5x cp; endpoint peak RSS under 64 MiB.
@@ -78,7 +80,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int(
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
 
 cp "$SRC" "$WORK/copy.bin"; rm -f "$WORK/copy.bin"; sync # warms the source's pages
-CP=(); CPSYNC=(); PUT=(); GET=(); CURL=()
+CP=(); CPSYNC=(); DD=(); PUT=(); GET=(); CURL=(); CURLF=()
 URL=""
 for round in $(seq "$ROUNDS"); do
     t0=$(now); cp "$SRC" "$WORK/copy.bin"; t1=$(now)
@@ -86,6 +88,11 @@ for round in $(seq "$ROUNDS"); do
     rm -f "$WORK/copy.bin"; sync
     t0=$(now); cp "$SRC" "$WORK/copy.bin"; sync; t1=$(now)
     CPSYNC+=("$(elapsed "$t0" "$t1")")
+    rm -f "$WORK/copy.bin"; sync
+    # cp copies inside the kernel (copy_file_range); a program that reads and writes
+    # the bytes itself, as any HTTP client must, is bounded by this instead.
+    t0=$(now); dd if="$SRC" of="$WORK/copy.bin" bs=1M status=none; t1=$(now)
+    DD+=("$(elapsed "$t0" "$t1")")
     rm -f "$WORK/copy.bin"; sync
 
     t0=$(now)
@@ -112,19 +119,28 @@ for round in $(seq "$ROUNDS"); do
     t1=$(now)
     CURL+=("$(elapsed "$t0" "$t1")")
     [ "$GOT" = "$BYTES" ] || { echo "bench-s3: curl got $GOT of $BYTES bytes" >&2; exit 1; }
+    # The same download by curl into a file: what a well-tuned HTTP client reaches here.
+    t0=$(now)
+    curl -s -o "$WORK/curl.bin" "$URL"
+    t1=$(now)
+    CURLF+=("$(elapsed "$t0" "$t1")")
+    rm -f "$WORK/curl.bin"; sync
     atrest s3api delete-object --bucket bench --key "obj$round" >/dev/null
 done
-CP_S=$(median "${CP[@]}"); CPSYNC_S=$(median "${CPSYNC[@]}")
+CP_S=$(median "${CP[@]}"); CPSYNC_S=$(median "${CPSYNC[@]}"); DD_S=$(median "${DD[@]}")
 PUT_S=$(median "${PUT[@]}"); GET_S=$(median "${GET[@]}"); CURL_S=$(median "${CURL[@]}")
+CURLF_S=$(median "${CURLF[@]}")
 
 RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$S3_PID/status")
 RSS_MIB=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')
 
 CP_MIBPS=$(mibps "$BYTES" "$CP_S")
 CPSYNC_MIBPS=$(mibps "$BYTES" "$CPSYNC_S")
+DD_MIBPS=$(mibps "$BYTES" "$DD_S")
 PUT_MIBPS=$(mibps "$BYTES" "$PUT_S")
 GET_MIBPS=$(mibps "$BYTES" "$GET_S")
 CURL_MIBPS=$(mibps "$BYTES" "$CURL_S")
+CURLF_MIBPS=$(mibps "$BYTES" "$CURLF_S")
 PUT_RATIO=$(ratio "$PUT_MIBPS" "$CP_MIBPS")
 GET_RATIO=$(ratio "$GET_MIBPS" "$CP_MIBPS")
 PUT_RATIO_SYNC=$(ratio "$PUT_MIBPS" "$CPSYNC_MIBPS")
@@ -133,12 +149,14 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
 echo "object: ${SIZE_MIB} MiB, SSE-KMS (alias/BenchKey), 64 KiB AES-256-GCM chunks; $(nproc) cores, load average $LOAD"
-echo "median of $ROUNDS rounds; seconds per round: cp ${CP[*]} | cp+sync ${CPSYNC[*]} | PUT ${PUT[*]} | GET ${GET[*]} | curl ${CURL[*]}"
+echo "median of $ROUNDS rounds; seconds per round: cp ${CP[*]} | cp+sync ${CPSYNC[*]} | dd ${DD[*]} | PUT ${PUT[*]} | GET ${GET[*]} | curl ${CURL[*]} | curl -o ${CURLF[*]}"
 printf '%-34s %8s MiB/s\n' "cp (page cache)" "$CP_MIBPS"
 printf '%-34s %8s MiB/s\n' "cp + sync" "$CPSYNC_MIBPS"
+printf '%-34s %8s MiB/s   %sx cp\n' "dd bs=1M (userspace copy)" "$DD_MIBPS" "$(ratio "$DD_MIBPS" "$CP_MIBPS")"
 printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "PUT atrest s3 cp (fdatasync'd)" "$PUT_MIBPS" "$PUT_RATIO" "$PUT_RATIO_SYNC"
 printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "GET atrest s3 cp" "$GET_MIBPS" "$GET_RATIO" "$GET_RATIO_SYNC"
-printf '%-34s %8s MiB/s\n' "GET curl presigned > /dev/null" "$CURL_MIBPS"
+printf '%-34s %8s MiB/s   %sx cp\n' "GET curl presigned > /dev/null" "$CURL_MIBPS" "$(ratio "$CURL_MIBPS" "$CP_MIBPS")"
+printf '%-34s %8s MiB/s   %sx cp\n' "GET curl presigned -o FILE" "$CURLF_MIBPS" "$(ratio "$CURLF_MIBPS" "$CP_MIBPS")"
 printf '%-34s %8s MiB\n' "endpoint peak RSS (VmHWM)" "$RSS_MIB"
 
 MISS=0
