@@ -117,11 +117,18 @@ fn serve(g: &Global, listen: SocketAddr) -> i32 {
         eprintln!("atrest: cannot create {}: {e}", layout.root.display());
         return 1;
     }
+    let config = match kmsd::config::Config::load(&layout.config(), false) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("atrest: {e}");
+            return 1;
+        }
+    };
     let keyring = match Keyring::open(
         &auth::access_keys_path(&s3_dir),
-        &auth::current_user_principal(),
+        &auth::current_user_principal(&layout),
     ) {
-        Ok(k) => Arc::new(k),
+        Ok(k) => Arc::new(k.with_configured(&config.access_keys)),
         Err(e) => {
             eprintln!("atrest: {e}");
             return 1;

@@ -139,15 +139,17 @@ impl Kms {
         let user = kmsd::server::username(uid).unwrap_or_else(|| format!("uid-{uid}"));
         let dir = match &self.directory {
             Ok(d) => d,
-            Err(e) => return match act_as {
-                None => Ok(self.config.default_principal_for(&user, uid)),
-                Some(a) => Err(Ec2Error::new(
-                    Ec2Code::UnauthorizedOperation,
-                    format!(
+            Err(e) => {
+                return match act_as {
+                    None => Ok(self.config.default_principal_for(&user, uid)),
+                    Some(a) => Err(Ec2Error::new(
+                        Ec2Code::UnauthorizedOperation,
+                        format!(
                         "cannot check whether uid {uid} may act as {a}: the config is invalid: {e}"
                     ),
-                )),
-            },
+                    )),
+                }
+            }
         };
         let ident = dir.identity(uid, &user);
         match act_as {

@@ -72,11 +72,22 @@ pub fn access_keys_path(s3_dir: &Path) -> PathBuf {
 }
 
 /// The principal of the Unix user running this process.
-pub fn current_user_principal() -> String {
-    format!(
-        "arn:aws:iam::{DEFAULT_ACCOUNT}:user/{}",
-        current_user_name()
-    )
+pub fn current_user_principal(layout: &kmsd::home::Layout) -> String {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let user = current_user_name();
+    // The principal kmsd gives this uid, from the same config (its region, account and
+    // any `[[uids]] principal`); the default account if the config cannot be read.
+    let config = kmsd::config::Config::load(&layout.config(), false).ok();
+    match config {
+        Some(c) => {
+            match kmsd::service::directory::Directory::build(c.clone(), Some(&layout.root), uid) {
+                Ok(d) => d.identity(uid, &user).principal.clone(),
+                Err(_) => c.default_principal_for(&user, uid),
+            }
+        }
+        None => format!("arn:aws:iam::{DEFAULT_ACCOUNT}:user/{user}"),
+    }
 }
 
 fn current_user_name() -> String {
@@ -217,6 +228,8 @@ impl AccessKeys {
 pub struct Keyring {
     path: PathBuf,
     keys: RwLock<AccessKeys>,
+    /// `[[access_keys]]` of config.toml: fixed pairs for clients such as the AWS CLI.
+    configured: Vec<AccessKey>,
 }
 
 impl Keyring {
@@ -225,11 +238,33 @@ impl Keyring {
         Ok(Keyring {
             path: path.to_path_buf(),
             keys: RwLock::new(keys),
+            configured: Vec::new(),
         })
+    }
+
+    /// Adds the pairs config.toml declares (kmsd validated them; they take precedence
+    /// over a file entry with the same id).
+    pub fn with_configured(mut self, keys: &[kmsd::config::AccessKeyConfig]) -> Keyring {
+        self.configured = keys
+            .iter()
+            .map(|k| AccessKey {
+                access_key_id: k.access_key_id.clone(),
+                secret_access_key: k.secret_access_key.clone(),
+                principal: k.principal.clone(),
+            })
+            .collect();
+        self
     }
 
     /// The key pair for an access key id, if configured.
     pub fn lookup(&self, access_key_id: &str) -> Option<AccessKey> {
+        if let Some(k) = self
+            .configured
+            .iter()
+            .find(|k| k.access_key_id == access_key_id)
+        {
+            return Some(k.clone());
+        }
         if let Some(k) = self.read().by_access_key(access_key_id) {
             return Some(k.clone());
         }
@@ -442,9 +477,31 @@ mod tests {
     }
 
     #[test]
-    fn principal_names_the_unix_user() {
-        let p = current_user_principal();
-        assert!(p.starts_with("arn:aws:iam::111122223333:user/"));
+    fn configured_pairs_are_looked_up_before_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s3/access-keys.json");
+        let ring = Keyring::open(&path, "arn:aws:iam::111122223333:user/me")
+            .unwrap()
+            .with_configured(&[kmsd::config::AccessKeyConfig {
+                access_key_id: "AKIACONFIGURED00001".into(),
+                secret_access_key: "s3cr3t-s3cr3t-s3cr3t".into(),
+                principal: "arn:aws:iam::444455556666:user/UserA".into(),
+            }]);
+        let k = ring.lookup("AKIACONFIGURED00001").unwrap();
+        assert_eq!(k.principal, "arn:aws:iam::444455556666:user/UserA");
+        assert_eq!(k.secret_access_key, "s3cr3t-s3cr3t-s3cr3t");
+        assert!(ring.lookup("AKIANOSUCHKEY000001").is_none());
+    }
+
+    #[test]
+    fn principal_names_the_unix_user_in_the_configured_account() {
+        let home = tempfile::tempdir().unwrap();
+        let layout = kmsd::home::Layout::new(home.path());
+        let p = current_user_principal(&layout);
+        assert!(p.starts_with("arn:aws:iam::111122223333:user/"), "{p}");
         assert!(p.len() > "arn:aws:iam::111122223333:user/".len());
+        std::fs::write(layout.config(), "account = \"999988887777\"\n").unwrap();
+        let p = current_user_principal(&layout);
+        assert!(p.starts_with("arn:aws:iam::999988887777:user/"), "{p}");
     }
 }

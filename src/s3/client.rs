@@ -140,7 +140,7 @@ impl S3Client {
             .ok_or_else(|| AuthError::Missing(keys_path.display().to_string()))?;
         let principal = principal
             .map(str::to_string)
-            .unwrap_or_else(auth::current_user_principal);
+            .unwrap_or_else(|| auth::current_user_principal(layout));
         let key = match keys.for_principal(&principal) {
             Some(k) => k.clone(),
             // Acting as a principal for the first time: kmsd decides whether this uid may

@@ -45,6 +45,26 @@ fn request_id<T>(req: &S3Request<T>) -> String {
         .unwrap_or_default()
 }
 
+/// S3 refuses presigned URLs valid for more than seven days, whatever their signature
+/// says (the signature library checks only that they have not yet expired).
+fn check_presigned_expiry(query: Option<&str>) -> S3Result<()> {
+    const MAX_EXPIRES: u64 = 7 * 24 * 3600;
+    let Some(q) = query else { return Ok(()) };
+    for pair in q.split('&') {
+        if let Some(v) = pair.strip_prefix("X-Amz-Expires=") {
+            return match v.parse::<u64>() {
+                Ok(n) if n <= MAX_EXPIRES => Ok(()),
+                _ => Err(error(
+                    "AuthorizationQueryParametersError",
+                    400,
+                    "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+                )),
+            };
+        }
+    }
+    Ok(())
+}
+
 fn new_request_id() -> String {
     hex::encode_upper(rand::random::<[u8; 8]>())
 }
@@ -255,6 +275,7 @@ impl ObjectService {
             .keyring
             .lookup(&creds.access_key)
             .ok_or_else(|| denial(Denial::AccessDenied))?;
+        check_presigned_expiry(req.uri.query())?;
         Ok(Caller::signed(
             &key.principal,
             sig_version(&req.headers, &req.uri),
@@ -1493,6 +1514,24 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presigned_urls_valid_for_more_than_a_week_are_refused() {
+        assert!(check_presigned_expiry(None).is_ok());
+        assert!(check_presigned_expiry(Some("X-Amz-Expires=604800&X-Amz-Date=x")).is_ok());
+        for bad in [
+            "X-Amz-Expires=604801",
+            "a=b&X-Amz-Expires=-1",
+            "X-Amz-Expires=lots",
+        ] {
+            let e = check_presigned_expiry(Some(bad)).unwrap_err();
+            assert_eq!(
+                e.code().as_str(),
+                "AuthorizationQueryParametersError",
+                "{bad}"
+            );
+        }
+    }
 
     fn m(key: &str) -> ObjectMeta {
         ObjectMeta {
