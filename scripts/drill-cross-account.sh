@@ -1,59 +1,73 @@
 #!/usr/bin/env bash
-# Drill: a copied image's encrypted volume used from another account (issue 3,
-# scenario 3).
+# Drill: a volume encrypted with a key of account 111122223333 used from account
+# 444455556666 (issue 3, scenario 3: the copied image).
 #
-# The volume's key lives in account 111122223333. UserA of account 444455556666
-# is refused until (1) the key policy names account 444455556666 and (2) account
-# 444455556666's own IAM policy allows UserA kms:Decrypt, kms:GenerateDataKey*,
-# kms:ReEncrypt*, kms:DescribeKey and kms:CreateGrant (for AWS resources). Each
-# half alone is not enough, as in AWS.
+# UserA (account 444455556666, EC2 rights only) launches an instance on a volume
+# whose data key is wrapped by the lab's key. Starting it makes the volume service ask
+# kmsd, on UserA's behalf, for a grant to 444455556666's EC2 identity for the instance.
+# Refused while the key policy does not name account 444455556666 ("no resource-based
+# policy allows"), still refused once it does but UserA's own account has not given it
+# KMS rights ("no identity-based policy allows"), and allowed when both say yes. The
+# instance goes pending -> stopped (Client.InternalError) until then, and runs after.
 #
 # Usage: scripts/drill-cross-account.sh [--fresh]
-source "$(dirname "$0")/drill-lib.sh"
+source "$(dirname "$0")/lib/drill-common.sh"
+drill_init "$@"
+drill_daemons mount
 
+LAB=111122223333
+OTHER=444455556666
 ROLE="arn:aws:iam::$LAB:role/voclabs"
 USER_A="arn:aws:iam::$OTHER:user/UserA"
-VOLUME="vol-0c0p1ed00000000aa"
-INSTANCE="i-0fedcba9876543210"
-GRANTEE="$OTHER:aws:ec2-infrastructure:$INSTANCE"
+POLICY_DIR="$H/iam/$OTHER/users/UserA"
+POLICY="$POLICY_DIR/UseLabKeyFromOtherAccount.json"
+W=$(mktemp -d)
+cleanup_push "rm -rf '$W'"
+rm -f "$POLICY"
+cleanup_push "rm -f '$POLICY'; at kms reload-config"
+ok at kms reload-config
 
-rm -f "$DRILL_HOME/iam/$OTHER/users/UserA/UseLabKeyFromOtherAccount.json"
-at - kms reload-config
-expect_ok
-
-step "In account $LAB: the key, and the copied image's volume key under it"
-at "$ROLE" kms create-key --description "Image key (drill)" --key-administrators "$ROLE" --key-users "$ROLE" \
-  --query KeyMetadata.Arn --output text
-expect_ok
-KEY_ARN="$OUT"
-say "key $KEY_ARN"
-at "$ROLE" kms generate-data-key-without-plaintext --key-id "$KEY_ARN" --number-of-bytes 64 \
-  --encryption-context "aws:ebs:id=$VOLUME" --query CiphertextBlob --output text
-expect_ok
-WRAPPED="$OUT"
-
-user_a_decrypt() {
-  at "$USER_A" kms decrypt --key-id "$KEY_ARN" --ciphertext-blob "$WRAPPED" \
-    --encryption-context "aws:ebs:id=$VOLUME" --query Plaintext --output text
+as_user_a() { at --as "$USER_A" "$@"; }
+state_is() { "$ATREST" --home "$H" ec2 describe-instances --instance-ids "$1" | grep -q "\"Name\": \"$2\""; }
+# The last CreateGrant in the trail must be UserA's, refused, ending with $1.
+refused_grant() {
+    ok at cloudtrail lookup-events --lookup-attributes AttributeKey=EventName,AttributeValue=CreateGrant --max-results 1
+    OUT=$(json 'd["Events"][0]["CloudTrailEvent"]')
+    expect_eq "errorCode" "$(json 'd.get("errorCode")')" AccessDeniedException
+    expect_eq "userIdentity.arn" "$(json 'd["userIdentity"]["arn"]')" "$USER_A"
+    expect_eq "granteePrincipal" "$(json 'd["requestParameters"]["granteePrincipal"]')" "$OTHER:aws:ec2-infrastructure:$INST"
+    local msg
+    msg=$(json 'd["errorMessage"]')
+    [[ "$msg" == "User: $USER_A is not authorized to perform: kms:CreateGrant on resource: $KEY because $1" ]] ||
+        fail "unexpected errorMessage: $msg"
+    saw "errorMessage: $msg"
+}
+settled() { state_is "$1" stopped || state_is "$1" running; }
+start_and_settle() {
+    ok as_user_a ec2 start-instances --instance-ids "$INST"
+    wait_until 30 "$INST to settle" settled "$INST"
 }
 
-step "UserA ($OTHER) uses the volume: the key policy does not name account $OTHER"
-user_a_decrypt
-expect_error AccessDeniedException "User: $USER_A is not authorized to perform: kms:Decrypt on resource: $KEY_ARN because no resource-based policy allows the kms:Decrypt action"
-at "$USER_A" kms describe-key --key-id "$KEY_ARN"
-expect_error AccessDeniedException "kms:DescribeKey"
+step "In account $LAB: the lab's key and an encrypted volume (the copied image)"
+ok at --as "$ROLE" kms create-key --description "drill-cross-account" --key-administrators "$ROLE" --key-users "$ROLE" \
+    --query KeyMetadata.Arn --output text
+KEY=$OUT
+ok at ec2 create-volume --availability-zone us-east-1a --size 1 --encrypted --kms-key-id "$KEY"
+VOL=$(json 'd["VolumeId"]')
+saw "key $KEY, volume $VOL"
 
-step "A key policy that would lock its administrator out is refused"
-at "$ROLE" kms put-key-policy --key-id "$KEY_ARN" --policy-name default --policy \
-  "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::$OTHER:root\"},\"Action\":\"kms:*\",\"Resource\":\"*\"}]}"
-expect_error MalformedPolicyDocumentException "will not allow you to update the key policy"
+step "UserA ($OTHER) launches an instance on it: the key policy does not name $OTHER"
+ok as_user_a ec2 run-instances --root-volume-id "$VOL" --placement AvailabilityZone=us-east-1a
+INST=$(json 'd["Instances"][0]["InstanceId"]')
+cleanup_push "at ec2 terminate-instances --instance-ids $INST"
+wait_until 30 "$INST to stop" state_is "$INST" stopped
+ok at ec2 describe-instances --instance-ids "$INST"
+expect_eq "StateReason.Code" "$(json 'd["Reservations"][0]["Instances"][0]["StateReason"]["Code"]')" Client.InternalError
+refused_grant "no resource-based policy allows the kms:CreateGrant action"
 
 step "The key administrator adds account $OTHER to the key policy"
-at "$ROLE" kms get-key-policy --key-id "$KEY_ARN" --policy-name default --output text
-expect_ok
-POLICY_FILE="$DRILL_HOME/.drill-policy-$RUN_ID.json"
-CLEANUP_FILES+=("$POLICY_FILE")
-printf '%s' "$OUT" | python3 -c '
+ok at --as "$ROLE" kms get-key-policy --key-id "$KEY" --policy-name default --output text
+python3 -c '
 import json, sys
 other = sys.argv[1]
 p = json.load(sys.stdin)
@@ -70,49 +84,43 @@ p["Statement"].append({
   "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
   "Resource": "*",
   "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}})
-json.dump(p, sys.stdout, indent=2)' "$OTHER" >"$POLICY_FILE"
-at "$ROLE" kms put-key-policy --key-id "$KEY_ARN" --policy-name default --policy "file://$POLICY_FILE"
-expect_ok
+json.dump(p, sys.stdout, indent=2)' "$OTHER" <<<"$OUT" >"$W/policy.json"
+ok at --as "$ROLE" kms put-key-policy --key-id "$KEY" --policy-name default --policy "file://$W/policy.json"
+saw "key policy now names arn:aws:iam::$OTHER:root (use, and grants for AWS resources)"
 
-step "UserA tries again: account $OTHER has not given UserA any KMS permission"
-user_a_decrypt
-expect_error AccessDeniedException "because no identity-based policy allows the kms:Decrypt action"
+step "UserA starts it again: account $OTHER has not given UserA any KMS permission"
+start_and_settle
+state_is "$INST" stopped || fail "$INST started without UserA's IAM permission"
+refused_grant "no identity-based policy allows the kms:CreateGrant action"
 
 step "Account $OTHER allows UserA to use the key"
-attach_policy "$OTHER" UserA UseLabKeyFromOtherAccount "{
-  \"Version\": \"2012-10-17\",
-  \"Statement\": [
-    {\"Effect\": \"Allow\",
-     \"Action\": [\"kms:Decrypt\", \"kms:GenerateDataKey*\", \"kms:ReEncrypt*\", \"kms:DescribeKey\"],
-     \"Resource\": \"$KEY_ARN\"},
-    {\"Effect\": \"Allow\", \"Action\": \"kms:CreateGrant\", \"Resource\": \"$KEY_ARN\",
-     \"Condition\": {\"Bool\": {\"kms:GrantIsForAWSResource\": \"true\"}}}
+mkdir -p "$POLICY_DIR"
+cat >"$POLICY" <<JSON
+{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Effect": "Allow",
+     "Action": ["kms:Decrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*", "kms:DescribeKey"],
+     "Resource": "$KEY"},
+    {"Effect": "Allow", "Action": "kms:CreateGrant", "Resource": "$KEY",
+     "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}
   ]
-}"
+}
+JSON
+sed 's/^/      /' "$POLICY"
+ok at kms reload-config
 
-step "UserA decrypts the volume key and describes the key"
-user_a_decrypt
-expect_ok
-[ "$(printf '%s' "$OUT" | base64 -d | wc -c)" = 64 ] || surprise "the volume key is not 64 bytes"
-say "decrypted the 64-byte volume key"
-at "$USER_A" kms describe-key --key-id "$KEY_ARN" --query KeyMetadata.AWSAccountId --output text
-expect_ok
-[ "$OUT" = "$LAB" ] || surprise "key account is $OUT"
-
-step "UserA starts an instance from the copied image: EC2 creates the grant in $OTHER's name"
-at - kms create-grant --via-service ec2.amazonaws.com --on-behalf-of "$USER_A" --grant-is-for-aws-resource \
-  --key-id "$KEY_ARN" --grantee-principal "$GRANTEE" --operations Decrypt \
-  --constraints "EncryptionContextSubset={aws:ebs:id=$VOLUME}"
-expect_ok
-at - kms decrypt --via-service ec2.amazonaws.com --on-behalf-of "$GRANTEE" \
-  --ciphertext-blob "$WRAPPED" --encryption-context "aws:ebs:id=$VOLUME"
-expect_ok
-say "the instance in $OTHER decrypted its volume key"
+step "UserA starts it: the grant goes to $OTHER's EC2 identity and the instance runs"
+start_and_settle
+state_is "$INST" running || fail "$INST did not start with both policies in place"
+[[ -e "$H/mnt/$INST/xvda" ]] || fail "$INST runs but its root is not served"
+ok at kms list-grants --key-id "$KEY"
+expect_eq "grantee" "$(json 'd["Grants"][0]["GranteePrincipal"]')" "$OTHER:aws:ec2-infrastructure:$INST"
+saw "root served at $H/mnt/$INST/xvda"
 
 step "Only what was allowed: no grants for other purposes, no key management"
-at "$USER_A" kms create-grant --key-id "$KEY_ARN" --grantee-principal "$USER_A" --operations Decrypt
-expect_error AccessDeniedException "kms:CreateGrant"
-at "$USER_A" kms disable-key --key-id "$KEY_ARN"
-expect_error AccessDeniedException "kms:DisableKey"
-
-printf '\nDrill passed: cross-account use needs both the key policy and the caller'"'"'s IAM policy.\n'
+refused AccessDeniedException as_user_a kms create-grant --key-id "$KEY" --grantee-principal "$USER_A" --operations Decrypt
+refused AccessDeniedException as_user_a kms disable-key --key-id "$KEY"
+ok as_user_a ec2 stop-instances --instance-ids "$INST"
+wait_until 30 "$INST to stop" state_is "$INST" stopped
+passed

@@ -8,67 +8,59 @@
 # who did what.
 #
 # Usage: scripts/drill-key-admin.sh [--fresh]
-#   --fresh  start a private kmsd on a temporary home (removed on exit);
-#            otherwise use the running kmsd of $ATREST_HOME.
-source "$(dirname "$0")/drill-lib.sh"
+source "$(dirname "$0")/lib/drill-common.sh"
+drill_init "$@"
+drill_daemons
 
+LAB=111122223333
 ROLE="arn:aws:iam::$LAB:role/voclabs"
 ADMIN_ONLY="arn:aws:iam::$LAB:user/KeyAdminOnly"
 ALIAS="alias/MyKMSKey"
-[ "$FRESH" = 1 ] || ALIAS="alias/MyKMSKey-drill-$RUN_ID"
+((FRESH)) || ALIAS="alias/MyKMSKey-drill-$(date +%s)-$$"
+as() { local who=$1; shift; at --as "$who" "$@"; }
+# The newest trail event named $1, as JSON in $OUT.
+trail_event() {
+    ok at cloudtrail lookup-events --lookup-attributes "AttributeKey=EventName,AttributeValue=$1" --max-results 1
+    OUT=$(json 'd["Events"][0]["CloudTrailEvent"]')
+}
 
 step "The voclabs role creates the key: administrators voclabs + KeyAdminOnly, user voclabs"
-at "$ROLE" kms create-key --description "Lab key (drill)" \
-  --key-administrators "$ROLE" "$ADMIN_ONLY" --key-users "$ROLE"
-expect_ok
-KEY_ID="$(json 'd["KeyMetadata"]["KeyId"]')"
-KEY_ARN="$(json 'd["KeyMetadata"]["Arn"]')"
-say "key $KEY_ARN"
-at "$ROLE" kms create-alias --alias-name "$ALIAS" --target-key-id "$KEY_ID"
-expect_ok
+ok as "$ROLE" kms create-key --description "Lab key (drill)" \
+    --key-administrators "$ROLE" "$ADMIN_ONLY" --key-users "$ROLE"
+KEY_ID=$(json 'd["KeyMetadata"]["KeyId"]')
+KEY_ARN=$(json 'd["KeyMetadata"]["Arn"]')
+saw "key $KEY_ARN"
+ok as "$ROLE" kms create-alias --alias-name "$ALIAS" --target-key-id "$KEY_ID"
 
 step "Its key policy has the console's statements"
-at "$ROLE" kms get-key-policy --key-id "$ALIAS" --policy-name default --output text
-expect_ok
-SIDS="$(json '", ".join(s["Sid"] for s in d["Statement"])')"
-say "statements: $SIDS"
-[ "$SIDS" = "Enable IAM User Permissions, Allow access for Key Administrators, Allow use of the key, Allow attachment of persistent resources" ] \
-  || surprise "unexpected statements: $SIDS"
+ok as "$ROLE" kms get-key-policy --key-id "$ALIAS" --policy-name default --output text
+expect_eq "statements" "$(json '", ".join(s["Sid"] for s in d["Statement"])')" \
+    "Enable IAM User Permissions, Allow access for Key Administrators, Allow use of the key, Allow attachment of persistent resources"
 
 step "The role (key user) encrypts and decrypts"
-at "$ROLE" kms encrypt --key-id "$ALIAS" --plaintext "$(printf 'lab secret' | base64)" --query CiphertextBlob --output text
-expect_ok
-BLOB="$OUT"
-at "$ROLE" kms decrypt --ciphertext-blob "$BLOB" --query Plaintext --output text
-expect_ok
-[ "$(printf '%s' "$OUT" | base64 -d)" = "lab secret" ] || surprise "decrypted to something else"
-say "decrypted: lab secret"
+ok as "$ROLE" kms encrypt --key-id "$ALIAS" --plaintext "$(printf 'lab secret' | base64)" --query CiphertextBlob --output text
+BLOB=$OUT
+ok as "$ROLE" kms decrypt --ciphertext-blob "$BLOB" --query Plaintext --output text
+expect_eq "plaintext" "$(printf '%s' "$OUT" | base64 -d)" "lab secret"
 
 step "KeyAdminOnly disables the key, then enables it again"
-at "$ADMIN_ONLY" kms disable-key --key-id "$KEY_ARN"
-expect_ok
-at "$ADMIN_ONLY" kms describe-key --key-id "$KEY_ARN" --query KeyMetadata.KeyState --output text
-expect_ok
-[ "$OUT" = "Disabled" ] || surprise "state is $OUT, not Disabled"
-say "KeyState: Disabled"
-at "$ROLE" kms decrypt --ciphertext-blob "$BLOB"
-expect_error DisabledException
-at "$ADMIN_ONLY" kms enable-key --key-id "$KEY_ARN"
-expect_ok
+ok as "$ADMIN_ONLY" kms disable-key --key-id "$KEY_ARN"
+ok as "$ADMIN_ONLY" kms describe-key --key-id "$KEY_ARN" --query KeyMetadata.KeyState --output text
+expect_eq "KeyState" "$OUT" Disabled
+refused DisabledException as "$ROLE" kms decrypt --ciphertext-blob "$BLOB"
+ok as "$ADMIN_ONLY" kms enable-key --key-id "$KEY_ARN"
 
 step "KeyAdminOnly cannot decrypt or encrypt with it"
-at "$ADMIN_ONLY" kms decrypt --ciphertext-blob "$BLOB"
-expect_error AccessDeniedException "User: $ADMIN_ONLY is not authorized to perform: kms:Decrypt on resource: $KEY_ARN because no"
-at "$ADMIN_ONLY" kms encrypt --key-id "$KEY_ARN" --plaintext "$(printf x | base64)"
-expect_error AccessDeniedException "kms:Encrypt on resource: $KEY_ARN"
+refused AccessDeniedException as "$ADMIN_ONLY" kms decrypt --ciphertext-blob "$BLOB"
+[[ "$ERR" == *"User: $ADMIN_ONLY is not authorized to perform: kms:Decrypt on resource: $KEY_ARN because no"* ]] ||
+    fail "unexpected message: $ERR"
+refused AccessDeniedException as "$ADMIN_ONLY" kms encrypt --key-id "$KEY_ARN" --plaintext "$(printf x | base64)"
 
 step "The trail shows KeyAdminOnly's DisableKey and its refused Decrypt"
 trail_event DisableKey
-[ "$(json 'd["userIdentity"]["arn"]')" = "$ADMIN_ONLY" ] || surprise "DisableKey not by KeyAdminOnly: $OUT"
-say "DisableKey by $(json 'd["userIdentity"]["arn"]') (unix uid $(json 'd["additionalEventData"]["unixUid"]'))"
+expect_eq "DisableKey by" "$(json 'd["userIdentity"]["arn"]')" "$ADMIN_ONLY"
+saw "unix uid $(json 'd["additionalEventData"]["unixUid"]')"
 trail_event Decrypt
-[ "$(json 'd.get("errorCode")')" = "AccessDeniedException" ] || surprise "newest Decrypt is not the refused one: $OUT"
-[ "$(json 'd["requestParameters"]["encryptionAlgorithm"]')" = "SYMMETRIC_DEFAULT" ] || surprise "Decrypt did not log encryptionAlgorithm"
-say "Decrypt by $(json 'd["userIdentity"]["arn"]'): $(json 'd["errorCode"]')"
-
-printf '\nDrill passed: the key administrator manages the key but cannot use it.\n'
+expect_eq "newest Decrypt errorCode" "$(json 'd.get("errorCode")')" AccessDeniedException
+expect_eq "encryptionAlgorithm" "$(json 'd["requestParameters"]["encryptionAlgorithm"]')" SYMMETRIC_DEFAULT
+passed
