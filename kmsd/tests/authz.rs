@@ -275,9 +275,18 @@ fn a_full_trail_refuses_requests_and_kmsd_recovers_when_there_is_room() {
     );
     let e = kms_error(c.describe_key(&key.key_id));
     assert_eq!(e.code, ErrorCode::KMSInternalException);
+    // A change the trail cannot record is refused before it is made: not made.
+    let e = kms_error(c.disable_key(&key.key_id));
+    assert_eq!(e.code, ErrorCode::KMSInternalException);
+    assert!(e.message.contains("audit trail"), "{}", e.message);
 
     // Room again: kmsd reopens the trail (recovering its tail) and serves.
     std::fs::remove_file(&filler).unwrap();
+    assert_eq!(
+        c.describe_key(&key.key_id).unwrap().key_state,
+        kmsd::protocol::KeyState::Enabled,
+        "the refused DisableKey changed the key"
+    );
     c.encrypt(&key.key_id, b"after", &none).unwrap();
     let report = kmsd::trail::validate(&trail).unwrap();
     assert!(report.is_ok(), "{report:?}");
@@ -286,7 +295,7 @@ fn a_full_trail_refuses_requests_and_kmsd_recovers_when_there_is_room() {
         .map(|(e, _)| e["EventName"].as_str().unwrap().to_string())
         .collect();
     // Refused requests could not be recorded; everything acknowledged was.
-    let mut expected = vec!["Encrypt".to_string()];
+    let mut expected = vec!["Encrypt".to_string(), "DescribeKey".to_string()];
     expected.extend(std::iter::repeat_n("GenerateDataKey".to_string(), answered));
     expected.extend(["Encrypt".to_string(), "CreateKey".to_string()]);
     assert_eq!(names, expected);

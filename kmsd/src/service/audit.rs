@@ -128,6 +128,14 @@ pub enum AuditError {
 /// it; an error refuses the request.
 pub trait AuditSink: Send + Sync {
     fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
+
+    /// Whether a record could be written now. Checked before a request that changes
+    /// state: a trail known not to take the record refuses the change up front, so
+    /// it is never made and then reported as refused, unlogged. (A write that fails
+    /// after a passing check still refuses the reply; the change then stands.)
+    fn ready(&self) -> Result<(), AuditError> {
+        Ok(())
+    }
 }
 
 /// The default sink: one `tracing` line per event (target `kmsd::audit`, level DEBUG
@@ -176,6 +184,13 @@ impl MemoryAuditSink {
 }
 
 impl AuditSink for MemoryAuditSink {
+    fn ready(&self) -> Result<(), AuditError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(AuditError::Unavailable("test sink told to fail".into()));
+        }
+        Ok(())
+    }
+
     fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(AuditError::Unavailable("test sink told to fail".into()));
@@ -663,7 +678,37 @@ impl TrailAuditSink {
     }
 }
 
+/// Free space below which the trail counts as full for state changes: a few hundred
+/// records, more than one group commit can need.
+const TRAIL_MIN_FREE: u64 = 256 << 10;
+
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `st` is a plain C struct statvfs fills; `c` is a valid NUL-terminated path.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; both pointers are valid for the call.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 impl AuditSink for TrailAuditSink {
+    fn ready(&self) -> Result<(), AuditError> {
+        self.current()?;
+        let free = free_bytes(&self.dir)?;
+        if free < TRAIL_MIN_FREE {
+            return Err(AuditError::Unavailable(format!(
+                "{} has {free} bytes free",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
     fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let writer = self.current()?;
         let record = to_trail_record(&event);

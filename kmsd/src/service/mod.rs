@@ -311,6 +311,14 @@ impl KeyService {
         let source = audit::event_source(&request);
         let read_only = audit::is_read_only(&request);
         let request_parameters = audit::request_parameters(&request);
+        if !read_only {
+            if let Err(e) = self.audit.ready() {
+                tracing::error!(error = %e, operation = event_name, "audit trail cannot record: refusing the change before making it");
+                return Err(KmsError::internal(
+                    "The request was refused because the audit trail could not record it.",
+                ));
+            }
+        }
         let mut key_arn: Option<String> = None;
         let result = run(request, &mut key_arn);
         let mut event = AuditEvent::new(
