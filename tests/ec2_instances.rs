@@ -402,6 +402,19 @@ fn a_crashed_daemon_leaves_instances_stopped() {
     lab.stop_daemon();
 }
 
+/// The newest CreateGrant record in the trail.
+fn last_create_grant(lab: &Lab) -> serde_json::Value {
+    let trail = lab.ok(&[
+        "cloudtrail",
+        "lookup-events",
+        "--lookup-attributes",
+        "AttributeKey=EventName,AttributeValue=CreateGrant",
+        "--max-results",
+        "1",
+    ]);
+    serde_json::from_str(trail["Events"][0]["CloudTrailEvent"].as_str().unwrap()).unwrap()
+}
+
 /// Issue 3, scenario 2, through the volume service itself: a user with full EC2 rights
 /// and no kms:CreateGrant starts an instance whose root is encrypted. EC2's CreateGrant
 /// on its behalf is refused (AccessDeniedException, in the trail, invoked by EC2), the
@@ -412,25 +425,8 @@ fn a_user_without_kms_create_grant_cannot_start_an_encrypted_instance() {
     const OPERATOR: &str = "arn:aws:iam::111122223333:user/Ec2Operator";
     let mut lab = Lab::start();
     lab.start_daemon();
-    let key = lab.key("alias/MyKMSKey");
-    let vol = lab.new_volume(&[
-        "--size",
-        "1",
-        "--encrypted",
-        "--kms-key-id",
-        "alias/MyKMSKey",
-    ]);
-    let r = lab.ec2(&[
-        "run-instances",
-        "--root-volume-id",
-        &vol,
-        "--placement",
-        "AvailabilityZone=us-east-1a",
-    ]);
-    let id = r["Instances"][0]["InstanceId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (key, vol) = lab.encrypted_volume("alias/MyKMSKey");
+    let id = lab.run_on_root(&vol, None);
     lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
     lab.ec2(&["stop-instances", "--instance-ids", &id]);
     lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
@@ -450,14 +446,7 @@ fn a_user_without_kms_create_grant_cannot_start_an_encrypted_instance() {
     assert_eq!(i["StateReason"]["Code"], "Client.InternalError", "{i}");
 
     // The trail: CreateGrant by Ec2Operator, invoked by EC2, for the instance, refused.
-    let trail = lab.ok(&[
-        "cloudtrail",
-        "lookup-events",
-        "--lookup-attributes",
-        "AttributeKey=EventName,AttributeValue=CreateGrant",
-    ]);
-    let last: serde_json::Value =
-        serde_json::from_str(trail["Events"][0]["CloudTrailEvent"].as_str().unwrap()).unwrap();
+    let last = last_create_grant(&lab);
     assert_eq!(last["errorCode"], "AccessDeniedException", "{last}");
     assert_eq!(last["userIdentity"]["arn"], OPERATOR, "{last}");
     assert_eq!(last["userIdentity"]["invokedBy"], "ec2.amazonaws.com");
@@ -509,45 +498,19 @@ fn an_instance_in_another_account_needs_both_key_policy_and_iam() {
     const USER_A: &str = "arn:aws:iam::444455556666:user/UserA";
     let mut lab = Lab::start();
     lab.start_daemon();
-    let key = lab.key("alias/MyKMSKey");
-    let vol = lab.new_volume(&[
-        "--size",
-        "1",
-        "--encrypted",
-        "--kms-key-id",
-        "alias/MyKMSKey",
-    ]);
+    let (key, vol) = lab.encrypted_volume("alias/MyKMSKey");
     let as_user_a = |args: &[&str]| {
         let mut all = vec!["--as", USER_A, "ec2"];
         all.extend_from_slice(args);
         lab.ok(&all)
     };
-    let r = as_user_a(&[
-        "run-instances",
-        "--root-volume-id",
-        &vol,
-        "--placement",
-        "AvailabilityZone=us-east-1a",
-    ]);
-    let id = r["Instances"][0]["InstanceId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = lab.run_on_root(&vol, Some(USER_A));
     let grantee = format!("444455556666:aws:ec2-infrastructure:{id}");
     let refused_with = |why: &str| {
         lab.wait_state(&id, "stopped", 60);
         let i = lab.instance(&id);
         assert_eq!(i["StateReason"]["Code"], "Client.InternalError", "{i}");
-        let trail = lab.ok(&[
-            "cloudtrail",
-            "lookup-events",
-            "--lookup-attributes",
-            "AttributeKey=EventName,AttributeValue=CreateGrant",
-            "--max-results",
-            "1",
-        ]);
-        let e: serde_json::Value =
-            serde_json::from_str(trail["Events"][0]["CloudTrailEvent"].as_str().unwrap()).unwrap();
+        let e = last_create_grant(&lab);
         assert_eq!(e["errorCode"], "AccessDeniedException", "{e}");
         assert_eq!(e["userIdentity"]["arn"], USER_A, "{e}");
         assert_eq!(e["requestParameters"]["granteePrincipal"], grantee.as_str());

@@ -107,6 +107,39 @@ thread_local! {
 /// Independent tweak chains.
 const LANES: usize = 8;
 
+/// Checks that `len` bytes are whole sectors of a usable size; the tweak units each
+/// sector advances (dm-crypt counts in 512-byte units whatever the sector size).
+fn units_per_sector(len: usize, sector_size: usize) -> Result<u64, XtsError> {
+    if sector_size == 0 || sector_size % BLOCK != 0 {
+        return Err(XtsError::BadSectorSize(sector_size));
+    }
+    if len % sector_size != 0 {
+        return Err(XtsError::PartialSector { len, sector_size });
+    }
+    Ok((sector_size as u64) / TWEAK_UNIT.min(sector_size as u64))
+}
+
+/// Writes the next tweaks (one per 16-byte block of `tw`) from the lanes, advancing
+/// them. Fewer than 8 blocks at the end happen only for a unit that is not a multiple
+/// of 128 bytes (test vectors); the lanes then hold exactly the next tweaks in order.
+#[inline]
+fn next_tweaks(lanes: &mut [u128; LANES], tw: &mut [u8]) {
+    let mut groups = tw.chunks_exact_mut(LANES * BLOCK);
+    for group in &mut groups {
+        for (out, lane) in group.chunks_exact_mut(BLOCK).zip(lanes.iter_mut()) {
+            out.copy_from_slice(&lane.to_le_bytes());
+            *lane = mul_alpha8(*lane);
+        }
+    }
+    for (out, lane) in groups
+        .into_remainder()
+        .chunks_exact_mut(BLOCK)
+        .zip(lanes.iter())
+    {
+        out.copy_from_slice(&lane.to_le_bytes());
+    }
+}
+
 /// dst ^= src, byte-wise so the compiler vectorizes it.
 #[inline]
 fn xor_into(dst: &mut [u8], src: &[u8]) {
@@ -143,35 +176,27 @@ impl Xts {
         load(&b)
     }
 
-    /// One data unit. `tw` is scratch for up to 4096 bytes of tweaks (a multiple of 128).
-    fn crypt_unit(&self, data: &mut [u8], unit: u64, dir: Dir, tw: &mut [u8]) {
-        // Eight independent tweak chains, each advancing by alpha^8: one serial chain of
-        // `mul_alpha` is ~4 cycles of latency per block, as much as the AES itself.
+    /// The eight tweak lanes of a data unit: T_0..T_7. Eight independent chains, each
+    /// advancing by alpha^8: one serial chain of `mul_alpha` is ~4 cycles of latency per
+    /// block, as much as the AES itself.
+    #[inline]
+    fn start_lanes(&self, unit: u64) -> [u128; LANES] {
         let mut lanes = [0u128; LANES];
         let mut t = self.first_tweak(unit);
         for lane in lanes.iter_mut() {
             *lane = t;
             t = mul_alpha(t);
         }
+        lanes
+    }
+
+    /// One data unit. `tw` is scratch for up to 4096 bytes of tweaks (a multiple of 128).
+    fn crypt_unit(&self, data: &mut [u8], unit: u64, dir: Dir, tw: &mut [u8]) {
+        let mut lanes = self.start_lanes(unit);
         for chunk in data.chunks_mut(tw.len()) {
             let tw = &mut tw[..chunk.len()];
             // Pass 1: the tweak sequence T_j for every block of the chunk, then XORed in.
-            let mut groups = tw.chunks_exact_mut(LANES * BLOCK);
-            for group in &mut groups {
-                for (out, lane) in group.chunks_exact_mut(BLOCK).zip(lanes.iter_mut()) {
-                    out.copy_from_slice(&lane.to_le_bytes());
-                    *lane = mul_alpha8(*lane);
-                }
-            }
-            // Fewer than 8 blocks left: only at the end of a unit that is not a multiple of
-            // 128 bytes (test vectors); the lanes hold exactly the next tweaks in order.
-            for (out, lane) in groups
-                .into_remainder()
-                .chunks_exact_mut(BLOCK)
-                .zip(lanes.iter())
-            {
-                out.copy_from_slice(&lane.to_le_bytes());
-            }
+            next_tweaks(&mut lanes, tw);
             xor_into(chunk, tw);
             // Pass 2: all blocks through AES at once (AES-NI, 8 blocks in flight).
             let (blocks, _tail) = InOutBuf::from(&mut *chunk).into_chunks::<U16>();
@@ -187,28 +212,10 @@ impl Xts {
     /// One data unit encrypted from `src` into `dst` (same length): pass 1 writes
     /// `src xor T` straight into `dst`, so the plaintext is read once and never copied.
     fn encrypt_unit_into(&self, src: &[u8], dst: &mut [u8], unit: u64, tw: &mut [u8]) {
-        let mut lanes = [0u128; LANES];
-        let mut t = self.first_tweak(unit);
-        for lane in lanes.iter_mut() {
-            *lane = t;
-            t = mul_alpha(t);
-        }
+        let mut lanes = self.start_lanes(unit);
         for (s, d) in src.chunks(tw.len()).zip(dst.chunks_mut(tw.len())) {
             let tw = &mut tw[..s.len()];
-            let mut groups = tw.chunks_exact_mut(LANES * BLOCK);
-            for group in &mut groups {
-                for (out, lane) in group.chunks_exact_mut(BLOCK).zip(lanes.iter_mut()) {
-                    out.copy_from_slice(&lane.to_le_bytes());
-                    *lane = mul_alpha8(*lane);
-                }
-            }
-            for (out, lane) in groups
-                .into_remainder()
-                .chunks_exact_mut(BLOCK)
-                .zip(lanes.iter())
-            {
-                out.copy_from_slice(&lane.to_le_bytes());
-            }
+            next_tweaks(&mut lanes, tw);
             for ((o, a), b) in d.iter_mut().zip(s).zip(tw.iter()) {
                 *o = *a ^ *b;
             }
@@ -228,16 +235,13 @@ impl Xts {
         sector_size: usize,
         first_unit: u64,
     ) -> Result<(), XtsError> {
-        if sector_size == 0 || sector_size % BLOCK != 0 {
-            return Err(XtsError::BadSectorSize(sector_size));
-        }
-        if src.len() % sector_size != 0 || dst.len() != src.len() {
+        if dst.len() != src.len() {
             return Err(XtsError::PartialSector {
                 len: src.len().max(dst.len()),
                 sector_size,
             });
         }
-        let units_per_sector = (sector_size as u64) / TWEAK_UNIT.min(sector_size as u64);
+        let units_per_sector = units_per_sector(src.len(), sector_size)?;
         TWEAKS.with(|tw| {
             let mut tw = tw.borrow_mut();
             let tw = &mut tw[..sector_size.min(MAX_TWEAK_BYTES)];
@@ -261,16 +265,7 @@ impl Xts {
         dir: Dir,
         holes_are_zero: bool,
     ) -> Result<(), XtsError> {
-        if sector_size == 0 || sector_size % BLOCK != 0 {
-            return Err(XtsError::BadSectorSize(sector_size));
-        }
-        if buf.len() % sector_size != 0 {
-            return Err(XtsError::PartialSector {
-                len: buf.len(),
-                sector_size,
-            });
-        }
-        let units_per_sector = (sector_size as u64) / TWEAK_UNIT.min(sector_size as u64);
+        let units_per_sector = units_per_sector(buf.len(), sector_size)?;
         TWEAKS.with(|tw| {
             let mut tw = tw.borrow_mut();
             let tw = &mut tw[..sector_size.min(MAX_TWEAK_BYTES)];

@@ -126,6 +126,35 @@ impl Lab {
         id
     }
 
+    /// A new key with `alias` and a 1 GiB volume encrypted with it: (key ARN, volume ID).
+    pub fn encrypted_volume(&self, alias: &str) -> (String, String) {
+        let key = self.key(alias);
+        let vol = self.new_volume(&["--size", "1", "--encrypted", "--kms-key-id", alias]);
+        (key, vol)
+    }
+
+    /// `run-instances` on an existing root volume in us-east-1a, as `principal` if
+    /// given; the instance ID.
+    pub fn run_on_root(&self, root: &str, principal: Option<&str>) -> String {
+        let mut all = Vec::new();
+        if let Some(p) = principal {
+            all.extend(["--as", p]);
+        }
+        all.extend([
+            "ec2",
+            "run-instances",
+            "--root-volume-id",
+            root,
+            "--placement",
+            "AvailabilityZone=us-east-1a",
+        ]);
+        let r = self.ok(&all);
+        r["Instances"][0]["InstanceId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn image_path(&self, volume_id: &str) -> PathBuf {
         self.path().join("volumes").join(format!("{volume_id}.img"))
     }
