@@ -11,7 +11,7 @@
 #   GET (cli)     atrest s3 cp s3://bench/obj OUT                 (streams to a temp file, renames)
 #   GET (curl)    curl of a presigned URL to /dev/null            (the endpoint alone)
 #                 and to a file                                    (a reference HTTP client)
-#   dd bs=1M      a userspace copy of the file (cp copies inside the kernel)
+#   dd bs=64K     a userspace copy of the file (cp copies inside the kernel)
 #   peak RSS      VmHWM of the endpoint process after all transfers
 # Targets (issue 7: 0.5x cp): a PUT is durable when it answers, so it is held to 0.5x
 # cp + sync (0.5x plain cp is printed too); GET to 0.5x cp; endpoint peak RSS under 64 MiB.
@@ -91,7 +91,7 @@ for round in $(seq "$ROUNDS"); do
     rm -f "$WORK/copy.bin"; sync
     # cp copies inside the kernel (copy_file_range); a program that reads and writes
     # the bytes itself, as any HTTP client must, is bounded by this instead.
-    t0=$(now); dd if="$SRC" of="$WORK/copy.bin" bs=1M status=none; t1=$(now)
+    t0=$(now); dd if="$SRC" of="$WORK/copy.bin" bs=64K status=none; t1=$(now)
     DD+=("$(elapsed "$t0" "$t1")")
     rm -f "$WORK/copy.bin"; sync
 
@@ -152,7 +152,7 @@ echo "object: ${SIZE_MIB} MiB, SSE-KMS (alias/BenchKey), 64 KiB AES-256-GCM chun
 echo "median of $ROUNDS rounds; seconds per round: cp ${CP[*]} | cp+sync ${CPSYNC[*]} | dd ${DD[*]} | PUT ${PUT[*]} | GET ${GET[*]} | curl ${CURL[*]} | curl -o ${CURLF[*]}"
 printf '%-34s %8s MiB/s\n' "cp (page cache)" "$CP_MIBPS"
 printf '%-34s %8s MiB/s\n' "cp + sync" "$CPSYNC_MIBPS"
-printf '%-34s %8s MiB/s   %sx cp\n' "dd bs=1M (userspace copy)" "$DD_MIBPS" "$(ratio "$DD_MIBPS" "$CP_MIBPS")"
+printf '%-34s %8s MiB/s   %sx cp\n' "dd bs=64K (userspace copy)" "$DD_MIBPS" "$(ratio "$DD_MIBPS" "$CP_MIBPS")"
 printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "PUT atrest s3 cp (fdatasync'd)" "$PUT_MIBPS" "$PUT_RATIO" "$PUT_RATIO_SYNC"
 printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "GET atrest s3 cp" "$GET_MIBPS" "$GET_RATIO" "$GET_RATIO_SYNC"
 printf '%-34s %8s MiB/s   %sx cp\n' "GET curl presigned > /dev/null" "$CURL_MIBPS" "$(ratio "$CURL_MIBPS" "$CP_MIBPS")"

@@ -54,11 +54,13 @@ ok at --as "$ROLE" kms create-key --description "drill-cross-account" --key-admi
 KEY=$OUT
 ok at ec2 create-volume --availability-zone us-east-1a --size 1 --encrypted --kms-key-id "$KEY"
 VOL=$(json 'd["VolumeId"]')
+cleanup_push "at kms schedule-key-deletion --key-id '$KEY' --pending-window-in-days 7"
 saw "key $KEY, volume $VOL"
 
 step "UserA ($OTHER) launches an instance on it: the key policy does not name $OTHER"
 ok as_user_a ec2 run-instances --root-volume-id "$VOL" --placement AvailabilityZone=us-east-1a
 INST=$(json 'd["Instances"][0]["InstanceId"]')
+cleanup_push "for _ in \$(seq 100); do at ec2 describe-volumes --volume-ids $VOL | grep -q '\"available\"' && break; sleep 0.1; done; at ec2 delete-volume --volume-id $VOL"
 cleanup_push "at ec2 terminate-instances --instance-ids $INST"
 wait_until 30 "$INST to stop" state_is "$INST" stopped
 ok at ec2 describe-instances --instance-ids "$INST"

@@ -29,6 +29,7 @@ ok as "$ROLE" kms create-key --description "Lab key (drill)" \
     --key-administrators "$ROLE" "$ADMIN_ONLY" --key-users "$ROLE"
 KEY_ID=$(json 'd["KeyMetadata"]["KeyId"]')
 KEY_ARN=$(json 'd["KeyMetadata"]["Arn"]')
+cleanup_push "at --as '$ROLE' kms schedule-key-deletion --key-id '$KEY_ARN' --pending-window-in-days 7"
 saw "key $KEY_ARN"
 ok as "$ROLE" kms create-alias --alias-name "$ALIAS" --target-key-id "$KEY_ID"
 

@@ -30,8 +30,10 @@ ok at kms create-key --description "drill-missing-creategrant" --query KeyMetada
 KEY=$OUT
 ok at ec2 create-volume --availability-zone us-east-1a --size 1 --encrypted --kms-key-id "$KEY"
 VOL=$(json 'd["VolumeId"]')
+cleanup_push "at kms schedule-key-deletion --key-id '$KEY' --pending-window-in-days 7"
 ok at ec2 run-instances --root-volume-id "$VOL" --placement AvailabilityZone=us-east-1a
 INST=$(json 'd["Instances"][0]["InstanceId"]')
+cleanup_push "for _ in \$(seq 100); do at ec2 describe-volumes --volume-ids $VOL | grep -q '\"available\"' && break; sleep 0.1; done; at ec2 delete-volume --volume-id $VOL"
 cleanup_push "at ec2 terminate-instances --instance-ids $INST"
 wait_until 20 "$INST to be running" bash -c "$ATREST --home $H ec2 describe-instances --instance-ids $INST | grep -q '\"running\"'"
 ok at ec2 stop-instances --instance-ids "$INST"

@@ -10,5 +10,6 @@ pub mod ec2;
 pub mod logging;
 pub mod loopdev;
 pub mod mount;
+pub mod pagecache;
 pub mod s3;
 pub mod volume;

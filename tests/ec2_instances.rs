@@ -382,16 +382,18 @@ fn local_attach_loop_detach_and_restart() {
 fn a_crashed_daemon_leaves_instances_stopped() {
     let mut lab = Lab::start();
     lab.start_daemon();
-    let root = lab.new_volume(&["--size", "1"]);
-    let r = lab.ec2(&["run-instances", "--root-volume-id", &root]);
-    let id = r["Instances"][0]["InstanceId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (key, root) = lab.encrypted_volume("alias/CrashKey");
+    let id = lab.run_on_root(&root, None);
     lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    let grants = |lab: &Lab| lab.ok(&["kms", "list-grants", "--key-id", &key])["Grants"].clone();
+    assert_eq!(grants(&lab).as_array().unwrap().len(), 1);
     lab.kill_daemon();
-    // The FUSE mount of the dead daemon is stale; the new one recovers it.
+    // The FUSE mount of the dead daemon is stale; the new one recovers it, and retires
+    // the grant the killed one could not.
     lab.start_daemon();
+    // Served requests on ec2.sock start after the clean-up.
+    lab.ec2(&["describe-instances"]);
+    assert_eq!(grants(&lab), serde_json::json!([]), "{}", lab.daemon_log());
     assert_eq!(lab.state_of(&id), "stopped");
     assert_eq!(
         lab.instance(&id)["StateReason"]["Code"],

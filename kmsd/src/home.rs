@@ -49,6 +49,18 @@ impl Layout {
     pub fn kmsd_socket(&self) -> PathBuf {
         self.root.join("kmsd.sock")
     }
+
+    /// The uid kmsd runs as (the config's `uid = "self"`), for the services that read the
+    /// same config: the owner of its socket, else this process's (on a dev box kmsd and
+    /// the services are one user).
+    pub fn kmsd_uid(&self) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(self.kmsd_socket()) {
+            Ok(m) => m.uid(),
+            // SAFETY: geteuid cannot fail.
+            Err(_) => unsafe { libc::geteuid() },
+        }
+    }
     pub fn ec2_socket(&self) -> PathBuf {
         self.root.join("ec2.sock")
     }

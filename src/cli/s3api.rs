@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
@@ -1011,7 +1011,7 @@ pub(crate) fn download(
     let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut f = File::create(&tmp)?;
-        let total = copy_pipelined(r.into_reader(), &mut f, progress)?;
+        let total = copy_body(r.into_reader(), &mut f, progress)?;
         if let Some(e) = expected {
             if e != total {
                 return Err(CliError::Client(ClientError::BadResponse(format!(
@@ -1031,65 +1031,31 @@ pub(crate) fn download(
     result
 }
 
-/// Bytes per buffer of a download, and buffers in flight between the two threads.
+/// Bytes per read of a download body.
 const DOWNLOAD_BUFFER: usize = 1 << 20;
-const DOWNLOAD_BUFFERS: usize = 4;
 
-/// Copies `reader` into `out` with the socket reads on one thread and the file writes on
-/// this one, so a large download keeps both busy instead of alternating (each is a
-/// kernel copy of the whole object). Buffers are recycled: memory stays at
-/// `DOWNLOAD_BUFFERS` MiB whatever the object's size.
-fn copy_pipelined(
+/// Copies `reader` into `out`. One thread: a reader and a writer thread measured the same
+/// here (the endpoint needs the other core), and the kernel copies dominate either way.
+fn copy_body(
     mut reader: Box<dyn Read + Send>,
     out: &mut File,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<u64, CliError> {
-    use std::sync::mpsc::sync_channel;
-    let (full_tx, full_rx) = sync_channel::<std::io::Result<(Vec<u8>, usize)>>(DOWNLOAD_BUFFERS);
-    let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(DOWNLOAD_BUFFERS);
-    for _ in 0..DOWNLOAD_BUFFERS {
-        // The channel has room for every buffer, so this cannot block or fail.
-        let _ = empty_tx.send(vec![0u8; DOWNLOAD_BUFFER]);
-    }
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            // Ends when the body ends, on a read error, or when the writer hangs up.
-            while let Ok(mut buf) = empty_rx.recv() {
-                let mut filled = 0;
-                let res = loop {
-                    match reader.read(&mut buf[filled..]) {
-                        Ok(0) => break Ok(()),
-                        Ok(n) => {
-                            filled += n;
-                            if filled == buf.len() {
-                                break Ok(());
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => break Err(e),
-                    }
-                };
-                let done = filled < buf.len();
-                let msg = res.map(|()| (buf, filled));
-                let failed = msg.is_err();
-                if full_tx.send(msg).is_err() || done || failed {
-                    return;
-                }
-            }
-        });
-        let mut total = 0u64;
-        for msg in full_rx {
-            let (buf, n) = msg?;
-            out.write_all(&buf[..n])?;
-            total += n as u64;
-            if let Some(p) = progress {
-                p.set_position(total);
-            }
-            // The reader may have finished and dropped its receiver: nothing to recycle.
-            let _ = empty_tx.send(buf);
+    let mut buf = vec![0u8; DOWNLOAD_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        crate::pagecache::write_all(out, &buf[..n])?;
+        total += n as u64;
+        if let Some(p) = progress {
+            p.set_position(total);
         }
-        Ok(total)
-    })
+    }
 }
 
 #[cfg(test)]
@@ -1097,14 +1063,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pipelined_copy_is_exact_and_passes_errors_on() {
+    fn body_copy_is_exact_and_fails_on_read_or_write_errors() {
         let dir = tempfile::tempdir().unwrap();
         let data: Vec<u8> = (0..(3 * DOWNLOAD_BUFFER + 12345) as u32)
             .map(|i| (i % 251) as u8)
             .collect();
         let path = dir.path().join("out");
         let mut f = File::create(&path).unwrap();
-        let n = copy_pipelined(Box::new(std::io::Cursor::new(data.clone())), &mut f, None).unwrap();
+        let n = copy_body(Box::new(std::io::Cursor::new(data.clone())), &mut f, None).unwrap();
         assert_eq!(n, data.len() as u64);
         assert_eq!(std::fs::read(&path).unwrap(), data);
 
@@ -1120,11 +1086,18 @@ mod tests {
             }
         }
         let mut f = File::create(dir.path().join("bad")).unwrap();
-        let e = copy_pipelined(Box::new(Failing(5 * DOWNLOAD_BUFFER / 2)), &mut f, None);
+        let e = copy_body(Box::new(Failing(5 * DOWNLOAD_BUFFER / 2)), &mut f, None);
         assert!(
             e.is_err_and(|e| matches!(e, CliError::Client(ClientError::Io(ref io)) if io.to_string() == "connection reset")),
             "a read error must fail the download"
         );
+        // A full disk fails it too (and returns: no thread left waiting).
+        let mut full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let e = copy_body(Box::new(std::io::Cursor::new(data)), &mut full, None);
+        assert!(e.is_err(), "a write error must fail the download");
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub fn run_foreground(
     let runtime = Runtime::start(mountpoint, strict_revocation)?;
     let svc = Ec2Service::new(layout.clone(), Some(runtime))?;
     svc.recover_instances()?;
+    // Nothing is served yet: any instance grant still open was left by a crash.
+    svc.kms.retire_stale_grants();
     svc.ensure_local_instance()?;
     svc.reserve_local();
     kmsd::durable::write_atomic(

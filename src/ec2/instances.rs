@@ -576,10 +576,10 @@ impl Ec2Service {
                 header.volume_id()
             )));
         }
-        let (uid, gid) = if instance_id == LOCAL_INSTANCE_ID {
-            (caller.uid, caller.gid)
+        let (uid, gid, owner) = if instance_id == LOCAL_INSTANCE_ID {
+            (caller.uid, caller.gid, caller.principal.clone())
         } else {
-            (inst.owner_uid, inst.owner_gid)
+            (inst.owner_uid, inst.owner_gid, inst.owner_arn.clone())
         };
         let (key, grant) = if header.cipher().is_encrypted() {
             let wrapped = WrappedKey {
@@ -587,9 +587,12 @@ impl Ec2Service {
                 key_arn: header.params.key_arn.clone(),
                 context: header.params.encryption_context.clone(),
             };
-            let grant = self
-                .kms
-                .create_instance_grant(caller, instance_id, volume_id, &wrapped)?;
+            let grant = self.kms.create_instance_grant(
+                caller,
+                (instance_id, &owner),
+                volume_id,
+                &wrapped,
+            )?;
             let key = self
                 .kms
                 .decrypt_for_instance(&wrapped, &grant)

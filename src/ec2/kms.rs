@@ -16,8 +16,8 @@ use kmsd::client::{ClientError, DataKeySize, KmsClient};
 use kmsd::config::Config;
 use kmsd::home::Layout;
 use kmsd::protocol::{
-    CreateGrantRequest, DecryptRequest, GrantConstraints, RecordEventRequest, RetireGrantRequest,
-    ViaService,
+    CreateGrantRequest, DecryptRequest, GrantConstraints, ListRetirableGrantsRequest,
+    RecordEventRequest, RetireGrantRequest, ViaService,
 };
 use zeroize::Zeroizing;
 
@@ -58,12 +58,8 @@ pub struct GrantRef {
 
 pub struct Kms {
     socket: PathBuf,
+    layout: Layout,
     config: Config,
-    /// Who may act as whom, compiled from the same config kmsd reads: the volume
-    /// service must check a caller's `--as` before acting on its behalf, because kmsd
-    /// trusts this service to speak for anyone. `Err` (a config kmsd would refuse
-    /// too) refuses every `--as`.
-    directory: Result<kmsd::service::directory::Directory, String>,
 }
 
 /// The region and account from HOME/config.toml (defaults us-east-1, 111122223333).
@@ -115,29 +111,30 @@ fn from_client(e: ClientError) -> Ec2Error {
 
 impl Kms {
     pub fn new(layout: &Layout) -> Kms {
-        let config = Config::load(&layout.config(), false).unwrap_or_default();
-        // The service runs as kmsd's user (`atrest up`, kmsd/kmsd.service), so that is
-        // the uid the config's "self" names.
-        // SAFETY: geteuid cannot fail.
-        let self_uid = unsafe { libc::geteuid() };
-        let directory = kmsd::service::directory::Directory::build(
-            config.clone(),
-            Some(&layout.root),
-            self_uid,
-        );
         Kms {
             socket: layout.kmsd_socket(),
-            config,
-            directory,
+            layout: layout.clone(),
+            config: Config::load(&layout.config(), false).unwrap_or_default(),
         }
     }
 
-    /// The principal a local uid is served as: its own, or the `--as` ARN it asked for
-    /// if the config lets that uid act as it (as kmsd decides for its own callers);
-    /// otherwise `UnauthorizedOperation`.
+    /// The principal a local uid is served as: its own, or the principal an `--as` ARN
+    /// stands for (a role becomes its session) if the config lets that uid act as it, as
+    /// kmsd decides for its own callers; otherwise `UnauthorizedOperation`. kmsd trusts
+    /// this service to speak for anyone, so this is the check. The config (and the IAM
+    /// drop-ins) are read afresh for each call, so a reload applies here at once.
     pub fn caller_principal(&self, uid: u32, act_as: Option<&str>) -> Result<String, Ec2Error> {
         let user = kmsd::server::username(uid).unwrap_or_else(|| format!("uid-{uid}"));
-        let dir = match &self.directory {
+        let dir = Config::load(&self.layout.config(), false)
+            .map_err(|e| e.to_string())
+            .and_then(|c| {
+                kmsd::service::directory::Directory::build(
+                    c,
+                    Some(&self.layout.root),
+                    self.layout.kmsd_uid(),
+                )
+            });
+        let dir = match dir {
             Ok(d) => d,
             Err(e) => {
                 return match act_as {
@@ -154,12 +151,10 @@ impl Kms {
         let ident = dir.identity(uid, &user);
         match act_as {
             None => Ok(ident.principal.clone()),
-            Some(a) => {
-                dir.resolve_act_as(&ident, Some(a))
-                    .map_err(|e| Ec2Error::new(Ec2Code::UnauthorizedOperation, e.message))?;
-                // kmsd resolves the claim itself (a role becomes its session).
-                Ok(a.to_string())
-            }
+            Some(a) => dir
+                .resolve_act_as(&ident, Some(a))
+                .map(|r| r.principal.arn)
+                .map_err(|e| Ec2Error::new(Ec2Code::UnauthorizedOperation, e.message)),
         }
     }
 
@@ -221,13 +216,14 @@ impl Kms {
     pub fn create_instance_grant(
         &self,
         caller: &Caller,
-        instance_id: &str,
+        instance: (&str, &str),
         volume_id: &str,
         w: &WrappedKey,
     ) -> Result<GrantRef, Ec2Error> {
-        // The instance runs in the account of whoever starts it, which may not be the
-        // key's (a cross-account key): the grantee is that account's EC2 identity.
-        let account = account_of(&caller.principal).unwrap_or(&self.config.account);
+        let (instance_id, owner_arn) = instance;
+        // The instance lives in its owner's account, which may not be the key's (a
+        // cross-account key): the grantee is that account's EC2 identity, whoever starts it.
+        let account = account_of(owner_arn).unwrap_or(&self.config.account);
         let grantee = instance_grantee(account, instance_id);
         let (grant_id, grant_token) = self
             .on_behalf_of(caller)?
@@ -295,18 +291,12 @@ impl Kms {
     /// principal). A failure is logged, not raised: the caller is already tearing
     /// down, and the grant stays visible in ListGrants (and revocable) if it remains.
     pub fn retire_grant(&self, g: &GrantRef) {
-        let res = KmsClient::connect(&self.socket).and_then(|c| {
-            c.acting_as(EC2_SERVICE)
-                .via(ViaService {
-                    service: EC2_SERVICE.into(),
-                    on_behalf_of: Some(EC2_SERVICE.into()),
-                    grant_is_for_aws_resource: true,
-                })
-                .retire_grant(RetireGrantRequest {
-                    grant_token: None,
-                    key_id: Some(g.key_arn.clone()),
-                    grant_id: Some(g.grant_id.clone()),
-                })
+        let res = self.as_ec2_itself().and_then(|c| {
+            c.retire_grant(RetireGrantRequest {
+                grant_token: None,
+                key_id: Some(g.key_arn.clone()),
+                grant_id: Some(g.grant_id.clone()),
+            })
         });
         match res {
             Ok(()) => {
@@ -316,6 +306,68 @@ impl Kms {
                 tracing::error!(grant = %g.grant_id, key = %g.key_arn, "cannot retire instance grant: {e}")
             }
         }
+    }
+
+    /// The volume service speaking for itself (the retiring principal of its grants).
+    fn as_ec2_itself(&self) -> Result<KmsClient, ClientError> {
+        Ok(KmsClient::connect(&self.socket)?
+            .acting_as(EC2_SERVICE)
+            .via(ViaService {
+                service: EC2_SERVICE.into(),
+                on_behalf_of: Some(EC2_SERVICE.into()),
+                grant_is_for_aws_resource: true,
+            }))
+    }
+
+    /// At start, when nothing is served yet: retires every instance grant this service
+    /// made and did not retire (it was killed or crashed while instances ran), so no
+    /// Decrypt grant outlives the launch it was made for. Returns how many; failures are
+    /// logged (kmsd may not be up yet: the grants then stay visible in ListGrants).
+    pub fn retire_stale_grants(&self) -> usize {
+        let retiring = self.retiring_principal();
+        let mut stale = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = self.as_ec2_itself().and_then(|c| {
+                c.list_retirable_grants(ListRetirableGrantsRequest {
+                    retiring_principal: retiring.clone(),
+                    limit: None,
+                    marker: marker.clone(),
+                })
+            });
+            match page {
+                Ok((grants, next)) => {
+                    stale.extend(
+                        grants
+                            .into_iter()
+                            .filter(|g| g.grantee_principal.contains(":aws:ec2-infrastructure:")),
+                    );
+                    match next {
+                        Some(m) => marker = Some(m),
+                        None => break,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("cannot list the grants left from a previous run: {e}");
+                    return 0;
+                }
+            }
+        }
+        for g in &stale {
+            self.retire_grant(&GrantRef {
+                grant_id: g.grant_id.clone(),
+                grant_token: String::new(),
+                key_arn: g.key_id.clone(),
+                grantee: g.grantee_principal.clone(),
+            });
+        }
+        if !stale.is_empty() {
+            tracing::warn!(
+                count = stale.len(),
+                "retired instance grants left by a previous run of the volume service"
+            );
+        }
+        stale.len()
     }
 
     /// Records an EC2 event (StartInstances, CreateVolume, ...) in the one trail kmsd

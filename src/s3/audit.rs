@@ -75,15 +75,27 @@ impl Trail {
         if !is_management_event(event.event_name) {
             return;
         }
-        let res = kmsd::client::KmsClient::connect(socket).and_then(|c| {
-            c.acting_as(principal)
-                .via(ViaService {
-                    service: S3_SERVICE.into(),
-                    on_behalf_of: Some(principal.to_string()),
-                    grant_is_for_aws_resource: false,
-                })
-                .record_event(record_request(event, principal))
-        });
+        let send = || {
+            kmsd::client::KmsClient::connect(socket).and_then(|c| {
+                c.acting_as(principal)
+                    .via(ViaService {
+                        service: S3_SERVICE.into(),
+                        on_behalf_of: Some(principal.to_string()),
+                        grant_is_for_aws_resource: false,
+                    })
+                    .record_event(record_request(event, principal))
+            })
+        };
+        // A blocking socket call from an async handler: tell the runtime, so the
+        // worker's other tasks move to another thread meanwhile (these are rare
+        // bucket-level calls, and the reply should follow the trail record).
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let res = if multi_thread {
+            tokio::task::block_in_place(send)
+        } else {
+            send()
+        };
         if let Err(e) = res {
             tracing::error!(
                 event = event.event_name,

@@ -81,7 +81,11 @@ pub fn current_user_principal(layout: &kmsd::home::Layout) -> String {
     let config = kmsd::config::Config::load(&layout.config(), false).ok();
     match config {
         Some(c) => {
-            match kmsd::service::directory::Directory::build(c.clone(), Some(&layout.root), uid) {
+            match kmsd::service::directory::Directory::build(
+                c.clone(),
+                Some(&layout.root),
+                layout.kmsd_uid(),
+            ) {
                 Ok(d) => d.identity(uid, &user).principal.clone(),
                 Err(_) => c.default_principal_for(&user, uid),
             }

@@ -135,10 +135,18 @@ impl ChunkCipher {
 
 impl Drop for ChunkCipher {
     fn drop(&mut self) {
-        // SAFETY: `LessSafeKey` is plain data (key schedule and GHASH table arrays, plus a
-        // `&'static Algorithm`) that owns no heap memory, and after this it is never read or
-        // dropped again (it is inside `ManuallyDrop`), so overwriting its bytes is sound.
-        unsafe { zeroize::zeroize_flat_type(&mut *self.0 as *mut ring::aead::LessSafeKey) };
+        // `ring` does not wipe its expanded key schedule and GHASH table, so the bytes of
+        // the key object are overwritten here, one volatile write at a time (not through
+        // `zeroize`, whose flat-type contract excludes the enum and `&'static` reference
+        // inside). That leaves an invalid value behind, which is sound because it sits in
+        // a `ManuallyDrop` that is never read, dropped or moved again.
+        let p = (&mut *self.0 as *mut ring::aead::LessSafeKey).cast::<u8>();
+        for i in 0..std::mem::size_of::<ring::aead::LessSafeKey>() {
+            // SAFETY: `p + i` lies inside the `LessSafeKey` this struct owns exclusively
+            // (`&mut self`), and nothing reads it as a `LessSafeKey` afterwards.
+            unsafe { p.add(i).write_volatile(0) };
+        }
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
     }
 }
 

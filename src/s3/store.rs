@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -779,7 +779,7 @@ impl PutWriter {
 
     fn flush(&mut self) -> Result<(), StoreError> {
         if let Some(f) = self.file.as_mut() {
-            f.write_all(&self.out).map_err(io_err(&self.data_path))?;
+            crate::pagecache::write_all(f, &self.out).map_err(io_err(&self.data_path))?;
             self.written += self.out.len() as u64;
             if self.written - self.writeback_from >= WRITEBACK_EVERY {
                 start_writeback(f, self.writeback_from, self.written - self.writeback_from);
@@ -870,11 +870,23 @@ impl ObjectReader {
             return Ok(());
         }
         let total: usize = lens.iter().sum();
-        let mut buf = vec![0u8; total];
-        self.file.read_exact(&mut buf).map_err(|e| StoreError::Io {
+        // read_to_end into reserved capacity: no zero-fill of a buffer about to be
+        // overwritten (it was a tenth of the endpoint's GET time).
+        let mut buf = Vec::with_capacity(total);
+        let io_err = |e| StoreError::Io {
             path: self.meta.data_file.clone(),
             source: e,
-        })?;
+        };
+        (&mut self.file)
+            .take(total as u64)
+            .read_to_end(&mut buf)
+            .map_err(io_err)?;
+        if buf.len() != total {
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("object data ends {} bytes early", total - buf.len()),
+            )));
+        }
         let mut pieces = Vec::with_capacity(lens.len());
         let mut at = 0usize;
         for (i, len) in lens.iter().enumerate() {

@@ -223,8 +223,7 @@ impl VolumeImage {
     }
 
     fn pwrite(&self, buf: &[u8], payload_off: u64) -> Result<(), VolumeError> {
-        self.file
-            .write_all_at(buf, self.payload + payload_off)
+        crate::pagecache::write_all_at(&self.file, buf, self.payload + payload_off)
             .map_err(|e| VolumeError::io("write", &self.path, e))
     }
 

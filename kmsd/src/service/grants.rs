@@ -332,21 +332,28 @@ impl KeyService {
                 "Member must have length greater than or equal to 1",
             ));
         }
-        self.authorize(
-            caller,
-            "kms:ListRetirableGrants",
-            None,
-            &RequestContext::default(),
-        )?;
+        // A trusted service asking for the grants it may retire itself (EC2 cleaning up
+        // after a crash) sees them in every account, as it retires them in every account.
+        let own = service_region_match(&r.retiring_principal, &caller.principal)
+            || designates(&r.retiring_principal, &caller.principal)
+                && caller.principal.is_service();
+        if !own {
+            self.authorize(
+                caller,
+                "kms:ListRetirableGrants",
+                None,
+                &RequestContext::default(),
+            )?;
+        }
         let state = self.read();
         let mut grants: Vec<GrantListEntry> = state
             .grants
             .values()
             .flat_map(|gs| gs.iter())
             .filter(|g| g.retiring_principal.as_deref() == Some(r.retiring_principal.as_str()))
-            // Only keys of the caller's account are listed.
+            // Otherwise only keys of the caller's account are listed.
             .filter(|g| {
-                crate::trail::record::account_of_arn(&g.key_arn).as_deref()
+                own || crate::trail::record::account_of_arn(&g.key_arn).as_deref()
                     == Some(caller.account.as_str())
             })
             .map(list_entry)
