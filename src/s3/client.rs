@@ -307,8 +307,23 @@ impl S3Client {
         .map_err(|e| ClientError::BadRequest(format!("cannot build the request: {e}")))?;
         let r = match result {
             Ok(r) => r,
-            Err(ureq::Error::Io(e)) => return Err(unreachable(e.to_string())),
-            Err(e) => return Err(unreachable(e.to_string())),
+            // Only a connection that cannot be made means "is it running?"; any other
+            // I/O error (reading the upload's file, a reset mid-body) is itself.
+            Err(ureq::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                return Err(unreachable(e.to_string()))
+            }
+            Err(ureq::Error::Io(e)) => return Err(ClientError::Io(e)),
+            Err(ureq::Error::ConnectionFailed) | Err(ureq::Error::HostNotFound) => {
+                return Err(unreachable("connection failed".into()))
+            }
+            Err(e) => return Err(ClientError::BadResponse(e.to_string())),
         };
         let status = r.status().as_u16();
         if (200..300).contains(&status) {
