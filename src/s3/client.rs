@@ -440,3 +440,24 @@ fn may_act_as(layout: &kmsd::home::Layout, principal: &str) -> bool {
         Err(_) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_connection_asks_whether_the_endpoint_runs() {
+        // Nothing listens on port 1 of the loopback.
+        let c = S3Client::new(
+            "http://127.0.0.1:1".into(),
+            AccessKeys::generate("arn:aws:iam::111122223333:user/me"),
+        );
+        let e = c
+            .send("GET", Some("b"), Some("k"), &[], &[], Body::Empty)
+            .err()
+            .expect("nothing listens there");
+        assert!(matches!(e, ClientError::Unreachable { .. }), "{e:?}");
+        assert_eq!(e.code(), "EndpointConnectionError");
+        assert!(e.to_string().contains("is `atrest s3 serve` running?"));
+    }
+}
