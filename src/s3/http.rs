@@ -282,12 +282,20 @@ impl ObjectService {
         ))
     }
 
-    async fn bucket(&self, name: &str) -> S3Result<BucketMeta> {
+    /// Runs `f` on the store in the blocking pool; a store error becomes its S3 error.
+    async fn on_store<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Arc<Store>) -> Result<T, StoreError> + Send + 'static,
+    ) -> S3Result<T> {
         let store = Arc::clone(&self.store);
-        let name = name.to_string();
-        blocking(move || store.get_bucket(&name))
+        blocking(move || f(&store))
             .await?
             .map_err(|e| store_error(e, None))
+    }
+
+    async fn bucket(&self, name: &str) -> S3Result<BucketMeta> {
+        let name = name.to_string();
+        self.on_store(move |store| store.get_bucket(&name)).await
     }
 
     async fn update_bucket(
@@ -295,11 +303,9 @@ impl ObjectService {
         name: &str,
         change: impl FnOnce(&mut BucketMeta) + Send + 'static,
     ) -> S3Result<BucketMeta> {
-        let store = Arc::clone(&self.store);
         let name = name.to_string();
-        blocking(move || store.update_bucket(&name, change))
-            .await?
-            .map_err(|e| store_error(e, None))
+        self.on_store(move |store| store.update_bucket(&name, change))
+            .await
     }
 
     /// The bucket, if `caller` may administer it.
@@ -463,10 +469,7 @@ impl s3s::S3 for ObjectService {
         let Caller::Signed { account, .. } = &caller else {
             return Err(denial(Denial::AccessDenied));
         };
-        let store = Arc::clone(&self.store);
-        let all = blocking(move || store.list_buckets())
-            .await?
-            .map_err(|e| store_error(e, None))?;
+        let all = self.on_store(|store| store.list_buckets()).await?;
         let buckets = all
             .iter()
             .filter(|b| &b.owner_account == account)
@@ -505,11 +508,8 @@ impl s3s::S3 for ObjectService {
         let name = req.input.bucket;
         let result = async {
             self.admin_bucket(&caller, &name).await?;
-            let store = Arc::clone(&self.store);
             let n = name.clone();
-            blocking(move || store.delete_bucket(&n))
-                .await?
-                .map_err(|e| store_error(e, None))?;
+            self.on_store(move |store| store.delete_bucket(&n)).await?;
             Ok(S3Response::new(DeleteBucketOutput {}))
         }
         .await;
@@ -840,11 +840,10 @@ impl s3s::S3 for ObjectService {
             None => None,
         };
         let start = token.clone().or_else(|| input.start_after.clone());
-        let store = Arc::clone(&self.store);
         let (name, p, s) = (input.bucket.clone(), prefix.clone(), start.clone());
-        let (all, _) = blocking(move || store.list_objects(&name, &p, s.as_deref(), usize::MAX))
-            .await?
-            .map_err(|e| store_error(e, None))?;
+        let (all, _) = self
+            .on_store(move |store| store.list_objects(&name, &p, s.as_deref(), usize::MAX))
+            .await?;
         let page = paginate(
             &all,
             &prefix,
@@ -902,11 +901,9 @@ impl s3s::S3 for ObjectService {
             let b = self.bucket(&input.bucket).await?;
             access::check_write_object(&caller, &bucket_view(&b), None, SseAlgorithm::Aes256)
                 .map_err(denial)?;
-            let store = Arc::clone(&self.store);
             let (bn, k) = (input.bucket.clone(), input.key.clone());
-            blocking(move || store.delete_object(&bn, &k))
-                .await?
-                .map_err(|e| store_error(e, None))?;
+            self.on_store(move |store| store.delete_object(&bn, &k))
+                .await?;
             Ok(S3Response::new(DeleteObjectOutput::default()))
         }
         .await;
@@ -934,11 +931,9 @@ impl s3s::S3 for ObjectService {
                 None => return Err(not_canned()),
             };
             access::check_put_acl(&caller, &bucket_view(&b), acl).map_err(denial)?;
-            let store = Arc::clone(&self.store);
             let (bn, k) = (input.bucket.clone(), input.key.clone());
-            blocking(move || store.set_object_acl(&bn, &k, acl))
-                .await?
-                .map_err(|e| store_error(e, None))?;
+            self.on_store(move |store| store.set_object_acl(&bn, &k, acl))
+                .await?;
             Ok(S3Response::new(PutObjectAclOutput::default()))
         }
         .await;
@@ -958,11 +953,10 @@ impl s3s::S3 for ObjectService {
     ) -> S3Result<S3Response<GetObjectAclOutput>> {
         let caller = self.caller(&req)?;
         let b = self.admin_bucket(&caller, &req.input.bucket).await?;
-        let store = Arc::clone(&self.store);
         let (bn, k) = (req.input.bucket.clone(), req.input.key.clone());
-        let m = blocking(move || store.head_object(&bn, &k))
-            .await?
-            .map_err(|e| store_error(e, None))?;
+        let m = self
+            .on_store(move |store| store.head_object(&bn, &k))
+            .await?;
         Ok(S3Response::new(GetObjectAclOutput {
             grants: Some(grants(&m.owner_account, m.acl, b.ownership.acls_enabled())),
             owner: Some(owner(&m.owner_account)),
@@ -1140,11 +1134,10 @@ impl ObjectService {
         };
 
         // Get the data key first (a KMS refusal must come before the body is read).
-        let store = Arc::clone(&self.store);
         let (b2, k2) = (bucket.clone(), input.key.clone());
-        let writer = blocking(move || store.begin_put(&b2, &k2, &principal, put))
-            .await?
-            .map_err(|e| store_error(e, None))?;
+        let writer = self
+            .on_store(move |store| store.begin_put(&b2, &k2, &principal, put))
+            .await?;
 
         // Encrypt and write on a blocking thread while this task keeps reading the socket.
         let started = std::time::Instant::now();
