@@ -685,17 +685,23 @@ pub enum FrameError {
 /// Serializes `value` as one frame (length prefix + postcard) into `buf`, which is
 /// cleared first; the caller writes `buf` with a single `write_all`.
 pub fn encode_frame<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    encode_frame_max(value, buf, MAX_FRAME)
+}
+
+/// [`encode_frame`] for another socket on the same framing, with its own size limit.
+pub fn encode_frame_max<T: Serialize>(
+    value: &T,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), FrameError> {
     buf.clear();
     buf.extend_from_slice(&[0u8; 4]);
     let out = postcard::to_extend(value, std::mem::take(buf))
         .map_err(|e| FrameError::Malformed(e.to_string()))?;
     *buf = out;
     let len = buf.len() - 4;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge {
-            len,
-            max: MAX_FRAME,
-        });
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
     }
     let prefix = (len as u32).to_be_bytes();
     buf[..4].copy_from_slice(&prefix);
@@ -716,6 +722,15 @@ pub fn write_frame<W: Write, T: Serialize>(
 
 /// Reads one frame's payload into `buf` (resized to the payload length).
 pub fn read_frame_bytes<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    read_frame_bytes_max(r, buf, MAX_FRAME)
+}
+
+/// [`read_frame_bytes`] for another socket on the same framing, with its own size limit.
+pub fn read_frame_bytes_max<R: Read>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), FrameError> {
     let mut len_bytes = [0u8; 4];
     // Distinguish a clean close (EOF before any byte) from a torn frame.
     let mut got = 0;
@@ -733,11 +748,8 @@ pub fn read_frame_bytes<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), Fra
         }
     }
     let len = u32::from_be_bytes(len_bytes) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge {
-            len,
-            max: MAX_FRAME,
-        });
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
     }
     // Grow the buffer only as bytes arrive, so a peer announcing a large frame and
     // then trickling bytes holds no more memory than it actually sent.

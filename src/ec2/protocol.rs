@@ -292,17 +292,23 @@ pub enum FrameError {
     Io(#[from] io::Error),
 }
 
-pub fn write_frame<W: Write, T: Serialize>(w: &mut W, value: &T) -> Result<(), FrameError> {
-    let body = postcard::to_stdvec(value).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if body.len() > MAX_FRAME {
-        return Err(FrameError::TooLarge {
-            len: body.len(),
-            max: MAX_FRAME,
-        });
+/// The framing itself is kmsd's; only the version check and the limit are this socket's.
+impl From<kmsd::protocol::FrameError> for FrameError {
+    fn from(e: kmsd::protocol::FrameError) -> Self {
+        use kmsd::protocol::FrameError as K;
+        match e {
+            K::Closed => FrameError::Closed,
+            K::TooLarge { len, max } => FrameError::TooLarge { len, max },
+            K::Malformed(m) => FrameError::Malformed(m),
+            K::Version { got } => FrameError::Version { got },
+            K::Io(e) => FrameError::Io(e),
+        }
     }
-    let mut buf = Vec::with_capacity(body.len() + 4);
-    buf.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&body);
+}
+
+pub fn write_frame<W: Write, T: Serialize>(w: &mut W, value: &T) -> Result<(), FrameError> {
+    let mut buf = Vec::new();
+    kmsd::protocol::encode_frame_max(value, &mut buf, MAX_FRAME)?;
     w.write_all(&buf)?;
     w.flush()?;
     Ok(())
@@ -310,36 +316,8 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, value: &T) -> Result<(), F
 
 /// Reads one frame and decodes it; the version (first field) is checked before the rest.
 pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, FrameError> {
-    let mut len_bytes = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        match r.read(&mut len_bytes[got..]) {
-            Ok(0) if got == 0 => return Err(FrameError::Closed),
-            Ok(0) => {
-                return Err(FrameError::Malformed(
-                    "connection closed inside a frame length".into(),
-                ))
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FrameError::Io(e)),
-        }
-    }
-    let len = u32::from_be_bytes(len_bytes) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLarge {
-            len,
-            max: MAX_FRAME,
-        });
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).map_err(|e| {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            FrameError::Malformed(format!("connection closed inside a frame of {len} bytes"))
-        } else {
-            FrameError::Io(e)
-        }
-    })?;
+    let mut buf = Vec::new();
+    kmsd::protocol::read_frame_bytes_max(r, &mut buf, MAX_FRAME)?;
     let (version, _) =
         postcard::take_from_bytes::<u16>(&buf).map_err(|e| FrameError::Malformed(e.to_string()))?;
     if version != PROTOCOL_VERSION {
