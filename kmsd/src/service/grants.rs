@@ -461,14 +461,7 @@ impl KeyService {
     ) -> Result<Response, KmsError> {
         check_grant_id(grant_id)?;
         let _w = self.writer();
-        let key = self.resolve(caller, key_id)?;
-        *key_arn = Some(key.arn.clone());
-        self.authorize(
-            caller,
-            "kms:RevokeGrant",
-            Some(&key),
-            &RequestContext::default(),
-        )?;
+        let key = self.authorized_key(caller, key_id, "kms:RevokeGrant", key_arn)?;
         let id = key.record.key_id.clone();
         let mut grants: Vec<Grant> = self.grants_of(&id).as_ref().clone();
         let before = grants.len();

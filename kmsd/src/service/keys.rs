@@ -180,14 +180,7 @@ impl KeyService {
         key_id: &str,
         key_arn: &mut Option<String>,
     ) -> Result<Response, KmsError> {
-        let key = self.resolve(caller, key_id)?;
-        *key_arn = Some(key.arn.clone());
-        self.authorize(
-            caller,
-            "kms:DescribeKey",
-            Some(&key),
-            &RequestContext::default(),
-        )?;
+        let key = self.authorized_key(caller, key_id, "kms:DescribeKey", key_arn)?;
         Ok(Response::KeyMetadata(metadata(&key)))
     }
 
@@ -220,6 +213,22 @@ impl KeyService {
 
     /// Shared shape of the small state-changing operations: resolve, authorize,
     /// check the state rule, change the record, persist, reply.
+    /// Resolves `key_id` for `caller`, names the key in the trail record (`key_arn`,
+    /// even when the check then refuses), and checks `action` on it: the first steps of
+    /// every management call on one key.
+    pub(crate) fn authorized_key(
+        &self,
+        caller: &Caller,
+        key_id: &str,
+        action: &str,
+        key_arn: &mut Option<String>,
+    ) -> Result<Arc<KeyEntry>, KmsError> {
+        let key = self.resolve(caller, key_id)?;
+        *key_arn = Some(key.arn.clone());
+        self.authorize(caller, action, Some(&key), &RequestContext::default())?;
+        Ok(key)
+    }
+
     pub(crate) fn change_key(
         &self,
         caller: &Caller,
@@ -229,9 +238,7 @@ impl KeyService {
         change: impl FnOnce(&mut StoredKey) -> Result<(), KmsError>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
         let _w = self.writer();
-        let key = self.resolve(caller, key_id)?;
-        *key_arn = Some(key.arn.clone());
-        self.authorize(caller, action, Some(&key), &RequestContext::default())?;
+        let key = self.authorized_key(caller, key_id, action, key_arn)?;
         rules::check(action, &key)?;
         let mut record = key.record.clone();
         change(&mut record)?;
@@ -288,14 +295,7 @@ impl KeyService {
         key_id: &str,
         key_arn: &mut Option<String>,
     ) -> Result<Response, KmsError> {
-        let key = self.resolve(caller, key_id)?;
-        *key_arn = Some(key.arn.clone());
-        self.authorize(
-            caller,
-            "kms:ListResourceTags",
-            Some(&key),
-            &RequestContext::default(),
-        )?;
+        let key = self.authorized_key(caller, key_id, "kms:ListResourceTags", key_arn)?;
         Ok(Response::ListResourceTags {
             tags: key.record.tags.clone(),
         })

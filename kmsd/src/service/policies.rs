@@ -2,7 +2,6 @@
 //! ListKeyPolicies, and how a stored policy becomes the parsed document that
 //! authorization evaluates.
 
-use super::authz::RequestContext;
 use super::{Caller, KeyService};
 use crate::keystore::StoredKey;
 use crate::policy::defaults::default_key_policy;
@@ -79,14 +78,7 @@ impl KeyService {
         key_arn: &mut Option<String>,
     ) -> Result<Response, KmsError> {
         check_policy_name(policy_name)?;
-        let key = self.resolve(caller, key_id)?;
-        *key_arn = Some(key.arn.clone());
-        self.authorize(
-            caller,
-            "kms:GetKeyPolicy",
-            Some(&key),
-            &RequestContext::default(),
-        )?;
+        let key = self.authorized_key(caller, key_id, "kms:GetKeyPolicy", key_arn)?;
         let policy = key
             .record
             .policy
@@ -122,14 +114,7 @@ impl KeyService {
         key_id: &str,
         key_arn: &mut Option<String>,
     ) -> Result<Response, KmsError> {
-        let key = self.resolve(caller, key_id)?;
-        *key_arn = Some(key.arn.clone());
-        self.authorize(
-            caller,
-            "kms:ListKeyPolicies",
-            Some(&key),
-            &RequestContext::default(),
-        )?;
+        self.authorized_key(caller, key_id, "kms:ListKeyPolicies", key_arn)?;
         Ok(Response::ListKeyPolicies {
             policy_names: vec![DEFAULT_POLICY_NAME.into()],
             truncated: false,

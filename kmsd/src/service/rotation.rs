@@ -76,14 +76,7 @@ impl KeyService {
         key_id: &str,
         key_arn: &mut Option<String>,
     ) -> Result<Response, KmsError> {
-        let key = self.resolve(caller, key_id)?;
-        *key_arn = Some(key.arn.clone());
-        self.authorize(
-            caller,
-            "kms:GetKeyRotationStatus",
-            Some(&key),
-            &Default::default(),
-        )?;
+        let key = self.authorized_key(caller, key_id, "kms:GetKeyRotationStatus", key_arn)?;
         let r = &key.record.rotation;
         let on_demand = key
             .record
@@ -107,14 +100,7 @@ impl KeyService {
         key_id: &str,
         key_arn: &mut Option<String>,
     ) -> Result<Response, KmsError> {
-        let key = self.resolve(caller, key_id)?;
-        *key_arn = Some(key.arn.clone());
-        self.authorize(
-            caller,
-            "kms:ListKeyRotations",
-            Some(&key),
-            &Default::default(),
-        )?;
+        let key = self.authorized_key(caller, key_id, "kms:ListKeyRotations", key_arn)?;
         let rotations = key
             .record
             .versions
@@ -137,14 +123,7 @@ impl KeyService {
         key_arn: &mut Option<String>,
     ) -> Result<Response, KmsError> {
         let _w = self.writer();
-        let key = self.resolve(caller, key_id)?;
-        *key_arn = Some(key.arn.clone());
-        self.authorize(
-            caller,
-            "kms:RotateKeyOnDemand",
-            Some(&key),
-            &Default::default(),
-        )?;
+        let key = self.authorized_key(caller, key_id, "kms:RotateKeyOnDemand", key_arn)?;
         rules::check("kms:RotateKeyOnDemand", &key)?;
         if key.record.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::new(
