@@ -118,21 +118,7 @@ fn is_mounted(p: &std::path::Path) -> bool {
 #[test]
 fn data_round_trips_and_the_image_never_holds_plaintext() {
     require_kernel_and_tools(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let mp = dir.path().join("mnt");
-    std::fs::create_dir(&mp).unwrap();
-    let h = start(&mp, false);
-    let (img, key) = create_volume(dir.path(), "vol-0ccccccccccccccc1", 16 * MIB);
-    let path = h
-        .add(
-            "i-1",
-            "xvda",
-            open_volume(&img, &key),
-            0,
-            0,
-            "vol-0ccccccccccccccc1",
-        )
-        .unwrap();
+    let (_dir, _mp, h, path, img, key) = serve_one("vol-0ccccccccccccccc1", 16 * MIB);
 
     // A known, recognizable 1 MiB pattern, written aligned and unaligned.
     let marker = b"ATREST-PLAINTEXT-MARKER-0123456789abcdef";
@@ -184,21 +170,7 @@ fn data_round_trips_and_the_image_never_holds_plaintext() {
 #[test]
 fn writes_past_the_end_truncation_and_creation_are_refused() {
     require_kernel_and_tools(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let mp = dir.path().join("mnt");
-    std::fs::create_dir(&mp).unwrap();
-    let h = start(&mp, false);
-    let (img, key) = create_volume(dir.path(), "vol-0ddddddddddddddd1", 4 * MIB);
-    let path = h
-        .add(
-            "i-1",
-            "xvda",
-            open_volume(&img, &key),
-            0,
-            0,
-            "vol-0ddddddddddddddd1",
-        )
-        .unwrap();
+    let (_dir, mp, h, path, _img, _key) = serve_one("vol-0ddddddddddddddd1", 4 * MIB);
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -348,21 +320,7 @@ impl Drop for AlignedBuf {
 #[test]
 fn detach_is_refused_while_open_unless_forced_and_unmount_while_busy() {
     require_kernel_and_tools(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let mp = dir.path().join("mnt");
-    std::fs::create_dir(&mp).unwrap();
-    let h = start(&mp, false);
-    let (img, key) = create_volume(dir.path(), "vol-0fffffffffffffff1", 4 * MIB);
-    let path = h
-        .add(
-            "i-1",
-            "xvda",
-            open_volume(&img, &key),
-            0,
-            0,
-            "vol-0fffffffffffffff1",
-        )
-        .unwrap();
+    let (_dir, _mp, h, path, img, key) = serve_one("vol-0fffffffffffffff1", 4 * MIB);
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -518,21 +476,7 @@ fn a_second_mount_on_the_same_path_is_refused() {
 #[test]
 fn byte_range_locks_work_as_qemu_takes_them() {
     require_kernel_and_tools(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let mp = dir.path().join("mnt");
-    std::fs::create_dir(&mp).unwrap();
-    let h = start(&mp, false);
-    let (img, key) = create_volume(dir.path(), "vol-0a0a0a0a0a0a0a0a1", 4 * MIB);
-    let path = h
-        .add(
-            "i-1",
-            "xvda",
-            open_volume(&img, &key),
-            0,
-            0,
-            "vol-0a0a0a0a0a0a0a0a1",
-        )
-        .unwrap();
+    let (_dir, _mp, h, path, _img, _key) = serve_one("vol-0a0a0a0a0a0a0a0a1", 4 * MIB);
     let a = OpenOptions::new()
         .read(true)
         .write(true)

@@ -60,6 +60,31 @@ pub fn start(mountpoint: &Path, strict: bool) -> MountHandle {
     Mount::start(o).expect("start mount")
 }
 
+/// A fresh mount (under a new temp dir) serving one new encrypted volume as `i-1/xvda`:
+/// (temp dir, mountpoint, handle, served file, image, key). Bind them in that order, so
+/// the mount is dropped before its directory.
+pub fn serve_one(
+    volume_id: &str,
+    size: u64,
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    MountHandle,
+    PathBuf,
+    PathBuf,
+    XtsKey,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let h = start(&mp, false);
+    let (img, key) = create_volume(dir.path(), volume_id, size);
+    let path = h
+        .add("i-1", "xvda", open_volume(&img, &key), 0, 0, volume_id)
+        .unwrap();
+    (dir, mp, h, path, img, key)
+}
+
 /// Runs a command; panics with its output if it fails.
 pub fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd)
