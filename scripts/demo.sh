@@ -75,9 +75,13 @@ task "Set-up: packages, build, demo guest"
 if [ "$install" = 1 ]; then bash scripts/install-deps.sh; fi
 if [ -z "${ATREST_BIN_DIR:-}" ]; then
   say "building release binaries (first time: a few minutes)"
-  cargo build --release --locked --bins -q
+  # --workspace: the root package alone has no kmsd.
+  cargo build --release --locked --workspace --bins -q
   ATREST_BIN_DIR="$repo/target/release"
 fi
+for bin in atrest kmsd; do
+  [ -x "$ATREST_BIN_DIR/$bin" ] || fail "no $bin in $ATREST_BIN_DIR"
+done
 export PATH="$ATREST_BIN_DIR:$PATH"
 guest="${ATREST_GUEST_DIR:-$repo/target/guest}"
 bash scripts/make-guest.sh "$guest" >/dev/null
