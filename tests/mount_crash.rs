@@ -85,11 +85,16 @@ fn kill_9_during_writes_then_recover_remount_fsck_clean_fsynced_data_present() {
         }
         run("sync", &[]);
 
-        // Writes in flight when the server dies.
-        let mut writer = Command::new("dd")
-            .arg("if=/dev/urandom")
-            .arg(format!("of={}", m.0.join("inflight.bin").display()))
-            .args(["bs=1M", "count=120", "oflag=direct", "status=none"])
+        // Writes in flight when the server dies: the file is rewritten over and over
+        // until a write fails, however fast the mount is.
+        let mut writer = Command::new("sh")
+            .arg("-c")
+            .arg(
+                "while dd if=/dev/urandom of=\"$1\" bs=1M count=100 oflag=direct status=none; \
+                 do :; done; exit 1",
+            )
+            .arg("writer")
+            .arg(m.0.join("inflight.bin"))
             .stderr(Stdio::null())
             .spawn()
             .unwrap();

@@ -44,8 +44,9 @@ struct Args {
     max_write: Option<u32>,
     #[arg(long)]
     writeback_cache: bool,
+    /// Serve through the kernel page cache instead of `FOPEN_DIRECT_IO` (the default)
     #[arg(long)]
-    direct_io: bool,
+    page_cache: bool,
     #[arg(long)]
     strict_revocation: bool,
 }
@@ -90,7 +91,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut opts = MountOptions::new(&args.mountpoint);
     opts.access = Access::All;
     opts.writeback_cache = args.writeback_cache;
-    opts.direct_io = args.direct_io;
+    opts.direct_io = !args.page_cache;
     opts.strict_revocation = args.strict_revocation;
     if let Some(t) = args.threads {
         opts.threads = t;

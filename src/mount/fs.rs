@@ -144,6 +144,13 @@ impl Filesystem for AtrestFs {
             ("async direct I/O", InitFlags::FUSE_ASYNC_DIO),
             ("parallel dirops", InitFlags::FUSE_PARALLEL_DIROPS),
         ];
+        if self.cfg.direct_io {
+            // Without it a shared mmap of a direct-I/O file fails with ENODEV.
+            wanted.push((
+                "mmap of direct-I/O files",
+                InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            ));
+        }
         if self.cfg.writeback_cache {
             wanted.push(("writeback cache", InitFlags::FUSE_WRITEBACK_CACHE));
         }
