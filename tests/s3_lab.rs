@@ -659,3 +659,45 @@ fn cli_covers_the_bucket_lifecycle() {
     assert_eq!(put["requestParameters"]["bucketName"], b);
     assert_eq!(put["resources"][0]["ARN"], format!("arn:aws:s3:::{b}"));
 }
+
+/// A streamed upload the endpoint refuses up front (unknown KMS key) reports that refusal,
+/// not a broken pipe halfway through the body (the client waits for `100 Continue`).
+#[test]
+fn a_refused_large_upload_reports_the_endpoints_error() {
+    let lab = Lab::start();
+    lab.ok(&["s3api", "create-bucket", "--bucket", "refusals"]);
+    let big = lab.home_path().join("big.bin");
+    std::fs::write(&big, png_like(48 << 20, 7)).unwrap();
+    let big = big.to_str().unwrap();
+    let err = lab.fails(&[
+        "s3",
+        "cp",
+        big,
+        "s3://refusals/big.bin",
+        "--sse",
+        "aws:kms",
+        "--sse-kms-key-id",
+        "alias/NoSuchKey",
+    ]);
+    assert!(err.contains("(KMS.NotFoundException)"), "{err}");
+    assert!(err.contains("alias/NoSuchKey is not found"), "{err}");
+    let list = lab.json(&["s3api", "list-objects-v2", "--bucket", "refusals"]);
+    assert!(list.get("Contents").is_none(), "nothing stored: {list}");
+}
+
+/// A second endpoint on a home that one already serves is refused, and leaves the first
+/// one's address file in place.
+#[test]
+fn a_second_endpoint_on_the_same_home_is_refused() {
+    let lab = Lab::start();
+    let o = lab.atrest(&["s3", "serve", "--listen", "127.0.0.1:0"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("already serves this home at {}", lab.addr_text())),
+        "{err}"
+    );
+    let addr = std::fs::read_to_string(lab.home_path().join("s3.addr")).unwrap();
+    assert_eq!(addr.trim(), lab.addr_text());
+    lab.ok(&["s3api", "list-buckets"]);
+}

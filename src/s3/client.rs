@@ -293,6 +293,12 @@ impl S3Client {
         for (k, v) in all_headers.iter().chain(signed.headers.iter()) {
             req = req.header(k.as_str(), v.as_str());
         }
+        if matches!(body, Body::Reader { .. }) {
+            // A streamed upload waits for the endpoint's go-ahead, so a request it refuses
+            // up front (an unknown KMS key, Access Denied) gets that answer, not a broken
+            // pipe halfway through sending the body. Not a signed header: it is hop-level.
+            req = req.header("expect", "100-continue");
+        }
         let unreachable = |detail: String| ClientError::Unreachable {
             endpoint: self.endpoint.clone(),
             detail,

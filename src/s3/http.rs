@@ -1444,6 +1444,23 @@ pub enum ServeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "an object endpoint already serves this home at {addr} (named in {path}); stop it first"
+    )]
+    AlreadyServing { addr: SocketAddr, path: PathBuf },
+}
+
+/// The endpoint `addr_file` names, if one answers there: a second endpoint on the same
+/// home would take the address file over, and the first one's exit would then delete it.
+fn live_endpoint(addr_file: &Path) -> Option<SocketAddr> {
+    let named: SocketAddr = std::fs::read_to_string(addr_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    std::net::TcpStream::connect_timeout(&named, std::time::Duration::from_millis(500))
+        .ok()
+        .map(|_| named)
 }
 
 /// Listens on `addr` (port 0: any free port), records the address it got in `addr_file`
@@ -1454,6 +1471,12 @@ pub async fn serve(
     addr_file: &Path,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    if let Some(addr) = live_endpoint(addr_file) {
+        return Err(ServeError::AlreadyServing {
+            addr,
+            path: addr_file.to_path_buf(),
+        });
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
@@ -1496,7 +1519,10 @@ pub async fn serve(
             }
         });
     }
-    let _ = std::fs::remove_file(addr_file);
+    // Only our own address: never a file that names another endpoint.
+    if std::fs::read_to_string(addr_file).is_ok_and(|a| a.trim() == local.to_string()) {
+        let _ = std::fs::remove_file(addr_file);
+    }
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}

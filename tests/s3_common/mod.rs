@@ -126,6 +126,11 @@ impl Lab {
         }
     }
 
+    /// The endpoint's `ADDR:PORT`, as `s3.addr` names it.
+    pub fn addr_text(&self) -> &str {
+        &self.addr
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
