@@ -286,7 +286,7 @@ fn cp(
                 let name = key.rsplit('/').next().unwrap_or(&key);
                 dest = dest.join(name);
             }
-            let r = c.send("GET", Some(&bucket), Some(&key), &[], &[], Body::Empty)?;
+            let r = c.get_object(&bucket, &key)?;
             let len = r
                 .header("content-length")
                 .and_then(|v| v.parse::<u64>().ok());

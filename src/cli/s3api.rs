@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use crate::s3::client::{Body, ClientError, Response, S3Client};
+use crate::s3::client::{Body, BodyStream, ClientError, Response, S3Client};
 use crate::s3::xml::{self, Node};
 
 use super::{print_json, report_error, Global};
@@ -541,7 +541,7 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
             key,
             outfile,
         } => {
-            let r = c.send("GET", Some(&bucket), Some(&key), &[], none, Body::Empty)?;
+            let r = c.get_object(&bucket, &key)?;
             let out = object_fields(&r);
             let expected = r
                 .header("content-length")
@@ -1011,7 +1011,14 @@ pub(crate) fn download(
     let tmp = dir.join(tmp_name);
     let result = (|| {
         let mut f = File::create(&tmp)?;
-        let total = copy_body(r.into_reader(), &mut f, progress)?;
+        let total = match r.into_stream() {
+            BodyStream::Spliceable(raw) => raw.splice_into(&mut f, |done| {
+                if let Some(p) = progress {
+                    p.set_position(done);
+                }
+            })?,
+            BodyStream::Reader(reader) => copy_body(reader, &mut f, progress)?,
+        };
         if let Some(e) = expected {
             if e != total {
                 return Err(CliError::Client(ClientError::BadResponse(format!(

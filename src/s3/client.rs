@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::auth::{self, AccessKey, AccessKeys, AuthError, Payload, SigningConfig, ToSign};
+use super::fetch::{self, FetchError, RawBody};
 
 /// RFC 3986 unreserved characters stay; everything else is percent-encoded (S3's rule).
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC
@@ -89,7 +90,20 @@ pub enum Body<'a> {
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    body: ureq::Body,
+    body: ResponseBody,
+}
+
+enum ResponseBody {
+    Ureq(ureq::Body),
+    /// From [`S3Client::get_object`]: still on the socket, ready to be spliced.
+    Raw(RawBody),
+}
+
+/// A response body for a download.
+pub enum BodyStream {
+    /// Can move into a file with splice(2) ([`RawBody::splice_into`]).
+    Spliceable(RawBody),
+    Reader(Box<dyn Read + Send + 'static>),
 }
 
 impl Response {
@@ -101,7 +115,17 @@ impl Response {
     }
 
     pub fn into_reader(self) -> Box<dyn Read + Send + 'static> {
-        Box::new(self.body.into_reader())
+        match self.body {
+            ResponseBody::Ureq(b) => Box::new(b.into_reader()),
+            ResponseBody::Raw(r) => Box::new(r),
+        }
+    }
+
+    pub fn into_stream(self) -> BodyStream {
+        match self.body {
+            ResponseBody::Ureq(b) => BodyStream::Reader(Box::new(b.into_reader())),
+            ResponseBody::Raw(r) => BodyStream::Spliceable(r),
+        }
     }
 
     /// The whole body as text (XML responses; bounded at 64 MiB).
@@ -261,8 +285,6 @@ impl S3Client {
         headers: &[(String, String)],
         body: Body<'_>,
     ) -> Result<Response, ClientError> {
-        let url = self.url(bucket, key, query);
-        let wire = self.wire_url(bucket, key, query)?;
         let mut all_headers: Vec<(String, String)> = headers.to_vec();
         let payload = match &body {
             Body::Empty => Payload::Bytes(b""),
@@ -277,20 +299,9 @@ impl S3Client {
         if method == "PUT" || method == "POST" {
             all_headers.push(("content-length".into(), len.to_string()));
         }
-        let signed = auth::sign(
-            &SigningConfig::s3(),
-            &self.key,
-            ToSign {
-                method,
-                url: &url,
-                headers: &all_headers,
-                payload,
-                time: SystemTime::now(),
-                session_token: None,
-            },
-        )?;
+        let (wire, all_headers) = self.signed(method, bucket, key, query, all_headers, payload)?;
         let mut req = ureq::http::Request::builder().method(method).uri(&wire);
-        for (k, v) in all_headers.iter().chain(signed.headers.iter()) {
+        for (k, v) in &all_headers {
             req = req.header(k.as_str(), v.as_str());
         }
         if matches!(body, Body::Reader { .. }) {
@@ -331,11 +342,78 @@ impl S3Client {
             }
             Err(e) => return Err(ClientError::BadResponse(e.to_string())),
         };
-        let status = r.status().as_u16();
-        if (200..300).contains(&status) {
-            Ok(wrap(r))
+        let r = wrap(r);
+        if (200..300).contains(&r.status) {
+            Ok(r)
         } else {
-            Err(service_error(status, method, r))
+            Err(service_error(method, r))
+        }
+    }
+
+    /// The wire URL and every header to send (the caller's plus the SigV4 ones).
+    fn signed(
+        &self,
+        method: &str,
+        bucket: Option<&str>,
+        key: Option<&str>,
+        query: &[(&str, &str)],
+        mut headers: Vec<(String, String)>,
+        payload: Payload<'_>,
+    ) -> Result<(String, Vec<(String, String)>), ClientError> {
+        let url = self.url(bucket, key, query);
+        let wire = self.wire_url(bucket, key, query)?;
+        let signed = auth::sign(
+            &SigningConfig::s3(),
+            &self.key,
+            ToSign {
+                method,
+                url: &url,
+                headers: &headers,
+                payload,
+                time: SystemTime::now(),
+                session_token: None,
+            },
+        )?;
+        headers.extend(signed.headers);
+        Ok((wire, headers))
+    }
+
+    /// A signed GET of an object whose body is left on the socket, so a download can
+    /// splice it into a file ([`BodyStream::Spliceable`]); see `fetch` for why.
+    pub fn get_object(&self, bucket: &str, key: &str) -> Result<Response, ClientError> {
+        let (wire, headers) = self.signed(
+            "GET",
+            Some(bucket),
+            Some(key),
+            &[],
+            Vec::new(),
+            Payload::Bytes(b""),
+        )?;
+        let rest = wire.strip_prefix("http://").ok_or_else(|| {
+            ClientError::BadRequest(format!("{} is not an http:// endpoint", self.endpoint))
+        })?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, "/"),
+        };
+        let (head, body) = fetch::get(authority, path, &headers).map_err(|e| match e {
+            FetchError::Connect { source, .. } => ClientError::Unreachable {
+                endpoint: self.endpoint.clone(),
+                detail: source.to_string(),
+            },
+            FetchError::Io(e) => ClientError::Io(e),
+            FetchError::Head(m) => ClientError::BadResponse(m),
+            FetchError::Request(m) => ClientError::BadRequest(m),
+        })?;
+        let r = Response {
+            status: head.status,
+            headers: head.headers,
+            body: ResponseBody::Raw(body),
+        };
+        if (200..300).contains(&r.status) {
+            Ok(r)
+        } else {
+            Err(service_error("GET", r))
         }
     }
 
@@ -387,12 +465,12 @@ fn wrap(r: ureq::http::Response<ureq::Body>) -> Response {
     Response {
         status: parts.status.as_u16(),
         headers,
-        body,
+        body: ResponseBody::Ureq(body),
     }
 }
 
-fn service_error(status: u16, method: &str, r: ureq::http::Response<ureq::Body>) -> ClientError {
-    let r = wrap(r);
+fn service_error(method: &str, r: Response) -> ClientError {
+    let status = r.status;
     let request_id = r.header("x-amz-request-id").map(str::to_string);
     let mut body = String::new();
     if method != "HEAD" {

@@ -380,12 +380,27 @@ impl ObjectService {
 }
 
 /// A plaintext body streamed from a blocking reader thread.
-struct ChunkStream(mpsc::Receiver<Result<Bytes, StoreError>>);
+/// A GET body: batches of authenticated chunks from the reader thread, yielded one chunk
+/// at a time.
+struct ChunkStream {
+    batches: mpsc::Receiver<Result<Vec<Bytes>, StoreError>>,
+    pending: std::collections::VecDeque<Bytes>,
+}
 
 impl futures::Stream for ChunkStream {
     type Item = Result<Bytes, StoreError>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.0.poll_recv(cx)
+        loop {
+            if let Some(b) = self.pending.pop_front() {
+                return Poll::Ready(Some(Ok(b)));
+            }
+            match self.batches.poll_recv(cx) {
+                Poll::Ready(Some(Ok(batch))) => self.pending.extend(batch),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
     }
 }
 
@@ -1223,15 +1238,16 @@ impl ObjectService {
             .await?
             .map_err(|e| store_error(e, key_arn.as_deref()))?;
         let m = reader.meta().clone();
-        let (tx, rx) = mpsc::channel::<Result<Bytes, StoreError>>(32);
+        // Two batches (2 MiB) queued ahead of the socket at most: memory stays bounded.
+        let (tx, rx) = mpsc::channel::<Result<Vec<Bytes>, StoreError>>(2);
         tokio::task::spawn_blocking(move || loop {
-            match reader.next_chunk() {
-                Ok(Some(c)) => {
-                    if tx.blocking_send(Ok(c)).is_err() {
+            match reader.next_batch() {
+                Ok(batch) if batch.is_empty() => return,
+                Ok(batch) => {
+                    if tx.blocking_send(Ok(batch)).is_err() {
                         return; // client went away
                     }
                 }
-                Ok(None) => return,
                 Err(e) => {
                     // The response is already under way: fail the body so the connection is
                     // cut short of Content-Length, and the client sees an error, not success.
@@ -1242,7 +1258,10 @@ impl ObjectService {
             }
         });
         Ok(S3Response::new(GetObjectOutput {
-            body: Some(StreamingBlob::wrap(ChunkStream(rx))),
+            body: Some(StreamingBlob::wrap(ChunkStream {
+                batches: rx,
+                pending: Default::default(),
+            })),
             bucket_key_enabled: m.protection.bucket_key_enabled().then_some(true),
             content_length: i64::try_from(m.size).ok(),
             content_type: m.content_type.parse().ok(),

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod bucket_key;
 pub mod client;
+pub mod fetch;
 pub mod http;
 pub mod kms;
 pub mod meta;

@@ -854,6 +854,16 @@ impl ObjectReader {
         Ok(self.ready.pop_front())
     }
 
+    /// Every authenticated piece of the next read (up to [`READ_BATCH`] chunks), handed
+    /// over together so the endpoint wakes its writer once per read, not once per chunk;
+    /// empty at the end.
+    pub fn next_batch(&mut self) -> Result<Vec<bytes::Bytes>, StoreError> {
+        if self.ready.is_empty() {
+            self.read_chunks(READ_BATCH)?;
+        }
+        Ok(self.ready.drain(..).collect())
+    }
+
     /// Reads up to `max` sealed chunks with one read and opens each in place; only when all
     /// of them authenticate are their plaintexts queued (as zero-copy slices of the buffer).
     fn read_chunks(&mut self, max: u64) -> Result<(), StoreError> {
