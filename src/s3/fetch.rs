@@ -87,7 +87,17 @@ impl RawBody {
             let want = usize::try_from(self.remaining)
                 .unwrap_or(PIPE_BYTES)
                 .min(PIPE_BYTES);
-            let n = splice(self.stream.as_raw_fd(), pipe_w.as_raw_fd(), want)?;
+            let n = splice(self.stream.as_raw_fd(), pipe_w.as_raw_fd(), want).map_err(|e| {
+                // SO_RCVTIMEO expiring shows up as EAGAIN: say what it means.
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("the endpoint sent nothing for {} s", IDLE_TIMEOUT.as_secs()),
+                    )
+                } else {
+                    e
+                }
+            })?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
