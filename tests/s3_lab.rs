@@ -690,6 +690,18 @@ fn a_refused_large_upload_reports_the_endpoints_error() {
 #[test]
 fn a_second_endpoint_on_the_same_home_is_refused() {
     let lab = Lab::start();
+    lab.ok(&["s3api", "create-bucket", "--bucket", "busy"]);
+    // What an upload in flight looks like on disk: a body no sidecar names yet, and a
+    // sidecar's temp file. Opening a store sweeps both away, so a refused endpoint must
+    // be refused before it opens the store.
+    let objects = lab.home_path().join("s3/buckets/busy/objects");
+    let in_flight = [
+        objects.join(format!("{}.{}.data", "ab".repeat(32), "cd".repeat(8))),
+        objects.join(".sidecar.tmp"),
+    ];
+    for f in &in_flight {
+        std::fs::write(f, b"upload in progress").unwrap();
+    }
     let o = lab.atrest(&["s3", "serve", "--listen", "127.0.0.1:0"]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
@@ -699,5 +711,8 @@ fn a_second_endpoint_on_the_same_home_is_refused() {
     );
     let addr = std::fs::read_to_string(lab.home_path().join("s3.addr")).unwrap();
     assert_eq!(addr.trim(), lab.addr_text());
+    for f in &in_flight {
+        assert!(f.exists(), "the refused endpoint removed {}", f.display());
+    }
     lab.ok(&["s3api", "list-buckets"]);
 }

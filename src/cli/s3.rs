@@ -137,6 +137,20 @@ fn serve(g: &Global, listen: SocketAddr) -> i32 {
     let kms = Arc::new(KmsdDataKeys::new(g.kmsd_socket()));
     let store = match Store::open(&s3_dir, kms) {
         Ok(s) => s,
+        Err(e @ crate::s3::store::StoreError::InUse { .. }) => {
+            let addr_file = layout.s3_addr_file();
+            match crate::s3::http::live_endpoint(&addr_file) {
+                Some(addr) => eprintln!(
+                    "atrest: {}",
+                    crate::s3::http::ServeError::AlreadyServing {
+                        addr,
+                        path: addr_file
+                    }
+                ),
+                None => eprintln!("atrest: {e}"),
+            }
+            return 1;
+        }
         Err(e) => {
             eprintln!("atrest: cannot open the object store: {e}");
             return 1;

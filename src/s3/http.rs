@@ -132,7 +132,10 @@ fn store_error(e: StoreError, key_arn: Option<&str>) -> S3Error {
                 format!("We encountered an internal error: {e}"),
             )
         }
-        StoreError::Corrupt(_) | StoreError::Io { .. } | StoreError::StoreKey(_) => {
+        StoreError::Corrupt(_)
+        | StoreError::Io { .. }
+        | StoreError::StoreKey(_)
+        | StoreError::InUse { .. } => {
             tracing::error!(error = %e, "store error");
             error(
                 "InternalError",
@@ -1471,7 +1474,7 @@ pub enum ServeError {
 
 /// The endpoint `addr_file` names, if one answers there: a second endpoint on the same
 /// home would take the address file over, and the first one's exit would then delete it.
-fn live_endpoint(addr_file: &Path) -> Option<SocketAddr> {
+pub fn live_endpoint(addr_file: &Path) -> Option<SocketAddr> {
     let named: SocketAddr = std::fs::read_to_string(addr_file)
         .ok()?
         .trim()

@@ -73,7 +73,15 @@ pub enum StoreError {
     Io { path: String, source: io::Error },
     #[error(transparent)]
     StoreKey(#[from] StoreKeyError),
+    #[error(
+        "the object store {path} is already open in another endpoint (it holds {path}/{LOCK_FILE})"
+    )]
+    InUse { path: String },
 }
+
+/// Held for as long as a [`Store`] is open: opening sweeps away unreferenced data files,
+/// which in a second process would be the first one's uploads still in flight.
+pub const LOCK_FILE: &str = "store.lock";
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -203,13 +211,17 @@ pub struct Store {
     bucket_keys: BucketKeyCache,
     /// Serializes sidecar replacement so the previous data file is known and removed exactly once.
     commit: Mutex<()>,
+    /// The exclusive flock on [`LOCK_FILE`]; closing the descriptor releases it.
+    _lock: File,
 }
 
 impl Store {
     /// Opens (creating if needed) the store under `s3_dir` and removes crash leftovers.
+    /// Refused with [`StoreError::InUse`] while another `Store` (in any process) has it open.
     pub fn open(s3_dir: &Path, kms: Arc<dyn DataKeys>) -> Result<Arc<Store>, StoreError> {
         let buckets = s3_dir.join("buckets");
         kmsd::durable::ensure_dir(&buckets, 0o700).map_err(io_err(&buckets))?;
+        let lock = lock_exclusive(s3_dir)?;
         let store_key = kms::load_or_create_store_key(&s3_dir.join("store.key"))?;
         let store = Store {
             root: s3_dir.to_path_buf(),
@@ -217,6 +229,7 @@ impl Store {
             kms,
             bucket_keys: BucketKeyCache::new(DEFAULT_TTL),
             commit: Mutex::new(()),
+            _lock: lock,
         };
         store.collect_garbage()?;
         Ok(Arc::new(store))
@@ -700,6 +713,37 @@ impl Store {
     }
 }
 
+/// Takes the store's lock without waiting: a second endpoint must be refused, not queued.
+fn lock_exclusive(s3_dir: &Path) -> Result<File, StoreError> {
+    use std::os::fd::AsRawFd;
+    let path = s3_dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(file);
+        }
+        let err = io::Error::last_os_error();
+        match err.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => {
+                return Err(StoreError::InUse {
+                    path: s3_dir.display().to_string(),
+                })
+            }
+            _ => return Err(io_err(&path)(err)),
+        }
+    }
+}
+
 /// A data-file name from a sidecar, checked to be a plain file name before it is joined.
 fn safe_file_name(name: &str) -> Result<&str, StoreError> {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
@@ -1011,6 +1055,18 @@ mod tests {
             .create_bucket("imagebucket-1", DEFAULT_ACCOUNT)
             .unwrap();
         (d, store, kms, b)
+    }
+
+    #[test]
+    fn a_store_opens_once_at_a_time() {
+        let (d, store, kms, _) = setup();
+        let s3 = d.path().join("s3");
+        assert!(matches!(
+            Store::open(&s3, kms.clone()),
+            Err(StoreError::InUse { .. })
+        ));
+        drop(store);
+        Store::open(&s3, kms).unwrap();
     }
 
     fn put(
