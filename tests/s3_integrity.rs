@@ -438,3 +438,76 @@ fn hostile_keys_stay_inside_the_bucket() {
         assert!(!std::path::Path::new(p).exists());
     }
 }
+
+/// Counts what the endpoint pulled from the client, and gives up after 64 MiB so a
+/// regression fails in seconds instead of streaming 5 GiB.
+struct CountingZeros(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Read for CountingZeros {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        if self.0.load(Ordering::Relaxed) >= 64 << 20 {
+            return Err(std::io::Error::other("the endpoint read the body"));
+        }
+        buf.fill(0);
+        self.0.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(buf.len())
+    }
+}
+
+/// An upload announcing more than S3's 5 GiB is refused from its headers: no data key is
+/// made and no byte of the body is read or stored.
+#[test]
+fn an_upload_announcing_more_than_5_gib_is_refused_up_front() {
+    let lab = Lab::start();
+    let key_arn = lab.create_key("alias/TooBig");
+    let bucket = "toobig";
+    lab.ok(&["s3api", "create-bucket", "--bucket", bucket]);
+    let layout = kmsd::home::Layout::new(lab.home_path());
+    let client = atrest::s3::client::S3Client::from_home(&layout, None).unwrap();
+    let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let headers = [
+        (
+            "x-amz-server-side-encryption".to_string(),
+            "aws:kms".to_string(),
+        ),
+        (
+            "x-amz-server-side-encryption-aws-kms-key-id".to_string(),
+            key_arn.clone(),
+        ),
+    ];
+    let result = client.send(
+        "PUT",
+        Some(bucket),
+        Some("huge.bin"),
+        &[],
+        &headers,
+        atrest::s3::client::Body::Reader {
+            reader: Box::new(CountingZeros(pulled.clone())),
+            len: (5 << 30) + 1,
+        },
+    );
+    match result {
+        Err(atrest::s3::client::ClientError::Service { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (400, "EntityTooLarge"));
+        }
+        Err(other) => panic!("expected EntityTooLarge, got {other}"),
+        Ok(r) => panic!("expected EntityTooLarge, got HTTP {}", r.status),
+    }
+    assert_eq!(
+        pulled.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the body was sent although the headers already settled the answer"
+    );
+    assert!(data_files(&lab, bucket).is_empty());
+    let trail = lab.ok(&[
+        "cloudtrail",
+        "lookup-events",
+        "--lookup-attributes",
+        "AttributeKey=EventName,AttributeValue=GenerateDataKey",
+    ]);
+    assert!(
+        !trail.contains(&key_arn),
+        "a data key was made for a refused upload: {trail}"
+    );
+}

@@ -716,3 +716,138 @@ fn a_second_endpoint_on_the_same_home_is_refused() {
     }
     lab.ok(&["s3api", "list-buckets"]);
 }
+
+/// ACL headers on CreateBucket and PutObject meet the same rules as put-object-acl:
+/// disabled ACLs are a 400, a public ACL under Block Public Access a 403, and a refused
+/// request leaves nothing behind.
+#[test]
+fn acl_headers_on_create_bucket_and_put_object_follow_ownership_and_bpa() {
+    let lab = Lab::start();
+    let err = lab.fails(&[
+        "s3api",
+        "create-bucket",
+        "--bucket",
+        "acl-enforced",
+        "--acl",
+        "public-read",
+    ]);
+    assert!(
+        err.contains("(InvalidBucketAclWithObjectOwnership)"),
+        "{err}"
+    );
+    let err = lab.fails(&[
+        "s3api",
+        "create-bucket",
+        "--bucket",
+        "acl-public",
+        "--object-ownership",
+        "BucketOwnerPreferred",
+        "--acl",
+        "public-read",
+    ]);
+    assert!(
+        err.contains("(AccessDenied) when calling the CreateBucket operation: Access Denied"),
+        "{err}"
+    );
+    let buckets = lab.ok(&["s3api", "list-buckets"]);
+    assert!(
+        !buckets.contains("acl-enforced") && !buckets.contains("acl-public"),
+        "{buckets}"
+    );
+    lab.ok(&[
+        "s3api",
+        "create-bucket",
+        "--bucket",
+        "acl-private",
+        "--object-ownership",
+        "ObjectWriter",
+        "--acl",
+        "private",
+    ]);
+
+    lab.ok(&["s3api", "create-bucket", "--bucket", "acl-off"]);
+    let body = lab.home_path().join("body.txt");
+    std::fs::write(&body, b"hello").unwrap();
+    let err = lab.fails(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "acl-off",
+        "--key",
+        "o.txt",
+        "--body",
+        body.to_str().unwrap(),
+        "--acl",
+        "public-read",
+    ]);
+    assert!(
+        err.contains("(AccessControlListNotSupported) when calling the PutObject operation: The bucket does not allow ACLs"),
+        "{err}"
+    );
+    let list = lab.json(&["s3api", "list-objects-v2", "--bucket", "acl-off"]);
+    assert!(list.get("Contents").is_none(), "nothing stored: {list}");
+}
+
+/// DeletePublicAccessBlock removes the configuration, as S3 does: reading it back is
+/// `NoSuchPublicAccessBlockConfiguration`, and nothing is blocked any more.
+#[test]
+fn deleting_the_public_access_block_unblocks_and_get_says_there_is_none() {
+    let lab = Lab::start();
+    let bucket = "bpa-gone";
+    lab.ok(&[
+        "s3api",
+        "create-bucket",
+        "--bucket",
+        bucket,
+        "--object-ownership",
+        "ObjectWriter",
+    ]);
+    let body = lab.home_path().join("hello.txt");
+    std::fs::write(&body, b"hello, public").unwrap();
+    lab.ok(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "hello.txt",
+        "--body",
+        body.to_str().unwrap(),
+    ]);
+    let url = lab.url(&format!("/{bucket}/hello.txt"));
+    assert_eq!(curl(&url, &[]).status, 403);
+
+    lab.ok(&["s3api", "delete-public-access-block", "--bucket", bucket]);
+    let err = lab.fails(&["s3api", "get-public-access-block", "--bucket", bucket]);
+    assert!(
+        err.contains("(NoSuchPublicAccessBlockConfiguration) when calling the GetPublicAccessBlock operation: The public access block configuration was not found"),
+        "{err}"
+    );
+    lab.ok(&[
+        "s3api",
+        "put-object-acl",
+        "--bucket",
+        bucket,
+        "--key",
+        "hello.txt",
+        "--acl",
+        "public-read",
+    ]);
+    let got = curl(&url, &[]);
+    assert_eq!(
+        (got.status, got.body.as_slice()),
+        (200, &b"hello, public"[..])
+    );
+
+    // Putting a configuration back brings the block back.
+    lab.ok(&[
+        "s3api", "put-public-access-block", "--bucket", bucket, "--public-access-block-configuration",
+        "BlockPublicAcls=true,IgnorePublicAcls=true,BlockPublicPolicy=true,RestrictPublicBuckets=true",
+    ]);
+    let v = lab.json(&["s3api", "get-public-access-block", "--bucket", bucket]);
+    assert_eq!(
+        v["PublicAccessBlockConfiguration"]["IgnorePublicAcls"],
+        true
+    );
+    assert_eq!(curl(&url, &[]).status, 403);
+}

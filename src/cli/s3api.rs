@@ -75,6 +75,11 @@ pub enum S3apiCommand {
         #[arg(long)]
         bucket: String,
     },
+    /// Remove a bucket's Block Public Access configuration (nothing is blocked then).
+    DeletePublicAccessBlock {
+        #[arg(long)]
+        bucket: String,
+    },
     /// Set Object Ownership.
     PutBucketOwnershipControls {
         #[arg(long)]
@@ -230,6 +235,7 @@ fn operation_name(c: &S3apiCommand) -> &'static str {
         DeleteBucketEncryption { .. } => "DeleteBucketEncryption",
         PutPublicAccessBlock { .. } => "PutPublicAccessBlock",
         GetPublicAccessBlock { .. } => "GetPublicAccessBlock",
+        DeletePublicAccessBlock { .. } => "DeletePublicAccessBlock",
         PutBucketOwnershipControls { .. } => "PutBucketOwnershipControls",
         GetBucketOwnershipControls { .. } => "GetBucketOwnershipControls",
         PutObject { .. } => "PutObject",
@@ -428,6 +434,17 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
                 cfg.insert(name.into(), json!(doc.text_of(name) == Some("true")));
             }
             Ok(Some(json!({ "PublicAccessBlockConfiguration": cfg })))
+        }
+        DeletePublicAccessBlock { bucket } => {
+            c.send(
+                "DELETE",
+                Some(&bucket),
+                None,
+                &[("publicAccessBlock", "")],
+                none,
+                Body::Empty,
+            )?;
+            Ok(None)
         }
         PutBucketOwnershipControls {
             bucket,
@@ -992,6 +1009,35 @@ pub(crate) fn open_input(path: &Path) -> Result<File, CliError> {
 
 /// Streams a GET body into `dest` through a temp file renamed into place only once every
 /// byte arrived, so a failed or tampered download never leaves a partial file behind.
+/// A new, unpredictable temp file beside the destination. `create_new` never follows a
+/// symlink or reuses a file someone planted under the name, which matters in shared
+/// directories such as /tmp.
+fn create_partial(dir: &Path, name: &std::ffi::OsStr) -> Result<(File, PathBuf), CliError> {
+    let mut last = None;
+    for _ in 0..16 {
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(
+            ".atrest-partial.{}.{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let tmp = dir.join(tmp_name);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| std::io::Error::other("no free temp file name"))
+        .into())
+}
+
 pub(crate) fn download(
     r: Response,
     dest: &Path,
@@ -1005,12 +1051,8 @@ pub(crate) fn download(
     let name = dest
         .file_name()
         .ok_or_else(|| CliError::Param(format!("{} is not a file name", dest.display())))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".atrest-partial.{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let (mut f, tmp) = create_partial(dir, name)?;
     let result = (|| {
-        let mut f = File::create(&tmp)?;
         let total = match r.into_stream() {
             BodyStream::Spliceable(raw) => raw.splice_into(&mut f, |done| {
                 if let Some(p) = progress {

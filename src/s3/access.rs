@@ -219,12 +219,24 @@ fn check_acl_allowed(
     Ok(())
 }
 
-/// CreateBucket with an ACL header: new buckets have ACLs disabled.
-pub fn check_create_bucket_acl(acl: Option<CannedAcl>) -> Result<(), Denial> {
-    match acl {
-        None | Some(CannedAcl::Private) | Some(CannedAcl::BucketOwnerFullControl) => Ok(()),
-        Some(_) => Err(Denial::BucketAclWithEnforcedOwnership),
+/// CreateBucket with an ACL header. ACLs are disabled unless the request also names an
+/// ownership that enables them; even then a public ACL is blocked, because every new
+/// bucket starts with all of Block Public Access on.
+pub fn check_create_bucket_acl(
+    acl: Option<CannedAcl>,
+    ownership: Option<ObjectOwnership>,
+) -> Result<(), Denial> {
+    let Some(acl) = acl else { return Ok(()) };
+    if ownership.is_none_or(|o| o == ObjectOwnership::BucketOwnerEnforced) {
+        return match acl {
+            CannedAcl::Private | CannedAcl::BucketOwnerFullControl => Ok(()),
+            _ => Err(Denial::BucketAclWithEnforcedOwnership),
+        };
     }
+    if acl_is_public(acl) {
+        return Err(Denial::AccessDenied);
+    }
+    Ok(())
 }
 
 /// Bucket configuration (encryption, BPA, ownership, ACL reads, delete): the owner only.
@@ -560,10 +572,27 @@ mod tests {
         assert_eq!(check_list_bucket(&Caller::Anonymous, &open), Ok(()));
         assert_eq!(check_signed(&Caller::Anonymous), Err(Denial::AccessDenied));
         assert_eq!(
-            check_create_bucket_acl(Some(PublicRead)),
+            check_create_bucket_acl(Some(PublicRead), None),
             Err(Denial::BucketAclWithEnforcedOwnership)
         );
-        assert_eq!(check_create_bucket_acl(None), Ok(()));
+        assert_eq!(
+            check_create_bucket_acl(Some(PublicRead), Some(BucketOwnerEnforced)),
+            Err(Denial::BucketAclWithEnforcedOwnership)
+        );
+        assert_eq!(check_create_bucket_acl(None, None), Ok(()));
+        // ACLs enabled at creation, but Block Public Access is already on.
+        for public in [PublicRead, PublicReadWrite, AuthenticatedRead] {
+            for o in [BucketOwnerPreferred, ObjectWriter] {
+                assert_eq!(
+                    check_create_bucket_acl(Some(public), Some(o)),
+                    Err(Denial::AccessDenied)
+                );
+            }
+        }
+        assert_eq!(
+            check_create_bucket_acl(Some(Private), Some(ObjectWriter)),
+            Ok(())
+        );
     }
 
     #[test]

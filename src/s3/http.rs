@@ -177,7 +177,7 @@ fn etag(meta: &ObjectMeta) -> ETag {
 fn bucket_view(b: &BucketMeta) -> BucketView<'_> {
     BucketView {
         owner_account: &b.owner_account,
-        public_access_block: b.public_access_block,
+        public_access_block: b.public_access_block.unwrap_or(PublicAccessBlock::ALL_OFF),
         ownership: b.ownership,
         acl: b.acl,
     }
@@ -439,9 +439,7 @@ impl s3s::S3 for ObjectService {
                 })?),
                 None => None,
             };
-            if ownership.is_none_or(|o| o == ObjectOwnership::BucketOwnerEnforced) {
-                access::check_create_bucket_acl(acl).map_err(denial)?;
-            }
+            access::check_create_bucket_acl(acl, ownership).map_err(denial)?;
             let Caller::Signed { account, .. } = &caller else {
                 return Err(denial(Denial::AccessDenied));
             };
@@ -639,7 +637,7 @@ impl s3s::S3 for ObjectService {
                 block_public_policy: c.block_public_policy.unwrap_or(false),
                 restrict_public_buckets: c.restrict_public_buckets.unwrap_or(false),
             };
-            self.update_bucket(&input.bucket, move |b| b.public_access_block = bpa)
+            self.update_bucket(&input.bucket, move |b| b.public_access_block = Some(bpa))
                 .await?;
             Ok(S3Response::new(PutPublicAccessBlockOutput {}))
         }
@@ -660,7 +658,13 @@ impl s3s::S3 for ObjectService {
     ) -> S3Result<S3Response<GetPublicAccessBlockOutput>> {
         let caller = self.caller(&req)?;
         let b = self.admin_bucket(&caller, &req.input.bucket).await?;
-        let p = b.public_access_block;
+        let p = b.public_access_block.ok_or_else(|| {
+            error(
+                "NoSuchPublicAccessBlockConfiguration",
+                404,
+                "The public access block configuration was not found",
+            )
+        })?;
         Ok(S3Response::new(GetPublicAccessBlockOutput {
             public_access_block_configuration: Some(PublicAccessBlockConfiguration {
                 block_public_acls: Some(p.block_public_acls),
@@ -676,12 +680,23 @@ impl s3s::S3 for ObjectService {
         req: S3Request<DeletePublicAccessBlockInput>,
     ) -> S3Result<S3Response<DeletePublicAccessBlockOutput>> {
         let caller = self.caller(&req)?;
-        self.admin_bucket(&caller, &req.input.bucket).await?;
-        self.update_bucket(&req.input.bucket, |b| {
-            b.public_access_block = PublicAccessBlock::ALL_OFF
-        })
-        .await?;
-        Ok(S3Response::new(DeletePublicAccessBlockOutput {}))
+        let rid = request_id(&req);
+        let bucket = req.input.bucket;
+        let result = async {
+            self.admin_bucket(&caller, &bucket).await?;
+            self.update_bucket(&bucket, |b| b.public_access_block = None)
+                .await?;
+            Ok(S3Response::new(DeletePublicAccessBlockOutput {}))
+        }
+        .await;
+        self.audited(
+            "DeletePublicAccessBlock",
+            &caller,
+            &rid,
+            Some(&bucket),
+            None,
+            result,
+        )
     }
 
     async fn put_bucket_ownership_controls(
@@ -1115,6 +1130,14 @@ impl ObjectService {
                 501,
                 "SSE-C is not supported by atrest",
             ));
+        }
+        // Refused before a data key is made or a byte stored; the stream also stops at the
+        // limit, for bodies that announce no length.
+        if input
+            .content_length
+            .is_some_and(|n| u64::try_from(n).is_ok_and(|n| n > crate::s3::store::MAX_OBJECT_SIZE))
+        {
+            return Err(store_error(StoreError::EntityTooLarge, None));
         }
         let choice = SseChoice::resolve(
             &bucket,

@@ -170,7 +170,9 @@ pub struct BucketMeta {
     /// Owner account id.
     pub owner_account: String,
     pub encryption: BucketEncryption,
-    pub public_access_block: PublicAccessBlock,
+    /// `None` once DeletePublicAccessBlock removed it: nothing is blocked, and
+    /// GetPublicAccessBlock answers `NoSuchPublicAccessBlockConfiguration`.
+    pub public_access_block: Option<PublicAccessBlock>,
     pub ownership: ObjectOwnership,
     pub acl: CannedAcl,
 }
@@ -183,7 +185,7 @@ impl BucketMeta {
             created,
             owner_account: owner_account.to_string(),
             encryption: BucketEncryption::default(),
-            public_access_block: PublicAccessBlock::ALL_ON,
+            public_access_block: Some(PublicAccessBlock::ALL_ON),
             ownership: ObjectOwnership::BucketOwnerEnforced,
             acl: CannedAcl::Private,
         }
@@ -314,7 +316,7 @@ mod tests {
     fn new_bucket_defaults_match_s3_since_2023() {
         let b = BucketMeta::new("b", DEFAULT_ACCOUNT, "t".into());
         assert_eq!(b.encryption.algorithm, SseAlgorithm::Aes256);
-        assert_eq!(b.public_access_block, PublicAccessBlock::ALL_ON);
+        assert_eq!(b.public_access_block, Some(PublicAccessBlock::ALL_ON));
         assert_eq!(b.ownership, ObjectOwnership::BucketOwnerEnforced);
     }
 
