@@ -2,6 +2,11 @@
 //! direct I/O, and release it. Talks to the kernel through the loop ioctls
 //! (`LOOP_CTL_GET_FREE`, `LOOP_CONFIGURE`, `LOOP_CLR_FD`), so there is no `losetup`
 //! output to parse; the state comes back from `/sys/block/loopN/loop/`.
+//!
+//! [`helper`] runs the same calls in a short-lived child process, for the volume service,
+//! which must never open the files it serves itself.
+
+pub mod helper;
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -11,6 +16,7 @@ use std::path::{Path, PathBuf};
 const LOOP_CONTROL: &str = "/dev/loop-control";
 // From <linux/loop.h>.
 const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
 const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
 const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
 const LO_FLAGS_READ_ONLY: u32 = 1;
@@ -33,6 +39,26 @@ struct LoopInfo64 {
     lo_crypt_name: [u8; LO_NAME_SIZE],
     lo_encrypt_key: [u8; 32],
     lo_init: [u64; 2],
+}
+
+impl LoopInfo64 {
+    fn zeroed() -> LoopInfo64 {
+        LoopInfo64 {
+            lo_device: 0,
+            lo_inode: 0,
+            lo_rdevice: 0,
+            lo_offset: 0,
+            lo_sizelimit: 0,
+            lo_number: 0,
+            lo_encrypt_type: 0,
+            lo_encrypt_key_size: 0,
+            lo_flags: 0,
+            lo_file_name: [0; LO_NAME_SIZE],
+            lo_crypt_name: [0; LO_NAME_SIZE],
+            lo_encrypt_key: [0; 32],
+            lo_init: [0; 2],
+        }
+    }
 }
 
 #[repr(C)]
@@ -58,6 +84,26 @@ pub enum LoopError {
     NoFreeDevice(u32),
     #[error("{0} is not a loop device")]
     NotLoop(String),
+    #[error("{device} is now bound to another file (device {found_dev}, inode {found_ino}; this service bound device {dev}, inode {ino}): left alone", device = .device.display(), dev = .expected.dev, ino = .expected.ino, found_dev = .found.dev, found_ino = .found.ino)]
+    NotOurs {
+        device: PathBuf,
+        expected: BackingId,
+        found: BackingId,
+    },
+    #[error("cannot run the loop helper {program}: {source}", program = .program.display())]
+    HelperSpawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the loop helper ({op}) failed ({status}): {stderr}")]
+    HelperFailed {
+        op: &'static str,
+        status: String,
+        stderr: String,
+    },
+    #[error("the loop helper printed {0:?}, not a bound device")]
+    HelperOutput(String),
 }
 
 fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> LoopError {
@@ -79,9 +125,34 @@ pub struct LoopOptions {
 }
 
 /// A bound loop device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoopDevice {
     pub number: u32,
+}
+
+/// The file a loop device is bound to, as the kernel recorded it when binding: the
+/// backing file's device and inode (`LOOP_GET_STATUS64`). A path can be bound again by
+/// someone else; this identity tells whether `/dev/loopN` still holds *our* file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BackingId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// A loop device with the identity of the file it was bound to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BoundLoop {
+    pub device: LoopDevice,
+    pub backing: BackingId,
+}
+
+/// What [`LoopDevice::detach_if_bound_to`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detached {
+    /// Released (or, while still open, marked to be released at its last close).
+    Released,
+    /// It was free already.
+    AlreadyFree,
 }
 
 impl LoopDevice {
@@ -115,6 +186,33 @@ impl LoopDevice {
         std::fs::read_to_string(self.sys("dio")).is_ok_and(|s| s.trim() == "1")
     }
 
+    /// The identity of the bound file, or `None` if the device is free.
+    pub fn backing_id(&self) -> Result<Option<BackingId>, LoopError> {
+        let path = self.path();
+        let dev = File::open(&path).map_err(io_err("open", &path))?;
+        status_of(&dev, &path)
+    }
+
+    /// Unbinds the file only if it is still the one identified by `expected` (checked on
+    /// the same descriptor right before `LOOP_CLR_FD`): a device released earlier may
+    /// since have been taken by someone else, whose binding must not be cleared.
+    pub fn detach_if_bound_to(&self, expected: BackingId) -> Result<Detached, LoopError> {
+        let path = self.path();
+        let dev = File::open(&path).map_err(io_err("open", &path))?;
+        match status_of(&dev, &path)? {
+            None => return Ok(Detached::AlreadyFree),
+            Some(found) if found != expected => {
+                return Err(LoopError::NotOurs {
+                    device: path,
+                    expected,
+                    found,
+                })
+            }
+            Some(_) => {}
+        }
+        clear_fd(&dev, &path)
+    }
+
     /// Unbinds the file (`LOOP_CLR_FD`). If the device is still open (mounted), the
     /// kernel defers the release to the last close, as `losetup -d` does.
     pub fn detach(&self) -> Result<(), LoopError> {
@@ -123,16 +221,43 @@ impl LoopDevice {
             .read(true)
             .open(&path)
             .map_err(io_err("open", &path))?;
-        // SAFETY: ioctl without argument on an fd we own.
-        if unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD as _, 0) } != 0 {
-            let e = std::io::Error::last_os_error();
-            // ENXIO: already free.
-            if e.raw_os_error() != Some(libc::ENXIO) {
-                return Err(io_err("detach", &path)(e));
-            }
-        }
-        Ok(())
+        clear_fd(&dev, &path).map(|_| ())
     }
+}
+
+/// `LOOP_GET_STATUS64` on an open loop device: the bound file's identity, `None` if free.
+fn status_of(dev: &File, path: &Path) -> Result<Option<BackingId>, LoopError> {
+    let mut info = LoopInfo64::zeroed();
+    // SAFETY: LOOP_GET_STATUS64 writes one `struct loop_info64` into `info`, which is
+    // ours, of the kernel's layout (checked by a test) and outlives the call.
+    let r = unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_GET_STATUS64 as _, &mut info) };
+    if r == 0 {
+        return Ok(Some(BackingId {
+            dev: info.lo_device,
+            ino: info.lo_inode,
+        }));
+    }
+    let e = std::io::Error::last_os_error();
+    // ENXIO: nothing bound.
+    if e.raw_os_error() == Some(libc::ENXIO) {
+        Ok(None)
+    } else {
+        Err(io_err("LOOP_GET_STATUS64", path)(e))
+    }
+}
+
+/// `LOOP_CLR_FD` on an open loop device.
+fn clear_fd(dev: &File, path: &Path) -> Result<Detached, LoopError> {
+    // SAFETY: ioctl without argument on an fd we own.
+    if unsafe { libc::ioctl(dev.as_raw_fd(), LOOP_CLR_FD as _, 0) } != 0 {
+        let e = std::io::Error::last_os_error();
+        // ENXIO: already free.
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Ok(Detached::AlreadyFree);
+        }
+        return Err(io_err("detach", path)(e));
+    }
+    Ok(Detached::Released)
 }
 
 fn free_device(control: &File) -> Result<LoopDevice, LoopError> {

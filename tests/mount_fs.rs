@@ -566,3 +566,85 @@ fn byte_range_locks_work_as_qemu_takes_them() {
     h.remove("i-1", "xvda").unwrap();
     h.unmount().unwrap();
 }
+
+/// The volume service's guard and its loop helper: with `refuse_own_process` the serving
+/// process's own opens are refused (`EDEADLK`), other processes are served, and a loop
+/// device is bound and released by a child (`atrest loop-helper`), which clears it only
+/// while it still holds the file it bound.
+#[test]
+fn a_mount_refusing_its_own_process_serves_children_and_the_loop_helper() {
+    use atrest::loopdev::helper::LoopHelper;
+    use atrest::loopdev::{Detached, LoopError, LoopOptions};
+    require_kernel_and_tools(&["losetup", "dd"]);
+    atrest::logging::init();
+    let dir = tempfile::tempdir().unwrap();
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let mut o = MountOptions::new(&mp);
+    o.refuse_own_process = true;
+    let h = atrest::mount::Mount::start(o).unwrap();
+    let (img, key) = create_volume(dir.path(), "vol-0ab0ab0ab0ab0ab01", 16 << 20);
+    let path = h
+        .add(
+            "i-1",
+            "xvda",
+            open_volume(&img, &key),
+            0,
+            0,
+            "vol-0ab0ab0ab0ab0ab01",
+        )
+        .unwrap();
+
+    let e = std::fs::File::open(&path).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EDEADLK), "{e}");
+    run(
+        "dd",
+        &[
+            &format!("if={}", path.display()),
+            "of=/dev/null",
+            "bs=4096",
+            "count=1",
+        ],
+    );
+
+    let helper = LoopHelper::new(env!("CARGO_BIN_EXE_atrest"));
+    let opts = LoopOptions {
+        direct_io: true,
+        ..Default::default()
+    };
+    let other = dir.path().join("other.img");
+    std::fs::write(&other, vec![0u8; 1 << 20]).unwrap();
+    // Bind, release, and have someone else take the same /dev/loopN (another test may
+    // take it first: then try again).
+    let mut taken = None;
+    for _ in 0..5 {
+        let bound = helper.attach(&path, &opts).expect("loop helper attach");
+        assert_eq!(bound.device.backing_file().as_deref(), Some(path.as_path()));
+        assert!(bound.device.direct_io(), "the loop device does direct I/O");
+        assert_eq!(helper.detach(&bound).unwrap(), Detached::Released);
+        let dev = bound.device.path();
+        let st = std::process::Command::new("losetup")
+            .arg(&dev)
+            .arg(&other)
+            .status()
+            .unwrap();
+        if st.success() {
+            taken = Some(bound);
+            break;
+        }
+    }
+    let bound = taken.expect("could not rebind a released loop device to another file");
+    // A stale second release must leave the new owner's binding alone.
+    match helper.detach(&bound) {
+        Err(LoopError::HelperFailed { stderr, .. }) => {
+            assert!(stderr.contains("bound to another file"), "{stderr}")
+        }
+        other => panic!("a released device now holding another file: {other:?}"),
+    }
+    assert_eq!(
+        bound.device.backing_file().as_deref(),
+        Some(other.as_path())
+    );
+    bound.device.detach().unwrap();
+    h.remove("i-1", "xvda").unwrap();
+}

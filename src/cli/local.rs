@@ -46,6 +46,38 @@ pub enum LocalCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Internal: binds or releases a loop device in a short-lived child process, for
+    /// the volume service, which must never open the files it serves itself.
+    #[command(name = "loop-helper", hide = true)]
+    LoopHelper {
+        #[command(subcommand)]
+        op: LoopHelperOp,
+    },
+}
+
+/// What `atrest loop-helper` does (see `atrest::loopdev::helper`).
+#[derive(Debug, clap::Subcommand)]
+pub enum LoopHelperOp {
+    /// Binds FILE to a free loop device; prints it and the bound file's identity (JSON).
+    Attach {
+        file: PathBuf,
+        #[arg(long)]
+        direct_io: bool,
+        #[arg(long)]
+        read_only: bool,
+        #[arg(long)]
+        autoclear: bool,
+        #[arg(long)]
+        block_size: Option<u32>,
+    },
+    /// Releases DEVICE if it still holds the file identified by --backing-dev/--backing-ino.
+    Detach {
+        device: PathBuf,
+        #[arg(long)]
+        backing_dev: u64,
+        #[arg(long)]
+        backing_ino: u64,
+    },
 }
 
 pub fn run(g: &Global, c: LocalCommand) -> i32 {
@@ -80,11 +112,56 @@ pub fn run(g: &Global, c: LocalCommand) -> i32 {
             }
             Err(e) => report_error("Attach", e.code.as_str(), &e.message),
         },
+        LocalCommand::LoopHelper { op } => loop_helper(op),
         LocalCommand::Detach { volume_id, force } => {
             match super::ec2::Ec2Conn::new(g).call(Request::LocalDetach { volume_id, force }) {
                 Ok(_) => 0,
                 Err(e) => report_error("Detach", e.code.as_str(), &e.message),
             }
+        }
+    }
+}
+
+/// The child side of [`crate::loopdev::helper`]: one line on stdout, exit 0; or the
+/// error on stderr, exit 1.
+fn loop_helper(op: LoopHelperOp) -> i32 {
+    use crate::loopdev::{helper, BackingId, LoopOptions};
+    let result = match op {
+        LoopHelperOp::Attach {
+            file,
+            direct_io,
+            read_only,
+            autoclear,
+            block_size,
+        } => helper::child_attach(
+            &file,
+            &LoopOptions {
+                direct_io,
+                read_only,
+                block_size,
+                autoclear,
+            },
+        ),
+        LoopHelperOp::Detach {
+            device,
+            backing_dev,
+            backing_ino,
+        } => helper::child_detach(
+            &device,
+            BackingId {
+                dev: backing_dev,
+                ino: backing_ino,
+            },
+        ),
+    };
+    match result {
+        Ok(line) => {
+            println!("{line}");
+            0
+        }
+        Err(e) => {
+            eprintln!("atrest loop-helper: {e}");
+            1
         }
     }
 }

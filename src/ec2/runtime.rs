@@ -14,7 +14,8 @@ use super::kms::GrantRef;
 use super::model::BootSpec;
 use super::protocol::{DaemonStatus, ServedVolume};
 use crate::boot::{BootError, BootProfile, Guest};
-use crate::loopdev::{self, LoopDevice, LoopOptions};
+use crate::loopdev::helper::LoopHelper;
+use crate::loopdev::{BoundLoop, LoopOptions};
 use crate::mount::{BlockDevice, Mount, MountError, MountHandle, MountOptions, TableError};
 use crate::volume::VolumeImage;
 
@@ -24,7 +25,8 @@ pub struct Served {
     pub volume_id: String,
     pub device: String,
     pub path: PathBuf,
-    pub loop_device: Option<String>,
+    /// The loop device bound to `path` (by a child process: see [`Backend::loop_attach`]).
+    pub loop_device: Option<BoundLoop>,
     /// The grant the instance decrypts through (encrypted volumes).
     pub grant: Option<GrantRef>,
     /// The KMS key that wraps its data key (`None`: unencrypted).
@@ -154,8 +156,8 @@ impl Runtime {
             return Ok(None);
         };
         let s = &served[pos];
-        if let Some(dev) = &s.loop_device {
-            self.backend.loop_detach(dev, force)?;
+        if let Some(bound) = &s.loop_device {
+            self.backend.loop_detach(bound, force)?;
         }
         let name = super::rules::canonical_device(&s.device);
         self.backend.remove(instance_id, &name, force)?;
@@ -167,7 +169,7 @@ impl Runtime {
         lock(&self.served)
             .iter()
             .filter(|s| s.instance_id == instance_id)
-            .map(|s| (s.volume_id.clone(), s.path.clone(), s.loop_device.clone()))
+            .map(|s| (s.volume_id.clone(), s.path.clone(), loop_path(s)))
             .collect()
     }
 
@@ -181,7 +183,7 @@ impl Runtime {
                     instance_id: s.instance_id.clone(),
                     volume_id: s.volume_id.clone(),
                     path: s.path.clone(),
-                    loop_device: s.loop_device.clone(),
+                    loop_device: loop_path(s),
                 })
                 .collect(),
         }
@@ -213,10 +215,19 @@ impl Runtime {
     }
 }
 
+/// `/dev/loopN` of a served volume's loop device, as the CLI shows it.
+fn loop_path(s: &Served) -> Option<String> {
+    s.loop_device
+        .as_ref()
+        .map(|l| l.device.path().display().to_string())
+}
+
 // ---- the mount, loop and boot parts ----------------------------------------------------
 
 struct Backend {
     mount: MountHandle,
+    /// Loop devices are bound and released by a child process (this binary again).
+    loops: LoopHelper,
     guests: Mutex<HashMap<String, Arc<Guest>>>,
 }
 
@@ -260,11 +271,17 @@ impl Backend {
     fn start(mountpoint: &Path, strict_revocation: bool) -> Result<Backend, Ec2Error> {
         let mut opts = MountOptions::new(mountpoint);
         opts.strict_revocation = strict_revocation;
+        // This process binds loop devices over its own files (through a child): any
+        // lookup or open of the mount from here is a bug, refused rather than risked.
+        opts.refuse_own_process = true;
+        let loops = LoopHelper::this_program()
+            .map_err(|e| Ec2Error::internal(format!("cannot find the loop helper: {e}")))?;
         let mount = Mount::start(opts).map_err(|e| {
             Ec2Error::internal(format!("cannot mount {}: {e}", mountpoint.display()))
         })?;
         Ok(Backend {
             mount,
+            loops,
             guests: Mutex::new(HashMap::new()),
         })
     }
@@ -311,36 +328,43 @@ impl Backend {
         }
     }
 
-    fn loop_attach(&self, path: &Path) -> Result<String, Ec2Error> {
-        let dev = loopdev::attach(
-            path,
-            &LoopOptions {
-                direct_io: true,
-                ..LoopOptions::default()
-            },
-        )
-        .map_err(|e| {
-            Ec2Error::internal(format!(
-                "cannot bind {} to a loop device: {e}",
-                path.display()
-            ))
-        })?;
-        Ok(dev.path().display().to_string())
+    /// Binds a served file to a loop device (direct I/O, so pages are not cached twice).
+    /// The child process opens the file: this process never touches its own mount.
+    fn loop_attach(&self, path: &Path) -> Result<BoundLoop, Ec2Error> {
+        self.loops
+            .attach(
+                path,
+                &LoopOptions {
+                    direct_io: true,
+                    ..LoopOptions::default()
+                },
+            )
+            .map_err(|e| {
+                Ec2Error::internal(format!(
+                    "cannot bind {} to a loop device: {e}",
+                    path.display()
+                ))
+            })
     }
 
-    /// Releases a loop device; refused while it is mounted unless `force` (then the
-    /// kernel releases it at the last close, as `losetup -d` does).
-    fn loop_detach(&self, dev: &str, force: bool) -> Result<(), Ec2Error> {
-        let path = Path::new(dev);
-        if !force && block_device_busy(path) {
+    /// Releases a loop device (in a child, and only while it still holds the file it was
+    /// bound to); refused while it is mounted unless `force` (then the kernel releases
+    /// it at the last close, as `losetup -d` does).
+    fn loop_detach(&self, bound: &BoundLoop, force: bool) -> Result<(), Ec2Error> {
+        let dev = bound.device.path();
+        if !force && block_device_busy(&dev) {
             return Err(Ec2Error::new(
                 Ec2Code::VolumeInUse,
-                format!("{dev} is mounted or held: unmount it first, or detach with --force"),
+                format!(
+                    "{} is mounted or held: unmount it first, or detach with --force",
+                    dev.display()
+                ),
             ));
         }
-        let d = LoopDevice::from_path(path).map_err(|e| Ec2Error::internal(e.to_string()))?;
-        d.detach()
-            .map_err(|e| Ec2Error::internal(format!("cannot release {dev}: {e}")))
+        self.loops
+            .detach(bound)
+            .map(|_| ())
+            .map_err(|e| Ec2Error::internal(format!("cannot release {}: {e}", dev.display())))
     }
 
     /// Boots the guest from `disk` (the served root file) through a loop device

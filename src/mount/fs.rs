@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::ffi::OsStr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +38,8 @@ pub struct FsConfig {
     pub max_background: u16,
     pub writeback_cache: bool,
     pub direct_io: bool,
+    /// See [`super::MountOptions::refuse_own_process`].
+    pub refuse_own_process: bool,
     /// Owner of the root directory (the mounting user).
     pub uid: u32,
     pub gid: u32,
@@ -117,6 +120,24 @@ impl AtrestFs {
         }
     }
 
+    /// Whether `req` was sent by a thread of this process (with
+    /// [`FsConfig::refuse_own_process`]; then it is logged). The kernel puts the
+    /// calling *thread's* id in the request, so it is looked up among our tasks.
+    fn sent_by_own_process(&self, req: &Request, op: &'static str) -> bool {
+        if !self.cfg.refuse_own_process {
+            return false;
+        }
+        let own = Path::new(&format!("/proc/self/task/{}", req.pid())).exists();
+        if own {
+            tracing::error!(
+                op,
+                tid = req.pid(),
+                "refused: the serving process touched its own mount (a loop device bound from here could deadlock it); this is a bug"
+            );
+        }
+        own
+    }
+
     /// Makes every completed write of `f` durable (the backing file's fdatasync).
     fn sync(&self, f: &ServedFile, op: &'static str) -> Result<(), Errno> {
         let dev = f.device().map_err(|why| {
@@ -168,7 +189,10 @@ impl Filesystem for AtrestFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        if self.sent_by_own_process(req, "lookup") {
+            return reply.error(Errno::EDEADLK);
+        }
         let Some(name) = name.to_str() else {
             return reply.error(Errno::ENOENT);
         };
@@ -305,7 +329,10 @@ impl Filesystem for AtrestFs {
         reply.error(Errno::EPERM);
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        if self.sent_by_own_process(req, "open") {
+            return reply.error(Errno::EDEADLK);
+        }
         match self.table.node(ino.0) {
             Some(Node::File(_)) => {}
             Some(_) => return reply.error(Errno::EISDIR),

@@ -99,6 +99,7 @@ impl Mount {
             max_background: opts.max_background,
             writeback_cache: opts.writeback_cache,
             direct_io: opts.direct_io,
+            refuse_own_process: opts.refuse_own_process,
             // SAFETY: getuid/getgid cannot fail.
             uid: unsafe { libc::getuid() },
             gid: unsafe { libc::getgid() },

@@ -46,6 +46,12 @@ pub struct MountOptions {
     pub strict_revocation: bool,
     /// Name shown in /proc/mounts.
     pub fs_name: String,
+    /// Refuse (`EDEADLK`, logged) a lookup or open that comes from the serving process
+    /// itself. A daemon that binds loop devices over its own files must never be a client
+    /// of its own mount (loop-over-FUSE could deadlock under memory pressure): with this
+    /// on, a code path that forgets is an error at once instead of a rare hang. Off by
+    /// default because tests and tools that serve and read in one process are legitimate.
+    pub refuse_own_process: bool,
 }
 
 impl MountOptions {
@@ -62,6 +68,7 @@ impl MountOptions {
             max_background: 64,
             strict_revocation: false,
             fs_name: "atrest".to_string(),
+            refuse_own_process: false,
         }
     }
 }
