@@ -595,3 +595,69 @@ fn an_instance_in_another_account_needs_both_key_policy_and_iam() {
     lab.ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
     lab.stop_daemon();
 }
+
+/// A detach that released the loop device but found the file still open fails; by the
+/// time it is retried, `/dev/loopN` may belong to someone else, and the retry must leave
+/// it alone. While the first detach waits for the file, the service still answers.
+#[test]
+fn a_retried_detach_never_releases_someone_elses_loop_device() {
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let vol = lab.new_volume(&["--size", "1"]);
+    let out = lab.run(&["attach", "--loop", &vol]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let path = lab.served_path("local", "xvdf");
+    let held = std::fs::File::open(&path).unwrap();
+
+    let detach = {
+        let mut c = lab.cmd();
+        c.args(["detach", &vol]);
+        std::thread::spawn(move || c.output().unwrap())
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    let t0 = std::time::Instant::now();
+    let mut client =
+        atrest::ec2::client::Ec2Client::connect(&lab.path().join("ec2.sock"), None).unwrap();
+    client.call(atrest::ec2::protocol::Request::Status).unwrap();
+    let waited = t0.elapsed();
+    let out = detach.join().unwrap();
+    assert!(
+        waited < std::time::Duration::from_millis(1000),
+        "status waited {waited:?} for a detach in progress"
+    );
+    assert!(!out.status.success(), "detach of an open file succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(VolumeInUse)"), "{err}");
+
+    // Someone else takes the released device.
+    let other = lab.path().join("other.img");
+    std::fs::write(&other, vec![0u8; 1 << 20]).unwrap();
+    let st = std::process::Command::new("losetup")
+        .arg(&dev)
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(st.success(), "losetup {dev} {}", other.display());
+    let theirs = atrest::loopdev::LoopDevice::from_path(std::path::Path::new(&dev)).unwrap();
+    drop(held);
+    let out = lab.run(&["detach", &vol]);
+    let still = theirs.backing_file();
+    let _ = theirs.detach();
+    assert!(
+        out.status.success(),
+        "retried detach: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        still.as_deref(),
+        Some(other.as_path()),
+        "the retried detach released {dev}, which was someone else's"
+    );
+    assert!(!path.exists());
+    lab.stop_daemon();
+}

@@ -31,6 +31,8 @@ pub struct Served {
     pub grant: Option<GrantRef>,
     /// The KMS key that wraps its data key (`None`: unencrypted).
     pub key_arn: Option<String>,
+    /// A detach is releasing it (claimed under the lock, done without it).
+    detaching: bool,
 }
 
 pub struct Runtime {
@@ -136,32 +138,75 @@ impl Runtime {
             loop_device: loop_dev,
             grant,
             key_arn,
+            detaching: false,
         });
         Ok(path)
     }
 
     /// Stops serving one volume (releasing its loop device). Refused while the file or
     /// loop device is busy unless `force`.
+    ///
+    /// The entry is claimed under the `served` lock and released without it: the loop
+    /// helper and the wait for a closing file take seconds, and status and key changes
+    /// must not wait on them. A second detach of the same volume meanwhile is refused.
     pub fn remove(
         &self,
         instance_id: &str,
         volume_id: &str,
         force: bool,
     ) -> Result<Option<Served>, Ec2Error> {
-        let mut served = lock(&self.served);
-        let Some(pos) = served
-            .iter()
-            .position(|s| s.instance_id == instance_id && s.volume_id == volume_id)
-        else {
-            return Ok(None);
+        let is_it = |s: &Served| s.instance_id == instance_id && s.volume_id == volume_id;
+        let (bound, device) = {
+            let mut served = lock(&self.served);
+            let Some(s) = served.iter_mut().find(|s| is_it(s)) else {
+                return Ok(None);
+            };
+            if s.detaching {
+                return Err(Ec2Error::incorrect_state(format!(
+                    "{volume_id} is already being detached"
+                )));
+            }
+            s.detaching = true;
+            (
+                s.loop_device.clone(),
+                super::rules::canonical_device(&s.device),
+            )
         };
-        let s = &served[pos];
-        if let Some(bound) = &s.loop_device {
-            self.backend.loop_detach(bound, force)?;
+        let result = self.release(instance_id, volume_id, bound, &device, force);
+        let mut served = lock(&self.served);
+        let pos = served.iter().position(is_it);
+        match result {
+            Ok(()) => Ok(pos.map(|p| served.remove(p))),
+            Err(e) => {
+                if let Some(p) = pos {
+                    served[p].detaching = false;
+                }
+                Err(e)
+            }
         }
-        let name = super::rules::canonical_device(&s.device);
-        self.backend.remove(instance_id, &name, force)?;
-        Ok(Some(served.remove(pos)))
+    }
+
+    /// The work of [`Runtime::remove`], without the `served` lock held.
+    fn release(
+        &self,
+        instance_id: &str,
+        volume_id: &str,
+        bound: Option<BoundLoop>,
+        device: &str,
+        force: bool,
+    ) -> Result<(), Ec2Error> {
+        if let Some(bound) = bound {
+            self.backend.loop_detach(&bound, force)?;
+            // Released: forget it now. If stopping the file fails below, a retried detach
+            // must not clear /dev/loopN again: by then it may be someone else's.
+            if let Some(s) = lock(&self.served)
+                .iter_mut()
+                .find(|s| s.instance_id == instance_id && s.volume_id == volume_id)
+            {
+                s.loop_device = None;
+            }
+        }
+        self.backend.remove(instance_id, device, force)
     }
 
     /// The served volumes of one instance.
