@@ -262,6 +262,37 @@ fn encrypted_volume_has_a_wrapped_64_byte_key_bound_to_its_id() {
     assert!(!reg.contains(&base64::engine::general_purpose::STANDARD.encode(&h.params.wrapped_key)));
 }
 
+/// `--encrypted` without a key uses the AWS managed key `alias/aws/ebs`, which kmsd
+/// creates on that first use; an instance on such a volume starts, because the managed
+/// key's policy lets EC2 create the instance's grant.
+#[test]
+fn encrypted_without_a_key_uses_the_aws_managed_ebs_key() {
+    let mut lab = Lab::start();
+    let id = lab.new_volume(&["--size", "1", "--encrypted"]);
+    let managed = lab.ok(&["kms", "describe-key", "--key-id", "alias/aws/ebs"]);
+    assert_eq!(managed["KeyMetadata"]["KeyManager"], "AWS");
+    let v = lab.volume(&id);
+    assert_eq!(v["Encrypted"], true);
+    assert_eq!(v["KmsKeyId"], managed["KeyMetadata"]["Arn"]);
+    // The managed key is the account's, not the caller's to manage.
+    let out = lab.run(&[
+        "kms",
+        "disable-key",
+        "--key-id",
+        managed["KeyMetadata"]["Arn"].as_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AccessDeniedException"));
+
+    lab.start_daemon();
+    let instance = lab.run_on_root(&id, None);
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &instance]);
+    let served = lab.served_path(&instance, "xvda");
+    let mut first = vec![0u8; 4096];
+    std::io::Read::read_exact(&mut std::fs::File::open(&served).unwrap(), &mut first).unwrap();
+    assert!(first.iter().all(|&b| b == 0), "a new volume reads as zeros");
+}
+
 #[test]
 fn a_refused_data_key_creates_nothing() {
     let lab = Lab::start();

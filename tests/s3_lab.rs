@@ -851,3 +851,78 @@ fn deleting_the_public_access_block_unblocks_and_get_says_there_is_none() {
     );
     assert_eq!(curl(&url, &[]).status, 403);
 }
+
+/// `aws:kms` without a key, on the request or as the bucket default, uses the AWS managed
+/// key `alias/aws/s3` (created by kmsd on that first use), as S3 does; the key is used
+/// through S3 only.
+#[test]
+fn aws_kms_without_a_key_uses_the_aws_managed_s3_key() {
+    let lab = Lab::start();
+    let bucket = "managed";
+    lab.ok(&["s3api", "create-bucket", "--bucket", bucket]);
+    let body = lab.home_path().join("body.bin");
+    let data = png_like(200_000, 11);
+    std::fs::write(&body, &data).unwrap();
+    let put = lab.json(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "a.bin",
+        "--body",
+        body.to_str().unwrap(),
+        "--server-side-encryption",
+        "aws:kms",
+    ]);
+    let managed = lab.json(&["kms", "describe-key", "--key-id", "alias/aws/s3"]);
+    assert_eq!(managed["KeyMetadata"]["KeyManager"], "AWS");
+    let arn = managed["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
+    assert_eq!(put["SSEKMSKeyId"], arn.as_str());
+    assert_eq!(put["ServerSideEncryption"], "aws:kms");
+
+    // The bucket default without a key id means the same key.
+    lab.ok(&[
+        "s3api",
+        "put-bucket-encryption",
+        "--bucket",
+        bucket,
+        "--server-side-encryption-configuration",
+        r#"{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"aws:kms"}}]}"#,
+    ]);
+    lab.ok(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "b.bin",
+        "--body",
+        body.to_str().unwrap(),
+    ]);
+    for key in ["a.bin", "b.bin"] {
+        let head = lab.json(&["s3api", "head-object", "--bucket", bucket, "--key", key]);
+        assert_eq!(head["SSEKMSKeyId"], arn.as_str(), "{key}");
+        let out = lab.home_path().join(format!("out-{key}"));
+        lab.ok(&[
+            "s3api",
+            "get-object",
+            "--bucket",
+            bucket,
+            "--key",
+            key,
+            out.to_str().unwrap(),
+        ]);
+        assert!(std::fs::read(&out).unwrap() == data, "{key}");
+    }
+    // Directly, outside S3, the managed key is not the caller's to use.
+    let err = lab.fails(&[
+        "kms",
+        "encrypt",
+        "--key-id",
+        "alias/aws/s3",
+        "--plaintext",
+        "aGVsbG8=",
+    ]);
+    assert!(err.contains("AccessDeniedException"), "{err}");
+}

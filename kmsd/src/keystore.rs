@@ -84,6 +84,30 @@ pub struct StoredRotation {
     pub on_demand_count: u32,
 }
 
+/// Who manages a key: the customer, or AWS (the `alias/aws/SERVICE` keys kmsd creates
+/// when a service first needs them).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum KeyManager {
+    #[default]
+    Customer,
+    Aws,
+}
+
+impl KeyManager {
+    /// `KeyMetadata.KeyManager`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyManager::Customer => "CUSTOMER",
+            KeyManager::Aws => "AWS",
+        }
+    }
+
+    fn is_customer(&self) -> bool {
+        *self == KeyManager::Customer
+    }
+}
+
 /// A KMS key as stored in `keys/<key-id>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredKey {
@@ -91,6 +115,9 @@ pub struct StoredKey {
     pub key_id: String,
     pub account: String,
     pub region: String,
+    /// Absent in files written before AWS managed keys existed: those are customer keys.
+    #[serde(default, skip_serializing_if = "KeyManager::is_customer")]
+    pub key_manager: KeyManager,
     pub creation_date_ms: i64,
     pub description: String,
     pub key_state: KeyState,
@@ -417,6 +444,7 @@ mod tests {
             key_id: id.into(),
             account: "111122223333".into(),
             region: "us-east-1".into(),
+            key_manager: KeyManager::Customer,
             creation_date_ms: 1,
             description: "d".into(),
             key_state: KeyState::Enabled,

@@ -6,6 +6,8 @@
 //!    encrypted root volume needs, until an IAM policy allows it for AWS resources;
 //! 3. a key of account 111122223333 used from 444455556666: refused until the key
 //!    policy names the other account and that account's IAM policy allows it.
+//!
+//! Then the AWS managed keys, whose policies lean on the same via-service conditions.
 
 mod common;
 
@@ -373,4 +375,104 @@ fn scenario_3_cross_account_needs_key_policy_and_iam() {
     // And nothing beyond what was allowed: UserA cannot disable the key.
     let e = kms_error(a.disable_key(&key.arn));
     assert_denied(&e, &user_a, "kms:DisableKey", &key.arn);
+}
+
+/// AWS managed keys: `alias/aws/ebs` and `alias/aws/s3` exist once something uses them,
+/// each is used only through its own service, nobody can manage them, and they survive
+/// a restart.
+#[test]
+fn aws_managed_keys_appear_on_first_use_and_serve_only_their_service() {
+    let mut d = Daemon::start();
+    let role = d.client().acting_as(voclabs());
+    assert!(role
+        .list_aliases(None)
+        .unwrap()
+        .iter()
+        .all(|a| !a.alias_name.starts_with("alias/aws/")));
+
+    // DescribeKey creates the key, as AWS documents; a second call finds the same one.
+    let ebs = role.describe_key("alias/aws/ebs").unwrap();
+    assert_eq!(ebs.key_manager, "AWS");
+    assert_eq!(
+        ebs.description,
+        "Default key that protects my EBS volumes when no other key is defined"
+    );
+    assert_eq!(
+        role.describe_key("alias/aws/ebs").unwrap().key_id,
+        ebs.key_id
+    );
+    let rotation = role.get_key_rotation_status(&ebs.arn).unwrap();
+    assert!(rotation.key_rotation_enabled);
+    assert_eq!(rotation.rotation_period_in_days, Some(365));
+
+    // Used through EC2 on the caller's behalf: allowed.
+    let via = |service: &str| {
+        d.client().via(ViaService {
+            service: service.into(),
+            on_behalf_of: Some(voclabs()),
+            grant_is_for_aws_resource: false,
+        })
+    };
+    let size = DataKeySize::Spec(DataKeySpec::Aes256);
+    let dk = via("ec2.amazonaws.com")
+        .generate_data_key("alias/aws/ebs", size, &ctx("aws:ebs:id", "vol-1"))
+        .unwrap();
+    assert_eq!(dk.key_id, ebs.arn);
+    // Used directly, or through another service: refused.
+    let direct =
+        kms_error(role.generate_data_key("alias/aws/ebs", size, &ctx("aws:ebs:id", "vol-1")));
+    assert_eq!(direct.code, ErrorCode::AccessDeniedException, "{direct:?}");
+    let wrong = kms_error(via("s3.amazonaws.com").generate_data_key(
+        "alias/aws/ebs",
+        size,
+        &ctx("aws:ebs:id", "vol-1"),
+    ));
+    assert_eq!(wrong.code, ErrorCode::AccessDeniedException, "{wrong:?}");
+
+    // The first use through S3 creates S3's own key.
+    let s3 = via("s3.amazonaws.com")
+        .generate_data_key("alias/aws/s3", size, &ctx("aws:s3:arn", "arn:aws:s3:::b/k"))
+        .unwrap();
+    assert_ne!(s3.key_id, ebs.arn);
+    assert_eq!(
+        role.describe_key("alias/aws/s3").unwrap().key_manager,
+        "AWS"
+    );
+
+    // Nobody manages an AWS managed key, not even the account's administrators.
+    let policy = role.get_key_policy(&ebs.arn).unwrap();
+    for refused in [
+        kms_error(role.disable_key(&ebs.arn)),
+        kms_error(role.schedule_key_deletion(&ebs.arn, Some(7))),
+        kms_error(role.put_key_policy(&ebs.arn, &policy, false)),
+        kms_error(role.disable_key_rotation(&ebs.arn)),
+        kms_error(role.create_alias("alias/aws/ebs", &ebs.key_id)),
+    ] {
+        assert!(
+            matches!(
+                refused.code,
+                ErrorCode::AccessDeniedException | ErrorCode::ValidationException
+            ),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        role.describe_key(&ebs.arn).unwrap().key_state,
+        KeyState::Enabled
+    );
+
+    d.restart();
+    let role = d.client().acting_as(voclabs());
+    let after = role.describe_key("alias/aws/ebs").unwrap();
+    assert_eq!(
+        (after.key_id, after.key_manager),
+        (ebs.key_id, ebs.key_manager)
+    );
+    let managed: Vec<_> = role
+        .list_aliases(None)
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.alias_name.starts_with("alias/aws/"))
+        .collect();
+    assert_eq!(managed.len(), 2, "{managed:?}");
 }

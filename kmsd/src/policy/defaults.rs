@@ -102,3 +102,41 @@ pub fn console_key_policy(account: &str, admins: &[&str], users: &[&str]) -> Str
         "Statement": statements
     }))
 }
+
+/// The key policy of an AWS managed key (`alias/aws/ebs`, `alias/aws/s3`): every principal
+/// of the account may use it, but only through the service (`kms:ViaService`); the
+/// account may read its metadata directly. Nobody may disable, delete, re-policy or
+/// rotate it by hand, as with AWS's own `auto-ebs-2` / `auto-s3-2` policies.
+pub fn aws_managed_key_policy(
+    id: &str,
+    service_label: &str,
+    via_service: &str,
+    use_actions: &[&str],
+    metadata_actions: &[&str],
+    account: &str,
+) -> String {
+    pretty(&json!({
+        "Version": "2012-10-17",
+        "Id": id,
+        "Statement": [
+            {
+                "Sid": format!("Allow access through {service_label} for all principals in the account that are authorized to use {service_label}"),
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": use_actions,
+                "Resource": "*",
+                "Condition": {"StringEquals": {
+                    "kms:ViaService": via_service,
+                    "kms:CallerAccount": account
+                }}
+            },
+            {
+                "Sid": "Allow direct access to key metadata to the account",
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{account}:root")},
+                "Action": metadata_actions,
+                "Resource": "*"
+            }
+        ]
+    }))
+}

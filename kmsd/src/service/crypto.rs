@@ -70,6 +70,7 @@ impl KeyService {
         ctx: &RequestContext<'_>,
         key_arn: &mut Option<String>,
     ) -> Result<Arc<KeyEntry>, KmsError> {
+        self.ensure_managed_key(caller, key_id)?;
         let key = self.resolve(caller, key_id)?;
         *key_arn = Some(key.arn.clone());
         self.authorize(caller, action, Some(&key), ctx)?;

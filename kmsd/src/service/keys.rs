@@ -7,7 +7,7 @@ use zeroize::Zeroizing;
 
 use super::authz::RequestContext;
 use super::{rules, storage_error, Caller, KeyEntry, KeyService};
-use crate::keystore::{StoredKey, StoredRotation, StoredVersion, FILE_FORMAT};
+use crate::keystore::{KeyManager, StoredKey, StoredRotation, StoredVersion, FILE_FORMAT};
 use crate::protocol::{
     CreateKeyRequest, KeyListEntry, KeyMetadata, KeyState, KmsError, ListKeysRequest, Response,
     Tag, SYMMETRIC_DEFAULT,
@@ -32,7 +32,7 @@ pub fn metadata(key: &KeyEntry) -> KeyMetadata {
         deletion_date_ms: r.deletion_date_ms,
         pending_deletion_window_in_days: None,
         origin: "AWS_KMS".into(),
-        key_manager: "CUSTOMER".into(),
+        key_manager: r.key_manager.as_str().into(),
         key_spec: SYMMETRIC_DEFAULT.into(),
         encryption_algorithms: vec![SYMMETRIC_DEFAULT.into()],
         multi_region: false,
@@ -151,6 +151,7 @@ impl KeyService {
             key_id: key_id.clone(),
             account: caller.account.clone(),
             region: self.config.region.clone(),
+            key_manager: KeyManager::Customer,
             creation_date_ms: now,
             description,
             key_state: KeyState::Enabled,
@@ -180,6 +181,8 @@ impl KeyService {
         key_id: &str,
         key_arn: &mut Option<String>,
     ) -> Result<Response, KmsError> {
+        // AWS documents DescribeKey on a predefined `alias/aws/...` as creating the key.
+        self.ensure_managed_key(caller, key_id)?;
         let key = self.authorized_key(caller, key_id, "kms:DescribeKey", key_arn)?;
         Ok(Response::KeyMetadata(metadata(&key)))
     }

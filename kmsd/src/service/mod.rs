@@ -19,6 +19,7 @@ pub mod directory;
 pub mod events;
 pub mod grants;
 pub mod keys;
+pub mod managed;
 pub mod policies;
 pub mod resolve;
 pub mod rotation;
