@@ -577,6 +577,26 @@ fn cli_covers_the_bucket_lifecycle() {
     let head = lab.json(&["s3api", "head-object", "--bucket", b, "--key", "b.txt"]);
     assert_eq!(head["SSEKMSKeyId"], arn.as_str());
     assert_eq!(head["BucketKeyEnabled"], true);
+    // The point of a bucket key: three uploads, one GenerateDataKey in kmsd's trail,
+    // bound to the bucket's ARN rather than an object's.
+    let made = lab.json(&[
+        "cloudtrail",
+        "lookup-events",
+        "--lookup-attributes",
+        "AttributeKey=EventName,AttributeValue=GenerateDataKey",
+    ]);
+    let under_key: Vec<serde_json::Value> = made["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap())
+        .filter(|e: &serde_json::Value| e["resources"][0]["ARN"] == arn.as_str())
+        .collect();
+    assert_eq!(under_key.len(), 1, "{under_key:?}");
+    assert_eq!(
+        under_key[0]["requestParameters"]["encryptionContext"]["aws:s3:arn"],
+        format!("arn:aws:s3:::{b}")
+    );
     let ls = lab.ok(&["s3", "ls", &format!("s3://{b}/")]);
     assert!(ls.contains("PRE a/") && ls.contains("b.txt"), "{ls}");
     let listed = lab.json(&[
