@@ -1,6 +1,6 @@
 //! The volume service process (`atrest mount`): the FUSE mount, ec2.sock, recovery at
-//! start, clean shutdown on SIGINT/SIGTERM (guests stopped, keys forgotten, unmounted,
-//! socket removed).
+//! start, clean shutdown on SIGINT/SIGTERM/SIGHUP (guests stopped, keys forgotten,
+//! unmounted, socket removed).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,6 +16,7 @@ use super::model::{InstanceState, LOCAL_INSTANCE_ID};
 use super::runtime::Runtime;
 use super::server;
 use super::service::Ec2Service;
+use crate::mount::daemon::TerminationSignals;
 
 /// Set in the environment of the re-executed foreground child.
 pub const CHILD_ENV: &str = "ATREST_MOUNT_CHILD";
@@ -28,38 +29,20 @@ pub fn log_file(layout: &Layout) -> PathBuf {
     layout.log_dir().join("mount.log")
 }
 
-/// Blocks SIGINT and SIGTERM in this thread (and every thread spawned after), so
-/// that one thread can take them with `sigwait`.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: plain signal-mask calls on a zeroed, initialized set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
-}
-
-fn wait_for_signal(set: &libc::sigset_t) -> i32 {
-    let mut sig: libc::c_int = 0;
-    // SAFETY: sigwait on a valid set, writing one int.
-    unsafe { libc::sigwait(set, &mut sig) };
-    sig
-}
-
 /// How often the trail is read for key changes reaching served volumes.
 const KEY_WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Runs the service in the foreground until SIGINT/SIGTERM (`strict_revocation`: see
-/// [`Runtime::start`]).
+/// Runs the service in the foreground until SIGINT/SIGTERM/SIGHUP (`strict_revocation`:
+/// see [`Runtime::start`]).
 pub fn run_foreground(
     layout: Layout,
     mountpoint: &Path,
     strict_revocation: bool,
 ) -> Result<(), Ec2Error> {
-    let sigs = block_signals();
+    // From here on these signals are values for the shutdown thread, not a sudden end
+    // (SIGHUP too: a closed terminal must not leave the mount behind).
+    let mut signals = TerminationSignals::install()
+        .map_err(|e| Ec2Error::io("cannot install the signal handlers", &e))?;
     for d in [layout.run_dir(), layout.log_dir()] {
         kmsd::durable::ensure_dir(&d, 0o755)
             .map_err(|e| Ec2Error::io(&format!("cannot create {}", d.display()), &e))?;
@@ -96,8 +79,8 @@ pub fn run_foreground(
         let stop = Arc::clone(&stop);
         let sock = sock.clone();
         std::thread::spawn(move || {
-            let sig = wait_for_signal(&sigs);
-            tracing::info!("signal {sig}: shutting down");
+            let sig = signals.wait();
+            tracing::info!("signal {sig:?}: shutting down");
             stop.store(true, Ordering::SeqCst);
             // Wake the accept loop.
             let _ = std::os::unix::net::UnixStream::connect(&sock);

@@ -200,15 +200,25 @@ impl Lab {
 
     /// SIGTERM to the daemon; waits for it to exit cleanly.
     pub fn stop_daemon(&mut self) {
+        self.stop_daemon_with(libc::SIGTERM);
+    }
+
+    /// The daemon's pid (while this lab runs one).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|c| c.id())
+    }
+
+    /// `sig` to the daemon; waits for it to exit with status 0.
+    pub fn stop_daemon_with(&mut self, sig: i32) {
         if let Some(mut c) = self.daemon.take() {
             // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            unsafe { libc::kill(c.id() as i32, sig) };
             let start = Instant::now();
             loop {
                 if let Ok(Some(st)) = c.try_wait() {
                     assert!(
                         st.success(),
-                        "atrest mount exited with {st}: {}",
+                        "atrest mount exited with {st} on signal {sig}: {}",
                         self.daemon_log()
                     );
                     break;
@@ -217,7 +227,7 @@ impl Lab {
                     let _ = c.kill();
                     let _ = c.wait();
                     panic!(
-                        "atrest mount did not stop on SIGTERM: {}",
+                        "atrest mount did not stop on signal {sig}: {}",
                         self.daemon_log()
                     );
                 }
