@@ -1,6 +1,6 @@
-//! The volume service process (`atrest mount`): the FUSE mount, ec2.sock, recovery at
-//! start, clean shutdown on SIGINT/SIGTERM/SIGHUP (guests stopped, keys forgotten,
-//! unmounted, socket removed).
+//! The volume service process (`atrest mount`): one per HOME (a flock'd pid file), the
+//! FUSE mount, ec2.sock, recovery at start, clean shutdown on SIGINT/SIGTERM/SIGHUP
+//! (guests stopped, keys forgotten, unmounted, socket and pid file removed).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use kmsd::home::Layout;
 
-use super::error::Ec2Error;
+use super::error::{Ec2Code, Ec2Error};
 use super::keywatch::{self, TrailFollower};
 use super::model::{InstanceState, LOCAL_INSTANCE_ID};
 use super::runtime::Runtime;
 use super::server;
 use super::service::Ec2Service;
-use crate::mount::daemon::TerminationSignals;
+use crate::mount::daemon::{PidFile, PidFileError, TerminationSignals};
 
 /// Set in the environment of the re-executed foreground child.
 pub const CHILD_ENV: &str = "ATREST_MOUNT_CHILD";
@@ -29,11 +29,63 @@ pub fn log_file(layout: &Layout) -> PathBuf {
     layout.log_dir().join("mount.log")
 }
 
+/// A volume service already running for this HOME: its pid and, if it answers on
+/// ec2.sock, the mountpoint it serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningService {
+    pub pid: String,
+    pub mountpoint: Option<PathBuf>,
+}
+
+impl RunningService {
+    /// The refusal a second `atrest mount` prints.
+    pub fn refusal(&self, layout: &Layout) -> Ec2Error {
+        let serving = match &self.mountpoint {
+            Some(m) => format!("serving {}", m.display()),
+            None => "(not answering on ec2.sock yet)".to_string(),
+        };
+        Ec2Error::new(
+            Ec2Code::IncorrectState,
+            format!(
+                "the volume service for {} is already running: pid {} {serving} (pid file {}); stop it first (atrest down, or kill {})",
+                layout.root.display(),
+                self.pid,
+                pid_file(layout).display(),
+                self.pid
+            ),
+        )
+    }
+}
+
+/// The volume service running for this HOME, if any: the holder of the pid file's lock,
+/// or whatever answers on ec2.sock.
+pub fn running_service(layout: &Layout) -> Option<RunningService> {
+    let status = super::client::Ec2Client::connect(&layout.ec2_socket(), None)
+        .ok()
+        .and_then(|mut c| c.call(super::protocol::Request::Status).ok());
+    let status = match status {
+        Some(super::protocol::Response::Status(s)) => Some(s),
+        _ => None,
+    };
+    let holder = PidFile::holder(&pid_file(layout));
+    match (holder, status) {
+        (_, Some(s)) => Some(RunningService {
+            pid: s.pid.to_string(),
+            mountpoint: s.mountpoint,
+        }),
+        (Some(pid), None) => Some(RunningService {
+            pid,
+            mountpoint: None,
+        }),
+        (None, None) => None,
+    }
+}
+
 /// How often the trail is read for key changes reaching served volumes.
 const KEY_WATCH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Runs the service in the foreground until SIGINT/SIGTERM/SIGHUP (`strict_revocation`:
-/// see [`Runtime::start`]).
+/// see [`Runtime::start`]). Refused while another one runs for this HOME.
 pub fn run_foreground(
     layout: Layout,
     mountpoint: &Path,
@@ -47,6 +99,19 @@ pub fn run_foreground(
         kmsd::durable::ensure_dir(&d, 0o755)
             .map_err(|e| Ec2Error::io(&format!("cannot create {}", d.display()), &e))?;
     }
+    // First, before touching the socket or the mountpoint: one service per HOME. The
+    // lock is held until this function returns; dropping it removes the file.
+    let _pid_file = match PidFile::acquire(&pid_file(&layout)) {
+        Ok(p) => p,
+        Err(PidFileError::AlreadyRunning { pid, .. }) => {
+            let running = running_service(&layout).unwrap_or(RunningService {
+                pid,
+                mountpoint: None,
+            });
+            return Err(running.refusal(&layout));
+        }
+        Err(e) => return Err(Ec2Error::internal(e.to_string())),
+    };
     // A stale FUSE mount left by a crash fails lstat with ENOTCONN: the mount layer
     // recovers it; only a missing mountpoint is created here.
     if let Err(e) = std::fs::symlink_metadata(mountpoint) {
@@ -68,12 +133,6 @@ pub fn run_foreground(
     svc.kms.retire_stale_grants();
     svc.ensure_local_instance()?;
     svc.reserve_local();
-    kmsd::durable::write_atomic(
-        &pid_file(&layout),
-        format!("{}\n", std::process::id()).as_bytes(),
-        0o644,
-    )
-    .map_err(|e| Ec2Error::io("cannot write the pid file", &e))?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -115,7 +174,6 @@ pub fn run_foreground(
     server::serve(listener, Arc::clone(&svc), stop);
     shutdown(&svc);
     let _ = std::fs::remove_file(&sock);
-    let _ = std::fs::remove_file(pid_file(&layout));
     Ok(())
 }
 
@@ -157,8 +215,12 @@ fn shutdown(svc: &Arc<Ec2Service>) {
 
 /// Starts the service in the background: re-executes this binary in the foreground
 /// mode in a new session, its output going to HOME/log/mount.log, and waits until
-/// ec2.sock answers (or the child dies, whose log tail is then shown).
+/// ec2.sock answers *as that child* (or the child dies, whose log tail is then shown).
+/// Refused up front while a service runs for this HOME.
 pub fn spawn_background(layout: &Layout, args: &[String]) -> Result<u32, Ec2Error> {
+    if let Some(running) = running_service(layout) {
+        return Err(running.refusal(layout));
+    }
     kmsd::durable::ensure_dir(&layout.log_dir(), 0o700)
         .map_err(|e| Ec2Error::io("cannot create the log directory", &e))?;
     let log_path = log_file(layout);
@@ -201,9 +263,15 @@ pub fn spawn_background(layout: &Layout, args: &[String]) -> Result<u32, Ec2Erro
                 tail.join("\n")
             )));
         }
+        // Another service that started meanwhile may answer on the socket: only our
+        // child's answer counts (its own pid file lock refuses it otherwise).
         if let Ok(mut c) = super::client::Ec2Client::connect(&sock, None) {
-            if c.call(super::protocol::Request::Status).is_ok() {
-                return Ok(child.id());
+            if let Ok(super::protocol::Response::Status(s)) =
+                c.call(super::protocol::Request::Status)
+            {
+                if s.pid == child.id() {
+                    return Ok(child.id());
+                }
             }
         }
         if start.elapsed() > Duration::from_secs(30) {

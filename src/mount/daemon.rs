@@ -242,6 +242,20 @@ impl PidFile {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The pid written in `path` if a live process holds its lock (`None`: no file, or
+    /// left by a process that is gone). Takes a shared lock for an instant, never the
+    /// exclusive one, and writes nothing.
+    pub fn holder(path: &Path) -> Option<String> {
+        let mut file = File::open(path).ok()?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+            return None;
+        }
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        Some(pid.trim().to_string())
+    }
 }
 
 impl Drop for PidFile {
@@ -327,10 +341,16 @@ mod tests {
             }
             _ => panic!("second pid file acquired"),
         }
+        assert_eq!(
+            PidFile::holder(&p).as_deref(),
+            Some(std::process::id().to_string().as_str())
+        );
         drop(a);
         assert!(!p.exists());
+        assert_eq!(PidFile::holder(&p), None);
         // A leftover file without a lock holder is taken over.
         std::fs::write(&p, "999999\n").unwrap();
+        assert_eq!(PidFile::holder(&p), None);
         let _b = PidFile::acquire(&p).unwrap();
     }
 }
