@@ -946,3 +946,108 @@ fn aws_kms_without_a_key_uses_the_aws_managed_s3_key() {
     ]);
     assert!(err.contains("AccessDeniedException"), "{err}");
 }
+
+/// curl as a fully independent client: its own SigV4 signer (`--aws-sigv4`) uploads an
+/// SSE-KMS object, reads it back and heads it; a body that does not match its signed
+/// hash, and a wrong secret, are refused.
+///
+/// The key comes from the bucket default rather than request headers: curl before 8.10
+/// (Debian's is 7.88) sorts canonical headers by whole line, so it signs
+/// `x-amz-server-side-encryption-aws-kms-key-id` before `x-amz-server-side-encryption`
+/// and every SigV4 server, AWS included, rejects it (curl/curl#14370).
+#[test]
+fn curls_own_sigv4_signer_uploads_and_reads_sse_kms_objects() {
+    use sha2::Digest;
+    let lab = Lab::start();
+    let key_arn = lab.create_key("alias/MyKMSKey");
+    let bucket = "curl-signed";
+    lab.ok(&["s3api", "create-bucket", "--bucket", bucket]);
+    lab.ok(&["s3api", "put-bucket-encryption", "--bucket", bucket, "--server-side-encryption-configuration",
+        r#"{"Rules":[{"ApplyServerSideEncryptionByDefault":{"SSEAlgorithm":"aws:kms","KMSMasterKeyID":"alias/MyKMSKey"}}]}"#]);
+    let (ak, sk) = lab.access_key();
+    let user = format!("{ak}:{sk}");
+    let sign = [
+        "--aws-sigv4",
+        "aws:amz:us-east-1:s3",
+        "--user",
+        user.as_str(),
+    ];
+    let png = png_like(300_000, 21);
+    let file = lab.home_path().join("clock.png");
+    std::fs::write(&file, &png).unwrap();
+    let sha = format!(
+        "x-amz-content-sha256: {}",
+        hex::encode(sha2::Sha256::digest(&png))
+    );
+    let url = lab.url(&format!("/{bucket}/clock.png"));
+    let headers = lab.home_path().join("put-headers.txt");
+
+    let mut put = sign.to_vec();
+    put.extend([
+        "-H",
+        sha.as_str(),
+        "-H",
+        "Content-Type: image/png",
+        "-D",
+        headers.to_str().unwrap(),
+        "-T",
+        file.to_str().unwrap(),
+    ]);
+    let r = curl(&url, &put);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let head = std::fs::read_to_string(&headers)
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        head.contains(&format!(
+            "x-amz-server-side-encryption-aws-kms-key-id: {}",
+            key_arn.to_ascii_lowercase()
+        )),
+        "{head}"
+    );
+
+    let mut get = sign.to_vec();
+    get.extend(["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]);
+    let r = curl(&url, &get);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.body == png, "curl read back different bytes");
+    let h = lab.json(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        bucket,
+        "--key",
+        "clock.png",
+    ]);
+    assert_eq!(h["ContentType"], "image/png");
+    assert_eq!(h["SSEKMSKeyId"], key_arn.as_str());
+
+    // Another body under the first body's signed hash.
+    let other = lab.home_path().join("other.png");
+    std::fs::write(&other, png_like(300_000, 22)).unwrap();
+    let mut forged = sign.to_vec();
+    forged.extend(["-H", sha.as_str(), "-T", other.to_str().unwrap()]);
+    let r = curl(&lab.url(&format!("/{bucket}/forged.png")), &forged);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(
+        r.text().contains("XAmzContentSHA256Mismatch"),
+        "{}",
+        r.text()
+    );
+    let wrong = format!("{ak}:{}", "x".repeat(sk.len()));
+    let r = curl(
+        &url,
+        &[
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+            wrong.as_str(),
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+        ],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("SignatureDoesNotMatch"), "{}", r.text());
+    let list = lab.json(&["s3api", "list-objects-v2", "--bucket", bucket]);
+    assert_eq!(list["Contents"].as_array().map(Vec::len), Some(1), "{list}");
+}

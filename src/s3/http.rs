@@ -1213,7 +1213,7 @@ impl ObjectService {
             drop(tx); // the writer sees no End and discards the upload
             let _ = write_task.await;
             tracing::info!(error = %e, "upload body ended early");
-            return Err(store_error(StoreError::Incomplete, None));
+            return Err(refused_body(&*e));
         }
         let received = started.elapsed();
         let _ = tx.send(Upload::End).await;
@@ -1493,6 +1493,21 @@ pub enum ServeError {
         "an object endpoint already serves this home at {addr} (named in {path}); stop it first"
     )]
     AlreadyServing { addr: SocketAddr, path: PathBuf },
+}
+
+/// What a failed request body means to the client. s3s checks a signed payload's
+/// SHA-256 as the body streams and fails the stream on a mismatch; its error type lives
+/// in a private module, so only its text can tell that case from a short body.
+fn refused_body(e: &(dyn std::error::Error + 'static)) -> S3Error {
+    if e.to_string().contains("Sha256Mismatch") {
+        error(
+            "XAmzContentSHA256Mismatch",
+            400,
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        )
+    } else {
+        store_error(StoreError::Incomplete, None)
+    }
 }
 
 /// The endpoint `addr_file` names, if one answers there: a second endpoint on the same
