@@ -1051,3 +1051,44 @@ fn curls_own_sigv4_signer_uploads_and_reads_sse_kms_objects() {
     let list = lab.json(&["s3api", "list-objects-v2", "--bucket", bucket]);
     assert_eq!(list["Contents"].as_array().map(Vec::len), Some(1), "{list}");
 }
+
+/// S3's ETag of a single-part SSE-S3 object is the MD5 of its content (clients such as
+/// rclone check it after an upload); an SSE-KMS object's is not.
+#[test]
+fn sse_s3_etags_are_the_content_md5() {
+    use md5::Digest;
+    let lab = Lab::start();
+    lab.create_key("alias/EtagKey");
+    lab.ok(&["s3api", "create-bucket", "--bucket", "etags"]);
+    let data = png_like(1_500_000, 31);
+    let body = lab.home_path().join("e.bin");
+    std::fs::write(&body, &data).unwrap();
+    let md5 = format!("\"{}\"", hex::encode(md5::Md5::digest(&data)));
+    let put = |key: &str, extra: &[&str]| {
+        let mut args = vec![
+            "s3api",
+            "put-object",
+            "--bucket",
+            "etags",
+            "--key",
+            key,
+            "--body",
+            body.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        lab.json(&args)
+    };
+    let head = |key: &str| lab.json(&["s3api", "head-object", "--bucket", "etags", "--key", key]);
+    assert_eq!(put("s3.bin", &[])["ETag"], md5.as_str());
+    assert_eq!(head("s3.bin")["ETag"], md5.as_str());
+    put(
+        "kms.bin",
+        &[
+            "--server-side-encryption",
+            "aws:kms",
+            "--ssekms-key-id",
+            "alias/EtagKey",
+        ],
+    );
+    assert_ne!(head("kms.bin")["ETag"], md5.as_str());
+}

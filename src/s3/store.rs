@@ -467,6 +467,8 @@ impl Store {
             out: Vec::with_capacity(WRITE_BATCH + sse::SEALED_CHUNK_SIZE),
             written: 0,
             writeback_from: 0,
+            content_md5: matches!(meta.protection, KeyProtection::StoreKey { .. })
+                .then(<md5::Md5 as md5::Digest>::new),
             meta,
             committed: false,
         })
@@ -774,6 +776,9 @@ pub struct PutWriter {
     written: u64,
     writeback_from: u64,
     meta: ObjectMeta,
+    /// SSE-S3 objects' ETag is the MD5 of their content, as in S3 (clients such as rclone
+    /// check it); SSE-KMS ETags are opaque there too, so those skip the hashing.
+    content_md5: Option<md5::Md5>,
     committed: bool,
 }
 
@@ -804,6 +809,9 @@ impl PutWriter {
                 key: self.meta.key.clone(),
                 source,
             })?;
+        if let Some(h) = self.content_md5.as_mut() {
+            md5::Digest::update(h, data);
+        }
         if self.out.len() >= WRITE_BATCH {
             self.flush()?;
         }
@@ -851,6 +859,9 @@ impl PutWriter {
             f.sync_data().map_err(io_err(&self.data_path))?;
         }
         self.meta.size = size;
+        if let Some(h) = self.content_md5.take() {
+            self.meta.etag = format!("\"{}\"", hex::encode(md5::Digest::finalize(h)));
+        }
         self.meta.last_modified = now_rfc3339();
         self.store
             .commit_sidecar(&self.bucket, &self.sidecar, &self.meta)?;
