@@ -52,6 +52,19 @@ ok write_block "$ROOT" "$W/b" 11
 saw "read and write through $ROOT still succeed"
 wait_until 5 "the volume service to log the disabled key" grep -q "keeps working until it is detached" "$H/log/mount.log"
 saw "mount.log: $(grep "keeps working until" "$H/log/mount.log" | tail -n1 | sed 's/\x1b\[[0-9;]*m//g; s/^.* WARN [^ ]* //')"
+# What the user sees: `atrest status` lists the served volume with its key state, and
+# says on stderr that it keeps working until it is detached.
+key_state_shown() { # key_state_shown VOL STATE: atrest status lists VOL with that KeyState
+    # (status exits 3 when not all three daemons run: only its output matters here)
+    { "$ATREST" --home "$H" status 2>/dev/null || true; } | python3 -c "import json,sys; sys.exit(not any(v['VolumeId'] == sys.argv[1] and v['KeyState'] == sys.argv[2] for v in json.load(sys.stdin)['VolumeService']['Served']))" "$1" "$2"
+}
+wait_until 5 "atrest status to show the disabled key" key_state_shown "$VOL" Disabled
+run at status
+expect_eq "atrest status: KeyState of $VOL" "$(json '[v["KeyState"] for v in d["VolumeService"]["Served"] if v["VolumeId"] == "'"$VOL"'"][0]')" Disabled
+NOTICE=$(json '[v["Notice"] for v in d["VolumeService"]["Served"] if v["VolumeId"] == "'"$VOL"'"][0]')
+grep -q "keeps working until it is detached" <<<"$NOTICE" || fail "atrest status does not say $VOL keeps working: $NOTICE"
+grep -q "$VOL: the KMS key is Disabled" <<<"$ERR" || fail "atrest status says nothing on stderr: $ERR"
+saw "$(first_line "$ERR")"
 ok instance_json "$INST"
 expect_eq "state" "$(json 'd["Reservations"][0]["Instances"][0]["State"]["Name"]')" running
 
@@ -135,6 +148,9 @@ saw "new opens fail: $(first_line "$ERR")"
 run write_block "$FILE" "$W/b" 4
 [[ $RC -ne 0 ]] && grep -qi "revoked" <<<"$ERR" || fail "a write after revocation did not fail with EKEYREVOKED: $ERR"
 saw "writes fail too: $(first_line "$ERR")"
+run at status
+grep -q "$VOL2: .*strict revocation dropped the data key" <<<"$ERR" || fail "atrest status does not say the data key of $VOL2 was dropped: $ERR"
+saw "$(first_line "$ERR")"
 saw "mount.log: $(grep "strict revocation dropped" "$H/log/mount.log" | tail -n1 | sed 's/\x1b\[[0-9;]*m//g; s/^.* WARN [^ ]* //')"
 
 step "Re-enable, detach and attach again: works, data intact"

@@ -661,3 +661,60 @@ fn a_retried_detach_never_releases_someone_elses_loop_device() {
     assert!(!path.exists());
     lab.stop_daemon();
 }
+
+/// A key disabled while its volume is attached: the volume keeps working (as in AWS)
+/// and `atrest status` says so, per served volume; enabled again, the notice goes.
+#[test]
+fn atrest_status_says_when_an_attached_volumes_key_is_disabled() {
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let (key, vol) = lab.encrypted_volume("alias/status");
+    let out = lab.run(&["attach", &vol]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = lab.served_path("local", "xvdf");
+    // `atrest status` exits 3 here (no object endpoint): only its output matters.
+    let served = |lab: &Lab| {
+        let out = lab.run(&["status"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["VolumeService"]["Served"][0].clone(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (s, _) = served(&lab);
+    assert_eq!(s["VolumeId"], vol.as_str());
+    assert_eq!(s["KeyState"], "Enabled");
+    assert!(s["Notice"].is_null(), "{s}");
+
+    lab.disable_key(&key);
+    lab.until(10, "atrest status to show the disabled key", || {
+        served(&lab).0["KeyState"] == "Disabled"
+    });
+    let (s, stderr) = served(&lab);
+    let notice = s["Notice"].as_str().unwrap_or_default();
+    assert!(
+        notice.contains("the KMS key is Disabled")
+            && notice.contains("keeps working until it is detached"),
+        "{s}"
+    );
+    assert!(
+        stderr.contains(&format!("{vol}: the KMS key is Disabled")),
+        "{stderr}"
+    );
+    write_pattern(&path, 8192, b"written while the key is disabled");
+    assert_eq!(
+        read_back(&path, 8192, 33),
+        b"written while the key is disabled"
+    );
+
+    lab.enable_key(&key);
+    lab.until(10, "atrest status to show the key enabled again", || {
+        served(&lab).0["KeyState"] == "Enabled"
+    });
+    assert!(served(&lab).0["Notice"].is_null());
+    lab.stop_daemon();
+}

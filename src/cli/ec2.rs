@@ -577,7 +577,8 @@ pub fn render(resp: &Response) -> Option<Value> {
             "Mountpoint": s.mountpoint,
             "Served": s.served.iter().map(|v| json!({
                 "InstanceId": v.instance_id, "VolumeId": v.volume_id,
-                "Path": v.path, "LoopDevice": v.loop_device})).collect::<Vec<_>>(),
+                "Path": v.path, "LoopDevice": v.loop_device,
+                "KeyState": v.key_state, "Notice": v.notice})).collect::<Vec<_>>(),
         }),
     })
 }

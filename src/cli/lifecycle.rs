@@ -410,6 +410,33 @@ pub fn down(g: &Global) -> i32 {
     }
 }
 
+/// What the running volume service serves, with each volume's key state (empty when it
+/// is not running). This is where a key disabled while a volume is attached shows.
+fn served_volumes(layout: &Layout) -> Vec<Value> {
+    use crate::ec2::client::Ec2Client;
+    use crate::ec2::protocol::{Request, Response};
+    let Ok(mut c) = Ec2Client::connect(&layout.ec2_socket(), None) else {
+        return Vec::new();
+    };
+    match c.call(Request::Status) {
+        Ok(Response::Status(st)) => st
+            .served
+            .iter()
+            .map(|v| {
+                json!({
+                    "InstanceId": v.instance_id,
+                    "VolumeId": v.volume_id,
+                    "Path": v.path,
+                    "LoopDevice": v.loop_device,
+                    "KeyState": v.key_state,
+                    "Notice": v.notice,
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn status_value(g: &Global, layout: &Layout) -> Value {
     let daemon = |d: Daemon| {
         let pid = read_pid(&d.pid_file(layout)).filter(|p| alive(*p));
@@ -421,6 +448,7 @@ fn status_value(g: &Global, layout: &Layout) -> Value {
     vol["Socket"] = json!(layout.ec2_socket());
     vol["Mountpoint"] = json!(layout.mount_dir());
     vol["Mounted"] = json!(fuse_mounted(&layout.mount_dir()));
+    vol["Served"] = json!(served_volumes(layout));
     let mut s3 = daemon(Daemon::ObjectEndpoint);
     s3["Url"] = json!(s3_addr(layout).map(|a| format!("http://{a}/")));
     json!({
@@ -443,6 +471,14 @@ pub fn status(g: &Global) -> i32 {
     let layout = g.layout();
     let v = status_value(g, &layout);
     print_json(&v);
+    // Said on stderr too, so that it is seen even when the JSON is not read.
+    if let Some(served) = v["VolumeService"]["Served"].as_array() {
+        for s in served {
+            if let (Some(vol), Some(notice)) = (s["VolumeId"].as_str(), s["Notice"].as_str()) {
+                eprintln!("atrest status: {vol}: {notice}");
+            }
+        }
+    }
     let all_up = ["Kmsd", "VolumeService", "ObjectEndpoint"]
         .iter()
         .all(|k| v[*k]["Running"] == json!(true));

@@ -2,11 +2,12 @@
 //!
 //! A served volume keeps its data key in memory until it is detached or its instance
 //! stops, as EBS does, so disabling the KMS key does not stop it. The service learns of
-//! a `DisableKey` or `ScheduleKeyDeletion` the way an AWS user would: from the trail (as
-//! an EventBridge rule on CloudTrail events would), without asking kmsd anything (a
-//! poll of DescribeKey would fill the trail). It then says so in its log: the volume
-//! keeps working until detached; or, with `atrest mount --strict-revocation`, it drops
-//! the data key at once and further I/O fails with `EKEYREVOKED`.
+//! a `DisableKey` or `ScheduleKeyDeletion` (and an `EnableKey` or `CancelKeyDeletion`)
+//! the way an AWS user would: from the trail (as an EventBridge rule on CloudTrail events
+//! would), without asking kmsd anything (a poll of DescribeKey would fill the trail). It
+//! then says so, in its log and to `atrest status` (each served volume's key state): the
+//! volume keeps working until detached; or, with `atrest mount --strict-revocation`, it
+//! drops the data key at once and further I/O fails with `EKEYREVOKED`.
 
 use std::path::{Path, PathBuf};
 
@@ -17,14 +18,23 @@ use kmsd::trail::{segment, TrailRecord};
 pub enum KeyChange {
     Disabled,
     PendingDeletion,
+    /// `EnableKey`: usable again (a volume's next attach or start works).
+    Enabled,
 }
 
 impl KeyChange {
+    /// The KMS `KeyState` the key is in after the event.
     pub fn key_state(self) -> &'static str {
         match self {
             KeyChange::Disabled => "Disabled",
             KeyChange::PendingDeletion => "PendingDeletion",
+            KeyChange::Enabled => "Enabled",
         }
+    }
+
+    /// Whether the key now refuses new data keys (attach and start fail).
+    pub fn is_unusable(self) -> bool {
+        !matches!(self, KeyChange::Enabled)
     }
 }
 
@@ -36,6 +46,9 @@ pub fn key_change(r: &TrailRecord) -> Option<(KeyChange, Vec<String>)> {
     let change = match r.event_name.as_str() {
         "DisableKey" => KeyChange::Disabled,
         "ScheduleKeyDeletion" => KeyChange::PendingDeletion,
+        // A cancelled deletion leaves the key disabled, as in AWS.
+        "CancelKeyDeletion" => KeyChange::Disabled,
+        "EnableKey" => KeyChange::Enabled,
         _ => return None,
     };
     let keys: Vec<String> = r
@@ -150,8 +163,18 @@ mod tests {
     #[test]
     fn refused_calls_and_other_events_are_not() {
         assert!(key_change(&record("DisableKey", Some("AccessDeniedException"))).is_none());
-        assert!(key_change(&record("EnableKey", None)).is_none());
         assert!(key_change(&record("Decrypt", None)).is_none());
+        assert!(key_change(&record("EnableKey", Some("AccessDeniedException"))).is_none());
+    }
+
+    #[test]
+    fn enable_and_cancelled_deletion_are_changes_too() {
+        let (c, _) = key_change(&record("EnableKey", None)).unwrap();
+        assert_eq!(c, KeyChange::Enabled);
+        assert!(!c.is_unusable());
+        let (c, _) = key_change(&record("CancelKeyDeletion", None)).unwrap();
+        assert_eq!(c, KeyChange::Disabled);
+        assert!(c.is_unusable());
     }
 
     #[test]

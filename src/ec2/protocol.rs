@@ -13,7 +13,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::error::Ec2Error;
 use super::model::{Instance, InstanceState, Snapshot, Tag, Volume};
 
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The largest frame either side accepts (a describe of thousands of volumes fits).
 pub const MAX_FRAME: usize = 16 << 20;
 
@@ -237,6 +237,12 @@ pub struct ServedVolume {
     pub volume_id: String,
     pub path: PathBuf,
     pub loop_device: Option<String>,
+    /// The KMS key state as the service last learnt it from the trail (`Enabled` when it
+    /// was attached); `None` for an unencrypted volume.
+    pub key_state: Option<String>,
+    /// What that means for this volume, when the user should know (key disabled or
+    /// pending deletion while attached, data key revoked).
+    pub notice: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,8 +31,41 @@ pub struct Served {
     pub grant: Option<GrantRef>,
     /// The KMS key that wraps its data key (`None`: unencrypted).
     pub key_arn: Option<String>,
+    /// The key's state as last seen in the trail (`None`: as when attached, enabled).
+    key_change: Option<KeyChange>,
+    /// Strict revocation dropped its data key: I/O fails until it is detached.
+    revoked: bool,
     /// A detach is releasing it (claimed under the lock, done without it).
     detaching: bool,
+}
+
+impl Served {
+    /// The KMS key state shown to the user (`None`: unencrypted).
+    fn key_state(&self) -> Option<String> {
+        self.key_arn.as_ref()?;
+        Some(
+            self.key_change
+                .map_or("Enabled", KeyChange::key_state)
+                .to_string(),
+        )
+    }
+
+    /// What the key state means for this volume, when there is something to say.
+    fn notice(&self) -> Option<String> {
+        let state = self.key_change?.key_state();
+        if self.revoked {
+            return Some(format!(
+                "the KMS key was disabled or scheduled for deletion (now {state}): strict revocation dropped the data key; I/O fails with EKEYREVOKED until {} is detached",
+                self.volume_id
+            ));
+        }
+        self.key_change.filter(|c| c.is_unusable()).map(|_| {
+            format!(
+                "the KMS key is {state}: {} keeps working until it is detached or its instance stops (as in AWS); the next attach or start will fail",
+                self.volume_id
+            )
+        })
+    }
 }
 
 pub struct Runtime {
@@ -62,15 +95,22 @@ impl Runtime {
     }
 
     /// A key the trail says was disabled or scheduled for deletion: each volume served
-    /// under it keeps working until detached (as in AWS), which is logged; with strict
-    /// revocation its data key is dropped now and further I/O fails with EKEYREVOKED.
+    /// under it keeps working until detached (as in AWS), which is logged and shown by
+    /// `atrest status`; with strict revocation its data key is dropped now and further
+    /// I/O fails with EKEYREVOKED. A key enabled again is recorded as such.
     pub fn key_changed(&self, key_arn: &str, change: KeyChange) {
-        let served = lock(&self.served);
+        let mut served = lock(&self.served);
         for s in served
-            .iter()
+            .iter_mut()
             .filter(|s| s.key_arn.as_deref() == Some(key_arn))
         {
+            // Remembered for `atrest status`, which is how the user hears of it.
+            s.key_change = Some(change);
             let state = change.key_state();
+            if !change.is_unusable() {
+                tracing::info!(volume_id = %s.volume_id, key = %key_arn, "the key is {state} again");
+                continue;
+            }
             if !self.strict_revocation {
                 tracing::warn!(
                     volume_id = %s.volume_id, instance_id = %s.instance_id, key = %key_arn,
@@ -80,11 +120,14 @@ impl Runtime {
                 continue;
             }
             match self.backend.mount.revoke(&s.volume_id) {
-                Ok(()) => tracing::warn!(
-                    volume_id = %s.volume_id, instance_id = %s.instance_id, key = %key_arn,
-                    "the key is now {state}: strict revocation dropped the data key of {}; its I/O fails with EKEYREVOKED until it is detached",
-                    s.volume_id
-                ),
+                Ok(()) => {
+                    s.revoked = true;
+                    tracing::warn!(
+                        volume_id = %s.volume_id, instance_id = %s.instance_id, key = %key_arn,
+                        "the key is now {state}: strict revocation dropped the data key of {}; its I/O fails with EKEYREVOKED until it is detached",
+                        s.volume_id
+                    )
+                }
                 Err(e) => tracing::error!(volume_id = %s.volume_id, "cannot revoke: {e}"),
             }
         }
@@ -138,6 +181,8 @@ impl Runtime {
             loop_device: loop_dev,
             grant,
             key_arn,
+            key_change: None,
+            revoked: false,
             detaching: false,
         });
         Ok(path)
@@ -229,6 +274,8 @@ impl Runtime {
                     volume_id: s.volume_id.clone(),
                     path: s.path.clone(),
                     loop_device: loop_path(s),
+                    key_state: s.key_state(),
+                    notice: s.notice(),
                 })
                 .collect(),
         }
