@@ -374,7 +374,23 @@ fn local_attach_loop_detach_and_restart() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("(DisabledException)"));
     assert!(!lab.served_path("local", "xvdf").exists());
     assert_eq!(lab.volume(&vol)["State"], "available");
+    // Enabled again: attach works (a new Decrypt), the data is intact.
     lab.enable_key(&key);
+    let out = lab.run(&["attach", &vol]);
+    assert!(
+        out.status.success(),
+        "attach after enable-key: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(read_back(&path, 0, 22), b"hello from the dev box");
+    assert_eq!(lab.volume(&vol)["State"], "in-use");
+    let out = lab.run(&["detach", &vol]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     lab.stop_daemon();
 }
 
@@ -716,5 +732,73 @@ fn atrest_status_says_when_an_attached_volumes_key_is_disabled() {
         served(&lab).0["KeyState"] == "Enabled"
     });
     assert!(served(&lab).0["Notice"].is_null());
+    lab.stop_daemon();
+}
+
+/// `atrest detach` of a volume whose loop device carries a mounted ext4 is refused (clear
+/// error, non-zero exit, still attached and served); `--force` detaches it anyway, and the
+/// loop device goes once the file system is unmounted.
+#[test]
+fn detach_of_a_mounted_loop_device_is_refused_until_forced() {
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let (_key, vol) = lab.encrypted_volume("alias/mounted");
+    let out = lab.run(&["attach", "--loop", &vol]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let path = lab.served_path("local", "xvdf");
+    let sh = |cmd: &str, args: &[&str]| {
+        let o = std::process::Command::new(cmd).args(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{cmd} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    sh("mkfs.ext4", &["-q", "-E", "nodiscard", &dev]);
+    let fs = lab.path().join("fs");
+    std::fs::create_dir(&fs).unwrap();
+    sh("mount", &[&dev, fs.to_str().unwrap()]);
+    std::fs::write(fs.join("f"), b"data").unwrap();
+
+    let out = lab.run(&["detach", &vol]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let refused = !out.status.success()
+        && err.contains("(VolumeInUse)")
+        && err.contains(&format!("{dev} is mounted or held"))
+        && err.contains("--force");
+    let still = path.exists() && lab.volume(&vol)["State"] == "in-use";
+    if !refused || !still {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&fs)
+            .status();
+        panic!(
+            "detach of a mounted loop device: exit {:?}, {err}; still served: {still}",
+            out.status.code()
+        );
+    }
+
+    let out = lab.run(&["detach", "--force", &vol]);
+    let forced = out.status.success();
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(&fs)
+        .status();
+    assert!(
+        forced,
+        "detach --force: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!path.exists());
+    assert_eq!(lab.volume(&vol)["State"], "available");
+    let lo = atrest::loopdev::LoopDevice::from_path(std::path::Path::new(&dev)).unwrap();
+    lab.until(10, "the loop device to be released after umount", || {
+        lo.backing_file().as_deref() != Some(path.as_path())
+    });
     lab.stop_daemon();
 }
