@@ -77,3 +77,37 @@ fn sigint_and_sighup_unmount_cleanly() {
         assert!(!lab.path().join("run/mount.pid").exists(), "signal {sig}");
     }
 }
+
+/// A non-root user whose fuse.conf lacks `user_allow_other` cannot mount with
+/// allow_other (the default): `atrest mount` fails at once saying exactly what to add.
+#[test]
+fn a_non_root_mount_without_user_allow_other_says_what_to_add() {
+    use std::os::unix::process::CommandExt;
+    let lab = Lab::start();
+    const NOBODY: u32 = 65534;
+    std::os::unix::fs::chown(lab.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    let conf = lab.path().join("fuse.conf");
+    std::fs::write(&conf, "# mount_max = 1000\n#user_allow_other\n").unwrap();
+    let out = lab
+        .cmd()
+        .args(["mount", "--foreground"])
+        .env("ATREST_FUSE_CONF", &conf)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "mounted as nobody: {err}");
+    assert!(
+        err.contains("allow_other")
+            && err.contains(&format!("uid {NOBODY}"))
+            && err.contains(&format!(
+                "add that line to {} (as root: echo user_allow_other >> {})",
+                conf.display(),
+                conf.display()
+            )),
+        "{err}"
+    );
+    assert_eq!(mount_state(&lab.path().join("mnt")), MountState::NotMounted);
+}

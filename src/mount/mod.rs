@@ -41,6 +41,12 @@ pub const DEV_FUSE: &str = "/dev/fuse";
 pub enum MountError {
     #[error("{DEV_FUSE} is not usable ({reason}): load the fuse module (modprobe fuse) or give the container the device (--device /dev/fuse)")]
     FuseUnavailable { reason: String },
+    #[error("{option} (who besides you may open the served files: root's losetup and qemu need it) is not allowed for a mount by a non-root user (uid {uid}) unless {conf} has the line `user_allow_other`: add that line to {conf} (as root: echo user_allow_other >> {conf}), or run atrest mount as root", conf = .conf.display())]
+    AllowOtherNotPermitted {
+        option: &'static str,
+        uid: u32,
+        conf: PathBuf,
+    },
     #[error("invalid mount option {option}: {reason}")]
     InvalidOption {
         option: &'static str,
@@ -90,6 +96,7 @@ impl Mount {
     pub fn start(opts: MountOptions) -> Result<MountHandle, MountError> {
         check_dev_fuse()?;
         check_options(&opts)?;
+        check_allow_other(opts.access)?;
         let mountpoint = prepare_mountpoint(&opts.mountpoint)?;
 
         let table = Arc::new(MountTable::new());
@@ -179,6 +186,51 @@ fn check_dev_fuse() -> Result<(), MountError> {
         Err(e) => Err(MountError::FuseUnavailable {
             reason: e.to_string(),
         }),
+    }
+}
+
+/// Where fuse.conf is read from: `$ATREST_FUSE_CONF` (tests), else `/etc/fuse.conf`.
+/// Only this early check reads it; fusermount3 enforces the real file either way.
+fn fuse_conf_path() -> PathBuf {
+    std::env::var_os("ATREST_FUSE_CONF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/fuse.conf"))
+}
+
+/// Whether a fuse.conf text enables `user_allow_other` (a line of its own; `#` starts a
+/// comment).
+pub fn fuse_conf_allows_other(text: &str) -> bool {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .any(|l| l == "user_allow_other")
+}
+
+/// `allow_other`/`allow_root` by a non-root user: fusermount3 refuses them unless
+/// fuse.conf has `user_allow_other`, with a message that does not say so. Checked first,
+/// so the error says exactly what to add.
+fn check_allow_other(access: Access) -> Result<(), MountError> {
+    // SAFETY: geteuid cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let conf = fuse_conf_path();
+    let text = std::fs::read_to_string(&conf).unwrap_or_default();
+    allow_other_permitted(access, uid, &text).map_err(|option| MountError::AllowOtherNotPermitted {
+        option,
+        uid,
+        conf,
+    })
+}
+
+/// The rule of [`check_allow_other`], pure: the refused option, if any.
+fn allow_other_permitted(access: Access, uid: u32, fuse_conf: &str) -> Result<(), &'static str> {
+    let option = match access {
+        Access::Owner => return Ok(()),
+        Access::RootAndOwner => "allow_root",
+        Access::All => "allow_other",
+    };
+    if uid == 0 || fuse_conf_allows_other(fuse_conf) {
+        Ok(())
+    } else {
+        Err(option)
     }
 }
 
@@ -483,5 +535,43 @@ fn umount(path: &Path, lazy: bool) -> Result<(), MountError> {
             }
         }
         _ => Err(err(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fuse_conf_user_allow_other_is_a_line_of_its_own() {
+        assert!(fuse_conf_allows_other("user_allow_other\n"));
+        assert!(fuse_conf_allows_other(
+            "# mount_max = 1000\n  user_allow_other  # for atrest\n"
+        ));
+        assert!(!fuse_conf_allows_other(""));
+        assert!(!fuse_conf_allows_other("#user_allow_other\n"));
+        assert!(!fuse_conf_allows_other(
+            "# user_allow_other\nmount_max = 10\n"
+        ));
+        assert!(!fuse_conf_allows_other("user_allow_others\n"));
+    }
+
+    #[test]
+    fn allow_other_needs_root_or_user_allow_other() {
+        let without = "# user_allow_other\n";
+        assert_eq!(allow_other_permitted(Access::All, 0, without), Ok(()));
+        assert_eq!(
+            allow_other_permitted(Access::All, 1000, without),
+            Err("allow_other")
+        );
+        assert_eq!(
+            allow_other_permitted(Access::RootAndOwner, 1000, without),
+            Err("allow_root")
+        );
+        assert_eq!(allow_other_permitted(Access::Owner, 1000, without), Ok(()));
+        assert_eq!(
+            allow_other_permitted(Access::All, 1000, "user_allow_other\n"),
+            Ok(())
+        );
     }
 }
