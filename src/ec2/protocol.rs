@@ -371,7 +371,8 @@ mod tests {
             read_frame::<_, RequestEnvelope>(&mut &huge[..]),
             Err(FrameError::TooLarge { .. })
         ));
-        let garbage = [0u8, 0, 0, 3, 1, 0, 250];
+        // The current version (a one-byte varint), then bytes that decode as nothing.
+        let garbage = [0u8, 0, 0, 3, PROTOCOL_VERSION as u8, 0, 250];
         assert!(matches!(
             read_frame::<_, RequestEnvelope>(&mut &garbage[..]),
             Err(FrameError::Malformed(_))
