@@ -55,6 +55,33 @@ fn errno(code: i32) -> Errno {
     Errno::from_i32(code)
 }
 
+/// A directory's entries as readdir hands them out: (inode, type, name, cookie), where
+/// the cookie is the offset the next call resumes after. Cookies come from inode numbers,
+/// which are never reused and grow with every attach, so a volume attached or detached
+/// between two readdir calls of one listing neither shifts nor repeats the other names,
+/// as list positions would.
+fn listing(
+    dir: u64,
+    parent: u64,
+    mut entries: Vec<super::table::Entry>,
+) -> Vec<(u64, FileType, String, u64)> {
+    entries.sort_by_key(|e| e.ino);
+    [
+        (dir, FileType::Directory, ".".to_string(), 1),
+        (parent, FileType::Directory, "..".to_string(), 2),
+    ]
+    .into_iter()
+    .chain(entries.into_iter().map(|e| {
+        let kind = if e.is_dir {
+            FileType::Directory
+        } else {
+            FileType::RegularFile
+        };
+        (e.ino, kind, e.name, e.ino.saturating_add(2))
+    }))
+    .collect()
+}
+
 impl AtrestFs {
     pub fn new(table: Arc<MountTable>, cfg: FsConfig) -> AtrestFs {
         AtrestFs { table, cfg }
@@ -498,22 +525,11 @@ impl Filesystem for AtrestFs {
             Some(Node::Dir(_)) | Some(Node::Root) => ROOT_INO,
             _ => return reply.error(Errno::ENOTDIR),
         };
-        let all = [
-            (ino.0, FileType::Directory, ".".to_string()),
-            (parent, FileType::Directory, "..".to_string()),
-        ]
-        .into_iter()
-        .chain(entries.into_iter().map(|e| {
-            let kind = if e.is_dir {
-                FileType::Directory
-            } else {
-                FileType::RegularFile
-            };
-            (e.ino, kind, e.name)
-        }));
-        for (i, (ino, kind, name)) in all.enumerate().skip(offset as usize) {
-            // The offset handed back is where the next readdir call resumes.
-            if reply.add(INodeNo(ino), i as u64 + 1, kind, &name) {
+        for (ino, kind, name, cookie) in listing(ino.0, parent, entries)
+            .into_iter()
+            .filter(|entry| entry.3 > offset)
+        {
+            if reply.add(INodeNo(ino), cookie, kind, &name) {
                 break;
             }
         }
@@ -583,5 +599,48 @@ impl Filesystem for AtrestFs {
         reply: ReplyEmpty,
     ) {
         reply.error(Errno::EOPNOTSUPP);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mount::table::Entry;
+
+    fn file(ino: u64, name: &str) -> Entry {
+        Entry {
+            ino,
+            name: name.to_string(),
+            is_dir: false,
+        }
+    }
+
+    fn names_after(list: &[(u64, FileType, String, u64)], offset: u64) -> Vec<String> {
+        list.iter()
+            .filter(|e| e.3 > offset)
+            .map(|e| e.2.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_listing_resumes_by_inode_whatever_changed_in_between() {
+        let before = listing(
+            7,
+            1,
+            vec![file(12, "xvdc"), file(9, "xvda"), file(10, "xvdb")],
+        );
+        let names: Vec<&str> = before.iter().map(|e| e.2.as_str()).collect();
+        assert_eq!(names, [".", "..", "xvda", "xvdb", "xvdc"]);
+        // The first call stopped after xvda; then xvda was detached and xvdf attached.
+        let resume = before[2].3;
+        let after = listing(
+            7,
+            1,
+            vec![file(10, "xvdb"), file(12, "xvdc"), file(13, "xvdf")],
+        );
+        assert_eq!(names_after(&after, resume), ["xvdb", "xvdc", "xvdf"]);
+        // Cookies strictly increase, so the kernel never loops.
+        assert!(after.windows(2).all(|w| w[0].3 < w[1].3));
+        assert_eq!(names_after(&after, 0).len(), 5);
     }
 }
