@@ -44,12 +44,7 @@ fn a_second_mount_is_refused_naming_the_running_one() {
     assert!(!matches!(mount_state(&other), MountState::Mounted { .. }));
     // The running service still answers and serves.
     let vol = lab.new_volume(&["--size", "1"]);
-    let out = lab.run(&["attach", &vol]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.run_ok(&["attach", &vol]);
     assert!(lab.served_path("local", "xvdf").exists());
     lab.stop_daemon();
     assert!(!lab.path().join("run/mount.pid").exists());
@@ -63,12 +58,7 @@ fn sigint_and_sighup_unmount_cleanly() {
         let mut lab = Lab::start();
         lab.start_daemon();
         let vol = lab.new_volume(&["--size", "1"]);
-        let out = lab.run(&["attach", &vol]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        lab.run_ok(&["attach", &vol]);
         let mnt = lab.path().join("mnt");
         assert!(matches!(mount_state(&mnt), MountState::Mounted { .. }));
         lab.stop_daemon_with(sig);

@@ -308,12 +308,7 @@ fn local_attach_loop_detach_and_restart() {
     lab.start_daemon();
     let key = lab.key("alias/dev");
     let vol = lab.new_volume(&["--size", "1", "--encrypted", "--kms-key-id", "alias/dev"]);
-    let out = lab.run(&["attach", &vol]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = lab.run_ok(&["attach", &vol]);
     let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     assert_eq!(path, lab.served_path("local", "xvdf"));
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 30);
@@ -328,21 +323,11 @@ fn local_attach_loop_detach_and_restart() {
     lab.until(10, "the local volume to be served again", || path.exists());
     assert_eq!(read_back(&path, 0, 22), b"hello from the dev box");
 
-    let out = lab.run(&["detach", &vol]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.run_ok(&["detach", &vol]);
     assert!(!path.exists());
 
     // --loop binds a loop device; detach releases it.
-    let out = lab.run(&["attach", "--loop", &vol]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = lab.run_ok(&["attach", "--loop", &vol]);
     let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(dev.starts_with("/dev/loop"), "{dev}");
     let mut buf = [0u8; 22];
@@ -351,12 +336,7 @@ fn local_attach_loop_detach_and_restart() {
         .read_exact(&mut buf)
         .unwrap();
     assert_eq!(&buf, b"hello from the dev box");
-    let out = lab.run(&["detach", &vol]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.run_ok(&["detach", &vol]);
     let lo = std::process::Command::new("losetup")
         .args(["-j"])
         .arg(lab.served_path("local", "xvdf"))
@@ -376,21 +356,11 @@ fn local_attach_loop_detach_and_restart() {
     assert_eq!(lab.volume(&vol)["State"], "available");
     // Enabled again: attach works (a new Decrypt), the data is intact.
     lab.enable_key(&key);
-    let out = lab.run(&["attach", &vol]);
-    assert!(
-        out.status.success(),
-        "attach after enable-key: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = lab.run_ok(&["attach", &vol]);
     let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     assert_eq!(read_back(&path, 0, 22), b"hello from the dev box");
     assert_eq!(lab.volume(&vol)["State"], "in-use");
-    let out = lab.run(&["detach", &vol]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.run_ok(&["detach", &vol]);
     lab.stop_daemon();
 }
 
@@ -620,12 +590,7 @@ fn a_retried_detach_never_releases_someone_elses_loop_device() {
     let mut lab = Lab::start();
     lab.start_daemon();
     let vol = lab.new_volume(&["--size", "1"]);
-    let out = lab.run(&["attach", "--loop", &vol]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = lab.run_ok(&["attach", "--loop", &vol]);
     let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let path = lab.served_path("local", "xvdf");
     let held = std::fs::File::open(&path).unwrap();
@@ -685,12 +650,7 @@ fn atrest_status_says_when_an_attached_volumes_key_is_disabled() {
     let mut lab = Lab::start();
     lab.start_daemon();
     let (key, vol) = lab.encrypted_volume("alias/status");
-    let out = lab.run(&["attach", &vol]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.run_ok(&["attach", &vol]);
     let path = lab.served_path("local", "xvdf");
     // `atrest status` exits 3 here (no object endpoint): only its output matters.
     let served = |lab: &Lab| {
@@ -743,12 +703,7 @@ fn detach_of_a_mounted_loop_device_is_refused_until_forced() {
     let mut lab = Lab::start();
     lab.start_daemon();
     let (_key, vol) = lab.encrypted_volume("alias/mounted");
-    let out = lab.run(&["attach", "--loop", &vol]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = lab.run_ok(&["attach", "--loop", &vol]);
     let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let path = lab.served_path("local", "xvdf");
     let sh = |cmd: &str, args: &[&str]| {

@@ -121,12 +121,7 @@ fn encrypted_copy_of_an_unencrypted_snapshot_reads_back_equal() {
 
     // Through the served file (the volume service, FUSE).
     lab.start_daemon();
-    let out = lab.run(&["attach", &enc]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = lab.run_ok(&["attach", &enc]);
     let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let mut f = std::fs::File::open(&path).unwrap();
     let mut buf = vec![0u8; data.len()];
@@ -134,12 +129,7 @@ fn encrypted_copy_of_an_unencrypted_snapshot_reads_back_equal() {
     f.read_exact(&mut buf).unwrap();
     assert_eq!(buf, data);
     drop(f);
-    let out = lab.run(&["detach", &enc]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    lab.run_ok(&["detach", &enc]);
     lab.stop_daemon();
 }
 

@@ -42,6 +42,18 @@ impl Lab {
         self.cmd().args(args).output().unwrap()
     }
 
+    /// `atrest ARGS` must succeed (stderr is shown if not); its output.
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "atrest {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
     /// `atrest ec2 ARGS` must succeed; its JSON (Null when it prints nothing).
     pub fn ec2(&self, args: &[&str]) -> Value {
         let mut all = vec!["ec2"];
@@ -50,13 +62,7 @@ impl Lab {
     }
 
     pub fn ok(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "atrest {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.run_ok(args);
         if out.stdout.is_empty() {
             return Value::Null;
         }
