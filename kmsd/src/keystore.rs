@@ -151,6 +151,26 @@ pub struct StoredAlias {
     pub last_updated_date_ms: i64,
 }
 
+impl StoredAlias {
+    /// A new alias, created and last updated at `now_ms`.
+    pub fn new(
+        account: &str,
+        region: &str,
+        alias_name: &str,
+        target_key_id: &str,
+        now_ms: i64,
+    ) -> Self {
+        StoredAlias {
+            account: account.to_string(),
+            region: region.to_string(),
+            alias_name: alias_name.to_string(),
+            target_key_id: target_key_id.to_string(),
+            creation_date_ms: now_ms,
+            last_updated_date_ms: now_ms,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct AliasesFile {
     format: u32,

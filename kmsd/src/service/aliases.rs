@@ -96,17 +96,15 @@ impl KeyService {
                 ),
             ));
         }
-        let now = self.now_ms();
         aliases.insert(
             id,
-            StoredAlias {
-                account: caller.account.clone(),
-                region: self.config.region.clone(),
-                alias_name: alias_name.to_string(),
-                target_key_id: key.record.key_id.clone(),
-                creation_date_ms: now,
-                last_updated_date_ms: now,
-            },
+            StoredAlias::new(
+                &caller.account,
+                &self.config.region,
+                alias_name,
+                &key.record.key_id,
+                self.now_ms(),
+            ),
         );
         self.commit_aliases(aliases)?;
         Ok(Response::Empty)

@@ -100,17 +100,15 @@ impl KeyService {
         }
         let entry = self.new_managed_key(spec, &caller.account)?;
         let entry = self.commit_key(entry)?;
-        let now = self.now_ms();
         aliases.insert(
             id,
-            StoredAlias {
-                account: caller.account.clone(),
-                region: self.config.region.clone(),
-                alias_name: spec.alias.to_string(),
-                target_key_id: entry.record.key_id.clone(),
-                creation_date_ms: now,
-                last_updated_date_ms: now,
-            },
+            StoredAlias::new(
+                &caller.account,
+                &self.config.region,
+                spec.alias,
+                &entry.record.key_id,
+                self.now_ms(),
+            ),
         );
         // A crash between the two writes leaves a managed key no alias names; the next
         // use creates another, which is harmless (it holds no data yet).
