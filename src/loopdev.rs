@@ -328,19 +328,9 @@ pub fn attach(file: &Path, opts: &LoopOptions) -> Result<LoopDevice, LoopError> 
             fd: backing.as_raw_fd() as u32,
             block_size: opts.block_size.unwrap_or(0),
             info: LoopInfo64 {
-                lo_device: 0,
-                lo_inode: 0,
-                lo_rdevice: 0,
-                lo_offset: 0,
-                lo_sizelimit: 0,
-                lo_number: 0,
-                lo_encrypt_type: 0,
-                lo_encrypt_key_size: 0,
                 lo_flags: flags,
                 lo_file_name: name,
-                lo_crypt_name: [0; LO_NAME_SIZE],
-                lo_encrypt_key: [0; 32],
-                lo_init: [0; 2],
+                ..LoopInfo64::zeroed()
             },
             reserved: [0; 8],
         };
