@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod durable;
 pub mod error;
+pub mod flock;
 pub mod grants;
 pub mod home;
 pub mod keystore;

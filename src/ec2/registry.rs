@@ -6,9 +6,7 @@
 //! Each `update` opens the lock file anew, so threads of one process get separate open
 //! file descriptions and exclude each other through flock exactly like processes do.
 
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::error::Ec2Error;
@@ -27,33 +25,16 @@ struct FileLock {
 
 impl FileLock {
     fn acquire(path: &Path, exclusive: bool) -> Result<FileLock, Ec2Error> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
+        use kmsd::flock::{self, Mode};
+        let file = flock::open(path, 0o600)
             .map_err(|e| Ec2Error::io(&format!("cannot open {}", path.display()), &e))?;
-        let op = if exclusive {
-            libc::LOCK_EX
+        let mode = if exclusive {
+            Mode::Exclusive
         } else {
-            libc::LOCK_SH
+            Mode::Shared
         };
-        loop {
-            // SAFETY: flock on a descriptor we own; no memory is passed.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-            if rc == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Ec2Error::io(
-                    &format!("cannot lock {}", path.display()),
-                    &err,
-                ));
-            }
-        }
+        flock::lock(&file, mode)
+            .map_err(|e| Ec2Error::io(&format!("cannot lock {}", path.display()), &e))?;
         Ok(FileLock { _file: file })
     }
 }

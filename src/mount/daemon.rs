@@ -3,7 +3,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -212,16 +211,8 @@ impl PidFile {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
-            .map_err(io)?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let mut file = kmsd::flock::open(path, 0o644).map_err(io)?;
+        if !kmsd::flock::try_lock(&file, kmsd::flock::Mode::Exclusive).map_err(io)? {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
             return Err(PidFileError::AlreadyRunning {
@@ -248,8 +239,8 @@ impl PidFile {
     /// exclusive one, and writes nothing.
     pub fn holder(path: &Path) -> Option<String> {
         let mut file = File::open(path).ok()?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        // A shared lock we can take means no live holder of the exclusive one.
+        if kmsd::flock::try_lock(&file, kmsd::flock::Mode::Shared).unwrap_or(false) {
             return None;
         }
         let mut pid = String::new();

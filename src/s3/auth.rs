@@ -194,16 +194,9 @@ impl AccessKeys {
         };
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
         kmsd::durable::ensure_dir(dir, 0o700).map_err(io)?;
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(".access-keys.lock"))
-            .map_err(io)?;
-        // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
-        if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-            return Err(io(std::io::Error::last_os_error()));
-        }
+        // Released when `lock` is dropped.
+        let lock = kmsd::flock::open(&dir.join(".access-keys.lock"), 0o600).map_err(io)?;
+        kmsd::flock::lock(&lock, kmsd::flock::Mode::Exclusive).map_err(io)?;
         let mut keys = Self::load(path)?.unwrap_or(AccessKeys { keys: Vec::new() });
         if let Some(k) = keys.for_principal(principal) {
             return Ok(k.clone());

@@ -717,32 +717,15 @@ impl Store {
 
 /// Takes the store's lock without waiting: a second endpoint must be refused, not queued.
 fn lock_exclusive(s3_dir: &Path) -> Result<File, StoreError> {
-    use std::os::fd::AsRawFd;
+    use kmsd::flock;
     let path = s3_dir.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io_err(&path))?;
-    loop {
-        // SAFETY: flock on a descriptor we own; no memory is passed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(file);
-        }
-        let err = io::Error::last_os_error();
-        match err.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => {
-                return Err(StoreError::InUse {
-                    path: s3_dir.display().to_string(),
-                })
-            }
-            _ => return Err(io_err(&path)(err)),
-        }
+    let file = flock::open(&path, 0o600).map_err(io_err(&path))?;
+    if flock::try_lock(&file, flock::Mode::Exclusive).map_err(io_err(&path))? {
+        Ok(file)
+    } else {
+        Err(StoreError::InUse {
+            path: s3_dir.display().to_string(),
+        })
     }
 }
 

@@ -13,7 +13,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -304,26 +303,15 @@ fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(File, PathBuf, 
 
 fn lock_dir(dir: &Path) -> Result<File, TrailError> {
     let path = dir.join(".lock");
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| TrailError::io(&path, e))?;
+    let file = crate::flock::open(&path, 0o600).map_err(|e| TrailError::io(&path, e))?;
     // A previous writer's lock can outlive it briefly: a process forked while it held
     // the descriptor keeps the lock until that child execs. So retry for a moment
     // before declaring another live writer.
     for _ in 0..50 {
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
+        if crate::flock::try_lock(&file, crate::flock::Mode::Exclusive)
+            .map_err(|e| TrailError::io(&path, e))?
+        {
             return Ok(file);
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-            return Err(TrailError::io(&path, err));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

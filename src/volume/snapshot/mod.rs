@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use self::chunks::ChunkStore;
@@ -264,29 +264,16 @@ impl SnapshotStore {
     }
 
     fn lock(&self, exclusive: bool) -> Result<Flock, SnapshotError> {
+        use kmsd::flock::{self, Mode};
         let p = self.dir.join(".lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&p)
-            .map_err(|e| io("open", &p, e))?;
-        let op = if exclusive {
-            libc::LOCK_EX
+        let f = flock::open(&p, 0o600).map_err(|e| io("open", &p, e))?;
+        let mode = if exclusive {
+            Mode::Exclusive
         } else {
-            libc::LOCK_SH
+            Mode::Shared
         };
-        loop {
-            // SAFETY: flock on our own valid fd.
-            if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-                return Ok(Flock(f));
-            }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != ErrorKind::Interrupted {
-                return Err(io("lock", &p, e));
-            }
-        }
+        flock::lock(&f, mode).map_err(|e| io("lock", &p, e))?;
+        Ok(Flock(f))
     }
 
     fn manifest_path(&self, id: &str) -> PathBuf {
