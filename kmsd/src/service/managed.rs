@@ -86,6 +86,10 @@ impl KeyService {
     /// Creates the AWS managed key `input` names if it does not exist yet. Anything else
     /// is left to the caller's normal resolution (and its NotFoundException).
     pub(crate) fn ensure_managed_key(&self, caller: &Caller, input: &str) -> Result<(), KmsError> {
+        // Every crypto call passes here; most name a key ID, which needs no parsing.
+        if !input.contains(super::aliases::RESERVED_PREFIX) {
+            return Ok(());
+        }
         let Some(spec) = named_managed_key(input, &caller.account, &self.config.region) else {
             return Ok(());
         };
