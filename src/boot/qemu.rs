@@ -31,11 +31,13 @@ const QUIT_GRACE: Duration = Duration::from_secs(3);
 /// within a fraction of a second; a broken nested KVM either resets the guest at once
 /// or spins without output (seen here with `-cpu host`), so silence means TCG.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
-/// What qemu prints on stderr when KVM accepted the VM but cannot run it.
-const KVM_FAILURE_MARKERS: [&str; 3] = [
+/// What qemu prints on stderr when KVM accepted the VM but cannot run it (`failed to set
+/// MSR` is a nested KVM that aborts qemu, exit 134, before the guest runs).
+const KVM_FAILURE_MARKERS: [&str; 4] = [
     "KVM internal error",
     "failed to initialize kvm",
     "Could not access KVM kernel module",
+    "failed to set MSR",
 ];
 /// Unix socket paths are limited to 108 bytes including the NUL.
 const MAX_SOCKET_PATH: usize = 100;
@@ -160,14 +162,17 @@ pub fn command_args(a: &QemuArgs<'_>) -> Vec<OsString> {
 
 // --- accelerator choice -------------------------------------------------------------------
 
-/// Per-process result of the KVM probe (None: not run, or inconclusive so far).
+/// Per-process result of the KVM probe (None: not run yet).
 static KVM_PROBE: Mutex<Option<bool>> = Mutex::new(None);
 /// Set when KVM failed a real boot after the probe passed: use TCG from then on.
 static KVM_BROKEN: AtomicBool = AtomicBool::new(false);
 
 /// Resolves [`Accel::Auto`]: KVM if a probe guest really runs under it, else TCG.
-/// The probe's verdict is cached for the process (a working KVM answers in well under
-/// a second; a broken one costs up to 3 s, once). Concurrent callers wait for one probe.
+/// The probe always concludes: anything but a guest that prints under KVM (no usable
+/// `/dev/kvm`, qemu missing, qemu aborting or failing under `-accel kvm`, silence) means
+/// "no KVM, use TCG". The verdict is remembered for the process (a working KVM answers
+/// in well under a second; a broken one costs up to 3 s, once). Concurrent callers wait
+/// for one probe.
 pub fn resolve_accel(profile: &BootProfile) -> Accel {
     match profile.accel {
         Accel::Kvm => Accel::Kvm,
@@ -177,16 +182,7 @@ pub fn resolve_accel(profile: &BootProfile) -> Accel {
                 return Accel::Tcg;
             }
             let mut cached = lock(&KVM_PROBE);
-            let works = match *cached {
-                Some(works) => works,
-                None => match probe_kvm(profile) {
-                    Probe::Works => *cached.insert(true),
-                    Probe::Broken => *cached.insert(false),
-                    // Say nothing about KVM (e.g. qemu refused this kernel): TCG for
-                    // now, probe again next time.
-                    Probe::Inconclusive => false,
-                },
-            };
+            let works = *cached.get_or_insert_with(|| probe_kvm(profile) == Probe::Works);
             if works {
                 Accel::Kvm
             } else {
@@ -196,24 +192,26 @@ pub fn resolve_accel(profile: &BootProfile) -> Accel {
     }
 }
 
-/// Whether the accelerator probe of this process found a working KVM (None: no
-/// conclusive probe yet).
+/// What this process decided about KVM for [`Accel::Auto`] guests: `Some(true)` while
+/// guests run under KVM, `Some(false)` once the probe, or a real boot after it, found KVM
+/// unusable; `None` before the first `Auto` guest.
 pub fn kvm_probe_result() -> Option<bool> {
-    *lock(&KVM_PROBE)
+    let probed = *lock(&KVM_PROBE);
+    probed.map(|works| works && !KVM_BROKEN.load(Ordering::Relaxed))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Probe {
     Works,
     Broken,
-    Inconclusive,
 }
 
 /// Boots `profile`'s kernel under KVM with no disk and watches it: a working KVM gets
 /// the kernel to print its banner on the serial port; a broken nested KVM resets the
 /// guest at once (qemu exits 0 without a banner, `-no-reboot`), spins silently
-/// (timeout) or reports an internal error on stderr. qemu failing for another reason
-/// (exit status not 0, e.g. a file that is not a kernel) proves nothing about KVM.
+/// (timeout), reports an internal error on stderr or aborts (`failed to set MSR`, exit
+/// 134). Any of these, and qemu failing in any other way under `-accel kvm`, is "no KVM":
+/// if qemu cannot run at all, the TCG launch that follows reports why.
 fn probe_kvm(profile: &BootProfile) -> Probe {
     let started = Instant::now();
     if std::fs::OpenOptions::new()
@@ -243,8 +241,8 @@ fn probe_kvm(profile: &BootProfile) -> Probe {
     let mut child = match child {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!("KVM probe: cannot run {QEMU}: {e}");
-            return Probe::Inconclusive;
+            tracing::warn!("KVM probe: cannot run {QEMU}: {e}: guests run under TCG");
+            return Probe::Broken;
         }
     };
     let out = collect(child.stdout.take());
@@ -267,24 +265,20 @@ fn probe_kvm(profile: &BootProfile) -> Probe {
             Ok(Some(status)) => {
                 // Let the readers drain what qemu wrote just before it exited.
                 std::thread::sleep(POLL);
-                break if booted(&out) {
-                    Probe::Works
-                } else if KVM_FAILURE_MARKERS
-                    .iter()
-                    .any(|m| text_of(&err).contains(m))
-                    || status.success()
-                {
-                    Probe::Broken
-                } else {
-                    tracing::warn!(
-                        "KVM probe inconclusive: qemu {status}: {}",
-                        text_of(&err).trim()
-                    );
-                    Probe::Inconclusive
-                };
+                if booted(&out) {
+                    break Probe::Works;
+                }
+                tracing::info!(
+                    "KVM probe: qemu under -accel kvm ended ({status}) without booting: {}",
+                    text_of(&err).trim()
+                );
+                break Probe::Broken;
             }
             Ok(None) => {}
-            Err(_) => break Probe::Inconclusive,
+            Err(e) => {
+                tracing::warn!("KVM probe: cannot watch qemu: {e}");
+                break Probe::Broken;
+            }
         }
         if started.elapsed() > PROBE_TIMEOUT {
             break Probe::Broken;
