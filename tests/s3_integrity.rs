@@ -198,7 +198,7 @@ fn crash_mid_upload_leaves_the_old_object() {
     ]);
 
     // Start overwriting it with 8 MiB, send 3 MiB, then stall.
-    let layout = kmsd::home::Layout::new(lab.home_path());
+    let layout = plumbing::home::Layout::new(lab.home_path());
     let client = atrest::s3::client::S3Client::from_home(&layout, None).unwrap();
     let (stalled_tx, stalled_rx) = std::sync::mpsc::channel();
     let (release_tx, release_rx) = std::sync::mpsc::channel();
@@ -463,7 +463,7 @@ fn an_upload_announcing_more_than_5_gib_is_refused_up_front() {
     let key_arn = lab.create_key("alias/TooBig");
     let bucket = "toobig";
     lab.ok(&["s3api", "create-bucket", "--bucket", bucket]);
-    let layout = kmsd::home::Layout::new(lab.home_path());
+    let layout = plumbing::home::Layout::new(lab.home_path());
     let client = atrest::s3::client::S3Client::from_home(&layout, None).unwrap();
     let pulled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let headers = [

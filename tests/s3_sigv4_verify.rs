@@ -120,7 +120,7 @@ fn service(dir: &std::path::Path) -> s3s::service::S3Service {
         }],
     };
     let path = atrest::s3::auth::access_keys_path(&s3);
-    kmsd::durable::write_atomic(&path, &serde_json::to_vec(&keys).unwrap(), 0o600).unwrap();
+    plumbing::durable::write_atomic(&path, &serde_json::to_vec(&keys).unwrap(), 0o600).unwrap();
     let keyring = Keyring::open(&path, "unused").unwrap();
     let mut cfg = s3s::config::S3Config::default();
     // The examples are dated 2013: widen the clock-skew window so the signature is checked.

@@ -217,7 +217,7 @@ impl Config {
     /// default when it does not exist. For the object and volume services, which
     /// need the same access keys and account as kmsd.
     pub fn load_for_home(home: &Path) -> Result<Config, ConfigError> {
-        Self::load(&crate::home::Layout::new(home).config(), false)
+        Self::load(&plumbing::home::Layout::new(home).config(), false)
     }
 
     /// Parses and validates the text of a config file.

@@ -6,7 +6,7 @@
 //! kms/aliases.json        every alias
 //! ```
 //!
-//! Every change goes through [`crate::durable::write_atomic`] (temp file, fsync,
+//! Every change goes through [`plumbing::durable::write_atomic`] (temp file, fsync,
 //! rename, fsync dir) before it is acknowledged, and each file is whole on its own,
 //! so a `kill -9` at any moment leaves either the old or the new version of one file
 //! and a state that loads. Key material is sealed with AES-256-GCM under the root key
@@ -26,8 +26,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::durable;
 use crate::protocol::{KeyState, RotationType, Tag};
+use plumbing::durable;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 pub const FILE_FORMAT: u32 = 1;

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use kmsd::config::Config;
-use kmsd::home::{self, Layout};
 use kmsd::server::{self, ServerOptions};
+use plumbing::home::{self, Layout};
 
 #[derive(Debug, Parser)]
 #[command(name = "kmsd", version, about = "atrest's key management daemon")]
@@ -104,10 +104,10 @@ fn main() {
             .unwrap_or_else(|| layout.run_dir().join("kmsd.pid"));
         let written = pid_file
             .parent()
-            .map(|d| kmsd::durable::ensure_dir(d, 0o755))
+            .map(|d| plumbing::durable::ensure_dir(d, 0o755))
             .unwrap_or(Ok(()))
             .and_then(|_| {
-                kmsd::durable::write_atomic(
+                plumbing::durable::write_atomic(
                     &pid_file,
                     format!("{}\n", std::process::id()).as_bytes(),
                     0o644,
@@ -198,7 +198,7 @@ fn init_logging() {
 /// exits accordingly. Returns, in the child, the pipe to report readiness on.
 fn daemonize(layout: &Layout) -> std::io::Result<std::fs::File> {
     let log_dir = layout.log_dir();
-    kmsd::durable::ensure_dir(&log_dir, 0o755)?;
+    plumbing::durable::ensure_dir(&log_dir, 0o755)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

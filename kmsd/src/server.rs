@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, MovableClock, SystemClock};
 use crate::config::Config;
-use crate::home::Layout;
 use crate::protocol::{
     decode_request, read_frame_bytes, write_frame, ErrorCode, FrameError, KmsError,
     ResponseEnvelope, PROTOCOL_VERSION,
@@ -29,6 +28,7 @@ use crate::service::audit::{AuditSink, TrailAuditSink};
 use crate::service::authz::Peer;
 use crate::service::ServiceError;
 use crate::service::{KeyService, ReloadSource, ServiceOptions};
+use plumbing::home::Layout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -112,7 +112,7 @@ impl ServerHandle {
 pub fn start(opts: ServerOptions) -> Result<ServerHandle, ServerError> {
     let layout = Layout::new(&opts.home);
     if !opts.home.exists() {
-        crate::durable::ensure_dir(&opts.home, 0o755).map_err(|source| ServerError::Bind {
+        plumbing::durable::ensure_dir(&opts.home, 0o755).map_err(|source| ServerError::Bind {
             path: opts.home.clone(),
             source,
         })?;
@@ -224,7 +224,7 @@ fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
         }
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::durable::ensure_dir(dir, 0o755).map_err(bind_err)?;
+        plumbing::durable::ensure_dir(dir, 0o755).map_err(bind_err)?;
     }
     // With the usual umask (022) the socket starts as 0755, which lets nobody but
     // the owner connect (connecting needs write permission); then set `mode`.

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kmsd::home::Layout;
+use plumbing::home::Layout;
 use serde_json::{json, Value};
 
 use super::{print_json, Global};
@@ -149,7 +149,7 @@ fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 fn start(d: Daemon, g: &Global, layout: &Layout) -> Result<(), LifecycleError> {
     for dir in [layout.root.clone(), layout.run_dir(), layout.log_dir()] {
-        kmsd::durable::ensure_dir(&dir, 0o700)
+        plumbing::durable::ensure_dir(&dir, 0o700)
             .map_err(|e| LifecycleError::Io(format!("cannot create {}: {e}", dir.display())))?;
     }
     let me = std::env::current_exe().map_err(|source| LifecycleError::Spawn {
@@ -224,7 +224,7 @@ fn start(d: Daemon, g: &Global, layout: &Layout) -> Result<(), LifecycleError> {
                 what: d.name(),
                 source,
             })?;
-            kmsd::durable::write_atomic(
+            plumbing::durable::write_atomic(
                 &d.pid_file(layout),
                 format!("{}\n", child.id()).as_bytes(),
                 0o644,

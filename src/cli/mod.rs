@@ -33,10 +33,10 @@ pub struct Global {
 
 impl Global {
     pub fn home_dir(&self) -> PathBuf {
-        kmsd::home::resolve(self.home.as_deref())
+        plumbing::home::resolve(self.home.as_deref())
     }
-    pub fn layout(&self) -> kmsd::home::Layout {
-        kmsd::home::Layout::new(self.home_dir())
+    pub fn layout(&self) -> plumbing::home::Layout {
+        plumbing::home::Layout::new(self.home_dir())
     }
     pub fn kmsd_socket(&self) -> PathBuf {
         self.socket

@@ -113,7 +113,7 @@ pub fn run(g: &Global, args: S3Args) -> i32 {
 fn serve(g: &Global, listen: SocketAddr) -> i32 {
     let layout = g.layout();
     let s3_dir = layout.s3_dir();
-    if let Err(e) = kmsd::durable::ensure_dir(&layout.root, 0o700) {
+    if let Err(e) = plumbing::durable::ensure_dir(&layout.root, 0o700) {
         eprintln!("atrest: cannot create {}: {e}", layout.root.display());
         return 1;
     }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kmsd::home::Layout;
+use plumbing::home::Layout;
 
 use super::error::{Ec2Code, Ec2Error};
 use super::keywatch::{self, TrailFollower};
@@ -96,7 +96,7 @@ pub fn run_foreground(
     let mut signals = TerminationSignals::install()
         .map_err(|e| Ec2Error::io("cannot install the signal handlers", &e))?;
     for d in [layout.run_dir(), layout.log_dir()] {
-        kmsd::durable::ensure_dir(&d, 0o755)
+        plumbing::durable::ensure_dir(&d, 0o755)
             .map_err(|e| Ec2Error::io(&format!("cannot create {}", d.display()), &e))?;
     }
     // First, before touching the socket or the mountpoint: one service per HOME. The
@@ -116,7 +116,7 @@ pub fn run_foreground(
     // recovers it; only a missing mountpoint is created here.
     if let Err(e) = std::fs::symlink_metadata(mountpoint) {
         if e.kind() == std::io::ErrorKind::NotFound {
-            kmsd::durable::ensure_dir(mountpoint, 0o755).map_err(|e| {
+            plumbing::durable::ensure_dir(mountpoint, 0o755).map_err(|e| {
                 Ec2Error::io(&format!("cannot create {}", mountpoint.display()), &e)
             })?;
         }
@@ -221,7 +221,7 @@ pub fn spawn_background(layout: &Layout, args: &[String]) -> Result<u32, Ec2Erro
     if let Some(running) = running_service(layout) {
         return Err(running.refusal(layout));
     }
-    kmsd::durable::ensure_dir(&layout.log_dir(), 0o700)
+    plumbing::durable::ensure_dir(&layout.log_dir(), 0o700)
         .map_err(|e| Ec2Error::io("cannot create the log directory", &e))?;
     let log_path = log_file(layout);
     let log = std::fs::OpenOptions::new()

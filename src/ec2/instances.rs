@@ -749,7 +749,7 @@ impl Ec2Service {
                     (Some(root), Some(disk)) => {
                         let console = self.console_path(instance_id);
                         if let Some(dir) = console.parent() {
-                            let _ = kmsd::durable::ensure_dir(dir, 0o700);
+                            let _ = plumbing::durable::ensure_dir(dir, 0o700);
                         }
                         if let Err(e) = rt.start_guest(instance_id, spec, &disk, &root, &console) {
                             tracing::warn!(instance = %instance_id, "the guest did not boot: {e}");

@@ -14,11 +14,11 @@ use std::path::PathBuf;
 
 use kmsd::client::{ClientError, DataKeySize, KmsClient};
 use kmsd::config::Config;
-use kmsd::home::Layout;
 use kmsd::protocol::{
     CreateGrantRequest, DecryptRequest, GrantConstraints, ListRetirableGrantsRequest,
     RecordEventRequest, RetireGrantRequest, ViaService,
 };
+use plumbing::home::Layout;
 use zeroize::Zeroizing;
 
 use super::error::{Ec2Code, Ec2Error};

@@ -25,7 +25,7 @@ struct FileLock {
 
 impl FileLock {
     fn acquire(path: &Path, exclusive: bool) -> Result<FileLock, Ec2Error> {
-        use kmsd::flock::{self, Mode};
+        use plumbing::flock::{self, Mode};
         let file = flock::open(path, 0o600)
             .map_err(|e| Ec2Error::io(&format!("cannot open {}", path.display()), &e))?;
         let mode = if exclusive {
@@ -42,7 +42,7 @@ impl FileLock {
 impl Registry {
     /// The registry in `dir` (created 0700 if missing).
     pub fn open(dir: &Path) -> Result<Registry, Ec2Error> {
-        kmsd::durable::ensure_dir(dir, 0o700)
+        plumbing::durable::ensure_dir(dir, 0o700)
             .map_err(|e| Ec2Error::io(&format!("cannot create {}", dir.display()), &e))?;
         Ok(Registry {
             file: dir.join("registry.json"),
@@ -107,7 +107,7 @@ impl Registry {
         if state != before {
             let json = serde_json::to_vec_pretty(&state)
                 .map_err(|e| Ec2Error::internal(format!("cannot encode registry: {e}")))?;
-            kmsd::durable::write_atomic(&self.file, &json, 0o600)
+            plumbing::durable::write_atomic(&self.file, &json, 0o600)
                 .map_err(|e| Ec2Error::io(&format!("cannot write {}", self.file.display()), &e))?;
         }
         Ok(out)

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use kmsd::home::Layout;
+use plumbing::home::Layout;
 
 use super::error::{Ec2Code, Ec2Error};
 use super::ids::{self, IdKind};
@@ -46,7 +46,7 @@ impl Ec2Service {
     pub fn new(layout: Layout, runtime: Option<Runtime>) -> Result<Arc<Ec2Service>, Ec2Error> {
         let registry = Registry::open(&layout.ec2_dir())?;
         for dir in [layout.volumes_dir(), layout.snapshots_dir()] {
-            kmsd::durable::ensure_dir(&dir, 0o700)
+            plumbing::durable::ensure_dir(&dir, 0o700)
                 .map_err(|e| Ec2Error::io(&format!("cannot create {}", dir.display()), &e))?;
         }
         let (region, account) = super::kms::region_and_account(&layout)?;

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use kmsd::home::Layout;
+use plumbing::home::Layout;
 use zeroize::Zeroizing;
 
 use super::error::{Ec2Code, Ec2Error};
@@ -99,7 +99,7 @@ pub fn discard_volume(layout: &Layout, volume_id: &str) {
     let p = image_path(layout, volume_id);
     match std::fs::remove_file(&p) {
         Ok(()) => {
-            let _ = kmsd::durable::sync_dir(&layout.volumes_dir());
+            let _ = plumbing::durable::sync_dir(&layout.volumes_dir());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => tracing::error!("cannot remove {}: {e}", p.display()),

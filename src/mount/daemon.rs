@@ -211,8 +211,8 @@ impl PidFile {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = kmsd::flock::open(path, 0o644).map_err(io)?;
-        if !kmsd::flock::try_lock(&file, kmsd::flock::Mode::Exclusive).map_err(io)? {
+        let mut file = plumbing::flock::open(path, 0o644).map_err(io)?;
+        if !plumbing::flock::try_lock(&file, plumbing::flock::Mode::Exclusive).map_err(io)? {
             let mut pid = String::new();
             let _ = file.read_to_string(&mut pid);
             return Err(PidFileError::AlreadyRunning {
@@ -240,7 +240,7 @@ impl PidFile {
     pub fn holder(path: &Path) -> Option<String> {
         let mut file = File::open(path).ok()?;
         // A shared lock we can take means no live holder of the exclusive one.
-        if kmsd::flock::try_lock(&file, kmsd::flock::Mode::Shared).unwrap_or(false) {
+        if plumbing::flock::try_lock(&file, plumbing::flock::Mode::Shared).unwrap_or(false) {
             return None;
         }
         let mut pid = String::new();

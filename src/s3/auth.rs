@@ -72,7 +72,7 @@ pub fn access_keys_path(s3_dir: &Path) -> PathBuf {
 }
 
 /// The principal of the Unix user running this process.
-pub fn current_user_principal(layout: &kmsd::home::Layout) -> String {
+pub fn current_user_principal(layout: &plumbing::home::Layout) -> String {
     // SAFETY: geteuid cannot fail.
     let uid = unsafe { libc::geteuid() };
     let user = current_user_name();
@@ -173,13 +173,13 @@ impl AccessKeys {
             source,
         };
         if let Some(dir) = path.parent() {
-            kmsd::durable::ensure_dir(dir, 0o700).map_err(io)?;
+            plumbing::durable::ensure_dir(dir, 0o700).map_err(io)?;
         }
         let bytes = serde_json::to_vec_pretty(&keys).map_err(|source| AuthError::Parse {
             path: path.display().to_string(),
             source,
         })?;
-        kmsd::durable::write_atomic(path, &bytes, 0o600).map_err(io)?;
+        plumbing::durable::write_atomic(path, &bytes, 0o600).map_err(io)?;
         Ok(keys)
     }
 
@@ -193,10 +193,10 @@ impl AccessKeys {
             source,
         };
         let dir = path.parent().unwrap_or_else(|| Path::new("."));
-        kmsd::durable::ensure_dir(dir, 0o700).map_err(io)?;
+        plumbing::durable::ensure_dir(dir, 0o700).map_err(io)?;
         // Released when `lock` is dropped.
-        let lock = kmsd::flock::open(&dir.join(".access-keys.lock"), 0o600).map_err(io)?;
-        kmsd::flock::lock(&lock, kmsd::flock::Mode::Exclusive).map_err(io)?;
+        let lock = plumbing::flock::open(&dir.join(".access-keys.lock"), 0o600).map_err(io)?;
+        plumbing::flock::lock(&lock, plumbing::flock::Mode::Exclusive).map_err(io)?;
         let mut keys = Self::load(path)?.unwrap_or(AccessKeys { keys: Vec::new() });
         if let Some(k) = keys.for_principal(principal) {
             return Ok(k.clone());
@@ -207,7 +207,7 @@ impl AccessKeys {
             path: path.display().to_string(),
             source,
         })?;
-        kmsd::durable::write_atomic(path, &bytes, 0o600).map_err(io)?;
+        plumbing::durable::write_atomic(path, &bytes, 0o600).map_err(io)?;
         Ok(key)
     }
 
@@ -452,7 +452,7 @@ mod tests {
         more.keys
             .push(AccessKeys::generate("arn:aws:iam::111122223333:user/bob"));
         let id = more.keys[1].access_key_id.clone();
-        kmsd::durable::write_atomic(&p, &serde_json::to_vec(&more).unwrap(), 0o600).unwrap();
+        plumbing::durable::write_atomic(&p, &serde_json::to_vec(&more).unwrap(), 0o600).unwrap();
         assert_eq!(
             ring.lookup(&id).unwrap().principal,
             "arn:aws:iam::111122223333:user/bob"
@@ -493,7 +493,7 @@ mod tests {
     #[test]
     fn principal_names_the_unix_user_in_the_configured_account() {
         let home = tempfile::tempdir().unwrap();
-        let layout = kmsd::home::Layout::new(home.path());
+        let layout = plumbing::home::Layout::new(home.path());
         let p = current_user_principal(&layout);
         assert!(p.starts_with("arn:aws:iam::111122223333:user/"), "{p}");
         assert!(p.len() > "arn:aws:iam::111122223333:user/".len());

@@ -147,7 +147,7 @@ impl S3Client {
     /// Reads the endpoint address from `HOME/s3.addr` (or `$ATREST_S3_ENDPOINT`) and the access
     /// key of `principal` (default: the current user's) from `HOME/s3/access-keys.json`.
     pub fn from_home(
-        layout: &kmsd::home::Layout,
+        layout: &plumbing::home::Layout,
         principal: Option<&str>,
     ) -> Result<S3Client, ClientError> {
         let endpoint = match std::env::var("ATREST_S3_ENDPOINT") {
@@ -513,7 +513,7 @@ fn reason(status: u16) -> &'static str {
 
 /// Whether kmsd lets this process's uid act as `principal` (it answers GetCallerIdentity
 /// as that principal only if the config allows it).
-fn may_act_as(layout: &kmsd::home::Layout, principal: &str) -> bool {
+fn may_act_as(layout: &plumbing::home::Layout, principal: &str) -> bool {
     match kmsd::client::KmsClient::connect(layout.kmsd_socket()) {
         Ok(c) => c
             .acting_as(principal)

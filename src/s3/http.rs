@@ -1543,7 +1543,7 @@ pub async fn serve(
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    kmsd::durable::write_atomic(addr_file, format!("{local}\n").as_bytes(), 0o644).map_err(
+    plumbing::durable::write_atomic(addr_file, format!("{local}\n").as_bytes(), 0o644).map_err(
         |source| ServeError::AddrFile {
             path: addr_file.to_path_buf(),
             source,

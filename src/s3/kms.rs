@@ -182,9 +182,9 @@ pub fn load_or_create_store_key(path: &Path) -> Result<DataKey, StoreKeyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = DataKey::generate();
             if let Some(dir) = path.parent() {
-                kmsd::durable::ensure_dir(dir, 0o700).map_err(io)?;
+                plumbing::durable::ensure_dir(dir, 0o700).map_err(io)?;
             }
-            kmsd::durable::write_atomic(path, key.as_bytes(), 0o600).map_err(io)?;
+            plumbing::durable::write_atomic(path, key.as_bytes(), 0o600).map_err(io)?;
             Ok(key)
         }
         Err(e) => Err(io(e)),

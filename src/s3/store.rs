@@ -220,7 +220,7 @@ impl Store {
     /// Refused with [`StoreError::InUse`] while another `Store` (in any process) has it open.
     pub fn open(s3_dir: &Path, kms: Arc<dyn DataKeys>) -> Result<Arc<Store>, StoreError> {
         let buckets = s3_dir.join("buckets");
-        kmsd::durable::ensure_dir(&buckets, 0o700).map_err(io_err(&buckets))?;
+        plumbing::durable::ensure_dir(&buckets, 0o700).map_err(io_err(&buckets))?;
         let lock = lock_exclusive(s3_dir)?;
         let store_key = kms::load_or_create_store_key(&s3_dir.join("store.key"))?;
         let store = Store {
@@ -283,11 +283,11 @@ impl Store {
             .buckets_dir()
             .join(format!(".new-{name}-{:08x}", rand::random::<u32>()));
         let result = (|| {
-            kmsd::durable::ensure_dir(&tmp.join("objects"), 0o700).map_err(io_err(&tmp))?;
+            plumbing::durable::ensure_dir(&tmp.join("objects"), 0o700).map_err(io_err(&tmp))?;
             write_json(&tmp.join("bucket.json"), &meta)?;
-            kmsd::durable::sync_dir(&tmp).map_err(io_err(&tmp))?;
+            plumbing::durable::sync_dir(&tmp).map_err(io_err(&tmp))?;
             fs::rename(&tmp, &dir).map_err(io_err(&dir))?;
-            kmsd::durable::sync_dir(&self.buckets_dir()).map_err(io_err(&dir))
+            plumbing::durable::sync_dir(&self.buckets_dir()).map_err(io_err(&dir))
         })();
         if result.is_err() {
             let _ = fs::remove_dir_all(&tmp);
@@ -358,7 +358,7 @@ impl Store {
             .buckets_dir()
             .join(format!(".deleted-{name}-{:08x}", rand::random::<u32>()));
         fs::rename(&dir, &graveyard).map_err(io_err(&dir))?;
-        kmsd::durable::sync_dir(&self.buckets_dir()).map_err(io_err(&dir))?;
+        plumbing::durable::sync_dir(&self.buckets_dir()).map_err(io_err(&dir))?;
         fs::remove_dir_all(&graveyard).map_err(io_err(&graveyard))
     }
 
@@ -636,7 +636,7 @@ impl Store {
         };
         fs::remove_file(&path).map_err(io_err(&path))?;
         let objects = self.objects_dir(bucket)?;
-        kmsd::durable::sync_dir(&objects).map_err(io_err(&objects))?;
+        plumbing::durable::sync_dir(&objects).map_err(io_err(&objects))?;
         let _ = fs::remove_file(objects.join(safe_file_name(&meta.data_file)?));
         Ok(())
     }
@@ -717,7 +717,7 @@ impl Store {
 
 /// Takes the store's lock without waiting: a second endpoint must be refused, not queued.
 fn lock_exclusive(s3_dir: &Path) -> Result<File, StoreError> {
-    use kmsd::flock;
+    use plumbing::flock;
     let path = s3_dir.join(LOCK_FILE);
     let file = flock::open(&path, 0o600).map_err(io_err(&path))?;
     if flock::try_lock(&file, flock::Mode::Exclusive).map_err(io_err(&path))? {
@@ -968,7 +968,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, S
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreError> {
     let bytes = serde_json::to_vec_pretty(value)
         .map_err(|e| StoreError::Corrupt(format!("cannot encode {}: {e}", path.display())))?;
-    kmsd::durable::write_atomic(path, &bytes, 0o600).map_err(io_err(path))
+    plumbing::durable::write_atomic(path, &bytes, 0o600).map_err(io_err(path))
 }
 
 #[cfg(test)]

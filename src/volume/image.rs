@@ -112,7 +112,7 @@ impl VolumeImage {
         })();
         let _ = std::fs::remove_file(&tmp);
         result?;
-        kmsd::durable::sync_dir(dir).map_err(|e| VolumeError::io("fsync dir", dir, e))
+        plumbing::durable::sync_dir(dir).map_err(|e| VolumeError::io("fsync dir", dir, e))
     }
 
     /// Reads and verifies an image's header without a key.

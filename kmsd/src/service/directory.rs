@@ -67,7 +67,7 @@ impl std::fmt::Debug for Directory {
 
 /// The drop-in IAM policy directory of a home.
 pub fn iam_dir(home: &Path) -> PathBuf {
-    crate::home::Layout::new(home).iam_dir()
+    plumbing::home::Layout::new(home).iam_dir()
 }
 
 impl Directory {

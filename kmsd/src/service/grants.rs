@@ -188,7 +188,7 @@ impl KeyService {
         let path = grants_path(&self.kms_dir, key_id);
         let written = if grants.is_empty() {
             match std::fs::remove_file(&path) {
-                Ok(()) => crate::durable::sync_dir(&grants_dir(&self.kms_dir)),
+                Ok(()) => plumbing::durable::sync_dir(&grants_dir(&self.kms_dir)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(e),
             }
@@ -201,8 +201,8 @@ impl KeyService {
             serde_json::to_vec_pretty(&file)
                 .map_err(std::io::Error::other)
                 .and_then(|bytes| {
-                    crate::durable::ensure_dir(&grants_dir(&self.kms_dir), 0o700)?;
-                    crate::durable::write_atomic(&path, &bytes, 0o600)
+                    plumbing::durable::ensure_dir(&grants_dir(&self.kms_dir), 0o700)?;
+                    plumbing::durable::write_atomic(&path, &bytes, 0o600)
                 })
         };
         written.map_err(|source| storage_error(KeystoreError::Io { path, source }))?;

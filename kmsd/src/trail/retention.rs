@@ -13,7 +13,7 @@ use super::chain::{parse_line, Hash, SegmentHeader};
 use super::record::TrailRecord;
 use super::segment;
 use super::TrailError;
-use crate::durable;
+use plumbing::durable;
 
 /// The anchor file's name in the trail directory.
 pub const ANCHOR_FILE: &str = "anchor.json";

@@ -22,7 +22,7 @@ use super::record::TrailRecord;
 use super::retention::{self, RetentionReport};
 use super::segment;
 use super::{TrailConfig, TrailError};
-use crate::durable;
+use plumbing::durable;
 
 /// The append-only, hash-chained trail writer. `Send + Sync`: share it in an `Arc`.
 pub struct TrailWriter {
@@ -303,12 +303,12 @@ fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<(File, PathBuf, 
 
 fn lock_dir(dir: &Path) -> Result<File, TrailError> {
     let path = dir.join(".lock");
-    let file = crate::flock::open(&path, 0o600).map_err(|e| TrailError::io(&path, e))?;
+    let file = plumbing::flock::open(&path, 0o600).map_err(|e| TrailError::io(&path, e))?;
     // A previous writer's lock can outlive it briefly: a process forked while it held
     // the descriptor keeps the lock until that child execs. So retry for a moment
     // before declaring another live writer.
     for _ in 0..50 {
-        if crate::flock::try_lock(&file, crate::flock::Mode::Exclusive)
+        if plumbing::flock::try_lock(&file, plumbing::flock::Mode::Exclusive)
             .map_err(|e| TrailError::io(&path, e))?
         {
             return Ok(file);

@@ -58,8 +58,8 @@ impl ChunkStore {
         }
         let sub = self.dir.join(&hash[..2]);
         if !sub.exists() {
-            kmsd::durable::ensure_dir(&sub, 0o700).map_err(|e| io("create", &sub, e))?;
-            kmsd::durable::sync_dir(&self.dir).map_err(|e| io("fsync", &self.dir, e))?;
+            plumbing::durable::ensure_dir(&sub, 0o700).map_err(|e| io("create", &sub, e))?;
+            plumbing::durable::sync_dir(&self.dir).map_err(|e| io("fsync", &self.dir, e))?;
         }
         let tmp = sub.join(format!(
             ".{hash}.tmp.{}.{}",

@@ -43,7 +43,7 @@ pub(super) fn delete(store: &SnapshotStore, id: &str) -> Result<DeleteReport, Sn
     let path = store.manifest_path(id);
     // The manifest goes first (durably): a crash after this leaves only orphans for gc.
     fs::remove_file(&path).map_err(|e| io("remove", &path, e))?;
-    kmsd::durable::sync_dir(&store.manifests).map_err(|e| io("fsync", &store.manifests, e))?;
+    plumbing::durable::sync_dir(&store.manifests).map_err(|e| io("fsync", &store.manifests, e))?;
     let mut report = DeleteReport::default();
     let mine: BTreeSet<String> = victim.chunks.into_iter().flatten().collect();
     for hash in mine.difference(&keep) {

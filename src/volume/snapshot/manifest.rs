@@ -1,6 +1,6 @@
 //! Snapshot manifests: which content-addressed chunk holds each chunk of the payload.
 //!
-//! JSON, written atomically (`kmsd::durable::write_atomic`): first with state `pending` and
+//! JSON, written atomically (`plumbing::durable::write_atomic`): first with state `pending` and
 //! no chunks, last with state `completed` once every chunk it lists is durable.
 
 use serde::{Deserialize, Serialize};

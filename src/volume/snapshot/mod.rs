@@ -250,7 +250,7 @@ impl SnapshotStore {
         let chunks = dir.join("chunks");
         let manifests = dir.join("manifests");
         for d in [dir, &chunks, &manifests] {
-            kmsd::durable::ensure_dir(d, 0o700).map_err(|e| io("create", d, e))?;
+            plumbing::durable::ensure_dir(d, 0o700).map_err(|e| io("create", d, e))?;
         }
         Ok(SnapshotStore {
             dir: dir.to_path_buf(),
@@ -264,7 +264,7 @@ impl SnapshotStore {
     }
 
     fn lock(&self, exclusive: bool) -> Result<Flock, SnapshotError> {
-        use kmsd::flock::{self, Mode};
+        use plumbing::flock::{self, Mode};
         let p = self.dir.join(".lock");
         let f = flock::open(&p, 0o600).map_err(|e| io("open", &p, e))?;
         let mode = if exclusive {
@@ -286,7 +286,7 @@ impl SnapshotStore {
             path: p.clone(),
             reason: e.to_string(),
         })?;
-        kmsd::durable::write_atomic(&p, &bytes, 0o600).map_err(|e| io("write", &p, e))
+        plumbing::durable::write_atomic(&p, &bytes, 0o600).map_err(|e| io("write", &p, e))
     }
 
     fn read_manifest_at(path: &Path) -> Result<Manifest, SnapshotError> {
@@ -460,7 +460,7 @@ impl SnapshotStore {
         m.chunks = entries;
         // Every new chunk's rename must be durable before a manifest names it.
         for d in &dirs {
-            kmsd::durable::sync_dir(d).map_err(|e| io("fsync", d, e))?;
+            plumbing::durable::sync_dir(d).map_err(|e| io("fsync", d, e))?;
         }
         Ok(())
     }
@@ -556,7 +556,7 @@ impl SnapshotStore {
         })();
         let _ = fs::remove_file(&tmp);
         let h = result?;
-        kmsd::durable::sync_dir(dir).map_err(|e| io("fsync", dir, e))?;
+        plumbing::durable::sync_dir(dir).map_err(|e| io("fsync", dir, e))?;
         Ok(h)
     }
 
@@ -631,7 +631,7 @@ impl SnapshotStore {
             )?;
             m.chunks = entries;
             for d in &dirs {
-                kmsd::durable::sync_dir(d).map_err(|e| io("fsync", d, e))?;
+                plumbing::durable::sync_dir(d).map_err(|e| io("fsync", d, e))?;
             }
             Ok(())
         })();
