@@ -2,7 +2,7 @@
 //! ACLs, decided as S3 decides them, with S3's exact error codes and messages.
 //!
 //! Pure functions of (caller, bucket settings, object settings, request): no I/O, so the
-//! decision tables are unit-tested here and `http.rs` only gathers the inputs.
+//! decision tables are unit-tested here and the handlers in `http/` only gather the inputs.
 //!
 //! Model: every signed principal of the bucket owner's account has full control (atrest does
 //! not evaluate IAM policies for S3 yet); anyone else gets only what an effective ACL grants.

@@ -5,7 +5,8 @@
 //! One concept per module: [`store`] (directories, object paths, atomic commits), [`meta`]
 //! (on-disk metadata), [`sse`] (chunked AES-256-GCM), [`access`] (BPA, ownership, ACLs),
 //! [`kms`] (data keys), [`bucket_key`] (S3 Bucket Keys), [`auth`] (access keys, SigV4
-//! signing), [`http`] (the endpoint), [`audit`] (the trail hook).
+//! signing), [`http`] (the endpoint: operation table, handlers by resource, listener),
+//! [`audit`] (the trail hook).
 
 pub mod access;
 pub mod audit;

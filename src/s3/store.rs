@@ -42,7 +42,7 @@ pub const READ_BATCH: u64 = 16;
 /// Start writeback every this many bytes of an upload, so the final fsync has little left.
 const WRITEBACK_EVERY: u64 = 64 * 1024 * 1024;
 
-/// Store errors; `http.rs` maps each to its S3 error code.
+/// Store errors; `http/error.rs` maps each to its S3 error code.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("The specified bucket does not exist")]

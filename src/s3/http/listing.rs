@@ -1,0 +1,212 @@
+//! Listing a bucket: ListObjectsV2, with prefixes, delimiters and continuation tokens.
+
+use s3s::dto::{CommonPrefix, ListObjectsV2Input, ListObjectsV2Output, Object, ObjectStorageClass};
+
+use super::super::access;
+use super::super::meta::ObjectMeta;
+use super::call::Call;
+use super::convert::{bucket_view, etag, owner, timestamp};
+use super::error::ApiError;
+
+pub async fn list_objects_v2(
+    cx: Call,
+    input: ListObjectsV2Input,
+) -> Result<ListObjectsV2Output, ApiError> {
+    let b = cx.bucket(&input.bucket).await?;
+    access::check_list_bucket(&cx.caller, &bucket_view(&b))?;
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let max = usize::try_from(input.max_keys.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000);
+    let token = match &input.continuation_token {
+        Some(t) => Some(decode_token(t)?),
+        None => None,
+    };
+    let start = token.clone().or_else(|| input.start_after.clone());
+    let (name, p, s) = (input.bucket.clone(), prefix.clone(), start.clone());
+    let (all, _) = cx
+        .on_store(move |store| store.list_objects(&name, &p, s.as_deref(), usize::MAX))
+        .await?;
+    let page = paginate(
+        &all,
+        &prefix,
+        input.delimiter.as_deref(),
+        start.as_deref(),
+        max,
+    );
+    let contents: Vec<Object> = page
+        .objects
+        .iter()
+        .map(|m| Object {
+            e_tag: Some(etag(m)),
+            key: Some(m.key.clone()),
+            last_modified: timestamp(&m.last_modified),
+            size: i64::try_from(m.size).ok(),
+            storage_class: Some(ObjectStorageClass::from_static(
+                ObjectStorageClass::STANDARD,
+            )),
+            owner: (input.fetch_owner == Some(true)).then(|| owner(&m.owner_account)),
+            ..Default::default()
+        })
+        .collect();
+    let common: Vec<CommonPrefix> = page
+        .prefixes
+        .iter()
+        .map(|p| CommonPrefix {
+            prefix: Some(p.clone()),
+        })
+        .collect();
+    let key_count = i32::try_from(contents.len() + common.len()).unwrap_or(i32::MAX);
+    Ok(ListObjectsV2Output {
+        name: Some(input.bucket),
+        prefix: Some(prefix),
+        max_keys: Some(i32::try_from(max).unwrap_or(1000)),
+        key_count: Some(key_count),
+        continuation_token: input.continuation_token,
+        is_truncated: Some(page.next.is_some()),
+        next_continuation_token: page.next.as_deref().map(encode_token),
+        contents: Some(contents),
+        common_prefixes: (!common.is_empty()).then_some(common),
+        delimiter: input.delimiter,
+        start_after: input.start_after,
+        ..Default::default()
+    })
+}
+
+fn encode_token(key: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.as_bytes())
+}
+
+fn decode_token(t: &str) -> Result<String, ApiError> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ApiError::invalid_argument("The continuation token provided is incorrect"))
+}
+
+/// One page of a listing: objects and common prefixes in key order, at most `max` entries.
+struct Page<'a> {
+    objects: Vec<&'a ObjectMeta>,
+    prefixes: Vec<String>,
+    /// Where the next page starts (the last key or common prefix returned), if truncated.
+    next: Option<String>,
+}
+
+fn paginate<'a>(
+    sorted: &'a [ObjectMeta],
+    prefix: &str,
+    delimiter: Option<&str>,
+    start_after: Option<&str>,
+    max: usize,
+) -> Page<'a> {
+    let mut page = Page {
+        objects: Vec::new(),
+        prefixes: Vec::new(),
+        next: None,
+    };
+    let mut last: Option<String> = None;
+    let mut count = 0usize;
+    for m in sorted {
+        let Some(rest) = m.key.strip_prefix(prefix) else {
+            continue;
+        };
+        // A common prefix at or before the start point was returned on an earlier page.
+        let cp = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+            rest.find(d)
+                .map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
+        });
+        if let (Some(cp), Some(s)) = (&cp, start_after) {
+            if s.starts_with(cp.as_str()) || cp.as_str() <= s {
+                continue;
+            }
+        }
+        if let Some(cp) = cp {
+            if page.prefixes.last() == Some(&cp) {
+                continue;
+            }
+            if count == max {
+                page.next = last;
+                return page;
+            }
+            page.prefixes.push(cp.clone());
+            last = Some(cp);
+        } else {
+            if start_after.is_some_and(|s| m.key.as_str() <= s) {
+                continue;
+            }
+            if count == max {
+                page.next = last;
+                return page;
+            }
+            page.objects.push(m);
+            last = Some(m.key.clone());
+        }
+        count += 1;
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::s3::meta::{self, CannedAcl};
+
+    fn m(key: &str) -> ObjectMeta {
+        ObjectMeta {
+            key: key.into(),
+            data_file: String::new(),
+            size: 0,
+            etag: String::new(),
+            content_type: String::new(),
+            last_modified: String::new(),
+            owner_account: String::new(),
+            acl: CannedAcl::Private,
+            protection: meta::KeyProtection::StoreKey {
+                wrapped_key: vec![],
+            },
+            nonce_prefix: [0; 7],
+            chunk_size: 0,
+            user_metadata: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn listing_pages_and_groups_by_delimiter() {
+        let all: Vec<_> = ["a/1", "a/2", "b", "c/x/1", "c/y", "d"]
+            .iter()
+            .map(|k| m(k))
+            .collect();
+        let p = paginate(&all, "", Some("/"), None, 1000);
+        assert_eq!(p.prefixes, ["a/", "c/"]);
+        assert_eq!(
+            p.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+            ["b", "d"]
+        );
+        assert!(p.next.is_none());
+        let p = paginate(&all, "", Some("/"), None, 2);
+        assert_eq!(p.prefixes, ["a/"]);
+        assert_eq!(p.next.as_deref(), Some("b"));
+        let p2 = paginate(&all, "", Some("/"), p.next.as_deref(), 2);
+        assert_eq!(p2.prefixes, ["c/"]);
+        assert_eq!(
+            p2.objects
+                .iter()
+                .map(|o| o.key.as_str())
+                .collect::<Vec<_>>(),
+            ["d"]
+        );
+        assert!(p2.next.is_none());
+        let p = paginate(&all, "c/", Some("/"), None, 10);
+        assert_eq!(p.prefixes, ["c/x/"]);
+        assert_eq!(
+            p.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+            ["c/y"]
+        );
+        let p = paginate(&all, "", None, None, 4);
+        assert_eq!(p.objects.len(), 4);
+        assert_eq!(p.next.as_deref(), Some("c/x/1"));
+    }
+}

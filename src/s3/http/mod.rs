@@ -1,0 +1,29 @@
+//! The loopback HTTP endpoint: the S3 REST API over hyper via `s3s`, which parses requests,
+//! verifies SigV4 (header and presigned) and SigV2 signatures and renders XML.
+//!
+//! One concept a module:
+//! - [`operations`]: the operation table (every operation, its handler, whether it is
+//!   recorded) and the plumbing run around each handler: caller, request id, error
+//!   mapping, trail record;
+//! - [`call`]: the per-request context handlers get (caller, store lookups);
+//! - [`error`]: handler errors and their S3 codes, statuses and messages;
+//! - the handlers, by resource: [`service`] (ListBuckets), [`bucket`], [`bucket_config`]
+//!   (encryption, Block Public Access, Object Ownership), [`acl`], [`object`], [`listing`];
+//! - [`server`]: the s3s service, the finishing touches on every response, the listener.
+//!
+//! Access is decided with [`access`](super::access); S3's `RequestId` is on every response.
+
+pub mod acl;
+pub mod bucket;
+pub mod bucket_config;
+pub mod call;
+pub mod convert;
+pub mod error;
+pub mod listing;
+pub mod object;
+pub mod operations;
+pub mod server;
+pub mod service;
+
+pub use operations::ObjectService;
+pub use server::{build_service, build_service_with, handle, live_endpoint, serve, ServeError};

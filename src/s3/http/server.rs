@@ -1,0 +1,304 @@
+//! The endpoint around the operations: the s3s service (host parsing, signature
+//! verification, access hook), the finishing touches every response gets, and the listener.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use s3s::S3Result;
+
+use super::super::audit;
+use super::super::auth::Keyring;
+use super::super::store::Store;
+use super::call::{new_request_id, RequestId};
+use super::operations::ObjectService;
+
+/// Lets every request reach the operations, which decide with
+/// [`access`](super::super::access) (s3s's default would refuse anonymous requests before
+/// S3's own rules could apply).
+struct DecideInOperations;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for DecideInOperations {
+    async fn check(&self, _cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        Ok(())
+    }
+}
+
+/// Virtual-hosted-style addressing: `BUCKET.localhost[:port]` (and the AWS names); any other
+/// host, IP literals included, is path-style.
+struct LoopbackHost {
+    domains: Vec<&'static str>,
+}
+
+impl s3s::host::S3Host for LoopbackHost {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<s3s::host::VirtualHost<'a>> {
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        for d in &self.domains {
+            if name == *d {
+                return Ok(s3s::host::VirtualHost::new(*d));
+            }
+            if let Some(bucket) = name.strip_suffix(d).and_then(|b| b.strip_suffix('.')) {
+                if !bucket.is_empty() {
+                    return Ok(s3s::host::VirtualHost::new(*d).with_bucket(bucket));
+                }
+            }
+        }
+        Ok(s3s::host::VirtualHost::new(name))
+    }
+}
+
+/// Builds the s3s service over a store and a keyring.
+pub fn build_service(
+    store: Arc<Store>,
+    keyring: Arc<Keyring>,
+    trail: audit::Trail,
+) -> s3s::service::S3Service {
+    build_service_with(store, keyring, trail, s3s::config::S3Config::default())
+}
+
+/// As [`build_service`], with explicit s3s settings (tests widen the clock-skew window to
+/// verify AWS's dated example signatures).
+pub fn build_service_with(
+    store: Arc<Store>,
+    keyring: Arc<Keyring>,
+    trail: audit::Trail,
+    config: s3s::config::S3Config,
+) -> s3s::service::S3Service {
+    let mut b =
+        s3s::service::S3ServiceBuilder::new(ObjectService::new(store, Arc::clone(&keyring), trail));
+    b.set_auth(KeyringAuth(keyring));
+    b.set_access(DecideInOperations);
+    b.set_host(LoopbackHost {
+        domains: vec![
+            "s3.localhost",
+            "localhost",
+            "s3.us-east-1.amazonaws.com",
+            "s3.amazonaws.com",
+        ],
+    });
+    b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        config,
+    ))));
+    b.build()
+}
+
+/// `Arc<Keyring>` as the s3s auth provider.
+struct KeyringAuth(Arc<Keyring>);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for KeyringAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<s3s::auth::SecretKey> {
+        s3s::auth::S3Auth::get_secret_key(self.0.as_ref(), access_key).await
+    }
+}
+
+/// S3's messages for errors s3s raises without one.
+fn default_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided. Check your key and signing method."
+        }
+        "AccessDenied" => "Access Denied",
+        "InvalidAccessKeyId" => "The AWS Access Key Id you provided does not exist in our records.",
+        "NoSuchBucket" => "The specified bucket does not exist",
+        "NoSuchKey" => "The specified key does not exist.",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "InvalidURI" => "Couldn't parse the specified URI.",
+        "KeyTooLongError" => "Your key is too long",
+        "InvalidRequest" => "Invalid Request",
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "RequestTimeTooSkewed" => "The difference between the request time and the current time is too large.",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        _ => return None,
+    })
+}
+
+/// Serves one request: runs s3s, then gives every response an `x-amz-request-id` and every
+/// XML error a `Message` and `RequestId`, as S3 does.
+pub async fn handle(
+    svc: &s3s::service::S3Service,
+    mut req: hyper::Request<s3s::Body>,
+) -> hyper::Response<s3s::Body> {
+    let rid = new_request_id();
+    let is_head = req.method() == hyper::Method::HEAD;
+    req.extensions_mut().insert(RequestId(rid.clone()));
+    let resp = match svc.call(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = ?e, "s3s failed");
+            let mut r = hyper::Response::new(s3s::Body::empty());
+            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+            r
+        }
+    };
+    finish_response(resp, &rid, is_head)
+}
+
+fn finish_response(
+    mut resp: hyper::Response<s3s::Body>,
+    rid: &str,
+    is_head: bool,
+) -> hyper::Response<s3s::Body> {
+    if let Ok(v) = hyper::header::HeaderValue::from_str(rid) {
+        resp.headers_mut().insert("x-amz-request-id", v);
+    }
+    if resp.status().is_success() || is_head {
+        return resp;
+    }
+    let Some(bytes) = resp.body().bytes() else {
+        return resp;
+    };
+    let Ok(xml) = std::str::from_utf8(&bytes) else {
+        return resp;
+    };
+    if !xml.contains("<Error>") || !xml.ends_with("</Error>") {
+        return resp;
+    }
+    let mut xml = xml.to_string();
+    if !xml.contains("<Message>") {
+        let code = xml
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map(|(c, _)| c.to_string())
+            .unwrap_or_default();
+        if let Some(msg) = default_message(&code) {
+            let at = xml
+                .find("</Code>")
+                .map_or(xml.len(), |i| i + "</Code>".len());
+            xml.insert_str(at, &format!("<Message>{msg}</Message>"));
+        }
+    }
+    if !xml.contains("<RequestId>") {
+        let at = xml.len() - "</Error>".len();
+        xml.insert_str(at, &format!("<RequestId>{rid}</RequestId>"));
+    }
+    let len = xml.len();
+    *resp.body_mut() = s3s::Body::from(xml);
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&len.to_string()) {
+        resp.headers_mut().insert(hyper::header::CONTENT_LENGTH, v);
+    }
+    resp
+}
+
+/// Errors starting the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write the endpoint address to {path}: {source}")]
+    AddrFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "an object endpoint already serves this home at {addr} (named in {path}); stop it first"
+    )]
+    AlreadyServing { addr: SocketAddr, path: PathBuf },
+}
+
+/// The endpoint `addr_file` names, if one answers there: a second endpoint on the same
+/// home would take the address file over, and the first one's exit would then delete it.
+pub fn live_endpoint(addr_file: &Path) -> Option<SocketAddr> {
+    let named: SocketAddr = std::fs::read_to_string(addr_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    std::net::TcpStream::connect_timeout(&named, std::time::Duration::from_millis(500))
+        .ok()
+        .map(|_| named)
+}
+
+/// Listens on `addr` (port 0: any free port), records the address it got in `addr_file`
+/// atomically, and serves until `shutdown` resolves.
+pub async fn serve(
+    svc: s3s::service::S3Service,
+    addr: SocketAddr,
+    addr_file: &Path,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    if let Some(addr) = live_endpoint(addr_file) {
+        return Err(ServeError::AlreadyServing {
+            addr,
+            path: addr_file.to_path_buf(),
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    plumbing::durable::write_atomic(addr_file, format!("{local}\n").as_bytes(), 0o644).map_err(
+        |source| ServeError::AddrFile {
+            path: addr_file.to_path_buf(),
+            source,
+        },
+    )?;
+    tracing::info!(%local, "object endpoint listening");
+    println!("atrest s3 endpoint listening on http://{local}");
+    let server = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        tracing::debug!(%peer, "connection");
+        let svc = svc.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let svc = svc.clone();
+            async move { Ok::<_, Infallible>(handle(&svc, req.map(s3s::Body::from)).await) }
+        });
+        let conn = server.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    // Only our own address: never a file that names another endpoint.
+    if std::fs::read_to_string(addr_file).is_ok_and(|a| a.trim() == local.to_string()) {
+        let _ = std::fs::remove_file(addr_file);
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_get_message_and_request_id() {
+        let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code></Error>";
+        let mut r = hyper::Response::new(s3s::Body::from(body.to_string()));
+        *r.status_mut() = hyper::StatusCode::FORBIDDEN;
+        let r = finish_response(r, "ABC123", false);
+        let out = String::from_utf8(r.body().bytes().unwrap().to_vec()).unwrap();
+        assert!(out.contains("<Message>The request signature we calculated"));
+        assert!(out.ends_with("<RequestId>ABC123</RequestId></Error>"));
+        assert_eq!(r.headers()["x-amz-request-id"], "ABC123");
+    }
+}
