@@ -88,6 +88,29 @@ impl Conn {
     }
 }
 
+/// Whether a kmsd serves at `path`: it answers a ping (an empty frame, never audited)
+/// within `timeout`. A process that still holds the socket while it is being killed
+/// accepts the connection but never answers, so this is the liveness test, not `connect`.
+pub fn ping(path: &Path, timeout: std::time::Duration) -> Result<(), ClientError> {
+    let mut conn = Conn::open(path)?;
+    let transport = |e: std::io::Error| ClientError::Transport(e.to_string());
+    for s in [conn.reader.get_ref(), conn.writer.get_ref()] {
+        s.set_read_timeout(Some(timeout)).map_err(transport)?;
+        s.set_write_timeout(Some(timeout)).map_err(transport)?;
+    }
+    plumbing::frame::write_ping(&mut conn.writer).map_err(transport)?;
+    read_frame_bytes(&mut conn.reader, &mut conn.buf)
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    // An empty frame back, or (from a kmsd that predates pings) a readable refusal.
+    if plumbing::frame::is_ping(&conn.buf) || decode_response(&conn.buf).is_ok() {
+        Ok(())
+    } else {
+        Err(ClientError::Transport(
+            "kmsd answered a ping with garbage".into(),
+        ))
+    }
+}
+
 /// A connection to kmsd plus who to act as.
 pub struct KmsClient {
     path: PathBuf,

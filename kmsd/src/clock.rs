@@ -65,42 +65,6 @@ impl Clock for MovableClock {
     }
 }
 
-/// Formats Unix milliseconds the way the AWS CLI prints timestamps
-/// (`2026-11-23T09:20:42.123000+00:00`).
-pub fn format_aws(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}+00:00",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.microsecond()
-        ),
-        Err(_) => ms.to_string(),
-    }
-}
-
-/// Formats Unix milliseconds as RFC 3339 UTC (`2026-11-23T09:20:42Z`), for logs and the trail.
-pub fn format_rfc3339(ms: i64) -> String {
-    let nanos = i128::from(ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => ms.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,12 +76,5 @@ mod tests {
         assert!(c.advance(86_400));
         assert!(c.now_ms() >= before + DAY_MS);
         assert!(!SystemClock.advance(1));
-    }
-
-    #[test]
-    fn aws_format() {
-        assert_eq!(format_aws(0), "1970-01-01T00:00:00.000000+00:00");
-        assert_eq!(format_aws(1_500), "1970-01-01T00:00:01.500000+00:00");
-        assert_eq!(format_rfc3339(86_400_000), "1970-01-02T00:00:00Z");
     }
 }

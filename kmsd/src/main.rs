@@ -1,8 +1,6 @@
 //! kmsd: the key management daemon. Foreground by default (as systemd expects);
 //! `--daemonize` detaches, writes a pid file and logs to HOME/log/kmsd.log.
 
-use std::io::{Read, Write};
-use std::os::unix::io::FromRawFd;
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -49,9 +47,12 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let ready_pipe = if args.daemonize {
-        match daemonize(&layout) {
-            Ok(fd) => Some(fd),
+    let readiness = if args.daemonize {
+        let log_dir = layout.log_dir();
+        let daemonized = plumbing::durable::ensure_dir(&log_dir, 0o755)
+            .and_then(|()| plumbing::daemon::daemonize("kmsd", &log_dir.join("kmsd.log")));
+        match daemonized {
+            Ok(r) => Some(r),
             Err(e) => {
                 eprintln!("kmsd: cannot daemonize: {e}");
                 std::process::exit(1);
@@ -97,7 +98,7 @@ fn main() {
             tracing::warn!(error = %e, "cannot start the SIGHUP thread; use `atrest kms reload-config`");
         }
     }
-    if let Some(mut pipe) = ready_pipe {
+    if let Some(readiness) = readiness {
         let pid_file = args
             .pid_file
             .clone()
@@ -106,18 +107,12 @@ fn main() {
             .parent()
             .map(|d| plumbing::durable::ensure_dir(d, 0o755))
             .unwrap_or(Ok(()))
-            .and_then(|_| {
-                plumbing::durable::write_atomic(
-                    &pid_file,
-                    format!("{}\n", std::process::id()).as_bytes(),
-                    0o644,
-                )
-            });
+            .and_then(|()| plumbing::daemon::write_pid_file(&pid_file, std::process::id()));
         if let Err(e) = written {
             tracing::error!(path = %pid_file.display(), error = %e, "cannot write the pid file");
             std::process::exit(1);
         }
-        let _ = pipe.write_all(b"R");
+        readiness.ready();
     }
     let sig = wait_for_signal(&signals);
     tracing::info!(signal = sig, "kmsd shutting down");
@@ -192,62 +187,4 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// Forks; the parent waits until the child reports it is serving (or failed) and
-/// exits accordingly. Returns, in the child, the pipe to report readiness on.
-fn daemonize(layout: &Layout) -> std::io::Result<std::fs::File> {
-    let log_dir = layout.log_dir();
-    plumbing::durable::ensure_dir(&log_dir, 0o755)?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_dir.join("kmsd.log"))?;
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe writes two fds into the array.
-    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: no other threads exist yet (called before any thread is started).
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if pid > 0 {
-        // Parent: wait for the child's readiness byte.
-        // SAFETY: fds[0] is the pipe's read end we own; fds[1] is closed here.
-        unsafe { libc::close(fds[1]) };
-        // SAFETY: fds[0] is a valid fd owned by nobody else.
-        let mut r = unsafe { std::fs::File::from_raw_fd(fds[0]) };
-        let mut b = [0u8; 1];
-        match r.read(&mut b) {
-            Ok(1) => {
-                println!("kmsd started (pid {pid})");
-                std::process::exit(0)
-            }
-            _ => {
-                eprintln!(
-                    "kmsd: the daemon failed to start; see {}",
-                    log_dir.join("kmsd.log").display()
-                );
-                std::process::exit(1)
-            }
-        }
-    }
-    // Child.
-    // SAFETY: closing our copy of the read end; setsid detaches from the terminal.
-    unsafe {
-        libc::close(fds[0]);
-        libc::setsid();
-    }
-    use std::os::unix::io::AsRawFd;
-    let devnull = std::fs::File::open("/dev/null")?;
-    // SAFETY: dup2 onto the standard fds with fds we own.
-    unsafe {
-        libc::dup2(devnull.as_raw_fd(), 0);
-        libc::dup2(log.as_raw_fd(), 1);
-        libc::dup2(log.as_raw_fd(), 2);
-    }
-    // SAFETY: fds[1] is the pipe's write end, owned only by this File from now on.
-    Ok(unsafe { std::fs::File::from_raw_fd(fds[1]) })
 }

@@ -12,7 +12,7 @@
 //! protocol change: bump [`PROTOCOL_VERSION`].
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -666,46 +666,13 @@ impl Response {
     }
 }
 
-/// Why a frame could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The peer closed the connection cleanly between frames.
-    #[error("connection closed")]
-    Closed,
-    #[error("frame of {len} bytes exceeds the maximum of {max}")]
-    TooLarge { len: usize, max: usize },
-    #[error("malformed frame: {0}")]
-    Malformed(String),
-    #[error("unsupported protocol version {got} (this side speaks {PROTOCOL_VERSION})")]
-    Version { got: u16 },
-    #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
-}
+/// Why a frame could not be read: the framing is [`plumbing::frame`]'s.
+pub use plumbing::frame::FrameError;
 
 /// Serializes `value` as one frame (length prefix + postcard) into `buf`, which is
 /// cleared first; the caller writes `buf` with a single `write_all`.
 pub fn encode_frame<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), FrameError> {
-    encode_frame_max(value, buf, MAX_FRAME)
-}
-
-/// [`encode_frame`] for another socket on the same framing, with its own size limit.
-pub fn encode_frame_max<T: Serialize>(
-    value: &T,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> Result<(), FrameError> {
-    buf.clear();
-    buf.extend_from_slice(&[0u8; 4]);
-    let out = postcard::to_extend(value, std::mem::take(buf))
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
-    *buf = out;
-    let len = buf.len() - 4;
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    let prefix = (len as u32).to_be_bytes();
-    buf[..4].copy_from_slice(&prefix);
-    Ok(())
+    plumbing::frame::encode(value, buf, MAX_FRAME)
 }
 
 /// Writes one frame.
@@ -714,86 +681,22 @@ pub fn write_frame<W: Write, T: Serialize>(
     value: &T,
     buf: &mut Vec<u8>,
 ) -> Result<(), FrameError> {
-    encode_frame(value, buf)?;
-    w.write_all(buf)?;
-    w.flush()?;
-    Ok(())
+    plumbing::frame::write(w, value, buf, MAX_FRAME)
 }
 
 /// Reads one frame's payload into `buf` (resized to the payload length).
 pub fn read_frame_bytes<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Result<(), FrameError> {
-    read_frame_bytes_max(r, buf, MAX_FRAME)
-}
-
-/// [`read_frame_bytes`] for another socket on the same framing, with its own size limit.
-pub fn read_frame_bytes_max<R: Read>(
-    r: &mut R,
-    buf: &mut Vec<u8>,
-    max: usize,
-) -> Result<(), FrameError> {
-    let mut len_bytes = [0u8; 4];
-    // Distinguish a clean close (EOF before any byte) from a torn frame.
-    let mut got = 0;
-    while got < 4 {
-        match r.read(&mut len_bytes[got..]) {
-            Ok(0) if got == 0 => return Err(FrameError::Closed),
-            Ok(0) => {
-                return Err(FrameError::Malformed(
-                    "connection closed inside a frame length".into(),
-                ))
-            }
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FrameError::Io(e)),
-        }
-    }
-    let len = u32::from_be_bytes(len_bytes) as usize;
-    if len > max {
-        return Err(FrameError::TooLarge { len, max });
-    }
-    // Grow the buffer only as bytes arrive, so a peer announcing a large frame and
-    // then trickling bytes holds no more memory than it actually sent.
-    buf.clear();
-    let got = r.take(len as u64).read_to_end(buf)?;
-    if got != len {
-        return Err(FrameError::Malformed(format!(
-            "connection closed inside a frame of {len} bytes"
-        )));
-    }
-    Ok(())
+    plumbing::frame::read_bytes(r, buf, MAX_FRAME)
 }
 
 /// Decodes a request frame payload: the version first, then the rest.
 pub fn decode_request(payload: &[u8]) -> Result<RequestEnvelope, FrameError> {
-    let (version, _) = postcard::take_from_bytes::<u16>(payload)
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if version != PROTOCOL_VERSION {
-        return Err(FrameError::Version { got: version });
-    }
-    decode_exact(payload)
+    plumbing::frame::decode_versioned(payload, PROTOCOL_VERSION)
 }
 
 /// Decodes a reply frame payload: the version first, then the rest.
 pub fn decode_response(payload: &[u8]) -> Result<ResponseEnvelope, FrameError> {
-    let (version, _) = postcard::take_from_bytes::<u16>(payload)
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if version != PROTOCOL_VERSION {
-        return Err(FrameError::Version { got: version });
-    }
-    decode_exact(payload)
-}
-
-/// Decodes a value that must use the whole payload (trailing bytes are malformed).
-fn decode_exact<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FrameError> {
-    let (value, rest) = postcard::take_from_bytes::<T>(payload)
-        .map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(FrameError::Malformed(format!(
-            "{} trailing bytes after the message",
-            rest.len()
-        )));
-    }
-    Ok(value)
+    plumbing::frame::decode_versioned(payload, PROTOCOL_VERSION)
 }
 
 /// Debug output of the types that carry plaintext shows its length only, so a
@@ -879,7 +782,7 @@ mod tests {
         encode_frame(&(7u16, 0u8), &mut buf).unwrap();
         assert!(matches!(
             decode_request(&buf[4..]),
-            Err(FrameError::Version { got: 7 })
+            Err(FrameError::Version { got: 7, .. })
         ));
         let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
         let mut payload = Vec::new();

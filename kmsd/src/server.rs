@@ -10,7 +10,6 @@
 use std::collections::HashMap;
 use std::io::{self, BufReader};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::io::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -253,8 +252,8 @@ fn accept_loop(
                 continue;
             }
         };
-        let (uid, pid) = match peer_cred(&stream) {
-            Ok(c) => c,
+        let (uid, pid) = match plumbing::peer::peer_cred(&stream) {
+            Ok(c) => (c.uid, c.pid),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the peer's credentials; closing");
                 continue;
@@ -264,7 +263,7 @@ fn accept_loop(
             let mut cache = names.lock().unwrap_or_else(|e| e.into_inner());
             cache
                 .entry(uid)
-                .or_insert_with(|| username(uid).unwrap_or_else(|| format!("uid-{uid}")))
+                .or_insert_with(|| plumbing::peer::display_name(uid))
                 .clone()
         };
         let peer = Peer {
@@ -297,6 +296,14 @@ fn serve_connection(service: &KeyService, stream: UnixStream, peer: &Peer) {
     let mut outbuf = Vec::with_capacity(1024);
     loop {
         let refusal = match read_frame_bytes(&mut reader, &mut inbuf) {
+            // A liveness ping (`atrest up`, `atrest status`): answered, never audited.
+            Ok(()) if plumbing::frame::is_ping(&inbuf) => {
+                if let Err(e) = plumbing::frame::write_ping(&mut writer) {
+                    tracing::debug!(error = %e, uid = peer.uid, "ping not answered");
+                    return;
+                }
+                continue;
+            }
             Ok(()) => match decode_request(&inbuf) {
                 Ok(env) => {
                     let result = service.handle_envelope(peer, env);
@@ -330,57 +337,5 @@ fn serve_connection(service: &KeyService, stream: UnixStream, peer: &Peer) {
         let _ = write_frame(&mut writer, &reply, &mut outbuf);
         let _ = writer.shutdown(std::net::Shutdown::Both);
         return;
-    }
-}
-
-/// The peer's uid and pid, from the kernel.
-fn peer_cred(stream: &UnixStream) -> io::Result<(u32, i32)> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is a valid,
-    // properly sized ucred; the fd is owned by `stream` for the whole call.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast::<libc::c_void>(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((cred.uid, cred.pid))
-}
-
-/// The user name of `uid` from the passwd database.
-pub fn username(uid: u32) -> Option<String> {
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    // SAFETY: an all-zero passwd is a valid value to be overwritten.
-    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; getpwuid_r writes strings into
-    // `buf` (of the length given) and sets `result` to `&pwd` or null.
-    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-    if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name points at a NUL-terminated string inside `buf`.
-    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
-    name.to_str().ok().map(str::to_string)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn root_has_a_name() {
-        assert_eq!(username(0).as_deref(), Some("root"));
     }
 }

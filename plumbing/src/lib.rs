@@ -2,13 +2,19 @@
 //! keys, volumes or objects.
 //!
 //! Both packages depend on this crate; it depends on neither. It is where a reader finds
-//! how state reaches the disk ([`durable`]), where it lives ([`home`]) and how one
-//! process keeps another out of it ([`flock`]).
+//! how state reaches the disk ([`durable`]), where it lives ([`home`]), how one process
+//! keeps another out of it ([`flock`]), how daemons start and are found ([`daemon`]), who
+//! is at the other end of a Unix socket ([`peer`]), how a message crosses one ([`frame`]),
+//! and how AWS writes a timestamp ([`awstime`]).
 //!
 //! Walls: nothing here knows an AWS operation, a key or a policy; nothing here imports
 //! kmsd or atrest. `atrest`'s volume image, snapshot store and FUSE mount use this crate
 //! for their file helpers and never import kmsd.
 
+pub mod awstime;
+pub mod daemon;
 pub mod durable;
 pub mod flock;
+pub mod frame;
 pub mod home;
+pub mod peer;

@@ -8,9 +8,6 @@
 
 use kmsd::trail::lookup::{lookup_dir, LookupEvent, LookupPage};
 use kmsd::trail::{validate, LookupQuery, Report};
-use time::format_description::well_known::Rfc3339;
-use time::macros::format_description;
-use time::{Date, OffsetDateTime, PrimitiveDateTime};
 
 use super::{report_error, Global};
 
@@ -92,7 +89,7 @@ fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
         .zip([("--start-time", &a.start_time), ("--end-time", &a.end_time)])
     {
         if let Some(v) = value {
-            match parse_time(v) {
+            match plumbing::awstime::parse_cli_time(v) {
                 Some(t) => *slot = Some(t),
                 None => {
                     return report_error(
@@ -215,30 +212,6 @@ pub fn parse_attributes(raw: &str) -> Result<Vec<(String, String)>, String> {
             "{raw:?} needs both AttributeKey and AttributeValue"
         )),
     }
-}
-
-/// Parses a CLI timestamp: RFC 3339, `YYYY-MM-DDTHH:MM:SS` (UTC), a date (midnight
-/// UTC), or epoch seconds.
-pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    let s = s.trim();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<i64>()
-            .ok()
-            .and_then(|n| OffsetDateTime::from_unix_timestamp(n).ok());
-    }
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Some(t);
-    }
-    if let Ok(t) = PrimitiveDateTime::parse(
-        s,
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]"),
-    ) {
-        return Some(t.assume_utc());
-    }
-    Date::parse(s, format_description!("[year]-[month]-[day]"))
-        .ok()
-        .map(|d| d.midnight().assume_utc())
 }
 
 /// The readable view: time, event name, user, source, error code, resource.
@@ -398,20 +371,5 @@ mod tests {
         assert!(parse_attributes("EventSource=kms").is_err());
         assert!(parse_attributes("AttributeKey=EventSource").is_err());
         assert!(parse_attributes("[1]").is_err());
-    }
-
-    #[test]
-    fn times() {
-        let t = parse_time("2026-11-23T10:00:00Z").unwrap();
-        assert_eq!(t.unix_timestamp(), 1795428000);
-        assert_eq!(parse_time("1795428000").unwrap(), t);
-        assert_eq!(parse_time("2026-11-23T10:00:00").unwrap(), t);
-        assert_eq!(parse_time("2026-11-23T11:00:00+01:00").unwrap(), t);
-        assert_eq!(
-            parse_time("2026-11-23").unwrap().unix_timestamp(),
-            1795392000
-        );
-        assert!(parse_time("yesterday").is_none());
-        assert!(parse_time("").is_none());
     }
 }

@@ -11,11 +11,11 @@ use serde_json::{json, Map, Value};
 use zeroize::Zeroizing;
 
 use kmsd::client::{ClientError, KmsClient};
-use kmsd::clock::format_aws;
 use kmsd::protocol::{
     CreateKeyRequest, DataKeySpec, DecryptRequest, EncryptionContext, KeyMetadata,
     ReEncryptRequest, Request, Response, Tag,
 };
+use plumbing::awstime::format_aws;
 
 use super::{report_error, Global};
 

@@ -9,11 +9,11 @@ use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use plumbing::daemon::{alive, read_pid, wait_until};
 use plumbing::home::Layout;
 use serde_json::{json, Value};
 
@@ -98,20 +98,6 @@ fn s3_addr(layout: &Layout) -> Option<SocketAddr> {
         .ok()
 }
 
-fn read_pid(path: &Path) -> Option<i32> {
-    fs::read_to_string(path)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
-}
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists and may be signalled.
-    unsafe { libc::kill(pid, 0) == 0 }
-}
-
 /// The kmsd binary: beside this one (a build or an install puts them together), else PATH.
 fn kmsd_binary() -> PathBuf {
     std::env::current_exe()
@@ -128,23 +114,6 @@ fn global_args(g: &Global, layout: &Layout) -> Vec<String> {
         args.push(s.display().to_string());
     }
     args
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(10)..].join("\n")
-}
-
-fn wait_until(deadline: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 fn start(d: Daemon, g: &Global, layout: &Layout) -> Result<(), LifecycleError> {
@@ -191,45 +160,17 @@ fn start(d: Daemon, g: &Global, layout: &Layout) -> Result<(), LifecycleError> {
         }
         // `atrest s3 serve` runs in the foreground: detach it here, in its own session.
         Daemon::ObjectEndpoint => {
-            let log_path = d.log_file(layout);
-            let open_log = || {
-                fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&log_path)
-            };
-            let (log, log2) = (open_log(), open_log());
-            let (Ok(log), Ok(log2)) = (log, log2) else {
-                return Err(LifecycleError::Io(format!(
-                    "cannot open {}",
-                    log_path.display()
-                )));
-            };
             let _ = fs::remove_file(layout.s3_addr_file());
             let mut cmd = Command::new(&me);
-            cmd.args(global_args(g, layout))
-                .args(["s3", "serve"])
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log2);
-            // SAFETY: setsid is async-signal-safe; it only detaches the child from our
-            // terminal so Ctrl-C in this shell does not reach the endpoint.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::setsid();
-                    Ok(())
-                });
-            }
-            let child = cmd.spawn().map_err(|source| LifecycleError::Spawn {
-                what: d.name(),
-                source,
-            })?;
-            plumbing::durable::write_atomic(
-                &d.pid_file(layout),
-                format!("{}\n", child.id()).as_bytes(),
-                0o644,
-            )
-            .map_err(|e| LifecycleError::Io(format!("cannot write the pid file: {e}")))?;
+            cmd.args(global_args(g, layout)).args(["s3", "serve"]);
+            let child = plumbing::daemon::spawn_detached(&mut cmd, &d.log_file(layout)).map_err(
+                |source| LifecycleError::Spawn {
+                    what: d.name(),
+                    source,
+                },
+            )?;
+            plumbing::daemon::write_pid_file(&d.pid_file(layout), child.id())
+                .map_err(|e| LifecycleError::Io(format!("cannot write the pid file: {e}")))?;
         }
     }
     if wait_until(START_TIMEOUT, || d.answers(g, layout)) {
@@ -239,7 +180,7 @@ fn start(d: Daemon, g: &Global, layout: &Layout) -> Result<(), LifecycleError> {
         Err(LifecycleError::NoAnswer {
             what: d.name(),
             secs: START_TIMEOUT.as_secs(),
-            tail: log_tail(&log),
+            tail: plumbing::daemon::log_tail(&log, 10),
             log: log.display().to_string(),
         })
     }

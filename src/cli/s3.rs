@@ -341,7 +341,11 @@ fn guess_content_type(p: &Path) -> &'static str {
 
 fn ls(g: &Global, path: Option<&str>, recursive: bool) -> Result<(), CliError> {
     let c = s3api::client(g)?;
-    let date = |s: &str| s3api::iso(s).replace('T', " ").replace("+00:00", "");
+    let date = |s: &str| {
+        plumbing::awstime::rfc3339_to_cli(s)
+            .replace('T', " ")
+            .replace("+00:00", "")
+    };
     let Some(path) = path.filter(|p| *p != "s3://") else {
         let doc = s3api::xml_of(c.send("GET", None, None, &[], &[], Body::Empty)?)?;
         if let Some(bs) = doc.child("Buckets") {

@@ -295,7 +295,7 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
                         .map(|b| {
                             json!({
                                 "Name": b.text_of("Name").unwrap_or_default(),
-                                "CreationDate": iso(b.text_of("CreationDate").unwrap_or_default()),
+                                "CreationDate": plumbing::awstime::rfc3339_to_cli(b.text_of("CreationDate").unwrap_or_default()),
                             })
                         })
                         .collect()
@@ -591,7 +591,7 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
                 for o in p.children_named("Contents") {
                     contents.push(json!({
                         "Key": o.text_of("Key").unwrap_or_default(),
-                        "LastModified": iso(o.text_of("LastModified").unwrap_or_default()),
+                        "LastModified": plumbing::awstime::rfc3339_to_cli(o.text_of("LastModified").unwrap_or_default()),
                         "ETag": o.text_of("ETag").unwrap_or_default(),
                         "Size": o.text_of("Size").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0),
                         "StorageClass": o.text_of("StorageClass").unwrap_or("STANDARD"),
@@ -762,7 +762,10 @@ fn sse_fields(r: &Response, mut out: Value) -> Value {
 fn object_fields(r: &Response) -> Value {
     let mut out = Map::new();
     if let Some(v) = r.header("last-modified") {
-        out.insert("LastModified".into(), json!(http_date_to_iso(v)));
+        out.insert(
+            "LastModified".into(),
+            json!(plumbing::awstime::http_date_to_cli(v)),
+        );
     }
     if let Some(v) = r
         .header("content-length")
@@ -788,33 +791,6 @@ fn object_fields(r: &Response) -> Value {
         .collect();
     v["Metadata"] = json!(meta);
     v
-}
-
-/// `2026-11-23T09:40:00.000Z` (S3 XML) → `2026-11-23T09:40:00+00:00` (AWS CLI).
-pub(crate) fn iso(s: &str) -> String {
-    use time::format_description::well_known::Rfc3339;
-    match time::OffsetDateTime::parse(s, &Rfc3339) {
-        Ok(t) => format_iso(t),
-        Err(_) => s.to_string(),
-    }
-}
-
-fn format_iso(t: time::OffsetDateTime) -> String {
-    let f =
-        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]+00:00");
-    t.to_offset(time::UtcOffset::UTC)
-        .format(&f)
-        .unwrap_or_default()
-}
-
-fn http_date_to_iso(s: &str) -> String {
-    let f = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    match time::PrimitiveDateTime::parse(s, &f) {
-        Ok(t) => format_iso(t.assume_utc()),
-        Err(_) => s.to_string(),
-    }
 }
 
 fn bool_of(v: &Value) -> Option<bool> {
@@ -1176,14 +1152,5 @@ mod tests {
         ));
         assert!(x.contains("<BucketKeyEnabled>true</BucketKeyEnabled>"));
         assert!(encryption_xml(&json!({"Rules": []})).is_err());
-    }
-
-    #[test]
-    fn dates_print_as_the_aws_cli_does() {
-        assert_eq!(iso("2026-11-23T09:40:00.000Z"), "2026-11-23T09:40:00+00:00");
-        assert_eq!(
-            http_date_to_iso("Mon, 23 Nov 2026 09:40:00 GMT"),
-            "2026-11-23T09:40:00+00:00"
-        );
     }
 }

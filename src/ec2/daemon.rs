@@ -3,7 +3,7 @@
 //! (guests stopped, keys forgotten, unmounted, socket and pid file removed).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,8 @@ use super::model::{InstanceState, LOCAL_INSTANCE_ID};
 use super::runtime::Runtime;
 use super::server;
 use super::service::Ec2Service;
-use crate::mount::daemon::{PidFile, PidFileError, TerminationSignals};
+use crate::mount::daemon::TerminationSignals;
+use plumbing::daemon::{PidFile, PidFileError};
 
 /// Set in the environment of the re-executed foreground child.
 pub const CHILD_ENV: &str = "ATREST_MOUNT_CHILD";
@@ -224,43 +225,19 @@ pub fn spawn_background(layout: &Layout, args: &[String]) -> Result<u32, Ec2Erro
     plumbing::durable::ensure_dir(&layout.log_dir(), 0o700)
         .map_err(|e| Ec2Error::io("cannot create the log directory", &e))?;
     let log_path = log_file(layout);
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| Ec2Error::io(&format!("cannot open {}", log_path.display()), &e))?;
-    let log2 = log
-        .try_clone()
-        .map_err(|e| Ec2Error::io("cannot duplicate the log descriptor", &e))?;
     let exe = std::env::current_exe().map_err(|e| Ec2Error::io("cannot find this program", &e))?;
     let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .env(CHILD_ENV, "1")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log2);
-    use std::os::unix::process::CommandExt;
-    // SAFETY: setsid is async-signal-safe; it detaches the child from our terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
+    cmd.args(args).env(CHILD_ENV, "1");
+    let mut child = plumbing::daemon::spawn_detached(&mut cmd, &log_path)
         .map_err(|e| Ec2Error::io("cannot start the volume service", &e))?;
     let sock = layout.ec2_socket();
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let tail: Vec<&str> = tail.lines().rev().take(10).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
             return Err(Ec2Error::internal(format!(
                 "the volume service exited ({status}); {}:\n{}",
                 log_path.display(),
-                tail.join("\n")
+                plumbing::daemon::log_tail(&log_path, 10)
             )));
         }
         // Another service that started meanwhile may answer on the socket: only our

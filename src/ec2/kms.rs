@@ -124,7 +124,7 @@ impl Kms {
     /// this service to speak for anyone, so this is the check. The config (and the IAM
     /// drop-ins) are read afresh for each call, so a reload applies here at once.
     pub fn caller_principal(&self, uid: u32, act_as: Option<&str>) -> Result<String, Ec2Error> {
-        let user = kmsd::server::username(uid).unwrap_or_else(|| format!("uid-{uid}"));
+        let user = plumbing::peer::display_name(uid);
         let dir = Config::load(&self.layout.config(), false)
             .map_err(|e| e.to_string())
             .and_then(|c| {

@@ -5,7 +5,7 @@
 //! STABILITY RULE: append new variants at the END of every enum; adding a struct
 //! field is a protocol change: bump [`PROTOCOL_VERSION`].
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -284,60 +284,17 @@ pub enum Response {
     Status(DaemonStatus),
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    #[error("connection closed")]
-    Closed,
-    #[error("frame of {len} bytes exceeds the maximum of {max}")]
-    TooLarge { len: usize, max: usize },
-    #[error("malformed frame: {0}")]
-    Malformed(String),
-    #[error("unsupported protocol version {got} (this side speaks {PROTOCOL_VERSION})")]
-    Version { got: u16 },
-    #[error("i/o error: {0}")]
-    Io(#[from] io::Error),
-}
-
-/// The framing itself is kmsd's; only the version check and the limit are this socket's.
-impl From<kmsd::protocol::FrameError> for FrameError {
-    fn from(e: kmsd::protocol::FrameError) -> Self {
-        use kmsd::protocol::FrameError as K;
-        match e {
-            K::Closed => FrameError::Closed,
-            K::TooLarge { len, max } => FrameError::TooLarge { len, max },
-            K::Malformed(m) => FrameError::Malformed(m),
-            K::Version { got } => FrameError::Version { got },
-            K::Io(e) => FrameError::Io(e),
-        }
-    }
-}
+pub use plumbing::frame::FrameError;
 
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, value: &T) -> Result<(), FrameError> {
-    let mut buf = Vec::new();
-    kmsd::protocol::encode_frame_max(value, &mut buf, MAX_FRAME)?;
-    w.write_all(&buf)?;
-    w.flush()?;
-    Ok(())
+    plumbing::frame::write(w, value, &mut Vec::new(), MAX_FRAME)
 }
 
 /// Reads one frame and decodes it; the version (first field) is checked before the rest.
 pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<T, FrameError> {
     let mut buf = Vec::new();
-    kmsd::protocol::read_frame_bytes_max(r, &mut buf, MAX_FRAME)?;
-    let (version, _) =
-        postcard::take_from_bytes::<u16>(&buf).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if version != PROTOCOL_VERSION {
-        return Err(FrameError::Version { got: version });
-    }
-    let (value, rest) =
-        postcard::take_from_bytes::<T>(&buf).map_err(|e| FrameError::Malformed(e.to_string()))?;
-    if !rest.is_empty() {
-        return Err(FrameError::Malformed(format!(
-            "{} trailing bytes after the message",
-            rest.len()
-        )));
-    }
-    Ok(value)
+    plumbing::frame::read_bytes(r, &mut buf, MAX_FRAME)?;
+    plumbing::frame::decode_versioned(&buf, PROTOCOL_VERSION)
 }
 
 #[cfg(test)]
@@ -364,7 +321,7 @@ mod tests {
         write_frame(&mut bad, &(9u16, 0u8)).unwrap();
         assert!(matches!(
             read_frame::<_, RequestEnvelope>(&mut &bad[..]),
-            Err(FrameError::Version { got: 9 })
+            Err(FrameError::Version { got: 9, .. })
         ));
         let huge = ((MAX_FRAME + 1) as u32).to_be_bytes();
         assert!(matches!(

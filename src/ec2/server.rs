@@ -2,7 +2,6 @@
 //! SO_PEERCRED, requests answered by the [`Ec2Service`].
 
 use std::io::{BufReader, BufWriter};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -14,30 +13,6 @@ use super::protocol::{
     read_frame, write_frame, FrameError, RequestEnvelope, ResponseEnvelope, PROTOCOL_VERSION,
 };
 use super::service::{Caller, Ec2Service};
-
-/// The kernel's word on who is at the other end of a Unix socket.
-pub fn peer_cred(stream: &UnixStream) -> std::io::Result<libc::ucred> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`, which is that large.
-    let rc = unsafe {
-        libc::getsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(cred)
-}
 
 /// Binds `path` (replacing a stale socket, refusing a live one) with `mode` (kmsd's
 /// `socket_mode` from the config, 0660 by default: the same users may talk to both).
@@ -77,7 +52,7 @@ pub fn serve(listener: UnixListener, svc: Arc<Ec2Service>, stop: Arc<AtomicBool>
 }
 
 fn handle_conn(stream: UnixStream, svc: Arc<Ec2Service>) {
-    let cred = match peer_cred(&stream) {
+    let cred = match plumbing::peer::peer_cred(&stream) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("cannot identify an ec2.sock peer: {e}");

@@ -1,9 +1,7 @@
 //! Process plumbing for the serving daemon: `PR_SET_IO_FLUSHER`, termination signals,
-//! pid and log files, and detection/recovery of a mountpoint left stale by a crash.
+//! and detection/recovery of a mountpoint left stale by a crash. (Pid files, log files and
+//! detached spawning are `plumbing::daemon`'s.)
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -185,110 +183,6 @@ impl TerminationSignals {
     }
 }
 
-/// Why a pid file could not be taken.
-#[derive(Debug, thiserror::Error)]
-pub enum PidFileError {
-    #[error("another atrest mount is already running (pid {pid}, pid file {path})", path = .path.display())]
-    AlreadyRunning { pid: String, path: PathBuf },
-    #[error("pid file {path}: {source}", path = .path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A pid file held under an exclusive `flock` for the life of the process: a second
-/// daemon fails to take it, and a pid file left by a crash (no lock holder) is reused.
-pub struct PidFile {
-    file: File,
-    path: PathBuf,
-}
-
-impl PidFile {
-    pub fn acquire(path: &Path) -> Result<PidFile, PidFileError> {
-        let io = |source| PidFileError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = plumbing::flock::open(path, 0o644).map_err(io)?;
-        if !plumbing::flock::try_lock(&file, plumbing::flock::Mode::Exclusive).map_err(io)? {
-            let mut pid = String::new();
-            let _ = file.read_to_string(&mut pid);
-            return Err(PidFileError::AlreadyRunning {
-                pid: pid.trim().to_string(),
-                path: path.to_path_buf(),
-            });
-        }
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        writeln!(file, "{}", std::process::id()).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(PidFile {
-            file,
-            path: path.to_path_buf(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The pid written in `path` if a live process holds its lock (`None`: no file, or
-    /// left by a process that is gone). Takes a shared lock for an instant, never the
-    /// exclusive one, and writes nothing.
-    pub fn holder(path: &Path) -> Option<String> {
-        let mut file = File::open(path).ok()?;
-        // A shared lock we can take means no live holder of the exclusive one.
-        if plumbing::flock::try_lock(&file, plumbing::flock::Mode::Shared).unwrap_or(false) {
-            return None;
-        }
-        let mut pid = String::new();
-        let _ = file.read_to_string(&mut pid);
-        Some(pid.trim().to_string())
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = &self.file;
-    }
-}
-
-/// Opens (creating, mode 0600) a log file for appending.
-pub fn open_log_file(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-}
-
-/// Starts `program args...` as a detached daemon: own session, stdin from /dev/null,
-/// stdout and stderr appended to `log`. Returns its pid. (Re-executing ourselves is how
-/// `atrest mount` daemonizes: forking a multi-threaded process is not safe.)
-pub fn spawn_daemon(program: &Path, args: &[&str], log: &Path) -> std::io::Result<u32> {
-    use std::os::unix::process::CommandExt;
-    let out = open_log_file(log)?;
-    let err = out.try_clone()?;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err);
-    // SAFETY: setsid is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    Ok(cmd.spawn()?.id())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,31 +211,5 @@ mod tests {
     fn plain_directory_is_not_mounted() {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(mount_state(d.path()), MountState::NotMounted);
-    }
-
-    #[test]
-    fn pid_file_is_exclusive_and_removed_on_drop() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("mount.pid");
-        let a = PidFile::acquire(&p).unwrap();
-        let text = std::fs::read_to_string(&p).unwrap();
-        assert_eq!(text.trim(), std::process::id().to_string());
-        match PidFile::acquire(&p) {
-            Err(PidFileError::AlreadyRunning { pid, .. }) => {
-                assert_eq!(pid, std::process::id().to_string())
-            }
-            _ => panic!("second pid file acquired"),
-        }
-        assert_eq!(
-            PidFile::holder(&p).as_deref(),
-            Some(std::process::id().to_string().as_str())
-        );
-        drop(a);
-        assert!(!p.exists());
-        assert_eq!(PidFile::holder(&p), None);
-        // A leftover file without a lock holder is taken over.
-        std::fs::write(&p, "999999\n").unwrap();
-        assert_eq!(PidFile::holder(&p), None);
-        let _b = PidFile::acquire(&p).unwrap();
     }
 }

@@ -73,8 +73,7 @@ pub fn access_keys_path(s3_dir: &Path) -> PathBuf {
 
 /// The principal of the Unix user running this process.
 pub fn current_user_principal(layout: &plumbing::home::Layout) -> String {
-    // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
+    let uid = plumbing::peer::effective_uid();
     let user = current_user_name();
     // The principal kmsd gives this uid, from the same config (its region, account and
     // any `[[uids]] principal`); the default account if the config cannot be read.
@@ -95,22 +94,11 @@ pub fn current_user_principal(layout: &plumbing::home::Layout) -> String {
 }
 
 fn current_user_name() -> String {
-    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name out
-    // immediately and this runs before any other thread of ours calls getpw*.
-    let name = unsafe {
-        let pw = libc::getpwuid(libc::geteuid());
-        if pw.is_null() || (*pw).pw_name.is_null() {
-            None
-        } else {
-            std::ffi::CStr::from_ptr((*pw).pw_name)
-                .to_str()
-                .ok()
-                .map(str::to_string)
-        }
-    };
-    name.or_else(|| std::env::var("USER").ok())
+    let uid = plumbing::peer::effective_uid();
+    plumbing::peer::username(uid)
+        .or_else(|| std::env::var("USER").ok())
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| format!("uid-{}", unsafe { libc::geteuid() }))
+        .unwrap_or_else(|| format!("uid-{uid}"))
 }
 
 fn random_from(alphabet: &[u8], n: usize) -> String {

@@ -90,17 +90,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// Checks S3's bucket naming rules (which also make the name a safe directory name).
 pub fn validate_bucket_name(name: &str) -> Result<(), StoreError> {
     let bad = |why: &str| Err(StoreError::InvalidBucketName(format!("{name:?}: {why}")));
@@ -277,7 +266,7 @@ impl Store {
                 StoreError::BucketAlreadyExists
             });
         }
-        let meta = BucketMeta::new(name, owner_account, now_rfc3339());
+        let meta = BucketMeta::new(name, owner_account, plumbing::awstime::now_rfc3339());
         // Build the bucket under a temporary name, then rename it into place in one step.
         let tmp = self
             .buckets_dir()
@@ -845,7 +834,7 @@ impl PutWriter {
         if let Some(h) = self.content_md5.take() {
             self.meta.etag = format!("\"{}\"", hex::encode(md5::Digest::finalize(h)));
         }
-        self.meta.last_modified = now_rfc3339();
+        self.meta.last_modified = plumbing::awstime::now_rfc3339();
         self.store
             .commit_sidecar(&self.bucket, &self.sidecar, &self.meta)?;
         self.committed = true;

@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use serde_json::{json, Map, Value};
 
 use super::Caller;
-use crate::clock::format_rfc3339;
 use crate::protocol::{Request, Response, ViaService, SYMMETRIC_DEFAULT};
 use crate::trail::record::{account_of_arn, AdditionalEventData, IdentityType, Resource};
 use crate::trail::{TrailConfig, TrailRecord, TrailWriter, UserIdentity};
+use plumbing::awstime::format_rfc3339;
 
 /// The caller as the trail records it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -238,12 +238,6 @@ impl Drop for Flock {
     }
 }
 
-fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
 impl SnapshotStore {
     /// Opens (creating if needed) a store in `dir` (normally `Layout::snapshots_dir()`).
     pub fn open(dir: &Path) -> Result<SnapshotStore, SnapshotError> {
@@ -396,7 +390,7 @@ impl SnapshotStore {
             chunks: Vec::new(),
             referenced_bytes: 0,
             new_bytes: 0,
-            created_at: now_rfc3339(),
+            created_at: plumbing::awstime::now_rfc3339(),
         };
         self.write_manifest(&m)?;
         let result = self.fill_chunks(&reader, &mut m, size, progress);
@@ -590,7 +584,7 @@ impl SnapshotStore {
             chunks: Vec::with_capacity(src.chunks.len()),
             referenced_bytes: 0,
             new_bytes: 0,
-            created_at: now_rfc3339(),
+            created_at: plumbing::awstime::now_rfc3339(),
         };
         self.write_manifest(&m)?;
         let result = (|| -> Result<(), SnapshotError> {
