@@ -80,7 +80,13 @@ fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
     for raw in &a.lookup_attributes {
         match parse_attributes(raw) {
             Ok(p) => pairs.extend(p),
-            Err(msg) => return report_error(LOOKUP_OP, "InvalidLookupAttributesException", &msg),
+            Err(e) => {
+                return report_error(
+                    LOOKUP_OP,
+                    "InvalidLookupAttributesException",
+                    &e.to_string(),
+                )
+            }
         }
     }
     let mut times = [None, None];
@@ -171,47 +177,50 @@ fn lookup_via_kmsd(
     })
 }
 
-/// Parses one `--lookup-attributes` value: shorthand or JSON.
-pub fn parse_attributes(raw: &str) -> Result<Vec<(String, String)>, String> {
-    let trimmed = raw.trim_start();
-    if trimmed.starts_with('[') || trimmed.starts_with('{') {
-        let v: serde_json::Value = serde_json::from_str(trimmed)
-            .map_err(|e| format!("--lookup-attributes is not valid JSON: {e}"))?;
-        let items = match v {
-            serde_json::Value::Array(items) => items,
-            other => vec![other],
-        };
-        return items
-            .iter()
-            .map(|item| {
-                let field = |k: &str| {
-                    item.get(k)
-                        .and_then(|x| x.as_str())
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("each lookup attribute needs a string {k}"))
-                };
-                Ok((field("AttributeKey")?, field("AttributeValue")?))
-            })
-            .collect();
-    }
-    let (mut key, mut value) = (None, None);
-    for part in raw.split(',') {
-        match part.split_once('=') {
-            Some(("AttributeKey", k)) => key = Some(k.to_string()),
-            Some(("AttributeValue", v)) => value = Some(v.to_string()),
-            _ => {
-                return Err(format!(
-                    "cannot parse {raw:?}: expected AttributeKey=KEY,AttributeValue=VALUE"
-                ))
+/// Why a `--lookup-attributes` value cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum AttributeError {
+    #[error("--lookup-attributes: {0}")]
+    Syntax(#[from] plumbing::shorthand::ShorthandError),
+    #[error("each lookup attribute is an object with AttributeKey and AttributeValue, not {0}")]
+    NotAnObject(serde_json::Value),
+    #[error("lookup attribute {0} needs a string AttributeKey and a string AttributeValue")]
+    Missing(serde_json::Value),
+    #[error("lookup attribute {item} has an unknown member {member:?}: expected AttributeKey=KEY,AttributeValue=VALUE")]
+    Unknown {
+        item: serde_json::Value,
+        member: String,
+    },
+}
+
+/// Parses one `--lookup-attributes` value: shorthand or JSON (one object or a list).
+pub fn parse_attributes(raw: &str) -> Result<Vec<(String, String)>, AttributeError> {
+    let items = match plumbing::shorthand::parse(raw)? {
+        serde_json::Value::Array(items) => items,
+        other => vec![other],
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let serde_json::Value::Object(m) = &item else {
+                return Err(AttributeError::NotAnObject(item));
+            };
+            if let Some(member) = m
+                .keys()
+                .find(|k| *k != "AttributeKey" && *k != "AttributeValue")
+            {
+                return Err(AttributeError::Unknown {
+                    member: member.clone(),
+                    item: item.clone(),
+                });
             }
-        }
-    }
-    match (key, value) {
-        (Some(k), Some(v)) => Ok(vec![(k, v)]),
-        _ => Err(format!(
-            "{raw:?} needs both AttributeKey and AttributeValue"
-        )),
-    }
+            let field = |k: &str| m.get(k).and_then(|x| x.as_str()).map(str::to_string);
+            match (field("AttributeKey"), field("AttributeValue")) {
+                (Some(k), Some(v)) => Ok((k, v)),
+                _ => Err(AttributeError::Missing(item.clone())),
+            }
+        })
+        .collect()
 }
 
 /// The readable view: time, event name, user, source, error code, resource.

@@ -13,7 +13,8 @@ use crate::ec2::protocol::{
     AttachVolumeRequest, CopySnapshotRequest, CreateSnapshotRequest, CreateVolumeRequest,
     DetachVolumeRequest, Filter, Request, Response, RootSource, RunInstancesRequest,
 };
-use crate::ec2::{aws, shorthand, Caller, Ec2Code, Ec2Error, Ec2Service};
+use crate::ec2::{aws, Caller, Ec2Code, Ec2Error, Ec2Service};
+use plumbing::shorthand;
 
 #[derive(Debug, clap::Args)]
 pub struct Ec2Args {

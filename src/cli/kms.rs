@@ -341,6 +341,28 @@ fn read_text(name: &str, value: &str) -> Result<String, ParamError> {
     }
 }
 
+/// Parses a structured parameter: shorthand or JSON (`plumbing::shorthand`).
+fn structured(name: &str, text: &str) -> Result<Value, ParamError> {
+    plumbing::shorthand::parse(text).map_err(|e| param(e.for_parameter(name)))
+}
+
+/// A JSON object whose members are all strings (an encryption context).
+fn string_map(name: &str, v: Value) -> Result<EncryptionContext, ParamError> {
+    let Value::Object(m) = v else {
+        return Err(param(format!(
+            "Error parsing parameter '--{name}': expected KEY=VALUE pairs or a JSON object, got {v}"
+        )));
+    };
+    m.into_iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => Ok((k, s)),
+            other => Err(param(format!(
+                "Error parsing parameter '--{name}': the value of {k:?} must be a string, not {other}"
+            ))),
+        })
+        .collect()
+}
+
 /// Parses an encryption context: a JSON object of strings or `K=V,K2=V2`.
 pub fn parse_context(name: &str, value: Option<&str>) -> Result<EncryptionContext, ParamError> {
     let Some(value) = value else {
@@ -348,66 +370,39 @@ pub fn parse_context(name: &str, value: Option<&str>) -> Result<EncryptionContex
     };
     let value = read_text(name, value)?;
     let trimmed = value.trim();
-    if trimmed.starts_with('{') {
-        let map: EncryptionContext = serde_json::from_str(trimmed).map_err(|e| {
-            param(format!(
-                "Error parsing parameter '--{name}': Invalid JSON: {e}"
-            ))
-        })?;
-        return Ok(map);
+    if trimmed.is_empty() {
+        return Ok(EncryptionContext::new());
     }
-    let mut out = EncryptionContext::new();
-    for pair in trimmed.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| {
-            param(format!(
-                "Error parsing parameter '--{name}': expected KEY=VALUE, got '{pair}'"
-            ))
-        })?;
-        out.insert(k.to_string(), v.to_string());
-    }
-    Ok(out)
+    string_map(name, structured(name, trimmed)?)
 }
 
 /// Parses `--tags`: `TagKey=K,TagValue=V` items or one JSON list.
 pub fn parse_tags(items: &[String]) -> Result<Vec<Tag>, ParamError> {
     let mut tags = Vec::new();
     for item in items {
-        let item = read_text("tags", item)?;
-        let t = item.trim();
-        if t.starts_with('[') {
-            let list: Vec<Map<String, Value>> = serde_json::from_str(t).map_err(|e| {
-                param(format!(
-                    "Error parsing parameter '--tags': Invalid JSON: {e}"
-                ))
-            })?;
-            for m in list {
-                let get = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
-                tags.push(Tag {
-                    tag_key: get("TagKey")
-                        .ok_or_else(|| param("Error parsing parameter '--tags': missing TagKey"))?,
-                    tag_value: get("TagValue").unwrap_or_default(),
-                });
+        let text = read_text("tags", item)?;
+        let list = match structured("tags", text.trim())? {
+            Value::Array(list) => list,
+            one => vec![one],
+        };
+        for t in list {
+            let Value::Object(m) = &t else {
+                return Err(param(format!(
+                    "Error parsing parameter '--tags': expected TagKey=K,TagValue=V, got {t}"
+                )));
+            };
+            if let Some(k) = m.keys().find(|k| *k != "TagKey" && *k != "TagValue") {
+                return Err(param(format!(
+                    "Error parsing parameter '--tags': unknown member {k:?}; expected TagKey=K,TagValue=V"
+                )));
             }
-            continue;
+            let get = |k: &str| m.get(k).and_then(Value::as_str).map(str::to_string);
+            tags.push(Tag {
+                tag_key: get("TagKey")
+                    .ok_or_else(|| param("Error parsing parameter '--tags': missing TagKey"))?,
+                tag_value: get("TagValue").unwrap_or_default(),
+            });
         }
-        let mut key = None;
-        let mut value = None;
-        for part in t.split(',') {
-            match part.split_once('=') {
-                Some(("TagKey", k)) => key = Some(k.to_string()),
-                Some(("TagValue", v)) => value = Some(v.to_string()),
-                _ => {
-                    return Err(param(format!(
-                        "Error parsing parameter '--tags': expected TagKey=K,TagValue=V, got '{t}'"
-                    )))
-                }
-            }
-        }
-        tags.push(Tag {
-            tag_key: key
-                .ok_or_else(|| param("Error parsing parameter '--tags': missing TagKey"))?,
-            tag_value: value.unwrap_or_default(),
-        });
     }
     Ok(tags)
 }
@@ -577,7 +572,7 @@ fn split_list(items: &[String]) -> Vec<String> {
 }
 
 /// `--constraints`: `EncryptionContextSubset={k=v,k2=v2}` (and/or
-/// `EncryptionContextEquals={...}`, separated by `,` outside braces) or JSON.
+/// `EncryptionContextEquals={...}`) or JSON.
 pub fn parse_constraints(raw: &str) -> Result<kmsd::protocol::GrantConstraints, ParamError> {
     let bad = |why: &str| {
         param(format!(
@@ -585,40 +580,21 @@ pub fn parse_constraints(raw: &str) -> Result<kmsd::protocol::GrantConstraints, 
         ))
     };
     let mut out = kmsd::protocol::GrantConstraints::default();
-    let trimmed = raw.trim();
-    if trimmed.starts_with('{') {
-        let v: Value = serde_json::from_str(trimmed).map_err(|e| bad(&e.to_string()))?;
-        let Value::Object(m) = v else {
-            return Err(bad("not a JSON object"));
-        };
-        for (k, v) in m {
-            let ctx = parse_context("constraints", Some(&v.to_string()))?;
-            match k.as_str() {
-                "EncryptionContextSubset" => out.encryption_context_subset = Some(ctx),
-                "EncryptionContextEquals" => out.encryption_context_equals = Some(ctx),
-                other => return Err(bad(&format!("unknown constraint {other}"))),
-            }
+    let Value::Object(m) =
+        plumbing::shorthand::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?
+    else {
+        return Err(bad("not an object"));
+    };
+    for (k, v) in m {
+        if !v.is_object() {
+            return Err(bad(&format!("the value of {k} must be in braces")));
         }
-        return Ok(out);
-    }
-    let mut rest = trimmed;
-    while !rest.is_empty() {
-        let (name, after) = rest.split_once('=').ok_or_else(|| bad("missing '='"))?;
-        let after = after
-            .strip_prefix('{')
-            .ok_or_else(|| bad("the value must be in braces"))?;
-        let (body, tail) = after.split_once('}').ok_or_else(|| bad("missing '}'"))?;
-        let ctx = if body.trim().is_empty() {
-            EncryptionContext::new()
-        } else {
-            parse_context("constraints", Some(body))?
-        };
-        match name.trim() {
+        let ctx = string_map("constraints", v)?;
+        match k.as_str() {
             "EncryptionContextSubset" => out.encryption_context_subset = Some(ctx),
             "EncryptionContextEquals" => out.encryption_context_equals = Some(ctx),
             other => return Err(bad(&format!("unknown constraint {other}"))),
         }
-        rest = tail.trim_start_matches(',').trim();
     }
     Ok(out)
 }

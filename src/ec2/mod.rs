@@ -3,8 +3,8 @@
 //! the instance lifecycle (grants, decrypt, serve, boot).
 //!
 //! - [`model`], [`ids`], [`registry`]: records, IDs, the durable flock'd store.
-//! - [`rules`], [`filters`], [`shorthand`]: pure logic (AWS rules, describe filters,
-//!   the AWS CLI's shorthand syntax).
+//! - [`rules`], [`filters`]: pure logic (AWS rules, describe filters;
+//!   the AWS CLI's shorthand syntax is `plumbing::shorthand`).
 //! - [`service`] with [`volumes`], [`snapshots`], [`instances`], [`local`]: operations.
 //! - [`kms`]: every call the service makes to kmsd; [`storage`]: every call into the
 //!   volume layer; [`runtime`]: the daemon's mount, loop devices and guests.
@@ -29,7 +29,6 @@ pub mod rules;
 pub mod runtime;
 pub mod server;
 pub mod service;
-pub mod shorthand;
 pub mod snapshots;
 pub mod storage;
 pub mod volumes;

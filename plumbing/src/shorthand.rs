@@ -1,35 +1,66 @@
 //! The AWS CLI's "shorthand syntax" for structured parameters, e.g.
-//! `ResourceType=volume,Tags=[{Key=Name,Value=X}]` or `Name=tag:Name,Values=a,b`,
-//! parsed into JSON; arguments that start with `[` or `{` are read as JSON instead,
-//! as the AWS CLI does.
+//! `ResourceType=volume,Tags=[{Key=Name,Value=X}]`, `Name=tag:Name,Values=a,b`,
+//! `TagKey=env,TagValue=dev` or `EncryptionContextSubset={k=v}`, parsed into JSON;
+//! arguments that start with `[` or `{` are read as JSON instead, as the AWS CLI does.
+//! Every verb of every service parses its structured parameters here, then reads the
+//! members it expects out of the JSON value (so the shorthand and the JSON form of a
+//! parameter always mean the same thing).
 //!
 //! Grammar (what the AWS CLI accepts, minus its rarely used `@=` forms):
 //! ```text
 //! struct := pair ("," pair)*
 //! pair   := key "=" value
-//! value  := "[" [value ("," value)*] "]" | "{" struct "}" | scalar ("," scalar)*
+//! value  := "[" [value ("," value)*] "]" | "{" [struct] "}" | scalar ("," scalar)*
 //! ```
 //! where a bare `a,b` after `key=` continues the value as a list as long as the next
-//! comma-separated token has no `=` (so `Values=a,b,Name=x` works). Scalars may be
-//! quoted with `"` or `'`.
+//! comma-separated token has no `=` (so `Values=a,b,Name=x` works). A key is any text up to
+//! its `=` without `,`, brackets, braces or quotes (an encryption-context key may be
+//! `aws:s3:arn` or `my/key`); surrounding spaces are dropped. Scalars may be quoted with
+//! `"` or `'`. Values are always strings: `Enabled=true` is `"true"`.
 
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Error parsing parameter: {message} (at character {pos} of {input:?})")]
-pub struct ShorthandError {
-    pub message: String,
-    pub pos: usize,
-    pub input: String,
+/// Why an argument is neither valid shorthand nor valid JSON.
+#[derive(Debug, thiserror::Error)]
+pub enum ShorthandError {
+    #[error("Error parsing parameter: {message} (at character {pos} of {input:?})")]
+    Syntax {
+        message: String,
+        pos: usize,
+        input: String,
+    },
+    #[error("Error parsing parameter: Invalid JSON: {source}")]
+    Json {
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ShorthandError {
+    /// The AWS CLI's wording for parameter `--name`:
+    /// `Error parsing parameter '--name': ...`.
+    pub fn for_parameter(&self, name: &str) -> String {
+        match self {
+            ShorthandError::Syntax {
+                message,
+                pos,
+                input,
+            } => format!(
+                "Error parsing parameter '--{name}': {message} (at character {pos} of {input:?})"
+            ),
+            ShorthandError::Json { source } => {
+                format!("Error parsing parameter '--{name}': Invalid JSON: {source}")
+            }
+        }
+    }
 }
 
 /// Parses one argument: JSON if it looks like JSON, shorthand otherwise.
 pub fn parse(input: &str) -> Result<Value, ShorthandError> {
     let t = input.trim_start();
     if t.starts_with('[') || t.starts_with('{') {
-        if let Ok(v) = serde_json::from_str(t) {
-            return Ok(v);
-        }
+        // Shorthand never starts with a bracket or a brace: this is JSON or a mistake.
+        return serde_json::from_str(t).map_err(|source| ShorthandError::Json { source });
     }
     let mut p = Parser {
         chars: input.chars().collect(),
@@ -51,7 +82,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, message: &str) -> ShorthandError {
-        ShorthandError {
+        ShorthandError::Syntax {
             message: message.to_string(),
             pos: self.pos,
             input: self.input.to_string(),
@@ -96,16 +127,16 @@ impl Parser<'_> {
 
     fn key(&mut self) -> Result<String, ShorthandError> {
         let start = self.pos;
-        while self
-            .peek()
-            .is_some_and(|c| c.is_alphanumeric() || "_-.:".contains(c))
-        {
+        while self.peek().is_some_and(|c| !"=,[]{}\"'".contains(c)) {
             self.pos += 1;
         }
-        if self.pos == start {
+        let key: String = self.chars[start..self.pos].iter().collect();
+        let key = key.trim_end();
+        if key.is_empty() {
+            self.pos = start;
             return Err(self.err("expected a key"));
         }
-        Ok(self.chars[start..self.pos].iter().collect())
+        Ok(key.to_string())
     }
 
     /// A value; if `continue_list`, trailing `,scalar` tokens without `=` join it as a list.
@@ -264,5 +295,23 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn free_form_keys_empty_structs_and_bad_json() {
+        assert_eq!(
+            parse("aws:s3:arn=arn:aws:s3:::b/k,my/key = x=y").unwrap(),
+            json!({"aws:s3:arn": "arn:aws:s3:::b/k", "my/key": "x=y"})
+        );
+        assert_eq!(
+            parse("EncryptionContextSubset={k=v,k2=v2},EncryptionContextEquals={}").unwrap(),
+            json!({"EncryptionContextSubset": {"k": "v", "k2": "v2"},
+                   "EncryptionContextEquals": {}})
+        );
+        let e = parse("{\"a\": ").unwrap_err();
+        assert!(matches!(e, ShorthandError::Json { .. }), "{e}");
+        assert!(e
+            .to_string()
+            .starts_with("Error parsing parameter: Invalid JSON"));
     }
 }
