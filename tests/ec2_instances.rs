@@ -604,7 +604,7 @@ fn a_retried_detach_never_releases_someone_elses_loop_device() {
     let t0 = std::time::Instant::now();
     let mut client =
         atrest::ec2::client::Ec2Client::connect(&lab.path().join("ec2.sock"), None).unwrap();
-    client.call(atrest::ec2::protocol::Request::Status).unwrap();
+    client.send(atrest::ec2::api::StatusRequest {}).unwrap();
     let waited = t0.elapsed();
     let out = detach.join().unwrap();
     assert!(

@@ -4,16 +4,20 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{report_error, Global};
-use crate::ec2::client::{ClientError, Ec2Client};
-use crate::ec2::model::Tag;
-use crate::ec2::protocol::{
-    AttachVolumeRequest, CopySnapshotRequest, CreateSnapshotRequest, CreateVolumeRequest,
-    DetachVolumeRequest, Filter, Request, Response, RootSource, RunInstancesRequest,
+use crate::ec2::api::{
+    AttachVolumeRequest, BlockDeviceMapping, CopySnapshotRequest, CreateSnapshotRequest,
+    CreateTagsRequest, CreateVolumeRequest, DeleteSnapshotRequest, DeleteTagsRequest,
+    DeleteVolumeRequest, DescribeInstancesRequest, DescribeSnapshotsRequest,
+    DescribeVolumesRequest, DetachVolumeRequest, EbsBlockDevice, Filter, GetConsoleOutputRequest,
+    Operation, Placement, Request, Response, RunInstancesRequest, StartInstancesRequest,
+    StopInstancesRequest, Tag, TagSpecification, TerminateInstancesRequest,
 };
-use crate::ec2::{aws, Caller, Ec2Code, Ec2Error, Ec2Service};
+use crate::ec2::client::{ClientError, Ec2Client};
+use crate::ec2::model::ROOT_DEVICE;
+use crate::ec2::{Caller, Ec2Code, Ec2Error, Ec2Service};
 use plumbing::shorthand;
 
 #[derive(Debug, clap::Args)]
@@ -29,8 +33,8 @@ pub enum Ec2Command {
     /// Creates an EBS volume (empty, or from a snapshot; encrypted with --encrypted).
     CreateVolume {
         /// Size in GiB (default: the snapshot's size).
-        #[arg(long)]
-        size: Option<u64>,
+        #[arg(long, allow_negative_numbers = true)]
+        size: Option<i64>,
         #[arg(long)]
         availability_zone: String,
         #[arg(long)]
@@ -117,8 +121,8 @@ pub enum Ec2Command {
         #[arg(long)]
         root_volume_id: Option<String>,
         /// Root volume size in GiB when copying the image.
-        #[arg(long)]
-        root_size: Option<u64>,
+        #[arg(long, allow_negative_numbers = true)]
+        root_size: Option<i64>,
         /// Boot with the kernel and initrd of this image directory (make-guest.sh
         /// output) whatever the root is.
         #[arg(long)]
@@ -128,8 +132,8 @@ pub enum Ec2Command {
         placement: Option<String>,
         #[arg(long)]
         instance_type: Option<String>,
-        #[arg(long, default_value_t = 1)]
-        count: u32,
+        #[arg(long, default_value_t = 1, allow_negative_numbers = true)]
+        count: i64,
         #[arg(long, num_args = 1..)]
         tag_specifications: Vec<String>,
     },
@@ -232,7 +236,7 @@ fn tag_list(v: &Value) -> Result<Vec<Tag>, Usage> {
             let key = str_field(t, "Key").ok_or_else(|| Usage(format!("tag {t} has no Key")))?;
             Ok(Tag {
                 key,
-                value: str_field(t, "Value").unwrap_or_default(),
+                value: str_field(t, "Value"),
             })
         })
         .collect()
@@ -247,43 +251,41 @@ fn parse_tags(args: &[String]) -> Result<Vec<Tag>, Usage> {
     Ok(out)
 }
 
-/// `--tag-specifications 'ResourceType=volume,Tags=[{Key=Name,Value=X}]'`: the tags
-/// for `resource_type`; other resource types must be in `allowed`.
-fn spec_tags(args: &[String], resource_type: &str, allowed: &[&str]) -> Result<Vec<Tag>, Usage> {
+/// `--tag-specifications 'ResourceType=volume,Tags=[{Key=Name,Value=X}]'` (the service
+/// checks the resource types).
+fn tag_specs(args: &[String]) -> Result<Vec<TagSpecification>, Usage> {
     let mut out = Vec::new();
     for a in args {
-        let v = parse_arg(a)?;
-        let specs = match v {
-            Value::Array(a) => a,
-            o => vec![o],
-        };
-        for s in specs {
-            let rt = str_field(&s, "ResourceType")
-                .ok_or_else(|| Usage(format!("tag specification {s} has no ResourceType")))?;
-            if !allowed.contains(&rt.as_str()) {
-                return Err(Usage(format!(
-                    "ResourceType '{rt}' is not valid here (expected one of {allowed:?})"
-                )));
-            }
-            if rt == resource_type {
-                if let Some(t) = s.get("Tags") {
-                    out.extend(tag_list(t)?);
-                }
-            }
+        for s in items(parse_arg(a)?) {
+            let resource_type = Some(
+                str_field(&s, "ResourceType")
+                    .ok_or_else(|| Usage(format!("tag specification {s} has no ResourceType")))?,
+            );
+            let tags = match s.get("Tags") {
+                Some(t) => tag_list(t)?,
+                None => Vec::new(),
+            };
+            out.push(TagSpecification {
+                resource_type,
+                tags,
+            });
         }
     }
     Ok(out)
 }
 
+/// A shorthand or JSON argument's items (one object is a list of one).
+fn items(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        o => vec![o],
+    }
+}
+
 fn parse_filters(args: &[String]) -> Result<Vec<Filter>, Usage> {
     let mut out = Vec::new();
     for a in args {
-        let v = parse_arg(a)?;
-        let items = match v {
-            Value::Array(a) => a,
-            o => vec![o],
-        };
-        for f in items {
+        for f in items(parse_arg(a)?) {
             let name =
                 str_field(&f, "Name").ok_or_else(|| Usage(format!("filter {f} has no Name")))?;
             let values = match f.get("Values") {
@@ -303,22 +305,6 @@ fn parse_filters(args: &[String]) -> Result<Vec<Filter>, Usage> {
     Ok(out)
 }
 
-fn delete_tag_list(args: &[String]) -> Result<Vec<(String, Option<String>)>, Usage> {
-    let mut out = Vec::new();
-    for a in args {
-        let v = parse_arg(a)?;
-        let items = match v {
-            Value::Array(a) => a,
-            o => vec![o],
-        };
-        for t in items {
-            let key = str_field(&t, "Key").ok_or_else(|| Usage(format!("tag {t} has no Key")))?;
-            out.push((key, str_field(&t, "Value")));
-        }
-    }
-    Ok(out)
-}
-
 /// How to reach the service: the daemon if it runs, else in-process where allowed.
 pub struct Ec2Conn {
     g: Global,
@@ -329,6 +315,15 @@ impl Ec2Conn {
         Ec2Conn { g: g.clone() }
     }
 
+    /// Sends one operation and returns its output.
+    pub fn send<O: Operation>(&self, req: O) -> Result<O::Output, Ec2Error> {
+        let response = self.call(req.into())?;
+        let got = response.operation();
+        O::output(response).ok_or_else(|| {
+            Ec2Error::internal(format!("the volume service answered {got} to {}", O::NAME))
+        })
+    }
+
     pub fn call(&self, req: Request) -> Result<Response, Ec2Error> {
         let layout = self.g.layout();
         match Ec2Client::connect(&layout.ec2_socket(), self.g.act_as.clone()) {
@@ -336,7 +331,7 @@ impl Ec2Conn {
                 ClientError::Service(e) => e,
                 other => Ec2Error::new(Ec2Code::ServiceUnavailable, other.to_string()),
             }),
-            Err(ClientError::NotRunning { .. }) if !Ec2Service::needs_runtime(&req) => {
+            Err(ClientError::NotRunning { .. }) if !req.needs_runtime() => {
                 let svc = Ec2Service::new(layout, None)?;
                 // SAFETY: getuid/getgid cannot fail.
                 let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -356,7 +351,8 @@ impl Ec2Conn {
     }
 }
 
-fn build(args: Ec2Command, g: &Global) -> Result<Request, Usage> {
+/// `--tag-specifications` etc. as the request's members.
+fn build(args: Ec2Command) -> Result<Request, Usage> {
     Ok(match args {
         Ec2Command::CreateVolume {
             size,
@@ -367,57 +363,58 @@ fn build(args: Ec2Command, g: &Global) -> Result<Request, Usage> {
             snapshot_id,
             volume_type,
             tag_specifications,
-        } => {
-            if let Some(t) = &volume_type {
-                if t != "gp2" && t != "gp3" {
-                    return Err(Usage(format!(
-                        "--volume-type {t}: only gp2 and gp3 are offered here"
-                    )));
-                }
-            }
-            Request::CreateVolume(CreateVolumeRequest {
-                size_gib: size,
-                availability_zone,
-                encrypted,
-                kms_key_id,
-                snapshot_id,
-                tags: spec_tags(&tag_specifications, "volume", &["volume"])?,
-            })
+        } => CreateVolumeRequest {
+            availability_zone: Some(availability_zone),
+            encrypted: Some(encrypted),
+            kms_key_id,
+            size,
+            snapshot_id,
+            volume_type,
+            tag_specifications: tag_specs(&tag_specifications)?,
         }
+        .into(),
         Ec2Command::DescribeVolumes {
             volume_ids,
             filters,
-        } => Request::DescribeVolumes {
+        } => DescribeVolumesRequest {
             volume_ids,
             filters: parse_filters(&filters)?,
-        },
-        Ec2Command::DeleteVolume { volume_id } => Request::DeleteVolume { volume_id },
-        Ec2Command::CreateTags { resources, tags } => Request::CreateTags {
+            ..Default::default()
+        }
+        .into(),
+        Ec2Command::DeleteVolume { volume_id } => DeleteVolumeRequest { volume_id }.into(),
+        Ec2Command::CreateTags { resources, tags } => CreateTagsRequest {
             resources,
             tags: parse_tags(&tags)?,
-        },
-        Ec2Command::DeleteTags { resources, tags } => Request::DeleteTags {
+        }
+        .into(),
+        Ec2Command::DeleteTags { resources, tags } => DeleteTagsRequest {
             resources,
-            tags: delete_tag_list(&tags)?,
-        },
+            tags: parse_tags(&tags)?,
+        }
+        .into(),
         Ec2Command::CreateSnapshot {
             volume_id,
             description,
             tag_specifications,
-        } => Request::CreateSnapshot(CreateSnapshotRequest {
+        } => CreateSnapshotRequest {
             volume_id,
-            description,
-            tags: spec_tags(&tag_specifications, "snapshot", &["snapshot"])?,
-        }),
+            description: Some(description),
+            tag_specifications: tag_specs(&tag_specifications)?,
+        }
+        .into(),
         Ec2Command::DescribeSnapshots {
             snapshot_ids,
-            owner_ids: _,
+            owner_ids,
             filters,
-        } => Request::DescribeSnapshots {
+        } => DescribeSnapshotsRequest {
             snapshot_ids,
+            owner_ids,
             filters: parse_filters(&filters)?,
-        },
-        Ec2Command::DeleteSnapshot { snapshot_id } => Request::DeleteSnapshot { snapshot_id },
+            ..Default::default()
+        }
+        .into(),
+        Ec2Command::DeleteSnapshot { snapshot_id } => DeleteSnapshotRequest { snapshot_id }.into(),
         Ec2Command::CopySnapshot {
             source_snapshot_id,
             source_region,
@@ -425,162 +422,119 @@ fn build(args: Ec2Command, g: &Global) -> Result<Request, Usage> {
             encrypted,
             kms_key_id,
             tag_specifications,
-        } => {
-            let _ = (source_region, g);
-            Request::CopySnapshot(CopySnapshotRequest {
-                source_snapshot_id,
-                description,
-                encrypted,
-                kms_key_id,
-                tags: spec_tags(&tag_specifications, "snapshot", &["snapshot"])?,
-            })
+        } => CopySnapshotRequest {
+            source_snapshot_id,
+            source_region,
+            description: Some(description),
+            encrypted: Some(encrypted),
+            kms_key_id,
+            tag_specifications: tag_specs(&tag_specifications)?,
         }
+        .into(),
         Ec2Command::RunInstances {
             image_id,
             root_volume_id,
             root_size,
-            boot_image: boot_dir,
+            boot_image,
             placement,
             instance_type,
             count,
             tag_specifications,
         } => {
-            if count != 1 {
-                return Err(Usage("--count: one instance per call here".into()));
+            if image_id.is_none() && root_volume_id.is_none() {
+                return Err(Usage(
+                    "run-instances needs --image-id (an image directory or file) or --root-volume-id".into(),
+                ));
             }
-            let zone = match placement {
-                Some(p) => Some(
-                    str_field(&parse_arg(&p)?, "AvailabilityZone")
-                        .ok_or_else(|| Usage("--placement needs AvailabilityZone=...".into()))?,
-                ),
+            let placement = match placement {
+                Some(p) => Some(Placement {
+                    availability_zone: Some(
+                        str_field(&parse_arg(&p)?, "AvailabilityZone").ok_or_else(|| {
+                            Usage("--placement needs AvailabilityZone=...".into())
+                        })?,
+                    ),
+                    tenancy: None,
+                }),
                 None => None,
             };
-            let (root, boot_image) = match (root_volume_id, image_id) {
-                (Some(v), img) => (RootSource::Volume(v), boot_dir.or(img)),
-                (None, Some(img)) => (RootSource::Image(img), boot_dir),
-                (None, None) => {
-                    return Err(Usage(
-                        "run-instances needs --image-id (an image directory or file) or --root-volume-id".into(),
-                    ))
-                }
-            };
-            Request::RunInstances(RunInstancesRequest {
-                root,
-                boot_image,
-                availability_zone: zone,
+            let block_device_mappings = root_size
+                .map(|size| BlockDeviceMapping {
+                    device_name: Some(ROOT_DEVICE.into()),
+                    ebs: Some(EbsBlockDevice {
+                        volume_size: Some(size),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect();
+            RunInstancesRequest {
+                image_id: image_id.map(|p| p.display().to_string()),
                 instance_type,
-                tags: spec_tags(&tag_specifications, "instance", &["instance", "volume"])?,
-                volume_tags: spec_tags(&tag_specifications, "volume", &["instance", "volume"])?,
-                root_size_gib: root_size,
-            })
+                min_count: Some(count),
+                max_count: Some(count),
+                placement,
+                block_device_mappings,
+                tag_specifications: tag_specs(&tag_specifications)?,
+                root_volume_id,
+                boot_image: boot_image.map(|p| p.display().to_string()),
+            }
+            .into()
         }
         Ec2Command::DescribeInstances {
             instance_ids,
             filters,
-        } => Request::DescribeInstances {
+        } => DescribeInstancesRequest {
             instance_ids,
             filters: parse_filters(&filters)?,
-        },
-        Ec2Command::StartInstances { instance_ids } => Request::StartInstances { instance_ids },
+            ..Default::default()
+        }
+        .into(),
+        Ec2Command::StartInstances { instance_ids } => {
+            StartInstancesRequest { instance_ids }.into()
+        }
         Ec2Command::StopInstances {
             instance_ids,
             force,
-        } => Request::StopInstances {
+        } => StopInstancesRequest {
             instance_ids,
-            force,
-        },
+            force: Some(force),
+        }
+        .into(),
         Ec2Command::TerminateInstances { instance_ids } => {
-            Request::TerminateInstances { instance_ids }
+            TerminateInstancesRequest { instance_ids }.into()
         }
         Ec2Command::AttachVolume {
             volume_id,
             instance_id,
             device,
-        } => Request::AttachVolume(AttachVolumeRequest {
-            volume_id,
-            instance_id,
+        } => AttachVolumeRequest {
             device,
-        }),
+            instance_id,
+            volume_id,
+        }
+        .into(),
         Ec2Command::DetachVolume {
             volume_id,
             instance_id,
             device,
             force,
-        } => Request::DetachVolume(DetachVolumeRequest {
-            volume_id,
-            instance_id,
+        } => DetachVolumeRequest {
             device,
-            force,
-        }),
+            force: Some(force),
+            instance_id,
+            volume_id,
+        }
+        .into(),
         Ec2Command::GetConsoleOutput {
             instance_id,
-            latest: _,
-        } => Request::GetConsoleOutput { instance_id },
-        Ec2Command::Wait { .. } => return Err(Usage("internal: wait is not a request".into())),
-    })
-}
-
-/// Renders a response as the AWS CLI prints it (None: no output).
-pub fn render(resp: &Response) -> Option<Value> {
-    Some(match resp {
-        Response::Empty => return None,
-        Response::Volume(v) => aws::volume(v),
-        Response::Volumes(vs) => json!({"Volumes": vs.iter().map(aws::volume).collect::<Vec<_>>()}),
-        Response::Snapshot(s) => aws::snapshot(s),
-        Response::Snapshots(ss) => {
-            json!({"Snapshots": ss.iter().map(aws::snapshot).collect::<Vec<_>>()})
-        }
-        Response::SnapshotId(id) => json!({"SnapshotId": id}),
-        Response::Reservation {
-            reservation_id,
-            owner_id,
-            instances,
-        } => aws::reservation(
-            reservation_id,
-            owner_id,
-            &instances.iter().collect::<Vec<_>>(),
-        ),
-        Response::Instances {
-            owner_id,
-            instances,
-        } => {
-            // Grouped by reservation, in first-seen order.
-            let mut order: Vec<&str> = Vec::new();
-            for i in instances {
-                if !order.contains(&i.instance.reservation_id.as_str()) {
-                    order.push(&i.instance.reservation_id);
-                }
-            }
-            let res: Vec<Value> = order
-                .iter()
-                .map(|r| {
-                    let members: Vec<_> = instances
-                        .iter()
-                        .filter(|i| i.instance.reservation_id == *r)
-                        .collect();
-                    aws::reservation(r, owner_id, &members)
-                })
-                .collect();
-            json!({"Reservations": res})
-        }
-        Response::StateChanges(c) => json!(c.iter().map(aws::state_change).collect::<Vec<_>>()),
-        Response::Attachment(a) => aws::attachment(a),
-        Response::ConsoleOutput {
+            latest,
+        } => GetConsoleOutputRequest {
             instance_id,
-            output,
-            timestamp,
-        } => json!({"InstanceId": instance_id, "Output": output, "Timestamp": timestamp}),
-        Response::LocalAttached { path, loop_device } => {
-            json!({"Path": path, "LoopDevice": loop_device})
+            latest: Some(latest),
         }
-        Response::Status(s) => json!({
-            "Pid": s.pid,
-            "Mountpoint": s.mountpoint,
-            "Served": s.served.iter().map(|v| json!({
-                "InstanceId": v.instance_id, "VolumeId": v.volume_id,
-                "Path": v.path, "LoopDevice": v.loop_device,
-                "KeyState": v.key_state, "Notice": v.notice})).collect::<Vec<_>>(),
-        }),
+        .into(),
+        Ec2Command::Wait { .. } => return Err(Usage("internal: wait is not a request".into())),
     })
 }
 
@@ -588,14 +542,8 @@ pub fn run(g: &Global, args: Ec2Args) -> i32 {
     if let Ec2Command::Wait { waiter } = args.command {
         return wait(g, waiter);
     }
-    let wrap_key = match &args.command {
-        Ec2Command::StartInstances { .. } => Some("StartingInstances"),
-        Ec2Command::StopInstances { .. } => Some("StoppingInstances"),
-        Ec2Command::TerminateInstances { .. } => Some("TerminatingInstances"),
-        _ => None,
-    };
     let args_output = args.output;
-    let req = match build(args.command, g) {
+    let req = match build(args.command) {
         Ok(r) => r,
         Err(Usage(m)) => {
             eprintln!("\n{m}");
@@ -604,12 +552,9 @@ pub fn run(g: &Global, args: Ec2Args) -> i32 {
     };
     let op = req.operation();
     match Ec2Conn::new(g).call(req) {
-        Ok(resp) => match render(&resp) {
-            Some(v) => match wrap_key {
-                Some(k) => args_output.emit(&json!({ k: v })),
-                None => args_output.emit(&v),
-            },
-            None => 0,
+        Ok(resp) => match resp.to_aws_json() {
+            Value::Null => 0,
+            v => args_output.emit(&v),
         },
         Err(e) => report_error(op, e.code.as_str(), &e.message),
     }
@@ -622,37 +567,41 @@ fn wait(g: &Global, w: Waiter) -> i32 {
     let (name, req, target, fail): (&str, Request, &str, &[&str]) = match w {
         Waiter::VolumeAvailable { volume_ids } => (
             "VolumeAvailable",
-            Request::DescribeVolumes {
+            DescribeVolumesRequest {
                 volume_ids,
-                filters: vec![],
-            },
+                ..Default::default()
+            }
+            .into(),
             "available",
             &["error", "deleting"],
         ),
         Waiter::SnapshotCompleted { snapshot_ids } => (
             "SnapshotCompleted",
-            Request::DescribeSnapshots {
+            DescribeSnapshotsRequest {
                 snapshot_ids,
-                filters: vec![],
-            },
+                ..Default::default()
+            }
+            .into(),
             "completed",
             &["error"],
         ),
         Waiter::InstanceRunning { instance_ids } => (
             "InstanceRunning",
-            Request::DescribeInstances {
+            DescribeInstancesRequest {
                 instance_ids,
-                filters: vec![],
-            },
+                ..Default::default()
+            }
+            .into(),
             "running",
             &["shutting-down", "terminated", "stopping", "stopped"],
         ),
         Waiter::InstanceStopped { instance_ids } => (
             "InstanceStopped",
-            Request::DescribeInstances {
+            DescribeInstancesRequest {
                 instance_ids,
-                filters: vec![],
-            },
+                ..Default::default()
+            }
+            .into(),
             "stopped",
             &["terminated"],
         ),
@@ -666,25 +615,35 @@ fn wait(g: &Global, w: Waiter) -> i32 {
     let mut bar = ProgressBar::default();
     loop {
         let states: Vec<String> = match conn.call(req.clone()) {
-            Ok(Response::Volumes(v)) => {
+            Ok(Response::DescribeVolumes(r)) => {
                 if tty {
                     bar.show(
-                        v.iter()
-                            .filter(|v| v.snapshot_id.is_some())
-                            .map(|v| (v.volume_id.as_str(), v.progress)),
+                        r.volumes
+                            .iter()
+                            .filter(|v| !v.snapshot_id.is_empty())
+                            .map(|v| {
+                                let pct = v.progress.as_deref().map_or(100, percent);
+                                (v.volume_id.as_str(), pct)
+                            }),
                     );
                 }
-                v.iter().map(|v| v.state.as_str().to_string()).collect()
+                r.volumes.into_iter().map(|v| v.state).collect()
             }
-            Ok(Response::Snapshots(s)) => {
+            Ok(Response::DescribeSnapshots(r)) => {
                 if tty {
-                    bar.show(s.iter().map(|s| (s.snapshot_id.as_str(), s.progress)));
+                    bar.show(
+                        r.snapshots
+                            .iter()
+                            .map(|s| (s.snapshot_id.as_str(), percent(&s.progress))),
+                    );
                 }
-                s.iter().map(|s| s.state.as_str().to_string()).collect()
+                r.snapshots.into_iter().map(|s| s.state).collect()
             }
-            Ok(Response::Instances { instances, .. }) => instances
-                .iter()
-                .map(|i| i.instance.state.as_str().to_string())
+            Ok(Response::DescribeInstances(r)) => r
+                .reservations
+                .into_iter()
+                .flat_map(|res| res.instances)
+                .map(|i| i.state.name)
                 .collect(),
             Ok(_) => vec![],
             Err(e) => return report_error(req.operation(), e.code.as_str(), &e.message),
@@ -709,6 +668,11 @@ fn wait(g: &Global, w: Waiter) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `42%` as 42.
+fn percent(p: &str) -> u8 {
+    p.trim_end_matches('%').parse().unwrap_or(0)
 }
 
 /// A one-line progress bar on stderr (only drawn on a terminal).

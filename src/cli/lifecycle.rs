@@ -354,27 +354,15 @@ pub fn down(g: &Global) -> i32 {
 /// What the running volume service serves, with each volume's key state (empty when it
 /// is not running). This is where a key disabled while a volume is attached shows.
 fn served_volumes(layout: &Layout) -> Vec<Value> {
+    use crate::ec2::api::StatusRequest;
     use crate::ec2::client::Ec2Client;
-    use crate::ec2::protocol::{Request, Response};
     let Ok(mut c) = Ec2Client::connect(&layout.ec2_socket(), None) else {
         return Vec::new();
     };
-    match c.call(Request::Status) {
-        Ok(Response::Status(st)) => st
-            .served
-            .iter()
-            .map(|v| {
-                json!({
-                    "InstanceId": v.instance_id,
-                    "VolumeId": v.volume_id,
-                    "Path": v.path,
-                    "LoopDevice": v.loop_device,
-                    "KeyState": v.key_state,
-                    "Notice": v.notice,
-                })
-            })
-            .collect(),
-        _ => Vec::new(),
+    match c.send(StatusRequest {}) {
+        // Every member, null ones too: `atrest status` shows what it does not know.
+        Ok(st) => st.served.iter().map(|v| json!(v)).collect(),
+        Err(_) => Vec::new(),
     }
 }
 

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use super::{print_json, report_error, Global};
+use crate::ec2::api::{AttachRequest, DetachRequest};
 use crate::ec2::daemon;
-use crate::ec2::protocol::{Request, Response};
+use crate::ec2::Ec2Error;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LocalCommand {
@@ -93,20 +94,14 @@ pub fn run(g: &Global, c: LocalCommand) -> i32 {
         LocalCommand::Attach {
             volume_id,
             loop_device,
-        } => match super::ec2::Ec2Conn::new(g).call(Request::LocalAttach {
+        } => match super::ec2::Ec2Conn::new(g).send(AttachRequest {
             volume_id,
             loop_device,
         }) {
-            Ok(Response::LocalAttached { path, loop_device }) => {
-                match loop_device {
+            Ok(r) => {
+                match r.loop_device {
                     Some(l) => println!("{l}"),
-                    None => println!("{}", path.display()),
-                }
-                0
-            }
-            Ok(other) => {
-                if let Some(v) = super::ec2::render(&other) {
-                    print_json(&v);
+                    None => println!("{}", r.path.display()),
                 }
                 0
             }
@@ -114,7 +109,7 @@ pub fn run(g: &Global, c: LocalCommand) -> i32 {
         },
         LocalCommand::LoopHelper { op } => loop_helper(op),
         LocalCommand::Detach { volume_id, force } => {
-            match super::ec2::Ec2Conn::new(g).call(Request::LocalDetach { volume_id, force }) {
+            match super::ec2::Ec2Conn::new(g).send(DetachRequest { volume_id, force }) {
                 Ok(_) => 0,
                 Err(e) => report_error("Detach", e.code.as_str(), &e.message),
             }
@@ -177,7 +172,10 @@ fn mount(
     if foreground || std::env::var_os(daemon::CHILD_ENV).is_some() {
         return match daemon::run_foreground(layout, &mp, strict_revocation) {
             Ok(()) => 0,
-            Err(e) => report_error("Mount", e.code.as_str(), &e.message),
+            Err(e) => {
+                let e = Ec2Error::from(e);
+                report_error("Mount", e.code.as_str(), &e.message)
+            }
         };
     }
     let mut args = vec!["--home".to_string(), layout.root.display().to_string()];
@@ -196,6 +194,9 @@ fn mount(
             print_json(&json!({"Mountpoint": mp, "Pid": pid, "Log": daemon::log_file(&layout)}));
             0
         }
-        Err(e) => report_error("Mount", e.code.as_str(), &e.message),
+        Err(e) => {
+            let e = Ec2Error::from(e);
+            report_error("Mount", e.code.as_str(), &e.message)
+        }
     }
 }

@@ -4,10 +4,10 @@ use std::io::{BufReader, BufWriter};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
+use super::api::{Operation, Request, Response};
 use super::error::Ec2Error;
 use super::protocol::{
-    read_frame, write_frame, FrameError, Request, RequestEnvelope, Response, ResponseEnvelope,
-    PROTOCOL_VERSION,
+    read_frame, write_frame, FrameError, RequestEnvelope, ResponseEnvelope, PROTOCOL_VERSION,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,12 @@ pub enum ClientError {
     Service(#[from] Ec2Error),
     #[error("volume service connection failed: {0}")]
     Transport(#[from] FrameError),
+    /// The service answered another operation than the one asked (a protocol bug).
+    #[error("the volume service answered {got} to {sent}")]
+    Mismatch {
+        sent: &'static str,
+        got: &'static str,
+    },
 }
 
 pub struct Ec2Client {
@@ -46,6 +52,13 @@ impl Ec2Client {
             writer: BufWriter::new(w),
             act_as,
         })
+    }
+
+    /// Sends one operation and returns its output.
+    pub fn send<O: Operation>(&mut self, request: O) -> Result<O::Output, ClientError> {
+        let response = self.call(request.into())?;
+        let got = response.operation();
+        O::output(response).ok_or(ClientError::Mismatch { sent: O::NAME, got })
     }
 
     pub fn call(&mut self, request: Request) -> Result<Response, ClientError> {

@@ -10,14 +10,66 @@ use std::time::{Duration, Instant};
 
 use plumbing::home::Layout;
 
+use super::api::StatusRequest;
+use super::client::Ec2Client;
 use super::error::{Ec2Code, Ec2Error};
 use super::keywatch::{self, TrailFollower};
-use super::model::{InstanceState, LOCAL_INSTANCE_ID};
-use super::runtime::Runtime;
-use super::server;
+use super::model::{InstanceState, StateReason, LOCAL_INSTANCE_ID};
+use super::runtime::{Runtime, RuntimeError};
+use super::server::{self, ListenError};
 use super::service::Ec2Service;
 use crate::mount::daemon::TerminationSignals;
 use plumbing::daemon::{PidFile, PidFileError};
+
+/// Why the volume service could not start (or be started).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Another service runs for this HOME (answered as `IncorrectState`).
+    #[error("{0}")]
+    AlreadyRunning(String),
+    #[error("cannot {action}")]
+    Io {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    PidFile(PidFileError),
+    #[error("cannot read the config")]
+    Config(#[source] kmsd::config::ConfigError),
+    #[error("{0}")]
+    SocketMode(String),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Service(#[from] Ec2Error),
+    #[error("the volume service exited ({status}); {}:\n{tail}", .log.display())]
+    ChildExited {
+        status: std::process::ExitStatus,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("the volume service did not answer on {} within 30 s (see {})", .socket.display(), .log.display())]
+    NoAnswer { socket: PathBuf, log: PathBuf },
+}
+
+impl From<DaemonError> for Ec2Error {
+    fn from(e: DaemonError) -> Ec2Error {
+        match e {
+            DaemonError::Service(e) => e,
+            DaemonError::Runtime(e) => e.into(),
+            DaemonError::AlreadyRunning(m) => Ec2Error::new(Ec2Code::IncorrectState, m),
+            other => Ec2Error::caused_by(Ec2Code::InternalError, &other),
+        }
+    }
+}
+
+fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let action = action.into();
+    move |source| DaemonError::Io { action, source }
+}
 
 /// Set in the environment of the re-executed foreground child.
 pub const CHILD_ENV: &str = "ATREST_MOUNT_CHILD";
@@ -40,34 +92,27 @@ pub struct RunningService {
 
 impl RunningService {
     /// The refusal a second `atrest mount` prints.
-    pub fn refusal(&self, layout: &Layout) -> Ec2Error {
+    pub fn refusal(&self, layout: &Layout) -> DaemonError {
         let serving = match &self.mountpoint {
             Some(m) => format!("serving {}", m.display()),
             None => "(not answering on ec2.sock yet)".to_string(),
         };
-        Ec2Error::new(
-            Ec2Code::IncorrectState,
-            format!(
+        DaemonError::AlreadyRunning(format!(
                 "the volume service for {} is already running: pid {} {serving} (pid file {}); stop it first (atrest down, or kill {})",
                 layout.root.display(),
                 self.pid,
-                pid_file(layout).display(),
-                self.pid
-            ),
-        )
+            pid_file(layout).display(),
+            self.pid
+        ))
     }
 }
 
 /// The volume service running for this HOME, if any: the holder of the pid file's lock,
 /// or whatever answers on ec2.sock.
 pub fn running_service(layout: &Layout) -> Option<RunningService> {
-    let status = super::client::Ec2Client::connect(&layout.ec2_socket(), None)
+    let status = Ec2Client::connect(&layout.ec2_socket(), None)
         .ok()
-        .and_then(|mut c| c.call(super::protocol::Request::Status).ok());
-    let status = match status {
-        Some(super::protocol::Response::Status(s)) => Some(s),
-        _ => None,
-    };
+        .and_then(|mut c| c.send(StatusRequest {}).ok());
     let holder = PidFile::holder(&pid_file(layout));
     match (holder, status) {
         (_, Some(s)) => Some(RunningService {
@@ -91,14 +136,12 @@ pub fn run_foreground(
     layout: Layout,
     mountpoint: &Path,
     strict_revocation: bool,
-) -> Result<(), Ec2Error> {
+) -> Result<(), DaemonError> {
     // From here on these signals are values for the shutdown thread, not a sudden end
     // (SIGHUP too: a closed terminal must not leave the mount behind).
-    let mut signals = TerminationSignals::install()
-        .map_err(|e| Ec2Error::io("cannot install the signal handlers", &e))?;
+    let mut signals = TerminationSignals::install().map_err(io("install the signal handlers"))?;
     for d in [layout.run_dir(), layout.log_dir()] {
-        plumbing::durable::ensure_dir(&d, 0o755)
-            .map_err(|e| Ec2Error::io(&format!("cannot create {}", d.display()), &e))?;
+        plumbing::durable::ensure_dir(&d, 0o755).map_err(io(format!("create {}", d.display())))?;
     }
     // First, before touching the socket or the mountpoint: one service per HOME. The
     // lock is held until this function returns; dropping it removes the file.
@@ -111,21 +154,20 @@ pub fn run_foreground(
             });
             return Err(running.refusal(&layout));
         }
-        Err(e) => return Err(Ec2Error::internal(e.to_string())),
+        Err(e) => return Err(DaemonError::PidFile(e)),
     };
     // A stale FUSE mount left by a crash fails lstat with ENOTCONN: the mount layer
     // recovers it; only a missing mountpoint is created here.
     if let Err(e) = std::fs::symlink_metadata(mountpoint) {
         if e.kind() == std::io::ErrorKind::NotFound {
-            plumbing::durable::ensure_dir(mountpoint, 0o755).map_err(|e| {
-                Ec2Error::io(&format!("cannot create {}", mountpoint.display()), &e)
-            })?;
+            plumbing::durable::ensure_dir(mountpoint, 0o755)
+                .map_err(io(format!("create {}", mountpoint.display())))?;
         }
     }
     let sock = layout.ec2_socket();
-    let config = kmsd::config::Config::load(&layout.config(), false)
-        .map_err(|e| Ec2Error::internal(e.to_string()))?;
-    let mode = config.socket_mode().map_err(Ec2Error::internal)?;
+    let config =
+        kmsd::config::Config::load(&layout.config(), false).map_err(DaemonError::Config)?;
+    let mode = config.socket_mode().map_err(DaemonError::SocketMode)?;
     let listener = server::bind(&sock, mode)?;
     let runtime = Runtime::start(mountpoint, strict_revocation)?;
     let svc = Ec2Service::new(layout.clone(), Some(runtime))?;
@@ -202,7 +244,7 @@ fn shutdown(svc: &Arc<Ec2Service>) {
                 svc.halt(
                     &i.instance_id,
                     InstanceState::Stopped,
-                    Some(super::model::StateReason {
+                    Some(StateReason {
                         code: "Client.UserInitiatedShutdown".into(),
                         message: "Client.UserInitiatedShutdown: the volume service was stopped"
                             .into(),
@@ -218,45 +260,42 @@ fn shutdown(svc: &Arc<Ec2Service>) {
 /// mode in a new session, its output going to HOME/log/mount.log, and waits until
 /// ec2.sock answers *as that child* (or the child dies, whose log tail is then shown).
 /// Refused up front while a service runs for this HOME.
-pub fn spawn_background(layout: &Layout, args: &[String]) -> Result<u32, Ec2Error> {
+pub fn spawn_background(layout: &Layout, args: &[String]) -> Result<u32, DaemonError> {
     if let Some(running) = running_service(layout) {
         return Err(running.refusal(layout));
     }
     plumbing::durable::ensure_dir(&layout.log_dir(), 0o700)
-        .map_err(|e| Ec2Error::io("cannot create the log directory", &e))?;
+        .map_err(io("create the log directory"))?;
     let log_path = log_file(layout);
-    let exe = std::env::current_exe().map_err(|e| Ec2Error::io("cannot find this program", &e))?;
+    let exe = std::env::current_exe().map_err(io("find this program"))?;
     let mut cmd = Command::new(exe);
     cmd.args(args).env(CHILD_ENV, "1");
     let mut child = plumbing::daemon::spawn_detached(&mut cmd, &log_path)
-        .map_err(|e| Ec2Error::io("cannot start the volume service", &e))?;
+        .map_err(io("start the volume service"))?;
     let sock = layout.ec2_socket();
     let start = Instant::now();
     loop {
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(Ec2Error::internal(format!(
-                "the volume service exited ({status}); {}:\n{}",
-                log_path.display(),
-                plumbing::daemon::log_tail(&log_path, 10)
-            )));
+            return Err(DaemonError::ChildExited {
+                status,
+                tail: plumbing::daemon::log_tail(&log_path, 10),
+                log: log_path,
+            });
         }
         // Another service that started meanwhile may answer on the socket: only our
         // child's answer counts (its own pid file lock refuses it otherwise).
-        if let Ok(mut c) = super::client::Ec2Client::connect(&sock, None) {
-            if let Ok(super::protocol::Response::Status(s)) =
-                c.call(super::protocol::Request::Status)
-            {
+        if let Ok(mut c) = Ec2Client::connect(&sock, None) {
+            if let Ok(s) = c.send(StatusRequest {}) {
                 if s.pid == child.id() {
                     return Ok(child.id());
                 }
             }
         }
         if start.elapsed() > Duration::from_secs(30) {
-            return Err(Ec2Error::internal(format!(
-                "the volume service did not answer on {} within 30 s (see {})",
-                sock.display(),
-                log_path.display()
-            )));
+            return Err(DaemonError::NoAnswer {
+                socket: sock,
+                log: log_path,
+            });
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -1,11 +1,17 @@
-//! The errors the volume service returns, named after AWS EC2's error codes.
+//! The errors the volume service answers with, named after AWS EC2's error codes. This
+//! is the bottom of `src/ec2`: it imports nothing from its siblings.
 //!
 //! `Ec2Error` crosses the ec2.sock wire, so [`Ec2Code`] is append-only (postcard
-//! encodes variants by index).
+//! encodes variants by index). The layers below the service have their own typed
+//! errors with sources (`registry::RegistryError`, `storage::StorageError`,
+//! `runtime::RuntimeError`, `kms::KmsError`, `daemon::DaemonError`); each converts
+//! into an `Ec2Error` at the service boundary, its message carrying the whole chain
+//! ([`chain`]).
 
 use serde::{Deserialize, Serialize};
 
-use super::kms::KmsCode;
+/// kmsd's error codes, carried inside [`Ec2Code::Kms`].
+pub type KmsCode = kmsd::protocol::ErrorCode;
 
 /// An AWS EC2 error code (`as_str` gives the AWS name). APPEND NEW CODES AT THE END.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +66,7 @@ impl Ec2Code {
             InvalidAmiIdNotFound => "InvalidAMIID.NotFound",
             ServiceUnavailable => "ServiceUnavailable",
             InternalError => "InternalError",
-            Kms(code) => super::kms::code_str(code),
+            Kms(code) => code.as_str(),
             UnauthorizedOperation => "UnauthorizedOperation",
         }
     }
@@ -87,6 +93,10 @@ impl Ec2Error {
             message: message.into(),
         }
     }
+    /// `code` with `e`'s message and every source under it.
+    pub fn caused_by(code: Ec2Code, e: &(dyn std::error::Error + 'static)) -> Self {
+        Self::new(code, chain(e))
+    }
     pub fn volume_not_found(id: &str) -> Self {
         Self::new(
             Ec2Code::InvalidVolumeNotFound,
@@ -105,8 +115,20 @@ impl Ec2Error {
             format!("The instance ID '{id}' does not exist"),
         )
     }
+    pub fn image_not_found(id: &str) -> Self {
+        Self::new(
+            Ec2Code::InvalidAmiIdNotFound,
+            format!("The image id '[{id}]' does not exist"),
+        )
+    }
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
         Self::new(Ec2Code::InvalidParameterValue, message)
+    }
+    pub fn missing_parameter(name: &str) -> Self {
+        Self::new(
+            Ec2Code::MissingParameter,
+            format!("The request must contain the parameter {name}"),
+        )
     }
     pub fn incorrect_state(message: impl Into<String>) -> Self {
         Self::new(Ec2Code::IncorrectState, message)
@@ -114,7 +136,43 @@ impl Ec2Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Ec2Code::InternalError, message)
     }
-    pub fn io(what: &str, e: &std::io::Error) -> Self {
-        Self::internal(format!("{what}: {e}"))
+}
+
+/// `e` and its sources, `outer: inner: innermost`, as a user reads a failure.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        // A wrapper whose message already ends with its source's adds nothing.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read the header of vol-1")]
+    struct Outer {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn chain_names_every_source_once() {
+        let e = Outer {
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        };
+        assert_eq!(chain(&e), "cannot read the header of vol-1: no such file");
+        let e = Ec2Error::caused_by(Ec2Code::InternalError, &e);
+        assert_eq!(e.code.as_str(), "InternalError");
+        assert!(e.message.ends_with(": no such file"), "{e}");
     }
 }

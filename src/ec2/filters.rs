@@ -1,9 +1,9 @@
 //! `--filters` for the describe operations: AWS semantics (values of one filter are
 //! OR'ed, filters are AND'ed, `*` and `?` wildcards), pure and unit-tested.
 
+use super::api::Filter;
 use super::error::Ec2Error;
 use super::model::{tag_value, Instance, Snapshot, Tag, Volume};
-use super::protocol::{BlockDeviceView, Filter};
 
 /// AWS wildcard match: `*` any run of characters, `?` any one.
 pub fn wildcard(pattern: &str, text: &str) -> bool {
@@ -114,11 +114,17 @@ pub fn snapshot_matches(s: &Snapshot, filters: &[Filter]) -> Result<bool, Ec2Err
     Ok(true)
 }
 
+/// `attached`: the volumes attached to `i` (its block device mappings).
 pub fn instance_matches(
     i: &Instance,
-    devices: &[BlockDeviceView],
+    attached: &[&Volume],
     filters: &[Filter],
 ) -> Result<bool, Ec2Error> {
+    let devices = || {
+        attached
+            .iter()
+            .filter_map(|v| v.attachment.as_ref().map(|a| (v, a)))
+    };
     for f in filters {
         let vals = &f.values;
         let ok = match f.name.as_str() {
@@ -130,10 +136,10 @@ pub fn instance_matches(
             "instance-type" => any(vals, Some(&i.instance_type)),
             "reservation-id" => any(vals, Some(&i.reservation_id)),
             "block-device-mapping.volume-id" => {
-                devices.iter().any(|d| any(vals, Some(&d.volume_id)))
+                devices().any(|(v, _)| any(vals, Some(&v.volume_id)))
             }
             "block-device-mapping.device-name" => {
-                devices.iter().any(|d| any(vals, Some(&d.device_name)))
+                devices().any(|(_, a)| any(vals, Some(&a.device)))
             }
             name => tag_filter(name, vals, &i.tags).ok_or_else(|| invalid(name))?,
         };

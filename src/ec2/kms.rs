@@ -22,14 +22,7 @@ use plumbing::home::Layout;
 use zeroize::Zeroizing;
 
 use super::error::{Ec2Code, Ec2Error};
-use super::service::Caller;
-
-/// kmsd's error codes, carried inside [`Ec2Code::Kms`].
-pub type KmsCode = kmsd::protocol::ErrorCode;
-
-pub fn code_str(c: &KmsCode) -> &'static str {
-    c.as_str()
-}
+use super::model::{Caller, GrantRef, WrappedKey};
 
 /// The encryption-context key EBS binds data keys to.
 pub const EBS_CONTEXT_KEY: &str = "aws:ebs:id";
@@ -38,22 +31,11 @@ pub const EC2_SERVICE: &str = "ec2.amazonaws.com";
 /// An XTS-AES-256 key: two 256-bit halves.
 pub const DATA_KEY_BYTES: u32 = 64;
 
-/// A data key as kmsd returned it (ciphertext only), with what it is bound to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WrappedKey {
-    pub blob: Vec<u8>,
-    /// The ARN of the KMS key that wraps it.
-    pub key_arn: String,
-    pub context: BTreeMap<String, String>,
-}
-
-/// A grant made for an instance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantRef {
-    pub grant_id: String,
-    pub grant_token: String,
-    pub key_arn: String,
-    pub grantee: String,
+/// kmsd answered a Decrypt for an instance with a key volumes cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error("kmsd returned a {len}-byte data key; volumes use {DATA_KEY_BYTES}")]
+pub struct DataKeySizeError {
+    pub len: usize,
 }
 
 pub struct Kms {
@@ -64,7 +46,8 @@ pub struct Kms {
 
 /// The region and account from HOME/config.toml (defaults us-east-1, 111122223333).
 pub fn region_and_account(layout: &Layout) -> Result<(String, String), Ec2Error> {
-    let c = Config::load(&layout.config(), false).map_err(|e| Ec2Error::internal(e.to_string()))?;
+    let c = Config::load(&layout.config(), false)
+        .map_err(|e| Ec2Error::caused_by(Ec2Code::InternalError, &e))?;
     Ok((c.region, c.account))
 }
 
@@ -105,7 +88,7 @@ fn from_client(e: ClientError) -> Ec2Error {
         ClientError::Unreachable { .. } => {
             Ec2Error::new(Ec2Code::ServiceUnavailable, e.to_string())
         }
-        other => Ec2Error::internal(other.to_string()),
+        other => Ec2Error::caused_by(Ec2Code::InternalError, &other),
     }
 }
 
@@ -278,10 +261,12 @@ impl Kms {
             })
             .map_err(from_client)?;
         if resp.plaintext.len() != DATA_KEY_BYTES as usize {
-            return Err(Ec2Error::internal(format!(
-                "kmsd returned a {}-byte data key; volumes use {DATA_KEY_BYTES}",
-                resp.plaintext.len()
-            )));
+            return Err(Ec2Error::caused_by(
+                Ec2Code::InternalError,
+                &DataKeySizeError {
+                    len: resp.plaintext.len(),
+                },
+            ));
         }
         Ok(resp.plaintext)
     }

@@ -3,14 +3,14 @@
 
 use std::sync::Arc;
 
+use super::api::{AttachRequest, AttachResult, DaemonStatus, DetachRequest};
 use super::error::Ec2Error;
 use super::model::{
-    self, Attachment, AttachmentState, Instance, InstanceState, LocalOwner, VolumeState,
+    self, Attachment, AttachmentState, Caller, Instance, InstanceState, LocalOwner, VolumeState,
     LOCAL_INSTANCE_ID,
 };
-use super::protocol::{DaemonStatus, Response};
 use super::rules;
-use super::service::{Caller, Ec2Service};
+use super::service::Ec2Service;
 
 impl Ec2Service {
     /// Makes sure the registry has the local instance (running, in the default zone).
@@ -72,12 +72,12 @@ impl Ec2Service {
     pub(crate) fn local_attach(
         self: &Arc<Self>,
         caller: &Caller,
-        volume_id: &str,
-        loop_device: bool,
-    ) -> Result<Response, Ec2Error> {
+        r: AttachRequest,
+    ) -> Result<AttachResult, Ec2Error> {
+        let (volume_id, loop_device) = (r.volume_id.as_str(), r.loop_device);
         self.require_runtime("attach")?;
         self.ensure_local_instance()?;
-        let device = self.registry.update(|s| {
+        self.registry.update(|s| {
             let device = rules::next_free_device(s, LOCAL_INSTANCE_ID).ok_or_else(|| {
                 Ec2Error::invalid_parameter(
                     "every device /dev/xvdf../dev/xvdz of the local instance is in use",
@@ -99,9 +99,8 @@ impl Ec2Service {
                     }),
                 });
             }
-            Ok(device)
+            Ok(())
         })?;
-        let _ = device;
         match self.serve_attached(caller, LOCAL_INSTANCE_ID, volume_id, loop_device) {
             Ok(path) => {
                 self.set_attachment_state(volume_id, AttachmentState::Attached);
@@ -114,7 +113,7 @@ impl Ec2Service {
                             .find(|(v, _, _)| v == volume_id)
                     })
                     .and_then(|(_, _, l)| l);
-                Ok(Response::LocalAttached {
+                Ok(AttachResult {
                     path,
                     loop_device: loop_dev,
                 })
@@ -129,22 +128,19 @@ impl Ec2Service {
     pub(crate) fn local_detach(
         self: &Arc<Self>,
         _caller: &Caller,
-        volume_id: &str,
-        force: bool,
-    ) -> Result<Response, Ec2Error> {
+        r: DetachRequest,
+    ) -> Result<(), Ec2Error> {
         self.require_runtime("detach")?;
         self.registry.update(|s| {
-            rules::check_detach(s, volume_id, Some(LOCAL_INSTANCE_ID), None)?;
+            rules::check_detach(s, &r.volume_id, Some(LOCAL_INSTANCE_ID), None)?;
             Ok(())
         })?;
-        self.unserve_attached(LOCAL_INSTANCE_ID, volume_id, force)?;
-        self.clear_attachment(volume_id);
-        Ok(Response::Empty)
+        self.unserve_attached(LOCAL_INSTANCE_ID, &r.volume_id, r.force)?;
+        self.clear_attachment(&r.volume_id);
+        Ok(())
     }
 
-    pub(crate) fn status(&self) -> Result<Response, Ec2Error> {
-        let rt = self.require_runtime("status")?;
-        let st: DaemonStatus = rt.status();
-        Ok(Response::Status(st))
+    pub(crate) fn status(&self) -> Result<DaemonStatus, Ec2Error> {
+        Ok(self.require_runtime("status")?.status())
     }
 }

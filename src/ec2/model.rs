@@ -1,8 +1,9 @@
-//! The registry's records: volumes, snapshots, instances and their attachments.
+//! The types every part of `src/ec2` shares: the registry's records (volumes,
+//! snapshots, instances and their attachments), who is calling, and a data key as
+//! kmsd returns it. Imports nothing from its siblings: every other module may use it.
 //!
-//! These structs are both the durable JSON (`HOME/ec2/registry.json`) and the ec2.sock
-//! wire types (postcard), so they use only plain fields (no flatten, no skipped
-//! fields). The AWS-shaped JSON the CLI prints is rendered from them in [`super::aws`].
+//! The records are the durable JSON (`HOME/ec2/registry.json`, see docs/EC2.md); what
+//! the operations answer is [`super::api`]'s AWS-shaped types, built from these.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,6 +14,48 @@ use serde::{Deserialize, Serialize};
 pub const LOCAL_INSTANCE_ID: &str = "local";
 /// The root device name every instance uses.
 pub const ROOT_DEVICE: &str = "/dev/xvda";
+/// The key EBS uses when `Encrypted` comes without `KmsKeyId`.
+pub const DEFAULT_EBS_KEY: &str = "alias/aws/ebs";
+/// Volume sizes are whole GiB.
+pub const GIB: u64 = 1 << 30;
+
+/// Who is calling, as the kernel says (SO_PEERCRED) plus the principal they act as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+    /// The IAM principal ARN EC2 acts on behalf of.
+    pub principal: String,
+}
+
+/// A data key as kmsd returned it (ciphertext only), with what it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub blob: Vec<u8>,
+    /// The ARN of the KMS key that wraps it.
+    pub key_arn: String,
+    pub context: BTreeMap<String, String>,
+}
+
+/// A grant made for an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRef {
+    pub grant_id: String,
+    pub grant_token: String,
+    pub key_arn: String,
+    pub grantee: String,
+}
+
+/// The attachment point a device name denotes: `/dev/sdf` and `/dev/xvdf` are the same
+/// point (the kernel renames sd* to xvd*), so both map to `xvdf`.
+pub fn canonical_device(device: &str) -> String {
+    let name = device.strip_prefix("/dev/").unwrap_or(device);
+    match name.strip_prefix("sd") {
+        Some(rest) => format!("xvd{rest}"),
+        None => name.to_string(),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tag {
@@ -252,10 +295,7 @@ impl State {
                 .as_ref()
                 .map(|a| a.device.clone())
                 .unwrap_or_default();
-            (
-                super::rules::canonical_device(&dev) != super::rules::canonical_device(ROOT_DEVICE),
-                dev,
-            )
+            (canonical_device(&dev) != canonical_device(ROOT_DEVICE), dev)
         });
         v
     }
@@ -263,10 +303,9 @@ impl State {
     /// The volume attached to `instance_id` at the root device, if any.
     pub fn root_volume(&self, instance_id: &str) -> Option<&Volume> {
         self.attached_volumes(instance_id).into_iter().find(|v| {
-            v.attachment.as_ref().is_some_and(|a| {
-                super::rules::canonical_device(&a.device)
-                    == super::rules::canonical_device(ROOT_DEVICE)
-            })
+            v.attachment
+                .as_ref()
+                .is_some_and(|a| canonical_device(&a.device) == canonical_device(ROOT_DEVICE))
         })
     }
 }

@@ -9,8 +9,47 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::error::Ec2Error;
+use super::error::{Ec2Code, Ec2Error};
 use super::model::{State, REGISTRY_FORMAT_VERSION};
+
+/// Why the registry could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot {action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("registry {path} is not valid")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "registry {path} has format version {found}, this build reads {REGISTRY_FORMAT_VERSION}"
+    )]
+    Version { path: PathBuf, found: u32 },
+    #[error("cannot encode the registry")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl From<RegistryError> for Ec2Error {
+    fn from(e: RegistryError) -> Ec2Error {
+        Ec2Error::caused_by(Ec2Code::InternalError, &e)
+    }
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError {
+    let path = path.to_path_buf();
+    move |source| RegistryError::Io {
+        action,
+        path,
+        source,
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -24,26 +63,23 @@ struct FileLock {
 }
 
 impl FileLock {
-    fn acquire(path: &Path, exclusive: bool) -> Result<FileLock, Ec2Error> {
+    fn acquire(path: &Path, exclusive: bool) -> Result<FileLock, RegistryError> {
         use plumbing::flock::{self, Mode};
-        let file = flock::open(path, 0o600)
-            .map_err(|e| Ec2Error::io(&format!("cannot open {}", path.display()), &e))?;
+        let file = flock::open(path, 0o600).map_err(io("open", path))?;
         let mode = if exclusive {
             Mode::Exclusive
         } else {
             Mode::Shared
         };
-        flock::lock(&file, mode)
-            .map_err(|e| Ec2Error::io(&format!("cannot lock {}", path.display()), &e))?;
+        flock::lock(&file, mode).map_err(io("lock", path))?;
         Ok(FileLock { _file: file })
     }
 }
 
 impl Registry {
     /// The registry in `dir` (created 0700 if missing).
-    pub fn open(dir: &Path) -> Result<Registry, Ec2Error> {
-        plumbing::durable::ensure_dir(dir, 0o700)
-            .map_err(|e| Ec2Error::io(&format!("cannot create {}", dir.display()), &e))?;
+    pub fn open(dir: &Path) -> Result<Registry, RegistryError> {
+        plumbing::durable::ensure_dir(dir, 0o700).map_err(io("create", dir))?;
         Ok(Registry {
             file: dir.join("registry.json"),
             lock: dir.join("registry.lock"),
@@ -54,7 +90,7 @@ impl Registry {
         &self.file
     }
 
-    fn load(&self) -> Result<State, Ec2Error> {
+    fn load(&self) -> Result<State, RegistryError> {
         let bytes = match std::fs::read(&self.file) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -63,32 +99,24 @@ impl Registry {
                     ..State::default()
                 })
             }
-            Err(e) => {
-                return Err(Ec2Error::io(
-                    &format!("cannot read {}", self.file.display()),
-                    &e,
-                ))
-            }
+            Err(e) => return Err(io("read", &self.file)(e)),
         };
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| {
-            Ec2Error::internal(format!(
-                "registry {} is not valid: {e}",
-                self.file.display()
-            ))
-        })?;
+        let state: State =
+            serde_json::from_slice(&bytes).map_err(|source| RegistryError::Invalid {
+                path: self.file.clone(),
+                source,
+            })?;
         if state.format_version != REGISTRY_FORMAT_VERSION {
-            return Err(Ec2Error::internal(format!(
-                "registry {} has format version {}, this build reads {}",
-                self.file.display(),
-                state.format_version,
-                REGISTRY_FORMAT_VERSION
-            )));
+            return Err(RegistryError::Version {
+                path: self.file.clone(),
+                found: state.format_version,
+            });
         }
         Ok(state)
     }
 
     /// A consistent snapshot of the registry (under a shared lock).
-    pub fn read(&self) -> Result<State, Ec2Error> {
+    pub fn read(&self) -> Result<State, RegistryError> {
         let _lock = FileLock::acquire(&self.lock, false)?;
         self.load()
     }
@@ -105,10 +133,9 @@ impl Registry {
         let mut state = before.clone();
         let out = f(&mut state)?;
         if state != before {
-            let json = serde_json::to_vec_pretty(&state)
-                .map_err(|e| Ec2Error::internal(format!("cannot encode registry: {e}")))?;
+            let json = serde_json::to_vec_pretty(&state).map_err(RegistryError::Encode)?;
             plumbing::durable::write_atomic(&self.file, &json, 0o600)
-                .map_err(|e| Ec2Error::io(&format!("cannot write {}", self.file.display()), &e))?;
+                .map_err(io("write", &self.file))?;
         }
         Ok(out)
     }
@@ -192,7 +219,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = Registry::open(dir.path()).unwrap();
         std::fs::write(r.path(), b"{not json").unwrap();
-        let e = r.read().unwrap_err();
+        let e = Ec2Error::from(r.read().unwrap_err());
         assert!(e.message.contains("not valid"), "{e}");
         assert!(r.update(|_| Ok(())).is_err());
         assert_eq!(std::fs::read(r.path()).unwrap(), b"{not json");

@@ -2,24 +2,113 @@
 //! functions of the registry state. The service calls them under the registry lock
 //! and then applies the change; tests call them directly.
 
+use super::api::{self, TagSpecification};
 use super::error::{Ec2Code, Ec2Error};
 use super::ids::{self, IdKind};
+pub use super::model::canonical_device;
 use super::model::{
-    AttachmentState, Instance, InstanceState, Snapshot, SnapshotState, State, Volume, VolumeState,
-    LOCAL_INSTANCE_ID, ROOT_DEVICE,
+    AttachmentState, Instance, InstanceState, Snapshot, SnapshotState, State, Tag, Volume,
+    VolumeState, LOCAL_INSTANCE_ID, ROOT_DEVICE,
 };
 
 /// The largest gp2/gp3 volume, 16 TiB.
 pub const MAX_VOLUME_GIB: u64 = 16384;
+/// The maximum number of tags on one resource (AWS's limit).
+pub const MAX_TAGS: usize = 50;
 
-/// The attachment point a device name denotes: `/dev/sdf` and `/dev/xvdf` are the same
-/// point (the kernel renames sd* to xvd*), so both map to `xvdf`.
-pub fn canonical_device(device: &str) -> String {
-    let name = device.strip_prefix("/dev/").unwrap_or(device);
-    match name.strip_prefix("sd") {
-        Some(rest) => format!("xvd{rest}"),
-        None => name.to_string(),
+/// AWS's tag limits: key 1..=128 characters, not starting with `aws:`; value up to 256.
+pub fn validate_tags(tags: &[Tag]) -> Result<(), Ec2Error> {
+    for t in tags {
+        if t.key.is_empty() || t.key.chars().count() > 128 {
+            return Err(Ec2Error::invalid_parameter(format!(
+                "Tag key '{}' must be 1 to 128 characters",
+                t.key
+            )));
+        }
+        if t.key.starts_with("aws:") {
+            return Err(Ec2Error::invalid_parameter(
+                "Tag keys starting with 'aws:' are reserved for internal use",
+            ));
+        }
+        if t.value.chars().count() > 256 {
+            return Err(Ec2Error::invalid_parameter(format!(
+                "The value of tag '{}' is longer than 256 characters",
+                t.key
+            )));
+        }
     }
+    if tags.len() > MAX_TAGS {
+        return Err(Ec2Error::invalid_parameter(format!(
+            "At most {MAX_TAGS} tags per resource"
+        )));
+    }
+    Ok(())
+}
+
+/// The tags `specs` give a new resource of `resource_type`, validated; a specification
+/// for a type the operation does not create (not in `allowed`) is refused.
+pub fn spec_tags(
+    specs: &[TagSpecification],
+    resource_type: &str,
+    allowed: &[&str],
+) -> Result<Vec<Tag>, Ec2Error> {
+    let mut out = Vec::new();
+    for s in specs {
+        let rt = s.resource_type.as_deref().unwrap_or_default();
+        if !allowed.contains(&rt) {
+            return Err(Ec2Error::invalid_parameter(format!(
+                "'{rt}' is not a valid taggable resource type for this operation (expected one of: {})",
+                allowed.join(", ")
+            )));
+        }
+        if rt == resource_type {
+            out.extend(s.tags.iter().map(api::model_tag));
+        }
+    }
+    validate_tags(&out)?;
+    Ok(out)
+}
+
+/// A describe's page: `MaxResults` items after the `NextToken` (the last ID of the
+/// previous page), and the token of the next page if there is one. `items` are in ID
+/// order. EC2 refuses `MaxResults` beside explicit IDs, and out of `min..=1000`.
+pub fn page<T>(
+    items: Vec<T>,
+    id: impl Fn(&T) -> &str,
+    ids_given: bool,
+    max_results: Option<i64>,
+    next_token: Option<&str>,
+    min: i64,
+) -> Result<(Vec<T>, Option<String>), Ec2Error> {
+    let Some(max) = max_results else {
+        if let Some(t) = next_token {
+            return Ok((items.into_iter().filter(|x| id(x) > t).collect(), None));
+        }
+        return Ok((items, None));
+    };
+    if ids_given {
+        return Err(Ec2Error::new(
+            Ec2Code::InvalidParameterCombination,
+            "The parameter MaxResults cannot be used with the parameter of IDs",
+        ));
+    }
+    if !(min..=1000).contains(&max) {
+        return Err(Ec2Error::invalid_parameter(format!(
+            "Value ( {max} ) for parameter maxResults is invalid. Expecting a value greater than {} and less than 1001.",
+            min - 1
+        )));
+    }
+    let max = usize::try_from(max).unwrap_or(1000);
+    let mut rest: Vec<T> = match next_token {
+        Some(t) => items.into_iter().filter(|x| id(x) > t).collect(),
+        None => items,
+    };
+    if rest.len() <= max {
+        return Ok((rest, None));
+    }
+    rest.truncate(max);
+    let token = rest.last().map(|x| id(x).to_string());
+    Ok((rest, token))
 }
 
 /// `/dev/sd[a-z]`, `/dev/xvd[a-z]`, optionally a second letter (`/dev/xvdba`) or a
@@ -124,6 +213,18 @@ pub fn instance<'a>(state: &'a State, id: &str) -> Result<&'a Instance, Ec2Error
         .ok_or_else(|| Ec2Error::instance_not_found(id))
 }
 
+fn size_out_of_range(size: impl std::fmt::Display) -> Ec2Error {
+    Ec2Error::invalid_parameter(format!(
+        "Volume of {size}GiB is out of range: size must be 1 to {MAX_VOLUME_GIB} GiB."
+    ))
+}
+
+/// A requested size in GiB (EC2's `Integer`): a negative one is out of range.
+pub fn size_gib(size: Option<i64>) -> Result<Option<u64>, Ec2Error> {
+    size.map(|s| u64::try_from(s).map_err(|_| size_out_of_range(s)))
+        .transpose()
+}
+
 /// The parameters of CreateVolume that the rules look at.
 #[derive(Debug, Clone)]
 pub struct CreateVolumeCheck<'a> {
@@ -180,9 +281,7 @@ pub fn check_create_volume(state: &State, p: &CreateVolumeCheck) -> Result<Volum
         }
     };
     if size == 0 || size > MAX_VOLUME_GIB {
-        return Err(Ec2Error::invalid_parameter(format!(
-            "Volume of {size}GiB is out of range: size must be 1 to {MAX_VOLUME_GIB} GiB."
-        )));
+        return Err(size_out_of_range(size));
     }
     // Encrypted snapshots always give encrypted volumes (there is no decrypting copy).
     let encrypted = p.encrypted || snap.is_some_and(|s| s.encrypted);

@@ -6,18 +6,72 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
+use super::api::{DaemonStatus, ServedVolume};
 use super::error::{Ec2Code, Ec2Error};
-use super::instances::{BOOT_TIMEOUT, STOP_TIMEOUT};
 use super::keywatch::KeyChange;
-use super::kms::GrantRef;
-use super::model::BootSpec;
-use super::protocol::{DaemonStatus, ServedVolume};
+use super::model::{canonical_device, BootSpec, GrantRef};
+use super::storage::OpenVolume;
 use crate::boot::{BootError, BootProfile, Guest};
 use crate::loopdev::helper::LoopHelper;
-use crate::loopdev::{BoundLoop, LoopOptions};
-use crate::mount::{BlockDevice, Mount, MountError, MountHandle, MountOptions, TableError};
-use crate::volume::VolumeImage;
+use crate::loopdev::{BoundLoop, LoopError, LoopOptions};
+use crate::mount::{Mount, MountError, MountHandle, MountOptions, TableError};
+
+/// How long a guest may take to print its ready line.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a guest gets to power off before qemu is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why the mount, a loop device or a guest refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A served file is still open (answered as `VolumeInUse`).
+    #[error("{source} (use --force to detach anyway)")]
+    Busy {
+        #[source]
+        source: MountError,
+    },
+    #[error("{} is mounted or held: unmount it first, or detach with --force", .device.display())]
+    LoopBusy { device: PathBuf },
+    #[error("{volume_id} is already being detached")]
+    Detaching { volume_id: String },
+    #[error("cannot find the loop helper")]
+    LoopHelper(#[source] LoopError),
+    #[error("cannot mount {}", .mountpoint.display())]
+    MountStart {
+        mountpoint: PathBuf,
+        #[source]
+        source: MountError,
+    },
+    #[error(transparent)]
+    Mount(MountError),
+    #[error("cannot bind {} to a loop device", .path.display())]
+    LoopAttach {
+        path: PathBuf,
+        #[source]
+        source: LoopError,
+    },
+    #[error("cannot release {}", .device.display())]
+    LoopRelease {
+        device: PathBuf,
+        #[source]
+        source: LoopError,
+    },
+    #[error("{}", .0.reason())]
+    Boot(BootError),
+}
+
+impl From<RuntimeError> for Ec2Error {
+    fn from(e: RuntimeError) -> Ec2Error {
+        let code = match e {
+            RuntimeError::Busy { .. } | RuntimeError::LoopBusy { .. } => Ec2Code::VolumeInUse,
+            RuntimeError::Detaching { .. } => Ec2Code::IncorrectState,
+            _ => Ec2Code::InternalError,
+        };
+        Ec2Error::caused_by(code, &e)
+    }
+}
 
 /// One volume served by the mount.
 pub struct Served {
@@ -84,7 +138,7 @@ impl Runtime {
     /// Starts the FUSE mount at `mountpoint`. `strict_revocation`: a key disabled or
     /// scheduled for deletion drops the data keys it wraps at once (drills); otherwise
     /// served volumes keep working until detached, as in AWS.
-    pub fn start(mountpoint: &Path, strict_revocation: bool) -> Result<Runtime, Ec2Error> {
+    pub fn start(mountpoint: &Path, strict_revocation: bool) -> Result<Runtime, RuntimeError> {
         Ok(Runtime {
             mountpoint: mountpoint.to_path_buf(),
             served: Mutex::new(Vec::new()),
@@ -150,18 +204,20 @@ impl Runtime {
         &self,
         instance_id: &str,
         device: &str,
-        image: VolumeImage,
+        image: OpenVolume,
         uid: u32,
         gid: u32,
         volume_id: &str,
         grant: Option<GrantRef>,
         loop_device: bool,
-    ) -> Result<PathBuf, Ec2Error> {
-        let name = super::rules::canonical_device(device);
-        let key_arn = Some(image.header().params.key_arn.clone()).filter(|k| !k.is_empty());
+    ) -> Result<PathBuf, RuntimeError> {
+        let name = canonical_device(device);
+        let key_arn = image.key_arn;
         let path = self
             .backend
-            .add(instance_id, &name, image, uid, gid, volume_id)?;
+            .mount
+            .add(instance_id, &name, image.device, uid, gid, volume_id)
+            .map_err(mount_err)?;
         let loop_dev = if loop_device {
             match self.backend.loop_attach(&path) {
                 Ok(d) => Some(d),
@@ -199,7 +255,7 @@ impl Runtime {
         instance_id: &str,
         volume_id: &str,
         force: bool,
-    ) -> Result<Option<Served>, Ec2Error> {
+    ) -> Result<Option<Served>, RuntimeError> {
         let is_it = |s: &Served| s.instance_id == instance_id && s.volume_id == volume_id;
         let (bound, device) = {
             let mut served = lock(&self.served);
@@ -207,15 +263,12 @@ impl Runtime {
                 return Ok(None);
             };
             if s.detaching {
-                return Err(Ec2Error::incorrect_state(format!(
-                    "{volume_id} is already being detached"
-                )));
+                return Err(RuntimeError::Detaching {
+                    volume_id: volume_id.to_string(),
+                });
             }
             s.detaching = true;
-            (
-                s.loop_device.clone(),
-                super::rules::canonical_device(&s.device),
-            )
+            (s.loop_device.clone(), canonical_device(&s.device))
         };
         let result = self.release(instance_id, volume_id, bound, &device, force);
         let mut served = lock(&self.served);
@@ -239,7 +292,7 @@ impl Runtime {
         bound: Option<BoundLoop>,
         device: &str,
         force: bool,
-    ) -> Result<(), Ec2Error> {
+    ) -> Result<(), RuntimeError> {
         if let Some(bound) = bound {
             self.backend.loop_detach(&bound, force)?;
             // Released: forget it now. If stopping the file fails below, a retried detach
@@ -288,12 +341,12 @@ impl Runtime {
         disk: &Path,
         volume_id: &str,
         console: &Path,
-    ) -> Result<(), Ec2Error> {
+    ) -> Result<(), RuntimeError> {
         self.backend
             .start_guest(instance_id, spec, disk, volume_id, console)
     }
 
-    pub fn stop_guest(&self, instance_id: &str) -> Result<(), Ec2Error> {
+    pub fn stop_guest(&self, instance_id: &str) -> Result<(), RuntimeError> {
         self.backend.stop_guest(instance_id)
     }
 
@@ -323,18 +376,13 @@ struct Backend {
     guests: Mutex<HashMap<String, Arc<Guest>>>,
 }
 
-fn mount_err(e: MountError) -> Ec2Error {
+fn mount_err(e: MountError) -> RuntimeError {
     match e {
-        MountError::Table(TableError::Busy { .. }) | MountError::Busy { .. } => Ec2Error::new(
-            Ec2Code::VolumeInUse,
-            format!("{e} (use --force to detach anyway)"),
-        ),
-        other => Ec2Error::internal(other.to_string()),
+        MountError::Table(TableError::Busy { .. }) | MountError::Busy { .. } => {
+            RuntimeError::Busy { source: e }
+        }
+        other => RuntimeError::Mount(other),
     }
-}
-
-fn boot_err(e: BootError) -> Ec2Error {
-    Ec2Error::internal(e.reason())
 }
 
 /// Whether a block device is mounted (or held by device-mapper and the like).
@@ -360,16 +408,16 @@ fn block_device_busy(dev: &Path) -> bool {
 }
 
 impl Backend {
-    fn start(mountpoint: &Path, strict_revocation: bool) -> Result<Backend, Ec2Error> {
+    fn start(mountpoint: &Path, strict_revocation: bool) -> Result<Backend, RuntimeError> {
         let mut opts = MountOptions::new(mountpoint);
         opts.strict_revocation = strict_revocation;
         // This process binds loop devices over its own files (through a child): any
         // lookup or open of the mount from here is a bug, refused rather than risked.
         opts.refuse_own_process = true;
-        let loops = LoopHelper::this_program()
-            .map_err(|e| Ec2Error::internal(format!("cannot find the loop helper: {e}")))?;
-        let mount = Mount::start(opts).map_err(|e| {
-            Ec2Error::internal(format!("cannot mount {}: {e}", mountpoint.display()))
+        let loops = LoopHelper::this_program().map_err(RuntimeError::LoopHelper)?;
+        let mount = Mount::start(opts).map_err(|source| RuntimeError::MountStart {
+            mountpoint: mountpoint.to_path_buf(),
+            source,
         })?;
         Ok(Backend {
             mount,
@@ -378,24 +426,9 @@ impl Backend {
         })
     }
 
-    fn add(
-        &self,
-        instance_id: &str,
-        device: &str,
-        image: VolumeImage,
-        uid: u32,
-        gid: u32,
-        volume_id: &str,
-    ) -> Result<PathBuf, Ec2Error> {
-        let dev: Arc<dyn BlockDevice> = Arc::new(image);
-        self.mount
-            .add(instance_id, device, dev, uid, gid, volume_id)
-            .map_err(mount_err)
-    }
-
     /// Stops serving; a file still open (a loop device releasing, qemu exiting) gets a
     /// moment to be closed before `force` is needed.
-    fn remove(&self, instance_id: &str, device: &str, force: bool) -> Result<(), Ec2Error> {
+    fn remove(&self, instance_id: &str, device: &str, force: bool) -> Result<(), RuntimeError> {
         if force {
             return self
                 .mount
@@ -422,7 +455,7 @@ impl Backend {
 
     /// Binds a served file to a loop device (direct I/O, so pages are not cached twice).
     /// The child process opens the file: this process never touches its own mount.
-    fn loop_attach(&self, path: &Path) -> Result<BoundLoop, Ec2Error> {
+    fn loop_attach(&self, path: &Path) -> Result<BoundLoop, RuntimeError> {
         self.loops
             .attach(
                 path,
@@ -431,32 +464,24 @@ impl Backend {
                     ..LoopOptions::default()
                 },
             )
-            .map_err(|e| {
-                Ec2Error::internal(format!(
-                    "cannot bind {} to a loop device: {e}",
-                    path.display()
-                ))
+            .map_err(|source| RuntimeError::LoopAttach {
+                path: path.to_path_buf(),
+                source,
             })
     }
 
     /// Releases a loop device (in a child, and only while it still holds the file it was
     /// bound to); refused while it is mounted unless `force` (then the kernel releases
     /// it at the last close, as `losetup -d` does).
-    fn loop_detach(&self, bound: &BoundLoop, force: bool) -> Result<(), Ec2Error> {
-        let dev = bound.device.path();
-        if !force && block_device_busy(&dev) {
-            return Err(Ec2Error::new(
-                Ec2Code::VolumeInUse,
-                format!(
-                    "{} is mounted or held: unmount it first, or detach with --force",
-                    dev.display()
-                ),
-            ));
+    fn loop_detach(&self, bound: &BoundLoop, force: bool) -> Result<(), RuntimeError> {
+        let device = bound.device.path();
+        if !force && block_device_busy(&device) {
+            return Err(RuntimeError::LoopBusy { device });
         }
         self.loops
             .detach(bound)
             .map(|_| ())
-            .map_err(|e| Ec2Error::internal(format!("cannot release {}: {e}", dev.display())))
+            .map_err(|source| RuntimeError::LoopRelease { device, source })
     }
 
     /// Boots the guest from `disk` (the served root file) through a loop device
@@ -468,12 +493,12 @@ impl Backend {
         disk: &Path,
         volume_id: &str,
         console: &Path,
-    ) -> Result<(), Ec2Error> {
+    ) -> Result<(), RuntimeError> {
         let mut profile = BootProfile::demo_guest(Path::new("/"));
         profile.kernel = spec.kernel.clone();
         profile.initrd = spec.initrd.clone();
-        let guest =
-            Guest::start_on_loop(&profile, disk, volume_id, console, true).map_err(boot_err)?;
+        let guest = Guest::start_on_loop(&profile, disk, volume_id, console, true)
+            .map_err(RuntimeError::Boot)?;
         let guest = Arc::new(guest);
         lock(&self.guests).insert(instance_id.to_string(), Arc::clone(&guest));
         match guest.wait_for_ready(BOOT_TIMEOUT) {
@@ -486,16 +511,16 @@ impl Backend {
                 if let Err(stop) = guest.stop(STOP_TIMEOUT) {
                     tracing::error!(instance = %instance_id, "cannot stop the failed guest: {stop}");
                 }
-                Err(boot_err(e))
+                Err(RuntimeError::Boot(e))
             }
         }
     }
 
     /// Powers the guest off (ACPI, then QMP quit, then kill) and releases its loop device.
-    fn stop_guest(&self, instance_id: &str) -> Result<(), Ec2Error> {
+    fn stop_guest(&self, instance_id: &str) -> Result<(), RuntimeError> {
         let guest = lock(&self.guests).remove(instance_id);
         if let Some(g) = guest {
-            let outcome = g.stop(STOP_TIMEOUT).map_err(boot_err)?;
+            let outcome = g.stop(STOP_TIMEOUT).map_err(RuntimeError::Boot)?;
             tracing::info!(instance = %instance_id, "guest stopped: {outcome:?}");
         }
         Ok(())

@@ -4,32 +4,55 @@
 use std::io::{BufReader, BufWriter};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use super::error::Ec2Error;
+use super::model::Caller;
 use super::protocol::{
     read_frame, write_frame, FrameError, RequestEnvelope, ResponseEnvelope, PROTOCOL_VERSION,
 };
-use super::service::{Caller, Ec2Service};
+use super::service::Ec2Service;
+
+/// Why ec2.sock could not be bound.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("another volume service already listens on {}", .0.display())]
+    InUse(PathBuf),
+    #[error("cannot listen on {}", .path.display())]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot set the mode of {}", .path.display())]
+    Mode {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Binds `path` (replacing a stale socket, refusing a live one) with `mode` (kmsd's
 /// `socket_mode` from the config, 0660 by default: the same users may talk to both).
-pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, Ec2Error> {
+pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, ListenError> {
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
-            return Err(Ec2Error::internal(format!(
-                "another volume service already listens on {}",
-                path.display()
-            )));
+            return Err(ListenError::InUse(path.to_path_buf()));
         }
         let _ = std::fs::remove_file(path);
     }
-    let l = UnixListener::bind(path)
-        .map_err(|e| Ec2Error::io(&format!("cannot listen on {}", path.display()), &e))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .map_err(|e| Ec2Error::io(&format!("cannot set the mode of {}", path.display()), &e))?;
+    let l = UnixListener::bind(path).map_err(|source| ListenError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|source| {
+        ListenError::Mode {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
     Ok(l)
 }
 

@@ -2,30 +2,24 @@
 //! (`atrest mount`) runs it behind ec2.sock with a [`Runtime`] (FUSE mount, loop
 //! devices, guests, plaintext keys); without the daemon the CLI runs it in-process for
 //! the operations that need no runtime (the registry lock makes both safe together).
+//!
+//! The handlers live beside the operations they answer: [`super::volumes`],
+//! [`super::snapshots`], [`super::instances`], [`super::local`]; tags are here. Each
+//! takes the operation's request type of [`super::api`] and returns its output type.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use plumbing::home::Layout;
 
+use super::api::{self, CreateTagsRequest, DeleteTagsRequest, Request, Response};
 use super::error::{Ec2Code, Ec2Error};
-use super::ids::{self, IdKind};
 use super::kms::Kms;
-use super::model::{self, InstanceState, SnapshotState, State, Tag, VolumeState, Worker};
-use super::protocol::{Request, Response};
+use super::model::{self, Caller, Snapshot, State, Tag, Volume, Worker};
 use super::registry::Registry;
 use super::rules;
 use super::runtime::Runtime;
-
-/// Who is calling, as the kernel says (SO_PEERCRED) plus the principal they act as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub uid: u32,
-    pub gid: u32,
-    pub pid: u32,
-    /// The IAM principal ARN EC2 acts on behalf of.
-    pub principal: String,
-}
+use super::worker;
 
 pub struct Ec2Service {
     pub layout: Layout,
@@ -38,17 +32,11 @@ pub struct Ec2Service {
     jobs: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// The maximum number of tags on one resource (AWS's limit).
-pub const MAX_TAGS: usize = 50;
-
 impl Ec2Service {
     /// A service over `layout`, with `runtime` when this is the daemon.
     pub fn new(layout: Layout, runtime: Option<Runtime>) -> Result<Arc<Ec2Service>, Ec2Error> {
         let registry = Registry::open(&layout.ec2_dir())?;
-        for dir in [layout.volumes_dir(), layout.snapshots_dir()] {
-            plumbing::durable::ensure_dir(&dir, 0o700)
-                .map_err(|e| Ec2Error::io(&format!("cannot create {}", dir.display()), &e))?;
-        }
+        super::storage::ensure_dirs(&layout)?;
         let (region, account) = super::kms::region_and_account(&layout)?;
         let kms = Kms::new(&layout);
         let svc = Arc::new(Ec2Service {
@@ -60,7 +48,9 @@ impl Ec2Service {
             runtime,
             jobs: Mutex::new(Vec::new()),
         });
-        svc.recover_orphans()?;
+        // Background work whose process died leaves `creating`/`pending` records.
+        worker::recover::<Volume>(&svc.registry, &svc.layout)?;
+        worker::recover::<Snapshot>(&svc.registry, &svc.layout)?;
         Ok(svc)
     }
 
@@ -102,9 +92,7 @@ impl Ec2Service {
     }
 
     pub fn worker(&self) -> Worker {
-        Worker {
-            pid: std::process::id(),
-        }
+        worker::this_worker()
     }
 
     pub(crate) fn require_runtime(&self, op: &str) -> Result<&Runtime, Ec2Error> {
@@ -119,60 +107,40 @@ impl Ec2Service {
         })
     }
 
-    /// Whether the request can be answered without the daemon's runtime.
-    pub fn needs_runtime(req: &Request) -> bool {
-        matches!(
-            req,
-            Request::StartInstances { .. }
-                | Request::RunInstances(_)
-                | Request::LocalAttach { .. }
-                | Request::LocalDetach { .. }
-                | Request::Status
-        )
-    }
-
+    /// Answers one request: the operation's handler, its output in the response.
     pub fn handle(self: &Arc<Self>, caller: &Caller, req: Request) -> Result<Response, Ec2Error> {
-        match req {
-            Request::CreateVolume(r) => self.create_volume(caller, r),
-            Request::DescribeVolumes {
-                volume_ids,
-                filters,
-            } => self.describe_volumes(&volume_ids, &filters),
-            Request::DeleteVolume { volume_id } => self.delete_volume(&volume_id),
-            Request::CreateTags { resources, tags } => self.create_tags(&resources, &tags),
-            Request::DeleteTags { resources, tags } => self.delete_tags(&resources, &tags),
-            Request::CreateSnapshot(r) => self.create_snapshot(caller, r),
-            Request::DescribeSnapshots {
-                snapshot_ids,
-                filters,
-            } => self.describe_snapshots(&snapshot_ids, &filters),
-            Request::DeleteSnapshot { snapshot_id } => self.delete_snapshot(&snapshot_id),
-            Request::CopySnapshot(r) => self.copy_snapshot(caller, r),
-            Request::RunInstances(r) => self.run_instances(caller, r),
-            Request::DescribeInstances {
-                instance_ids,
-                filters,
-            } => self.describe_instances(&instance_ids, &filters),
-            Request::StartInstances { instance_ids } => self.start_instances(caller, &instance_ids),
-            Request::StopInstances {
-                instance_ids,
-                force,
-            } => self.stop_instances(caller, &instance_ids, force),
-            Request::TerminateInstances { instance_ids } => {
-                self.terminate_instances(caller, &instance_ids)
+        Ok(match req {
+            Request::CreateVolume(r) => Response::CreateVolume(self.create_volume(caller, r)?),
+            Request::DescribeVolumes(r) => Response::DescribeVolumes(self.describe_volumes(r)?),
+            Request::DeleteVolume(r) => Response::DeleteVolume(self.delete_volume(r)?),
+            Request::CreateTags(r) => Response::CreateTags(self.create_tags(r)?),
+            Request::DeleteTags(r) => Response::DeleteTags(self.delete_tags(r)?),
+            Request::CreateSnapshot(r) => {
+                Response::CreateSnapshot(self.create_snapshot(caller, r)?)
             }
-            Request::AttachVolume(r) => self.attach_volume(caller, r),
-            Request::DetachVolume(r) => self.detach_volume(caller, r),
-            Request::GetConsoleOutput { instance_id } => self.get_console_output(&instance_id),
-            Request::LocalAttach {
-                volume_id,
-                loop_device,
-            } => self.local_attach(caller, &volume_id, loop_device),
-            Request::LocalDetach { volume_id, force } => {
-                self.local_detach(caller, &volume_id, force)
+            Request::DescribeSnapshots(r) => {
+                Response::DescribeSnapshots(self.describe_snapshots(r)?)
             }
-            Request::Status => self.status(),
-        }
+            Request::DeleteSnapshot(r) => Response::DeleteSnapshot(self.delete_snapshot(r)?),
+            Request::CopySnapshot(r) => Response::CopySnapshot(self.copy_snapshot(caller, r)?),
+            Request::RunInstances(r) => Response::RunInstances(self.run_instances(caller, r)?),
+            Request::DescribeInstances(r) => {
+                Response::DescribeInstances(self.describe_instances(r)?)
+            }
+            Request::StartInstances(r) => {
+                Response::StartInstances(self.start_instances(caller, r)?)
+            }
+            Request::StopInstances(r) => Response::StopInstances(self.stop_instances(caller, r)?),
+            Request::TerminateInstances(r) => {
+                Response::TerminateInstances(self.terminate_instances(caller, r)?)
+            }
+            Request::AttachVolume(r) => Response::AttachVolume(self.attach_volume(caller, r)?),
+            Request::DetachVolume(r) => Response::DetachVolume(self.detach_volume(caller, r)?),
+            Request::GetConsoleOutput(r) => Response::GetConsoleOutput(self.get_console_output(r)?),
+            Request::Attach(r) => Response::Attach(self.local_attach(caller, r)?),
+            Request::Detach(r) => Response::Detach(self.local_detach(caller, r)?),
+            Request::Status(_) => Response::Status(self.status()?),
+        })
     }
 
     // ---- tags -------------------------------------------------------------------
@@ -207,107 +175,44 @@ impl Ec2Service {
         )))
     }
 
-    fn create_tags(&self, resources: &[String], tags: &[Tag]) -> Result<Response, Ec2Error> {
-        if resources.is_empty() {
-            return Err(Ec2Error::new(
-                Ec2Code::MissingParameter,
-                "The request must contain the parameter resourceIdSet",
-            ));
+    fn create_tags(&self, r: CreateTagsRequest) -> Result<(), Ec2Error> {
+        if r.resources.is_empty() {
+            return Err(Ec2Error::missing_parameter("resourceIdSet"));
         }
-        validate_tags(tags)?;
+        let tags: Vec<Tag> = r.tags.iter().map(api::model_tag).collect();
+        rules::validate_tags(&tags)?;
         self.registry.update(|s| {
-            for id in resources {
+            for id in &r.resources {
                 let t = Self::tags_of(s, id)?;
-                model::merge_tags(t, tags);
-                if t.len() > MAX_TAGS {
-                    return Err(Ec2Error::new(
-                        Ec2Code::InvalidParameterValue,
-                        format!("Resource '{id}' would have more than {MAX_TAGS} tags"),
-                    ));
-                }
-            }
-            Ok(())
-        })?;
-        Ok(Response::Empty)
-    }
-
-    fn delete_tags(
-        &self,
-        resources: &[String],
-        tags: &[(String, Option<String>)],
-    ) -> Result<Response, Ec2Error> {
-        self.registry.update(|s| {
-            for id in resources {
-                let t = Self::tags_of(s, id)?;
-                if tags.is_empty() {
-                    t.clear();
-                } else {
-                    model::remove_tags(t, tags);
-                }
-            }
-            Ok(())
-        })?;
-        Ok(Response::Empty)
-    }
-
-    // ---- recovery ------------------------------------------------------------------
-
-    /// Background work whose process died leaves `creating`/`pending` records: they
-    /// become `error` (the half-written output is removed), so the registry never claims
-    /// a volume or snapshot that is not whole.
-    fn recover_orphans(&self) -> Result<(), Ec2Error> {
-        let alive = |w: &Option<Worker>| {
-            w.as_ref()
-                .is_some_and(|w| std::path::Path::new(&format!("/proc/{}", w.pid)).exists())
-        };
-        let state = self.registry.read()?;
-        let dead_vols: Vec<String> = state
-            .volumes
-            .values()
-            .filter(|v| v.state == VolumeState::Creating && !alive(&v.worker))
-            .map(|v| v.volume_id.clone())
-            .collect();
-        let dead_snaps: Vec<String> = state
-            .snapshots
-            .values()
-            .filter(|s| s.state == SnapshotState::Pending && !alive(&s.worker))
-            .map(|s| s.snapshot_id.clone())
-            .collect();
-        if dead_vols.is_empty() && dead_snaps.is_empty() {
-            return Ok(());
-        }
-        for id in &dead_vols {
-            super::storage::discard_volume(&self.layout, id);
-        }
-        for id in &dead_snaps {
-            super::storage::discard_partial_snapshot(&self.layout, id);
-        }
-        self.registry.update(|s| {
-            for id in &dead_vols {
-                if let Some(v) = s.volumes.get_mut(id) {
-                    if v.state == VolumeState::Creating && !alive(&v.worker) {
-                        tracing::warn!(volume = %id, "creation was interrupted; marking it error");
-                        v.state = VolumeState::Error;
-                        v.worker = None;
-                        v.error_message =
-                            Some("creation was interrupted (the service stopped)".into());
-                    }
-                }
-            }
-            for id in &dead_snaps {
-                if let Some(sn) = s.snapshots.get_mut(id) {
-                    if sn.state == SnapshotState::Pending && !alive(&sn.worker) {
-                        tracing::warn!(snapshot = %id, "snapshot was interrupted; marking it error");
-                        sn.state = SnapshotState::Error;
-                        sn.worker = None;
-                        sn.state_message =
-                            Some("the snapshot was interrupted (the service stopped)".into());
-                    }
+                model::merge_tags(t, &tags);
+                if t.len() > rules::MAX_TAGS {
+                    return Err(Ec2Error::invalid_parameter(format!(
+                        "Resource '{id}' would have more than {} tags",
+                        rules::MAX_TAGS
+                    )));
                 }
             }
             Ok(())
         })
     }
+
+    fn delete_tags(&self, r: DeleteTagsRequest) -> Result<(), Ec2Error> {
+        let del: Vec<(String, Option<String>)> =
+            r.tags.into_iter().map(|t| (t.key, t.value)).collect();
+        self.registry.update(|s| {
+            for id in &r.resources {
+                let t = Self::tags_of(s, id)?;
+                if del.is_empty() {
+                    t.clear();
+                } else {
+                    model::remove_tags(t, &del);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    // ---- recovery ------------------------------------------------------------------
 
     /// Instances that were pending/running/stopping when the daemon died lost their
     /// keys with it: they are stopped now (called by the daemon at start).
@@ -318,10 +223,10 @@ impl Ec2Service {
                     continue;
                 }
                 let new = match i.state {
-                    InstanceState::Pending | InstanceState::Running | InstanceState::Stopping => {
-                        InstanceState::Stopped
-                    }
-                    InstanceState::ShuttingDown => InstanceState::Terminated,
+                    model::InstanceState::Pending
+                    | model::InstanceState::Running
+                    | model::InstanceState::Stopping => model::InstanceState::Stopped,
+                    model::InstanceState::ShuttingDown => model::InstanceState::Terminated,
                     _ => continue,
                 };
                 tracing::warn!(instance = %i.instance_id, "the volume service restarted; {} -> {}", i.state.as_str(), new.as_str());
@@ -334,37 +239,4 @@ impl Ec2Service {
             Ok(())
         })
     }
-
-    pub fn new_id(kind: IdKind) -> String {
-        ids::new_id(kind)
-    }
-}
-
-/// AWS's tag limits: key 1..=128 characters, not starting with `aws:`; value up to 256.
-pub fn validate_tags(tags: &[Tag]) -> Result<(), Ec2Error> {
-    for t in tags {
-        if t.key.is_empty() || t.key.chars().count() > 128 {
-            return Err(Ec2Error::invalid_parameter(format!(
-                "Tag key '{}' must be 1 to 128 characters",
-                t.key
-            )));
-        }
-        if t.key.starts_with("aws:") {
-            return Err(Ec2Error::invalid_parameter(
-                "Tag keys starting with 'aws:' are reserved for internal use",
-            ));
-        }
-        if t.value.chars().count() > 256 {
-            return Err(Ec2Error::invalid_parameter(format!(
-                "The value of tag '{}' is longer than 256 characters",
-                t.key
-            )));
-        }
-    }
-    if tags.len() > MAX_TAGS {
-        return Err(Ec2Error::invalid_parameter(format!(
-            "At most {MAX_TAGS} tags per resource"
-        )));
-    }
-    Ok(())
 }

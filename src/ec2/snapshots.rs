@@ -1,29 +1,34 @@
 //! CreateSnapshot, DescribeSnapshots, DeleteSnapshot, CopySnapshot, and the restores
-//! behind CreateVolume --snapshot-id. The long work runs in the background with its
-//! progress in the registry; the snapshot store makes a snapshot visible only whole,
-//! so a crash leaves the old state or the new one (see `recover_orphans`).
+//! behind CreateVolume --snapshot-id. The long work runs in the background
+//! ([`super::worker`]: progress in the registry, `error` if it fails or its process
+//! dies); the snapshot store makes a snapshot visible only whole.
 
 use std::sync::Arc;
 
-use super::error::Ec2Error;
+use super::api::{
+    self, CopySnapshotRequest, CopySnapshotResult, CreateSnapshotRequest, DeleteSnapshotRequest,
+    DescribeSnapshotsRequest, DescribeSnapshotsResult,
+};
+use super::error::{Ec2Code, Ec2Error};
 use super::filters;
 use super::ids::IdKind;
-use super::kms::WrappedKey;
-use super::model::{self, Snapshot, SnapshotState};
-use super::protocol::{CopySnapshotRequest, CreateSnapshotRequest, Filter, Response};
+use super::model::{self, Caller, Snapshot, SnapshotState, Volume, WrappedKey, DEFAULT_EBS_KEY};
 use super::rules;
-use super::service::{validate_tags, Caller, Ec2Service};
+use super::service::Ec2Service;
 use super::storage;
-use super::volumes::DEFAULT_EBS_KEY;
+use super::worker;
+
+/// The smallest `MaxResults` DescribeSnapshots takes.
+const MIN_PAGE: i64 = 5;
 
 impl Ec2Service {
     pub(crate) fn create_snapshot(
         self: &Arc<Self>,
         caller: &Caller,
         r: CreateSnapshotRequest,
-    ) -> Result<Response, Ec2Error> {
-        validate_tags(&r.tags)?;
-        let snapshot_id = Ec2Service::new_id(IdKind::Snapshot);
+    ) -> Result<api::Snapshot, Ec2Error> {
+        let tags = rules::spec_tags(&r.tag_specifications, "snapshot", &["snapshot"])?;
+        let snapshot_id = super::ids::new_id(IdKind::Snapshot);
         let snap = self.registry.update(|s| {
             rules::check_create_snapshot(s, &r.volume_id)?;
             let v = rules::volume(s, &r.volume_id)?;
@@ -36,9 +41,9 @@ impl Ec2Service {
                 encrypted: v.encrypted,
                 kms_key_id: v.kms_key_id.clone(),
                 volume_size_gib: v.size_gib,
-                description: r.description.clone(),
+                description: r.description.clone().unwrap_or_default(),
                 owner_id: self.account.clone(),
-                tags: r.tags.clone(),
+                tags,
                 worker: Some(self.worker()),
                 state_message: None,
             };
@@ -55,88 +60,66 @@ impl Ec2Service {
         let volume_id = r.volume_id.clone();
         self.spawn(&format!("snapshot-{id}"), move |svc| {
             let res = storage::create_snapshot(&svc.layout, &id, &volume_id, &mut |pct| {
-                svc.snapshot_progress(&id, pct)
-            });
-            svc.finish_snapshot(&id, res);
+                worker::progress::<Snapshot>(&svc.registry, &id, pct)
+            })
+            .map_err(Ec2Error::from);
+            worker::finish::<Snapshot>(&svc.registry, &svc.layout, &id, res);
         });
-        Ok(Response::Snapshot(snap))
-    }
-
-    pub(crate) fn snapshot_progress(&self, snapshot_id: &str, pct: u8) {
-        let _ = self.registry.update(|s| {
-            if let Some(sn) = s.snapshots.get_mut(snapshot_id) {
-                sn.progress = pct.min(99);
-            }
-            Ok(())
-        });
-    }
-
-    fn finish_snapshot(&self, snapshot_id: &str, res: Result<(), Ec2Error>) {
-        if let Err(e) = &res {
-            tracing::error!(snapshot = %snapshot_id, "snapshot failed: {e}");
-            storage::discard_partial_snapshot(&self.layout, snapshot_id);
-        }
-        let upd = self.registry.update(|s| {
-            if let Some(sn) = s.snapshots.get_mut(snapshot_id) {
-                sn.worker = None;
-                match &res {
-                    Ok(()) => {
-                        sn.state = SnapshotState::Completed;
-                        sn.progress = 100;
-                    }
-                    Err(e) => {
-                        sn.state = SnapshotState::Error;
-                        sn.state_message = Some(e.to_string());
-                    }
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = upd {
-            tracing::error!(snapshot = %snapshot_id, "cannot record the snapshot's new state: {e}");
-        }
+        Ok(api::Snapshot::from(&snap))
     }
 
     pub(crate) fn describe_snapshots(
         &self,
-        ids: &[String],
-        filters: &[Filter],
-    ) -> Result<Response, Ec2Error> {
+        r: DescribeSnapshotsRequest,
+    ) -> Result<DescribeSnapshotsResult, Ec2Error> {
         let state = self.registry.read()?;
-        for id in ids {
+        for id in &r.snapshot_ids {
             rules::snapshot(&state, id)?;
         }
         let mut out = Vec::new();
         for s in state.snapshots.values() {
-            if !ids.is_empty() && !ids.contains(&s.snapshot_id) {
+            if !r.snapshot_ids.is_empty() && !r.snapshot_ids.contains(&s.snapshot_id) {
                 continue;
             }
-            if filters::snapshot_matches(s, filters)? {
-                out.push(s.clone());
+            if filters::snapshot_matches(s, &r.filters)? {
+                out.push(s);
             }
         }
-        Ok(Response::Snapshots(out))
+        let (page, next_token) = rules::page(
+            out,
+            |s| &s.snapshot_id,
+            !r.snapshot_ids.is_empty(),
+            r.max_results,
+            r.next_token.as_deref(),
+            MIN_PAGE,
+        )?;
+        Ok(DescribeSnapshotsResult {
+            snapshots: page.into_iter().map(api::Snapshot::from).collect(),
+            next_token,
+        })
     }
 
-    pub(crate) fn delete_snapshot(&self, snapshot_id: &str) -> Result<Response, Ec2Error> {
+    pub(crate) fn delete_snapshot(&self, r: DeleteSnapshotRequest) -> Result<(), Ec2Error> {
+        let snapshot_id = r.snapshot_id;
         self.registry.update(|s| {
-            rules::check_delete_snapshot(s, snapshot_id)?;
-            s.snapshots.remove(snapshot_id);
+            rules::check_delete_snapshot(s, &snapshot_id)?;
+            s.snapshots.remove(&snapshot_id);
             Ok(())
         })?;
-        storage::delete_snapshot(&self.layout, snapshot_id)?;
-        Ok(Response::Empty)
+        storage::delete_snapshot(&self.layout, &snapshot_id)?;
+        Ok(())
     }
 
     pub(crate) fn copy_snapshot(
         self: &Arc<Self>,
         caller: &Caller,
         r: CopySnapshotRequest,
-    ) -> Result<Response, Ec2Error> {
-        validate_tags(&r.tags)?;
-        if r.kms_key_id.is_some() && !r.encrypted {
+    ) -> Result<CopySnapshotResult, Ec2Error> {
+        let tags = rules::spec_tags(&r.tag_specifications, "snapshot", &["snapshot"])?;
+        let encrypt = r.encrypted.unwrap_or(false);
+        if r.kms_key_id.is_some() && !encrypt {
             return Err(Ec2Error::new(
-                super::error::Ec2Code::InvalidParameterDependency,
+                Ec2Code::InvalidParameterDependency,
                 "The parameter KmsKeyId requires the parameter Encrypted to be set.",
             ));
         }
@@ -152,8 +135,8 @@ impl Ec2Service {
             }
             s.clone()
         };
-        let snapshot_id = Ec2Service::new_id(IdKind::Snapshot);
-        let encrypted = r.encrypted || source.encrypted;
+        let snapshot_id = super::ids::new_id(IdKind::Snapshot);
+        let encrypted = encrypt || source.encrypted;
         // The copy's data key is bound to the copy's own ID, as EBS does.
         let data_key = if encrypted {
             let key_id = r
@@ -165,13 +148,12 @@ impl Ec2Service {
         } else {
             None
         };
-        let description = if r.description.is_empty() {
-            format!(
+        let description = match r.description.as_deref() {
+            None | Some("") => format!(
                 "[Copied {snapshot_id} from {}:{}]",
                 self.region, source.snapshot_id
-            )
-        } else {
-            r.description.clone()
+            ),
+            Some(d) => d.to_string(),
         };
         let snap = Snapshot {
             snapshot_id: snapshot_id.clone(),
@@ -184,7 +166,7 @@ impl Ec2Service {
             volume_size_gib: source.volume_size_gib,
             description,
             owner_id: self.account.clone(),
-            tags: r.tags.clone(),
+            tags,
             worker: Some(self.worker()),
             state_message: None,
         };
@@ -197,9 +179,12 @@ impl Ec2Service {
         let id = snapshot_id.clone();
         self.spawn(&format!("copy-{id}"), move |svc| {
             let res = svc.copy_into(&caller, &source, &id, data_key.as_ref());
-            svc.finish_snapshot(&id, res);
+            worker::finish::<Snapshot>(&svc.registry, &svc.layout, &id, res);
         });
-        Ok(Response::SnapshotId(snapshot_id))
+        Ok(CopySnapshotResult {
+            snapshot_id,
+            tags: api::tags_of(&snap.tags),
+        })
     }
 
     /// The copy-snapshot work: decrypt the keys it needs on the caller's behalf, then
@@ -211,22 +196,16 @@ impl Ec2Service {
         new_id: &str,
         new_key: Option<&WrappedKey>,
     ) -> Result<(), Ec2Error> {
-        let source_key = match storage::snapshot_wrapped_key(&self.layout, &source.snapshot_id)? {
-            Some(w) => Some(self.kms.decrypt_data_key(caller, &w)?),
-            None => None,
-        };
-        let dest_key = match new_key {
-            Some(w) => Some(self.kms.decrypt_data_key(caller, w)?),
-            None => None,
-        };
+        let (source_key, dest_key) = self.data_keys(caller, &source.snapshot_id, new_key)?;
         storage::copy_snapshot(
             &self.layout,
             &source.snapshot_id,
             new_id,
             source_key,
             new_key.zip(dest_key),
-            &mut |pct| self.snapshot_progress(new_id, pct),
-        )
+            &mut |pct| worker::progress::<Snapshot>(&self.registry, new_id, pct),
+        )?;
+        Ok(())
     }
 
     /// The create-volume-from-snapshot work.
@@ -238,14 +217,7 @@ impl Ec2Service {
         size_bytes: u64,
         new_key: Option<&WrappedKey>,
     ) -> Result<(), Ec2Error> {
-        let source_key = match storage::snapshot_wrapped_key(&self.layout, &snap.snapshot_id)? {
-            Some(w) => Some(self.kms.decrypt_data_key(caller, &w)?),
-            None => None,
-        };
-        let dest_key = match new_key {
-            Some(w) => Some(self.kms.decrypt_data_key(caller, w)?),
-            None => None,
-        };
+        let (source_key, dest_key) = self.data_keys(caller, &snap.snapshot_id, new_key)?;
         storage::restore_snapshot(
             &self.layout,
             &snap.snapshot_id,
@@ -253,7 +225,34 @@ impl Ec2Service {
             size_bytes,
             source_key,
             new_key.zip(dest_key),
-            &mut |pct| self.volume_progress(volume_id, pct),
-        )
+            &mut |pct| worker::progress::<Volume>(&self.registry, volume_id, pct),
+        )?;
+        Ok(())
+    }
+
+    /// The plaintext data keys a copy or restore of `snapshot_id` needs, decrypted on
+    /// the caller's behalf (as EBS does): the snapshot's, and the new one's.
+    #[allow(clippy::type_complexity)]
+    fn data_keys(
+        &self,
+        caller: &Caller,
+        snapshot_id: &str,
+        new_key: Option<&WrappedKey>,
+    ) -> Result<
+        (
+            Option<zeroize::Zeroizing<Vec<u8>>>,
+            Option<zeroize::Zeroizing<Vec<u8>>>,
+        ),
+        Ec2Error,
+    > {
+        let source_key = match storage::snapshot_wrapped_key(&self.layout, snapshot_id)? {
+            Some(w) => Some(self.kms.decrypt_data_key(caller, &w)?),
+            None => None,
+        };
+        let dest_key = match new_key {
+            Some(w) => Some(self.kms.decrypt_data_key(caller, w)?),
+            None => None,
+        };
+        Ok((source_key, dest_key))
     }
 }

@@ -1,35 +1,99 @@
 //! The data plane as the control plane sees it: image files and the snapshot store.
-//! Every call into `crate::volume` goes through here, so the service code reads as
-//! registry logic and this file as file work.
+//! Every call into `crate::volume` from `src/ec2` goes through here, so the service
+//! code reads as registry logic and this file as file work. Its failures are
+//! [`StorageError`]s, with their sources; the service answers them as EC2 errors.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use plumbing::home::Layout;
 use zeroize::Zeroizing;
 
 use super::error::{Ec2Code, Ec2Error};
-use super::kms::WrappedKey;
+use super::model::WrappedKey;
+use crate::mount::BlockDevice;
 use crate::volume::copy::{CopyError, DataKeys};
 use crate::volume::snapshot::{Progress, SnapshotError, SnapshotSource, SnapshotStore};
-use crate::volume::{VolumeHeaderParams, VolumeImage, XtsKey};
+use crate::volume::{KeyError, VolumeError, VolumeHeaderParams, VolumeImage, XtsKey};
+
+/// Why an image or the snapshot store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot {action} the image of {volume_id}")]
+    Image {
+        action: &'static str,
+        volume_id: String,
+        #[source]
+        source: VolumeError,
+    },
+    #[error("image {path} belongs to {found}, not {volume_id}")]
+    WrongImage {
+        path: PathBuf,
+        found: String,
+        volume_id: String,
+    },
+    #[error("cannot read image {path}")]
+    Source {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create {}", .path.display())]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("image offset overflow")]
+    Overflow,
+    #[error("the data key kmsd returned is not a 512-bit XTS key")]
+    DataKey(#[source] KeyError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+}
+
+impl From<StorageError> for Ec2Error {
+    fn from(e: StorageError) -> Ec2Error {
+        match e {
+            StorageError::Snapshot(SnapshotError::NotFound(id)) => {
+                Ec2Error::snapshot_not_found(&id)
+            }
+            StorageError::Snapshot(
+                ref s @ (SnapshotError::Copy(CopyError::PlaintextCopyOfEncryptedData)
+                | SnapshotError::DestinationTooSmall { .. }
+                | SnapshotError::InvalidId(_)),
+            ) => Ec2Error::invalid_parameter(s.to_string()),
+            other => Ec2Error::caused_by(Ec2Code::InternalError, &other),
+        }
+    }
+}
+
+fn image_err(action: &'static str, volume_id: &str) -> impl FnOnce(VolumeError) -> StorageError {
+    let volume_id = volume_id.to_string();
+    move |source| StorageError::Image {
+        action,
+        volume_id,
+        source,
+    }
+}
+
+/// Creates `HOME/volumes` and `HOME/snapshots` (0700) if missing.
+pub fn ensure_dirs(layout: &Layout) -> Result<(), StorageError> {
+    for path in [layout.volumes_dir(), layout.snapshots_dir()] {
+        plumbing::durable::ensure_dir(&path, 0o700)
+            .map_err(|source| StorageError::Dir { path, source })?;
+    }
+    Ok(())
+}
 
 /// `HOME/volumes/vol-....img`.
 pub fn image_path(layout: &Layout, volume_id: &str) -> PathBuf {
     layout.volumes_dir().join(format!("{volume_id}.img"))
 }
 
-fn vol_err(what: &str, e: impl std::fmt::Display) -> Ec2Error {
-    Ec2Error::internal(format!("{what}: {e}"))
-}
-
-pub fn xts_key(bytes: &Zeroizing<Vec<u8>>) -> Result<XtsKey, Ec2Error> {
-    XtsKey::from_bytes(bytes).map_err(|e| {
-        Ec2Error::new(
-            Ec2Code::InternalError,
-            format!("the data key kmsd returned is not a 512-bit XTS key: {e}"),
-        )
-    })
+pub fn xts_key(bytes: &Zeroizing<Vec<u8>>) -> Result<XtsKey, StorageError> {
+    XtsKey::from_bytes(bytes).map_err(StorageError::DataKey)
 }
 
 /// A new sparse image; encrypted under `key` (wrapped, as kmsd returned it) if given.
@@ -38,12 +102,12 @@ pub fn create_blank(
     volume_id: &str,
     size_bytes: u64,
     key: Option<&WrappedKey>,
-) -> Result<(), Ec2Error> {
+) -> Result<(), StorageError> {
     VolumeImage::create(
         &image_path(layout, volume_id),
         &params(volume_id, size_bytes, key),
     )
-    .map_err(|e| vol_err(&format!("cannot create the image of {volume_id}"), e))
+    .map_err(image_err("create", volume_id))
 }
 
 /// A new unencrypted image holding the bytes of `source` (a raw disk image), written
@@ -53,14 +117,16 @@ pub fn import_raw(
     volume_id: &str,
     size_bytes: u64,
     source: &Path,
-) -> Result<(), Ec2Error> {
+) -> Result<(), StorageError> {
     create_blank(layout, volume_id, size_bytes, None)?;
     let path = image_path(layout, volume_id);
     let res = (|| {
-        let img = VolumeImage::open(&path, None)
-            .map_err(|e| vol_err(&format!("cannot open {}", path.display()), e))?;
-        let mut f = std::fs::File::open(source)
-            .map_err(|e| Ec2Error::io(&format!("cannot read image {}", source.display()), &e))?;
+        let img = VolumeImage::open(&path, None).map_err(image_err("open", volume_id))?;
+        let src_err = |e| StorageError::Source {
+            path: source.to_path_buf(),
+            source: e,
+        };
+        let mut f = std::fs::File::open(source).map_err(src_err)?;
         let mut buf = vec![0u8; 1 << 20];
         let mut off = 0u64;
         loop {
@@ -70,7 +136,7 @@ pub fn import_raw(
                     Ok(0) => break,
                     Ok(k) => n += k,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Ec2Error::io("cannot read the image", &e)),
+                    Err(e) => return Err(src_err(e)),
                 }
             }
             if n == 0 {
@@ -79,19 +145,67 @@ pub fn import_raw(
             let chunk = &buf[..n];
             if chunk.iter().any(|b| *b != 0) {
                 img.write_at(chunk, off)
-                    .map_err(|e| vol_err(&format!("cannot write {volume_id}"), e))?;
+                    .map_err(image_err("write", volume_id))?;
             }
-            off = off
-                .checked_add(n as u64)
-                .ok_or_else(|| Ec2Error::internal("image offset overflow"))?;
+            off = off.checked_add(n as u64).ok_or(StorageError::Overflow)?;
         }
-        img.sync_data()
-            .map_err(|e| vol_err(&format!("cannot sync {volume_id}"), e))
+        img.sync_data().map_err(image_err("sync", volume_id))
     })();
     if res.is_err() {
         discard_volume(layout, volume_id);
     }
     res
+}
+
+/// The size of a raw disk image to import.
+pub fn source_len(source: &Path) -> Result<u64, StorageError> {
+    std::fs::metadata(source)
+        .map(|m| m.len())
+        .map_err(|e| StorageError::Source {
+            path: source.to_path_buf(),
+            source: e,
+        })
+}
+
+/// The data key a volume's image is encrypted under (`None`: unencrypted), after
+/// checking that the image is the volume's.
+pub fn volume_key(layout: &Layout, volume_id: &str) -> Result<Option<WrappedKey>, StorageError> {
+    let path = image_path(layout, volume_id);
+    let header =
+        VolumeImage::read_header(&path).map_err(image_err("read the header of", volume_id))?;
+    if header.volume_id() != volume_id {
+        return Err(StorageError::WrongImage {
+            found: header.volume_id().to_string(),
+            path,
+            volume_id: volume_id.to_string(),
+        });
+    }
+    Ok(header.cipher().is_encrypted().then(|| WrappedKey {
+        blob: header.params.wrapped_key.clone(),
+        key_arn: header.params.key_arn.clone(),
+        context: header.params.encryption_context.clone(),
+    }))
+}
+
+/// A volume's image opened for serving (with its plaintext data key when encrypted),
+/// and the ARN of the KMS key that wraps that data key.
+pub struct OpenVolume {
+    pub device: Arc<dyn BlockDevice>,
+    pub key_arn: Option<String>,
+}
+
+pub fn open_volume(
+    layout: &Layout,
+    volume_id: &str,
+    key: Option<XtsKey>,
+) -> Result<OpenVolume, StorageError> {
+    let image = VolumeImage::open(&image_path(layout, volume_id), key)
+        .map_err(image_err("open", volume_id))?;
+    let key_arn = Some(image.header().params.key_arn.clone()).filter(|k| !k.is_empty());
+    Ok(OpenVolume {
+        device: Arc::new(image),
+        key_arn,
+    })
 }
 
 /// Removes a volume's image (deleted or never finished). Missing is fine.
@@ -108,18 +222,8 @@ pub fn discard_volume(layout: &Layout, volume_id: &str) {
 
 // ---- snapshot store ----------------------------------------------------------------
 
-fn store(layout: &Layout) -> Result<SnapshotStore, Ec2Error> {
-    SnapshotStore::open(&layout.snapshots_dir()).map_err(snap_err)
-}
-
-fn snap_err(e: SnapshotError) -> Ec2Error {
-    match e {
-        SnapshotError::NotFound(id) => Ec2Error::snapshot_not_found(&id),
-        SnapshotError::Copy(CopyError::PlaintextCopyOfEncryptedData)
-        | SnapshotError::DestinationTooSmall { .. }
-        | SnapshotError::InvalidId(_) => Ec2Error::invalid_parameter(e.to_string()),
-        other => Ec2Error::internal(other.to_string()),
-    }
+fn store(layout: &Layout) -> Result<SnapshotStore, StorageError> {
+    Ok(SnapshotStore::open(&layout.snapshots_dir())?)
 }
 
 fn percent(progress: &mut dyn FnMut(u8)) -> impl FnMut(Progress) + '_ {
@@ -137,7 +241,7 @@ fn percent(progress: &mut dyn FnMut(u8)) -> impl FnMut(Progress) + '_ {
 fn keys(
     source: Option<Zeroizing<Vec<u8>>>,
     dest: Option<&Zeroizing<Vec<u8>>>,
-) -> Result<DataKeys, Ec2Error> {
+) -> Result<DataKeys, StorageError> {
     Ok(DataKeys {
         source: source.as_ref().map(xts_key).transpose()?,
         dest: dest.map(xts_key).transpose()?,
@@ -165,15 +269,13 @@ pub fn create_snapshot(
     snapshot_id: &str,
     volume_id: &str,
     progress: &mut dyn FnMut(u8),
-) -> Result<(), Ec2Error> {
+) -> Result<(), StorageError> {
     let path = image_path(layout, volume_id);
-    store(layout)?
-        .create(
-            SnapshotSource::Path(&path),
-            snapshot_id,
-            &mut percent(progress),
-        )
-        .map_err(snap_err)?;
+    store(layout)?.create(
+        SnapshotSource::Path(&path),
+        snapshot_id,
+        &mut percent(progress),
+    )?;
     Ok(())
 }
 
@@ -181,8 +283,8 @@ pub fn create_snapshot(
 pub fn snapshot_wrapped_key(
     layout: &Layout,
     snapshot_id: &str,
-) -> Result<Option<WrappedKey>, Ec2Error> {
-    let m = store(layout)?.get(snapshot_id).map_err(snap_err)?;
+) -> Result<Option<WrappedKey>, StorageError> {
+    let m = store(layout)?.get(snapshot_id)?;
     Ok(m.volume.cipher.is_encrypted().then(|| WrappedKey {
         blob: m.volume.wrapped_key.clone(),
         key_arn: m.volume.key_arn.clone(),
@@ -199,17 +301,16 @@ pub fn copy_snapshot(
     source_key: Option<Zeroizing<Vec<u8>>>,
     dest: Option<(&WrappedKey, Zeroizing<Vec<u8>>)>,
     progress: &mut dyn FnMut(u8),
-) -> Result<(), Ec2Error> {
+) -> Result<(), StorageError> {
     let st = store(layout)?;
-    let src = st.get(source_id).map_err(snap_err)?;
+    let src = st.get(source_id)?;
     let p = params(
         &src.volume.volume_id,
         src.volume.size_bytes,
         dest.as_ref().map(|d| d.0),
     );
     let k = keys(source_key, dest.as_ref().map(|d| &d.1))?;
-    st.copy(source_id, new_id, &p, k, &mut percent(progress))
-        .map_err(snap_err)?;
+    st.copy(source_id, new_id, &p, k, &mut percent(progress))?;
     Ok(())
 }
 
@@ -223,26 +324,24 @@ pub fn restore_snapshot(
     source_key: Option<Zeroizing<Vec<u8>>>,
     dest: Option<(&WrappedKey, Zeroizing<Vec<u8>>)>,
     progress: &mut dyn FnMut(u8),
-) -> Result<(), Ec2Error> {
+) -> Result<(), StorageError> {
     let p = params(volume_id, size_bytes, dest.as_ref().map(|d| d.0));
     let k = keys(source_key, dest.as_ref().map(|d| &d.1))?;
-    store(layout)?
-        .restore(
-            snapshot_id,
-            &image_path(layout, volume_id),
-            &p,
-            k,
-            &mut percent(progress),
-        )
-        .map_err(snap_err)?;
+    store(layout)?.restore(
+        snapshot_id,
+        &image_path(layout, volume_id),
+        &p,
+        k,
+        &mut percent(progress),
+    )?;
     Ok(())
 }
 
 /// Deletes a snapshot's manifest and the chunks only it used.
-pub fn delete_snapshot(layout: &Layout, snapshot_id: &str) -> Result<(), Ec2Error> {
+pub fn delete_snapshot(layout: &Layout, snapshot_id: &str) -> Result<(), StorageError> {
     match store(layout)?.delete(snapshot_id) {
         Ok(_) | Err(SnapshotError::NotFound(_)) => Ok(()),
-        Err(e) => Err(snap_err(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -252,11 +351,11 @@ pub fn discard_partial_snapshot(layout: &Layout, snapshot_id: &str) {
     let res = store(layout).and_then(|st| {
         match st.delete(snapshot_id) {
             Ok(_) | Err(SnapshotError::NotFound(_)) => {}
-            Err(e) => return Err(snap_err(e)),
+            Err(e) => return Err(e.into()),
         }
-        st.gc().map(|_| ()).map_err(snap_err)
+        st.gc().map(|_| ()).map_err(StorageError::from)
     });
     if let Err(e) = res {
-        tracing::error!(snapshot = %snapshot_id, "cannot clean up the interrupted snapshot: {e}");
+        tracing::error!(snapshot = %snapshot_id, "cannot clean up the interrupted snapshot: {}", super::error::chain(&e));
     }
 }

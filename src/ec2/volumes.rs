@@ -2,36 +2,49 @@
 
 use std::sync::Arc;
 
+use super::api::{
+    self, AttachVolumeRequest, CreateVolumeRequest, DeleteVolumeRequest, DescribeVolumesRequest,
+    DescribeVolumesResult, DetachVolumeRequest, VolumeAttachment,
+};
 use super::error::Ec2Error;
 use super::filters;
 use super::ids::IdKind;
 use super::model::{
-    self, Attachment, AttachmentState, InstanceState, Volume, VolumeState, LOCAL_INSTANCE_ID,
-};
-use super::protocol::{
-    AttachVolumeRequest, AttachmentView, CreateVolumeRequest, DetachVolumeRequest, Filter, Response,
+    self, Attachment, AttachmentState, Caller, InstanceState, Volume, VolumeState, DEFAULT_EBS_KEY,
+    GIB, LOCAL_INSTANCE_ID,
 };
 use super::rules::{self, CreateVolumeCheck};
-use super::service::{validate_tags, Caller, Ec2Service};
+use super::service::Ec2Service;
 use super::storage;
+use super::worker;
 
-/// The key EBS uses when `--encrypted` comes without `--kms-key-id`.
-pub const DEFAULT_EBS_KEY: &str = "alias/aws/ebs";
-
-pub const GIB: u64 = 1 << 30;
+/// The smallest `MaxResults` DescribeVolumes takes.
+const MIN_PAGE: i64 = 5;
 
 impl Ec2Service {
     pub(crate) fn create_volume(
         self: &Arc<Self>,
         caller: &Caller,
         r: CreateVolumeRequest,
-    ) -> Result<Response, Ec2Error> {
-        validate_tags(&r.tags)?;
+    ) -> Result<api::Volume, Ec2Error> {
+        let tags = rules::spec_tags(&r.tag_specifications, "volume", &["volume"])?;
+        if let Some(t) = &r.volume_type {
+            if t != "gp2" && t != "gp3" {
+                return Err(Ec2Error::invalid_parameter(format!(
+                    "--volume-type {t}: only gp2 and gp3 are offered here"
+                )));
+            }
+        }
+        let zone = r
+            .availability_zone
+            .clone()
+            .ok_or_else(|| Ec2Error::missing_parameter("AvailabilityZone"))?;
+        let encrypted = r.encrypted.unwrap_or(false);
         let check = CreateVolumeCheck {
-            size_gib: r.size_gib,
-            availability_zone: &r.availability_zone,
+            size_gib: rules::size_gib(r.size)?,
+            availability_zone: &zone,
             snapshot_id: r.snapshot_id.as_deref(),
-            encrypted: r.encrypted,
+            encrypted,
             kms_key_given: r.kms_key_id.is_some(),
             region: &self.region,
         };
@@ -42,7 +55,7 @@ impl Ec2Service {
             None => None,
         };
         drop(state);
-        let volume_id = Ec2Service::new_id(IdKind::Volume);
+        let volume_id = super::ids::new_id(IdKind::Volume);
         // The data key is made before the record exists: if kmsd refuses, nothing changes.
         let data_key = if plan.encrypted {
             let key_id = r
@@ -57,13 +70,13 @@ impl Ec2Service {
         let volume = Volume {
             volume_id: volume_id.clone(),
             size_gib: plan.size_gib,
-            availability_zone: r.availability_zone.clone(),
+            availability_zone: zone.clone(),
             state: VolumeState::Creating,
             encrypted: plan.encrypted,
             kms_key_id: data_key.as_ref().map(|k| k.key_arn.clone()),
             snapshot_id: r.snapshot_id.clone(),
             create_time: model::now_timestamp(),
-            tags: r.tags.clone(),
+            tags,
             attachment: None,
             progress: 0,
             worker: Some(self.worker()),
@@ -78,15 +91,16 @@ impl Ec2Service {
         match snapshot {
             None => {
                 let res =
-                    storage::create_blank(&self.layout, &volume_id, size_bytes, data_key.as_ref());
-                self.finish_volume(&volume_id, res);
+                    storage::create_blank(&self.layout, &volume_id, size_bytes, data_key.as_ref())
+                        .map_err(Ec2Error::from);
+                worker::finish::<Volume>(&self.registry, &self.layout, &volume_id, res);
             }
             Some(snap) => {
                 let caller = caller.clone();
                 let id = volume_id.clone();
                 self.spawn(&format!("restore-{id}"), move |svc| {
                     let res = svc.restore_into(&caller, &snap, &id, size_bytes, data_key.as_ref());
-                    svc.finish_volume(&id, res);
+                    worker::finish::<Volume>(&svc.registry, &svc.layout, &id, res);
                 });
             }
         }
@@ -96,82 +110,56 @@ impl Ec2Service {
             std::slice::from_ref(&volume_id),
             None,
         );
-        Ok(Response::Volume(volume))
-    }
-
-    /// Records a progress percentage for a volume being created.
-    pub(crate) fn volume_progress(&self, volume_id: &str, pct: u8) {
-        let _ = self.registry.update(|s| {
-            if let Some(v) = s.volumes.get_mut(volume_id) {
-                v.progress = pct.min(99);
-            }
-            Ok(())
-        });
-    }
-
-    /// `creating` -> `available`, or -> `error` with the reason (and no half image).
-    fn finish_volume(&self, volume_id: &str, res: Result<(), Ec2Error>) {
-        if let Err(e) = &res {
-            tracing::error!(volume = %volume_id, "creating the volume failed: {e}");
-            storage::discard_volume(&self.layout, volume_id);
-        }
-        let upd = self.registry.update(|s| {
-            if let Some(v) = s.volumes.get_mut(volume_id) {
-                v.worker = None;
-                match &res {
-                    Ok(()) => {
-                        v.state = VolumeState::Available;
-                        v.progress = 100;
-                    }
-                    Err(e) => {
-                        v.state = VolumeState::Error;
-                        v.error_message = Some(e.to_string());
-                    }
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = upd {
-            tracing::error!(volume = %volume_id, "cannot record the volume's new state: {e}");
-        }
+        Ok(api::Volume::from(&volume))
     }
 
     pub(crate) fn describe_volumes(
         &self,
-        ids: &[String],
-        filters: &[Filter],
-    ) -> Result<Response, Ec2Error> {
+        r: DescribeVolumesRequest,
+    ) -> Result<DescribeVolumesResult, Ec2Error> {
         let state = self.registry.read()?;
-        for id in ids {
+        for id in &r.volume_ids {
             rules::volume(&state, id)?;
         }
         let mut out = Vec::new();
         for v in state.volumes.values() {
-            if !ids.is_empty() && !ids.contains(&v.volume_id) {
+            if !r.volume_ids.is_empty() && !r.volume_ids.contains(&v.volume_id) {
                 continue;
             }
-            if filters::volume_matches(v, filters)? {
-                out.push(v.clone());
+            if filters::volume_matches(v, &r.filters)? {
+                out.push(v);
             }
         }
-        Ok(Response::Volumes(out))
+        let (page, next_token) = rules::page(
+            out,
+            |v| &v.volume_id,
+            !r.volume_ids.is_empty(),
+            r.max_results,
+            r.next_token.as_deref(),
+            MIN_PAGE,
+        )?;
+        Ok(DescribeVolumesResult {
+            volumes: page.into_iter().map(api::Volume::from).collect(),
+            next_token,
+        })
     }
 
-    pub(crate) fn delete_volume(&self, volume_id: &str) -> Result<Response, Ec2Error> {
+    pub(crate) fn delete_volume(&self, r: DeleteVolumeRequest) -> Result<(), Ec2Error> {
+        let volume_id = r.volume_id;
         self.registry.update(|s| {
-            rules::check_delete_volume(s, volume_id)?;
-            s.volumes.remove(volume_id);
+            rules::check_delete_volume(s, &volume_id)?;
+            s.volumes.remove(&volume_id);
             Ok(())
         })?;
-        storage::discard_volume(&self.layout, volume_id);
-        Ok(Response::Empty)
+        storage::discard_volume(&self.layout, &volume_id);
+        Ok(())
     }
 
     pub(crate) fn attach_volume(
         self: &Arc<Self>,
         caller: &Caller,
         r: AttachVolumeRequest,
-    ) -> Result<Response, Ec2Error> {
+    ) -> Result<VolumeAttachment, Ec2Error> {
         let attachment = Attachment {
             instance_id: r.instance_id.clone(),
             device: r.device.clone(),
@@ -213,21 +201,18 @@ impl Ec2Service {
             }
             self.set_attachment_state(&r.volume_id, AttachmentState::Attached);
         }
-        Ok(Response::Attachment(AttachmentView {
-            volume_id: r.volume_id,
-            instance_id: r.instance_id,
-            device: r.device,
-            state: AttachmentState::Attaching.as_str().into(),
-            attach_time: attachment.attach_time,
-            delete_on_termination: false,
-        }))
+        Ok(VolumeAttachment::of(
+            &r.volume_id,
+            &attachment,
+            AttachmentState::Attaching.as_str(),
+        ))
     }
 
     pub(crate) fn detach_volume(
         self: &Arc<Self>,
         caller: &Caller,
         r: DetachVolumeRequest,
-    ) -> Result<Response, Ec2Error> {
+    ) -> Result<VolumeAttachment, Ec2Error> {
         let (instance_id, attachment, served) = self.registry.update(|s| {
             let instance_id = rules::check_detach(
                 s,
@@ -258,20 +243,19 @@ impl Ec2Service {
             None,
         );
         if served {
-            if let Err(e) = self.unserve_attached(&instance_id, &r.volume_id, r.force) {
+            if let Err(e) =
+                self.unserve_attached(&instance_id, &r.volume_id, r.force.unwrap_or(false))
+            {
                 self.set_attachment_state(&r.volume_id, AttachmentState::Attached);
                 return Err(e);
             }
         }
         self.clear_attachment(&r.volume_id);
-        Ok(Response::Attachment(AttachmentView {
-            volume_id: r.volume_id,
-            instance_id,
-            device: attachment.device,
-            state: AttachmentState::Detaching.as_str().into(),
-            attach_time: attachment.attach_time,
-            delete_on_termination: attachment.delete_on_termination,
-        }))
+        Ok(VolumeAttachment::of(
+            &r.volume_id,
+            &attachment,
+            AttachmentState::Detaching.as_str(),
+        ))
     }
 
     pub(crate) fn set_attachment_state(&self, volume_id: &str, st: AttachmentState) {
