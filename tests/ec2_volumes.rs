@@ -497,3 +497,72 @@ fn acting_as_is_checked_by_the_volume_service() {
     }
     lab.stop_daemon();
 }
+
+/// DescribeVolumes pages as EC2 does (MaxResults, NextToken), and a negative size is
+/// EC2's InvalidParameterValue, not a parse error.
+#[test]
+fn describe_pages_and_negative_sizes_are_refused() {
+    let lab = Lab::start();
+    let mut ids: Vec<String> = (0..7).map(|_| lab.new_volume(&["--size", "1"])).collect();
+    ids.sort();
+    let p1 = lab.ec2(&["describe-volumes", "--max-results", "5"]);
+    let got: Vec<&str> = p1["Volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["VolumeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, ids[..5].iter().map(String::as_str).collect::<Vec<_>>());
+    let token = p1["NextToken"].as_str().expect("a NextToken").to_string();
+    let p2 = lab.ec2(&[
+        "describe-volumes",
+        "--max-results",
+        "5",
+        "--next-token",
+        &token,
+    ]);
+    let rest: Vec<&str> = p2["Volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["VolumeId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        rest,
+        ids[5..].iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    assert!(p2.get("NextToken").is_none(), "{p2}");
+    lab.ec2_fails(
+        "InvalidParameterValue",
+        &["describe-volumes", "--max-results", "4"],
+    );
+    lab.ec2_fails(
+        "InvalidParameterCombination",
+        &[
+            "describe-volumes",
+            "--volume-ids",
+            &ids[0],
+            "--max-results",
+            "5",
+        ],
+    );
+    let err = lab.ec2_fails(
+        "InvalidParameterValue",
+        &[
+            "create-volume",
+            "--size",
+            "-1",
+            "--availability-zone",
+            "us-east-1a",
+        ],
+    );
+    assert!(err.contains("-1GiB"), "{err}");
+    assert_eq!(
+        lab.ec2(&["describe-volumes"])["Volumes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7,
+        "the refused create made nothing"
+    );
+}

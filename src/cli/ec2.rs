@@ -57,6 +57,11 @@ pub enum Ec2Command {
         volume_ids: Vec<String>,
         #[arg(long, num_args = 1..)]
         filters: Vec<String>,
+        /// At most this many (5-1000); the answer's NextToken asks for the rest.
+        #[arg(long, allow_negative_numbers = true)]
+        max_results: Option<i64>,
+        #[arg(long)]
+        next_token: Option<String>,
     },
     DeleteVolume {
         #[arg(long)]
@@ -90,6 +95,11 @@ pub enum Ec2Command {
         owner_ids: Vec<String>,
         #[arg(long, num_args = 1..)]
         filters: Vec<String>,
+        /// At most this many (5-1000); the answer's NextToken asks for the rest.
+        #[arg(long, allow_negative_numbers = true)]
+        max_results: Option<i64>,
+        #[arg(long)]
+        next_token: Option<String>,
     },
     DeleteSnapshot {
         #[arg(long)]
@@ -142,6 +152,11 @@ pub enum Ec2Command {
         instance_ids: Vec<String>,
         #[arg(long, num_args = 1..)]
         filters: Vec<String>,
+        /// At most this many (5-1000); the answer's NextToken asks for the rest.
+        #[arg(long, allow_negative_numbers = true)]
+        max_results: Option<i64>,
+        #[arg(long)]
+        next_token: Option<String>,
     },
     StartInstances {
         #[arg(long, num_args = 1.., required = true)]
@@ -376,10 +391,13 @@ fn build(args: Ec2Command) -> Result<Request, Usage> {
         Ec2Command::DescribeVolumes {
             volume_ids,
             filters,
+            max_results,
+            next_token,
         } => DescribeVolumesRequest {
             volume_ids,
             filters: parse_filters(&filters)?,
-            ..Default::default()
+            max_results,
+            next_token,
         }
         .into(),
         Ec2Command::DeleteVolume { volume_id } => DeleteVolumeRequest { volume_id }.into(),
@@ -407,11 +425,14 @@ fn build(args: Ec2Command) -> Result<Request, Usage> {
             snapshot_ids,
             owner_ids,
             filters,
+            max_results,
+            next_token,
         } => DescribeSnapshotsRequest {
             snapshot_ids,
             owner_ids,
             filters: parse_filters(&filters)?,
-            ..Default::default()
+            max_results,
+            next_token,
         }
         .into(),
         Ec2Command::DeleteSnapshot { snapshot_id } => DeleteSnapshotRequest { snapshot_id }.into(),
@@ -484,10 +505,13 @@ fn build(args: Ec2Command) -> Result<Request, Usage> {
         Ec2Command::DescribeInstances {
             instance_ids,
             filters,
+            max_results,
+            next_token,
         } => DescribeInstancesRequest {
             instance_ids,
             filters: parse_filters(&filters)?,
-            ..Default::default()
+            max_results,
+            next_token,
         }
         .into(),
         Ec2Command::StartInstances { instance_ids } => {

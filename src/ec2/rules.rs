@@ -867,4 +867,42 @@ mod tests {
         let s = world(InstanceState::Stopped);
         assert_eq!(next_free_device(&s, I1).as_deref(), Some("/dev/xvdf"));
     }
+
+    #[test]
+    fn pages_follow_the_token_and_refuse_what_ec2_refuses() {
+        let ids: Vec<String> = (0..12).map(|i| format!("vol-{i:02}")).collect();
+        fn id(s: &String) -> &str {
+            s
+        }
+        let (all, none) = page(ids.clone(), id, false, None, None, 5).unwrap();
+        assert_eq!((all.len(), none), (12, None));
+        let (p1, t1) = page(ids.clone(), id, false, Some(5), None, 5).unwrap();
+        assert_eq!(p1, ids[..5]);
+        assert_eq!(t1.as_deref(), Some("vol-04"));
+        let (p2, t2) = page(ids.clone(), id, false, Some(5), t1.as_deref(), 5).unwrap();
+        assert_eq!(p2, ids[5..10]);
+        let (p3, t3) = page(ids.clone(), id, false, Some(5), t2.as_deref(), 5).unwrap();
+        assert_eq!((p3, t3), (ids[10..].to_vec(), None));
+        assert_eq!(
+            code(page(ids.clone(), id, false, Some(4), None, 5)),
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            code(page(ids.clone(), id, false, Some(1001), None, 5)),
+            "InvalidParameterValue"
+        );
+        assert_eq!(
+            code(page(ids, id, true, Some(5), None, 5)),
+            "InvalidParameterCombination"
+        );
+    }
+
+    #[test]
+    fn negative_sizes_are_out_of_range() {
+        assert_eq!(size_gib(Some(8)).unwrap(), Some(8));
+        assert_eq!(size_gib(None).unwrap(), None);
+        let e = size_gib(Some(-1)).unwrap_err();
+        assert_eq!(e.code.as_str(), "InvalidParameterValue");
+        assert!(e.message.contains("-1GiB is out of range"), "{e}");
+    }
 }
