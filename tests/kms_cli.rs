@@ -72,6 +72,16 @@ impl Env {
     fn path(&self, name: &str) -> String {
         self.home.path().join(name).display().to_string()
     }
+
+    /// Stops kmsd and starts it again on the same home.
+    fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown();
+        }
+        let mut opts = kmsd::server::ServerOptions::new(self.home.path());
+        opts.allow_clock_control = true;
+        self.server = Some(kmsd::server::start(opts).unwrap());
+    }
 }
 
 impl Drop for Env {
@@ -169,6 +179,83 @@ fn create_describe_alias_list() {
         .as_array()
         .unwrap()
         .is_empty());
+}
+
+#[test]
+fn tag_and_untag_resource() {
+    let mut e = Env::start();
+    let key_id = e.text(&[
+        "create-key",
+        "--tags",
+        "TagKey=env,TagValue=dev",
+        "--query",
+        "KeyMetadata.KeyId",
+        "--output",
+        "text",
+    ]);
+    let tags = |e: &Env| e.ok(&["list-resource-tags", "--key-id", &key_id])["Tags"].clone();
+    // A new value replaces the old one; a new key is added after the existing ones.
+    assert_eq!(
+        e.run(&[
+            "tag-resource",
+            "--key-id",
+            &key_id,
+            "--tags",
+            "TagKey=env,TagValue=prod",
+            "TagKey=team,TagValue=kms",
+        ])
+        .stdout,
+        b""
+    );
+    assert_eq!(
+        tags(&e),
+        serde_json::json!([
+            {"TagKey": "env", "TagValue": "prod"},
+            {"TagKey": "team", "TagValue": "kms"}
+        ])
+    );
+    e.ok(&[
+        "untag-resource",
+        "--key-id",
+        &key_id,
+        "--tag-keys",
+        "team",
+        "absent",
+    ]);
+    e.restart();
+    assert_eq!(
+        tags(&e),
+        serde_json::json!([{"TagKey": "env", "TagValue": "prod"}])
+    );
+    // Reserved prefix, and more than 50 tags on the key: TagException, nothing changed.
+    let (code, err) = e.fails(&[
+        "tag-resource",
+        "--key-id",
+        &key_id,
+        "--tags",
+        "TagKey=aws:x,TagValue=y",
+    ]);
+    assert_eq!(code, 254);
+    assert!(
+        err.contains("(TagException) when calling the TagResource operation"),
+        "{err}"
+    );
+    let many: Vec<String> = (0..50).map(|i| format!("TagKey=k{i},TagValue=v")).collect();
+    let mut args = vec!["tag-resource", "--key-id", &key_id, "--tags"];
+    args.extend(many.iter().map(String::as_str));
+    let (_, err) = e.fails(&args);
+    assert!(err.contains("at most 50 tags; 51"), "{err}");
+    assert_eq!(tags(&e).as_array().unwrap().len(), 1);
+    // A key pending deletion cannot be tagged.
+    e.ok(&["schedule-key-deletion", "--key-id", &key_id]);
+    let (_, err) = e.fails(&[
+        "tag-resource",
+        "--key-id",
+        &key_id,
+        "--tags",
+        "TagKey=a,TagValue=b",
+    ]);
+    assert!(err.contains("(KMSInvalidStateException)"), "{err}");
 }
 
 #[test]

@@ -12,8 +12,6 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use zeroize::Zeroizing;
-
 use crate::protocol::*;
 
 /// Why a call failed.
@@ -141,18 +139,22 @@ impl std::fmt::Debug for KmsClient {
     }
 }
 
-fn unexpected(operation: &'static str, r: Response) -> ClientError {
-    ClientError::UnexpectedResponse {
-        operation,
-        got: r.kind().to_string(),
-    }
-}
-
 /// The size of a data key: a `KeySpec` or a number of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataKeySize {
     Spec(DataKeySpec),
     Bytes(u32),
+}
+
+impl DataKeySize {
+    /// `(KeySpec, NumberOfBytes)`; a count past `i32::MAX` is sent as `i32::MAX`,
+    /// which kmsd refuses as over 1024.
+    fn members(self) -> (Option<DataKeySpec>, Option<i32>) {
+        match self {
+            DataKeySize::Spec(s) => (Some(s), None),
+            DataKeySize::Bytes(n) => (None, Some(i32::try_from(n).unwrap_or(i32::MAX))),
+        }
+    }
 }
 
 impl KmsClient {
@@ -210,21 +212,26 @@ impl KmsClient {
         }
     }
 
+    /// Sends one typed request and returns its typed response.
+    pub fn send<R: Variant>(&self, request: R) -> Result<R::Response, ClientError> {
+        R::from_response(self.call(request.into_request())?).map_err(|got| {
+            ClientError::UnexpectedResponse {
+                operation: R::NAME,
+                got: got.to_string(),
+            }
+        })
+    }
+
     pub fn create_key(&self, req: CreateKeyRequest) -> Result<KeyMetadata, ClientError> {
-        match self.call(Request::CreateKey(req))? {
-            Response::KeyMetadata(m) => Ok(m),
-            r => Err(unexpected("CreateKey", r)),
-        }
+        Ok(self.send(req)?.key_metadata)
     }
 
     pub fn describe_key(&self, key_id: &str) -> Result<KeyMetadata, ClientError> {
-        match self.call(Request::DescribeKey {
+        let req = DescribeKeyRequest {
             key_id: key_id.into(),
             grant_tokens: vec![],
-        })? {
-            Response::KeyMetadata(m) => Ok(m),
-            r => Err(unexpected("DescribeKey", r)),
-        }
+        };
+        Ok(self.send(req)?.key_metadata)
     }
 
     /// Every key of the caller's account (follows the pages).
@@ -232,47 +239,24 @@ impl KmsClient {
         let mut out = Vec::new();
         let mut marker = None;
         loop {
-            match self.call(Request::ListKeys(ListKeysRequest {
+            let page = self.send(ListKeysRequest {
                 limit: Some(1000),
                 marker: marker.take(),
-            }))? {
-                Response::ListKeys {
-                    keys, next_marker, ..
-                } => {
-                    out.extend(keys);
-                    match next_marker {
-                        Some(m) => marker = Some(m),
-                        None => return Ok(out),
-                    }
-                }
-                r => return Err(unexpected("ListKeys", r)),
+            })?;
+            out.extend(page.keys);
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => return Ok(out),
             }
         }
     }
 
-    fn expect_empty(&self, op: &'static str, req: Request) -> Result<(), ClientError> {
-        match self.call(req)? {
-            Response::Empty => Ok(()),
-            r => Err(unexpected(op, r)),
-        }
-    }
-
     pub fn enable_key(&self, key_id: &str) -> Result<(), ClientError> {
-        self.expect_empty(
-            "EnableKey",
-            Request::EnableKey {
-                key_id: key_id.into(),
-            },
-        )
+        self.send(EnableKeyRequest::new(key_id)).map(drop)
     }
 
     pub fn disable_key(&self, key_id: &str) -> Result<(), ClientError> {
-        self.expect_empty(
-            "DisableKey",
-            Request::DisableKey {
-                key_id: key_id.into(),
-            },
-        )
+        self.send(DisableKeyRequest::new(key_id)).map(drop)
     }
 
     pub fn update_key_description(
@@ -280,66 +264,50 @@ impl KmsClient {
         key_id: &str,
         description: &str,
     ) -> Result<(), ClientError> {
-        self.expect_empty(
-            "UpdateKeyDescription",
-            Request::UpdateKeyDescription {
-                key_id: key_id.into(),
-                description: description.into(),
-            },
-        )
+        self.send(UpdateKeyDescriptionRequest {
+            key_id: key_id.into(),
+            description: description.into(),
+        })
+        .map(drop)
     }
 
     pub fn schedule_key_deletion(
         &self,
         key_id: &str,
-        pending_window_in_days: Option<u32>,
+        pending_window_in_days: Option<i32>,
     ) -> Result<ScheduleKeyDeletionResponse, ClientError> {
-        match self.call(Request::ScheduleKeyDeletion {
+        self.send(ScheduleKeyDeletionRequest {
             key_id: key_id.into(),
             pending_window_in_days,
-        })? {
-            Response::ScheduleKeyDeletion(s) => Ok(s),
-            r => Err(unexpected("ScheduleKeyDeletion", r)),
-        }
+        })
     }
 
     /// Returns the key ARN.
     pub fn cancel_key_deletion(&self, key_id: &str) -> Result<String, ClientError> {
-        match self.call(Request::CancelKeyDeletion {
-            key_id: key_id.into(),
-        })? {
-            Response::KeyId { key_id } => Ok(key_id),
-            r => Err(unexpected("CancelKeyDeletion", r)),
-        }
+        Ok(self.send(CancelKeyDeletionRequest::new(key_id))?.key_id)
     }
 
     pub fn create_alias(&self, alias_name: &str, target_key_id: &str) -> Result<(), ClientError> {
-        self.expect_empty(
-            "CreateAlias",
-            Request::CreateAlias {
-                alias_name: alias_name.into(),
-                target_key_id: target_key_id.into(),
-            },
-        )
+        self.send(CreateAliasRequest {
+            alias_name: alias_name.into(),
+            target_key_id: target_key_id.into(),
+        })
+        .map(drop)
     }
 
     pub fn update_alias(&self, alias_name: &str, target_key_id: &str) -> Result<(), ClientError> {
-        self.expect_empty(
-            "UpdateAlias",
-            Request::UpdateAlias {
-                alias_name: alias_name.into(),
-                target_key_id: target_key_id.into(),
-            },
-        )
+        self.send(UpdateAliasRequest {
+            alias_name: alias_name.into(),
+            target_key_id: target_key_id.into(),
+        })
+        .map(drop)
     }
 
     pub fn delete_alias(&self, alias_name: &str) -> Result<(), ClientError> {
-        self.expect_empty(
-            "DeleteAlias",
-            Request::DeleteAlias {
-                alias_name: alias_name.into(),
-            },
-        )
+        self.send(DeleteAliasRequest {
+            alias_name: alias_name.into(),
+        })
+        .map(drop)
     }
 
     /// Every alias of the caller's account, or only those of `key_id`.
@@ -347,23 +315,15 @@ impl KmsClient {
         let mut out = Vec::new();
         let mut marker = None;
         loop {
-            match self.call(Request::ListAliases(ListAliasesRequest {
+            let page = self.send(ListAliasesRequest {
                 key_id: key_id.map(str::to_string),
                 limit: Some(1000),
                 marker: marker.take(),
-            }))? {
-                Response::ListAliases {
-                    aliases,
-                    next_marker,
-                    ..
-                } => {
-                    out.extend(aliases);
-                    match next_marker {
-                        Some(m) => marker = Some(m),
-                        None => return Ok(out),
-                    }
-                }
-                r => return Err(unexpected("ListAliases", r)),
+            })?;
+            out.extend(page.aliases);
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => return Ok(out),
             }
         }
     }
@@ -374,16 +334,13 @@ impl KmsClient {
         plaintext: &[u8],
         encryption_context: &EncryptionContext,
     ) -> Result<EncryptResponse, ClientError> {
-        match self.call(Request::Encrypt(EncryptRequest {
+        self.send(EncryptRequest {
             key_id: key_id.into(),
-            plaintext: Zeroizing::new(plaintext.to_vec()),
+            plaintext: SecretBlob::new(plaintext.to_vec()),
             encryption_context: encryption_context.clone(),
             grant_tokens: vec![],
             encryption_algorithm: None,
-        }))? {
-            Response::Encrypt(e) => Ok(e),
-            r => Err(unexpected("Encrypt", r)),
-        }
+        })
     }
 
     /// Decrypts; `key_id`, if given, must name the key the blob was made with.
@@ -393,8 +350,8 @@ impl KmsClient {
         encryption_context: &EncryptionContext,
         key_id: Option<&str>,
     ) -> Result<DecryptResponse, ClientError> {
-        self.decrypt_request(DecryptRequest {
-            ciphertext_blob: ciphertext_blob.to_vec(),
+        self.send(DecryptRequest {
+            ciphertext_blob: ciphertext_blob.into(),
             encryption_context: encryption_context.clone(),
             key_id: key_id.map(str::to_string),
             grant_tokens: vec![],
@@ -404,35 +361,11 @@ impl KmsClient {
 
     /// Decrypt with every option (grant tokens, algorithm).
     pub fn decrypt_request(&self, req: DecryptRequest) -> Result<DecryptResponse, ClientError> {
-        match self.call(Request::Decrypt(req))? {
-            Response::Decrypt(d) => Ok(d),
-            r => Err(unexpected("Decrypt", r)),
-        }
+        self.send(req)
     }
 
     pub fn re_encrypt(&self, req: ReEncryptRequest) -> Result<ReEncryptResponse, ClientError> {
-        match self.call(Request::ReEncrypt(req))? {
-            Response::ReEncrypt(r) => Ok(r),
-            r => Err(unexpected("ReEncrypt", r)),
-        }
-    }
-
-    fn gdk_request(
-        key_id: &str,
-        size: DataKeySize,
-        ctx: &EncryptionContext,
-    ) -> GenerateDataKeyRequest {
-        let (key_spec, number_of_bytes) = match size {
-            DataKeySize::Spec(s) => (Some(s), None),
-            DataKeySize::Bytes(n) => (None, Some(n)),
-        };
-        GenerateDataKeyRequest {
-            key_id: key_id.into(),
-            key_spec,
-            number_of_bytes,
-            encryption_context: ctx.clone(),
-            grant_tokens: vec![],
-        }
+        self.send(req)
     }
 
     pub fn generate_data_key(
@@ -441,14 +374,14 @@ impl KmsClient {
         size: DataKeySize,
         encryption_context: &EncryptionContext,
     ) -> Result<GenerateDataKeyResponse, ClientError> {
-        match self.call(Request::GenerateDataKey(Self::gdk_request(
-            key_id,
-            size,
-            encryption_context,
-        )))? {
-            Response::GenerateDataKey(g) => Ok(g),
-            r => Err(unexpected("GenerateDataKey", r)),
-        }
+        let (key_spec, number_of_bytes) = size.members();
+        self.send(GenerateDataKeyRequest {
+            key_id: key_id.into(),
+            key_spec,
+            number_of_bytes,
+            encryption_context: encryption_context.clone(),
+            grant_tokens: vec![],
+        })
     }
 
     pub fn generate_data_key_without_plaintext(
@@ -457,94 +390,74 @@ impl KmsClient {
         size: DataKeySize,
         encryption_context: &EncryptionContext,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse, ClientError> {
-        match self.call(Request::GenerateDataKeyWithoutPlaintext(Self::gdk_request(
-            key_id,
-            size,
-            encryption_context,
-        )))? {
-            Response::GenerateDataKeyWithoutPlaintext(g) => Ok(g),
-            r => Err(unexpected("GenerateDataKeyWithoutPlaintext", r)),
-        }
+        let (key_spec, number_of_bytes) = size.members();
+        self.send(GenerateDataKeyWithoutPlaintextRequest {
+            key_id: key_id.into(),
+            key_spec,
+            number_of_bytes,
+            encryption_context: encryption_context.clone(),
+            grant_tokens: vec![],
+        })
     }
 
     pub fn enable_key_rotation(
         &self,
         key_id: &str,
-        rotation_period_in_days: Option<u32>,
+        rotation_period_in_days: Option<i32>,
     ) -> Result<(), ClientError> {
-        self.expect_empty(
-            "EnableKeyRotation",
-            Request::EnableKeyRotation {
-                key_id: key_id.into(),
-                rotation_period_in_days,
-            },
-        )
+        self.send(EnableKeyRotationRequest {
+            key_id: key_id.into(),
+            rotation_period_in_days,
+        })
+        .map(drop)
     }
 
     pub fn disable_key_rotation(&self, key_id: &str) -> Result<(), ClientError> {
-        self.expect_empty(
-            "DisableKeyRotation",
-            Request::DisableKeyRotation {
-                key_id: key_id.into(),
-            },
-        )
+        self.send(DisableKeyRotationRequest::new(key_id)).map(drop)
     }
 
-    pub fn get_key_rotation_status(&self, key_id: &str) -> Result<KeyRotationStatus, ClientError> {
-        match self.call(Request::GetKeyRotationStatus {
-            key_id: key_id.into(),
-        })? {
-            Response::KeyRotationStatus(s) => Ok(s),
-            r => Err(unexpected("GetKeyRotationStatus", r)),
-        }
+    pub fn get_key_rotation_status(
+        &self,
+        key_id: &str,
+    ) -> Result<GetKeyRotationStatusResponse, ClientError> {
+        self.send(GetKeyRotationStatusRequest::new(key_id))
     }
 
     /// Returns the key ARN.
     pub fn rotate_key_on_demand(&self, key_id: &str) -> Result<String, ClientError> {
-        match self.call(Request::RotateKeyOnDemand {
-            key_id: key_id.into(),
-        })? {
-            Response::KeyId { key_id } => Ok(key_id),
-            r => Err(unexpected("RotateKeyOnDemand", r)),
-        }
+        Ok(self.send(RotateKeyOnDemandRequest::new(key_id))?.key_id)
     }
 
-    pub fn list_key_rotations(&self, key_id: &str) -> Result<Vec<RotationEntry>, ClientError> {
-        match self.call(Request::ListKeyRotations {
+    /// The key's rotations (first page: up to 1000).
+    pub fn list_key_rotations(&self, key_id: &str) -> Result<Vec<RotationsListEntry>, ClientError> {
+        let req = ListKeyRotationsRequest {
             key_id: key_id.into(),
-        })? {
-            Response::ListKeyRotations { rotations } => Ok(rotations),
-            r => Err(unexpected("ListKeyRotations", r)),
-        }
+            limit: Some(1000),
+            marker: None,
+        };
+        Ok(self.send(req)?.rotations)
     }
 
+    /// The key's tags (first page: up to 50, all a key can have).
     pub fn list_resource_tags(&self, key_id: &str) -> Result<Vec<Tag>, ClientError> {
-        match self.call(Request::ListResourceTags {
+        let req = ListResourceTagsRequest {
             key_id: key_id.into(),
-        })? {
-            Response::ListResourceTags { tags } => Ok(tags),
-            r => Err(unexpected("ListResourceTags", r)),
-        }
+            limit: None,
+            marker: None,
+        };
+        Ok(self.send(req)?.tags)
     }
 
     /// Moves kmsd's clock forward (only if it runs with `--allow-clock-control`);
     /// returns its new time in Unix milliseconds. kmsd sweeps right after.
     pub fn advance_clock(&self, seconds: u64) -> Result<i64, ClientError> {
-        match self.call(Request::AdvanceClock { seconds })? {
-            Response::Clock { now_ms } => Ok(now_ms),
-            r => Err(unexpected("AdvanceClock", r)),
-        }
+        Ok(self.send(AdvanceClockRequest { seconds })?.now.as_millis())
     }
 
     /// CreateGrant; returns `(grant_id, grant_token)`.
     pub fn create_grant(&self, req: CreateGrantRequest) -> Result<(String, String), ClientError> {
-        match self.call(Request::CreateGrant(req))? {
-            Response::CreateGrant {
-                grant_id,
-                grant_token,
-            } => Ok((grant_id, grant_token)),
-            r => Err(unexpected("CreateGrant", r)),
-        }
+        let r = self.send(req)?;
+        Ok((r.grant_id, r.grant_token))
     }
 
     /// One page of ListGrants: `(grants, next_marker)`.
@@ -552,14 +465,8 @@ impl KmsClient {
         &self,
         req: ListGrantsRequest,
     ) -> Result<(Vec<GrantListEntry>, Option<String>), ClientError> {
-        match self.call(Request::ListGrants(req))? {
-            Response::ListGrants {
-                grants,
-                next_marker,
-                ..
-            } => Ok((grants, next_marker)),
-            r => Err(unexpected("ListGrants", r)),
-        }
+        let r = self.send(req)?;
+        Ok((r.grants, r.next_marker))
     }
 
     /// One page of ListRetirableGrants: `(grants, next_marker)`.
@@ -567,42 +474,29 @@ impl KmsClient {
         &self,
         req: ListRetirableGrantsRequest,
     ) -> Result<(Vec<GrantListEntry>, Option<String>), ClientError> {
-        match self.call(Request::ListRetirableGrants(req))? {
-            Response::ListGrants {
-                grants,
-                next_marker,
-                ..
-            } => Ok((grants, next_marker)),
-            r => Err(unexpected("ListRetirableGrants", r)),
-        }
+        let r = self.send(req)?;
+        Ok((r.grants, r.next_marker))
     }
 
     pub fn retire_grant(&self, req: RetireGrantRequest) -> Result<(), ClientError> {
-        match self.call(Request::RetireGrant(req))? {
-            Response::Empty => Ok(()),
-            r => Err(unexpected("RetireGrant", r)),
-        }
+        self.send(req).map(drop)
     }
 
     pub fn revoke_grant(&self, key_id: &str, grant_id: &str) -> Result<(), ClientError> {
-        match self.call(Request::RevokeGrant {
+        self.send(RevokeGrantRequest {
             key_id: key_id.into(),
             grant_id: grant_id.into(),
-        })? {
-            Response::Empty => Ok(()),
-            r => Err(unexpected("RevokeGrant", r)),
-        }
+        })
+        .map(drop)
     }
 
     /// The key's policy document (policy name `default`).
     pub fn get_key_policy(&self, key_id: &str) -> Result<String, ClientError> {
-        match self.call(Request::GetKeyPolicy {
+        let req = GetKeyPolicyRequest {
             key_id: key_id.into(),
             policy_name: None,
-        })? {
-            Response::KeyPolicy { policy, .. } => Ok(policy),
-            r => Err(unexpected("GetKeyPolicy", r)),
-        }
+        };
+        Ok(self.send(req)?.policy)
     }
 
     pub fn put_key_policy(
@@ -611,56 +505,45 @@ impl KmsClient {
         policy: &str,
         bypass_policy_lockout_safety_check: bool,
     ) -> Result<(), ClientError> {
-        match self.call(Request::PutKeyPolicy {
+        self.send(PutKeyPolicyRequest {
             key_id: key_id.into(),
             policy_name: None,
             policy: policy.into(),
             bypass_policy_lockout_safety_check,
-        })? {
-            Response::Empty => Ok(()),
-            r => Err(unexpected("PutKeyPolicy", r)),
-        }
+        })
+        .map(drop)
     }
 
     pub fn list_key_policies(&self, key_id: &str) -> Result<Vec<String>, ClientError> {
-        match self.call(Request::ListKeyPolicies {
+        let req = ListKeyPoliciesRequest {
             key_id: key_id.into(),
-        })? {
-            Response::ListKeyPolicies { policy_names, .. } => Ok(policy_names),
-            r => Err(unexpected("ListKeyPolicies", r)),
-        }
+            limit: None,
+            marker: None,
+        };
+        Ok(self.send(req)?.policy_names)
     }
 
     /// Records a service's own event in the trail (the client must be set up
     /// `via` that service, from a uid the config trusts as it); returns its eventID.
     pub fn record_event(&self, req: RecordEventRequest) -> Result<String, ClientError> {
-        match self.call(Request::RecordEvent(req))? {
-            Response::EventRecorded { event_id } => Ok(event_id),
-            r => Err(unexpected("RecordEvent", r)),
-        }
+        Ok(self.send(req)?.event_id)
     }
 
-    /// LookupEvents; returns AWS's response JSON text.
-    pub fn lookup_events(&self, req: LookupEventsRequest) -> Result<String, ClientError> {
-        match self.call(Request::LookupEvents(req))? {
-            Response::LookupEvents { page_json } => Ok(page_json),
-            r => Err(unexpected("LookupEvents", r)),
-        }
+    /// LookupEvents: one page.
+    pub fn lookup_events(
+        &self,
+        req: LookupEventsRequest,
+    ) -> Result<LookupEventsResponse, ClientError> {
+        self.send(req)
     }
 
     /// Asks kmsd to re-read its configuration (as SIGHUP does); returns a summary.
     pub fn reload_config(&self) -> Result<String, ClientError> {
-        match self.call(Request::ReloadConfig)? {
-            Response::ConfigReloaded { summary } => Ok(summary),
-            r => Err(unexpected("ReloadConfig", r)),
-        }
+        Ok(self.send(ReloadConfigRequest {})?.reloaded)
     }
 
     /// Who kmsd evaluates this client's requests as.
-    pub fn get_caller_identity(&self) -> Result<CallerIdentity, ClientError> {
-        match self.call(Request::GetCallerIdentity)? {
-            Response::CallerIdentity(c) => Ok(c),
-            r => Err(unexpected("GetCallerIdentity", r)),
-        }
+    pub fn get_caller_identity(&self) -> Result<GetCallerIdentityResponse, ClientError> {
+        self.send(GetCallerIdentityRequest {})
     }
 }

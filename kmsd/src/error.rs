@@ -36,6 +36,10 @@ pub enum ErrorCode {
     InvalidTimeRangeException,
     InvalidMaxResultsException,
     InvalidNextTokenException,
+    /// The AWS JSON edge: a body that is not JSON, or a member of the wrong type.
+    SerializationException,
+    /// The AWS JSON edge: an operation name KMS (or atrest) has not.
+    UnknownOperationException,
 }
 
 impl ErrorCode {
@@ -68,6 +72,8 @@ impl ErrorCode {
             InvalidTimeRangeException => "InvalidTimeRangeException",
             InvalidMaxResultsException => "InvalidMaxResultsException",
             InvalidNextTokenException => "InvalidNextTokenException",
+            SerializationException => "SerializationException",
+            UnknownOperationException => "UnknownOperationException",
         }
     }
 }

@@ -26,7 +26,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::protocol::{KeyState, RotationType, Tag};
+use crate::api::{KeyState, RotationType, Tag};
 use plumbing::durable;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -70,9 +70,61 @@ pub struct StoredVersion {
     pub version: u32,
     pub created_ms: i64,
     /// None for the original material; how later versions came to be.
-    pub rotation_type: Option<RotationType>,
+    pub rotation_type: Option<StoredRotationType>,
     /// base64(nonce 12 | ciphertext 32 | tag 16).
     pub sealed_material: String,
+}
+
+/// How a backing-key version came to be, as stored (`"Automatic"`, `"OnDemand"`;
+/// the wire's [`RotationType`] spells them as AWS does).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum StoredRotationType {
+    Automatic,
+    OnDemand,
+}
+
+impl From<RotationType> for StoredRotationType {
+    fn from(t: RotationType) -> Self {
+        match t {
+            RotationType::Automatic => StoredRotationType::Automatic,
+            RotationType::OnDemand => StoredRotationType::OnDemand,
+        }
+    }
+}
+
+impl From<StoredRotationType> for RotationType {
+    fn from(t: StoredRotationType) -> Self {
+        match t {
+            StoredRotationType::Automatic => RotationType::Automatic,
+            StoredRotationType::OnDemand => RotationType::OnDemand,
+        }
+    }
+}
+
+/// A tag as stored (`{"tag_key": ..., "tag_value": ...}`; the wire's [`Tag`] is
+/// `TagKey`/`TagValue`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredTag {
+    pub tag_key: String,
+    pub tag_value: String,
+}
+
+impl From<Tag> for StoredTag {
+    fn from(t: Tag) -> Self {
+        StoredTag {
+            tag_key: t.tag_key,
+            tag_value: t.tag_value,
+        }
+    }
+}
+
+impl From<&StoredTag> for Tag {
+    fn from(t: &StoredTag) -> Self {
+        Tag {
+            tag_key: t.tag_key.clone(),
+            tag_value: t.tag_value.clone(),
+        }
+    }
 }
 
 /// Rotation settings of a key.
@@ -124,7 +176,7 @@ pub struct StoredKey {
     pub deletion_date_ms: Option<i64>,
     pub pending_window_days: Option<u32>,
     pub policy: Option<String>,
-    pub tags: Vec<Tag>,
+    pub tags: Vec<StoredTag>,
     pub rotation: StoredRotation,
     pub versions: Vec<StoredVersion>,
 }

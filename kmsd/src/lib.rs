@@ -1,8 +1,11 @@
 //! kmsd: atrest's key management daemon, as a library.
 //!
 //! The daemon binary (`src/main.rs`) is a thin shell over [`server`]; the CLI and the
-//! volume and object services talk to it through [`client`].
+//! volume and object services talk to it through [`client`], in the operation types
+//! of [`api`] (one place per operation: its AWS-named types, its trail metadata; the
+//! handlers are in [`service`]), framed by [`protocol`].
 
+pub mod api;
 pub mod blob;
 pub mod client;
 pub mod clock;

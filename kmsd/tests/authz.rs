@@ -41,12 +41,12 @@ fn lookup(c: &KmsClient, key: &str, value: &str) -> Vec<(Value, Value)> {
     loop {
         let page = c
             .lookup_events(LookupEventsRequest {
-                lookup_attributes: vec![(key.into(), value.into())],
+                lookup_attributes: vec![LookupAttribute::new(key, value)],
                 next_token: token,
                 ..Default::default()
             })
             .unwrap();
-        let v: Value = serde_json::from_str(&page).unwrap();
+        let v: Value = serde_json::to_value(&page).unwrap();
         for e in v["Events"].as_array().unwrap() {
             let record: Value =
                 serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap();
@@ -200,7 +200,7 @@ fn trail_records_crypto_calls_grants_and_refusals_without_plaintext() {
     let lookups = lookup(&c, "EventSource", "cloudtrail.amazonaws.com");
     assert!(!lookups.is_empty());
     let e = kms_error(c.lookup_events(LookupEventsRequest {
-        lookup_attributes: vec![("Bogus".into(), "x".into())],
+        lookup_attributes: vec![LookupAttribute::new("Bogus", "x")],
         ..Default::default()
     }));
     assert_eq!(e.code, ErrorCode::InvalidLookupAttributesException);
@@ -310,7 +310,7 @@ fn forgery_child() {
     };
     let c = KmsClient::connect(&socket).unwrap();
     let me = c.get_caller_identity().unwrap();
-    assert_eq!(me.uid, 65534);
+    assert_eq!(me.unix_uid, 65534);
     assert_eq!(me.arn, format!("arn:aws:iam::{LAB}:user/nobody"));
     let voclabs = format!("arn:aws:iam::{LAB}:role/voclabs");
     let e = kms_error(c.clone().acting_as(voclabs.clone()).list_keys());

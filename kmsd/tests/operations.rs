@@ -65,7 +65,7 @@ fn create_describe_list_and_every_way_to_name_a_key() {
     assert_eq!(m.key_spec, "SYMMETRIC_DEFAULT");
     assert_eq!(m.origin, "AWS_KMS");
     assert_eq!(m.key_manager, "CUSTOMER");
-    assert_eq!(m.deletion_date_ms, None);
+    assert_eq!(m.deletion_date, None);
     assert_eq!(c.list_resource_tags(&m.key_id).unwrap()[0].tag_key, "env");
 
     c.create_alias("alias/lab", &m.key_id).unwrap();
@@ -251,8 +251,8 @@ fn disabled_and_pending_deletion_refuse_crypto_with_aws_messages() {
     let m = c.describe_key(&k.key_id).unwrap();
     assert_eq!(m.key_state, KeyState::PendingDeletion);
     assert!(!m.enabled);
-    let expected = m.creation_date_ms + 30 * 86_400_000;
-    let got = m.deletion_date_ms.unwrap();
+    let expected = m.creation_date.as_millis() + 30 * 86_400_000;
+    let got = m.deletion_date.unwrap().as_millis();
     assert!(
         (got - expected).abs() < 120_000,
         "deletion date {got} vs {expected}"
@@ -277,7 +277,7 @@ fn disabled_and_pending_deletion_refuse_crypto_with_aws_messages() {
         KeyState::Disabled,
         "cancel leaves the key Disabled, as AWS"
     );
-    assert_eq!(m.deletion_date_ms, None);
+    assert_eq!(m.deletion_date, None);
     assert_eq!(
         err(c.cancel_key_deletion(&k.key_id)),
         (
@@ -443,6 +443,7 @@ fn re_encrypt_and_data_keys() {
             destination_key_id: b.key_id.clone(),
             destination_encryption_context: dst_cx.clone(),
             grant_tokens: vec![],
+            ..Default::default()
         })
         .unwrap();
     assert_eq!(
@@ -461,6 +462,7 @@ fn re_encrypt_and_data_keys() {
         destination_key_id: b.key_id.clone(),
         destination_encryption_context: dst_cx.clone(),
         grant_tokens: vec![],
+        ..Default::default()
     });
     assert_eq!(err(wrong_source).0, ErrorCode::IncorrectKeyException);
     c.disable_key(&b.key_id).unwrap();
@@ -471,6 +473,7 @@ fn re_encrypt_and_data_keys() {
         destination_key_id: b.key_id.clone(),
         destination_encryption_context: dst_cx,
         grant_tokens: vec![],
+        ..Default::default()
     });
     assert_eq!(err(to_disabled).0, ErrorCode::DisabledException);
 
@@ -548,7 +551,7 @@ fn rotation_keeps_old_versions_decryptable() {
     let s = c.get_key_rotation_status(&k.key_id).unwrap();
     assert!(s.key_rotation_enabled);
     assert_eq!(s.rotation_period_in_days, Some(365));
-    assert!(s.next_rotation_date_ms.is_some());
+    assert!(s.next_rotation_date.is_some());
 
     let v1 = c.encrypt(&k.key_id, b"one", &none).unwrap().ciphertext_blob;
     assert_eq!(c.rotate_key_on_demand(&k.key_id).unwrap(), k.arn);
@@ -782,7 +785,7 @@ document = '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action"
 
 #[test]
 fn list_pagination_over_the_wire() {
-    use kmsd::protocol::{ListKeysRequest, Request, Response};
+    use kmsd::protocol::{ListKeysRequest, ListKeysResponse, Request, Response};
     let d = Daemon::start();
     let c = d.client();
     for i in 0..5 {
@@ -791,11 +794,11 @@ fn list_pagination_over_the_wire() {
     let mut seen = Vec::new();
     let mut marker = None;
     loop {
-        let Response::ListKeys {
+        let Response::ListKeys(ListKeysResponse {
             keys,
             next_marker,
             truncated,
-        } = c
+        }) = c
             .call(Request::ListKeys(ListKeysRequest {
                 limit: Some(2),
                 marker: marker.take(),

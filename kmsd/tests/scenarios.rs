@@ -178,10 +178,10 @@ fn scenario_2_missing_create_grant_and_its_fix() {
     let e = kms_error(instance(&d, LAB).decrypt(&wrapped.ciphertext_blob, &vctx, None));
     assert_eq!(e.code, ErrorCode::AccessDeniedException);
     // The trail shows the refused CreateGrant, made via EC2 on the user's behalf.
-    let page: Value = serde_json::from_str(
-        &d.client()
+    let page: Value = serde_json::to_value(
+        d.client()
             .lookup_events(LookupEventsRequest {
-                lookup_attributes: vec![("EventName".into(), "CreateGrant".into())],
+                lookup_attributes: vec![LookupAttribute::new("EventName", "CreateGrant")],
                 ..Default::default()
             })
             .unwrap(),

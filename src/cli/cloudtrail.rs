@@ -159,19 +159,22 @@ fn lookup_via_kmsd(
         None => client,
     };
     let req = kmsd::protocol::LookupEventsRequest {
-        lookup_attributes: pairs.to_vec(),
-        start_time: q.start_time.map(|t| t.unix_timestamp()),
-        end_time: q.end_time.map(|t| t.unix_timestamp()),
-        max_results: q.max_results,
+        lookup_attributes: pairs
+            .iter()
+            .map(|(k, v)| kmsd::protocol::LookupAttribute::new(k, v))
+            .collect(),
+        start_time: q
+            .start_time
+            .map(|t| kmsd::protocol::Timestamp::from_secs(t.unix_timestamp())),
+        end_time: q
+            .end_time
+            .map(|t| kmsd::protocol::Timestamp::from_secs(t.unix_timestamp())),
+        // Past i32 (AWS's integer), still refused by kmsd as over 50.
+        max_results: q.max_results.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
         next_token: q.next_token.clone(),
     };
     Some(match client.lookup_events(req) {
-        Ok(json) => serde_json::from_str::<LookupPage>(&json).map_err(|e| {
-            (
-                "InternalFailure".to_string(),
-                format!("kmsd sent an unreadable page: {e}"),
-            )
-        }),
+        Ok(page) => Ok(LookupPage::from(page)),
         Err(ClientError::Kms(e)) => Err((e.code.as_str().to_string(), e.message)),
         Err(e) => Err(("InternalFailure".to_string(), e.to_string())),
     })

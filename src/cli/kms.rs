@@ -1,21 +1,24 @@
 //! `atrest kms ...`: the AWS CLI's `aws kms` verbs and flags, against kmsd.
 //!
-//! Output is AWS-shaped JSON (`KeyMetadata`, `CiphertextBlob` in base64, ...);
-//! `--query FIELD` picks a field (dotted paths, `[]` to project a list) and
-//! `--output text` prints it bare, so `--query Plaintext --output text | base64 -d`
-//! works as with the AWS CLI. Blob inputs take `fileb://PATH` (raw bytes),
-//! `file://PATH` (base64 text) or base64 inline, as AWS CLI v2 does.
+//! Each verb is a flag struct that builds its operation's typed request
+//! ([`kmsd::api`]); the response is printed through the same JSON edge the AWS
+//! endpoint uses ([`kmsd::api::json::to_cli_value`]): AWS's JSON minus null members,
+//! timestamps as the AWS CLI prints them. `--query FIELD` picks a field (dotted
+//! paths, `[]` to project a list) and `--output text` prints it bare, so
+//! `--query Plaintext --output text | base64 -d` works as with the AWS CLI. Blob
+//! inputs take `fileb://PATH` (raw bytes), `file://PATH` (base64 text) or base64
+//! inline, as AWS CLI v2 does.
+//!
+//! A new verb is one flag struct with its [`Verb`] impl and one line in the
+//! [`verbs!`] table.
 
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use kmsd::api::json::to_cli_value;
+use kmsd::api::*;
 use kmsd::client::{ClientError, KmsClient};
-use kmsd::protocol::{
-    CreateKeyRequest, DataKeySpec, DecryptRequest, EncryptionContext, KeyMetadata,
-    ReEncryptRequest, Request, Response, Tag,
-};
-use plumbing::awstime::format_aws;
 
 use super::{report_error, Global};
 
@@ -46,254 +49,663 @@ pub struct KmsArgs {
     pub command: KmsCommand,
 }
 
-#[derive(Debug, clap::Subcommand)]
-pub enum KmsCommand {
+/// A verb: its flags build one operation's request.
+pub trait Verb {
+    type Op: Variant;
+    /// Follow every page and print the merged list, as the AWS CLI does for its
+    /// paginated verbs (the others print one page, `NextMarker` and `Truncated`).
+    const ALL_PAGES: bool = false;
+    fn request(self) -> Result<Self::Op, ParamError>;
+}
+
+/// The verb table: `Variant(FlagStruct)`, each struct implementing [`Verb`].
+macro_rules! verbs {
+    ($( $(#[$meta:meta])* $name:ident($args:ty), )*) => {
+        #[derive(Debug, clap::Subcommand)]
+        pub enum KmsCommand {
+            $( $(#[$meta])* $name($args), )*
+        }
+
+        impl KmsCommand {
+            fn execute(self, cx: &RunContext<'_>) -> i32 {
+                match self {
+                    $( KmsCommand::$name(a) => execute(a, cx), )*
+                }
+            }
+        }
+    };
+}
+
+verbs! {
     /// Create a symmetric encryption KMS key.
-    CreateKey {
-        #[arg(long)]
-        description: Option<String>,
-        /// Key policy JSON (inline or file://PATH).
-        #[arg(long)]
-        policy: Option<String>,
-        /// `TagKey=K,TagValue=V` (repeatable) or a JSON list.
-        #[arg(long, num_args = 1..)]
-        tags: Vec<String>,
-        #[arg(long)]
-        key_usage: Option<String>,
-        #[arg(long)]
-        key_spec: Option<String>,
-        #[arg(long)]
-        bypass_policy_lockout_safety_check: bool,
-        /// Principals (ARNs) that administer the key: the console's "Allow access for
-        /// Key Administrators" statement (atrest extension; not with --policy).
-        #[arg(long, num_args = 1.., value_name = "ARN")]
-        key_administrators: Vec<String>,
-        /// Principals (ARNs) that use the key: the console's "Allow use of the key" and
-        /// "Allow attachment of persistent resources" statements.
-        #[arg(long, num_args = 1.., value_name = "ARN")]
-        key_users: Vec<String>,
-    },
+    CreateKey(CreateKeyArgs),
     /// Show a key's metadata.
-    DescribeKey {
-        #[arg(long)]
-        key_id: String,
-    },
+    DescribeKey(DescribeKeyArgs),
     /// List the keys of your account.
-    ListKeys,
-    EnableKey {
-        #[arg(long)]
-        key_id: String,
-    },
-    DisableKey {
-        #[arg(long)]
-        key_id: String,
-    },
+    ListKeys(ListKeysArgs),
+    EnableKey(EnableKeyArgs),
+    DisableKey(DisableKeyArgs),
     /// Schedule a key's deletion after a waiting period of 7 to 30 days.
-    ScheduleKeyDeletion {
-        #[arg(long)]
-        key_id: String,
-        #[arg(long)]
-        pending_window_in_days: Option<u32>,
-    },
+    ScheduleKeyDeletion(ScheduleKeyDeletionArgs),
     /// Cancel a scheduled deletion (the key comes back Disabled).
-    CancelKeyDeletion {
-        #[arg(long)]
-        key_id: String,
-    },
-    CreateAlias {
-        #[arg(long)]
-        alias_name: String,
-        #[arg(long)]
-        target_key_id: String,
-    },
-    UpdateAlias {
-        #[arg(long)]
-        alias_name: String,
-        #[arg(long)]
-        target_key_id: String,
-    },
-    DeleteAlias {
-        #[arg(long)]
-        alias_name: String,
-    },
-    ListAliases {
-        #[arg(long)]
-        key_id: Option<String>,
-    },
+    CancelKeyDeletion(CancelKeyDeletionArgs),
+    CreateAlias(CreateAliasArgs),
+    UpdateAlias(UpdateAliasArgs),
+    DeleteAlias(DeleteAliasArgs),
+    ListAliases(ListAliasesArgs),
     /// Encrypt up to 4096 bytes under a key.
-    Encrypt {
-        #[arg(long)]
-        key_id: String,
-        /// fileb://PATH, file://PATH (base64) or base64.
-        #[arg(long)]
-        plaintext: String,
-        /// `K=V,K2=V2` or a JSON object.
-        #[arg(long)]
-        encryption_context: Option<String>,
-    },
+    Encrypt(EncryptArgs),
     /// Decrypt a ciphertext blob (the key is read from the blob).
-    Decrypt {
-        /// fileb://PATH, file://PATH (base64) or base64.
-        #[arg(long)]
-        ciphertext_blob: String,
-        #[arg(long)]
-        key_id: Option<String>,
-        #[arg(long)]
-        encryption_context: Option<String>,
-    },
+    Decrypt(DecryptArgs),
     /// Decrypt and encrypt again under another key, server-side.
-    ReEncrypt {
-        #[arg(long)]
-        ciphertext_blob: String,
-        #[arg(long)]
-        destination_key_id: String,
-        #[arg(long)]
-        source_key_id: Option<String>,
-        #[arg(long)]
-        source_encryption_context: Option<String>,
-        #[arg(long)]
-        destination_encryption_context: Option<String>,
-    },
+    ReEncrypt(ReEncryptArgs),
     /// A fresh data key, in plaintext and encrypted.
-    GenerateDataKey {
-        #[arg(long)]
-        key_id: String,
-        /// AES_256 or AES_128.
-        #[arg(long)]
-        key_spec: Option<String>,
-        #[arg(long)]
-        number_of_bytes: Option<u32>,
-        #[arg(long)]
-        encryption_context: Option<String>,
-    },
+    GenerateDataKey(GenerateDataKeyArgs),
     /// A fresh data key, encrypted only.
-    GenerateDataKeyWithoutPlaintext {
-        #[arg(long)]
-        key_id: String,
-        #[arg(long)]
-        key_spec: Option<String>,
-        #[arg(long)]
-        number_of_bytes: Option<u32>,
-        #[arg(long)]
-        encryption_context: Option<String>,
-    },
-    EnableKeyRotation {
-        #[arg(long)]
-        key_id: String,
-        #[arg(long)]
-        rotation_period_in_days: Option<u32>,
-    },
-    DisableKeyRotation {
-        #[arg(long)]
-        key_id: String,
-    },
-    GetKeyRotationStatus {
-        #[arg(long)]
-        key_id: String,
-    },
-    RotateKeyOnDemand {
-        #[arg(long)]
-        key_id: String,
-    },
-    ListKeyRotations {
-        #[arg(long)]
-        key_id: String,
-    },
-    UpdateKeyDescription {
-        #[arg(long)]
-        key_id: String,
-        #[arg(long)]
-        description: String,
-    },
-    ListResourceTags {
-        #[arg(long)]
-        key_id: String,
-    },
+    GenerateDataKeyWithoutPlaintext(GenerateDataKeyWithoutPlaintextArgs),
+    EnableKeyRotation(EnableKeyRotationArgs),
+    DisableKeyRotation(DisableKeyRotationArgs),
+    GetKeyRotationStatus(GetKeyRotationStatusArgs),
+    RotateKeyOnDemand(RotateKeyOnDemandArgs),
+    ListKeyRotations(ListKeyRotationsArgs),
+    UpdateKeyDescription(UpdateKeyDescriptionArgs),
+    ListResourceTags(ListResourceTagsArgs),
+    /// Add tags to a key, or change their values.
+    TagResource(TagResourceArgs),
+    /// Remove tags from a key.
+    UntagResource(UntagResourceArgs),
     /// Let a principal use a key for some operations (optionally within an
     /// encryption context).
-    CreateGrant {
-        #[arg(long)]
-        key_id: String,
-        #[arg(long)]
-        grantee_principal: String,
-        /// Decrypt, Encrypt, GenerateDataKey, ... (several).
-        #[arg(long, num_args = 1.., required = true)]
-        operations: Vec<String>,
-        #[arg(long)]
-        retiring_principal: Option<String>,
-        /// `EncryptionContextSubset={k=v,k2=v2}`, `EncryptionContextEquals={k=v}` or JSON
-        /// `{"EncryptionContextSubset": {"k": "v"}}`.
-        #[arg(long)]
-        constraints: Option<String>,
-        #[arg(long)]
-        name: Option<String>,
-        #[arg(long, num_args = 1..)]
-        grant_tokens: Vec<String>,
-    },
-    ListGrants {
-        #[arg(long)]
-        key_id: String,
-        #[arg(long)]
-        grant_id: Option<String>,
-        #[arg(long)]
-        grantee_principal: Option<String>,
-        #[arg(long)]
-        limit: Option<u32>,
-    },
-    ListRetirableGrants {
-        #[arg(long)]
-        retiring_principal: String,
-        #[arg(long)]
-        limit: Option<u32>,
-    },
+    CreateGrant(CreateGrantArgs),
+    ListGrants(ListGrantsArgs),
+    ListRetirableGrants(ListRetirableGrantsArgs),
     /// Retire a grant by its token, or by key and grant ID.
-    RetireGrant {
-        #[arg(long)]
-        grant_token: Option<String>,
-        #[arg(long)]
-        key_id: Option<String>,
-        #[arg(long)]
-        grant_id: Option<String>,
-    },
-    RevokeGrant {
-        #[arg(long)]
-        key_id: String,
-        #[arg(long)]
-        grant_id: String,
-    },
-    GetKeyPolicy {
-        #[arg(long)]
-        key_id: String,
-        #[arg(long, default_value = "default")]
-        policy_name: String,
-    },
-    PutKeyPolicy {
-        #[arg(long)]
-        key_id: String,
-        #[arg(long, default_value = "default")]
-        policy_name: String,
-        /// Policy JSON (inline or file://PATH).
-        #[arg(long)]
-        policy: String,
-        #[arg(long)]
-        bypass_policy_lockout_safety_check: bool,
-    },
-    ListKeyPolicies {
-        #[arg(long)]
-        key_id: String,
-    },
+    RetireGrant(RetireGrantArgs),
+    RevokeGrant(RevokeGrantArgs),
+    GetKeyPolicy(GetKeyPolicyArgs),
+    PutKeyPolicy(PutKeyPolicyArgs),
+    ListKeyPolicies(ListKeyPoliciesArgs),
     /// Ask kmsd to re-read its configuration (as SIGHUP does; atrest extension).
-    ReloadConfig,
+    ReloadConfig(ReloadConfigArgs),
     /// Who kmsd takes you for: principal, account, Unix uid (like `aws sts
     /// get-caller-identity`; atrest extension).
-    GetCallerIdentity,
+    GetCallerIdentity(GetCallerIdentityArgs),
     /// Moves kmsd's clock forward (drills and tests: refused unless kmsd runs with
     /// `--allow-clock-control`), e.g. past a key's deletion date.
     #[command(hide = true)]
-    AdvanceClock {
-        #[arg(long)]
-        seconds: u64,
-    },
+    AdvanceClock(AdvanceClockArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateKeyArgs {
+    #[arg(long)]
+    description: Option<String>,
+    /// Key policy JSON (inline or file://PATH).
+    #[arg(long)]
+    policy: Option<String>,
+    /// `TagKey=K,TagValue=V` (repeatable) or a JSON list.
+    #[arg(long, num_args = 1..)]
+    tags: Vec<String>,
+    #[arg(long)]
+    key_usage: Option<String>,
+    #[arg(long)]
+    key_spec: Option<String>,
+    #[arg(long)]
+    bypass_policy_lockout_safety_check: bool,
+    /// Principals (ARNs) that administer the key: the console's "Allow access for
+    /// Key Administrators" statement (atrest extension; not with --policy).
+    #[arg(long, num_args = 1.., value_name = "ARN")]
+    key_administrators: Vec<String>,
+    /// Principals (ARNs) that use the key: the console's "Allow use of the key" and
+    /// "Allow attachment of persistent resources" statements.
+    #[arg(long, num_args = 1.., value_name = "ARN")]
+    key_users: Vec<String>,
+}
+
+impl Verb for CreateKeyArgs {
+    type Op = CreateKeyRequest;
+    fn request(self) -> Result<CreateKeyRequest, ParamError> {
+        Ok(CreateKeyRequest {
+            description: self.description,
+            policy: self.policy.map(|p| read_text("policy", &p)).transpose()?,
+            tags: parse_tags(&self.tags)?,
+            key_usage: self.key_usage,
+            key_spec: self.key_spec,
+            bypass_policy_lockout_safety_check: self.bypass_policy_lockout_safety_check,
+            ..Default::default()
+        })
+    }
+}
+
+/// A verb whose only flag is `--key-id`.
+macro_rules! key_id_verb {
+    ($args:ident => $op:ident) => {
+        #[derive(Debug, clap::Args)]
+        pub struct $args {
+            #[arg(long)]
+            key_id: String,
+        }
+
+        impl Verb for $args {
+            type Op = $op;
+            // Some of these requests have paging members too, some only `KeyId`.
+            #[allow(clippy::needless_update)]
+            fn request(self) -> Result<$op, ParamError> {
+                Ok($op {
+                    key_id: self.key_id,
+                    ..Default::default()
+                })
+            }
+        }
+    };
+}
+
+key_id_verb!(DescribeKeyArgs => DescribeKeyRequest);
+key_id_verb!(EnableKeyArgs => EnableKeyRequest);
+key_id_verb!(DisableKeyArgs => DisableKeyRequest);
+key_id_verb!(CancelKeyDeletionArgs => CancelKeyDeletionRequest);
+key_id_verb!(DisableKeyRotationArgs => DisableKeyRotationRequest);
+key_id_verb!(GetKeyRotationStatusArgs => GetKeyRotationStatusRequest);
+key_id_verb!(RotateKeyOnDemandArgs => RotateKeyOnDemandRequest);
+key_id_verb!(ListKeyRotationsArgs => ListKeyRotationsRequest);
+key_id_verb!(ListResourceTagsArgs => ListResourceTagsRequest);
+key_id_verb!(ListKeyPoliciesArgs => ListKeyPoliciesRequest);
+
+/// A verb without flags.
+macro_rules! no_flags_verb {
+    ($args:ident => $op:ident $(, all_pages = $pages:expr)?) => {
+        #[derive(Debug, clap::Args)]
+        pub struct $args {}
+
+        impl Verb for $args {
+            type Op = $op;
+            $(const ALL_PAGES: bool = $pages;)?
+            fn request(self) -> Result<$op, ParamError> {
+                Ok($op::default())
+            }
+        }
+    };
+}
+
+no_flags_verb!(ListKeysArgs => ListKeysRequest, all_pages = true);
+no_flags_verb!(ReloadConfigArgs => ReloadConfigRequest);
+no_flags_verb!(GetCallerIdentityArgs => GetCallerIdentityRequest);
+
+#[derive(Debug, clap::Args)]
+pub struct ScheduleKeyDeletionArgs {
+    #[arg(long)]
+    key_id: String,
+    #[arg(long)]
+    pending_window_in_days: Option<i32>,
+}
+
+impl Verb for ScheduleKeyDeletionArgs {
+    type Op = ScheduleKeyDeletionRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(ScheduleKeyDeletionRequest {
+            key_id: self.key_id,
+            pending_window_in_days: self.pending_window_in_days,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateAliasArgs {
+    #[arg(long)]
+    alias_name: String,
+    #[arg(long)]
+    target_key_id: String,
+}
+
+impl Verb for CreateAliasArgs {
+    type Op = CreateAliasRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(CreateAliasRequest {
+            alias_name: self.alias_name,
+            target_key_id: self.target_key_id,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateAliasArgs {
+    #[arg(long)]
+    alias_name: String,
+    #[arg(long)]
+    target_key_id: String,
+}
+
+impl Verb for UpdateAliasArgs {
+    type Op = UpdateAliasRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(UpdateAliasRequest {
+            alias_name: self.alias_name,
+            target_key_id: self.target_key_id,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeleteAliasArgs {
+    #[arg(long)]
+    alias_name: String,
+}
+
+impl Verb for DeleteAliasArgs {
+    type Op = DeleteAliasRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(DeleteAliasRequest {
+            alias_name: self.alias_name,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListAliasesArgs {
+    #[arg(long)]
+    key_id: Option<String>,
+}
+
+impl Verb for ListAliasesArgs {
+    type Op = ListAliasesRequest;
+    const ALL_PAGES: bool = true;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(ListAliasesRequest {
+            key_id: self.key_id,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EncryptArgs {
+    #[arg(long)]
+    key_id: String,
+    /// fileb://PATH, file://PATH (base64) or base64.
+    #[arg(long)]
+    plaintext: String,
+    /// `K=V,K2=V2` or a JSON object.
+    #[arg(long)]
+    encryption_context: Option<String>,
+}
+
+impl Verb for EncryptArgs {
+    type Op = EncryptRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(EncryptRequest {
+            key_id: self.key_id,
+            plaintext: read_blob("plaintext", &self.plaintext)?.into(),
+            encryption_context: parse_context(
+                "encryption-context",
+                self.encryption_context.as_deref(),
+            )?,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DecryptArgs {
+    /// fileb://PATH, file://PATH (base64) or base64.
+    #[arg(long)]
+    ciphertext_blob: String,
+    #[arg(long)]
+    key_id: Option<String>,
+    #[arg(long)]
+    encryption_context: Option<String>,
+}
+
+impl Verb for DecryptArgs {
+    type Op = DecryptRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(DecryptRequest {
+            ciphertext_blob: read_blob("ciphertext-blob", &self.ciphertext_blob)?
+                .to_vec()
+                .into(),
+            encryption_context: parse_context(
+                "encryption-context",
+                self.encryption_context.as_deref(),
+            )?,
+            key_id: self.key_id,
+            ..Default::default()
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReEncryptArgs {
+    #[arg(long)]
+    ciphertext_blob: String,
+    #[arg(long)]
+    destination_key_id: String,
+    #[arg(long)]
+    source_key_id: Option<String>,
+    #[arg(long)]
+    source_encryption_context: Option<String>,
+    #[arg(long)]
+    destination_encryption_context: Option<String>,
+}
+
+impl Verb for ReEncryptArgs {
+    type Op = ReEncryptRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(ReEncryptRequest {
+            ciphertext_blob: read_blob("ciphertext-blob", &self.ciphertext_blob)?
+                .to_vec()
+                .into(),
+            source_encryption_context: parse_context(
+                "source-encryption-context",
+                self.source_encryption_context.as_deref(),
+            )?,
+            source_key_id: self.source_key_id,
+            destination_key_id: self.destination_key_id,
+            destination_encryption_context: parse_context(
+                "destination-encryption-context",
+                self.destination_encryption_context.as_deref(),
+            )?,
+            ..Default::default()
+        })
+    }
+}
+
+/// The flags GenerateDataKey and GenerateDataKeyWithoutPlaintext share.
+macro_rules! data_key_verb {
+    ($args:ident => $op:ident) => {
+        #[derive(Debug, clap::Args)]
+        pub struct $args {
+            #[arg(long)]
+            key_id: String,
+            /// AES_256 or AES_128.
+            #[arg(long)]
+            key_spec: Option<String>,
+            #[arg(long)]
+            number_of_bytes: Option<i32>,
+            #[arg(long)]
+            encryption_context: Option<String>,
+        }
+
+        impl Verb for $args {
+            type Op = $op;
+            fn request(self) -> Result<$op, ParamError> {
+                Ok($op {
+                    key_id: self.key_id,
+                    key_spec: self.key_spec.as_deref().map(data_key_spec).transpose()?,
+                    number_of_bytes: self.number_of_bytes,
+                    encryption_context: parse_context(
+                        "encryption-context",
+                        self.encryption_context.as_deref(),
+                    )?,
+                    grant_tokens: vec![],
+                })
+            }
+        }
+    };
+}
+
+data_key_verb!(GenerateDataKeyArgs => GenerateDataKeyRequest);
+data_key_verb!(GenerateDataKeyWithoutPlaintextArgs => GenerateDataKeyWithoutPlaintextRequest);
+
+fn data_key_spec(s: &str) -> Result<DataKeySpec, ParamError> {
+    DataKeySpec::parse(s).ok_or_else(|| {
+        param(format!(
+            "Invalid value for '--key-spec': '{s}' (valid values: AES_256, AES_128)"
+        ))
+    })
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnableKeyRotationArgs {
+    #[arg(long)]
+    key_id: String,
+    #[arg(long)]
+    rotation_period_in_days: Option<i32>,
+}
+
+impl Verb for EnableKeyRotationArgs {
+    type Op = EnableKeyRotationRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(EnableKeyRotationRequest {
+            key_id: self.key_id,
+            rotation_period_in_days: self.rotation_period_in_days,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpdateKeyDescriptionArgs {
+    #[arg(long)]
+    key_id: String,
+    #[arg(long)]
+    description: String,
+}
+
+impl Verb for UpdateKeyDescriptionArgs {
+    type Op = UpdateKeyDescriptionRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(UpdateKeyDescriptionRequest {
+            key_id: self.key_id,
+            description: self.description,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TagResourceArgs {
+    #[arg(long)]
+    key_id: String,
+    /// `TagKey=K,TagValue=V` (repeatable) or a JSON list.
+    #[arg(long, num_args = 1.., required = true)]
+    tags: Vec<String>,
+}
+
+impl Verb for TagResourceArgs {
+    type Op = TagResourceRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(TagResourceRequest {
+            key_id: self.key_id,
+            tags: parse_tags(&self.tags)?,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UntagResourceArgs {
+    #[arg(long)]
+    key_id: String,
+    /// Tag keys (several, or comma-separated).
+    #[arg(long, num_args = 1.., required = true)]
+    tag_keys: Vec<String>,
+}
+
+impl Verb for UntagResourceArgs {
+    type Op = UntagResourceRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(UntagResourceRequest {
+            key_id: self.key_id,
+            tag_keys: split_list(&self.tag_keys),
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateGrantArgs {
+    #[arg(long)]
+    key_id: String,
+    #[arg(long)]
+    grantee_principal: String,
+    /// Decrypt, Encrypt, GenerateDataKey, ... (several).
+    #[arg(long, num_args = 1.., required = true)]
+    operations: Vec<String>,
+    #[arg(long)]
+    retiring_principal: Option<String>,
+    /// `EncryptionContextSubset={k=v,k2=v2}`, `EncryptionContextEquals={k=v}` or JSON
+    /// `{"EncryptionContextSubset": {"k": "v"}}`.
+    #[arg(long)]
+    constraints: Option<String>,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, num_args = 1..)]
+    grant_tokens: Vec<String>,
+}
+
+impl Verb for CreateGrantArgs {
+    type Op = CreateGrantRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(CreateGrantRequest {
+            key_id: self.key_id,
+            grantee_principal: self.grantee_principal,
+            retiring_principal: self.retiring_principal,
+            operations: split_list(&self.operations),
+            constraints: self
+                .constraints
+                .as_deref()
+                .map(parse_constraints)
+                .transpose()?,
+            name: self.name,
+            grant_tokens: self.grant_tokens,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListGrantsArgs {
+    #[arg(long)]
+    key_id: String,
+    #[arg(long)]
+    grant_id: Option<String>,
+    #[arg(long)]
+    grantee_principal: Option<String>,
+    #[arg(long)]
+    limit: Option<i32>,
+}
+
+impl Verb for ListGrantsArgs {
+    type Op = ListGrantsRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(ListGrantsRequest {
+            key_id: self.key_id,
+            grant_id: self.grant_id,
+            grantee_principal: self.grantee_principal,
+            limit: self.limit,
+            marker: None,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListRetirableGrantsArgs {
+    #[arg(long)]
+    retiring_principal: String,
+    #[arg(long)]
+    limit: Option<i32>,
+}
+
+impl Verb for ListRetirableGrantsArgs {
+    type Op = ListRetirableGrantsRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(ListRetirableGrantsRequest {
+            retiring_principal: self.retiring_principal,
+            limit: self.limit,
+            marker: None,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RetireGrantArgs {
+    #[arg(long)]
+    grant_token: Option<String>,
+    #[arg(long)]
+    key_id: Option<String>,
+    #[arg(long)]
+    grant_id: Option<String>,
+}
+
+impl Verb for RetireGrantArgs {
+    type Op = RetireGrantRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(RetireGrantRequest {
+            grant_token: self.grant_token,
+            key_id: self.key_id,
+            grant_id: self.grant_id,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RevokeGrantArgs {
+    #[arg(long)]
+    key_id: String,
+    #[arg(long)]
+    grant_id: String,
+}
+
+impl Verb for RevokeGrantArgs {
+    type Op = RevokeGrantRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(RevokeGrantRequest {
+            key_id: self.key_id,
+            grant_id: self.grant_id,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GetKeyPolicyArgs {
+    #[arg(long)]
+    key_id: String,
+    #[arg(long, default_value = "default")]
+    policy_name: String,
+}
+
+impl Verb for GetKeyPolicyArgs {
+    type Op = GetKeyPolicyRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(GetKeyPolicyRequest {
+            key_id: self.key_id,
+            policy_name: Some(self.policy_name),
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PutKeyPolicyArgs {
+    #[arg(long)]
+    key_id: String,
+    #[arg(long, default_value = "default")]
+    policy_name: String,
+    /// Policy JSON (inline or file://PATH).
+    #[arg(long)]
+    policy: String,
+    #[arg(long)]
+    bypass_policy_lockout_safety_check: bool,
+}
+
+impl Verb for PutKeyPolicyArgs {
+    type Op = PutKeyPolicyRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(PutKeyPolicyRequest {
+            key_id: self.key_id,
+            policy_name: Some(self.policy_name),
+            policy: read_text("policy", &self.policy)?,
+            bypass_policy_lockout_safety_check: self.bypass_policy_lockout_safety_check,
+        })
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AdvanceClockArgs {
+    #[arg(long)]
+    seconds: u64,
+}
+
+impl Verb for AdvanceClockArgs {
+    type Op = AdvanceClockRequest;
+    fn request(self) -> Result<Self::Op, ParamError> {
+        Ok(AdvanceClockRequest {
+            seconds: self.seconds,
+        })
+    }
 }
 
 /// A bad command-line value, reported before anything is sent.
@@ -407,159 +819,6 @@ pub fn parse_tags(items: &[String]) -> Result<Vec<Tag>, ParamError> {
     Ok(tags)
 }
 
-/// AWS's `KeyMetadata` JSON.
-pub fn key_metadata_json(m: &KeyMetadata) -> Value {
-    let mut o = Map::new();
-    o.insert("AWSAccountId".into(), json!(m.aws_account_id));
-    o.insert("KeyId".into(), json!(m.key_id));
-    o.insert("Arn".into(), json!(m.arn));
-    o.insert("CreationDate".into(), json!(format_aws(m.creation_date_ms)));
-    o.insert("Enabled".into(), json!(m.enabled));
-    o.insert("Description".into(), json!(m.description));
-    o.insert("KeyUsage".into(), json!(m.key_usage));
-    o.insert("KeyState".into(), json!(m.key_state.as_str()));
-    if let Some(d) = m.deletion_date_ms {
-        o.insert("DeletionDate".into(), json!(format_aws(d)));
-    }
-    o.insert("Origin".into(), json!(m.origin));
-    o.insert("KeyManager".into(), json!(m.key_manager));
-    o.insert("CustomerMasterKeySpec".into(), json!(m.key_spec));
-    o.insert("KeySpec".into(), json!(m.key_spec));
-    o.insert(
-        "EncryptionAlgorithms".into(),
-        json!(m.encryption_algorithms),
-    );
-    o.insert("MultiRegion".into(), json!(m.multi_region));
-    Value::Object(o)
-}
-
-/// The AWS CLI's JSON for a response (None: the operation prints nothing).
-pub fn response_json(r: &Response) -> Option<Value> {
-    Some(match r {
-        Response::KeyMetadata(m) => json!({ "KeyMetadata": key_metadata_json(m) }),
-        Response::ListKeys { keys, .. } => json!({
-            "Keys": keys.iter().map(|k| json!({"KeyId": k.key_id, "KeyArn": k.key_arn})).collect::<Vec<_>>()
-        }),
-        Response::Empty => return None,
-        Response::ScheduleKeyDeletion(s) => json!({
-            "KeyId": s.key_id,
-            "DeletionDate": format_aws(s.deletion_date_ms),
-            "KeyState": s.key_state.as_str(),
-            "PendingWindowInDays": s.pending_window_in_days,
-        }),
-        Response::KeyId { key_id } => json!({ "KeyId": key_id }),
-        Response::ListAliases { aliases, .. } => json!({
-            "Aliases": aliases.iter().map(|a| json!({
-                "AliasName": a.alias_name,
-                "AliasArn": a.alias_arn,
-                "TargetKeyId": a.target_key_id,
-                "CreationDate": format_aws(a.creation_date_ms),
-                "LastUpdatedDate": format_aws(a.last_updated_date_ms),
-            })).collect::<Vec<_>>()
-        }),
-        Response::Encrypt(e) => json!({
-            "CiphertextBlob": B64.encode(&e.ciphertext_blob),
-            "KeyId": e.key_id,
-            "EncryptionAlgorithm": e.encryption_algorithm,
-        }),
-        Response::Decrypt(d) => json!({
-            "KeyId": d.key_id,
-            "Plaintext": B64.encode(&d.plaintext[..]),
-            "EncryptionAlgorithm": d.encryption_algorithm,
-        }),
-        Response::ReEncrypt(r) => json!({
-            "CiphertextBlob": B64.encode(&r.ciphertext_blob),
-            "SourceKeyId": r.source_key_id,
-            "KeyId": r.key_id,
-            "SourceEncryptionAlgorithm": r.source_encryption_algorithm,
-            "DestinationEncryptionAlgorithm": r.destination_encryption_algorithm,
-        }),
-        Response::GenerateDataKey(g) => json!({
-            "CiphertextBlob": B64.encode(&g.ciphertext_blob),
-            "Plaintext": B64.encode(&g.plaintext[..]),
-            "KeyId": g.key_id,
-        }),
-        Response::GenerateDataKeyWithoutPlaintext(g) => json!({
-            "CiphertextBlob": B64.encode(&g.ciphertext_blob),
-            "KeyId": g.key_id,
-        }),
-        Response::KeyRotationStatus(s) => {
-            let mut o = Map::new();
-            o.insert("KeyRotationEnabled".into(), json!(s.key_rotation_enabled));
-            o.insert("KeyId".into(), json!(s.key_id));
-            if let Some(d) = s.rotation_period_in_days {
-                o.insert("RotationPeriodInDays".into(), json!(d));
-            }
-            if let Some(t) = s.next_rotation_date_ms {
-                o.insert("NextRotationDate".into(), json!(format_aws(t)));
-            }
-            if let Some(t) = s.on_demand_rotation_start_date_ms {
-                o.insert("OnDemandRotationStartDate".into(), json!(format_aws(t)));
-            }
-            Value::Object(o)
-        }
-        Response::ListKeyRotations { rotations } => json!({
-            "Rotations": rotations.iter().map(|r| json!({
-                "KeyId": r.key_id,
-                "RotationDate": format_aws(r.rotation_date_ms),
-                "RotationType": r.rotation_type.as_str(),
-            })).collect::<Vec<_>>(),
-            "Truncated": false,
-        }),
-        Response::ListResourceTags { tags } => json!({
-            "Tags": tags.iter().map(|t| json!({"TagKey": t.tag_key, "TagValue": t.tag_value})).collect::<Vec<_>>(),
-            "Truncated": false,
-        }),
-        Response::Clock { now_ms } => json!({ "Now": format_aws(*now_ms) }),
-        Response::CreateGrant {
-            grant_id,
-            grant_token,
-        } => json!({ "GrantToken": grant_token, "GrantId": grant_id }),
-        Response::ListGrants {
-            grants,
-            next_marker,
-            truncated,
-        } => {
-            let mut m = Map::new();
-            m.insert(
-                "Grants".into(),
-                Value::Array(grants.iter().map(grant_json).collect()),
-            );
-            if let Some(n) = next_marker {
-                m.insert("NextMarker".into(), json!(n));
-            }
-            m.insert("Truncated".into(), json!(truncated));
-            Value::Object(m)
-        }
-        // Policy only: `--output text` then prints the document, as scripts expect.
-        Response::KeyPolicy { policy, .. } => json!({ "Policy": policy }),
-        Response::ListKeyPolicies {
-            policy_names,
-            truncated,
-        } => json!({ "PolicyNames": policy_names, "Truncated": truncated }),
-        Response::EventRecorded { event_id } => json!({ "EventId": event_id }),
-        Response::LookupEvents { page_json } => {
-            serde_json::from_str(page_json).unwrap_or(Value::Null)
-        }
-        Response::ConfigReloaded { summary } => json!({ "Reloaded": summary }),
-        Response::CallerIdentity(c) => {
-            let mut m = Map::new();
-            m.insert(
-                "UserId".into(),
-                json!(c.arn.rsplit(['/', ':']).next().unwrap_or("")),
-            );
-            m.insert("Account".into(), json!(c.account));
-            m.insert("Arn".into(), json!(c.arn));
-            m.insert("UnixUid".into(), json!(c.uid));
-            m.insert("UnixPrincipal".into(), json!(c.uid_principal));
-            if let Some(v) = &c.via {
-                m.insert("Via".into(), json!(v));
-            }
-            Value::Object(m)
-        }
-    })
-}
-
 /// `--operations Decrypt GenerateDataKey` or `--operations Decrypt,GenerateDataKey`.
 fn split_list(items: &[String]) -> Vec<String> {
     items
@@ -599,37 +858,6 @@ pub fn parse_constraints(raw: &str) -> Result<kmsd::protocol::GrantConstraints, 
     Ok(out)
 }
 
-fn constraints_json(c: &kmsd::protocol::GrantConstraints) -> Value {
-    let mut m = Map::new();
-    if let Some(e) = &c.encryption_context_subset {
-        m.insert("EncryptionContextSubset".into(), json!(e));
-    }
-    if let Some(e) = &c.encryption_context_equals {
-        m.insert("EncryptionContextEquals".into(), json!(e));
-    }
-    Value::Object(m)
-}
-
-fn grant_json(g: &kmsd::protocol::GrantListEntry) -> Value {
-    let mut m = Map::new();
-    m.insert("KeyId".into(), json!(g.key_id));
-    m.insert("GrantId".into(), json!(g.grant_id));
-    if let Some(n) = &g.name {
-        m.insert("Name".into(), json!(n));
-    }
-    m.insert("CreationDate".into(), json!(format_aws(g.creation_date_ms)));
-    m.insert("GranteePrincipal".into(), json!(g.grantee_principal));
-    if let Some(r) = &g.retiring_principal {
-        m.insert("RetiringPrincipal".into(), json!(r));
-    }
-    m.insert("IssuingAccount".into(), json!(g.issuing_account));
-    m.insert("Operations".into(), json!(g.operations));
-    if let Some(c) = &g.constraints {
-        m.insert("Constraints".into(), constraints_json(c));
-    }
-    Value::Object(m)
-}
-
 /// `--key-administrators` / `--key-users`: the console's key policy for the
 /// caller's account (asked of kmsd, so `--as` is honoured).
 fn console_policy(
@@ -643,248 +871,110 @@ fn console_policy(
     Ok(kmsd::policy::defaults::console_key_policy(&account, &a, &u))
 }
 
-fn build_request(cmd: KmsCommand) -> Result<Request, ParamError> {
-    Ok(match cmd {
-        KmsCommand::CreateKey {
-            description,
-            policy,
-            tags,
-            key_usage,
-            key_spec,
-            bypass_policy_lockout_safety_check,
-            ..
-        } => Request::CreateKey(CreateKeyRequest {
-            description,
-            policy: policy.map(|p| read_text("policy", &p)).transpose()?,
-            tags: parse_tags(&tags)?,
-            key_usage,
-            key_spec,
-            bypass_policy_lockout_safety_check,
-        }),
-        KmsCommand::DescribeKey { key_id } => Request::DescribeKey {
-            key_id,
-            grant_tokens: vec![],
-        },
-        KmsCommand::ListKeys => Request::ListKeys(Default::default()),
-        KmsCommand::EnableKey { key_id } => Request::EnableKey { key_id },
-        KmsCommand::DisableKey { key_id } => Request::DisableKey { key_id },
-        KmsCommand::ScheduleKeyDeletion {
-            key_id,
-            pending_window_in_days,
-        } => Request::ScheduleKeyDeletion {
-            key_id,
-            pending_window_in_days,
-        },
-        KmsCommand::CancelKeyDeletion { key_id } => Request::CancelKeyDeletion { key_id },
-        KmsCommand::CreateAlias {
-            alias_name,
-            target_key_id,
-        } => Request::CreateAlias {
-            alias_name,
-            target_key_id,
-        },
-        KmsCommand::UpdateAlias {
-            alias_name,
-            target_key_id,
-        } => Request::UpdateAlias {
-            alias_name,
-            target_key_id,
-        },
-        KmsCommand::DeleteAlias { alias_name } => Request::DeleteAlias { alias_name },
-        KmsCommand::ListAliases { key_id } => {
-            Request::ListAliases(kmsd::protocol::ListAliasesRequest {
-                key_id,
-                ..Default::default()
-            })
+/// Why a verb printed nothing.
+enum Failure {
+    Kms(KmsError),
+    Unreachable(String),
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Kms(e) => Failure::Kms(e),
+            other => Failure::Unreachable(other.to_string()),
         }
-        KmsCommand::Encrypt {
-            key_id,
-            plaintext,
-            encryption_context,
-        } => Request::Encrypt(kmsd::protocol::EncryptRequest {
-            key_id,
-            plaintext: read_blob("plaintext", &plaintext)?,
-            encryption_context: parse_context("encryption-context", encryption_context.as_deref())?,
-            grant_tokens: vec![],
-            encryption_algorithm: None,
-        }),
-        KmsCommand::Decrypt {
-            ciphertext_blob,
-            key_id,
-            encryption_context,
-        } => Request::Decrypt(DecryptRequest {
-            ciphertext_blob: read_blob("ciphertext-blob", &ciphertext_blob)?.to_vec(),
-            encryption_context: parse_context("encryption-context", encryption_context.as_deref())?,
-            key_id,
-            grant_tokens: vec![],
-            encryption_algorithm: None,
-        }),
-        KmsCommand::ReEncrypt {
-            ciphertext_blob,
-            destination_key_id,
-            source_key_id,
-            source_encryption_context,
-            destination_encryption_context,
-        } => Request::ReEncrypt(ReEncryptRequest {
-            ciphertext_blob: read_blob("ciphertext-blob", &ciphertext_blob)?.to_vec(),
-            source_encryption_context: parse_context(
-                "source-encryption-context",
-                source_encryption_context.as_deref(),
-            )?,
-            source_key_id,
-            destination_key_id,
-            destination_encryption_context: parse_context(
-                "destination-encryption-context",
-                destination_encryption_context.as_deref(),
-            )?,
-            grant_tokens: vec![],
-        }),
-        KmsCommand::GenerateDataKey {
-            key_id,
-            key_spec,
-            number_of_bytes,
-            encryption_context,
-        } => Request::GenerateDataKey(gdk(key_id, key_spec, number_of_bytes, encryption_context)?),
-        KmsCommand::GenerateDataKeyWithoutPlaintext {
-            key_id,
-            key_spec,
-            number_of_bytes,
-            encryption_context,
-        } => Request::GenerateDataKeyWithoutPlaintext(gdk(
-            key_id,
-            key_spec,
-            number_of_bytes,
-            encryption_context,
-        )?),
-        KmsCommand::EnableKeyRotation {
-            key_id,
-            rotation_period_in_days,
-        } => Request::EnableKeyRotation {
-            key_id,
-            rotation_period_in_days,
-        },
-        KmsCommand::DisableKeyRotation { key_id } => Request::DisableKeyRotation { key_id },
-        KmsCommand::GetKeyRotationStatus { key_id } => Request::GetKeyRotationStatus { key_id },
-        KmsCommand::RotateKeyOnDemand { key_id } => Request::RotateKeyOnDemand { key_id },
-        KmsCommand::ListKeyRotations { key_id } => Request::ListKeyRotations { key_id },
-        KmsCommand::UpdateKeyDescription {
-            key_id,
-            description,
-        } => Request::UpdateKeyDescription {
-            key_id,
-            description,
-        },
-        KmsCommand::ListResourceTags { key_id } => Request::ListResourceTags { key_id },
-        KmsCommand::CreateGrant {
-            key_id,
-            grantee_principal,
-            operations,
-            retiring_principal,
-            constraints,
-            name,
-            grant_tokens,
-        } => Request::CreateGrant(kmsd::protocol::CreateGrantRequest {
-            key_id,
-            grantee_principal,
-            retiring_principal,
-            operations: split_list(&operations),
-            constraints: constraints.as_deref().map(parse_constraints).transpose()?,
-            name,
-            grant_tokens,
-        }),
-        KmsCommand::ListGrants {
-            key_id,
-            grant_id,
-            grantee_principal,
-            limit,
-        } => Request::ListGrants(kmsd::protocol::ListGrantsRequest {
-            key_id,
-            grant_id,
-            grantee_principal,
-            limit,
-            marker: None,
-        }),
-        KmsCommand::ListRetirableGrants {
-            retiring_principal,
-            limit,
-        } => Request::ListRetirableGrants(kmsd::protocol::ListRetirableGrantsRequest {
-            retiring_principal,
-            limit,
-            marker: None,
-        }),
-        KmsCommand::RetireGrant {
-            grant_token,
-            key_id,
-            grant_id,
-        } => Request::RetireGrant(kmsd::protocol::RetireGrantRequest {
-            grant_token,
-            key_id,
-            grant_id,
-        }),
-        KmsCommand::RevokeGrant { key_id, grant_id } => Request::RevokeGrant { key_id, grant_id },
-        KmsCommand::GetKeyPolicy {
-            key_id,
-            policy_name,
-        } => Request::GetKeyPolicy {
-            key_id,
-            policy_name: Some(policy_name),
-        },
-        KmsCommand::PutKeyPolicy {
-            key_id,
-            policy_name,
-            policy,
-            bypass_policy_lockout_safety_check,
-        } => Request::PutKeyPolicy {
-            key_id,
-            policy_name: Some(policy_name),
-            policy: read_text("policy", &policy)?,
-            bypass_policy_lockout_safety_check,
-        },
-        KmsCommand::ListKeyPolicies { key_id } => Request::ListKeyPolicies { key_id },
-        KmsCommand::ReloadConfig => Request::ReloadConfig,
-        KmsCommand::GetCallerIdentity => Request::GetCallerIdentity,
-        KmsCommand::AdvanceClock { seconds } => Request::AdvanceClock { seconds },
-    })
-}
-
-fn gdk(
-    key_id: String,
-    key_spec: Option<String>,
-    number_of_bytes: Option<u32>,
-    encryption_context: Option<String>,
-) -> Result<kmsd::protocol::GenerateDataKeyRequest, ParamError> {
-    let key_spec = match key_spec {
-        None => None,
-        Some(s) => Some(DataKeySpec::parse(&s).ok_or_else(|| {
-            param(format!(
-                "Invalid value for '--key-spec': '{s}' (valid values: AES_256, AES_128)"
-            ))
-        })?),
-    };
-    Ok(kmsd::protocol::GenerateDataKeyRequest {
-        key_id,
-        key_spec,
-        number_of_bytes,
-        encryption_context: parse_context("encryption-context", encryption_context.as_deref())?,
-        grant_tokens: vec![],
-    })
-}
-
-/// Sends the request, following pages for the list operations.
-fn send(client: &KmsClient, request: Request) -> Result<Response, ClientError> {
-    match request {
-        Request::ListKeys(_) => Ok(Response::ListKeys {
-            keys: client.list_keys()?,
-            next_marker: None,
-            truncated: false,
-        }),
-        Request::ListAliases(l) => Ok(Response::ListAliases {
-            aliases: client.list_aliases(l.key_id.as_deref())?,
-            next_marker: None,
-            truncated: false,
-        }),
-        other => client.call(other),
     }
+}
+
+impl From<KmsError> for Failure {
+    fn from(e: KmsError) -> Self {
+        Failure::Kms(e)
+    }
+}
+
+/// What every verb needs to run: how to reach kmsd, how to print.
+struct RunContext<'a> {
+    connect: &'a dyn Fn() -> Result<KmsClient, i32>,
+    output: &'a super::output::OutputArgs,
+}
+
+/// Sends `request` and follows its pages, merging them as the AWS CLI's paginator
+/// does: the result lists concatenated, the page token and `Truncated` left out.
+fn all_pages<R: Variant>(client: &KmsClient, mut request: R) -> Result<Value, Failure> {
+    let Some(p) = R::PAGINATOR else {
+        return Ok(to_cli_value(&client.send(request)?)?);
+    };
+    let mut merged: Option<Map<String, Value>> = None;
+    loop {
+        let Value::Object(mut page) = to_cli_value(&client.send(request.clone())?)? else {
+            return Err(KmsError::internal("a list page is not a JSON object").into());
+        };
+        let next = page.remove(p.output_token);
+        page.remove(p.more_results);
+        match &mut merged {
+            None => merged = Some(page),
+            Some(m) => {
+                if let (Some(Value::Array(all)), Some(Value::Array(more))) =
+                    (m.get_mut(p.result_key), page.remove(p.result_key))
+                {
+                    all.extend(more);
+                }
+            }
+        }
+        let Some(Value::String(marker)) = next else {
+            return Ok(Value::Object(merged.unwrap_or_default()));
+        };
+        let mut v = serde_json::to_value(&request)
+            .map_err(|e| KmsError::internal(format!("cannot page {}: {e}", R::NAME)))?;
+        v[p.input_token] = Value::String(marker);
+        request = serde_json::from_value(v)
+            .map_err(|e| KmsError::internal(format!("cannot page {}: {e}", R::NAME)))?;
+    }
+}
+
+/// Runs one verb: build the request (a bad flag exits 252 before anything is
+/// sent), call kmsd, print the response.
+fn execute<V: Verb>(verb: V, cx: &RunContext<'_>) -> i32 {
+    let operation = V::Op::NAME;
+    let request = match verb.request() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("\n{e}");
+            return EXIT_PARAM;
+        }
+    };
+    let client = match (cx.connect)() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let value = if V::ALL_PAGES {
+        all_pages(&client, request)
+    } else {
+        client
+            .send(request)
+            .map_err(Failure::from)
+            .and_then(|r| Ok(to_cli_value(&r)?))
+    };
+    let mut value = match value {
+        Ok(v) => v,
+        Err(Failure::Kms(e)) => return report_error(operation, e.code.as_str(), &e.message),
+        Err(Failure::Unreachable(e)) => {
+            eprintln!("atrest: {e}");
+            return EXIT_UNREACHABLE;
+        }
+    };
+    // `--output text` prints the policy document alone, as atrest's scripts expect
+    // (AWS now also returns `PolicyName`; `--query Policy` works either way).
+    if operation == GetKeyPolicyRequest::NAME {
+        if let Value::Object(m) = &mut value {
+            m.remove("PolicyName");
+        }
+    }
+    // Operations with an empty answer print nothing, as the AWS CLI.
+    if value.as_object().is_some_and(Map::is_empty) {
+        return 0;
+    }
+    cx.output.emit(&value)
 }
 
 pub fn run(g: &Global, mut args: KmsArgs) -> i32 {
@@ -907,12 +997,12 @@ pub fn run(g: &Global, mut args: KmsArgs) -> i32 {
             None => client,
         })
     };
-    if let KmsCommand::CreateKey {
+    if let KmsCommand::CreateKey(CreateKeyArgs {
         policy,
         key_administrators,
         key_users,
         ..
-    } = &mut args.command
+    }) = &mut args.command
     {
         if !key_administrators.is_empty() || !key_users.is_empty() {
             if policy.is_some() {
@@ -935,30 +1025,11 @@ pub fn run(g: &Global, mut args: KmsArgs) -> i32 {
             }
         }
     }
-    let request = match build_request(args.command) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("\n{e}");
-            return EXIT_PARAM;
-        }
+    let cx = RunContext {
+        connect: &connect,
+        output: &args.output,
     };
-    let operation = request.operation();
-    let client = match connect() {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let response = match send(&client, request) {
-        Ok(r) => r,
-        Err(ClientError::Kms(e)) => return report_error(operation, e.code.as_str(), &e.message),
-        Err(e) => {
-            eprintln!("atrest: {e}");
-            return EXIT_UNREACHABLE;
-        }
-    };
-    let Some(value) = response_json(&response) else {
-        return 0;
-    };
-    args.output.emit(&value)
+    args.command.execute(&cx)
 }
 
 #[cfg(test)]

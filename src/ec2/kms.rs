@@ -168,7 +168,7 @@ impl Kms {
             .generate_data_key_without_plaintext(key_id, DataKeySize::Bytes(DATA_KEY_BYTES), &ctx)
             .map_err(from_client)?;
         Ok(WrappedKey {
-            blob: resp.ciphertext_blob,
+            blob: resp.ciphertext_blob.into_vec(),
             key_arn: resp.key_id,
             context: ctx,
         })
@@ -185,7 +185,7 @@ impl Kms {
             .on_behalf_of(caller)?
             .decrypt(&w.blob, &w.context, Some(&w.key_arn))
             .map_err(from_client)?;
-        Ok(resp.plaintext)
+        Ok(resp.plaintext.into_zeroizing())
     }
 
     /// THE GRANT STEP, as EBS does it: `CreateGrant` on `caller`'s behalf (via
@@ -253,7 +253,7 @@ impl Kms {
             });
         let resp = client
             .decrypt_request(DecryptRequest {
-                ciphertext_blob: w.blob.clone(),
+                ciphertext_blob: w.blob.clone().into(),
                 encryption_context: w.context.clone(),
                 key_id: Some(w.key_arn.clone()),
                 grant_tokens: vec![g.grant_token.clone()],
@@ -268,7 +268,7 @@ impl Kms {
                 },
             ));
         }
-        Ok(resp.plaintext)
+        Ok(resp.plaintext.into_zeroizing())
     }
 
     /// RetireGrant of an instance's grant when it stops, the volume is detached or

@@ -121,7 +121,7 @@ impl DataKeys for KmsdDataKeys {
             .map_err(|e| KmsFailure::new("KMSInternalException", e.to_string()))?;
         Ok(GeneratedKey {
             key_arn: g.key_id,
-            ciphertext_blob: g.ciphertext_blob,
+            ciphertext_blob: g.ciphertext_blob.into_vec(),
             plaintext,
         })
     }

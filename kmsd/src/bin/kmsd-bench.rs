@@ -163,7 +163,7 @@ fn main() {
             DataKeySize::Spec(DataKeySpec::Aes256),
             &ctx,
         ) {
-            Ok(g) => blobs.push(g.ciphertext_blob),
+            Ok(g) => blobs.push(g.ciphertext_blob.into_vec()),
             Err(e) => {
                 eprintln!("kmsd-bench: GenerateDataKeyWithoutPlaintext failed: {e}");
                 std::process::exit(1);

@@ -3,9 +3,12 @@
 use super::authz::RequestContext;
 use super::keys::{page_limit, paginate};
 use super::resolve::{alias_arn, parse_key_ref, KeyRef};
-use super::{rules, storage_error, Caller, KeyService};
+use super::{rules, storage_error, Call, Caller, KeyService};
+use crate::api::{
+    AliasListEntry, CreateAliasRequest, DeleteAliasRequest, Empty, ErrorCode, Handle, KmsError,
+    ListAliasesRequest, ListAliasesResponse, Timestamp, UpdateAliasRequest,
+};
 use crate::keystore::StoredAlias;
-use crate::protocol::{AliasListEntry, ErrorCode, KmsError, ListAliasesRequest, Response};
 
 pub const ALIAS_PREFIX: &str = "alias/";
 pub const RESERVED_PREFIX: &str = "alias/aws/";
@@ -59,19 +62,20 @@ impl KeyService {
             alias_arn(&self.config.region, &caller.account, name)
         ))
     }
+}
 
-    pub(crate) fn create_alias(
-        &self,
-        caller: &Caller,
-        alias_name: &str,
-        target_key_id: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+impl Handle<Call<'_>, CreateAliasRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, req: CreateAliasRequest) -> Result<Empty, KmsError> {
+        let (caller, alias_name, target_key_id) = (
+            cx.caller,
+            req.alias_name.as_str(),
+            req.target_key_id.as_str(),
+        );
         validate_alias_name(alias_name)?;
         check_target_is_key(target_key_id)?;
         let _w = self.writer();
         let key = self.resolve(caller, target_key_id)?;
-        *key_arn = Some(key.arn.clone());
+        cx.key_arn = Some(key.arn.clone());
         if key.record.account != caller.account {
             return Err(KmsError::not_found(format!(
                 "Key '{}' does not exist",
@@ -107,16 +111,17 @@ impl KeyService {
             ),
         );
         self.commit_aliases(aliases)?;
-        Ok(Response::Empty)
+        Ok(Empty {})
     }
+}
 
-    pub(crate) fn update_alias(
-        &self,
-        caller: &Caller,
-        alias_name: &str,
-        target_key_id: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+impl Handle<Call<'_>, UpdateAliasRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, req: UpdateAliasRequest) -> Result<Empty, KmsError> {
+        let (caller, alias_name, target_key_id) = (
+            cx.caller,
+            req.alias_name.as_str(),
+            req.target_key_id.as_str(),
+        );
         validate_alias_name(alias_name)?;
         check_target_is_key(target_key_id)?;
         let _w = self.writer();
@@ -126,7 +131,7 @@ impl KeyService {
             return Err(self.alias_not_found(caller, alias_name));
         }
         let key = self.resolve(caller, target_key_id)?;
-        *key_arn = Some(key.arn.clone());
+        cx.key_arn = Some(key.arn.clone());
         if key.record.account != caller.account {
             return Err(KmsError::not_found(format!(
                 "Key '{}' does not exist",
@@ -146,15 +151,13 @@ impl KeyService {
             a.last_updated_date_ms = now;
         }
         self.commit_aliases(aliases)?;
-        Ok(Response::Empty)
+        Ok(Empty {})
     }
+}
 
-    pub(crate) fn delete_alias(
-        &self,
-        caller: &Caller,
-        alias_name: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+impl Handle<Call<'_>, DeleteAliasRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, req: DeleteAliasRequest) -> Result<Empty, KmsError> {
+        let (caller, alias_name) = (cx.caller, req.alias_name.as_str());
         validate_alias_name(alias_name)?;
         let _w = self.writer();
         let id = (caller.account.clone(), alias_name.to_string());
@@ -164,7 +167,7 @@ impl KeyService {
         };
         let key = self.read().keys.get(&alias.target_key_id).cloned();
         if let Some(k) = &key {
-            *key_arn = Some(k.arn.clone());
+            cx.key_arn = Some(k.arn.clone());
         }
         self.authorize(
             caller,
@@ -173,21 +176,23 @@ impl KeyService {
             &RequestContext::default(),
         )?;
         self.commit_aliases(aliases)?;
-        Ok(Response::Empty)
+        Ok(Empty {})
     }
+}
 
-    pub(crate) fn list_aliases(
+impl Handle<Call<'_>, ListAliasesRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
+        cx: &mut Call<'_>,
         req: ListAliasesRequest,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+    ) -> Result<ListAliasesResponse, KmsError> {
+        let caller = cx.caller;
         let limit = page_limit(req.limit)?;
         let filter = match &req.key_id {
             Some(k) => {
                 check_target_is_key(k)?;
                 let key = self.resolve(caller, k)?;
-                *key_arn = Some(key.arn.clone());
+                cx.key_arn = Some(key.arn.clone());
                 self.authorize(
                     caller,
                     "kms:ListAliases",
@@ -211,20 +216,22 @@ impl KeyService {
                 alias_name: a.alias_name.clone(),
                 alias_arn: alias_arn(&a.region, &a.account, &a.alias_name),
                 target_key_id: a.target_key_id.clone(),
-                creation_date_ms: a.creation_date_ms,
-                last_updated_date_ms: a.last_updated_date_ms,
+                creation_date: Timestamp::from_millis(a.creation_date_ms),
+                last_updated_date: Timestamp::from_millis(a.last_updated_date_ms),
             })
             .collect();
         drop(state);
         let (aliases, next_marker) =
             paginate(aliases, req.marker.as_deref(), limit, |a| &a.alias_name)?;
-        Ok(Response::ListAliases {
+        Ok(ListAliasesResponse {
             truncated: next_marker.is_some(),
             aliases,
             next_marker,
         })
     }
+}
 
+impl KeyService {
     /// Persists the whole alias table and swaps it in. Call with `writer()` held.
     pub(crate) fn commit_aliases(
         &self,
@@ -241,6 +248,7 @@ impl KeyService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::*;
 
     #[test]
     fn alias_name_rules() {

@@ -8,18 +8,18 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::authz::RequestContext;
-use super::{rules, Caller, KeyEntry, KeyService};
-use crate::blob;
-use crate::protocol::{
-    DataKeySpec, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
+use super::{rules, Call, Caller, KeyEntry, KeyService};
+use crate::api::{
+    Blob, DataKeySpec, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
     EncryptionContext, ErrorCode, GenerateDataKeyRequest, GenerateDataKeyResponse,
-    GenerateDataKeyWithoutPlaintextResponse, KmsError, ReEncryptRequest, ReEncryptResponse,
-    Response, SYMMETRIC_DEFAULT,
+    GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse, Handle,
+    KmsError, ReEncryptRequest, ReEncryptResponse, SecretBlob, SYMMETRIC_DEFAULT,
 };
+use crate::blob;
 
 pub const MAX_PLAINTEXT: usize = 4096;
 pub const MAX_CIPHERTEXT: usize = 6144;
-pub const MAX_DATA_KEY_BYTES: u32 = 1024;
+pub const MAX_DATA_KEY_BYTES: i32 = 1024;
 
 fn check_algorithm(alg: Option<&str>) -> Result<(), KmsError> {
     match alg {
@@ -48,16 +48,23 @@ fn check_ciphertext_len(field: &str, blob: &[u8]) -> Result<(), KmsError> {
 }
 
 /// Seals `plaintext` with `key`'s newest backing version.
-fn seal_with(
-    key: &KeyEntry,
-    ctx: &EncryptionContext,
-    plaintext: &[u8],
-) -> Result<Vec<u8>, KmsError> {
+fn seal_with(key: &KeyEntry, ctx: &EncryptionContext, plaintext: &[u8]) -> Result<Blob, KmsError> {
     let (version, cipher) = key
         .current()
         .ok_or_else(|| KmsError::internal("key has no backing key material"))?;
     blob::seal(cipher, &key.arn, version, ctx, plaintext)
+        .map(Blob)
         .map_err(|_| KmsError::internal("encryption failed"))
+}
+
+/// The members of a data key request (GenerateDataKey and
+/// GenerateDataKeyWithoutPlaintext have the same).
+struct DataKeyParams<'a> {
+    key_id: &'a str,
+    key_spec: Option<DataKeySpec>,
+    number_of_bytes: Option<i32>,
+    encryption_context: &'a EncryptionContext,
+    grant_tokens: &'a [String],
 }
 
 impl KeyService {
@@ -78,12 +85,29 @@ impl KeyService {
         Ok(key)
     }
 
-    pub(crate) fn encrypt(
+    /// A fresh data key sealed under `key_id`: `(ciphertext, plaintext, key ARN)`.
+    fn new_data_key(
         &self,
-        caller: &Caller,
-        req: EncryptRequest,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+        cx: &mut Call<'_>,
+        p: DataKeyParams<'_>,
+        action: &str,
+    ) -> Result<(Blob, SecretBlob, String), KmsError> {
+        let len = data_key_len(p.key_spec, p.number_of_bytes)?;
+        let ctx = RequestContext {
+            encryption_context: Some(p.encryption_context),
+            grant_tokens: p.grant_tokens,
+            create_grant: None,
+        };
+        let key = self.usable_key(cx.caller, p.key_id, action, &ctx, &mut cx.key_arn)?;
+        let mut plaintext = Zeroizing::new(vec![0u8; len]);
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), plaintext.as_mut_slice());
+        let ciphertext_blob = seal_with(&key, p.encryption_context, &plaintext)?;
+        Ok((ciphertext_blob, SecretBlob(plaintext), key.arn.clone()))
+    }
+}
+
+impl Handle<Call<'_>, EncryptRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, req: EncryptRequest) -> Result<EncryptResponse, KmsError> {
         if req.plaintext.is_empty() {
             return Err(KmsError::constraint(
                 "plaintext",
@@ -102,15 +126,17 @@ impl KeyService {
             grant_tokens: &req.grant_tokens,
             create_grant: None,
         };
-        let key = self.usable_key(caller, &req.key_id, "kms:Encrypt", &ctx, key_arn)?;
+        let key = self.usable_key(cx.caller, &req.key_id, "kms:Encrypt", &ctx, &mut cx.key_arn)?;
         let ciphertext_blob = seal_with(&key, &req.encryption_context, &req.plaintext)?;
-        Ok(Response::Encrypt(EncryptResponse {
+        Ok(EncryptResponse {
             ciphertext_blob,
             key_id: key.arn.clone(),
             encryption_algorithm: SYMMETRIC_DEFAULT.into(),
-        }))
+        })
     }
+}
 
+impl KeyService {
     /// The Decrypt core shared with ReEncrypt: finds the key from the blob itself
     /// (before any state or authorization check), checks a caller-given key ID
     /// matches, authorizes `action`, checks the key state, then authenticates.
@@ -160,17 +186,14 @@ impl KeyService {
             blob::open(cipher, &header, ctx).map_err(|_| KmsError::invalid_ciphertext())?;
         Ok((key, plaintext))
     }
+}
 
-    pub(crate) fn decrypt(
-        &self,
-        caller: &Caller,
-        req: DecryptRequest,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+impl Handle<Call<'_>, DecryptRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, req: DecryptRequest) -> Result<DecryptResponse, KmsError> {
         check_ciphertext_len("ciphertextBlob", &req.ciphertext_blob)?;
         check_algorithm(req.encryption_algorithm.as_deref())?;
         let (key, plaintext) = self.open_blob(
-            caller,
+            cx.caller,
             &req.ciphertext_blob,
             &RequestContext {
                 encryption_context: Some(&req.encryption_context),
@@ -179,24 +202,27 @@ impl KeyService {
             },
             req.key_id.as_deref(),
             "kms:Decrypt",
-            key_arn,
+            &mut cx.key_arn,
         )?;
-        Ok(Response::Decrypt(DecryptResponse {
+        Ok(DecryptResponse {
             key_id: key.arn.clone(),
-            plaintext,
+            plaintext: SecretBlob(plaintext),
             encryption_algorithm: SYMMETRIC_DEFAULT.into(),
-        }))
+        })
     }
+}
 
-    pub(crate) fn re_encrypt(
+impl Handle<Call<'_>, ReEncryptRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
+        cx: &mut Call<'_>,
         req: ReEncryptRequest,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+    ) -> Result<ReEncryptResponse, KmsError> {
         check_ciphertext_len("ciphertextBlob", &req.ciphertext_blob)?;
+        check_algorithm(req.source_encryption_algorithm.as_deref())?;
+        check_algorithm(req.destination_encryption_algorithm.as_deref())?;
         let (source, plaintext) = self.open_blob(
-            caller,
+            cx.caller,
             &req.ciphertext_blob,
             &RequestContext {
                 encryption_context: Some(&req.source_encryption_context),
@@ -205,7 +231,7 @@ impl KeyService {
             },
             req.source_key_id.as_deref(),
             "kms:ReEncryptFrom",
-            key_arn,
+            &mut cx.key_arn,
         )?;
         let ctx = RequestContext {
             encryption_context: Some(&req.destination_encryption_context),
@@ -214,72 +240,79 @@ impl KeyService {
         };
         let mut dest_arn = None;
         let dest = self.usable_key(
-            caller,
+            cx.caller,
             &req.destination_key_id,
             "kms:ReEncryptTo",
             &ctx,
             &mut dest_arn,
         )?;
         let ciphertext_blob = seal_with(&dest, &req.destination_encryption_context, &plaintext)?;
-        Ok(Response::ReEncrypt(ReEncryptResponse {
+        Ok(ReEncryptResponse {
             ciphertext_blob,
             source_key_id: source.arn.clone(),
             key_id: dest.arn.clone(),
             source_encryption_algorithm: SYMMETRIC_DEFAULT.into(),
             destination_encryption_algorithm: SYMMETRIC_DEFAULT.into(),
-        }))
+        })
     }
+}
 
-    pub(crate) fn generate_data_key(
+impl Handle<Call<'_>, GenerateDataKeyRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
+        cx: &mut Call<'_>,
         req: GenerateDataKeyRequest,
-        with_plaintext: bool,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        let len = data_key_len(req.key_spec, req.number_of_bytes)?;
-        let action = if with_plaintext {
-            "kms:GenerateDataKey"
-        } else {
-            "kms:GenerateDataKeyWithoutPlaintext"
-        };
-        let ctx = RequestContext {
-            encryption_context: Some(&req.encryption_context),
+    ) -> Result<GenerateDataKeyResponse, KmsError> {
+        let params = DataKeyParams {
+            key_id: &req.key_id,
+            key_spec: req.key_spec,
+            number_of_bytes: req.number_of_bytes,
+            encryption_context: &req.encryption_context,
             grant_tokens: &req.grant_tokens,
-            create_grant: None,
         };
-        let key = self.usable_key(caller, &req.key_id, action, &ctx, key_arn)?;
-        let mut plaintext = Zeroizing::new(vec![0u8; len]);
-        rand::RngCore::fill_bytes(&mut rand::thread_rng(), plaintext.as_mut_slice());
-        let ciphertext_blob = seal_with(&key, &req.encryption_context, &plaintext)?;
-        if with_plaintext {
-            Ok(Response::GenerateDataKey(GenerateDataKeyResponse {
-                ciphertext_blob,
-                plaintext,
-                key_id: key.arn.clone(),
-            }))
-        } else {
-            Ok(Response::GenerateDataKeyWithoutPlaintext(
-                GenerateDataKeyWithoutPlaintextResponse {
-                    ciphertext_blob,
-                    key_id: key.arn.clone(),
-                },
-            ))
-        }
+        let (ciphertext_blob, plaintext, key_id) =
+            self.new_data_key(cx, params, "kms:GenerateDataKey")?;
+        Ok(GenerateDataKeyResponse {
+            ciphertext_blob,
+            plaintext,
+            key_id,
+        })
+    }
+}
+
+impl Handle<Call<'_>, GenerateDataKeyWithoutPlaintextRequest> for KeyService {
+    fn handle(
+        &self,
+        cx: &mut Call<'_>,
+        req: GenerateDataKeyWithoutPlaintextRequest,
+    ) -> Result<GenerateDataKeyWithoutPlaintextResponse, KmsError> {
+        let params = DataKeyParams {
+            key_id: &req.key_id,
+            key_spec: req.key_spec,
+            number_of_bytes: req.number_of_bytes,
+            encryption_context: &req.encryption_context,
+            grant_tokens: &req.grant_tokens,
+        };
+        let (ciphertext_blob, _plaintext, key_id) =
+            self.new_data_key(cx, params, "kms:GenerateDataKeyWithoutPlaintext")?;
+        Ok(GenerateDataKeyWithoutPlaintextResponse {
+            ciphertext_blob,
+            key_id,
+        })
     }
 }
 
 /// The data key length from `KeySpec` or `NumberOfBytes` (exactly one of them).
-pub fn data_key_len(spec: Option<DataKeySpec>, bytes: Option<u32>) -> Result<usize, KmsError> {
+pub fn data_key_len(spec: Option<DataKeySpec>, bytes: Option<i32>) -> Result<usize, KmsError> {
     match (spec, bytes) {
         (Some(s), None) => Ok(s.byte_len()),
-        (None, Some(n)) if n == 0 => Err(KmsError::validation(format!(
+        (None, Some(n)) if n < 1 => Err(KmsError::validation(format!(
             "1 validation error detected: Value '{n}' at 'numberOfBytes' failed to satisfy constraint: Member must have value greater than or equal to 1"
         ))),
         (None, Some(n)) if n > MAX_DATA_KEY_BYTES => Err(KmsError::validation(format!(
             "1 validation error detected: Value '{n}' at 'numberOfBytes' failed to satisfy constraint: Member must have value less than or equal to 1024"
         ))),
-        (None, Some(n)) => Ok(n as usize),
+        (None, Some(n)) => Ok(n.unsigned_abs() as usize),
         _ => Err(KmsError::validation(
             "Please specify either number of bytes or key spec.",
         )),
@@ -290,6 +323,7 @@ pub fn data_key_len(spec: Option<DataKeySpec>, bytes: Option<u32>) -> Result<usi
 mod tests {
     use super::super::testing::{alice, fixture};
     use super::*;
+    use crate::protocol::*;
     use crate::protocol::{CreateKeyRequest, Request};
 
     fn create(f: &super::super::testing::Fixture) -> String {
@@ -298,7 +332,7 @@ mod tests {
             .handle(&alice(), Request::CreateKey(CreateKeyRequest::default()))
             .unwrap()
         {
-            Response::KeyMetadata(m) => m.key_id,
+            Response::CreateKey(m) => m.key_metadata.key_id,
             _ => panic!(),
         }
     }
@@ -317,7 +351,7 @@ mod tests {
                 &alice(),
                 Request::Encrypt(EncryptRequest {
                     key_id: id.clone(),
-                    plaintext: Zeroizing::new(b"hi".to_vec()),
+                    plaintext: SecretBlob::new(b"hi".to_vec()),
                     encryption_context: ctx("a", "b"),
                     grant_tokens: vec![],
                     encryption_algorithm: None,
@@ -363,7 +397,7 @@ mod tests {
                 &alice(),
                 Request::Encrypt(EncryptRequest {
                     key_id: id.clone(),
-                    plaintext: Zeroizing::new(secret.to_vec()),
+                    plaintext: SecretBlob::new(secret.to_vec()),
                     encryption_context: ctx("purpose", "audit"),
                     grant_tokens: vec![],
                     encryption_algorithm: None,

@@ -4,15 +4,18 @@
 //! periodically, and after every `AdvanceClock`.
 
 use super::audit::{AuditEvent, AuditIdentity};
-use super::{storage_error, Caller, KeyService};
+use super::{storage_error, Call, KeyService};
+use crate::api::{
+    CancelKeyDeletionRequest, Handle, KeyIdResponse, KeyState, KmsError,
+    ScheduleKeyDeletionRequest, ScheduleKeyDeletionResponse, Timestamp,
+};
 use crate::clock::DAY_MS;
-use crate::protocol::{KeyState, KmsError, Response, ScheduleKeyDeletionResponse};
 
-pub const DEFAULT_WINDOW_DAYS: u32 = 30;
-pub const MIN_WINDOW_DAYS: u32 = 7;
-pub const MAX_WINDOW_DAYS: u32 = 30;
+pub const DEFAULT_WINDOW_DAYS: i32 = 30;
+pub const MIN_WINDOW_DAYS: i32 = 7;
+pub const MAX_WINDOW_DAYS: i32 = 30;
 
-fn check_window(days: u32) -> Result<(), KmsError> {
+fn check_window(days: i32) -> Result<(), KmsError> {
     if days < MIN_WINDOW_DAYS {
         return Err(KmsError::validation(format!(
             "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value greater than or equal to 7"
@@ -33,49 +36,63 @@ pub struct SweepReport {
     pub rotated: Vec<String>,
 }
 
-impl KeyService {
-    pub(crate) fn schedule_key_deletion(
+impl Handle<Call<'_>, ScheduleKeyDeletionRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
-        key_id: &str,
-        window: Option<u32>,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        let days = window.unwrap_or(DEFAULT_WINDOW_DAYS);
+        cx: &mut Call<'_>,
+        req: ScheduleKeyDeletionRequest,
+    ) -> Result<ScheduleKeyDeletionResponse, KmsError> {
+        let days = req.pending_window_in_days.unwrap_or(DEFAULT_WINDOW_DAYS);
         check_window(days)?;
         let now = self.now_ms();
         let deletion = now.saturating_add(i64::from(days).saturating_mul(DAY_MS));
-        let key = self.change_key(caller, key_id, "kms:ScheduleKeyDeletion", key_arn, |r| {
-            r.key_state = KeyState::PendingDeletion;
-            r.deletion_date_ms = Some(deletion);
-            r.pending_window_days = Some(days);
-            Ok(())
-        })?;
-        Ok(Response::ScheduleKeyDeletion(ScheduleKeyDeletionResponse {
+        let key = self.change_key(
+            cx.caller,
+            &req.key_id,
+            "kms:ScheduleKeyDeletion",
+            &mut cx.key_arn,
+            |r| {
+                r.key_state = KeyState::PendingDeletion;
+                r.deletion_date_ms = Some(deletion);
+                // check_window keeps it in 7..=30.
+                r.pending_window_days = Some(days.unsigned_abs());
+                Ok(())
+            },
+        )?;
+        Ok(ScheduleKeyDeletionResponse {
             key_id: key.arn.clone(),
-            deletion_date_ms: deletion,
+            deletion_date: Timestamp::from_millis(deletion),
             key_state: KeyState::PendingDeletion,
             pending_window_in_days: days,
-        }))
+        })
     }
+}
 
-    pub(crate) fn cancel_key_deletion(
+impl Handle<Call<'_>, CancelKeyDeletionRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
-        key_id: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        let key = self.change_key(caller, key_id, "kms:CancelKeyDeletion", key_arn, |r| {
-            r.key_state = KeyState::Disabled;
-            r.deletion_date_ms = None;
-            r.pending_window_days = None;
-            Ok(())
-        })?;
-        Ok(Response::KeyId {
+        cx: &mut Call<'_>,
+        req: CancelKeyDeletionRequest,
+    ) -> Result<KeyIdResponse, KmsError> {
+        let key = self.change_key(
+            cx.caller,
+            &req.key_id,
+            "kms:CancelKeyDeletion",
+            &mut cx.key_arn,
+            |r| {
+                r.key_state = KeyState::Disabled;
+                r.deletion_date_ms = None;
+                r.pending_window_days = None;
+                Ok(())
+            },
+        )?;
+        Ok(KeyIdResponse {
             key_id: key.arn.clone(),
         })
     }
+}
 
+impl KeyService {
     /// Deletes every key whose deletion date has passed and runs due automatic
     /// rotations. Each action is recorded in the audit trail as kms itself
     /// (`DeleteKey`, `RotateKey`), as AWS does.
@@ -164,15 +181,15 @@ impl KeyService {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{alice, fixture};
-    use super::*;
     use crate::clock::Clock;
+    use crate::protocol::*;
     use crate::protocol::{CreateKeyRequest, ErrorCode, Request};
 
     #[test]
     fn schedule_cancel_and_sweep() {
         let f = fixture();
         let c = alice();
-        let Response::KeyMetadata(m) = f
+        let Response::CreateKey(CreateKeyResponse { key_metadata: m }) = f
             .svc
             .handle(&c, Request::CreateKey(CreateKeyRequest::default()))
             .unwrap()
@@ -182,19 +199,19 @@ mod tests {
         f.svc
             .handle(
                 &c,
-                Request::CreateAlias {
+                Request::CreateAlias(CreateAliasRequest {
                     alias_name: "alias/doomed".into(),
                     target_key_id: m.key_id.clone(),
-                },
+                }),
             )
             .unwrap();
         let e = f
             .svc
             .handle(
                 &c,
-                Request::CancelKeyDeletion {
+                Request::CancelKeyDeletion(CancelKeyDeletionRequest {
                     key_id: m.key_id.clone(),
-                },
+                }),
             )
             .unwrap_err();
         assert_eq!(e.message, format!("{} is not pending deletion.", m.arn));
@@ -203,10 +220,10 @@ mod tests {
                 .svc
                 .handle(
                     &c,
-                    Request::ScheduleKeyDeletion {
+                    Request::ScheduleKeyDeletion(ScheduleKeyDeletionRequest {
                         key_id: m.key_id.clone(),
                         pending_window_in_days: Some(bad),
-                    },
+                    }),
                 )
                 .unwrap_err();
             assert_eq!(e.code, ErrorCode::ValidationException);
@@ -215,10 +232,10 @@ mod tests {
             .svc
             .handle(
                 &c,
-                Request::ScheduleKeyDeletion {
+                Request::ScheduleKeyDeletion(ScheduleKeyDeletionRequest {
                     key_id: m.key_id.clone(),
                     pending_window_in_days: Some(7),
-                },
+                }),
             )
             .unwrap()
         else {
@@ -227,16 +244,16 @@ mod tests {
         assert_eq!(s.pending_window_in_days, 7);
         assert!(f.svc.sweep().deleted.is_empty());
         f.clock.advance(7 * 86_400 + 1);
-        assert!(f.clock.now_ms() > s.deletion_date_ms);
+        assert!(f.clock.now_ms() > s.deletion_date.as_millis());
         assert_eq!(f.svc.sweep().deleted, vec![m.arn.clone()]);
         let e = f
             .svc
             .handle(
                 &c,
-                Request::DescribeKey {
+                Request::DescribeKey(DescribeKeyRequest {
                     key_id: m.key_id.clone(),
                     grant_tokens: vec![],
-                },
+                }),
             )
             .unwrap_err();
         assert_eq!(e.message, format!("Key '{}' does not exist", m.arn));

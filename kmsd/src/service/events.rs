@@ -5,8 +5,13 @@ use serde_json::Value;
 
 use super::audit::{AuditEvent, AuditIdentity};
 use super::directory::Directory;
-use super::{Caller, KeyService};
-use crate::protocol::{ErrorCode, KmsError, LookupEventsRequest, RecordEventRequest, Response};
+use super::{Call, Caller, KeyService};
+use crate::api::{
+    ErrorCode, Event, Handle, KmsError, LookupEventsRequest, LookupEventsResponse,
+    RecordEventRequest, RecordEventResponse, ReloadConfigRequest, ReloadConfigResponse, Resource,
+    Timestamp,
+};
+use crate::trail::lookup::{LookupEvent, LookupPage};
 use crate::trail::{LookupError, LookupQuery};
 
 /// Most bytes a service event's JSON parts may have together.
@@ -46,7 +51,7 @@ impl KeyService {
         &self,
         caller: &Caller,
         r: &RecordEventRequest,
-    ) -> Result<Response, KmsError> {
+    ) -> Result<RecordEventResponse, KmsError> {
         let via = caller.via.as_ref().filter(|v| v.service == r.event_source);
         if via.is_none() {
             return Err(KmsError::new(
@@ -104,14 +109,56 @@ impl KeyService {
             tracing::error!(error = %e, "audit trail unavailable: refusing a service event");
             KmsError::internal("The event was refused because the audit trail could not record it.")
         })?;
-        Ok(Response::EventRecorded { event_id })
+        Ok(RecordEventResponse { event_id })
     }
+}
 
-    pub(crate) fn lookup_events(
+/// A service event reaches its handler only through [`KeyService::handle`], which
+/// records it as its own trail record (never also as a KMS call).
+impl Handle<Call<'_>, RecordEventRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
+        cx: &mut Call<'_>,
+        r: RecordEventRequest,
+    ) -> Result<RecordEventResponse, KmsError> {
+        self.record_service_event(cx.caller, &r)
+    }
+}
+
+/// A LookupEvents event as the API carries it.
+fn api_event(e: LookupEvent) -> Result<Event, KmsError> {
+    let time = time::OffsetDateTime::parse(
+        &e.event_time,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|err| KmsError::internal(format!("event time {:?}: {err}", e.event_time)))?;
+    Ok(Event {
+        event_id: e.event_id,
+        event_name: e.event_name,
+        read_only: e.read_only,
+        access_key_id: e.access_key_id,
+        event_time: Timestamp::from_secs(time.unix_timestamp()),
+        event_source: e.event_source,
+        username: e.username,
+        resources: e
+            .resources
+            .into_iter()
+            .map(|r| Resource {
+                resource_type: r.resource_type,
+                resource_name: r.resource_name,
+            })
+            .collect(),
+        cloud_trail_event: e.cloud_trail_event,
+    })
+}
+
+impl Handle<Call<'_>, LookupEventsRequest> for KeyService {
+    fn handle(
+        &self,
+        cx: &mut Call<'_>,
         r: LookupEventsRequest,
-    ) -> Result<Response, KmsError> {
+    ) -> Result<LookupEventsResponse, KmsError> {
+        let caller = cx.caller;
         self.authorize(
             caller,
             "cloudtrail:LookupEvents",
@@ -124,35 +171,53 @@ impl KeyService {
                 "this kmsd keeps no trail",
             ));
         };
-        let time = |t: Option<i64>, field: &str| {
-            t.map(|s| {
-                time::OffsetDateTime::from_unix_timestamp(s).map_err(|_| {
-                    KmsError::new(
-                        ErrorCode::InvalidTimeRangeException,
-                        format!("{field} {s} is out of range"),
-                    )
+        let time = |t: Option<Timestamp>, field: &str| {
+            t.map(|t| t.as_secs())
+                .map(|s| {
+                    time::OffsetDateTime::from_unix_timestamp(s).map_err(|_| {
+                        KmsError::new(
+                            ErrorCode::InvalidTimeRangeException,
+                            format!("{field} {s} is out of range"),
+                        )
+                    })
                 })
-            })
-            .transpose()
+                .transpose()
         };
         let query = LookupQuery {
             attribute: None,
             start_time: time(r.start_time, "StartTime")?,
             end_time: time(r.end_time, "EndTime")?,
-            max_results: r.max_results,
+            max_results: r.max_results.map(i64::from),
             next_token: r.next_token,
         }
-        .with_attributes(&r.lookup_attributes)
+        .with_attributes(
+            &r.lookup_attributes
+                .into_iter()
+                .map(|a| (a.attribute_key, a.attribute_value))
+                .collect::<Vec<_>>(),
+        )
         .map_err(lookup_error)?;
-        let page = crate::trail::lookup::lookup_dir(dir, &query).map_err(lookup_error)?;
-        let page_json = serde_json::to_string(&page)
-            .map_err(|e| KmsError::internal(format!("cannot encode the page: {e}")))?;
-        Ok(Response::LookupEvents { page_json })
+        let LookupPage { events, next_token } =
+            crate::trail::lookup::lookup_dir(dir, &query).map_err(lookup_error)?;
+        Ok(LookupEventsResponse {
+            events: events
+                .into_iter()
+                .map(api_event)
+                .collect::<Result<_, _>>()?,
+            next_token,
+        })
     }
+}
 
-    /// Re-reads the configuration and swaps it in whole; on any error the running
-    /// configuration stays. Only kmsd's own uid and root may (they can send SIGHUP).
-    pub(crate) fn reload_config(&self, caller: &Caller) -> Result<Response, KmsError> {
+/// Re-reads the configuration and swaps it in whole; on any error the running
+/// configuration stays. Only kmsd's own uid and root may (they can send SIGHUP).
+impl Handle<Call<'_>, ReloadConfigRequest> for KeyService {
+    fn handle(
+        &self,
+        cx: &mut Call<'_>,
+        _r: ReloadConfigRequest,
+    ) -> Result<ReloadConfigResponse, KmsError> {
+        let caller = cx.caller;
         let me = self.directory().self_uid();
         if caller.uid != 0 && caller.uid != me {
             return Err(KmsError::new(
@@ -163,10 +228,12 @@ impl KeyService {
                 ),
             ));
         }
-        let summary = self.reload().map_err(KmsError::validation)?;
-        Ok(Response::ConfigReloaded { summary })
+        let reloaded = self.reload().map_err(KmsError::validation)?;
+        Ok(ReloadConfigResponse { reloaded })
     }
+}
 
+impl KeyService {
     /// Reloads the configuration (ReloadConfig, SIGHUP). Returns a summary, or why
     /// the new configuration was refused (the old one stays in force).
     pub fn reload(&self) -> Result<String, String> {

@@ -17,16 +17,17 @@ use serde::{Deserialize, Serialize};
 use super::authz::RequestContext;
 use super::directory::{designates, ec2_infrastructure_arn};
 use super::keys::{page_limit, paginate};
-use super::{storage_error, Caller, KeyEntry, KeyService};
+use super::{storage_error, Call, KeyEntry, KeyService};
+use crate::api::{
+    CreateGrantRequest, CreateGrantResponse, Empty, ErrorCode, GrantConstraints, GrantListEntry,
+    Handle, KmsError, ListGrantsRequest, ListGrantsResponse, ListRetirableGrantsRequest,
+    RetireGrantRequest, RevokeGrantRequest, Timestamp,
+};
 use crate::grants::{
     grant_id_from_token, new_grant_id, new_grant_token, validate_create_grant, CreateGrantInput,
     Grant, GrantConstraints as ModelConstraints, GrantOperation, GrantRequest,
 };
 use crate::keystore::KeystoreError;
-use crate::protocol::{
-    CreateGrantRequest, ErrorCode, GrantConstraints, GrantListEntry, KmsError, ListGrantsRequest,
-    ListRetirableGrantsRequest, Response, RetireGrantRequest,
-};
 
 /// Most grants one key may have (AWS allows 50,000).
 pub const MAX_GRANTS_PER_KEY: usize = 10_000;
@@ -114,7 +115,7 @@ fn list_entry(g: &Grant) -> GrantListEntry {
         key_id: g.key_arn.clone(),
         grant_id: g.grant_id.clone(),
         name: g.name.clone(),
-        creation_date_ms: g.creation_date.saturating_mul(1000),
+        creation_date: Timestamp::from_secs(g.creation_date),
         grantee_principal: g.grantee_principal.clone(),
         retiring_principal: g.retiring_principal.clone(),
         issuing_account: g.issuing_account_arn(),
@@ -220,17 +221,19 @@ impl KeyService {
     pub(crate) fn drop_grants(&self, key_id: &str) -> Result<(), KmsError> {
         self.commit_grants(key_id, Vec::new())
     }
+}
 
-    pub(crate) fn create_grant(
+impl Handle<Call<'_>, CreateGrantRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
+        cx: &mut Call<'_>,
         r: CreateGrantRequest,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+    ) -> Result<CreateGrantResponse, KmsError> {
+        let caller = cx.caller;
         let greq = validate(&r)?;
         let _w = self.writer();
         let key = self.resolve(caller, &r.key_id)?;
-        *key_arn = Some(key.arn.clone());
+        cx.key_arn = Some(key.arn.clone());
         self.authorize(
             caller,
             "kms:CreateGrant",
@@ -276,26 +279,27 @@ impl KeyService {
         }
         let grant_id = grant.grant_id.clone();
         self.commit_grants(&key_id, grants)?;
-        Ok(Response::CreateGrant {
+        Ok(CreateGrantResponse {
             grant_id,
             grant_token: token,
         })
     }
+}
 
-    pub(crate) fn list_grants(
+impl Handle<Call<'_>, ListGrantsRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
+        cx: &mut Call<'_>,
         r: ListGrantsRequest,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+    ) -> Result<ListGrantsResponse, KmsError> {
         let limit = page_limit(r.limit)?;
         if let Some(id) = &r.grant_id {
             check_grant_id(id)?;
         }
-        let key = self.resolve(caller, &r.key_id)?;
-        *key_arn = Some(key.arn.clone());
+        let key = self.resolve(cx.caller, &r.key_id)?;
+        cx.key_arn = Some(key.arn.clone());
         self.authorize(
-            caller,
+            cx.caller,
             "kms:ListGrants",
             Some(&key),
             &RequestContext::default(),
@@ -313,18 +317,21 @@ impl KeyService {
             .collect();
         grants.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
         let (grants, next_marker) = paginate(grants, r.marker.as_deref(), limit, |g| &g.grant_id)?;
-        Ok(Response::ListGrants {
+        Ok(ListGrantsResponse {
             truncated: next_marker.is_some(),
             grants,
             next_marker,
         })
     }
+}
 
-    pub(crate) fn list_retirable_grants(
+impl Handle<Call<'_>, ListRetirableGrantsRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
+        cx: &mut Call<'_>,
         r: ListRetirableGrantsRequest,
-    ) -> Result<Response, KmsError> {
+    ) -> Result<ListGrantsResponse, KmsError> {
+        let caller = cx.caller;
         let limit = page_limit(r.limit)?;
         if r.retiring_principal.is_empty() {
             return Err(KmsError::constraint(
@@ -361,22 +368,20 @@ impl KeyService {
         drop(state);
         grants.sort_by(|a, b| a.grant_id.cmp(&b.grant_id));
         let (grants, next_marker) = paginate(grants, r.marker.as_deref(), limit, |g| &g.grant_id)?;
-        Ok(Response::ListGrants {
+        Ok(ListGrantsResponse {
             truncated: next_marker.is_some(),
             grants,
             next_marker,
         })
     }
+}
 
+impl Handle<Call<'_>, RetireGrantRequest> for KeyService {
     /// RetireGrant: by the retiring principal, by the grantee when the grant
     /// includes RetireGrant, by the issuing account's root, or by a principal of the
     /// issuing account whose policies allow `kms:RetireGrant` on the key.
-    pub(crate) fn retire_grant(
-        &self,
-        caller: &Caller,
-        r: RetireGrantRequest,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+    fn handle(&self, cx: &mut Call<'_>, r: RetireGrantRequest) -> Result<Empty, KmsError> {
+        let caller = cx.caller;
         let _w = self.writer();
         let (key, grant_id) = match (&r.grant_token, &r.key_id, &r.grant_id) {
             (Some(token), _, _) => {
@@ -409,7 +414,7 @@ impl KeyService {
                 ))
             }
         };
-        *key_arn = Some(key.arn.clone());
+        cx.key_arn = Some(key.arn.clone());
         let key_id = key.record.key_id.clone();
         let mut grants: Vec<Grant> = self.grants_of(&key_id).as_ref().clone();
         let Some(pos) = grants.iter().position(|g| g.grant_id == grant_id) else {
@@ -449,19 +454,16 @@ impl KeyService {
         }
         grants.remove(pos);
         self.commit_grants(&key_id, grants)?;
-        Ok(Response::Empty)
+        Ok(Empty {})
     }
+}
 
-    pub(crate) fn revoke_grant(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-        grant_id: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+impl Handle<Call<'_>, RevokeGrantRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, r: RevokeGrantRequest) -> Result<Empty, KmsError> {
+        let grant_id = r.grant_id.as_str();
         check_grant_id(grant_id)?;
         let _w = self.writer();
-        let key = self.authorized_key(caller, key_id, "kms:RevokeGrant", key_arn)?;
+        let key = self.authorized_key(cx.caller, &r.key_id, "kms:RevokeGrant", &mut cx.key_arn)?;
         let id = key.record.key_id.clone();
         let mut grants: Vec<Grant> = self.grants_of(&id).as_ref().clone();
         let before = grants.len();
@@ -470,7 +472,7 @@ impl KeyService {
             return Err(grant_not_found(&key.arn, grant_id));
         }
         self.commit_grants(&id, grants)?;
-        Ok(Response::Empty)
+        Ok(Empty {})
     }
 }
 
@@ -494,10 +496,12 @@ fn service_region_match(named: &str, p: &crate::policy::Principal) -> bool {
 mod tests {
     use super::super::testing::{alice, fixture, user_with, Fixture};
     use super::*;
+    use crate::protocol::*;
     use crate::protocol::{
         CreateKeyRequest, DecryptRequest, EncryptionContext, GenerateDataKeyRequest, Request,
         ViaService,
     };
+    use crate::service::Caller;
 
     fn create_key(f: &Fixture) -> String {
         match f
@@ -505,7 +509,7 @@ mod tests {
             .handle(&alice(), Request::CreateKey(CreateKeyRequest::default()))
             .unwrap()
         {
-            Response::KeyMetadata(m) => m.key_id,
+            Response::CreateKey(m) => m.key_metadata.key_id,
             r => panic!("{r:?}"),
         }
     }
@@ -519,7 +523,7 @@ mod tests {
             .svc
             .handle(
                 &alice(),
-                Request::GenerateDataKeyWithoutPlaintext(GenerateDataKeyRequest {
+                Request::GenerateDataKeyWithoutPlaintext(GenerateDataKeyWithoutPlaintextRequest {
                     key_id: key.into(),
                     key_spec: None,
                     number_of_bytes: Some(64),
@@ -529,7 +533,7 @@ mod tests {
             )
             .unwrap()
         {
-            Response::GenerateDataKeyWithoutPlaintext(r) => r.ciphertext_blob,
+            Response::GenerateDataKeyWithoutPlaintext(r) => r.ciphertext_blob.into_vec(),
             r => panic!("{r:?}"),
         }
     }
@@ -543,7 +547,7 @@ mod tests {
         f.svc.handle(
             who,
             Request::Decrypt(DecryptRequest {
-                ciphertext_blob: blob.to_vec(),
+                ciphertext_blob: blob.into(),
                 encryption_context: ec.clone(),
                 key_id: None,
                 grant_tokens: vec![],
@@ -579,10 +583,10 @@ mod tests {
                 }),
             )
             .unwrap();
-        let Response::CreateGrant {
+        let Response::CreateGrant(CreateGrantResponse {
             grant_id,
             grant_token,
-        } = created
+        }) = created
         else {
             panic!()
         };
@@ -646,7 +650,7 @@ mod tests {
                 }),
             )
             .unwrap();
-        assert!(matches!(listed, Response::ListGrants { grants, .. } if grants.is_empty()));
+        assert!(matches!(listed, Response::ListGrants(l) if l.grants.is_empty()));
     }
 
     #[test]
@@ -662,7 +666,7 @@ mod tests {
             grant_is_for_aws_resource: true,
         });
         let grantee = "111122223333:aws:ec2-infrastructure:i-0abc";
-        let Response::CreateGrant { grant_id, .. } = f
+        let Response::CreateGrant(CreateGrantResponse { grant_id, .. }) = f
             .svc
             .handle(
                 &svc_user,
@@ -721,7 +725,7 @@ mod tests {
             ..Default::default()
         };
         let id = |r: Response| match r {
-            Response::CreateGrant { grant_id, .. } => grant_id,
+            Response::CreateGrant(CreateGrantResponse { grant_id, .. }) => grant_id,
             r => panic!("{r:?}"),
         };
         let a = id(f
@@ -745,9 +749,9 @@ mod tests {
         f.svc
             .handle(
                 &alice(),
-                Request::DisableKey {
+                Request::DisableKey(DisableKeyRequest {
                     key_id: key.clone(),
-                },
+                }),
             )
             .unwrap();
         let e = f

@@ -24,6 +24,8 @@ pub mod policies;
 pub mod resolve;
 pub mod rotation;
 pub mod rules;
+#[cfg(test)]
+mod trail_golden;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -31,6 +33,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use aes_gcm::Aes256Gcm;
 
+use crate::api::{
+    AdvanceClockRequest, AdvanceClockResponse, GetCallerIdentityRequest, GetCallerIdentityResponse,
+    Handle, Timestamp,
+};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::grants::Grant;
@@ -39,6 +45,14 @@ use crate::policy::{PolicyDocument, Principal};
 use crate::protocol::{KmsError, Request, RequestEnvelope, Response, ViaService};
 use audit::{AuditEvent, AuditIdentity, AuditSink};
 use directory::{Directory, Policies};
+
+/// One call as a handler sees it: who calls, and the key the call turned out to
+/// name (set by the handler as soon as it resolves one, even if it then refuses:
+/// the trail records it).
+pub struct Call<'a> {
+    pub caller: &'a Caller,
+    pub key_arn: Option<String>,
+}
 
 /// Who is calling, as established by the transport (never by the request body) and
 /// admitted by [`authz::admit`].
@@ -290,7 +304,7 @@ impl KeyService {
     pub fn handle(&self, caller: &Caller, request: Request) -> Result<Response, KmsError> {
         let request = match request {
             Request::RecordEvent(r) => match self.record_service_event(caller, &r) {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => return Ok(Response::RecordEvent(resp)),
                 Err(e) => {
                     return self.audited(caller, Request::RecordEvent(r), |_, _| Err(e));
                 }
@@ -298,10 +312,18 @@ impl KeyService {
             other => other,
         };
         self.audited(caller, request, |req, key_arn| {
-            self.dispatch(caller, req, key_arn)
+            let mut call = Call {
+                caller,
+                key_arn: None,
+            };
+            let result = req.dispatch(self, &mut call);
+            *key_arn = call.key_arn;
+            result
         })
     }
 
+    /// Runs `run` and records the request, with the trail parameters its
+    /// operation's metadata gives ([`crate::api::Operation`]).
     fn audited(
         &self,
         caller: &Caller,
@@ -309,9 +331,9 @@ impl KeyService {
         run: impl FnOnce(Request, &mut Option<String>) -> Result<Response, KmsError>,
     ) -> Result<Response, KmsError> {
         let event_name = request.operation();
-        let source = audit::event_source(&request);
-        let read_only = audit::is_read_only(&request);
-        let request_parameters = audit::request_parameters(&request);
+        let source = request.service().event_source();
+        let read_only = request.read_only();
+        let request_parameters = request.request_parameters();
         if !read_only {
             if let Err(e) = self.audit.ready() {
                 tracing::error!(error = %e, operation = event_name, "audit trail cannot record: refusing the change before making it");
@@ -333,7 +355,7 @@ impl KeyService {
         event.read_only = read_only;
         event.key_arn = key_arn;
         match &result {
-            Ok(resp) => event.response_elements = audit::response_elements(event_name, resp),
+            Ok(resp) => event.response_elements = resp.response_elements(),
             Err(e) => {
                 event.error_code = Some(e.code.as_str().to_string());
                 event.error_message = Some(e.message.clone());
@@ -348,120 +370,6 @@ impl KeyService {
         result
     }
 
-    fn dispatch(
-        &self,
-        caller: &Caller,
-        request: Request,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        match request {
-            Request::CreateKey(r) => self.create_key(caller, r, key_arn),
-            Request::DescribeKey { key_id, .. } => self.describe_key(caller, &key_id, key_arn),
-            Request::ListKeys(r) => self.list_keys(caller, r),
-            Request::EnableKey { key_id } => self.enable_key(caller, &key_id, key_arn),
-            Request::DisableKey { key_id } => self.disable_key(caller, &key_id, key_arn),
-            Request::ScheduleKeyDeletion {
-                key_id,
-                pending_window_in_days,
-            } => self.schedule_key_deletion(caller, &key_id, pending_window_in_days, key_arn),
-            Request::CancelKeyDeletion { key_id } => {
-                self.cancel_key_deletion(caller, &key_id, key_arn)
-            }
-            Request::CreateAlias {
-                alias_name,
-                target_key_id,
-            } => self.create_alias(caller, &alias_name, &target_key_id, key_arn),
-            Request::UpdateAlias {
-                alias_name,
-                target_key_id,
-            } => self.update_alias(caller, &alias_name, &target_key_id, key_arn),
-            Request::DeleteAlias { alias_name } => self.delete_alias(caller, &alias_name, key_arn),
-            Request::ListAliases(r) => self.list_aliases(caller, r, key_arn),
-            Request::Encrypt(r) => self.encrypt(caller, r, key_arn),
-            Request::Decrypt(r) => self.decrypt(caller, r, key_arn),
-            Request::ReEncrypt(r) => self.re_encrypt(caller, r, key_arn),
-            Request::GenerateDataKey(r) => self.generate_data_key(caller, r, true, key_arn),
-            Request::GenerateDataKeyWithoutPlaintext(r) => {
-                self.generate_data_key(caller, r, false, key_arn)
-            }
-            Request::EnableKeyRotation {
-                key_id,
-                rotation_period_in_days,
-            } => self.enable_key_rotation(caller, &key_id, rotation_period_in_days, key_arn),
-            Request::DisableKeyRotation { key_id } => {
-                self.disable_key_rotation(caller, &key_id, key_arn)
-            }
-            Request::GetKeyRotationStatus { key_id } => {
-                self.get_key_rotation_status(caller, &key_id, key_arn)
-            }
-            Request::RotateKeyOnDemand { key_id } => {
-                self.rotate_key_on_demand(caller, &key_id, key_arn)
-            }
-            Request::ListKeyRotations { key_id } => {
-                self.list_key_rotations(caller, &key_id, key_arn)
-            }
-            Request::UpdateKeyDescription {
-                key_id,
-                description,
-            } => self.update_key_description(caller, &key_id, description, key_arn),
-            Request::ListResourceTags { key_id } => {
-                self.list_resource_tags(caller, &key_id, key_arn)
-            }
-            Request::AdvanceClock { seconds } => self.advance_clock(seconds),
-            Request::CreateGrant(r) => self.create_grant(caller, r, key_arn),
-            Request::ListGrants(r) => self.list_grants(caller, r, key_arn),
-            Request::ListRetirableGrants(r) => self.list_retirable_grants(caller, r),
-            Request::RetireGrant(r) => self.retire_grant(caller, r, key_arn),
-            Request::RevokeGrant { key_id, grant_id } => {
-                self.revoke_grant(caller, &key_id, &grant_id, key_arn)
-            }
-            Request::GetKeyPolicy {
-                key_id,
-                policy_name,
-            } => self.get_key_policy(caller, &key_id, policy_name.as_deref(), key_arn),
-            Request::PutKeyPolicy {
-                key_id,
-                policy_name,
-                policy,
-                bypass_policy_lockout_safety_check,
-            } => self.put_key_policy(
-                caller,
-                &key_id,
-                policy_name.as_deref(),
-                policy,
-                bypass_policy_lockout_safety_check,
-                key_arn,
-            ),
-            Request::ListKeyPolicies { key_id } => self.list_key_policies(caller, &key_id, key_arn),
-            // Recorded as the service's own event by `handle`, never dispatched.
-            Request::RecordEvent(_) => Err(KmsError::internal("RecordEvent reached dispatch")),
-            Request::LookupEvents(r) => self.lookup_events(caller, r),
-            Request::ReloadConfig => self.reload_config(caller),
-            Request::GetCallerIdentity => {
-                Ok(Response::CallerIdentity(crate::protocol::CallerIdentity {
-                    account: caller.account.clone(),
-                    arn: caller.principal_arn.clone(),
-                    uid: caller.uid,
-                    uid_principal: caller.uid_principal.clone(),
-                    via: caller.via.as_ref().map(|v| v.service.clone()),
-                }))
-            }
-        }
-    }
-
-    fn advance_clock(&self, seconds: u64) -> Result<Response, KmsError> {
-        if !self.allow_clock_control || !self.clock.advance(seconds) {
-            return Err(KmsError::new(
-                crate::protocol::ErrorCode::AccessDeniedException,
-                "AdvanceClock is refused: kmsd was not started with --allow-clock-control",
-            ));
-        }
-        self.sweep();
-        Ok(Response::Clock {
-            now_ms: self.clock.now_ms(),
-        })
-    }
-
     /// Persists a key record and swaps it in. Call with `writer()` held, unless the
     /// key is brand new (nobody else can know its ID yet).
     pub(crate) fn commit_key(&self, entry: KeyEntry) -> Result<Arc<KeyEntry>, KmsError> {
@@ -472,6 +380,48 @@ impl KeyService {
             s.keys.insert(stored.record.key_id.clone(), stored);
         });
         Ok(entry)
+    }
+}
+
+impl Handle<Call<'_>, AdvanceClockRequest> for KeyService {
+    fn handle(
+        &self,
+        _cx: &mut Call<'_>,
+        r: AdvanceClockRequest,
+    ) -> Result<AdvanceClockResponse, KmsError> {
+        if !self.allow_clock_control || !self.clock.advance(r.seconds) {
+            return Err(KmsError::new(
+                crate::protocol::ErrorCode::AccessDeniedException,
+                "AdvanceClock is refused: kmsd was not started with --allow-clock-control",
+            ));
+        }
+        self.sweep();
+        Ok(AdvanceClockResponse {
+            now: Timestamp::from_millis(self.clock.now_ms()),
+        })
+    }
+}
+
+impl Handle<Call<'_>, GetCallerIdentityRequest> for KeyService {
+    fn handle(
+        &self,
+        cx: &mut Call<'_>,
+        _r: GetCallerIdentityRequest,
+    ) -> Result<GetCallerIdentityResponse, KmsError> {
+        let c = cx.caller;
+        Ok(GetCallerIdentityResponse {
+            user_id: c
+                .principal_arn
+                .rsplit(['/', ':'])
+                .next()
+                .unwrap_or("")
+                .to_string(),
+            account: c.account.clone(),
+            arn: c.principal_arn.clone(),
+            unix_uid: c.uid,
+            unix_principal: c.uid_principal.clone(),
+            via: c.via.as_ref().map(|v| v.service.clone()),
+        })
     }
 }
 

@@ -2,15 +2,16 @@
 //! ListKeyPolicies, and how a stored policy becomes the parsed document that
 //! authorization evaluates.
 
-use super::{Caller, KeyService};
+use super::{Call, Caller, KeyService};
+pub use crate::api::DEFAULT_POLICY_NAME;
+use crate::api::{
+    Empty, ErrorCode, GetKeyPolicyRequest, GetKeyPolicyResponse, Handle, KmsError,
+    ListKeyPoliciesRequest, ListKeyPoliciesResponse, PutKeyPolicyRequest,
+};
 use crate::keystore::StoredKey;
 use crate::policy::defaults::default_key_policy;
 use crate::policy::lockout::check_lockout;
 use crate::policy::{PolicyDocument, PolicyError};
-use crate::protocol::{ErrorCode, KmsError, Response};
-
-/// The only key policy name AWS KMS has.
-pub const DEFAULT_POLICY_NAME: &str = "default";
 
 /// The parsed key policy of a stored key: its policy, or AWS's default key policy
 /// for its account when it has none (keys created before policies were stored). A
@@ -69,55 +70,61 @@ pub fn check_new_policy(
     Ok(doc)
 }
 
-impl KeyService {
-    pub(crate) fn get_key_policy(
+impl Handle<Call<'_>, GetKeyPolicyRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
-        key_id: &str,
-        policy_name: Option<&str>,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        check_policy_name(policy_name)?;
-        let key = self.authorized_key(caller, key_id, "kms:GetKeyPolicy", key_arn)?;
+        cx: &mut Call<'_>,
+        r: GetKeyPolicyRequest,
+    ) -> Result<GetKeyPolicyResponse, KmsError> {
+        check_policy_name(r.policy_name.as_deref())?;
+        let key = self.authorized_key(cx.caller, &r.key_id, "kms:GetKeyPolicy", &mut cx.key_arn)?;
         let policy = key
             .record
             .policy
             .clone()
             .unwrap_or_else(|| default_key_policy(&key.record.account));
-        Ok(Response::KeyPolicy {
+        Ok(GetKeyPolicyResponse {
             policy_name: DEFAULT_POLICY_NAME.into(),
             policy,
         })
     }
+}
 
-    pub(crate) fn put_key_policy(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-        policy_name: Option<&str>,
-        policy: String,
-        bypass: bool,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        check_policy_name(policy_name)?;
-        self.change_key(caller, key_id, "kms:PutKeyPolicy", key_arn, |r| {
-            check_new_policy(caller, &r.arn(), &policy, bypass)?;
-            r.policy = Some(policy);
-            Ok(())
-        })?;
-        Ok(Response::Empty)
+impl Handle<Call<'_>, PutKeyPolicyRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, r: PutKeyPolicyRequest) -> Result<Empty, KmsError> {
+        check_policy_name(r.policy_name.as_deref())?;
+        let caller = cx.caller;
+        let (policy, bypass) = (r.policy, r.bypass_policy_lockout_safety_check);
+        self.change_key(
+            caller,
+            &r.key_id,
+            "kms:PutKeyPolicy",
+            &mut cx.key_arn,
+            |rec| {
+                check_new_policy(caller, &rec.arn(), &policy, bypass)?;
+                rec.policy = Some(policy);
+                Ok(())
+            },
+        )?;
+        Ok(Empty {})
     }
+}
 
-    pub(crate) fn list_key_policies(
+impl Handle<Call<'_>, ListKeyPoliciesRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
-        key_id: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        self.authorized_key(caller, key_id, "kms:ListKeyPolicies", key_arn)?;
-        Ok(Response::ListKeyPolicies {
-            policy_names: vec![DEFAULT_POLICY_NAME.into()],
-            truncated: false,
+        cx: &mut Call<'_>,
+        r: ListKeyPoliciesRequest,
+    ) -> Result<ListKeyPoliciesResponse, KmsError> {
+        let limit = super::keys::page_limit(r.limit)?;
+        self.authorized_key(cx.caller, &r.key_id, "kms:ListKeyPolicies", &mut cx.key_arn)?;
+        let names = vec![DEFAULT_POLICY_NAME.to_string()];
+        let (policy_names, next_marker) =
+            super::keys::paginate(names, r.marker.as_deref(), limit, |n| n)?;
+        Ok(ListKeyPoliciesResponse {
+            truncated: next_marker.is_some(),
+            policy_names,
+            next_marker,
         })
     }
 }
@@ -125,7 +132,7 @@ impl KeyService {
 #[cfg(test)]
 mod tests {
     use super::super::testing::{alice, fixture, user_with};
-    use super::*;
+    use crate::protocol::*;
     use crate::protocol::{CreateKeyRequest, Request};
 
     fn create(f: &super::super::testing::Fixture, policy: Option<String>) -> String {
@@ -140,7 +147,7 @@ mod tests {
             )
             .unwrap()
         {
-            Response::KeyMetadata(m) => m.key_id,
+            Response::CreateKey(m) => m.key_metadata.key_id,
             r => panic!("{r:?}"),
         }
     }
@@ -153,16 +160,16 @@ mod tests {
             .svc
             .handle(
                 &alice(),
-                Request::GetKeyPolicy {
+                Request::GetKeyPolicy(GetKeyPolicyRequest {
                     key_id: id.clone(),
                     policy_name: None,
-                },
+                }),
             )
             .unwrap();
-        let Response::KeyPolicy {
+        let Response::GetKeyPolicy(GetKeyPolicyResponse {
             policy,
             policy_name,
-        } = r
+        }) = r
         else {
             panic!()
         };
@@ -173,10 +180,10 @@ mod tests {
             .svc
             .handle(
                 &alice(),
-                Request::GetKeyPolicy {
+                Request::GetKeyPolicy(GetKeyPolicyRequest {
                     key_id: id,
                     policy_name: Some("other".into()),
-                },
+                }),
             )
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFoundException);
@@ -190,12 +197,12 @@ mod tests {
         let put = |bypass: bool| {
             f.svc.handle(
                 &alice(),
-                Request::PutKeyPolicy {
+                Request::PutKeyPolicy(PutKeyPolicyRequest {
                     key_id: id.clone(),
                     policy_name: None,
                     policy: other_only.into(),
                     bypass_policy_lockout_safety_check: bypass,
-                },
+                }),
             )
         };
         let e = put(false).unwrap_err();
@@ -209,10 +216,10 @@ mod tests {
             .svc
             .handle(
                 &alice(),
-                Request::DescribeKey {
+                Request::DescribeKey(DescribeKeyRequest {
                     key_id: id.clone(),
                     grant_tokens: vec![],
-                },
+                }),
             )
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::AccessDeniedException);
@@ -221,22 +228,22 @@ mod tests {
         f.svc
             .handle(
                 &bob,
-                Request::DescribeKey {
+                Request::DescribeKey(DescribeKeyRequest {
                     key_id: id.clone(),
                     grant_tokens: vec![],
-                },
+                }),
             )
             .unwrap();
         let bad = f
             .svc
             .handle(
                 &bob,
-                Request::PutKeyPolicy {
+                Request::PutKeyPolicy(PutKeyPolicyRequest {
                     key_id: id,
                     policy_name: None,
                     policy: "{not json".into(),
                     bypass_policy_lockout_safety_check: false,
-                },
+                }),
             )
             .unwrap_err();
         assert_eq!(bad.code, ErrorCode::MalformedPolicyDocumentException);

@@ -8,20 +8,24 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::{rules, storage_error, Caller, KeyEntry, KeyService};
-use crate::clock::DAY_MS;
-use crate::keystore::StoredVersion;
-use crate::protocol::{
-    ErrorCode, KeyRotationStatus, KeyState, KmsError, Response, RotationEntry, RotationType,
+use super::keys::{page_limit, paginate_in_order};
+use super::{rules, storage_error, Call, KeyEntry, KeyService};
+use crate::api::{
+    DisableKeyRotationRequest, Empty, EnableKeyRotationRequest, ErrorCode,
+    GetKeyRotationStatusRequest, GetKeyRotationStatusResponse, Handle, KeyIdResponse, KeyState,
+    KmsError, ListKeyRotationsRequest, ListKeyRotationsResponse, RotateKeyOnDemandRequest,
+    RotationType, RotationsListEntry, Timestamp,
 };
+use crate::clock::DAY_MS;
+use crate::keystore::{StoredRotationType, StoredVersion};
 
 pub const DEFAULT_ROTATION_DAYS: u32 = 365;
-pub const MIN_ROTATION_DAYS: u32 = 90;
-pub const MAX_ROTATION_DAYS: u32 = 2560;
+pub const MIN_ROTATION_DAYS: i32 = 90;
+pub const MAX_ROTATION_DAYS: i32 = 2560;
 /// AWS allows ten on-demand rotations per key.
 pub const MAX_ON_DEMAND_ROTATIONS: u32 = 10;
 
-fn check_period(days: u32) -> Result<(), KmsError> {
+fn check_period(days: i32) -> Result<(), KmsError> {
     if days < MIN_ROTATION_DAYS {
         return Err(KmsError::validation(format!(
             "1 validation error detected: Value '{days}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value greater than or equal to 90"
@@ -35,95 +39,139 @@ fn check_period(days: u32) -> Result<(), KmsError> {
     Ok(())
 }
 
-impl KeyService {
-    pub(crate) fn enable_key_rotation(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-        period: Option<u32>,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        let days = period.unwrap_or(DEFAULT_ROTATION_DAYS);
+impl Handle<Call<'_>, EnableKeyRotationRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, req: EnableKeyRotationRequest) -> Result<Empty, KmsError> {
+        let days = req
+            .rotation_period_in_days
+            .unwrap_or(DEFAULT_ROTATION_DAYS as i32);
         check_period(days)?;
+        // check_period keeps it in 90..=2560.
+        let days = days.unsigned_abs();
         let now = self.now_ms();
-        self.change_key(caller, key_id, "kms:EnableKeyRotation", key_arn, |r| {
-            r.rotation.enabled = true;
-            r.rotation.period_days = Some(days);
-            r.rotation.next_rotation_ms =
-                Some(now.saturating_add(i64::from(days).saturating_mul(DAY_MS)));
-            Ok(())
-        })?;
-        Ok(Response::Empty)
+        self.change_key(
+            cx.caller,
+            &req.key_id,
+            "kms:EnableKeyRotation",
+            &mut cx.key_arn,
+            |r| {
+                r.rotation.enabled = true;
+                r.rotation.period_days = Some(days);
+                r.rotation.next_rotation_ms =
+                    Some(now.saturating_add(i64::from(days).saturating_mul(DAY_MS)));
+                Ok(())
+            },
+        )?;
+        Ok(Empty {})
     }
+}
 
-    pub(crate) fn disable_key_rotation(
-        &self,
-        caller: &Caller,
-        key_id: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        self.change_key(caller, key_id, "kms:DisableKeyRotation", key_arn, |r| {
-            r.rotation.enabled = false;
-            r.rotation.next_rotation_ms = None;
-            Ok(())
-        })?;
-        Ok(Response::Empty)
+impl Handle<Call<'_>, DisableKeyRotationRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, req: DisableKeyRotationRequest) -> Result<Empty, KmsError> {
+        self.change_key(
+            cx.caller,
+            &req.key_id,
+            "kms:DisableKeyRotation",
+            &mut cx.key_arn,
+            |r| {
+                r.rotation.enabled = false;
+                r.rotation.next_rotation_ms = None;
+                Ok(())
+            },
+        )?;
+        Ok(Empty {})
     }
+}
 
-    pub(crate) fn get_key_rotation_status(
+impl Handle<Call<'_>, GetKeyRotationStatusRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
-        key_id: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        let key = self.authorized_key(caller, key_id, "kms:GetKeyRotationStatus", key_arn)?;
+        cx: &mut Call<'_>,
+        req: GetKeyRotationStatusRequest,
+    ) -> Result<GetKeyRotationStatusResponse, KmsError> {
+        let key = self.authorized_key(
+            cx.caller,
+            &req.key_id,
+            "kms:GetKeyRotationStatus",
+            &mut cx.key_arn,
+        )?;
         let r = &key.record.rotation;
         let on_demand = key
             .record
             .versions
             .iter()
             .rev()
-            .find(|v| v.rotation_type == Some(RotationType::OnDemand))
-            .map(|v| v.created_ms);
-        Ok(Response::KeyRotationStatus(KeyRotationStatus {
+            .find(|v| v.rotation_type == Some(StoredRotationType::OnDemand))
+            .map(|v| Timestamp::from_millis(v.created_ms));
+        Ok(GetKeyRotationStatusResponse {
             key_id: key.arn.clone(),
             key_rotation_enabled: r.enabled,
-            rotation_period_in_days: if r.enabled { r.period_days } else { None },
-            next_rotation_date_ms: if r.enabled { r.next_rotation_ms } else { None },
-            on_demand_rotation_start_date_ms: on_demand,
-        }))
+            rotation_period_in_days: r
+                .period_days
+                .filter(|_| r.enabled)
+                .map(|d| i32::try_from(d).unwrap_or(i32::MAX)),
+            next_rotation_date: r
+                .next_rotation_ms
+                .filter(|_| r.enabled)
+                .map(Timestamp::from_millis),
+            on_demand_rotation_start_date: on_demand,
+        })
     }
+}
 
-    pub(crate) fn list_key_rotations(
+impl Handle<Call<'_>, ListKeyRotationsRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
-        key_id: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
-        let key = self.authorized_key(caller, key_id, "kms:ListKeyRotations", key_arn)?;
-        let rotations = key
+        cx: &mut Call<'_>,
+        req: ListKeyRotationsRequest,
+    ) -> Result<ListKeyRotationsResponse, KmsError> {
+        let limit = page_limit(req.limit)?;
+        let key = self.authorized_key(
+            cx.caller,
+            &req.key_id,
+            "kms:ListKeyRotations",
+            &mut cx.key_arn,
+        )?;
+        // Each rotation is a backing version; its number is the page marker.
+        let rotations: Vec<(String, RotationsListEntry)> = key
             .record
             .versions
             .iter()
             .filter_map(|v| {
-                v.rotation_type.map(|t| RotationEntry {
-                    key_id: key.arn.clone(),
-                    rotation_date_ms: v.created_ms,
-                    rotation_type: t,
+                v.rotation_type.map(|t| {
+                    (
+                        v.version.to_string(),
+                        RotationsListEntry {
+                            key_id: key.arn.clone(),
+                            rotation_date: Timestamp::from_millis(v.created_ms),
+                            rotation_type: t.into(),
+                        },
+                    )
                 })
             })
             .collect();
-        Ok(Response::ListKeyRotations { rotations })
+        let (page, next_marker) =
+            paginate_in_order(rotations, req.marker.as_deref(), limit, |(v, _)| v)?;
+        Ok(ListKeyRotationsResponse {
+            truncated: next_marker.is_some(),
+            rotations: page.into_iter().map(|(_, r)| r).collect(),
+            next_marker,
+        })
     }
+}
 
-    pub(crate) fn rotate_key_on_demand(
+impl Handle<Call<'_>, RotateKeyOnDemandRequest> for KeyService {
+    fn handle(
         &self,
-        caller: &Caller,
-        key_id: &str,
-        key_arn: &mut Option<String>,
-    ) -> Result<Response, KmsError> {
+        cx: &mut Call<'_>,
+        req: RotateKeyOnDemandRequest,
+    ) -> Result<KeyIdResponse, KmsError> {
         let _w = self.writer();
-        let key = self.authorized_key(caller, key_id, "kms:RotateKeyOnDemand", key_arn)?;
+        let key = self.authorized_key(
+            cx.caller,
+            &req.key_id,
+            "kms:RotateKeyOnDemand",
+            &mut cx.key_arn,
+        )?;
         rules::check("kms:RotateKeyOnDemand", &key)?;
         if key.record.rotation.on_demand_count >= MAX_ON_DEMAND_ROTATIONS {
             return Err(KmsError::new(
@@ -135,11 +183,13 @@ impl KeyService {
             ));
         }
         let rotated = self.add_version(&key, RotationType::OnDemand)?;
-        Ok(Response::KeyId {
+        Ok(KeyIdResponse {
             key_id: rotated.arn.clone(),
         })
     }
+}
 
+impl KeyService {
     /// Adds a fresh backing version to `key` and persists it. Call with `writer()` held.
     pub(crate) fn add_version(
         &self,
@@ -160,7 +210,7 @@ impl KeyService {
         record.versions.push(StoredVersion {
             version,
             created_ms: now,
-            rotation_type: Some(kind),
+            rotation_type: Some(kind.into()),
             sealed_material: sealed,
         });
         match kind {

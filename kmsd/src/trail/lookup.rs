@@ -265,24 +265,30 @@ pub struct LookupEvent {
     pub cloud_trail_event: String,
 }
 
+/// `EventTime` as the AWS CLI prints it: `2026-11-23T10:00:00+00:00` (UTC, whole
+/// seconds).
+pub fn format_event_time(unix_secs: i64) -> String {
+    let t = OffsetDateTime::from_unix_timestamp(unix_secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 impl LookupEvent {
     pub fn from_stored(e: &StoredEvent) -> Self {
         let r = &e.record;
-        let t = r.event_time;
         LookupEvent {
             event_id: r.event_id.clone(),
             event_name: r.event_name.clone(),
             read_only: r.read_only.to_string(),
             access_key_id: r.user_identity.access_key_id.clone(),
-            event_time: format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            ),
+            event_time: format_event_time(r.event_time.unix_timestamp()),
             event_source: r.event_source.clone(),
             username: r.user_identity.lookup_username(),
             resources: r
@@ -305,6 +311,37 @@ pub struct LookupPage {
     pub events: Vec<LookupEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
+}
+
+impl From<crate::api::LookupEventsResponse> for LookupPage {
+    /// A page kmsd sent, as the CLI prints it.
+    fn from(r: crate::api::LookupEventsResponse) -> Self {
+        LookupPage {
+            events: r
+                .events
+                .into_iter()
+                .map(|e| LookupEvent {
+                    event_id: e.event_id,
+                    event_name: e.event_name,
+                    read_only: e.read_only,
+                    access_key_id: e.access_key_id,
+                    event_time: format_event_time(e.event_time.as_secs()),
+                    event_source: e.event_source,
+                    username: e.username,
+                    resources: e
+                        .resources
+                        .into_iter()
+                        .map(|x| LookupResource {
+                            resource_type: x.resource_type,
+                            resource_name: x.resource_name,
+                        })
+                        .collect(),
+                    cloud_trail_event: e.cloud_trail_event,
+                })
+                .collect(),
+            next_token: r.next_token,
+        }
+    }
 }
 
 /// Checks a query's parameters without looking at any event.
