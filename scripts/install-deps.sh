@@ -26,6 +26,12 @@ want rclone rclone
 want s3cmd s3cmd
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv)
 python3 -c 'import cryptography' >/dev/null 2>&1 || need+=(python3-cryptography)
+# Build: aws-lc-sys compiles AWS-LC (the volumes' XTS) with the C compiler; the tests and
+# benches use the system OpenSSL as an XTS oracle through the `openssl` crate (headers
+# found with pkg-config).
+want cc gcc
+want pkg-config pkg-config
+pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev)
 
 # qemu: Debian 12's qemu-system (7.2) must come with a qemu-utils of the same version.
 # Images that ship a newer backported qemu-utils make apt refuse the pair ("held broken

@@ -258,18 +258,32 @@ fn concurrent_unaligned_writers_to_shared_sectors_do_not_tear() {
 fn openssl_decrypts_the_payload() {
     for sector in [512u32, 4096] {
         let dir = tempfile::tempdir().unwrap();
-        let size = 256 * 1024u64;
+        let size = 2 << 20;
         let (path, key) = make(dir.path(), true, size, sector);
         let key = key.unwrap();
         let img = VolumeImage::open(&path, Some(key.clone())).unwrap();
         let mut plain = vec![0u8; size as usize];
         rand::thread_rng().fill_bytes(&mut plain);
-        // Unaligned pieces covering the whole volume, in a shuffled order.
-        let cuts = [0usize, 1, 777, 5000, 70001, 100_000, 200_003, size as usize];
+        // Unaligned pieces covering the whole volume, in a shuffled order; the last two are
+        // large enough (>= 256 KiB) to be encrypted on several cores at once.
+        let cuts = [
+            0usize,
+            1,
+            777,
+            5000,
+            70001,
+            100_000,
+            200_003,
+            1_500_001,
+            size as usize,
+        ];
         for w in cuts.windows(2).rev() {
             img.write_at(&plain[w[0]..w[1]], w[0] as u64).unwrap();
         }
         img.sync_data().unwrap();
+        let mut back = vec![0u8; size as usize];
+        img.read_at(&mut back, 0).unwrap();
+        assert!(back == plain, "read back differs (sector size {sector})");
         let expected = dir.path().join("expected.bin");
         std::fs::write(&expected, &plain).unwrap();
         let out = Command::new("python3")

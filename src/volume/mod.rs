@@ -2,7 +2,7 @@
 //!
 //! - [`format`]: the header (pure encode/decode, fuzzed).
 //! - [`key`]: the plaintext 512-bit XTS data key, zeroized on drop.
-//! - [`xts`]: dm-crypt `aes-xts-plain64` sector crypto (batched AES-NI fast path).
+//! - [`xts`]: dm-crypt `aes-xts-plain64` sector crypto (AWS-LC, pure-Rust fallback, sectors in parallel).
 //! - [`image`]: [`VolumeImage`], the thread-safe read/write API the FUSE mount serves.
 //! - [`rangelock`]: sector-range locks behind partial-sector read-modify-write.
 //! - [`snapshot`]: the incremental, content-addressed snapshot store.
@@ -72,6 +72,7 @@ impl VolumeError {
             VolumeError::OutOfRange { .. } => libc::EFBIG,
             VolumeError::KeyRequired { .. } => libc::ENOKEY,
             VolumeError::AlreadyExists(_) => libc::EEXIST,
+            VolumeError::Xts(xts::XtsError::Library { .. }) => libc::EIO,
             VolumeError::Xts(_) => libc::EINVAL,
             _ => libc::EIO,
         }
