@@ -248,6 +248,18 @@ fn check<R: Variant>(m: &Model, req: R, resp: R::Response) {
             Request::from_aws_json(name, &req_json).is_err(),
             "{name} is not a KMS operation"
         );
+        let of_its_own = Request::from_aws_json_of(R::SERVICE, name, &req_json);
+        if R::SERVICE == Service::Atrest {
+            assert!(of_its_own.is_err(), "{name} is socket-only");
+        } else {
+            let decoded = of_its_own.unwrap();
+            assert_eq!(
+                postcard(&decoded),
+                req_bytes,
+                "{name}: from {:?}",
+                R::SERVICE
+            );
+        }
         return;
     }
     let decoded = Request::from_aws_json(name, &req_json).unwrap();

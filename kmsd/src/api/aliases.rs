@@ -8,6 +8,14 @@ use super::trail::Params;
 use super::types::{Empty, Timestamp};
 use super::{Operation, Paginator, Service};
 
+/// `{"aliasName": ..., "targetKeyId": ...}`: CreateAlias's and UpdateAlias's parameters.
+fn alias_parameters(alias_name: &str, target_key_id: &str) -> Value {
+    Params::new()
+        .put("aliasName", alias_name)
+        .put("targetKeyId", target_key_id)
+        .build()
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateAliasRequest {
@@ -22,10 +30,7 @@ impl Operation for CreateAliasRequest {
     const READ_ONLY: bool = false;
 
     fn request_parameters(&self) -> Value {
-        Params::new()
-            .put("aliasName", &self.alias_name)
-            .put("targetKeyId", &self.target_key_id)
-            .build()
+        alias_parameters(&self.alias_name, &self.target_key_id)
     }
 }
 
@@ -43,10 +48,7 @@ impl Operation for UpdateAliasRequest {
     const READ_ONLY: bool = false;
 
     fn request_parameters(&self) -> Value {
-        Params::new()
-            .put("aliasName", &self.alias_name)
-            .put("targetKeyId", &self.target_key_id)
-            .build()
+        alias_parameters(&self.alias_name, &self.target_key_id)
     }
 }
 

@@ -11,6 +11,17 @@ use super::trail::{self, Params};
 use super::types::{Blob, DataKeySpec, EncryptionContext, SecretBlob, SYMMETRIC_DEFAULT};
 use super::{Operation, Service};
 
+/// `encryptionContext` and `encryptionAlgorithm` (default `SYMMETRIC_DEFAULT`), as
+/// Encrypt and Decrypt record them.
+fn context_and_algorithm(p: Params, ctx: &EncryptionContext, algorithm: Option<&str>) -> Value {
+    p.put_value("encryptionContext", trail::context(ctx))
+        .put(
+            "encryptionAlgorithm",
+            algorithm.unwrap_or(SYMMETRIC_DEFAULT),
+        )
+        .build()
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EncryptRequest {
@@ -43,19 +54,11 @@ impl Operation for EncryptRequest {
     const UNSUPPORTED: &'static [&'static str] = &["DryRun"];
 
     fn request_parameters(&self) -> Value {
-        Params::new()
-            .put("keyId", &self.key_id)
-            .put_value(
-                "encryptionContext",
-                trail::context(&self.encryption_context),
-            )
-            .put(
-                "encryptionAlgorithm",
-                self.encryption_algorithm
-                    .as_deref()
-                    .unwrap_or(SYMMETRIC_DEFAULT),
-            )
-            .build()
+        context_and_algorithm(
+            Params::new().put("keyId", &self.key_id),
+            &self.encryption_context,
+            self.encryption_algorithm.as_deref(),
+        )
     }
 }
 
@@ -93,19 +96,11 @@ impl Operation for DecryptRequest {
     const UNSUPPORTED: &'static [&'static str] = &["Recipient", "DryRun", "DryRunModifiers"];
 
     fn request_parameters(&self) -> Value {
-        Params::new()
-            .opt("keyId", self.key_id.as_ref())
-            .put_value(
-                "encryptionContext",
-                trail::context(&self.encryption_context),
-            )
-            .put(
-                "encryptionAlgorithm",
-                self.encryption_algorithm
-                    .as_deref()
-                    .unwrap_or(SYMMETRIC_DEFAULT),
-            )
-            .build()
+        context_and_algorithm(
+            Params::new().opt("keyId", self.key_id.as_ref()),
+            &self.encryption_context,
+            self.encryption_algorithm.as_deref(),
+        )
     }
 }
 
@@ -185,16 +180,39 @@ macro_rules! data_key_request {
         }
 
         impl $name {
-            fn data_key_parameters(&self) -> Value {
-                Params::new()
-                    .put("keyId", &self.key_id)
-                    .opt("keySpec", self.key_spec.map(DataKeySpec::as_str))
-                    .opt("numberOfBytes", self.number_of_bytes)
-                    .put_value("encryptionContext", trail::context(&self.encryption_context))
-                    .build()
+            /// The members both data key requests have.
+            pub fn members(&self) -> DataKeyMembers<'_> {
+                DataKeyMembers {
+                    key_id: &self.key_id,
+                    encryption_context: &self.encryption_context,
+                    number_of_bytes: self.number_of_bytes,
+                    key_spec: self.key_spec,
+                    grant_tokens: &self.grant_tokens,
+                }
             }
         }
     };
+}
+
+/// A data key request's members, borrowed (one handler serves both operations).
+#[derive(Debug, Clone, Copy)]
+pub struct DataKeyMembers<'a> {
+    pub key_id: &'a str,
+    pub encryption_context: &'a EncryptionContext,
+    pub number_of_bytes: Option<i32>,
+    pub key_spec: Option<DataKeySpec>,
+    pub grant_tokens: &'a [String],
+}
+
+impl DataKeyMembers<'_> {
+    fn trail_parameters(&self) -> Value {
+        Params::new()
+            .put("keyId", self.key_id)
+            .opt("keySpec", self.key_spec.map(DataKeySpec::as_str))
+            .opt("numberOfBytes", self.number_of_bytes)
+            .put_value("encryptionContext", trail::context(self.encryption_context))
+            .build()
+    }
 }
 
 data_key_request!(GenerateDataKeyRequest);
@@ -217,7 +235,7 @@ impl Operation for GenerateDataKeyRequest {
     const UNSUPPORTED: &'static [&'static str] = &["Recipient", "DryRun"];
 
     fn request_parameters(&self) -> Value {
-        self.data_key_parameters()
+        self.members().trail_parameters()
     }
 }
 
@@ -237,6 +255,6 @@ impl Operation for GenerateDataKeyWithoutPlaintextRequest {
     const UNSUPPORTED: &'static [&'static str] = &["DryRun"];
 
     fn request_parameters(&self) -> Value {
-        self.data_key_parameters()
+        self.members().trail_parameters()
     }
 }

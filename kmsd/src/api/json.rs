@@ -15,12 +15,12 @@ use super::types::{with_timestamp_style, TimestampStyle};
 use super::Operation;
 use crate::error::{ErrorCode, KmsError};
 
-/// `UnknownOperationException` for an `X-Amz-Target` operation KMS (or atrest) has
-/// not.
+/// `UnknownOperationException` for an `X-Amz-Target` operation the service (or
+/// atrest) has not.
 pub fn unknown_operation(operation: &str) -> KmsError {
     KmsError::new(
         ErrorCode::UnknownOperationException,
-        format!("Operation {operation} is not a KMS operation atrest implements"),
+        format!("Operation {operation} is not an operation of this service atrest implements"),
     )
 }
 

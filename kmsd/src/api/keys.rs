@@ -181,6 +181,25 @@ macro_rules! key_id_request {
 }
 pub(crate) use key_id_request;
 
+/// A paged list of something of one key (`KeyId`, `Limit`, `Marker`): the requests of
+/// ListResourceTags, ListKeyPolicies and ListKeyRotations.
+macro_rules! key_list_request {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        pub struct $name {
+            pub key_id: String,
+            /// Most items in a page (1 to the operation's maximum, which is the default).
+            #[serde(default)]
+            pub limit: Option<i32>,
+            #[serde(default)]
+            pub marker: Option<String>,
+        }
+    };
+}
+pub(crate) use key_list_request;
+
 key_id_request!(EnableKeyRequest);
 key_id_request!(DisableKeyRequest);
 
@@ -227,16 +246,10 @@ impl Operation for UpdateKeyDescriptionRequest {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListResourceTagsRequest {
-    pub key_id: String,
-    /// 1 to 50 (default 50).
-    #[serde(default)]
-    pub limit: Option<i32>,
-    #[serde(default)]
-    pub marker: Option<String>,
-}
+key_list_request!(
+    /// `Limit`: 1 to 50 (default 50).
+    ListResourceTagsRequest
+);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

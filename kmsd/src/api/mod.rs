@@ -263,10 +263,23 @@ macro_rules! operations {
             /// `{}`). Errors are AWS's: `UnknownOperationException` for a name KMS does
             /// not have (or atrest does not implement), `SerializationException` for
             /// malformed JSON or a member of the wrong type, `ValidationException` for a
-            /// missing required member or a value outside its enum.
+            /// missing required member or a value outside its enum,
+            /// `UnsupportedOperationException` for a member atrest does not implement.
             pub fn from_aws_json(operation: &str, body: &[u8]) -> Result<Request, KmsError> {
+                Self::from_aws_json_of(Service::Kms, operation, body)
+            }
+
+            /// [`Request::from_aws_json`] for another JSON 1.1 service kmsd answers
+            /// (CloudTrail's `LookupEvents`). atrest's own calls are never decoded
+            /// from AWS JSON.
+            pub fn from_aws_json_of(
+                service: Service,
+                operation: &str,
+                body: &[u8],
+            ) -> Result<Request, KmsError> {
                 $(
-                    if <$req as Operation>::SERVICE == Service::Kms
+                    if service != Service::Atrest
+                        && <$req as Operation>::SERVICE == service
                         && operation == <$req as Operation>::NAME
                     {
                         return json::decode::<$req>(body).map(Request::$name);

@@ -4,12 +4,21 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::keys::key_list_request;
 use super::trail::{self, Params};
 use super::types::Empty;
 use super::{Operation, Paginator, Service};
 
 /// The only key policy name AWS KMS has.
 pub const DEFAULT_POLICY_NAME: &str = "default";
+
+/// `keyId` and `policyName` (default `default`), as GetKeyPolicy and PutKeyPolicy
+/// record them.
+fn key_and_policy_name(key_id: &str, policy_name: Option<&str>) -> Params {
+    Params::new()
+        .put("keyId", key_id)
+        .put("policyName", policy_name.unwrap_or(DEFAULT_POLICY_NAME))
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -34,13 +43,7 @@ impl Operation for GetKeyPolicyRequest {
     const READ_ONLY: bool = true;
 
     fn request_parameters(&self) -> Value {
-        Params::new()
-            .put("keyId", &self.key_id)
-            .put(
-                "policyName",
-                self.policy_name.as_deref().unwrap_or(DEFAULT_POLICY_NAME),
-            )
-            .build()
+        key_and_policy_name(&self.key_id, self.policy_name.as_deref()).build()
     }
 }
 
@@ -62,12 +65,7 @@ impl Operation for PutKeyPolicyRequest {
     const READ_ONLY: bool = false;
 
     fn request_parameters(&self) -> Value {
-        Params::new()
-            .put("keyId", &self.key_id)
-            .put(
-                "policyName",
-                self.policy_name.as_deref().unwrap_or(DEFAULT_POLICY_NAME),
-            )
+        key_and_policy_name(&self.key_id, self.policy_name.as_deref())
             .put("policy", &self.policy)
             .put(
                 "bypassPolicyLockoutSafetyCheck",
@@ -77,16 +75,10 @@ impl Operation for PutKeyPolicyRequest {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListKeyPoliciesRequest {
-    pub key_id: String,
-    /// 1 to 1000 (default 100).
-    #[serde(default)]
-    pub limit: Option<i32>,
-    #[serde(default)]
-    pub marker: Option<String>,
-}
+key_list_request!(
+    /// `Limit`: 1 to 1000 (default 100).
+    ListKeyPoliciesRequest
+);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::deletion::KeyIdResponse;
-use super::keys::key_id_request;
+use super::keys::{key_id_request, key_list_request};
 use super::trail::{self, Params};
 use super::types::{Empty, Timestamp};
 use super::{Operation, Paginator, Service};
@@ -87,16 +87,10 @@ impl Operation for RotateKeyOnDemandRequest {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ListKeyRotationsRequest {
-    pub key_id: String,
-    /// 1 to 1000 (default 100).
-    #[serde(default)]
-    pub limit: Option<i32>,
-    #[serde(default)]
-    pub marker: Option<String>,
-}
+key_list_request!(
+    /// `Limit`: 1 to 1000 (default 100).
+    ListKeyRotationsRequest
+);
 
 /// How a backing-key version came to be (AWS's `RotationType`). Append at the END.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,8 +10,8 @@ use zeroize::Zeroizing;
 use super::authz::RequestContext;
 use super::{rules, Call, Caller, KeyEntry, KeyService};
 use crate::api::{
-    Blob, DataKeySpec, DecryptRequest, DecryptResponse, EncryptRequest, EncryptResponse,
-    EncryptionContext, ErrorCode, GenerateDataKeyRequest, GenerateDataKeyResponse,
+    Blob, DataKeyMembers, DataKeySpec, DecryptRequest, DecryptResponse, EncryptRequest,
+    EncryptResponse, EncryptionContext, ErrorCode, GenerateDataKeyRequest, GenerateDataKeyResponse,
     GenerateDataKeyWithoutPlaintextRequest, GenerateDataKeyWithoutPlaintextResponse, Handle,
     KmsError, ReEncryptRequest, ReEncryptResponse, SecretBlob, SYMMETRIC_DEFAULT,
 };
@@ -57,16 +57,6 @@ fn seal_with(key: &KeyEntry, ctx: &EncryptionContext, plaintext: &[u8]) -> Resul
         .map_err(|_| KmsError::internal("encryption failed"))
 }
 
-/// The members of a data key request (GenerateDataKey and
-/// GenerateDataKeyWithoutPlaintext have the same).
-struct DataKeyParams<'a> {
-    key_id: &'a str,
-    key_spec: Option<DataKeySpec>,
-    number_of_bytes: Option<i32>,
-    encryption_context: &'a EncryptionContext,
-    grant_tokens: &'a [String],
-}
-
 impl KeyService {
     /// Resolves, authorizes and state-checks a key for a cryptographic `action`.
     fn usable_key(
@@ -89,7 +79,7 @@ impl KeyService {
     fn new_data_key(
         &self,
         cx: &mut Call<'_>,
-        p: DataKeyParams<'_>,
+        p: DataKeyMembers<'_>,
         action: &str,
     ) -> Result<(Blob, SecretBlob, String), KmsError> {
         let len = data_key_len(p.key_spec, p.number_of_bytes)?;
@@ -263,15 +253,8 @@ impl Handle<Call<'_>, GenerateDataKeyRequest> for KeyService {
         cx: &mut Call<'_>,
         req: GenerateDataKeyRequest,
     ) -> Result<GenerateDataKeyResponse, KmsError> {
-        let params = DataKeyParams {
-            key_id: &req.key_id,
-            key_spec: req.key_spec,
-            number_of_bytes: req.number_of_bytes,
-            encryption_context: &req.encryption_context,
-            grant_tokens: &req.grant_tokens,
-        };
         let (ciphertext_blob, plaintext, key_id) =
-            self.new_data_key(cx, params, "kms:GenerateDataKey")?;
+            self.new_data_key(cx, req.members(), "kms:GenerateDataKey")?;
         Ok(GenerateDataKeyResponse {
             ciphertext_blob,
             plaintext,
@@ -286,15 +269,8 @@ impl Handle<Call<'_>, GenerateDataKeyWithoutPlaintextRequest> for KeyService {
         cx: &mut Call<'_>,
         req: GenerateDataKeyWithoutPlaintextRequest,
     ) -> Result<GenerateDataKeyWithoutPlaintextResponse, KmsError> {
-        let params = DataKeyParams {
-            key_id: &req.key_id,
-            key_spec: req.key_spec,
-            number_of_bytes: req.number_of_bytes,
-            encryption_context: &req.encryption_context,
-            grant_tokens: &req.grant_tokens,
-        };
         let (ciphertext_blob, _plaintext, key_id) =
-            self.new_data_key(cx, params, "kms:GenerateDataKeyWithoutPlaintext")?;
+            self.new_data_key(cx, req.members(), "kms:GenerateDataKeyWithoutPlaintext")?;
         Ok(GenerateDataKeyWithoutPlaintextResponse {
             ciphertext_blob,
             key_id,

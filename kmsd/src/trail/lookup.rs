@@ -268,16 +268,9 @@ pub struct LookupEvent {
 /// `EventTime` as the AWS CLI prints it: `2026-11-23T10:00:00+00:00` (UTC, whole
 /// seconds).
 pub fn format_event_time(unix_secs: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp(unix_secs).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}+00:00",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    plumbing::awstime::rfc3339_to_cli(&plumbing::awstime::format_rfc3339(
+        unix_secs.saturating_mul(1000),
+    ))
 }
 
 impl LookupEvent {
