@@ -2,7 +2,8 @@
 //!
 //! The folder tree is the architecture: `volume/` (format, XTS sectors, images,
 //! snapshots), `mount/` (the FUSE view), `boot/` (qemu guests), `ec2/` (registry and
-//! instances), `s3/` (the object store), `cli/` (one module per AWS service).
+//! instances), `s3/` (the object store), `supervise/` (starting, stopping and sweeping
+//! one HOME's daemons), `cli/` (one module per AWS service: parses, calls, prints).
 
 pub mod boot;
 pub mod cli;
@@ -12,4 +13,5 @@ pub mod loopdev;
 pub mod mount;
 pub mod pagecache;
 pub mod s3;
+pub mod supervise;
 pub mod volume;

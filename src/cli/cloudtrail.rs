@@ -2,12 +2,12 @@
 //!
 //! `lookup-events` asks kmsd (`LookupEvents`) when it is running, so the lookup is
 //! authorized (`cloudtrail:LookupEvents` in the caller's IAM policies) and itself
-//! recorded, as in AWS; when kmsd is not running it reads `HOME/trail/` directly
+//! recorded, as in AWS; when kmsd is not running it reads `HOME/trail/` with kmsd's
+//! read-only trail reader (`kmsd::trail::reader`)
 //! (the trail is append-only and a reader ignores a line still being written; file
 //! permissions, 0700, are then the only guard). `validate-logs` always reads the files.
 
-use kmsd::trail::lookup::{lookup_dir, LookupEvent, LookupPage};
-use kmsd::trail::{validate, LookupQuery, Report};
+use kmsd::trail::reader::{self, LookupEvent, LookupPage, LookupQuery, Report, TrailReader};
 
 use super::{report_error, Global};
 
@@ -118,14 +118,14 @@ fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
         attribute: None,
     }
     .with_attributes(&pairs);
-    let query = match query.and_then(|q| kmsd::trail::lookup::check(&q).map(|()| q)) {
+    let query = match query.and_then(|q| reader::check(&q).map(|()| q)) {
         Ok(q) => q,
         Err(e) => return report_error(LOOKUP_OP, e.code(), &e.to_string()),
     };
     let page = match lookup_via_kmsd(g, &pairs, &query) {
         Some(Ok(p)) => p,
         Some(Err((code, msg))) => return report_error(LOOKUP_OP, &code, &msg),
-        None => match lookup_dir(&g.layout().trail_dir(), &query) {
+        None => match TrailReader::new(g.layout().trail_dir()).lookup(&query) {
             Ok(p) => p,
             Err(e) => return report_error(LOOKUP_OP, e.code(), &e.to_string()),
         },
@@ -300,8 +300,9 @@ fn table_row(e: &LookupEvent) -> [String; 6] {
 const VALIDATE_OP: &str = "ValidateLogs";
 
 fn validate_logs(g: &Global, a: ValidateLogsArgs) -> i32 {
-    let dir = g.layout().trail_dir();
-    if !dir.is_dir() {
+    let trail = TrailReader::new(g.layout().trail_dir());
+    let dir = trail.dir();
+    if !trail.exists() {
         return report_error(
             VALIDATE_OP,
             "TrailNotFoundException",
@@ -311,7 +312,7 @@ fn validate_logs(g: &Global, a: ValidateLogsArgs) -> i32 {
             ),
         );
     }
-    let report = match validate(&dir) {
+    let report = match trail.validate() {
         Ok(r) => r,
         Err(e) => return report_error(VALIDATE_OP, "InternalFailure", &e.to_string()),
     };
@@ -320,7 +321,7 @@ fn validate_logs(g: &Global, a: ValidateLogsArgs) -> i32 {
             Ok(v) => println!("{v}"),
             Err(e) => return report_error(VALIDATE_OP, "InternalFailure", &e.to_string()),
         },
-        ValidateOutput::Text => print!("{}", render_report(&dir, &report)),
+        ValidateOutput::Text => print!("{}", render_report(dir, &report)),
     }
     match &report.broken {
         None => 0,
@@ -346,7 +347,7 @@ pub fn render_report(dir: &std::path::Path, r: &Report) -> String {
     if let Some(seg) = r.anchored_at {
         out.push_str(&format!(
             "Segments before {} were removed by retention; the chain is anchored there.\n",
-            kmsd::trail::segment::file_name(seg)
+            reader::segment_file_name(seg)
         ));
     }
     if r.torn_tail_bytes > 0 {

@@ -8,6 +8,7 @@ use super::{print_json, report_error, Global};
 use crate::ec2::api::{AttachRequest, DetachRequest};
 use crate::ec2::daemon;
 use crate::ec2::Ec2Error;
+use crate::supervise::Supervisor;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LocalCommand {
@@ -83,9 +84,9 @@ pub enum LoopHelperOp {
 
 pub fn run(g: &Global, c: LocalCommand) -> i32 {
     match c {
-        LocalCommand::Up => super::lifecycle::up(g),
-        LocalCommand::Down => super::lifecycle::down(g),
-        LocalCommand::Status => super::lifecycle::status(g),
+        LocalCommand::Up => up(g),
+        LocalCommand::Down => down(g),
+        LocalCommand::Status => status(g),
         LocalCommand::Mount {
             mountpoint,
             foreground,
@@ -114,6 +115,59 @@ pub fn run(g: &Global, c: LocalCommand) -> i32 {
                 Err(e) => report_error("Detach", e.code.as_str(), &e.message),
             }
         }
+    }
+}
+
+fn supervisor(g: &Global) -> Supervisor {
+    Supervisor::new(g.layout(), g.socket.clone())
+}
+
+/// Prints a report as JSON (the reports serialize to what these verbs always printed).
+fn print_report(report: &impl serde::Serialize) {
+    match serde_json::to_value(report) {
+        Ok(v) => print_json(&v),
+        Err(e) => eprintln!("atrest: cannot print the report: {e}"),
+    }
+}
+
+fn up(g: &Global) -> i32 {
+    match supervisor(g).up() {
+        Ok(report) => {
+            print_report(&report);
+            0
+        }
+        Err(e) => {
+            eprintln!("atrest up: {e}");
+            1
+        }
+    }
+}
+
+fn down(g: &Global) -> i32 {
+    let report = supervisor(g).down();
+    print_report(&report);
+    if report.clean {
+        0
+    } else {
+        eprintln!("atrest down: something is still running; see `atrest status`");
+        1
+    }
+}
+
+fn status(g: &Global) -> i32 {
+    let status = supervisor(g).status();
+    print_report(&status);
+    // Said on stderr too, so that it is seen even when the JSON is not read.
+    for s in &status.volume_service.served {
+        if let Some(notice) = &s.notice {
+            eprintln!("atrest status: {}: {notice}", s.volume_id);
+        }
+    }
+    // Like `systemctl status`: non-zero when not everything runs, so scripts can test it.
+    if status.all_running() {
+        0
+    } else {
+        3
     }
 }
 

@@ -7,7 +7,6 @@
 pub mod cloudtrail;
 pub mod ec2;
 pub mod kms;
-pub mod lifecycle;
 pub mod local;
 pub mod output;
 pub mod s3;

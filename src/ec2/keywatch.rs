@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use kmsd::trail::{segment, TrailRecord};
+use kmsd::trail::reader::{self, TrailReader, TrailRecord};
 
 /// What a trail event did to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,11 @@ impl TrailFollower {
             segment: 0,
             offset: 0,
         };
-        if let Some((idx, path)) = segment::list(dir).ok().and_then(|l| l.into_iter().last()) {
+        if let Some((idx, path)) = TrailReader::new(dir)
+            .segments()
+            .ok()
+            .and_then(|l| l.into_iter().last())
+        {
             f.segment = idx;
             f.offset = std::fs::read(&path).map(|b| complete_len(&b)).unwrap_or(0);
         }
@@ -98,7 +102,7 @@ impl TrailFollower {
 
     /// The events written since the last call, oldest first.
     pub fn poll(&mut self) -> Vec<TrailRecord> {
-        let Ok(segments) = segment::list(&self.dir) else {
+        let Ok(segments) = TrailReader::new(&self.dir).segments() else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -111,7 +115,7 @@ impl TrailFollower {
             let end = complete_len(&bytes);
             if let Some(new) = bytes.get(start..end) {
                 // A segment starts with its header line, which events_of skips.
-                out.extend(segment::events_of(&path, new).into_iter().map(|e| e.record));
+                out.extend(reader::events_of(&path, new).into_iter().map(|e| e.record));
             }
             self.segment = idx;
             self.offset = end;

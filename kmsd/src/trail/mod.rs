@@ -10,11 +10,13 @@
 //!   rest verifiable.
 //! - [`validate`]: walking the chain and naming the first broken link.
 //! - [`lookup`]: LookupEvents (filters, time range, paging), pure over events.
+//! - [`reader`]: the read-only reader, the only part of the trail other processes use.
 //!
 //! The format is documented in docs/FORMAT.md, section "Trail".
 
 pub mod chain;
 pub mod lookup;
+pub mod reader;
 pub mod record;
 pub mod retention;
 pub mod segment;

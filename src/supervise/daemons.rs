@@ -1,0 +1,244 @@
+//! The three daemons: their pid and log files, how each is started and stopped, and
+//! whether it answers.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use plumbing::daemon::{alive, read_pid, wait_until};
+use plumbing::home::Layout;
+use serde::Serialize;
+
+use super::Supervisor;
+
+/// How long a daemon gets to answer after being started, or to exit after SIGTERM.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} did not come up within {secs} s; its log ({log}) ends with:\n{tail}")]
+    NoAnswer {
+        what: &'static str,
+        secs: u64,
+        log: String,
+        tail: String,
+    },
+    #[error("{what} failed to start:\n{output}")]
+    Failed { what: &'static str, output: String },
+    #[error("cannot create {path}: {source}", path = .path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot write the pid file {path}: {source}", path = .path.display())]
+    PidFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The three daemons, in start order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    Kmsd,
+    VolumeService,
+    ObjectEndpoint,
+}
+
+impl Daemon {
+    pub const ALL: [Daemon; 3] = [Daemon::Kmsd, Daemon::VolumeService, Daemon::ObjectEndpoint];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Daemon::Kmsd => "kmsd",
+            Daemon::VolumeService => "the volume service (atrest mount)",
+            Daemon::ObjectEndpoint => "the object endpoint (atrest s3 serve)",
+        }
+    }
+
+    pub fn pid_file(self, layout: &Layout) -> PathBuf {
+        layout.run_dir().join(match self {
+            Daemon::Kmsd => "kmsd.pid",
+            Daemon::VolumeService => "mount.pid",
+            Daemon::ObjectEndpoint => "s3.pid",
+        })
+    }
+
+    pub fn log_file(self, layout: &Layout) -> PathBuf {
+        layout.log_dir().join(match self {
+            Daemon::Kmsd => "kmsd.log",
+            Daemon::VolumeService => "mount.log",
+            Daemon::ObjectEndpoint => "s3.log",
+        })
+    }
+}
+
+/// What stopping one daemon did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StopReport {
+    pub name: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    pub stopped: bool,
+    /// Why nothing was stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// Whether it exited on SIGTERM (not SIGKILL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clean: Option<bool>,
+}
+
+/// The object endpoint's address, from `HOME/s3.addr`.
+pub fn s3_addr(layout: &Layout) -> Option<SocketAddr> {
+    std::fs::read_to_string(layout.s3_addr_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The kmsd binary: beside this one (a build or an install puts them together), else PATH.
+fn kmsd_binary() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join("kmsd")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("kmsd"))
+}
+
+impl Supervisor {
+    /// `--home HOME [--socket PATH]`, for the daemons this binary runs.
+    fn global_args(&self) -> Vec<String> {
+        let mut args = vec!["--home".to_string(), self.layout.root.display().to_string()];
+        if let Some(s) = &self.kmsd_socket {
+            args.push("--socket".into());
+            args.push(s.display().to_string());
+        }
+        args
+    }
+
+    /// Whether the daemon answers: its socket accepts a connection, or its HTTP port does.
+    pub fn answers(&self, d: Daemon) -> bool {
+        match d {
+            Daemon::Kmsd => UnixStream::connect(self.kmsd_socket()).is_ok(),
+            Daemon::VolumeService => UnixStream::connect(self.layout.ec2_socket()).is_ok(),
+            Daemon::ObjectEndpoint => s3_addr(&self.layout)
+                .map(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+                .unwrap_or(false),
+        }
+    }
+
+    /// The live pid in the daemon's pid file, if any.
+    pub fn pid(&self, d: Daemon) -> Option<i32> {
+        read_pid(&d.pid_file(&self.layout)).filter(|p| alive(*p))
+    }
+
+    /// Starts one daemon and waits until it answers.
+    pub fn start(&self, d: Daemon) -> Result<(), SuperviseError> {
+        let layout = &self.layout;
+        for dir in [layout.root.clone(), layout.run_dir(), layout.log_dir()] {
+            plumbing::durable::ensure_dir(&dir, 0o700)
+                .map_err(|source| SuperviseError::CreateDir { path: dir, source })?;
+        }
+        let spawn = |source| SuperviseError::Spawn {
+            what: d.name(),
+            source,
+        };
+        let me = std::env::current_exe().map_err(spawn)?;
+        match d {
+            // kmsd and the volume service daemonize themselves and write their pid files.
+            Daemon::Kmsd | Daemon::VolumeService => {
+                let mut cmd = if d == Daemon::Kmsd {
+                    let mut c = Command::new(kmsd_binary());
+                    c.args(["--home", &layout.root.display().to_string(), "--daemonize"]);
+                    if let Some(s) = &self.kmsd_socket {
+                        c.arg("--socket").arg(s);
+                    }
+                    c
+                } else {
+                    let mut c = Command::new(&me);
+                    c.args(self.global_args()).arg("mount");
+                    c
+                };
+                let out = cmd.stdin(Stdio::null()).output().map_err(spawn)?;
+                if !out.status.success() {
+                    return Err(SuperviseError::Failed {
+                        what: d.name(),
+                        output: format!(
+                            "{}{}",
+                            String::from_utf8_lossy(&out.stdout),
+                            String::from_utf8_lossy(&out.stderr)
+                        ),
+                    });
+                }
+            }
+            // `atrest s3 serve` runs in the foreground: detach it here, in its own session.
+            Daemon::ObjectEndpoint => {
+                let _ = std::fs::remove_file(layout.s3_addr_file());
+                let mut cmd = Command::new(&me);
+                cmd.args(self.global_args()).args(["s3", "serve"]);
+                let child = plumbing::daemon::spawn_detached(&mut cmd, &d.log_file(layout))
+                    .map_err(spawn)?;
+                let path = d.pid_file(layout);
+                plumbing::daemon::write_pid_file(&path, child.id())
+                    .map_err(|source| SuperviseError::PidFile { path, source })?;
+            }
+        }
+        if wait_until(START_TIMEOUT, || self.answers(d)) {
+            Ok(())
+        } else {
+            let log = d.log_file(layout);
+            Err(SuperviseError::NoAnswer {
+                what: d.name(),
+                secs: START_TIMEOUT.as_secs(),
+                tail: plumbing::daemon::log_tail(&log, 10),
+                log: log.display().to_string(),
+            })
+        }
+    }
+
+    /// Stops one daemon by its pid file: SIGTERM, then SIGKILL if it does not exit.
+    pub fn stop(&self, d: Daemon) -> StopReport {
+        let layout = &self.layout;
+        let pid_file = d.pid_file(layout);
+        let report = |pid, stopped, reason, clean| StopReport {
+            name: d.name(),
+            pid,
+            stopped,
+            reason,
+            clean,
+        };
+        let Some(pid) = read_pid(&pid_file) else {
+            return report(None, false, Some("not running"), None);
+        };
+        if !alive(pid) {
+            let _ = std::fs::remove_file(&pid_file);
+            return report(None, false, Some("stale pid file removed"), None);
+        }
+        plumbing::daemon::signal(pid, libc::SIGTERM);
+        let clean = wait_until(STOP_TIMEOUT, || !alive(pid));
+        if !clean {
+            tracing::warn!(pid, "{} did not exit on SIGTERM; killing it", d.name());
+            plumbing::daemon::signal(pid, libc::SIGKILL);
+            wait_until(Duration::from_secs(5), || !alive(pid));
+        }
+        let _ = std::fs::remove_file(&pid_file);
+        if d == Daemon::ObjectEndpoint {
+            let _ = std::fs::remove_file(layout.s3_addr_file());
+        }
+        report(Some(pid), true, None, Some(clean))
+    }
+}
