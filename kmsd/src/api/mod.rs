@@ -36,10 +36,12 @@
 //!    table entry without a handler.
 //! 4. For a CLI verb, its flag struct in `src/cli/kms.rs`.
 //! 5. Its members in `kmsd/tests/api_model.rs`'s samples (a complete value), so the
-//!    model check and the round trips cover it.
+//!    model check and the round trips cover it, and its row in docs/FORMAT.md's table
+//!    of socket variants (the same test compares that table with [`OPERATIONS`]).
 //!
 //! Nothing else changes: the socket, the JSON edge, the trail and the CLI printer
-//! are generic over the table.
+//! are generic over the table. A KMS operation botocore's model has that the trimmed
+//! copy lacks also needs the copy regenerated (`kmsd/tests/botocore/trim.py`).
 
 pub mod aliases;
 pub mod atrest;
