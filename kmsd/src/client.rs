@@ -189,12 +189,28 @@ impl KmsClient {
 
     /// Sends one request and waits for its reply.
     pub fn call(&self, request: Request) -> Result<Response, ClientError> {
-        let env = RequestEnvelope {
+        self.round_trip(RequestEnvelope {
             version: PROTOCOL_VERSION,
             act_as: self.act_as.clone(),
             via: self.via.clone(),
             request,
-        };
+            signer: None,
+        })
+    }
+
+    /// Sends one request for a SigV4 signer the AWS endpoint has verified (only the
+    /// endpoint's uids may; the client's `act_as` and `via` are not sent).
+    pub fn call_signed(&self, request: Request, signer: Signer) -> Result<Response, ClientError> {
+        self.round_trip(RequestEnvelope {
+            version: PROTOCOL_VERSION,
+            act_as: None,
+            via: None,
+            request,
+            signer: Some(signer),
+        })
+    }
+
+    fn round_trip(&self, env: RequestEnvelope) -> Result<Response, ClientError> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             *guard = Some(Conn::open(&self.path)?);
@@ -540,6 +556,24 @@ impl KmsClient {
     /// Asks kmsd to re-read its configuration (as SIGHUP does); returns a summary.
     pub fn reload_config(&self) -> Result<String, ClientError> {
         Ok(self.send(ReloadConfigRequest {})?.reloaded)
+    }
+
+    /// The caller's own access key for the AWS endpoint (`atrest env`), made on first
+    /// use.
+    pub fn ensure_access_key(&self) -> Result<EnsureAccessKeyResponse, ClientError> {
+        self.send(EnsureAccessKeyRequest {})
+    }
+
+    /// An access key's secret and principal (the AWS endpoint's uids only).
+    pub fn resolve_access_key(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Result<ResolveAccessKeyResponse, ClientError> {
+        self.send(ResolveAccessKeyRequest {
+            access_key_id: access_key_id.into(),
+            session_token: session_token.map(str::to_string),
+        })
     }
 
     /// Who kmsd evaluates this client's requests as.

@@ -82,6 +82,10 @@ pub struct KmsdConfig {
     /// Principal for a uid with no explicit mapping; `{account}`, `{user}` and
     /// `{uid}` are substituted.
     pub default_principal: String,
+    /// The uids trusted as the AWS endpoint (`atrest serve`): they may resolve access
+    /// keys to their secrets and send requests that speak for a SigV4 signer
+    /// ([`crate::protocol::Signer`]). Default: kmsd's own uid and root.
+    pub endpoint_uids: Vec<UidSelector>,
 }
 
 /// `[accounts.ID]`.
@@ -176,6 +180,7 @@ impl Default for KmsdConfig {
             socket_mode: "0660".into(),
             sweep_interval_seconds: 60,
             default_principal: DEFAULT_PRINCIPAL_TEMPLATE.into(),
+            endpoint_uids: vec![UidSelector::Name("self".into()), UidSelector::Uid(0)],
         }
     }
 }
@@ -250,6 +255,17 @@ impl Config {
             return Err("kmsd.sweep_interval_seconds must be at least 1".into());
         }
         check_principal_template("kmsd.default_principal", &self.kmsd.default_principal)?;
+        if self
+            .kmsd
+            .endpoint_uids
+            .iter()
+            .any(|u| matches!(u, UidSelector::Name(n) if n.is_empty()))
+        {
+            return Err(
+                "kmsd.endpoint_uids: each entry must be a uid number, a user name or \"self\""
+                    .into(),
+            );
+        }
         for (id, acct) in &self.accounts {
             if !is_account_id(id) {
                 return Err(format!("[accounts.{id}]: the account id must be 12 digits"));
@@ -392,6 +408,16 @@ impl Config {
 }
 
 impl UidSelector {
+    /// Whether this selector names the Unix user `uid` (called `user`), for a kmsd
+    /// running as `self_uid`.
+    pub fn matches(&self, uid: u32, user: &str, self_uid: u32) -> bool {
+        match self {
+            UidSelector::Uid(n) => *n == uid,
+            UidSelector::Name(n) if n == "self" => uid == self_uid,
+            UidSelector::Name(n) => n == user,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             UidSelector::Uid(u) => format!("uid {u}"),
@@ -441,6 +467,14 @@ mod tests {
         assert_eq!(c.region, "us-east-1");
         assert_eq!(c.account, "111122223333");
         assert_eq!(c.socket_mode().unwrap(), 0o660);
+        let endpoint = &c.kmsd.endpoint_uids;
+        assert!(endpoint.iter().any(|u| u.matches(0, "root", 1000)));
+        assert!(endpoint.iter().any(|u| u.matches(1000, "me", 1000)));
+        assert!(!endpoint.iter().any(|u| u.matches(1001, "bob", 1000)));
+        let c = Config::parse("[kmsd]\nendpoint_uids = [\"svc\", 1002]").unwrap();
+        assert!(c.kmsd.endpoint_uids[0].matches(7, "svc", 0));
+        assert!(c.kmsd.endpoint_uids[1].matches(1002, "x", 0));
+        assert!(!c.kmsd.endpoint_uids.iter().any(|u| u.matches(0, "root", 0)));
         assert_eq!(
             c.default_principal_for("alice", 1000),
             "arn:aws:iam::111122223333:user/alice"
@@ -477,6 +511,7 @@ mod tests {
         assert!(err("[[uids]]\nuid = 5\nmay_act_as = [\"alice\"]").contains("may_act_as"));
         assert!(err("[[uids]]\nuid = 5\nservices = [\"ec2\"]").contains("services"));
         assert!(err("[policies.P]\n").contains("exactly one"));
+        assert!(err("[kmsd]\nendpoint_uids = [\"\"]").contains("endpoint_uids"));
         assert!(err(
             "[[access_keys]]\naccess_key_id=\"AKIA\"\nsecret_access_key=\"x\"\nprincipal=\"arn:aws:iam::111122223333:user/a\""
         )

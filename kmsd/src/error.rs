@@ -40,6 +40,10 @@ pub enum ErrorCode {
     SerializationException,
     /// The AWS JSON edge: an operation name KMS (or atrest) has not.
     UnknownOperationException,
+    /// An access key (or session token) that does not exist or is not active.
+    UnrecognizedClientException,
+    /// Temporary credentials past their expiry.
+    ExpiredTokenException,
 }
 
 impl ErrorCode {
@@ -74,6 +78,8 @@ impl ErrorCode {
             InvalidNextTokenException => "InvalidNextTokenException",
             SerializationException => "SerializationException",
             UnknownOperationException => "UnknownOperationException",
+            UnrecognizedClientException => "UnrecognizedClientException",
+            ExpiredTokenException => "ExpiredTokenException",
         }
     }
 }
@@ -124,6 +130,13 @@ impl KmsError {
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::KMSInternalException, message)
+    }
+    /// AWS's answer to an access key or session token it does not know.
+    pub fn unrecognized_client() -> Self {
+        Self::new(
+            ErrorCode::UnrecognizedClientException,
+            "The security token included in the request is invalid.",
+        )
     }
     /// AWS's one-constraint validation message shape.
     pub fn constraint(field: &str, constraint: &str) -> Self {

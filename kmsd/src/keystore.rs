@@ -45,6 +45,8 @@ pub enum KeystoreError {
     RootKeyMissing { path: PathBuf, keys: usize },
     #[error("cannot unseal the material of key {key_id} version {version}: wrong root key or tampered file")]
     Unseal { key_id: String, version: u32 },
+    #[error("cannot unseal the secret of {id}: wrong root key or tampered file")]
+    UnsealSecret { id: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeystoreError + '_ {
@@ -392,6 +394,57 @@ impl Keystore {
         }
         out.copy_from_slice(&pt);
         Ok(out)
+    }
+
+    /// Seals a secret that is not key material (an access key's secret) under the
+    /// root key: base64 of `nonce (12) || ciphertext || tag (16)`, with AAD `label ||
+    /// id`, so a sealed secret cannot be moved to another record or kind.
+    pub fn seal_secret(
+        &self,
+        label: &[u8],
+        id: &str,
+        secret: &[u8],
+    ) -> Result<String, KeystoreError> {
+        let nonce: [u8; 12] = rand::random();
+        let aad = [label, id.as_bytes()].concat();
+        let ct = self
+            .root
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: secret,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| KeystoreError::UnsealSecret { id: id.into() })?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(B64.encode(out))
+    }
+
+    /// Opens what [`Keystore::seal_secret`] sealed with the same `label` and `id`.
+    pub fn open_secret(
+        &self,
+        label: &[u8],
+        id: &str,
+        sealed: &str,
+    ) -> Result<Zeroizing<Vec<u8>>, KeystoreError> {
+        let fail = || KeystoreError::UnsealSecret { id: id.into() };
+        let raw = B64.decode(sealed).map_err(|_| fail())?;
+        if raw.len() < 12 + 16 {
+            return Err(fail());
+        }
+        let (nonce, ct) = raw.split_at(12);
+        let aad = [label, id.as_bytes()].concat();
+        self.root
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+            .map(Zeroizing::new)
+            .map_err(|_| fail())
+    }
+
+    /// The keystore's directory (`HOME/kms`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn key_path(&self, key_id: &str) -> PathBuf {

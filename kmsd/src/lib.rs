@@ -10,6 +10,7 @@ pub mod blob;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod credentials;
 pub mod error;
 pub mod grants;
 pub mod keystore;

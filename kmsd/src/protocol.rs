@@ -19,8 +19,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::api::*;
 
 /// The protocol version this build speaks: 2 since requests and responses are the
-/// `api` operation types (one variant per operation).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// `api` operation types (one variant per operation), 3 since the envelope carries a
+/// SigV4 [`Signer`].
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The largest frame (payload bytes, excluding the 4-byte length) either side accepts.
 pub const MAX_FRAME: usize = 1 << 20;
 
@@ -35,6 +36,27 @@ pub struct RequestEnvelope {
     /// Trusted only from peers the config lists as that service (issue 3).
     pub via: Option<ViaService>,
     pub request: Request,
+    /// The request comes from the AWS endpoint, which verified this signer's SigV4
+    /// signature: it is evaluated as the signer's principal. Trusted only from the
+    /// uids the config lists as the endpoint (`[kmsd] endpoint_uids`); kmsd checks
+    /// the access key again, so a key deleted after the endpoint resolved it is
+    /// refused. Excludes `act_as` and `via`.
+    pub signer: Option<Signer>,
+}
+
+/// Who signed an HTTP request, as the AWS endpoint verified it; what CloudTrail
+/// records as `userIdentity.accessKeyId`, `sourceIPAddress` and `userAgent`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Signer {
+    pub access_key_id: String,
+    /// `x-amz-security-token` of temporary (STS) credentials.
+    pub session_token: Option<String>,
+    /// The principal the endpoint resolved the access key to.
+    pub principal_arn: String,
+    /// The client's IP address.
+    pub source_ip: String,
+    /// The client's `User-Agent` header.
+    pub user_agent: Option<String>,
 }
 
 /// "This request comes via service S (on behalf of P)": `kms:ViaService` and
@@ -102,6 +124,13 @@ mod tests {
                 key_id: "alias/x".into(),
                 grant_tokens: vec![],
             }),
+            signer: Some(Signer {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                session_token: None,
+                principal_arn: "arn:aws:iam::111122223333:user/a".into(),
+                source_ip: "127.0.0.1".into(),
+                user_agent: Some("aws-cli/1.46.3".into()),
+            }),
         };
         let mut buf = Vec::new();
         encode_frame(&env, &mut buf).unwrap();
@@ -109,6 +138,7 @@ mod tests {
         read_frame_bytes(&mut &buf[..], &mut payload).unwrap();
         let back = decode_request(&payload).unwrap();
         assert_eq!(back.act_as, env.act_as);
+        assert_eq!(back.signer, env.signer);
         assert!(matches!(back.request, Request::DescribeKey(r) if r.key_id == "alias/x"));
     }
 

@@ -816,6 +816,27 @@ fn every_operation(m: &Model) -> Vec<&'static str> {
         },
         Empty {}
     );
+    case!(
+        ResolveAccessKeyRequest {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            session_token: Some("token".into()),
+        },
+        ResolveAccessKeyResponse {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: secret(),
+            principal_arn: ROLE.into(),
+            expiration: Some(Timestamp::from_secs(1_795_000_000)),
+        }
+    );
+    case!(
+        EnsureAccessKeyRequest {},
+        EnsureAccessKeyResponse {
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_access_key: secret(),
+            principal_arn: ROLE.into(),
+            created: true,
+        }
+    );
     seen
 }
 
@@ -1085,6 +1106,7 @@ fn format_md_documents_the_socket_frames() {
                 key_id: "alias/x".into(),
                 grant_tokens: vec![],
             }),
+            signer: None,
         },
         &mut buf,
     )
@@ -1116,7 +1138,7 @@ fn format_md_documents_the_socket_frames() {
             "{name} is not code {i}"
         );
     }
-    assert_eq!(names.len(), 27);
+    assert_eq!(names.len(), 29);
 }
 
 #[test]

@@ -200,6 +200,7 @@ fn malformed_oversized_unknown_and_wrong_version_frames() {
         act_as: None,
         via: None,
         request: Request::ListKeys(Default::default()),
+        signer: None,
     };
     let mut ok = Vec::new();
     encode_frame(&env, &mut ok).unwrap();

@@ -46,6 +46,7 @@
 pub mod aliases;
 pub mod atrest;
 pub mod cloudtrail;
+pub mod credentials;
 pub mod crypto;
 pub mod deletion;
 pub mod grants;
@@ -66,6 +67,7 @@ pub use crate::error::{ErrorCode, KmsError};
 pub use aliases::*;
 pub use atrest::*;
 pub use cloudtrail::*;
+pub use credentials::*;
 pub use crypto::*;
 pub use deletion::*;
 pub use grants::*;
@@ -84,6 +86,8 @@ pub enum Service {
     Sts,
     /// `cloudtrail.amazonaws.com`.
     CloudTrail,
+    /// `iam.amazonaws.com` (Query protocol over the AWS endpoint).
+    Iam,
     /// atrest's own calls (clock control, config reload, service events): on the
     /// socket only, recorded under `kms.amazonaws.com`.
     Atrest,
@@ -96,6 +100,7 @@ impl Service {
             Service::Kms | Service::Atrest => "kms.amazonaws.com",
             Service::Sts => "sts.amazonaws.com",
             Service::CloudTrail => "cloudtrail.amazonaws.com",
+            Service::Iam => "iam.amazonaws.com",
         }
     }
 }
@@ -368,6 +373,10 @@ operations! {
     GetCallerIdentity(GetCallerIdentityRequest),
     TagResource(TagResourceRequest),
     UntagResource(UntagResourceRequest),
+    /// An access key's secret and principal, for the AWS endpoint (its uids only).
+    ResolveAccessKey(ResolveAccessKeyRequest),
+    /// The caller's access key for the AWS endpoint (`atrest env`), made on first use.
+    EnsureAccessKey(EnsureAccessKeyRequest),
 }
 
 /// CloudTrail `requestParameters` helpers for the operation files.

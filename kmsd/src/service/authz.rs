@@ -77,6 +77,7 @@ pub fn peer_caller(dir: &Directory, peer: &Peer) -> Caller {
         policies: Arc::clone(&ident.policies),
         via: None,
         source: peer.source.clone(),
+        signer: None,
     }
 }
 
@@ -147,6 +148,42 @@ pub fn admit(
         policies: resolved.policies,
         via: via.cloned(),
         source: peer.source.clone(),
+        signer: None,
+    })
+}
+
+/// The [`Caller`] of a request the AWS endpoint sends for a SigV4 signer whose key
+/// kmsd has just authenticated as `principal`: evaluated as that principal with its
+/// IAM policies, as if it had called itself. A key a Unix user made for its own
+/// principal (`atrest env`) also carries that user's `[[uids]] policies`, as the
+/// user's socket calls do.
+pub fn admit_signed(
+    dir: &Directory,
+    peer: &Peer,
+    principal: &str,
+    owner: Option<&crate::credentials::KeyOwner>,
+    signer: crate::protocol::Signer,
+) -> Result<Caller, KmsError> {
+    let ident = dir.identity(peer.uid, &peer.user);
+    let owner_ident = owner
+        .map(|o| dir.identity(o.uid, &o.user))
+        .filter(|o| o.principal == principal);
+    let resolved = match owner_ident {
+        Some(o) => dir.resolve_act_as(&o, None)?,
+        None => dir.resolve_on_behalf_of(principal)?,
+    };
+    Ok(Caller {
+        uid: peer.uid,
+        pid: peer.pid,
+        user: peer.user.clone(),
+        uid_principal: ident.principal.clone(),
+        principal_arn: resolved.principal.arn.clone(),
+        account: resolved.principal.account.clone().unwrap_or_default(),
+        principal: resolved.principal,
+        policies: resolved.policies,
+        via: None,
+        source: peer.source.clone(),
+        signer: Some(signer),
     })
 }
 

@@ -165,11 +165,7 @@ impl Directory {
             .rules
             .iter()
             .zip(&cfg.uids)
-            .find(|((sel, _), _)| match sel {
-                UidSelector::Uid(n) => *n == uid,
-                UidSelector::Name(n) if n == "self" => uid == self.self_uid,
-                UidSelector::Name(n) => n == user,
-            });
+            .find(|((sel, _), _)| sel.matches(uid, user, self.self_uid));
         let template = rule
             .and_then(|(_, u)| u.principal.as_deref())
             .unwrap_or(&cfg.kmsd.default_principal);
@@ -215,6 +211,16 @@ impl Directory {
     /// Does the config let `ident` act as `arn`?
     pub fn may_act_as(&self, ident: &Identity, arn: &str) -> bool {
         arn == ident.principal || ident.may_act_as.iter().any(|pat| glob_match(pat, arn))
+    }
+
+    /// Is the Unix user `uid` (`user`) trusted as the AWS endpoint (`[kmsd]
+    /// endpoint_uids`)?
+    pub fn is_endpoint(&self, uid: u32, user: &str) -> bool {
+        self.config
+            .kmsd
+            .endpoint_uids
+            .iter()
+            .any(|sel| sel.matches(uid, user, self.self_uid))
     }
 
     /// Is `ident` trusted as `service`?

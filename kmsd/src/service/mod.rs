@@ -13,6 +13,7 @@
 pub mod aliases;
 pub mod audit;
 pub mod authz;
+pub mod credentials;
 pub mod crypto;
 pub mod deletion;
 pub mod directory;
@@ -39,10 +40,11 @@ use crate::api::{
 };
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::credentials::AccessKeyStore;
 use crate::grants::Grant;
 use crate::keystore::{Keystore, KeystoreError, StoredAlias, StoredKey};
 use crate::policy::{PolicyDocument, Principal};
-use crate::protocol::{KmsError, Request, RequestEnvelope, Response, ViaService};
+use crate::protocol::{KmsError, Request, RequestEnvelope, Response, Signer, ViaService};
 use audit::{AuditEvent, AuditIdentity, AuditSink};
 use directory::{Directory, Policies};
 
@@ -78,8 +80,11 @@ pub struct Caller {
     /// The service the request came through, if admitted.
     pub via: Option<ViaService>,
     /// Where the request came from, e.g. `unix:/path/kmsd.sock` (CloudTrail's
-    /// `sourceIPAddress` when not via a service).
+    /// `sourceIPAddress` when not via a service or the AWS endpoint).
     pub source: String,
+    /// The SigV4 signer the AWS endpoint speaks for, if admitted (its access key,
+    /// source IP and user agent go to the trail).
+    pub signer: Option<Signer>,
 }
 
 /// A key in memory: its stored record plus an initialized cipher per backing version.
@@ -182,6 +187,8 @@ pub struct KeyService {
     pub(crate) reload: Option<ReloadSource>,
     pub(crate) trail_dir: Option<PathBuf>,
     pub(crate) kms_dir: PathBuf,
+    /// Access keys (`HOME/kms/access-keys.json`).
+    pub(crate) access_keys: AccessKeyStore,
     directory: RwLock<Arc<Directory>>,
     state: RwLock<State>,
     write_lock: Mutex<()>,
@@ -221,6 +228,7 @@ impl KeyService {
             store.write_aliases(state.aliases.values())?;
         }
         state.grants = grants::load(kms_dir, &state.keys)?;
+        let access_keys = AccessKeyStore::open(&store).map_err(ServiceError::AccessKeys)?;
         tracing::info!(
             keys = state.keys.len(),
             aliases = state.aliases.len(),
@@ -235,6 +243,7 @@ impl KeyService {
             reload: opts.reload,
             trail_dir: opts.trail_dir,
             kms_dir: kms_dir.to_path_buf(),
+            access_keys,
             directory: RwLock::new(Arc::new(directory)),
             state: RwLock::new(state),
             write_lock: Mutex::new(()),
@@ -287,10 +296,14 @@ impl KeyService {
     pub fn handle_envelope(
         &self,
         peer: &authz::Peer,
-        env: RequestEnvelope,
+        mut env: RequestEnvelope,
     ) -> Result<Response, KmsError> {
         let dir = self.directory();
-        match authz::admit(&dir, peer, env.act_as.as_deref(), env.via.as_ref()) {
+        let admitted = match env.signer.take() {
+            Some(signer) => self.admit_signer(&dir, peer, &env, signer),
+            None => authz::admit(&dir, peer, env.act_as.as_deref(), env.via.as_ref()),
+        };
+        match admitted {
             Ok(caller) => self.handle(&caller, env.request),
             Err(e) => {
                 let caller = authz::peer_caller(&dir, peer);
@@ -301,8 +314,16 @@ impl KeyService {
 
     /// Handles one request: dispatch, audit (fail closed), result. A service's own
     /// event (`RecordEvent`) is its own record; refused, it is audited as a KMS call.
+    /// The endpoint's access-key lookups are recorded only when refused (the call
+    /// they authenticate is recorded itself).
     pub fn handle(&self, caller: &Caller, request: Request) -> Result<Response, KmsError> {
         let request = match request {
+            Request::ResolveAccessKey(r) => match self.resolve_access_key(caller, &r) {
+                Ok(resp) => return Ok(Response::ResolveAccessKey(resp)),
+                Err(e) => {
+                    return self.audited(caller, Request::ResolveAccessKey(r), |_, _| Err(e));
+                }
+            },
             Request::RecordEvent(r) => match self.record_service_event(caller, &r) {
                 Ok(resp) => return Ok(Response::RecordEvent(resp)),
                 Err(e) => {
@@ -353,6 +374,11 @@ impl KeyService {
         );
         event.request_parameters = request_parameters;
         event.read_only = read_only;
+        if let Some(s) = &caller.signer {
+            event.source_ip = Some(s.source_ip.clone());
+            event.user_agent = s.user_agent.clone();
+            event.access_key_id = Some(s.access_key_id.clone());
+        }
         event.key_arn = key_arn;
         match &result {
             Ok(resp) => event.response_elements = resp.response_elements(),
@@ -432,6 +458,8 @@ pub enum ServiceError {
     Keystore(#[from] KeystoreError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    AccessKeys(crate::credentials::AccessKeysError),
 }
 
 /// A keystore failure as the caller sees it (the detail goes to the log).
@@ -503,6 +531,7 @@ pub(crate) mod testing {
             ),
             via: None,
             source: "test".into(),
+            signer: None,
         }
     }
 }
