@@ -5,8 +5,9 @@
 //! how state reaches the disk ([`durable`]), where it lives ([`home`]), how one process
 //! keeps another out of it ([`flock`]), how daemons start and are found ([`daemon`]), who
 //! is at the other end of a Unix socket ([`peer`]), how a message crosses one ([`frame`]),
-//! how AWS writes a timestamp ([`awstime`]), and how the AWS CLI's shorthand syntax reads
-//! ([`shorthand`]).
+//! how AWS writes a timestamp ([`awstime`]), how the AWS CLI's shorthand syntax reads
+//! ([`shorthand`]), and what a socket listener lets unauthenticated clients cost
+//! ([`listener`]).
 //!
 //! Walls: nothing here knows an AWS operation, a key or a policy; nothing here imports
 //! kmsd or atrest. `atrest`'s volume image, snapshot store and FUSE mount use this crate
@@ -18,5 +19,6 @@ pub mod durable;
 pub mod flock;
 pub mod frame;
 pub mod home;
+pub mod listener;
 pub mod peer;
 pub mod shorthand;

@@ -1,6 +1,5 @@
 //! The ec2.sock client the CLI uses.
 
-use std::io::{BufReader, BufWriter};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -33,24 +32,24 @@ pub enum ClientError {
 }
 
 pub struct Ec2Client {
-    reader: BufReader<UnixStream>,
-    writer: BufWriter<UnixStream>,
+    path: PathBuf,
+    stream: UnixStream,
     act_as: Option<String>,
 }
 
 impl Ec2Client {
     pub fn connect(path: &Path, act_as: Option<String>) -> Result<Ec2Client, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::NotRunning {
+        Ok(Ec2Client {
+            path: path.to_path_buf(),
+            stream: Self::open(path)?,
+            act_as,
+        })
+    }
+
+    fn open(path: &Path) -> Result<UnixStream, ClientError> {
+        UnixStream::connect(path).map_err(|source| ClientError::NotRunning {
             path: path.to_path_buf(),
             source,
-        })?;
-        let w = stream
-            .try_clone()
-            .map_err(|e| ClientError::Transport(FrameError::Io(e)))?;
-        Ok(Ec2Client {
-            reader: BufReader::new(stream),
-            writer: BufWriter::new(w),
-            act_as,
         })
     }
 
@@ -61,14 +60,47 @@ impl Ec2Client {
         O::output(response).ok_or(ClientError::Mismatch { sent: O::NAME, got })
     }
 
+    /// Sends one request and waits for its answer. A service at its connection cap may
+    /// have closed this connection to make room for others (it only closes connections
+    /// with no request under way): if the request could not be written, or a read-only
+    /// one got no answer, it is sent again once on a new connection.
     pub fn call(&mut self, request: Request) -> Result<Response, ClientError> {
         let env = RequestEnvelope {
             version: PROTOCOL_VERSION,
             act_as: self.act_as.clone(),
             request,
         };
-        write_frame(&mut self.writer, &env)?;
-        let reply: ResponseEnvelope = read_frame(&mut self.reader)?;
-        Ok(reply.result?)
+        match self.round_trip(&env) {
+            Err(Attempt::Unsent(_)) => {}
+            Err(Attempt::Unanswered(_)) if env.request.read_only() => {}
+            Err(Attempt::Unanswered(e)) => return Err(e),
+            Ok(r) => return r,
+        }
+        self.stream = Self::open(&self.path)?;
+        match self.round_trip(&env) {
+            Ok(r) => r,
+            Err(Attempt::Unsent(e) | Attempt::Unanswered(e)) => Err(e),
+        }
     }
+
+    fn round_trip(
+        &mut self,
+        env: &RequestEnvelope,
+    ) -> Result<Result<Response, ClientError>, Attempt> {
+        write_frame(&mut &self.stream, env).map_err(|e| Attempt::Unsent(e.into()))?;
+        let reply: ResponseEnvelope = match read_frame(&mut &self.stream) {
+            Ok(r) => r,
+            Err(e @ FrameError::Closed) => return Err(Attempt::Unanswered(e.into())),
+            Err(e) => return Ok(Err(e.into())),
+        };
+        Ok(reply.result.map_err(ClientError::from))
+    }
+}
+
+/// A request that failed on the way.
+enum Attempt {
+    /// It could not be written: the service never saw it.
+    Unsent(ClientError),
+    /// The connection closed before any answer.
+    Unanswered(ClientError),
 }

@@ -140,6 +140,12 @@ pub fn run_foreground(
     // From here on these signals are values for the shutdown thread, not a sudden end
     // (SIGHUP too: a closed terminal must not leave the mount behind).
     let mut signals = TerminationSignals::install().map_err(io("install the signal handlers"))?;
+    // Connections, served images and guests all take descriptors: the soft limit (often
+    // 1024) is what runs out first.
+    match plumbing::listener::raise_nofile_limit() {
+        Ok((soft, _)) => tracing::info!(nofile = soft, "open-file limit"),
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     for d in [layout.run_dir(), layout.log_dir()] {
         plumbing::durable::ensure_dir(&d, 0o755).map_err(io(format!("create {}", d.display())))?;
     }

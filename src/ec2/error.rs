@@ -41,6 +41,8 @@ pub enum Ec2Code {
     Kms(KmsCode),
     /// The caller may not act on this resource (it belongs to another user).
     UnauthorizedOperation,
+    /// ec2.sock is serving as many connections as it takes (none could be closed).
+    RequestLimitExceeded,
 }
 
 impl Ec2Code {
@@ -68,6 +70,7 @@ impl Ec2Code {
             InternalError => "InternalError",
             Kms(code) => code.as_str(),
             UnauthorizedOperation => "UnauthorizedOperation",
+            RequestLimitExceeded => "RequestLimitExceeded",
         }
     }
 }

@@ -1,17 +1,21 @@
 //! The ec2.sock server: one thread per connection, the caller identified by
-//! SO_PEERCRED, requests answered by the [`Ec2Service`].
+//! SO_PEERCRED, requests answered by the [`Ec2Service`]. What a connection may cost
+//! before it is authenticated by a request (time, a slot, log lines) is bounded by
+//! `plumbing::listener` with [`limits`].
 
-use std::io::{BufReader, BufWriter};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::error::Ec2Error;
+use plumbing::listener::{Conn, Connections, End, Limits};
+
+use super::error::{Ec2Code, Ec2Error};
 use super::model::Caller;
 use super::protocol::{
-    read_frame, write_frame, FrameError, RequestEnvelope, ResponseEnvelope, PROTOCOL_VERSION,
+    write_frame, FrameError, RequestEnvelope, ResponseEnvelope, MAX_FRAME, PROTOCOL_VERSION,
 };
 use super::service::Ec2Service;
 
@@ -56,48 +60,86 @@ pub fn bind(path: &Path, mode: u32) -> Result<UnixListener, ListenError> {
     Ok(l)
 }
 
-/// Accepts connections until `stop` is set (the accept loop is woken by a connect).
-pub fn serve(listener: UnixListener, svc: Arc<Ec2Service>, stop: Arc<AtomicBool>) {
-    for conn in listener.incoming() {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        match conn {
-            Ok(stream) => {
-                let svc = Arc::clone(&svc);
-                let _ = std::thread::Builder::new()
-                    .name("ec2-conn".into())
-                    .spawn(move || handle_conn(stream, svc));
-            }
-            Err(e) => tracing::warn!("accept on ec2.sock failed: {e}"),
-        }
+/// The listener's limits: at most [`MAX_CONNECTIONS`] (fewer if the open-file limit
+/// says so, keeping [`RESERVED_FDS`] for the rest of the daemon), a first frame within
+/// 10 s of the connect and each later one within 60 s of the previous answer.
+pub fn limits() -> Limits {
+    Limits {
+        max_connections: MAX_CONNECTIONS,
+        first_frame_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        write_timeout: Duration::from_secs(30),
     }
+    .fitted(RESERVED_FDS)
 }
 
-fn handle_conn(stream: UnixStream, svc: Arc<Ec2Service>) {
-    let cred = match plumbing::peer::peer_cred(&stream) {
+/// Connections served at once, at most.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Descriptors kept for everything but connections: the FUSE device and served images,
+/// registry and snapshot files, kmsd connections, loop-helper and qemu pipes, the log.
+pub const RESERVED_FDS: u64 = 64;
+
+/// Accepts connections until `stop` is set (the accept loop is woken by a connect): a
+/// thread per connection, within [`limits`] (see `plumbing::listener`).
+pub fn serve(listener: UnixListener, svc: Arc<Ec2Service>, stop: Arc<AtomicBool>) {
+    let conns = Connections::new("ec2.sock", limits());
+    let max = conns.limits().max_connections;
+    conns.accept_loop(
+        &listener,
+        &stop,
+        |conn| {
+            let svc = Arc::clone(&svc);
+            std::thread::Builder::new()
+                .name("ec2-conn".into())
+                .spawn(move || handle_conn(conn, svc))
+                .is_ok()
+        },
+        |stream| refuse(stream, max),
+    );
+}
+
+/// The one frame a connection over the cap gets before it is closed.
+fn refuse(stream: UnixStream, max: usize) {
+    // The accept loop must not wait on a client that does not read.
+    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    let reply = ResponseEnvelope {
+        version: PROTOCOL_VERSION,
+        result: Err(Ec2Error::new(
+            Ec2Code::RequestLimitExceeded,
+            format!(
+                "the volume service is serving {max} connections, its limit, and none can be \
+                 closed now; try again"
+            ),
+        )),
+    };
+    let _ = write_frame(&mut &stream, &reply);
+}
+
+fn handle_conn(conn: Conn, svc: Arc<Ec2Service>) {
+    let cred = match plumbing::peer::peer_cred(conn.stream()) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!("cannot identify an ec2.sock peer: {e}");
             return;
         }
     };
-    let Ok(w) = stream.try_clone() else { return };
-    let mut reader = BufReader::new(stream);
-    let mut writer = BufWriter::new(w);
+    let mut payload = Vec::new();
+    let mut out = Vec::new();
     loop {
-        let env: RequestEnvelope = match read_frame(&mut reader) {
-            Ok(e) => e,
-            Err(FrameError::Closed) => return,
-            Err(e) => {
-                tracing::warn!(uid = cred.uid, "bad frame on ec2.sock: {e}");
-                let reply = ResponseEnvelope {
-                    version: PROTOCOL_VERSION,
-                    result: Err(Ec2Error::invalid_parameter(format!("bad request: {e}"))),
-                };
-                let _ = write_frame(&mut writer, &reply);
-                return;
+        let env: RequestEnvelope = match conn.next_frame(&mut payload, MAX_FRAME) {
+            Ok(()) if plumbing::frame::is_ping(&payload) => {
+                if plumbing::frame::write_ping(&mut conn.stream()).is_err() {
+                    return;
+                }
+                conn.answered();
+                continue;
             }
+            Ok(()) => match plumbing::frame::decode_versioned(&payload, PROTOCOL_VERSION) {
+                Ok(env) => env,
+                Err(e) => return bad_request(&conn, &e),
+            },
+            Err(End::Bad(e)) => return bad_request(&conn, &e),
+            Err(End::Closed | End::TimedOut | End::Evicted) => return,
         };
         let op = env.request.operation();
         let result = svc
@@ -120,9 +162,22 @@ fn handle_conn(stream: UnixStream, svc: Arc<Ec2Service>) {
             version: PROTOCOL_VERSION,
             result,
         };
-        if let Err(e) = write_frame(&mut writer, &reply) {
+        if let Err(e) = plumbing::frame::encode(&reply, &mut out, MAX_FRAME)
+            .and_then(|()| conn.write_all(&out).map_err(FrameError::Io))
+        {
             tracing::warn!("cannot answer on ec2.sock: {e}");
             return;
         }
+        conn.answered();
     }
+}
+
+/// A frame that does not decode gets one error frame (counted, not logged one by one:
+/// see `plumbing::listener`), then the connection is closed.
+fn bad_request(conn: &Conn, e: &FrameError) {
+    let reply = ResponseEnvelope {
+        version: PROTOCOL_VERSION,
+        result: Err(Ec2Error::invalid_parameter(format!("bad request: {e}"))),
+    };
+    let _ = write_frame(&mut conn.stream(), &reply);
 }

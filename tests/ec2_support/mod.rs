@@ -167,9 +167,23 @@ impl Lab {
 
     /// Starts `atrest mount --foreground` and waits for ec2.sock to answer.
     pub fn start_daemon(&mut self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// Starts `WRAPPER... atrest mount --foreground` (e.g. `prlimit --nofile=128 --`,
+    /// which execs it: the daemon keeps the wrapper's pid) and waits for ec2.sock.
+    pub fn start_daemon_with(&mut self, wrapper: &[&str]) {
         let log = std::fs::File::create(self.path().join("daemon-test.log")).unwrap();
-        let child = self
-            .cmd()
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_atrest"));
+                c.arg("--home").arg(self.home.path());
+                c
+            }
+            None => self.cmd(),
+        };
+        let child = cmd
             .args(["mount", "--foreground"])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
