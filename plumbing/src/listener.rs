@@ -9,9 +9,10 @@
 //!   [`Limits::idle_timeout`] of the previous answer; a client that trickles bytes gets no
 //!   more time than one that sends nothing.
 //! - At the cap ([`Limits::max_connections`], lowered to fit the open-file limit) a new
-//!   connection takes the place of the one that has waited longest for its first frame,
-//!   or else of the one idle longest (for at least [`IDLE_PROTECTED`]): that one is shut
-//!   down. A connection busy with a request is never closed, so no request is cut off
+//!   connection takes the place of the oldest one that has sent nothing yet (a real
+//!   client writes its request as soon as it connects), else of the oldest still short of
+//!   its first frame, else of the one idle longest (for at least [`IDLE_PROTECTED`]):
+//!   that one is shut down. A connection busy with a request is never closed, so no request is cut off
 //!   and an evicted client's request was never started. When nothing can go, the new
 //!   connection is handed back to be refused with one error frame.
 //! - `EMFILE`/`ENFILE` (and `ENOBUFS`/`ENOMEM`) from accept(2) close the oldest evictable
@@ -363,15 +364,33 @@ impl Connections {
     }
 }
 
-/// Picks and shuts down the connection to evict (under the table lock).
+/// Whether bytes sent by the client wait to be read (a client that wrote its request
+/// right after connecting, as every real one does, has them before its thread runs).
+fn has_input(stream: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int into `n`.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+    rc == 0 && n > 0
+}
+
+/// Picks and shuts down the connection to evict (under the table lock): the oldest
+/// connection that has sent nothing yet, else the oldest still short of its first frame,
+/// else the oldest idle one.
 fn evict_locked(table: &mut Table, now: Instant) -> bool {
-    let pending = table
+    let mut pending: Vec<(u64, Instant)> = table
         .open
         .iter()
         .filter(|(_, t)| t.phase == Phase::Pending)
-        .min_by_key(|(_, t)| t.since)
+        .map(|(id, t)| (*id, t.since))
+        .collect();
+    pending.sort_by_key(|(_, since)| *since);
+    let silent = pending
+        .iter()
+        .find(|(id, _)| table.open.get(id).is_some_and(|t| !has_input(&t.stream)))
+        .or(pending.first())
         .map(|(id, _)| *id);
-    let victim = pending.or_else(|| {
+    let victim = silent.or_else(|| {
         table
             .open
             .iter()
@@ -541,6 +560,26 @@ mod tests {
             first.next_frame(&mut Vec::new(), 64),
             Err(End::Evicted)
         ));
+    }
+
+    #[test]
+    fn a_connection_whose_request_waits_outlives_silent_ones() {
+        let conns = Connections::new("test", limits(2));
+        let (a, mut a_peer) = pair();
+        let (b, _b_peer) = pair();
+        let (c, _c_peer) = pair();
+        let Admission::Admitted(real) = conns.admit(a) else {
+            panic!("refused")
+        };
+        // Sent before its thread read anything: older, but not silent.
+        frame::write(&mut a_peer, &(1u16, 2u8), &mut Vec::new(), 64).unwrap();
+        let Admission::Admitted(_silent) = conns.admit(b) else {
+            panic!("refused")
+        };
+        let Admission::Admitted(_newer) = conns.admit(c) else {
+            panic!("nothing made room")
+        };
+        real.next_frame(&mut Vec::new(), 64).unwrap();
     }
 
     #[test]
