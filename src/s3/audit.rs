@@ -31,8 +31,18 @@ pub struct S3Event<'a> {
 }
 
 /// Is this a management event (CloudTrail's event history) rather than a data event?
+/// Object calls, the multipart ones included, are data events, as in CloudTrail.
 pub fn is_management_event(event_name: &str) -> bool {
-    !event_name.contains("Object")
+    const MULTIPART: [&str; 7] = [
+        "CreateMultipartUpload",
+        "UploadPart",
+        "UploadPartCopy",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
+        "ListParts",
+        "ListMultipartUploads",
+    ];
+    !event_name.contains("Object") && !MULTIPART.contains(&event_name)
 }
 
 /// Where S3 events go.
@@ -152,7 +162,16 @@ mod tests {
         ] {
             assert!(is_management_event(m), "{m}");
         }
-        for d in ["PutObject", "GetObject", "DeleteObject", "PutObjectAcl"] {
+        for d in [
+            "PutObject",
+            "GetObject",
+            "DeleteObject",
+            "PutObjectAcl",
+            "CreateMultipartUpload",
+            "UploadPart",
+            "CompleteMultipartUpload",
+            "ListMultipartUploads",
+        ] {
             assert!(!is_management_event(d), "{d}");
         }
     }

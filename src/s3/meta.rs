@@ -254,11 +254,14 @@ impl KeyProtection {
     }
 }
 
-/// One object's metadata sidecar. Writing it is the commit point of a PUT.
+/// One object's metadata sidecar. Writing it is the commit point of a PUT or of a
+/// CompleteMultipartUpload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectMeta {
     pub key: String,
-    /// File name (inside the bucket's object directory) of the sealed body.
+    /// File name (inside the bucket's object directory) of the sealed body; empty (and
+    /// absent on disk) for a multipart object, whose parts are in [`ObjectMeta::multipart`].
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub data_file: String,
     pub size: u64,
     /// Quoted hex MD5-free ETag: SHA-256 prefix of the plaintext (S3 says ETag is opaque).
@@ -269,14 +272,125 @@ pub struct ObjectMeta {
     pub owner_account: String,
     pub acl: CannedAcl,
     pub protection: KeyProtection,
-    /// Random nonce prefix of the chunk stream.
-    #[serde(with = "hex_arr7")]
-    pub nonce_prefix: [u8; 7],
+    /// Random nonce prefix of the chunk stream (absent for a multipart object: each part
+    /// has its own).
+    #[serde(
+        default,
+        with = "opt_hex_arr7",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub nonce_prefix: Option<[u8; 7]>,
     /// Plaintext chunk size the body was sealed with.
     pub chunk_size: u32,
     /// User metadata (`x-amz-meta-*`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub user_metadata: BTreeMap<String, String>,
+    /// The parts of an object made by CompleteMultipartUpload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<MultipartBody>,
+}
+
+/// The body of a multipart object: its parts in object order, each its own sealed chunk
+/// stream under the object's one data key (docs/FORMAT.md, "Multipart objects").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartBody {
+    /// The upload that made the object (32 lowercase hex digits); part of each part's AAD.
+    pub upload_id: String,
+    pub parts: Vec<StoredPart>,
+    /// [`sse::seal_manifest`](super::sse::seal_manifest) of [`MultipartBody::manifest`]:
+    /// parts cannot be dropped, added or reordered unnoticed.
+    #[serde(with = "b64")]
+    pub manifest_seal: Vec<u8>,
+}
+
+/// One part of a multipart object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredPart {
+    /// The part number the client uploaded it as (1 to 10000).
+    pub number: u32,
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Its sealed chunk stream, a `HASH.RAND.data` file beside the sidecar.
+    pub data_file: String,
+    #[serde(with = "hex_arr7")]
+    pub nonce_prefix: [u8; 7],
+}
+
+impl MultipartBody {
+    /// The bytes [`MultipartBody::manifest_seal`] authenticates:
+    /// `"atrest-mpu-1" || len(arn) (u32 BE) || arn || upload_id || count (u32 BE)`, then
+    /// for each part in object order `number (u32 BE) || size (u64 BE) || nonce_prefix (7)`.
+    pub fn manifest(&self, object_arn: &str) -> Vec<u8> {
+        let mut m = Vec::with_capacity(64 + object_arn.len() + 19 * self.parts.len());
+        m.extend_from_slice(b"atrest-mpu-1");
+        m.extend_from_slice(&(object_arn.len() as u32).to_be_bytes());
+        m.extend_from_slice(object_arn.as_bytes());
+        m.extend_from_slice(self.upload_id.as_bytes());
+        m.extend_from_slice(&(self.parts.len() as u32).to_be_bytes());
+        for p in &self.parts {
+            m.extend_from_slice(&p.number.to_be_bytes());
+            m.extend_from_slice(&p.size.to_be_bytes());
+            m.extend_from_slice(&p.nonce_prefix);
+        }
+        m
+    }
+}
+
+/// One sealed chunk stream of an object's body: the whole body of an object stored by one
+/// PUT, or one part of a multipart object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment<'a> {
+    pub data_file: &'a str,
+    pub nonce_prefix: [u8; 7],
+    /// Plaintext bytes.
+    pub size: u64,
+    /// Where its plaintext starts in the object.
+    pub offset: u64,
+    /// `Some(number)` for a part of a multipart object.
+    pub part: Option<u32>,
+}
+
+impl ObjectMeta {
+    /// The sealed streams of the body, in object order; `None` if the sidecar names none.
+    pub fn segments(&self) -> Option<Vec<Segment<'_>>> {
+        match &self.multipart {
+            None => Some(vec![Segment {
+                data_file: &self.data_file,
+                nonce_prefix: self.nonce_prefix?,
+                size: self.size,
+                offset: 0,
+                part: None,
+            }]),
+            Some(mp) => {
+                let mut offset = 0u64;
+                let mut out = Vec::with_capacity(mp.parts.len());
+                for p in &mp.parts {
+                    out.push(Segment {
+                        data_file: &p.data_file,
+                        nonce_prefix: p.nonce_prefix,
+                        size: p.size,
+                        offset,
+                        part: Some(p.number),
+                    });
+                    offset = offset.checked_add(p.size)?;
+                }
+                (offset == self.size && !out.is_empty()).then_some(out)
+            }
+        }
+    }
+
+    /// Every data file the object's body is in.
+    pub fn data_files(&self) -> Vec<&str> {
+        match &self.multipart {
+            None => vec![self.data_file.as_str()],
+            Some(mp) => mp.parts.iter().map(|p| p.data_file.as_str()).collect(),
+        }
+    }
+
+    /// The number of parts of a multipart object.
+    pub fn parts_count(&self) -> Option<usize> {
+        self.multipart.as_ref().map(|m| m.parts.len())
+    }
 }
 
 mod b64 {
@@ -291,6 +405,20 @@ mod b64 {
         base64::engine::general_purpose::STANDARD
             .decode(s)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_hex_arr7 {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<[u8; 7]>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => super::hex_arr7::serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 7]>, D::Error> {
+        super::hex_arr7::deserialize(d).map(Some)
     }
 }
 
@@ -320,6 +448,64 @@ mod tests {
         assert_eq!(b.ownership, ObjectOwnership::BucketOwnerEnforced);
     }
 
+    /// A sidecar as every release before multipart wrote it: it still loads, and writing
+    /// it back gives the same bytes (no new field appears for a single-PUT object).
+    #[test]
+    fn a_single_put_sidecar_keeps_its_exact_bytes() {
+        let old = r#"{
+  "key": "clock.png",
+  "data_file": "0000000000000000000000000000000000000000000000000000000000000000.0123456789abcdef.data",
+  "size": 300000,
+  "etag": "\"cc8a9310d658f8169a05888b121f8a64\"",
+  "content_type": "image/png",
+  "last_modified": "2026-11-23T09:49:17Z",
+  "owner_account": "111122223333",
+  "acl": "private",
+  "protection": {
+    "kind": "store_key",
+    "wrapped_key": "AAEC"
+  },
+  "nonce_prefix": "01020304050607",
+  "chunk_size": 65536
+}"#;
+        let m: ObjectMeta = serde_json::from_str(old).unwrap();
+        assert_eq!(m.nonce_prefix, Some([1, 2, 3, 4, 5, 6, 7]));
+        assert!(m.multipart.is_none());
+        assert_eq!(m.segments().unwrap().len(), 1);
+        assert_eq!(serde_json::to_string_pretty(&m).unwrap(), old);
+    }
+
+    #[test]
+    fn multipart_segments_follow_the_parts() {
+        let part = |number, size| StoredPart {
+            number,
+            size,
+            data_file: format!("{number}.data"),
+            nonce_prefix: [number as u8; 7],
+        };
+        let mut m: ObjectMeta = serde_json::from_str(&format!(
+            r#"{{"key":"k","size":15,"etag":"\"x-2\"","content_type":"t","last_modified":"",
+            "owner_account":"1","acl":"private","protection":{{"kind":"store_key","wrapped_key":""}},
+            "chunk_size":65536,"multipart":{{"upload_id":"{}","parts":[],"manifest_seal":""}}}}"#,
+            "0".repeat(32)
+        ))
+        .unwrap();
+        assert!(m.segments().is_none(), "no parts");
+        m.multipart.as_mut().unwrap().parts = vec![part(1, 10), part(3, 5)];
+        let segs = m.segments().unwrap();
+        assert_eq!(
+            segs.iter()
+                .map(|s| (s.part, s.offset, s.size))
+                .collect::<Vec<_>>(),
+            [(Some(1), 0, 10), (Some(3), 10, 5)]
+        );
+        assert_eq!(m.data_files(), ["1.data", "3.data"]);
+        m.size = 16;
+        assert!(m.segments().is_none(), "sizes must add up");
+        let j = serde_json::to_string(&m).unwrap();
+        assert!(!j.contains("data_file\":\"\"") && !j.contains("nonce_prefix\":null"));
+    }
+
     #[test]
     fn object_meta_round_trips_through_json() {
         let mut ctx = BTreeMap::new();
@@ -338,9 +524,10 @@ mod tests {
                 ciphertext_blob: vec![1, 2, 3],
                 encryption_context: ctx,
             },
-            nonce_prefix: [9; 7],
+            nonce_prefix: Some([9; 7]),
             chunk_size: 65536,
             user_metadata: BTreeMap::new(),
+            multipart: None,
         };
         let j = serde_json::to_string(&m).unwrap();
         assert!(j.contains("\"public-read\""));

@@ -3,7 +3,10 @@
 //! speaks the S3 REST API with SigV4.
 //!
 //! One concept per module: [`store`] (directories, object paths, atomic commits), [`meta`]
-//! (on-disk metadata), [`sse`] (chunked AES-256-GCM), [`access`] (BPA, ownership, ACLs),
+//! (on-disk metadata), [`sse`] (chunked AES-256-GCM), [`sealed`] (a stream sealed into a
+//! file as it arrives), [`reader`] (the chunks under a byte span, authenticated),
+//! [`multipart`] (uploads in parts), [`parts`] and [`range`] (S3's rules for part lists and
+//! `Range` headers, pure), [`access`] (BPA, ownership, ACLs),
 //! [`kms`] (data keys), [`bucket_key`] (S3 Bucket Keys), [`auth`] (access keys, SigV4
 //! signing), [`http`] (the endpoint: operation table, handlers by resource, listener),
 //! [`audit`] (the trail hook).
@@ -17,6 +20,13 @@ pub mod fetch;
 pub mod http;
 pub mod kms;
 pub mod meta;
+pub mod multipart;
+pub mod parts;
+pub mod range;
+pub mod reader;
+pub mod sealed;
 pub mod sse;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod xml;

@@ -62,6 +62,10 @@ pub enum SseError {
     UnwrapFailed,
     #[error("data key is {0} bytes, expected 32")]
     BadKeyLength(usize),
+    #[error(
+        "the object's list of parts failed authentication (parts dropped, added or reordered)"
+    )]
+    ManifestAuthFailed,
 }
 
 /// A 256-bit object data key, zeroized on drop.
@@ -373,6 +377,63 @@ impl Opener {
     }
 }
 
+/// The associated data of part `number` of multipart upload `upload_id` of the object whose
+/// ARN is `object_arn`: `object_arn || 0x00 || upload_id || number (u32 big-endian)`. The
+/// upload id has a fixed length, so the fields read back unambiguously from the end.
+pub fn part_aad(object_arn: &str, upload_id: &str, number: u32) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(object_arn.len() + 1 + upload_id.len() + 4);
+    aad.extend_from_slice(object_arn.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(upload_id.as_bytes());
+    aad.extend_from_slice(&number.to_be_bytes());
+    aad
+}
+
+/// Length of a sealed manifest: nonce (12) + tag (16).
+pub const MANIFEST_SEAL_LEN: usize = 12 + TAG_LEN;
+
+/// The nonce of a manifest seal: 11 random bytes, then 0xff. A chunk nonce always ends in
+/// 0x00 or 0x01, so no manifest nonce is ever a chunk nonce under the same data key.
+fn manifest_nonce() -> [u8; 12] {
+    let mut n = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut n[..11]);
+    n[11] = 0xff;
+    n
+}
+
+/// Authenticates `manifest` (a multipart object's list of parts) under the object's data
+/// key: AES-256-GCM of an empty plaintext with `manifest` as associated data (GMAC).
+/// Returns `nonce || tag`.
+pub fn seal_manifest(key: &DataKey, manifest: &[u8]) -> Result<[u8; MANIFEST_SEAL_LEN], SseError> {
+    let nonce = manifest_nonce();
+    let tag = key
+        .chunk_cipher()
+        .seal(nonce, manifest, &mut [])
+        .ok_or(SseError::ManifestAuthFailed)?;
+    let mut out = [0u8; MANIFEST_SEAL_LEN];
+    out[..12].copy_from_slice(&nonce);
+    out[12..].copy_from_slice(&tag);
+    Ok(out)
+}
+
+/// Checks a seal made by [`seal_manifest`].
+pub fn open_manifest(key: &DataKey, manifest: &[u8], sealed: &[u8]) -> Result<(), SseError> {
+    let (Ok(nonce), Ok(tag)) = (
+        <[u8; 12]>::try_from(sealed.get(..12).unwrap_or_default()),
+        <[u8; TAG_LEN]>::try_from(sealed.get(12..).unwrap_or_default()),
+    ) else {
+        return Err(SseError::ManifestAuthFailed);
+    };
+    if nonce[11] != 0xff {
+        return Err(SseError::ManifestAuthFailed);
+    }
+    if key.chunk_cipher().open(nonce, manifest, &mut [], tag) {
+        Ok(())
+    } else {
+        Err(SseError::ManifestAuthFailed)
+    }
+}
+
 /// Wraps a data key under a key-encryption key (AES-256-GCM, random nonce, `aad` bound).
 pub fn wrap_data_key(kek: &DataKey, dek: &DataKey, aad: &[u8]) -> Result<Vec<u8>, SseError> {
     let mut nonce = [0u8; 12];
@@ -640,6 +701,39 @@ mod tests {
         assert_eq!(l.chunks, 2);
         assert_eq!(l.chunk_len(1), Some(16));
         assert_eq!(l.chunk_len(2), None);
+    }
+
+    #[test]
+    fn part_aad_ends_in_upload_id_and_number() {
+        let aad = part_aad(
+            "arn:aws:s3:::b/k",
+            "0123456789abcdef0123456789abcdef",
+            0x0102_0304,
+        );
+        assert_eq!(
+            aad,
+            b"arn:aws:s3:::b/k\x000123456789abcdef0123456789abcdef\x01\x02\x03\x04"
+        );
+    }
+
+    #[test]
+    fn manifest_seals_bind_key_and_content() {
+        let key = DataKey::generate();
+        let sealed = seal_manifest(&key, b"parts 1,2,3").unwrap();
+        assert_eq!(sealed[11], 0xff);
+        open_manifest(&key, b"parts 1,2,3", &sealed).unwrap();
+        for (k, m, s) in [
+            (&DataKey::generate(), &b"parts 1,2,3"[..], &sealed[..]),
+            (&key, b"parts 1,3,2", &sealed),
+            (&key, b"parts 1,2,3", &sealed[..20]),
+        ] {
+            assert_eq!(open_manifest(k, m, s), Err(SseError::ManifestAuthFailed));
+        }
+        let mut flipped = sealed;
+        flipped[20] ^= 1;
+        assert!(open_manifest(&key, b"parts 1,2,3", &flipped).is_err());
+        // Two seals of one manifest never share a nonce.
+        assert_ne!(seal_manifest(&key, b"x").unwrap()[..12], sealed[..12]);
     }
 
     #[test]

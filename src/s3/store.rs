@@ -14,13 +14,15 @@
 //!
 //! A PUT streams into a fresh `HASH.RAND.data`, fsyncs it, then atomically replaces the
 //! sidecar (temp + fsync + rename + fsync dir): a crash before that rename leaves the old
-//! object, after it the new one. Unreferenced data files are orphans of such crashes and are
-//! removed when the store is opened.
+//! object, after it the new one. A multipart upload (`multipart.rs`) writes each part into
+//! a `HASH.RAND.data` of its own, and CompleteMultipartUpload writes a sidecar naming them
+//! all, the same one-rename commit. Unreferenced data files (crash orphans, and the parts of
+//! uploads the crash abandoned) are removed when the store is opened.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -29,18 +31,16 @@ use sha2::{Digest, Sha256};
 use super::bucket_key::{BucketKeyCache, DEFAULT_TTL};
 use super::kms::{self, DataKeys, KmsFailure, StoreKeyError};
 use super::meta::{self, BucketMeta, CannedAcl, KeyProtection, ObjectMeta, SseAlgorithm};
-use super::sse::{self, DataKey, Opener, Sealer, SseError, StreamLayout, CHUNK_SIZE};
+use super::multipart::Uploads;
+use super::parts::PartsError;
+use super::reader::{ObjectReader, SegmentReader};
+use super::sealed::SealedFile;
+use super::sse::{self, DataKey, Opener, SseError, StreamLayout, CHUNK_SIZE};
 
 /// S3's limit for a single PUT.
 pub const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 /// S3's limit on key length, in UTF-8 bytes.
 pub const MAX_KEY_LEN: usize = 1024;
-/// Sealed bytes gathered before one write(2).
-const WRITE_BATCH: usize = 1024 * 1024;
-/// Chunks read (and returned as one piece) per read(2) when serving an object.
-pub const READ_BATCH: u64 = 16;
-/// Start writeback every this many bytes of an upload, so the final fsync has little left.
-const WRITEBACK_EVERY: u64 = 64 * 1024 * 1024;
 
 /// Store errors; `http/error.rs` maps each to its S3 error code.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,14 @@ pub enum StoreError {
         "the object store {path} is already open in another endpoint (it holds {path}/{LOCK_FILE})"
     )]
     InUse { path: String },
+    #[error("The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.")]
+    NoSuchUpload,
+    #[error(transparent)]
+    Parts(#[from] PartsError),
+    #[error("too many multipart uploads in progress ({0}); complete or abort some first")]
+    TooManyUploads(usize),
+    #[error("the endpoint has too many files open; try again")]
+    TooManyOpenFiles,
 }
 
 /// Held for as long as a [`Store`] is open: opening sweeps away unreferenced data files,
@@ -200,6 +208,8 @@ pub struct Store {
     bucket_keys: BucketKeyCache,
     /// Serializes sidecar replacement so the previous data file is known and removed exactly once.
     commit: Mutex<()>,
+    /// Multipart uploads in progress (they end with the process: see `multipart.rs`).
+    pub(super) uploads: Uploads,
     /// The exclusive flock on [`LOCK_FILE`]; closing the descriptor releases it.
     _lock: File,
 }
@@ -218,6 +228,7 @@ impl Store {
             kms,
             bucket_keys: BucketKeyCache::new(DEFAULT_TTL),
             commit: Mutex::new(()),
+            uploads: Uploads::default(),
             _lock: lock,
         };
         store.collect_garbage()?;
@@ -237,11 +248,20 @@ impl Store {
         Ok(self.buckets_dir().join(name))
     }
 
-    fn objects_dir(&self, bucket: &str) -> Result<PathBuf, StoreError> {
+    pub(super) fn objects_dir(&self, bucket: &str) -> Result<PathBuf, StoreError> {
         Ok(self.bucket_dir(bucket)?.join("objects"))
     }
 
-    fn sidecar_path(&self, bucket: &str, key: &str) -> Result<PathBuf, StoreError> {
+    /// A fresh, never-used path for a sealed stream of `key` in `bucket`.
+    pub(super) fn new_data_path(&self, bucket: &str, key: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.objects_dir(bucket)?.join(format!(
+            "{}.{:016x}.data",
+            key_file_stem(key),
+            rand::random::<u64>()
+        )))
+    }
+
+    pub(super) fn sidecar_path(&self, bucket: &str, key: &str) -> Result<PathBuf, StoreError> {
         validate_key(key)?;
         Ok(self
             .objects_dir(bucket)?
@@ -343,6 +363,7 @@ impl Store {
                 return Err(StoreError::BucketNotEmpty);
             }
         }
+        self.uploads.drop_bucket(name);
         let graveyard = self
             .buckets_dir()
             .join(format!(".deleted-{name}-{:08x}", rand::random::<u32>()));
@@ -352,6 +373,112 @@ impl Store {
     }
 
     // ---- objects -------------------------------------------------------------------------
+
+    /// A fresh data key for a new object (or multipart upload) of `key`, and how it is kept:
+    /// KMS `GenerateDataKey` as `principal` for SSE-KMS, a local key wrapped under the
+    /// bucket key or the store key otherwise.
+    pub(super) fn new_data_key(
+        &self,
+        bucket: &BucketMeta,
+        key: &str,
+        principal: &str,
+        sse: &SseChoice,
+    ) -> Result<(DataKey, KeyProtection), StoreError> {
+        let arn = meta::object_arn(&bucket.name, key);
+        let wrap = |kek: &DataKey, dek: &DataKey| {
+            sse::wrap_data_key(kek, dek, arn.as_bytes()).map_err(|source| StoreError::Integrity {
+                key: key.into(),
+                source,
+            })
+        };
+        Ok(match sse {
+            SseChoice::StoreKey => {
+                let dek = DataKey::generate();
+                let wrapped_key = wrap(&self.store_key, &dek)?;
+                (dek, KeyProtection::StoreKey { wrapped_key })
+            }
+            SseChoice::Kms {
+                key_id,
+                bucket_key: false,
+            } => {
+                let context = kms::s3_context(&arn);
+                let g = self.kms.generate(principal, key_id, &context)?;
+                let protection = KeyProtection::Kms {
+                    key_arn: g.key_arn,
+                    ciphertext_blob: g.ciphertext_blob,
+                    encryption_context: context,
+                };
+                (g.plaintext, protection)
+            }
+            SseChoice::Kms {
+                key_id,
+                bucket_key: true,
+            } => {
+                let context = kms::s3_context(&bucket.arn());
+                let bk = self.bucket_keys.for_encrypt(
+                    self.kms.as_ref(),
+                    principal,
+                    &bucket.name,
+                    key_id,
+                    &context,
+                )?;
+                let dek = DataKey::generate();
+                let wrapped_key = wrap(&bk.plaintext, &dek)?;
+                let protection = KeyProtection::KmsBucketKey {
+                    key_arn: bk.key_arn,
+                    bucket_key_blob: bk.blob,
+                    encryption_context: context,
+                    wrapped_key,
+                };
+                (dek, protection)
+            }
+        })
+    }
+
+    /// Recovers the data key of `key` in `bucket` from how it is kept (KMS `Decrypt` as
+    /// `principal` for SSE-KMS: every read and every part written is a key use kmsd
+    /// authorizes and records).
+    pub(super) fn data_key(
+        &self,
+        bucket: &str,
+        key: &str,
+        protection: &KeyProtection,
+        principal: &str,
+    ) -> Result<DataKey, StoreError> {
+        let arn = meta::object_arn(bucket, key);
+        let integrity = |source| StoreError::Integrity {
+            key: key.to_string(),
+            source,
+        };
+        match protection {
+            KeyProtection::StoreKey { wrapped_key } => {
+                sse::unwrap_data_key(&self.store_key, wrapped_key, arn.as_bytes())
+                    .map_err(integrity)
+            }
+            KeyProtection::Kms {
+                ciphertext_blob,
+                encryption_context,
+                ..
+            } => Ok(self
+                .kms
+                .decrypt(principal, ciphertext_blob, encryption_context)?
+                .plaintext),
+            KeyProtection::KmsBucketKey {
+                bucket_key_blob,
+                encryption_context,
+                wrapped_key,
+                ..
+            } => {
+                let bk = self.bucket_keys.for_decrypt(
+                    self.kms.as_ref(),
+                    principal,
+                    bucket_key_blob,
+                    encryption_context,
+                )?;
+                sse::unwrap_data_key(&bk.plaintext, wrapped_key, arn.as_bytes()).map_err(integrity)
+            }
+        }
+    }
 
     /// Starts a streaming upload: gets the data key (KMS `GenerateDataKey` for SSE-KMS) and
     /// opens a fresh data file. Nothing is visible until [`PutWriter::commit`].
@@ -364,77 +491,21 @@ impl Store {
     ) -> Result<PutWriter, StoreError> {
         let sidecar = self.sidecar_path(&bucket.name, key)?;
         let arn = meta::object_arn(&bucket.name, key);
-        let (dek, protection) =
-            match &req.sse {
-                SseChoice::StoreKey => {
-                    let dek = DataKey::generate();
-                    let wrapped = sse::wrap_data_key(&self.store_key, &dek, arn.as_bytes())
-                        .map_err(|source| StoreError::Integrity {
-                            key: key.into(),
-                            source,
-                        })?;
-                    (
-                        dek,
-                        KeyProtection::StoreKey {
-                            wrapped_key: wrapped,
-                        },
-                    )
-                }
-                SseChoice::Kms {
-                    key_id,
-                    bucket_key: false,
-                } => {
-                    let context = kms::s3_context(&arn);
-                    let g = self.kms.generate(principal, key_id, &context)?;
-                    let protection = KeyProtection::Kms {
-                        key_arn: g.key_arn,
-                        ciphertext_blob: g.ciphertext_blob,
-                        encryption_context: context,
-                    };
-                    (g.plaintext, protection)
-                }
-                SseChoice::Kms {
-                    key_id,
-                    bucket_key: true,
-                } => {
-                    let context = kms::s3_context(&bucket.arn());
-                    let bk = self.bucket_keys.for_encrypt(
-                        self.kms.as_ref(),
-                        principal,
-                        &bucket.name,
-                        key_id,
-                        &context,
-                    )?;
-                    let dek = DataKey::generate();
-                    let wrapped = sse::wrap_data_key(&bk.plaintext, &dek, arn.as_bytes()).map_err(
-                        |source| StoreError::Integrity {
-                            key: key.into(),
-                            source,
-                        },
-                    )?;
-                    let protection = KeyProtection::KmsBucketKey {
-                        key_arn: bk.key_arn,
-                        bucket_key_blob: bk.blob,
-                        encryption_context: context,
-                        wrapped_key: wrapped,
-                    };
-                    (dek, protection)
-                }
-            };
-        let stem = key_file_stem(key);
-        let data_file = format!("{stem}.{:016x}.data", rand::random::<u64>());
-        let objects = self.objects_dir(&bucket.name)?;
-        let data_path = objects.join(&data_file);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&data_path)
-            .map_err(io_err(&data_path))?;
+        let (dek, protection) = self.new_data_key(bucket, key, principal, &req.sse)?;
         let prefix = sse::random_prefix();
+        // SSE-S3 objects' ETag is the MD5 of their content, as in S3 (clients such as rclone
+        // check it); SSE-KMS ETags are opaque there too, so those skip the hashing.
+        let md5 = matches!(protection, KeyProtection::StoreKey { .. });
+        let body = SealedFile::create(
+            self.new_data_path(&bucket.name, key)?,
+            key,
+            (&dek, prefix, arn.as_bytes()),
+            MAX_OBJECT_SIZE,
+            md5,
+        )?;
         let meta = ObjectMeta {
             key: key.to_string(),
-            data_file,
+            data_file: body.file_name(),
             size: 0,
             etag: format!("\"{}\"", hex::encode(rand::random::<[u8; 16]>())),
             content_type: req.content_type,
@@ -442,29 +513,22 @@ impl Store {
             owner_account: req.owner_account,
             acl: req.acl,
             protection,
-            nonce_prefix: prefix,
+            nonce_prefix: Some(prefix),
             chunk_size: CHUNK_SIZE as u32,
             user_metadata: req.user_metadata,
+            multipart: None,
         };
         Ok(PutWriter {
             store: Arc::clone(self),
             bucket: bucket.name.clone(),
             sidecar,
-            data_path,
-            file: Some(file),
-            sealer: Some(Sealer::new(&dek, prefix, arn.as_bytes())),
-            out: Vec::with_capacity(WRITE_BATCH + sse::SEALED_CHUNK_SIZE),
-            written: 0,
-            writeback_from: 0,
-            content_md5: matches!(meta.protection, KeyProtection::StoreKey { .. })
-                .then(<md5::Md5 as md5::Digest>::new),
+            body,
             meta,
-            committed: false,
         })
     }
 
-    /// Replaces the sidecar (the commit point) and removes the data file it replaced.
-    fn commit_sidecar(
+    /// Replaces the sidecar (the commit point) and removes the data files it replaced.
+    pub(super) fn commit_sidecar(
         &self,
         bucket: &str,
         sidecar: &Path,
@@ -476,14 +540,21 @@ impl Store {
         let previous = read_json::<ObjectMeta>(sidecar)?;
         write_json(sidecar, meta)?;
         if let Some(prev) = previous {
-            if prev.data_file != meta.data_file {
-                let old = self
-                    .objects_dir(bucket)?
-                    .join(safe_file_name(&prev.data_file)?);
-                let _ = fs::remove_file(old);
+            let keep = meta.data_files();
+            for old in prev.data_files() {
+                if !keep.contains(&old) {
+                    self.remove_data_file(bucket, old);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Removes a data file named in metadata (after checking the name is a plain one).
+    pub(super) fn remove_data_file(&self, bucket: &str, name: &str) {
+        if let (Ok(dir), Ok(name)) = (self.objects_dir(bucket), safe_file_name(name)) {
+            let _ = fs::remove_file(dir.join(name));
+        }
     }
 
     /// An object's metadata.
@@ -500,26 +571,48 @@ impl Store {
         }
     }
 
-    /// An object's metadata together with its open data file (a consistent pair even if the
-    /// object is overwritten right now: the open file outlives its unlinking).
-    pub fn load_object(&self, bucket: &str, key: &str) -> Result<StoredObject, StoreError> {
-        for _attempt in 0..5 {
+    /// An object's metadata together with the open data files of the streams that hold the
+    /// bytes `span_of(meta)` (a consistent snapshot even if the object is overwritten right
+    /// now: an open file outlives its unlinking). A range or a part of a multipart object
+    /// opens only the parts under it.
+    pub fn load_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        span_of: impl Fn(&ObjectMeta) -> Range<u64>,
+    ) -> Result<StoredObject, StoreError> {
+        'attempt: for _attempt in 0..5 {
             let meta = self.head_object(bucket, key)?;
-            let path = self
-                .objects_dir(bucket)?
-                .join(safe_file_name(&meta.data_file)?);
-            match File::open(&path) {
-                Ok(file) => {
-                    return Ok(StoredObject {
-                        bucket: bucket.to_string(),
-                        meta,
-                        file,
-                    })
+            let span = span_of(&meta);
+            let segments = meta.segments().ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "object {key:?} in {bucket}: its parts do not add up"
+                ))
+            })?;
+            let mut files = Vec::new();
+            for (i, seg) in segments.iter().enumerate() {
+                if !touches(seg.offset, seg.size, &span, meta.size) {
+                    continue;
                 }
-                // Overwritten between reading the sidecar and opening the body: read again.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&path)(e)),
+                let path = self
+                    .objects_dir(bucket)?
+                    .join(safe_file_name(seg.data_file)?);
+                match File::open(&path) {
+                    Ok(file) => files.push((i, file)),
+                    // Overwritten between reading the sidecar and opening the body: read again.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue 'attempt,
+                    Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+                        return Err(StoreError::TooManyOpenFiles)
+                    }
+                    Err(e) => return Err(io_err(&path)(e)),
+                }
             }
+            return Ok(StoredObject {
+                bucket: bucket.to_string(),
+                meta,
+                span,
+                files,
+            });
         }
         Err(StoreError::Corrupt(format!(
             "object {key:?} in {bucket}: its data file is missing"
@@ -527,14 +620,19 @@ impl Store {
     }
 
     /// Recovers the object's data key (KMS `Decrypt` as `principal` for SSE-KMS) and checks
-    /// the first chunk, so a bad key or a damaged head fails before any byte is served.
+    /// the first chunk of the span it was loaded for, so a bad key or a damaged head fails
+    /// before any byte is served.
     pub fn open_reader(
         &self,
         obj: StoredObject,
         principal: &str,
     ) -> Result<ObjectReader, StoreError> {
-        let StoredObject { bucket, meta, file } = obj;
-        let arn = meta::object_arn(&bucket, &meta.key);
+        let StoredObject {
+            bucket,
+            meta,
+            span,
+            files,
+        } = obj;
         let integrity = |source| StoreError::Integrity {
             key: meta.key.clone(),
             source,
@@ -545,56 +643,46 @@ impl Store {
                 meta.key, meta.chunk_size
             )));
         }
-        let dek = match &meta.protection {
-            KeyProtection::StoreKey { wrapped_key } => {
-                sse::unwrap_data_key(&self.store_key, wrapped_key, arn.as_bytes())
-                    .map_err(integrity)?
-            }
-            KeyProtection::Kms {
-                ciphertext_blob,
-                encryption_context,
-                ..
-            } => {
-                let d = self
-                    .kms
-                    .decrypt(principal, ciphertext_blob, encryption_context)?;
-                d.plaintext
-            }
-            KeyProtection::KmsBucketKey {
-                bucket_key_blob,
-                encryption_context,
-                wrapped_key,
-                ..
-            } => {
-                let bk = self.bucket_keys.for_decrypt(
-                    self.kms.as_ref(),
-                    principal,
-                    bucket_key_blob,
-                    encryption_context,
-                )?;
-                sse::unwrap_data_key(&bk.plaintext, wrapped_key, arn.as_bytes())
-                    .map_err(integrity)?
-            }
-        };
-        let sealed_len = file
-            .metadata()
-            .map_err(|e| StoreError::Io {
-                path: meta.data_file.clone(),
-                source: e,
-            })?
-            .len();
-        let layout = StreamLayout::from_sealed_len(sealed_len).map_err(integrity)?;
-        if layout.plaintext_len() != meta.size {
-            return Err(integrity(SseError::BadStreamLength { len: sealed_len }));
+        if span.start > span.end || span.end > meta.size {
+            return Err(StoreError::Corrupt(format!(
+                "object {:?}: span {span:?} outside its {} bytes",
+                meta.key, meta.size
+            )));
         }
-        let opener = Opener::new(&dek, meta.nonce_prefix, arn.as_bytes(), layout);
-        let mut reader = ObjectReader {
-            meta,
-            file,
-            opener,
-            next_index: 0,
-            ready: std::collections::VecDeque::new(),
-        };
+        let dek = self.data_key(&bucket, &meta.key, &meta.protection, principal)?;
+        let arn = meta::object_arn(&bucket, &meta.key);
+        if let Some(mp) = &meta.multipart {
+            sse::open_manifest(&dek, &mp.manifest(&arn), &mp.manifest_seal).map_err(integrity)?;
+        }
+        let segments = meta.segments().ok_or_else(|| {
+            StoreError::Corrupt(format!("object {:?}: its parts do not add up", meta.key))
+        })?;
+        let mut readers = Vec::with_capacity(files.len());
+        for (i, file) in files {
+            let seg = segments.get(i).ok_or_else(|| {
+                StoreError::Corrupt(format!("object {:?}: no part {i}", meta.key))
+            })?;
+            let sealed_len = file
+                .metadata()
+                .map_err(|source| StoreError::Io {
+                    path: seg.data_file.to_string(),
+                    source,
+                })?
+                .len();
+            let layout = StreamLayout::from_sealed_len(sealed_len).map_err(integrity)?;
+            if layout.plaintext_len() != seg.size {
+                return Err(integrity(SseError::BadStreamLength { len: sealed_len }));
+            }
+            let aad = match (seg.part, &meta.multipart) {
+                (Some(n), Some(mp)) => sse::part_aad(&arn, &mp.upload_id, n),
+                _ => arn.as_bytes().to_vec(),
+            };
+            let opener = Opener::new(&dek, seg.nonce_prefix, &aad, layout);
+            let local = span.start.saturating_sub(seg.offset).min(seg.size)
+                ..span.end.saturating_sub(seg.offset).min(seg.size);
+            readers.push(SegmentReader::new(file, opener, seg.data_file, local)?);
+        }
+        let mut reader = ObjectReader::new(meta, span, readers);
         reader.read_chunks(1)?;
         Ok(reader)
     }
@@ -626,7 +714,9 @@ impl Store {
         fs::remove_file(&path).map_err(io_err(&path))?;
         let objects = self.objects_dir(bucket)?;
         plumbing::durable::sync_dir(&objects).map_err(io_err(&objects))?;
-        let _ = fs::remove_file(objects.join(safe_file_name(&meta.data_file)?));
+        for f in meta.data_files() {
+            self.remove_data_file(bucket, f);
+        }
         Ok(())
     }
 
@@ -687,7 +777,7 @@ impl Store {
                     let _ = fs::remove_file(e.path()); // write_atomic temp files
                 } else if n.ends_with(".json") {
                     if let Some(m) = read_json::<ObjectMeta>(&e.path())? {
-                        referenced.insert(m.data_file);
+                        referenced.extend(m.data_files().into_iter().map(str::to_string));
                     }
                 } else if n.ends_with(".data") {
                     data_files.push(n);
@@ -740,208 +830,57 @@ pub struct PutWriter {
     store: Arc<Store>,
     bucket: String,
     sidecar: PathBuf,
-    data_path: PathBuf,
-    file: Option<File>,
-    sealer: Option<Sealer>,
-    out: Vec<u8>,
-    /// Sealed bytes written so far, and where writeback was last started.
-    written: u64,
-    writeback_from: u64,
+    body: SealedFile,
     meta: ObjectMeta,
-    /// SSE-S3 objects' ETag is the MD5 of their content, as in S3 (clients such as rclone
-    /// check it); SSE-KMS ETags are opaque there too, so those skip the hashing.
-    content_md5: Option<md5::Md5>,
-    committed: bool,
-}
-
-/// Asks the kernel to start writing a range back now (no waiting), so the data reaches the
-/// disk while the upload continues and the commit's fdatasync only waits for the tail.
-fn start_writeback(f: &File, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
-        return;
-    };
-    // SAFETY: a plain syscall on an open fd we own; it reads no memory of ours.
-    let _ = unsafe { libc::sync_file_range(f.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE) };
 }
 
 impl PutWriter {
     /// Encrypts and writes the next piece of the body.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
-        let sealer = self
-            .sealer
-            .as_mut()
-            .ok_or_else(|| StoreError::Corrupt("write after finish".into()))?;
-        if sealer.plaintext_len().saturating_add(data.len() as u64) > MAX_OBJECT_SIZE {
-            return Err(StoreError::EntityTooLarge);
-        }
-        sealer
-            .update(data, &mut self.out)
-            .map_err(|source| StoreError::Integrity {
-                key: self.meta.key.clone(),
-                source,
-            })?;
-        if let Some(h) = self.content_md5.as_mut() {
-            md5::Digest::update(h, data);
-        }
-        if self.out.len() >= WRITE_BATCH {
-            self.flush()?;
-        }
-        Ok(())
+        self.body.write(data)
     }
 
     /// Plaintext bytes written so far.
     pub fn len(&self) -> u64 {
-        self.sealer
-            .as_ref()
-            .map_or(self.meta.size, Sealer::plaintext_len)
+        self.body.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn flush(&mut self) -> Result<(), StoreError> {
-        if let Some(f) = self.file.as_mut() {
-            crate::pagecache::write_all(f, &self.out).map_err(io_err(&self.data_path))?;
-            self.written += self.out.len() as u64;
-            if self.written - self.writeback_from >= WRITEBACK_EVERY {
-                start_writeback(f, self.writeback_from, self.written - self.writeback_from);
-                self.writeback_from = self.written;
-            }
-        }
-        self.out.clear();
-        Ok(())
-    }
-
     /// Seals the last chunk, makes the body durable, and publishes the object atomically.
     pub fn commit(mut self) -> Result<ObjectMeta, StoreError> {
-        let sealer = self
-            .sealer
-            .take()
-            .ok_or_else(|| StoreError::Corrupt("commit twice".into()))?;
-        let size = sealer
-            .finish(&mut self.out)
-            .map_err(|source| StoreError::Integrity {
-                key: self.meta.key.clone(),
-                source,
-            })?;
-        self.flush()?;
-        if let Some(f) = self.file.take() {
-            f.sync_data().map_err(io_err(&self.data_path))?;
-        }
-        self.meta.size = size;
-        if let Some(h) = self.content_md5.take() {
-            self.meta.etag = format!("\"{}\"", hex::encode(md5::Digest::finalize(h)));
+        let sealed = self.body.finish()?;
+        self.meta.size = sealed.size;
+        if let Some(md5) = sealed.md5 {
+            self.meta.etag = format!("\"{}\"", hex::encode(md5));
         }
         self.meta.last_modified = plumbing::awstime::now_rfc3339();
         self.store
             .commit_sidecar(&self.bucket, &self.sidecar, &self.meta)?;
-        self.committed = true;
-        Ok(self.meta.clone())
+        self.body.keep();
+        Ok(self.meta)
     }
 }
 
-impl Drop for PutWriter {
-    fn drop(&mut self) {
-        if !self.committed {
-            self.file.take();
-            let _ = fs::remove_file(&self.data_path);
-        }
+/// Whether the stream at `offset..offset + size` of an object of `total` bytes holds any of
+/// `span` (an empty span is the empty object's one empty stream).
+fn touches(offset: u64, size: u64, span: &Range<u64>, total: u64) -> bool {
+    if span.start == span.end {
+        return total == 0 && span.start == 0 && offset == 0;
     }
+    offset < span.end && span.start < offset.saturating_add(size)
 }
 
-/// An object's metadata and open data file, before any key is unwrapped.
+/// An object's metadata and the open data files of the span it was loaded for, before
+/// any key is unwrapped.
 pub struct StoredObject {
     pub bucket: String,
     pub meta: ObjectMeta,
-    file: File,
-}
-
-/// Decrypts an object chunk by chunk; every chunk is authenticated before it is returned.
-pub struct ObjectReader {
-    meta: ObjectMeta,
-    file: File,
-    opener: Opener,
-    next_index: u64,
-    /// Authenticated plaintext pieces (slices of one read buffer) not yet handed out.
-    ready: std::collections::VecDeque<bytes::Bytes>,
-}
-
-impl ObjectReader {
-    pub fn meta(&self) -> &ObjectMeta {
-        &self.meta
-    }
-
-    /// The next piece of authenticated plaintext (one chunk), or `None` at the end.
-    pub fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, StoreError> {
-        if self.ready.is_empty() {
-            self.read_chunks(READ_BATCH)?;
-        }
-        Ok(self.ready.pop_front())
-    }
-
-    /// Every authenticated piece of the next read (up to [`READ_BATCH`] chunks), handed
-    /// over together so the endpoint wakes its writer once per read, not once per chunk;
-    /// empty at the end.
-    pub fn next_batch(&mut self) -> Result<Vec<bytes::Bytes>, StoreError> {
-        if self.ready.is_empty() {
-            self.read_chunks(READ_BATCH)?;
-        }
-        Ok(self.ready.drain(..).collect())
-    }
-
-    /// Reads up to `max` sealed chunks with one read and opens each in place; only when all
-    /// of them authenticate are their plaintexts queued (as zero-copy slices of the buffer).
-    fn read_chunks(&mut self, max: u64) -> Result<(), StoreError> {
-        let layout = self.opener.layout();
-        let first = self.next_index;
-        let mut lens = Vec::new();
-        while (lens.len() as u64) < max {
-            match layout.chunk_len(first + lens.len() as u64) {
-                Some(l) => lens.push(l),
-                None => break,
-            }
-        }
-        if lens.is_empty() {
-            return Ok(());
-        }
-        let total: usize = lens.iter().sum();
-        // read_to_end into reserved capacity: no zero-fill of a buffer about to be
-        // overwritten (it was a tenth of the endpoint's GET time).
-        let mut buf = Vec::with_capacity(total);
-        let io_err = |e| StoreError::Io {
-            path: self.meta.data_file.clone(),
-            source: e,
-        };
-        (&mut self.file)
-            .take(total as u64)
-            .read_to_end(&mut buf)
-            .map_err(io_err)?;
-        if buf.len() != total {
-            return Err(io_err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("object data ends {} bytes early", total - buf.len()),
-            )));
-        }
-        let mut pieces = Vec::with_capacity(lens.len());
-        let mut at = 0usize;
-        for (i, len) in lens.iter().enumerate() {
-            let n = self
-                .opener
-                .open_in_place(first + i as u64, &mut buf[at..at + len])
-                .map_err(|source| StoreError::Integrity {
-                    key: self.meta.key.clone(),
-                    source,
-                })?;
-            pieces.push(at..at + n);
-            at += len;
-        }
-        let buf = bytes::Bytes::from(buf);
-        self.ready.extend(pieces.into_iter().map(|r| buf.slice(r)));
-        self.next_index = first + lens.len() as u64;
-        Ok(())
-    }
+    span: Range<u64>,
+    /// (index into `meta.segments()`, its open data file), in object order.
+    files: Vec<(usize, File)>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StoreError> {
@@ -963,82 +902,8 @@ fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::s3::kms::{DecryptedKey, EncryptionContext, GeneratedKey};
     use crate::s3::meta::DEFAULT_ACCOUNT;
-
-    /// In-memory KMS double: wraps data keys under one key, binding the context, and can be
-    /// told that a key is disabled. (The end-to-end tests use the real kmsd.)
-    struct FakeKms {
-        master: DataKey,
-        disabled: Mutex<bool>,
-    }
-
-    impl FakeKms {
-        fn new() -> Arc<Self> {
-            Arc::new(FakeKms {
-                master: DataKey::generate(),
-                disabled: Mutex::new(false),
-            })
-        }
-        fn ctx_bytes(c: &EncryptionContext) -> Vec<u8> {
-            serde_json::to_vec(c).unwrap()
-        }
-    }
-
-    const ARN: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
-
-    impl DataKeys for FakeKms {
-        fn generate(
-            &self,
-            _p: &str,
-            key_id: &str,
-            c: &EncryptionContext,
-        ) -> Result<GeneratedKey, KmsFailure> {
-            if key_id != "alias/MyKMSKey" && key_id != ARN {
-                return Err(KmsFailure::new(
-                    "NotFoundException",
-                    format!("Alias {key_id} is not found."),
-                ));
-            }
-            let k = DataKey::generate();
-            Ok(GeneratedKey {
-                key_arn: ARN.into(),
-                ciphertext_blob: sse::wrap_data_key(&self.master, &k, &Self::ctx_bytes(c)).unwrap(),
-                plaintext: k,
-            })
-        }
-        fn decrypt(
-            &self,
-            _p: &str,
-            blob: &[u8],
-            c: &EncryptionContext,
-        ) -> Result<DecryptedKey, KmsFailure> {
-            if *self.disabled.lock().unwrap() {
-                return Err(KmsFailure::new(
-                    "DisabledException",
-                    format!("{ARN} is disabled."),
-                ));
-            }
-            let k = sse::unwrap_data_key(&self.master, blob, &Self::ctx_bytes(c))
-                .map_err(|_| KmsFailure::new("InvalidCiphertextException", ""))?;
-            Ok(DecryptedKey {
-                key_arn: ARN.into(),
-                plaintext: k,
-            })
-        }
-    }
-
-    const P: &str = "arn:aws:iam::111122223333:user/alice";
-
-    fn setup() -> (tempfile::TempDir, Arc<Store>, Arc<FakeKms>, BucketMeta) {
-        let d = tempfile::tempdir().unwrap();
-        let kms = FakeKms::new();
-        let store = Store::open(&d.path().join("s3"), kms.clone()).unwrap();
-        let b = store
-            .create_bucket("imagebucket-1", DEFAULT_ACCOUNT)
-            .unwrap();
-        (d, store, kms, b)
-    }
+    use crate::s3::testkit::*;
 
     #[test]
     fn a_store_opens_once_at_a_time() {
@@ -1050,69 +915,6 @@ mod tests {
         ));
         drop(store);
         Store::open(&s3, kms).unwrap();
-    }
-
-    fn put(
-        store: &Arc<Store>,
-        b: &BucketMeta,
-        key: &str,
-        body: &[u8],
-        sse: SseChoice,
-    ) -> ObjectMeta {
-        let mut w = store
-            .begin_put(
-                b,
-                key,
-                P,
-                PutRequest {
-                    content_type: "application/octet-stream".into(),
-                    acl: CannedAcl::Private,
-                    sse,
-                    owner_account: DEFAULT_ACCOUNT.into(),
-                    user_metadata: BTreeMap::new(),
-                },
-            )
-            .unwrap();
-        for piece in body.chunks(10_000) {
-            w.write(piece).unwrap();
-        }
-        w.commit().unwrap()
-    }
-
-    fn get(store: &Store, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
-        let obj = store.load_object(bucket, key)?;
-        let mut r = store.open_reader(obj, P)?;
-        let mut out = Vec::new();
-        while let Some(c) = r.next_chunk()? {
-            out.extend_from_slice(&c);
-        }
-        Ok(out)
-    }
-
-    fn body(n: usize) -> Vec<u8> {
-        let mut v = b"\x89PNG\r\n\x1a\n".to_vec();
-        v.extend((0..n).map(|i| (i % 97) as u8 ^ 0x5a));
-        v
-    }
-
-    fn kms_choice() -> SseChoice {
-        SseChoice::Kms {
-            key_id: "alias/MyKMSKey".into(),
-            bucket_key: false,
-        }
-    }
-
-    fn all_files(dir: &Path) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for e in fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                out.extend(all_files(&p));
-            } else {
-                out.push(p);
-            }
-        }
-        out
     }
 
     #[test]
@@ -1297,7 +1099,9 @@ mod tests {
         let mut t = orig.clone();
         t[2 * sse::SEALED_CHUNK_SIZE + 7] ^= 1;
         fs::write(&data, &t).unwrap();
-        let obj = store.load_object("imagebucket-1", "t").unwrap();
+        let obj = store
+            .load_object("imagebucket-1", "t", |m| 0..m.size)
+            .unwrap();
         let mut r = store.open_reader(obj, P).unwrap();
         assert_eq!(r.next_chunk().unwrap().unwrap().as_ref(), &pt[..CHUNK_SIZE]);
         assert!(matches!(r.next_chunk(), Err(StoreError::Integrity { .. })));

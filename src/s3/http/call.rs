@@ -1,13 +1,14 @@
 //! One request as the operations see it: who is calling (resolved once, from the verified
 //! signature) and the store, with the lookups most operations share.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use s3s::S3Request;
 
 use super::super::access::{self, Caller, SigVersion};
 use super::super::auth::Keyring;
-use super::super::meta::BucketMeta;
+use super::super::meta::{BucketMeta, ObjectMeta};
 use super::super::store::{Store, StoreError, StoredObject};
 use super::convert::{bucket_view, object_view};
 use super::error::ApiError;
@@ -31,6 +32,8 @@ pub fn new_request_id() -> String {
 pub struct Call {
     pub caller: Caller,
     pub store: Arc<Store>,
+    /// The trailers of an `aws-chunked` request body, readable once the body has ended.
+    pub trailers: Option<s3s::TrailingHeaders>,
 }
 
 /// The caller of a request whose signature s3s has verified (or that carries none).
@@ -129,15 +132,20 @@ impl Call {
         Ok(b)
     }
 
-    /// Loads an object for a read, applying S3's rule that callers who may not list the
-    /// bucket learn nothing about missing keys (403, not 404).
+    /// Loads an object for a read of the bytes `span_of(meta)` (only the data files under
+    /// them are opened), applying S3's rule that callers who may not list the bucket learn
+    /// nothing about missing keys (403, not 404).
     pub async fn object_for_read(
         &self,
         bucket: &BucketMeta,
         key: &str,
+        span_of: impl Fn(&ObjectMeta) -> Range<u64> + Send + 'static,
     ) -> Result<StoredObject, ApiError> {
         let (b, k) = (bucket.name.clone(), key.to_string());
-        match self.on_store(move |store| store.load_object(&b, &k)).await {
+        match self
+            .on_store(move |store| store.load_object(&b, &k, span_of))
+            .await
+        {
             Ok(o) => {
                 access::check_read_object(
                     &self.caller,

@@ -42,3 +42,16 @@ pub fn object_view(m: &ObjectMeta) -> ObjectView<'_> {
         algorithm: m.protection.algorithm(),
     }
 }
+
+/// A key, prefix or marker as S3 sends it under `encoding-type=url`: every byte but the
+/// unreserved characters and `/` percent-encoded (clients decode with `unquote_plus`, so
+/// `+` and space are encoded too).
+pub fn url_encode(s: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(s, SET).to_string()
+}

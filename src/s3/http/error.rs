@@ -147,6 +147,12 @@ fn store_error(e: StoreError, key_arn: Option<&str>) -> S3Error {
             "You did not provide the number of bytes specified by the Content-Length HTTP header",
         ),
         StoreError::Kms(f) => kms_error(f, key_arn),
+        StoreError::NoSuchUpload => error("NoSuchUpload", 404, e.to_string()),
+        StoreError::Parts(p) => error(p.code(), 400, p.to_string()),
+        StoreError::TooManyUploads(_) | StoreError::TooManyOpenFiles => {
+            tracing::warn!(error = %e, "refusing a request for lack of resources");
+            error("SlowDown", 503, "Please reduce your request rate.")
+        }
         StoreError::Integrity { .. } => {
             tracing::error!(error = %e, "object failed its integrity check");
             error(

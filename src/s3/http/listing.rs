@@ -167,9 +167,10 @@ mod tests {
             protection: meta::KeyProtection::StoreKey {
                 wrapped_key: vec![],
             },
-            nonce_prefix: [0; 7],
+            nonce_prefix: None,
             chunk_size: 0,
             user_metadata: BTreeMap::new(),
+            multipart: None,
         }
     }
 

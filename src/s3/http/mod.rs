@@ -8,7 +8,9 @@
 //! - [`call`]: the per-request context handlers get (caller, store lookups);
 //! - [`error`]: handler errors and their S3 codes, statuses and messages;
 //! - the handlers, by resource: [`service`] (ListBuckets), [`bucket`], [`bucket_config`]
-//!   (encryption, Block Public Access, Object Ownership), [`acl`], [`object`], [`listing`];
+//!   (encryption, Block Public Access, Object Ownership), [`acl`], [`object`] (with
+//!   [`span`]: ranges and parts of a read), [`multipart`], [`listing`];
+//! - [`upload`]: a request body streamed into the store, shared by PutObject and UploadPart;
 //! - [`server`]: the s3s service, the finishing touches on every response, the listener.
 //!
 //! Access is decided with [`access`](super::access); S3's `RequestId` is on every response.
@@ -20,10 +22,13 @@ pub mod call;
 pub mod convert;
 pub mod error;
 pub mod listing;
+pub mod multipart;
 pub mod object;
 pub mod operations;
 pub mod server;
 pub mod service;
+pub mod span;
+pub mod upload;
 
 pub use operations::ObjectService;
 pub use server::{build_service, build_service_with, handle, live_endpoint, serve, ServeError};

@@ -1,47 +1,59 @@
 //! Objects: PutObject, GetObject, HeadObject, DeleteObject. Bodies stream: an upload is
-//! sealed and written on a blocking thread while the socket is read, a download is read
-//! and opened a batch of chunks at a time while the previous batch is sent.
+//! sealed and written on a blocking thread while the socket is read (`upload.rs`), a
+//! download is read and opened a batch of chunks at a time while the previous batch is
+//! sent; a `Range` or `partNumber` read opens only the chunks under it (`span.rs`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use s3s::dto::{
-    DeleteObjectInput, DeleteObjectOutput, GetObjectInput, GetObjectOutput, HeadObjectInput,
-    HeadObjectOutput, PutObjectInput, PutObjectOutput, ServerSideEncryption, StreamingBlob,
+    ContentType, DeleteObjectInput, DeleteObjectOutput, GetObjectInput, GetObjectOutput,
+    HeadObjectInput, HeadObjectOutput, Metadata, ObjectCannedACL, PutObjectInput, PutObjectOutput,
+    ServerSideEncryption, StreamingBlob,
 };
 use tokio::sync::mpsc;
 
 use super::super::access::{self, Caller};
-use super::super::meta::{CannedAcl, ObjectMeta, ObjectOwnership, SseAlgorithm};
+use super::super::meta::{BucketMeta, CannedAcl, KeyProtection, ObjectOwnership, SseAlgorithm};
 use super::super::store::{PutRequest, SseChoice, StoreError, MAX_OBJECT_SIZE};
 use super::acl::parse_acl;
 use super::call::Call;
 use super::convert::{bucket_view, etag, timestamp, user_metadata};
-use super::error::{refused_body, ApiError};
+use super::error::ApiError;
+use super::span::Want;
+use super::upload::stream_into;
 
-fn sse_header(m: &ObjectMeta) -> Option<ServerSideEncryption> {
+/// `x-amz-server-side-encryption` of an object or upload kept under `p`.
+pub fn sse_header(p: &KeyProtection) -> Option<ServerSideEncryption> {
     Some(ServerSideEncryption::from(
-        m.protection.algorithm().as_str().to_string(),
+        p.algorithm().as_str().to_string(),
     ))
 }
 
-/// What the upload thread is told.
-enum Upload {
-    Data(Bytes),
-    End,
+/// What PutObject and CreateMultipartUpload share: the new object's encryption, ACL,
+/// content type and metadata, as the request's headers give them.
+pub struct NewObject<'a> {
+    pub acl: Option<&'a ObjectCannedACL>,
+    pub sse: Option<&'a ServerSideEncryption>,
+    pub kms_key_id: Option<&'a str>,
+    pub bucket_key: Option<bool>,
+    pub sse_customer_algorithm: Option<&'a str>,
+    pub content_type: Option<&'a ContentType>,
+    pub metadata: Option<&'a Metadata>,
 }
 
-pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, ApiError> {
-    let bucket = cx.bucket(&input.bucket).await?;
-    let acl = input
-        .acl
-        .as_ref()
-        .map(|a| parse_acl(a.as_str()))
-        .transpose()?;
-    let requested = match &input.server_side_encryption {
+/// Checks a new object's headers as S3 does (encryption, ACL against ownership and Block
+/// Public Access, the caller's right to write) and resolves what the store is to do: the
+/// bucket default encryption unless the request names one, the owner by Object Ownership.
+pub fn new_object(
+    cx: &Call,
+    bucket: &BucketMeta,
+    n: NewObject<'_>,
+) -> Result<PutRequest, ApiError> {
+    let acl = n.acl.map(|a| parse_acl(a.as_str())).transpose()?;
+    let requested = match n.sse {
         Some(s) => Some(SseAlgorithm::parse(s.as_str()).ok_or_else(|| {
             ApiError::invalid_argument(format!(
                 "The encryption method specified is not supported: {}",
@@ -50,33 +62,20 @@ pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, Api
         })?),
         None => None,
     };
-    if input.ssekms_key_id.is_some() && requested != Some(SseAlgorithm::AwsKms) {
+    if n.kms_key_id.is_some() && requested != Some(SseAlgorithm::AwsKms) {
         return Err(ApiError::invalid_argument(
             "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
         ));
     }
-    if input.sse_customer_algorithm.is_some() {
+    if n.sse_customer_algorithm.is_some() {
         return Err(ApiError::refused(
             "NotImplemented",
             501,
             "SSE-C is not supported by atrest",
         ));
     }
-    // Refused before a data key is made or a byte stored; the stream also stops at the
-    // limit, for bodies that announce no length.
-    if input
-        .content_length
-        .is_some_and(|n| u64::try_from(n).is_ok_and(|n| n > MAX_OBJECT_SIZE))
-    {
-        return Err(StoreError::EntityTooLarge.into());
-    }
-    let choice = SseChoice::resolve(
-        &bucket,
-        requested,
-        input.ssekms_key_id.as_deref(),
-        input.bucket_key_enabled,
-    )?;
-    access::check_write_object(&cx.caller, &bucket_view(&bucket), acl, choice.algorithm())?;
+    let choice = SseChoice::resolve(bucket, requested, n.kms_key_id, n.bucket_key)?;
+    access::check_write_object(&cx.caller, &bucket_view(bucket), acl, choice.algorithm())?;
     let account = match &cx.caller {
         Caller::Signed { account, .. } => account.clone(),
         Caller::Anonymous => bucket.owner_account.clone(),
@@ -85,70 +84,55 @@ pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, Api
         ObjectOwnership::ObjectWriter => account,
         _ => bucket.owner_account.clone(),
     };
-    let put = PutRequest {
-        content_type: input
+    Ok(PutRequest {
+        content_type: n
             .content_type
-            .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_else(|| "binary/octet-stream".to_string()),
         acl: acl.unwrap_or(CannedAcl::Private),
         sse: choice,
         owner_account,
-        user_metadata: input
+        user_metadata: n
             .metadata
-            .clone()
+            .cloned()
             .map(|m| m.into_iter().collect::<BTreeMap<_, _>>())
             .unwrap_or_default(),
-    };
+    })
+}
+
+pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, ApiError> {
+    let bucket = cx.bucket(&input.bucket).await?;
+    let put = new_object(
+        &cx,
+        &bucket,
+        NewObject {
+            acl: input.acl.as_ref(),
+            sse: input.server_side_encryption.as_ref(),
+            kms_key_id: input.ssekms_key_id.as_deref(),
+            bucket_key: input.bucket_key_enabled,
+            sse_customer_algorithm: input.sse_customer_algorithm.as_deref(),
+            content_type: input.content_type.as_ref(),
+            metadata: input.metadata.as_ref(),
+        },
+    )?;
+    // Refused before a data key is made or a byte stored; the stream also stops at the
+    // limit, for bodies that announce no length.
+    if input
+        .content_length
+        .is_some_and(|n| u64::try_from(n).is_ok_and(|n| n > MAX_OBJECT_SIZE))
+    {
+        return Err(StoreError::EntityTooLarge.into());
+    }
 
     // Get the data key first (a KMS refusal must come before the body is read).
     let (b2, k2, principal) = (bucket.clone(), input.key.clone(), cx.principal());
     let writer = cx
         .on_store(move |store| store.begin_put(&b2, &k2, &principal, put))
         .await?;
-
-    // Encrypt and write on a blocking thread while this task keeps reading the socket.
     let started = std::time::Instant::now();
-    let (tx, mut rx) = mpsc::channel::<Upload>(8);
-    let write_task = tokio::task::spawn_blocking(move || {
-        let mut writer = writer;
-        while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                Upload::Data(b) => writer.write(&b)?,
-                Upload::End => return writer.commit(),
-            }
-        }
-        Err(StoreError::Incomplete)
-    });
-    let mut body_error = None;
-    if let Some(mut body) = input.body {
-        while let Some(chunk) = body.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    if tx.send(Upload::Data(bytes)).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    body_error = Some(e);
-                    break;
-                }
-            }
-        }
-    }
-    if let Some(e) = body_error {
-        drop(tx); // the writer sees no End and discards the upload
-        let _ = write_task.await;
-        tracing::info!(error = %e, "upload body ended early");
-        return Err(refused_body(&*e));
-    }
-    let received = started.elapsed();
-    let _ = tx.send(Upload::End).await;
-    drop(tx);
-    let meta = write_task.await??;
+    let meta = stream_into(writer, input.body, Vec::new(), cx.trailers.clone()).await?;
     tracing::debug!(
         bytes = meta.size,
-        body_ms = received.as_millis() as u64,
         committed_ms = started.elapsed().as_millis() as u64,
         "upload stored"
     );
@@ -156,7 +140,7 @@ pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, Api
         bucket_key_enabled: meta.protection.bucket_key_enabled().then_some(true),
         e_tag: Some(etag(&meta)),
         ssekms_key_id: meta.protection.kms_key_arn().map(str::to_string),
-        server_side_encryption: sse_header(&meta),
+        server_side_encryption: sse_header(&meta.protection),
         size: i64::try_from(meta.size).ok(),
         ..Default::default()
     })
@@ -188,14 +172,13 @@ impl futures::Stream for ChunkStream {
 
 pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, ApiError> {
     let bucket = cx.bucket(&input.bucket).await?;
-    if input.range.is_some() || input.part_number.is_some() {
-        return Err(ApiError::refused(
-            "NotImplemented",
-            501,
-            "atrest does not serve byte ranges or parts yet",
-        ));
-    }
-    let obj = cx.object_for_read(&bucket, &input.key).await?;
+    let want = Want::of(input.range.as_ref(), input.part_number)?;
+    // Only the data files under the wanted bytes are opened; what cannot be served is
+    // refused below, once the caller is known to be allowed to read the object.
+    let obj = cx
+        .object_for_read(&bucket, &input.key, move |m| want.span(m).unwrap_or(0..0))
+        .await?;
+    let span = want.span(&obj.meta)?;
     let key_arn = obj.meta.protection.kms_key_arn().map(str::to_string);
     let principal = cx.principal();
     let store = std::sync::Arc::clone(&cx.store);
@@ -223,36 +206,44 @@ pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, Api
         }
     });
     Ok(GetObjectOutput {
+        accept_ranges: Some("bytes".into()),
         body: Some(StreamingBlob::wrap(ChunkStream {
             batches: rx,
             pending: VecDeque::new(),
         })),
         bucket_key_enabled: m.protection.bucket_key_enabled().then_some(true),
-        content_length: i64::try_from(m.size).ok(),
+        content_length: i64::try_from(span.end - span.start).ok(),
+        content_range: want.content_range(&span, m.size),
         content_type: m.content_type.parse().ok(),
         e_tag: Some(etag(&m)),
         last_modified: timestamp(&m.last_modified),
         metadata: user_metadata(&m),
+        parts_count: want.parts_count(&m),
         ssekms_key_id: m.protection.kms_key_arn().map(str::to_string),
-        server_side_encryption: sse_header(&m),
+        server_side_encryption: sse_header(&m.protection),
         ..Default::default()
     })
 }
 
 pub async fn head(cx: Call, input: HeadObjectInput) -> Result<HeadObjectOutput, ApiError> {
     let b = cx.bucket(&input.bucket).await?;
-    let obj = cx.object_for_read(&b, &input.key).await?;
+    let want = Want::of(input.range.as_ref(), input.part_number)?;
+    // Metadata only: no data file is opened.
+    let obj = cx.object_for_read(&b, &input.key, |_| 0..0).await?;
     let m = &obj.meta;
+    let span = want.span(m)?;
     Ok(HeadObjectOutput {
-        accept_ranges: None,
+        accept_ranges: Some("bytes".into()),
         bucket_key_enabled: m.protection.bucket_key_enabled().then_some(true),
-        content_length: i64::try_from(m.size).ok(),
+        content_length: i64::try_from(span.end - span.start).ok(),
+        content_range: want.content_range(&span, m.size),
         content_type: m.content_type.parse().ok(),
         e_tag: Some(etag(m)),
         last_modified: timestamp(&m.last_modified),
         metadata: user_metadata(m),
+        parts_count: want.parts_count(m),
         ssekms_key_id: m.protection.kms_key_arn().map(str::to_string),
-        server_side_encryption: sse_header(m),
+        server_side_encryption: sse_header(&m.protection),
         ..Default::default()
     })
 }

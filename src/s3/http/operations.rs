@@ -17,7 +17,7 @@ use super::super::auth::Keyring;
 use super::super::store::Store;
 use super::call::{self, request_id, Call};
 use super::error::ApiError;
-use super::{acl, bucket, bucket_config, listing, object, service};
+use super::{acl, bucket, bucket_config, listing, multipart, object, service};
 
 /// One operation as the plumbing sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,7 @@ impl ObjectService {
         let cx = Call {
             caller: caller.clone(),
             store: Arc::clone(&self.store),
+            trailers: req.trailing_headers.clone(),
         };
         let result = handler(cx, req.input).await.map_err(S3Error::from);
         if let Some(t) = target {
@@ -174,6 +175,21 @@ operations! {
         recorded: false, target: [bucket, key] => object::head;
     delete_object "DeleteObject" (DeleteObjectInput -> DeleteObjectOutput)
         recorded: true, target: [bucket, key] => object::delete;
+    // multipart uploads
+    create_multipart_upload "CreateMultipartUpload" (CreateMultipartUploadInput -> CreateMultipartUploadOutput)
+        recorded: true, target: [bucket, key] => multipart::create;
+    upload_part "UploadPart" (UploadPartInput -> UploadPartOutput)
+        recorded: true, target: [bucket, key] => multipart::upload_part;
+    upload_part_copy "UploadPartCopy" (UploadPartCopyInput -> UploadPartCopyOutput)
+        recorded: true, target: [bucket, key] => multipart::upload_part_copy;
+    complete_multipart_upload "CompleteMultipartUpload" (CompleteMultipartUploadInput -> CompleteMultipartUploadOutput)
+        recorded: true, target: [bucket, key] => multipart::complete;
+    abort_multipart_upload "AbortMultipartUpload" (AbortMultipartUploadInput -> AbortMultipartUploadOutput)
+        recorded: true, target: [bucket, key] => multipart::abort;
+    list_parts "ListParts" (ListPartsInput -> ListPartsOutput)
+        recorded: false, target: [bucket, key] => multipart::list_parts;
+    list_multipart_uploads "ListMultipartUploads" (ListMultipartUploadsInput -> ListMultipartUploadsOutput)
+        recorded: false, target: [bucket] => multipart::list_uploads;
     // listing
     list_objects_v2 "ListObjectsV2" (ListObjectsV2Input -> ListObjectsV2Output)
         recorded: false, target: [bucket] => listing::list_objects_v2;

@@ -1,0 +1,556 @@
+//! Multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy,
+//! CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads. The store
+//! side (data keys, part files, the atomic completion) is `s3::multipart`.
+
+use s3s::dto::{
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix,
+    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyPartResult, CopySource,
+    CreateMultipartUploadInput, CreateMultipartUploadOutput, ETag, Initiator,
+    ListMultipartUploadsInput, ListMultipartUploadsOutput, ListPartsInput, ListPartsOutput,
+    MultipartUpload, Part, StorageClass, UploadPartCopyInput, UploadPartCopyOutput,
+    UploadPartInput, UploadPartOutput,
+};
+
+use super::super::access;
+use super::super::meta::{BucketMeta, KeyProtection};
+use super::super::multipart::Upload;
+use super::super::parts::{self, Requested, MAX_PART_SIZE};
+use super::super::range::{self, ByteRange, RangeHeader};
+use super::super::store::StoreError;
+use super::call::Call;
+use super::convert::{bucket_view, etag, owner, timestamp, url_encode};
+use super::error::ApiError;
+use super::object::{new_object, sse_header, NewObject};
+use super::upload::stream_into;
+
+/// The upload `id` of `key` in `bucket`, if the caller may write into the bucket.
+async fn writable_upload(
+    cx: &Call,
+    bucket: &BucketMeta,
+    key: &str,
+    id: &str,
+) -> Result<std::sync::Arc<Upload>, ApiError> {
+    let (b, k, i) = (bucket.name.clone(), key.to_string(), id.to_string());
+    let upload = cx
+        .on_store(move |store| store.find_upload(&b, &k, &i))
+        .await?;
+    access::check_write_object(
+        &cx.caller,
+        &bucket_view(bucket),
+        None,
+        upload.protection.algorithm(),
+    )?;
+    Ok(upload)
+}
+
+fn part_number(n: i32) -> Result<u32, ApiError> {
+    parts::part_number(n).map_err(|e| ApiError::invalid_argument(e.to_string()))
+}
+
+fn kms_fields(p: &KeyProtection) -> (Option<bool>, Option<String>) {
+    (
+        p.bucket_key_enabled().then_some(true),
+        p.kms_key_arn().map(str::to_string),
+    )
+}
+
+fn part_etag(etag: &[u8; 16]) -> ETag {
+    ETag::Strong(hex::encode(etag))
+}
+
+pub async fn create(
+    cx: Call,
+    input: CreateMultipartUploadInput,
+) -> Result<CreateMultipartUploadOutput, ApiError> {
+    let bucket = cx.bucket(&input.bucket).await?;
+    let req = new_object(
+        &cx,
+        &bucket,
+        NewObject {
+            acl: input.acl.as_ref(),
+            sse: input.server_side_encryption.as_ref(),
+            kms_key_id: input.ssekms_key_id.as_deref(),
+            bucket_key: input.bucket_key_enabled,
+            sse_customer_algorithm: input.sse_customer_algorithm.as_deref(),
+            content_type: input.content_type.as_ref(),
+            metadata: input.metadata.as_ref(),
+        },
+    )?;
+    let (b, k, principal) = (bucket.clone(), input.key.clone(), cx.principal());
+    let upload = cx
+        .on_store(move |store| store.create_upload(&b, &k, &principal, req))
+        .await?;
+    let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
+    Ok(CreateMultipartUploadOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(upload.id.clone()),
+        bucket_key_enabled,
+        ssekms_key_id,
+        server_side_encryption: sse_header(&upload.protection),
+        ..Default::default()
+    })
+}
+
+pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartOutput, ApiError> {
+    let number = part_number(input.part_number)?;
+    let bucket = cx.bucket(&input.bucket).await?;
+    if input.sse_customer_algorithm.is_some() {
+        return Err(ApiError::refused(
+            "NotImplemented",
+            501,
+            "SSE-C is not supported by atrest",
+        ));
+    }
+    let upload = writable_upload(&cx, &bucket, &input.key, &input.upload_id).await?;
+    // Refused from its headers: no key is recovered and no byte read.
+    if input
+        .content_length
+        .is_some_and(|n| u64::try_from(n).is_ok_and(|n| n > MAX_PART_SIZE))
+    {
+        return Err(StoreError::EntityTooLarge.into());
+    }
+    let (b, k, id, principal) = (
+        input.bucket.clone(),
+        input.key.clone(),
+        input.upload_id.clone(),
+        cx.principal(),
+    );
+    let writer = cx
+        .on_store(move |store| store.begin_part(&b, &k, &id, number, &principal))
+        .await
+        .map_err(|e| with_key(e, &upload.protection))?;
+    let part = stream_into(writer, input.body, Vec::new(), cx.trailers.clone()).await?;
+    let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
+    Ok(UploadPartOutput {
+        e_tag: Some(part_etag(&part.etag)),
+        bucket_key_enabled,
+        ssekms_key_id,
+        server_side_encryption: sse_header(&upload.protection),
+        ..Default::default()
+    })
+}
+
+/// A store error naming the upload's KMS key where S3's message does.
+fn with_key(e: ApiError, p: &KeyProtection) -> ApiError {
+    match e {
+        ApiError::Store {
+            source,
+            key_arn: None,
+        } => ApiError::store_for_key(source, p.kms_key_arn()),
+        other => other,
+    }
+}
+
+/// `x-amz-copy-source-range`: S3 takes only `bytes=FIRST-LAST`.
+fn copy_source_range(value: &str) -> Result<ByteRange, ApiError> {
+    match range::parse(value.as_bytes()) {
+        RangeHeader::Single(r @ ByteRange::FromTo { .. }) => Ok(r),
+        _ => Err(ApiError::invalid_argument(
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy",
+        )),
+    }
+}
+
+pub async fn upload_part_copy(
+    cx: Call,
+    input: UploadPartCopyInput,
+) -> Result<UploadPartCopyOutput, ApiError> {
+    let number = part_number(input.part_number)?;
+    let bucket = cx.bucket(&input.bucket).await?;
+    if input.sse_customer_algorithm.is_some() || input.copy_source_sse_customer_algorithm.is_some()
+    {
+        return Err(ApiError::refused(
+            "NotImplemented",
+            501,
+            "SSE-C is not supported by atrest",
+        ));
+    }
+    if input.copy_source_if_match.is_some()
+        || input.copy_source_if_none_match.is_some()
+        || input.copy_source_if_modified_since.is_some()
+        || input.copy_source_if_unmodified_since.is_some()
+    {
+        // Refused rather than ignored: a client relying on the condition must not be
+        // copied from unprotected.
+        return Err(ApiError::refused(
+            "NotImplemented",
+            501,
+            "atrest does not evaluate x-amz-copy-source-if-* on UploadPartCopy yet",
+        ));
+    }
+    let upload = writable_upload(&cx, &bucket, &input.key, &input.upload_id).await?;
+    let (src_bucket, src_key) = match &input.copy_source {
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => {
+            if version_id.as_deref().is_some_and(|v| v != "null") {
+                return Err(ApiError::invalid_argument("Invalid version id specified"));
+            }
+            (bucket.to_string(), key.to_string())
+        }
+        _ => {
+            return Err(ApiError::invalid_argument(
+                "atrest copies from bucket/key sources only (no access points)",
+            ))
+        }
+    };
+    let range = input
+        .copy_source_range
+        .as_deref()
+        .map(copy_source_range)
+        .transpose()?;
+    let source_bucket = cx.bucket(&src_bucket).await?;
+    let obj = cx
+        .object_for_read(&source_bucket, &src_key, move |m| match range {
+            Some(r) => r.resolve(m.size).unwrap_or(0..0),
+            None => 0..m.size,
+        })
+        .await?;
+    let size = obj.meta.size;
+    if let Some(r) = range {
+        if r.resolve(size).is_err() || matches!(r, ByteRange::FromTo { last, .. } if last >= size) {
+            return Err(ApiError::invalid_argument(format!(
+                "Range specified is not valid for source object of size: {size}"
+            )));
+        }
+    }
+    let span_len = match range {
+        Some(r) => r.resolve(size).map(|s| s.end - s.start).unwrap_or(0),
+        None => size,
+    };
+    if span_len > MAX_PART_SIZE {
+        return Err(StoreError::EntityTooLarge.into());
+    }
+    let source_key_arn = obj.meta.protection.kms_key_arn().map(str::to_string);
+    let (b, k, id, principal) = (
+        input.bucket.clone(),
+        input.key.clone(),
+        input.upload_id.clone(),
+        cx.principal(),
+    );
+    let part = cx
+        .on_store(move |store| {
+            let mut reader = store.open_reader(obj, &principal)?;
+            let mut writer = store.begin_part(&b, &k, &id, number, &principal)?;
+            loop {
+                let batch = reader.next_batch()?;
+                if batch.is_empty() {
+                    break;
+                }
+                for piece in batch {
+                    writer.write(&piece)?;
+                }
+            }
+            writer.commit()
+        })
+        .await
+        .map_err(|e| match e {
+            ApiError::Store {
+                source: source @ StoreError::Kms(_),
+                ..
+            } => ApiError::store_for_key(source, source_key_arn.as_deref()),
+            other => other,
+        })?;
+    let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
+    Ok(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(part_etag(&part.etag)),
+            last_modified: timestamp(&part.last_modified),
+            ..Default::default()
+        }),
+        bucket_key_enabled,
+        ssekms_key_id,
+        server_side_encryption: sse_header(&upload.protection),
+        ..Default::default()
+    })
+}
+
+pub async fn complete(
+    cx: Call,
+    input: CompleteMultipartUploadInput,
+) -> Result<CompleteMultipartUploadOutput, ApiError> {
+    let bucket = cx.bucket(&input.bucket).await?;
+    if input.if_match.is_some() || input.if_none_match.is_some() {
+        // Refused rather than ignored: a client relying on the condition must not
+        // overwrite unprotected.
+        return Err(ApiError::refused(
+            "NotImplemented",
+            501,
+            "atrest does not evaluate If-Match/If-None-Match on CompleteMultipartUpload yet",
+        ));
+    }
+    if input.sse_customer_algorithm.is_some() {
+        return Err(ApiError::refused(
+            "NotImplemented",
+            501,
+            "SSE-C is not supported by atrest",
+        ));
+    }
+    let requested: Vec<Requested> = input
+        .multipart_upload
+        .and_then(|m| m.parts)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| Requested {
+            number: p.part_number,
+            etag: p.e_tag.map(|e| e.value().to_string()),
+        })
+        .collect();
+    let (b, k, id, principal) = (
+        input.bucket.clone(),
+        input.key.clone(),
+        input.upload_id.clone(),
+        cx.principal(),
+    );
+    // A retried completion of an upload that made the current object answers it again,
+    // so it is looked up only if the upload is still in progress.
+    match cx
+        .on_store({
+            let (b, k, id) = (b.clone(), k.clone(), id.clone());
+            move |store| store.find_upload(&b, &k, &id)
+        })
+        .await
+    {
+        Ok(upload) => {
+            access::check_write_object(
+                &cx.caller,
+                &bucket_view(&bucket),
+                None,
+                upload.protection.algorithm(),
+            )?;
+        }
+        Err(ApiError::Store {
+            source: StoreError::NoSuchUpload,
+            ..
+        }) => {
+            access::check_write_object(
+                &cx.caller,
+                &bucket_view(&bucket),
+                None,
+                super::super::meta::SseAlgorithm::Aes256,
+            )?;
+        }
+        Err(e) => return Err(e),
+    }
+    let meta = cx
+        .on_store(move |store| store.complete_upload(&b, &k, &id, &requested, &principal))
+        .await?;
+    let (bucket_key_enabled, ssekms_key_id) = kms_fields(&meta.protection);
+    Ok(CompleteMultipartUploadOutput {
+        location: Some(format!(
+            "/{}/{}",
+            url_encode(&input.bucket),
+            url_encode(&input.key)
+        )),
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        e_tag: Some(etag(&meta)),
+        bucket_key_enabled,
+        ssekms_key_id,
+        server_side_encryption: sse_header(&meta.protection),
+        ..Default::default()
+    })
+}
+
+pub async fn abort(
+    cx: Call,
+    input: AbortMultipartUploadInput,
+) -> Result<AbortMultipartUploadOutput, ApiError> {
+    let bucket = cx.bucket(&input.bucket).await?;
+    writable_upload(&cx, &bucket, &input.key, &input.upload_id).await?;
+    let (b, k, id) = (input.bucket, input.key, input.upload_id);
+    cx.on_store(move |store| store.abort_upload(&b, &k, &id))
+        .await?;
+    Ok(AbortMultipartUploadOutput::default())
+}
+
+fn initiator(principal: &str) -> Initiator {
+    Initiator {
+        display_name: Some(principal.to_string()),
+        id: Some(principal.to_string()),
+    }
+}
+
+/// A page size from the request: 1000 if absent, at most 1000.
+fn page_size(asked: Option<i32>) -> usize {
+    usize::try_from(asked.unwrap_or(1000).clamp(0, 1000)).unwrap_or(1000)
+}
+
+pub async fn list_parts(cx: Call, input: ListPartsInput) -> Result<ListPartsOutput, ApiError> {
+    let bucket = cx.bucket(&input.bucket).await?;
+    access::check_list_bucket(&cx.caller, &bucket_view(&bucket))?;
+    let max = page_size(input.max_parts);
+    let after = u32::try_from(input.part_number_marker.unwrap_or(0).max(0)).unwrap_or(0);
+    let (b, k, id) = (
+        input.bucket.clone(),
+        input.key.clone(),
+        input.upload_id.clone(),
+    );
+    let page = cx
+        .on_store(move |store| store.list_parts(&b, &k, &id, after, max))
+        .await?;
+    let next = page.parts.last().and_then(|p| i32::try_from(p.number).ok());
+    let parts: Vec<Part> = page
+        .parts
+        .iter()
+        .map(|p| Part {
+            e_tag: Some(part_etag(&p.etag)),
+            last_modified: timestamp(&p.last_modified),
+            part_number: i32::try_from(p.number).ok(),
+            size: i64::try_from(p.size).ok(),
+            ..Default::default()
+        })
+        .collect();
+    Ok(ListPartsOutput {
+        bucket: Some(input.bucket),
+        key: Some(input.key),
+        upload_id: Some(input.upload_id),
+        initiator: Some(initiator(&page.upload.initiator)),
+        owner: Some(owner(&page.upload.owner_account)),
+        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+        part_number_marker: input.part_number_marker,
+        next_part_number_marker: page.truncated.then_some(next).flatten(),
+        max_parts: i32::try_from(max).ok(),
+        is_truncated: Some(page.truncated),
+        parts: Some(parts),
+        ..Default::default()
+    })
+}
+
+/// One page of ListMultipartUploads: the uploads and common prefixes after the markers,
+/// in key order, at most `max` entries.
+struct UploadsPage<'a> {
+    uploads: Vec<&'a Upload>,
+    prefixes: Vec<String>,
+    /// Where the next page starts (key marker, upload id marker), if truncated.
+    next: Option<(String, Option<String>)>,
+}
+
+fn paginate_uploads<'a>(
+    sorted: &'a [std::sync::Arc<Upload>],
+    prefix: &str,
+    delimiter: Option<&str>,
+    key_marker: Option<&str>,
+    upload_id_marker: Option<&str>,
+    max: usize,
+) -> UploadsPage<'a> {
+    let mut page = UploadsPage {
+        uploads: Vec::new(),
+        prefixes: Vec::new(),
+        next: None,
+    };
+    let mut last: Option<(String, Option<String>)> = None;
+    for u in sorted {
+        let Some(rest) = u.key.strip_prefix(prefix) else {
+            continue;
+        };
+        // After the key marker; of the marker key itself, only uploads whose id sorts
+        // after the upload id marker (S3's rule; the store lists by key, then id).
+        if let Some(km) = key_marker {
+            let after = match u.key.as_str().cmp(km) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Equal => upload_id_marker.is_some_and(|m| u.id.as_str() > m),
+                std::cmp::Ordering::Less => false,
+            };
+            if !after {
+                continue;
+            }
+        }
+        let cp = delimiter.filter(|d| !d.is_empty()).and_then(|d| {
+            rest.find(d)
+                .map(|i| format!("{prefix}{}", &rest[..i + d.len()]))
+        });
+        let count = page.uploads.len() + page.prefixes.len();
+        if let Some(cp) = cp {
+            if page.prefixes.last() == Some(&cp) || key_marker.is_some_and(|k| k.starts_with(&cp)) {
+                continue;
+            }
+            if count == max {
+                page.next = last;
+                return page;
+            }
+            page.prefixes.push(cp.clone());
+            last = Some((cp, None));
+        } else {
+            if count == max {
+                page.next = last;
+                return page;
+            }
+            page.uploads.push(u);
+            last = Some((u.key.clone(), Some(u.id.clone())));
+        }
+    }
+    page
+}
+
+pub async fn list_uploads(
+    cx: Call,
+    input: ListMultipartUploadsInput,
+) -> Result<ListMultipartUploadsOutput, ApiError> {
+    let bucket = cx.bucket(&input.bucket).await?;
+    access::check_list_bucket(&cx.caller, &bucket_view(&bucket))?;
+    let url = match input.encoding_type.as_ref().map(|e| e.as_str()) {
+        None => false,
+        Some("url") => true,
+        Some(other) => {
+            return Err(ApiError::invalid_argument(format!(
+                "Invalid Encoding Method specified in Request: {other}"
+            )))
+        }
+    };
+    let enc = |s: &str| if url { url_encode(s) } else { s.to_string() };
+    let max = page_size(input.max_uploads);
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let b = input.bucket.clone();
+    let all = cx.on_store(move |store| store.list_uploads(&b)).await?;
+    let page = paginate_uploads(
+        &all,
+        &prefix,
+        input.delimiter.as_deref(),
+        input.key_marker.as_deref(),
+        input.upload_id_marker.as_deref(),
+        max,
+    );
+    let uploads: Vec<MultipartUpload> = page
+        .uploads
+        .iter()
+        .map(|u| MultipartUpload {
+            initiated: timestamp(&u.initiated),
+            initiator: Some(initiator(&u.initiator)),
+            key: Some(enc(&u.key)),
+            owner: Some(owner(&u.owner_account)),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            upload_id: Some(u.id.clone()),
+            ..Default::default()
+        })
+        .collect();
+    let common: Vec<CommonPrefix> = page
+        .prefixes
+        .iter()
+        .map(|p| CommonPrefix {
+            prefix: Some(enc(p)),
+        })
+        .collect();
+    let (next_key, next_id) = match &page.next {
+        Some((k, id)) => (Some(enc(k)), id.clone()),
+        None => (None, None),
+    };
+    Ok(ListMultipartUploadsOutput {
+        bucket: Some(input.bucket),
+        prefix: Some(enc(&prefix)),
+        delimiter: input.delimiter.as_deref().map(enc),
+        encoding_type: input.encoding_type,
+        key_marker: Some(input.key_marker.as_deref().map(enc).unwrap_or_default()),
+        upload_id_marker: Some(input.upload_id_marker.unwrap_or_default()),
+        max_uploads: i32::try_from(max).ok(),
+        is_truncated: Some(page.next.is_some()),
+        next_key_marker: next_key,
+        next_upload_id_marker: next_id,
+        uploads: Some(uploads),
+        common_prefixes: (!common.is_empty()).then_some(common),
+        ..Default::default()
+    })
+}
