@@ -11,6 +11,7 @@ pub mod local;
 pub mod output;
 pub mod s3;
 pub mod s3api;
+pub mod s3api_multipart;
 
 use std::path::PathBuf;
 

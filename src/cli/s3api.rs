@@ -102,36 +102,27 @@ pub enum S3apiCommand {
         /// File to upload (empty object if omitted).
         #[arg(long)]
         body: Option<PathBuf>,
-        #[arg(long)]
-        content_type: Option<String>,
-        /// AES256 or aws:kms.
-        #[arg(long)]
-        server_side_encryption: Option<String>,
-        /// Key id, alias (alias/NAME) or ARN for aws:kms.
-        #[arg(long)]
-        ssekms_key_id: Option<String>,
-        #[arg(long)]
-        bucket_key_enabled: bool,
-        #[arg(long)]
-        acl: Option<String>,
-        /// `k1=v1,k2=v2` or JSON: stored as x-amz-meta-*.
-        #[arg(long)]
-        metadata: Option<String>,
+        #[command(flatten)]
+        new_object: NewObjectArgs,
     },
-    /// Download an object to OUTFILE.
+    /// Download an object (or a byte range or part of it) to OUTFILE.
     GetObject {
         #[arg(long)]
         bucket: String,
         #[arg(long)]
         key: String,
+        #[command(flatten)]
+        span: SpanArgs,
         outfile: PathBuf,
     },
-    /// Show an object's metadata.
+    /// Show an object's metadata (or a byte range's or part's).
     HeadObject {
         #[arg(long)]
         bucket: String,
         #[arg(long)]
         key: String,
+        #[command(flatten)]
+        span: SpanArgs,
     },
     /// List objects (all pages).
     ListObjectsV2 {
@@ -182,6 +173,90 @@ pub enum S3apiCommand {
         #[arg(long)]
         bucket: String,
     },
+    #[command(flatten)]
+    Multipart(super::s3api_multipart::MultipartCommand),
+}
+
+/// What PutObject and CreateMultipartUpload say about the new object.
+#[derive(Debug, Default, clap::Args)]
+pub struct NewObjectArgs {
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// AES256 or aws:kms.
+    #[arg(long)]
+    pub server_side_encryption: Option<String>,
+    /// Key id, alias (alias/NAME) or ARN for aws:kms.
+    #[arg(long)]
+    pub ssekms_key_id: Option<String>,
+    #[arg(long)]
+    pub bucket_key_enabled: bool,
+    #[arg(long)]
+    pub acl: Option<String>,
+    /// `k1=v1,k2=v2` or JSON: stored as x-amz-meta-*.
+    #[arg(long)]
+    pub metadata: Option<String>,
+}
+
+impl NewObjectArgs {
+    /// The request headers that say it.
+    pub(crate) fn headers(self) -> Result<Vec<(String, String)>, CliError> {
+        let mut h = Vec::new();
+        if let Some(t) = self.content_type {
+            h.push(("content-type".to_string(), t));
+        }
+        if let Some(s) = self.server_side_encryption {
+            h.push(("x-amz-server-side-encryption".to_string(), s));
+        }
+        if let Some(k) = self.ssekms_key_id {
+            h.push(("x-amz-server-side-encryption-aws-kms-key-id".to_string(), k));
+        }
+        if self.bucket_key_enabled {
+            h.push((
+                "x-amz-server-side-encryption-bucket-key-enabled".to_string(),
+                "true".into(),
+            ));
+        }
+        if let Some(a) = self.acl {
+            h.push(("x-amz-acl".to_string(), a));
+        }
+        if let Some(m) = self.metadata {
+            let v = shorthand_or_json(&m)?;
+            for (k, val) in v.as_object().into_iter().flatten() {
+                let val = val
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| val.to_string());
+                h.push((format!("x-amz-meta-{}", k.to_ascii_lowercase()), val));
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// Which bytes of an object a read asks for.
+#[derive(Debug, Default, clap::Args)]
+pub struct SpanArgs {
+    /// `bytes=FIRST-LAST`, `bytes=FIRST-` or `bytes=-COUNT`.
+    #[arg(long)]
+    pub range: Option<String>,
+    /// One part of a multipart object (1 to 10000).
+    #[arg(long)]
+    pub part_number: Option<u32>,
+}
+
+impl SpanArgs {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        self.part_number
+            .map(|n| vec![("partNumber", n.to_string())])
+            .unwrap_or_default()
+    }
+
+    fn headers(&self) -> Vec<(String, String)> {
+        self.range
+            .iter()
+            .map(|r| ("range".to_string(), r.clone()))
+            .collect()
+    }
 }
 
 /// A failure of one CLI operation.
@@ -247,6 +322,7 @@ fn operation_name(c: &S3apiCommand) -> &'static str {
         GetObjectAcl { .. } => "GetObjectAcl",
         PutBucketAcl { .. } => "PutBucketAcl",
         GetBucketAcl { .. } => "GetBucketAcl",
+        Multipart(m) => m.operation_name(),
     }
 }
 
@@ -494,42 +570,9 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
             bucket,
             key,
             body,
-            content_type,
-            server_side_encryption,
-            ssekms_key_id,
-            bucket_key_enabled,
-            acl,
-            metadata,
+            new_object,
         } => {
-            let mut h = Vec::new();
-            if let Some(t) = content_type {
-                h.push(("content-type".to_string(), t));
-            }
-            if let Some(s) = server_side_encryption {
-                h.push(("x-amz-server-side-encryption".to_string(), s));
-            }
-            if let Some(k) = ssekms_key_id {
-                h.push(("x-amz-server-side-encryption-aws-kms-key-id".to_string(), k));
-            }
-            if bucket_key_enabled {
-                h.push((
-                    "x-amz-server-side-encryption-bucket-key-enabled".to_string(),
-                    "true".into(),
-                ));
-            }
-            if let Some(a) = acl {
-                h.push(("x-amz-acl".to_string(), a));
-            }
-            if let Some(m) = metadata {
-                let v = shorthand_or_json(&m)?;
-                for (k, val) in v.as_object().into_iter().flatten() {
-                    let val = val
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| val.to_string());
-                    h.push((format!("x-amz-meta-{}", k.to_ascii_lowercase()), val));
-                }
-            }
+            let h = new_object.headers()?;
             let r = match body {
                 Some(path) => {
                     let f = open_input(&path)?;
@@ -556,9 +599,12 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
         GetObject {
             bucket,
             key,
+            span,
             outfile,
         } => {
-            let r = c.get_object(&bucket, &key)?;
+            let query = span.query();
+            let q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = c.get_object_with(&bucket, &key, &q, span.headers())?;
             let out = object_fields(&r);
             let expected = r
                 .header("content-length")
@@ -566,8 +612,17 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
             download(r, &outfile, expected, None)?;
             Ok(Some(out))
         }
-        HeadObject { bucket, key } => {
-            let r = c.send("HEAD", Some(&bucket), Some(&key), &[], none, Body::Empty)?;
+        HeadObject { bucket, key, span } => {
+            let query = span.query();
+            let q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let r = c.send(
+                "HEAD",
+                Some(&bucket),
+                Some(&key),
+                &q,
+                &span.headers(),
+                Body::Empty,
+            )?;
             Ok(Some(object_fields(&r)))
         }
         ListObjectsV2 {
@@ -660,6 +715,7 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
             )?)?;
             Ok(Some(acl_json(&doc)))
         }
+        Multipart(m) => super::s3api_multipart::execute(&c, m),
     }
 }
 
@@ -745,7 +801,7 @@ fn acl_json(doc: &Node) -> Value {
     Value::Object(out)
 }
 
-fn sse_fields(r: &Response, mut out: Value) -> Value {
+pub(crate) fn sse_fields(r: &Response, mut out: Value) -> Value {
     if let Some(s) = r.header("x-amz-server-side-encryption") {
         out["ServerSideEncryption"] = json!(s);
     }
@@ -761,6 +817,9 @@ fn sse_fields(r: &Response, mut out: Value) -> Value {
 /// GetObject/HeadObject fields in the AWS CLI's order.
 fn object_fields(r: &Response) -> Value {
     let mut out = Map::new();
+    if let Some(v) = r.header("accept-ranges") {
+        out.insert("AcceptRanges".into(), json!(v));
+    }
     if let Some(v) = r.header("last-modified") {
         out.insert(
             "LastModified".into(),
@@ -776,8 +835,17 @@ fn object_fields(r: &Response) -> Value {
     if let Some(v) = r.header("etag") {
         out.insert("ETag".into(), json!(v));
     }
+    if let Some(v) = r.header("content-range") {
+        out.insert("ContentRange".into(), json!(v));
+    }
     if let Some(v) = r.header("content-type") {
         out.insert("ContentType".into(), json!(v));
+    }
+    if let Some(v) = r
+        .header("x-amz-mp-parts-count")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        out.insert("PartsCount".into(), json!(v));
     }
     let mut v = sse_fields(r, Value::Object(out));
     let meta: BTreeMap<String, String> = r
@@ -812,7 +880,7 @@ fn arg_text(s: &str) -> Result<String, CliError> {
     }
 }
 
-fn json_arg(s: &str) -> Result<Value, CliError> {
+pub(crate) fn json_arg(s: &str) -> Result<Value, CliError> {
     let text = arg_text(s)?;
     serde_json::from_str(&text).map_err(|e| CliError::Param(format!("invalid JSON: {e}")))
 }
@@ -911,6 +979,26 @@ pub(crate) fn download(
     expected: Option<u64>,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<u64, CliError> {
+    download_with(dest, expected, |f| {
+        Ok(match r.into_stream() {
+            BodyStream::Spliceable(raw) => raw.splice_into(f, |done| {
+                if let Some(p) = progress {
+                    p.set_position(done);
+                }
+            })?,
+            BodyStream::Reader(reader) => copy_body(reader, f, progress)?,
+        })
+    })
+}
+
+/// Fills a new temp file beside `dest` with `fill` (which returns the bytes it wrote) and
+/// renames it to `dest` only once `expected` bytes are there, so a failed or tampered
+/// download never leaves a partial file behind.
+pub(crate) fn download_with(
+    dest: &Path,
+    expected: Option<u64>,
+    fill: impl FnOnce(&mut File) -> Result<u64, CliError>,
+) -> Result<u64, CliError> {
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -920,14 +1008,7 @@ pub(crate) fn download(
         .ok_or_else(|| CliError::Param(format!("{} is not a file name", dest.display())))?;
     let (mut f, tmp) = create_partial(dir, name)?;
     let result = (|| {
-        let total = match r.into_stream() {
-            BodyStream::Spliceable(raw) => raw.splice_into(&mut f, |done| {
-                if let Some(p) = progress {
-                    p.set_position(done);
-                }
-            })?,
-            BodyStream::Reader(reader) => copy_body(reader, &mut f, progress)?,
-        };
+        let total = fill(&mut f)?;
         if let Some(e) = expected {
             if e != total {
                 return Err(CliError::Client(ClientError::BadResponse(format!(

@@ -256,7 +256,11 @@ impl S3Client {
                     if v.is_empty()
                         && matches!(
                             *k,
-                            "acl" | "encryption" | "publicAccessBlock" | "ownershipControls"
+                            "acl"
+                                | "encryption"
+                                | "publicAccessBlock"
+                                | "ownershipControls"
+                                | "uploads"
                         )
                     {
                         // Sub-resources are sent bare, as the AWS CLI does (`?acl`).
@@ -381,12 +385,24 @@ impl S3Client {
     /// A signed GET of an object whose body is left on the socket, so a download can
     /// splice it into a file ([`BodyStream::Spliceable`]); see `fetch` for why.
     pub fn get_object(&self, bucket: &str, key: &str) -> Result<Response, ClientError> {
+        self.get_object_with(bucket, key, &[], Vec::new())
+    }
+
+    /// [`S3Client::get_object`] with a query (`partNumber`) and extra signed headers
+    /// (`range`).
+    pub fn get_object_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        query: &[(&str, &str)],
+        headers: Vec<(String, String)>,
+    ) -> Result<Response, ClientError> {
         let (wire, headers) = self.signed(
             "GET",
             Some(bucket),
             Some(key),
-            &[],
-            Vec::new(),
+            query,
+            headers,
             Payload::Bytes(b""),
         )?;
         let rest = wire.strip_prefix("http://").ok_or_else(|| {

@@ -75,11 +75,44 @@ impl Read for RawBody {
 impl RawBody {
     /// Moves the whole body into `out` at its current position; `progress` is told the
     /// running total. Fails if the connection ends before `Content-Length` bytes arrived.
-    pub fn splice_into(mut self, out: &mut File, mut progress: impl FnMut(u64)) -> io::Result<u64> {
+    pub fn splice_into(self, out: &mut File, progress: impl FnMut(u64)) -> io::Result<u64> {
+        self.splice_to(out, None, progress)
+    }
+
+    /// Moves the whole body into `out` at `offset` (the file position is neither used nor
+    /// moved, so several bodies can fill one file at once); `progress` is told each piece's
+    /// length as it lands.
+    pub fn splice_at(
+        self,
+        out: &File,
+        offset: u64,
+        mut progress: impl FnMut(u64),
+    ) -> io::Result<u64> {
+        let mut last = 0;
+        self.splice_to(out, Some(offset), |total| {
+            progress(total - last);
+            last = total;
+        })
+    }
+
+    fn splice_to(
+        mut self,
+        out: &File,
+        offset: Option<u64>,
+        mut progress: impl FnMut(u64),
+    ) -> io::Result<u64> {
         let mut total = 0u64;
+        let mut at = offset;
         if self.at < self.leftover.len() {
-            crate::pagecache::write_all(out, &self.leftover[self.at..])?;
-            total += (self.leftover.len() - self.at) as u64;
+            let rest = &self.leftover[self.at..];
+            match at.as_mut() {
+                Some(o) => {
+                    crate::pagecache::write_all_at(out, rest, *o)?;
+                    *o += rest.len() as u64;
+                }
+                None => crate::pagecache::write_all(&mut &*out, rest)?,
+            }
+            total += rest.len() as u64;
             progress(total);
         }
         let (pipe_r, pipe_w) = pipe()?;
@@ -87,17 +120,18 @@ impl RawBody {
             let want = usize::try_from(self.remaining)
                 .unwrap_or(PIPE_BYTES)
                 .min(PIPE_BYTES);
-            let n = splice(self.stream.as_raw_fd(), pipe_w.as_raw_fd(), want).map_err(|e| {
-                // SO_RCVTIMEO expiring shows up as EAGAIN: say what it means.
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("the endpoint sent nothing for {} s", IDLE_TIMEOUT.as_secs()),
-                    )
-                } else {
-                    e
-                }
-            })?;
+            let n =
+                splice(self.stream.as_raw_fd(), pipe_w.as_raw_fd(), want, None).map_err(|e| {
+                    // SO_RCVTIMEO expiring shows up as EAGAIN: say what it means.
+                    if e.kind() == io::ErrorKind::WouldBlock {
+                        io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("the endpoint sent nothing for {} s", IDLE_TIMEOUT.as_secs()),
+                        )
+                    } else {
+                        e
+                    }
+                })?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -111,7 +145,7 @@ impl RawBody {
             while moved < n {
                 // Into the page cache in the pieces it takes fast (see `pagecache`).
                 let piece = (n - moved).min(crate::pagecache::WRITE_PIECE);
-                let m = splice(pipe_r.as_raw_fd(), out.as_raw_fd(), piece)?;
+                let m = splice(pipe_r.as_raw_fd(), out.as_raw_fd(), piece, at.as_mut())?;
                 if m == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::WriteZero,
@@ -271,22 +305,36 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
-/// One splice(2) from `from` to `to` at their current positions, retried on EINTR.
-fn splice(from: i32, to: i32, len: usize) -> io::Result<usize> {
+/// One splice(2) from `from` to `to`, at `to_offset` (advanced by what moved) or else at
+/// their current positions; retried on EINTR.
+fn splice(from: i32, to: i32, len: usize, mut to_offset: Option<&mut u64>) -> io::Result<usize> {
     loop {
-        // SAFETY: plain syscall on descriptors the caller holds open; null offsets mean
-        // "use and advance the file position", and no memory of ours is passed.
+        let mut off = match to_offset.as_deref() {
+            Some(&o) => Some(libc::loff_t::try_from(o).map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidInput, "file offset past 2^63")
+            })?),
+            None => None,
+        };
+        let off_ptr = off
+            .as_mut()
+            .map_or(std::ptr::null_mut(), |o| o as *mut libc::loff_t);
+        // SAFETY: plain syscall on descriptors the caller holds open; a null offset means
+        // "use and advance the file position", a non-null one points at a live loff_t on
+        // this stack frame that the kernel reads and updates; no other memory is passed.
         let n = unsafe {
             libc::splice(
                 from,
                 std::ptr::null_mut(),
                 to,
-                std::ptr::null_mut(),
+                off_ptr,
                 len,
                 libc::SPLICE_F_MOVE,
             )
         };
         if n >= 0 {
+            if let (Some(o), Some(new)) = (to_offset.as_deref_mut(), off) {
+                *o = u64::try_from(new).unwrap_or(*o);
+            }
             return Ok(n as usize);
         }
         let e = io::Error::last_os_error();
@@ -342,6 +390,33 @@ mod tests {
         let req = String::from_utf8(t.join().unwrap()).unwrap();
         assert!(req.starts_with("GET /b/k%20x?a=1 HTTP/1.1\r\n"), "{req}");
         assert!(req.contains("\r\nauthorization: AWS4 sig\r\n"), "{req}");
+    }
+
+    #[test]
+    fn bodies_land_at_their_offsets_whatever_the_file_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = File::create(dir.path().join("out")).unwrap();
+        f.set_len(2_000_000).unwrap();
+        let pieces: Vec<Vec<u8>> = (0..2u8).map(|i| vec![i + 1; 1_000_000]).collect();
+        // The second half first: offsets, not the position, decide where bytes go.
+        for i in [1usize, 0] {
+            let mut resp = "HTTP/1.1 206 Partial Content\r\nContent-Length: 1000000\r\n\r\n"
+                .to_string()
+                .into_bytes();
+            resp.extend_from_slice(&pieces[i]);
+            let (auth, t) = serve_once(resp);
+            let (_, raw) = get(&auth, "/b/k", &[]).unwrap();
+            let mut seen = 0;
+            let n = raw
+                .splice_at(&f, i as u64 * 1_000_000, |d| seen += d)
+                .unwrap();
+            t.join().unwrap();
+            assert_eq!((n, seen), (1_000_000, 1_000_000));
+        }
+        assert_eq!(
+            std::fs::read(dir.path().join("out")).unwrap(),
+            pieces.concat()
+        );
     }
 
     #[test]

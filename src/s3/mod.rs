@@ -29,4 +29,5 @@ pub mod sse;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testkit;
+pub mod transfer;
 pub mod xml;

@@ -298,3 +298,167 @@ pub fn any_file_contains(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
         .into_iter()
         .find(|f| std::fs::read(f).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
 }
+
+/// A program of the project's Python venv (`scripts/lib/venv.sh`, made by
+/// `scripts/install-deps.sh`): the stock `aws` CLI and boto3's `python`, never whatever
+/// else is on the machine. A missing venv fails the test, saying how to make it.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let dir = std::env::var_os("ATREST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let p = dir.join("bin").join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: make the project venv with scripts/install-deps.sh",
+        p.display()
+    );
+    p
+}
+
+impl Lab {
+    /// A stock AWS client of the venv (`aws`, or `python` for boto3) set up as a user would
+    /// at default settings: the current user's access key and region us-east-1 in the
+    /// environment, and a HOME of its own so no config file of this machine applies.
+    pub fn aws_client(&self, program: &str) -> Command {
+        let (id, secret) = self.access_key();
+        let home = self.home.path().join("client-home");
+        std::fs::create_dir_all(&home).expect("client home");
+        let mut c = Command::new(venv_bin(program));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AWS_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("HOME", &home)
+            .env("AWS_ACCESS_KEY_ID", id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("ATREST_TEST_ENDPOINT", self.url(""))
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `aws --endpoint-url URL ARGS...`.
+    pub fn aws(&self, args: &[&str]) -> Output {
+        self.aws_client("aws")
+            .arg("--endpoint-url")
+            .arg(self.url(""))
+            .args(args)
+            .output()
+            .expect("run the venv's aws")
+    }
+
+    /// `aws ...`, asserting success; returns stdout.
+    pub fn aws_ok(&self, args: &[&str]) -> String {
+        let o = self.aws(args);
+        assert!(
+            o.status.success(),
+            "aws {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// `aws ...`, asserting failure; returns stderr.
+    pub fn aws_fails(&self, args: &[&str]) -> String {
+        let o = self.aws(args);
+        assert!(
+            !o.status.success(),
+            "aws {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    }
+
+    /// Runs a Python (boto3) script with the venv's interpreter; asserts success and
+    /// returns stdout. The script finds the endpoint in `ATREST_TEST_ENDPOINT`.
+    pub fn boto3(&self, script: &str, args: &[&str]) -> String {
+        let o = self
+            .aws_client("python")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .output()
+            .expect("run the venv's python");
+        assert!(
+            o.status.success(),
+            "boto3 script failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+/// Writes `len` pseudo-random bytes (xorshift from `seed`) to `path`, streaming.
+pub fn write_random_file(path: &Path, len: u64, seed: u64) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut x = seed | 1;
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        for w in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.flush().unwrap();
+}
+
+/// Whether two files hold the same bytes (compared a MiB at a time).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (Ok(fa), Ok(fb)) = (std::fs::File::open(a), std::fs::File::open(b)) else {
+        return false;
+    };
+    if fa.metadata().map(|m| m.len()).ok() != fb.metadata().map(|m| m.len()).ok() {
+        return false;
+    }
+    let (mut ra, mut rb) = (
+        std::io::BufReader::with_capacity(1 << 20, fa),
+        std::io::BufReader::with_capacity(1 << 20, fb),
+    );
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = ra.read(&mut ba).unwrap();
+        if n == 0 {
+            return rb.read(&mut bb).unwrap() == 0;
+        }
+        if rb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
+    }
+}
+
+/// Whether any file under `dir` contains `needle` (files read a MiB at a time, so a
+/// store of large objects is scanned in bounded memory).
+pub fn any_file_streams(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
+    use std::io::Read;
+    files_under(dir).into_iter().find(|f| {
+        let Ok(mut file) = std::fs::File::open(f) else {
+            return false;
+        };
+        let mut window: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => n,
+            };
+            window.extend_from_slice(&buf[..n]);
+            if window.windows(needle.len()).any(|w| w == needle) {
+                return true;
+            }
+            let keep = needle.len().saturating_sub(1).min(window.len());
+            window.drain(..window.len() - keep);
+        }
+    })
+}

@@ -11,6 +11,7 @@
 //!   (encryption, Block Public Access, Object Ownership), [`acl`], [`object`] (with
 //!   [`span`]: ranges and parts of a read), [`multipart`], [`listing`];
 //! - [`upload`]: a request body streamed into the store, shared by PutObject and UploadPart;
+//! - [`range_header`]: GETs whose `Range` s3s would refuse, served as S3 serves them;
 //! - [`server`]: the s3s service, the finishing touches on every response, the listener.
 //!
 //! Access is decided with [`access`](super::access); S3's `RequestId` is on every response.
@@ -25,6 +26,7 @@ pub mod listing;
 pub mod multipart;
 pub mod object;
 pub mod operations;
+pub mod range_header;
 pub mod server;
 pub mod service;
 pub mod span;

@@ -74,6 +74,7 @@ pub fn build_service_with(
         s3s::service::S3ServiceBuilder::new(ObjectService::new(store, Arc::clone(&keyring), trail));
     b.set_auth(KeyringAuth(keyring));
     b.set_access(DecideInOperations);
+    b.set_route(super::range_header::VerifyRoute);
     b.set_host(LoopbackHost {
         domains: vec![
             "s3.localhost",
@@ -129,6 +130,11 @@ pub async fn handle(
     let rid = new_request_id();
     let is_head = req.method() == hyper::Method::HEAD;
     req.extensions_mut().insert(RequestId(rid.clone()));
+    // A Range header s3s would refuse is served as S3 serves it (range_header.rs).
+    let req = match super::range_header::serve_rewritten(svc, req).await {
+        Ok(resp) => return finish_response(resp, &rid, is_head),
+        Err(req) => req,
+    };
     let resp = match svc.call(req).await {
         Ok(r) => r,
         Err(e) => {
@@ -148,6 +154,13 @@ fn finish_response(
 ) -> hyper::Response<s3s::Body> {
     if let Ok(v) = hyper::header::HeaderValue::from_str(rid) {
         resp.headers_mut().insert("x-amz-request-id", v);
+    }
+    // s3s answers every HeadObject 200; S3 answers a HEAD of a range or part 206, as the GET.
+    if is_head
+        && resp.status() == hyper::StatusCode::OK
+        && resp.headers().contains_key(hyper::header::CONTENT_RANGE)
+    {
+        *resp.status_mut() = hyper::StatusCode::PARTIAL_CONTENT;
     }
     if resp.status().is_success() || is_head {
         return resp;

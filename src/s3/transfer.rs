@@ -1,0 +1,371 @@
+//! Large transfers for `atrest s3 cp`, as the AWS CLI makes them: above a threshold a file
+//! goes up as a multipart upload whose parts several threads send at once, and an object
+//! comes down as ranged GETs run in parallel, each spliced straight into its place in the
+//! file. The defaults are the AWS CLI's (8 MiB threshold and parts, 10 requests at once);
+//! the part size grows so no upload needs more than 10000 parts.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use super::client::{Body, ClientError, S3Client};
+use super::parts::MAX_PART_NUMBER;
+use super::xml;
+
+/// How large transfers are cut up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferConfig {
+    /// Files and objects above this many bytes go in parts.
+    pub threshold: u64,
+    /// Bytes per part or range (grown for files that would need more than 10000 parts).
+    pub part_size: u64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        TransferConfig {
+            threshold: 8 << 20,
+            part_size: 8 << 20,
+            concurrency: 10,
+        }
+    }
+}
+
+impl TransferConfig {
+    /// The part size for `len` bytes: the configured one, doubled until at most 10000
+    /// parts are needed.
+    pub fn part_size_for(&self, len: u64) -> u64 {
+        let mut size = self.part_size.max(1);
+        while len.div_ceil(size) > u64::from(MAX_PART_NUMBER) {
+            size = size.saturating_mul(2);
+        }
+        size
+    }
+}
+
+/// The pieces `len` bytes are cut into: `(index, offset, length)`, at least one.
+pub fn pieces(len: u64, part_size: u64) -> Vec<(usize, u64, u64)> {
+    let part_size = part_size.max(1);
+    let n = len.div_ceil(part_size).max(1);
+    (0..n)
+        .map(|i| {
+            let off = i * part_size;
+            (i as usize, off, part_size.min(len - off.min(len)))
+        })
+        .collect()
+}
+
+/// Runs `work` on every piece with up to `concurrency` threads; the first error stops the
+/// others (they finish the piece in hand) and is returned.
+fn in_parallel<T: Send>(
+    items: &[(usize, u64, u64)],
+    concurrency: usize,
+    work: impl Fn(usize, u64, u64) -> Result<T, ClientError> + Sync,
+) -> Result<Vec<T>, ClientError> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<T>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    let first_error: Mutex<Option<ClientError>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..concurrency.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                if failed.load(Ordering::SeqCst) {
+                    return;
+                }
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&(idx, off, len)) = items.get(i) else {
+                    return;
+                };
+                match work(idx, off, len) {
+                    Ok(v) => {
+                        if let Ok(mut r) = results.lock() {
+                            r[i] = Some(v);
+                        }
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::SeqCst);
+                        if let Ok(mut slot) = first_error.lock() {
+                            slot.get_or_insert(e);
+                        }
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().ok().flatten() {
+        return Err(e);
+    }
+    results
+        .into_inner()
+        .map_err(|_| ClientError::BadResponse("a transfer thread panicked".into()))?
+        .into_iter()
+        .map(|r| r.ok_or_else(|| ClientError::BadResponse("a part was never sent".into())))
+        .collect()
+}
+
+/// `len` bytes of `file` from `offset`, read with positioned reads (each part its own
+/// reader over one shared file), counting what was read into `progress`.
+struct FileRange<'a> {
+    file: &'a File,
+    at: u64,
+    left: u64,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+impl Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was being uploaded",
+            ));
+        }
+        self.at += n as u64;
+        self.left -= n as u64;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+/// What a finished multipart upload answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub etag: String,
+    pub parts: usize,
+}
+
+/// One object to move in parts: where, how, and who hears of the bytes moved.
+pub struct Transfer<'a> {
+    pub client: &'a S3Client,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub cfg: &'a TransferConfig,
+    /// Told the size of every piece of data as it is sent or lands.
+    pub progress: &'a (dyn Fn(u64) + Sync),
+}
+
+impl Transfer<'_> {
+    /// Uploads `file` (`len` bytes) as a multipart upload: `headers` go on
+    /// CreateMultipartUpload (encryption, content type, ACL, metadata), parts of
+    /// [`TransferConfig::part_size_for`] are sent `concurrency` at a time, then completed.
+    /// On any failure the upload is aborted, so no parts are left behind.
+    pub fn upload(
+        &self,
+        file: &File,
+        len: u64,
+        headers: &[(String, String)],
+    ) -> Result<Uploaded, ClientError> {
+        upload_multipart(self, file, len, headers)
+    }
+
+    /// Downloads `size` bytes into `out` (see [`download_ranges`]).
+    pub fn download(&self, size: u64, etag: &str, out: &File) -> Result<u64, ClientError> {
+        download_ranges(self, size, etag, out)
+    }
+}
+
+fn upload_multipart(
+    t: &Transfer<'_>,
+    file: &File,
+    len: u64,
+    headers: &[(String, String)],
+) -> Result<Uploaded, ClientError> {
+    let (client, bucket, key, cfg, progress) = (t.client, t.bucket, t.key, t.cfg, t.progress);
+    let created = client.send(
+        "POST",
+        Some(bucket),
+        Some(key),
+        &[("uploads", "")],
+        headers,
+        Body::Empty,
+    )?;
+    let doc = parse_xml(created)?;
+    let upload_id = doc
+        .text_of("UploadId")
+        .ok_or_else(|| ClientError::BadResponse("CreateMultipartUpload gave no UploadId".into()))?
+        .to_string();
+    let result = (|| {
+        let parts = pieces(len, cfg.part_size_for(len));
+        let etags = in_parallel(&parts, cfg.concurrency, |i, off, n| {
+            let number = (i + 1).to_string();
+            let r = client.send(
+                "PUT",
+                Some(bucket),
+                Some(key),
+                &[("partNumber", &number), ("uploadId", &upload_id)],
+                &[],
+                Body::Reader {
+                    reader: Box::new(FileRange {
+                        file,
+                        at: off,
+                        left: n,
+                        progress,
+                    }),
+                    len: n,
+                },
+            )?;
+            r.header("etag").map(str::to_string).ok_or_else(|| {
+                ClientError::BadResponse(format!("part {number} came back without an ETag"))
+            })
+        })?;
+        let mut body = String::from(
+            "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
+        );
+        for (i, etag) in etags.iter().enumerate() {
+            body.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                i + 1,
+                xml::escape(etag)
+            ));
+        }
+        body.push_str("</CompleteMultipartUpload>");
+        let done = client.send(
+            "POST",
+            Some(bucket),
+            Some(key),
+            &[("uploadId", &upload_id)],
+            &[("content-type".into(), "application/xml".into())],
+            Body::Bytes(body.as_bytes()),
+        )?;
+        let doc = parse_xml(done)?;
+        Ok(Uploaded {
+            etag: doc.text_of("ETag").unwrap_or_default().to_string(),
+            parts: etags.len(),
+        })
+    })();
+    if result.is_err() {
+        // Best effort: the endpoint also drops the parts of uploads it forgets.
+        let _ = client.send(
+            "DELETE",
+            Some(bucket),
+            Some(key),
+            &[("uploadId", &upload_id)],
+            &[],
+            Body::Empty,
+        );
+    }
+    result
+}
+
+/// An XML answer, or the S3 error a 200 answer may carry (CompleteMultipartUpload can fail
+/// after its status line was sent).
+fn parse_xml(r: super::client::Response) -> Result<xml::Node, ClientError> {
+    let text = r.text()?;
+    let doc = xml::parse(&text).map_err(|e| ClientError::BadResponse(format!("{e}: {text}")))?;
+    if let Some(code) = doc.text_of("Code").filter(|_| text.contains("<Error>")) {
+        return Err(ClientError::Service {
+            status: 200,
+            code: code.to_string(),
+            message: doc.text_of("Message").unwrap_or_default().to_string(),
+            request_id: doc.text_of("RequestId").map(str::to_string),
+        });
+    }
+    Ok(doc)
+}
+
+/// Downloads `size` bytes of the object into `out` as ranged GETs, `concurrency` at a time,
+/// each spliced into its place. Every range must come from the object whose ETag is `etag`:
+/// an object replaced during the download fails it rather than mixing two versions.
+fn download_ranges(
+    t: &Transfer<'_>,
+    size: u64,
+    etag: &str,
+    out: &File,
+) -> Result<u64, ClientError> {
+    let (client, bucket, key, cfg, progress) = (t.client, t.bucket, t.key, t.cfg, t.progress);
+    let done = AtomicU64::new(0);
+    let ranges = pieces(size, cfg.part_size_for(size));
+    in_parallel(&ranges, cfg.concurrency, |_, off, n| {
+        if n == 0 {
+            return Ok(());
+        }
+        let range = format!("bytes={off}-{}", off + n - 1);
+        let r = client.get_object_with(bucket, key, &[], vec![("range".into(), range.clone())])?;
+        let expect = format!("bytes {off}-{}/{size}", off + n - 1);
+        if r.status != 206 || r.header("content-range") != Some(expect.as_str()) {
+            return Err(ClientError::BadResponse(format!(
+                "asked for {range}, got {} {:?}",
+                r.status,
+                r.header("content-range")
+            )));
+        }
+        if r.header("etag") != Some(etag) {
+            return Err(ClientError::BadResponse(format!(
+                "s3://{bucket}/{key} changed during the download (ETag {:?}, was {etag})",
+                r.header("etag")
+            )));
+        }
+        let got = match r.into_stream() {
+            super::client::BodyStream::Spliceable(raw) => raw.splice_at(out, off, progress)?,
+            super::client::BodyStream::Reader(_) => {
+                return Err(ClientError::BadResponse(
+                    "a ranged body was not spliceable".into(),
+                ))
+            }
+        };
+        if got != n {
+            return Err(ClientError::BadResponse(format!(
+                "connection closed after {got} of {n} bytes of {range}"
+            )));
+        }
+        done.fetch_add(got, Ordering::SeqCst);
+        Ok(())
+    })?;
+    Ok(done.load(Ordering::SeqCst))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_cover_the_length_exactly() {
+        assert_eq!(pieces(0, 8), vec![(0, 0, 0)]);
+        assert_eq!(pieces(8, 8), vec![(0, 0, 8)]);
+        assert_eq!(pieces(9, 8), vec![(0, 0, 8), (1, 8, 1)]);
+        let p = pieces(100 << 20, 8 << 20);
+        assert_eq!(p.len(), 13);
+        assert_eq!(p.iter().map(|x| x.2).sum::<u64>(), 100 << 20);
+        assert!(p.windows(2).all(|w| w[0].1 + w[0].2 == w[1].1));
+    }
+
+    #[test]
+    fn parts_grow_so_no_upload_needs_more_than_10000() {
+        let cfg = TransferConfig::default();
+        assert_eq!(cfg.part_size_for(1 << 30), 8 << 20);
+        let huge = 5u64 << 40;
+        let size = cfg.part_size_for(huge);
+        assert!(huge.div_ceil(size) <= 10_000);
+        assert!(size >= 8 << 20);
+    }
+
+    #[test]
+    fn the_first_error_stops_the_others_and_is_returned() {
+        let items = pieces(100, 1);
+        let calls = AtomicUsize::new(0);
+        let r = in_parallel(&items, 4, |i, _, _| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if i == 10 {
+                Err(ClientError::BadRequest("part 10".into()))
+            } else {
+                Ok(i)
+            }
+        });
+        assert!(matches!(r, Err(ClientError::BadRequest(ref m)) if m == "part 10"));
+        assert!(calls.load(Ordering::SeqCst) < 100, "the others stopped");
+        let all = in_parallel(&items, 4, |i, _, _| Ok(i)).unwrap();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+    }
+}

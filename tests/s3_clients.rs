@@ -1,0 +1,609 @@
+//! The stock AWS clients at their default settings against the object endpoint: the `aws`
+//! CLI (`s3 cp`, `s3 sync`, `s3api`) and boto3 (`upload_file`, `download_file`), from the
+//! project's venv. Above 8 MiB both use multipart uploads and ranged, parallel downloads,
+//! with CRC32 checksums on every part; every file must come back byte-identical.
+
+mod s3_common;
+
+use std::path::Path;
+
+use s3_common::*;
+
+const MIB: u64 = 1024 * 1024;
+
+fn head(lab: &Lab, bucket: &str, key: &str) -> serde_json::Value {
+    let out = lab.aws_ok(&["s3api", "head-object", "--bucket", bucket, "--key", key]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("head-object: {e}: {out}"))
+}
+
+fn s3_url(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+#[test]
+fn aws_s3_cp_copies_every_size_both_ways_byte_identical() {
+    let lab = Lab::start();
+    lab.create_key("alias/CpKey");
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "copies"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    let out = dir.path().join("out.bin");
+    for (i, size) in [0, 1, 5 * MIB, 8 * MIB + 1, 100 * MIB, 1024 * MIB]
+        .into_iter()
+        .enumerate()
+    {
+        write_random_file(&src, size, i as u64 + 1);
+        let key = format!("sizes/{size}.bin");
+        lab.aws_ok(&[
+            "s3",
+            "cp",
+            path_str(&src),
+            &s3_url("copies", &key),
+            "--sse",
+            "aws:kms",
+            "--sse-kms-key-id",
+            "alias/CpKey",
+            "--no-progress",
+        ]);
+        let h = head(&lab, "copies", &key);
+        assert_eq!(h["ContentLength"], size, "{key}: {h}");
+        assert_eq!(h["ServerSideEncryption"], "aws:kms", "{key}: {h}");
+        let etag = h["ETag"].as_str().unwrap();
+        // The CLI uploads in 8 MiB parts above its 8 MiB threshold.
+        let parts = size.div_ceil(8 * MIB);
+        if size > 8 * MIB {
+            assert!(etag.ends_with(&format!("-{parts}\"")), "{key}: {etag}");
+        } else {
+            assert!(!etag.contains('-'), "{key}: {etag}");
+        }
+        lab.aws_ok(&[
+            "s3",
+            "cp",
+            &s3_url("copies", &key),
+            path_str(&out),
+            "--no-progress",
+        ]);
+        assert!(same_file(&src, &out), "{key} did not come back identical");
+        if size == 100 * MIB {
+            // No window of the plaintext is anywhere in the store.
+            let mut needle = vec![0u8; 32];
+            let f = std::fs::read(&src).unwrap();
+            needle.copy_from_slice(&f[(50 * MIB) as usize..(50 * MIB) as usize + 32]);
+            assert_eq!(any_file_streams(&lab.home_path().join("s3"), &needle), None);
+        }
+        std::fs::remove_file(&out).unwrap();
+    }
+    // Every part was sealed under a data key kmsd released to the caller, and every use is
+    // in kmsd's trail: for the 1 GiB object one GenerateDataKey (CreateMultipartUpload), a
+    // Decrypt per part written (128) and at least one per ranged read.
+    let arn = "arn:aws:s3:::copies/sizes/1073741824.bin";
+    let uses = |op: &str| {
+        kms_events(&lab, op)
+            .iter()
+            .filter(|e| e["requestParameters"]["encryptionContext"]["aws:s3:arn"] == arn)
+            .count()
+    };
+    assert_eq!(uses("GenerateDataKey"), 1);
+    assert!(uses("Decrypt") >= 128 + 128, "{} Decrypts", uses("Decrypt"));
+}
+
+/// Every event named `op` in kmsd's trail (all pages), as CloudTrail records.
+fn kms_events(lab: &Lab, op: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let filter = format!("AttributeKey=EventName,AttributeValue={op}");
+        let mut args = vec![
+            "cloudtrail",
+            "lookup-events",
+            "--lookup-attributes",
+            &filter,
+        ];
+        if let Some(t) = &token {
+            args.extend(["--next-token", t]);
+        }
+        let page = lab.json(&args);
+        for e in page["Events"].as_array().into_iter().flatten() {
+            out.push(serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap());
+        }
+        match page["NextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn aws_s3_sync_moves_a_tree_both_ways() {
+    let lab = Lab::start();
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "synced"]);
+    let up = tempfile::tempdir().unwrap();
+    let files = [
+        ("a.txt", 10),
+        ("empty", 0),
+        ("deep/er/b.bin", 3 * MIB),
+        ("deep/c.bin", 9 * MIB + 7),
+        ("sp ace/d ü.bin", 1000),
+    ];
+    for (i, (name, size)) in files.iter().enumerate() {
+        let p = up.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        write_random_file(&p, *size, 100 + i as u64);
+    }
+    let out = lab.aws_ok(&[
+        "s3",
+        "sync",
+        path_str(up.path()),
+        "s3://synced/tree",
+        "--no-progress",
+    ]);
+    assert_eq!(out.matches("upload:").count(), files.len(), "{out}");
+    // Nothing changed: a second sync sends nothing.
+    let again = lab.aws_ok(&[
+        "s3",
+        "sync",
+        path_str(up.path()),
+        "s3://synced/tree",
+        "--no-progress",
+    ]);
+    assert!(!again.contains("upload:"), "{again}");
+    let down = tempfile::tempdir().unwrap();
+    let out = lab.aws_ok(&[
+        "s3",
+        "sync",
+        "s3://synced/tree",
+        path_str(down.path()),
+        "--no-progress",
+    ]);
+    assert_eq!(out.matches("download:").count(), files.len(), "{out}");
+    for (name, _) in files {
+        assert!(
+            same_file(&up.path().join(name), &down.path().join(name)),
+            "{name} differs after the round trip"
+        );
+    }
+    let ls = lab.aws_ok(&["s3", "ls", "--recursive", "s3://synced/"]);
+    assert_eq!(ls.lines().count(), files.len(), "{ls}");
+}
+
+/// boto3's managed transfers at its default TransferConfig (8 MiB threshold and parts, 10
+/// threads), and the low-level calls they make.
+const BOTO3_SCRIPT: &str = r#"
+import hashlib, json, os, sys
+import boto3
+src, dst = sys.argv[1], sys.argv[2]
+s3 = boto3.client("s3", endpoint_url=os.environ["ATREST_TEST_ENDPOINT"])
+s3.create_bucket(Bucket="boto")
+out = {}
+for name in ["20mib.bin", "tiny.bin", "empty.bin"]:
+    s3.upload_file(os.path.join(src, name), "boto", name)
+    s3.download_file("boto", name, os.path.join(dst, name))
+h = s3.head_object(Bucket="boto", Key="20mib.bin")
+out["etag"] = h["ETag"]
+out["length"] = h["ContentLength"]
+p2 = s3.head_object(Bucket="boto", Key="20mib.bin", PartNumber=2)
+out["part2"] = {"length": p2["ContentLength"], "parts": p2.get("PartsCount"), "range": p2.get("ContentRange")}
+r = s3.get_object(Bucket="boto", Key="20mib.bin", Range="bytes=8388600-8388615")
+body = r["Body"].read()
+with open(os.path.join(src, "20mib.bin"), "rb") as f:
+    f.seek(8388600)
+    out["range_ok"] = body == f.read(16)
+out["range"] = {"status": r["ResponseMetadata"]["HTTPStatusCode"], "content_range": r["ContentRange"], "accept": r["AcceptRanges"]}
+print(json.dumps(out))
+"#;
+
+#[test]
+fn boto3_upload_file_and_download_file_at_default_settings() {
+    let lab = Lab::start();
+    let src = tempfile::tempdir().unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    write_random_file(&src.path().join("20mib.bin"), 20 * MIB, 7);
+    write_random_file(&src.path().join("tiny.bin"), 1, 8);
+    write_random_file(&src.path().join("empty.bin"), 0, 9);
+    let out = lab.boto3(BOTO3_SCRIPT, &[path_str(src.path()), path_str(dst.path())]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("script prints JSON");
+    for name in ["20mib.bin", "tiny.bin", "empty.bin"] {
+        assert!(
+            same_file(&src.path().join(name), &dst.path().join(name)),
+            "{name} differs"
+        );
+    }
+    assert!(v["etag"].as_str().unwrap().ends_with("-3\""), "{v}");
+    assert_eq!(v["length"], 20 * MIB);
+    assert_eq!(v["part2"]["length"], 8 * MIB, "{v}");
+    assert_eq!(v["part2"]["parts"], 3, "{v}");
+    assert_eq!(
+        v["part2"]["range"],
+        format!("bytes {}-{}/{}", 8 * MIB, 16 * MIB - 1, 20 * MIB)
+    );
+    assert_eq!(v["range_ok"], true, "{v}");
+    assert_eq!(v["range"]["status"], 206);
+    assert_eq!(
+        v["range"]["content_range"],
+        format!("bytes 8388600-8388615/{}", 20 * MIB)
+    );
+    assert_eq!(v["range"]["accept"], "bytes");
+}
+
+fn json_of(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[test]
+fn aws_s3api_multipart_calls_answer_as_s3() {
+    let lab = Lab::start();
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "parts"]);
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.bin");
+    let small = dir.path().join("small.bin");
+    write_random_file(&big, 5 * MIB, 1);
+    write_random_file(&small, 1024, 2);
+    let source = dir.path().join("source.bin");
+    write_random_file(&source, 3000, 3);
+    lab.aws_ok(&["s3", "cp", path_str(&source), "s3://parts/source.bin"]);
+
+    let up = json_of(&lab.aws_ok(&[
+        "s3api",
+        "create-multipart-upload",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        "--content-type",
+        "text/x-test",
+        "--metadata",
+        "color=blue",
+    ]));
+    let id = up["UploadId"].as_str().unwrap().to_string();
+    assert_eq!(up["ServerSideEncryption"], "AES256", "{up}");
+    let part = |n: &str, body: &Path| -> String {
+        let r = json_of(&lab.aws_ok(&[
+            "s3api",
+            "upload-part",
+            "--bucket",
+            "parts",
+            "--key",
+            "obj",
+            "--upload-id",
+            &id,
+            "--part-number",
+            n,
+            "--body",
+            path_str(body),
+        ]));
+        r["ETag"].as_str().unwrap().to_string()
+    };
+    let e1 = part("1", &big);
+    let e2 = part("2", &small);
+    let e3 = part("3", &big);
+    assert_eq!(e1, e3, "SSE-S3 part ETags are the parts' MD5s");
+    let err = lab.aws_fails(&[
+        "s3api",
+        "upload-part",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        "--upload-id",
+        &id,
+        "--part-number",
+        "10001",
+        "--body",
+        path_str(&small),
+    ]);
+    assert!(err.contains("InvalidArgument"), "{err}");
+    let copied = json_of(&lab.aws_ok(&[
+        "s3api",
+        "upload-part-copy",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        "--upload-id",
+        &id,
+        "--part-number",
+        "4",
+        "--copy-source",
+        "parts/source.bin",
+        "--copy-source-range",
+        "bytes=1000-1999",
+    ]));
+    let e4 = copied["CopyPartResult"]["ETag"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let parts = json_of(&lab.aws_ok(&[
+        "s3api",
+        "list-parts",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        "--upload-id",
+        &id,
+    ]));
+    let listed: Vec<(i64, i64)> = parts["Parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["PartNumber"].as_i64().unwrap(),
+                p["Size"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(1, 5 << 20), (2, 1024), (3, 5 << 20), (4, 1000)]);
+    let uploads = json_of(&lab.aws_ok(&["s3api", "list-multipart-uploads", "--bucket", "parts"]));
+    assert_eq!(uploads["Uploads"][0]["UploadId"], id.as_str(), "{uploads}");
+    assert_eq!(uploads["Uploads"][0]["Key"], "obj");
+
+    let complete = |parts: &[(&str, &str)]| {
+        let list: Vec<serde_json::Value> = parts
+            .iter()
+            .map(|(n, e)| serde_json::json!({"PartNumber": n.parse::<i64>().unwrap(), "ETag": e}))
+            .collect();
+        let doc = serde_json::json!({ "Parts": list }).to_string();
+        lab.aws(&[
+            "s3api",
+            "complete-multipart-upload",
+            "--bucket",
+            "parts",
+            "--key",
+            "obj",
+            "--upload-id",
+            &id,
+            "--multipart-upload",
+            &doc,
+        ])
+    };
+    let stderr = |o: std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    let o = complete(&[("3", &e3), ("1", &e1)]);
+    assert!(stderr(o).contains("InvalidPartOrder"));
+    let o = complete(&[("1", &e2)]);
+    assert!(stderr(o).contains("InvalidPart"));
+    let o = complete(&[("1", &e1), ("2", &e2), ("3", &e3)]);
+    assert!(stderr(o).contains("EntityTooSmall"));
+    let o = complete(&[("1", &e1), ("3", &e3), ("4", &e4)]);
+    assert!(o.status.success(), "{}", stderr(o));
+    let done = json_of(&String::from_utf8_lossy(&o.stdout));
+    assert!(done["ETag"].as_str().unwrap().ends_with("-3\""), "{done}");
+
+    let out = dir.path().join("out.bin");
+    let got = json_of(&lab.aws_ok(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        path_str(&out),
+    ]));
+    assert_eq!(got["ContentType"], "text/x-test");
+    assert_eq!(got["Metadata"]["color"], "blue");
+    let mut expect = std::fs::read(&big).unwrap();
+    expect.extend(std::fs::read(&big).unwrap());
+    expect.extend(&std::fs::read(&source).unwrap()[1000..2000]);
+    assert!(
+        std::fs::read(&out).unwrap() == expect,
+        "the object is parts 1, 3, 4"
+    );
+    let p2 = json_of(&lab.aws_ok(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        "--part-number",
+        "3",
+        path_str(&out),
+    ]));
+    assert_eq!(p2["PartsCount"], 3, "{p2}");
+    assert_eq!(
+        p2["ContentRange"],
+        format!("bytes {}-{}/{}", 5 << 20, (10 << 20) - 1, expect.len())
+    );
+    assert!(std::fs::read(&out).unwrap() == expect[5 << 20..10 << 20]);
+    let err = lab.aws_fails(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        "--part-number",
+        "2",
+        path_str(&out),
+    ]);
+    assert!(err.contains("InvalidPartNumber"), "{err}");
+    let r = json_of(&lab.aws_ok(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        "--range",
+        "bytes=-10",
+        path_str(&out),
+    ]));
+    assert_eq!(r["ContentLength"], 10);
+    assert!(std::fs::read(&out).unwrap() == expect[expect.len() - 10..]);
+    let err = lab.aws_fails(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        "--range",
+        "bytes=99999999-",
+        path_str(&out),
+    ]);
+    assert!(err.contains("InvalidRange"), "{err}");
+
+    // The upload is gone once completed; an aborted one refuses further parts.
+    let err = lab.aws_fails(&[
+        "s3api",
+        "upload-part",
+        "--bucket",
+        "parts",
+        "--key",
+        "obj",
+        "--upload-id",
+        &id,
+        "--part-number",
+        "5",
+        "--body",
+        path_str(&small),
+    ]);
+    assert!(err.contains("NoSuchUpload"), "{err}");
+    let up = json_of(&lab.aws_ok(&[
+        "s3api",
+        "create-multipart-upload",
+        "--bucket",
+        "parts",
+        "--key",
+        "gone",
+    ]));
+    let id2 = up["UploadId"].as_str().unwrap();
+    lab.aws_ok(&[
+        "s3api",
+        "abort-multipart-upload",
+        "--bucket",
+        "parts",
+        "--key",
+        "gone",
+        "--upload-id",
+        id2,
+    ]);
+    let err = lab.aws_fails(&[
+        "s3api",
+        "upload-part",
+        "--bucket",
+        "parts",
+        "--key",
+        "gone",
+        "--upload-id",
+        id2,
+        "--part-number",
+        "1",
+        "--body",
+        path_str(&small),
+    ]);
+    assert!(err.contains("NoSuchUpload"), "{err}");
+    let uploads = json_of(&lab.aws_ok(&["s3api", "list-multipart-uploads", "--bucket", "parts"]));
+    assert!(
+        uploads
+            .get("Uploads")
+            .is_none_or(|u| u.as_array().unwrap().is_empty()),
+        "{uploads}"
+    );
+}
+
+/// curl with `Range: VALUE` on a presigned URL: (status, headers, body).
+fn ranged(url: &str, range: &str) -> (u16, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("h");
+    let r = curl(
+        url,
+        &["-H", &format!("Range: {range}"), "-D", path_str(&headers)],
+    );
+    (
+        r.status,
+        std::fs::read_to_string(&headers)
+            .unwrap_or_default()
+            .to_ascii_lowercase(),
+        r.body,
+    )
+}
+
+#[test]
+fn ranges_are_answered_as_s3_answers_them() {
+    let lab = Lab::start();
+    lab.ok(&["s3api", "create-bucket", "--bucket", "ranges"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("r.bin");
+    let size = 3 * 64 * 1024 + 100;
+    write_random_file(&src, size as u64, 5);
+    let body = std::fs::read(&src).unwrap();
+    lab.ok(&["s3", "cp", path_str(&src), "s3://ranges/r.bin", "--quiet"]);
+    let url = lab
+        .ok(&["s3", "presign", "s3://ranges/r.bin"])
+        .trim()
+        .to_string();
+
+    let (status, h, got) = ranged(&url, "bytes=0-9");
+    assert_eq!(status, 206);
+    assert_eq!(got, body[..10]);
+    assert!(
+        h.contains(&format!("content-range: bytes 0-9/{size}")),
+        "{h}"
+    );
+    assert!(h.contains("accept-ranges: bytes"), "{h}");
+    assert!(h.contains("content-length: 10"), "{h}");
+    let (status, _, got) = ranged(&url, "bytes=-5");
+    assert_eq!((status, got.as_slice()), (206, &body[size - 5..]));
+    let (status, h, got) = ranged(&url, &format!("bytes={}-", size - 3));
+    assert_eq!((status, got.as_slice()), (206, &body[size - 3..]));
+    assert!(h.contains(&format!(
+        "content-range: bytes {}-{}/{size}",
+        size - 3,
+        size - 1
+    )));
+    let (status, _, got) = ranged(&url, &format!("bytes=65530-{}", size * 2));
+    assert_eq!((status, got.as_slice()), (206, &body[65530..]));
+    let (status, _, got) = ranged(&url, &format!("bytes={size}-"));
+    assert_eq!(status, 416);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("<Code>InvalidRange</Code>"), "{text}");
+    // What S3 does not serve as a range is answered whole, 200.
+    for whole in ["bytes=0-1,5-6", "bytes=5-2", "items=0-1", "bytes=abc"] {
+        let (status, h, got) = ranged(&url, whole);
+        assert_eq!(status, 200, "{whole}");
+        assert!(got == body, "{whole}: not the whole object");
+        assert!(!h.contains("content-range"), "{whole}: {h}");
+    }
+    // Also when the Range header is signed (the aws CLI signs every header) ...
+    let out = dir.path().join("out.bin");
+    let r = json_of(&lab.aws_ok(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "ranges",
+        "--key",
+        "r.bin",
+        "--range",
+        "bytes=0-1,5-6",
+        path_str(&out),
+    ]));
+    assert_eq!(r["ContentLength"], size, "{r}");
+    assert!(r.get("ContentRange").is_none(), "{r}");
+    assert!(std::fs::read(&out).unwrap() == body);
+    let r = json_of(&lab.aws_ok(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "ranges",
+        "--key",
+        "r.bin",
+        "--range",
+        "bytes=1-2",
+    ]));
+    assert_eq!(r["ContentLength"], 2, "{r}");
+    assert_eq!(r["ContentRange"], format!("bytes 1-2/{size}"), "{r}");
+    // ... and a bad signature is still refused, whatever the range.
+    let at = url.find("X-Amz-Signature=").expect("a SigV4 presigned URL") + 16;
+    let mut forged = url.clone();
+    let flipped = if &url[at..at + 1] == "0" { "1" } else { "0" };
+    forged.replace_range(at..at + 1, flipped);
+    let (status, _, got) = ranged(&forged, "bytes=0-1,5-6");
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&got));
+    assert!(String::from_utf8_lossy(&got).contains("SignatureDoesNotMatch"));
+}
