@@ -44,6 +44,24 @@ pub enum ErrorCode {
     UnrecognizedClientException,
     /// Temporary credentials past their expiry.
     ExpiredTokenException,
+    /// IAM: the entity (user, group, role, policy, access key) does not exist.
+    NoSuchEntity,
+    /// IAM: an entity of that name exists.
+    EntityAlreadyExists,
+    /// IAM: the entity still has what must be removed first.
+    DeleteConflict,
+    /// IAM and STS: a policy document that does not parse or is wrong for its use.
+    MalformedPolicyDocument,
+    /// IAM: a quota (access keys, attached policies, policy size) would be exceeded.
+    LimitExceeded,
+    /// IAM: an input (an ARN, a version) that is not valid.
+    InvalidInput,
+    /// IAM and STS (Query protocol): a member outside its model constraints.
+    ValidationError,
+    /// IAM and STS: the caller is not allowed (`AccessDenied`, without KMS's `Exception`).
+    AccessDenied,
+    /// IAM: kmsd could not write its IAM store.
+    ServiceFailure,
 }
 
 impl ErrorCode {
@@ -80,6 +98,15 @@ impl ErrorCode {
             UnknownOperationException => "UnknownOperationException",
             UnrecognizedClientException => "UnrecognizedClientException",
             ExpiredTokenException => "ExpiredTokenException",
+            NoSuchEntity => "NoSuchEntity",
+            EntityAlreadyExists => "EntityAlreadyExists",
+            DeleteConflict => "DeleteConflict",
+            MalformedPolicyDocument => "MalformedPolicyDocument",
+            LimitExceeded => "LimitExceeded",
+            InvalidInput => "InvalidInput",
+            ValidationError => "ValidationError",
+            AccessDenied => "AccessDenied",
+            ServiceFailure => "ServiceFailure",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod credentials;
 pub mod error;
 pub mod grants;
+pub mod iam;
 pub mod keystore;
 pub mod policy;
 pub mod protocol;

@@ -20,8 +20,9 @@ pub use crate::api::*;
 
 /// The protocol version this build speaks: 2 since requests and responses are the
 /// `api` operation types (one variant per operation), 3 since the envelope carries a
-/// SigV4 [`Signer`].
-pub const PROTOCOL_VERSION: u16 = 3;
+/// SigV4 [`Signer`], 4 since
+/// `GetCallerIdentityResponse` has STS's members only.
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The largest frame (payload bytes, excluding the 4-byte length) either side accepts.
 pub const MAX_FRAME: usize = 1 << 20;
 

@@ -50,6 +50,7 @@ pub mod credentials;
 pub mod crypto;
 pub mod deletion;
 pub mod grants;
+pub mod iam;
 pub mod json;
 pub mod keys;
 pub mod policies;
@@ -71,6 +72,7 @@ pub use credentials::*;
 pub use crypto::*;
 pub use deletion::*;
 pub use grants::*;
+pub use iam::*;
 pub use keys::*;
 pub use policies::*;
 pub use rotation::*;
@@ -82,7 +84,7 @@ pub use types::*;
 pub enum Service {
     /// `kms.amazonaws.com`, JSON 1.1 target prefix `TrentService`.
     Kms,
-    /// `sts.amazonaws.com`.
+    /// `sts.amazonaws.com` (Query protocol).
     Sts,
     /// `cloudtrail.amazonaws.com`.
     CloudTrail,
@@ -377,6 +379,33 @@ operations! {
     ResolveAccessKey(ResolveAccessKeyRequest),
     /// The caller's access key for the AWS endpoint (`atrest env`), made on first use.
     EnsureAccessKey(EnsureAccessKeyRequest),
+    CreateUser(CreateUserRequest),
+    GetUser(GetUserRequest),
+    ListUsers(ListUsersRequest),
+    DeleteUser(DeleteUserRequest),
+    CreateGroup(CreateGroupRequest),
+    GetGroup(GetGroupRequest),
+    ListGroups(ListGroupsRequest),
+    ListGroupsForUser(ListGroupsForUserRequest),
+    AddUserToGroup(AddUserToGroupRequest),
+    RemoveUserFromGroup(RemoveUserFromGroupRequest),
+    DeleteGroup(DeleteGroupRequest),
+    CreateRole(CreateRoleRequest),
+    GetRole(GetRoleRequest),
+    ListRoles(ListRolesRequest),
+    DeleteRole(DeleteRoleRequest),
+    PutUserPolicy(PutUserPolicyRequest),
+    GetUserPolicy(GetUserPolicyRequest),
+    DeleteUserPolicy(DeleteUserPolicyRequest),
+    ListUserPolicies(ListUserPoliciesRequest),
+    PutGroupPolicy(PutGroupPolicyRequest),
+    GetGroupPolicy(GetGroupPolicyRequest),
+    DeleteGroupPolicy(DeleteGroupPolicyRequest),
+    ListGroupPolicies(ListGroupPoliciesRequest),
+    PutRolePolicy(PutRolePolicyRequest),
+    GetRolePolicy(GetRolePolicyRequest),
+    DeleteRolePolicy(DeleteRolePolicyRequest),
+    ListRolePolicies(ListRolePoliciesRequest),
 }
 
 /// CloudTrail `requestParameters` helpers for the operation files.
@@ -412,6 +441,35 @@ pub(crate) mod trail {
         }
         pub fn build(self) -> Value {
             Value::Object(self.0)
+        }
+    }
+
+    /// An IAM or STS request or response as CloudTrail records it: its members
+    /// with camelCase names at every level, null members left out; a structure
+    /// without members is null.
+    pub fn camel_members(v: &impl serde::Serialize) -> Value {
+        fn camel(v: Value) -> Value {
+            match v {
+                Value::Object(m) => Value::Object(
+                    m.into_iter()
+                        .filter(|(_, x)| !x.is_null())
+                        .map(|(k, x)| {
+                            let mut c = k.chars();
+                            let k = match c.next() {
+                                Some(f) => f.to_lowercase().chain(c).collect(),
+                                None => k,
+                            };
+                            (k, camel(x))
+                        })
+                        .collect(),
+                ),
+                Value::Array(a) => Value::Array(a.into_iter().map(camel).collect()),
+                other => other,
+            }
+        }
+        match camel(serde_json::to_value(v).unwrap_or(Value::Null)) {
+            Value::Object(m) if m.is_empty() => Value::Null,
+            other => other,
         }
     }
 

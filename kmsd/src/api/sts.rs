@@ -1,5 +1,6 @@
-//! STS's GetCallerIdentity, answered by kmsd (it knows who a socket peer is).
-//! Handler: `service/mod.rs`.
+//! STS, answered by kmsd (it knows who a caller is, and issues role sessions), with
+//! botocore's STS model's member names (`botocore/data/sts/2011-06-15/service-2.json`).
+//! Handlers: `service/sts.rs`.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -10,20 +11,15 @@ use super::{Operation, Service};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct GetCallerIdentityRequest {}
 
-/// STS's `GetCallerIdentityResponse`, plus what atrest knows of a socket peer.
+/// STS's `GetCallerIdentityResponse`: exactly AWS's members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct GetCallerIdentityResponse {
-    /// The last part of the principal's ARN (the user or role session name).
+    /// The principal's unique id: a user's `AIDA...`, a role session's
+    /// `AROA...:SESSION`, the root's account id.
     pub user_id: String,
     pub account: String,
     pub arn: String,
-    /// The kernel-checked uid (atrest extension).
-    pub unix_uid: u32,
-    /// The principal the uid maps to (atrest extension).
-    pub unix_principal: String,
-    /// The service the request came via, if any (atrest extension).
-    pub via: Option<String>,
 }
 
 impl Operation for GetCallerIdentityRequest {

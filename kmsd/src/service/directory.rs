@@ -5,9 +5,12 @@
 //! request always sees one consistent configuration.
 //!
 //! IAM policies come from the config file (`[accounts.ID.users.NAME] policies`,
-//! `[[uids]] policies`) and from the drop-in directory `HOME/iam/ACCOUNT/users/NAME/
+//! `[[uids]] policies`), from the drop-in directory `HOME/iam/ACCOUNT/users/NAME/
 //! POLICY.json` (and `roles/NAME/`), which works like `aws iam put-user-policy`
-//! followed by a reload.
+//! followed by a reload, and from the IAM store ([`crate::iam`]: what the IAM
+//! operations write), swapped in with [`Directory::with_store`] after every IAM
+//! change so that it takes effect on the next request. A principal's policies are
+//! all of these together.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -48,7 +51,9 @@ pub struct Resolved {
 pub struct Directory {
     config: Arc<Config>,
     self_uid: u32,
-    /// IAM policies by user ARN or role ARN.
+    /// IAM policies by user ARN or role ARN from the config and the drop-ins.
+    declared: Arc<HashMap<String, Vec<PolicyDocument>>>,
+    /// `declared` plus the IAM store's, by user ARN or role ARN.
     iam: HashMap<String, Policies>,
     /// `[[uids]]` entries with their own policies, in file order.
     rules: Vec<(UidSelector, Vec<PolicyDocument>)>,
@@ -127,11 +132,35 @@ impl Directory {
         Ok(Directory {
             config: Arc::new(config),
             self_uid,
-            iam: iam.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            iam: iam
+                .iter()
+                .map(|(k, v)| (k.clone(), Arc::new(v.clone())))
+                .collect(),
+            declared: Arc::new(iam),
             rules,
             identities: Mutex::new(HashMap::new()),
             empty: Arc::new(Vec::new()),
         })
+    }
+
+    /// This directory with the IAM store's policies (`store`, by user or role ARN,
+    /// from [`crate::iam::compile`]) in place of those it had.
+    pub fn with_store(&self, store: &HashMap<String, Vec<PolicyDocument>>) -> Directory {
+        let mut iam: HashMap<String, Vec<PolicyDocument>> = (*self.declared).clone();
+        for (arn, docs) in store {
+            iam.entry(arn.clone())
+                .or_default()
+                .extend(docs.iter().cloned());
+        }
+        Directory {
+            config: Arc::clone(&self.config),
+            self_uid: self.self_uid,
+            declared: Arc::clone(&self.declared),
+            iam: iam.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(),
+            rules: self.rules.clone(),
+            identities: Mutex::new(HashMap::new()),
+            empty: Arc::clone(&self.empty),
+        }
     }
 
     pub fn config(&self) -> &Config {

@@ -246,12 +246,23 @@ impl KeyService {
             tracing::warn!("region and account changes take effect only after a restart");
         }
         let uids = config.uids.len();
-        let dir = Directory::build(config, Some(&src.home), self.directory().self_uid())?;
-        let summary = format!(
-            "{uids} uid rule(s), {} IAM user(s)/role(s) with policies",
-            dir.iam_entities()
-        );
-        self.set_directory(dir);
+        let dir = Directory::build(config.clone(), Some(&src.home), self.directory().self_uid())?;
+        // The IAM store adopts what the new config declares, and the directory is
+        // swapped in with the store's policies while IAM changes wait.
+        let now = self.now_ms();
+        let mut summary = String::new();
+        self.iam.change(
+            |f| Ok::<_, String>(((), super::iam::adopt_declared(f, &config, now))),
+            |f, _| {
+                let dir = dir.with_store(&crate::iam::compile(f)?);
+                summary = format!(
+                    "{uids} uid rule(s), {} IAM user(s)/role(s) with policies",
+                    dir.iam_entities()
+                );
+                self.set_directory(dir);
+                Ok(())
+            },
+        )?;
         tracing::info!(%summary, "configuration reloaded");
         Ok(summary)
     }

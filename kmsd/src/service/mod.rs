@@ -19,12 +19,14 @@ pub mod deletion;
 pub mod directory;
 pub mod events;
 pub mod grants;
+pub mod iam;
 pub mod keys;
 pub mod managed;
 pub mod policies;
 pub mod resolve;
 pub mod rotation;
 pub mod rules;
+pub mod sts;
 #[cfg(test)]
 mod trail_golden;
 
@@ -34,14 +36,12 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use aes_gcm::Aes256Gcm;
 
-use crate::api::{
-    AdvanceClockRequest, AdvanceClockResponse, GetCallerIdentityRequest, GetCallerIdentityResponse,
-    Handle, Timestamp,
-};
+use crate::api::{AdvanceClockRequest, AdvanceClockResponse, Handle, Timestamp};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::credentials::AccessKeyStore;
 use crate::grants::Grant;
+use crate::iam::store::{IamStore, IamStoreError};
 use crate::keystore::{Keystore, KeystoreError, StoredAlias, StoredKey};
 use crate::policy::{PolicyDocument, Principal};
 use crate::protocol::{KmsError, Request, RequestEnvelope, Response, Signer, ViaService};
@@ -189,6 +189,8 @@ pub struct KeyService {
     pub(crate) kms_dir: PathBuf,
     /// Access keys (`HOME/kms/access-keys.json`).
     pub(crate) access_keys: AccessKeyStore,
+    /// IAM's users, groups, roles and policies (`HOME/kms/iam.json`).
+    pub(crate) iam: IamStore,
     directory: RwLock<Arc<Directory>>,
     state: RwLock<State>,
     write_lock: Mutex<()>,
@@ -229,6 +231,14 @@ impl KeyService {
         }
         state.grants = grants::load(kms_dir, &state.keys)?;
         let access_keys = AccessKeyStore::open(&store).map_err(ServiceError::AccessKeys)?;
+        let iam = IamStore::open(kms_dir)?;
+        let now = opts.clock.now_ms();
+        iam.change(
+            |f| Ok::<_, IamStoreError>(((), iam::adopt_declared(f, &opts.config, now))),
+            |_, _| Ok(()),
+        )?;
+        let compiled = crate::iam::compile(&iam.snapshot()).map_err(ServiceError::Config)?;
+        let directory = directory.with_store(&compiled);
         tracing::info!(
             keys = state.keys.len(),
             aliases = state.aliases.len(),
@@ -244,6 +254,7 @@ impl KeyService {
             trail_dir: opts.trail_dir,
             kms_dir: kms_dir.to_path_buf(),
             access_keys,
+            iam,
             directory: RwLock::new(Arc::new(directory)),
             state: RwLock::new(state),
             write_lock: Mutex::new(()),
@@ -428,29 +439,6 @@ impl Handle<Call<'_>, AdvanceClockRequest> for KeyService {
     }
 }
 
-impl Handle<Call<'_>, GetCallerIdentityRequest> for KeyService {
-    fn handle(
-        &self,
-        cx: &mut Call<'_>,
-        _r: GetCallerIdentityRequest,
-    ) -> Result<GetCallerIdentityResponse, KmsError> {
-        let c = cx.caller;
-        Ok(GetCallerIdentityResponse {
-            user_id: c
-                .principal_arn
-                .rsplit(['/', ':'])
-                .next()
-                .unwrap_or("")
-                .to_string(),
-            account: c.account.clone(),
-            arn: c.principal_arn.clone(),
-            unix_uid: c.uid,
-            unix_principal: c.uid_principal.clone(),
-            via: c.via.as_ref().map(|v| v.service.clone()),
-        })
-    }
-}
-
 /// Why the service could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -460,6 +448,8 @@ pub enum ServiceError {
     Config(String),
     #[error(transparent)]
     AccessKeys(crate::credentials::AccessKeysError),
+    #[error(transparent)]
+    Iam(#[from] IamStoreError),
 }
 
 /// A keystore failure as the caller sees it (the detail goes to the log).

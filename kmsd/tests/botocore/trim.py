@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
-"""Writes kms-2014-11-01.json, the part of botocore's KMS model kmsd/tests/api_model.rs
+"""Writes SERVICE-VERSION.json (kms-2014-11-01.json, iam-2010-05-08.json,
+sts-2011-06-15.json), the part of botocore's model of a service kmsd/tests/api_model.rs
 checks atrest's operation types against.
 
     python3 -m pip download --no-deps botocore==VERSION -d /tmp/bc
-    cd /tmp/bc && unzip -q botocore-*.whl 'botocore/data/kms/*'
-    python3 kmsd/tests/botocore/trim.py /tmp/bc/botocore VERSION > kmsd/tests/botocore/kms-2014-11-01.json
+    cd /tmp/bc && unzip -q botocore-*.whl 'botocore/data/*'
+    for s in kms iam sts; do
+      python3 kmsd/tests/botocore/trim.py /tmp/bc/botocore VERSION $s > kmsd/tests/botocore/$s-*.json
+    done
 
 Kept: every operation's name (so the test knows which names AWS has), the input and
 output shapes of the operations listed in OPERATIONS with every shape they reach
@@ -18,7 +21,7 @@ import sys
 
 # The KMS operations atrest implements (the `api` table's KMS entries), and the
 # tag operations AWS has beside ListResourceTags.
-OPERATIONS = [
+KMS = [
     "CreateKey", "DescribeKey", "ListKeys", "EnableKey", "DisableKey",
     "ScheduleKeyDeletion", "CancelKeyDeletion", "CreateAlias", "UpdateAlias",
     "DeleteAlias", "ListAliases", "Encrypt", "Decrypt", "ReEncrypt",
@@ -28,6 +31,23 @@ OPERATIONS = [
     "UntagResource", "CreateGrant", "ListGrants", "ListRetirableGrants", "RetireGrant",
     "RevokeGrant", "GetKeyPolicy", "PutKeyPolicy", "ListKeyPolicies",
 ]
+
+# The IAM and STS operations atrest implements (the `api` table's entries).
+IAM = [
+    "CreateUser", "GetUser", "ListUsers", "DeleteUser", "CreateGroup", "GetGroup",
+    "ListGroups", "ListGroupsForUser", "AddUserToGroup", "RemoveUserFromGroup",
+    "DeleteGroup", "CreateRole", "GetRole", "ListRoles", "DeleteRole", "PutUserPolicy",
+    "GetUserPolicy", "DeleteUserPolicy", "ListUserPolicies", "PutGroupPolicy",
+    "GetGroupPolicy", "DeleteGroupPolicy", "ListGroupPolicies", "PutRolePolicy",
+    "GetRolePolicy", "DeleteRolePolicy", "ListRolePolicies",
+]
+STS = ["GetCallerIdentity"]
+
+SERVICES = {
+    "kms": ("2014-11-01", KMS),
+    "iam": ("2010-05-08", IAM),
+    "sts": ("2011-06-15", STS),
+}
 
 
 def load(path):
@@ -40,7 +60,9 @@ def load(path):
 
 def main():
     root, version = sys.argv[1], sys.argv[2]
-    data = os.path.join(root, "data", "kms", "2014-11-01")
+    service = sys.argv[3] if len(sys.argv) > 3 else "kms"
+    api_version, OPERATIONS = SERVICES[service]
+    data = os.path.join(root, "data", service, api_version)
     model = load(os.path.join(data, "service-2.json"))
     pages = load(os.path.join(data, "paginators-1.json"))["pagination"]
     shapes = model["shapes"]
@@ -75,8 +97,8 @@ def main():
             keep(shape)
     out = {
         "botocore": version,
-        "source": "botocore/data/kms/2014-11-01/service-2.json and paginators-1.json, trimmed by trim.py",
-        "metadata": {k: model["metadata"][k] for k in ("apiVersion", "protocol", "jsonVersion", "targetPrefix")},
+        "source": f"botocore/data/{service}/{api_version}/service-2.json and paginators-1.json, trimmed by trim.py",
+        "metadata": {k: model["metadata"][k] for k in ("apiVersion", "protocol", "jsonVersion", "targetPrefix") if k in model["metadata"]},
         "all_operations": sorted(model["operations"]),
         "operations": ops,
         "paginators": {k: v for k, v in pages.items() if k in OPERATIONS},
