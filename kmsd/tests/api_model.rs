@@ -1136,6 +1136,26 @@ fn every_operation(m: &Models) -> Vec<&'static str> {
         },
         policy_names()
     );
+    case!(
+        AssumeRoleRequest {
+            role_arn: ROLE.into(),
+            role_session_name: "ci-run".into(),
+            duration_seconds: Some(900),
+            external_id: Some("xyz-123".into()),
+        },
+        AssumeRoleResponse {
+            credentials: Credentials {
+                access_key_id: "ASIAEXAMPLEEXAMPLE12".into(),
+                secret_access_key: zeroize::Zeroizing::new("s".repeat(40)),
+                session_token: zeroize::Zeroizing::new("token".into()),
+                expiration: Timestamp::from_secs(1_795_000_900),
+            },
+            assumed_role_user: AssumedRoleUser {
+                assumed_role_id: "AROAEXAMPLEEXAMPLE12:ci-run".into(),
+                arn: "arn:aws:sts::111122223333:assumed-role/worker/ci-run".into(),
+            },
+        }
+    );
     seen
 }
 

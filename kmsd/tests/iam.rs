@@ -556,3 +556,252 @@ fn a_config_users_policy_is_added_through_iam_and_caller_identity_is_aws_shaped(
     assert_eq!(sts.len(), 3);
     assert!(sts.iter().all(|r| r["eventName"] == "GetCallerIdentity"));
 }
+
+fn trust_of(principal: &str) -> String {
+    format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"{principal}"}},"Action":"sts:AssumeRole"}}]}}"#
+    )
+}
+
+fn assume(
+    c: &KmsClient,
+    role: &str,
+    duration: Option<i32>,
+) -> Result<AssumeRoleResponse, KmsError> {
+    match c.send(AssumeRoleRequest {
+        role_arn: role.into(),
+        role_session_name: "ci-run".into(),
+        duration_seconds: duration,
+        external_id: None,
+    }) {
+        Ok(r) => Ok(r),
+        Err(ClientError::Kms(e)) => Err(e),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+/// What the AWS endpoint does with a request signed with `creds`: resolve the key
+/// (and token), then speak for the signer.
+fn signer(c: &KmsClient, creds: &Credentials) -> Result<Signer, KmsError> {
+    match c.resolve_access_key(&creds.access_key_id, Some(&creds.session_token)) {
+        Ok(r) => {
+            assert_eq!(
+                r.secret_access_key.0.as_slice(),
+                creds.secret_access_key.as_bytes()
+            );
+            assert_eq!(r.expiration, Some(creds.expiration));
+            Ok(Signer {
+                access_key_id: creds.access_key_id.clone(),
+                session_token: Some(creds.session_token.to_string()),
+                principal_arn: r.principal_arn,
+                source_ip: "127.0.0.1".into(),
+                user_agent: Some("test".into()),
+            })
+        }
+        Err(ClientError::Kms(e)) => Err(e),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+fn signed<R: Variant>(c: &KmsClient, req: R, s: &Signer) -> Result<R::Response, KmsError> {
+    match c.call_signed(req.into_request(), s.clone()) {
+        Ok(r) => Ok(R::from_response(r).unwrap()),
+        Err(ClientError::Kms(e)) => Err(e),
+        Err(other) => panic!("{other}"),
+    }
+}
+
+#[test]
+fn assume_role_issues_sealed_session_credentials_that_act_as_the_session() {
+    let mut d = Daemon::start();
+    let c = d.client();
+    let key = lab_key(&c);
+    let role = c
+        .send(CreateRoleRequest {
+            role_name: "deployer".into(),
+            assume_role_policy_document: trust_of(&format!("arn:aws:iam::{LAB}:root")),
+            ..Default::default()
+        })
+        .unwrap()
+        .role;
+    c.send(PutRolePolicyRequest {
+        role_name: "deployer".into(),
+        policy_name: "encrypt".into(),
+        policy_document: allow(r#"["kms:Encrypt","sts:AssumeRole"]"#),
+    })
+    .unwrap();
+    let r = assume(&c, &role.arn, Some(900)).unwrap();
+    let creds = r.credentials.clone();
+    assert!(creds.access_key_id.starts_with("ASIA") && creds.access_key_id.len() == 20);
+    assert_eq!(creds.secret_access_key.len(), 40);
+    let session_arn = format!("arn:aws:sts::{LAB}:assumed-role/deployer/ci-run");
+    assert_eq!(r.assumed_role_user.arn, session_arn);
+    assert_eq!(
+        r.assumed_role_user.assumed_role_id,
+        format!("{}:ci-run", role.role_id)
+    );
+    assert!(!format!("{r:?}").contains(creds.secret_access_key.as_str()));
+
+    // Requests signed with them act as the session, with the role's policies.
+    let s = signer(&c, &creds).unwrap();
+    assert_eq!(s.principal_arn, session_arn);
+    let who = signed(&c, GetCallerIdentityRequest {}, &s).unwrap();
+    assert_eq!(who.arn, session_arn);
+    assert_eq!(who.user_id, r.assumed_role_user.assumed_role_id);
+    signed(
+        &c,
+        EncryptRequest {
+            key_id: key.clone(),
+            plaintext: SecretBlob::new(b"hi".to_vec()),
+            encryption_context: Default::default(),
+            grant_tokens: vec![],
+            encryption_algorithm: None,
+        },
+        &s,
+    )
+    .unwrap();
+    let e = signed(&c, CreateKeyRequest::default(), &s).unwrap_err();
+    assert_eq!(e.code, ErrorCode::AccessDeniedException);
+
+    // The token is all there is: it survives a restart, and an altered one is refused.
+    d.restart();
+    let c = d.client();
+    let s = signer(&c, &creds).unwrap();
+    signed(&c, GetCallerIdentityRequest {}, &s).unwrap();
+    let mut forged = creds.clone();
+    let mut t = forged.session_token.to_string().into_bytes();
+    t[30] = if t[30] == b'A' { b'B' } else { b'A' };
+    forged.session_token = zeroize::Zeroizing::new(String::from_utf8(t).unwrap());
+    assert_eq!(
+        signer(&c, &forged).unwrap_err().code,
+        ErrorCode::UnrecognizedClientException
+    );
+    let mut other_id = creds.clone();
+    other_id.access_key_id = "ASIAAAAAAAAAAAAAAAAA".into();
+    assert_eq!(
+        signer(&c, &other_id).unwrap_err().code,
+        ErrorCode::UnrecognizedClientException
+    );
+    // After 900 s the session is over.
+    c.advance_clock(901).unwrap();
+    let e = signed(&c, GetCallerIdentityRequest {}, &s).unwrap_err();
+    assert_eq!(e.code, ErrorCode::ExpiredTokenException);
+
+    // AWS's limits on the duration.
+    for (d, says) in [
+        (899, "greater than or equal to 900"),
+        (7200, "MaxSessionDuration"),
+    ] {
+        let e = assume(&c, &role.arn, Some(d)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationError);
+        assert!(e.message.contains(says), "{}", e.message);
+    }
+    let before = c.advance_clock(0).unwrap();
+    let default = assume(&c, &role.arn, None).unwrap();
+    let after = c.advance_clock(0).unwrap();
+    let exp = default.credentials.expiration.as_millis();
+    assert!(exp >= before + 3_600_000 && exp <= after + 3_600_000);
+    // Role chaining: a session assuming a role gets at most an hour.
+    let s = signer(&c, &default.credentials).unwrap();
+    let e = signed(
+        &c,
+        AssumeRoleRequest {
+            role_arn: role.arn.clone(),
+            role_session_name: "chained".into(),
+            duration_seconds: Some(7200),
+            external_id: None,
+        },
+        &s,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, ErrorCode::ValidationError);
+
+    // In the trail as STS calls, the secret and the token never.
+    let sts = records(&c, "sts.amazonaws.com");
+    let assumed: Vec<&Value> = sts
+        .iter()
+        .filter(|r| r["eventName"] == "AssumeRole" && r["errorCode"].is_null())
+        .collect();
+    assert_eq!(assumed.len(), 2);
+    assert_eq!(
+        assumed[0]["responseElements"]["credentials"]["accessKeyId"],
+        creds.access_key_id.as_str()
+    );
+    assert_eq!(assumed[0]["requestParameters"]["roleSessionName"], "ci-run");
+    let all = serde_json::to_string(&sts).unwrap();
+    assert!(!all.contains(creds.secret_access_key.as_str()));
+    assert!(!all.contains(creds.session_token.as_str()));
+}
+
+#[test]
+fn assume_role_is_refused_unless_the_trust_policy_and_across_accounts_the_caller_allow_it() {
+    let d = Daemon::start();
+    let c = d.client();
+    let user_a = d
+        .client()
+        .acting_as(format!("arn:aws:iam::{OTHER}:user/UserA"));
+    let lab_only = c
+        .send(CreateRoleRequest {
+            role_name: "lab-only".into(),
+            assume_role_policy_document: trust_of(&format!("arn:aws:iam::{LAB}:root")),
+            ..Default::default()
+        })
+        .unwrap()
+        .role;
+    let e = assume(&user_a, &lab_only.arn, None).unwrap_err();
+    assert_eq!(e.code, ErrorCode::AccessDenied);
+    assert!(
+        e.message.starts_with(&format!(
+            "User: arn:aws:iam::{OTHER}:user/UserA is not authorized to perform: sts:AssumeRole on resource: {}",
+            lab_only.arn
+        )),
+        "{}",
+        e.message
+    );
+    // A role that does not exist gets the same answer.
+    let e = assume(&user_a, &format!("arn:aws:iam::{LAB}:role/nope"), None).unwrap_err();
+    assert_eq!(e.code, ErrorCode::AccessDenied);
+
+    // Trusting the other account is not enough: UserA's own policies must allow it.
+    let shared = c
+        .send(CreateRoleRequest {
+            role_name: "shared".into(),
+            assume_role_policy_document: trust_of(&format!("arn:aws:iam::{OTHER}:root")),
+            ..Default::default()
+        })
+        .unwrap()
+        .role;
+    assert_eq!(
+        assume(&user_a, &shared.arn, None).unwrap_err().code,
+        ErrorCode::AccessDenied
+    );
+    d.client()
+        .acting_as(format!("arn:aws:iam::{OTHER}:role/Admin"))
+        .send(PutUserPolicyRequest {
+            user_name: "UserA".into(),
+            policy_name: "assume-shared".into(),
+            policy_document: format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"sts:AssumeRole","Resource":"{}"}}]}}"#,
+                shared.arn
+            ),
+        })
+        .unwrap();
+    let r = assume(&user_a, &shared.arn, None).unwrap();
+    assert_eq!(
+        r.assumed_role_user.arn,
+        format!("arn:aws:sts::{LAB}:assumed-role/shared/ci-run")
+    );
+    // Bad input is a ValidationError.
+    for (arn, session) in [
+        ("not-an-arn", "ok-name"),
+        (&*shared.arn, "x"),
+        (&*shared.arn, "a b"),
+    ] {
+        let e = err(user_a.send(AssumeRoleRequest {
+            role_arn: arn.into(),
+            role_session_name: session.into(),
+            ..Default::default()
+        }));
+        assert_eq!(e.code, ErrorCode::ValidationError, "{arn} {session}");
+    }
+}

@@ -406,6 +406,7 @@ operations! {
     GetRolePolicy(GetRolePolicyRequest),
     DeleteRolePolicy(DeleteRolePolicyRequest),
     ListRolePolicies(ListRolePoliciesRequest),
+    AssumeRole(AssumeRoleRequest),
 }
 
 /// CloudTrail `requestParameters` helpers for the operation files.

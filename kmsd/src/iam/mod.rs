@@ -12,10 +12,12 @@
 //! - [`store`] keeps it on disk (atomic writes) and in memory;
 //! - [`aws_managed`] is the set of AWS managed policies atrest knows;
 //! - [`names`] holds IAM's name, path and ARN rules with AWS's validation messages;
-//! - [`trust`] decides `sts:AssumeRole` from a role's trust policy (pure).
+//! - [`trust`] decides `sts:AssumeRole` from a role's trust policy (pure);
+//! - [`session`] seals and opens STS session tokens.
 
 pub mod aws_managed;
 pub mod names;
+pub mod session;
 pub mod store;
 pub mod trust;
 

@@ -64,15 +64,14 @@ impl KeyService {
         }
     }
 
-    /// Temporary credentials (`ASIA...` + `x-amz-security-token`). kmsd issues none
-    /// until STS `AssumeRole` does (its tokens are sealed by kmsd and opened here), so
-    /// every token is one it did not issue.
+    /// Temporary credentials (`ASIA...` + `x-amz-security-token`): the session STS
+    /// `AssumeRole` sealed into the token (`service/sts.rs`).
     fn authenticate_session(
         &self,
-        _access_key_id: &str,
-        _token: &str,
+        access_key_id: &str,
+        token: &str,
     ) -> Result<Authenticated, KmsError> {
-        Err(KmsError::unrecognized_client())
+        self.open_session(access_key_id, token)
     }
 
     /// ResolveAccessKey, for the endpoint's uids only.

@@ -1,10 +1,21 @@
-//! STS: who the caller is (`GetCallerIdentity`).
+//! STS: who the caller is (`GetCallerIdentity`), and role sessions (`AssumeRole`):
+//! temporary credentials whose requests act as
+//! `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION` with the role's policies, allowed
+//! where the role's trust policy (and, as AWS requires, the caller's identity policies)
+//! allow it ([`crate::iam::trust`]). The session token is sealed by kmsd
+//! ([`crate::iam::session`]): no state is kept per session.
 
+use super::credentials::Authenticated;
 use super::{Call, Caller, KeyService};
-use crate::api::{GetCallerIdentityRequest, GetCallerIdentityResponse, Handle};
-use crate::iam::derived_id;
+use crate::api::{
+    AssumeRoleRequest, AssumeRoleResponse, AssumedRoleUser, Credentials, GetCallerIdentityRequest,
+    GetCallerIdentityResponse, Handle, Timestamp,
+};
+use crate::credentials::{new_access_key_id, new_secret};
+use crate::iam::session::{self, SessionClaims};
+use crate::iam::{derived_id, names, trust};
 use crate::policy::PrincipalKind;
-use crate::protocol::KmsError;
+use crate::protocol::{ErrorCode, KmsError};
 
 impl KeyService {
     /// The caller's unique id as STS gives it: a user's id (`AIDA...`), a role
@@ -47,6 +58,133 @@ impl Handle<Call<'_>, GetCallerIdentityRequest> for KeyService {
             user_id: self.unique_id(c),
             account: c.account.clone(),
             arn: c.principal_arn.clone(),
+        })
+    }
+}
+
+impl KeyService {
+    /// The temporary credentials of an `ASIA...` key id and its session token;
+    /// `UnrecognizedClientException` for a token kmsd did not seal for that key id.
+    /// Expiry is the caller's to check (`Authenticated::expiration`).
+    pub(crate) fn open_session(
+        &self,
+        access_key_id: &str,
+        token: &str,
+    ) -> Result<Authenticated, KmsError> {
+        let claims = session::open(&self.store, access_key_id, token)
+            .ok_or_else(KmsError::unrecognized_client)?;
+        Ok(Authenticated {
+            principal: claims.principal,
+            owner: None,
+            secret: claims.secret_access_key,
+            expiration: Some(Timestamp::from_millis(claims.expiration_ms)),
+        })
+    }
+}
+
+/// `arn:aws:iam::ACCOUNT:role/PATH/NAME` as (ACCOUNT, NAME).
+fn parse_role_arn(arn: &str) -> Option<(&str, &str)> {
+    let rest = arn.strip_prefix("arn:aws:iam::")?;
+    let (account, resource) = rest.split_once(':')?;
+    let path_name = resource.strip_prefix("role/")?;
+    let name = path_name.rsplit('/').next()?;
+    (crate::config::is_account_id(account) && names::is_entity_name(name, 64))
+        .then_some((account, name))
+}
+
+impl Handle<Call<'_>, AssumeRoleRequest> for KeyService {
+    fn handle(
+        &self,
+        cx: &mut Call<'_>,
+        r: AssumeRoleRequest,
+    ) -> Result<AssumeRoleResponse, KmsError> {
+        let caller = cx.caller;
+        let (account, name) = parse_role_arn(&r.role_arn).ok_or_else(|| {
+            names::validation(
+                "roleArn",
+                &r.role_arn,
+                "Member must be a role ARN: arn:aws:iam::ACCOUNT:role/NAME",
+            )
+        })?;
+        trust::check_session_name(&r.role_session_name)?;
+        if let Some(id) = &r.external_id {
+            if id.len() < 2 || id.len() > 1224 {
+                return Err(names::validation(
+                    "externalId",
+                    id,
+                    "Member must have length between 2 and 1224",
+                ));
+            }
+        }
+        let denied = || {
+            KmsError::new(
+                ErrorCode::AccessDenied,
+                format!(
+                    "User: {} is not authorized to perform: sts:AssumeRole on resource: {}",
+                    caller.principal_arn, r.role_arn
+                ),
+            )
+        };
+        if caller.principal.is_service() {
+            return Err(denied());
+        }
+        // A role that does not exist is refused like one that does not trust the
+        // caller: AWS says nothing about which.
+        let role = self
+            .iam_read(account, |a| a.roles.get(name).cloned())
+            .ok_or_else(denied)?;
+        let role_arn = names::arn(account, "role", &role.path, name);
+        if role_arn != r.role_arn && names::arn(account, "role", "/", name) != r.role_arn {
+            return Err(denied());
+        }
+        let trust_doc = trust::parse_trust_policy(&role.assume_role_policy).map_err(|e| {
+            tracing::error!(role = %role_arn, error = %e, "stored trust policy does not parse");
+            denied()
+        })?;
+        let decision = trust::may_assume(
+            &caller.principal,
+            &caller.policies,
+            &role_arn,
+            account,
+            &trust_doc,
+            trust::AssumeRoleContext {
+                external_id: r.external_id.as_deref(),
+                role_session_name: &r.role_session_name,
+            },
+        );
+        if let Some(m) = decision.access_denied_message() {
+            return Err(KmsError::new(ErrorCode::AccessDenied, m));
+        }
+        let chained = matches!(caller.principal.kind, PrincipalKind::AssumedRole { .. });
+        let seconds =
+            trust::session_duration(r.duration_seconds, role.max_session_duration, chained)?;
+        let expiration_ms = self
+            .now_ms()
+            .saturating_add(i64::from(seconds).saturating_mul(1000));
+        let claims = SessionClaims {
+            access_key_id: new_access_key_id("ASIA"),
+            secret_access_key: new_secret(),
+            principal: format!(
+                "arn:aws:sts::{account}:assumed-role/{name}/{}",
+                r.role_session_name
+            ),
+            expiration_ms,
+        };
+        let token = session::seal(&self.store, &claims).map_err(|e| {
+            tracing::error!(error = %e, "cannot seal a session token");
+            KmsError::internal("kmsd could not issue the session")
+        })?;
+        Ok(AssumeRoleResponse {
+            assumed_role_user: AssumedRoleUser {
+                assumed_role_id: format!("{}:{}", role.id, r.role_session_name),
+                arn: claims.principal.clone(),
+            },
+            credentials: Credentials {
+                access_key_id: claims.access_key_id.clone(),
+                secret_access_key: claims.secret_access_key.clone(),
+                session_token: zeroize::Zeroizing::new(token),
+                expiration: Timestamp::from_millis(expiration_ms),
+            },
         })
     }
 }

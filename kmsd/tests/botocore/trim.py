@@ -41,7 +41,7 @@ IAM = [
     "GetGroupPolicy", "DeleteGroupPolicy", "ListGroupPolicies", "PutRolePolicy",
     "GetRolePolicy", "DeleteRolePolicy", "ListRolePolicies",
 ]
-STS = ["GetCallerIdentity"]
+STS = ["GetCallerIdentity", "AssumeRole"]
 
 SERVICES = {
     "kms": ("2014-11-01", KMS),
