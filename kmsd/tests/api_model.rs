@@ -504,6 +504,56 @@ fn policy_names() -> ListPolicyNamesResponse {
     }
 }
 
+const POLICY: &str = "arn:aws:iam::111122223333:policy/KmsKeyUsagePolicy";
+
+fn policy() -> Policy {
+    Policy {
+        policy_name: "KmsKeyUsagePolicy".into(),
+        policy_id: "ANPAEXAMPLEEXAMPLE12".into(),
+        arn: POLICY.into(),
+        path: "/".into(),
+        default_version_id: "v1".into(),
+        attachment_count: 1,
+        permissions_boundary_usage_count: 0,
+        is_attachable: true,
+        description: Some("use keys".into()),
+        create_date: Timestamp::from_secs(1_795_000_000),
+        update_date: Timestamp::from_secs(1_795_000_000),
+    }
+}
+
+fn user_policy_arn() -> UserPolicyArn {
+    UserPolicyArn {
+        user_name: "bob".into(),
+        policy_arn: POLICY.into(),
+    }
+}
+
+fn group_policy_arn() -> GroupPolicyArn {
+    GroupPolicyArn {
+        group_name: "devs".into(),
+        policy_arn: POLICY.into(),
+    }
+}
+
+fn role_policy_arn() -> RolePolicyArn {
+    RolePolicyArn {
+        role_name: "worker".into(),
+        policy_arn: POLICY.into(),
+    }
+}
+
+fn attached() -> ListAttachedPoliciesResponse {
+    ListAttachedPoliciesResponse {
+        attached_policies: vec![AttachedPolicy {
+            policy_name: "KmsKeyUsagePolicy".into(),
+            policy_arn: POLICY.into(),
+        }],
+        is_truncated: true,
+        marker: Some("Z".into()),
+    }
+}
+
 /// Checks every operation's complete sample, in table order; returns their names.
 fn every_operation(m: &Models) -> Vec<&'static str> {
     fn name_of<R: Operation>(_: &R) -> &'static str {
@@ -1155,6 +1205,88 @@ fn every_operation(m: &Models) -> Vec<&'static str> {
                 arn: "arn:aws:sts::111122223333:assumed-role/worker/ci-run".into(),
             },
         }
+    );
+    case!(
+        CreatePolicyRequest {
+            policy_name: "KmsKeyUsagePolicy".into(),
+            path: Some("/".into()),
+            policy_document: IDENTITY.into(),
+            description: Some("use keys".into()),
+        },
+        PolicyResponse { policy: policy() }
+    );
+    case!(
+        GetPolicyRequest {
+            policy_arn: POLICY.into()
+        },
+        PolicyResponse { policy: policy() }
+    );
+    case!(
+        GetPolicyVersionRequest {
+            policy_arn: POLICY.into(),
+            version_id: "v1".into(),
+        },
+        GetPolicyVersionResponse {
+            policy_version: PolicyVersion {
+                document: IDENTITY.into(),
+                version_id: "v1".into(),
+                is_default_version: true,
+                create_date: Timestamp::from_secs(1_795_000_000),
+            }
+        }
+    );
+    case!(
+        ListPoliciesRequest {
+            scope: Some("Local".into()),
+            only_attached: true,
+            path_prefix: Some("/".into()),
+            marker: Some("A".into()),
+            max_items: Some(10),
+        },
+        ListPoliciesResponse {
+            policies: vec![policy()],
+            is_truncated: true,
+            marker: Some("Z".into()),
+        }
+    );
+    case!(
+        DeletePolicyRequest {
+            policy_arn: POLICY.into()
+        },
+        Empty {}
+    );
+    case!(AttachUserPolicyRequest(user_policy_arn()), Empty {});
+    case!(DetachUserPolicyRequest(user_policy_arn()), Empty {});
+    case!(AttachGroupPolicyRequest(group_policy_arn()), Empty {});
+    case!(DetachGroupPolicyRequest(group_policy_arn()), Empty {});
+    case!(AttachRolePolicyRequest(role_policy_arn()), Empty {});
+    case!(DetachRolePolicyRequest(role_policy_arn()), Empty {});
+    case!(
+        ListAttachedUserPoliciesRequest {
+            user_name: "bob".into(),
+            path_prefix: Some("/".into()),
+            marker: Some("A".into()),
+            max_items: Some(10),
+        },
+        attached()
+    );
+    case!(
+        ListAttachedGroupPoliciesRequest {
+            group_name: "devs".into(),
+            path_prefix: Some("/".into()),
+            marker: Some("A".into()),
+            max_items: Some(10),
+        },
+        attached()
+    );
+    case!(
+        ListAttachedRolePoliciesRequest {
+            role_name: "worker".into(),
+            path_prefix: Some("/".into()),
+            marker: Some("A".into()),
+            max_items: Some(10),
+        },
+        attached()
     );
     seen
 }

@@ -805,3 +805,179 @@ fn assume_role_is_refused_unless_the_trust_policy_and_across_accounts_the_caller
         assert_eq!(e.code, ErrorCode::ValidationError, "{arn} {session}");
     }
 }
+
+/// The troubleshooting article's fix: a customer managed policy `KmsKeyUsagePolicy`
+/// attached to the user's group (or the user) lets it use the key on its next request.
+#[test]
+fn a_customer_managed_policy_attached_to_a_group_or_user_takes_effect() {
+    let d = Daemon::start();
+    let c = d.client();
+    let key = lab_key(&c);
+    create_user(&c, "dev");
+    let dev = d.client().acting_as(user_arn("dev"));
+    c.send(CreateGroupRequest {
+        path: None,
+        group_name: "developers".into(),
+    })
+    .unwrap();
+    c.send(AddUserToGroupRequest(GroupMembershipRequest {
+        group_name: "developers".into(),
+        user_name: "dev".into(),
+    }))
+    .unwrap();
+    let doc = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"AllowUseOfKey","Effect":"Allow","Action":["kms:Encrypt","kms:Decrypt","kms:ReEncrypt*","kms:GenerateDataKey*","kms:DescribeKey"],"Resource":"arn:aws:kms:us-east-1:{LAB}:key/{key}"}}]}}"#
+    );
+    let p = c
+        .send(CreatePolicyRequest {
+            policy_name: "KmsKeyUsagePolicy".into(),
+            path: None,
+            policy_document: doc.clone(),
+            description: None,
+        })
+        .unwrap()
+        .policy;
+    assert_eq!(
+        p.arn,
+        format!("arn:aws:iam::{LAB}:policy/KmsKeyUsagePolicy")
+    );
+    assert!(p.policy_id.starts_with("ANPA"));
+    assert_eq!(
+        (p.default_version_id.as_str(), p.attachment_count),
+        ("v1", 0)
+    );
+    let e = err(c.send(CreatePolicyRequest {
+        policy_name: "kmskeyusagepolicy".into(),
+        policy_document: doc.clone(),
+        ..Default::default()
+    }));
+    assert_eq!(e.code, ErrorCode::EntityAlreadyExists);
+
+    assert!(encrypts(&dev, &key).is_err());
+    let attach = GroupPolicyArn {
+        group_name: "developers".into(),
+        policy_arn: p.arn.clone(),
+    };
+    c.send(AttachGroupPolicyRequest(attach.clone())).unwrap();
+    encrypts(&dev, &key).unwrap();
+    let got = c
+        .send(GetPolicyRequest {
+            policy_arn: p.arn.clone(),
+        })
+        .unwrap()
+        .policy;
+    assert_eq!(got.attachment_count, 1);
+    let v = c
+        .send(GetPolicyVersionRequest {
+            policy_arn: p.arn.clone(),
+            version_id: "v1".into(),
+        })
+        .unwrap()
+        .policy_version;
+    assert_eq!(
+        (v.document.as_str(), v.is_default_version),
+        (doc.as_str(), true)
+    );
+    let e = err(c.send(GetPolicyVersionRequest {
+        policy_arn: p.arn.clone(),
+        version_id: "v2".into(),
+    }));
+    assert_eq!(e.code, ErrorCode::NoSuchEntity);
+    let listed = c
+        .send(ListAttachedGroupPoliciesRequest {
+            group_name: "developers".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.attached_policies.len(), 1);
+    assert_eq!(listed.attached_policies[0].policy_name, "KmsKeyUsagePolicy");
+    let e = err(c.send(DeletePolicyRequest {
+        policy_arn: p.arn.clone(),
+    }));
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            ErrorCode::DeleteConflict,
+            "Cannot delete a policy attached to entities."
+        )
+    );
+    c.send(DetachGroupPolicyRequest(attach.clone())).unwrap();
+    assert!(encrypts(&dev, &key).is_err());
+    let e = err(c.send(DetachGroupPolicyRequest(attach)));
+    assert_eq!(e.code, ErrorCode::NoSuchEntity);
+
+    // Attached to the user itself, and an AWS managed policy beside it.
+    let to_user = |arn: &str| UserPolicyArn {
+        user_name: "dev".into(),
+        policy_arn: arn.into(),
+    };
+    c.send(AttachUserPolicyRequest(to_user(&p.arn))).unwrap();
+    encrypts(&dev, &key).unwrap();
+    c.send(AttachUserPolicyRequest(to_user(
+        "arn:aws:iam::aws:policy/ReadOnlyAccess",
+    )))
+    .unwrap();
+    dev.send(ListKeysRequest::default()).unwrap();
+    let e = err(c.send(AttachUserPolicyRequest(to_user(
+        "arn:aws:iam::aws:policy/NoSuchPolicy",
+    ))));
+    assert_eq!(e.code, ErrorCode::NoSuchEntity);
+    let e = err(c.send(AttachUserPolicyRequest(to_user("not-an-arn"))));
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+    let names: Vec<String> = c
+        .send(ListAttachedUserPoliciesRequest {
+            user_name: "dev".into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .attached_policies
+        .into_iter()
+        .map(|a| a.policy_name)
+        .collect();
+    assert_eq!(names, ["KmsKeyUsagePolicy", "ReadOnlyAccess"]);
+
+    // Listing: the account's own, AWS's, only the attached ones.
+    let local = c
+        .send(ListPoliciesRequest {
+            scope: Some("Local".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(local.policies.len(), 1);
+    let aws = c
+        .send(ListPoliciesRequest {
+            scope: Some("AWS".into()),
+            only_attached: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(aws.policies.len(), 1);
+    assert_eq!(aws.policies[0].policy_name, "ReadOnlyAccess");
+    let admin = c
+        .send(GetPolicyRequest {
+            policy_arn: "arn:aws:iam::aws:policy/AdministratorAccess".into(),
+        })
+        .unwrap()
+        .policy;
+    assert_eq!(admin.attachment_count, 0);
+    let e = err(c.send(DeletePolicyRequest {
+        policy_arn: "arn:aws:iam::aws:policy/AdministratorAccess".into(),
+    }));
+    assert_eq!(e.code, ErrorCode::InvalidInput);
+
+    // A user with attached policies is not deleted; once detached, the policy goes.
+    let e = err(c.send(DeleteUserRequest {
+        user_name: "dev".into(),
+    }));
+    assert_eq!(
+        e.message,
+        "Cannot delete entity, must detach all policies first."
+    );
+    c.send(DetachUserPolicyRequest(to_user(&p.arn))).unwrap();
+    c.send(DeletePolicyRequest {
+        policy_arn: p.arn.clone(),
+    })
+    .unwrap();
+    let e = err(c.send(GetPolicyRequest { policy_arn: p.arn }));
+    assert_eq!(e.code, ErrorCode::NoSuchEntity);
+}

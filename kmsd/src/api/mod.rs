@@ -51,6 +51,7 @@ pub mod crypto;
 pub mod deletion;
 pub mod grants;
 pub mod iam;
+pub mod iam_policies;
 pub mod json;
 pub mod keys;
 pub mod policies;
@@ -73,6 +74,7 @@ pub use crypto::*;
 pub use deletion::*;
 pub use grants::*;
 pub use iam::*;
+pub use iam_policies::*;
 pub use keys::*;
 pub use policies::*;
 pub use rotation::*;
@@ -407,6 +409,20 @@ operations! {
     DeleteRolePolicy(DeleteRolePolicyRequest),
     ListRolePolicies(ListRolePoliciesRequest),
     AssumeRole(AssumeRoleRequest),
+    CreatePolicy(CreatePolicyRequest),
+    GetPolicy(GetPolicyRequest),
+    GetPolicyVersion(GetPolicyVersionRequest),
+    ListPolicies(ListPoliciesRequest),
+    DeletePolicy(DeletePolicyRequest),
+    AttachUserPolicy(AttachUserPolicyRequest),
+    DetachUserPolicy(DetachUserPolicyRequest),
+    AttachGroupPolicy(AttachGroupPolicyRequest),
+    DetachGroupPolicy(DetachGroupPolicyRequest),
+    AttachRolePolicy(AttachRolePolicyRequest),
+    DetachRolePolicy(DetachRolePolicyRequest),
+    ListAttachedUserPolicies(ListAttachedUserPoliciesRequest),
+    ListAttachedGroupPolicies(ListAttachedGroupPoliciesRequest),
+    ListAttachedRolePolicies(ListAttachedRolePoliciesRequest),
 }
 
 /// CloudTrail `requestParameters` helpers for the operation files.

@@ -33,7 +33,7 @@ use crate::policy::{authorize_account_action, PolicyDocument, PrincipalKind, Req
 use crate::protocol::{ErrorCode, KmsError};
 
 /// IAM's quotas atrest enforces, with AWS's default values.
-pub mod quota {
+pub(crate) mod quota {
     /// Inline policies' total size (characters other than white space) per user,
     /// group and role.
     pub const USER_INLINE: usize = 2048;

@@ -39,7 +39,11 @@ IAM = [
     "DeleteGroup", "CreateRole", "GetRole", "ListRoles", "DeleteRole", "PutUserPolicy",
     "GetUserPolicy", "DeleteUserPolicy", "ListUserPolicies", "PutGroupPolicy",
     "GetGroupPolicy", "DeleteGroupPolicy", "ListGroupPolicies", "PutRolePolicy",
-    "GetRolePolicy", "DeleteRolePolicy", "ListRolePolicies",
+    "GetRolePolicy", "DeleteRolePolicy", "ListRolePolicies", "CreatePolicy", "GetPolicy",
+    "GetPolicyVersion", "ListPolicies", "DeletePolicy", "AttachUserPolicy",
+    "DetachUserPolicy", "AttachGroupPolicy", "DetachGroupPolicy", "AttachRolePolicy",
+    "DetachRolePolicy", "ListAttachedUserPolicies", "ListAttachedGroupPolicies",
+    "ListAttachedRolePolicies",
 ]
 STS = ["GetCallerIdentity", "AssumeRole"]
 
