@@ -1288,6 +1288,44 @@ fn every_operation(m: &Models) -> Vec<&'static str> {
         },
         attached()
     );
+    case!(
+        CreateAccessKeyRequest {
+            user_name: Some("bob".into()),
+        },
+        CreateAccessKeyResponse {
+            access_key: AccessKey {
+                user_name: "bob".into(),
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                status: "Active".into(),
+                secret_access_key: zeroize::Zeroizing::new("s".repeat(40)),
+                create_date: Timestamp::from_secs(1_795_000_000),
+            }
+        }
+    );
+    case!(
+        ListAccessKeysRequest {
+            user_name: Some("bob".into()),
+            marker: Some("A".into()),
+            max_items: Some(10),
+        },
+        ListAccessKeysResponse {
+            access_key_metadata: vec![AccessKeyMetadata {
+                user_name: "bob".into(),
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                status: "Inactive".into(),
+                create_date: Timestamp::from_secs(1_795_000_000),
+            }],
+            is_truncated: true,
+            marker: Some("Z".into()),
+        }
+    );
+    case!(
+        DeleteAccessKeyRequest {
+            user_name: Some("bob".into()),
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        },
+        Empty {}
+    );
     seen
 }
 

@@ -981,3 +981,104 @@ fn a_customer_managed_policy_attached_to_a_group_or_user_takes_effect() {
     let e = err(c.send(GetPolicyRequest { policy_arn: p.arn }));
     assert_eq!(e.code, ErrorCode::NoSuchEntity);
 }
+
+#[test]
+fn a_users_access_keys_authenticate_as_the_user_until_deleted() {
+    let d = Daemon::start();
+    let c = d.client();
+    let dev = create_user(&c, "dev");
+    let k = c
+        .send(CreateAccessKeyRequest {
+            user_name: Some("dev".into()),
+        })
+        .unwrap()
+        .access_key;
+    assert!(k.access_key_id.starts_with("AKIA"));
+    assert_eq!((k.user_name.as_str(), k.status.as_str()), ("dev", "Active"));
+    assert!(!format!("{k:?}").contains(k.secret_access_key.as_str()));
+    // The AWS endpoint resolves it to the user and its secret.
+    let r = c.resolve_access_key(&k.access_key_id, None).unwrap();
+    assert_eq!(r.principal_arn, dev.arn);
+    assert_eq!(
+        r.secret_access_key.0.as_slice(),
+        k.secret_access_key.as_bytes()
+    );
+    let s = Signer {
+        access_key_id: k.access_key_id.clone(),
+        session_token: None,
+        principal_arn: dev.arn.clone(),
+        source_ip: "127.0.0.1".into(),
+        user_agent: None,
+    };
+    assert_eq!(
+        signed(&c, GetCallerIdentityRequest {}, &s).unwrap().arn,
+        dev.arn
+    );
+
+    c.send(CreateAccessKeyRequest {
+        user_name: Some("dev".into()),
+    })
+    .unwrap();
+    let e = err(c.send(CreateAccessKeyRequest {
+        user_name: Some("dev".into()),
+    }));
+    assert_eq!(
+        (e.code, e.message.as_str()),
+        (
+            ErrorCode::LimitExceeded,
+            "Cannot exceed quota for AccessKeysPerUser: 2"
+        )
+    );
+    let listed = c
+        .send(ListAccessKeysRequest {
+            user_name: Some("dev".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.access_key_metadata.len(), 2);
+    assert!(listed
+        .access_key_metadata
+        .iter()
+        .all(|m| m.user_name == "dev" && m.status == "Active"));
+    let e = err(c.send(DeleteUserRequest {
+        user_name: "dev".into(),
+    }));
+    assert_eq!(
+        e.message,
+        "Cannot delete entity, must delete access keys first."
+    );
+    let e = err(c.send(CreateAccessKeyRequest {
+        user_name: Some("nobody".into()),
+    }));
+    assert_eq!(e.code, ErrorCode::NoSuchEntity);
+
+    for m in &listed.access_key_metadata {
+        c.send(DeleteAccessKeyRequest {
+            user_name: Some("dev".into()),
+            access_key_id: m.access_key_id.clone(),
+        })
+        .unwrap();
+    }
+    let e = err(c.send(DeleteAccessKeyRequest {
+        user_name: Some("dev".into()),
+        access_key_id: k.access_key_id.clone(),
+    }));
+    assert_eq!(
+        e.message,
+        format!(
+            "The Access Key with id {} cannot be found.",
+            k.access_key_id
+        )
+    );
+    // Deleted: the next signed request is refused.
+    let e = signed(&c, GetCallerIdentityRequest {}, &s).unwrap_err();
+    assert_eq!(e.code, ErrorCode::UnrecognizedClientException);
+    c.send(DeleteUserRequest {
+        user_name: "dev".into(),
+    })
+    .unwrap();
+    // The trail has the key id, never the secret.
+    let iam = serde_json::to_string(&records(&c, "iam.amazonaws.com")).unwrap();
+    assert!(iam.contains(&k.access_key_id));
+    assert!(!iam.contains(k.secret_access_key.as_str()));
+}

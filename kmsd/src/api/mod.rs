@@ -51,6 +51,7 @@ pub mod crypto;
 pub mod deletion;
 pub mod grants;
 pub mod iam;
+pub mod iam_access_keys;
 pub mod iam_policies;
 pub mod json;
 pub mod keys;
@@ -74,6 +75,7 @@ pub use crypto::*;
 pub use deletion::*;
 pub use grants::*;
 pub use iam::*;
+pub use iam_access_keys::*;
 pub use iam_policies::*;
 pub use keys::*;
 pub use policies::*;
@@ -423,6 +425,9 @@ operations! {
     ListAttachedUserPolicies(ListAttachedUserPoliciesRequest),
     ListAttachedGroupPolicies(ListAttachedGroupPoliciesRequest),
     ListAttachedRolePolicies(ListAttachedRolePoliciesRequest),
+    CreateAccessKey(CreateAccessKeyRequest),
+    ListAccessKeys(ListAccessKeysRequest),
+    DeleteAccessKey(DeleteAccessKeyRequest),
 }
 
 /// CloudTrail `requestParameters` helpers for the operation files.

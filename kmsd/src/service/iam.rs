@@ -672,6 +672,9 @@ impl Handle<Call<'_>, DeleteUserRequest> for KeyService {
             if a.groups.values().any(|g| g.members.contains(name)) {
                 return Err(delete_conflict("must remove users from group first"));
             }
+            if self.has_access_keys(&names::arn(&account, "user", &u.path, name)) {
+                return Err(delete_conflict("must delete access keys first"));
+            }
             a.users.remove(name);
             Ok(((), true))
         })?;

@@ -20,6 +20,7 @@ pub mod directory;
 pub mod events;
 pub mod grants;
 pub mod iam;
+pub mod iam_access_keys;
 pub mod iam_policies;
 pub mod keys;
 pub mod managed;

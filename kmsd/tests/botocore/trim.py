@@ -43,7 +43,7 @@ IAM = [
     "GetPolicyVersion", "ListPolicies", "DeletePolicy", "AttachUserPolicy",
     "DetachUserPolicy", "AttachGroupPolicy", "DetachGroupPolicy", "AttachRolePolicy",
     "DetachRolePolicy", "ListAttachedUserPolicies", "ListAttachedGroupPolicies",
-    "ListAttachedRolePolicies",
+    "ListAttachedRolePolicies", "CreateAccessKey", "ListAccessKeys", "DeleteAccessKey",
 ]
 STS = ["GetCallerIdentity", "AssumeRole"]
 
