@@ -8,10 +8,9 @@
 //! of the response for the calls that change something, as AWS records them.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::types::{Empty, Timestamp};
-use super::{Operation, Paginator, Service};
+use super::Paginator;
 
 impl Paginator {
     /// IAM's list operations all page with `Marker` / `Marker` / `IsTruncated` /
@@ -32,28 +31,30 @@ impl Paginator {
 macro_rules! iam_operation {
     ($req:ty => $resp:ty, $name:literal, $service:ident, read_only: $ro:expr
      $(, paginator: $key:literal)? $(, unsupported: [$($u:literal),*])?) => {
-        impl Operation for $req {
+        impl $crate::api::Operation for $req {
             type Response = $resp;
             const NAME: &'static str = $name;
-            const SERVICE: Service = Service::$service;
+            const SERVICE: $crate::api::Service = $crate::api::Service::$service;
             const READ_ONLY: bool = $ro;
             $(const UNSUPPORTED: &'static [&'static str] = &[$($u),*];)?
-            $(const PAGINATOR: Option<Paginator> = Some(Paginator::iam($key));)?
+            $(const PAGINATOR: Option<$crate::api::Paginator> =
+                Some($crate::api::Paginator::iam($key));)?
 
-            fn request_parameters(&self) -> Value {
-                super::trail::camel_members(self)
+            fn request_parameters(&self) -> serde_json::Value {
+                $crate::api::trail::camel_members(self)
             }
 
-            fn response_elements(r: &Self::Response) -> Value {
+            fn response_elements(r: &Self::Response) -> serde_json::Value {
                 if $ro {
-                    Value::Null
+                    serde_json::Value::Null
                 } else {
-                    super::trail::camel_members(r)
+                    $crate::api::trail::camel_members(r)
                 }
             }
         }
     };
 }
+pub(crate) use iam_operation;
 
 /// IAM's `User`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

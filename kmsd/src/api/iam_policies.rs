@@ -3,10 +3,8 @@
 //! IAM model's member names. Handlers: `service/iam_policies.rs`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::types::{Empty, Timestamp};
-use super::{Operation, Paginator, Service};
 
 /// IAM's `Policy`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,31 +43,7 @@ pub struct AttachedPolicy {
     pub policy_arn: String,
 }
 
-macro_rules! op {
-    ($req:ty => $resp:ty, $name:literal, read_only: $ro:expr
-     $(, paginator: $key:literal)? $(, unsupported: [$($u:literal),*])?) => {
-        impl Operation for $req {
-            type Response = $resp;
-            const NAME: &'static str = $name;
-            const SERVICE: Service = Service::Iam;
-            const READ_ONLY: bool = $ro;
-            $(const UNSUPPORTED: &'static [&'static str] = &[$($u),*];)?
-            $(const PAGINATOR: Option<Paginator> = Some(Paginator::iam($key));)?
-
-            fn request_parameters(&self) -> Value {
-                super::trail::camel_members(self)
-            }
-
-            fn response_elements(r: &Self::Response) -> Value {
-                if $ro {
-                    Value::Null
-                } else {
-                    super::trail::camel_members(r)
-                }
-            }
-        }
-    };
-}
+use super::iam::iam_operation as op;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -88,7 +62,7 @@ pub struct PolicyResponse {
     pub policy: Policy,
 }
 
-op!(CreatePolicyRequest => PolicyResponse, "CreatePolicy", read_only: false,
+op!(CreatePolicyRequest => PolicyResponse, "CreatePolicy", Iam, read_only: false,
     unsupported: ["Tags"]);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -97,7 +71,7 @@ pub struct GetPolicyRequest {
     pub policy_arn: String,
 }
 
-op!(GetPolicyRequest => PolicyResponse, "GetPolicy", read_only: true);
+op!(GetPolicyRequest => PolicyResponse, "GetPolicy", Iam, read_only: true);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -112,7 +86,7 @@ pub struct GetPolicyVersionResponse {
     pub policy_version: PolicyVersion,
 }
 
-op!(GetPolicyVersionRequest => GetPolicyVersionResponse, "GetPolicyVersion", read_only: true);
+op!(GetPolicyVersionRequest => GetPolicyVersionResponse, "GetPolicyVersion", Iam, read_only: true);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -140,7 +114,7 @@ pub struct ListPoliciesResponse {
     pub marker: Option<String>,
 }
 
-op!(ListPoliciesRequest => ListPoliciesResponse, "ListPolicies", read_only: true,
+op!(ListPoliciesRequest => ListPoliciesResponse, "ListPolicies", Iam, read_only: true,
     paginator: "Policies", unsupported: ["PolicyUsageFilter"]);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -149,7 +123,7 @@ pub struct DeletePolicyRequest {
     pub policy_arn: String,
 }
 
-op!(DeletePolicyRequest => Empty, "DeletePolicy", read_only: false);
+op!(DeletePolicyRequest => Empty, "DeletePolicy", Iam, read_only: false);
 
 /// `AttachUserPolicy` and `DetachUserPolicy`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -176,32 +150,32 @@ pub struct RolePolicyArn {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AttachUserPolicyRequest(pub UserPolicyArn);
-op!(AttachUserPolicyRequest => Empty, "AttachUserPolicy", read_only: false);
+op!(AttachUserPolicyRequest => Empty, "AttachUserPolicy", Iam, read_only: false);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DetachUserPolicyRequest(pub UserPolicyArn);
-op!(DetachUserPolicyRequest => Empty, "DetachUserPolicy", read_only: false);
+op!(DetachUserPolicyRequest => Empty, "DetachUserPolicy", Iam, read_only: false);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AttachGroupPolicyRequest(pub GroupPolicyArn);
-op!(AttachGroupPolicyRequest => Empty, "AttachGroupPolicy", read_only: false);
+op!(AttachGroupPolicyRequest => Empty, "AttachGroupPolicy", Iam, read_only: false);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DetachGroupPolicyRequest(pub GroupPolicyArn);
-op!(DetachGroupPolicyRequest => Empty, "DetachGroupPolicy", read_only: false);
+op!(DetachGroupPolicyRequest => Empty, "DetachGroupPolicy", Iam, read_only: false);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct AttachRolePolicyRequest(pub RolePolicyArn);
-op!(AttachRolePolicyRequest => Empty, "AttachRolePolicy", read_only: false);
+op!(AttachRolePolicyRequest => Empty, "AttachRolePolicy", Iam, read_only: false);
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct DetachRolePolicyRequest(pub RolePolicyArn);
-op!(DetachRolePolicyRequest => Empty, "DetachRolePolicy", read_only: false);
+op!(DetachRolePolicyRequest => Empty, "DetachRolePolicy", Iam, read_only: false);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -224,7 +198,7 @@ pub struct ListAttachedUserPoliciesRequest {
     #[serde(default)]
     pub max_items: Option<i32>,
 }
-op!(ListAttachedUserPoliciesRequest => ListAttachedPoliciesResponse, "ListAttachedUserPolicies",
+op!(ListAttachedUserPoliciesRequest => ListAttachedPoliciesResponse, "ListAttachedUserPolicies", Iam,
     read_only: true, paginator: "AttachedPolicies");
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -238,7 +212,7 @@ pub struct ListAttachedGroupPoliciesRequest {
     #[serde(default)]
     pub max_items: Option<i32>,
 }
-op!(ListAttachedGroupPoliciesRequest => ListAttachedPoliciesResponse, "ListAttachedGroupPolicies",
+op!(ListAttachedGroupPoliciesRequest => ListAttachedPoliciesResponse, "ListAttachedGroupPolicies", Iam,
     read_only: true, paginator: "AttachedPolicies");
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -252,5 +226,5 @@ pub struct ListAttachedRolePoliciesRequest {
     #[serde(default)]
     pub max_items: Option<i32>,
 }
-op!(ListAttachedRolePoliciesRequest => ListAttachedPoliciesResponse, "ListAttachedRolePolicies",
+op!(ListAttachedRolePoliciesRequest => ListAttachedPoliciesResponse, "ListAttachedRolePolicies", Iam,
     read_only: true, paginator: "AttachedPolicies");
