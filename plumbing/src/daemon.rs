@@ -126,6 +126,17 @@ pub fn alive(pid: i32) -> bool {
     !matches!(process_state(pid), Some('Z' | 'X'))
 }
 
+/// The name the kernel gives a process (`/proc/PID/comm`: its program's file name, at most
+/// 15 bytes), if it exists.
+pub fn process_name(pid: i32) -> Option<String> {
+    if pid <= 0 {
+        return None;
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end_matches('\n').to_string())
+}
+
 /// The state letter of `/proc/PID/stat` (`R`, `S`, `Z`...), if readable.
 fn process_state(pid: i32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -289,6 +300,9 @@ mod tests {
         assert!(!alive(pid));
         assert!(alive(std::process::id() as i32));
         assert!(!alive(0) && !alive(-1));
+        assert_eq!(process_name(pid), None);
+        let me = process_name(std::process::id() as i32).unwrap();
+        assert!(!me.is_empty() && !me.ends_with('\n'), "{me:?}");
     }
 
     #[test]

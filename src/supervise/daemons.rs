@@ -1,12 +1,20 @@
 //! The three daemons: their pid and log files, how each is started and stopped, and
-//! whether it answers.
+//! whether it is alive.
+//!
+//! Liveness is decided by a protocol-level ping, never by a successful `connect`: a
+//! process being killed keeps its listening socket (and so accepts connections) for a
+//! moment after it stopped serving. kmsd answers an empty frame, the volume service a
+//! `Status` request, the object endpoint an unsigned `GET /` (a 403 is an answer). A
+//! daemon that does not answer but whose pid (a live process of the right program) or
+//! socket is still there is [`Liveness::Silent`]: `up` waits, bounded, until it answers
+//! or is gone, and reports a daemon running only when it saw it answer.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use plumbing::daemon::{alive, read_pid, wait_until};
 use plumbing::home::Layout;
@@ -17,6 +25,11 @@ use super::Supervisor;
 /// How long a daemon gets to answer after being started, or to exit after SIGTERM.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one ping may take.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `up` waits, by default, for a daemon that does not answer but is still there
+/// (being killed, or still starting) to answer or to be gone.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuperviseError {
@@ -47,6 +60,24 @@ pub enum SuperviseError {
         #[source]
         source: io::Error,
     },
+    #[error("{what} does not answer, yet {} is still there after {secs} s; stop it (`atrest down`{}) and try again", match .pid { Some(p) => format!("its process (pid {p})"), None => "something listening on its socket".to_string() }, match .pid { Some(p) => format!(", or kill {p}"), None => String::new() })]
+    Silent {
+        what: &'static str,
+        pid: Option<i32>,
+        secs: u64,
+    },
+}
+
+/// What supervision sees of a daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// It answered a ping just now.
+    Answering,
+    /// It did not answer, but is still there: its pid file names a live process of its
+    /// program, or something still accepts connections on its socket.
+    Silent { pid: Option<i32> },
+    /// Nothing of it is left: it can be started.
+    Gone,
 }
 
 /// The three daemons, in start order.
@@ -74,6 +105,14 @@ impl Daemon {
             Daemon::VolumeService => "mount.pid",
             Daemon::ObjectEndpoint => "s3.pid",
         })
+    }
+
+    /// The program it runs as (`/proc/PID/comm`), to tell its pid from a reused one.
+    fn program(self) -> &'static str {
+        match self {
+            Daemon::Kmsd => "kmsd",
+            Daemon::VolumeService | Daemon::ObjectEndpoint => "atrest",
+        }
     }
 
     pub fn log_file(self, layout: &Layout) -> PathBuf {
@@ -130,20 +169,68 @@ impl Supervisor {
         args
     }
 
-    /// Whether the daemon answers: its socket accepts a connection, or its HTTP port does.
+    /// Whether the daemon answers a ping now.
     pub fn answers(&self, d: Daemon) -> bool {
         match d {
-            Daemon::Kmsd => UnixStream::connect(self.kmsd_socket()).is_ok(),
-            Daemon::VolumeService => UnixStream::connect(self.layout.ec2_socket()).is_ok(),
-            Daemon::ObjectEndpoint => s3_addr(&self.layout)
-                .map(|a| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
-                .unwrap_or(false),
+            Daemon::Kmsd => kmsd::client::ping(&self.kmsd_socket(), PING_TIMEOUT).is_ok(),
+            Daemon::VolumeService => ping_volume_service(&self.layout.ec2_socket()).is_ok(),
+            Daemon::ObjectEndpoint => {
+                s3_addr(&self.layout).is_some_and(|a| ping_endpoint(a).is_ok())
+            }
         }
     }
 
-    /// The live pid in the daemon's pid file, if any.
+    /// Whether something accepts connections where the daemon listens (answering or not).
+    fn accepts(&self, d: Daemon) -> bool {
+        match d {
+            Daemon::Kmsd => UnixStream::connect(self.kmsd_socket()).is_ok(),
+            Daemon::VolumeService => UnixStream::connect(self.layout.ec2_socket()).is_ok(),
+            Daemon::ObjectEndpoint => s3_addr(&self.layout).is_some_and(|a| {
+                TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()
+            }),
+        }
+    }
+
+    /// The live pid in the daemon's pid file, if it is a process of the daemon's program
+    /// (not a zombie, not a stranger that reused the number).
     pub fn pid(&self, d: Daemon) -> Option<i32> {
-        read_pid(&d.pid_file(&self.layout)).filter(|p| alive(*p))
+        read_pid(&d.pid_file(&self.layout))
+            .filter(|p| alive(*p))
+            .filter(|p| plumbing::daemon::process_name(*p).as_deref() == Some(d.program()))
+    }
+
+    /// Answering, silent but still there, or gone.
+    pub fn liveness(&self, d: Daemon) -> Liveness {
+        if self.answers(d) {
+            return Liveness::Answering;
+        }
+        let pid = self.pid(d);
+        if pid.is_some() || self.accepts(d) {
+            Liveness::Silent { pid }
+        } else {
+            Liveness::Gone
+        }
+    }
+
+    /// Waits while the daemon is [`Liveness::Silent`] (a dying daemon exits, a starting
+    /// one comes up), at most the settle timeout; then it is answering or gone.
+    pub fn settle(&self, d: Daemon) -> Result<Liveness, SuperviseError> {
+        let start = Instant::now();
+        loop {
+            match self.liveness(d) {
+                Liveness::Silent { pid } => {
+                    if start.elapsed() >= self.settle_timeout {
+                        return Err(SuperviseError::Silent {
+                            what: d.name(),
+                            pid,
+                            secs: self.settle_timeout.as_secs(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                settled => return Ok(settled),
+            }
+        }
     }
 
     /// Starts one daemon and waits until it answers.
@@ -197,6 +284,7 @@ impl Supervisor {
                     .map_err(|source| SuperviseError::PidFile { path, source })?;
             }
         }
+        // Only an answer counts: `up` never reports a daemon it did not see answer.
         if wait_until(START_TIMEOUT, || self.answers(d)) {
             Ok(())
         } else {
@@ -240,5 +328,46 @@ impl Supervisor {
             let _ = std::fs::remove_file(layout.s3_addr_file());
         }
         report(Some(pid), true, None, Some(clean))
+    }
+}
+
+/// One `Status` request on ec2.sock; any well-formed reply (a refusal too) is an answer.
+fn ping_volume_service(socket: &Path) -> Result<(), crate::ec2::protocol::FrameError> {
+    use crate::ec2::api::StatusRequest;
+    use crate::ec2::protocol::{
+        read_frame, write_frame, RequestEnvelope, ResponseEnvelope, PROTOCOL_VERSION,
+    };
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(PING_TIMEOUT))?;
+    stream.set_write_timeout(Some(PING_TIMEOUT))?;
+    let env = RequestEnvelope {
+        version: PROTOCOL_VERSION,
+        act_as: None,
+        request: StatusRequest {}.into(),
+    };
+    write_frame(&mut stream, &env)?;
+    let _: ResponseEnvelope = read_frame(&mut stream)?;
+    Ok(())
+}
+
+/// An unsigned `GET /` (S3's ListBuckets, refused with a 403 and never recorded): any
+/// HTTP status line back is an answer.
+fn ping_endpoint(addr: SocketAddr) -> io::Result<()> {
+    let mut stream = TcpStream::connect_timeout(&addr, PING_TIMEOUT)?;
+    stream.set_read_timeout(Some(PING_TIMEOUT))?;
+    stream.set_write_timeout(Some(PING_TIMEOUT))?;
+    write!(
+        stream,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: atrest-supervise\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut head = [0u8; 8];
+    stream.read_exact(&mut head)?;
+    if head.starts_with(b"HTTP/1.") {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not an HTTP answer",
+        ))
     }
 }

@@ -17,10 +17,11 @@ pub mod status;
 pub mod sweep;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use plumbing::home::Layout;
 
-pub use daemons::{Daemon, StopReport, SuperviseError};
+pub use daemons::{Daemon, Liveness, StopReport, SuperviseError, SETTLE_TIMEOUT};
 pub use status::{DownReport, Status, UpReport};
 
 /// The daemons of one HOME.
@@ -29,6 +30,8 @@ pub struct Supervisor {
     layout: Layout,
     /// `--socket`: kmsd's socket when not `HOME/kmsd.sock` (passed on to the daemons).
     kmsd_socket: Option<PathBuf>,
+    /// How long `up` waits for a silent daemon to answer or be gone.
+    settle_timeout: Duration,
 }
 
 impl Supervisor {
@@ -36,7 +39,14 @@ impl Supervisor {
         Supervisor {
             layout,
             kmsd_socket,
+            settle_timeout: SETTLE_TIMEOUT,
         }
+    }
+
+    /// Another bound on waiting for a silent daemon (default [`SETTLE_TIMEOUT`]).
+    pub fn with_settle_timeout(mut self, t: Duration) -> Self {
+        self.settle_timeout = t;
+        self
     }
 
     pub fn layout(&self) -> &Layout {
@@ -50,16 +60,20 @@ impl Supervisor {
             .unwrap_or_else(|| self.layout.kmsd_socket())
     }
 
-    /// Starts, in order (kmsd first: the others call it), every daemon that is not
-    /// answering; the report names what was started and shows the status after.
+    /// Starts, in order (kmsd first: the others call it), every daemon that is gone; a
+    /// daemon that is silent but still there (being killed, or starting) is waited for,
+    /// bounded, and never started twice. The report names what was started and shows the
+    /// status after.
     pub fn up(&self) -> Result<UpReport, SuperviseError> {
         let mut started = Vec::new();
         for d in Daemon::ALL {
-            if self.answers(d) {
-                continue;
+            match self.settle(d)? {
+                Liveness::Answering => continue,
+                Liveness::Gone | Liveness::Silent { .. } => {
+                    self.start(d)?;
+                    started.push(d.name());
+                }
             }
-            self.start(d)?;
-            started.push(d.name());
         }
         Ok(UpReport {
             status: self.status(),
@@ -77,5 +91,54 @@ impl Supervisor {
             swept,
             clean: !sweep::leftovers(&self.layout),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    #[test]
+    fn a_socket_that_accepts_but_never_answers_is_not_reported_and_not_doubled() {
+        let home = tempfile::tempdir().unwrap();
+        let sup = Supervisor::new(Layout::new(home.path()), None)
+            .with_settle_timeout(Duration::from_millis(700));
+        // What a kmsd being killed looks like for a moment: its socket still accepts,
+        // nothing answers (the kernel completes connections into the backlog while it
+        // is held, for the whole test).
+        let _listener = UnixListener::bind(sup.kmsd_socket()).unwrap();
+        assert_eq!(sup.liveness(Daemon::Kmsd), Liveness::Silent { pid: None });
+        assert!(!sup.status().kmsd.daemon.running);
+        let e = sup.up().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                SuperviseError::Silent {
+                    what: "kmsd",
+                    pid: None,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("does not answer"), "{e}");
+        // Nothing was started beside it.
+        assert!(!Daemon::Kmsd.pid_file(sup.layout()).exists());
+    }
+
+    #[test]
+    fn nothing_there_is_gone() {
+        let home = tempfile::tempdir().unwrap();
+        let sup = Supervisor::new(Layout::new(home.path()), None);
+        for d in Daemon::ALL {
+            assert_eq!(sup.liveness(d), Liveness::Gone);
+        }
+        // A pid file naming a process of another program is not the daemon's.
+        std::fs::create_dir_all(sup.layout().run_dir()).unwrap();
+        plumbing::daemon::write_pid_file(&Daemon::Kmsd.pid_file(sup.layout()), std::process::id())
+            .unwrap();
+        assert_eq!(sup.pid(Daemon::Kmsd), None);
+        assert_eq!(sup.liveness(Daemon::Kmsd), Liveness::Gone);
     }
 }
