@@ -59,6 +59,8 @@ fi
 check "format (cargo fmt --check)" cargo fmt --all -- --check
 check "lints (cargo clippy -D warnings)" \
   cargo clippy --workspace --all-targets --locked -- -D warnings
+check "walls (scripts/walls.sh: kmsd's surface, volume/mount apart, pure cores)" \
+  bash scripts/walls.sh
 
 step "building"
 if ! cargo build --workspace --all-targets --locked; then
