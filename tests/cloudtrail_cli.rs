@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use kmsd::trail::record::{TrailRecord, UserIdentity, EC2_SOURCE};
-use kmsd::trail::{TrailConfig, TrailWriter};
+use kmsd::trail::{EventClass, TrailConfig, TrailWriter};
 use time::macros::datetime;
 
 const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
@@ -56,7 +56,7 @@ fn seed(home: &Path) {
                 .read_only(true)
                 .with_unix_uid(1000)
         };
-        w.append(r).unwrap();
+        w.append(&r, EventClass::StateChange).unwrap();
     }
 }
 

@@ -52,6 +52,8 @@ pub struct Config {
     /// The account Unix users' default principals live in.
     pub account: String,
     pub kmsd: KmsdConfig,
+    /// How the audit trail is made durable.
+    pub trail: TrailSection,
     /// Accounts and their IAM users and roles, by 12-digit account id.
     pub accounts: BTreeMap<String, AccountConfig>,
     /// Which Unix users are which principals, may act as whom, and are trusted as
@@ -86,6 +88,58 @@ pub struct KmsdConfig {
     /// keys to their secrets and send requests that speak for a SigV4 signer
     /// ([`crate::protocol::Signer`]). Default: kmsd's own uid and root.
     pub endpoint_uids: Vec<UidSelector>,
+}
+
+/// The `[trail]` table: durability of the audit trail (docs/CONFIG.md, docs/FORMAT.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrailSection {
+    /// `"interval"` (the default): state changes are fdatasync'd before they are
+    /// acknowledged, every other event is written before its reply and fdatasync'd
+    /// within `sync_interval_ms`. `"every-event"`: every event is fdatasync'd before
+    /// its reply.
+    pub sync: String,
+    /// With `sync = "interval"`: at most this many milliseconds between writing an
+    /// event and its group fdatasync (1 to 10000).
+    pub sync_interval_ms: u64,
+}
+
+impl Default for TrailSection {
+    fn default() -> Self {
+        TrailSection {
+            sync: crate::trail::SyncMode::INTERVAL.into(),
+            sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS,
+        }
+    }
+}
+
+/// `trail.sync_interval_ms` when not given.
+pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 20;
+/// The largest `trail.sync_interval_ms`.
+pub const MAX_SYNC_INTERVAL_MS: u64 = 10_000;
+
+impl TrailSection {
+    /// The sync mode this table asks for.
+    pub fn sync_mode(&self) -> Result<crate::trail::SyncMode, String> {
+        use crate::trail::SyncMode;
+        match self.sync.as_str() {
+            SyncMode::EVERY_EVENT => Ok(SyncMode::EveryEvent),
+            SyncMode::INTERVAL => {
+                if !(1..=MAX_SYNC_INTERVAL_MS).contains(&self.sync_interval_ms) {
+                    return Err(format!(
+                        "trail.sync_interval_ms {} must be 1 to {MAX_SYNC_INTERVAL_MS}",
+                        self.sync_interval_ms
+                    ));
+                }
+                Ok(SyncMode::Interval(std::time::Duration::from_millis(
+                    self.sync_interval_ms,
+                )))
+            }
+            other => Err(format!(
+                "trail.sync {other:?} must be \"interval\" or \"every-event\""
+            )),
+        }
+    }
 }
 
 /// `[accounts.ID]`.
@@ -164,6 +218,7 @@ impl Default for Config {
             region: DEFAULT_REGION.into(),
             account: DEFAULT_ACCOUNT.into(),
             kmsd: KmsdConfig::default(),
+            trail: TrailSection::default(),
             accounts: BTreeMap::new(),
             uids: Vec::new(),
             policies: BTreeMap::new(),
@@ -251,6 +306,7 @@ impl Config {
             ));
         }
         self.socket_mode()?;
+        self.trail.sync_mode()?;
         if self.kmsd.sweep_interval_seconds == 0 {
             return Err("kmsd.sweep_interval_seconds must be at least 1".into());
         }
@@ -516,6 +572,36 @@ mod tests {
             "[[access_keys]]\naccess_key_id=\"AKIA\"\nsecret_access_key=\"x\"\nprincipal=\"arn:aws:iam::111122223333:user/a\""
         )
         .contains("access_key_id"));
+    }
+
+    #[test]
+    fn trail_sync_settings() {
+        use crate::trail::SyncMode;
+        use std::time::Duration;
+        let mode = |t: &str| Config::parse(t).map(|c| c.trail.sync_mode().unwrap());
+        assert_eq!(
+            mode("").unwrap(),
+            SyncMode::Interval(Duration::from_millis(20))
+        );
+        assert_eq!(mode("").unwrap(), SyncMode::DEFAULT);
+        assert_eq!(
+            mode("[trail]\nsync = \"every-event\"").unwrap(),
+            SyncMode::EveryEvent
+        );
+        assert_eq!(
+            mode("[trail]\nsync_interval_ms = 5").unwrap(),
+            SyncMode::Interval(Duration::from_millis(5))
+        );
+        let err = |t: &str| Config::parse(t).unwrap_err();
+        assert!(err("[trail]\nsync = \"never\"").contains("trail.sync"));
+        assert!(err("[trail]\nsync_interval_ms = 0").contains("sync_interval_ms"));
+        assert!(err("[trail]\nsync_interval_ms = 10001").contains("sync_interval_ms"));
+        assert!(err("[trail]\nsync_intervall_ms = 5").contains("unknown field"));
+        // [trail] is kmsd's own table now, not "another tool's".
+        assert!(!Config::parse("[trail]\n")
+            .unwrap()
+            .other
+            .contains_key("trail"));
     }
 
     #[test]

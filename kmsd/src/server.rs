@@ -133,7 +133,16 @@ pub fn start(opts: ServerOptions) -> Result<ServerHandle, ServerError> {
     }
     let audit: Arc<dyn AuditSink> = match opts.audit {
         Some(a) => a,
-        None => Arc::new(TrailAuditSink::open(&layout.trail_dir())?),
+        None => {
+            let sync = opts.config.trail.sync_mode().map_err(ServerError::Config)?;
+            let trail = crate::trail::TrailConfig {
+                sync,
+                ..crate::trail::TrailConfig::new(layout.trail_dir())
+            };
+            let sink = TrailAuditSink::open_with(trail)?;
+            tracing::info!(dir = %sink.dir().display(), sync = %sync, "audit trail open");
+            Arc::new(sink)
+        }
     };
     let (config_path, required) = opts
         .config_path

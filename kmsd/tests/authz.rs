@@ -1,6 +1,6 @@
 //! Identity, audit and reload against a real kmsd binary: the trail records every
-//! request (allowed or refused) in CloudTrail's shape and never plaintext; kmsd
-//! refuses requests when the trail cannot be written; an ordinary Unix user cannot
+//! request (allowed or refused) in CloudTrail's shape and never plaintext (refusals
+//! when the trail cannot be written: trail_durability.rs); an ordinary Unix user cannot
 //! act as someone else or forge a service; the config reloads on SIGHUP and on
 //! request.
 
@@ -204,101 +204,6 @@ fn trail_records_crypto_calls_grants_and_refusals_without_plaintext() {
         ..Default::default()
     }));
     assert_eq!(e.code, ErrorCode::InvalidLookupAttributesException);
-}
-
-/// Unmounts a tmpfs after the daemon on it has stopped.
-struct Mounted {
-    daemon: Option<Daemon>,
-    mountpoint: std::path::PathBuf,
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        drop(self.daemon.take());
-        let _ = Command::new("umount").arg(&self.mountpoint).status();
-    }
-}
-
-#[test]
-fn a_full_trail_refuses_requests_and_kmsd_recovers_when_there_is_room() {
-    let home = tempfile::tempdir().unwrap();
-    let trail = home.path().join("trail");
-    std::fs::create_dir(&trail).unwrap();
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
-        .arg(&trail)
-        .status()
-        .unwrap();
-    assert!(ok.success(), "mount tmpfs (the test runs as root)");
-    let mut m = Mounted {
-        daemon: None,
-        mountpoint: trail.clone(),
-    };
-    let mut d = Daemon { home, child: None };
-    d.spawn();
-    let c = d.client();
-    m.daemon = Some(d);
-    let key = c.create_key(CreateKeyRequest::default()).unwrap();
-    let none = EncryptionContext::new();
-    c.encrypt(&key.key_id, b"before", &none).unwrap();
-
-    // Fill the file system.
-    let filler = trail.join("filler");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&filler).unwrap();
-        let chunk = vec![0u8; 4096];
-        while f.write_all(&chunk).is_ok() {}
-        let _ = f.sync_all();
-    }
-    // The segment's last page may still hold an event or two; then every request
-    // is refused, none answered with key material.
-    let mut answered = 0;
-    let mut refused = 0;
-    for _ in 0..40 {
-        match c.generate_data_key(&key.key_id, kmsd::client::DataKeySize::Bytes(32), &none) {
-            Ok(_) => {
-                assert_eq!(refused, 0, "a request was answered after a refusal");
-                answered += 1;
-            }
-            Err(kmsd::client::ClientError::Kms(e)) => {
-                assert_eq!(e.code, ErrorCode::KMSInternalException);
-                assert!(e.message.contains("audit trail"), "{}", e.message);
-                refused += 1;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    assert!(
-        answered < 8 && refused > 30,
-        "answered {answered}, refused {refused}"
-    );
-    let e = kms_error(c.describe_key(&key.key_id));
-    assert_eq!(e.code, ErrorCode::KMSInternalException);
-    // A change the trail cannot record is refused before it is made: not made.
-    let e = kms_error(c.disable_key(&key.key_id));
-    assert_eq!(e.code, ErrorCode::KMSInternalException);
-    assert!(e.message.contains("audit trail"), "{}", e.message);
-
-    // Room again: kmsd reopens the trail (recovering its tail) and serves.
-    std::fs::remove_file(&filler).unwrap();
-    assert_eq!(
-        c.describe_key(&key.key_id).unwrap().key_state,
-        kmsd::protocol::KeyState::Enabled,
-        "the refused DisableKey changed the key"
-    );
-    c.encrypt(&key.key_id, b"after", &none).unwrap();
-    let report = kmsd::trail::validate(&trail).unwrap();
-    assert!(report.is_ok(), "{report:?}");
-    let names: Vec<String> = lookup(&c, "EventSource", "kms.amazonaws.com")
-        .into_iter()
-        .map(|(e, _)| e["EventName"].as_str().unwrap().to_string())
-        .collect();
-    // Refused requests could not be recorded; everything acknowledged was.
-    let mut expected = vec!["Encrypt".to_string(), "DescribeKey".to_string()];
-    expected.extend(std::iter::repeat_n("GenerateDataKey".to_string(), answered));
-    expected.extend(["Encrypt".to_string(), "CreateKey".to_string()]);
-    assert_eq!(names, expected);
 }
 
 /// The half of `an_ordinary_user_cannot_act_as_others_or_forge_a_service` that runs

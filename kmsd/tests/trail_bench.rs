@@ -29,7 +29,7 @@ fn run(threads: usize, per_thread: usize) -> (f64, Duration, Duration, f64) {
                 for i in 0..per_thread {
                     let r = record((t * per_thread + i) as u64, clock.now());
                     let t0 = Instant::now();
-                    w.append(r).unwrap();
+                    append(&w, r).unwrap();
                     lat.push(t0.elapsed());
                 }
                 lat

@@ -72,7 +72,7 @@ fn kill_9_during_appends_loses_nothing_acknowledged() {
         .collect();
     let lost: Vec<_> = acked.difference(&on_disk).collect();
     assert!(lost.is_empty(), "{} acknowledged events lost", lost.len());
-    w.append(record(0, clock.now())).unwrap();
+    append(&w, record(0, clock.now())).unwrap();
     let r = validate(&dir).unwrap();
     assert!(r.is_ok(), "{:?}", r.broken);
     assert_eq!(r.events as usize, on_disk.len() + 1);
@@ -89,7 +89,7 @@ fn child(dir: &std::path::Path) {
                 for i in 0u64.. {
                     let r = record(t * 1_000_000 + i, clock.now());
                     let id = r.event_id.clone();
-                    w.append(r).unwrap();
+                    append(&w, r).unwrap();
                     let mut o = out.lock().unwrap();
                     writeln!(o, "ACK {id}").unwrap();
                     o.flush().unwrap();

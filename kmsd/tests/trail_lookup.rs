@@ -69,7 +69,7 @@ fn paging_across_segments_returns_every_event_once_newest_first() {
         },
     )
     .unwrap();
-    w.append(record(120, clock.now())).unwrap();
+    append(&w, record(120, clock.now())).unwrap();
     let p2 = lookup_dir(
         &dir,
         &LookupQuery {

@@ -3,11 +3,14 @@
 mod trail_support;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use kmsd::trail::retention::{read_anchor, ANCHOR_FILE};
 use kmsd::trail::segment::read_all;
-use kmsd::trail::{validate, BreakKind, Clock, TrailError, TrailWriter};
+use kmsd::trail::{
+    validate, BreakKind, Clock, EventClass, IoStep, SyncMode, TrailConfig, TrailError, TrailWriter,
+};
 use trail_support::*;
 
 #[test]
@@ -28,7 +31,7 @@ fn concurrent_appenders_all_land_on_a_valid_chain() {
                 for i in 0..PER {
                     let r = record(t * 1000 + i, clock.now());
                     ids.push(r.event_id.clone());
-                    w.append(r).unwrap();
+                    append(&w, r).unwrap();
                 }
                 ids
             })
@@ -44,6 +47,24 @@ fn concurrent_appenders_all_land_on_a_valid_chain() {
     assert!(report.is_ok(), "{:?}", report.broken);
     assert_eq!(report.events, THREADS * PER);
     assert!(report.segments > 3, "rotation should have happened");
+    // Closed segments gave back the space reserved past their end.
+    let segs = segments(&dir);
+    for p in &segs[..segs.len() - 1] {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(p).unwrap();
+        assert!(
+            m.blocks() * 512 <= m.len().next_multiple_of(4096) + 4096,
+            "{}: {} bytes but {} allocated",
+            p.display(),
+            m.len(),
+            m.blocks() * 512
+        );
+    }
+    let active = std::fs::metadata(segs.last().unwrap()).unwrap();
+    assert!(
+        std::os::unix::fs::MetadataExt::blocks(&active) * 512 > active.len() + (1 << 20),
+        "the active segment has space reserved ahead"
+    );
     let read: Vec<String> = read_all(&dir)
         .unwrap()
         .into_iter()
@@ -66,7 +87,7 @@ fn reopen_continues_the_chain_and_a_second_writer_is_refused() {
     drop(w);
     let w = TrailWriter::open(config(&dir, 4000, clock.clone())).unwrap();
     assert_eq!(w.next_seq(), 5);
-    w.append(record(5, clock.now())).unwrap();
+    append(&w, record(5, clock.now())).unwrap();
     let r = validate(&dir).unwrap();
     assert!(r.is_ok(), "{:?}", r.broken);
     assert_eq!(r.events, 6);
@@ -93,7 +114,7 @@ fn torn_tail_is_truncated_on_open_and_acknowledged_events_stay() {
         b"{\"seq\":10,\"prev\":\"0123"
     );
     assert_eq!(w.next_seq(), 10);
-    w.append(record(10, clock.now())).unwrap();
+    append(&w, record(10, clock.now())).unwrap();
     drop(w);
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
     std::io::Write::write_all(&mut f, &[0u8; 4096]).unwrap();
@@ -101,7 +122,7 @@ fn torn_tail_is_truncated_on_open_and_acknowledged_events_stay() {
     drop(f);
     let w = TrailWriter::open(config(&dir, 1 << 20, clock.clone())).unwrap();
     assert_eq!(w.next_seq(), 11);
-    w.append(record(11, clock.now())).unwrap();
+    append(&w, record(11, clock.now())).unwrap();
     let r = validate(&dir).unwrap();
     assert!(r.is_ok(), "{:?}", r.broken);
     assert_eq!((r.events, r.torn_tail_bytes), (12, 0));
@@ -118,7 +139,7 @@ fn torn_header_of_a_new_segment_is_removed_on_open() {
     let w = TrailWriter::open(config(&dir, 1 << 20, clock.clone())).unwrap();
     assert!(!torn.exists());
     assert_eq!(w.next_seq(), 4);
-    w.append(record(4, clock.now())).unwrap();
+    append(&w, record(4, clock.now())).unwrap();
     assert!(validate(&dir).unwrap().is_ok());
 }
 
@@ -147,7 +168,7 @@ fn rotation_and_retention_with_an_injected_clock() {
     let w = TrailWriter::open(config(&dir, 3000, clock.clone())).unwrap();
     // Ten days of old events, one a day: several segments.
     for i in 0..12 {
-        w.append(record(i, clock.now())).unwrap();
+        append(&w, record(i, clock.now())).unwrap();
         clock.advance_days(1);
     }
     let before = segments(&dir);
@@ -172,7 +193,7 @@ fn rotation_and_retention_with_an_injected_clock() {
     assert!(read_anchor(&dir).unwrap().is_some());
     // New events continue the chain; validation is anchored.
     for i in 12..30 {
-        w.append(record(i, clock.now())).unwrap();
+        append(&w, record(i, clock.now())).unwrap();
     }
     let r = validate(&dir).unwrap();
     assert!(r.is_ok(), "{:?}", r.broken);
@@ -184,7 +205,7 @@ fn rotation_and_retention_with_an_injected_clock() {
     let anchor_before = read_anchor(&dir).unwrap().unwrap().segment;
     let newest_before = kmsd::trail::segment::list(&dir).unwrap().last().unwrap().0;
     for i in 30..40 {
-        w.append(record(i, clock.now())).unwrap();
+        append(&w, record(i, clock.now())).unwrap();
     }
     let anchor_after = read_anchor(&dir).unwrap().unwrap().segment;
     assert!(anchor_after > anchor_before);
@@ -225,54 +246,300 @@ fn rotation_and_retention_with_an_injected_clock() {
     assert_eq!(b.kind, BreakKind::BadAnchor, "{b}");
 }
 
-/// Fail closed: when the disk is full, append errors, and keeps erroring even after
-/// space returns (the chain tail is uncertain); a reopen recovers a valid chain.
+/// A small tmpfs mounted for the test (needs root; CI runs as root), unmounted on drop.
+struct SmallFs {
+    _tmp: tempfile::TempDir,
+    mnt: std::path::PathBuf,
+}
+
+impl SmallFs {
+    fn mount(size: &str) -> SmallFs {
+        let tmp = tempfile::tempdir().unwrap();
+        let mnt = tmp.path().join("small");
+        std::fs::create_dir(&mnt).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&mnt)
+            .status()
+            .expect("run mount (this test needs root)");
+        assert!(
+            st.success(),
+            "mounting a small tmpfs failed (this test needs root)"
+        );
+        SmallFs { _tmp: tmp, mnt }
+    }
+
+    /// Fills the file system with `name` until a write fails for lack of space.
+    fn fill(&self, name: &str) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.mnt.join(name);
+        let mut f = std::fs::File::create(&path).unwrap();
+        let chunk = vec![1u8; 4096];
+        loop {
+            match f.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.mnt).status();
+    }
+}
+
+/// Waits up to 5 s for `f` to hold.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A full file system: space is reserved ahead, so every event admitted before the
+/// disk ran out is still written; then admission refuses (before any key would be
+/// used), and it comes back by itself once space returns. In both sync modes.
 #[test]
-fn write_failure_fails_closed_until_reopen() {
+fn full_file_system_refuses_admission_and_recovers_in_both_modes() {
+    for sync in [SyncMode::DEFAULT, SyncMode::EveryEvent] {
+        let fs = SmallFs::mount("1m");
+        let dir = fs.mnt.join("trail");
+        let clock = ManualClock::new();
+        let w = TrailWriter::open(TrailConfig {
+            sync,
+            ..config(&dir, 1 << 30, clock.clone())
+        })
+        .unwrap();
+        let filler = fs.fill("filler");
+        let mut ok = 0u64;
+        while w.admit().is_ok() {
+            // Admitted: the write must not fail, the space is reserved.
+            append(&w, record(ok, clock.now())).unwrap_or_else(|e| {
+                panic!("{sync}: an admitted append failed after {ok} events: {e}")
+            });
+            ok += 1;
+            assert!(ok < 100_000, "{sync}: admission never refused");
+        }
+        assert!(
+            ok > 0,
+            "{sync}: nothing was admitted before the disk was full"
+        );
+        match w.admit() {
+            Err(TrailError::Unavailable(m)) => assert!(m.contains("no space"), "{m}"),
+            other => panic!("{sync}: expected Unavailable, got {other:?}"),
+        }
+        let h = w.health();
+        assert_eq!(h.sync, sync);
+        assert!(h.problem.unwrap().contains("no space"));
+        std::fs::remove_file(&filler).unwrap();
+        eventually("admission after space returns", || w.admit().is_ok());
+        assert_eq!(w.health().problem, None);
+        append(&w, record(ok, clock.now())).unwrap();
+        drop(w);
+        let r = validate(&dir).unwrap();
+        assert!(r.is_ok(), "{sync}: {:?}", r.broken);
+        assert_eq!(r.events, ok + 1, "{sync}");
+    }
+}
+
+/// A failed write(2) refuses that group, leaves nothing of it in the file, and the
+/// writer goes on with a valid chain.
+#[test]
+fn failed_write_is_rolled_back_and_the_writer_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
-    let mnt = tmp.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .expect("run mount (this test needs root)");
-    assert!(
-        st.success(),
-        "mounting a small tmpfs failed (this test needs root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
-    let dir = mnt.join("trail");
+    let dir = tmp.path().join("trail");
     let clock = ManualClock::new();
-    let w = TrailWriter::open(config(&dir, 1 << 30, clock.clone())).unwrap();
-    let filler = mnt.join("filler");
-    std::fs::write(&filler, vec![1u8; 200 * 1024]).unwrap();
-    let mut ok = 0u64;
-    let err = loop {
-        match w.append(record(ok, clock.now())) {
-            Ok(()) => ok += 1,
-            Err(e) => break e,
-        }
-        assert!(ok < 10_000, "the disk never filled");
-    };
-    assert!(err.to_string().contains("No space left"), "{err}");
-    std::fs::remove_file(&filler).unwrap();
-    match w.append(record(ok, clock.now())) {
-        Err(TrailError::Failed(_)) => {}
-        other => panic!("writer must stay failed, got {other:?}"),
+    let fail = Arc::new(AtomicBool::new(false));
+    let w = TrailWriter::open(TrailConfig {
+        fault: Some(fault_on(IoStep::Write, fail.clone())),
+        ..config(&dir, 1 << 20, clock.clone())
+    })
+    .unwrap();
+    for i in 0..3 {
+        append(&w, record(i, clock.now())).unwrap();
     }
+    fail.store(true, Ordering::SeqCst);
+    let refused = record(3, clock.now());
+    let refused_id = refused.event_id.clone();
+    assert!(append(&w, refused).is_err());
+    fail.store(false, Ordering::SeqCst);
+    assert!(w.admit().is_ok());
+    append(&w, record(4, clock.now())).unwrap();
     drop(w);
-    let w = TrailWriter::open(config(&dir, 1 << 30, clock.clone())).unwrap();
-    let acknowledged = w.next_seq();
-    assert!(acknowledged >= ok, "acknowledged events lost");
-    w.append(record(acknowledged, clock.now())).unwrap();
     let r = validate(&dir).unwrap();
     assert!(r.is_ok(), "{:?}", r.broken);
-    assert_eq!(r.events, acknowledged + 1);
+    assert_eq!(r.events, 4);
+    assert!(read_all(&dir)
+        .unwrap()
+        .iter()
+        .all(|e| e.record.event_id != refused_id));
+}
+
+/// A failed group fdatasync: admission and appends refuse until the syncer has
+/// rewritten and synced the unsynced events; then everything goes on. In both modes
+/// (in every-event mode the failing sync is the appender's own).
+#[test]
+fn failed_sync_refuses_until_a_sync_succeeds_in_both_modes() {
+    for sync in [SyncMode::DEFAULT, SyncMode::EveryEvent] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("trail");
+        let clock = ManualClock::new();
+        let fail = Arc::new(AtomicBool::new(false));
+        let w = TrailWriter::open(TrailConfig {
+            sync,
+            fault: Some(fault_on(IoStep::Sync, fail.clone())),
+            ..config(&dir, 1 << 20, clock.clone())
+        })
+        .unwrap();
+        append(&w, record(0, clock.now())).unwrap();
+        fail.store(true, Ordering::SeqCst);
+        // Read-only events: in the default mode the append returns before the failing
+        // group sync; every-event refuses the event itself.
+        let first = append(&w, record(2, clock.now()));
+        assert_eq!(first.is_ok(), sync != SyncMode::EveryEvent, "{sync}");
+        eventually("admission refused after a failed sync", || {
+            w.admit().is_err()
+        });
+        match w.admit() {
+            Err(TrailError::Unavailable(m)) => assert!(m.contains("fdatasync failed"), "{m}"),
+            other => panic!("{sync}: expected Unavailable, got {other:?}"),
+        }
+        assert!(append(&w, record(4, clock.now())).is_err(), "{sync}");
+        assert!(w.health().problem.unwrap().contains("fdatasync"));
+        fail.store(false, Ordering::SeqCst);
+        eventually("admission after a sync succeeds", || w.admit().is_ok());
+        append(&w, record(6, clock.now())).unwrap();
+        drop(w);
+        let r = validate(&dir).unwrap();
+        assert!(r.is_ok(), "{sync}: {:?}", r.broken);
+        // The event written before the failure stays (it was acknowledged in the
+        // default mode; in every-event mode it was refused: over-reported).
+        assert_eq!(r.events, 3, "{sync}");
+    }
+}
+
+/// The durability classes: in the default mode a state change is fdatasync'd before
+/// append returns, a read-only event only written, and synced by the syncer within
+/// the interval; every-event syncs each.
+#[test]
+fn state_changes_are_synced_before_return_and_others_within_the_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("trail");
+    let clock = ManualClock::new();
+    let w = TrailWriter::open(TrailConfig {
+        sync: SyncMode::Interval(std::time::Duration::from_millis(300)),
+        ..config(&dir, 1 << 20, clock.clone())
+    })
+    .unwrap();
+    let syncs = |w: &TrailWriter| w.stats().syncs;
+    let before = syncs(&w);
+    let t0 = std::time::Instant::now();
+    w.append(&record(0, clock.now()), EventClass::NoChange)
+        .unwrap();
+    assert_eq!(
+        syncs(&w),
+        before,
+        "a no-change event must not wait for a sync"
+    );
+    // Written before append returned: a reader sees it at once.
+    assert_eq!(read_all(&dir).unwrap().len(), 1);
+    eventually("the group sync", || syncs(&w) > before);
+    let took = t0.elapsed();
+    assert!(
+        took <= std::time::Duration::from_millis(300 + 250),
+        "group sync came after {took:?}"
+    );
+    let before = syncs(&w);
+    w.append(&record(1, clock.now()), EventClass::StateChange)
+        .unwrap();
+    assert!(
+        syncs(&w) > before,
+        "a state change must be synced before return"
+    );
+    drop(w);
+
+    let dir2 = tmp.path().join("trail2");
+    let w = TrailWriter::open(TrailConfig {
+        sync: SyncMode::EveryEvent,
+        ..config(&dir2, 1 << 20, clock.clone())
+    })
+    .unwrap();
+    let before = syncs(&w);
+    w.append(&record(0, clock.now()), EventClass::NoChange)
+        .unwrap();
+    assert!(syncs(&w) > before, "every-event syncs every event");
+}
+
+/// The segment header says which sync mode wrote its events; changing the mode starts
+/// a new segment; version 1 trails (written before the modes existed) keep opening and
+/// validating.
+#[test]
+fn headers_state_the_sync_mode_and_version_1_trails_keep_working() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("trail");
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/trail-v1");
+    std::fs::create_dir(&dir).unwrap();
+    let name = kmsd::trail::segment::file_name(1);
+    std::fs::copy(golden.join(&name), dir.join(&name)).unwrap();
+    let r = validate(&dir).unwrap();
+    assert!(r.is_ok(), "{:?}", r.broken);
+    assert_eq!(r.events, 4);
+    let header = |i: u64| {
+        let lines = read_lines(&dir.join(kmsd::trail::segment::file_name(i)));
+        kmsd::trail::chain::SegmentHeader::parse(lines[0].as_bytes()).unwrap()
+    };
+    assert_eq!(header(1).atrest_trail, 1);
+    assert_eq!(header(1).sync_mode().unwrap(), SyncMode::EveryEvent);
+
+    let clock = ManualClock::new();
+    let open = |sync| {
+        TrailWriter::open(TrailConfig {
+            sync,
+            ..config(&dir, 1 << 20, clock.clone())
+        })
+        .unwrap()
+    };
+    // Same mode as the v1 segment says (every-event): it is continued.
+    let w = open(SyncMode::EveryEvent);
+    append(&w, record(4, clock.now())).unwrap();
+    drop(w);
+    assert_eq!(segments(&dir).len(), 1);
+    // Another mode: a new segment with a version 2 header.
+    let w = open(SyncMode::DEFAULT);
+    append(&w, record(5, clock.now())).unwrap();
+    drop(w);
+    assert_eq!(segments(&dir).len(), 2);
+    let h = header(2);
+    assert_eq!((h.atrest_trail, h.first_seq), (2, 5));
+    assert_eq!(h.sync.as_deref(), Some("interval"));
+    assert_eq!(h.sync_interval_ms, Some(20));
+    let w = open(SyncMode::DEFAULT);
+    append(&w, record(6, clock.now())).unwrap();
+    drop(w);
+    assert_eq!(segments(&dir).len(), 2);
+    let w = open(SyncMode::EveryEvent);
+    drop(w);
+    assert_eq!(header(3).sync.as_deref(), Some("every-event"));
+    assert_eq!(header(3).sync_interval_ms, None);
+    let r = validate(&dir).unwrap();
+    assert!(r.is_ok(), "{:?}", r.broken);
+    assert_eq!((r.events, r.segments), (7, 3));
+    // The golden file itself is untouched by all this (copied, never written).
+    assert!(validate(&golden).unwrap().is_ok());
+}
+
+/// A fault hook failing `step` while `flag` is set.
+fn fault_on(step: IoStep, flag: Arc<AtomicBool>) -> kmsd::trail::FaultHook {
+    Arc::new(move |s| {
+        if s == step && flag.load(Ordering::SeqCst) {
+            Err(std::io::Error::from_raw_os_error(libc::EIO))
+        } else {
+            Ok(())
+        }
+    })
 }

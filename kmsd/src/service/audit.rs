@@ -1,22 +1,26 @@
 //! Auditing: every request becomes an [`AuditEvent`] handed to an [`AuditSink`].
 //!
-//! [`super::KeyService::handle`] calls `record` once per request, allowed or refused,
+//! [`super::KeyService::handle`] asks the sink whether it can record (`ready`) before
+//! the operation uses any key, and calls `record` once per request, allowed or refused,
 //! after the operation and BEFORE the reply is sent; an error refuses the request.
-//! `record` may block until the event is durable, and many connection threads call
-//! it at once, so a sink can batch concurrent events into one fsync (group commit).
-//! [`TrailAuditSink`] writes each event as a CloudTrail-shaped record to the
-//! hash-chained trail (`HOME/trail`, [`crate::trail::TrailWriter`]: group commit,
-//! fdatasync before `record` returns); [`TracingAuditSink`] only logs.
+//! `record` may block until the event is as durable as its class needs
+//! ([`AuditEvent::class`]), and many connection threads call it at once, so a sink can
+//! batch concurrent events (group commit). [`TrailAuditSink`] writes each event as a
+//! CloudTrail-shaped record to the hash-chained trail (`HOME/trail`,
+//! [`crate::trail::TrailWriter`]); [`TracingAuditSink`] only logs.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
 use super::Caller;
 use crate::protocol::ViaService;
 use crate::trail::record::{account_of_arn, AdditionalEventData, IdentityType, Resource};
-use crate::trail::{TrailConfig, TrailRecord, TrailWriter, UserIdentity};
+use crate::trail::{
+    EventClass, Health, TrailConfig, TrailError, TrailRecord, TrailWriter, UserIdentity,
+};
 use plumbing::awstime::format_rfc3339;
 
 /// The caller as the trail records it.
@@ -85,6 +89,17 @@ pub struct AuditEvent {
 }
 
 impl AuditEvent {
+    /// How durable the event must be before the reply: a call that succeeded and is
+    /// not read-only changed state; reads, cryptographic calls and every refusal
+    /// changed nothing.
+    pub fn class(&self) -> EventClass {
+        if !self.read_only && self.error_code.is_none() {
+            EventClass::StateChange
+        } else {
+            EventClass::NoChange
+        }
+    }
+
     /// An event with fresh IDs and no parameters, result or resources yet.
     pub fn new(
         event_source: &str,
@@ -125,16 +140,21 @@ pub enum AuditError {
 }
 
 /// Where events go. `record` returns once the event is as durable as the sink makes
-/// it; an error refuses the request.
+/// it for its class; an error refuses the request.
 pub trait AuditSink: Send + Sync {
     fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
 
-    /// Whether a record could be written now. Checked before a request that changes
-    /// state: a trail known not to take the record refuses the change up front, so
-    /// it is never made and then reported as refused, unlogged. (A write that fails
-    /// after a passing check still refuses the reply; the change then stands.)
+    /// Whether a record could be written now. Checked before every request uses any
+    /// key or changes anything: a trail known not to take the record refuses the
+    /// request up front, so no key is used and no change made unlogged. (A write that
+    /// fails after a passing check still refuses the reply; a change then stands.)
     fn ready(&self) -> Result<(), AuditError> {
         Ok(())
+    }
+
+    /// The trail's state for `atrest status` (`None`: this sink keeps no trail).
+    fn health(&self) -> Option<Health> {
+        None
     }
 }
 
@@ -283,106 +303,104 @@ pub fn to_trail_record(e: &AuditEvent) -> TrailRecord {
     r
 }
 
-/// The trail sink: every event becomes one record in `HOME/trail`, durable
-/// (fdatasync'd, group-committed with concurrent events) before `record` returns.
+/// The trail sink: every event becomes one record in `HOME/trail`, written before
+/// `record` returns and fdatasync'd as its class and the sync mode say.
 ///
-/// After a failed write the writer refuses everything (its chain tail is
-/// uncertain); the sink then reopens it on the next event, which runs the trail's
-/// crash recovery, so kmsd recovers by itself once the disk has room again. Until
-/// then every request is refused.
+/// The writer refuses admission while its records cannot be made durable (no space,
+/// a failed group fdatasync) and recovers by itself. After a failure that leaves its
+/// tail uncertain it stops for good; the sink then reopens it (which runs the trail's
+/// crash recovery), at most once a second, on the next request. Until then every
+/// request is refused.
 pub struct TrailAuditSink {
-    dir: PathBuf,
-    writer: Mutex<Option<Arc<TrailWriter>>>,
+    config: TrailConfig,
+    writer: RwLock<Option<TrailWriter>>,
+    last_reopen: Mutex<Option<Instant>>,
 }
 
+/// How often a stopped trail writer may be reopened.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
 impl TrailAuditSink {
-    /// Opens (creating) the trail in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, crate::trail::TrailError> {
-        let writer = TrailWriter::open(TrailConfig::new(dir))?;
+    /// Opens (creating) the trail in `dir` with the default settings.
+    pub fn open(dir: &Path) -> Result<Self, TrailError> {
+        Self::open_with(TrailConfig::new(dir))
+    }
+
+    /// Opens (creating) the trail as `config` says.
+    pub fn open_with(config: TrailConfig) -> Result<Self, TrailError> {
+        let writer = TrailWriter::open(config.clone())?;
         Ok(TrailAuditSink {
-            dir: dir.to_path_buf(),
-            writer: Mutex::new(Some(Arc::new(writer))),
+            config,
+            writer: RwLock::new(Some(writer)),
+            last_reopen: Mutex::new(None),
         })
     }
 
     /// The trail directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.config.dir
     }
 
     /// The writer's group-commit counters, while it is open.
     pub fn stats(&self) -> Option<crate::trail::WriterStats> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|w| w.stats())
+        self.read().as_ref().map(TrailWriter::stats)
     }
 
-    fn current(&self) -> Result<Arc<TrailWriter>, AuditError> {
-        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = guard.as_ref() {
-            return Ok(Arc::clone(w));
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<TrailWriter>> {
+        self.writer.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces a stopped writer by a freshly opened one (crash recovery), at most
+    /// once per [`REOPEN_EVERY`].
+    fn reopen(&self) -> Result<(), AuditError> {
+        {
+            let mut last = self.last_reopen.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REOPEN_EVERY) {
+                return Err(AuditError::Unavailable(
+                    "the trail writer stopped after a failure; reopening it shortly".into(),
+                ));
+            }
+            *last = Some(Instant::now());
         }
-        let w = TrailWriter::open(TrailConfig::new(&self.dir))
+        let mut guard = self.writer.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = guard.as_ref() {
+            if w.admit().is_ok() {
+                return Ok(()); // another thread reopened it meanwhile
+            }
+        }
+        // The old writer holds the directory lock: close it first.
+        *guard = None;
+        let w = TrailWriter::open(self.config.clone())
             .map_err(|e| AuditError::Unavailable(format!("cannot reopen the trail: {e}")))?;
-        tracing::warn!(dir = %self.dir.display(), "trail reopened after a failure");
-        let w = Arc::new(w);
-        *guard = Some(Arc::clone(&w));
-        Ok(w)
+        tracing::warn!(dir = %self.config.dir.display(), "trail reopened after a failure");
+        *guard = Some(w);
+        Ok(())
     }
-}
-
-/// Free space below which the trail counts as full for state changes: a few hundred
-/// records, more than one group commit can need.
-const TRAIL_MIN_FREE: u64 = 256 << 10;
-
-/// Bytes kmsd may still write on the file system holding `dir`.
-fn free_bytes(dir: &Path) -> std::io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: `st` is a plain C struct statvfs fills; `c` is a valid NUL-terminated path.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above; both pointers are valid for the call.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // Root (kmsd on CI, in drills) may also use the blocks reserved for it.
-    // SAFETY: geteuid cannot fail.
-    let blocks = if unsafe { libc::geteuid() } == 0 {
-        st.f_bfree
-    } else {
-        st.f_bavail
-    };
-    Ok((blocks as u64).saturating_mul(st.f_frsize as u64))
 }
 
 impl AuditSink for TrailAuditSink {
     fn ready(&self) -> Result<(), AuditError> {
-        self.current()?;
-        let free = free_bytes(&self.dir)?;
-        if free < TRAIL_MIN_FREE {
-            return Err(AuditError::Unavailable(format!(
-                "{} has {free} bytes free",
-                self.dir.display()
-            )));
+        match self.read().as_ref().map(TrailWriter::admit) {
+            Some(Ok(())) => return Ok(()),
+            Some(Err(TrailError::Failed(_))) | None => {}
+            Some(Err(e)) => return Err(AuditError::Unavailable(e.to_string())),
         }
-        Ok(())
+        self.reopen()
     }
 
     fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
-        let writer = self.current()?;
+        let class = event.class();
         let record = to_trail_record(&event);
-        match writer.append(record) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-                if guard.as_ref().is_some_and(|w| Arc::ptr_eq(w, &writer)) {
-                    *guard = None;
-                }
-                Err(AuditError::Unavailable(e.to_string()))
-            }
-        }
+        let guard = self.read();
+        let Some(writer) = guard.as_ref() else {
+            return Err(AuditError::Unavailable("the trail writer is closed".into()));
+        };
+        writer
+            .append(&record, class)
+            .map_err(|e| AuditError::Unavailable(e.to_string()))
+    }
+
+    fn health(&self) -> Option<Health> {
+        self.read().as_ref().map(TrailWriter::health)
     }
 }

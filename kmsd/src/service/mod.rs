@@ -3,7 +3,8 @@
 //! [`KeyService::handle`] takes a [`Caller`] (who, established by the transport) and a
 //! [`Request`], and returns a [`Response`] or a [`KmsError`]. Every request, allowed or
 //! refused, is recorded through the [`audit::AuditSink`] before the result is
-//! returned; if recording fails, the request is refused (fail closed).
+//! returned; if the sink cannot record, the request is refused before any key is used,
+//! and if recording fails afterwards, the reply is refused (fail closed).
 //!
 //! Concurrency: keys live in an `RwLock`ed map of `Arc<KeyEntry>`; cryptographic
 //! operations take the read lock only long enough to clone an `Arc`. Changes are
@@ -368,13 +369,13 @@ impl KeyService {
         let source = request.service().event_source();
         let read_only = request.read_only();
         let request_parameters = request.request_parameters();
-        if !read_only {
-            if let Err(e) = self.audit.ready() {
-                tracing::error!(error = %e, operation = event_name, "audit trail cannot record: refusing the change before making it");
-                return Err(KmsError::internal(
-                    "The request was refused because the audit trail could not record it.",
-                ));
-            }
+        // Before any key is used or anything changed: a trail that cannot take the
+        // record refuses the request now. (The writer logs its problem once.)
+        if let Err(e) = self.audit.ready() {
+            tracing::debug!(error = %e, operation = event_name, "audit trail cannot record: refusing before acting");
+            return Err(KmsError::internal(
+                "The request was refused because the audit trail could not record it.",
+            ));
         }
         let mut key_arn: Option<String> = None;
         let result = run(request, &mut key_arn);

@@ -3,12 +3,16 @@
 //! Event line: `{"seq":N,"prev":"<64 hex>","hash":"<64 hex>","record":<record JSON>}\n`
 //! with `hash = SHA-256("atrest-trail-v1\n" || seq as u64 big-endian || prev (32 bytes) ||
 //! record bytes exactly as written)`. Header line (first line of every segment):
-//! `{"atrestTrail":1,"segment":I,"firstSeq":S,"prev":"<64 hex>","created":"<time>"}\n`.
+//! `{"atrestTrail":2,"segment":I,"firstSeq":S,"prev":"<64 hex>","created":"<time>",
+//! "sync":"interval","syncIntervalMs":20}\n` (or `"sync":"every-event"`; version 1 headers,
+//! without the sync fields, are still read).
 //! See docs/FORMAT.md, section "Trail".
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+
+use super::SyncMode;
 
 /// A SHA-256 link hash.
 pub type Hash = [u8; 32];
@@ -31,17 +35,61 @@ pub fn link_hash(seq: u64, prev: &Hash, record: &[u8]) -> Hash {
 
 /// Encodes an event line, trailing newline included.
 pub fn encode_line(seq: u64, prev: &Hash, hash: &Hash, record: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(record.len() + 180);
-    out.extend_from_slice(b"{\"seq\":");
-    out.extend_from_slice(seq.to_string().as_bytes());
-    out.extend_from_slice(b",\"prev\":\"");
-    out.extend_from_slice(hex::encode(prev).as_bytes());
-    out.extend_from_slice(b"\",\"hash\":\"");
-    out.extend_from_slice(hex::encode(hash).as_bytes());
-    out.extend_from_slice(b"\",\"record\":");
-    out.extend_from_slice(record);
-    out.extend_from_slice(b"}\n");
+    let mut out = Vec::with_capacity(line_len(seq, record.len()));
+    encode_line_into(&mut out, seq, prev, hash, record);
     out
+}
+
+/// The bytes before `seq`'s digits, between the fields, and after the record.
+const LINE_OPEN: &[u8] = b"{\"seq\":";
+const LINE_PREV: &[u8] = b",\"prev\":\"";
+const LINE_HASH: &[u8] = b"\",\"hash\":\"";
+const LINE_RECORD: &[u8] = b"\",\"record\":";
+const LINE_CLOSE: &[u8] = b"}\n";
+
+/// The length of the line [`encode_line`] makes for `seq` and a record of `record_len`
+/// bytes.
+pub fn line_len(seq: u64, record_len: usize) -> usize {
+    let digits = seq.checked_ilog10().map_or(1, |d| d as usize + 1);
+    LINE_OPEN.len()
+        + digits
+        + LINE_PREV.len()
+        + 64
+        + LINE_HASH.len()
+        + 64
+        + LINE_RECORD.len()
+        + record_len
+        + LINE_CLOSE.len()
+}
+
+/// Appends the line [`encode_line`] makes to `out` (the writer builds a whole group of
+/// lines in one buffer this way, for one `write(2)`).
+pub fn encode_line_into(out: &mut Vec<u8>, seq: u64, prev: &Hash, hash: &Hash, record: &[u8]) {
+    let mut hex_buf = [0u8; 64];
+    out.reserve(line_len(seq, record.len()));
+    out.extend_from_slice(LINE_OPEN);
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = seq;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(LINE_PREV);
+    // Encoding 32 bytes into exactly 64 cannot fail.
+    let _ = hex::encode_to_slice(prev, &mut hex_buf);
+    out.extend_from_slice(&hex_buf);
+    out.extend_from_slice(LINE_HASH);
+    let _ = hex::encode_to_slice(hash, &mut hex_buf);
+    out.extend_from_slice(&hex_buf);
+    out.extend_from_slice(LINE_RECORD);
+    out.extend_from_slice(record);
+    out.extend_from_slice(LINE_CLOSE);
 }
 
 /// Chains `record` after `prev` as event `seq`: returns (hash, line).
@@ -127,11 +175,13 @@ pub fn parse_line(line: &[u8]) -> Result<EventLine<'_>, LineError> {
     })
 }
 
-/// The first line of every segment: where its part of the chain starts.
+/// The first line of every segment: where its part of the chain starts, and (from
+/// version 2) the durability every event in the segment was written with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SegmentHeader {
-    /// Format version, 1.
+    /// Format version: 2 (1 for segments written before durability classes; see
+    /// docs/FORMAT.md).
     pub atrest_trail: u32,
     /// The segment's index, equal to the number in its file name.
     pub segment: u64,
@@ -141,19 +191,44 @@ pub struct SegmentHeader {
     pub prev: String,
     #[serde(with = "super::record::event_time")]
     pub created: OffsetDateTime,
+    /// `"interval"` or `"every-event"` (version 2; absent in version 1, whose
+    /// segments were all written every-event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
+    /// With `"sync":"interval"`: the longest time, in milliseconds, between writing an
+    /// event that changes nothing and its group fdatasync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_interval_ms: Option<u64>,
 }
 
 /// The header format version atrest writes.
-pub const HEADER_VERSION: u32 = 1;
+pub const HEADER_VERSION: u32 = 2;
+/// The first header version, read but no longer written.
+pub const HEADER_VERSION_1: u32 = 1;
 
 impl SegmentHeader {
-    pub fn new(segment: u64, first_seq: u64, prev: &Hash, created: OffsetDateTime) -> Self {
+    pub fn new(
+        segment: u64,
+        first_seq: u64,
+        prev: &Hash,
+        created: OffsetDateTime,
+        sync: SyncMode,
+    ) -> Self {
+        let (name, interval) = match sync {
+            SyncMode::EveryEvent => (SyncMode::EVERY_EVENT, None),
+            SyncMode::Interval(d) => (
+                SyncMode::INTERVAL,
+                Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ),
+        };
         SegmentHeader {
             atrest_trail: HEADER_VERSION,
             segment,
             first_seq,
             prev: hex::encode(prev),
             created,
+            sync: Some(name.to_string()),
+            sync_interval_ms: interval,
         }
     }
 
@@ -167,10 +242,12 @@ impl SegmentHeader {
     /// Parses a header line (without its newline).
     pub fn parse(line: &[u8]) -> Result<Self, String> {
         let h: SegmentHeader = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-        if h.atrest_trail != HEADER_VERSION {
-            return Err(format!("unsupported trail version {}", h.atrest_trail));
+        match h.atrest_trail {
+            HEADER_VERSION_1 | HEADER_VERSION => {}
+            v => return Err(format!("unsupported trail version {v}")),
         }
         h.prev_hash()?;
+        h.sync_mode()?;
         Ok(h)
     }
 
@@ -179,6 +256,25 @@ impl SegmentHeader {
         let mut h = [0u8; 32];
         hex::decode_to_slice(&self.prev, &mut h).map_err(|e| format!("bad prev: {e}"))?;
         Ok(h)
+    }
+
+    /// The durability the segment's events were written with.
+    pub fn sync_mode(&self) -> Result<SyncMode, String> {
+        match (
+            self.atrest_trail,
+            self.sync.as_deref(),
+            self.sync_interval_ms,
+        ) {
+            (HEADER_VERSION_1, None, None) => Ok(SyncMode::EveryEvent),
+            (HEADER_VERSION_1, _, _) => Err("a version 1 header has no sync fields".into()),
+            (_, Some(SyncMode::EVERY_EVENT), None) => Ok(SyncMode::EveryEvent),
+            (_, Some(SyncMode::INTERVAL), Some(ms)) if ms > 0 => {
+                Ok(SyncMode::Interval(std::time::Duration::from_millis(ms)))
+            }
+            (_, sync, ms) => Err(format!(
+                "bad sync fields: sync {sync:?}, syncIntervalMs {ms:?} (want \"every-event\", or \"interval\" with a positive syncIntervalMs)"
+            )),
+        }
     }
 }
 
@@ -210,6 +306,18 @@ mod tests {
     }
 
     #[test]
+    fn line_len_is_exact() {
+        for seq in [0, 7, 9, 10, 99, 100, 12345, u64::MAX] {
+            for rec in [&b"{}"[..], br#"{"eventName":"Decrypt"}"#] {
+                let (_, line) = chain_line(seq, &[3u8; 32], rec);
+                assert_eq!(line.len(), line_len(seq, rec.len()), "seq {seq}");
+                let p = parse_line(&line[..line.len() - 1]).unwrap();
+                assert_eq!(p.seq, seq);
+            }
+        }
+    }
+
+    #[test]
     fn non_canonical_lines_are_rejected() {
         let (_, line) = chain_line(7, &GENESIS, b"{}");
         let s = String::from_utf8(line[..line.len() - 1].to_vec()).unwrap();
@@ -225,9 +333,47 @@ mod tests {
 
     #[test]
     fn header_roundtrips() {
-        let h = SegmentHeader::new(3, 42, &[7u8; 32], datetime!(2026-11-23 10:00:00 UTC));
-        let enc = h.encode();
-        assert_eq!(SegmentHeader::parse(&enc[..enc.len() - 1]).unwrap(), h);
+        let t = datetime!(2026-11-23 10:00:00 UTC);
+        let interval = SyncMode::Interval(std::time::Duration::from_millis(20));
+        for sync in [SyncMode::EveryEvent, interval] {
+            let h = SegmentHeader::new(3, 42, &[7u8; 32], t, sync);
+            let enc = h.encode();
+            assert_eq!(SegmentHeader::parse(&enc[..enc.len() - 1]).unwrap(), h);
+            assert_eq!(h.sync_mode().unwrap(), sync);
+        }
+        let enc = SegmentHeader::new(3, 42, &[7u8; 32], t, interval).encode();
+        assert_eq!(
+            std::str::from_utf8(&enc).unwrap(),
+            format!(
+                "{{\"atrestTrail\":2,\"segment\":3,\"firstSeq\":42,\"prev\":\"{}\",\"created\":\"2026-11-23T10:00:00Z\",\"sync\":\"interval\",\"syncIntervalMs\":20}}\n",
+                "07".repeat(32)
+            )
+        );
         assert!(SegmentHeader::parse(b"{\"seq\":1}").is_err());
+        // Version 1 (no sync fields) is every-event; sync fields need version 2.
+        let zeros = "0".repeat(64);
+        let v1 = format!(
+            r#"{{"atrestTrail":1,"segment":1,"firstSeq":0,"prev":"{zeros}","created":"2026-11-23T10:00:00Z"}}"#
+        );
+        assert_eq!(
+            SegmentHeader::parse(v1.as_bytes())
+                .unwrap()
+                .sync_mode()
+                .unwrap(),
+            SyncMode::EveryEvent
+        );
+        for bad in [
+            v1.replace("\"atrestTrail\":1", "\"atrestTrail\":2"),
+            v1.replace('}', r#","sync":"interval","syncIntervalMs":20}"#),
+            v1.replace("\"atrestTrail\":1", "\"atrestTrail\":2")
+                .replace('}', r#","sync":"interval"}"#),
+            v1.replace("\"atrestTrail\":1", "\"atrestTrail\":2")
+                .replace('}', r#","sync":"interval","syncIntervalMs":0}"#),
+            v1.replace("\"atrestTrail\":1", "\"atrestTrail\":2")
+                .replace('}', r#","sync":"every-event","syncIntervalMs":20}"#),
+            v1.replace("\"atrestTrail\":1", "\"atrestTrail\":3"),
+        ] {
+            assert!(SegmentHeader::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use kmsd::trail::record::{TrailRecord, UserIdentity, EC2_SOURCE};
-use kmsd::trail::{Clock, TrailConfig, TrailWriter};
+use kmsd::trail::{Clock, EventClass, TrailConfig, TrailError, TrailWriter};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -67,6 +67,16 @@ pub fn record(i: u64, t: OffsetDateTime) -> TrailRecord {
     }
 }
 
+/// Appends `r` in the class kmsd would give it (read-only: no change).
+pub fn append(w: &TrailWriter, r: TrailRecord) -> Result<(), TrailError> {
+    let class = if r.read_only {
+        EventClass::NoChange
+    } else {
+        EventClass::StateChange
+    };
+    w.append(&r, class)
+}
+
 /// Opens a writer and appends `n` events, the clock moving one second per event.
 pub fn write_events(
     dir: &Path,
@@ -76,7 +86,7 @@ pub fn write_events(
 ) -> TrailWriter {
     let w = TrailWriter::open(config(dir, max_segment_bytes, clock.clone())).unwrap();
     for i in 0..n {
-        w.append(record(i, clock.now())).unwrap();
+        append(&w, record(i, clock.now())).unwrap();
         clock.advance_secs(1);
     }
     w
