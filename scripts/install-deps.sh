@@ -18,6 +18,7 @@ want e2fsck e2fsprogs
 want fio fio
 want curl curl
 want losetup mount
+want prlimit util-linux
 want openssl openssl
 want python3 python3
 want zstd zstd

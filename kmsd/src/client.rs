@@ -5,7 +5,9 @@
 //! on that connection). For parallel calls give each thread its own client:
 //! `Clone` makes a client with the same settings and its own connection, opened on
 //! first use. After a transport error the connection is dropped and the next call
-//! reconnects; a request is never retried automatically.
+//! reconnects. A request is retried (once, on a new connection) only when kmsd had
+//! closed the connection before it was sent (an idle or evicted connection: the write
+//! fails with `EPIPE`), never once it may have been received.
 
 use std::io::{BufReader, BufWriter};
 use std::os::unix::net::UnixStream;
@@ -79,11 +81,35 @@ impl Conn {
         })
     }
 
-    fn round_trip(&mut self, env: &RequestEnvelope) -> Result<ResponseEnvelope, FrameError> {
-        write_frame(&mut self.writer, env, &mut self.buf)?;
-        read_frame_bytes(&mut self.reader, &mut self.buf)?;
-        decode_response(&self.buf)
+    fn round_trip(&mut self, env: &RequestEnvelope) -> Result<ResponseEnvelope, Trip> {
+        if let Err(e) = write_frame(&mut self.writer, env, &mut self.buf) {
+            let closed_by_kmsd = matches!(&e, FrameError::Io(io) if matches!(
+                io.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ));
+            if !closed_by_kmsd {
+                return Err(Trip::Failed(e));
+            }
+            // kmsd closed the connection before reading the request. It may have said
+            // why first (a refusal at its connection cap): that is the answer.
+            if read_frame_bytes(&mut self.reader, &mut self.buf).is_ok() {
+                if let Ok(reply) = decode_response(&self.buf) {
+                    return Ok(reply);
+                }
+            }
+            return Err(Trip::NotSent(e));
+        }
+        read_frame_bytes(&mut self.reader, &mut self.buf).map_err(Trip::Failed)?;
+        decode_response(&self.buf).map_err(Trip::Failed)
     }
+}
+
+/// How a round trip failed.
+enum Trip {
+    /// kmsd had closed the connection: the request was not received.
+    NotSent(FrameError),
+    /// Anything else: the request may have been received.
+    Failed(FrameError),
 }
 
 /// Whether a kmsd serves at `path`: it answers a ping (an empty frame, never audited)
@@ -212,18 +238,27 @@ impl KmsClient {
 
     fn round_trip(&self, env: RequestEnvelope) -> Result<Response, ClientError> {
         let mut guard = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            *guard = Some(Conn::open(&self.path)?);
-        }
-        let Some(conn) = guard.as_mut() else {
-            return Err(ClientError::Transport("no connection".into()));
-        };
-        match conn.round_trip(&env) {
-            Ok(reply) => reply.result.map_err(ClientError::Kms),
-            Err(e) => {
-                // The stream may be mid-frame: never reuse it.
-                *guard = None;
-                Err(ClientError::Transport(e.to_string()))
+        let mut retried = false;
+        loop {
+            if guard.is_none() {
+                *guard = Some(Conn::open(&self.path)?);
+            }
+            let Some(conn) = guard.as_mut() else {
+                return Err(ClientError::Transport("no connection".into()));
+            };
+            match conn.round_trip(&env) {
+                Ok(reply) => return reply.result.map_err(ClientError::Kms),
+                Err(e) => {
+                    // The stream may be mid-frame: never reuse it.
+                    *guard = None;
+                    match e {
+                        // kmsd closed an idle connection: send it on a new one.
+                        Trip::NotSent(_) if !retried => retried = true,
+                        Trip::NotSent(e) | Trip::Failed(e) => {
+                            return Err(ClientError::Transport(e.to_string()))
+                        }
+                    }
+                }
             }
         }
     }
@@ -574,6 +609,11 @@ impl KmsClient {
             access_key_id: access_key_id.into(),
             session_token: session_token.map(str::to_string),
         })
+    }
+
+    /// kmsd's trail and listener state (`atrest status`); recorded nowhere.
+    pub fn status(&self) -> Result<StatusResponse, ClientError> {
+        self.send(StatusRequest {})
     }
 
     /// Who kmsd evaluates this client's requests as.

@@ -88,6 +88,16 @@ pub struct KmsdConfig {
     /// keys to their secrets and send requests that speak for a SigV4 signer
     /// ([`crate::protocol::Signer`]). Default: kmsd's own uid and root.
     pub endpoint_uids: Vec<UidSelector>,
+    /// Most connections served at once (each has a thread); lowered at start to fit
+    /// the open-file limit. Beyond it the connection waiting longest for its first
+    /// request, or idle longest, is closed to make room, else the new one is refused
+    /// with `LimitExceededException`.
+    pub max_connections: u64,
+    /// A connection must send its first request (and any request, once started) within
+    /// this many milliseconds, and read each reply within it.
+    pub first_frame_timeout_ms: u64,
+    /// A connection idle this long between requests is closed (clients reconnect).
+    pub idle_timeout_seconds: u64,
 }
 
 /// The `[trail]` table: durability of the audit trail (docs/CONFIG.md, docs/FORMAT.md).
@@ -112,6 +122,13 @@ impl Default for TrailSection {
         }
     }
 }
+
+/// `kmsd.max_connections` when not given.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+/// `kmsd.first_frame_timeout_ms` when not given.
+pub const DEFAULT_FIRST_FRAME_TIMEOUT_MS: u64 = 5000;
+/// `kmsd.idle_timeout_seconds` when not given.
+pub const DEFAULT_IDLE_TIMEOUT_SECONDS: u64 = 300;
 
 /// `trail.sync_interval_ms` when not given.
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 20;
@@ -236,6 +253,9 @@ impl Default for KmsdConfig {
             sweep_interval_seconds: 60,
             default_principal: DEFAULT_PRINCIPAL_TEMPLATE.into(),
             endpoint_uids: vec![UidSelector::Name("self".into()), UidSelector::Uid(0)],
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            first_frame_timeout_ms: DEFAULT_FIRST_FRAME_TIMEOUT_MS,
+            idle_timeout_seconds: DEFAULT_IDLE_TIMEOUT_SECONDS,
         }
     }
 }
@@ -309,6 +329,24 @@ impl Config {
         self.trail.sync_mode()?;
         if self.kmsd.sweep_interval_seconds == 0 {
             return Err("kmsd.sweep_interval_seconds must be at least 1".into());
+        }
+        let k = &self.kmsd;
+        for (name, value, range) in [
+            ("max_connections", k.max_connections, 1..=1_000_000),
+            (
+                "first_frame_timeout_ms",
+                k.first_frame_timeout_ms,
+                10..=600_000,
+            ),
+            ("idle_timeout_seconds", k.idle_timeout_seconds, 1..=86_400),
+        ] {
+            if !range.contains(&value) {
+                return Err(format!(
+                    "kmsd.{name} {value} must be {} to {}",
+                    range.start(),
+                    range.end()
+                ));
+            }
         }
         check_principal_template("kmsd.default_principal", &self.kmsd.default_principal)?;
         if self
@@ -557,6 +595,18 @@ mod tests {
         assert!(err("account = \"12\"").contains("account"));
         assert!(err("region = \"US East\"").contains("region"));
         assert!(err("[kmsd]\nsocket_mode = \"999\"").contains("socket_mode"));
+        assert!(err("[kmsd]\nmax_connections = 0").contains("max_connections"));
+        assert!(err("[kmsd]\nfirst_frame_timeout_ms = 1").contains("first_frame_timeout_ms"));
+        assert!(err("[kmsd]\nidle_timeout_seconds = 0").contains("idle_timeout_seconds"));
+        let k = Config::parse("").unwrap().kmsd;
+        assert_eq!(
+            (
+                k.max_connections,
+                k.first_frame_timeout_ms,
+                k.idle_timeout_seconds
+            ),
+            (1024, 5000, 300)
+        );
         assert!(Config::parse("[s3]\nport = 1")
             .unwrap()
             .other

@@ -1,14 +1,24 @@
 //! The Unix-socket front end of the key service.
 //!
-//! One thread per connection (a slow client blocks only itself). The caller's
-//! identity comes from the kernel (`SO_PEERCRED`), never from the request. A
-//! malformed, oversized or unknown frame gets an error reply and that connection
-//! is closed; the daemon keeps serving everyone else. A sweeper thread deletes
-//! keys whose waiting period has passed and runs due rotations, at start and every
+//! One thread per connection (a slow client blocks only itself), up to a cap
+//! (`kmsd.max_connections`, lowered to fit the open-file limit, whose soft value is
+//! raised to the hard one at start); at the cap the connection doing least makes room
+//! or the new one is refused with one `LimitExceededException` frame
+//! ([`connections`]). A connection must send each request within
+//! `kmsd.first_frame_timeout_ms` of connecting or of starting it, and is closed after
+//! `kmsd.idle_timeout_seconds` without one. `accept` failing for lack of file
+//! descriptors (`EMFILE`/`ENFILE`) closes one connection and backs off (10 ms doubling
+//! to 1 s); every such warning is logged at most once per 10 s. The caller's identity
+//! comes from the kernel (`SO_PEERCRED`), never from the request. A malformed,
+//! oversized or unknown frame gets an error reply and that connection is closed; the
+//! daemon keeps serving everyone else. A sweeper thread deletes keys whose waiting
+//! period has passed and runs due rotations, at start and every
 //! `kmsd.sweep_interval_seconds`.
 
+mod connections;
+
 use std::collections::HashMap;
-use std::io::{self, BufReader};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -20,13 +30,14 @@ use std::time::{Duration, Instant};
 use crate::clock::{Clock, MovableClock, SystemClock};
 use crate::config::Config;
 use crate::protocol::{
-    decode_request, read_frame_bytes, write_frame, ErrorCode, FrameError, KmsError,
-    ResponseEnvelope, PROTOCOL_VERSION,
+    decode_request, encode_frame, read_frame_bytes, write_frame, ErrorCode, FrameError, KmsError,
+    Request, Response, ResponseEnvelope, PROTOCOL_VERSION,
 };
 use crate::service::audit::{AuditSink, TrailAuditSink};
 use crate::service::authz::Peer;
 use crate::service::ServiceError;
 use crate::service::{KeyService, ReloadSource, ServiceOptions};
+use connections::{Admission, Limits, LogLimiter, Registry, Slot, TimedOut};
 use plumbing::home::Layout;
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +134,7 @@ pub fn start(opts: ServerOptions) -> Result<ServerHandle, ServerError> {
         Arc::new(SystemClock)
     };
     let sweep_every = Duration::from_secs(opts.config.kmsd.sweep_interval_seconds);
+    let limits = listener_limits(&opts.config);
     for table in opts.config.other.keys() {
         tracing::info!(table = %table, "config: kmsd does not read this top-level entry");
     }
@@ -175,9 +187,10 @@ pub fn start(opts: ServerOptions) -> Result<ServerHandle, ServerError> {
         let service = Arc::clone(&service);
         let stop = Arc::clone(&stop);
         let source = format!("unix:{}", socket.display());
+        let registry = Registry::new(limits);
         std::thread::Builder::new()
             .name("kmsd-accept".into())
-            .spawn(move || accept_loop(listener, service, stop, source))
+            .spawn(move || accept_loop(listener, service, registry, stop, source))
             .map_err(|source| ServerError::Bind {
                 path: socket.clone(),
                 source,
@@ -242,29 +255,121 @@ fn bind(path: &Path, mode: u32) -> Result<UnixListener, ServerError> {
     Ok(listener)
 }
 
+/// The listener's limits from the config, the cap fitted to the open-file limit (whose
+/// soft value is raised to the hard one first).
+fn listener_limits(config: &Config) -> Limits {
+    let k = &config.kmsd;
+    let nofile = match connections::raise_nofile_limit() {
+        Ok((before, now)) => {
+            if now > before {
+                tracing::info!(
+                    from = before,
+                    to = now,
+                    "raised the open-file limit to its hard limit"
+                );
+            }
+            now
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            1024
+        }
+    };
+    let max_connections = connections::fit_cap(k.max_connections, nofile);
+    if (max_connections as u64) < k.max_connections {
+        tracing::warn!(
+            configured = k.max_connections,
+            serving = max_connections,
+            open_file_limit = nofile,
+            "kmsd.max_connections lowered to fit the open-file limit"
+        );
+    }
+    Limits {
+        max_connections,
+        first_frame_timeout: Duration::from_millis(k.first_frame_timeout_ms),
+        idle_timeout: Duration::from_secs(k.idle_timeout_seconds),
+    }
+}
+
+/// How long `accept` backs off after running out of file descriptors: from this,
+/// doubling up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
 fn accept_loop(
     listener: UnixListener,
     service: Arc<KeyService>,
+    registry: Arc<Registry>,
     stop: Arc<AtomicBool>,
     source: String,
 ) {
+    static ACCEPT_FAILED: LogLimiter = LogLimiter::new();
+    static REFUSED: LogLimiter = LogLimiter::new();
+    static EVICTED: LogLimiter = LogLimiter::new();
+    static NO_THREAD: LogLimiter = LogLimiter::new();
     let names: Arc<Mutex<HashMap<u32, String>>> = Arc::default();
-    for conn in listener.incoming() {
+    let mut backoff = Duration::ZERO;
+    loop {
+        let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let stream = match conn {
-            Ok(s) => s,
+        let stream = match accepted {
+            Ok((s, _)) => {
+                backoff = Duration::ZERO;
+                s
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                std::thread::sleep(Duration::from_millis(10));
+                let out_of_fds =
+                    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE));
+                let transient = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR) | Some(libc::ECONNABORTED) | Some(libc::EPROTO)
+                );
+                if transient {
+                    continue;
+                }
+                // Never spin: back off, and (out of descriptors) close the connection
+                // doing least so that the ones waiting in the backlog can get in.
+                let shed = out_of_fds && registry.shed_one();
+                backoff = (backoff * 2).clamp(ACCEPT_BACKOFF_MIN, ACCEPT_BACKOFF_MAX);
+                if let Some(quiet) = ACCEPT_FAILED.hit() {
+                    tracing::warn!(error = %e, not_logged = quiet, closed_a_connection = shed, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                }
+                std::thread::sleep(backoff);
                 continue;
             }
         };
         let (uid, pid) = match plumbing::peer::peer_cred(&stream) {
             Ok(c) => (c.uid, c.pid),
             Err(e) => {
-                tracing::warn!(error = %e, "cannot read the peer's credentials; closing");
+                static NO_CRED: LogLimiter = LogLimiter::new();
+                if let Some(quiet) = NO_CRED.hit() {
+                    tracing::warn!(error = %e, not_logged = quiet, "cannot read the peer's credentials; closing");
+                }
+                continue;
+            }
+        };
+        let slot = match registry.admit(stream) {
+            Admission::Admitted { slot, evicted } => {
+                if evicted {
+                    if let Some(quiet) = EVICTED.hit() {
+                        tracing::warn!(max = registry.limits.max_connections, not_logged = quiet, "connection cap reached: closed the connection doing least to make room");
+                    }
+                }
+                slot
+            }
+            Admission::Refused(stream) => {
+                if let Some(quiet) = REFUSED.hit() {
+                    tracing::warn!(uid, pid, max = registry.limits.max_connections, not_logged = quiet, "connection cap reached and every connection busy: refusing new connections");
+                }
+                refuse(
+                    stream,
+                    format!(
+                        "kmsd is serving its maximum of {} connections (kmsd.max_connections, within the open-file limit) and every one is busy; try again later",
+                        registry.limits.max_connections
+                    ),
+                );
                 continue;
             }
         };
@@ -282,60 +387,171 @@ fn accept_loop(
             source: source.clone(),
         };
         let service = Arc::clone(&service);
+        let registry2 = Arc::clone(&registry);
+        let stream = Arc::clone(&slot.stream);
         let spawned = std::thread::Builder::new()
             .name(format!("kmsd-conn-{pid}"))
-            .spawn(move || serve_connection(&service, stream, &peer));
+            .spawn(move || serve_connection(&service, &registry2, slot, &peer));
         if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start a connection thread");
+            if let Some(quiet) = NO_THREAD.hit() {
+                tracing::error!(error = %e, not_logged = quiet, "cannot start a connection thread; refusing the connection");
+            }
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
 }
 
-/// Serves one connection until the peer closes it or sends a bad frame.
-fn serve_connection(service: &KeyService, stream: UnixStream, peer: &Peer) {
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot clone the connection");
-            return;
-        }
+/// Sends one error frame on a connection that will not be served, without blocking,
+/// and closes it. The client reads it as the answer to its first request.
+fn refuse(stream: UnixStream, message: String) {
+    let reply = ResponseEnvelope {
+        version: PROTOCOL_VERSION,
+        result: Err(KmsError::new(ErrorCode::LimitExceededException, message)),
     };
-    let mut reader = BufReader::with_capacity(16 * 1024, stream);
+    let mut buf = Vec::new();
+    if encode_frame(&reply, &mut buf).is_ok() && stream.set_nonblocking(true).is_ok() {
+        let _ = (&stream).write_all(&buf);
+    }
+}
+
+/// The connection's reads: the socket's receive timeout is the phase's (first
+/// request, then idle); once a frame has started, all of it must arrive within the
+/// first-frame timeout, so a client trickling bytes holds a thread for no longer.
+struct FrameReader<'a> {
+    stream: &'a UnixStream,
+    frame_timeout: Duration,
+    /// When the frame being read began to arrive.
+    frame_started: Option<Instant>,
+    /// The socket timeout was shortened for the frame in progress.
+    shortened: bool,
+}
+
+impl Read for FrameReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(t) = self.frame_started {
+            let left = self.frame_timeout.saturating_sub(t.elapsed());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            self.shortened = true;
+        }
+        let n = self.stream.read(buf)?;
+        if n > 0 && self.frame_started.is_none() {
+            self.frame_started = Some(Instant::now());
+        }
+        Ok(n)
+    }
+}
+
+impl FrameReader<'_> {
+    /// A whole frame was read: the next one has not started.
+    fn frame_done(&mut self, idle: Duration) -> io::Result<()> {
+        self.frame_started = None;
+        if std::mem::take(&mut self.shortened) {
+            self.stream.set_read_timeout(Some(idle))?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves one connection until the peer closes it, sends a bad frame, times out or is
+/// evicted.
+fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer: &Peer) {
+    let limits = registry.limits;
+    let stream = &*slot.stream;
+    // A reply the client does not read within the first-frame timeout ends it too.
+    let timeouts = stream
+        .set_read_timeout(Some(limits.first_frame_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(limits.first_frame_timeout)));
+    if let Err(e) = timeouts {
+        tracing::warn!(error = %e, "cannot set the connection's timeouts; closing it");
+        return;
+    }
+    let mut writer = stream;
+    let mut reader = BufReader::with_capacity(
+        16 * 1024,
+        FrameReader {
+            stream,
+            frame_timeout: limits.first_frame_timeout,
+            frame_started: None,
+            shortened: false,
+        },
+    );
     let mut inbuf = Vec::with_capacity(1024);
     let mut outbuf = Vec::with_capacity(1024);
     loop {
         let refusal = match read_frame_bytes(&mut reader, &mut inbuf) {
-            // A liveness ping (`atrest up`, `atrest status`): answered, never audited.
-            Ok(()) if plumbing::frame::is_ping(&inbuf) => {
-                if let Err(e) = plumbing::frame::write_ping(&mut writer) {
-                    tracing::debug!(error = %e, uid = peer.uid, "ping not answered");
+            Ok(()) => {
+                let first = !slot.activity.started();
+                if !slot.activity.begin() {
+                    return; // evicted while the request arrived: not served
+                }
+                if first {
+                    // From now on the socket's timeout is the idle one.
+                    reader.get_mut().shortened = true;
+                }
+                if let Err(e) = reader.get_mut().frame_done(limits.idle_timeout) {
+                    tracing::debug!(error = %e, "cannot set the connection's idle timeout");
                     return;
                 }
-                continue;
-            }
-            Ok(()) => match decode_request(&inbuf) {
-                Ok(env) => {
-                    let result = service.handle_envelope(peer, env);
-                    let reply = ResponseEnvelope {
-                        version: PROTOCOL_VERSION,
-                        result,
-                    };
-                    if let Err(e) = write_frame(&mut writer, &reply, &mut outbuf) {
-                        tracing::debug!(error = %e, uid = peer.uid, "reply not delivered");
+                // A liveness ping (`atrest up`, `atrest status`): answered, never audited.
+                if plumbing::frame::is_ping(&inbuf) {
+                    if let Err(e) = plumbing::frame::write_ping(&mut writer) {
+                        tracing::debug!(error = %e, uid = peer.uid, "ping not answered");
                         return;
                     }
+                    slot.activity.idle(registry.now_ms());
                     continue;
                 }
-                Err(e) => e,
-            },
+                match decode_request(&inbuf) {
+                    Ok(env) => {
+                        let result = match env.request {
+                            Request::Status(_) => {
+                                Ok(Response::Status(service.status(registry.status())))
+                            }
+                            _ => service.handle_envelope(peer, env),
+                        };
+                        let reply = ResponseEnvelope {
+                            version: PROTOCOL_VERSION,
+                            result,
+                        };
+                        if let Err(e) = write_frame(&mut writer, &reply, &mut outbuf) {
+                            tracing::debug!(error = %e, uid = peer.uid, "reply not delivered");
+                            return;
+                        }
+                        slot.activity.idle(registry.now_ms());
+                        continue;
+                    }
+                    Err(e) => e,
+                }
+            }
             Err(FrameError::Closed) => return,
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let kind = if slot.activity.started() {
+                    TimedOut::Idle
+                } else {
+                    TimedOut::FirstFrame
+                };
+                registry.timed_out(kind);
+                tracing::debug!(uid = peer.uid, pid = ?peer.pid, ?kind, "connection timed out; closing it");
+                return;
+            }
             Err(FrameError::Io(e)) => {
                 tracing::debug!(error = %e, uid = peer.uid, "connection error");
                 return;
             }
             Err(e) => e,
         };
-        tracing::warn!(uid = peer.uid, pid = ?peer.pid, error = %refusal, "bad frame; closing the connection");
+        static BAD_FRAME: LogLimiter = LogLimiter::new();
+        if let Some(quiet) = BAD_FRAME.hit() {
+            tracing::warn!(uid = peer.uid, pid = ?peer.pid, error = %refusal, not_logged = quiet, "bad frame; closing the connection");
+        }
         let reply = ResponseEnvelope {
             version: PROTOCOL_VERSION,
             result: Err(KmsError::new(
@@ -344,7 +560,7 @@ fn serve_connection(service: &KeyService, stream: UnixStream, peer: &Peer) {
             )),
         };
         let _ = write_frame(&mut writer, &reply, &mut outbuf);
-        let _ = writer.shutdown(std::net::Shutdown::Both);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
         return;
     }
 }

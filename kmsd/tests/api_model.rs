@@ -1326,6 +1326,29 @@ fn every_operation(m: &Models) -> Vec<&'static str> {
         },
         Empty {}
     );
+    case!(
+        StatusRequest {},
+        StatusResponse {
+            pid: 42,
+            trail: Some(TrailStatus {
+                sync: "interval".into(),
+                sync_interval_ms: Some(20),
+                problem: Some("no space".into()),
+                events: 3,
+                writes: 2,
+                syncs: 1,
+                last_sync_micros: 250,
+            }),
+            connections: ConnectionStatus {
+                open: 1,
+                max: 1024,
+                refused: 2,
+                first_frame_timeouts: 3,
+                idle_timeouts: 4,
+                evicted: 5,
+            },
+        }
+    );
     seen
 }
 

@@ -81,6 +81,7 @@ fn kill_9_under_load_loses_no_answered_call_and_no_acknowledged_change() {
                 )
                 .unwrap()
                 .ciphertext_blob
+                .into_vec()
         })
         .collect();
     let mut all = Answered::default();
@@ -360,6 +361,7 @@ fn full_trail(kind: &str, sync: &str) {
         KeyState::Enabled,
         "{kind}/{sync}: the refused DisableKey changed the key"
     );
+    assert_eq!(c.status().unwrap().trail.unwrap().problem, None);
     assert_eq!(
         c.list_keys().unwrap().len(),
         1,

@@ -158,6 +158,9 @@ fn status(g: &Global) -> i32 {
     let status = supervisor(g).status();
     print_report(&status);
     // Said on stderr too, so that it is seen even when the JSON is not read.
+    if let Some(problem) = status.kmsd.trail.as_ref().and_then(|t| t.problem.as_ref()) {
+        eprintln!("atrest status: kmsd refuses every request until its trail recovers: {problem}");
+    }
     for s in &status.volume_service.served {
         if let Some(notice) = &s.notice {
             eprintln!("atrest status: {}: {notice}", s.volume_id);

@@ -25,6 +25,28 @@ pub struct KmsdStatus {
     #[serde(flatten)]
     pub daemon: DaemonStatus,
     pub socket: PathBuf,
+    /// The trail's durability and health (`None`: no trail yet).
+    pub trail: Option<TrailState>,
+    /// kmsd.sock's connections against their cap (`None`: kmsd does not answer).
+    pub connections: Option<kmsd::api::ConnectionStatus>,
+}
+
+/// The trail as kmsd reports it; when kmsd does not answer, the sync mode its newest
+/// segment states, and nothing else.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrailState {
+    /// `interval` or `every-event`.
+    pub sync: String,
+    pub sync_interval_ms: Option<u64>,
+    /// Whether kmsd takes requests (`None`: kmsd does not answer). When not, every
+    /// request is refused until the trail recovers, and `problem` says why.
+    pub healthy: Option<bool>,
+    pub problem: Option<String>,
+    pub events: Option<u64>,
+    pub writes: Option<u64>,
+    pub syncs: Option<u64>,
+    pub last_sync_micros: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -110,14 +132,60 @@ impl Supervisor {
             .unwrap_or_default()
     }
 
+    /// The trail's state and kmsd.sock's connections, from kmsd's `Status` (recorded
+    /// nowhere), or the newest segment's header when kmsd does not answer.
+    fn kmsd_state(&self) -> (Option<TrailState>, Option<kmsd::api::ConnectionStatus>) {
+        let answer = kmsd::client::KmsClient::connect(self.kmsd_socket()).and_then(|c| c.status());
+        match answer {
+            Ok(st) => {
+                let trail = st.trail.map(|t| TrailState {
+                    sync: t.sync,
+                    sync_interval_ms: t.sync_interval_ms,
+                    healthy: Some(t.problem.is_none()),
+                    problem: t.problem,
+                    events: Some(t.events),
+                    writes: Some(t.writes),
+                    syncs: Some(t.syncs),
+                    last_sync_micros: Some(t.last_sync_micros),
+                });
+                (trail, Some(st.connections))
+            }
+            Err(_) => {
+                let reader = kmsd::trail::reader::TrailReader::new(self.layout.trail_dir());
+                let trail = reader
+                    .newest_sync_mode()
+                    .ok()
+                    .flatten()
+                    .map(|mode| TrailState {
+                        sync: mode.name().to_string(),
+                        sync_interval_ms: mode
+                            .interval()
+                            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                        healthy: None,
+                        problem: None,
+                        events: None,
+                        writes: None,
+                        syncs: None,
+                        last_sync_micros: None,
+                    });
+                (trail, None)
+            }
+        }
+    }
+
     /// What runs where.
     pub fn status(&self) -> Status {
         let layout = &self.layout;
         Status {
             home: layout.root.clone(),
-            kmsd: KmsdStatus {
-                daemon: self.daemon_status(Daemon::Kmsd),
-                socket: self.kmsd_socket(),
+            kmsd: {
+                let (trail, connections) = self.kmsd_state();
+                KmsdStatus {
+                    daemon: self.daemon_status(Daemon::Kmsd),
+                    socket: self.kmsd_socket(),
+                    trail,
+                    connections,
+                }
             },
             volume_service: VolumeServiceStatus {
                 daemon: self.daemon_status(Daemon::VolumeService),

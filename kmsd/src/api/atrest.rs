@@ -1,5 +1,6 @@
 //! atrest's own calls on kmsd's socket (no AWS counterpart): AdvanceClock,
-//! ReloadConfig, RecordEvent. Handlers: `service/mod.rs`, `service/events.rs`.
+//! ReloadConfig, RecordEvent, Status. Handlers: `service/mod.rs`, `service/events.rs`
+//! (Status: answered by the listener, `server.rs`, without a trail record).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -114,5 +115,69 @@ impl Operation for RecordEventRequest {
             .put("eventSource", &self.event_source)
             .put("eventName", &self.event_name)
             .build()
+    }
+}
+
+/// kmsd's own state for `atrest status`: the trail's sync mode and health, and
+/// kmsd.sock's connections. Answered by the listener without a trail record (it uses no
+/// key and shows nothing of keys, policies or events), so it answers while the trail
+/// refuses every other request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatusRequest {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct StatusResponse {
+    pub pid: u32,
+    /// `None` when kmsd keeps no trail (an in-process test sink).
+    #[serde(default)]
+    pub trail: Option<TrailStatus>,
+    pub connections: ConnectionStatus,
+}
+
+/// The trail as its writer sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrailStatus {
+    /// `interval` or `every-event` (config `[trail] sync`).
+    pub sync: String,
+    /// The group-sync interval with `interval`.
+    #[serde(default)]
+    pub sync_interval_ms: Option<u64>,
+    /// Why requests are refused now (no space, a failed fdatasync); `None` when all is
+    /// well.
+    #[serde(default)]
+    pub problem: Option<String>,
+    /// Events written, `write(2)` groups and fdatasyncs since kmsd started.
+    pub events: u64,
+    pub writes: u64,
+    pub syncs: u64,
+    /// The most recent fdatasync's duration.
+    pub last_sync_micros: u64,
+}
+
+/// kmsd.sock's connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConnectionStatus {
+    /// Connections open now, and the most served at once.
+    pub open: u64,
+    pub max: u64,
+    /// Since start: refused at the cap, closed for sending no request in time, closed
+    /// after idling, closed to make room for a new connection.
+    pub refused: u64,
+    pub first_frame_timeouts: u64,
+    pub idle_timeouts: u64,
+    pub evicted: u64,
+}
+
+impl Operation for StatusRequest {
+    type Response = StatusResponse;
+    const NAME: &'static str = "Status";
+    const SERVICE: Service = Service::Atrest;
+    const READ_ONLY: bool = true;
+
+    fn request_parameters(&self) -> Value {
+        Params::new().build()
     }
 }

@@ -428,6 +428,8 @@ operations! {
     CreateAccessKey(CreateAccessKeyRequest),
     ListAccessKeys(ListAccessKeysRequest),
     DeleteAccessKey(DeleteAccessKeyRequest),
+    /// kmsd's trail and listener state (`atrest status`), never recorded.
+    Status(StatusRequest),
 }
 
 /// CloudTrail `requestParameters` helpers for the operation files.

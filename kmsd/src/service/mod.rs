@@ -39,7 +39,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use aes_gcm::Aes256Gcm;
 
-use crate::api::{AdvanceClockRequest, AdvanceClockResponse, Handle, Timestamp};
+use crate::api::{
+    AdvanceClockRequest, AdvanceClockResponse, ConnectionStatus, Handle, StatusRequest,
+    StatusResponse, Timestamp, TrailStatus,
+};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::credentials::AccessKeyStore;
@@ -338,6 +341,8 @@ impl KeyService {
                     return self.audited(caller, Request::ResolveAccessKey(r), |_, _| Err(e));
                 }
             },
+            // Not a key operation: answered even while the trail refuses everything.
+            Request::Status(_) => return Ok(Response::Status(self.status(Default::default()))),
             Request::RecordEvent(r) => match self.record_service_event(caller, &r) {
                 Ok(resp) => return Ok(Response::RecordEvent(resp)),
                 Err(e) => {
@@ -439,6 +444,37 @@ impl Handle<Call<'_>, AdvanceClockRequest> for KeyService {
         Ok(AdvanceClockResponse {
             now: Timestamp::from_millis(self.clock.now_ms()),
         })
+    }
+}
+
+/// Reached only through [`Request::dispatch`] called directly: [`KeyService::handle`]
+/// and the listener answer Status before auditing.
+impl Handle<Call<'_>, StatusRequest> for KeyService {
+    fn handle(&self, _cx: &mut Call<'_>, _r: StatusRequest) -> Result<StatusResponse, KmsError> {
+        Ok(self.status(Default::default()))
+    }
+}
+
+impl KeyService {
+    /// kmsd's state for `atrest status`, with the transport's connection counts.
+    pub fn status(&self, connections: ConnectionStatus) -> StatusResponse {
+        let trail = self.audit.health().map(|h| TrailStatus {
+            sync: h.sync.name().to_string(),
+            sync_interval_ms: h
+                .sync
+                .interval()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            problem: h.problem,
+            events: h.stats.events,
+            writes: h.stats.batches,
+            syncs: h.stats.syncs,
+            last_sync_micros: h.last_sync_micros,
+        });
+        StatusResponse {
+            pid: std::process::id(),
+            trail,
+            connections,
+        }
     }
 }
 

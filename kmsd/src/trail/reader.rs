@@ -11,7 +11,9 @@
 //! - [`TrailReader::validate`]: walk the hash chain and name the first broken link
 //!   (`atrest cloudtrail validate-logs`);
 //! - [`TrailReader::segments`] and [`events_of`]: follow the trail as it grows (the volume
-//!   service watches key changes this way).
+//!   service watches key changes this way);
+//! - [`TrailReader::newest_sync_mode`]: the durability the trail is written with
+//!   (`atrest status` when kmsd does not answer).
 //!
 //! The format is documented in docs/FORMAT.md, section "Trail".
 
@@ -28,7 +30,7 @@ pub use super::record::{
 };
 pub use super::segment::StoredEvent;
 pub use super::validate::{BreakKind, BrokenLink, Report};
-pub use super::TrailError;
+pub use super::{SyncMode, TrailError};
 
 /// The trail in one directory (`Layout::trail_dir()`), read-only.
 #[derive(Debug, Clone)]
@@ -59,6 +61,17 @@ impl TrailReader {
     /// report with `broken` set.
     pub fn validate(&self) -> Result<Report, TrailError> {
         super::validate::validate(&self.dir)
+    }
+
+    /// The sync mode the newest segment's header states (the one in force when kmsd
+    /// last started); `None` for an empty trail.
+    pub fn newest_sync_mode(&self) -> io::Result<Option<SyncMode>> {
+        let Some(h) = super::segment::newest_header(&self.dir)? else {
+            return Ok(None);
+        };
+        h.sync_mode()
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     /// The segments, oldest first: `(index, path)`.

@@ -44,6 +44,27 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// The header of the newest segment in `dir` (which says the sync mode in force when
+/// it was started), reading only its first line; `None` for an empty trail.
+pub fn newest_header(dir: &Path) -> io::Result<Option<SegmentHeader>> {
+    use std::io::{BufRead, Read};
+    let Some((_, path)) = list(dir)?.pop() else {
+        return Ok(None);
+    };
+    let mut line = Vec::new();
+    // A header is a few hundred bytes; never read more than 4 KiB looking for it.
+    std::io::BufReader::new(std::fs::File::open(&path)?.take(4096)).read_until(b'\n', &mut line)?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    SegmentHeader::parse(&line).map(Some).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })
+}
+
 /// A segment's bytes split into complete lines (newline stripped) and the bytes after
 /// the last newline (a torn, never-acknowledged write if non-empty).
 pub struct Lines<'a> {

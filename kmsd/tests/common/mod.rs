@@ -29,14 +29,47 @@ impl Daemon {
         self.home.path()
     }
 
+    /// A kmsd with a movable clock on a fresh home with this `config.toml`.
+    pub fn start_with_config(config: &str) -> Daemon {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(home.path().join("config.toml"), config).unwrap();
+        let mut d = Daemon { home, child: None };
+        d.spawn();
+        d
+    }
+
+    /// Where kmsd's log (stderr) goes.
+    pub fn log_path(&self) -> PathBuf {
+        self.home.path().join("kmsd-test.log")
+    }
+
+    /// kmsd's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
     /// Starts kmsd on this home and waits until it answers.
     pub fn spawn(&mut self) {
+        self.spawn_under(&[]);
+    }
+
+    /// Starts kmsd as an argument of `wrapper` (e.g. `prlimit --nofile=128 --`).
+    pub fn spawn_under(&mut self, wrapper: &[&str]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.home.path().join("kmsd-test.log"))
+            .open(self.log_path())
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_kmsd"))
+        let kmsd = env!("CARGO_BIN_EXE_kmsd");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(kmsd);
+                c
+            }
+            None => Command::new(kmsd),
+        };
+        let child = cmd
             .arg("--home")
             .arg(self.home.path())
             .arg("--allow-clock-control")
