@@ -419,6 +419,7 @@ fn refuse(stream: UnixStream, message: String) {
 /// first-frame timeout, so a client trickling bytes holds a thread for no longer.
 struct FrameReader<'a> {
     stream: &'a UnixStream,
+    activity: &'a connections::Activity,
     frame_timeout: Duration,
     /// When the frame being read began to arrive.
     frame_started: Option<Instant>,
@@ -435,6 +436,12 @@ impl Read for FrameReader<'_> {
             }
             self.stream.set_read_timeout(Some(left))?;
             self.shortened = true;
+        } else {
+            // A new request: claim the connection before taking a byte of it, so that
+            // an eviction either sees it queued or finds the connection busy.
+            if !connections::wait_readable(self.stream)? || !self.activity.begin() {
+                return Ok(0);
+            }
         }
         let n = self.stream.read(buf)?;
         if n > 0 && self.frame_started.is_none() {
@@ -473,6 +480,7 @@ fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer:
         16 * 1024,
         FrameReader {
             stream,
+            activity: &slot.activity,
             frame_timeout: limits.first_frame_timeout,
             frame_started: None,
             shortened: false,
@@ -480,12 +488,20 @@ fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer:
     );
     let mut inbuf = Vec::with_capacity(1024);
     let mut outbuf = Vec::with_capacity(1024);
+    let mut started = false;
+    // The reply is sent: idle, unless the next request is already buffered (then the
+    // connection stays busy: an eviction would drop it).
+    let done = |reader: &BufReader<FrameReader<'_>>| {
+        if reader.buffer().is_empty() {
+            slot.activity.idle(registry.now_ms());
+        }
+    };
     loop {
         let refusal = match read_frame_bytes(&mut reader, &mut inbuf) {
             Ok(()) => {
-                let first = !slot.activity.started();
+                let first = !std::mem::replace(&mut started, true);
                 if !slot.activity.begin() {
-                    return; // evicted while the request arrived: not served
+                    return; // evicted before the request arrived: not served
                 }
                 if first {
                     // From now on the socket's timeout is the idle one.
@@ -501,7 +517,7 @@ fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer:
                         tracing::debug!(error = %e, uid = peer.uid, "ping not answered");
                         return;
                     }
-                    slot.activity.idle(registry.now_ms());
+                    done(&reader);
                     continue;
                 }
                 match decode_request(&inbuf) {
@@ -520,7 +536,7 @@ fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer:
                             tracing::debug!(error = %e, uid = peer.uid, "reply not delivered");
                             return;
                         }
-                        slot.activity.idle(registry.now_ms());
+                        done(&reader);
                         continue;
                     }
                     Err(e) => e,
@@ -533,7 +549,7 @@ fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer:
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                let kind = if slot.activity.started() {
+                let kind = if started {
                     TimedOut::Idle
                 } else {
                     TimedOut::FirstFrame

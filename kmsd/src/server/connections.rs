@@ -11,6 +11,15 @@
 //! never closed. When nothing can be closed, the new connection gets one
 //! `LimitExceededException` frame and is closed.
 //!
+//! A request the client has sent is never dropped by an eviction: the connection's
+//! thread claims it (busy) when its first byte is readable, before taking any byte
+//! from the socket ([`Activity::begin`] after a `MSG_PEEK`), and the evictor first
+//! shuts the socket for reading (from then on the client's writes fail with `EPIPE`),
+//! then looks whether bytes are waiting (`FIONREAD`), and only then marks the
+//! connection evicted, which fails if its thread claimed it meanwhile. Bytes that
+//! arrived before the shutdown are therefore either seen by the evictor or already
+//! claimed by the thread; such a connection serves that request, then ends.
+//!
 //! The limits of one process, not of one caller: any local user who may connect can use
 //! them up, and then keeps being evicted in turn (see docs/SECURITY.md).
 
@@ -62,13 +71,8 @@ impl Activity {
         }
     }
 
-    fn load(&self) -> (u64, u64) {
-        let w = self.word.load(Ordering::Acquire);
-        (w >> PHASE_SHIFT, w & TIME_MASK)
-    }
-
-    /// A whole request arrived: busy, unless the connection was evicted meanwhile
-    /// (then the request must not be served: its client will see the connection close).
+    /// A request is arriving: busy, unless the connection was evicted (then nothing
+    /// may be read or served: its client sees the connection close, or `EPIPE`).
     pub(crate) fn begin(&self) -> bool {
         let mut cur = self.word.load(Ordering::Acquire);
         loop {
@@ -91,11 +95,6 @@ impl Activity {
         // Only the connection's own thread leaves BUSY, and eviction never touches a
         // busy connection, so a plain store cannot undo an eviction.
         self.word.store(pack(IDLE, now_ms), Ordering::Release);
-    }
-
-    /// Whether the connection has had a whole request yet.
-    pub(crate) fn started(&self) -> bool {
-        self.load().0 != PENDING
     }
 
     /// Marks an evictable connection evicted; fails if it became busy meanwhile.
@@ -236,9 +235,12 @@ impl Registry {
     }
 
     /// Shuts down the connection that waited longest for its first request, else the
-    /// one idle longest (and at least [`IDLE_PROTECTED`]); never a busy one.
+    /// one idle longest (and at least [`IDLE_PROTECTED`]); never a busy one, nor one
+    /// whose client has sent a request (see the module docs for why none is lost).
     fn evict_one(&self, table: &mut Table, now: u64) -> bool {
         let protected_ms = u64::try_from(IDLE_PROTECTED.as_millis()).unwrap_or(u64::MAX);
+        // Shut for reading but holding a request: served once more, then ended.
+        let mut spared: Vec<u64> = Vec::new();
         loop {
             let mut best: Option<(u64, u64, u64, u64)> = None; // (rank, since, id, word)
             for (id, t) in &table.open {
@@ -249,6 +251,9 @@ impl Registry {
                     IDLE if now.saturating_sub(since) >= protected_ms => 1,
                     _ => continue,
                 };
+                if spared.contains(id) {
+                    continue;
+                }
                 // Oldest first; among the same millisecond, the one admitted first.
                 if best.is_none_or(|(r, s, i, _)| (rank, since, *id) < (r, s, i)) {
                     best = Some((rank, since, *id, word));
@@ -257,17 +262,21 @@ impl Registry {
             let Some((_, _, id, word)) = best else {
                 return false;
             };
-            let Some(victim) = table.open.remove(&id) else {
+            let Some(victim) = table.open.get(&id) else {
                 return false;
             };
-            if victim.activity.evict(word) {
-                // Its thread, blocked reading, sees end-of-file and exits.
+            // No byte can arrive after this; whatever arrived before is either still
+            // queued or claimed by the connection's thread (`begin` before reading).
+            let _ = victim.stream.shutdown(std::net::Shutdown::Read);
+            if queued_bytes(&victim.stream) == 0 && victim.activity.evict(word) {
+                // Its thread, blocked waiting for a byte, sees end-of-file and exits.
                 let _ = victim.stream.shutdown(std::net::Shutdown::Both);
+                table.open.remove(&id);
                 self.counters.evicted.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
-            // It became busy just now: keep it, look again.
-            table.open.insert(id, victim);
+            // A request is in: it is served, then the connection ends. Look again.
+            spared.push(id);
         }
     }
 
@@ -289,6 +298,48 @@ impl Registry {
             first_frame_timeouts: c.first_frame_timeouts.load(Ordering::Relaxed),
             idle_timeouts: c.idle_timeouts.load(Ordering::Relaxed),
             evicted: c.evicted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Bytes waiting in a socket's receive queue (`FIONREAD`); an error counts as some, so
+/// that a connection that cannot be checked is never evicted.
+fn queued_bytes(stream: &UnixStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int into the pointer we pass, on a socket we own.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc != 0 {
+        return 1;
+    }
+    usize::try_from(n).unwrap_or(1)
+}
+
+/// Waits until `stream` has a byte to read or is at end-of-file (within its read
+/// timeout), without taking any: `Ok(false)` at end-of-file.
+pub(crate) fn wait_readable(stream: &UnixStream) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: recv writes at most 1 byte into `byte`, on a socket we own; MSG_PEEK
+        // leaves the byte queued.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK,
+            )
+        };
+        match n {
+            0 => return Ok(false),
+            n if n > 0 => return Ok(true),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
 }
@@ -404,6 +455,26 @@ mod tests {
         let (s5, _c5) = pair();
         let (_e, evicted) = admitted(r.admit(s5));
         assert!(!evicted);
+    }
+
+    #[test]
+    fn a_connection_whose_request_is_queued_is_never_evicted() {
+        use std::io::{Read, Write};
+        let r = registry(1);
+        let (s1, mut c1) = pair();
+        let (a, _) = admitted(r.admit(s1));
+        // The client sent a request its connection's thread has not read yet.
+        c1.write_all(b"request").unwrap();
+        let (s2, _c2) = pair();
+        assert!(matches!(r.admit(s2), Admission::Refused(_)));
+        assert_eq!(r.status().evicted, 0);
+        // It is still served: the thread claims it and reads it ...
+        assert!(a.activity.begin());
+        let mut buf = [0u8; 7];
+        (&*a.stream).read_exact(&mut buf).unwrap();
+        // ... while the client's next request fails to send (EPIPE): it reconnects.
+        let e = c1.write_all(b"next").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
     }
 
     #[test]
