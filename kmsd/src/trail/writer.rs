@@ -17,7 +17,7 @@
 //! - **space** is reserved ahead of the active segment's end with
 //!   `fallocate(FALLOC_FL_KEEP_SIZE)` (up to 8 MiB, never more than half the free space),
 //!   topped up by the syncer thread; while less than 64 KiB is reserved, admission
-//!   refuses, until space returns. On file systems without `fallocate`, free space is
+//!   refuses, until 128 KiB are (so that the next record does not refuse again). On file systems without `fallocate`, free space is
 //!   polled (`statvfs`) instead.
 //! - **a failed group fdatasync** refuses admission until the syncer has rewritten the
 //!   unsynced bytes (kept in memory: after a failed fsync the kernel may have dropped
@@ -55,6 +55,8 @@ const RESERVE_MIN: u64 = 64 << 10;
 /// Below this much reserved room, admission refuses (a few hundred records: more than
 /// the requests already admitted can write).
 const LOW_WATER: u64 = 64 << 10;
+/// Admission refused for lack of space resumes once this much is reserved.
+const CLEAR_WATER: u64 = 2 * LOW_WATER;
 /// How often the syncer retries a failed fdatasync or reservation, and polls free
 /// space where `fallocate` is unsupported.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
@@ -830,7 +832,8 @@ impl Shared {
                 NO_SPACE,
                 format!("no space left for the trail on the file system of {fs}"),
             );
-        } else {
+        } else if room >= CLEAR_WATER {
+            // Not just above the low water: the next record would refuse again.
             self.clear_problem(NO_SPACE);
         }
     }
