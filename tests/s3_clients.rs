@@ -607,3 +607,65 @@ fn ranges_are_answered_as_s3_answers_them() {
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&got));
     assert!(String::from_utf8_lossy(&got).contains("SignatureDoesNotMatch"));
 }
+
+/// A body that does not match its declared `Content-MD5` or `x-amz-checksum-*` is refused
+/// (`BadDigest`, `InvalidDigest`, `InvalidRequest`) and nothing is stored; matching ones,
+/// and the CRC32 trailers the aws CLI sends by default, are accepted.
+#[test]
+fn declared_digests_are_checked_before_anything_is_stored() {
+    let lab = Lab::start();
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "digests"]);
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("hello.txt");
+    std::fs::write(&src, b"hello").unwrap();
+    let put = |key: &str, extra: &[&str]| {
+        let mut args = vec![
+            "s3api",
+            "put-object",
+            "--bucket",
+            "digests",
+            "--key",
+            key,
+            "--body",
+            path_str(&src),
+        ];
+        args.extend_from_slice(extra);
+        args.into_iter().map(str::to_string).collect::<Vec<_>>()
+    };
+    let refused = |key: &str, extra: &[&str], code: &str| {
+        let args = put(key, extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let err = lab.aws_fails(&args);
+        assert!(err.contains(code), "{extra:?}: {err}");
+        let err = lab.aws_fails(&["s3api", "head-object", "--bucket", "digests", "--key", key]);
+        assert!(err.contains("404"), "{key} was stored: {err}");
+    };
+    refused(
+        "md5",
+        &["--content-md5", "AAAAAAAAAAAAAAAAAAAAAA=="],
+        "BadDigest",
+    );
+    refused("md5bad", &["--content-md5", "nope"], "InvalidDigest");
+    refused("crc", &["--checksum-crc32", "AAAAAA=="], "BadDigest");
+    refused("sha", &["--checksum-sha256", "AAAAAA=="], "InvalidRequest");
+
+    for (key, extra) in [
+        ("md5ok", vec!["--content-md5", "XUFAKrxLKna5cZ2REBfFkg=="]),
+        ("crcok", vec!["--checksum-crc32", "NhCmhg=="]),
+        (
+            "shaok",
+            vec![
+                "--checksum-sha256",
+                "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=",
+            ],
+        ),
+        // The aws CLI's default: a CRC32 trailer on an aws-chunked body.
+        ("default", vec![]),
+        ("sha-trailer", vec!["--checksum-algorithm", "SHA256"]),
+    ] {
+        let args = put(key, &extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.aws_ok(&args);
+        assert_eq!(head(&lab, "digests", key)["ContentLength"], 5, "{key}");
+    }
+}

@@ -35,6 +35,8 @@ pub struct Call {
     pub store: Arc<Store>,
     /// The trailers of an `aws-chunked` request body, readable once the body has ended.
     pub trailers: Option<s3s::TrailingHeaders>,
+    /// `x-amz-trailer`: the trailing header an `aws-chunked` body declares (`digest.rs`).
+    pub trailer: Option<String>,
 }
 
 /// The caller of a request whose signature s3s has verified (or that carries none).

@@ -10,7 +10,8 @@
 //! - the handlers, by resource: [`service`] (ListBuckets), [`bucket`], [`bucket_config`]
 //!   (encryption, Block Public Access, Object Ownership), [`acl`], [`object`] (with
 //!   [`span`]: ranges and parts of a read), [`multipart`], [`listing`];
-//! - [`upload`]: a request body streamed into the store, shared by PutObject and UploadPart;
+//! - [`upload`]: a request body streamed into the store, shared by PutObject and UploadPart,
+//!   with [`digest`]: the `Content-MD5` and `x-amz-checksum-*` it is checked against;
 //! - [`range_header`]: GETs whose `Range` s3s would refuse, served as S3 serves them;
 //! - [`server`]: the s3s service, the finishing touches on every response, the listener.
 //!
@@ -21,6 +22,7 @@ pub mod bucket;
 pub mod bucket_config;
 pub mod call;
 pub mod convert;
+pub mod digest;
 pub mod error;
 pub mod listing;
 pub mod multipart;

@@ -19,6 +19,7 @@ use super::super::range::{self, ByteRange, RangeHeader};
 use super::super::store::StoreError;
 use super::call::Call;
 use super::convert::{bucket_view, etag, owner, timestamp, url_encode};
+use super::digest;
 use super::error::ApiError;
 use super::object::{new_object, sse_header, NewObject};
 use super::upload::stream_into;
@@ -110,6 +111,18 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
     {
         return Err(StoreError::EntityTooLarge.into());
     }
+    let checks = digest::checks(&digest::Declared {
+        content_md5: input.content_md5.as_deref(),
+        checksums: digest::Declared::checksums_of([
+            input.checksum_crc32.as_deref(),
+            input.checksum_crc32c.as_deref(),
+            input.checksum_crc64nvme.as_deref(),
+            input.checksum_sha1.as_deref(),
+            input.checksum_sha256.as_deref(),
+        ]),
+        sdk_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        trailer: cx.trailer.as_deref(),
+    })?;
     let (b, k, id, principal) = (
         input.bucket.clone(),
         input.key.clone(),
@@ -120,7 +133,7 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
         .on_store(move |store| store.begin_part(&b, &k, &id, number, &principal))
         .await
         .map_err(|e| with_key(e, &upload.protection))?;
-    let part = stream_into(writer, input.body, Vec::new(), cx.trailers.clone()).await?;
+    let part = stream_into(writer, input.body, checks, cx.trailers.clone()).await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
     Ok(UploadPartOutput {
         e_tag: Some(part_etag(&part.etag)),

@@ -21,6 +21,7 @@ use super::super::store::{PutRequest, SseChoice, StoreError, MAX_OBJECT_SIZE};
 use super::acl::parse_acl;
 use super::call::Call;
 use super::convert::{bucket_view, etag, timestamp, user_metadata};
+use super::digest;
 use super::error::ApiError;
 use super::span::Want;
 use super::upload::stream_into;
@@ -124,13 +125,26 @@ pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, Api
         return Err(StoreError::EntityTooLarge.into());
     }
 
+    let checks = digest::checks(&digest::Declared {
+        content_md5: input.content_md5.as_deref(),
+        checksums: digest::Declared::checksums_of([
+            input.checksum_crc32.as_deref(),
+            input.checksum_crc32c.as_deref(),
+            input.checksum_crc64nvme.as_deref(),
+            input.checksum_sha1.as_deref(),
+            input.checksum_sha256.as_deref(),
+        ]),
+        sdk_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        trailer: cx.trailer.as_deref(),
+    })?;
+
     // Get the data key first (a KMS refusal must come before the body is read).
     let (b2, k2, principal) = (bucket.clone(), input.key.clone(), cx.principal());
     let writer = cx
         .on_store(move |store| store.begin_put(&b2, &k2, &principal, put))
         .await?;
     let started = std::time::Instant::now();
-    let meta = stream_into(writer, input.body, Vec::new(), cx.trailers.clone()).await?;
+    let meta = stream_into(writer, input.body, checks, cx.trailers.clone()).await?;
     tracing::debug!(
         bytes = meta.size,
         committed_ms = started.elapsed().as_millis() as u64,

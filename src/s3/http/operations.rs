@@ -70,6 +70,11 @@ impl ObjectService {
             caller: caller.clone(),
             store: Arc::clone(&self.store),
             trailers: req.trailing_headers.clone(),
+            trailer: req
+                .headers
+                .get("x-amz-trailer")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
         };
         let result = handler(cx, req.input).await.map_err(S3Error::from);
         if let Some(t) = target {
