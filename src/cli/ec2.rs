@@ -8,14 +8,19 @@ use serde_json::Value;
 
 use super::{report_error, Global};
 use crate::ec2::api::{
-    AttachVolumeRequest, BlockDeviceMapping, CopySnapshotRequest, CreateSnapshotRequest,
-    CreateTagsRequest, CreateVolumeRequest, DeleteSnapshotRequest, DeleteTagsRequest,
-    DeleteVolumeRequest, DescribeInstancesRequest, DescribeSnapshotsRequest,
-    DescribeVolumesRequest, DetachVolumeRequest, EbsBlockDevice, Filter, GetConsoleOutputRequest,
-    Operation, Placement, Request, Response, RunInstancesRequest, StartInstancesRequest,
+    AttachVolumeRequest, AttributeValue, BlockDeviceMapping, CopyImageRequest, CopySnapshotRequest,
+    CreateSnapshotRequest, CreateTagsRequest, CreateVolumePermission,
+    CreateVolumePermissionModifications, CreateVolumeRequest, DeleteSnapshotRequest,
+    DeleteTagsRequest, DeleteVolumeRequest, DeregisterImageRequest, DescribeImageAttributeRequest,
+    DescribeImagesRequest, DescribeInstancesRequest, DescribeSnapshotAttributeRequest,
+    DescribeSnapshotsRequest, DescribeVolumesRequest, DetachVolumeRequest, EbsBlockDevice, Filter,
+    GetConsoleOutputRequest, LaunchPermission, LaunchPermissionModifications,
+    ModifyImageAttributeRequest, ModifySnapshotAttributeRequest, Operation, Placement,
+    RegisterImageRequest, Request, Response, RunInstancesRequest, StartInstancesRequest,
     StopInstancesRequest, Tag, TagSpecification, TerminateInstancesRequest,
 };
 use crate::ec2::client::{ClientError, Ec2Client};
+use crate::ec2::images::Permissions;
 use crate::ec2::model::ROOT_DEVICE;
 use crate::ec2::{Caller, Ec2Code, Ec2Error, Ec2Service};
 use plumbing::shorthand;
@@ -120,12 +125,18 @@ pub enum Ec2Command {
         #[arg(long, num_args = 1..)]
         tag_specifications: Vec<String>,
     },
-    /// Launches an instance. Local "AMIs": --image-id is a directory made by
-    /// scripts/make-guest.sh (root.img, vmlinuz, initrd.img: boots under qemu) or a raw
-    /// disk image file (no boot profile: its volumes are served, not booted).
+    /// Launches an instance. --image-id is an AMI (`ami-...`: the root volume is
+    /// restored from its snapshot), or, as a local shortcut, a directory made by
+    /// scripts/make-guest.sh (root.img, vmlinuz, initrd.img: boots under qemu; registered
+    /// as an AMI on first use) or a raw disk image file (no boot profile: its volumes are
+    /// served, not booted).
     RunInstances {
         #[arg(long)]
         image_id: Option<PathBuf>,
+        /// The root device's mapping, e.g.
+        /// `DeviceName=/dev/xvda,Ebs={Encrypted=true,KmsKeyId=alias/MyKey,VolumeSize=2}`.
+        #[arg(long, num_args = 1..)]
+        block_device_mappings: Vec<String>,
         /// Use this existing available volume as the root instead of copying an image
         /// (the image, if given, then only supplies the boot profile).
         #[arg(long)]
@@ -196,6 +207,116 @@ pub enum Ec2Command {
         #[arg(long)]
         latest: bool,
     },
+    /// Registers an AMI from an EBS snapshot: `--block-device-mappings
+    /// DeviceName=/dev/xvda,Ebs={SnapshotId=snap-...}`; `--boot-image DIR` (a
+    /// scripts/make-guest.sh directory) gives its kernel and initrd.
+    RegisterImage {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        architecture: Option<String>,
+        #[arg(long)]
+        root_device_name: Option<String>,
+        #[arg(long, num_args = 1..)]
+        block_device_mappings: Vec<String>,
+        #[arg(long)]
+        virtualization_type: Option<String>,
+        #[arg(long, num_args = 1..)]
+        tag_specifications: Vec<String>,
+        /// The boot profile: the kernel and initrd of this directory.
+        #[arg(long)]
+        boot_image: Option<PathBuf>,
+    },
+    DescribeImages {
+        #[arg(long, num_args = 1..)]
+        image_ids: Vec<String>,
+        /// `self` or account IDs.
+        #[arg(long, num_args = 1..)]
+        owners: Vec<String>,
+        /// `self` or account IDs: the images they may launch.
+        #[arg(long, num_args = 1..)]
+        executable_users: Vec<String>,
+        #[arg(long, num_args = 1..)]
+        filters: Vec<String>,
+        #[arg(long, allow_negative_numbers = true)]
+        max_results: Option<i64>,
+        #[arg(long)]
+        next_token: Option<String>,
+    },
+    DeregisterImage {
+        #[arg(long)]
+        image_id: String,
+    },
+    /// Shares an AMI: `--launch-permission "Add=[{UserId=444455556666}]"`.
+    ModifyImageAttribute {
+        #[arg(long)]
+        image_id: String,
+        #[arg(long)]
+        attribute: Option<String>,
+        #[arg(long)]
+        launch_permission: Option<String>,
+        #[arg(long)]
+        operation_type: Option<String>,
+        #[arg(long, num_args = 1..)]
+        user_ids: Vec<String>,
+        #[arg(long, num_args = 1..)]
+        user_groups: Vec<String>,
+        /// `Value=TEXT`.
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        value: Option<String>,
+    },
+    DescribeImageAttribute {
+        #[arg(long)]
+        image_id: String,
+        /// `launchPermission` or `description`.
+        #[arg(long)]
+        attribute: String,
+    },
+    /// Shares a snapshot: `--create-volume-permission "Add=[{UserId=444455556666}]"`.
+    ModifySnapshotAttribute {
+        #[arg(long)]
+        snapshot_id: String,
+        #[arg(long)]
+        attribute: Option<String>,
+        #[arg(long)]
+        create_volume_permission: Option<String>,
+        #[arg(long)]
+        operation_type: Option<String>,
+        #[arg(long, num_args = 1..)]
+        user_ids: Vec<String>,
+        #[arg(long, num_args = 1..)]
+        group_names: Vec<String>,
+    },
+    DescribeSnapshotAttribute {
+        #[arg(long)]
+        snapshot_id: String,
+        /// `createVolumePermission`.
+        #[arg(long)]
+        attribute: String,
+    },
+    /// Copies an AMI (its snapshots re-encrypted under --kms-key-id with --encrypted).
+    CopyImage {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        source_image_id: String,
+        #[arg(long)]
+        source_region: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        encrypted: bool,
+        #[arg(long)]
+        kms_key_id: Option<String>,
+        #[arg(long)]
+        copy_image_tags: bool,
+        #[arg(long, num_args = 1..)]
+        tag_specifications: Vec<String>,
+    },
     /// Waits until a resource reaches a state (like `aws ec2 wait`).
     Wait {
         #[command(subcommand)]
@@ -220,6 +341,10 @@ pub enum Waiter {
     InstanceStopped {
         #[arg(long, num_args = 1.., required = true)]
         instance_ids: Vec<String>,
+    },
+    ImageAvailable {
+        #[arg(long, num_args = 1.., required = true)]
+        image_ids: Vec<String>,
     },
 }
 
@@ -295,6 +420,64 @@ fn items(v: Value) -> Vec<Value> {
         Value::Array(a) => a,
         o => vec![o],
     }
+}
+
+fn bool_field(v: &Value, name: &str) -> Result<Option<bool>, Usage> {
+    match str_field(v, name).as_deref() {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(Usage(format!("{name}={other}: expected true or false"))),
+    }
+}
+
+/// `--block-device-mappings DeviceName=/dev/xvda,Ebs={SnapshotId=snap-..,VolumeSize=2}`
+/// (or a JSON list).
+fn parse_mappings(args: &[String]) -> Result<Vec<BlockDeviceMapping>, Usage> {
+    let mut out = Vec::new();
+    for a in args {
+        for m in items(parse_arg(a)?) {
+            let ebs =
+                match m.get("Ebs") {
+                    Some(e) => Some(EbsBlockDevice {
+                        delete_on_termination: bool_field(e, "DeleteOnTermination")?,
+                        snapshot_id: str_field(e, "SnapshotId"),
+                        volume_size: match str_field(e, "VolumeSize") {
+                            Some(s) => Some(s.parse().map_err(|_| {
+                                Usage(format!("VolumeSize={s}: expected an integer"))
+                            })?),
+                            None => None,
+                        },
+                        volume_type: str_field(e, "VolumeType"),
+                        kms_key_id: str_field(e, "KmsKeyId"),
+                        encrypted: bool_field(e, "Encrypted")?,
+                    }),
+                    None => None,
+                };
+            out.push(BlockDeviceMapping {
+                device_name: str_field(&m, "DeviceName"),
+                ebs,
+                no_device: str_field(&m, "NoDevice"),
+                virtual_name: str_field(&m, "VirtualName"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `Add=[{UserId=...},{Group=all}],Remove=[...]`: (group, user ID) pairs to add and remove.
+fn parse_permissions(arg: &str) -> Result<(Permissions, Permissions), Usage> {
+    let v = parse_arg(arg)?;
+    let list = |name: &str| -> Permissions {
+        v.get(name)
+            .cloned()
+            .map(items)
+            .unwrap_or_default()
+            .iter()
+            .map(|p| (str_field(p, "Group"), str_field(p, "UserId")))
+            .collect()
+    };
+    Ok((list("Add"), list("Remove")))
 }
 
 fn parse_filters(args: &[String]) -> Result<Vec<Filter>, Usage> {
@@ -454,6 +637,7 @@ fn build(args: Ec2Command) -> Result<Request, Usage> {
         .into(),
         Ec2Command::RunInstances {
             image_id,
+            block_device_mappings,
             root_volume_id,
             root_size,
             boot_image,
@@ -478,17 +662,23 @@ fn build(args: Ec2Command) -> Result<Request, Usage> {
                 }),
                 None => None,
             };
-            let block_device_mappings = root_size
-                .map(|size| BlockDeviceMapping {
-                    device_name: Some(ROOT_DEVICE.into()),
-                    ebs: Some(EbsBlockDevice {
-                        volume_size: Some(size),
+            let mut block_device_mappings = parse_mappings(&block_device_mappings)?;
+            if let Some(size) = root_size {
+                match block_device_mappings
+                    .iter_mut()
+                    .find(|m| m.device_name.as_deref() == Some(ROOT_DEVICE))
+                {
+                    Some(m) => m.ebs.get_or_insert_with(Default::default).volume_size = Some(size),
+                    None => block_device_mappings.push(BlockDeviceMapping {
+                        device_name: Some(ROOT_DEVICE.into()),
+                        ebs: Some(EbsBlockDevice {
+                            volume_size: Some(size),
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     }),
-                    ..Default::default()
-                })
-                .into_iter()
-                .collect();
+                }
+            }
             RunInstancesRequest {
                 image_id: image_id.map(|p| p.display().to_string()),
                 instance_type,
@@ -558,6 +748,147 @@ fn build(args: Ec2Command) -> Result<Request, Usage> {
             latest: Some(latest),
         }
         .into(),
+        Ec2Command::RegisterImage {
+            name,
+            description,
+            architecture,
+            root_device_name,
+            block_device_mappings,
+            virtualization_type,
+            tag_specifications,
+            boot_image,
+        } => RegisterImageRequest {
+            name,
+            description,
+            architecture,
+            root_device_name,
+            block_device_mappings: parse_mappings(&block_device_mappings)?,
+            virtualization_type,
+            tag_specifications: tag_specs(&tag_specifications)?,
+            boot_image: boot_image.map(|p| p.display().to_string()),
+        }
+        .into(),
+        Ec2Command::DescribeImages {
+            image_ids,
+            owners,
+            executable_users,
+            filters,
+            max_results,
+            next_token,
+        } => DescribeImagesRequest {
+            executable_users,
+            filters: parse_filters(&filters)?,
+            image_ids,
+            owners,
+            max_results,
+            next_token,
+        }
+        .into(),
+        Ec2Command::DeregisterImage { image_id } => DeregisterImageRequest { image_id }.into(),
+        Ec2Command::ModifyImageAttribute {
+            image_id,
+            attribute,
+            launch_permission,
+            operation_type,
+            user_ids,
+            user_groups,
+            description,
+            value,
+        } => {
+            let launch_permission = match launch_permission {
+                Some(a) => {
+                    let (add, remove) = parse_permissions(&a)?;
+                    let perm = |(group, user_id)| LaunchPermission { group, user_id };
+                    Some(LaunchPermissionModifications {
+                        add: add.into_iter().map(perm).collect(),
+                        remove: remove.into_iter().map(perm).collect(),
+                    })
+                }
+                None => None,
+            };
+            let description = match description {
+                Some(d) => Some(AttributeValue {
+                    value: Some(str_field(&parse_arg(&d)?, "Value").unwrap_or(d)),
+                }),
+                None => None,
+            };
+            ModifyImageAttributeRequest {
+                image_id,
+                attribute,
+                launch_permission,
+                operation_type,
+                user_ids,
+                user_groups,
+                description,
+                value,
+            }
+            .into()
+        }
+        Ec2Command::DescribeImageAttribute {
+            image_id,
+            attribute,
+        } => DescribeImageAttributeRequest {
+            attribute,
+            image_id,
+        }
+        .into(),
+        Ec2Command::ModifySnapshotAttribute {
+            snapshot_id,
+            attribute,
+            create_volume_permission,
+            operation_type,
+            user_ids,
+            group_names,
+        } => {
+            let create_volume_permission = match create_volume_permission {
+                Some(a) => {
+                    let (add, remove) = parse_permissions(&a)?;
+                    let perm = |(group, user_id)| CreateVolumePermission { group, user_id };
+                    Some(CreateVolumePermissionModifications {
+                        add: add.into_iter().map(perm).collect(),
+                        remove: remove.into_iter().map(perm).collect(),
+                    })
+                }
+                None => None,
+            };
+            ModifySnapshotAttributeRequest {
+                snapshot_id,
+                attribute,
+                create_volume_permission,
+                operation_type,
+                user_ids,
+                group_names,
+            }
+            .into()
+        }
+        Ec2Command::DescribeSnapshotAttribute {
+            snapshot_id,
+            attribute,
+        } => DescribeSnapshotAttributeRequest {
+            attribute,
+            snapshot_id,
+        }
+        .into(),
+        Ec2Command::CopyImage {
+            name,
+            source_image_id,
+            source_region,
+            description,
+            encrypted,
+            kms_key_id,
+            copy_image_tags,
+            tag_specifications,
+        } => CopyImageRequest {
+            name,
+            source_image_id,
+            source_region,
+            description,
+            encrypted: Some(encrypted),
+            kms_key_id,
+            copy_image_tags: Some(copy_image_tags),
+            tag_specifications: tag_specs(&tag_specifications)?,
+        }
+        .into(),
         Ec2Command::Wait { .. } => return Err(Usage("internal: wait is not a request".into())),
     })
 }
@@ -619,6 +950,16 @@ fn wait(g: &Global, w: Waiter) -> i32 {
             "running",
             &["shutting-down", "terminated", "stopping", "stopped"],
         ),
+        Waiter::ImageAvailable { image_ids } => (
+            "ImageAvailable",
+            DescribeImagesRequest {
+                image_ids,
+                ..Default::default()
+            }
+            .into(),
+            "available",
+            &["failed"],
+        ),
         Waiter::InstanceStopped { instance_ids } => (
             "InstanceStopped",
             DescribeInstancesRequest {
@@ -663,6 +1004,7 @@ fn wait(g: &Global, w: Waiter) -> i32 {
                 }
                 r.snapshots.into_iter().map(|s| s.state).collect()
             }
+            Ok(Response::DescribeImages(r)) => r.images.into_iter().map(|i| i.state).collect(),
             Ok(Response::DescribeInstances(r)) => r
                 .reservations
                 .into_iter()

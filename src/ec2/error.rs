@@ -43,6 +43,14 @@ pub enum Ec2Code {
     UnauthorizedOperation,
     /// ec2.sock is serving as many connections as it takes (none could be closed).
     RequestLimitExceeded,
+    InvalidAmiIdMalformed,
+    /// The AMI exists but cannot be used yet (its snapshots are pending) or any more.
+    InvalidAmiIdUnavailable,
+    /// The snapshot backs a registered AMI.
+    InvalidSnapshotInUse,
+    /// The caller may not use another account's AMI storage.
+    AuthFailure,
+    InvalidAmiNameDuplicate,
 }
 
 impl Ec2Code {
@@ -71,6 +79,11 @@ impl Ec2Code {
             Kms(code) => code.as_str(),
             UnauthorizedOperation => "UnauthorizedOperation",
             RequestLimitExceeded => "RequestLimitExceeded",
+            InvalidAmiIdMalformed => "InvalidAMIID.Malformed",
+            InvalidAmiIdUnavailable => "InvalidAMIID.Unavailable",
+            InvalidSnapshotInUse => "InvalidSnapshot.InUse",
+            AuthFailure => "AuthFailure",
+            InvalidAmiNameDuplicate => "InvalidAMIName.Duplicate",
         }
     }
 }

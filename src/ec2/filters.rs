@@ -3,7 +3,7 @@
 
 use super::api::Filter;
 use super::error::Ec2Error;
-use super::model::{tag_value, Instance, Snapshot, Tag, Volume};
+use super::model::{tag_value, Image, ImageState, Instance, Snapshot, State, Tag, Volume};
 
 /// AWS wildcard match: `*` any run of characters, `?` any one.
 pub fn wildcard(pattern: &str, text: &str) -> bool {
@@ -106,6 +106,62 @@ pub fn snapshot_matches(s: &Snapshot, filters: &[Filter]) -> Result<bool, Ec2Err
             "kms-key-id" => any(vals, s.kms_key_id.as_deref()),
             "progress" => any(vals, Some(&format!("{}%", s.progress))),
             name => tag_filter(name, vals, &s.tags).ok_or_else(|| invalid(name))?,
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// DescribeImages' filters; `st` is the image's state, `state` the registry (its
+/// snapshots say whether a mapping is encrypted).
+pub fn image_matches(
+    i: &Image,
+    st: ImageState,
+    state: &State,
+    filters: &[Filter],
+) -> Result<bool, Ec2Error> {
+    for f in filters {
+        let vals = &f.values;
+        let snaps = || {
+            i.devices
+                .iter()
+                .filter_map(|d| state.snapshots.get(&d.snapshot_id))
+        };
+        let public = i.launch_permissions.iter().any(|p| p == "all");
+        let ok = match f.name.as_str() {
+            "image-id" => any(vals, Some(&i.image_id)),
+            "name" => any(vals, Some(&i.name)),
+            "description" => any(vals, i.description.as_deref()),
+            "state" => any(vals, Some(st.as_str())),
+            "owner-id" => any(vals, Some(&i.owner_id)),
+            "is-public" => any(vals, Some(bool_str(public))),
+            "architecture" => any(vals, Some("x86_64")),
+            "image-type" => any(vals, Some("machine")),
+            "virtualization-type" => any(vals, Some("hvm")),
+            "hypervisor" => any(vals, Some("xen")),
+            "root-device-type" => any(vals, Some("ebs")),
+            "root-device-name" => any(vals, Some(&i.root_device_name)),
+            "platform-details" => any(vals, Some("Linux/UNIX")),
+            "block-device-mapping.snapshot-id" => {
+                i.devices.iter().any(|d| any(vals, Some(&d.snapshot_id)))
+            }
+            "block-device-mapping.device-name" => {
+                i.devices.iter().any(|d| any(vals, Some(&d.device_name)))
+            }
+            "block-device-mapping.volume-size" => i
+                .devices
+                .iter()
+                .any(|d| any(vals, Some(&d.volume_size_gib.to_string()))),
+            "block-device-mapping.delete-on-termination" => i
+                .devices
+                .iter()
+                .any(|d| any(vals, Some(bool_str(d.delete_on_termination)))),
+            "block-device-mapping.encrypted" => {
+                snaps().any(|s| any(vals, Some(bool_str(s.encrypted))))
+            }
+            name => tag_filter(name, vals, &i.tags).ok_or_else(|| invalid(name))?,
         };
         if !ok {
             return Ok(false);

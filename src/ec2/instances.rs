@@ -14,6 +14,8 @@ use super::api::{
 use super::error::{Ec2Code, Ec2Error};
 use super::filters;
 use super::ids::{self, IdKind};
+use super::images::visible_image;
+use super::launch::launch_failure_reason;
 use super::model::{
     self, canonical_device, Attachment, AttachmentState, BootSpec, Caller, Instance, InstanceState,
     State, StateReason, Volume, VolumeState, GIB, LOCAL_INSTANCE_ID, ROOT_DEVICE,
@@ -21,6 +23,7 @@ use super::model::{
 use super::rules;
 use super::service::Ec2Service;
 use super::storage;
+use super::worker;
 
 /// The smallest `MaxResults` DescribeInstances takes.
 const MIN_PAGE: i64 = 5;
@@ -32,6 +35,18 @@ enum RootSource {
     Image(PathBuf),
     /// An existing available volume in the same zone becomes the root.
     Volume(String),
+    /// A registered AMI (`ami-...`): the root volume is restored from its root snapshot.
+    Ami(String),
+}
+
+/// The root volume of an instance launched from an AMI, made in the background before
+/// the launch: its data key, then the snapshot's data restored into it.
+struct RootRestore {
+    volume_id: String,
+    snapshot: model::Snapshot,
+    /// The KMS key to make the volume's data key under (None: unencrypted).
+    key_id: Option<String>,
+    size_bytes: u64,
 }
 
 /// A local "AMI": a directory from `scripts/make-guest.sh` (root.img, vmlinuz,
@@ -98,7 +113,7 @@ pub fn may_read(path: &Path, uid: u32, gid: u32) -> bool {
     }
 }
 
-fn check_readable(img: &LocalImage, caller: &Caller) -> Result<(), Ec2Error> {
+pub(crate) fn check_readable(img: &LocalImage, caller: &Caller) -> Result<(), Ec2Error> {
     let mut files = vec![img.root.clone()];
     if let Some(b) = &img.boot {
         files.push(b.kernel.clone());
@@ -172,6 +187,9 @@ impl Ec2Service {
         rules::validate_zone(&zone, &self.region)?;
         let (root, boot_image) = match (r.root_volume_id.clone(), r.image_id.clone()) {
             (Some(v), img) => (RootSource::Volume(v), r.boot_image.clone().or(img)),
+            (None, Some(img)) if img.starts_with("ami-") && !Path::new(&img).exists() => {
+                (RootSource::Ami(img), r.boot_image.clone())
+            }
             (None, Some(img)) => (RootSource::Image(PathBuf::from(img)), r.boot_image.clone()),
             (None, None) => return Err(Ec2Error::missing_parameter("ImageId")),
         };
@@ -180,6 +198,9 @@ impl Ec2Service {
         let now = model::now_timestamp();
         let mut boot = None;
         let mut image_id = "ami-00000000000000000".to_string();
+        let account = self.caller_account(caller);
+        let mut restore: Option<RootRestore> = None;
+        let mut first_use: Option<(model::Image, model::Snapshot)> = None;
         if let Some(p) = &boot_image {
             let img = resolve_image(Path::new(p))?;
             check_readable(&img, caller)?;
@@ -217,6 +238,7 @@ impl Ec2Service {
                     size_gib.saturating_mul(GIB),
                     &img.root,
                 )?;
+                first_use = self.first_use_image(&img, &account, &vol_id, size_gib)?;
                 let vol = Volume {
                     volume_id: vol_id.clone(),
                     size_gib,
@@ -235,6 +257,85 @@ impl Ec2Service {
                 (vol_id, Some(vol))
             }
             RootSource::Volume(id) => (id.clone(), None),
+            RootSource::Ami(id) => {
+                let state = self.registry.read()?;
+                let image = visible_image(&state, id, &account)?;
+                let st = state.image_state(image);
+                if st != model::ImageState::Available {
+                    return Err(Ec2Error::new(
+                        Ec2Code::InvalidAmiIdUnavailable,
+                        format!("The image {id} is not available (it is '{}')", st.as_str()),
+                    ));
+                }
+                let dev = image
+                    .devices
+                    .first()
+                    .ok_or_else(|| Ec2Error::internal(format!("{id} has no root device")))?;
+                let snap = rules::snapshot(&state, &dev.snapshot_id)?.clone();
+                let ebs = root_mapping(&r.block_device_mappings)?;
+                let size_gib = match root_size_gib {
+                    Some(s) if s < dev.volume_size_gib => {
+                        return Err(Ec2Error::invalid_parameter(format!(
+                            "Volume of {s}GiB is smaller than snapshot '{}', expect size >= {}GiB",
+                            snap.snapshot_id, dev.volume_size_gib
+                        )))
+                    }
+                    Some(s) => s,
+                    None => dev.volume_size_gib,
+                };
+                let want_encrypted = ebs.and_then(|e| e.encrypted);
+                let key_given = ebs.and_then(|e| e.kms_key_id.clone());
+                if key_given.is_some() && want_encrypted != Some(true) {
+                    return Err(Ec2Error::new(
+                        Ec2Code::InvalidParameterDependency,
+                        "The parameter KmsKeyId requires the parameter Encrypted to be set.",
+                    ));
+                }
+                if want_encrypted == Some(false) && snap.encrypted {
+                    return Err(Ec2Error::invalid_parameter(format!(
+                        "Snapshot '{}' is encrypted: its volume cannot be unencrypted",
+                        snap.snapshot_id
+                    )));
+                }
+                let encrypted = snap.encrypted || want_encrypted == Some(true);
+                let key_id = encrypted.then(|| {
+                    key_given
+                        .or_else(|| snap.kms_key_id.clone())
+                        .unwrap_or_else(|| model::DEFAULT_EBS_KEY.to_string())
+                });
+                boot = image.boot.clone();
+                image_id = image.image_id.clone();
+                let vol_id = ids::new_id(IdKind::Volume);
+                let vol = Volume {
+                    volume_id: vol_id.clone(),
+                    size_gib,
+                    availability_zone: zone.clone(),
+                    state: VolumeState::Creating,
+                    encrypted,
+                    kms_key_id: None,
+                    snapshot_id: Some(snap.snapshot_id.clone()),
+                    create_time: now.clone(),
+                    tags: volume_tags.clone(),
+                    attachment: None,
+                    progress: 0,
+                    worker: Some(self.worker()),
+                    error_message: None,
+                };
+                restore = Some(RootRestore {
+                    volume_id: vol_id.clone(),
+                    snapshot: snap,
+                    key_id,
+                    size_bytes: size_gib.saturating_mul(GIB),
+                });
+                (vol_id, Some(vol))
+            }
+        };
+        let delete_on_termination = match &root {
+            RootSource::Volume(_) => false,
+            RootSource::Image(_) => true,
+            RootSource::Ami(_) => root_mapping(&r.block_device_mappings)?
+                .and_then(|e| e.delete_on_termination)
+                .unwrap_or(true),
         };
         let instance = Instance {
             instance_id: instance_id.clone(),
@@ -260,7 +361,7 @@ impl Ec2Service {
             device: ROOT_DEVICE.into(),
             state: AttachmentState::Attached,
             attach_time: now.clone(),
-            delete_on_termination: new_root.is_some(),
+            delete_on_termination,
             local_owner: None,
         };
         let res = self.registry.update(|s| {
@@ -283,9 +384,17 @@ impl Ec2Service {
             }
             s.instances.insert(instance_id.clone(), instance.clone());
             if let Some(v) = s.volumes.get_mut(&root_id) {
-                v.state = VolumeState::InUse;
+                if v.state != VolumeState::Creating {
+                    v.state = VolumeState::InUse;
+                }
                 v.attachment = Some(attachment.clone());
                 model::merge_tags(&mut v.tags, &volume_tags);
+            }
+            if let Some((image, snap)) = &first_use {
+                if !s.images.contains_key(&image.image_id) {
+                    s.snapshots.insert(snap.snapshot_id.clone(), snap.clone());
+                    s.images.insert(image.image_id.clone(), image.clone());
+                }
             }
             Ok(Self::instance_view(s, &instance))
         });
@@ -295,9 +404,31 @@ impl Ec2Service {
                 if new_root.is_some() {
                     storage::discard_volume(&self.layout, &root_id);
                 }
+                if let Some((image, _)) = &first_use {
+                    storage::discard_boot(&self.layout, &image.image_id);
+                }
                 return Err(e);
             }
         };
+        if let Some((image, snap)) = first_use {
+            // The image directory's first use: its AMI's snapshot is taken of the new
+            // root before the launch serves it (the launch waits for it).
+            let (snap_id, vol_id) = (snap.snapshot_id.clone(), root_id.clone());
+            tracing::info!(image = %image.image_id, snapshot = %snap_id, "registering {} as an AMI", image.name);
+            self.spawn(&format!("snapshot-{snap_id}"), move |svc| {
+                let res = storage::create_snapshot(&svc.layout, &snap_id, &vol_id, &mut |pct| {
+                    worker::progress::<model::Snapshot>(&svc.registry, &snap_id, pct)
+                })
+                .map_err(Ec2Error::from);
+                worker::finish::<model::Snapshot>(&svc.registry, &svc.layout, &snap_id, res);
+            });
+            self.kms.record_event(
+                caller,
+                "RegisterImage",
+                std::slice::from_ref(&image.image_id),
+                None,
+            );
+        }
         self.kms.record_event(
             caller,
             "RunInstances",
@@ -306,7 +437,17 @@ impl Ec2Service {
         );
         let c = caller.clone();
         let id = instance_id.clone();
-        self.spawn(&format!("launch-{id}"), move |svc| svc.launch(&c, &id));
+        self.spawn(&format!("launch-{id}"), move |svc| match restore {
+            None => svc.launch(&c, &id, false),
+            Some(rr) => match svc.restore_root(&c, &rr) {
+                // An instance of an AMI that cannot launch terminates, as on EC2.
+                Ok(()) => svc.launch(&c, &id, true),
+                Err(e) => {
+                    tracing::warn!(instance = %id, "launch refused: {e}");
+                    svc.finish_termination(&id, launch_failure_reason(&e));
+                }
+            },
+        });
         Ok(Reservation {
             groups: Vec::new(),
             instances: vec![view],
@@ -433,7 +574,9 @@ impl Ec2Service {
             if *start {
                 let caller = caller.clone();
                 let id = c.instance_id.clone();
-                self.spawn(&format!("launch-{id}"), move |svc| svc.launch(&caller, &id));
+                self.spawn(&format!("launch-{id}"), move |svc| {
+                    svc.launch(&caller, &id, false)
+                });
             }
         }
         Ok(StartInstancesResult {
@@ -491,7 +634,7 @@ impl Ec2Service {
             if *term {
                 let id = c.instance_id.clone();
                 if *previous == InstanceState::Stopped || self.runtime.is_none() {
-                    self.finish_termination(&id);
+                    self.finish_termination(&id, StateReason::user_initiated_shutdown());
                 } else {
                     self.spawn(&format!("terminate-{id}"), move |svc| {
                         svc.halt(
@@ -499,7 +642,7 @@ impl Ec2Service {
                             InstanceState::ShuttingDown,
                             Some(StateReason::user_initiated_shutdown()),
                         );
-                        svc.finish_termination(&id);
+                        svc.finish_termination(&id, StateReason::user_initiated_shutdown());
                     });
                 }
             }
@@ -509,8 +652,118 @@ impl Ec2Service {
         })
     }
 
-    /// Deletes the delete-on-termination volumes, detaches the rest: `terminated`.
-    fn finish_termination(&self, instance_id: &str) {
+    /// The root volume of an AMI's instance: its data key under `rr.key_id` (on the
+    /// caller's behalf: GenerateDataKeyWithoutPlaintext), then the snapshot's data
+    /// restored into it (Decrypt of both keys on the caller's behalf). A refusal leaves
+    /// the volume `error`, its partial image removed.
+    fn restore_root(&self, caller: &Caller, rr: &RootRestore) -> Result<(), Ec2Error> {
+        let res = (|| {
+            let data_key = match &rr.key_id {
+                Some(k) => Some(self.kms.new_data_key(caller, k, &rr.volume_id)?),
+                None => None,
+            };
+            if let Some(k) = &data_key {
+                self.registry.update(|s| {
+                    if let Some(v) = s.volumes.get_mut(&rr.volume_id) {
+                        v.kms_key_id = Some(k.key_arn.clone());
+                    }
+                    Ok(())
+                })?;
+            }
+            self.restore_into(
+                caller,
+                &rr.snapshot,
+                &rr.volume_id,
+                rr.size_bytes,
+                data_key.as_ref(),
+            )
+        })();
+        worker::finish::<Volume>(&self.registry, &self.layout, &rr.volume_id, res.clone());
+        res
+    }
+
+    /// The first use of a local image directory (or file) registers it as an AMI owned
+    /// by `account`: its boot profile copied, and a snapshot (pending) of the root
+    /// volume just imported from it. None if it is registered already (or its derived
+    /// ID is another account's).
+    fn first_use_image(
+        &self,
+        img: &LocalImage,
+        account: &str,
+        root_volume_id: &str,
+        size_gib: u64,
+    ) -> Result<Option<(model::Image, model::Snapshot)>, Ec2Error> {
+        if self.registry.read()?.images.contains_key(&img.image_id) {
+            return Ok(None);
+        }
+        let dir = img
+            .root
+            .parent()
+            .filter(|_| img.boot.is_some())
+            .unwrap_or(&img.root);
+        let name: String = dir
+            .display()
+            .to_string()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "()[] ./-'@_".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(128)
+            .collect();
+        let boot = match &img.boot {
+            Some(b) => Some(storage::store_boot(&self.layout, &img.image_id, b)?),
+            None => None,
+        };
+        let now = model::now_timestamp();
+        let snapshot_id = ids::new_id(IdKind::Snapshot);
+        let snap = model::Snapshot {
+            snapshot_id: snapshot_id.clone(),
+            volume_id: root_volume_id.to_string(),
+            state: model::SnapshotState::Pending,
+            progress: 0,
+            start_time: now.clone(),
+            encrypted: false,
+            kms_key_id: None,
+            volume_size_gib: size_gib,
+            description: format!("Created for {} from {}", img.image_id, dir.display()),
+            owner_id: account.to_string(),
+            tags: Vec::new(),
+            worker: Some(self.worker()),
+            state_message: None,
+            create_volume_permissions: Vec::new(),
+        };
+        let image = model::Image {
+            image_id: img.image_id.clone(),
+            name,
+            description: Some(format!(
+                "Registered on first use of the local image {}",
+                dir.display()
+            )),
+            owner_id: account.to_string(),
+            creation_date: now,
+            root_device_name: ROOT_DEVICE.into(),
+            devices: vec![model::ImageDevice {
+                device_name: ROOT_DEVICE.into(),
+                snapshot_id,
+                volume_size_gib: size_gib,
+                delete_on_termination: true,
+            }],
+            boot,
+            launch_permissions: Vec::new(),
+            tags: Vec::new(),
+            source_image_id: None,
+            source_dir: Some(dir.to_path_buf()),
+        };
+        Ok(Some((image, snap)))
+    }
+
+    /// Deletes the delete-on-termination volumes, detaches the rest: `terminated`
+    /// with `reason`.
+    pub(crate) fn finish_termination(&self, instance_id: &str, reason: StateReason) {
         let res = self.registry.update(|s| {
             let mut doomed = Vec::new();
             for v in s.volumes.values_mut() {
@@ -530,7 +783,7 @@ impl Ec2Service {
             }
             if let Some(i) = s.instances.get_mut(instance_id) {
                 i.state = InstanceState::Terminated;
-                i.state_reason = Some(StateReason::user_initiated_shutdown());
+                i.state_reason = Some(reason.clone());
             }
             Ok(doomed)
         });

@@ -404,6 +404,8 @@ pub fn ec2_resource(region: &str, account: &str, id: &str) -> (String, String) {
         ("AWS::EC2::Volume", "volume")
     } else if id.starts_with("snap-") {
         ("AWS::EC2::Snapshot", "snapshot")
+    } else if id.starts_with("ami-") {
+        ("AWS::EC2::Image", "image")
     } else {
         ("AWS::EC2::Instance", "instance")
     };

@@ -19,6 +19,19 @@ use super::rules;
 use super::service::Ec2Service;
 use super::storage;
 
+/// Why a launch failed, as the instance's StateReason says: `Client.InternalError` when
+/// KMS refused (the key is disabled, or the caller may not use it), else
+/// `Server.InternalError` with what failed.
+pub(crate) fn launch_failure_reason(e: &Ec2Error) -> StateReason {
+    match e.code {
+        Ec2Code::Kms(_) => StateReason::client_error_on_launch(),
+        _ => StateReason {
+            code: "Server.InternalError".into(),
+            message: format!("Server.InternalError: {}", e.message),
+        },
+    }
+}
+
 impl Ec2Service {
     pub(crate) fn console_path(&self, instance_id: &str) -> PathBuf {
         self.layout
@@ -138,8 +151,15 @@ impl Ec2Service {
             .and_then(|s| s.instances.get(instance_id).map(|i| i.state))
     }
 
-    /// The launch sequence of one `pending` instance (background).
-    pub(crate) fn launch(self: &Arc<Self>, caller: &Caller, instance_id: &str) {
+    /// The launch sequence of one `pending` instance (background). A refused launch
+    /// leaves it `stopped`, or `terminated` (its delete-on-termination volumes deleted)
+    /// with `terminate_on_failure`: the first launch of an AMI's instance, as on EC2.
+    pub(crate) fn launch(
+        self: &Arc<Self>,
+        caller: &Caller,
+        instance_id: &str,
+        terminate_on_failure: bool,
+    ) {
         let Some(rt) = self.runtime.as_ref() else {
             return;
         };
@@ -239,14 +259,12 @@ impl Ec2Service {
                         tracing::error!(instance = %instance_id, volume = %vol, "cannot stop serving after a failed launch: {e}");
                     }
                 }
-                let reason = match e.code {
-                    Ec2Code::Kms(_) => StateReason::client_error_on_launch(),
-                    _ => StateReason {
-                        code: "Server.InternalError".into(),
-                        message: format!("Server.InternalError: {}", e.message),
-                    },
-                };
-                self.set_instance(instance_id, InstanceState::Stopped, Some(reason));
+                let reason = launch_failure_reason(&e);
+                if terminate_on_failure {
+                    self.finish_termination(instance_id, reason);
+                } else {
+                    self.set_instance(instance_id, InstanceState::Stopped, Some(reason));
+                }
             }
         }
     }

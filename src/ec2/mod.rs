@@ -15,8 +15,8 @@
 //! - [`worker`]: the one state machine of background work on volumes and snapshots.
 //! - [`runtime`]: what only the daemon has (the mount, loop devices, guests);
 //!   [`keywatch`]: key changes reaching served volumes (from the trail).
-//! - [`service`] with [`volumes`], [`snapshots`], [`instances`], [`launch`],
-//!   [`local`]: the operations' handlers.
+//! - [`service`] with [`volumes`], [`snapshots`], [`images`], [`instances`],
+//!   [`launch`], [`local`]: the operations' handlers.
 //! - [`protocol`], [`server`], [`client`]: ec2.sock; [`daemon`]: the process.
 //!
 //! The AWS CLI's shorthand syntax is the CLI's (`plumbing::shorthand`).
@@ -27,6 +27,7 @@ pub mod daemon;
 pub mod error;
 pub mod filters;
 pub mod ids;
+pub mod images;
 pub mod instances;
 pub mod keywatch;
 pub mod kms;

@@ -180,6 +180,10 @@ pub struct Snapshot {
     pub tags: Vec<Tag>,
     pub worker: Option<Worker>,
     pub state_message: Option<String>,
+    /// ModifySnapshotAttribute createVolumePermission: the accounts (or `all`) besides
+    /// the owner that may copy it or make volumes of it.
+    #[serde(default)]
+    pub create_volume_permissions: Vec<String>,
 }
 
 /// EC2 instance states with their AWS codes.
@@ -266,6 +270,59 @@ pub struct Instance {
     pub boot: Option<BootSpec>,
 }
 
+/// One block device of an AMI: a snapshot restored at `device_name` on launch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDevice {
+    pub device_name: String,
+    pub snapshot_id: String,
+    pub volume_size_gib: u64,
+    pub delete_on_termination: bool,
+}
+
+/// A registered AMI. Its state is its snapshots' (see [`State::image_state`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    pub image_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub owner_id: String,
+    pub creation_date: String,
+    pub root_device_name: String,
+    /// Root first.
+    pub devices: Vec<ImageDevice>,
+    /// The kernel and initrd copied into `HOME/ec2/images/AMI-ID/` (none: not bootable).
+    pub boot: Option<BootSpec>,
+    /// ModifyImageAttribute launchPermission: accounts (or `all`) besides the owner.
+    pub launch_permissions: Vec<String>,
+    pub tags: Vec<Tag>,
+    /// CopyImage: the image it was copied from.
+    pub source_image_id: Option<String>,
+    /// Registered on first use of a local image directory (`run-instances --image-id DIR`).
+    pub source_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageState {
+    Pending,
+    Available,
+    Failed,
+}
+
+impl ImageState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageState::Pending => "pending",
+            ImageState::Available => "available",
+            ImageState::Failed => "failed",
+        }
+    }
+}
+
+/// Whether `account` is `owner` or one of `permitted` (an account ID or `all`).
+pub fn permitted(owner: &str, permitted: &[String], account: &str) -> bool {
+    owner == account || permitted.iter().any(|p| p == account || p == "all")
+}
+
 /// The whole registry.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -273,11 +330,28 @@ pub struct State {
     pub volumes: BTreeMap<String, Volume>,
     pub snapshots: BTreeMap<String, Snapshot>,
     pub instances: BTreeMap<String, Instance>,
+    /// AMIs (absent in registries written before them).
+    #[serde(default)]
+    pub images: BTreeMap<String, Image>,
 }
 
 pub const REGISTRY_FORMAT_VERSION: u32 = 1;
 
 impl State {
+    /// An image is `available` when every snapshot it names is completed, `pending`
+    /// while one is still being taken or copied, `failed` if one failed or is gone.
+    pub fn image_state(&self, image: &Image) -> ImageState {
+        let mut state = ImageState::Available;
+        for d in &image.devices {
+            match self.snapshots.get(&d.snapshot_id).map(|s| s.state) {
+                Some(SnapshotState::Completed) => {}
+                Some(SnapshotState::Pending) => state = ImageState::Pending,
+                Some(SnapshotState::Error) | None => return ImageState::Failed,
+            }
+        }
+        state
+    }
+
     /// The volumes attached to `instance_id`, root first, then by device name.
     pub fn attached_volumes(&self, instance_id: &str) -> Vec<&Volume> {
         let mut v: Vec<&Volume> = self

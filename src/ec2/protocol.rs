@@ -14,7 +14,8 @@ use super::api::{Request, Response};
 use super::error::Ec2Error;
 
 /// 3: the operations' types carry EC2's member names and shapes (`super::api`).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: AMIs (RegisterImage .. CopyImage, snapshot attributes).
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The largest frame either side accepts (a describe of thousands of volumes fits).
 pub const MAX_FRAME: usize = 16 << 20;
 

@@ -347,6 +347,16 @@ pub fn check_create_snapshot(state: &State, volume_id: &str) -> Result<(), Ec2Er
 
 pub fn check_delete_snapshot(state: &State, id: &str) -> Result<(), Ec2Error> {
     let s = snapshot(state, id)?;
+    if let Some(i) = state
+        .images
+        .values()
+        .find(|i| i.devices.iter().any(|d| d.snapshot_id == id))
+    {
+        return Err(Ec2Error::new(
+            Ec2Code::InvalidSnapshotInUse,
+            format!("The snapshot {id} is currently in use by {}", i.image_id),
+        ));
+    }
     if s.state == SnapshotState::Pending {
         return Err(Ec2Error::incorrect_state(format!(
             "The snapshot '{id}' is still pending."
@@ -816,6 +826,7 @@ mod tests {
                 tags: vec![],
                 worker: None,
                 state_message: None,
+                create_volume_permissions: Vec::new(),
             },
         );
         // Without --encrypted, a volume from an encrypted snapshot is still encrypted.

@@ -140,6 +140,26 @@ impl Ec2Service {
             Request::Attach(r) => Response::Attach(self.local_attach(caller, r)?),
             Request::Detach(r) => Response::Detach(self.local_detach(caller, r)?),
             Request::Status(_) => Response::Status(self.status()?),
+            Request::RegisterImage(r) => Response::RegisterImage(self.register_image(caller, r)?),
+            Request::DescribeImages(r) => {
+                Response::DescribeImages(self.describe_images(caller, r)?)
+            }
+            Request::DeregisterImage(r) => {
+                Response::DeregisterImage(self.deregister_image(caller, r)?)
+            }
+            Request::ModifyImageAttribute(r) => {
+                Response::ModifyImageAttribute(self.modify_image_attribute(caller, r)?)
+            }
+            Request::DescribeImageAttribute(r) => {
+                Response::DescribeImageAttribute(self.describe_image_attribute(caller, r)?)
+            }
+            Request::ModifySnapshotAttribute(r) => {
+                Response::ModifySnapshotAttribute(self.modify_snapshot_attribute(caller, r)?)
+            }
+            Request::DescribeSnapshotAttribute(r) => {
+                Response::DescribeSnapshotAttribute(self.describe_snapshot_attribute(caller, r)?)
+            }
+            Request::CopyImage(r) => Response::CopyImage(self.copy_image(caller, r)?),
         })
     }
 

@@ -42,10 +42,11 @@ impl Ec2Service {
                 kms_key_id: v.kms_key_id.clone(),
                 volume_size_gib: v.size_gib,
                 description: r.description.clone().unwrap_or_default(),
-                owner_id: self.account.clone(),
+                owner_id: self.caller_account(caller),
                 tags,
                 worker: Some(self.worker()),
                 state_message: None,
+                create_volume_permissions: Vec::new(),
             };
             s.snapshots.insert(snapshot_id.clone(), snap.clone());
             Ok(snap)
@@ -123,38 +124,65 @@ impl Ec2Service {
                 "The parameter KmsKeyId requires the parameter Encrypted to be set.",
             ));
         }
+        let account = self.caller_account(caller);
         let source = {
             let state = self.registry.read()?;
             let s = rules::snapshot(&state, &r.source_snapshot_id)?;
-            if s.state != SnapshotState::Completed {
-                return Err(Ec2Error::incorrect_state(format!(
-                    "Snapshot '{}' is not 'completed' (it is '{}').",
-                    s.snapshot_id,
-                    s.state.as_str()
-                )));
+            if !model::permitted(&s.owner_id, &s.create_volume_permissions, &account) {
+                return Err(Ec2Error::snapshot_not_found(&s.snapshot_id));
             }
             s.clone()
         };
+        let snap = self.start_snapshot_copy(
+            caller,
+            &source,
+            encrypt,
+            r.kms_key_id.clone(),
+            r.description.clone().filter(|d| !d.is_empty()),
+            tags,
+        )?;
+        Ok(CopySnapshotResult {
+            snapshot_id: snap.snapshot_id.clone(),
+            tags: api::tags_of(&snap.tags),
+        })
+    }
+
+    /// Starts copying a completed snapshot into the caller's account (CopySnapshot,
+    /// CopyImage): the copy's data key is made first (GenerateDataKeyWithoutPlaintext
+    /// on the caller's behalf, bound to the copy's own ID, as EBS does), so a refusal
+    /// changes nothing; the chunks are copied (re-encrypted) in the background.
+    pub(crate) fn start_snapshot_copy(
+        self: &Arc<Self>,
+        caller: &Caller,
+        source: &Snapshot,
+        encrypt: bool,
+        kms_key_id: Option<String>,
+        description: Option<String>,
+        tags: Vec<model::Tag>,
+    ) -> Result<Snapshot, Ec2Error> {
+        if source.state != SnapshotState::Completed {
+            return Err(Ec2Error::incorrect_state(format!(
+                "Snapshot '{}' is not 'completed' (it is '{}').",
+                source.snapshot_id,
+                source.state.as_str()
+            )));
+        }
         let snapshot_id = super::ids::new_id(IdKind::Snapshot);
         let encrypted = encrypt || source.encrypted;
-        // The copy's data key is bound to the copy's own ID, as EBS does.
         let data_key = if encrypted {
-            let key_id = r
-                .kms_key_id
-                .clone()
+            let key_id = kms_key_id
                 .or_else(|| source.kms_key_id.clone())
                 .unwrap_or_else(|| DEFAULT_EBS_KEY.to_string());
             Some(self.kms.new_data_key(caller, &key_id, &snapshot_id)?)
         } else {
             None
         };
-        let description = match r.description.as_deref() {
-            None | Some("") => format!(
+        let description = description.unwrap_or_else(|| {
+            format!(
                 "[Copied {snapshot_id} from {}:{}]",
                 self.region, source.snapshot_id
-            ),
-            Some(d) => d.to_string(),
-        };
+            )
+        });
         let snap = Snapshot {
             snapshot_id: snapshot_id.clone(),
             volume_id: source.volume_id.clone(),
@@ -165,10 +193,11 @@ impl Ec2Service {
             kms_key_id: data_key.as_ref().map(|k| k.key_arn.clone()),
             volume_size_gib: source.volume_size_gib,
             description,
-            owner_id: self.account.clone(),
+            owner_id: self.caller_account(caller),
             tags,
             worker: Some(self.worker()),
             state_message: None,
+            create_volume_permissions: Vec::new(),
         };
         self.registry.update(|s| {
             rules::snapshot(s, &source.snapshot_id)?;
@@ -177,14 +206,12 @@ impl Ec2Service {
         })?;
         let caller = caller.clone();
         let id = snapshot_id.clone();
+        let source = source.clone();
         self.spawn(&format!("copy-{id}"), move |svc| {
             let res = svc.copy_into(&caller, &source, &id, data_key.as_ref());
             worker::finish::<Snapshot>(&svc.registry, &svc.layout, &id, res);
         });
-        Ok(CopySnapshotResult {
-            snapshot_id,
-            tags: api::tags_of(&snap.tags),
-        })
+        Ok(snap)
     }
 
     /// The copy-snapshot work: decrypt the keys it needs on the caller's behalf, then

@@ -11,7 +11,7 @@ use plumbing::home::Layout;
 use zeroize::Zeroizing;
 
 use super::error::{Ec2Code, Ec2Error};
-use super::model::WrappedKey;
+use super::model::{BootSpec, WrappedKey};
 use crate::mount::BlockDevice;
 use crate::volume::copy::{CopyError, DataKeys};
 use crate::volume::snapshot::{Progress, SnapshotError, SnapshotSource, SnapshotStore};
@@ -51,6 +51,12 @@ pub enum StorageError {
     DataKey(#[source] KeyError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("cannot store the boot file {}", .path.display())]
+    Boot {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<StorageError> for Ec2Error {
@@ -357,5 +363,55 @@ pub fn discard_partial_snapshot(layout: &Layout, snapshot_id: &str) {
     });
     if let Err(e) = res {
         tracing::error!(snapshot = %snapshot_id, "cannot clean up the interrupted snapshot: {}", super::error::chain(&e));
+    }
+}
+
+/// `HOME/ec2/images/AMI-ID/`: an image's boot profile.
+pub fn image_dir(layout: &Layout, image_id: &str) -> PathBuf {
+    layout.ec2_dir().join("images").join(image_id)
+}
+
+/// Copies a boot profile (kernel, initrd) into the image's directory, each file written
+/// atomically (temp, fsync, rename, fsync dir), and returns where it now is. The image
+/// then no longer depends on the directory it was registered from.
+pub fn store_boot(
+    layout: &Layout,
+    image_id: &str,
+    from: &BootSpec,
+) -> Result<BootSpec, StorageError> {
+    let dir = image_dir(layout, image_id);
+    plumbing::durable::ensure_dir(&dir, 0o700).map_err(|source| StorageError::Dir {
+        path: dir.clone(),
+        source,
+    })?;
+    let copy = |src: &Path, name: &str| -> Result<PathBuf, StorageError> {
+        let dest = dir.join(name);
+        let boot_err = |source| StorageError::Boot {
+            path: src.to_path_buf(),
+            source,
+        };
+        let data = std::fs::read(src).map_err(boot_err)?;
+        plumbing::durable::write_atomic(&dest, &data, 0o644).map_err(boot_err)?;
+        Ok(dest)
+    };
+    let res = copy(&from.kernel, "vmlinuz").and_then(|kernel| {
+        Ok(BootSpec {
+            kernel,
+            initrd: copy(&from.initrd, "initrd.img")?,
+        })
+    });
+    if res.is_err() {
+        discard_boot(layout, image_id);
+    }
+    res
+}
+
+/// Removes an image's boot profile (deregistered, or never finished). Missing is fine.
+pub fn discard_boot(layout: &Layout, image_id: &str) {
+    let dir = image_dir(layout, image_id);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!(image = %image_id, "cannot remove {}: {e}", dir.display()),
     }
 }

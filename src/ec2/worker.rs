@@ -57,7 +57,12 @@ impl Job for Volume {
         self.progress = pct;
     }
     fn set_done(&mut self) {
-        self.state = VolumeState::Available;
+        // A root volume made for a launch is attached while it is created.
+        self.state = if self.attachment.is_some() {
+            VolumeState::InUse
+        } else {
+            VolumeState::Available
+        };
         self.progress = 100;
     }
     fn set_failed(&mut self, reason: String) {

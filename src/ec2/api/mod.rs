@@ -19,12 +19,14 @@
 //! request type. A new operation is its types here, one line in the table, and its
 //! handler in the service.
 
+mod images;
 mod instances;
 mod local;
 mod snapshots;
 mod tags;
 mod volumes;
 
+pub use images::*;
 pub use instances::*;
 pub use local::*;
 pub use snapshots::*;
@@ -147,6 +149,14 @@ operations! {
     Attach(AttachRequest) -> AttachResult, "Attach", read_only: false, runtime: true;
     Detach(DetachRequest) -> (), "Detach", read_only: false, runtime: true;
     Status(StatusRequest) -> DaemonStatus, "Status", read_only: true, runtime: true;
+    RegisterImage(RegisterImageRequest) -> RegisterImageResult, "RegisterImage", read_only: false, runtime: false;
+    DescribeImages(DescribeImagesRequest) -> DescribeImagesResult, "DescribeImages", read_only: true, runtime: false;
+    DeregisterImage(DeregisterImageRequest) -> (), "DeregisterImage", read_only: false, runtime: false;
+    ModifyImageAttribute(ModifyImageAttributeRequest) -> (), "ModifyImageAttribute", read_only: false, runtime: false;
+    DescribeImageAttribute(DescribeImageAttributeRequest) -> ImageAttribute, "DescribeImageAttribute", read_only: true, runtime: false;
+    ModifySnapshotAttribute(ModifySnapshotAttributeRequest) -> (), "ModifySnapshotAttribute", read_only: false, runtime: false;
+    DescribeSnapshotAttribute(DescribeSnapshotAttributeRequest) -> DescribeSnapshotAttributeResult, "DescribeSnapshotAttribute", read_only: true, runtime: false;
+    CopyImage(CopyImageRequest) -> CopyImageResult, "CopyImage", read_only: false, runtime: false;
 }
 
 /// `value` as AWS JSON: serialized, with every `null` member dropped (the AWS CLI
