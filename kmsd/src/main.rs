@@ -180,11 +180,8 @@ fn reload_on_sighup(set: libc::sigset_t, service: &kmsd::service::KeyService) {
     }
 }
 
+/// `RUST_LOG` (default `info`) on stderr, through plumbing's bounded writer: kmsd.log
+/// rotates at its size cap and repeated lines are rate-limited.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    plumbing::logging::init("info", &[]);
 }

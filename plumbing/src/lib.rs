@@ -20,5 +20,6 @@ pub mod flock;
 pub mod frame;
 pub mod home;
 pub mod listener;
+pub mod logging;
 pub mod peer;
 pub mod shorthand;

@@ -208,13 +208,35 @@ impl AccessKeys {
     }
 }
 
-/// The endpoint's view of the access keys: reloads the file when it meets an unknown key, so
-/// keys added while it runs work without a restart.
+/// The endpoint's view of the access keys: reloads the file when it meets an unknown key
+/// and the file has changed since it was read, so keys added while it runs work without a
+/// restart, and a stream of made-up key ids costs a `stat` each, not a read and a parse.
 pub struct Keyring {
     path: PathBuf,
     keys: RwLock<AccessKeys>,
+    /// Identity of the file as last read (`None`: missing or unreadable).
+    loaded: std::sync::Mutex<Option<FileStamp>>,
     /// `[[access_keys]]` of config.toml: fixed pairs for clients such as the AWS CLI.
     configured: Vec<AccessKey>,
+}
+
+/// What tells one version of the keys file from another: a rewrite is a new inode
+/// (written atomically), an edit in place changes the size or the mtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        ino: m.ino(),
+        size: m.size(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
 }
 
 impl Keyring {
@@ -223,6 +245,7 @@ impl Keyring {
         Ok(Keyring {
             path: path.to_path_buf(),
             keys: RwLock::new(keys),
+            loaded: std::sync::Mutex::new(file_stamp(path)),
             configured: Vec::new(),
         })
     }
@@ -253,6 +276,12 @@ impl Keyring {
         if let Some(k) = self.read().by_access_key(access_key_id) {
             return Some(k.clone());
         }
+        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        let now = file_stamp(&self.path);
+        if now == *loaded {
+            return None;
+        }
+        *loaded = now;
         match AccessKeys::load(&self.path) {
             Ok(Some(fresh)) => {
                 let found = fresh.by_access_key(access_key_id).cloned();

@@ -42,6 +42,19 @@ pub struct Lab {
     kmsd: Option<Child>,
     s3: Option<Child>,
     pub addr: String,
+    /// How `atrest s3 serve` is started (see [`S3Options`]).
+    pub s3_options: S3Options,
+}
+
+/// Extra settings for the endpoint a [`Lab`] starts.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// Environment variables added to the endpoint's.
+    pub env: Vec<(String, String)>,
+    /// Arguments after `s3 serve --listen 127.0.0.1:0`.
+    pub args: Vec<String>,
+    /// A command (and its arguments) the endpoint runs under, e.g. `prlimit --nofile=128`.
+    pub wrapper: Vec<String>,
 }
 
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -55,12 +68,18 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
 impl Lab {
     /// Starts kmsd and the object endpoint on a fresh home.
     pub fn start() -> Lab {
+        Lab::start_with(S3Options::default())
+    }
+
+    /// Starts kmsd and the object endpoint with `options`.
+    pub fn start_with(options: S3Options) -> Lab {
         let home = tempfile::tempdir().expect("tempdir");
         let mut lab = Lab {
             home,
             kmsd: None,
             s3: None,
             addr: String::new(),
+            s3_options: options,
         };
         lab.start_kmsd();
         lab.start_s3();
@@ -99,11 +118,22 @@ impl Lab {
     pub fn start_s3(&mut self) {
         let addr_file = self.home.path().join("s3.addr");
         let _ = std::fs::remove_file(&addr_file);
-        let child = Command::new(atrest_bin())
+        let o = &self.s3_options;
+        let mut cmd = match o.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(atrest_bin());
+                c
+            }
+            None => Command::new(atrest_bin()),
+        };
+        let child = cmd
             .arg("--home")
             .arg(self.home.path())
             .args(["s3", "serve", "--listen", "127.0.0.1:0"])
+            .args(&o.args)
             .env("RUST_LOG", "info")
+            .envs(o.env.iter().map(|(k, v)| (k, v)))
             .stdout(self.log("s3.out"))
             .stderr(self.log("s3.err"))
             .spawn()
@@ -116,6 +146,36 @@ impl Lab {
             .unwrap()
             .trim()
             .to_string();
+    }
+
+    /// The endpoint's pid.
+    pub fn s3_pid(&self) -> u32 {
+        self.s3.as_ref().expect("endpoint running").id()
+    }
+
+    /// Bytes the endpoint has logged so far (stdout, stderr and rotated stderr files).
+    pub fn s3_log_bytes(&self) -> u64 {
+        files_under(self.home.path())
+            .iter()
+            .filter(|f| {
+                f.parent() == Some(self.home.path())
+                    && f.file_name().is_some_and(|n| {
+                        n.to_string_lossy().starts_with("s3.out")
+                            || n.to_string_lossy().starts_with("s3.err")
+                    })
+            })
+            .filter_map(|f| std::fs::metadata(f).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Everything the endpoint has logged so far (rotated files included).
+    pub fn s3_log(&self) -> String {
+        let mut s = String::new();
+        for name in ["s3.err.2", "s3.err.1", "s3.err", "s3.out"] {
+            s.push_str(&std::fs::read_to_string(self.home.path().join(name)).unwrap_or_default());
+        }
+        s
     }
 
     /// kill -9 of the object endpoint (a crash).

@@ -27,24 +27,28 @@ pub struct Operation {
     /// Whether each call is recorded ([`audit::Trail::record`]: management events in
     /// kmsd's trail, data events in the log).
     pub recorded: bool,
+    /// Whether S3's rules can ever let an unsigned request do it (an ACL granting
+    /// AllUsers READ or WRITE). Any other unsigned request is refused before its body is
+    /// read ([`server`](super::server)'s body gate).
+    pub anonymous: bool,
 }
 
 /// The bucket and key a call names, for its trail record.
 #[derive(Debug, Clone, Default)]
-struct Target {
-    bucket: Option<String>,
-    key: Option<String>,
+pub struct Target {
+    pub bucket: Option<String>,
+    pub key: Option<String>,
 }
 
 /// The S3 operations atrest serves.
 pub struct ObjectService {
     store: Arc<Store>,
     keyring: Arc<Keyring>,
-    trail: audit::Trail,
+    trail: Arc<audit::Trail>,
 }
 
 impl ObjectService {
-    pub fn new(store: Arc<Store>, keyring: Arc<Keyring>, trail: audit::Trail) -> Self {
+    pub fn new(store: Arc<Store>, keyring: Arc<Keyring>, trail: Arc<audit::Trail>) -> Self {
         ObjectService {
             store,
             keyring,
@@ -78,32 +82,40 @@ impl ObjectService {
         };
         let result = handler(cx, req.input).await.map_err(S3Error::from);
         if let Some(t) = target {
-            self.record(op.name, &caller, &rid, &t, result.as_ref().err());
+            record(
+                &self.trail,
+                op.name,
+                &caller,
+                &rid,
+                &t,
+                result.as_ref().err(),
+            );
         }
         result.map(S3Response::new)
     }
+}
 
-    fn record(
-        &self,
-        event_name: &str,
-        caller: &Caller,
-        rid: &str,
-        target: &Target,
-        err: Option<&S3Error>,
-    ) {
-        let principal = match caller {
-            Caller::Anonymous => None,
-            Caller::Signed { principal, .. } => Some(principal.as_str()),
-        };
-        self.trail.record(&S3Event {
-            event_name,
-            principal,
-            bucket: target.bucket.as_deref(),
-            key: target.key.as_deref(),
-            request_id: rid,
-            error: err.map(|e| (e.code().as_str(), e.message().unwrap_or(""))),
-        });
-    }
+/// Records one call's outcome in the trail.
+pub fn record(
+    trail: &audit::Trail,
+    event_name: &str,
+    caller: &Caller,
+    rid: &str,
+    target: &Target,
+    err: Option<&S3Error>,
+) {
+    let principal = match caller {
+        Caller::Anonymous => None,
+        Caller::Signed { principal, .. } => Some(principal.as_str()),
+    };
+    trail.record(&S3Event {
+        event_name,
+        principal,
+        bucket: target.bucket.as_deref(),
+        key: target.key.as_deref(),
+        request_id: rid,
+        error: err.map(|e| (e.code().as_str(), e.message().unwrap_or(""))),
+    });
 }
 
 /// Expands the table into [`OPERATIONS`] and the `s3s::S3` implementation, one method per
@@ -111,16 +123,20 @@ impl ObjectService {
 macro_rules! operations {
     ($(
         $method:ident $name:literal ($input:ident -> $output:ident)
-            recorded: $recorded:literal, target: [$($field:ident),*] => $handler:path;
+            recorded: $recorded:literal, anonymous: $anonymous:literal,
+            target: [$($field:ident),*] => $handler:path;
     )*) => {
         /// Every operation atrest serves.
-        pub const OPERATIONS: &[Operation] = &[$(Operation { name: $name, recorded: $recorded }),*];
+        pub const OPERATIONS: &[Operation] = &[$(
+            Operation { name: $name, recorded: $recorded, anonymous: $anonymous }
+        ),*];
 
         #[async_trait::async_trait]
         impl s3s::S3 for ObjectService {
             $(
                 async fn $method(&self, req: S3Request<$input>) -> S3Result<S3Response<$output>> {
-                    const OP: Operation = Operation { name: $name, recorded: $recorded };
+                    const OP: Operation =
+                        Operation { name: $name, recorded: $recorded, anonymous: $anonymous };
                     #[allow(unused_variables, unused_mut)]
                     let target = |i: &$input| {
                         let mut t = Target::default();
@@ -137,67 +153,67 @@ macro_rules! operations {
 operations! {
     // service
     list_buckets "ListBuckets" (ListBucketsInput -> ListBucketsOutput)
-        recorded: false, target: [] => service::list_buckets;
+        recorded: false, anonymous: false, target: [] => service::list_buckets;
     // buckets
     create_bucket "CreateBucket" (CreateBucketInput -> CreateBucketOutput)
-        recorded: true, target: [bucket] => bucket::create;
+        recorded: true, anonymous: false, target: [bucket] => bucket::create;
     head_bucket "HeadBucket" (HeadBucketInput -> HeadBucketOutput)
-        recorded: false, target: [bucket] => bucket::head;
+        recorded: false, anonymous: true, target: [bucket] => bucket::head;
     delete_bucket "DeleteBucket" (DeleteBucketInput -> DeleteBucketOutput)
-        recorded: true, target: [bucket] => bucket::delete;
+        recorded: true, anonymous: false, target: [bucket] => bucket::delete;
     // bucket configuration
     put_bucket_encryption "PutBucketEncryption" (PutBucketEncryptionInput -> PutBucketEncryptionOutput)
-        recorded: true, target: [bucket] => bucket_config::put_encryption;
+        recorded: true, anonymous: false, target: [bucket] => bucket_config::put_encryption;
     get_bucket_encryption "GetBucketEncryption" (GetBucketEncryptionInput -> GetBucketEncryptionOutput)
-        recorded: false, target: [bucket] => bucket_config::get_encryption;
+        recorded: false, anonymous: false, target: [bucket] => bucket_config::get_encryption;
     delete_bucket_encryption "DeleteBucketEncryption" (DeleteBucketEncryptionInput -> DeleteBucketEncryptionOutput)
-        recorded: false, target: [bucket] => bucket_config::delete_encryption;
+        recorded: false, anonymous: false, target: [bucket] => bucket_config::delete_encryption;
     put_public_access_block "PutPublicAccessBlock" (PutPublicAccessBlockInput -> PutPublicAccessBlockOutput)
-        recorded: true, target: [bucket] => bucket_config::put_public_access_block;
+        recorded: true, anonymous: false, target: [bucket] => bucket_config::put_public_access_block;
     get_public_access_block "GetPublicAccessBlock" (GetPublicAccessBlockInput -> GetPublicAccessBlockOutput)
-        recorded: false, target: [bucket] => bucket_config::get_public_access_block;
+        recorded: false, anonymous: false, target: [bucket] => bucket_config::get_public_access_block;
     delete_public_access_block "DeletePublicAccessBlock" (DeletePublicAccessBlockInput -> DeletePublicAccessBlockOutput)
-        recorded: true, target: [bucket] => bucket_config::delete_public_access_block;
+        recorded: true, anonymous: false, target: [bucket] => bucket_config::delete_public_access_block;
     put_bucket_ownership_controls "PutBucketOwnershipControls" (PutBucketOwnershipControlsInput -> PutBucketOwnershipControlsOutput)
-        recorded: true, target: [bucket] => bucket_config::put_ownership_controls;
+        recorded: true, anonymous: false, target: [bucket] => bucket_config::put_ownership_controls;
     get_bucket_ownership_controls "GetBucketOwnershipControls" (GetBucketOwnershipControlsInput -> GetBucketOwnershipControlsOutput)
-        recorded: false, target: [bucket] => bucket_config::get_ownership_controls;
+        recorded: false, anonymous: false, target: [bucket] => bucket_config::get_ownership_controls;
     // ACLs
     put_bucket_acl "PutBucketAcl" (PutBucketAclInput -> PutBucketAclOutput)
-        recorded: true, target: [bucket] => acl::put_bucket_acl;
+        recorded: true, anonymous: false, target: [bucket] => acl::put_bucket_acl;
     get_bucket_acl "GetBucketAcl" (GetBucketAclInput -> GetBucketAclOutput)
-        recorded: false, target: [bucket] => acl::get_bucket_acl;
+        recorded: false, anonymous: false, target: [bucket] => acl::get_bucket_acl;
     put_object_acl "PutObjectAcl" (PutObjectAclInput -> PutObjectAclOutput)
-        recorded: true, target: [bucket, key] => acl::put_object_acl;
+        recorded: true, anonymous: false, target: [bucket, key] => acl::put_object_acl;
     get_object_acl "GetObjectAcl" (GetObjectAclInput -> GetObjectAclOutput)
-        recorded: false, target: [bucket, key] => acl::get_object_acl;
+        recorded: false, anonymous: false, target: [bucket, key] => acl::get_object_acl;
     // objects
     put_object "PutObject" (PutObjectInput -> PutObjectOutput)
-        recorded: true, target: [bucket, key] => object::put;
+        recorded: true, anonymous: true, target: [bucket, key] => object::put;
     get_object "GetObject" (GetObjectInput -> GetObjectOutput)
-        recorded: true, target: [bucket, key] => object::get;
+        recorded: true, anonymous: true, target: [bucket, key] => object::get;
     head_object "HeadObject" (HeadObjectInput -> HeadObjectOutput)
-        recorded: false, target: [bucket, key] => object::head;
+        recorded: false, anonymous: true, target: [bucket, key] => object::head;
     delete_object "DeleteObject" (DeleteObjectInput -> DeleteObjectOutput)
-        recorded: true, target: [bucket, key] => object::delete;
+        recorded: true, anonymous: true, target: [bucket, key] => object::delete;
     // multipart uploads
     create_multipart_upload "CreateMultipartUpload" (CreateMultipartUploadInput -> CreateMultipartUploadOutput)
-        recorded: true, target: [bucket, key] => multipart::create;
+        recorded: true, anonymous: false, target: [bucket, key] => multipart::create;
     upload_part "UploadPart" (UploadPartInput -> UploadPartOutput)
-        recorded: true, target: [bucket, key] => multipart::upload_part;
+        recorded: true, anonymous: false, target: [bucket, key] => multipart::upload_part;
     upload_part_copy "UploadPartCopy" (UploadPartCopyInput -> UploadPartCopyOutput)
-        recorded: true, target: [bucket, key] => multipart::upload_part_copy;
+        recorded: true, anonymous: false, target: [bucket, key] => multipart::upload_part_copy;
     complete_multipart_upload "CompleteMultipartUpload" (CompleteMultipartUploadInput -> CompleteMultipartUploadOutput)
-        recorded: true, target: [bucket, key] => multipart::complete;
+        recorded: true, anonymous: false, target: [bucket, key] => multipart::complete;
     abort_multipart_upload "AbortMultipartUpload" (AbortMultipartUploadInput -> AbortMultipartUploadOutput)
-        recorded: true, target: [bucket, key] => multipart::abort;
+        recorded: true, anonymous: false, target: [bucket, key] => multipart::abort;
     list_parts "ListParts" (ListPartsInput -> ListPartsOutput)
-        recorded: false, target: [bucket, key] => multipart::list_parts;
+        recorded: false, anonymous: false, target: [bucket, key] => multipart::list_parts;
     list_multipart_uploads "ListMultipartUploads" (ListMultipartUploadsInput -> ListMultipartUploadsOutput)
-        recorded: false, target: [bucket] => multipart::list_uploads;
+        recorded: false, anonymous: false, target: [bucket] => multipart::list_uploads;
     // listing
     list_objects_v2 "ListObjectsV2" (ListObjectsV2Input -> ListObjectsV2Output)
-        recorded: false, target: [bucket] => listing::list_objects_v2;
+        recorded: false, anonymous: true, target: [bucket] => listing::list_objects_v2;
 }
 
 /// The table entry for an operation name, if atrest serves it.
@@ -217,6 +233,22 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), n);
         assert_eq!(operation("PutObject").map(|o| o.recorded), Some(true));
+        let anonymous: Vec<_> = OPERATIONS
+            .iter()
+            .filter(|o| o.anonymous)
+            .map(|o| o.name)
+            .collect();
+        assert_eq!(
+            anonymous,
+            [
+                "HeadBucket",
+                "PutObject",
+                "GetObject",
+                "HeadObject",
+                "DeleteObject",
+                "ListObjectsV2"
+            ]
+        );
         assert!(operation("ListObjects").is_none());
     }
 }

@@ -7,24 +7,112 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use s3s::S3Result;
+use s3s::path::S3Path;
+use s3s::{S3Error, S3Result};
 
+use super::super::access::{Caller, Denial};
 use super::super::audit;
 use super::super::auth::Keyring;
 use super::super::store::Store;
+use super::super::xml;
 use super::call::{new_request_id, RequestId};
-use super::operations::ObjectService;
+use super::error::{error, ApiError};
+use super::operations::{self, ObjectService, Target};
 
-/// Lets every request reach the operations, which decide with
-/// [`access`](super::super::access) (s3s's default would refuse anonymous requests before
-/// S3's own rules could apply).
-struct DecideInOperations;
+/// Decides, after s3s has verified the signature from the headers and resolved the
+/// operation but before it reads any request body, whether the body may be read at all:
+/// an operation atrest does not serve is `NotImplemented`, and an unsigned request is let
+/// through only to the operations S3's ACLs can open to anyone (the table's `anonymous`
+/// column), where the handler decides with [`access`](super::super::access) from the
+/// bucket's settings, still before reading a byte of the body. (s3s's default check would
+/// refuse every anonymous request, public objects included.)
+struct BodyGate {
+    trail: Arc<audit::Trail>,
+}
 
 #[async_trait::async_trait]
-impl s3s::access::S3Access for DecideInOperations {
-    async fn check(&self, _cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
-        Ok(())
+impl s3s::access::S3Access for BodyGate {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> S3Result<()> {
+        let name = cx.s3_op().name();
+        let Some(op) = operations::operation(name) else {
+            return Err(error(
+                "NotImplemented",
+                501,
+                format!("{name} is not implemented by atrest"),
+            ));
+        };
+        if op.anonymous || cx.credentials().is_some() {
+            return Ok(());
+        }
+        let refusal = S3Error::from(ApiError::from(Denial::AccessDenied));
+        if op.recorded {
+            let target = match cx.s3_path() {
+                S3Path::Root => Target::default(),
+                S3Path::Bucket { bucket } => Target {
+                    bucket: Some(bucket.to_string()),
+                    key: None,
+                },
+                S3Path::Object { bucket, key } => Target {
+                    bucket: Some(bucket.to_string()),
+                    key: Some(key.to_string()),
+                },
+            };
+            let rid = cx
+                .extensions_mut()
+                .get::<RequestId>()
+                .map(|r| r.0.clone())
+                .unwrap_or_default();
+            operations::record(
+                &self.trail,
+                op.name,
+                &Caller::Anonymous,
+                &rid,
+                &target,
+                Some(&refusal),
+            );
+        }
+        Err(refusal)
     }
+}
+
+/// Requests refused from their headers before s3s sees them, because s3s would read
+/// their bodies before checking a signature: browser POST uploads (s3s parses the form to
+/// find the signature; atrest does not serve PostObject) and SigV4 scoped to `sts`
+/// (s3s hashes the body itself; this endpoint serves S3 only).
+fn refuse_before_s3s(req: &hyper::Request<s3s::Body>) -> Option<S3Error> {
+    let header = |name: hyper::header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    if req.method() == hyper::Method::POST
+        && header(hyper::header::CONTENT_TYPE)
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("multipart/form-data")
+    {
+        return Some(error(
+            "NotImplemented",
+            501,
+            "atrest does not accept browser-based POST uploads (PostObject)",
+        ));
+    }
+    let auth = header(hyper::header::AUTHORIZATION);
+    if auth.starts_with("AWS4-") {
+        let service = auth
+            .split_once("Credential=")
+            .and_then(|(_, c)| c.split([',', ' ']).next())
+            .and_then(|c| c.split('/').nth(3));
+        if service.is_some_and(|s| s != "s3") {
+            return Some(error(
+                "InvalidRequest",
+                400,
+                "This endpoint serves S3: the credential scope must name service s3",
+            ));
+        }
+    }
+    None
 }
 
 /// Virtual-hosted-style addressing: `BUCKET.localhost[:port]` (and the AWS names); any other
@@ -70,10 +158,14 @@ pub fn build_service_with(
     trail: audit::Trail,
     config: s3s::config::S3Config,
 ) -> s3s::service::S3Service {
-    let mut b =
-        s3s::service::S3ServiceBuilder::new(ObjectService::new(store, Arc::clone(&keyring), trail));
+    let trail = Arc::new(trail);
+    let mut b = s3s::service::S3ServiceBuilder::new(ObjectService::new(
+        store,
+        Arc::clone(&keyring),
+        Arc::clone(&trail),
+    ));
     b.set_auth(KeyringAuth(keyring));
-    b.set_access(DecideInOperations);
+    b.set_access(BodyGate { trail });
     b.set_route(super::range_header::VerifyRoute);
     b.set_host(LoopbackHost {
         domains: vec![
@@ -129,6 +221,9 @@ pub async fn handle(
 ) -> hyper::Response<s3s::Body> {
     let rid = new_request_id();
     let is_head = req.method() == hyper::Method::HEAD;
+    if let Some(e) = refuse_before_s3s(&req) {
+        return finish_response(error_response(e), &rid, is_head);
+    }
     req.extensions_mut().insert(RequestId(rid.clone()));
     // A Range header s3s would refuse is served as S3 serves it (range_header.rs).
     let req = match super::range_header::serve_rewritten(svc, req).await {
@@ -145,6 +240,25 @@ pub async fn handle(
         }
     };
     finish_response(resp, &rid, is_head)
+}
+
+/// An S3 error as an XML response (`finish_response` adds its message and request id).
+fn error_response(e: S3Error) -> hyper::Response<s3s::Body> {
+    let status = e.status_code().unwrap_or(hyper::StatusCode::BAD_REQUEST);
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{}</Code>{}</Error>",
+        e.code().as_str(),
+        e.message()
+            .map(|m| format!("<Message>{}</Message>", xml::escape(m)))
+            .unwrap_or_default()
+    );
+    let mut r = hyper::Response::new(s3s::Body::from(xml));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    r
 }
 
 fn finish_response(
