@@ -11,6 +11,8 @@ repo=$PWD
 bin="${ATREST_BIN_DIR:-$repo/target/debug}"
 export PATH="$bin:$PATH"
 fail=0
+# The README's `atrest up` must not depend on port 4566 being free.
+export ATREST_LISTEN=127.0.0.1:0
 problem() { echo "check-readme: $*" >&2; fail=1; }
 
 # 1. runnable blocks

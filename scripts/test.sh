@@ -55,6 +55,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 # shellcheck source=scripts/lib/venv.sh
 . scripts/lib/venv.sh
+# `atrest up` (the demo, the README) listens on any free port here, never on 4566.
+export ATREST_LISTEN=127.0.0.1:0
 
 check "format (cargo fmt --check)" cargo fmt --all -- --check
 check "lints (cargo clippy -D warnings)" \

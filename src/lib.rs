@@ -8,6 +8,7 @@
 pub mod boot;
 pub mod cli;
 pub mod ec2;
+pub mod endpoint;
 pub mod logging;
 pub mod loopdev;
 pub mod mount;

@@ -726,7 +726,10 @@ fn a_second_endpoint_on_the_same_home_is_refused() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains(&format!("already serves this home at {}", lab.addr_text())),
+        err.contains(&format!(
+            "already serves this home at http://{}",
+            lab.addr_text()
+        )),
         "{err}"
     );
     let addr = std::fs::read_to_string(lab.home_path().join("s3.addr")).unwrap();

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use atrest::s3::auth::{sign, AccessKey, AccessKeys, Keyring, Payload, SigningConfig, ToSign};
+use atrest::s3::auth::{sign, AccessKey, Keyring, Payload, SigningConfig, ToSign};
 use atrest::s3::kms::{DataKeys, DecryptedKey, EncryptionContext, GeneratedKey, KmsFailure};
 use atrest::s3::store::Store;
 
@@ -112,16 +112,11 @@ const HOST: &str = "examplebucket.s3.amazonaws.com";
 fn service(dir: &std::path::Path) -> s3s::service::S3Service {
     let s3 = dir.join("s3");
     let store = Store::open(&s3, Arc::new(NoKms)).unwrap();
-    let keys = AccessKeys {
-        keys: vec![AccessKey {
-            access_key_id: AK.into(),
-            secret_access_key: SK.into(),
-            principal: "arn:aws:iam::111122223333:user/example".into(),
-        }],
-    };
-    let path = atrest::s3::auth::access_keys_path(&s3);
-    plumbing::durable::write_atomic(&path, &serde_json::to_vec(&keys).unwrap(), 0o600).unwrap();
-    let keyring = Keyring::open(&path, "unused").unwrap();
+    let keyring = Keyring::fixed(vec![AccessKey {
+        access_key_id: AK.into(),
+        secret_access_key: SK.into(),
+        principal: "arn:aws:iam::111122223333:user/example".into(),
+    }]);
     let mut cfg = s3s::config::S3Config::default();
     // The examples are dated 2013: widen the clock-skew window so the signature is checked.
     cfg.presigned_url_max_skew_time_secs = u32::MAX;

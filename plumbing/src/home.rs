@@ -64,8 +64,13 @@ impl Layout {
     pub fn ec2_socket(&self) -> PathBuf {
         self.root.join("ec2.sock")
     }
+    /// `ADDR:PORT` of the endpoint when it serves plain HTTP (for S3 clients).
     pub fn s3_addr_file(&self) -> PathBuf {
         self.root.join("s3.addr")
+    }
+    /// The AWS endpoint's URL (`http://127.0.0.1:4566`), written once it listens.
+    pub fn endpoint_url_file(&self) -> PathBuf {
+        self.root.join("endpoint.url")
     }
     pub fn config(&self) -> PathBuf {
         self.root.join("config.toml")

@@ -12,6 +12,7 @@ pub mod output;
 pub mod s3;
 pub mod s3api;
 pub mod s3api_multipart;
+pub mod serve;
 
 use std::path::PathBuf;
 
@@ -70,6 +71,12 @@ pub enum Command {
     S3(s3::S3Args),
     /// The audit trail (AWS CloudTrail).
     Cloudtrail(cloudtrail::CloudtrailArgs),
+    /// Runs the AWS endpoint in the foreground: KMS, STS, IAM, CloudTrail and S3 on one
+    /// port, for the aws CLI, boto3 and the AWS SDKs (`atrest up` starts it).
+    Serve(serve::ListenArgs),
+    /// Prints the shell lines that point AWS tools at the endpoint:
+    /// `eval "$(atrest env)"` (with --as ARN: as a principal the config lets you act as).
+    Env,
     #[command(flatten)]
     Local(local::LocalCommand),
 }
@@ -83,6 +90,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::S3api(a) => s3api::run(&g, a),
         Command::S3(a) => s3::run(&g, a),
         Command::Cloudtrail(a) => cloudtrail::run(&g, a),
+        Command::Serve(a) => serve::run(&g, a.options()),
+        Command::Env => serve::env(&g),
         Command::Local(c) => local::run(&g, c),
     }
 }

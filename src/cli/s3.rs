@@ -5,13 +5,9 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::s3::auth::{self, Keyring};
 use crate::s3::client::Body;
-use crate::s3::kms::KmsdDataKeys;
-use crate::s3::store::Store;
 use crate::s3::transfer::{self, TransferConfig};
 
 use super::s3api::{self, fail, CliError};
@@ -28,9 +24,11 @@ pub struct S3Args {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum S3Command {
-    /// Run the object endpoint (S3 REST API with SigV4) on loopback.
+    /// Run the AWS endpoint (S3 and every other service, SigV4) on loopback: `atrest
+    /// serve` with a free port by default.
     Serve {
-        /// Address to listen on; port 0 picks a free port. The address is written to HOME/s3.addr.
+        /// Address to listen on; port 0 picks a free port. The address is written to
+        /// HOME/s3.addr and the URL to HOME/endpoint.url.
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
@@ -132,98 +130,10 @@ pub fn run(g: &Global, args: S3Args) -> i32 {
     }
 }
 
+/// `atrest s3 serve`: the AWS endpoint (S3 and every other service on one port), as
+/// `atrest serve`, defaulting to any free loopback port.
 fn serve(g: &Global, listen: SocketAddr) -> i32 {
-    let layout = g.layout();
-    let s3_dir = layout.s3_dir();
-    if let Err(e) = plumbing::durable::ensure_dir(&layout.root, 0o700) {
-        eprintln!("atrest: cannot create {}: {e}", layout.root.display());
-        return 1;
-    }
-    let config = match kmsd::config::Config::load(&layout.config(), false) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("atrest: {e}");
-            return 1;
-        }
-    };
-    let keyring = match Keyring::open(
-        &auth::access_keys_path(&s3_dir),
-        &auth::current_user_principal(&layout),
-    ) {
-        Ok(k) => Arc::new(k.with_configured(&config.access_keys)),
-        Err(e) => {
-            eprintln!("atrest: {e}");
-            return 1;
-        }
-    };
-    let kms = Arc::new(KmsdDataKeys::new(g.kmsd_socket()));
-    let store = match Store::open(&s3_dir, kms) {
-        Ok(s) => s,
-        Err(e @ crate::s3::store::StoreError::InUse { .. }) => {
-            let addr_file = layout.s3_addr_file();
-            match crate::s3::http::live_endpoint(&addr_file) {
-                Some(addr) => eprintln!(
-                    "atrest: {}",
-                    crate::s3::http::ServeError::AlreadyServing {
-                        addr,
-                        path: addr_file
-                    }
-                ),
-                None => eprintln!("atrest: {e}"),
-            }
-            return 1;
-        }
-        Err(e) => {
-            eprintln!("atrest: cannot open the object store: {e}");
-            return 1;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("atrest: cannot start the runtime: {e}");
-            return 1;
-        }
-    };
-    let svc = crate::s3::http::build_service(
-        store,
-        keyring,
-        crate::s3::audit::Trail::kmsd(g.kmsd_socket()),
-    );
-    let addr_file = layout.s3_addr_file();
-    let result = runtime.block_on(crate::s3::http::serve(
-        svc,
-        listen,
-        &addr_file,
-        shutdown_signal(),
-    ));
-    match result {
-        Ok(()) => 0,
-        Err(e) => {
-            eprintln!("atrest: {e}");
-            1
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-    tracing::info!("object endpoint shutting down");
+    super::serve::run(g, crate::endpoint::ServeOptions { listen, tls: None })
 }
 
 /// Splits `s3://BUCKET/KEY` (KEY may be empty).

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use super::auth::{self, AccessKey, AccessKeys, AuthError, Payload, SigningConfig, ToSign};
+use super::auth::{self, AccessKey, AuthError, Payload, SigningConfig, ToSign};
 use super::fetch::{self, FetchError, RawBody};
 
 /// RFC 3986 unreserved characters stay; everything else is percent-encoded (S3's rule).
@@ -59,6 +59,10 @@ impl ClientError {
             ClientError::Unreachable { .. } | ClientError::NoEndpoint { .. } => {
                 "EndpointConnectionError".into()
             }
+            ClientError::Auth(AuthError::Kmsd(e)) => e
+                .code()
+                .map(|c| c.as_str().to_string())
+                .unwrap_or_else(|| "EndpointConnectionError".into()),
             ClientError::Auth(_) => "InvalidAccessKeyId".into(),
             ClientError::Io(_) => "IOError".into(),
             ClientError::BadResponse(_) => "InvalidResponse".into(),
@@ -70,6 +74,10 @@ impl ClientError {
     pub fn message(&self) -> String {
         match self {
             ClientError::Service { message, .. } => message.clone(),
+            ClientError::Auth(AuthError::Kmsd(e)) => match e.kms() {
+                Some(k) => k.message.clone(),
+                None => e.to_string(),
+            },
             other => other.to_string(),
         }
     }
@@ -144,8 +152,8 @@ pub struct S3Client {
 }
 
 impl S3Client {
-    /// Reads the endpoint address from `HOME/s3.addr` (or `$ATREST_S3_ENDPOINT`) and the access
-    /// key of `principal` (default: the current user's) from `HOME/s3/access-keys.json`.
+    /// Reads the endpoint address from `HOME/s3.addr` (or `$ATREST_S3_ENDPOINT`) and gets the
+    /// access key of `principal` (default: the current user's) from kmsd.
     pub fn from_home(
         layout: &plumbing::home::Layout,
         principal: Option<&str>,
@@ -159,27 +167,9 @@ impl S3Client {
                 format!("http://{}", addr.trim())
             }
         };
-        let keys_path = auth::access_keys_path(&layout.s3_dir());
-        let keys = AccessKeys::load(&keys_path)?
-            .ok_or_else(|| AuthError::Missing(keys_path.display().to_string()))?;
-        let principal = principal
-            .map(str::to_string)
-            .unwrap_or_else(|| auth::current_user_principal(layout));
-        let key = match keys.for_principal(&principal) {
-            Some(k) => k.clone(),
-            // Acting as a principal for the first time: kmsd decides whether this uid may
-            // (the config's may_act_as); only then does it get an access key of its own.
-            None if may_act_as(layout, &principal) => {
-                AccessKeys::get_or_add(&keys_path, &principal)?
-            }
-            None => {
-                return Err(AuthError::NoKeyFor {
-                    path: keys_path.display().to_string(),
-                    principal,
-                }
-                .into())
-            }
-        };
+        // The caller's own key (what `atrest env` prints), through kmsd: it checks that
+        // this uid may act as `principal` and makes the key on first use.
+        let key = auth::own_access_key(&layout.kmsd_socket(), principal)?;
         Ok(S3Client::new(endpoint, key))
     }
 
@@ -527,20 +517,6 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Whether kmsd lets this process's uid act as `principal` (it answers GetCallerIdentity
-/// as that principal only if the config allows it).
-fn may_act_as(layout: &plumbing::home::Layout, principal: &str) -> bool {
-    match kmsd::client::KmsClient::connect(layout.kmsd_socket()) {
-        Ok(c) => c
-            .acting_as(principal)
-            // A role comes back as its assumed-role session ARN; what matters is that
-            // kmsd admitted the act-as at all (it refuses principals the config denies).
-            .get_caller_identity()
-            .is_ok(),
-        Err(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,7 +526,11 @@ mod tests {
         // Nothing listens on port 1 of the loopback.
         let c = S3Client::new(
             "http://127.0.0.1:1".into(),
-            AccessKeys::generate("arn:aws:iam::111122223333:user/me"),
+            AccessKey {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+                principal: "arn:aws:iam::111122223333:user/me".into(),
+            },
         );
         let e = c
             .send("GET", Some("b"), Some("k"), &[], &[], Body::Empty)

@@ -235,19 +235,17 @@ impl Lab {
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
-    /// The access key pair the endpoint created for the current user.
+    /// The current user's access key pair for the endpoint, as `atrest env` prints it.
     pub fn access_key(&self) -> (String, String) {
-        let v: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(self.home.path().join("s3/access-keys.json")).expect("access keys"),
-        )
-        .expect("json");
-        (
-            v["keys"][0]["access_key_id"].as_str().unwrap().to_string(),
-            v["keys"][0]["secret_access_key"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        )
+        let out = self.ok(&["env"]);
+        let var = |name: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .unwrap_or_else(|| panic!("atrest env printed no {name}: {out}"))
+                .trim_matches('\'')
+                .to_string()
+        };
+        (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
     }
 
     /// kmsd's audit lines so far.

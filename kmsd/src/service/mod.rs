@@ -245,6 +245,22 @@ impl KeyService {
         )?;
         let compiled = crate::iam::compile(&iam.snapshot()).map_err(ServiceError::Config)?;
         let directory = directory.with_store(&compiled);
+        if let Some(src) = &opts.reload {
+            // The object endpoint kept its keys in HOME/s3/access-keys.json before
+            // they moved here: imported once, then that file is gone.
+            let legacy = plumbing::home::Layout::new(&src.home)
+                .s3_dir()
+                .join("access-keys.json");
+            match access_keys.import_legacy(&store, &legacy, opts.clock.now_ms()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    imported = n,
+                    from = %legacy.display(),
+                    "access keys moved into kmsd's store"
+                ),
+                Err(e) => tracing::warn!(error = %e, "old access keys not imported"),
+            }
+        }
         tracing::info!(
             keys = state.keys.len(),
             aliases = state.aliases.len(),

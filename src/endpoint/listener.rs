@@ -1,0 +1,304 @@
+//! The endpoint's listener: one TCP port (TLS with rustls when it is not on loopback),
+//! hyper's HTTP/1.1 (and HTTP/2 for clients that ask), bounded per connection and in
+//! number, and the address file that tells the CLI and `atrest env` where it is.
+//!
+//! Limits, so that traffic nobody authenticated costs bounded memory, time and log
+//! lines: at most [`MAX_CONNECTIONS`] connections (the next ones wait in the kernel's
+//! backlog), request headers within [`HEADER_TIMEOUT`] of a connection's first byte
+//! and at most 64 KiB of them, a TLS handshake within [`HEADER_TIMEOUT`]; accept
+//! errors are logged once per 10 s however many there are.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls;
+
+use super::Endpoint;
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// How long a client has to send a request's headers (and to finish a TLS handshake).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most header bytes one request may send.
+const MAX_HEADER_BYTES: usize = 64 << 10;
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Errors starting the endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {addr}: {source}{hint}", hint = if source.kind() == std::io::ErrorKind::AddrInUse { format!(" (another program serves {addr}; stop it or pass --listen ADDR, e.g. --listen 127.0.0.1:0 for any free port)") } else { String::new() })]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing to listen on {addr} without TLS: beyond loopback the endpoint needs --tls-cert FILE and --tls-key FILE (anyone on the network could otherwise read keys and plaintexts)")]
+    NeedsTls { addr: SocketAddr },
+    #[error("cannot read the TLS {what} {path}: {message}", path = .path.display())]
+    TlsFile {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("the TLS certificate and key do not go together: {0}")]
+    TlsConfig(#[source] rustls::Error),
+    #[error("cannot write the endpoint address to {path}: {source}", path = .path.display())]
+    AddrFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("an endpoint already serves this home at {url} (named in {path}); stop it first (atrest down)", path = .path.display())]
+    AlreadyServing { url: String, path: PathBuf },
+}
+
+/// Where and how to listen.
+#[derive(Debug, Clone)]
+pub struct ListenOptions {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsFiles>,
+    /// Written with the endpoint's URL once it listens (`HOME/endpoint.url`).
+    pub url_file: PathBuf,
+    /// Written with `ADDR:PORT` for plain-HTTP clients of S3 (`HOME/s3.addr`).
+    pub addr_file: Option<PathBuf>,
+}
+
+/// The URL a home's endpoint announced in its URL file, if one answers there.
+pub fn live_endpoint(url_file: &Path) -> Option<String> {
+    let url = std::fs::read_to_string(url_file).ok()?.trim().to_string();
+    let hostport = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let addr: SocketAddr = hostport.trim_end_matches('/').parse().ok()?;
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+        .ok()
+        .map(|_| url)
+}
+
+/// The rustls server configuration of a certificate chain and key.
+pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ListenError> {
+    let file_err =
+        |what: &'static str, path: &Path, e: rustls_pki_types::pem::Error| ListenError::TlsFile {
+            what,
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| file_err("certificate", &files.cert, e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err("certificate", &files.cert, e))?;
+    if certs.is_empty() {
+        return Err(ListenError::TlsFile {
+            what: "certificate",
+            path: files.cert.clone(),
+            message: "no PEM certificate in it".into(),
+        });
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_err("key", &files.key, e))?;
+    // ring: already in the tree (aws-lc-rs would add a C build). Its provider is marked
+    // deprecated only for lacking post-quantum key exchange.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(ListenError::TlsConfig)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(ListenError::TlsConfig)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// One log line per interval for a stream of accept failures.
+struct AcceptErrors {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        self.unlogged += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
+        {
+            tracing::warn!(
+                failures = self.unlogged,
+                "endpoint cannot accept connections: {e}"
+            );
+            self.unlogged = 0;
+            self.last = Some(now);
+        }
+        // Out of descriptors or memory: wait instead of spinning.
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        ) {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// Listens (port 0: any free port), writes the address files atomically, and serves
+/// until `shutdown` resolves; then removes the files if they still name this endpoint.
+pub async fn serve(
+    endpoint: Arc<Endpoint>,
+    opts: ListenOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ListenError> {
+    let tls = match &opts.tls {
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(tls_config(files)?)),
+        None if !opts.addr.ip().is_loopback() => {
+            return Err(ListenError::NeedsTls { addr: opts.addr })
+        }
+        None => None,
+    };
+    if let Some(url) = live_endpoint(&opts.url_file) {
+        return Err(ListenError::AlreadyServing {
+            url,
+            path: opts.url_file.clone(),
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(opts.addr)
+        .await
+        .map_err(|source| ListenError::Bind {
+            addr: opts.addr,
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ListenError::Bind {
+        addr: opts.addr,
+        source,
+    })?;
+    let url = format!("{}://{local}", if tls.is_some() { "https" } else { "http" });
+    let write = |path: &Path, text: &str| {
+        plumbing::durable::write_atomic(path, format!("{text}\n").as_bytes(), 0o644).map_err(
+            |source| ListenError::AddrFile {
+                path: path.to_path_buf(),
+                source,
+            },
+        )
+    };
+    write(&opts.url_file, &url)?;
+    if let Some(f) = &opts.addr_file {
+        if tls.is_none() {
+            write(f, &local.to_string())?;
+        }
+    }
+    tracing::info!(%url, "AWS endpoint listening");
+    println!("atrest endpoint listening on {url}");
+
+    let mut http =
+        hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    http.http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut errors = AcceptErrors {
+        last: None,
+        unlogged: 0,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    let wait = errors.failed(&e);
+                    drop(permit);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let ep = Arc::clone(&endpoint);
+        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let ep = Arc::clone(&ep);
+            async move { Ok::<_, std::convert::Infallible>(ep.handle(req, peer).await) }
+        });
+        match &tls {
+            None => {
+                let conn = http
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
+                    let stream = match handshake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = http
+                        .serve_connection_with_upgrades(
+                            hyper_util::rt::TokioIo::new(stream),
+                            service,
+                        )
+                        .into_owned();
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    // Only our own address: never a file that names another endpoint.
+    for (path, text) in [
+        (Some(&opts.url_file), url.clone()),
+        (opts.addr_file.as_ref(), local.to_string()),
+    ] {
+        if let Some(path) = path {
+            if std::fs::read_to_string(path).is_ok_and(|a| a.trim() == text) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The AWS endpoint: one HTTP listener in front of every service, so the `aws` CLI,
+//! boto3 and the AWS SDKs reach atrest with nothing but `AWS_ENDPOINT_URL`.
+//!
+//! The endpoint owns the wire, nothing else; the services stay where they are and the
+//! endpoint is one more client of them that speaks for the signer:
+//!
+//! - [`listener`]: TCP (TLS beyond loopback), connection limits, the address file;
+//! - [`route`]: which protocol and service a request is for, from its headers;
+//! - [`sigv4`]: verifying SigV4 signatures (pure);
+//! - [`credentials`]: resolving an access key to its secret and principal (kmsd keeps
+//!   them) and the two-step check around reading the body;
+//! - [`protocol`]: the wire formats (AWS JSON 1.1, Query, EC2 Query) and their errors;
+//! - [`services`]: the services behind them: KMS and CloudTrail (JSON), STS and IAM
+//!   (Query) as calls to kmsd for the signer, S3 in process (`crate::s3::http`).
+//!
+//! Every request to a JSON or Query service goes through the same steps: route,
+//! authenticate what can be before the body (signature syntax, time window, scope, the
+//! key exists), read the body (refused from its `Content-Length` when over 1 MiB,
+//! else read at most 1 MiB), verify the signature, decode, call kmsd with the
+//! [`kmsd::protocol::Signer`], encode. Each failure is answered in the protocol's own
+//! shape; unauthenticated requests cost no kmsd work beyond one lookup, no body read
+//! when they are not signed, and log at debug level only.
+
+pub mod credentials;
+pub mod listener;
+pub mod protocol;
+pub mod route;
+pub mod services;
+pub mod sigv4;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use credentials::{Kmsd, Origin};
+use protocol::Failure;
+use route::Route;
+use sigv4::RequestParts;
+
+/// The response body type (S3's handlers stream theirs).
+pub type Body = s3s::Body;
+
+/// The largest body a JSON or Query request may have.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// What every request needs.
+pub struct Endpoint {
+    pub kmsd: Arc<Kmsd>,
+    /// The object service (`None`: S3 requests are answered `NotImplemented`).
+    pub s3: Option<s3s::service::S3Service>,
+    /// The region credential scopes must name (kmsd's).
+    pub region: String,
+}
+
+/// A fresh request id (`x-amzn-RequestId`).
+pub fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A response with a body and its content type.
+pub fn respond(status: u16, content_type: &str, body: Vec<u8>, rid: &str) -> hyper::Response<Body> {
+    let mut r = hyper::Response::new(Body::from(Bytes::from(body)));
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let h = r.headers_mut();
+    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
+        h.insert(hyper::header::CONTENT_TYPE, v);
+    }
+    if let Ok(v) = hyper::header::HeaderValue::from_str(rid) {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+/// Reads a body of at most `limit` bytes: refused from its `Content-Length` before a
+/// byte is read, or as soon as more than `limit` bytes have come.
+pub async fn read_body(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, Failure> {
+    let announced = headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(Failure::TooLarge { limit });
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(Failure::TooLarge { limit })
+        }
+        Err(e) => Err(Failure::Malformed(format!(
+            "Cannot read the request body: {e}"
+        ))),
+    }
+}
+
+impl Endpoint {
+    /// Serves one request from `peer`.
+    pub async fn handle(
+        &self,
+        req: hyper::Request<Incoming>,
+        peer: SocketAddr,
+    ) -> hyper::Response<Body> {
+        let (parts, body) = req.into_parts();
+        let headers: Vec<(&str, &[u8])> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect();
+        let rp = RequestParts {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &headers,
+        };
+        let origin = Origin {
+            source_ip: peer.ip().to_string(),
+            user_agent: parts
+                .headers
+                .get(hyper::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+        };
+        match route::route(&rp) {
+            Route::Json { service, target } => {
+                services::json::handle(self, &rp, &parts.headers, body, service, &target, &origin)
+                    .await
+            }
+            Route::Query { scope } => {
+                services::query::handle(self, &rp, &parts.headers, body, scope.as_deref(), &origin)
+                    .await
+            }
+            Route::S3 => {
+                drop(headers);
+                services::s3::handle(self, hyper::Request::from_parts(parts, body)).await
+            }
+        }
+    }
+}
+
+/// Why the endpoint could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] kmsd::config::ConfigError),
+    #[error("cannot create {path}: {source}", path = .path.display())]
+    Home {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the object store: {0}")]
+    Store(#[source] crate::s3::store::StoreError),
+    #[error("the object store is in use: an endpoint already serves this home at {url}; stop it first (atrest down)")]
+    StoreInUse { url: String },
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] listener::ListenError),
+}
+
+/// How `atrest serve` runs the endpoint.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub tls: Option<listener::TlsFiles>,
+}
+
+/// Runs the endpoint of `layout` in the foreground until SIGTERM or SIGINT.
+pub fn run(
+    layout: &plumbing::home::Layout,
+    kmsd_socket: &std::path::Path,
+    opts: ServeOptions,
+) -> Result<(), StartError> {
+    plumbing::durable::ensure_dir(&layout.root, 0o700).map_err(|source| StartError::Home {
+        path: layout.root.clone(),
+        source,
+    })?;
+    // The region credential scopes must name is kmsd's (the same config file).
+    let config = kmsd::config::Config::load(&layout.config(), false)?;
+    // Refused before the store is opened (a second store would sweep the first's uploads).
+    if opts.tls.is_none() && !opts.listen.ip().is_loopback() {
+        return Err(listener::ListenError::NeedsTls { addr: opts.listen }.into());
+    }
+    let kmsd = Kmsd::new(kmsd_socket);
+    let s3 = match services::s3::open(layout, &kmsd) {
+        Ok(s) => s,
+        Err(e @ crate::s3::store::StoreError::InUse { .. }) => {
+            return Err(match listener::live_endpoint(&layout.endpoint_url_file()) {
+                Some(url) => StartError::StoreInUse { url },
+                None => StartError::Store(e),
+            })
+        }
+        Err(e) => return Err(StartError::Store(e)),
+    };
+    let endpoint = Arc::new(Endpoint {
+        kmsd,
+        s3: Some(s3),
+        region: config.region.clone(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let listen = listener::ListenOptions {
+        addr: opts.listen,
+        tls: opts.tls,
+        url_file: layout.endpoint_url_file(),
+        addr_file: Some(layout.s3_addr_file()),
+    };
+    runtime.block_on(listener::serve(endpoint, listen, shutdown_signal()))?;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let wait = |kind| async move {
+        match signal(kind) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = wait(SignalKind::terminate()) => {}
+        () = wait(SignalKind::interrupt()) => {}
+    }
+}
