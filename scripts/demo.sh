@@ -186,7 +186,8 @@ ok "the image came back byte-identical ($(stat -c %s "$image") bytes)"
 # ---------------------------------------------------------------- Task 5
 task "Task 5: the trail: who used the key, for what"
 capture trail atrest cloudtrail lookup-events \
-  --lookup-attributes AttributeKey=EventSource,AttributeValue=kms.amazonaws.com --max-results 50 --output table
+  --lookup-attributes AttributeKey=EventSource,AttributeValue=kms.amazonaws.com --max-results 50 \
+  --query 'Events[*].[EventTime,EventName,Username]' --output table
 object_arn="arn:aws:s3:::$bucket/clock.png"
 events=$(atrest cloudtrail lookup-events --lookup-attributes AttributeKey=EventSource,AttributeValue=kms.amazonaws.com --max-results 50)
 check_event() { # check_event NAME: a successful kms event for the object, by the lab role, with the key
@@ -273,7 +274,8 @@ code=$(curl_status "$presigned"); body=$(cat "$ATREST_HOME/body")
 say "GET (presigned) -> $code"; say "$body"
 [ "$code" = 400 ] || fail "read with a disabled key gave $code, expected 400"
 contains "$body" "<Code>KMS.DisabledException</Code>" "the object read fails: KMS.DisabledException"
-capture out atrest cloudtrail lookup-events --max-results 20 --output table
+capture out atrest cloudtrail lookup-events --max-results 20 \
+  --query 'Events[*].[EventTime,EventName,Username]' --output table
 printf '%s' "$(atrest cloudtrail lookup-events --max-results 50)" | python3 -c '
 import json, sys
 inst = sys.argv[1]
@@ -311,7 +313,7 @@ Everything is still running. Explore it with:
   atrest ec2 describe-instances
   ls -l $ATREST_HOME/mnt/$instance/          # the plaintext view of the encrypted root
   curl -s '$url'                              # the object URL (400: SigV4 required)
-  atrest cloudtrail lookup-events --output table
+  atrest cloudtrail lookup-events --query 'Events[*].[EventTime,EventName,Username]' --output table
 Stop everything with: atrest down
 EOF
 fi

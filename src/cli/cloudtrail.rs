@@ -7,7 +7,7 @@
 //! (the trail is append-only and a reader ignores a line still being written; file
 //! permissions, 0700, are then the only guard). `validate-logs` always reads the files.
 
-use kmsd::trail::reader::{self, LookupEvent, LookupPage, LookupQuery, Report, TrailReader};
+use kmsd::trail::reader::{self, LookupPage, LookupQuery, Report, TrailReader};
 
 use super::{report_error, Global};
 
@@ -23,18 +23,6 @@ pub enum CloudtrailCommand {
     LookupEvents(LookupEventsArgs),
     /// Verifies the hash chain of every trail segment and names the first broken link.
     ValidateLogs(ValidateLogsArgs),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LookupOutput {
-    Json,
-    Table,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ValidateOutput {
-    Text,
-    Json,
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,15 +44,12 @@ pub struct LookupEventsArgs {
     /// The NextToken of the previous page.
     #[arg(long, value_name = "TOKEN")]
     pub next_token: Option<String>,
-    #[arg(long, value_enum, default_value = "json")]
-    pub output: LookupOutput,
 }
 
+/// `validate-logs` prints a summary unless `--output json|table` or `--query` asks
+/// for the report itself.
 #[derive(Debug, clap::Args)]
-pub struct ValidateLogsArgs {
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: ValidateOutput,
-}
+pub struct ValidateLogsArgs {}
 
 pub fn run(g: &Global, args: CloudtrailArgs) -> i32 {
     match args.command {
@@ -130,15 +115,10 @@ fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
             Err(e) => return report_error(LOOKUP_OP, e.code(), &e.to_string()),
         },
     };
-    match a.output {
-        // Printed from the struct, not a Value, to keep AWS's field order.
-        LookupOutput::Json => match serde_json::to_string_pretty(&page) {
-            Ok(s) => println!("{s}"),
-            Err(e) => return report_error(LOOKUP_OP, "InternalFailure", &e.to_string()),
-        },
-        LookupOutput::Table => print!("{}", render_table(&page)),
+    match serde_json::to_value(&page) {
+        Ok(v) => g.output.emit(LOOKUP_OP, &v),
+        Err(e) => report_error(LOOKUP_OP, "InternalFailure", &e.to_string()),
     }
-    0
 }
 
 /// LookupEvents through kmsd; `None` when kmsd is not running (the caller falls
@@ -226,80 +206,9 @@ pub fn parse_attributes(raw: &str) -> Result<Vec<(String, String)>, AttributeErr
         .collect()
 }
 
-/// The readable view: time, event name, user, source, error code, resource.
-pub fn render_table(page: &LookupPage) -> String {
-    let header = [
-        "EventTime",
-        "EventName",
-        "Username",
-        "EventSource",
-        "ErrorCode",
-        "Resource",
-    ];
-    let rows: Vec<[String; 6]> = page.events.iter().map(table_row).collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let mut s = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join("  ");
-        s.truncate(s.trim_end().len());
-        s.push('\n');
-        s
-    };
-    let mut out = line(&header.map(str::to_string));
-    out.push_str(&line(&widths.map(|w| "-".repeat(w))));
-    for row in &rows {
-        out.push_str(&line(row));
-    }
-    if let Some(t) = &page.next_token {
-        out.push_str(&format!("NextToken: {t}\n"));
-    }
-    out
-}
-
-fn table_row(e: &LookupEvent) -> [String; 6] {
-    let record: serde_json::Value =
-        serde_json::from_str(&e.cloud_trail_event).unwrap_or(serde_json::Value::Null);
-    let error = record
-        .get("errorCode")
-        .and_then(|v| v.as_str())
-        .unwrap_or("-")
-        .to_string();
-    let resource = e
-        .resources
-        .iter()
-        .map(|r| r.resource_name.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
-    [
-        record
-            .get("eventTime")
-            .and_then(|v| v.as_str())
-            .unwrap_or(&e.event_time)
-            .to_string(),
-        e.event_name.clone(),
-        e.username.clone().unwrap_or_else(|| "-".into()),
-        e.event_source.clone(),
-        error,
-        if resource.is_empty() {
-            "-".into()
-        } else {
-            resource
-        },
-    ]
-}
-
 const VALIDATE_OP: &str = "ValidateLogs";
 
-fn validate_logs(g: &Global, a: ValidateLogsArgs) -> i32 {
+fn validate_logs(g: &Global, _: ValidateLogsArgs) -> i32 {
     let trail = TrailReader::new(g.layout().trail_dir());
     let dir = trail.dir();
     if !trail.exists() {
@@ -316,12 +225,19 @@ fn validate_logs(g: &Global, a: ValidateLogsArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return report_error(VALIDATE_OP, "InternalFailure", &e.to_string()),
     };
-    match a.output {
-        ValidateOutput::Json => match serde_json::to_string_pretty(&report) {
-            Ok(v) => println!("{v}"),
+    use super::output::OutputFormat;
+    let summary =
+        g.output.query.is_none() && matches!(g.output.output, None | Some(OutputFormat::Text));
+    if summary {
+        print!("{}", render_report(dir, &report));
+    } else {
+        let printed = match serde_json::to_value(&report) {
+            Ok(v) => g.output.emit(VALIDATE_OP, &v),
             Err(e) => return report_error(VALIDATE_OP, "InternalFailure", &e.to_string()),
-        },
-        ValidateOutput::Text => print!("{}", render_report(dir, &report)),
+        };
+        if printed != 0 {
+            return printed;
+        }
     }
     match &report.broken {
         None => 0,

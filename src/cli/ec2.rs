@@ -27,8 +27,6 @@ use plumbing::shorthand;
 
 #[derive(Debug, clap::Args)]
 pub struct Ec2Args {
-    #[command(flatten)]
-    pub output: super::output::OutputArgs,
     #[command(subcommand)]
     pub command: Ec2Command,
 }
@@ -897,7 +895,6 @@ pub fn run(g: &Global, args: Ec2Args) -> i32 {
     if let Ec2Command::Wait { waiter } = args.command {
         return wait(g, waiter);
     }
-    let args_output = args.output;
     let req = match build(args.command) {
         Ok(r) => r,
         Err(Usage(m)) => {
@@ -909,7 +906,7 @@ pub fn run(g: &Global, args: Ec2Args) -> i32 {
     match Ec2Conn::new(g).call(req) {
         Ok(resp) => match resp.to_aws_json() {
             Value::Null => 0,
-            v => args_output.emit(&v),
+            v => g.output.emit(op, &v),
         },
         Err(e) => report_error(op, e.code.as_str(), &e.message),
     }

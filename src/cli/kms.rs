@@ -3,9 +3,9 @@
 //! Each verb is a flag struct that builds its operation's typed request
 //! ([`kmsd::api`]); the response is printed through the same JSON edge the AWS
 //! endpoint uses ([`kmsd::api::json::to_cli_value`]): AWS's JSON minus null members,
-//! timestamps as the AWS CLI prints them. `--query FIELD` picks a field (dotted
-//! paths, `[]` to project a list) and `--output text` prints it bare, so
-//! `--query Plaintext --output text | base64 -d` works as with the AWS CLI. Blob
+//! timestamps as the AWS CLI prints them, through the shared `--query`/`--output`
+//! ([`super::output`]), so `--query Plaintext --output text | base64 -d` works as
+//! with the AWS CLI. Blob
 //! inputs take `fileb://PATH` (raw bytes), `file://PATH` (base64 text) or base64
 //! inline, as AWS CLI v2 does.
 //!
@@ -31,8 +31,6 @@ const EXIT_UNREACHABLE: i32 = 255;
 
 #[derive(Debug, clap::Args)]
 pub struct KmsArgs {
-    #[command(flatten)]
-    pub output: super::output::OutputArgs,
     /// Send the request as the service SERVICE would (`ec2.amazonaws.com`,
     /// `s3.amazonaws.com`): sets `kms:ViaService`. kmsd accepts it only from uids its
     /// config trusts as that service (atrest extension, for drills and services).
@@ -235,7 +233,7 @@ no_flags_verb!(GetCallerIdentityArgs => GetCallerIdentityRequest);
 pub struct ScheduleKeyDeletionArgs {
     #[arg(long)]
     key_id: String,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pending_window_in_days: Option<i32>,
 }
 
@@ -418,7 +416,7 @@ macro_rules! data_key_verb {
             /// AES_256 or AES_128.
             #[arg(long)]
             key_spec: Option<String>,
-            #[arg(long)]
+            #[arg(long, allow_negative_numbers = true)]
             number_of_bytes: Option<i32>,
             #[arg(long)]
             encryption_context: Option<String>,
@@ -457,7 +455,7 @@ fn data_key_spec(s: &str) -> Result<DataKeySpec, ParamError> {
 pub struct EnableKeyRotationArgs {
     #[arg(long)]
     key_id: String,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     rotation_period_in_days: Option<i32>,
 }
 
@@ -575,7 +573,7 @@ pub struct ListGrantsArgs {
     grant_id: Option<String>,
     #[arg(long)]
     grantee_principal: Option<String>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     limit: Option<i32>,
 }
 
@@ -596,7 +594,7 @@ impl Verb for ListGrantsArgs {
 pub struct ListRetirableGrantsArgs {
     #[arg(long)]
     retiring_principal: String,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     limit: Option<i32>,
 }
 
@@ -970,11 +968,7 @@ fn execute<V: Verb>(verb: V, cx: &RunContext<'_>) -> i32 {
             m.remove("PolicyName");
         }
     }
-    // Operations with an empty answer print nothing, as the AWS CLI.
-    if value.as_object().is_some_and(Map::is_empty) {
-        return 0;
-    }
-    cx.output.emit(&value)
+    cx.output.emit(operation, &value)
 }
 
 pub fn run(g: &Global, mut args: KmsArgs) -> i32 {
@@ -1027,7 +1021,7 @@ pub fn run(g: &Global, mut args: KmsArgs) -> i32 {
     }
     let cx = RunContext {
         connect: &connect,
-        output: &args.output,
+        output: &g.output,
     };
     args.command.execute(&cx)
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use super::{print_json, report_error, Global};
+use super::{report_error, Global};
 use crate::ec2::api::{AttachRequest, DetachRequest};
 use crate::ec2::daemon;
 use crate::ec2::Ec2Error;
@@ -122,20 +122,21 @@ fn supervisor(g: &Global) -> Supervisor {
     Supervisor::new(g.layout(), g.socket.clone())
 }
 
-/// Prints a report as JSON (the reports serialize to what these verbs always printed).
-fn print_report(report: &impl serde::Serialize) {
+/// Prints a report through `--output`/`--query` (JSON by default: the reports
+/// serialize to what these verbs always printed); `verb` titles a table.
+fn print_report(g: &Global, verb: &str, report: &impl serde::Serialize) -> i32 {
     match serde_json::to_value(report) {
-        Ok(v) => print_json(&v),
-        Err(e) => eprintln!("atrest: cannot print the report: {e}"),
+        Ok(v) => g.output.emit(verb, &v),
+        Err(e) => {
+            eprintln!("atrest: cannot print the report: {e}");
+            255
+        }
     }
 }
 
 fn up(g: &Global) -> i32 {
     match supervisor(g).up() {
-        Ok(report) => {
-            print_report(&report);
-            0
-        }
+        Ok(report) => print_report(g, "Up", &report),
         Err(e) => {
             eprintln!("atrest up: {e}");
             1
@@ -145,9 +146,9 @@ fn up(g: &Global) -> i32 {
 
 fn down(g: &Global) -> i32 {
     let report = supervisor(g).down();
-    print_report(&report);
+    let printed = print_report(g, "Down", &report);
     if report.clean {
-        0
+        printed
     } else {
         eprintln!("atrest down: something is still running; see `atrest status`");
         1
@@ -156,7 +157,7 @@ fn down(g: &Global) -> i32 {
 
 fn status(g: &Global) -> i32 {
     let status = supervisor(g).status();
-    print_report(&status);
+    print_report(g, "Status", &status);
     // Said on stderr too, so that it is seen even when the JSON is not read.
     if let Some(problem) = status.kmsd.trail.as_ref().and_then(|t| t.problem.as_ref()) {
         eprintln!("atrest status: kmsd refuses every request until its trail recovers: {problem}");
@@ -247,10 +248,10 @@ fn mount(
         args.push("--strict-revocation".into());
     }
     match daemon::spawn_background(&layout, &args) {
-        Ok(pid) => {
-            print_json(&json!({"Mountpoint": mp, "Pid": pid, "Log": daemon::log_file(&layout)}));
-            0
-        }
+        Ok(pid) => g.output.emit(
+            "Mount",
+            &json!({"Mountpoint": mp, "Pid": pid, "Log": daemon::log_file(&layout)}),
+        ),
         Err(e) => {
             let e = Ec2Error::from(e);
             report_error("Mount", e.code.as_str(), &e.message)

@@ -1,6 +1,7 @@
 //! The `atrest` command line, shaped like the AWS CLI: one module per service.
 //!
-//! Every subcommand prints AWS-shaped JSON on success and, on failure, an AWS-style
+//! Every subcommand prints its AWS-shaped result through [`output`] (`--output
+//! json|text|table`, `--query JMESPATH`, as the AWS CLI) and, on failure, an AWS-style
 //! error line on stderr (`An error occurred (Code) when calling the Op operation: msg`)
 //! with a non-zero exit.
 
@@ -30,6 +31,8 @@ pub struct Global {
     /// kmsd socket (default HOME/kmsd.sock).
     #[arg(long, global = true, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: output::OutputArgs,
 }
 
 impl Global {
@@ -50,6 +53,9 @@ impl Global {
 #[command(
     name = "atrest",
     version,
+    // Unambiguous prefixes of long options work (`--instance-id` for
+    // `--instance-ids`), as with the AWS CLI's argparse.
+    infer_long_args = true,
     about = "Encryption at rest for Linux dev boxes, shaped like AWS KMS, EBS, S3 and CloudTrail"
 )]
 pub struct Cli {
@@ -84,6 +90,10 @@ pub enum Command {
 /// Runs the parsed command line, returning the process exit code.
 pub fn run(cli: Cli) -> i32 {
     let g = cli.global;
+    // A bad --query is refused before anything is sent, as the AWS CLI does.
+    if let Err(code) = g.output.check() {
+        return code;
+    }
     match cli.command {
         Command::Kms(a) => kms::run(&g, a),
         Command::Ec2(a) => ec2::run(&g, a),
@@ -100,51 +110,4 @@ pub fn run(cli: Cli) -> i32 {
 pub fn report_error(operation: &str, code: &str, message: &str) -> i32 {
     eprintln!("\nAn error occurred ({code}) when calling the {operation} operation: {message}");
     254
-}
-
-/// Prints a value as pretty JSON on stdout, as the AWS CLI does. If the reader has gone away
-/// (`atrest ... | head -1`), exits quietly with status 0 instead of panicking, as `rg` does.
-pub fn print_json(value: &serde_json::Value) {
-    match write_json(&mut std::io::stdout().lock(), value) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
-        Err(e) => eprintln!("atrest: cannot write output: {e}"),
-    }
-}
-
-/// Writes `value` as pretty JSON and a newline, then flushes.
-fn write_json(out: &mut impl std::io::Write, value: &serde_json::Value) -> std::io::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    out.write_all(b"\n")?;
-    out.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::fd::FromRawFd;
-
-    #[test]
-    fn json_to_a_closed_pipe_is_a_broken_pipe_error_not_a_panic() {
-        let mut fds = [0i32; 2];
-        // SAFETY: pipe(2) fills two fds we then own.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: the fds are fresh and owned by nothing else.
-        let (rd, mut wr) = unsafe {
-            (
-                std::fs::File::from_raw_fd(fds[0]),
-                std::fs::File::from_raw_fd(fds[1]),
-            )
-        };
-        drop(rd);
-        let v = serde_json::json!({"Buckets": [{"Name": "a"}]});
-        let e = write_json(&mut wr, &v).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
-        let mut buf = Vec::new();
-        write_json(&mut buf, &v).unwrap();
-        assert_eq!(
-            String::from_utf8(buf).unwrap(),
-            format!("{}\n", serde_json::to_string_pretty(&v).unwrap())
-        );
-    }
 }

@@ -1,6 +1,6 @@
 //! `atrest s3api ...`: the AWS CLI's `aws s3api` verbs, as a SigV4 client of the object
-//! endpoint (`atrest s3 serve`). Output is the AWS CLI's JSON; errors are AWS-style with a
-//! non-zero exit.
+//! endpoint (`atrest s3 serve`). Output is the AWS CLI's JSON, through the shared
+//! `--query`/`--output` ([`super::output`]); errors are AWS-style with a non-zero exit.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 use crate::s3::client::{Body, BodyStream, ClientError, Response, S3Client};
 use crate::s3::xml::{self, Node};
 
-use super::{print_json, report_error, Global};
+use super::{report_error, Global};
 
 /// AWS CLI's exit code for a parameter error.
 pub(crate) const EXIT_PARAM: i32 = 252;
@@ -135,8 +135,8 @@ pub enum S3apiCommand {
         #[arg(long)]
         start_after: Option<String>,
         /// Page size asked of the endpoint (1 to 1000).
-        #[arg(long)]
-        page_size: Option<u32>,
+        #[arg(long, allow_negative_numbers = true)]
+        page_size: Option<i64>,
     },
     /// Delete an object.
     DeleteObject {
@@ -329,10 +329,7 @@ fn operation_name(c: &S3apiCommand) -> &'static str {
 pub fn run(g: &Global, args: S3apiArgs) -> i32 {
     let op = operation_name(&args.command);
     match execute(g, args.command) {
-        Ok(Some(v)) => {
-            print_json(&v);
-            0
-        }
+        Ok(Some(v)) => g.output.emit(op, &v),
         Ok(None) => 0,
         Err(e) => fail(op, e),
     }
@@ -632,6 +629,18 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
             start_after,
             page_size,
         } => {
+            let page_size = match page_size.map(u32::try_from) {
+                None => None,
+                Some(Ok(n)) => Some(n),
+                Some(Err(_)) => {
+                    return Err(CliError::Client(ClientError::Service {
+                        status: 400,
+                        code: "InvalidArgument".into(),
+                        message: "Provided max-keys not an integer or within integer range".into(),
+                        request_id: None,
+                    }))
+                }
+            };
             let pages = list_all(
                 &c,
                 &bucket,

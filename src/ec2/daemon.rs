@@ -13,7 +13,6 @@ use plumbing::home::Layout;
 use super::api::StatusRequest;
 use super::client::Ec2Client;
 use super::error::{Ec2Code, Ec2Error};
-use super::keywatch::{self, TrailFollower};
 use super::model::{InstanceState, StateReason, LOCAL_INSTANCE_ID};
 use super::runtime::{Runtime, RuntimeError};
 use super::server::{self, ListenError};
@@ -175,7 +174,7 @@ pub fn run_foreground(
         kmsd::config::Config::load(&layout.config(), false).map_err(DaemonError::Config)?;
     let mode = config.socket_mode().map_err(DaemonError::SocketMode)?;
     let listener = server::bind(&sock, mode)?;
-    let runtime = Runtime::start(mountpoint, strict_revocation)?;
+    let runtime = Runtime::start(mountpoint, strict_revocation, &layout.trail_dir())?;
     let svc = Ec2Service::new(layout.clone(), Some(runtime))?;
     svc.recover_instances()?;
     // Nothing is served yet: any instance grant still open was left by a crash.
@@ -197,20 +196,13 @@ pub fn run_foreground(
     {
         let stop = Arc::clone(&stop);
         let svc = Arc::clone(&svc);
-        let mut trail = TrailFollower::at_end(&layout.trail_dir());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(KEY_WATCH_INTERVAL);
                 let Some(rt) = svc.runtime.as_ref() else {
                     return;
                 };
-                for record in trail.poll() {
-                    if let Some((change, keys)) = keywatch::key_change(&record) {
-                        for key in keys {
-                            rt.key_changed(&key, change);
-                        }
-                    }
-                }
+                rt.watch_keys();
             }
         });
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::api::{DaemonStatus, ServedVolume};
 use super::error::{Ec2Code, Ec2Error};
-use super::keywatch::KeyChange;
+use super::keywatch::{self, KeyChange, TrailFollower};
 use super::model::{canonical_device, BootSpec, GrantRef};
 use super::storage::OpenVolume;
 use crate::boot::{BootError, BootProfile, Guest};
@@ -128,6 +128,8 @@ pub struct Runtime {
     lifecycle: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     backend: Backend,
     strict_revocation: bool,
+    /// Where key changes are read from (see [`Runtime::watch_keys`]).
+    trail: Mutex<TrailFollower>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,14 +140,35 @@ impl Runtime {
     /// Starts the FUSE mount at `mountpoint`. `strict_revocation`: a key disabled or
     /// scheduled for deletion drops the data keys it wraps at once (drills); otherwise
     /// served volumes keep working until detached, as in AWS.
-    pub fn start(mountpoint: &Path, strict_revocation: bool) -> Result<Runtime, RuntimeError> {
+    /// Key changes are read from the trail in `trail_dir`, from its current end.
+    pub fn start(
+        mountpoint: &Path,
+        strict_revocation: bool,
+        trail_dir: &Path,
+    ) -> Result<Runtime, RuntimeError> {
         Ok(Runtime {
             mountpoint: mountpoint.to_path_buf(),
             served: Mutex::new(Vec::new()),
             lifecycle: Mutex::new(HashMap::new()),
             backend: Backend::start(mountpoint, strict_revocation)?,
             strict_revocation,
+            trail: Mutex::new(TrailFollower::at_end(trail_dir)),
         })
+    }
+
+    /// Applies the key changes the trail recorded since the last call. The daemon
+    /// calls it periodically, and [`Runtime::status`] before answering, so a key
+    /// disabled while attached shows at once: kmsd writes a state-changing event
+    /// (fsync'd) before it replies to `DisableKey`.
+    pub fn watch_keys(&self) {
+        let records = lock(&self.trail).poll();
+        for record in records {
+            if let Some((change, keys)) = keywatch::key_change(&record) {
+                for key in keys {
+                    self.key_changed(&key, change);
+                }
+            }
+        }
     }
 
     /// A key the trail says was disabled or scheduled for deletion: each volume served
@@ -317,6 +340,7 @@ impl Runtime {
     }
 
     pub fn status(&self) -> DaemonStatus {
+        self.watch_keys();
         DaemonStatus {
             pid: std::process::id(),
             mountpoint: Some(self.mountpoint.clone()),
