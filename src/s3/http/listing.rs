@@ -1,6 +1,8 @@
 //! Listing a bucket: ListObjectsV2, with prefixes, delimiters and continuation tokens.
 
-use s3s::dto::{CommonPrefix, ListObjectsV2Input, ListObjectsV2Output, Object, ObjectStorageClass};
+use s3s::dto::{
+    CommonPrefix, EncodingType, ListObjectsV2Input, ListObjectsV2Output, Object, ObjectStorageClass,
+};
 
 use super::super::access;
 use super::super::meta::ObjectMeta;
@@ -55,7 +57,11 @@ pub async fn list_objects_v2(
         })
         .collect();
     let key_count = i32::try_from(contents.len() + common.len()).unwrap_or(i32::MAX);
-    Ok(ListObjectsV2Output {
+    let url = input
+        .encoding_type
+        .as_ref()
+        .is_some_and(|e| e.as_str().eq_ignore_ascii_case(EncodingType::URL));
+    let mut out = ListObjectsV2Output {
         name: Some(input.bucket),
         prefix: Some(prefix),
         max_keys: Some(i32::try_from(max).unwrap_or(1000)),
@@ -68,6 +74,60 @@ pub async fn list_objects_v2(
         delimiter: input.delimiter,
         start_after: input.start_after,
         ..Default::default()
+    };
+    encode_names(&mut out, url)?;
+    Ok(out)
+}
+
+/// What S3 does with names XML cannot carry: with `encoding-type=url` every key, prefix,
+/// delimiter and start-after in the listing is percent-encoded (UTF-8, `/` kept; the stock
+/// clients ask for this and decode it), and `EncodingType` says so. Without it, a listing
+/// that would have to carry a character XML 1.0 cannot (NUL and the other C0 controls but
+/// tab and line feed, a carriage return that parsers would turn into a line feed, U+FFFE
+/// and U+FFFF) is refused with `InvalidArgument` instead of being sent as a document no
+/// parser accepts.
+fn encode_names(out: &mut ListObjectsV2Output, url: bool) -> Result<(), ApiError> {
+    let mut names: Vec<&mut String> = Vec::new();
+    names.extend(out.prefix.as_mut());
+    names.extend(out.delimiter.as_mut());
+    names.extend(out.start_after.as_mut());
+    for o in out.contents.iter_mut().flatten() {
+        names.extend(o.key.as_mut());
+    }
+    for p in out.common_prefixes.iter_mut().flatten() {
+        names.extend(p.prefix.as_mut());
+    }
+    if url {
+        for n in names {
+            *n = url_encode(n);
+        }
+        out.encoding_type = Some(EncodingType::from_static(EncodingType::URL));
+        return Ok(());
+    }
+    if names.iter().any(|n| !xml_can_carry(n)) {
+        return Err(ApiError::invalid_argument(
+            "A key in this listing contains characters XML 1.0 cannot carry; list with encoding-type=url",
+        ));
+    }
+    Ok(())
+}
+
+/// Percent-encoding as S3's `encoding-type=url`: everything but unreserved characters and `/`.
+fn url_encode(s: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
+}
+
+/// Whether `s` survives an XML 1.0 document unchanged (its `Char` production, less `\r`,
+/// which parsers normalize to `\n`).
+pub fn xml_can_carry(s: &str) -> bool {
+    s.chars().all(|c| {
+        matches!(c, '\t' | '\n' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
     })
 }
 
@@ -172,6 +232,61 @@ mod tests {
             user_metadata: BTreeMap::new(),
             multipart: None,
         }
+    }
+
+    fn listing(keys: &[&str]) -> ListObjectsV2Output {
+        ListObjectsV2Output {
+            prefix: Some(String::new()),
+            contents: Some(
+                keys.iter()
+                    .map(|k| Object {
+                        key: Some((*k).to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn keys(out: &ListObjectsV2Output) -> Vec<String> {
+        out.contents
+            .iter()
+            .flatten()
+            .filter_map(|o| o.key.clone())
+            .collect()
+    }
+
+    #[test]
+    fn keys_xml_cannot_carry_are_url_encoded_or_refused() {
+        let hostile = ["a\0b", "c\rd", "e\u{1}f", "g\u{FFFF}"];
+        for k in hostile {
+            assert!(!xml_can_carry(k), "{k:?}");
+            let mut out = listing(&["plain", k]);
+            let e = encode_names(&mut out, false).expect_err(k);
+            assert!(format!("{e:?}").contains("encoding-type=url"), "{e:?}");
+        }
+        let mut out = listing(&["a\0b", "dir/x y+(3).png", "caf\u{e9}", "tab\there"]);
+        encode_names(&mut out, true).expect("url");
+        assert_eq!(
+            keys(&out),
+            [
+                "a%00b",
+                "dir/x%20y%2B%283%29.png",
+                "caf%C3%A9",
+                "tab%09here"
+            ]
+        );
+        assert_eq!(out.encoding_type.as_ref().map(|e| e.as_str()), Some("url"));
+        for k in keys(&out) {
+            let back = percent_encoding::percent_decode_str(&k)
+                .decode_utf8()
+                .expect("utf-8");
+            assert!(["a\0b", "dir/x y+(3).png", "caf\u{e9}", "tab\there"].contains(&&*back));
+        }
+        let mut out = listing(&["tab\there", "caf\u{e9}", "<&>"]);
+        encode_names(&mut out, false).expect("XML carries these");
+        assert_eq!(keys(&out), ["tab\there", "caf\u{e9}", "<&>"]);
     }
 
     #[test]
