@@ -1,16 +1,63 @@
 #!/usr/bin/env bash
-# Benchmarks kmsd: GenerateDataKey and Decrypt ops/s and p50/p99 latency with 1
-# and 8 concurrent clients, against a release kmsd on a throwaway home.
-# Usage: scripts/bench-kmsd.sh [SECONDS_PER_RUN] (default 3)
+# Benchmarks kmsd (issue 16): Decrypt and GenerateDataKey ops/s and p50/p99 with 1, 8
+# and 64 clients, in the default trail class (sync = "interval") and in "every-event",
+# the fdatasync latency of the trails' disk and the bound clients / fdatasync latency
+# for every-event; then the same while `dd ... conv=fdatasync` writes 1 GiB at a time to
+# the same disk. Two release kmsds run side by side (one per class) on throwaway homes
+# under BENCH_DIR; rounds are interleaved and medians printed (see kmsd-bench).
+# Targets: interval Decrypt with 8 clients >= 100,000 ops/s and p99 < 1 ms (< 2 ms with
+# dd running); every-event >= 0.8x its bound.
+# Usage: scripts/bench-kmsd.sh [SECONDS_PER_RUN] (default 2)
+# Env: BENCH_DIR (default /var/tmp/atrest-kmsd-bench: put it on the disk to measure),
+#      BENCH_ROUNDS (default 3), BENCH_CLIENTS (default 1,8,64), BENCH_DD=0 skips the
+#      run beside dd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_PER_RUN="${1:-3}"
+SECONDS_PER_RUN="${1:-2}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+CLIENTS="${BENCH_CLIENTS:-1,8,64}"
+BENCH_DIR="${BENCH_DIR:-/var/tmp/atrest-kmsd-bench}"
 cargo build --release -p kmsd --bins >&2
-HOME_DIR="$(mktemp -d)"
-RUST_LOG=warn target/release/kmsd --home "$HOME_DIR" 2>"$HOME_DIR/kmsd.log" &
-KMSD_PID=$!
-cleanup() { kill "$KMSD_PID" 2>/dev/null || true; wait "$KMSD_PID" 2>/dev/null || true; rm -rf "$HOME_DIR"; }
+mkdir -p "$BENCH_DIR"
+W="$(mktemp -d "$BENCH_DIR/run.XXXXXX")"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$W"
+}
 trap cleanup EXIT
-for _ in $(seq 100); do [ -S "$HOME_DIR/kmsd.sock" ] && break; sleep 0.05; done
-echo "kmsd $(target/release/kmsd --version | cut -d' ' -f2), $(nproc) CPUs, ${SECONDS_PER_RUN}s per run"
-target/release/kmsd-bench --socket "$HOME_DIR/kmsd.sock" --seconds "$SECONDS_PER_RUN" --clients 1,8
+
+start_kmsd() { # CLASS
+  local home="$W/$1"
+  mkdir -p "$home"
+  # The embedded default config (kmsd's source of it), with the trail's sync mode set.
+  sed "s/^sync = \"interval\"/sync = \"$1\"/" kmsd/src/config_default.toml > "$home/config.toml"
+  grep -q "^sync = \"$1\"" "$home/config.toml" || { echo "cannot set trail.sync = $1" >&2; exit 1; }
+  RUST_LOG=warn target/release/kmsd --home "$home" 2>"$home/kmsd.log" &
+  PIDS+=($!)
+  for _ in $(seq 200); do [ -S "$home/kmsd.sock" ] && return; sleep 0.05; done
+  echo "kmsd ($1) did not start:" >&2; cat "$home/kmsd.log" >&2; exit 1
+}
+start_kmsd interval
+start_kmsd every-event
+
+echo "kmsd $(target/release/kmsd --version | cut -d' ' -f2): $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), ${SECONDS_PER_RUN}s per run, $ROUNDS rounds (median), dir $W ($(df --output=source,fstype "$W" | tail -1 | tr -s ' '))"
+bench() {
+  target/release/kmsd-bench --target "interval=$W/interval/kmsd.sock" \
+    --target "every-event=$W/every-event/kmsd.sock" --fsync-dir "$W" \
+    --seconds "$SECONDS_PER_RUN" --rounds "$ROUNDS" "$@"
+}
+bench --clients "$CLIENTS" --label "== quiet disk"
+
+if [ "${BENCH_DD:-1}" != 0 ]; then
+  # dd writing 1 GiB with conv=fdatasync to the same disk, again and again, for the
+  # whole run.
+  ( while :; do dd if=/dev/zero of="$W/dd.bin" bs=1M count=1024 conv=fdatasync status=none; done ) &
+  DD=$!
+  PIDS+=($DD)
+  sleep 1
+  echo
+  bench --clients 8 --p99-limit-us 2000 --label "== while dd bs=1M count=1024 conv=fdatasync writes to the same disk, in a loop"
+  kill "$DD" 2>/dev/null || true
+fi

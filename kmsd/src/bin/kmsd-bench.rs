@@ -1,10 +1,23 @@
-//! kmsd-bench: GenerateDataKey and Decrypt throughput and latency against a running
-//! kmsd, with 1 and N concurrent clients (one connection each).
+//! kmsd-bench: GenerateDataKey and Decrypt throughput and latency against running
+//! kmsds (one per trail durability class), with 1, 8 and 64 concurrent clients (one
+//! connection each), the fdatasync latency of the trail's disk, and the ratios against
+//! issue 16's targets, all measured in the same run.
 //!
-//! `kmsd-bench --socket HOME/kmsd.sock [--seconds 3] [--clients 1,8]`
-//! (scripts/bench-kmsd.sh starts a release kmsd on a temp home and runs this).
+//! `kmsd-bench --target interval=HOME1/kmsd.sock --target every-event=HOME2/kmsd.sock
+//!   --fsync-dir DIR [--seconds 2] [--rounds 3] [--clients 1,8,64] [--p99-limit-us 1000]`
+//!
+//! Every figure is measured `--rounds` times; within a round the targets, operations
+//! and client counts are interleaved (and the fdatasync probe runs once per round), so
+//! a noisy neighbour hits all of them alike; the medians are printed. The reference
+//! for a target in the `every-event` class is its bound, `clients / fdatasync latency`
+//! (each fdatasync can acknowledge at most one request per client); for the default
+//! (`interval`) class it is the issue's figure, 100,000 Decrypt/s with 8 clients and
+//! p99 under the limit. scripts/bench-kmsd.sh starts the kmsds and runs this.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -13,39 +26,61 @@ use clap::Parser;
 use kmsd::client::{DataKeySize, KmsClient};
 use kmsd::protocol::{CreateKeyRequest, DataKeySpec, EncryptionContext};
 
-/// The issue's target: Decrypt with 8 clients.
+/// The issue's target for the default class: Decrypt with 8 clients.
 const TARGET_OPS: f64 = 100_000.0;
-const TARGET_P99_US: f64 = 1_000.0;
+const TARGET_CLIENTS: usize = 8;
+/// `every-event` must reach this share of its bound.
+const BOUND_SHARE: f64 = 0.8;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "kmsd-bench",
-    about = "Benchmark kmsd's GenerateDataKey and Decrypt"
+    about = "Benchmark kmsd's GenerateDataKey and Decrypt in each trail durability class"
 )]
 struct Args {
+    /// `CLASS=SOCKET`, once per kmsd (CLASS is `interval` or `every-event`, as in its
+    /// config's trail.sync). A bare SOCKET counts as `interval`.
+    #[arg(long = "target", required = true)]
+    targets: Vec<String>,
+    /// A directory on the trails' file system: the fdatasync probe writes there.
     #[arg(long)]
-    socket: PathBuf,
+    fsync_dir: PathBuf,
     /// Seconds per measurement.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 2.0)]
     seconds: f64,
+    /// Rounds (the medians are printed).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Client counts to measure, comma-separated.
-    #[arg(long, default_value = "1,8", value_delimiter = ',')]
+    #[arg(long, default_value = "1,8,64", value_delimiter = ',')]
     clients: Vec<usize>,
+    /// The p99 limit for the default class's Decrypt with 8 clients, in microseconds
+    /// (the issue: 1000 on a quiet disk, 2000 while `dd` writes to it).
+    #[arg(long, default_value_t = 1000.0)]
+    p99_limit_us: f64,
+    /// A line printed with the results (what else ran meanwhile).
+    #[arg(long, default_value = "")]
+    label: String,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Op {
     GenerateDataKey,
     Decrypt,
 }
 
-struct Result_ {
+struct Sample {
     ops_per_s: f64,
     p50_us: f64,
     p99_us: f64,
-    mean_us: f64,
-    max_us: f64,
     errors: u64,
+}
+
+struct Target {
+    class: String,
+    client: KmsClient,
+    key_id: String,
+    blobs: Arc<Vec<Vec<u8>>>,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -56,27 +91,33 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[idx.min(sorted.len() - 1)]) / 1000.0
 }
 
-fn run(
-    base: &KmsClient,
-    key_id: &str,
-    blobs: &Arc<Vec<Vec<u8>>>,
-    op: Op,
-    clients: usize,
-    seconds: f64,
-) -> Result_ {
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn run(t: &Target, op: Op, clients: usize, seconds: f64) -> Sample {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let ctx: EncryptionContext = [("bench".to_string(), "kmsd".to_string())].into();
     let threads: Vec<_> = (0..clients)
         .map(|i| {
-            let c = base.clone();
-            let key_id = key_id.to_string();
-            let blobs = Arc::clone(blobs);
+            let c = t.client.clone();
+            let key_id = t.key_id.clone();
+            let blobs = Arc::clone(&t.blobs);
             let barrier = Arc::clone(&barrier);
             let ctx = ctx.clone();
             std::thread::spawn(move || {
                 // Warm the connection before the clock starts.
                 let _ = c.describe_key(&key_id);
-                let mut lat_ns: Vec<u32> = Vec::with_capacity(1 << 20);
+                let mut lat_ns: Vec<u32> = Vec::with_capacity(1 << 18);
                 let mut errors = 0u64;
                 barrier.wait();
                 let end = Instant::now() + Duration::from_secs_f64(seconds);
@@ -121,96 +162,189 @@ fn run(
     }
     let elapsed = start.elapsed().as_secs_f64();
     all.sort_unstable();
-    let total_ns: f64 = all.iter().map(|&n| f64::from(n)).sum();
-    Result_ {
+    Sample {
         ops_per_s: all.len() as f64 / elapsed,
         p50_us: percentile(&all, 0.50),
         p99_us: percentile(&all, 0.99),
-        mean_us: if all.is_empty() {
-            0.0
-        } else {
-            total_ns / all.len() as f64 / 1000.0
-        },
-        max_us: all.last().map(|&n| f64::from(n) / 1000.0).unwrap_or(0.0),
         errors,
     }
 }
 
-fn main() {
-    let args = Args::parse();
-    let client = match KmsClient::connect(&args.socket) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("kmsd-bench: {e}");
-            std::process::exit(1);
-        }
+/// The median latency of a 4 KiB write + fdatasync in `dir` (as the trail does: write
+/// at the file's end, then fdatasync), in microseconds.
+fn fsync_probe(dir: &Path) -> std::io::Result<f64> {
+    let path = dir.join(format!("kmsd-bench-fsync-{}", std::process::id()));
+    let file = std::fs::File::create(&path)?;
+    let block = [b'x'; 4096];
+    let mut lat = Vec::with_capacity(50);
+    for i in 0..50u64 {
+        let t0 = Instant::now();
+        file.write_all_at(&block, i * 4096)?;
+        file.sync_data()?;
+        lat.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(median(&mut lat))
+}
+
+fn die(what: &str) -> ! {
+    eprintln!("kmsd-bench: {what}");
+    std::process::exit(1);
+}
+
+fn prepare(spec: &str) -> Target {
+    let (class, socket) = match spec.split_once('=') {
+        Some((c, s)) => (c.to_string(), s),
+        None => ("interval".to_string(), spec),
     };
-    let key = match client.create_key(CreateKeyRequest {
-        description: Some("kmsd-bench".into()),
-        ..Default::default()
-    }) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("kmsd-bench: CreateKey failed: {e}");
-            std::process::exit(1);
-        }
-    };
+    if class != "interval" && class != "every-event" {
+        die(&format!(
+            "--target {spec}: the class must be interval or every-event"
+        ));
+    }
+    let client = KmsClient::connect(socket).unwrap_or_else(|e| die(&e.to_string()));
+    let key = client
+        .create_key(CreateKeyRequest {
+            description: Some("kmsd-bench".into()),
+            ..Default::default()
+        })
+        .unwrap_or_else(|e| die(&format!("CreateKey failed: {e}")));
     let ctx: EncryptionContext = [("bench".to_string(), "kmsd".to_string())].into();
     let mut blobs = Vec::new();
     for _ in 0..256 {
-        match client.generate_data_key_without_plaintext(
-            &key.key_id,
-            DataKeySize::Spec(DataKeySpec::Aes256),
-            &ctx,
-        ) {
-            Ok(g) => blobs.push(g.ciphertext_blob.into_vec()),
-            Err(e) => {
-                eprintln!("kmsd-bench: GenerateDataKeyWithoutPlaintext failed: {e}");
-                std::process::exit(1);
+        let g = client
+            .generate_data_key_without_plaintext(
+                &key.key_id,
+                DataKeySize::Spec(DataKeySpec::Aes256),
+                &ctx,
+            )
+            .unwrap_or_else(|e| die(&format!("GenerateDataKeyWithoutPlaintext failed: {e}")));
+        blobs.push(g.ciphertext_blob.into_vec());
+    }
+    Target {
+        class,
+        client,
+        key_id: key.key_id,
+        blobs: Arc::new(blobs),
+    }
+}
+
+type Key = (usize, Op, usize); // (target index, operation, clients)
+
+fn main() {
+    let args = Args::parse();
+    if args.rounds == 0 || args.clients.is_empty() || args.clients.contains(&0) {
+        die("--rounds and every --clients count must be at least 1");
+    }
+    let targets: Vec<Target> = args.targets.iter().map(|s| prepare(s)).collect();
+    let mut fsync_us = Vec::new();
+    let mut samples: BTreeMap<Key, Vec<Sample>> = BTreeMap::new();
+    for round in 0..args.rounds {
+        fsync_us.push(fsync_probe(&args.fsync_dir).unwrap_or_else(|e| {
+            die(&format!(
+                "fdatasync probe in {}: {e}",
+                args.fsync_dir.display()
+            ))
+        }));
+        // Alternate the order each round, so no target always runs first.
+        let order: Vec<usize> = if round % 2 == 0 {
+            (0..targets.len()).collect()
+        } else {
+            (0..targets.len()).rev().collect()
+        };
+        for &n in &args.clients {
+            for op in [Op::Decrypt, Op::GenerateDataKey] {
+                for &ti in &order {
+                    let s = run(&targets[ti], op, n, args.seconds);
+                    samples.entry((ti, op, n)).or_default().push(s);
+                }
             }
         }
+        eprint!("round {} of {} done\r", round + 1, args.rounds);
+        let _ = std::io::stderr().flush();
     }
-    let blobs = Arc::new(blobs);
+    eprintln!();
+    let fsync = median(&mut fsync_us);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if !args.label.is_empty() {
+        println!("{}", args.label);
+    }
     println!(
-        "{:<16} {:>7} {:>10} {:>9} {:>9} {:>9} {:>10} {:>6}",
-        "operation", "clients", "ops/s", "p50 (us)", "p99 (us)", "mean (us)", "max (us)", "errors"
+        "fdatasync of a 4 KiB write in {}: median {fsync:.0} us (per round: {})",
+        args.fsync_dir.display(),
+        fsync_us
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let mut decrypt_at_8 = None;
-    for &n in &args.clients {
-        for op in [Op::GenerateDataKey, Op::Decrypt] {
-            let r = run(&client, &key.key_id, &blobs, op, n, args.seconds);
-            println!(
-                "{:<16} {:>7} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>10.0} {:>6}",
-                format!("{op:?}"),
-                n,
-                r.ops_per_s,
-                r.p50_us,
-                r.p99_us,
-                r.mean_us,
-                r.max_us,
-                r.errors
-            );
-            if op == Op::Decrypt && n == 8 {
-                decrypt_at_8 = Some(r);
-            }
+    println!(
+        "{:<12} {:<16} {:>7} {:>10} {:>9} {:>9} {:>6} {:>12} {:>7}",
+        "class",
+        "operation",
+        "clients",
+        "ops/s",
+        "p50 (us)",
+        "p99 (us)",
+        "errors",
+        "bound ops/s",
+        "x bound"
+    );
+    let mut verdicts = Vec::new();
+    for ((ti, op, n), v) in &samples {
+        let t = &targets[*ti];
+        let ops = median(&mut v.iter().map(|s| s.ops_per_s).collect::<Vec<_>>());
+        let p50 = median(&mut v.iter().map(|s| s.p50_us).collect::<Vec<_>>());
+        let p99 = median(&mut v.iter().map(|s| s.p99_us).collect::<Vec<_>>());
+        let errors: u64 = v.iter().map(|s| s.errors).sum();
+        let (bound, share) = if t.class == "every-event" && fsync > 0.0 {
+            let bound = *n as f64 * 1e6 / fsync;
+            (format!("{bound:.0}"), format!("{:.2}", ops / bound))
+        } else {
+            ("-".into(), "-".into())
+        };
+        println!(
+            "{:<12} {:<16} {:>7} {:>10.0} {:>9.1} {:>9.1} {:>6} {:>12} {:>7}",
+            t.class,
+            format!("{op:?}"),
+            n,
+            ops,
+            p50,
+            p99,
+            errors,
+            bound,
+            share
+        );
+        if errors > 0 {
+            verdicts.push(format!(
+                "NOT MET: {} {op:?} with {n} clients had {errors} errors",
+                t.class
+            ));
+        }
+        if t.class == "every-event" && *op == Op::Decrypt && fsync > 0.0 {
+            let bound = *n as f64 * 1e6 / fsync;
+            let met = ops >= BOUND_SHARE * bound;
+            verdicts.push(format!(
+                "every-event Decrypt, {n} clients: {ops:.0} ops/s = {:.2}x its bound {bound:.0} (target >= {BOUND_SHARE}x): {}",
+                ops / bound,
+                if met { "MET" } else { "NOT MET" }
+            ));
+        }
+        if t.class == "interval" && *op == Op::Decrypt && *n == TARGET_CLIENTS {
+            let met = ops >= TARGET_OPS && p99 < args.p99_limit_us;
+            verdicts.push(format!(
+                "interval Decrypt, {n} clients: {ops:.0} ops/s = {:.2}x the target {TARGET_OPS:.0}; p99 {p99:.1} us = {:.2}x the limit {:.0} us: {} ({cpus} CPUs)",
+                ops / TARGET_OPS,
+                p99 / args.p99_limit_us,
+                args.p99_limit_us,
+                if met { "MET" } else { "NOT MET" }
+            ));
         }
     }
-    if let Some(r) = decrypt_at_8 {
-        println!(
-            "target: Decrypt with 8 clients >= {TARGET_OPS:.0} ops/s and p99 < {TARGET_P99_US:.0} us \
-             -> {:.0} ops/s = {:.2}x target; p99 {:.1} us = {:.2}x the limit ({} on {} CPUs)",
-            r.ops_per_s,
-            r.ops_per_s / TARGET_OPS,
-            r.p99_us,
-            r.p99_us / TARGET_P99_US,
-            if r.ops_per_s >= TARGET_OPS && r.p99_us < TARGET_P99_US {
-                "MET"
-            } else {
-                "NOT MET"
-            },
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1)
-        );
+    for v in verdicts {
+        println!("{v}");
     }
 }
