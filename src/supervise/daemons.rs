@@ -26,7 +26,7 @@ use super::Supervisor;
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one ping may take.
-const PING_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `up` waits, by default, for a daemon that does not answer but is still there
 /// (being killed, or still starting) to answer or to be gone.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(15);
