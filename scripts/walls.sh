@@ -24,12 +24,11 @@ hits=$(grep -rnE '\bcrate::s3\b|\bsuper::super::s3\b|\batrest::s3\b' src/mount |
 
 # file:module pairs of kmsd internals src/ still uses (issue 19, to be removed).
 KNOWN_DEBTS='src/cli/kms.rs:kmsd::policy
-src/cli/s3.rs:kmsd::config
+src/cli/serve.rs:kmsd::config
 src/ec2/daemon.rs:kmsd::config
 src/ec2/kms.rs:kmsd::config
 src/ec2/kms.rs:kmsd::service
-src/s3/auth.rs:kmsd::config
-src/s3/auth.rs:kmsd::service'
+src/endpoint/mod.rs:kmsd::config'
 found=$(grep -rnoE '\bkmsd::[a-z_]+(::[a-z_]+)?' src |
   grep -vE ':kmsd::(client|protocol|api|trail::reader)\b' |
   sed -E 's/^([^:]+):[0-9]+:(kmsd::[a-z_]+).*/\1:\2/' | sort -u)

@@ -9,7 +9,9 @@ import datetime
 import json
 import os
 import sys
+import http.client
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import boto3
@@ -33,7 +35,7 @@ def code_of(fn):
         return e.response["Error"]["Code"] + ": " + e.response["Error"].get("Message", "")
 
 
-def raw(target, body, headers=None, sign=True, key_id=KEY_ID, secret=SECRET, when=None):
+def raw(target, body, headers=None, sign=True, key_id=KEY_ID, secret=SECRET, when=None, headers_only=False):
     """A KMS JSON 1.1 request signed by botocore's own SigV4 signer, sent as is."""
     h = {
         "X-Amz-Target": target,
@@ -54,6 +56,24 @@ def raw(target, body, headers=None, sign=True, key_id=KEY_ID, secret=SECRET, whe
         else:
             signer.add_auth(req)
     prepared = req.prepare()
+    if headers_only:
+        # Headers alone, Content-Length announcing the body: the endpoint must refuse from
+        # the headers. (Sending the body too races the server's close against our write:
+        # BrokenPipe or a reset that discards the 413 already sent.)
+        u = urllib.parse.urlsplit(prepared.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.putrequest("POST", u.path or "/", skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", u.netloc)
+        for k, v in prepared.headers.items():
+            if k.lower() not in ("host", "content-length"):
+                conn.putheader(k, v)
+        conn.putheader("Content-Length", str(len(prepared.body)))
+        conn.endheaders()
+        resp = conn.getresponse()
+        try:
+            return [resp.status, json.loads(resp.read() or b"{}")]
+        finally:
+            conn.close()
     r = urllib.request.Request(prepared.url, data=prepared.body, method="POST")
     for k, v in prepared.headers.items():
         r.add_header(k, v)
@@ -103,7 +123,7 @@ out["replayed"] = raw("TrentService.ListKeys", b"{}", when=old)
 # Bad input, signed: the endpoint answers and keeps serving.
 out["malformed_json"] = raw("TrentService.ListKeys", b"{not json")
 out["unknown_target"] = raw("TrentService.MakeCoffee", b"{}")
-out["too_large"] = raw("TrentService.Encrypt", b"{" + b" " * (2 << 20) + b"}")
+out["too_large"] = raw("TrentService.Encrypt", b"{" + b" " * (2 << 20) + b"}", headers_only=True)
 out["still_serving"] = len(kms.list_keys()["Keys"]) >= 2
 
 # CloudTrail LookupEvents, paged.
