@@ -73,16 +73,41 @@ pub struct Declared<'a> {
     pub trailer: Option<&'a str>,
 }
 
-impl<'a> Declared<'a> {
-    /// The `x-amz-checksum-*` members of an s3s input, in [`Algorithm`] order.
-    pub fn checksums_of(values: [Option<&'a str>; 5]) -> Vec<(Algorithm, &'a str)> {
-        Algorithm::ALL
-            .into_iter()
-            .zip(values)
-            .filter_map(|(a, v)| v.map(|v| (a, v)))
-            .collect()
-    }
+/// The digests an s3s input declares (`Content-MD5`, `x-amz-checksum-*`,
+/// `x-amz-sdk-checksum-algorithm`), so PutObject and UploadPart read them one way.
+pub trait DeclaresDigests {
+    /// What the request declares; `trailer` is the request's `x-amz-trailer`.
+    fn declared<'a>(&'a self, trailer: Option<&'a str>) -> Declared<'a>;
 }
+
+macro_rules! declares_digests {
+    ($($input:ty),+) => {$(
+        impl DeclaresDigests for $input {
+            fn declared<'a>(&'a self, trailer: Option<&'a str>) -> Declared<'a> {
+                // The x-amz-checksum-* members, in [`Algorithm`] order.
+                let values = [
+                    self.checksum_crc32.as_deref(),
+                    self.checksum_crc32c.as_deref(),
+                    self.checksum_crc64nvme.as_deref(),
+                    self.checksum_sha1.as_deref(),
+                    self.checksum_sha256.as_deref(),
+                ];
+                Declared {
+                    content_md5: self.content_md5.as_deref(),
+                    checksums: Algorithm::ALL
+                        .into_iter()
+                        .zip(values)
+                        .filter_map(|(a, v)| v.map(|v| (a, v)))
+                        .collect(),
+                    sdk_algorithm: self.checksum_algorithm.as_ref().map(|a| a.as_str()),
+                    trailer,
+                }
+            }
+        }
+    )+};
+}
+
+declares_digests!(s3s::dto::PutObjectInput, s3s::dto::UploadPartInput);
 
 fn b64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD

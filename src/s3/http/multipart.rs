@@ -2,6 +2,7 @@
 //! CompleteMultipartUpload, AbortMultipartUpload, ListParts, ListMultipartUploads. The store
 //! side (data keys, part files, the atomic completion) is `s3::multipart`.
 
+use super::digest::DeclaresDigests as _;
 use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix,
     CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyPartResult, CopySource,
@@ -111,18 +112,7 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
     {
         return Err(StoreError::EntityTooLarge.into());
     }
-    let checks = digest::checks(&digest::Declared {
-        content_md5: input.content_md5.as_deref(),
-        checksums: digest::Declared::checksums_of([
-            input.checksum_crc32.as_deref(),
-            input.checksum_crc32c.as_deref(),
-            input.checksum_crc64nvme.as_deref(),
-            input.checksum_sha1.as_deref(),
-            input.checksum_sha256.as_deref(),
-        ]),
-        sdk_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str()),
-        trailer: cx.trailer.as_deref(),
-    })?;
+    let checks = digest::checks(&input.declared(cx.trailer.as_deref()))?;
     let (b, k, id, principal) = (
         input.bucket.clone(),
         input.key.clone(),

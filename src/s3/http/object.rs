@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use super::digest::DeclaresDigests as _;
 use bytes::Bytes;
 use s3s::dto::{
     ContentType, DeleteObjectInput, DeleteObjectOutput, GetObjectInput, GetObjectOutput,
@@ -125,18 +126,7 @@ pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, Api
         return Err(StoreError::EntityTooLarge.into());
     }
 
-    let checks = digest::checks(&digest::Declared {
-        content_md5: input.content_md5.as_deref(),
-        checksums: digest::Declared::checksums_of([
-            input.checksum_crc32.as_deref(),
-            input.checksum_crc32c.as_deref(),
-            input.checksum_crc64nvme.as_deref(),
-            input.checksum_sha1.as_deref(),
-            input.checksum_sha256.as_deref(),
-        ]),
-        sdk_algorithm: input.checksum_algorithm.as_ref().map(|a| a.as_str()),
-        trailer: cx.trailer.as_deref(),
-    })?;
+    let checks = digest::checks(&input.declared(cx.trailer.as_deref()))?;
 
     // Get the data key first (a KMS refusal must come before the body is read).
     let (b2, k2, principal) = (bucket.clone(), input.key.clone(), cx.principal());
