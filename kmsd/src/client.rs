@@ -61,7 +61,8 @@ struct Conn {
 }
 
 impl Conn {
-    fn open(path: &Path) -> Result<Conn, ClientError> {
+    /// Connects; with `timeout`, every read and write on the connection is bounded by it.
+    fn open(path: &Path, timeout: Option<std::time::Duration>) -> Result<Conn, ClientError> {
         let stream = UnixStream::connect(path).map_err(|source| ClientError::Unreachable {
             path: path.to_path_buf(),
             home: path
@@ -71,9 +72,13 @@ impl Conn {
                 .to_path_buf(),
             source,
         })?;
-        let w = stream
-            .try_clone()
-            .map_err(|e| ClientError::Transport(e.to_string()))?;
+        let transport = |e: std::io::Error| ClientError::Transport(e.to_string());
+        if timeout.is_some() {
+            // One socket underneath: the clone shares these options.
+            stream.set_read_timeout(timeout).map_err(transport)?;
+            stream.set_write_timeout(timeout).map_err(transport)?;
+        }
+        let w = stream.try_clone().map_err(transport)?;
         Ok(Conn {
             reader: BufReader::with_capacity(16 * 1024, stream),
             writer: BufWriter::with_capacity(16 * 1024, w),
@@ -116,12 +121,8 @@ enum Trip {
 /// within `timeout`. A process that still holds the socket while it is being killed
 /// accepts the connection but never answers, so this is the liveness test, not `connect`.
 pub fn ping(path: &Path, timeout: std::time::Duration) -> Result<(), ClientError> {
-    let mut conn = Conn::open(path)?;
+    let mut conn = Conn::open(path, Some(timeout))?;
     let transport = |e: std::io::Error| ClientError::Transport(e.to_string());
-    for s in [conn.reader.get_ref(), conn.writer.get_ref()] {
-        s.set_read_timeout(Some(timeout)).map_err(transport)?;
-        s.set_write_timeout(Some(timeout)).map_err(transport)?;
-    }
     plumbing::frame::write_ping(&mut conn.writer).map_err(transport)?;
     read_frame_bytes(&mut conn.reader, &mut conn.buf)
         .map_err(|e| ClientError::Transport(e.to_string()))?;
@@ -140,6 +141,8 @@ pub struct KmsClient {
     path: PathBuf,
     act_as: Option<String>,
     via: Option<ViaService>,
+    /// Bound on each read and write (none: wait as long as kmsd takes).
+    timeout: Option<std::time::Duration>,
     conn: Mutex<Option<Conn>>,
 }
 
@@ -150,6 +153,7 @@ impl Clone for KmsClient {
             path: self.path.clone(),
             act_as: self.act_as.clone(),
             via: self.via.clone(),
+            timeout: self.timeout,
             conn: Mutex::new(None),
         }
     }
@@ -187,11 +191,12 @@ impl KmsClient {
     /// Connects to kmsd's socket.
     pub fn connect(path: impl AsRef<Path>) -> Result<Self, ClientError> {
         let path = path.as_ref().to_path_buf();
-        let conn = Conn::open(&path)?;
+        let conn = Conn::open(&path, None)?;
         Ok(KmsClient {
             path,
             act_as: None,
             via: None,
+            timeout: None,
             conn: Mutex::new(Some(conn)),
         })
     }
@@ -205,6 +210,23 @@ impl KmsClient {
     pub fn acting_as(mut self, arn: impl Into<String>) -> Self {
         self.act_as = Some(arn.into());
         self
+    }
+
+    /// Connects to kmsd's socket with every read and write bounded by `timeout`, for
+    /// callers that must not wait on a kmsd that accepts but does not answer.
+    pub fn connect_with_timeout(
+        path: impl AsRef<Path>,
+        timeout: std::time::Duration,
+    ) -> Result<Self, ClientError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = Conn::open(&path, Some(timeout))?;
+        Ok(KmsClient {
+            path,
+            act_as: None,
+            via: None,
+            timeout: Some(timeout),
+            conn: Mutex::new(Some(conn)),
+        })
     }
 
     /// Sends every request as coming via an AWS-shaped service.
@@ -241,7 +263,7 @@ impl KmsClient {
         let mut retried = false;
         loop {
             if guard.is_none() {
-                *guard = Some(Conn::open(&self.path)?);
+                *guard = Some(Conn::open(&self.path, self.timeout)?);
             }
             let Some(conn) = guard.as_mut() else {
                 return Err(ClientError::Transport("no connection".into()));

@@ -135,11 +135,13 @@ impl Supervisor {
     /// The trail's state and kmsd.sock's connections, from kmsd's `Status` (recorded
     /// nowhere), or the newest segment's header when kmsd does not answer.
     fn kmsd_state(&self) -> (Option<TrailState>, Option<kmsd::api::ConnectionStatus>) {
-        // Ping first (bounded by PING_TIMEOUT): a kmsd that accepts but does not answer (being
-        // killed, or stuck) must not hang `atrest status` on the unbounded Status call.
-        let answer = kmsd::client::ping(&self.kmsd_socket(), super::daemons::PING_TIMEOUT)
-            .and_then(|()| kmsd::client::KmsClient::connect(self.kmsd_socket()))
-            .and_then(|c| c.status());
+        // Bounded: a kmsd that accepts but does not answer (being killed, or stuck) must
+        // not hang `atrest status`.
+        let answer = kmsd::client::KmsClient::connect_with_timeout(
+            self.kmsd_socket(),
+            super::daemons::PING_TIMEOUT,
+        )
+        .and_then(|c| c.status());
         match answer {
             Ok(st) => {
                 let trail = st.trail.map(|t| TrailState {
