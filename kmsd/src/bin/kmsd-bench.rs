@@ -74,6 +74,8 @@ struct Sample {
     p50_us: f64,
     p99_us: f64,
     errors: u64,
+    /// The first failed call's error, so a run with errors says what they were.
+    first_error: Option<String>,
 }
 
 struct Target {
@@ -119,6 +121,7 @@ fn run(t: &Target, op: Op, clients: usize, seconds: f64) -> Sample {
                 let _ = c.describe_key(&key_id);
                 let mut lat_ns: Vec<u32> = Vec::with_capacity(1 << 18);
                 let mut errors = 0u64;
+                let mut first_error: Option<String> = None;
                 barrier.wait();
                 let end = Instant::now() + Duration::from_secs_f64(seconds);
                 let mut n = i;
@@ -127,26 +130,27 @@ fn run(t: &Target, op: Op, clients: usize, seconds: f64) -> Sample {
                     if t0 >= end {
                         break;
                     }
-                    let ok = match op {
+                    let failed = match op {
                         Op::GenerateDataKey => c
                             .generate_data_key(
                                 &key_id,
                                 DataKeySize::Spec(DataKeySpec::Aes256),
                                 &ctx,
                             )
-                            .is_ok(),
+                            .err(),
                         Op::Decrypt => {
                             let b = &blobs[n % blobs.len()];
-                            c.decrypt(b, &ctx, None).is_ok()
+                            c.decrypt(b, &ctx, None).err()
                         }
                     };
                     n += 1;
-                    if !ok {
+                    if let Some(e) = failed {
                         errors += 1;
+                        first_error.get_or_insert_with(|| e.to_string());
                     }
                     lat_ns.push(u32::try_from(t0.elapsed().as_nanos()).unwrap_or(u32::MAX));
                 }
-                (lat_ns, errors)
+                (lat_ns, errors, first_error)
             })
         })
         .collect();
@@ -154,10 +158,12 @@ fn run(t: &Target, op: Op, clients: usize, seconds: f64) -> Sample {
     let start = Instant::now();
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut first_error = None;
     for t in threads {
-        if let Ok((l, e)) = t.join() {
+        if let Ok((l, e, first)) = t.join() {
             all.extend(l);
             errors += e;
+            first_error = first_error.or(first);
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -167,6 +173,7 @@ fn run(t: &Target, op: Op, clients: usize, seconds: f64) -> Sample {
         p50_us: percentile(&all, 0.50),
         p99_us: percentile(&all, 0.99),
         errors,
+        first_error,
     }
 }
 
@@ -319,8 +326,12 @@ fn main() {
             share
         );
         if errors > 0 {
+            let first = v
+                .iter()
+                .find_map(|s| s.first_error.as_deref())
+                .unwrap_or("?");
             verdicts.push(format!(
-                "NOT MET: {} {op:?} with {n} clients had {errors} errors",
+                "NOT MET: {} {op:?} with {n} clients had {errors} errors (the first: {first})",
                 t.class
             ));
         }
