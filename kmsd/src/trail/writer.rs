@@ -582,10 +582,18 @@ impl Shared {
             self.ctl_wake.notify_one();
         }
         if self.can_reserve.load(Ordering::Relaxed) {
-            let room = io.reserved_to.saturating_sub(io.size);
+            let mut room = io.reserved_to.saturating_sub(io.size);
             if room < RESERVE_TARGET / 2 && !self.reserve_wanted.swap(true, Ordering::AcqRel) {
                 self.lock_ctl().poke = true;
                 self.ctl_wake.notify_one();
+            }
+            if room < LOW_WATER {
+                // The syncer has not topped the reservation up in time (a burst of
+                // writes, or its thread not scheduled under load): reserve here, under
+                // the tail lock, before calling it a lack of space. Only a failed
+                // reservation (a full file system) refuses requests.
+                self.reserve(&mut io);
+                room = io.reserved_to.saturating_sub(io.size);
             }
             if room < LOW_WATER {
                 self.set_problem(
