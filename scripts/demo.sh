@@ -89,6 +89,9 @@ ok "atrest $(atrest --version | awk '{print $2}'), guest in $guest"
 
 export ATREST_HOME
 ATREST_HOME=$(mktemp -d /tmp/atrest-lab.XXXXXX)
+# The lab's endpoint takes any free port (an `atrest up` of your own may hold 4566);
+# ATREST_LISTEN=ADDR chooses one. `atrest env` and `atrest status` name the one bound.
+export ATREST_LISTEN="${ATREST_LISTEN:-127.0.0.1:0}"
 cleanup() {
   local rc=$?
   if [ "$keep" = 1 ] && [ "$rc" = 0 ]; then return; fi

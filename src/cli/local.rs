@@ -12,9 +12,13 @@ use crate::supervise::Supervisor;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LocalCommand {
-    /// Starts kmsd, the volume service and the object endpoint for this HOME (whatever
-    /// is not already answering) and shows where each runs.
-    Up,
+    /// Starts kmsd, the volume service and the AWS endpoint (127.0.0.1:4566 unless
+    /// --listen says otherwise) for this HOME, whatever is not already answering, and
+    /// shows where each runs.
+    Up {
+        #[command(flatten)]
+        listen: super::serve::ListenArgs,
+    },
     /// Stops all three and sweeps what a crash may have left (stale mount, loop devices,
     /// qemu guests).
     Down,
@@ -84,7 +88,7 @@ pub enum LoopHelperOp {
 
 pub fn run(g: &Global, c: LocalCommand) -> i32 {
     match c {
-        LocalCommand::Up => up(g),
+        LocalCommand::Up { listen } => up(g, &listen),
         LocalCommand::Down => down(g),
         LocalCommand::Status => status(g),
         LocalCommand::Mount {
@@ -134,8 +138,11 @@ fn print_report(g: &Global, verb: &str, report: &impl serde::Serialize) -> i32 {
     }
 }
 
-fn up(g: &Global) -> i32 {
-    match supervisor(g).up() {
+fn up(g: &Global, listen: &super::serve::ListenArgs) -> i32 {
+    match supervisor(g)
+        .with_endpoint_args(listen.endpoint_args())
+        .up()
+    {
         Ok(report) => print_report(g, "Up", &report),
         Err(e) => {
             eprintln!("atrest up: {e}");

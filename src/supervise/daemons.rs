@@ -4,7 +4,8 @@
 //! Liveness is decided by a protocol-level ping, never by a successful `connect`: a
 //! process being killed keeps its listening socket (and so accepts connections) for a
 //! moment after it stopped serving. kmsd answers an empty frame, the volume service a
-//! `Status` request, the object endpoint an unsigned `GET /` (a 403 is an answer). A
+//! `Status` request, the AWS endpoint an unsigned `GET /` (a 403 is an answer; over
+//! TLS, the TLS alert a plain-text request gets is one too). A
 //! daemon that does not answer but whose pid (a live process of the right program) or
 //! socket is still there is [`Liveness::Silent`]: `up` waits, bounded, until it answers
 //! or is gone, and reports a daemon running only when it saw it answer.
@@ -95,7 +96,7 @@ impl Daemon {
         match self {
             Daemon::Kmsd => "kmsd",
             Daemon::VolumeService => "the volume service (atrest mount)",
-            Daemon::ObjectEndpoint => "the object endpoint (atrest s3 serve)",
+            Daemon::ObjectEndpoint => "the AWS endpoint (atrest serve)",
         }
     }
 
@@ -140,13 +141,20 @@ pub struct StopReport {
     pub clean: Option<bool>,
 }
 
-/// The object endpoint's address, from `HOME/s3.addr`.
-pub fn s3_addr(layout: &Layout) -> Option<SocketAddr> {
-    std::fs::read_to_string(layout.s3_addr_file())
+/// The AWS endpoint's URL and address, from `HOME/endpoint.url` (written once it
+/// listens, naming the address it really bound: `http://ADDR` or `https://ADDR`).
+pub fn endpoint_url(layout: &Layout) -> Option<(String, SocketAddr)> {
+    let url = std::fs::read_to_string(layout.endpoint_url_file())
         .ok()?
         .trim()
+        .to_string();
+    let addr = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?
+        .trim_end_matches('/')
         .parse()
-        .ok()
+        .ok()?;
+    Some((url, addr))
 }
 
 /// The kmsd binary: beside this one (a build or an install puts them together), else PATH.
@@ -175,7 +183,7 @@ impl Supervisor {
             Daemon::Kmsd => kmsd::client::ping(&self.kmsd_socket(), PING_TIMEOUT).is_ok(),
             Daemon::VolumeService => ping_volume_service(&self.layout.ec2_socket()).is_ok(),
             Daemon::ObjectEndpoint => {
-                s3_addr(&self.layout).is_some_and(|a| ping_endpoint(a).is_ok())
+                endpoint_url(&self.layout).is_some_and(|(u, a)| ping_endpoint(&u, a).is_ok())
             }
         }
     }
@@ -185,7 +193,7 @@ impl Supervisor {
         match d {
             Daemon::Kmsd => UnixStream::connect(self.kmsd_socket()).is_ok(),
             Daemon::VolumeService => UnixStream::connect(self.layout.ec2_socket()).is_ok(),
-            Daemon::ObjectEndpoint => s3_addr(&self.layout).is_some_and(|a| {
+            Daemon::ObjectEndpoint => endpoint_url(&self.layout).is_some_and(|(_, a)| {
                 TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()
             }),
         }
@@ -245,7 +253,9 @@ impl Supervisor {
             source,
         };
         let me = std::env::current_exe().map_err(spawn)?;
-        match d {
+        let log = d.log_file(layout);
+        // The endpoint, detached here: its child and how long its log was before.
+        let mut detached = match d {
             // kmsd and the volume service daemonize themselves and write their pid files.
             Daemon::Kmsd | Daemon::VolumeService => {
                 let mut cmd = if d == Daemon::Kmsd {
@@ -271,30 +281,48 @@ impl Supervisor {
                         ),
                     });
                 }
+                None
             }
-            // `atrest s3 serve` runs in the foreground: detach it here, in its own session.
+            // `atrest serve` runs in the foreground: detach it here, in its own session.
             Daemon::ObjectEndpoint => {
-                let _ = std::fs::remove_file(layout.s3_addr_file());
+                remove_endpoint_files(layout);
                 let mut cmd = Command::new(&me);
-                cmd.args(self.global_args()).args(["s3", "serve"]);
-                let child = plumbing::daemon::spawn_detached(&mut cmd, &d.log_file(layout))
-                    .map_err(spawn)?;
+                cmd.args(self.global_args())
+                    .arg("serve")
+                    .args(&self.endpoint_args);
+                let log_start = std::fs::metadata(&log).map_or(0, |m| m.len());
+                let child = plumbing::daemon::spawn_detached(&mut cmd, &log).map_err(spawn)?;
                 let path = d.pid_file(layout);
                 plumbing::daemon::write_pid_file(&path, child.id())
                     .map_err(|source| SuperviseError::PidFile { path, source })?;
+                Some((child, log_start))
             }
-        }
-        // Only an answer counts: `up` never reports a daemon it did not see answer.
-        if wait_until(START_TIMEOUT, || self.answers(d)) {
-            Ok(())
-        } else {
-            let log = d.log_file(layout);
-            Err(SuperviseError::NoAnswer {
+        };
+        // Only an answer counts: `up` never reports a daemon it did not see answer. The
+        // endpoint exits at once when it cannot listen (the address is taken, the TLS
+        // files are wrong): that is said then, with what it wrote, not after a timeout.
+        let mut exited = false;
+        let answered = wait_until(START_TIMEOUT, || {
+            if let Some((child, _)) = detached.as_mut() {
+                exited = matches!(child.try_wait(), Ok(Some(_)));
+            }
+            exited || self.answers(d)
+        });
+        match detached {
+            _ if answered && !exited => Ok(()),
+            Some((_, log_start)) if exited => {
+                let _ = std::fs::remove_file(d.pid_file(layout));
+                Err(SuperviseError::Failed {
+                    what: d.name(),
+                    output: log_since(&log, log_start),
+                })
+            }
+            _ => Err(SuperviseError::NoAnswer {
                 what: d.name(),
                 secs: START_TIMEOUT.as_secs(),
                 tail: plumbing::daemon::log_tail(&log, 10),
                 log: log.display().to_string(),
-            })
+            }),
         }
     }
 
@@ -325,10 +353,29 @@ impl Supervisor {
         }
         let _ = std::fs::remove_file(&pid_file);
         if d == Daemon::ObjectEndpoint {
-            let _ = std::fs::remove_file(layout.s3_addr_file());
+            remove_endpoint_files(layout);
         }
         report(Some(pid), true, None, Some(clean))
     }
+}
+
+/// The endpoint's address files (a killed endpoint leaves them naming a port that
+/// someone else may take next).
+fn remove_endpoint_files(layout: &Layout) {
+    let _ = std::fs::remove_file(layout.s3_addr_file());
+    let _ = std::fs::remove_file(layout.endpoint_url_file());
+}
+
+/// What a log file gained since it was `from` bytes long (at most its last 4 KiB).
+fn log_since(log: &Path, from: u64) -> String {
+    let text = std::fs::read(log).unwrap_or_default();
+    let start = usize::try_from(from)
+        .unwrap_or(usize::MAX)
+        .min(text.len())
+        .max(text.len().saturating_sub(4096));
+    String::from_utf8_lossy(&text[start..])
+        .trim_end()
+        .to_string()
 }
 
 /// One `Status` request on ec2.sock; any well-formed reply (a refusal too) is an answer.
@@ -350,24 +397,34 @@ fn ping_volume_service(socket: &Path) -> Result<(), crate::ec2::protocol::FrameE
     Ok(())
 }
 
-/// An unsigned `GET /` (S3's ListBuckets, refused with a 403 and never recorded): any
-/// HTTP status line back is an answer.
-fn ping_endpoint(addr: SocketAddr) -> io::Result<()> {
+/// Plain HTTP: an unsigned `GET /` (S3's ListBuckets, refused with a 403 and never
+/// recorded); any HTTP status line back is an answer. TLS: a 5-byte record header of no
+/// content type, which the endpoint's TLS layer reads whole and answers with an alert
+/// record (content type 21, version 3.x, 7 bytes) before it closes: its accept loop and
+/// handshakes run. (A whole HTTP request would be read only in part, and the close over
+/// unread bytes is a reset that may discard the alert before it is read.)
+fn ping_endpoint(url: &str, addr: SocketAddr) -> io::Result<()> {
     let mut stream = TcpStream::connect_timeout(&addr, PING_TIMEOUT)?;
     stream.set_read_timeout(Some(PING_TIMEOUT))?;
     stream.set_write_timeout(Some(PING_TIMEOUT))?;
-    write!(
-        stream,
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: atrest-supervise\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut head = [0u8; 8];
-    stream.read_exact(&mut head)?;
-    if head.starts_with(b"HTTP/1.") {
+    let tls = url.starts_with("https://");
+    if tls {
+        stream.write_all(&[0, 3, 3, 0, 1])?;
+    } else {
+        write!(
+            stream,
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: atrest-supervise\r\nConnection: close\r\n\r\n"
+        )?;
+    }
+    // At most 8 bytes, and fewer when it closes after them (an alert record is 7).
+    let mut head = Vec::with_capacity(8);
+    stream.take(8).read_to_end(&mut head)?;
+    if (!tls && head.starts_with(b"HTTP/1.")) || (tls && head.starts_with(&[21, 3])) {
         Ok(())
     } else {
         Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "not an HTTP answer",
+            "not an answer of the endpoint",
         ))
     }
 }

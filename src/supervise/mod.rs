@@ -1,5 +1,6 @@
 //! Supervision of one HOME's three daemons as a unit: kmsd, the volume service
-//! (`atrest mount`) and the object endpoint (`atrest s3 serve`).
+//! (`atrest mount`) and the AWS endpoint (`atrest serve`: KMS, STS, IAM, CloudTrail and
+//! S3 on one port, `127.0.0.1:4566` unless `up --listen` says otherwise).
 //!
 //! Each daemon is still startable on its own; a [`Supervisor`] starts only what is not
 //! answering ([`Supervisor::up`]), stops what it finds by its pid file
@@ -32,6 +33,8 @@ pub struct Supervisor {
     kmsd_socket: Option<PathBuf>,
     /// How long `up` waits for a silent daemon to answer or be gone.
     settle_timeout: Duration,
+    /// `atrest serve`'s arguments when `up` starts the endpoint (`--listen`, TLS).
+    endpoint_args: Vec<String>,
 }
 
 impl Supervisor {
@@ -40,7 +43,15 @@ impl Supervisor {
             layout,
             kmsd_socket,
             settle_timeout: SETTLE_TIMEOUT,
+            endpoint_args: Vec::new(),
         }
+    }
+
+    /// How `up` starts the endpoint: `atrest serve` arguments (`--listen ADDR`,
+    /// `--tls-cert FILE --tls-key FILE`); none: serve's defaults.
+    pub fn with_endpoint_args(mut self, args: Vec<String>) -> Self {
+        self.endpoint_args = args;
+        self
     }
 
     /// Another bound on waiting for a silent daemon (default [`SETTLE_TIMEOUT`]).

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::ec2::api::ServedVolume;
 
-use super::daemons::{s3_addr, Daemon, StopReport};
+use super::daemons::{endpoint_url, Daemon, StopReport};
 use super::sweep::{self, Guest, LoopDevice, Swept};
 use super::Supervisor;
 
@@ -65,7 +65,7 @@ pub struct VolumeServiceStatus {
 pub struct EndpointStatus {
     #[serde(flatten)]
     pub daemon: DaemonStatus,
-    /// `http://127.0.0.1:PORT/`.
+    /// `http://127.0.0.1:PORT/` (`https://` with TLS): the address it really bound.
     pub url: Option<String>,
 }
 
@@ -202,7 +202,7 @@ impl Supervisor {
             },
             object_endpoint: EndpointStatus {
                 daemon: self.daemon_status(Daemon::ObjectEndpoint),
-                url: s3_addr(layout).map(|a| format!("http://{a}/")),
+                url: endpoint_url(layout).map(|(url, _)| format!("{url}/")),
             },
             loop_devices: sweep::loop_devices(layout),
             guests: sweep::guests(layout),
