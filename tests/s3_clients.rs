@@ -133,6 +133,16 @@ fn aws_s3_sync_moves_a_tree_both_ways() {
         let p = up.path().join(name);
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         write_random_file(&p, *size, 100 + i as u64);
+        // `aws s3 sync` uploads a file again when its mtime is later than the object's
+        // LastModified, which S3 (and atrest) gives to the second. A file written in the
+        // same second as its upload would look newer than its object, and the second sync
+        // below would send it again: the tree is dated an hour back, as a user's files are.
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .and_then(|f| f.set_modified(hour_ago))
+            .expect("date the file an hour back");
     }
     let out = lab.aws_ok(&[
         "s3",
@@ -151,6 +161,26 @@ fn aws_s3_sync_moves_a_tree_both_ways() {
         "--no-progress",
     ]);
     assert!(!again.contains("upload:"), "{again}");
+    // Every file changes (new bytes, a later mtime): a sync sends them all again, over
+    // the objects that are there (the empty file and the multipart one among them).
+    for (i, (name, size)) in files.iter().enumerate() {
+        let p = up.path().join(name);
+        write_random_file(&p, *size, 200 + i as u64);
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .and_then(|f| f.set_modified(later))
+            .expect("date the file an hour on");
+    }
+    let changed = lab.aws_ok(&[
+        "s3",
+        "sync",
+        path_str(up.path()),
+        "s3://synced/tree",
+        "--no-progress",
+    ]);
+    assert_eq!(changed.matches("upload:").count(), files.len(), "{changed}");
     let down = tempfile::tempdir().unwrap();
     let out = lab.aws_ok(&[
         "s3",
@@ -667,5 +697,64 @@ fn declared_digests_are_checked_before_anything_is_stored() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         lab.aws_ok(&args);
         assert_eq!(head(&lab, "digests", key)["ContentLength"], 5, "{key}");
+    }
+}
+
+/// botocore waits for `100 Continue` before sending a PutObject or UploadPart body; an
+/// answer that comes without one (an empty body, a refusal before the body) must not
+/// break the next such request on the same kept-alive connection. The `aws` CLI's own
+/// botocore (awscli 1.46's vendored 1.43) keeps the status line it read while waiting:
+/// the next answer was parsed as headers, had no ETag, and waited 30 s for the
+/// connection to close (`aws s3 sync` failed with `'ETag'` one run in three). Run with
+/// that botocore and with boto3's, over one connection (a pool of one).
+const EXPECT_CONTINUE_SCRIPT: &str = r#"
+import json, os, sys, time
+if sys.argv[1] == "awscli":
+    from awscli.botocore.session import get_session
+    from awscli.botocore.config import Config
+else:
+    from botocore.session import get_session
+    from botocore.config import Config
+s3 = get_session().create_client("s3", endpoint_url=os.environ["ATREST_TEST_ENDPOINT"],
+    config=Config(max_pool_connections=1, read_timeout=10, retries={"total_max_attempts": 1}))
+bucket = "expect-" + sys.argv[1]
+s3.create_bucket(Bucket=bucket)
+out = []
+def timed(call):
+    t = time.monotonic()
+    try:
+        res = {"etag": call().get("ETag")}
+    except s3.exceptions.ClientError as e:
+        res = {"error": e.response["Error"]["Code"]}
+    res["seconds"] = round(time.monotonic() - t, 1)
+    out.append(res)
+timed(lambda: s3.put_object(Bucket=bucket, Key="empty", Body=b""))
+timed(lambda: s3.put_object(Bucket=bucket, Key="after-empty", Body=b"x" * 1000))
+timed(lambda: s3.put_object(Bucket="no-such-bucket", Key="k", Body=b"y" * 1000))
+timed(lambda: s3.put_object(Bucket=bucket, Key="after-refusal", Body=b"z" * 1000))
+up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+timed(lambda: s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=1, Body=b""))
+timed(lambda: s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=2, Body=b"p" * 1000))
+print(json.dumps(out))
+"#;
+
+#[test]
+fn an_answer_without_100_continue_leaves_the_connection_usable_for_botocore() {
+    let lab = Lab::start();
+    for flavour in ["awscli", "boto3"] {
+        let out = lab.boto3(EXPECT_CONTINUE_SCRIPT, &[flavour]);
+        let calls: Vec<serde_json::Value> =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{flavour}: {e}: {out}"));
+        assert_eq!(calls.len(), 6, "{flavour}: {out}");
+        for (i, c) in calls.iter().enumerate() {
+            let quick = c["seconds"].as_f64().is_some_and(|s| s < 5.0);
+            assert!(quick, "{flavour}: call {i} waited: {out}");
+            if i == 2 {
+                assert_eq!(c["error"], "NoSuchBucket", "{flavour}: {out}");
+            } else {
+                let etag = c["etag"].as_str().unwrap_or_default();
+                assert_eq!(etag.len(), 34, "{flavour}: call {i} has no ETag: {out}");
+            }
+        }
     }
 }

@@ -138,7 +138,8 @@ impl Endpoint {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
         };
-        match route::route(&rp) {
+        let expect = ExpectContinue::of(&parts.headers);
+        let mut response = match route::route(&rp) {
             Route::Json { service, target } => {
                 services::json::handle(self, &rp, &parts.headers, body, service, &target, &origin)
                     .await
@@ -151,7 +152,49 @@ impl Endpoint {
                 drop(headers);
                 services::s3::handle(self, hyper::Request::from_parts(parts, body)).await
             }
+        };
+        if expect.closes_after(response.status()) {
+            response.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
         }
+        response
+    }
+}
+
+/// A request that asked for `100 Continue` and may get its final answer without one.
+///
+/// hyper sends `100 Continue` when a handler first reads the body, and never for an
+/// empty body; a request refused before its body is read gets none either. That is
+/// HTTP/1.1 as written, but botocore (the `aws` CLI, boto3) then takes the status line
+/// it read while waiting as that request's status and keeps it on the connection: the
+/// next request on the same kept-alive connection that waits for `100 Continue` is
+/// answered with the old status, its real status line is parsed as a header, and the
+/// client waits for the connection to close (`aws s3 sync` of a tree with an empty file
+/// failed with `'ETag'` after 30 s, one run in three). So those answers close the
+/// connection, which resets botocore's state; a request whose body was read (a
+/// success with a body) keeps the connection.
+#[derive(Clone, Copy)]
+struct ExpectContinue {
+    asked: bool,
+    empty_body: bool,
+}
+
+impl ExpectContinue {
+    fn of(headers: &hyper::HeaderMap) -> Self {
+        let asked = headers
+            .get(hyper::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        let empty_body = headers.get(hyper::header::TRANSFER_ENCODING).is_none()
+            && headers
+                .get(hyper::header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0");
+        ExpectContinue { asked, empty_body }
+    }
+
+    fn closes_after(self, status: hyper::StatusCode) -> bool {
+        self.asked && (self.empty_body || !status.is_success())
     }
 }
 
