@@ -71,6 +71,15 @@ pub struct ViaService {
     pub grant_is_for_aws_resource: bool,
 }
 
+/// `kms:ViaService` for a service, and the retiring principal of the grants it makes:
+/// `ec2.amazonaws.com` in `us-east-1` is `ec2.us-east-1.amazonaws.com`, as AWS spells it.
+pub fn via_service_value(service: &str, region: &str) -> String {
+    match service.strip_suffix(".amazonaws.com") {
+        Some(prefix) => format!("{prefix}.{region}.amazonaws.com"),
+        None => service.to_string(),
+    }
+}
+
 /// A reply as sent on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ResponseEnvelope {

@@ -1349,6 +1349,16 @@ fn every_operation(m: &Models) -> Vec<&'static str> {
             },
         }
     );
+    case!(
+        ResolveCallerRequest {
+            uid: 1000,
+            act_as: Some(ROLE.into()),
+        },
+        ResolveCallerResponse {
+            principal_arn: "arn:aws:sts::111122223333:assumed-role/voclabs/alice".into(),
+            account: "111122223333".into(),
+        }
+    );
     seen
 }
 

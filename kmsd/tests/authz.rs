@@ -220,6 +220,21 @@ fn forgery_child() {
     let e = kms_error(c.clone().acting_as(voclabs.clone()).list_keys());
     assert_eq!(e.code, ErrorCode::AccessDeniedException);
     assert!(e.message.contains("may not act as"), "{}", e.message);
+    // Who am I: answered for its own uid, refused for another (not a service), and an
+    // --as claim is checked as above.
+    let me = c.resolve_caller(65534, None).unwrap();
+    assert_eq!(me.principal_arn, format!("arn:aws:iam::{LAB}:user/nobody"));
+    assert_eq!(me.account, LAB);
+    let e = kms_error(c.resolve_caller(0, None));
+    assert_eq!(e.code, ErrorCode::AccessDeniedException);
+    assert!(
+        e.message.contains("may not ask who uid 0 is"),
+        "{}",
+        e.message
+    );
+    let e = kms_error(c.resolve_caller(65534, Some(&voclabs)));
+    assert_eq!(e.code, ErrorCode::AccessDeniedException);
+    assert!(e.message.contains("may not act as"), "{}", e.message);
     let forged = ViaService {
         service: "ec2.amazonaws.com".into(),
         on_behalf_of: Some(voclabs),
@@ -313,6 +328,7 @@ fn an_ordinary_user_cannot_act_as_others_or_forge_a_service() {
         "CreateKey",
         "ReloadConfig",
         "DescribeKey",
+        "ResolveCaller",
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
@@ -324,6 +340,52 @@ fn an_ordinary_user_cannot_act_as_others_or_forge_a_service() {
     }
     // No s3 event was recorded for the forger.
     assert!(lookup(&c, "EventSource", "s3.amazonaws.com").is_empty());
+}
+
+/// A trusted service (kmsd's own uid in the default config) learns who the uids on
+/// its socket are, `--as` included, as kmsd would admit them; a resolved caller is not
+/// recorded (the service's own call is).
+#[test]
+fn a_trusted_service_resolves_its_callers_as_kmsd_would() {
+    let d = Daemon::start();
+    let c = d.client();
+    let me = c.get_caller_identity().unwrap();
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let own = c.resolve_caller(uid, None).unwrap();
+    assert_eq!(
+        (own.principal_arn.as_str(), own.account.as_str()),
+        (me.arn.as_str(), LAB)
+    );
+    let other = c.resolve_caller(65534, None).unwrap();
+    assert_eq!(
+        other.principal_arn,
+        format!("arn:aws:iam::{LAB}:user/nobody")
+    );
+    let role = c
+        .resolve_caller(uid, Some(&format!("arn:aws:iam::{LAB}:role/voclabs")))
+        .unwrap();
+    assert!(
+        role.principal_arn
+            .starts_with(&format!("arn:aws:sts::{LAB}:assumed-role/voclabs/")),
+        "{}",
+        role.principal_arn
+    );
+    // Another uid's --as claim is checked against that uid's rights, not the service's.
+    let e = kms_error(c.resolve_caller(65534, Some(&format!("arn:aws:iam::{LAB}:role/voclabs"))));
+    assert_eq!(e.code, ErrorCode::AccessDeniedException);
+    assert!(
+        e.message.contains("uid 65534 (nobody) may not act as"),
+        "{}",
+        e.message
+    );
+    let recorded = lookup(&c, "EventName", "ResolveCaller");
+    assert_eq!(
+        recorded.len(),
+        1,
+        "only the refusal is recorded: {recorded:?}"
+    );
+    assert_eq!(recorded[0].1["errorCode"], "AccessDeniedException");
 }
 
 fn wait_until(mut f: impl FnMut() -> bool) -> bool {

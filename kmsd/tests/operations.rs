@@ -48,7 +48,9 @@ fn create_describe_list_and_every_way_to_name_a_key() {
                 tag_value: "dev".into(),
             }],
             // A policy is now evaluated: it must let the creator manage the key.
-            policy: Some(kmsd::policy::defaults::default_key_policy("111122223333")),
+            policy: Some(kmsd::api::default_policies::default_key_policy(
+                "111122223333",
+            )),
             ..Default::default()
         })
         .unwrap();

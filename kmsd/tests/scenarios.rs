@@ -60,7 +60,7 @@ fn lab_key(d: &Daemon, admins: &[String], users: &[String]) -> KeyMetadata {
     let key = role
         .create_key(CreateKeyRequest {
             description: Some("lab key".into()),
-            policy: Some(kmsd::policy::defaults::console_key_policy(LAB, &a, &u)),
+            policy: Some(kmsd::api::default_policies::console_key_policy(LAB, &a, &u)),
             ..Default::default()
         })
         .unwrap();

@@ -866,7 +866,9 @@ fn console_policy(
     let account = client.get_caller_identity()?.account;
     let a: Vec<&str> = admins.iter().map(String::as_str).collect();
     let u: Vec<&str> = users.iter().map(String::as_str).collect();
-    Ok(kmsd::policy::defaults::console_key_policy(&account, &a, &u))
+    Ok(kmsd::api::default_policies::console_key_policy(
+        &account, &a, &u,
+    ))
 }
 
 /// Why a verb printed nothing.

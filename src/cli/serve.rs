@@ -74,7 +74,7 @@ enum EnvError {
     #[error(transparent)]
     Key(#[from] crate::s3::auth::AuthError),
     #[error(transparent)]
-    Config(#[from] kmsd::config::ConfigError),
+    Config(#[from] kmsd::client::site::ConfigError),
 }
 
 /// Single-quotes a value for POSIX shells.
@@ -90,7 +90,7 @@ fn env_lines(g: &Global) -> Result<String, EnvError> {
         path: url_file,
     })?;
     let key = crate::s3::auth::own_access_key(&g.kmsd_socket(), g.act_as.as_deref())?;
-    let region = kmsd::config::Config::load(&layout.config(), false)?.region;
+    let region = kmsd::client::site::SiteConfig::load(&layout.config())?.region;
     let mut out = String::new();
     for (name, value) in [
         ("AWS_ENDPOINT_URL", url.as_str()),

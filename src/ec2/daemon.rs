@@ -35,9 +35,7 @@ pub enum DaemonError {
     #[error(transparent)]
     PidFile(PidFileError),
     #[error("cannot read the config")]
-    Config(#[source] kmsd::config::ConfigError),
-    #[error("{0}")]
-    SocketMode(String),
+    Config(#[source] kmsd::client::site::ConfigError),
     #[error(transparent)]
     Listen(#[from] ListenError),
     #[error(transparent)]
@@ -170,10 +168,9 @@ pub fn run_foreground(
         }
     }
     let sock = layout.ec2_socket();
-    let config =
-        kmsd::config::Config::load(&layout.config(), false).map_err(DaemonError::Config)?;
-    let mode = config.socket_mode().map_err(DaemonError::SocketMode)?;
-    let listener = server::bind(&sock, mode)?;
+    let site =
+        kmsd::client::site::SiteConfig::load(&layout.config()).map_err(DaemonError::Config)?;
+    let listener = server::bind(&sock, site.socket_mode)?;
     let runtime = Runtime::start(mountpoint, strict_revocation, &layout.trail_dir())?;
     let svc = Ec2Service::new(layout.clone(), Some(runtime))?;
     svc.recover_instances()?;

@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use kmsd::client::site::SiteConfig;
 use kmsd::client::{ClientError, DataKeySize, KmsClient};
-use kmsd::config::Config;
 use kmsd::protocol::{
     CreateGrantRequest, DecryptRequest, GrantConstraints, ListRetirableGrantsRequest,
     RecordEventRequest, RetireGrantRequest, ViaService,
@@ -40,13 +40,12 @@ pub struct DataKeySizeError {
 
 pub struct Kms {
     socket: PathBuf,
-    layout: Layout,
-    config: Config,
+    site: SiteConfig,
 }
 
 /// The region and account from HOME/config.toml (defaults us-east-1, 111122223333).
 pub fn region_and_account(layout: &Layout) -> Result<(String, String), Ec2Error> {
-    let c = Config::load(&layout.config(), false)
+    let c = SiteConfig::load(&layout.config())
         .map_err(|e| Ec2Error::caused_by(Ec2Code::InternalError, &e))?;
     Ok((c.region, c.account))
 }
@@ -96,49 +95,23 @@ impl Kms {
     pub fn new(layout: &Layout) -> Kms {
         Kms {
             socket: layout.kmsd_socket(),
-            layout: layout.clone(),
-            config: Config::load(&layout.config(), false).unwrap_or_default(),
+            site: SiteConfig::load(&layout.config()).unwrap_or_default(),
         }
     }
 
     /// The principal a local uid is served as: its own, or the principal an `--as` ARN
     /// stands for (a role becomes its session) if the config lets that uid act as it, as
-    /// kmsd decides for its own callers; otherwise `UnauthorizedOperation`. kmsd trusts
-    /// this service to speak for anyone, so this is the check. The config (and the IAM
-    /// drop-ins) are read afresh for each call, so a reload applies here at once.
+    /// kmsd decides for its own callers (kmsd answers: `ResolveCaller`); otherwise
+    /// `UnauthorizedOperation`. kmsd trusts this service to speak for anyone, so this is
+    /// the check; kmsd unreachable is `ServiceUnavailable`.
     pub fn caller_principal(&self, uid: u32, act_as: Option<&str>) -> Result<String, Ec2Error> {
-        let user = plumbing::peer::display_name(uid);
-        let dir = Config::load(&self.layout.config(), false)
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                kmsd::service::directory::Directory::build(
-                    c,
-                    Some(&self.layout.root),
-                    self.layout.kmsd_uid(),
-                )
-            });
-        let dir = match dir {
-            Ok(d) => d,
-            Err(e) => {
-                return match act_as {
-                    None => Ok(self.config.default_principal_for(&user, uid)),
-                    Some(a) => Err(Ec2Error::new(
-                        Ec2Code::UnauthorizedOperation,
-                        format!(
-                        "cannot check whether uid {uid} may act as {a}: the config is invalid: {e}"
-                    ),
-                    )),
-                }
-            }
-        };
-        let ident = dir.identity(uid, &user);
-        match act_as {
-            None => Ok(ident.principal.clone()),
-            Some(a) => dir
-                .resolve_act_as(&ident, Some(a))
-                .map(|r| r.principal.arn)
-                .map_err(|e| Ec2Error::new(Ec2Code::UnauthorizedOperation, e.message)),
-        }
+        let resolved = KmsClient::connect(&self.socket)
+            .and_then(|c| c.resolve_caller(uid, act_as))
+            .map_err(|e| match e {
+                ClientError::Kms(k) => Ec2Error::new(Ec2Code::UnauthorizedOperation, k.message),
+                other => from_client(other),
+            })?;
+        Ok(resolved.principal_arn)
     }
 
     /// A client speaking for `caller` via ec2.amazonaws.com.
@@ -206,7 +179,7 @@ impl Kms {
         let (instance_id, owner_arn) = instance;
         // The instance lives in its owner's account, which may not be the key's (a
         // cross-account key): the grantee is that account's EC2 identity, whoever starts it.
-        let account = account_of(owner_arn).unwrap_or(&self.config.account);
+        let account = account_of(owner_arn).unwrap_or(&self.site.account);
         let grantee = instance_grantee(account, instance_id);
         let (grant_id, grant_token) = self
             .on_behalf_of(caller)?
@@ -233,7 +206,7 @@ impl Kms {
 
     /// `ec2.REGION.amazonaws.com`: the retiring principal of instance grants.
     fn retiring_principal(&self) -> String {
-        kmsd::service::authz::via_service_value(EC2_SERVICE, &self.config.region)
+        kmsd::protocol::via_service_value(EC2_SERVICE, &self.site.region)
     }
 
     /// Decrypt of an attached volume's data key for a launching instance: as the
@@ -383,7 +356,7 @@ impl Kms {
             read_only: false,
             resources: resources
                 .iter()
-                .map(|id| ec2_resource(&self.config.region, &self.config.account, id))
+                .map(|id| ec2_resource(&self.site.region, &self.site.account, id))
                 .collect(),
             user_agent: None,
             source_ip_address: None,

@@ -202,7 +202,7 @@ impl ExpectContinue {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
-    Config(#[from] kmsd::config::ConfigError),
+    Config(#[from] kmsd::client::site::ConfigError),
     #[error("cannot create {path}: {source}", path = .path.display())]
     Home {
         path: std::path::PathBuf,
@@ -237,7 +237,7 @@ pub fn run(
         source,
     })?;
     // The region credential scopes must name is kmsd's (the same config file).
-    let config = kmsd::config::Config::load(&layout.config(), false)?;
+    let config = kmsd::client::site::SiteConfig::load(&layout.config())?;
     // Refused before the store is opened (a second store would sweep the first's uploads).
     if opts.tls.is_none() && !opts.listen.ip().is_loopback() {
         return Err(listener::ListenError::NeedsTls { addr: opts.listen }.into());

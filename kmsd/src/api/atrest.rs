@@ -1,6 +1,7 @@
 //! atrest's own calls on kmsd's socket (no AWS counterpart): AdvanceClock,
-//! ReloadConfig, RecordEvent, Status. Handlers: `service/mod.rs`, `service/events.rs`
-//! (Status: answered by the listener, `server.rs`, without a trail record).
+//! ReloadConfig, RecordEvent, Status, ResolveCaller. Handlers: `service/mod.rs`,
+//! `service/events.rs`, `service/authz.rs` (ResolveCaller) (Status: answered by the
+//! listener, `server.rs`, without a trail record).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -179,5 +180,45 @@ impl Operation for StatusRequest {
 
     fn request_parameters(&self) -> Value {
         Params::new().build()
+    }
+}
+
+/// Who a local Unix uid is, as kmsd admits it: the uid's own principal, or the one its
+/// `--as` claim names if the config lets it act as that (a role becomes a session of
+/// it, as kmsd's own callers do). For the services that serve local callers on a
+/// socket of their own (the volume service): they answer a caller as the principal
+/// kmsd would evaluate it as, and refuse an `--as` kmsd would refuse, without reading
+/// kmsd's configuration themselves. A peer may ask about its own uid; about another
+/// uid only if the config trusts it as a service (`[[uids]] services`). Recorded in
+/// the trail only when refused (the service's own call is recorded itself).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResolveCallerRequest {
+    pub uid: u32,
+    /// The principal ARN the caller asked to act as (`--as`).
+    #[serde(default)]
+    pub act_as: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ResolveCallerResponse {
+    /// The principal the uid's requests are evaluated as.
+    pub principal_arn: String,
+    /// The account of `principal_arn`.
+    pub account: String,
+}
+
+impl Operation for ResolveCallerRequest {
+    type Response = ResolveCallerResponse;
+    const NAME: &'static str = "ResolveCaller";
+    const SERVICE: Service = Service::Atrest;
+    const READ_ONLY: bool = true;
+
+    fn request_parameters(&self) -> Value {
+        Params::new()
+            .put("uid", self.uid)
+            .put("actAs", &self.act_as)
+            .build()
     }
 }

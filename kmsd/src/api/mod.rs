@@ -48,6 +48,7 @@ pub mod atrest;
 pub mod cloudtrail;
 pub mod credentials;
 pub mod crypto;
+pub mod default_policies;
 pub mod deletion;
 pub mod grants;
 pub mod iam;
@@ -430,6 +431,9 @@ operations! {
     DeleteAccessKey(DeleteAccessKeyRequest),
     /// kmsd's trail and listener state (`atrest status`), never recorded.
     Status(StatusRequest),
+    /// Who a local uid is (its `--as` claim checked), for the services that serve
+    /// local callers; recorded only when refused.
+    ResolveCaller(ResolveCallerRequest),
 }
 
 /// CloudTrail `requestParameters` helpers for the operation files.

@@ -1,12 +1,11 @@
 //! Authorization as AWS KMS does it, as pure code: the policy grammar ([`document`]),
 //! conditions ([`condition`]), the caller ([`principal`]), the request ([`context`]),
-//! evaluation ([`evaluate`]), the default policies ([`defaults`]) and PutKeyPolicy's lockout
+//! evaluation ([`evaluate`]) and PutKeyPolicy's lockout
 //! check ([`lockout`]). No I/O: the daemon supplies the documents and the caller.
 //! See `docs/POLICY.md`.
 
 pub mod condition;
 pub mod context;
-pub mod defaults;
 pub mod document;
 pub mod evaluate;
 #[doc(hidden)]

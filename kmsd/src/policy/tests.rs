@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::defaults::{console_key_policy, default_key_policy, KEY_ADMINISTRATOR_ACTIONS};
 use super::lockout::{check_lockout, would_lock_out, LOCKOUT_MESSAGE};
 use super::*;
+use crate::api::default_policies::{
+    console_key_policy, default_key_policy, KEY_ADMINISTRATOR_ACTIONS,
+};
 
 const A: &str = "111122223333";
 const B: &str = "444455556666";

@@ -26,7 +26,7 @@ use crate::policy::{
     authorize as evaluate, evaluate_statements, Authorization, Decision, DenyReason, Outcome,
     RequestContext as PolicyContext,
 };
-use crate::protocol::{EncryptionContext, ErrorCode, KmsError, ViaService};
+use crate::protocol::{via_service_value, EncryptionContext, ErrorCode, KmsError, ViaService};
 
 /// What the request says that policy conditions and grants may look at.
 #[derive(Debug, Clone, Copy, Default)]
@@ -185,15 +185,6 @@ pub fn admit_signed(
         source: peer.source.clone(),
         signer: Some(signer),
     })
-}
-
-/// `kms:ViaService` for a service: `ec2.amazonaws.com` in `us-east-1` is
-/// `ec2.us-east-1.amazonaws.com`, as AWS spells it.
-pub fn via_service_value(service: &str, region: &str) -> String {
-    match service.strip_suffix(".amazonaws.com") {
-        Some(prefix) => format!("{prefix}.{region}.amazonaws.com"),
-        None => service.to_string(),
-    }
 }
 
 /// The grant operation an action exercises, if grants can allow it.

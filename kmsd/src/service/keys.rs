@@ -168,7 +168,7 @@ impl Handle<Call<'_>, CreateKeyRequest> for KeyService {
                 )?;
                 text
             }
-            None => crate::policy::defaults::default_key_policy(&caller.account),
+            None => crate::api::default_policies::default_key_policy(&caller.account),
         };
         let material: Zeroizing<[u8; 32]> = Zeroizing::new(rand::random());
         let now = self.now_ms();

@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-use super::authz::via_service_value;
 use super::resolve::{parse_key_ref, KeyRef};
 use super::rotation::DEFAULT_ROTATION_DAYS;
 use super::{Caller, KeyEntry, KeyService};
+use crate::api::default_policies::aws_managed_key_policy;
 use crate::clock::DAY_MS;
 use crate::keystore::{
     KeyManager, StoredAlias, StoredKey, StoredRotation, StoredVersion, FILE_FORMAT,
 };
-use crate::policy::defaults::aws_managed_key_policy;
+use crate::protocol::via_service_value;
 use crate::protocol::{KeyState, KmsError};
 
 /// One AWS managed key kmsd knows how to create.

@@ -347,8 +347,8 @@ impl KeyService {
 
     /// Handles one request: dispatch, audit (fail closed), result. A service's own
     /// event (`RecordEvent`) is its own record; refused, it is audited as a KMS call.
-    /// The endpoint's access-key lookups are recorded only when refused (the call
-    /// they authenticate is recorded itself).
+    /// The endpoint's access-key lookups and the services' caller lookups are
+    /// recorded only when refused (the call they serve is recorded itself).
     pub fn handle(&self, caller: &Caller, request: Request) -> Result<Response, KmsError> {
         let request = match request {
             Request::ResolveAccessKey(r) => match self.resolve_access_key(caller, &r) {
@@ -356,6 +356,10 @@ impl KeyService {
                 Err(e) => {
                     return self.audited(caller, Request::ResolveAccessKey(r), |_, _| Err(e));
                 }
+            },
+            Request::ResolveCaller(r) => match self.resolve_caller(caller, &r) {
+                Ok(resp) => return Ok(Response::ResolveCaller(resp)),
+                Err(e) => return self.audited(caller, Request::ResolveCaller(r), |_, _| Err(e)),
             },
             // Not a key operation: answered even while the trail refuses everything.
             Request::Status(_) => return Ok(Response::Status(self.status(Default::default()))),

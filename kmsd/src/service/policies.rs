@@ -3,13 +3,13 @@
 //! authorization evaluates.
 
 use super::{Call, Caller, KeyService};
+use crate::api::default_policies::default_key_policy;
 pub use crate::api::DEFAULT_POLICY_NAME;
 use crate::api::{
     Empty, ErrorCode, GetKeyPolicyRequest, GetKeyPolicyResponse, Handle, KmsError,
     ListKeyPoliciesRequest, ListKeyPoliciesResponse, PutKeyPolicyRequest,
 };
 use crate::keystore::StoredKey;
-use crate::policy::defaults::default_key_policy;
 use crate::policy::lockout::check_lockout;
 use crate::policy::{PolicyDocument, PolicyError};
 

@@ -1,4 +1,5 @@
-//! STS: who the caller is (`GetCallerIdentity`), and role sessions (`AssumeRole`):
+//! STS: who the caller is (`GetCallerIdentity`; for the services beside kmsd, who a
+//! local uid is: atrest's `ResolveCaller`), and role sessions (`AssumeRole`):
 //! temporary credentials whose requests act as
 //! `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION` with the role's policies, allowed
 //! where the role's trust policy (and, as AWS requires, the caller's identity policies)
@@ -9,7 +10,7 @@ use super::credentials::Authenticated;
 use super::{Call, Caller, KeyService};
 use crate::api::{
     AssumeRoleRequest, AssumeRoleResponse, AssumedRoleUser, Credentials, GetCallerIdentityRequest,
-    GetCallerIdentityResponse, Handle, Timestamp,
+    GetCallerIdentityResponse, Handle, ResolveCallerRequest, ResolveCallerResponse, Timestamp,
 };
 use crate::credentials::{new_access_key_id, new_secret};
 use crate::iam::session::{self, SessionClaims};
@@ -44,6 +45,51 @@ impl KeyService {
                 format!("{role_id}:{session}")
             }
         }
+    }
+}
+
+impl KeyService {
+    /// ResolveCaller: the principal a local uid's requests are evaluated as, its `--as`
+    /// claim checked as kmsd checks its own callers'. The caller may ask about its own
+    /// uid, and about any other only when the config trusts it as a service (the
+    /// volume service answers for the uids on its socket) and it speaks for itself.
+    pub(crate) fn resolve_caller(
+        &self,
+        caller: &Caller,
+        r: &ResolveCallerRequest,
+    ) -> Result<ResolveCallerResponse, KmsError> {
+        let dir = self.directory();
+        let user = if r.uid == caller.uid {
+            caller.user.clone()
+        } else {
+            let asker = dir.identity(caller.uid, &caller.user);
+            if caller.signer.is_some() || caller.via.is_some() || asker.services.is_empty() {
+                return Err(KmsError::new(
+                    ErrorCode::AccessDeniedException,
+                    format!(
+                        "uid {} ({}) may not ask who uid {} is: only the uids the kmsd config trusts as a service (services = [...]) may, for their own callers",
+                        caller.uid, caller.user, r.uid
+                    ),
+                ));
+            }
+            plumbing::peer::display_name(r.uid)
+        };
+        let ident = dir.identity(r.uid, &user);
+        let resolved = dir.resolve_act_as(&ident, r.act_as.as_deref())?;
+        Ok(ResolveCallerResponse {
+            account: resolved.principal.account.clone().unwrap_or_default(),
+            principal_arn: resolved.principal.arn,
+        })
+    }
+}
+
+impl Handle<Call<'_>, ResolveCallerRequest> for KeyService {
+    fn handle(
+        &self,
+        cx: &mut Call<'_>,
+        r: ResolveCallerRequest,
+    ) -> Result<ResolveCallerResponse, KmsError> {
+        self.resolve_caller(cx.caller, &r)
     }
 }
 

@@ -60,7 +60,7 @@ fn trail_parameters_of_every_operation_match_the_golden_file() {
         }))
         .unwrap(),
     );
-    let policy = crate::policy::defaults::default_key_policy("111122223333");
+    let policy = crate::api::default_policies::default_key_policy("111122223333");
     let (k2, arn2) = key_id(
         call(Request::CreateKey(CreateKeyRequest {
             description: None,

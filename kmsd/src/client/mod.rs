@@ -8,6 +8,11 @@
 //! reconnects. A request is retried (once, on a new connection) only when kmsd had
 //! closed the connection before it was sent (an idle or evicted connection: the write
 //! fails with `EPIPE`), never once it may have been received.
+//!
+//! [`site`]: the settings of `HOME/config.toml` the other services share with kmsd
+//! (region, account, socket mode).
+
+pub mod site;
 
 use std::io::{BufReader, BufWriter};
 use std::os::unix::net::UnixStream;
@@ -641,5 +646,18 @@ impl KmsClient {
     /// Who kmsd evaluates this client's requests as.
     pub fn get_caller_identity(&self) -> Result<GetCallerIdentityResponse, ClientError> {
         self.send(GetCallerIdentityRequest {})
+    }
+
+    /// Who local uid `uid` is, its `--as` claim checked as kmsd checks its own callers'
+    /// (this client's own uid, or any uid when the config trusts this one as a service).
+    pub fn resolve_caller(
+        &self,
+        uid: u32,
+        act_as: Option<&str>,
+    ) -> Result<ResolveCallerResponse, ClientError> {
+        self.send(ResolveCallerRequest {
+            uid,
+            act_as: act_as.map(str::to_string),
+        })
     }
 }

@@ -1,4 +1,7 @@
-//! The key policies AWS KMS writes when the caller gives none.
+//! The key policies AWS KMS writes when the caller gives none (CreateKey without a
+//! policy, the console's key policy, AWS managed keys): documents on the wire, so they
+//! sit with the operation types, where kmsd and the CLI (`--key-administrators`) both
+//! build them. Pure JSON building, no I/O.
 
 use serde_json::{json, Value};
 
