@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use kmsd::trail::retention::{read_anchor, ANCHOR_FILE};
+use kmsd::trail::retention::{newest_time, read_anchor, segment_newest_time, ANCHOR_FILE};
 use kmsd::trail::segment::read_all;
 use kmsd::trail::{
     validate, BreakKind, Clock, EventClass, IoStep, SyncMode, TrailConfig, TrailError, TrailWriter,
@@ -345,6 +345,38 @@ fn full_file_system_refuses_admission_and_recovers_in_both_modes() {
         assert!(r.is_ok(), "{sync}: {:?}", r.broken);
         assert_eq!(r.events, ok + 1, "{sync}");
     }
+}
+
+/// Retention dates a segment from its end only; that agrees with reading the whole
+/// segment for a header-only segment, small records, and records longer than the first
+/// window (64 KiB), so the window has to grow.
+#[test]
+fn a_segment_is_dated_from_its_tail_as_from_all_of_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("trail");
+    let clock = ManualClock::new();
+    let w = TrailWriter::open(config(&dir, 64 << 20, clock.clone())).unwrap();
+    let check = |what: &str| {
+        for path in segments(&dir) {
+            let whole = newest_time(&std::fs::read(&path).unwrap());
+            assert!(whole.is_some(), "{what}");
+            assert_eq!(segment_newest_time(&path).unwrap(), whole, "{what}");
+        }
+    };
+    check("header only");
+    for i in 0..500 {
+        clock.advance_secs(1);
+        append(&w, record(i * 2, clock.now())).unwrap();
+    }
+    check("small records");
+    for i in 0..3u64 {
+        clock.advance_secs(1);
+        let big = "x".repeat(150 << 10);
+        let r =
+            record(i * 2, clock.now()).with_request_parameters(serde_json::json!({ "big": big }));
+        append(&w, r).unwrap();
+    }
+    check("records longer than the window");
 }
 
 /// A syncer that cannot top the space reservation up in time (its thread starved under

@@ -76,6 +76,45 @@ pub fn newest_time(bytes: &[u8]) -> Option<OffsetDateTime> {
         .map(|r| r.event_time)
 }
 
+/// How much of a segment's end [`segment_newest_time`] reads first.
+const TAIL_WINDOW: u64 = 64 << 10;
+
+/// [`newest_time`] of the segment at `path`, reading only its end: the last complete
+/// line lies in the final [`TAIL_WINDOW`] bytes unless one record is longer, and then
+/// the window doubles, up to the whole file. Retention runs at every rotation (every
+/// 16 MiB of trail at the default size); reading the whole oldest segment each time
+/// was 2% of kmsd's CPU under kmsd-bench's 8 Decrypt clients.
+pub fn segment_newest_time(path: &Path) -> std::io::Result<Option<OffsetDateTime>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut window = TAIL_WINDOW.min(len);
+    loop {
+        let start = len - window;
+        file.seek(SeekFrom::Start(start))?;
+        let mut buf = Vec::new();
+        (&mut file).take(window).read_to_end(&mut buf)?;
+        if start == 0 {
+            return Ok(newest_time(&buf));
+        }
+        // The window starts inside a line: whole lines follow its first newline (and
+        // the header, which starts the file, is not among them).
+        let whole = buf
+            .iter()
+            .position(|b| *b == b'\n')
+            .and_then(|nl| buf.get(nl + 1..))
+            .unwrap_or_default();
+        if let Some(last) = segment::split_lines(whole).lines.last() {
+            return Ok(parse_line(last).ok().and_then(|parsed| {
+                serde_json::from_slice::<TrailRecord>(parsed.record)
+                    .ok()
+                    .map(|r| r.event_time)
+            }));
+        }
+        window = window.saturating_mul(2).min(len);
+    }
+}
+
 /// Which leading segments are expired (pure): the longest prefix, never the last,
 /// whose newest time is before `cutoff`. A segment whose time is unreadable stops the
 /// prefix: retention never deletes what it cannot date.
@@ -101,8 +140,7 @@ pub fn apply(
     let cutoff = now - keep;
     let mut newest = Vec::with_capacity(segments.len());
     for (_, path) in &segments {
-        let bytes = std::fs::read(path).map_err(|e| TrailError::io(path, e))?;
-        let t = newest_time(&bytes);
+        let t = segment_newest_time(path).map_err(|e| TrailError::io(path, e))?;
         let expired = matches!(t, Some(t) if t < cutoff);
         newest.push(t);
         if !expired {
