@@ -3,80 +3,11 @@
 //! reach KMS, STS, CloudTrail and S3 on one port with nothing but what `atrest env`
 //! prints. A missing venv fails the test (scripts/install-deps.sh makes it).
 
+mod endpoint_common;
 mod s3_common;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
+use endpoint_common::{aws, aws_ok, client, env_of, venv_bin};
 use s3_common::Lab;
-
-fn venv_bin(name: &str) -> PathBuf {
-    let venv = std::env::var_os("ATREST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    let bin = venv.join("bin").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/install-deps.sh (it makes the project venv)",
-        bin.display()
-    );
-    bin
-}
-
-/// The variables `atrest env` exports, parsed from its output.
-fn env_of(lab: &Lab) -> Vec<(String, String)> {
-    let out = lab.ok(&["env"]);
-    let vars: Vec<(String, String)> = out
-        .lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-        .collect();
-    for name in [
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_DEFAULT_REGION",
-    ] {
-        assert!(vars.iter().any(|(k, _)| k == name), "no {name} in {out}");
-    }
-    assert!(out.contains("unset AWS_SESSION_TOKEN"), "{out}");
-    vars
-}
-
-/// A client command in the environment `atrest env` gives, and nothing of this machine's
-/// AWS configuration.
-fn client(lab: &Lab, program: PathBuf) -> Command {
-    let mut c = Command::new(program);
-    c.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", lab.home_path())
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .envs(env_of(lab));
-    c
-}
-
-fn aws(lab: &Lab, args: &[&str]) -> Output {
-    client(lab, venv_bin("aws"))
-        .args(args)
-        .output()
-        .expect("run aws")
-}
-
-fn aws_ok(lab: &Lab, args: &[&str]) -> String {
-    let o = aws(lab, args);
-    assert!(
-        o.status.success(),
-        "aws {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stderr),
-        String::from_utf8_lossy(&o.stdout)
-    );
-    String::from_utf8(o.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string()
-}
 
 #[test]
 fn aws_cli_drives_kms_sts_cloudtrail_and_s3_on_one_port() {
@@ -355,4 +286,135 @@ fn boto3_kms_auth_errors_bad_input_and_lookup_paging() {
     let plain = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, plain.trim())
         .expect("b64");
     assert_eq!(plain, b"from boto3");
+}
+
+/// The trail's newest event named `name`, as its CloudTrail JSON.
+fn newest_event(lab: &Lab, name: &str) -> serde_json::Value {
+    let attr = format!("AttributeKey=EventName,AttributeValue={name}");
+    let text = aws_ok(
+        lab,
+        &[
+            "cloudtrail",
+            "lookup-events",
+            "--lookup-attributes",
+            &attr,
+            "--max-results",
+            "1",
+            "--query",
+            "Events[0].CloudTrailEvent",
+            "--output",
+            "text",
+        ],
+    );
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("no {name} event ({e}): {text}"))
+}
+
+#[test]
+fn aws_encryption_sdk_cli_encrypts_and_decrypts_a_file_with_an_atrest_key() {
+    let lab = Lab::start();
+    let key = aws_ok(
+        &lab,
+        &[
+            "kms",
+            "create-key",
+            "--query",
+            "KeyMetadata.Arn",
+            "--output",
+            "text",
+        ],
+    );
+    let dir = lab.home_path();
+    let plain = dir.join("report.txt");
+    let secret = b"quarterly numbers, not for the bucket\n".repeat(1000);
+    std::fs::write(&plain, &secret).expect("write");
+    let (ct, back) = (dir.join("report.txt.encrypted"), dir.join("report.back"));
+    let esdk = |args: &[&str]| {
+        client(&lab, venv_bin("aws-encryption-cli"))
+            .args(args)
+            .output()
+            .expect("run aws-encryption-cli")
+    };
+    let wrapping = format!("key={key}");
+    let path = |p: &std::path::Path| p.display().to_string();
+    let (plain_s, ct_s, back_s) = (path(&plain), path(&ct), path(&back));
+    let meta = path(&dir.join("meta.json"));
+    let o = esdk(&[
+        "--encrypt",
+        "--input",
+        &plain_s,
+        "--output",
+        &ct_s,
+        "--wrapping-keys",
+        &wrapping,
+        "--encryption-context",
+        "purpose=report",
+        "--metadata-output",
+        &meta,
+    ]);
+    assert!(
+        o.status.success(),
+        "encrypt: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let sealed = std::fs::read(&ct).expect("read ciphertext");
+    assert!(
+        !sealed
+            .windows(b"quarterly numbers".len())
+            .any(|w| w == b"quarterly numbers"),
+        "plaintext in the message"
+    );
+    // The message's encrypted data key names atrest's key (it came from GenerateDataKey).
+    let key_bytes = key.as_bytes();
+    assert!(
+        sealed.windows(key_bytes.len()).any(|w| w == key_bytes),
+        "the key ARN is not in the message header"
+    );
+    let ev = newest_event(&lab, "GenerateDataKey");
+    assert_eq!(ev["resources"][0]["ARN"], key.as_str(), "{ev}");
+    assert!(
+        ev["userAgent"]
+            .as_str()
+            .is_some_and(|u| u.contains("AwsEncryptionSdkCli/")),
+        "{ev}"
+    );
+
+    let decrypt = |context: &str| {
+        esdk(&[
+            "--decrypt",
+            "--input",
+            &ct_s,
+            "--output",
+            &back_s,
+            "--wrapping-keys",
+            &wrapping,
+            "--encryption-context",
+            context,
+            "--metadata-output",
+            &meta,
+            "--overwrite-metadata",
+        ])
+    };
+    let o = decrypt("purpose=report");
+    assert!(
+        o.status.success(),
+        "decrypt: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(std::fs::read(&back).expect("read"), secret);
+    let ev = newest_event(&lab, "Decrypt");
+    assert!(
+        ev["userAgent"]
+            .as_str()
+            .is_some_and(|u| u.contains("AwsEncryptionSdkPython/")),
+        "{ev}"
+    );
+
+    // With the key disabled, atrest refuses the data key and nothing is written.
+    std::fs::remove_file(&back).expect("rm");
+    aws_ok(&lab, &["kms", "disable-key", "--key-id", &key]);
+    let o = decrypt("purpose=report");
+    assert!(!o.status.success(), "decrypted with a disabled key");
+    assert!(!back.exists(), "a plaintext was written");
+    let ev = newest_event(&lab, "Decrypt");
+    assert_eq!(ev["errorCode"], "DisabledException", "{ev}");
 }

@@ -55,6 +55,8 @@ pub struct S3Options {
     pub args: Vec<String>,
     /// A command (and its arguments) the endpoint runs under, e.g. `prlimit --nofile=128`.
     pub wrapper: Vec<String>,
+    /// Arguments added to kmsd's, e.g. `--allow-clock-control`.
+    pub kmsd_args: Vec<String>,
 }
 
 fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
@@ -103,6 +105,7 @@ impl Lab {
         let child = Command::new(kmsd_bin())
             .arg("--home")
             .arg(self.home.path())
+            .args(&self.s3_options.kmsd_args)
             // Successful GenerateDataKey/Decrypt are audited at debug level.
             .env("RUST_LOG", "info,kmsd::audit=debug")
             .stdout(self.log("kmsd.out"))

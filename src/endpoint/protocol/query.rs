@@ -10,7 +10,8 @@
 //! - [`encode`] writes a typed response, as JSON, in the XML the operation's output
 //!   shape describes (`<XResponse xmlns=...><XResult>...</XResult><ResponseMetadata>`;
 //!   EC2: `<XResponse xmlns=...><requestId>` and `item` lists). Members the model does
-//!   not have (atrest's own extensions) are left out.
+//!   not have (atrest's own extensions) are left out. IAM's policy documents are
+//!   percent-encoded, as AWS sends them ([`URL_ENCODED_SHAPES`]).
 //! - [`error`] writes an error in each dialect's shape.
 //!
 //! The naming rules are botocore's serializers and parsers read backwards: a member is
@@ -576,10 +577,24 @@ impl Encoder<'_> {
                 }
                 Ok(())
             }
-            kind => text_element(w, element, &scalar_text(kind, v, element)?),
+            kind => {
+                let text = scalar_text(kind, v, element)?;
+                if URL_ENCODED_SHAPES.contains(&r.shape.as_str()) {
+                    let encoded = crate::endpoint::sigv4::uri_encode(text.as_bytes(), false);
+                    text_element(w, element, &encoded)
+                } else {
+                    text_element(w, element, &text)
+                }
+            }
         }
     }
 }
+
+/// String shapes AWS sends percent-encoded inside the XML: IAM's policy documents
+/// (`GetUserPolicy`'s `PolicyDocument`, `PolicyVersion.Document`,
+/// `Role.AssumeRolePolicyDocument`, ...), which botocore's `json_decode_policies`
+/// handler, keyed on this shape name, URL-decodes and parses back into JSON.
+const URL_ENCODED_SHAPES: &[&str] = &["policyDocumentType"];
 
 fn scalar_text(kind: ShapeType, v: &Value, element: &str) -> Result<String, EncodeError> {
     let mismatch = || EncodeError::Mismatch(element.to_string());
@@ -732,6 +747,22 @@ mod tests {
                 "TransitiveTagKeys": ["team"],
             })
         );
+    }
+
+    #[test]
+    fn iam_policy_documents_are_percent_encoded_in_the_xml() {
+        let doc = r#"{"Sid":"a b&<c>%"}"#;
+        let out = json!({"UserName": "u", "PolicyName": "p", "PolicyDocument": doc});
+        let xml = encode(model::iam(), Dialect::Query, "GetUserPolicy", &out, "rid").unwrap();
+        let xml = String::from_utf8(xml).unwrap();
+        assert!(
+            xml.contains(
+                "<PolicyDocument>%7B%22Sid%22%3A%22a%20b%26%3Cc%3E%25%22%7D</PolicyDocument>"
+            ),
+            "{xml}"
+        );
+        // Other strings are plain XML text.
+        assert!(xml.contains("<UserName>u</UserName>"), "{xml}");
     }
 
     #[test]
