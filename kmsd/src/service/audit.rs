@@ -88,14 +88,6 @@ pub struct AuditEvent {
     pub access_key_id: Option<String>,
 }
 
-/// A version 4 UUID from the thread's CSPRNG (`rand::thread_rng`, reseeded from the
-/// OS), not `Uuid::new_v4`, which asks the kernel (`getrandom(2)`) each time: two
-/// system calls per request were 4% of kmsd's time under kmsd-bench. Event and request
-/// IDs need to be unique and unguessable, which this is.
-fn random_uuid() -> uuid::Uuid {
-    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
-}
-
 impl AuditEvent {
     /// How durable the event must be before the reply: a call that succeeded and is
     /// not read-only changed state; reads, cryptographic calls and every refusal
@@ -120,7 +112,7 @@ impl AuditEvent {
             event_name: event_name.to_string(),
             event_source: event_source.to_string(),
             time_ms,
-            request_id: random_uuid().to_string(),
+            request_id: crate::trail::record::random_id(),
             identity,
             region: region.to_string(),
             request_parameters: Value::Null,
@@ -129,7 +121,7 @@ impl AuditEvent {
             error_message: None,
             key_arn: None,
             read_only: false,
-            event_id: random_uuid().to_string(),
+            event_id: crate::trail::record::random_id(),
             resources: Vec::new(),
             user_agent: None,
             source_ip: None,
@@ -410,20 +402,5 @@ impl AuditSink for TrailAuditSink {
 
     fn health(&self) -> Option<Health> {
         self.read().as_ref().map(TrailWriter::health)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::random_uuid;
-
-    #[test]
-    fn event_ids_are_random_version_4_uuids() {
-        let ids: std::collections::HashSet<_> = (0..1000).map(|_| random_uuid()).collect();
-        assert_eq!(ids.len(), 1000);
-        for id in &ids {
-            assert_eq!(id.get_version_num(), 4, "{id}");
-            assert_eq!(id.get_variant(), uuid::Variant::RFC4122, "{id}");
-        }
     }
 }
