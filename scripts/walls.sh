@@ -21,7 +21,7 @@ hits=$(grep -rnE '\bkmsd::|use kmsd\b' src/volume src/mount || true)
 hits=$(grep -rnE '\bcrate::s3\b|\bsuper::super::s3\b|\batrest::s3\b' src/mount || true)
 [ -n "$hits" ] && breach "src/mount imports the object store:"$'\n'"$hits"
 
-hits=$(grep -rnoE '\bkmsd::[a-z_]+(::[a-z_]+)?' src |
+hits=$(grep -rnoE '\bkmsd::[a-z_]+(::[a-z_]+)?|use kmsd::\{' src |
   grep -vE ':kmsd::(client|protocol|api|trail::reader)\b' || true)
 [ -n "$hits" ] && breach "src/ uses a kmsd internal:"$'\n'"$hits"
 

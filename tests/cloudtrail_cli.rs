@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use kmsd::trail::record::{TrailRecord, UserIdentity, EC2_SOURCE};
-use kmsd::trail::{EventClass, TrailConfig, TrailWriter};
+use kmsd::testing::trail::record::{TrailRecord, UserIdentity, EC2_SOURCE};
+use kmsd::testing::trail::{EventClass, TrailConfig, TrailWriter};
 use time::macros::datetime;
 
 const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";

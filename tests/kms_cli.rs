@@ -1,6 +1,6 @@
 //! `atrest kms ...` end to end: the real CLI binary against a kmsd server.
 //!
-//! kmsd runs in this test process (`kmsd::server::start`, the same code the
+//! kmsd runs in this test process (`kmsd::testing::server::start`, the same code the
 //! daemon binary runs) on a temp home; the CLI is the built `atrest` binary.
 
 use std::path::Path;
@@ -10,15 +10,15 @@ use serde_json::Value;
 
 struct Env {
     home: tempfile::TempDir,
-    server: Option<kmsd::server::ServerHandle>,
+    server: Option<kmsd::testing::server::ServerHandle>,
 }
 
 impl Env {
     fn start() -> Env {
         let home = tempfile::tempdir().unwrap();
-        let mut opts = kmsd::server::ServerOptions::new(home.path());
+        let mut opts = kmsd::testing::server::ServerOptions::new(home.path());
         opts.allow_clock_control = true;
-        let server = kmsd::server::start(opts).unwrap();
+        let server = kmsd::testing::server::start(opts).unwrap();
         Env {
             home,
             server: Some(server),
@@ -78,9 +78,9 @@ impl Env {
         if let Some(s) = self.server.take() {
             s.shutdown();
         }
-        let mut opts = kmsd::server::ServerOptions::new(self.home.path());
+        let mut opts = kmsd::testing::server::ServerOptions::new(self.home.path());
         opts.allow_clock_control = true;
-        self.server = Some(kmsd::server::start(opts).unwrap());
+        self.server = Some(kmsd::testing::server::start(opts).unwrap());
     }
 }
 

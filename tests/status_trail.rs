@@ -2,7 +2,7 @@
 //! that kmsd refuses requests until one succeeds; kmsd refuses every key use meanwhile
 //! and recovers by itself.
 //!
-//! kmsd runs in this test process (`kmsd::server::start`) with its trail opened with a
+//! kmsd runs in this test process (`kmsd::testing::server::start`) with its trail opened with a
 //! fault hook that fails fdatasync on demand (no real disk fails on cue); the CLI is the
 //! built `atrest` binary.
 
@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use kmsd::client::{ClientError, KmsClient};
 use kmsd::protocol::{CreateKeyRequest, EncryptionContext, ErrorCode};
-use kmsd::service::audit::TrailAuditSink;
-use kmsd::trail::{IoStep, SyncMode, TrailConfig};
+use kmsd::testing::server::TrailAuditSink;
+use kmsd::testing::trail::{IoStep, SyncMode, TrailConfig};
 use serde_json::Value;
 
 fn status(home: &std::path::Path) -> (Value, String) {
@@ -53,9 +53,9 @@ fn a_failed_group_fdatasync_refuses_key_use_and_shows_in_atrest_status_until_it_
         })),
         ..TrailConfig::new(home.path().join("trail"))
     };
-    let mut opts = kmsd::server::ServerOptions::new(home.path());
+    let mut opts = kmsd::testing::server::ServerOptions::new(home.path());
     opts.audit = Some(Arc::new(TrailAuditSink::open_with(trail).unwrap()));
-    let server = kmsd::server::start(opts).unwrap();
+    let server = kmsd::testing::server::start(opts).unwrap();
     let c = KmsClient::connect(&server.socket).unwrap();
     let key = c.create_key(CreateKeyRequest::default()).unwrap().key_id;
     let none = EncryptionContext::new();
@@ -110,7 +110,7 @@ fn a_failed_group_fdatasync_refuses_key_use_and_shows_in_atrest_status_until_it_
         b"secret"
     );
     server.shutdown();
-    let report = kmsd::trail::validate(&home.path().join("trail")).unwrap();
+    let report = kmsd::testing::trail::validate(&home.path().join("trail")).unwrap();
     assert!(report.is_ok(), "{:?}", report.broken);
 
     // kmsd stopped: status still says which mode the newest segment was written in.

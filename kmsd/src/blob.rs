@@ -65,6 +65,7 @@ pub fn encode_context(ctx: &EncryptionContext, out: &mut Vec<u8>) {
 }
 
 /// Length of a blob carrying `plaintext_len` bytes under `key_arn`.
+#[cfg(test)]
 pub fn sealed_len(key_arn: &str, plaintext_len: usize) -> usize {
     header_len(key_arn) + plaintext_len + TAG_LEN
 }

@@ -293,13 +293,6 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The config kmsd for `home` uses: `HOME/config.toml`, or the embedded
-    /// default when it does not exist. For the object and volume services, which
-    /// need the same access keys and account as kmsd.
-    pub fn load_for_home(home: &Path) -> Result<Config, ConfigError> {
-        Self::load(&plumbing::home::Layout::new(home).config(), false)
-    }
-
     /// Parses and validates the text of a config file.
     pub fn parse(text: &str) -> Result<Config, String> {
         let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -474,6 +467,7 @@ impl Config {
             })
     }
 
+    #[cfg(test)]
     /// The principal ARN for a Unix user with no explicit mapping.
     pub fn default_principal_for(&self, user: &str, uid: u32) -> String {
         self.expand(&self.kmsd.default_principal, user, uid)
@@ -487,8 +481,8 @@ impl Config {
             .replace("{uid}", &uid.to_string())
     }
 
-    /// The access key with this id, if the config binds one (for the object service's
-    /// SigV4 verification).
+    /// The access key with this id, if the config binds one.
+    #[cfg(test)]
     pub fn access_key(&self, access_key_id: &str) -> Option<&AccessKeyConfig> {
         self.access_keys
             .iter()

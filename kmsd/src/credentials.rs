@@ -376,6 +376,7 @@ impl AccessKeyStore {
     }
 
     /// Sets a key's status; `false` if there is no such key.
+    #[cfg(test)]
     pub fn set_status(
         &self,
         access_key_id: &str,

@@ -70,6 +70,7 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
+    #[cfg(any(test, feature = "testing"))]
     pub fn new(home: impl Into<PathBuf>) -> Self {
         ServerOptions {
             home: home.into(),
@@ -93,13 +94,6 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Blocks until the server stops (it normally runs until the process ends).
-    pub fn wait(mut self) {
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
-    }
-
     /// Stops accepting, stops the sweeper and removes the socket. Connections
     /// already open finish their current request and are then closed by their
     /// clients.

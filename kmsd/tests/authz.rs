@@ -193,7 +193,7 @@ fn trail_records_crypto_calls_grants_and_refusals_without_plaintext() {
     );
     assert!(!hay.contains(&token), "grant token in the trail");
     // The chain verifies.
-    let report = kmsd::trail::validate(&d.home().join("trail")).unwrap();
+    let report = kmsd::testing::trail::validate(&d.home().join("trail")).unwrap();
     assert!(report.is_ok(), "{report:?}");
 
     // LookupEvents itself is recorded (as CloudTrail does) and filters work.
@@ -283,7 +283,8 @@ fn an_ordinary_user_cannot_act_as_others_or_forge_a_service() {
     // Let `nobody` reach the socket: the point is what kmsd then allows it.
     std::fs::write(
         home.path().join("config.toml"),
-        kmsd::config::EMBEDDED_DEFAULT.replace("socket_mode = \"0660\"", "socket_mode = \"0666\""),
+        kmsd::testing::server::EMBEDDED_DEFAULT
+            .replace("socket_mode = \"0660\"", "socket_mode = \"0666\""),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt;

@@ -12,8 +12,8 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use kmsd::iam::store::{to_bytes, IamStore, IamStoreError};
-use kmsd::iam::*;
+use kmsd::testing::iam::store::{to_bytes, IamStore, IamStoreError};
+use kmsd::testing::iam::*;
 
 const CHILD_ENV: &str = "ATREST_IAM_CRASH_CHILD_DIR";
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/iam-store.json");

@@ -18,7 +18,8 @@ use kmsd::protocol::{encode_frame, ErrorCode, Request, RequestEnvelope, PROTOCOL
 /// The embedded default configuration with `lines` added to its `[kmsd]` table.
 fn config(lines: &str) -> String {
     let anchor = "default_principal = \"arn:aws:iam::{account}:user/{user}\"\n";
-    let text = kmsd::config::EMBEDDED_DEFAULT.replacen(anchor, &format!("{anchor}{lines}\n"), 1);
+    let text =
+        kmsd::testing::server::EMBEDDED_DEFAULT.replacen(anchor, &format!("{anchor}{lines}\n"), 1);
     assert!(text.contains(lines));
     text
 }

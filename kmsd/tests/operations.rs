@@ -558,8 +558,8 @@ fn rotation_keeps_old_versions_decryptable() {
     let v1 = c.encrypt(&k.key_id, b"one", &none).unwrap().ciphertext_blob;
     assert_eq!(c.rotate_key_on_demand(&k.key_id).unwrap(), k.arn);
     let v2 = c.encrypt(&k.key_id, b"two", &none).unwrap().ciphertext_blob;
-    assert_eq!(kmsd::blob::parse(&v1).unwrap().backing_version, 1);
-    assert_eq!(kmsd::blob::parse(&v2).unwrap().backing_version, 2);
+    assert_eq!(kmsd::testing::blob::parse(&v1).unwrap().backing_version, 1);
+    assert_eq!(kmsd::testing::blob::parse(&v2).unwrap().backing_version, 2);
     assert_eq!(
         c.describe_key(&k.key_id)
             .unwrap()
@@ -591,7 +591,7 @@ fn rotation_keeps_old_versions_decryptable() {
         .encrypt(&k.key_id, b"three", &none)
         .unwrap()
         .ciphertext_blob;
-    assert_eq!(kmsd::blob::parse(&v3).unwrap().backing_version, 3);
+    assert_eq!(kmsd::testing::blob::parse(&v3).unwrap().backing_version, 3);
 
     d.restart();
     let c = d.client();

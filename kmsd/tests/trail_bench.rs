@@ -7,7 +7,7 @@ mod trail_support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kmsd::trail::{validate, Clock, TrailWriter};
+use kmsd::testing::trail::{validate, Clock, TrailWriter};
 use trail_support::*;
 
 fn run(threads: usize, per_thread: usize) -> (f64, Duration, Duration, f64) {

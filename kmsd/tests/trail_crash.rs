@@ -12,8 +12,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use kmsd::trail::segment::read_all;
-use kmsd::trail::{validate, Clock, TrailWriter};
+use kmsd::testing::trail::segment::read_all;
+use kmsd::testing::trail::{validate, Clock, TrailWriter};
 use trail_support::*;
 
 const CHILD_ENV: &str = "ATREST_TRAIL_CRASH_CHILD_DIR";

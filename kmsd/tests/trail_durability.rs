@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use common::Daemon;
 use kmsd::client::{ClientError, DataKeySize};
 use kmsd::protocol::{CreateKeyRequest, DataKeySpec, EncryptionContext, ErrorCode, KeyState};
-use kmsd::trail::segment::{read_all, StoredEvent};
+use kmsd::testing::trail::segment::{read_all, StoredEvent};
 use serde_json::Value;
 
 /// The embedded default configuration with `[trail] sync` set to `sync`.
 fn config_with_sync(sync: &str) -> String {
-    let text = kmsd::config::EMBEDDED_DEFAULT
+    let text = kmsd::testing::server::EMBEDDED_DEFAULT
         .replace("sync = \"interval\"", &format!("sync = \"{sync}\""));
     assert!(text.contains(&format!("sync = \"{sync}\"")));
     text
@@ -160,7 +160,7 @@ fn kill_9_under_load_loses_no_answered_call_and_no_acknowledged_change() {
         all.aliases.extend(got.aliases);
 
         d.spawn();
-        let report = kmsd::trail::validate(&trail).unwrap();
+        let report = kmsd::testing::trail::validate(&trail).unwrap();
         assert!(report.is_ok(), "round {round}: {:?}", report.broken);
         let events = read_all(&trail).unwrap();
         let mut decrypts: HashMap<usize, u64> = HashMap::new();
@@ -368,7 +368,7 @@ fn full_trail(kind: &str, sync: &str) {
         "{kind}/{sync}: the refused CreateKey made a key"
     );
     c.encrypt(&key.key_id, b"after", &none).unwrap();
-    let report = kmsd::trail::validate(&trail).unwrap();
+    let report = kmsd::testing::trail::validate(&trail).unwrap();
     assert!(report.is_ok(), "{kind}/{sync}: {:?}", report.broken);
     let names: Vec<String> = read_all(&trail)
         .unwrap()

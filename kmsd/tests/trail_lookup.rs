@@ -4,9 +4,9 @@ mod trail_support;
 
 use std::collections::HashSet;
 
-use kmsd::trail::lookup::lookup_dir;
-use kmsd::trail::segment::read_all;
-use kmsd::trail::{Clock, LookupQuery};
+use kmsd::testing::trail::lookup::lookup_dir;
+use kmsd::testing::trail::segment::read_all;
+use kmsd::testing::trail::{Clock, LookupQuery};
 use time::macros::datetime;
 use trail_support::*;
 
@@ -14,7 +14,7 @@ fn all_pages(
     dir: &std::path::Path,
     base: LookupQuery,
     size: i64,
-) -> Vec<kmsd::trail::lookup::LookupEvent> {
+) -> Vec<kmsd::testing::trail::lookup::LookupEvent> {
     let mut out = Vec::new();
     let mut token = None;
     loop {

@@ -3,8 +3,8 @@
 
 mod trail_support;
 
-use kmsd::trail::chain::{chain_line, parse_line};
-use kmsd::trail::{validate, BreakKind};
+use kmsd::testing::trail::chain::{chain_line, parse_line};
+use kmsd::testing::trail::{validate, BreakKind};
 use trail_support::*;
 
 const SEG: u64 = 4000;

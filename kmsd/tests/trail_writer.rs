@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use kmsd::trail::retention::{newest_time, read_anchor, segment_newest_time, ANCHOR_FILE};
-use kmsd::trail::segment::read_all;
-use kmsd::trail::{
+use kmsd::testing::trail::retention::{newest_time, read_anchor, segment_newest_time, ANCHOR_FILE};
+use kmsd::testing::trail::segment::read_all;
+use kmsd::testing::trail::{
     validate, BreakKind, Clock, EventClass, IoStep, SyncMode, TrailConfig, TrailError, TrailWriter,
 };
 use trail_support::*;
@@ -134,7 +134,7 @@ fn torn_header_of_a_new_segment_is_removed_on_open() {
     let dir = tmp.path().join("trail");
     let clock = ManualClock::new();
     drop(write_events(&dir, 4, 1 << 20, &clock));
-    let torn = dir.join(kmsd::trail::segment::file_name(2));
+    let torn = dir.join(kmsd::testing::trail::segment::file_name(2));
     std::fs::write(&torn, b"{\"atrestTrail\":1,\"seg").unwrap();
     let w = TrailWriter::open(config(&dir, 1 << 20, clock.clone())).unwrap();
     assert!(!torn.exists());
@@ -203,7 +203,11 @@ fn rotation_and_retention_with_an_injected_clock() {
     // Another 100 days: rotation itself applies retention.
     clock.advance_days(100);
     let anchor_before = read_anchor(&dir).unwrap().unwrap().segment;
-    let newest_before = kmsd::trail::segment::list(&dir).unwrap().last().unwrap().0;
+    let newest_before = kmsd::testing::trail::segment::list(&dir)
+        .unwrap()
+        .last()
+        .unwrap()
+        .0;
     for i in 30..40 {
         append(&w, record(i, clock.now())).unwrap();
     }
@@ -211,11 +215,11 @@ fn rotation_and_retention_with_an_injected_clock() {
     assert!(anchor_after > anchor_before);
     assert!(segments(&dir)
         .iter()
-        .all(
-            |p| kmsd::trail::segment::parse_file_name(p.file_name().unwrap().to_str().unwrap())
-                .unwrap()
-                > newest_before
-        ));
+        .all(|p| kmsd::testing::trail::segment::parse_file_name(
+            p.file_name().unwrap().to_str().unwrap()
+        )
+        .unwrap()
+            > newest_before));
     let r = validate(&dir).unwrap();
     assert!(r.is_ok(), "{:?}", r.broken);
     assert_eq!(r.last_seq, Some(39));
@@ -560,14 +564,14 @@ fn headers_state_the_sync_mode_and_version_1_trails_keep_working() {
     let dir = tmp.path().join("trail");
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/trail-v1");
     std::fs::create_dir(&dir).unwrap();
-    let name = kmsd::trail::segment::file_name(1);
+    let name = kmsd::testing::trail::segment::file_name(1);
     std::fs::copy(golden.join(&name), dir.join(&name)).unwrap();
     let r = validate(&dir).unwrap();
     assert!(r.is_ok(), "{:?}", r.broken);
     assert_eq!(r.events, 4);
     let header = |i: u64| {
-        let lines = read_lines(&dir.join(kmsd::trail::segment::file_name(i)));
-        kmsd::trail::chain::SegmentHeader::parse(lines[0].as_bytes()).unwrap()
+        let lines = read_lines(&dir.join(kmsd::testing::trail::segment::file_name(i)));
+        kmsd::testing::trail::chain::SegmentHeader::parse(lines[0].as_bytes()).unwrap()
     };
     assert_eq!(header(1).atrest_trail, 1);
     assert_eq!(header(1).sync_mode().unwrap(), SyncMode::EveryEvent);
@@ -610,7 +614,7 @@ fn headers_state_the_sync_mode_and_version_1_trails_keep_working() {
 }
 
 /// A fault hook failing `step` while `flag` is set.
-fn fault_on(step: IoStep, flag: Arc<AtomicBool>) -> kmsd::trail::FaultHook {
+fn fault_on(step: IoStep, flag: Arc<AtomicBool>) -> kmsd::testing::trail::FaultHook {
     Arc::new(move |s| {
         if s == step && flag.load(Ordering::SeqCst) {
             Err(std::io::Error::from_raw_os_error(libc::EIO))

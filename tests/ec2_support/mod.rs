@@ -12,15 +12,15 @@ use serde_json::Value;
 
 pub struct Lab {
     pub home: tempfile::TempDir,
-    kmsd: Option<kmsd::server::ServerHandle>,
+    kmsd: Option<kmsd::testing::server::ServerHandle>,
     daemon: Option<Child>,
 }
 
 impl Lab {
     pub fn start() -> Lab {
         let home = tempfile::tempdir().unwrap();
-        let opts = kmsd::server::ServerOptions::new(home.path());
-        let server = kmsd::server::start(opts).unwrap();
+        let opts = kmsd::testing::server::ServerOptions::new(home.path());
+        let server = kmsd::testing::server::start(opts).unwrap();
         Lab {
             home,
             kmsd: Some(server),

@@ -6,9 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(f) = kmsd::iam::parse_file(data) {
-        kmsd::iam::compile(&f).expect("a parsed store compiles");
-        let again = kmsd::iam::parse_file(&kmsd::iam::store::to_bytes(&f)).expect("reparses");
+    if let Ok(f) = kmsd::testing::iam::parse_file(data) {
+        kmsd::testing::iam::compile(&f).expect("a parsed store compiles");
+        let again = kmsd::testing::iam::parse_file(&kmsd::testing::iam::store::to_bytes(&f)).expect("reparses");
         assert_eq!(again, f);
     }
 });

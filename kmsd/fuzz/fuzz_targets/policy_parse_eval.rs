@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    kmsd::policy::fuzz_support::exercise(data);
+    kmsd::testing::policy::exercise(data);
 });

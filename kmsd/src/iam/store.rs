@@ -83,6 +83,7 @@ impl IamStore {
         })
     }
 
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -192,11 +192,6 @@ impl ConditionKeys {
             .get(&key.to_ascii_lowercase())
             .map(|v| v.as_slice())
     }
-
-    /// All keys (lower-cased) and their values.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
-        self.map.iter()
-    }
 }
 
 impl Condition {

@@ -71,6 +71,7 @@ impl RequestContext {
         })
     }
 
+    #[cfg(test)]
     /// A context for an account-level action with no key (`kms:CreateKey`, `kms:ListKeys`,
     /// `kms:ListAliases`): the resource is `*` and the "key account" is the caller's own.
     /// Evaluate it with [`super::authorize_account_action`].
@@ -90,6 +91,7 @@ impl RequestContext {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     /// The usual constructor: the standard keys plus the encryption context
     /// (`kms:EncryptionContext:K`, `kms:EncryptionContextKeys`), `kms:ViaService` when the
     /// request came through a trusted service (`ec2.us-east-1.amazonaws.com`), and
@@ -171,6 +173,7 @@ impl RequestContext {
     }
 
     /// Set any other condition key.
+    #[cfg(any(test, feature = "testing"))]
     pub fn with_key(mut self, key: &str, values: Vec<String>) -> Self {
         self.condition_keys.set(key, values);
         self

@@ -8,6 +8,7 @@ pub mod condition;
 pub mod context;
 pub mod document;
 pub mod evaluate;
+#[cfg(any(test, feature = "testing"))]
 #[doc(hidden)]
 pub mod fuzz_support;
 pub mod lockout;
@@ -17,12 +18,11 @@ pub mod principal;
 #[cfg(test)]
 mod tests;
 
-pub use condition::{ConditionKeys, ConditionOperator};
-pub use context::{key_arn_account, RequestContext};
-pub use document::{PolicyDocument, Statement};
+pub use context::RequestContext;
+pub use document::PolicyDocument;
 pub use evaluate::{
-    authorize, authorize_account_action, evaluate_statements, AllowedBy, Authorization, Decision,
-    DenyReason, Outcome,
+    authorize, authorize_account_action, evaluate_statements, Authorization, Decision, DenyReason,
+    Outcome,
 };
 pub use principal::{Principal, PrincipalKind};
 
@@ -42,6 +42,7 @@ pub enum PolicyError {
 
 impl PolicyError {
     /// The AWS error code for this error.
+    #[cfg(any(test, feature = "testing"))]
     pub fn aws_error_code(&self) -> &'static str {
         match self {
             PolicyError::Malformed(_) => "MalformedPolicyDocumentException",

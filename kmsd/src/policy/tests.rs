@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::evaluate::AllowedBy;
 use super::lockout::{check_lockout, would_lock_out, LOCKOUT_MESSAGE};
 use super::*;
 use crate::api::default_policies::{

@@ -7,7 +7,7 @@
 //! ([`AuditEvent::class`]), and many connection threads call it at once, so a sink can
 //! batch concurrent events (group commit). [`TrailAuditSink`] writes each event as a
 //! CloudTrail-shaped record to the hash-chained trail (`HOME/trail`,
-//! [`crate::trail::TrailWriter`]); [`TracingAuditSink`] only logs.
+//! [`crate::trail::TrailWriter`]); tests use a memory sink.
 
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
@@ -21,7 +21,6 @@ use crate::trail::record::{account_of_arn, AdditionalEventData, IdentityType, Re
 use crate::trail::{
     EventClass, Health, TrailConfig, TrailError, TrailRecord, TrailWriter, UserIdentity,
 };
-use plumbing::awstime::format_rfc3339;
 
 /// The caller as the trail records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,38 +157,7 @@ pub trait AuditSink: Send + Sync {
     }
 }
 
-/// The default sink: one `tracing` line per event (target `kmsd::audit`, level DEBUG
-/// for successful cryptographic calls, INFO otherwise).
-#[derive(Debug, Default)]
-pub struct TracingAuditSink;
-
-impl AuditSink for TracingAuditSink {
-    fn record(&self, e: AuditEvent) -> Result<(), AuditError> {
-        let quiet = e.read_only && e.error_code.is_none();
-        macro_rules! emit {
-            ($lvl:ident) => {
-                tracing::$lvl!(
-                    target: "kmsd::audit",
-                    event = %e.event_name,
-                    time = %format_rfc3339(e.time_ms),
-                    principal = %e.identity.principal_arn,
-                    uid = e.identity.uid,
-                    key = e.key_arn.as_deref().unwrap_or("-"),
-                    error = e.error_code.as_deref().unwrap_or("-"),
-                    request = %e.request_parameters,
-                    "audit"
-                )
-            };
-        }
-        if quiet {
-            emit!(debug);
-        } else {
-            emit!(info);
-        }
-        Ok(())
-    }
-}
-
+#[cfg(test)]
 /// Keeps events in memory (tests), and can be told to fail (fail-closed tests).
 #[derive(Debug, Default)]
 pub struct MemoryAuditSink {
@@ -197,12 +165,14 @@ pub struct MemoryAuditSink {
     pub fail: std::sync::atomic::AtomicBool,
 }
 
+#[cfg(test)]
 impl MemoryAuditSink {
     pub fn take(&self) -> Vec<AuditEvent> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
+#[cfg(test)]
 impl AuditSink for MemoryAuditSink {
     fn ready(&self) -> Result<(), AuditError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
@@ -321,11 +291,6 @@ pub struct TrailAuditSink {
 const REOPEN_EVERY: Duration = Duration::from_secs(1);
 
 impl TrailAuditSink {
-    /// Opens (creating) the trail in `dir` with the default settings.
-    pub fn open(dir: &Path) -> Result<Self, TrailError> {
-        Self::open_with(TrailConfig::new(dir))
-    }
-
     /// Opens (creating) the trail as `config` says.
     pub fn open_with(config: TrailConfig) -> Result<Self, TrailError> {
         let writer = TrailWriter::open(config.clone())?;
@@ -341,6 +306,7 @@ impl TrailAuditSink {
         &self.config.dir
     }
 
+    #[cfg(test)]
     /// The writer's group-commit counters, while it is open.
     pub fn stats(&self) -> Option<crate::trail::WriterStats> {
         self.read().as_ref().map(TrailWriter::stats)

@@ -163,10 +163,6 @@ impl Directory {
         }
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// The uid kmsd runs as (`uid = "self"`).
     pub fn self_uid(&self) -> u32 {
         self.self_uid

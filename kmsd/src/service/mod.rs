@@ -283,10 +283,6 @@ impl KeyService {
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// The current compiled configuration (identities, IAM policies, services).
     pub fn directory(&self) -> Arc<Directory> {
         Arc::clone(&self.directory.read().unwrap_or_else(|e| e.into_inner()))

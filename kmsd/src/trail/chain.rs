@@ -34,6 +34,7 @@ pub fn link_hash(seq: u64, prev: &Hash, record: &[u8]) -> Hash {
 }
 
 /// Encodes an event line, trailing newline included.
+#[cfg(any(test, feature = "testing"))]
 pub fn encode_line(seq: u64, prev: &Hash, hash: &Hash, record: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(line_len(seq, record.len()));
     encode_line_into(&mut out, seq, prev, hash, record);
@@ -93,6 +94,7 @@ pub fn encode_line_into(out: &mut Vec<u8>, seq: u64, prev: &Hash, hash: &Hash, r
 }
 
 /// Chains `record` after `prev` as event `seq`: returns (hash, line).
+#[cfg(any(test, feature = "testing"))]
 pub fn chain_line(seq: u64, prev: &Hash, record: &[u8]) -> (Hash, Vec<u8>) {
     let hash = link_hash(seq, prev, record);
     (hash, encode_line(seq, prev, &hash, record))

@@ -11,18 +11,19 @@
 //!   rest verifiable.
 //! - [`validate`]: walking the chain and naming the first broken link.
 //! - [`lookup`]: LookupEvents (filters, time range, paging), pure over events.
-//! - [`reader`]: the read-only reader, the only part of the trail other processes use.
+//! - [`reader`]: the read-only reader, the only part of the trail other processes use
+//!   (the only public one; the rest is `pub(crate)`).
 //!
 //! The format is documented in docs/FORMAT.md, section "Trail".
 
-pub mod chain;
-pub mod lookup;
+pub(crate) mod chain;
+pub(crate) mod lookup;
 pub mod reader;
-pub mod record;
-pub mod retention;
-pub mod segment;
-pub mod validate;
-pub mod writer;
+pub(crate) mod record;
+pub(crate) mod retention;
+pub(crate) mod segment;
+pub(crate) mod validate;
+pub(crate) mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;

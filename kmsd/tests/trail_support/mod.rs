@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use kmsd::trail::record::{TrailRecord, UserIdentity, EC2_SOURCE};
-use kmsd::trail::{Clock, EventClass, TrailConfig, TrailError, TrailWriter};
+use kmsd::testing::trail::record::{TrailRecord, UserIdentity, EC2_SOURCE};
+use kmsd::testing::trail::{Clock, EventClass, TrailConfig, TrailError, TrailWriter};
 use time::macros::datetime;
 use time::OffsetDateTime;
 
@@ -93,7 +93,7 @@ pub fn write_events(
 }
 
 pub fn segments(dir: &Path) -> Vec<PathBuf> {
-    kmsd::trail::segment::list(dir)
+    kmsd::testing::trail::segment::list(dir)
         .unwrap()
         .into_iter()
         .map(|(_, p)| p)
