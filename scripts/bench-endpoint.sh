@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Benchmarks the AWS endpoint (issue 13): KMS Decrypt/s and p99 with 8 concurrent
+# keep-alive clients, in one run, interleaved over rounds (medians printed):
+#   1. the AWS SDK for Rust (aws-sdk-kms, benches/endpoint.rs) against atrest's endpoint
+#      and against moto in server mode (the same client, the same machine):
+#      target atrest >= 20x moto;
+#   2. boto3 with 8 client processes (scripts/lib/bench-endpoint-boto3.py), the same two:
+#      target atrest >= 5x moto;
+#   3. atrest's endpoint (1.) against kmsd's own socket path (8 kmsd clients):
+#      target >= 0.5x.
+# Release binaries; kmsd and `atrest serve` on a throwaway home; moto from the project
+# venv (scripts/requirements-bench.txt, installed here on demand).
+# Usage: scripts/bench-endpoint.sh [SECONDS_PER_RUN] (default 3)
+# Env: BENCH_ROUNDS (default 3), BENCH_CLIENTS (default 8), BENCH_PROFILE=dev (debug
+#      builds: only to check that the script runs; its figures mean nothing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_RUN="${1:-3}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+CLIENTS="${BENCH_CLIENTS:-8}"
+# shellcheck source=scripts/lib/venv.sh
+. scripts/lib/venv.sh
+venv_install_bench >&2
+
+if [ "${BENCH_PROFILE:-release}" = dev ]; then
+  BIN=target/debug
+  cargo build -p kmsd --bin kmsd >&2
+  cargo build -p atrest --bin atrest >&2
+  driver_build=(cargo test --bench endpoint --no-run)
+else
+  BIN=target/release
+  cargo build --release -p kmsd --bin kmsd >&2
+  cargo build --release -p atrest --bin atrest >&2
+  driver_build=(cargo bench --bench endpoint --no-run)
+fi
+DRIVER=$("${driver_build[@]}" --message-format=json 2>/dev/null |
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "endpoint" and m.get("executable"):
+        print(m["executable"])')
+[ -x "$DRIVER" ] || { echo "bench-endpoint: cannot build benches/endpoint.rs" >&2; exit 1; }
+
+W=$(mktemp -d /tmp/atrest-bench-endpoint.XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+wait_for() { # WHAT COMMAND...
+  local what=$1; shift
+  for _ in $(seq 200); do "$@" >/dev/null 2>&1 && return 0; sleep 0.05; done
+  echo "bench-endpoint: $what did not start" >&2; cat "$W"/*.log >&2; exit 1
+}
+
+H="$W/home"
+mkdir -p "$H"
+RUST_LOG=warn "$BIN/kmsd" --home "$H" 2>"$W/kmsd.log" &
+PIDS+=($!)
+wait_for kmsd test -S "$H/kmsd.sock"
+RUST_LOG=warn "$BIN/atrest" --home "$H" serve --listen 127.0.0.1:0 >"$W/atrest.log" 2>&1 &
+PIDS+=($!)
+wait_for "atrest serve" test -s "$H/endpoint.url"
+ATREST_URL=$(cat "$H/endpoint.url")
+ENV_LINES=$("$BIN/atrest" --home "$H" env)
+var() { sed -n "s/^export $1='\(.*\)'$/\1/p" <<<"$ENV_LINES"; }
+AK=$(var AWS_ACCESS_KEY_ID)
+SK=$(var AWS_SECRET_ACCESS_KEY)
+
+MOTO_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+MOTO_URL="http://127.0.0.1:$MOTO_PORT"
+"$ATREST_VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$W/moto.log" 2>&1 &
+PIDS+=($!)
+wait_for "moto_server" curl -s -o /dev/null "$MOTO_URL/"
+
+echo "bench-endpoint: $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $CLIENTS clients, ${SECONDS_PER_RUN}s per run, $ROUNDS rounds (median); moto $("$ATREST_VENV/bin/python" -c 'import moto; print(moto.__version__)'), boto3 $("$ATREST_VENV/bin/python" -c 'import boto3; print(boto3.__version__)')"
+RESULTS="$W/results.jsonl"
+run() { # LABEL COMMAND...: one JSON line tagged with LABEL
+  local label=$1; shift
+  local line
+  line=$("$@") || { echo "bench-endpoint: $label failed" >&2; exit 1; }
+  python3 -c 'import json, sys; d = json.loads(sys.argv[2]); d["label"] = sys.argv[1]; print(json.dumps(d))' "$label" "$line" >>"$RESULTS"
+}
+sdk() { "$DRIVER" sdk --url "$1" --access-key-id "$2" --secret-access-key "$3" --clients "$CLIENTS" --seconds "$SECONDS_PER_RUN"; }
+boto() { "$ATREST_VENV/bin/python" scripts/lib/bench-endpoint-boto3.py "$1" "$2" "$3" "$CLIENTS" "$SECONDS_PER_RUN"; }
+for r in $(seq "$ROUNDS"); do
+  echo "round $r/$ROUNDS" >&2
+  run sdk-atrest sdk "$ATREST_URL" "$AK" "$SK"
+  run sdk-moto sdk "$MOTO_URL" testing testing
+  run socket "$DRIVER" socket --socket "$H/kmsd.sock" --clients "$CLIENTS" --seconds "$SECONDS_PER_RUN"
+  run boto3-atrest boto "$ATREST_URL" "$AK" "$SK"
+  run boto3-moto boto "$MOTO_URL" testing testing
+done
+
+python3 - "$RESULTS" "$CLIENTS" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+clients = sys.argv[2]
+by = {}
+for r in rows:
+    by.setdefault(r["label"], []).append(r)
+med = {k: (statistics.median(x["ops_per_s"] for x in v), statistics.median(x["p99_ms"] for x in v),
+           sum(x["errors"] for x in v), next((x["first_error"] for x in v if x["first_error"]), None))
+       for k, v in by.items()}
+names = {"sdk-atrest": "AWS SDK for Rust -> atrest", "sdk-moto": "AWS SDK for Rust -> moto",
+         "socket": "kmsd socket (kmsd client)", "boto3-atrest": "boto3 processes -> atrest",
+         "boto3-moto": "boto3 processes -> moto"}
+print(f"{'Decrypt, ' + clients + ' clients':32} {'ops/s':>10} {'p99 ms':>8} {'errors':>7}")
+for k in ["sdk-atrest", "sdk-moto", "socket", "boto3-atrest", "boto3-moto"]:
+    ops, p99, errs, first = med[k]
+    print(f"{names[k]:32} {ops:10.0f} {p99:8.2f} {errs:7d}" + (f"   first error: {first}" if first else ""))
+ok = True
+for what, num, den, target in [("AWS SDK for Rust: atrest / moto", "sdk-atrest", "sdk-moto", 20.0),
+                               ("boto3: atrest / moto", "boto3-atrest", "boto3-moto", 5.0),
+                               ("atrest endpoint / kmsd socket", "sdk-atrest", "socket", 0.5)]:
+    ratio = med[num][0] / med[den][0] if med[den][0] else float("inf")
+    errs = med[num][2] + med[den][2]
+    met = ratio >= target and errs == 0
+    ok = ok and met
+    print(f"{what}: {ratio:.2f}x (target >= {target}x): {'MET' if met else 'NOT MET'}" + (f" ({errs} errors)" if errs else ""))
+sys.exit(0 if ok else 3)
+PY
