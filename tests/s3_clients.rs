@@ -91,32 +91,6 @@ fn aws_s3_cp_copies_every_size_both_ways_byte_identical() {
     assert!(uses("Decrypt") >= 128 + 128, "{} Decrypts", uses("Decrypt"));
 }
 
-/// Every event named `op` in kmsd's trail (all pages), as CloudTrail records.
-fn kms_events(lab: &Lab, op: &str) -> Vec<serde_json::Value> {
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let filter = format!("AttributeKey=EventName,AttributeValue={op}");
-        let mut args = vec![
-            "cloudtrail",
-            "lookup-events",
-            "--lookup-attributes",
-            &filter,
-        ];
-        if let Some(t) = &token {
-            args.extend(["--next-token", t]);
-        }
-        let page = lab.json(&args);
-        for e in page["Events"].as_array().into_iter().flatten() {
-            out.push(serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap());
-        }
-        match page["NextToken"].as_str() {
-            Some(t) => token = Some(t.to_string()),
-            None => return out,
-        }
-    }
-}
-
 #[test]
 fn aws_s3_sync_moves_a_tree_both_ways() {
     let lab = Lab::start();

@@ -145,8 +145,15 @@ fn unsigned_and_badly_signed_requests_are_answered_from_their_headers() {
             "AccessDenied",
         ),
         (
-            "unsigned DeleteObjects (not served)",
+            "unsigned DeleteObjects",
             "POST /hostile?delete",
+            len.clone(),
+            403,
+            "AccessDenied",
+        ),
+        (
+            "unsigned PutBucketTagging (not served)",
+            "PUT /hostile?tagging",
             len.clone(),
             501,
             "NotImplemented",

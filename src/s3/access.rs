@@ -179,7 +179,11 @@ pub fn check_write_object(
     if !owner && !public_write {
         return Err(Denial::AccessDenied);
     }
-    if let Some(acl) = acl {
+    // With ACLs disabled, `private` from the bucket owner is S3's "equivalent form" of
+    // bucket-owner-full-control (the owner's full control is the bucket owner's): rclone
+    // sends it on every upload by default.
+    let owner_private = owner && acl == Some(CannedAcl::Private);
+    if let Some(acl) = acl.filter(|_| !owner_private || bucket.ownership.acls_enabled()) {
         check_acl_allowed(bucket, acl, true)?;
     }
     if algorithm == SseAlgorithm::AwsKms && !caller.is_sigv4() {
@@ -519,6 +523,10 @@ mod tests {
         assert_eq!(
             check_write_object(&owner4, &enforced, Some(PublicRead), Aes256),
             Err(Denial::AclNotSupported)
+        );
+        assert_eq!(
+            check_write_object(&owner4, &enforced, Some(Private), Aes256),
+            Ok(())
         );
         assert_eq!(
             check_write_object(&owner2, &enforced, None, AwsKms),

@@ -523,3 +523,30 @@ pub fn any_file_streams(dir: &Path, needle: &[u8]) -> Option<PathBuf> {
         }
     })
 }
+
+/// Every event named `op` in kmsd's trail (all pages), as CloudTrail records, read with
+/// the stock CLI's `cloudtrail lookup-events` through `atrest`.
+pub fn kms_events(lab: &Lab, op: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let filter = format!("AttributeKey=EventName,AttributeValue={op}");
+        let mut args = vec![
+            "cloudtrail",
+            "lookup-events",
+            "--lookup-attributes",
+            &filter,
+        ];
+        if let Some(t) = &token {
+            args.extend(["--next-token", t]);
+        }
+        let page = lab.json(&args);
+        for e in page["Events"].as_array().into_iter().flatten() {
+            out.push(serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap());
+        }
+        match page["NextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => return out,
+        }
+    }
+}

@@ -1,8 +1,8 @@
-//! Buckets themselves: CreateBucket, HeadBucket, DeleteBucket.
+//! Buckets themselves: CreateBucket, HeadBucket, GetBucketLocation, DeleteBucket.
 
 use s3s::dto::{
-    CreateBucketInput, CreateBucketOutput, DeleteBucketInput, DeleteBucketOutput, HeadBucketInput,
-    HeadBucketOutput,
+    CreateBucketInput, CreateBucketOutput, DeleteBucketInput, DeleteBucketOutput,
+    GetBucketLocationInput, GetBucketLocationOutput, HeadBucketInput, HeadBucketOutput,
 };
 
 use super::super::access::{self, Caller, Denial};
@@ -59,6 +59,19 @@ pub async fn head(cx: Call, input: HeadBucketInput) -> Result<HeadBucketOutput, 
     Ok(HeadBucketOutput {
         bucket_region: Some(REGION.to_string()),
         ..Default::default()
+    })
+}
+
+/// GetBucketLocation (the bucket's owner): every bucket is in us-east-1, which S3 answers
+/// with an empty `LocationConstraint`.
+pub async fn location(
+    cx: Call,
+    input: GetBucketLocationInput,
+) -> Result<GetBucketLocationOutput, ApiError> {
+    cx.admin_bucket(&input.bucket).await?;
+    Ok(GetBucketLocationOutput {
+        location_constraint: (REGION != "us-east-1")
+            .then(|| s3s::dto::BucketLocationConstraint::from(REGION.to_string())),
     })
 }
 

@@ -37,6 +37,11 @@ pub struct Call {
     pub trailers: Option<s3s::TrailingHeaders>,
     /// `x-amz-trailer`: the trailing header an `aws-chunked` body declares (`digest.rs`).
     pub trailer: Option<String>,
+    /// The request's headers, for what s3s's inputs do not carry (a batch delete's
+    /// `Content-MD5` and `x-amz-checksum-*`).
+    pub headers: hyper::HeaderMap,
+    /// The digests of an XML request body s3s has read whole (`batch_delete.rs`).
+    pub body_digests: Option<super::batch_delete::BodyDigests>,
 }
 
 /// The caller of a request whose signature s3s has verified (or that carries none).

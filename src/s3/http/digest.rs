@@ -109,6 +109,22 @@ macro_rules! declares_digests {
 
 declares_digests!(s3s::dto::PutObjectInput, s3s::dto::UploadPartInput);
 
+/// What a request's headers declare about its body, for operations whose s3s input does
+/// not carry the digests (DeleteObjects, whose body s3s reads whole).
+pub fn declared_in(headers: &hyper::HeaderMap) -> Declared<'_> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    Declared {
+        content_md5: text("content-md5"),
+        checksums: Algorithm::ALL
+            .into_iter()
+            .filter_map(|a| headers.get(a.header()).map(|v| (a, v)))
+            .map(|(a, v)| (a, v.to_str().unwrap_or("")))
+            .collect(),
+        sdk_algorithm: text("x-amz-sdk-checksum-algorithm"),
+        trailer: None,
+    }
+}
+
 fn b64(s: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(s.trim())

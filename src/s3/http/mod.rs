@@ -9,7 +9,9 @@
 //! - [`error`]: handler errors and their S3 codes, statuses and messages;
 //! - the handlers, by resource: [`service`] (ListBuckets), [`bucket`], [`bucket_config`]
 //!   (encryption, Block Public Access, Object Ownership), [`acl`], [`object`] (with
-//!   [`span`]: ranges and parts of a read), [`multipart`], [`listing`];
+//!   [`span`]: ranges and parts of a read, and [`conditions`]: `If-*` headers), [`copy`]
+//!   (CopyObject, and the copying UploadPartCopy shares), [`batch_delete`] (DeleteObjects),
+//!   [`multipart`], [`listing`] (ListObjects v1 and v2, ListObjectVersions);
 //! - [`upload`]: a request body streamed into the store, shared by PutObject and UploadPart,
 //!   with [`digest`]: the `Content-MD5` and `x-amz-checksum-*` it is checked against;
 //! - [`range_header`]: GETs whose `Range` s3s would refuse, served as S3 serves them;
@@ -18,10 +20,13 @@
 //! Access is decided with [`access`](super::access); S3's `RequestId` is on every response.
 
 pub mod acl;
+pub mod batch_delete;
 pub mod bucket;
 pub mod bucket_config;
 pub mod call;
+pub mod conditions;
 pub mod convert;
+pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod listing;

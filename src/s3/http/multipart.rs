@@ -5,7 +5,7 @@
 use super::digest::DeclaresDigests as _;
 use s3s::dto::{
     AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix,
-    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyPartResult, CopySource,
+    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyPartResult,
     CreateMultipartUploadInput, CreateMultipartUploadOutput, ETag, Initiator,
     ListMultipartUploadsInput, ListMultipartUploadsOutput, ListPartsInput, ListPartsOutput,
     MultipartUpload, Part, StorageClass, UploadPartCopyInput, UploadPartCopyOutput,
@@ -20,9 +20,10 @@ use super::super::range::{self, ByteRange, RangeHeader};
 use super::super::store::StoreError;
 use super::call::Call;
 use super::convert::{bucket_view, etag, owner, timestamp, url_encode};
+use super::copy::{copy_into, source, source_conditions};
 use super::digest;
 use super::error::ApiError;
-use super::object::{new_object, sse_header, NewObject};
+use super::object::{new_object, sse_c_refused, sse_header, NewObject};
 use super::upload::stream_into;
 
 /// The upload `id` of `key` in `bucket`, if the caller may write into the bucket.
@@ -98,11 +99,7 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
     let number = part_number(input.part_number)?;
     let bucket = cx.bucket(&input.bucket).await?;
     if input.sse_customer_algorithm.is_some() {
-        return Err(ApiError::refused(
-            "NotImplemented",
-            501,
-            "SSE-C is not supported by atrest",
-        ));
+        return Err(sse_c_refused());
     }
     let upload = writable_upload(&cx, &bucket, &input.key, &input.upload_id).await?;
     // Refused from its headers: no key is recovered and no byte read.
@@ -163,43 +160,10 @@ pub async fn upload_part_copy(
     let bucket = cx.bucket(&input.bucket).await?;
     if input.sse_customer_algorithm.is_some() || input.copy_source_sse_customer_algorithm.is_some()
     {
-        return Err(ApiError::refused(
-            "NotImplemented",
-            501,
-            "SSE-C is not supported by atrest",
-        ));
-    }
-    if input.copy_source_if_match.is_some()
-        || input.copy_source_if_none_match.is_some()
-        || input.copy_source_if_modified_since.is_some()
-        || input.copy_source_if_unmodified_since.is_some()
-    {
-        // Refused rather than ignored: a client relying on the condition must not be
-        // copied from unprotected.
-        return Err(ApiError::refused(
-            "NotImplemented",
-            501,
-            "atrest does not evaluate x-amz-copy-source-if-* on UploadPartCopy yet",
-        ));
+        return Err(sse_c_refused());
     }
     let upload = writable_upload(&cx, &bucket, &input.key, &input.upload_id).await?;
-    let (src_bucket, src_key) = match &input.copy_source {
-        CopySource::Bucket {
-            bucket,
-            key,
-            version_id,
-        } => {
-            if version_id.as_deref().is_some_and(|v| v != "null") {
-                return Err(ApiError::invalid_argument("Invalid version id specified"));
-            }
-            (bucket.to_string(), key.to_string())
-        }
-        _ => {
-            return Err(ApiError::invalid_argument(
-                "atrest copies from bucket/key sources only (no access points)",
-            ))
-        }
-    };
+    let (src_bucket, src_key) = source(&input.copy_source)?;
     let range = input
         .copy_source_range
         .as_deref()
@@ -212,6 +176,13 @@ pub async fn upload_part_copy(
             None => 0..m.size,
         })
         .await?;
+    source_conditions(
+        input.copy_source_if_match.as_ref(),
+        input.copy_source_if_none_match.as_ref(),
+        input.copy_source_if_modified_since.as_ref(),
+        input.copy_source_if_unmodified_since.as_ref(),
+    )
+    .check(&obj.meta, true)?;
     let size = obj.meta.size;
     if let Some(r) = range {
         if r.resolve(size).is_err() || matches!(r, ByteRange::FromTo { last, .. } if last >= size) {
@@ -227,36 +198,15 @@ pub async fn upload_part_copy(
     if span_len > MAX_PART_SIZE {
         return Err(StoreError::EntityTooLarge.into());
     }
-    let source_key_arn = obj.meta.protection.kms_key_arn().map(str::to_string);
-    let (b, k, id, principal) = (
+    let (b, k, id) = (
         input.bucket.clone(),
         input.key.clone(),
         input.upload_id.clone(),
-        cx.principal(),
     );
-    let part = cx
-        .on_store(move |store| {
-            let mut reader = store.open_reader(obj, &principal)?;
-            let mut writer = store.begin_part(&b, &k, &id, number, &principal)?;
-            loop {
-                let batch = reader.next_batch()?;
-                if batch.is_empty() {
-                    break;
-                }
-                for piece in batch {
-                    writer.write(&piece)?;
-                }
-            }
-            writer.commit()
-        })
-        .await
-        .map_err(|e| match e {
-            ApiError::Store {
-                source: source @ StoreError::Kms(_),
-                ..
-            } => ApiError::store_for_key(source, source_key_arn.as_deref()),
-            other => other,
-        })?;
+    let part = copy_into(&cx, obj, move |store, principal| {
+        store.begin_part(&b, &k, &id, number, principal)
+    })
+    .await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
     Ok(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
@@ -286,11 +236,7 @@ pub async fn complete(
         ));
     }
     if input.sse_customer_algorithm.is_some() {
-        return Err(ApiError::refused(
-            "NotImplemented",
-            501,
-            "SSE-C is not supported by atrest",
-        ));
+        return Err(sse_c_refused());
     }
     let requested: Vec<Requested> = input
         .multipart_upload

@@ -1,4 +1,5 @@
-//! Objects: PutObject, GetObject, HeadObject, DeleteObject. Bodies stream: an upload is
+//! Objects: PutObject, GetObject, HeadObject (with `If-*` conditions, `conditions.rs`),
+//! DeleteObject. Bodies stream: an upload is
 //! sealed and written on a blocking thread while the socket is read (`upload.rs`), a
 //! download is read and opened a batch of chunks at a time while the previous batch is
 //! sent; a `Range` or `partNumber` read opens only the chunks under it (`span.rs`).
@@ -21,6 +22,7 @@ use super::super::meta::{BucketMeta, CannedAcl, KeyProtection, ObjectOwnership, 
 use super::super::store::{PutRequest, SseChoice, StoreError, MAX_OBJECT_SIZE};
 use super::acl::parse_acl;
 use super::call::Call;
+use super::conditions::Conditions;
 use super::convert::{bucket_view, etag, timestamp, user_metadata};
 use super::digest;
 use super::error::ApiError;
@@ -32,6 +34,17 @@ pub fn sse_header(p: &KeyProtection) -> Option<ServerSideEncryption> {
     Some(ServerSideEncryption::from(
         p.algorithm().as_str().to_string(),
     ))
+}
+
+/// The answer to any request naming a customer-provided key (`x-amz-server-side-encryption-customer-*`
+/// or its `x-amz-copy-source-` twin): atrest does not keep objects under keys it never
+/// sees, and says so rather than storing or serving the object some other way.
+pub fn sse_c_refused() -> ApiError {
+    ApiError::refused(
+        "NotImplemented",
+        501,
+        "SSE-C (customer-provided encryption keys) is not supported by atrest; use SSE-KMS or SSE-S3",
+    )
 }
 
 /// What PutObject and CreateMultipartUpload share: the new object's encryption, ACL,
@@ -70,11 +83,7 @@ pub fn new_object(
         ));
     }
     if n.sse_customer_algorithm.is_some() {
-        return Err(ApiError::refused(
-            "NotImplemented",
-            501,
-            "SSE-C is not supported by atrest",
-        ));
+        return Err(sse_c_refused());
     }
     let choice = SseChoice::resolve(bucket, requested, n.kms_key_id, n.bucket_key)?;
     access::check_write_object(&cx.caller, &bucket_view(bucket), acl, choice.algorithm())?;
@@ -179,9 +188,19 @@ pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, Api
     let want = Want::of(input.range.as_ref(), input.part_number)?;
     // Only the data files under the wanted bytes are opened; what cannot be served is
     // refused below, once the caller is known to be allowed to read the object.
+    if input.sse_customer_algorithm.is_some() {
+        return Err(sse_c_refused());
+    }
     let obj = cx
         .object_for_read(&bucket, &input.key, move |m| want.span(m).unwrap_or(0..0))
         .await?;
+    Conditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    }
+    .check(&obj.meta, false)?;
     let span = want.span(&obj.meta)?;
     let key_arn = obj.meta.protection.kms_key_arn().map(str::to_string);
     let principal = cx.principal();
@@ -232,9 +251,19 @@ pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, Api
 pub async fn head(cx: Call, input: HeadObjectInput) -> Result<HeadObjectOutput, ApiError> {
     let b = cx.bucket(&input.bucket).await?;
     let want = Want::of(input.range.as_ref(), input.part_number)?;
+    if input.sse_customer_algorithm.is_some() {
+        return Err(sse_c_refused());
+    }
     // Metadata only: no data file is opened.
     let obj = cx.object_for_read(&b, &input.key, |_| 0..0).await?;
     let m = &obj.meta;
+    Conditions {
+        if_match: input.if_match.as_ref(),
+        if_none_match: input.if_none_match.as_ref(),
+        if_modified_since: input.if_modified_since.as_ref(),
+        if_unmodified_since: input.if_unmodified_since.as_ref(),
+    }
+    .check(m, false)?;
     let span = want.span(m)?;
     Ok(HeadObjectOutput {
         accept_ranges: Some("bytes".into()),

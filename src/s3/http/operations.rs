@@ -17,7 +17,7 @@ use super::super::auth::Keyring;
 use super::super::store::Store;
 use super::call::{self, request_id, Call};
 use super::error::ApiError;
-use super::{acl, bucket, bucket_config, listing, multipart, object, service};
+use super::{acl, batch_delete, bucket, bucket_config, copy, listing, multipart, object, service};
 
 /// One operation as the plumbing sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,11 @@ impl ObjectService {
                 .get("x-amz-trailer")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
+            headers: req.headers.clone(),
+            body_digests: req
+                .extensions
+                .get::<super::batch_delete::BodyDigests>()
+                .cloned(),
         };
         let result = handler(cx, req.input).await.map_err(S3Error::from);
         if let Some(t) = target {
@@ -159,6 +164,8 @@ operations! {
         recorded: true, anonymous: false, target: [bucket] => bucket::create;
     head_bucket "HeadBucket" (HeadBucketInput -> HeadBucketOutput)
         recorded: false, anonymous: true, target: [bucket] => bucket::head;
+    get_bucket_location "GetBucketLocation" (GetBucketLocationInput -> GetBucketLocationOutput)
+        recorded: false, anonymous: false, target: [bucket] => bucket::location;
     delete_bucket "DeleteBucket" (DeleteBucketInput -> DeleteBucketOutput)
         recorded: true, anonymous: false, target: [bucket] => bucket::delete;
     // bucket configuration
@@ -196,6 +203,10 @@ operations! {
         recorded: false, anonymous: true, target: [bucket, key] => object::head;
     delete_object "DeleteObject" (DeleteObjectInput -> DeleteObjectOutput)
         recorded: true, anonymous: true, target: [bucket, key] => object::delete;
+    delete_objects "DeleteObjects" (DeleteObjectsInput -> DeleteObjectsOutput)
+        recorded: true, anonymous: false, target: [bucket] => batch_delete::delete_objects;
+    copy_object "CopyObject" (CopyObjectInput -> CopyObjectOutput)
+        recorded: true, anonymous: false, target: [bucket, key] => copy::copy_object;
     // multipart uploads
     create_multipart_upload "CreateMultipartUpload" (CreateMultipartUploadInput -> CreateMultipartUploadOutput)
         recorded: true, anonymous: false, target: [bucket, key] => multipart::create;
@@ -214,6 +225,10 @@ operations! {
     // listing
     list_objects_v2 "ListObjectsV2" (ListObjectsV2Input -> ListObjectsV2Output)
         recorded: false, anonymous: true, target: [bucket] => listing::list_objects_v2;
+    list_objects "ListObjects" (ListObjectsInput -> ListObjectsOutput)
+        recorded: false, anonymous: true, target: [bucket] => listing::list_objects;
+    list_object_versions "ListObjectVersions" (ListObjectVersionsInput -> ListObjectVersionsOutput)
+        recorded: false, anonymous: false, target: [bucket] => listing::list_object_versions;
 }
 
 /// The table entry for an operation name, if atrest serves it.
@@ -246,9 +261,10 @@ mod tests {
                 "GetObject",
                 "HeadObject",
                 "DeleteObject",
-                "ListObjectsV2"
+                "ListObjectsV2",
+                "ListObjects"
             ]
         );
-        assert!(operation("ListObjects").is_none());
+        assert!(operation("PostObject").is_none());
     }
 }

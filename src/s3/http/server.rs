@@ -217,20 +217,31 @@ fn default_message(code: &str) -> Option<&'static str> {
 /// XML error a `Message` and `RequestId`, as S3 does.
 pub async fn handle(
     svc: &s3s::service::S3Service,
-    mut req: hyper::Request<s3s::Body>,
+    req: hyper::Request<s3s::Body>,
 ) -> hyper::Response<s3s::Body> {
     let rid = new_request_id();
     let is_head = req.method() == hyper::Method::HEAD;
+    finish_response(respond(svc, req, &rid).await, &rid, is_head)
+}
+
+/// The response s3s (or the refusals before it) gives.
+async fn respond(
+    svc: &s3s::service::S3Service,
+    mut req: hyper::Request<s3s::Body>,
+    rid: &str,
+) -> hyper::Response<s3s::Body> {
     if let Some(e) = refuse_before_s3s(&req) {
-        return finish_response(error_response(e), &rid, is_head);
+        return error_response(e);
     }
-    req.extensions_mut().insert(RequestId(rid.clone()));
+    req.extensions_mut().insert(RequestId(rid.to_string()));
+    // A batch delete's body is digested on its way into s3s (batch_delete.rs).
+    let req = super::batch_delete::tap(req);
     // A Range header s3s would refuse is served as S3 serves it (range_header.rs).
     let req = match super::range_header::serve_rewritten(svc, req).await {
-        Ok(resp) => return finish_response(resp, &rid, is_head),
+        Ok(resp) => return resp,
         Err(req) => req,
     };
-    let resp = match svc.call(req).await {
+    match svc.call(req).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = ?e, "s3s failed");
@@ -238,8 +249,7 @@ pub async fn handle(
             *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
             r
         }
-    };
-    finish_response(resp, &rid, is_head)
+    }
 }
 
 /// An S3 error as an XML response (`finish_response` adds its message and request id).
@@ -275,6 +285,13 @@ fn finish_response(
         && resp.headers().contains_key(hyper::header::CONTENT_RANGE)
     {
         *resp.status_mut() = hyper::StatusCode::PARTIAL_CONTENT;
+    }
+    // A conditional GET or HEAD answered 304 (conditions.rs) carries no body.
+    if resp.status() == hyper::StatusCode::NOT_MODIFIED {
+        *resp.body_mut() = s3s::Body::empty();
+        resp.headers_mut().remove(hyper::header::CONTENT_LENGTH);
+        resp.headers_mut().remove(hyper::header::CONTENT_TYPE);
+        return resp;
     }
     if resp.status().is_success() || is_head {
         return resp;
