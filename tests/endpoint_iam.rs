@@ -66,13 +66,18 @@ fn encrypt(lab: &Lab, creds: Option<&Creds>, key: &str) -> Value {
     )
 }
 
-fn encrypt_refused(lab: &Lab, creds: Option<&Creds>, key: &str) -> String {
+/// `aws kms encrypt` of a few bytes under `key`, which must fail with `code`; its message.
+fn encrypt_fails(lab: &Lab, creds: Option<&Creds>, key: &str, code: &str) -> String {
     aws_err(
         lab,
         creds,
         &["kms", "encrypt", "--key-id", key, "--plaintext", "aGVsbG8="],
-        "AccessDeniedException",
+        code,
     )
+}
+
+fn encrypt_refused(lab: &Lab, creds: Option<&Creds>, key: &str) -> String {
+    encrypt_fails(lab, creds, key, "AccessDeniedException")
 }
 
 /// A user with an access key (made as `atrest env`'s principal).
@@ -618,19 +623,7 @@ fn aws_sts_assume_role_then_kms_as_the_session() {
         .into_bytes();
     t[20] = if t[20] == b'A' { b'B' } else { b'A' };
     forged.session_token = Some(String::from_utf8(t).expect("ASCII token"));
-    let m = aws_err(
-        &lab,
-        Some(&forged),
-        &[
-            "kms",
-            "encrypt",
-            "--key-id",
-            &allowed,
-            "--plaintext",
-            "aGk=",
-        ],
-        "UnrecognizedClientException",
-    );
+    let m = encrypt_fails(&lab, Some(&forged), &allowed, "UnrecognizedClientException");
     assert_eq!(m, "The security token included in the request is invalid.");
     let m = aws_err(
         &lab,
@@ -641,17 +634,10 @@ fn aws_sts_assume_role_then_kms_as_the_session() {
     assert_eq!(m, "The security token included in the request is invalid.");
     let mut tokenless = session.clone();
     tokenless.session_token = None;
-    aws_err(
+    encrypt_fails(
         &lab,
         Some(&tokenless),
-        &[
-            "kms",
-            "encrypt",
-            "--key-id",
-            &allowed,
-            "--plaintext",
-            "aGk=",
-        ],
+        &allowed,
         "UnrecognizedClientException",
     );
 
@@ -660,19 +646,7 @@ fn aws_sts_assume_role_then_kms_as_the_session() {
         .expect("connect kmsd")
         .advance_clock(901)
         .expect("advance kmsd's clock");
-    let m = aws_err(
-        &lab,
-        Some(&session),
-        &[
-            "kms",
-            "encrypt",
-            "--key-id",
-            &allowed,
-            "--plaintext",
-            "aGk=",
-        ],
-        "ExpiredTokenException",
-    );
+    let m = encrypt_fails(&lab, Some(&session), &allowed, "ExpiredTokenException");
     assert_eq!(m, "The security token included in the request is expired");
     let m = aws_err(
         &lab,

@@ -186,13 +186,13 @@ fn rust_sdk_drives_kms_with_typed_results_errors_and_paginators() {
             .send()
             .await
             .expect("DisableKey");
-        let e = kms
-            .encrypt()
-            .key_id(&key)
-            .plaintext(Blob::new(b"x".to_vec()))
-            .send()
-            .await
-            .expect_err("disabled");
+        let encrypt_x = || {
+            kms.encrypt()
+                .key_id(&key)
+                .plaintext(Blob::new(b"x".to_vec()))
+                .send()
+        };
+        let e = encrypt_x().await.expect_err("disabled");
         assert!(
             e.as_service_error()
                 .is_some_and(|s| s.is_disabled_exception()),
@@ -213,13 +213,7 @@ fn rust_sdk_drives_kms_with_typed_results_errors_and_paginators() {
             .key_metadata
             .expect("KeyMetadata");
         assert_eq!(e.key_state(), Some(&KeyState::PendingDeletion));
-        let e = kms
-            .encrypt()
-            .key_id(&key)
-            .plaintext(Blob::new(b"x".to_vec()))
-            .send()
-            .await
-            .expect_err("pending deletion");
+        let e = encrypt_x().await.expect_err("pending deletion");
         assert!(
             e.as_service_error()
                 .is_some_and(|s| s.is_kms_invalid_state_exception()),
