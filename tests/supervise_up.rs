@@ -127,12 +127,17 @@ fn up_listens_where_asked_env_names_it_and_a_taken_address_is_refused_by_name() 
     assert_ne!(addr, "0", "the port really bound, not the one asked for");
     assert_eq!(report["ObjectEndpoint"]["Running"], true, "{report}");
     assert_eq!(env_url(h), url);
-    // A second up leaves the running endpoint where it is.
+    // A second up leaves the running endpoint where it is, and says so when it asked
+    // for another address.
     let again = up_ok(h, &UP);
     assert_eq!(
         again["ObjectEndpoint"]["Url"],
         report["ObjectEndpoint"]["Url"]
     );
+    let o = atrest(h, &["up", "--listen", "127.0.0.1:1"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let notice = format!("the AWS endpoint already runs at {url}, not 127.0.0.1:1");
+    assert!(text(&o.stderr).contains(&notice), "{}", text(&o.stderr));
 
     // Another home asking for the same address: refused, naming it, and nothing of
     // the failed endpoint is left running.

@@ -143,7 +143,17 @@ fn up(g: &Global, listen: &super::serve::ListenArgs) -> i32 {
         .with_endpoint_args(listen.endpoint_args())
         .up()
     {
-        Ok(report) => print_report(g, "Up", &report),
+        Ok(report) => {
+            // An endpoint that was already running stays where it is: say so when that
+            // is not where this `up` asked for.
+            if let Some((url, bound)) = crate::supervise::daemons::endpoint_url(&g.layout()) {
+                let asked = listen.listen;
+                if asked.port() != 0 && asked != bound {
+                    eprintln!("atrest up: the AWS endpoint already runs at {url}, not {asked}; `atrest down` first to move it");
+                }
+            }
+            print_report(g, "Up", &report)
+        }
         Err(e) => {
             eprintln!("atrest up: {e}");
             1
