@@ -40,8 +40,29 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("invalid config {path}: {message}")]
-    Invalid { path: String, message: String },
+    #[error("invalid config {path}: {source}")]
+    Invalid {
+        path: String,
+        #[source]
+        source: InvalidConfig,
+    },
+}
+
+/// What is wrong with a config's text: it is not TOML of the config's shape, or a
+/// value breaks a rule (the message names the field and what it must be).
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidConfig {
+    #[error(transparent)]
+    Syntax(#[from] toml::de::Error),
+    #[error("{0}")]
+    Rule(String),
+}
+
+/// An [`InvalidConfig::Rule`], `format!`-style.
+macro_rules! invalid {
+    ($($t:tt)*) => {
+        InvalidConfig::Rule(format!($($t)*))
+    };
 }
 
 /// The whole file as kmsd reads it.
@@ -137,13 +158,13 @@ pub const MAX_SYNC_INTERVAL_MS: u64 = 10_000;
 
 impl TrailSection {
     /// The sync mode this table asks for.
-    pub fn sync_mode(&self) -> Result<crate::trail::SyncMode, String> {
+    pub fn sync_mode(&self) -> Result<crate::trail::SyncMode, InvalidConfig> {
         use crate::trail::SyncMode;
         match self.sync.as_str() {
             SyncMode::EVERY_EVENT => Ok(SyncMode::EveryEvent),
             SyncMode::INTERVAL => {
                 if !(1..=MAX_SYNC_INTERVAL_MS).contains(&self.sync_interval_ms) {
-                    return Err(format!(
+                    return Err(invalid!(
                         "trail.sync_interval_ms {} must be 1 to {MAX_SYNC_INTERVAL_MS}",
                         self.sync_interval_ms
                     ));
@@ -152,7 +173,7 @@ impl TrailSection {
                     self.sync_interval_ms,
                 )))
             }
-            other => Err(format!(
+            other => Err(invalid!(
                 "trail.sync {other:?} must be \"interval\" or \"every-event\""
             )),
         }
@@ -285,24 +306,24 @@ impl Config {
                 })
             }
         };
-        let mut cfg = Self::parse(&text).map_err(|message| ConfigError::Invalid {
+        let mut cfg = Self::parse(&text).map_err(|source| ConfigError::Invalid {
             path: path.display().to_string(),
-            message,
+            source,
         })?;
         cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
 
     /// Parses and validates the text of a config file.
-    pub fn parse(text: &str) -> Result<Config, String> {
-        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Config, InvalidConfig> {
+        let cfg: Config = toml::from_str(text)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), InvalidConfig> {
         if !is_account_id(&self.account) {
-            return Err(format!(
+            return Err(invalid!(
                 "account {:?} must be 12 digits, like 111122223333",
                 self.account
             ));
@@ -313,7 +334,7 @@ impl Config {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         {
-            return Err(format!(
+            return Err(invalid!(
                 "region {:?} must look like us-east-1 (lowercase letters, digits, '-')",
                 self.region
             ));
@@ -321,7 +342,7 @@ impl Config {
         self.socket_mode()?;
         self.trail.sync_mode()?;
         if self.kmsd.sweep_interval_seconds == 0 {
-            return Err("kmsd.sweep_interval_seconds must be at least 1".into());
+            return Err(invalid!("kmsd.sweep_interval_seconds must be at least 1"));
         }
         let k = &self.kmsd;
         for (name, value, range) in [
@@ -334,7 +355,7 @@ impl Config {
             ("idle_timeout_seconds", k.idle_timeout_seconds, 1..=86_400),
         ] {
             if !range.contains(&value) {
-                return Err(format!(
+                return Err(invalid!(
                     "kmsd.{name} {value} must be {} to {}",
                     range.start(),
                     range.end()
@@ -348,19 +369,20 @@ impl Config {
             .iter()
             .any(|u| matches!(u, UidSelector::Name(n) if n.is_empty()))
         {
-            return Err(
+            return Err(invalid!(
                 "kmsd.endpoint_uids: each entry must be a uid number, a user name or \"self\""
-                    .into(),
-            );
+            ));
         }
         for (id, acct) in &self.accounts {
             if !is_account_id(id) {
-                return Err(format!("[accounts.{id}]: the account id must be 12 digits"));
+                return Err(invalid!(
+                    "[accounts.{id}]: the account id must be 12 digits"
+                ));
             }
             for (kind, map) in [("users", &acct.users), ("roles", &acct.roles)] {
                 for (name, ident) in map {
                     if !is_iam_name(name) {
-                        return Err(format!(
+                        return Err(invalid!(
                             "[accounts.{id}.{kind}.{name}]: an IAM name may hold letters, digits and +=,.@_-"
                         ));
                     }
@@ -375,7 +397,7 @@ impl Config {
             let at = format!("[[uids]] #{} ({})", i + 1, u.uid.describe());
             if let UidSelector::Name(n) = &u.uid {
                 if n.is_empty() {
-                    return Err(format!(
+                    return Err(invalid!(
                         "{at}: uid must be a number, a user name or \"self\""
                     ));
                 }
@@ -385,14 +407,14 @@ impl Config {
             }
             for pat in &u.may_act_as {
                 if !(pat.starts_with("arn:aws:iam::") || pat.starts_with("arn:aws:sts::")) {
-                    return Err(format!(
+                    return Err(invalid!(
                         "{at}: may_act_as entry {pat:?} must be an IAM ARN pattern (arn:aws:iam::ACCOUNT:user/NAME, role/NAME, `*` wildcards)"
                     ));
                 }
             }
             for s in &u.services {
                 if !is_service_name(s) {
-                    return Err(format!(
+                    return Err(invalid!(
                         "{at}: services entry {s:?} must be a service principal like ec2.amazonaws.com"
                     ));
                 }
@@ -403,7 +425,7 @@ impl Config {
             match (&src.document, &src.file) {
                 (Some(_), None) | (None, Some(_)) => {}
                 _ => {
-                    return Err(format!(
+                    return Err(invalid!(
                         "[policies.{name}]: give exactly one of `document` (inline JSON) or `file`"
                     ))
                 }
@@ -414,13 +436,13 @@ impl Config {
             let id_ok = (16..=128).contains(&k.access_key_id.len())
                 && k.access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
             if !id_ok {
-                return Err(format!(
+                return Err(invalid!(
                     "[[access_keys]] {:?}: access_key_id must be 16 to 128 letters and digits",
                     k.access_key_id
                 ));
             }
             if k.secret_access_key.len() < 16 || k.secret_access_key.len() > 128 {
-                return Err(format!(
+                return Err(invalid!(
                     "[[access_keys]] {}: secret_access_key must be 16 to 128 characters",
                     k.access_key_id
                 ));
@@ -428,13 +450,14 @@ impl Config {
             if !k.principal.starts_with("arn:aws:iam::")
                 && !k.principal.starts_with("arn:aws:sts::")
             {
-                return Err(format!(
+                return Err(invalid!(
                     "[[access_keys]] {}: principal {:?} must be an IAM ARN",
-                    k.access_key_id, k.principal
+                    k.access_key_id,
+                    k.principal
                 ));
             }
             if !ids.insert(k.access_key_id.as_str()) {
-                return Err(format!(
+                return Err(invalid!(
                     "[[access_keys]] {}: access key id listed twice",
                     k.access_key_id
                 ));
@@ -443,10 +466,10 @@ impl Config {
         Ok(())
     }
 
-    fn check_policy_refs(&self, at: &str, names: &[String]) -> Result<(), String> {
+    fn check_policy_refs(&self, at: &str, names: &[String]) -> Result<(), InvalidConfig> {
         for n in names {
             if !self.policies.contains_key(n) {
-                return Err(format!(
+                return Err(invalid!(
                     "{at}: policy {n:?} is not defined (add a [policies.{n}] table)"
                 ));
             }
@@ -455,12 +478,12 @@ impl Config {
     }
 
     /// The socket mode as a number.
-    pub fn socket_mode(&self) -> Result<u32, String> {
+    pub fn socket_mode(&self) -> Result<u32, InvalidConfig> {
         u32::from_str_radix(self.kmsd.socket_mode.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o777)
             .ok_or_else(|| {
-                format!(
+                invalid!(
                     "kmsd.socket_mode {:?} must be an octal mode like \"0660\"",
                     self.kmsd.socket_mode
                 )
@@ -535,11 +558,11 @@ pub fn is_service_name(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
 }
 
-fn check_principal_template(at: &str, t: &str) -> Result<(), String> {
+fn check_principal_template(at: &str, t: &str) -> Result<(), InvalidConfig> {
     if t.starts_with("arn:aws:iam::") || t.starts_with("arn:aws:sts::") {
         Ok(())
     } else {
-        Err(format!(
+        Err(invalid!(
             "{at} {t:?} must be an IAM ARN like arn:aws:iam::{{account}}:user/{{user}}"
         ))
     }
@@ -585,7 +608,7 @@ mod tests {
 
     #[test]
     fn bad_values_are_named() {
-        let err = |t: &str| Config::parse(t).unwrap_err();
+        let err = |t: &str| Config::parse(t).unwrap_err().to_string();
         assert!(err("account = \"12\"").contains("account"));
         assert!(err("region = \"US East\"").contains("region"));
         assert!(err("[kmsd]\nsocket_mode = \"999\"").contains("socket_mode"));
@@ -636,7 +659,7 @@ mod tests {
             mode("[trail]\nsync_interval_ms = 5").unwrap(),
             SyncMode::Interval(Duration::from_millis(5))
         );
-        let err = |t: &str| Config::parse(t).unwrap_err();
+        let err = |t: &str| Config::parse(t).unwrap_err().to_string();
         assert!(err("[trail]\nsync = \"never\"").contains("trail.sync"));
         assert!(err("[trail]\nsync_interval_ms = 0").contains("sync_interval_ms"));
         assert!(err("[trail]\nsync_interval_ms = 10001").contains("sync_interval_ms"));

@@ -50,8 +50,8 @@ pub enum ServerError {
     AlreadyRunning(PathBuf),
     #[error("cannot listen on {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(crate::config::InvalidConfig),
 }
 
 /// How to start a server.

@@ -10,8 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use atrest::mount::{daemon, Access, BlockDevice, Mount, MountOptions, PlainFile};
-use atrest::volume::{VolumeHeaderParams, VolumeImage, XtsKey};
+use atrest::mount::{
+    daemon, Access, BlockDevice, DeviceError, Mount, MountError, MountOptions, PlainFile,
+};
+use atrest::volume::{KeyError, VolumeError, VolumeHeaderParams, VolumeImage, XtsKey};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
@@ -51,26 +53,44 @@ struct Args {
     strict_revocation: bool,
 }
 
-fn device(args: &Args) -> Result<Arc<dyn BlockDevice>, String> {
+/// Why the volume could not be served.
+#[derive(Debug, thiserror::Error)]
+enum ServeError {
+    #[error(transparent)]
+    Plain(#[from] DeviceError),
+    #[error("reading key from stdin: {0}")]
+    ReadKey(#[source] std::io::Error),
+    #[error("key on stdin is not hex: {0}")]
+    KeyNotHex(#[source] hex::FromHexError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("an existing encrypted image needs --key-stdin")]
+    NoKey,
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error("cannot handle SIGINT/SIGTERM: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+}
+
+fn device(args: &Args) -> Result<Arc<dyn BlockDevice>, ServeError> {
     if args.plain {
-        return Ok(Arc::new(
-            PlainFile::open(&args.image).map_err(|e| e.to_string())?,
-        ));
+        return Ok(Arc::new(PlainFile::open(&args.image)?));
     }
     let key = if args.key_stdin {
         let mut line = zeroize::Zeroizing::new(String::new());
         std::io::stdin()
             .lock()
             .read_line(&mut line)
-            .map_err(|e| format!("reading key from stdin: {e}"))?;
-        let bytes = zeroize::Zeroizing::new(
-            hex::decode(line.trim()).map_err(|e| format!("key on stdin is not hex: {e}"))?,
-        );
-        XtsKey::from_bytes(&bytes).map_err(|e| e.to_string())?
+            .map_err(ServeError::ReadKey)?;
+        let bytes =
+            zeroize::Zeroizing::new(hex::decode(line.trim()).map_err(ServeError::KeyNotHex)?);
+        XtsKey::from_bytes(&bytes)?
     } else if args.create.is_some() {
         XtsKey::generate()
     } else {
-        return Err("an existing encrypted image needs --key-stdin".into());
+        return Err(ServeError::NoKey);
     };
     if let Some(size) = args.create {
         let params = VolumeHeaderParams::encrypted(
@@ -79,14 +99,14 @@ fn device(args: &Args) -> Result<Arc<dyn BlockDevice>, String> {
             "arn:aws:kms:local:000000000000:key/bench",
             vec![0u8; 32],
         );
-        VolumeImage::create(&args.image, &params).map_err(|e| e.to_string())?;
+        VolumeImage::create(&args.image, &params)?;
     }
-    let img = VolumeImage::open(&args.image, Some(key)).map_err(|e| e.to_string())?;
+    let img = VolumeImage::open(&args.image, Some(key))?;
     Ok(Arc::new(img))
 }
 
-fn run(args: Args) -> Result<(), String> {
-    let mut signals = daemon::TerminationSignals::install().map_err(|e| e.to_string())?;
+fn run(args: Args) -> Result<(), ServeError> {
+    let mut signals = daemon::TerminationSignals::install().map_err(ServeError::Signals)?;
     let dev = device(&args)?;
     let mut opts = MountOptions::new(&args.mountpoint);
     opts.access = Access::All;
@@ -99,12 +119,10 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(m) = args.max_write {
         opts.max_write = m;
     }
-    let handle = Mount::start(opts).map_err(|e| e.to_string())?;
+    let handle = Mount::start(opts)?;
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let path = handle
-        .add(&args.instance, &args.device, dev, uid, gid, &args.volume_id)
-        .map_err(|e| e.to_string())?;
+    let path = handle.add(&args.instance, &args.device, dev, uid, gid, &args.volume_id)?;
     println!("READY {}", path.display());
     let _ = std::io::stdout().flush();
     let sig = signals.wait();
@@ -113,7 +131,7 @@ fn run(args: Args) -> Result<(), String> {
         Ok(()) => Ok(()),
         Err(e) => {
             tracing::warn!(error = %e, "clean unmount refused; detaching lazily");
-            handle.unmount_forced().map_err(|e| e.to_string())
+            Ok(handle.unmount_forced()?)
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use crate::config::Config;
-pub use crate::config::ConfigError;
+pub use crate::config::{ConfigError, InvalidConfig};
 
 /// The shared settings of a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,13 +39,13 @@ impl SiteConfig {
     /// embedded default. An unreadable or invalid file is an error naming it.
     pub fn load(path: &Path) -> Result<SiteConfig, ConfigError> {
         let config = Config::load(path, false)?;
-        Self::from_config(&config).map_err(|message| ConfigError::Invalid {
+        Self::from_config(&config).map_err(|source| ConfigError::Invalid {
             path: path.display().to_string(),
-            message,
+            source,
         })
     }
 
-    fn from_config(c: &Config) -> Result<SiteConfig, String> {
+    fn from_config(c: &Config) -> Result<SiteConfig, InvalidConfig> {
         Ok(SiteConfig {
             region: c.region.clone(),
             account: c.account.clone(),
@@ -89,7 +89,7 @@ mod tests {
         std::fs::write(&path, "region = \"EU WEST\"\n").unwrap();
         let e = SiteConfig::load(&path).unwrap_err();
         assert!(
-            matches!(&e, ConfigError::Invalid { message, .. } if message.contains("region")),
+            matches!(&e, ConfigError::Invalid { source: InvalidConfig::Rule(m), .. } if m.contains("region")),
             "{e}"
         );
     }

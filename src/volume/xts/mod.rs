@@ -105,6 +105,11 @@ pub enum Backend {
 /// Environment variable that forces a backend: `portable`, or `auto` (the default).
 pub const BACKEND_ENV: &str = "ATREST_XTS";
 
+/// A [`BACKEND_ENV`] value that names no backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {BACKEND_ENV} value {0:?} (expected auto or portable)")]
+pub struct UnknownBackend(pub String);
+
 impl Backend {
     pub fn name(self) -> &'static str {
         match self {
@@ -116,11 +121,11 @@ impl Backend {
     /// What a value of [`BACKEND_ENV`] asks for: `Some(Portable)` for `portable`, `None`
     /// (the fastest that works) for unset, empty, `auto` or `aws-lc`. Anything else is
     /// reported by [`Backend::selected`] and treated as `auto`.
-    pub fn requested(value: Option<&str>) -> Result<Option<Backend>, String> {
+    pub fn requested(value: Option<&str>) -> Result<Option<Backend>, UnknownBackend> {
         match value.map(str::trim) {
             None | Some("" | "auto" | "aws-lc") => Ok(None),
             Some("portable") => Ok(Some(Backend::Portable)),
-            Some(other) => Err(other.to_string()),
+            Some(other) => Err(UnknownBackend(other.to_string())),
         }
     }
 
@@ -130,7 +135,7 @@ impl Backend {
         *SELECTED.get_or_init(|| {
             let value = std::env::var(BACKEND_ENV).ok();
             let wanted = Backend::requested(value.as_deref()).unwrap_or_else(|bad| {
-                tracing::warn!(value = %bad, "unknown {BACKEND_ENV} value (expected auto or portable); using auto");
+                tracing::warn!("{bad}; using auto");
                 None
             });
             let chosen = match wanted {
@@ -603,7 +608,10 @@ mod tests {
             Backend::requested(Some("portable")),
             Ok(Some(Backend::Portable))
         );
-        assert_eq!(Backend::requested(Some("fast")), Err("fast".to_string()));
+        assert_eq!(
+            Backend::requested(Some("fast")),
+            Err(UnknownBackend("fast".to_string()))
+        );
     }
 
     #[test]
