@@ -9,6 +9,8 @@ pub mod boot;
 pub mod cli;
 pub mod ec2;
 pub mod endpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod logging;
 pub mod loopdev;
 pub mod mount;

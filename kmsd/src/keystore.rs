@@ -304,28 +304,8 @@ impl Keystore {
         let mut keys = Vec::with_capacity(key_files.len());
         for path in key_files {
             let text = std::fs::read(&path).map_err(io_err(&path))?;
-            let key: StoredKey =
-                serde_json::from_slice(&text).map_err(|e| KeystoreError::Invalid {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            if key.key_id != stem || key.versions.is_empty() {
-                return Err(KeystoreError::Invalid {
-                    path: path.clone(),
-                    message: "key ID does not match the file name, or no key material".into(),
-                });
-            }
-            let mut materials = Vec::with_capacity(key.versions.len());
-            for (i, v) in key.versions.iter().enumerate() {
-                if v.version as usize != i + 1 {
-                    return Err(KeystoreError::Invalid {
-                        path: path.clone(),
-                        message: format!("backing versions out of order at {}", v.version),
-                    });
-                }
-                materials.push(store.unseal(&key.key_id, v.version, &v.sealed_material)?);
-            }
+            let key = parse_key_file(&path, &text)?;
+            let materials = store.unseal_versions(&key)?;
             keys.push((key, materials));
         }
         let aliases = store.read_aliases()?;
@@ -365,6 +345,26 @@ impl Keystore {
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         Ok(B64.encode(out))
+    }
+
+    /// Unseals every backing version of a parsed key, in order.
+    pub(crate) fn unseal_versions(
+        &self,
+        key: &StoredKey,
+    ) -> Result<Vec<Zeroizing<[u8; 32]>>, KeystoreError> {
+        key.versions
+            .iter()
+            .map(|v| self.unseal(&key.key_id, v.version, &v.sealed_material))
+            .collect()
+    }
+
+    /// A keystore over `root` that is never written (the fuzz targets unseal through it).
+    #[cfg(feature = "testing")]
+    pub(crate) fn detached(root: &[u8; 32]) -> Keystore {
+        Keystore {
+            dir: PathBuf::new(),
+            root: Aes256Gcm::new(root.into()),
+        }
     }
 
     fn unseal(
@@ -480,14 +480,7 @@ impl Keystore {
     fn read_aliases(&self) -> Result<Vec<StoredAlias>, KeystoreError> {
         let path = self.aliases_path();
         match std::fs::read(&path) {
-            Ok(bytes) => {
-                let f: AliasesFile =
-                    serde_json::from_slice(&bytes).map_err(|e| KeystoreError::Invalid {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
-                Ok(f.aliases)
-            }
+            Ok(bytes) => parse_aliases(&path, &bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(KeystoreError::Io { path, source: e }),
         }
@@ -537,11 +530,16 @@ fn list_key_files(keys_dir: &Path) -> Result<Vec<PathBuf>, KeystoreError> {
 
 fn read_root_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(io_err(path))?);
+    parse_root_key(path, &bytes)
+}
+
+/// Reads `root.key`'s bytes (`path` names the file in errors; pure, for the fuzz target).
+pub fn parse_root_key(path: &Path, bytes: &[u8]) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
     let invalid = |message: &str| KeystoreError::Invalid {
         path: path.to_path_buf(),
         message: message.into(),
     };
-    let file: RootKeyFile = serde_json::from_slice(&bytes).map_err(|e| invalid(&e.to_string()))?;
+    let file: RootKeyFile = serde_json::from_slice(bytes).map_err(|e| invalid(&e.to_string()))?;
     let key_b64 = Zeroizing::new(file.key);
     if file.format != FILE_FORMAT || file.protection != "none" {
         return Err(invalid("unsupported format or protection"));
@@ -550,12 +548,45 @@ fn read_root_key(path: &Path) -> Result<Zeroizing<[u8; 32]>, KeystoreError> {
         B64.decode(key_b64.as_bytes())
             .map_err(|_| invalid("key is not base64"))?,
     );
-    if raw.len() != 32 {
-        return Err(invalid("key is not 32 bytes"));
+    let arr: [u8; 32] = raw
+        .as_slice()
+        .try_into()
+        .map_err(|_| invalid("key is not 32 bytes"))?;
+    Ok(Zeroizing::new(arr))
+}
+
+/// Reads a key file's bytes (`keys/<key-id>.json`; `path` names it): the key ID must be
+/// the file's name and the backing versions must run 1, 2, ... (pure, for the fuzz target).
+pub fn parse_key_file(path: &Path, bytes: &[u8]) -> Result<StoredKey, KeystoreError> {
+    let invalid = |message: String| KeystoreError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    let key: StoredKey = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if key.key_id != stem || key.versions.is_empty() {
+        return Err(invalid(
+            "key ID does not match the file name, or no key material".into(),
+        ));
     }
-    let mut out = Zeroizing::new([0u8; 32]);
-    out.copy_from_slice(&raw);
-    Ok(out)
+    for (i, v) in key.versions.iter().enumerate() {
+        if usize::try_from(v.version).ok() != i.checked_add(1) {
+            return Err(invalid(format!(
+                "backing versions out of order at {}",
+                v.version
+            )));
+        }
+    }
+    Ok(key)
+}
+
+/// Reads `aliases.json`'s bytes (`path` names it; pure, for the fuzz target).
+pub fn parse_aliases(path: &Path, bytes: &[u8]) -> Result<Vec<StoredAlias>, KeystoreError> {
+    let f: AliasesFile = serde_json::from_slice(bytes).map_err(|e| KeystoreError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(f.aliases)
 }
 
 #[cfg(test)]

@@ -9,7 +9,10 @@
 //! - [`trail`]: the trail writer, its segment and chain formats and retention, for the
 //!   trail's own tests (crash, durability, validation, lookup, bench);
 //! - [`iam`]: the IAM store's file, for its golden file and fuzz target;
-//! - [`blob`] and [`policy`]: the ciphertext blob parser and the policy fuzz driver.
+//! - [`blob`] and [`policy`]: the ciphertext blob parser and the policy fuzz driver;
+//! - [`fuzzing`]: the entry of every kmsd fuzz target (kmsd/fuzz, tests/fuzz_smoke.rs).
+
+pub mod fuzzing;
 
 /// kmsd in-process.
 pub mod server {

@@ -65,6 +65,7 @@ pub fn parse(input: &str) -> Result<Value, ShorthandError> {
     let mut p = Parser {
         chars: input.chars().collect(),
         pos: 0,
+        depth: 0,
         input,
     };
     let v = p.structure(None)?;
@@ -74,9 +75,16 @@ pub fn parse(input: &str) -> Result<Value, ShorthandError> {
     Ok(v)
 }
 
+/// The deepest nesting of `[` and `{` a value may have (serde_json's own limit for the
+/// JSON form is 128): the parser recurses per level, and without a bound a long enough
+/// `{a={a={...` overflowed the stack (found by the `shorthand` fuzz target).
+pub const MAX_DEPTH: usize = 64;
+
 struct Parser<'a> {
     chars: Vec<char>,
     pos: usize,
+    /// How many `[` / `{` enclose `pos`.
+    depth: usize,
     input: &'a str,
 }
 
@@ -142,6 +150,24 @@ impl Parser<'_> {
     /// A value; if `continue_list`, trailing `,scalar` tokens without `=` join it as a list.
     fn value(&mut self, close: Option<char>, continue_list: bool) -> Result<Value, ShorthandError> {
         self.skip_ws();
+        if matches!(self.peek(), Some('[' | '{')) {
+            if self.depth >= MAX_DEPTH {
+                return Err(self.err(&format!("nested deeper than {MAX_DEPTH} levels")));
+            }
+            self.depth += 1;
+            let v = self.nested(close, continue_list);
+            self.depth -= 1;
+            return v;
+        }
+        self.nested(close, continue_list)
+    }
+
+    /// [`Self::value`] below the depth check.
+    fn nested(
+        &mut self,
+        close: Option<char>,
+        continue_list: bool,
+    ) -> Result<Value, ShorthandError> {
         match self.peek() {
             Some('[') => {
                 self.pos += 1;
@@ -242,6 +268,23 @@ impl Parser<'_> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn nesting_is_bounded_instead_of_overflowing_the_stack() {
+        // Found by the shorthand fuzz smoke: `Key=k,Value={e={e={...` thousands deep.
+        let deep = "a=".to_string() + &"{e=".repeat(100_000) + "x" + &"}".repeat(100_000);
+        let err = parse(&deep).expect_err("too deep");
+        assert!(err.to_string().contains("nested deeper than 64"), "{err}");
+        let lists = "a=".to_string() + &"[".repeat(100_000);
+        assert!(parse(&lists).is_err());
+        let ok = "a=".to_string() + &"{e=".repeat(MAX_DEPTH) + "x" + &"}".repeat(MAX_DEPTH);
+        let v = parse(&ok).expect("at the limit");
+        let mut at = &v["a"];
+        for _ in 0..MAX_DEPTH {
+            at = &at["e"];
+        }
+        assert_eq!(at, &json!("x"));
+    }
 
     #[test]
     fn tag_specifications() {

@@ -101,18 +101,7 @@ impl Registry {
             }
             Err(e) => return Err(io("read", &self.file)(e)),
         };
-        let state: State =
-            serde_json::from_slice(&bytes).map_err(|source| RegistryError::Invalid {
-                path: self.file.clone(),
-                source,
-            })?;
-        if state.format_version != REGISTRY_FORMAT_VERSION {
-            return Err(RegistryError::Version {
-                path: self.file.clone(),
-                found: state.format_version,
-            });
-        }
-        Ok(state)
+        parse_state(&self.file, &bytes)
     }
 
     /// A consistent snapshot of the registry (under a shared lock).
@@ -139,6 +128,22 @@ impl Registry {
         }
         Ok(out)
     }
+}
+
+/// Reads the registry's bytes (its volumes, snapshots, instances and AMIs); `path` names
+/// the file in errors (pure, for the fuzz target).
+pub fn parse_state(path: &Path, bytes: &[u8]) -> Result<State, RegistryError> {
+    let state: State = serde_json::from_slice(bytes).map_err(|source| RegistryError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if state.format_version != REGISTRY_FORMAT_VERSION {
+        return Err(RegistryError::Version {
+            path: path.to_path_buf(),
+            found: state.format_version,
+        });
+    }
+    Ok(state)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! S3's multipart rules, pure (no I/O; fuzzed by `fuzz/fuzz_targets/complete_parts.rs`):
+//! S3's multipart rules, pure (no I/O):
 //! part numbers and sizes, which uploaded parts a `CompleteMultipartUpload` list selects,
 //! and the multipart ETag.
 

@@ -1,8 +1,5 @@
-//! Arbitrary bytes through policy parsing and KMS authorization; any panic is a bug.
+//! cargo-fuzz target `policy_parse_eval`: the entry `kmsd::testing::fuzzing::policy_parse_eval` (its docs say what it
+//! feeds and asserts; `tests/fuzz_smoke.rs` runs the same function on stable).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|data: &[u8]| {
-    kmsd::testing::policy::exercise(data);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kmsd::testing::fuzzing::policy_parse_eval(data));

@@ -222,7 +222,7 @@ fn encode_token(t: i64, s: u64, q: String) -> String {
     URL_SAFE_NO_PAD.encode(json)
 }
 
-fn decode_token(token: &str, fingerprint: &str) -> Result<(i64, u64), LookupError> {
+pub(crate) fn decode_token(token: &str, fingerprint: &str) -> Result<(i64, u64), LookupError> {
     let bad = || LookupError::InvalidNextToken("Invalid NextToken".into());
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let t: Token = serde_json::from_slice(&bytes).map_err(|_| bad())?;

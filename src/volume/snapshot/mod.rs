@@ -285,31 +285,7 @@ impl SnapshotStore {
 
     fn read_manifest_at(path: &Path) -> Result<Manifest, SnapshotError> {
         let bytes = fs::read(path).map_err(|e| io("read", path, e))?;
-        let m: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| SnapshotError::BadManifest {
-                path: path.to_path_buf(),
-                reason: e.to_string(),
-            })?;
-        let bad = |reason: String| SnapshotError::BadManifest {
-            path: path.to_path_buf(),
-            reason,
-        };
-        if m.format != MANIFEST_FORMAT {
-            return Err(bad(format!("unsupported manifest format {}", m.format)));
-        }
-        if m.chunk_size == 0 || m.chunk_size % 4096 != 0 {
-            return Err(bad(format!("invalid chunk_size {}", m.chunk_size)));
-        }
-        super::format::validate(&m.volume).map_err(|e| bad(e.to_string()))?;
-        if m.state == SnapshotState::Completed
-            && m.chunks.len() as u64 != Manifest::chunk_count(m.volume.size_bytes, m.chunk_size)
-        {
-            return Err(bad("chunk list does not cover the volume".into()));
-        }
-        if let Some(h) = m.chunks.iter().flatten().find(|h| !chunks::valid_hash(h)) {
-            return Err(bad(format!("invalid chunk name {h:?}")));
-        }
-        Ok(m)
+        parse_manifest(path, &bytes)
     }
 
     /// The manifest of a snapshot (pending or completed).
@@ -673,4 +649,34 @@ impl SnapshotStore {
         let (names, _) = self.chunks.scan()?;
         Ok(names.iter().map(|h| self.chunks.size_of(h)).sum())
     }
+}
+
+/// Reads a manifest's bytes and checks what its types cannot: the format, the chunk size,
+/// the volume header's fields, that a completed manifest covers the volume, and the chunk
+/// names. `path` names the file in errors (pure, for the fuzz target).
+pub fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest, SnapshotError> {
+    let m: Manifest = serde_json::from_slice(bytes).map_err(|e| SnapshotError::BadManifest {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let bad = |reason: String| SnapshotError::BadManifest {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if m.format != MANIFEST_FORMAT {
+        return Err(bad(format!("unsupported manifest format {}", m.format)));
+    }
+    if m.chunk_size == 0 || m.chunk_size % 4096 != 0 {
+        return Err(bad(format!("invalid chunk_size {}", m.chunk_size)));
+    }
+    super::format::validate(&m.volume).map_err(|e| bad(e.to_string()))?;
+    if m.state == SnapshotState::Completed
+        && m.chunks.len() as u64 != Manifest::chunk_count(m.volume.size_bytes, m.chunk_size)
+    {
+        return Err(bad("chunk list does not cover the volume".into()));
+    }
+    if let Some(h) = m.chunks.iter().flatten().find(|h| !chunks::valid_hash(h)) {
+        return Err(bad(format!("invalid chunk name {h:?}")));
+    }
+    Ok(m)
 }

@@ -1,0 +1,5 @@
+//! cargo-fuzz target `socket_frame`: the entry `kmsd::testing::fuzzing::socket_frame` (its docs say what it
+//! feeds and asserts; `tests/fuzz_smoke.rs` runs the same function on stable).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| kmsd::testing::fuzzing::socket_frame(data));
