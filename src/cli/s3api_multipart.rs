@@ -24,12 +24,8 @@ pub enum MultipartCommand {
     },
     /// Upload one part (1 to 10000; 5 MiB to 5 GiB but the last) of a multipart upload.
     UploadPart {
-        #[arg(long)]
-        bucket: String,
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        upload_id: String,
+        #[command(flatten)]
+        upload: Upload,
         #[arg(long)]
         part_number: u32,
         /// File holding the part (an empty part if omitted).
@@ -38,12 +34,8 @@ pub enum MultipartCommand {
     },
     /// Copy an object, or a byte range of it, in as one part of a multipart upload.
     UploadPartCopy {
-        #[arg(long)]
-        bucket: String,
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        upload_id: String,
+        #[command(flatten)]
+        upload: Upload,
         #[arg(long)]
         part_number: u32,
         /// SOURCEBUCKET/SOURCEKEY.
@@ -55,12 +47,8 @@ pub enum MultipartCommand {
     },
     /// Make the object from the uploaded parts listed.
     CompleteMultipartUpload {
-        #[arg(long)]
-        bucket: String,
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        upload_id: String,
+        #[command(flatten)]
+        upload: Upload,
         /// `{"Parts":[{"ETag":"...","PartNumber":1},...]}`, the shorthand
         /// `Parts=[{ETag=...,PartNumber=1},...]`, or file://PATH.
         #[arg(long)]
@@ -68,21 +56,13 @@ pub enum MultipartCommand {
     },
     /// Abort a multipart upload and remove its parts.
     AbortMultipartUpload {
-        #[arg(long)]
-        bucket: String,
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        upload_id: String,
+        #[command(flatten)]
+        upload: Upload,
     },
     /// List the parts uploaded so far (all pages).
     ListParts {
-        #[arg(long)]
-        bucket: String,
-        #[arg(long)]
-        key: String,
-        #[arg(long)]
-        upload_id: String,
+        #[command(flatten)]
+        upload: Upload,
     },
     /// List the multipart uploads in progress in a bucket (all pages).
     ListMultipartUploads {
@@ -93,6 +73,17 @@ pub enum MultipartCommand {
         #[arg(long)]
         delimiter: Option<String>,
     },
+}
+
+/// The upload a verb acts on: `--bucket`, `--key`, `--upload-id`.
+#[derive(Debug, clap::Args)]
+pub struct Upload {
+    #[arg(long)]
+    bucket: String,
+    #[arg(long)]
+    key: String,
+    #[arg(long)]
+    upload_id: String,
 }
 
 impl MultipartCommand {
@@ -208,9 +199,12 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
             Ok(Some(out))
         }
         UploadPart {
-            bucket,
-            key,
-            upload_id,
+            upload:
+                Upload {
+                    bucket,
+                    key,
+                    upload_id,
+                },
             part_number,
             body,
         } => {
@@ -240,9 +234,12 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
             )))
         }
         UploadPartCopy {
-            bucket,
-            key,
-            upload_id,
+            upload:
+                Upload {
+                    bucket,
+                    key,
+                    upload_id,
+                },
             part_number,
             copy_source,
             copy_source_range,
@@ -269,9 +266,12 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
             Ok(Some(out))
         }
         CompleteMultipartUpload {
-            bucket,
-            key,
-            upload_id,
+            upload:
+                Upload {
+                    bucket,
+                    key,
+                    upload_id,
+                },
             multipart_upload,
         } => {
             let body = completion_xml(&shorthand_or_json(&multipart_upload)?)?;
@@ -295,9 +295,12 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
             Ok(Some(out))
         }
         AbortMultipartUpload {
-            bucket,
-            key,
-            upload_id,
+            upload:
+                Upload {
+                    bucket,
+                    key,
+                    upload_id,
+                },
         } => {
             c.send(
                 "DELETE",
@@ -310,9 +313,12 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
             Ok(None)
         }
         ListParts {
-            bucket,
-            key,
-            upload_id,
+            upload:
+                Upload {
+                    bucket,
+                    key,
+                    upload_id,
+                },
         } => {
             let mut parts = Vec::new();
             let mut marker = String::new();
