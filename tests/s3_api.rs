@@ -567,3 +567,65 @@ print(json.dumps(out))
     assert_eq!(r.status, 304, "{}", r.text());
     assert!(r.body.is_empty(), "{}", r.text());
 }
+
+#[test]
+fn checksums_are_stored_and_returned_with_checksum_mode() {
+    let lab = Lab::start();
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "sums"]);
+    let v = boto3_json(
+        &lab,
+        r#"
+import base64, zlib
+out = {}
+s3.put_object(Bucket='sums', Key='sha', Body=b'hello', ChecksumAlgorithm='SHA256')
+s3.put_object(Bucket='sums', Key='default', Body=b'hello')
+h = s3.head_object(Bucket='sums', Key='sha', ChecksumMode='ENABLED')
+out['head_sha'] = [h.get('ChecksumSHA256'), h.get('ChecksumType')]
+# botocore checks a returned full-object checksum against the body it reads.
+g = s3.get_object(Bucket='sums', Key='sha', ChecksumMode='ENABLED')
+out['get_sha'] = [g.get('ChecksumSHA256'), g['Body'].read().decode()]
+out['head_default'] = s3.head_object(Bucket='sums', Key='default', ChecksumMode='ENABLED').get('ChecksumCRC32')
+out['head_plain'] = sorted(k for k in s3.head_object(Bucket='sums', Key='sha') if k.startswith('Checksum'))
+out['ranged'] = sorted(k for k in s3.get_object(Bucket='sums', Key='sha', Range='bytes=0-1', ChecksumMode='ENABLED') if k.startswith('Checksum'))
+s3.copy_object(Bucket='sums', Key='sha-copy', CopySource={'Bucket': 'sums', 'Key': 'sha'})
+out['copy'] = s3.head_object(Bucket='sums', Key='sha-copy', ChecksumMode='ENABLED').get('ChecksumSHA256')
+# Multipart with CRC32 parts: a composite checksum, as S3 makes it.
+parts = [b'a' * (5 * 1024 * 1024), b'tail']
+up = s3.create_multipart_upload(Bucket='sums', Key='mp', ChecksumAlgorithm='CRC32')
+done = []
+for i, body in enumerate(parts, 1):
+    r = s3.upload_part(Bucket='sums', Key='mp', UploadId=up['UploadId'], PartNumber=i, Body=body, ChecksumAlgorithm='CRC32')
+    done.append({'PartNumber': i, 'ETag': r['ETag'], 'ChecksumCRC32': r['ChecksumCRC32']})
+c = s3.complete_multipart_upload(Bucket='sums', Key='mp', UploadId=up['UploadId'], MultipartUpload={'Parts': done})
+raw = b''.join(zlib.crc32(p).to_bytes(4, 'big') for p in parts)
+out['mp_want'] = base64.b64encode(zlib.crc32(raw).to_bytes(4, 'big')).decode() + '-2'
+out['mp_parts'] = [d['ChecksumCRC32'] == base64.b64encode(zlib.crc32(p).to_bytes(4, 'big')).decode() for d, p in zip(done, parts)]
+out['mp_complete'] = c.get('ChecksumCRC32')
+h = s3.head_object(Bucket='sums', Key='mp', ChecksumMode='ENABLED')
+out['mp_head'] = [h.get('ChecksumCRC32'), h.get('ChecksumType')]
+out['mp_body'] = s3.get_object(Bucket='sums', Key='mp', ChecksumMode='ENABLED')['Body'].read() == b''.join(parts)
+print(json.dumps(out))
+"#,
+        &[],
+    );
+    let sha = "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=";
+    assert_eq!(
+        v["head_sha"],
+        serde_json::json!([sha, "FULL_OBJECT"]),
+        "{v}"
+    );
+    assert_eq!(v["get_sha"], serde_json::json!([sha, "hello"]), "{v}");
+    // boto3 sends a CRC32 with every PutObject by default.
+    assert_eq!(v["head_default"], "NhCmhg==", "{v}");
+    assert_eq!(v["head_plain"], serde_json::json!([]), "{v}");
+    assert_eq!(v["ranged"], serde_json::json!([]), "{v}");
+    assert_eq!(v["copy"], sha, "{v}");
+    assert_eq!(v["mp_parts"], serde_json::json!([true, true]), "{v}");
+    assert_eq!(v["mp_complete"], v["mp_want"], "{v}");
+    assert_eq!(
+        v["mp_head"],
+        serde_json::json!([v["mp_want"], "COMPOSITE"]),
+        "{v}"
+    );
+    assert_eq!(v["mp_body"], true, "{v}");
+}

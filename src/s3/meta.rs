@@ -288,6 +288,39 @@ pub struct ObjectMeta {
     /// The parts of an object made by CompleteMultipartUpload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multipart: Option<MultipartBody>,
+    /// The `x-amz-checksum-*` the client declared and the endpoint checked, returned on
+    /// GET and HEAD with `x-amz-checksum-mode: ENABLED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<StoredChecksum>,
+}
+
+/// An object's (or a part's) checksum as S3 returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredChecksum {
+    /// `CRC32`, `CRC32C`, `CRC64NVME`, `SHA1` or `SHA256`.
+    pub algorithm: String,
+    /// Base64 of the digest, as in the `x-amz-checksum-*` header; a composite one ends in
+    /// `-<part count>`.
+    pub value: String,
+    /// `FULL_OBJECT` (of the whole body) or `COMPOSITE` (of the parts' checksums).
+    #[serde(rename = "type")]
+    pub kind: ChecksumKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChecksumKind {
+    FullObject,
+    Composite,
+}
+
+impl ChecksumKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChecksumKind::FullObject => "FULL_OBJECT",
+            ChecksumKind::Composite => "COMPOSITE",
+        }
+    }
 }
 
 /// The body of a multipart object: its parts in object order, each its own sealed chunk
@@ -528,6 +561,7 @@ mod tests {
             chunk_size: 65536,
             user_metadata: BTreeMap::new(),
             multipart: None,
+            checksum: None,
         };
         let j = serde_json::to_string(&m).unwrap();
         assert!(j.contains("\"public-read\""));

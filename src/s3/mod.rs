@@ -7,6 +7,7 @@
 //! file as it arrives), [`reader`] (the chunks under a byte span, authenticated),
 //! [`multipart`] (uploads in parts), [`parts`] and [`range`] (S3's rules for part lists and
 //! `Range` headers, pure), [`access`] (BPA, ownership, ACLs),
+//! [`checksum`] (composite checksums, pure),
 //! [`kms`] (data keys), [`bucket_key`] (S3 Bucket Keys), [`auth`] (access keys, SigV4
 //! signing), [`http`] (the endpoint: operation table, handlers by resource, listener),
 //! [`audit`] (the trail hook).
@@ -15,6 +16,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod bucket_key;
+pub mod checksum;
 pub mod client;
 pub mod fetch;
 pub mod http;

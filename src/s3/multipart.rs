@@ -18,8 +18,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::checksum;
 use super::meta::{
-    self, BucketMeta, CannedAcl, KeyProtection, MultipartBody, ObjectMeta, StoredPart,
+    self, BucketMeta, CannedAcl, KeyProtection, MultipartBody, ObjectMeta, StoredChecksum,
+    StoredPart,
 };
 use super::parts::{self, Requested, UploadedPart, MAX_PART_SIZE};
 use super::sealed::SealedFile;
@@ -119,6 +121,8 @@ pub struct PartRecord {
     pub nonce_prefix: [u8; sse::NONCE_PREFIX_LEN],
     /// RFC 3339.
     pub last_modified: String,
+    /// The `x-amz-checksum-*` the part was checked against, if it declared one.
+    pub checksum: Option<StoredChecksum>,
 }
 
 impl PartRecord {
@@ -135,9 +139,15 @@ pub struct PartWriter {
     prefix: [u8; sse::NONCE_PREFIX_LEN],
     body: SealedFile,
     store: Arc<Store>,
+    checksum: Option<StoredChecksum>,
 }
 
 impl PartWriter {
+    /// Keeps the checksum the part was checked against (for a composite checksum).
+    pub fn set_checksum(&mut self, checksum: StoredChecksum) {
+        self.checksum = Some(checksum);
+    }
+
     /// Seals and writes the next piece of the part.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         self.body.write(data)
@@ -169,6 +179,7 @@ impl PartWriter {
             data_file: self.body.file_name(),
             nonce_prefix: self.prefix,
             last_modified: now_rfc3339(),
+            checksum: self.checksum.take(),
         };
         let mut st = self.upload.state();
         if st.finished {
@@ -272,6 +283,7 @@ impl Store {
             prefix,
             body,
             store: Arc::clone(self),
+            checksum: None,
         })
     }
 
@@ -357,6 +369,12 @@ impl Store {
             chunk_size: CHUNK_SIZE as u32,
             user_metadata: upload.user_metadata.clone(),
             multipart: Some(body),
+            checksum: checksum::composite(
+                &records
+                    .iter()
+                    .map(|p| p.checksum.as_ref())
+                    .collect::<Vec<_>>(),
+            ),
         };
         self.commit_sidecar(bucket, &self.sidecar_path(bucket, key)?, &meta)?;
         st.finished = true;

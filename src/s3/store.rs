@@ -517,6 +517,7 @@ impl Store {
             chunk_size: CHUNK_SIZE as u32,
             user_metadata: req.user_metadata,
             multipart: None,
+            checksum: None,
         };
         Ok(PutWriter {
             store: Arc::clone(self),
@@ -835,6 +836,11 @@ pub struct PutWriter {
 }
 
 impl PutWriter {
+    /// Keeps the checksum the body was checked against, returned on GET and HEAD.
+    pub fn set_checksum(&mut self, checksum: super::meta::StoredChecksum) {
+        self.meta.checksum = Some(checksum);
+    }
+
     /// Encrypts and writes the next piece of the body.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         self.body.write(data)

@@ -125,6 +125,7 @@ mod tests {
             chunk_size: 0,
             user_metadata: Default::default(),
             multipart: None,
+            checksum: None,
         }
     }
 

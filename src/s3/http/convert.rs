@@ -55,3 +55,37 @@ pub fn url_encode(s: &str) -> String {
         .remove(b'/');
     percent_encoding::utf8_percent_encode(s, SET).to_string()
 }
+
+/// Sets an answer's `x-amz-checksum-<algorithm>` member from a stored checksum, and its
+/// `x-amz-checksum-type` where the answer has one (every S3 output with checksums names
+/// them alike; UploadPart's has no type).
+macro_rules! set_checksum {
+    ($out:expr, $checksum:expr) => {
+        if let Some(c) = $checksum {
+            let value = Some(c.value.clone());
+            match c.algorithm.as_str() {
+                "CRC32" => $out.checksum_crc32 = value,
+                "CRC32C" => $out.checksum_crc32c = value,
+                "CRC64NVME" => $out.checksum_crc64nvme = value,
+                "SHA1" => $out.checksum_sha1 = value,
+                "SHA256" => $out.checksum_sha256 = value,
+                _ => {}
+            }
+        }
+    };
+    ($out:expr, $checksum:expr, typed) => {
+        set_checksum!($out, $checksum);
+        if let Some(c) = $checksum {
+            $out.checksum_type = Some(s3s::dto::ChecksumType::from(c.kind.as_str().to_string()));
+        }
+    };
+}
+pub(crate) use set_checksum;
+
+/// Whether a GET or HEAD asked for the stored checksum (`x-amz-checksum-mode: ENABLED`).
+pub fn checksum_mode(mode: Option<&s3s::dto::ChecksumMode>) -> bool {
+    mode.is_some_and(|m| {
+        m.as_str()
+            .eq_ignore_ascii_case(s3s::dto::ChecksumMode::ENABLED)
+    })
+}

@@ -13,10 +13,11 @@ use s3s::dto::{
 
 use std::sync::Arc;
 
+use super::super::meta::ChecksumKind;
 use super::super::store::{Store, StoreError, StoredObject, MAX_OBJECT_SIZE};
 use super::call::Call;
 use super::conditions::Conditions;
-use super::convert::{etag, timestamp};
+use super::convert::{etag, set_checksum, timestamp};
 use super::error::ApiError;
 use super::object::{new_object, sse_c_refused, sse_header, NewObject};
 use super::upload::BodySink;
@@ -118,16 +119,30 @@ pub async fn copy_object(cx: Call, input: CopyObjectInput) -> Result<CopyObjectO
         put.content_type = obj.meta.content_type.clone();
         put.user_metadata = obj.meta.user_metadata.clone();
     }
+    // The bytes are the same: a checksum of the whole source is the copy's too.
+    let checksum = obj
+        .meta
+        .checksum
+        .clone()
+        .filter(|c| c.kind == ChecksumKind::FullObject);
     let key = input.key.clone();
     let meta = copy_into(&cx, obj, move |store, principal| {
-        store.begin_put(&bucket, &key, principal, put)
+        let mut w = store.begin_put(&bucket, &key, principal, put)?;
+        if let Some(c) = checksum {
+            w.set_checksum(c);
+        }
+        Ok(w)
     })
     .await?;
     Ok(CopyObjectOutput {
-        copy_object_result: Some(CopyObjectResult {
-            e_tag: Some(etag(&meta)),
-            last_modified: timestamp(&meta.last_modified),
-            ..Default::default()
+        copy_object_result: Some({
+            let mut r = CopyObjectResult {
+                e_tag: Some(etag(&meta)),
+                last_modified: timestamp(&meta.last_modified),
+                ..Default::default()
+            };
+            set_checksum!(r, meta.checksum.as_ref(), typed);
+            r
         }),
         bucket_key_enabled: meta.protection.bucket_key_enabled().then_some(true),
         ssekms_key_id: meta.protection.kms_key_arn().map(str::to_string),

@@ -8,6 +8,7 @@
 use base64::Engine as _;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 
+use super::super::meta::{ChecksumKind, StoredChecksum};
 use super::error::ApiError;
 use super::upload::BodyCheck;
 
@@ -225,7 +226,10 @@ impl BodyCheck for Md5Check {
         self.hasher.update(data);
     }
 
-    fn verify(self: Box<Self>, _trailers: Option<&hyper::HeaderMap>) -> Result<(), ApiError> {
+    fn verify(
+        self: Box<Self>,
+        _trailers: Option<&hyper::HeaderMap>,
+    ) -> Result<Option<StoredChecksum>, ApiError> {
         let got: [u8; 16] = self.hasher.finalize();
         if got != self.want {
             return Err(ApiError::refused(
@@ -234,7 +238,7 @@ impl BodyCheck for Md5Check {
                 "The Content-MD5 you specified did not match what we received.",
             ));
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -277,7 +281,10 @@ impl BodyCheck for ChecksumCheck {
         }
     }
 
-    fn verify(self: Box<Self>, trailers: Option<&hyper::HeaderMap>) -> Result<(), ApiError> {
+    fn verify(
+        self: Box<Self>,
+        trailers: Option<&hyper::HeaderMap>,
+    ) -> Result<Option<StoredChecksum>, ApiError> {
         let invalid = || {
             ApiError::refused(
                 "InvalidRequest",
@@ -314,7 +321,11 @@ impl BodyCheck for ChecksumCheck {
                 ),
             ));
         }
-        Ok(())
+        Ok(Some(StoredChecksum {
+            algorithm: self.alg.name().to_uppercase(),
+            value: base64::engine::general_purpose::STANDARD.encode(&want),
+            kind: ChecksumKind::FullObject,
+        }))
     }
 }
 

@@ -411,6 +411,7 @@ mod tests {
             chunk_size: 0,
             user_metadata: BTreeMap::new(),
             multipart: None,
+            checksum: None,
         }
     }
 

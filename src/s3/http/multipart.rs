@@ -19,7 +19,7 @@ use super::super::parts::{self, Requested, MAX_PART_SIZE};
 use super::super::range::{self, ByteRange, RangeHeader};
 use super::super::store::StoreError;
 use super::call::Call;
-use super::convert::{bucket_view, etag, owner, timestamp, url_encode};
+use super::convert::{bucket_view, etag, owner, set_checksum, timestamp, url_encode};
 use super::copy::{copy_into, source, source_conditions};
 use super::digest;
 use super::error::ApiError;
@@ -122,13 +122,15 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
         .map_err(|e| with_key(e, &upload.protection))?;
     let part = stream_into(writer, input.body, checks, cx.trailers.clone()).await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
-    Ok(UploadPartOutput {
+    let mut out = UploadPartOutput {
         e_tag: Some(part_etag(&part.etag)),
         bucket_key_enabled,
         ssekms_key_id,
         server_side_encryption: sse_header(&upload.protection),
         ..Default::default()
-    })
+    };
+    set_checksum!(out, part.checksum.as_ref());
+    Ok(out)
 }
 
 /// A store error naming the upload's KMS key where S3's message does.
@@ -288,7 +290,7 @@ pub async fn complete(
         .on_store(move |store| store.complete_upload(&b, &k, &id, &requested, &principal))
         .await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&meta.protection);
-    Ok(CompleteMultipartUploadOutput {
+    let mut out = CompleteMultipartUploadOutput {
         location: Some(format!(
             "/{}/{}",
             url_encode(&input.bucket),
@@ -301,7 +303,9 @@ pub async fn complete(
         ssekms_key_id,
         server_side_encryption: sse_header(&meta.protection),
         ..Default::default()
-    })
+    };
+    set_checksum!(out, meta.checksum.as_ref(), typed);
+    Ok(out)
 }
 
 pub async fn abort(

@@ -23,7 +23,7 @@ use super::super::store::{PutRequest, SseChoice, StoreError, MAX_OBJECT_SIZE};
 use super::acl::parse_acl;
 use super::call::Call;
 use super::conditions::Conditions;
-use super::convert::{bucket_view, etag, timestamp, user_metadata};
+use super::convert::{bucket_view, checksum_mode, etag, set_checksum, timestamp, user_metadata};
 use super::digest;
 use super::error::ApiError;
 use super::span::Want;
@@ -149,14 +149,16 @@ pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, Api
         committed_ms = started.elapsed().as_millis() as u64,
         "upload stored"
     );
-    Ok(PutObjectOutput {
+    let mut out = PutObjectOutput {
         bucket_key_enabled: meta.protection.bucket_key_enabled().then_some(true),
         e_tag: Some(etag(&meta)),
         ssekms_key_id: meta.protection.kms_key_arn().map(str::to_string),
         server_side_encryption: sse_header(&meta.protection),
         size: i64::try_from(meta.size).ok(),
         ..Default::default()
-    })
+    };
+    set_checksum!(out, meta.checksum.as_ref(), typed);
+    Ok(out)
 }
 
 /// A GET body: batches of authenticated chunks from the reader thread, yielded one chunk
@@ -228,7 +230,10 @@ pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, Api
             }
         }
     });
-    Ok(GetObjectOutput {
+    let checksum = (checksum_mode(input.checksum_mode.as_ref()) && span == (0..m.size))
+        .then(|| m.checksum.clone())
+        .flatten();
+    let mut out = GetObjectOutput {
         accept_ranges: Some("bytes".into()),
         body: Some(StreamingBlob::wrap(ChunkStream {
             batches: rx,
@@ -245,7 +250,9 @@ pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, Api
         ssekms_key_id: m.protection.kms_key_arn().map(str::to_string),
         server_side_encryption: sse_header(&m.protection),
         ..Default::default()
-    })
+    };
+    set_checksum!(out, checksum.as_ref(), typed);
+    Ok(out)
 }
 
 pub async fn head(cx: Call, input: HeadObjectInput) -> Result<HeadObjectOutput, ApiError> {
@@ -265,7 +272,7 @@ pub async fn head(cx: Call, input: HeadObjectInput) -> Result<HeadObjectOutput, 
     }
     .check(m, false)?;
     let span = want.span(m)?;
-    Ok(HeadObjectOutput {
+    let mut out = HeadObjectOutput {
         accept_ranges: Some("bytes".into()),
         bucket_key_enabled: m.protection.bucket_key_enabled().then_some(true),
         content_length: i64::try_from(span.end - span.start).ok(),
@@ -278,7 +285,11 @@ pub async fn head(cx: Call, input: HeadObjectInput) -> Result<HeadObjectOutput, 
         ssekms_key_id: m.protection.kms_key_arn().map(str::to_string),
         server_side_encryption: sse_header(&m.protection),
         ..Default::default()
-    })
+    };
+    if checksum_mode(input.checksum_mode.as_ref()) && span == (0..m.size) {
+        set_checksum!(out, m.checksum.as_ref(), typed);
+    }
+    Ok(out)
 }
 
 pub async fn delete(cx: Call, input: DeleteObjectInput) -> Result<DeleteObjectOutput, ApiError> {

@@ -9,7 +9,7 @@ use futures::StreamExt;
 use s3s::dto::StreamingBlob;
 use tokio::sync::mpsc;
 
-use super::super::meta::ObjectMeta;
+use super::super::meta::{ObjectMeta, StoredChecksum};
 use super::super::multipart::{PartRecord, PartWriter};
 use super::super::store::{PutWriter, StoreError};
 use super::error::{refused_body, ApiError};
@@ -23,6 +23,8 @@ pub trait BodySink: Send + 'static {
     type Committed: Send + 'static;
     /// Seals and writes the next piece.
     fn write(&mut self, data: &[u8]) -> Result<(), StoreError>;
+    /// Keeps the checksum the body was checked against, for GET and HEAD to return.
+    fn set_checksum(&mut self, checksum: StoredChecksum);
     /// Makes the body durable and visible.
     fn commit(self) -> Result<Self::Committed, StoreError>;
 }
@@ -31,6 +33,9 @@ impl BodySink for PutWriter {
     type Committed = ObjectMeta;
     fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         PutWriter::write(self, data)
+    }
+    fn set_checksum(&mut self, checksum: StoredChecksum) {
+        PutWriter::set_checksum(self, checksum)
     }
     fn commit(self) -> Result<ObjectMeta, StoreError> {
         PutWriter::commit(self)
@@ -42,6 +47,9 @@ impl BodySink for PartWriter {
     fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         PartWriter::write(self, data)
     }
+    fn set_checksum(&mut self, checksum: StoredChecksum) {
+        PartWriter::set_checksum(self, checksum)
+    }
     fn commit(self) -> Result<PartRecord, StoreError> {
         PartWriter::commit(self)
     }
@@ -51,10 +59,13 @@ impl BodySink for PartWriter {
 /// anything is committed: the place for `Content-MD5` and `x-amz-checksum-*` checks.
 /// `update` runs on the writer thread for every piece; `verify` once after the last, with
 /// the trailers of an `aws-chunked` body if it had any. An error from `verify` discards the
-/// upload and is the request's answer.
+/// upload and is the request's answer; a checksum it returns is kept with the body.
 pub trait BodyCheck: Send + 'static {
     fn update(&mut self, data: &[u8]);
-    fn verify(self: Box<Self>, trailers: Option<&hyper::HeaderMap>) -> Result<(), ApiError>;
+    fn verify(
+        self: Box<Self>,
+        trailers: Option<&hyper::HeaderMap>,
+    ) -> Result<Option<StoredChecksum>, ApiError>;
 }
 
 /// What the writer thread is told.
@@ -84,7 +95,9 @@ pub async fn stream_into<S: BodySink>(
                 }
                 Piece::End(trailers) => {
                     for c in checks {
-                        c.verify(trailers.as_ref())?;
+                        if let Some(checksum) = c.verify(trailers.as_ref())? {
+                            sink.set_checksum(checksum);
+                        }
                     }
                     return Ok(sink.commit()?);
                 }
