@@ -444,41 +444,7 @@ fn the_copied_ami_case_end_to_end() {
     );
 
     // The key policy names 444455556666 (use, and grants for AWS resources) ...
-    let policy = lab.ok(&[
-        "kms",
-        "get-key-policy",
-        "--key-id",
-        &key,
-        "--policy-name",
-        "default",
-    ]);
-    let mut doc: Value = serde_json::from_str(policy["Policy"].as_str().unwrap()).unwrap();
-    let statements = doc["Statement"].as_array_mut().unwrap();
-    statements.push(serde_json::json!({
-        "Sid": "Allow use of the key by 444455556666",
-        "Effect": "Allow",
-        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
-        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
-        "Resource": "*"
-    }));
-    statements.push(serde_json::json!({
-        "Sid": "Allow attachment of persistent resources by 444455556666",
-        "Effect": "Allow",
-        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
-        "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-        "Resource": "*",
-        "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}
-    }));
-    lab.ok(&[
-        "kms",
-        "put-key-policy",
-        "--key-id",
-        &key,
-        "--policy-name",
-        "default",
-        "--policy",
-        &doc.to_string(),
-    ]);
+    lab.share_key_with_account(&key, "444455556666");
     // ... still refused: account 444455556666's IAM policy does not allow UserA.
     let id = run_image(&lab, &ami);
     lab.wait_state(&id, "terminated", 60);

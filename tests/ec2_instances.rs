@@ -514,42 +514,7 @@ fn an_instance_in_another_account_needs_both_key_policy_and_iam() {
     refused_with("no resource-based policy allows the kms:CreateGrant action");
 
     // The key's administrator adds the other account, as the console's "Other AWS accounts".
-    let policy = lab.ok(&[
-        "kms",
-        "get-key-policy",
-        "--key-id",
-        &key,
-        "--policy-name",
-        "default",
-    ]);
-    let mut doc: serde_json::Value =
-        serde_json::from_str(policy["Policy"].as_str().unwrap()).unwrap();
-    let statements = doc["Statement"].as_array_mut().unwrap();
-    statements.push(serde_json::json!({
-        "Sid": "Allow use of the key by 444455556666",
-        "Effect": "Allow",
-        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
-        "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
-        "Resource": "*"
-    }));
-    statements.push(serde_json::json!({
-        "Sid": "Allow attachment of persistent resources by 444455556666",
-        "Effect": "Allow",
-        "Principal": {"AWS": "arn:aws:iam::444455556666:root"},
-        "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-        "Resource": "*",
-        "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}
-    }));
-    lab.ok(&[
-        "kms",
-        "put-key-policy",
-        "--key-id",
-        &key,
-        "--policy-name",
-        "default",
-        "--policy",
-        &doc.to_string(),
-    ]);
+    lab.share_key_with_account(&key, "444455556666");
     as_user_a(&["start-instances", "--instance-ids", &id]);
     // Now account 444455556666's own IAM policy is what is missing.
     refused_with("no identity-based policy allows the kms:CreateGrant action");

@@ -55,6 +55,48 @@ impl Lab {
     }
 
     /// `atrest ec2 ARGS` must succeed; its JSON (Null when it prints nothing).
+    /// The key's administrator lets another account use `key` and attach it to AWS
+    /// resources, as the console's "Other AWS accounts" does: two statements naming
+    /// `arn:aws:iam::ACCOUNT:root` appended to the key policy.
+    pub fn share_key_with_account(&self, key: &str, account: &str) {
+        let policy = self.ok(&[
+            "kms",
+            "get-key-policy",
+            "--key-id",
+            key,
+            "--policy-name",
+            "default",
+        ]);
+        let mut doc: Value = serde_json::from_str(policy["Policy"].as_str().unwrap()).unwrap();
+        let root = format!("arn:aws:iam::{account}:root");
+        let statements = doc["Statement"].as_array_mut().unwrap();
+        statements.push(serde_json::json!({
+            "Sid": format!("Allow use of the key by {account}"),
+            "Effect": "Allow",
+            "Principal": {"AWS": root},
+            "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+            "Resource": "*"
+        }));
+        statements.push(serde_json::json!({
+            "Sid": format!("Allow attachment of persistent resources by {account}"),
+            "Effect": "Allow",
+            "Principal": {"AWS": root},
+            "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+            "Resource": "*",
+            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+        }));
+        self.ok(&[
+            "kms",
+            "put-key-policy",
+            "--key-id",
+            key,
+            "--policy-name",
+            "default",
+            "--policy",
+            &doc.to_string(),
+        ]);
+    }
+
     pub fn ec2(&self, args: &[&str]) -> Value {
         let mut all = vec!["ec2"];
         all.extend_from_slice(args);
