@@ -115,24 +115,7 @@ refused_launch "no resource-based policy allows the kms:GenerateDataKeyWithoutPl
 
 step "The key administrator adds account $OTHER to the key policy"
 ok as_lab kms get-key-policy --key-id "$KEY" --policy-name default --output text
-python3 -c '
-import json, sys
-other = sys.argv[1]
-p = json.load(sys.stdin)
-p["Statement"].append({
-  "Sid": "Allow use of the key by account " + other,
-  "Effect": "Allow",
-  "Principal": {"AWS": "arn:aws:iam::%s:root" % other},
-  "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
-  "Resource": "*"})
-p["Statement"].append({
-  "Sid": "Allow attachment of persistent resources by account " + other,
-  "Effect": "Allow",
-  "Principal": {"AWS": "arn:aws:iam::%s:root" % other},
-  "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-  "Resource": "*",
-  "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}})
-json.dump(p, sys.stdout, indent=2)' "$OTHER" <<<"$OUT" >"$W/policy.json"
+share_key_policy "$OTHER" <<<"$OUT" >"$W/policy.json"
 ok as_lab kms put-key-policy --key-id "$KEY" --policy-name default --policy "file://$W/policy.json"
 
 step "UserA launches it again: account $OTHER has not given UserA any KMS permission"

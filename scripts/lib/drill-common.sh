@@ -202,3 +202,26 @@ drill_daemons() {
         ((!want_s3)) || [[ -s "$H/s3.addr" ]] || fail "no object endpoint at $H/s3.addr (atrest s3 serve)"
     fi
 }
+
+# The key policy JSON on stdin with account $1 added as the console's "Other AWS accounts"
+# adds it (use of the key, and grants for AWS resources), on stdout.
+share_key_policy() {
+    python3 -c '
+import json, sys
+other = sys.argv[1]
+p = json.load(sys.stdin)
+p["Statement"].append({
+  "Sid": "Allow use of the key by account " + other,
+  "Effect": "Allow",
+  "Principal": {"AWS": "arn:aws:iam::%s:root" % other},
+  "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+  "Resource": "*"})
+p["Statement"].append({
+  "Sid": "Allow attachment of persistent resources by account " + other,
+  "Effect": "Allow",
+  "Principal": {"AWS": "arn:aws:iam::%s:root" % other},
+  "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+  "Resource": "*",
+  "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}})
+json.dump(p, sys.stdout, indent=2)' "$1"
+}
