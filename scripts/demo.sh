@@ -34,33 +34,53 @@ fail() {
   printf '%sdemo: FAILED at %s: %s%s\n' "$red" "$step_name" "$*" "$off" >&2
   exit 1
 }
+# quoted CMD...: the command as it can be pasted back into a shell (a word with
+# anything but letters, digits and ./:=@%+,_- in it is single-quoted).
+quoted() {
+  local w out=()
+  for w in "$@"; do
+    if [[ $w =~ ^[A-Za-z0-9_./:=@%+,-]+$ ]]; then
+      out+=("$w")
+    else
+      out+=("'${w//\'/\'\\\'\'}'")
+    fi
+  done
+  printf '%s' "${out[*]}"
+}
+# cmdline CMD...: the command, labelled and quoted.
+cmdline() { printf '%s  $ %s%s\n' "$dim" "$(quoted "$@")" "$off"; }
+# output TEXT: a command's output, each line labelled as output.
+output() { [ -z "$1" ] || printf '%s\n' "$1" | sed 's/^/  | /'; }
 # show CMD...: print the command as a user would type it, run it, show its output.
 show() {
-  printf '%s$ %s%s\n' "$dim" "$*" "$off"
-  "$@"
+  cmdline "$@"
+  local __out __rc=0
+  __out=$("$@" 2>&1) || __rc=$?
+  output "$__out"
+  return "$__rc"
 }
 # capture VAR CMD...: run, keep stdout in VAR, echo it; fails the step if CMD fails.
 capture() {
   local __var=$1; shift
-  printf '%s$ %s%s\n' "$dim" "$*" "$off"
+  cmdline "$@"
   local __out
   if ! __out=$("$@" 2>&1); then
-    printf '%s\n' "$__out"
-    fail "command failed: $*"
+    output "$__out"
+    fail "command failed: $(quoted "$@")"
   fi
-  printf '%s\n' "$__out"
+  output "$__out"
   printf -v "$__var" '%s' "$__out"
 }
 # capture_err VAR CMD...: the command must FAIL; its stderr+stdout go to VAR.
 capture_err() {
   local __var=$1; shift
-  printf '%s$ %s%s\n' "$dim" "$*" "$off"
+  cmdline "$@"
   local __out
   if __out=$("$@" 2>&1); then
-    printf '%s\n' "$__out"
-    fail "expected this to be refused: $*"
+    output "$__out"
+    fail "expected this to be refused: $(quoted "$@")"
   fi
-  printf '%s\n' "$__out"
+  output "$__out"
   printf -v "$__var" '%s' "$__out"
 }
 contains() { # contains HAYSTACK NEEDLE WHAT
@@ -74,9 +94,20 @@ json() { # json FIELD-EXPR < JSON  (python3 expression over `d`)
 task "Set-up: packages, build, demo guest"
 if [ "$install" = 1 ]; then bash scripts/install-deps.sh; fi
 if [ -z "${ATREST_BIN_DIR:-}" ]; then
-  say "building release binaries (first time: a few minutes)"
-  # --workspace: the root package alone has no kmsd.
-  cargo build --release --locked --workspace --bins -q
+  say "building release binaries (first time: several minutes on 2 cores)"
+  # --workspace: the root package alone has no kmsd. cargo's lines go to a log; one
+  # line is redrawn with the count (a line every 50 crates when not on a terminal), and
+  # the log's end is shown if the build fails.
+  build_log=$(mktemp /tmp/atrest-build.XXXXXX)
+  cmdline cargo build --release --locked --workspace --bins
+  if ! cargo build --release --locked --workspace --bins 2>&1 | tee "$build_log" |
+    awk -v tty="$([ -t 1 ] && echo 1)" '/^ *Compiling /{n++; if (tty) printf "\r  | compiling: %d crates", n; else if (n % 50 == 0) printf "  | compiling: %d crates\n", n; fflush()}
+      END{if (tty && n) printf "\n"; printf "  | compiled %d crates\n", n}'; then
+    tail -n 40 "$build_log" | sed 's/^/  | /'
+    rm -f "$build_log"
+    fail "cargo build failed"
+  fi
+  rm -f "$build_log"
   ATREST_BIN_DIR="$repo/target/release"
 fi
 for bin in atrest kmsd; do
