@@ -21,7 +21,8 @@ import json
 import os
 import sys
 
-# The operations atrest's endpoint serves (or is ready to serve), per service.
+# The operations atrest's endpoint serves, per service (EC2: every operation of
+# src/ec2/api's table that EC2 has; src/endpoint/services/ec2.rs checks the two agree).
 OPERATIONS = {
     "sts": ["GetCallerIdentity", "AssumeRole"],
     "iam": [
@@ -43,6 +44,9 @@ OPERATIONS = {
         "CreateSnapshot", "DescribeSnapshots", "DeleteSnapshot", "CopySnapshot",
         "RunInstances", "DescribeInstances", "StartInstances", "StopInstances",
         "TerminateInstances", "AttachVolume", "DetachVolume", "GetConsoleOutput",
+        "RegisterImage", "DescribeImages", "DeregisterImage", "ModifyImageAttribute",
+        "DescribeImageAttribute", "ModifySnapshotAttribute", "DescribeSnapshotAttribute",
+        "CopyImage",
     ],
 }
 

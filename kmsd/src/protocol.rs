@@ -21,8 +21,9 @@ pub use crate::api::*;
 /// The protocol version this build speaks: 2 since requests and responses are the
 /// `api` operation types (one variant per operation), 3 since the envelope carries a
 /// SigV4 [`Signer`], 4 since
-/// `GetCallerIdentityResponse` has STS's members only.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// `GetCallerIdentityResponse` has STS's members only, 5 since `ResolveCallerResponse`
+/// says whether the uid is trusted as the AWS endpoint.
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The largest frame (payload bytes, excluding the 4-byte length) either side accepts.
 pub const MAX_FRAME: usize = 1 << 20;
 

@@ -1357,6 +1357,7 @@ fn every_operation(m: &Models) -> Vec<&'static str> {
         ResolveCallerResponse {
             principal_arn: "arn:aws:sts::111122223333:assumed-role/voclabs/alice".into(),
             account: "111122223333".into(),
+            trusted_as_endpoint: false,
         }
     );
     seen

@@ -536,6 +536,7 @@ impl Ec2Conn {
                     gid,
                     pid: std::process::id(),
                     principal: svc.kms.caller_principal(uid, self.g.act_as.as_deref())?,
+                    signer: None,
                 };
                 let out = svc.handle(&caller, req);
                 // Background work (snapshots, restores) finishes before we exit.

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use super::api::{Operation, Request, Response};
 use super::error::Ec2Error;
 use super::protocol::{
-    read_frame, write_frame, FrameError, RequestEnvelope, ResponseEnvelope, PROTOCOL_VERSION,
+    read_frame, write_frame, FrameError, RequestEnvelope, ResponseEnvelope, Signer,
+    PROTOCOL_VERSION,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,7 @@ pub struct Ec2Client {
     path: PathBuf,
     stream: UnixStream,
     act_as: Option<String>,
+    signer: Option<Signer>,
 }
 
 impl Ec2Client {
@@ -43,7 +45,15 @@ impl Ec2Client {
             path: path.to_path_buf(),
             stream: Self::open(path)?,
             act_as,
+            signer: None,
         })
+    }
+
+    /// Every request from now on speaks for `signer` (the AWS endpoint's verified SigV4
+    /// signer; ec2.sock trusts it only from the endpoint's uids).
+    pub fn for_signer(mut self, signer: Signer) -> Ec2Client {
+        self.signer = Some(signer);
+        self
     }
 
     fn open(path: &Path) -> Result<UnixStream, ClientError> {
@@ -69,6 +79,7 @@ impl Ec2Client {
             version: PROTOCOL_VERSION,
             act_as: self.act_as.clone(),
             request,
+            signer: self.signer.clone(),
         };
         match self.round_trip(&env) {
             Err(Attempt::Unsent(_)) => {}

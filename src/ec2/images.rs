@@ -350,7 +350,12 @@ impl Ec2Service {
             root_device(s, &account, &root_name, &r.block_device_mappings)
         };
         check(&self.registry.read()?)?;
-        let boot_source = match &r.boot_image {
+        let boot_dir = r.boot_image.clone().or_else(|| {
+            tags.iter()
+                .find(|t| t.key == api::BOOT_IMAGE_TAG)
+                .map(|t| t.value.clone())
+        });
+        let boot_source = match &boot_dir {
             Some(dir) => {
                 let img = resolve_image(Path::new(dir))?;
                 check_readable(&img, caller)?;

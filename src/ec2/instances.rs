@@ -187,6 +187,9 @@ impl Ec2Service {
         rules::validate_zone(&zone, &self.region)?;
         let (root, boot_image) = match (r.root_volume_id.clone(), r.image_id.clone()) {
             (Some(v), img) => (RootSource::Volume(v), r.boot_image.clone().or(img)),
+            // Over HTTP an ImageId is an AMI ID, never a path on this machine (the
+            // local shortcut is the CLI's: a signer is not a local user).
+            (None, Some(img)) if caller.signer.is_some() => (RootSource::Ami(img), None),
             (None, Some(img)) if img.starts_with("ami-") && !Path::new(&img).exists() => {
                 (RootSource::Ami(img), r.boot_image.clone())
             }

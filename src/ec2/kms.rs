@@ -114,6 +114,45 @@ impl Kms {
         Ok(resolved.principal_arn)
     }
 
+    /// The principal a request of `uid` is served as: the [`caller_principal`] of the
+    /// uid and its `--as` claim, or, for a request the AWS endpoint sends for a SigV4
+    /// `signer`, the signer's principal. A signer is trusted only from the uids kmsd's
+    /// config lists as the endpoint (`[kmsd] endpoint_uids`: kmsd says, in its answer
+    /// to `ResolveCaller`), and never beside an `--as` claim; otherwise `AuthFailure`.
+    /// (The endpoint resolved the access key through kmsd for this very request.)
+    ///
+    /// [`caller_principal`]: Kms::caller_principal
+    pub fn request_principal(
+        &self,
+        uid: u32,
+        act_as: Option<&str>,
+        signer: Option<&kmsd::protocol::Signer>,
+    ) -> Result<String, Ec2Error> {
+        let Some(signer) = signer else {
+            return self.caller_principal(uid, act_as);
+        };
+        if act_as.is_some() {
+            return Err(Ec2Error::new(
+                Ec2Code::InvalidParameterCombination,
+                "a request for a SigV4 signer cannot also act as another principal",
+            ));
+        }
+        let resolved = KmsClient::connect(&self.socket)
+            .and_then(|c| c.resolve_caller(uid, None))
+            .map_err(from_client)?;
+        if !resolved.trusted_as_endpoint {
+            let user = plumbing::peer::display_name(uid);
+            return Err(Ec2Error::new(
+                Ec2Code::AuthFailure,
+                format!(
+                    "uid {uid} ({user}) is not trusted as the AWS endpoint: only the uids \
+                     kmsd's config lists in [kmsd] endpoint_uids may send requests for a signer"
+                ),
+            ));
+        }
+        Ok(signer.principal_arn.clone())
+    }
+
     /// A client speaking for `caller` via ec2.amazonaws.com.
     fn on_behalf_of(&self, caller: &Caller) -> Result<KmsClient, Ec2Error> {
         Ok(KmsClient::connect(&self.socket)
@@ -358,9 +397,9 @@ impl Kms {
                 .iter()
                 .map(|id| ec2_resource(&self.site.region, &self.site.account, id))
                 .collect(),
-            user_agent: None,
-            source_ip_address: None,
-            access_key_id: None,
+            user_agent: caller.signer.as_ref().and_then(|s| s.user_agent.clone()),
+            source_ip_address: caller.signer.as_ref().map(|s| s.source_ip.clone()),
+            access_key_id: caller.signer.as_ref().map(|s| s.access_key_id.clone()),
         };
         let res = self
             .on_behalf_of(caller)

@@ -59,6 +59,7 @@ impl Ec2Service {
                 gid: owner.gid,
                 pid: 0,
                 principal: owner.principal,
+                signer: None,
             };
             match self.serve_attached(&caller, LOCAL_INSTANCE_ID, &v.volume_id, false) {
                 Ok(p) => tracing::info!(volume = %v.volume_id, "serving again at {}", p.display()),

@@ -27,6 +27,9 @@ pub struct Caller {
     pub pid: u32,
     /// The IAM principal ARN EC2 acts on behalf of.
     pub principal: String,
+    /// The SigV4 signer when the request came through the AWS endpoint (its access key,
+    /// address and user agent go into the trail's EC2 events).
+    pub signer: Option<kmsd::protocol::Signer>,
 }
 
 /// A data key as kmsd returned it (ciphertext only), with what it is bound to.

@@ -13,9 +13,14 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::api::{Request, Response};
 use super::error::Ec2Error;
 
+/// Who signed an HTTP request, as the AWS endpoint verified it (kmsd's type: the same
+/// signer reaches kmsd.sock and ec2.sock).
+pub use kmsd::protocol::Signer;
+
 /// 3: the operations' types carry EC2's member names and shapes (`super::api`).
 /// 4: AMIs (RegisterImage .. CopyImage, snapshot attributes).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: the envelope carries the AWS endpoint's verified SigV4 [`Signer`].
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The largest frame either side accepts (a describe of thousands of volumes fits).
 pub const MAX_FRAME: usize = 16 << 20;
 
@@ -25,6 +30,11 @@ pub struct RequestEnvelope {
     /// `--as ARN`: act as another principal (kmsd decides whether the uid may).
     pub act_as: Option<String>,
     pub request: Request,
+    /// The request comes from the AWS endpoint, which verified this signer's SigV4
+    /// signature: it is served as the signer's principal (and the KMS calls it makes
+    /// go via ec2.amazonaws.com on that principal's behalf). Trusted only from the uids
+    /// kmsd's config lists as the endpoint (`[kmsd] endpoint_uids`); excludes `act_as`.
+    pub signer: Option<Signer>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,11 +68,19 @@ mod tests {
             request: Request::DeleteVolume(super::super::api::DeleteVolumeRequest {
                 volume_id: "vol-1".into(),
             }),
+            signer: Some(Signer {
+                access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+                session_token: None,
+                principal_arn: "arn:aws:iam::111122223333:user/a".into(),
+                source_ip: "127.0.0.1".into(),
+                user_agent: Some("aws-cli/1.46.3".into()),
+            }),
         };
         let mut buf = Vec::new();
         write_frame(&mut buf, &env).unwrap();
         let back: RequestEnvelope = read_frame(&mut &buf[..]).unwrap();
         assert!(matches!(back.request, Request::DeleteVolume(r) if r.volume_id == "vol-1"));
+        assert_eq!(back.signer, env.signer);
 
         let mut bad = Vec::new();
         write_frame(&mut bad, &(9u16, 0u8)).unwrap();

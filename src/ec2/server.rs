@@ -144,13 +144,14 @@ fn handle_conn(conn: Conn, svc: Arc<Ec2Service>) {
         let op = env.request.operation();
         let result = svc
             .kms
-            .caller_principal(cred.uid, env.act_as.as_deref())
+            .request_principal(cred.uid, env.act_as.as_deref(), env.signer.as_ref())
             .and_then(|principal| {
                 let caller = Caller {
                     uid: cred.uid,
                     gid: cred.gid,
                     pid: cred.pid as u32,
                     principal,
+                    signer: env.signer,
                 };
                 svc.handle(&caller, env.request)
             });

@@ -11,7 +11,8 @@
 //!   them) and the two-step check around reading the body;
 //! - [`protocol`]: the wire formats (AWS JSON 1.1, Query, EC2 Query) and their errors;
 //! - [`services`]: the services behind them: KMS and CloudTrail (JSON), STS and IAM
-//!   (Query) as calls to kmsd for the signer, S3 in process (`crate::s3::http`).
+//!   (Query) as calls to kmsd for the signer, EC2 (EC2 Query) as calls to ec2.sock
+//!   for the signer, S3 in process (`crate::s3::http`).
 //!
 //! Every request to a JSON or Query service goes through the same steps: route,
 //! authenticate what can be before the body (signature syntax, time window, scope, the
@@ -49,6 +50,8 @@ pub const MAX_BODY: usize = 1 << 20;
 /// What every request needs.
 pub struct Endpoint {
     pub kmsd: Arc<Kmsd>,
+    /// The volume service's socket (EC2 requests go there for the signer).
+    pub ec2_socket: std::path::PathBuf,
     /// The object service (`None`: S3 requests are answered `NotImplemented`).
     pub s3: Option<s3s::service::S3Service>,
     /// The region credential scopes must name (kmsd's).
@@ -255,6 +258,7 @@ pub fn run(
     };
     let endpoint = Arc::new(Endpoint {
         kmsd,
+        ec2_socket: layout.ec2_socket(),
         s3: Some(s3),
         region: config.region.clone(),
     });

@@ -391,6 +391,7 @@ fn ping_volume_service(socket: &Path) -> Result<(), crate::ec2::protocol::FrameE
         version: PROTOCOL_VERSION,
         act_as: None,
         request: StatusRequest {}.into(),
+        signer: None,
     };
     write_frame(&mut stream, &env)?;
     let _: ResponseEnvelope = read_frame(&mut stream)?;

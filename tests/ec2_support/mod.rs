@@ -18,9 +18,22 @@ pub struct Lab {
 
 impl Lab {
     pub fn start() -> Lab {
+        Lab::start_with_config("")
+    }
+
+    /// A lab whose HOME/config.toml is `config` (empty: none) before kmsd starts.
+    pub fn start_with_config(config: &str) -> Lab {
         let home = tempfile::tempdir().unwrap();
         let opts = kmsd::testing::server::ServerOptions::new(home.path());
         let server = kmsd::testing::server::start(opts).unwrap();
+        if !config.is_empty() {
+            // The volume service and the CLI read it too; kmsd re-reads it on ReloadConfig.
+            std::fs::write(home.path().join("config.toml"), config).unwrap();
+            kmsd::client::KmsClient::connect(home.path().join("kmsd.sock"))
+                .unwrap()
+                .reload_config()
+                .unwrap();
+        }
         Lab {
             home,
             kmsd: Some(server),

@@ -207,6 +207,10 @@ pub struct ResolveCallerResponse {
     pub principal_arn: String,
     /// The account of `principal_arn`.
     pub account: String,
+    /// Whether the config trusts the uid as the AWS endpoint (`[kmsd] endpoint_uids`),
+    /// whose requests may speak for a SigV4 signer: the volume service takes a signer
+    /// from such a uid only, as kmsd does.
+    pub trusted_as_endpoint: bool,
 }
 
 impl Operation for ResolveCallerRequest {

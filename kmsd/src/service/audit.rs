@@ -234,11 +234,13 @@ pub fn to_trail_record(e: &AuditEvent) -> TrailRecord {
     r.event_id = e.event_id.clone();
     r.request_parameters = opt(&e.request_parameters);
     r.response_elements = opt(&e.response_elements);
-    if let Some(ua) = &e.user_agent {
-        r = r.with_user_agent(ua);
-    }
+    // A service's event for a caller whose client it knows (the AWS endpoint's
+    // signer) keeps that client's user agent and address, as CloudTrail shows them.
     if let Some(v) = &e.identity.via {
         r = r.via_service(&v.service);
+    }
+    if let Some(ua) = &e.user_agent {
+        r = r.with_user_agent(ua);
     }
     if let Some(ip) = &e.source_ip {
         r = r.with_source_ip(ip);

@@ -79,6 +79,7 @@ impl KeyService {
         Ok(ResolveCallerResponse {
             account: resolved.principal.account.clone().unwrap_or_default(),
             principal_arn: resolved.principal.arn,
+            trusted_as_endpoint: dir.is_endpoint(r.uid, &user),
         })
     }
 }

@@ -7,6 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{BlockDeviceMapping, Filter, Tag, TagSpecification};
 
+/// The image tag that names RegisterImage's boot profile when the request has no
+/// `BootImage` member (the stock `aws` CLI cannot send atrest's members):
+/// `--tag-specifications 'ResourceType=image,Tags=[{Key=atrest:boot-image,Value=DIR}]'`.
+pub const BOOT_IMAGE_TAG: &str = "atrest:boot-image";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RegisterImageRequest {
@@ -27,8 +32,9 @@ pub struct RegisterImageRequest {
     #[serde(default)]
     pub tag_specifications: Vec<TagSpecification>,
     /// atrest: the boot profile, the kernel (`vmlinuz`) and initrd (`initrd.img`) of
-    /// this directory (`scripts/make-guest.sh` output), copied into the image. Without
-    /// it an instance of the image serves its volumes and boots nothing.
+    /// this directory (`scripts/make-guest.sh` output), copied into the image; else the
+    /// directory an image tag [`BOOT_IMAGE_TAG`] names. Without either an instance of
+    /// the image serves its volumes and boots nothing.
     #[serde(default)]
     pub boot_image: Option<String>,
 }

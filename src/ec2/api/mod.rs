@@ -68,6 +68,9 @@ macro_rules! operations {
             $( $op($out), )*
         }
 
+        /// Every operation's name, in the table's order.
+        pub const OPERATIONS: &[&str] = &[$( $name, )*];
+
         impl Request {
             /// The AWS operation name (for error messages and the trail).
             pub fn operation(&self) -> &'static str {
@@ -85,6 +88,17 @@ macro_rules! operations {
             pub fn needs_runtime(&self) -> bool {
                 match self {
                     $( Request::$op(_) => $rt, )*
+                }
+            }
+            /// The request of operation `name` read from its AWS JSON input (what the
+            /// EC2 Query decoder makes of a form); `None`: no operation of that name.
+            pub fn from_aws_json(
+                name: &str,
+                input: Value,
+            ) -> Option<Result<Request, serde_json::Error>> {
+                match name {
+                    $( $name => Some(serde_json::from_value::<$req>(input).map(Request::$op)), )*
+                    _ => None,
                 }
             }
         }
@@ -270,5 +284,10 @@ mod tests {
         assert_eq!(<StatusRequest as Operation>::NAME, "Status");
         let status: Request = StatusRequest {}.into();
         assert!(status.needs_runtime() && status.read_only());
+        let r = Request::from_aws_json("DeleteVolume", serde_json::json!({"VolumeId": "vol-1"}));
+        assert!(matches!(r, Some(Ok(Request::DeleteVolume(d))) if d.volume_id == "vol-1"));
+        let missing = Request::from_aws_json("DeleteVolume", serde_json::json!({}));
+        assert!(matches!(missing, Some(Err(_))));
+        assert!(Request::from_aws_json("Nope", serde_json::json!({})).is_none());
     }
 }

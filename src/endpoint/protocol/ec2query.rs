@@ -5,13 +5,27 @@
 //! `RequestExpired` for a request outside its window, errors as
 //! `<Response><Errors><Error>...</Errors><RequestID>`.
 //!
-//! Ready for EC2's operations (the vendored model lists them); the endpoint answers
-//! EC2 requests with `UnsupportedOperation` until ec2.sock can speak for a SigV4
-//! signer as kmsd.sock does.
+//! The volume service's own errors ([`Failure::Ec2`]) keep their EC2 code
+//! (`InvalidInstanceID.NotFound`, `IncorrectInstanceState`, ...) and get EC2's status
+//! ([`status`]).
 
 pub use super::query::Dialect;
 use super::{too_large_message, Failure, Rendered, EXPIRED_TOKEN, UNRECOGNIZED};
+use crate::ec2::{Ec2Code, Ec2Error};
 use crate::endpoint::sigv4::AuthError;
+
+/// The HTTP status EC2 answers an error of the volume service with: 500 for its own
+/// failures, 503 when it cannot serve now (SDKs retry both), 403 for a caller not
+/// allowed, 401 for a signer not trusted, 400 for everything the request got wrong.
+pub fn status(e: &Ec2Error) -> u16 {
+    match e.code {
+        Ec2Code::InternalError => 500,
+        Ec2Code::ServiceUnavailable | Ec2Code::RequestLimitExceeded => 503,
+        Ec2Code::UnauthorizedOperation => 403,
+        Ec2Code::AuthFailure => 401,
+        _ => 400,
+    }
+}
 
 /// A failure as EC2 names it.
 pub fn render(f: &Failure) -> Rendered {
@@ -38,6 +52,7 @@ pub fn render(f: &Failure) -> Rendered {
         Failure::UnknownOperation(m) => Rendered::new(400, "InvalidAction", m),
         Failure::InvalidParameter(m) => Rendered::new(400, "InvalidParameterValue", m),
         Failure::Service(e) => Rendered::new(400, e.code.as_str(), &e.message),
+        Failure::Ec2(e) => Rendered::new(status(e), e.code.as_str(), &e.message),
         Failure::Internal(m) => Rendered::new(500, "InternalError", m),
     }
 }

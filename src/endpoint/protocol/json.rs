@@ -50,6 +50,7 @@ pub fn render(f: &Failure) -> Rendered {
         Failure::UnknownOperation(m) => Rendered::new(400, "UnknownOperationException", m),
         Failure::InvalidParameter(m) => Rendered::new(400, "ValidationException", m),
         Failure::Service(e) => Rendered::new(status(e.code), e.code.as_str(), &e.message),
+        Failure::Ec2(_) => super::ec2query::render(f),
         Failure::Internal(m) => Rendered::new(500, "InternalFailure", m),
     }
 }

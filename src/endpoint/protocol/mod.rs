@@ -35,6 +35,8 @@ pub enum Failure {
     InvalidParameter(String),
     /// The service's own error (kmsd's answer).
     Service(KmsError),
+    /// The volume service's own error (ec2.sock's answer), already named as EC2 names it.
+    Ec2(crate::ec2::Ec2Error),
     /// Something on atrest's side (kmsd unreachable, a response that does not encode).
     Internal(String),
 }

@@ -467,8 +467,11 @@ pub fn encode(
         }
         Dialect::Ec2 => {
             text_element(&mut w, "requestId", request_id)?;
-            if let Some(shape) = &op.output {
-                enc.members(&mut w, shape, output, 0)?;
+            match &op.output {
+                Some(shape) => enc.members(&mut w, shape, output, 0)?,
+                // EC2 answers an operation without output (DeleteVolume, CreateTags)
+                // with `<return>true</return>`.
+                None => text_element(&mut w, "return", "true")?,
             }
         }
     }
@@ -707,6 +710,7 @@ pub fn render(model: &Model, f: &Failure) -> Rendered {
             };
             Rendered::new(status, code, &e.message)
         }
+        Failure::Ec2(_) => super::ec2query::render(f),
         Failure::Internal(m) => Rendered::new(500, "InternalFailure", m),
     }
 }

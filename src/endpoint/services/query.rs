@@ -1,8 +1,8 @@
-//! STS and IAM over the Query protocol (EC2's variant is ready, not yet served): the
-//! form is decoded per the vendored botocore model into the operation's AWS JSON input,
-//! which kmsd's operation types read (`Request::from_aws_json_of`), and the typed
-//! response, as JSON, is written as XML per the model. A service is one row of
-//! [`QueryService`].
+//! STS, IAM and EC2 over the Query protocol (EC2's in its own dialect): the form is
+//! decoded per the vendored botocore model into the operation's AWS JSON input, which
+//! the service's operation types read (kmsd's `Request::from_aws_json_of` for STS and
+//! IAM, the volume service's through [`super::ec2`]), and the typed response, as JSON,
+//! is written as XML per the model. A service is one row of [`QueryService`].
 //!
 //! Adding an operation (STS or IAM) needs no code here:
 //! 1. its request/response types and handler in kmsd (`kmsd/src/api`, its recipe), with
@@ -10,11 +10,11 @@
 //! 2. its name in `OPERATIONS` of `scripts/vendor-botocore-models.py` (one table line;
 //!    the IAM and STS operations of issue 13 are already there), then rerun the script.
 //!
+//! EC2: the same two steps with the volume service's types (`src/ec2/api`).
+//!
 //! Routing is by the credential scope's service (`sts`, `iam`, `ec2`), else by which
-//! model has the `Action`. An operation kmsd has not is answered `InvalidAction` in the
-//! dialect's shape. EC2: the same
-//! two steps plus one line in [`QueryService::api_service`] once ec2.sock takes a
-//! signer; until then EC2 actions get `UnsupportedOperation`.
+//! model has the `Action`. An operation the service has not is answered
+//! `InvalidAction` in the dialect's shape.
 
 use hyper::body::Incoming;
 use kmsd::api::Request;
@@ -54,7 +54,7 @@ impl QueryService {
         }
     }
 
-    /// kmsd's service of the operations (`None`: not served over HTTP yet).
+    /// kmsd's service of the operations (`None`: the volume service's, EC2).
     fn api_service(self) -> Option<kmsd::api::Service> {
         match self {
             QueryService::Sts => Some(kmsd::api::Service::Sts),
@@ -156,16 +156,24 @@ async fn serve(
         query::decode(model, svc.dialect(), timestamps, &params).map_err(|e| match e {
             query::DecodeError::InvalidParameter(m) => Failure::InvalidParameter(m),
             query::DecodeError::MalformedQuery(m) => Failure::Malformed(m),
+            // EC2's words for an action it has not.
+            query::DecodeError::InvalidAction(a, _) if svc == QueryService::Ec2 => {
+                Failure::UnknownOperation(format!(
+                    "The action {a} is not valid for this web service."
+                ))
+            }
             other => Failure::UnknownOperation(other.to_string()),
         })?;
     let Some(api) = svc.api_service() else {
-        return Err(Failure::Service(kmsd::protocol::KmsError::new(
-            ErrorCode::UnsupportedOperationException,
-            format!(
-                "atrest does not serve EC2's {} over HTTP yet; use `atrest ec2`",
-                decoded.action
-            ),
-        )));
+        let value = super::ec2::call(
+            ep.ec2_socket.clone(),
+            &decoded.action,
+            decoded.input,
+            signer,
+        )
+        .await?;
+        return query::encode(model, svc.dialect(), &decoded.action, &value, rid)
+            .map_err(|e| Failure::Internal(format!("cannot encode the response: {e}")));
     };
     let input = serde_json::to_vec(&decoded.input)
         .map_err(|e| Failure::Internal(format!("cannot re-encode the input: {e}")))?;

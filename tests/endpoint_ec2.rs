@@ -1,0 +1,800 @@
+//! EC2 over the AWS endpoint, driven by clients nobody here wrote, from the project venv
+//! (scripts/lib/venv.sh; `ATREST_VENV`, default REPO/.venv): the stock `aws ec2` CLI and
+//! boto3's `ec2` client, at their default settings, with nothing but what `atrest env`
+//! prints. Behind the endpoint: a real kmsd, the volume service (`atrest mount`) and,
+//! for launches, real qemu guests (TCG where KVM fails). A missing venv or qemu fails
+//! the test (scripts/install-deps.sh installs both); nothing is skipped.
+
+mod ec2_support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ec2_support::{guest_dir, Lab};
+use serde_json::Value;
+
+fn venv_bin(name: &str) -> PathBuf {
+    let venv = std::env::var_os("ATREST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    let bin = venv.join("bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/install-deps.sh (it makes the project venv)",
+        bin.display()
+    );
+    bin
+}
+
+/// A [`Lab`] with the volume service and the AWS endpoint (`atrest serve` on a free
+/// port) running, and the environment `atrest env` prints.
+struct Http {
+    lab: Lab,
+    serve: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Http {
+    fn start() -> Http {
+        let mut lab = Lab::start();
+        lab.start_daemon();
+        let log = std::fs::File::create(lab.path().join("serve-test.log")).expect("log");
+        let serve = lab
+            .cmd()
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start atrest serve");
+        let mut http = Http {
+            lab,
+            serve: Some(serve),
+            env: Vec::new(),
+        };
+        let t0 = Instant::now();
+        loop {
+            let out = http.lab.run(&["env"]);
+            if out.status.success() {
+                http.env = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("export "))
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+                    .collect();
+                break;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "the endpoint did not start: {}",
+                http.serve_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        http
+    }
+
+    fn serve_log(&self) -> String {
+        std::fs::read_to_string(self.lab.path().join("serve-test.log")).unwrap_or_default()
+    }
+
+    fn var(&self, name: &str) -> String {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("atrest env printed no {name}"))
+    }
+
+    /// A client command in `atrest env`'s environment and nothing of this machine's
+    /// AWS configuration.
+    fn client(&self, program: PathBuf) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.lab.path())
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+
+    fn aws(&self, args: &[&str]) -> Output {
+        self.client(venv_bin("aws"))
+            .args(args)
+            .output()
+            .expect("run aws")
+    }
+
+    /// `aws ARGS --output json` must succeed; its JSON (Null when it prints nothing).
+    fn aws_ok(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.extend(["--output", "json"]);
+        let o = self.aws(&all);
+        assert!(
+            o.status.success(),
+            "aws {args:?}: {}{}\nendpoint log:\n{}\nvolume service log:\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout),
+            self.serve_log(),
+            self.lab.daemon_log()
+        );
+        if o.stdout.iter().all(u8::is_ascii_whitespace) {
+            return Value::Null;
+        }
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "aws {args:?} printed non-JSON ({e}): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        })
+    }
+
+    /// `aws ARGS` must fail with EC2 error `code` when calling `operation`; its stderr.
+    fn aws_fails(&self, code: &str, operation: &str, args: &[&str]) -> String {
+        let o = self.aws(args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert_eq!(
+            o.status.code(),
+            Some(255),
+            "aws {args:?}: {err}{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(
+            err.contains(&format!(
+                "An error occurred ({code}) when calling the {operation} operation"
+            )),
+            "aws {args:?}: wanted {code}, got: {err}"
+        );
+        err
+    }
+
+    /// tests/endpoint_ec2.py CASE ARGS (boto3): its JSON answer.
+    fn boto3(&self, case: &str, args: &[&str]) -> Value {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/endpoint_ec2.py");
+        let o = self
+            .client(venv_bin("python"))
+            .arg(script)
+            .arg(case)
+            .args(args)
+            .output()
+            .expect("run python");
+        assert!(
+            o.status.success(),
+            "boto3 {case} {args:?}: {}{}\nendpoint log:\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout),
+            self.serve_log()
+        );
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "boto3 {case} printed non-JSON ({e}): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        })
+    }
+
+    /// A new key with `alias`, made over HTTP; its ARN.
+    fn key(&self, alias: &str) -> String {
+        let k = self.aws_ok(&["kms", "create-key", "--description", alias]);
+        let arn = k["KeyMetadata"]["Arn"].as_str().expect("arn").to_string();
+        self.aws_ok(&[
+            "kms",
+            "create-alias",
+            "--alias-name",
+            alias,
+            "--target-key-id",
+            &arn,
+        ]);
+        arn
+    }
+
+    /// An encrypted 1 GiB volume under `alias`, available; its ID.
+    fn volume(&self, alias: &str, name: &str) -> String {
+        let v = self.aws_ok(&[
+            "ec2",
+            "create-volume",
+            "--size",
+            "1",
+            "--availability-zone",
+            "us-east-1a",
+            "--encrypted",
+            "--kms-key-id",
+            alias,
+            "--tag-specifications",
+            &format!("ResourceType=volume,Tags=[{{Key=Name,Value={name}}}]"),
+        ]);
+        let id = v["VolumeId"].as_str().expect("VolumeId").to_string();
+        self.aws_ok(&["ec2", "wait", "volume-available", "--volume-ids", &id]);
+        id
+    }
+
+    /// A completed snapshot of `volume`; its ID.
+    fn snapshot(&self, volume: &str) -> String {
+        let s = self.aws_ok(&[
+            "ec2",
+            "create-snapshot",
+            "--volume-id",
+            volume,
+            "--description",
+            "over HTTP",
+        ]);
+        let id = s["SnapshotId"].as_str().expect("SnapshotId").to_string();
+        self.aws_ok(&["ec2", "wait", "snapshot-completed", "--snapshot-ids", &id]);
+        id
+    }
+
+    /// An AMI of `snapshot` booting the demo guest's kernel (the boot profile named by
+    /// the `atrest:boot-image` tag, which the stock CLI can send); its ID.
+    fn image(&self, name: &str, snapshot: &str) -> String {
+        let r = self.aws_ok(&[
+            "ec2",
+            "register-image",
+            "--name",
+            name,
+            "--root-device-name",
+            "/dev/xvda",
+            "--block-device-mappings",
+            &format!("DeviceName=/dev/xvda,Ebs={{SnapshotId={snapshot}}}"),
+            "--tag-specifications",
+            &format!(
+                "ResourceType=image,Tags=[{{Key=atrest:boot-image,Value={}}}]",
+                guest_dir().display()
+            ),
+        ]);
+        r["ImageId"].as_str().expect("ImageId").to_string()
+    }
+
+    fn run_instance(&self, ami: &str) -> String {
+        let r = self.aws_ok(&[
+            "ec2",
+            "run-instances",
+            "--image-id",
+            ami,
+            "--count",
+            "1",
+            "--instance-type",
+            "t3.micro",
+            "--placement",
+            "AvailabilityZone=us-east-1a",
+        ]);
+        assert_eq!(r["Instances"][0]["State"]["Name"], "pending", "{r}");
+        assert_eq!(r["Instances"][0]["ImageId"], ami, "{r}");
+        r["Instances"][0]["InstanceId"]
+            .as_str()
+            .expect("InstanceId")
+            .to_string()
+    }
+
+    /// The trail events named `name`, newest first, read over HTTP (`aws cloudtrail
+    /// lookup-events`).
+    fn events(&self, name: &str) -> Vec<Value> {
+        let t = self.aws_ok(&[
+            "cloudtrail",
+            "lookup-events",
+            "--lookup-attributes",
+            &format!("AttributeKey=EventName,AttributeValue={name}"),
+        ]);
+        t["Events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["CloudTrailEvent"].as_str())
+            .map(|text| serde_json::from_str(text).expect("event JSON"))
+            .collect()
+    }
+
+    /// The last trail event named `name`.
+    fn last_event(&self, name: &str) -> Value {
+        self.events(name)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no {name} event in the trail"))
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.serve.take() {
+            // SAFETY: signalling our own child by pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            let t0 = Instant::now();
+            while t0.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn aws_cli_volumes_snapshots_images_filters_and_errors() {
+    let http = Http::start();
+    let key = http.key("alias/http-ebs");
+    let vol = http.volume("alias/http-ebs", "data");
+    let other = http.volume("alias/http-ebs", "scratch");
+
+    // CreateVolume made the data key on the caller's behalf via ec2.amazonaws.com, and
+    // EC2's own event carries the signer's access key and address.
+    let gdk = http.last_event("GenerateDataKeyWithoutPlaintext");
+    let principal = http.aws_ok(&["sts", "get-caller-identity"])["Arn"]
+        .as_str()
+        .expect("Arn")
+        .to_string();
+    assert_eq!(gdk["userIdentity"]["arn"], principal.as_str(), "{gdk}");
+    assert_eq!(
+        gdk["userIdentity"]["invokedBy"], "ec2.amazonaws.com",
+        "{gdk}"
+    );
+    assert_eq!(gdk["resources"][0]["ARN"], key.as_str(), "{gdk}");
+    let created = http.last_event("CreateVolume");
+    assert_eq!(created["eventSource"], "ec2.amazonaws.com", "{created}");
+    assert_eq!(
+        created["userIdentity"]["accessKeyId"],
+        http.var("AWS_ACCESS_KEY_ID").as_str(),
+        "{created}"
+    );
+    assert_eq!(created["sourceIPAddress"], "127.0.0.1", "{created}");
+    assert!(
+        created["userAgent"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("aws-cli/")),
+        "{created}"
+    );
+
+    // Filters (Filter.N.Name / Filter.N.Value.M on the wire), ids, queries.
+    let v = http.aws_ok(&[
+        "ec2",
+        "describe-volumes",
+        "--filters",
+        "Name=tag:Name,Values=data",
+        "Name=encrypted,Values=true",
+        "Name=status,Values=available,creating",
+    ]);
+    let vols = v["Volumes"].as_array().expect("Volumes");
+    assert_eq!(vols.len(), 1, "{v}");
+    assert_eq!(vols[0]["VolumeId"], vol.as_str());
+    assert_eq!(vols[0]["Encrypted"], true);
+    assert_eq!(vols[0]["KmsKeyId"], key.as_str());
+    assert_eq!(vols[0]["Size"], 1);
+    assert_eq!(vols[0]["Tags"][0]["Value"], "data");
+    let none = http.aws_ok(&[
+        "ec2",
+        "describe-volumes",
+        "--filters",
+        "Name=status,Values=in-use",
+    ]);
+    assert_eq!(none["Volumes"], serde_json::json!([]), "{none}");
+    let both = http.aws_ok(&[
+        "ec2",
+        "describe-volumes",
+        "--volume-ids",
+        &vol,
+        &other,
+        "--query",
+        "Volumes[*].VolumeId",
+    ]);
+    let mut want = vec![vol.clone(), other.clone()];
+    want.sort();
+    assert_eq!(both, serde_json::json!(want));
+
+    // Snapshots and images.
+    let snap = http.snapshot(&vol);
+    let s = http.aws_ok(&[
+        "ec2",
+        "describe-snapshots",
+        "--owner-ids",
+        "self",
+        "--filters",
+        &format!("Name=volume-id,Values={vol}"),
+    ]);
+    assert_eq!(s["Snapshots"].as_array().map(Vec::len), Some(1), "{s}");
+    assert_eq!(s["Snapshots"][0]["SnapshotId"], snap.as_str());
+    assert_eq!(s["Snapshots"][0]["State"], "completed");
+    assert_eq!(s["Snapshots"][0]["Encrypted"], true);
+    assert_eq!(s["Snapshots"][0]["Description"], "over HTTP");
+    let ami = http.image("http-image", &snap);
+    let i = http.aws_ok(&[
+        "ec2",
+        "describe-images",
+        "--owners",
+        "self",
+        "--image-ids",
+        &ami,
+    ]);
+    let img = &i["Images"][0];
+    assert_eq!(img["Name"], "http-image", "{i}");
+    assert_eq!(img["RootDeviceName"], "/dev/xvda");
+    assert_eq!(
+        img["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"],
+        snap.as_str(),
+        "{i}"
+    );
+    assert_eq!(img["State"], "available");
+    assert!(
+        img["Tags"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["Key"] == "atrest:boot-image")),
+        "{i}"
+    );
+    // The snapshot backs the AMI.
+    http.aws_fails(
+        "InvalidSnapshot.InUse",
+        "DeleteSnapshot",
+        &["ec2", "delete-snapshot", "--snapshot-id", &snap],
+    );
+
+    // Tags over HTTP.
+    http.aws_ok(&[
+        "ec2",
+        "create-tags",
+        "--resources",
+        &other,
+        "--tags",
+        "Key=team,Value=blue",
+    ]);
+    let t = http.aws_ok(&[
+        "ec2",
+        "describe-volumes",
+        "--filters",
+        "Name=tag:team,Values=blue",
+        "--query",
+        "Volumes[*].VolumeId",
+    ]);
+    assert_eq!(t, serde_json::json!([other]));
+
+    // Bad input: EC2's error codes, in EC2's error shape, nothing changed.
+    http.aws_fails(
+        "InvalidInstanceID.NotFound",
+        "DescribeInstances",
+        &[
+            "ec2",
+            "describe-instances",
+            "--instance-ids",
+            "i-0123456789abcdef0",
+        ],
+    );
+    http.aws_fails(
+        "InvalidInstanceID.Malformed",
+        "DescribeInstances",
+        &["ec2", "describe-instances", "--instance-ids", "bogus"],
+    );
+    http.aws_fails(
+        "InvalidParameterValue",
+        "DescribeVolumes",
+        &[
+            "ec2",
+            "describe-volumes",
+            "--filters",
+            "Name=no-such-filter,Values=x",
+        ],
+    );
+    http.aws_fails(
+        "InvalidAMIID.NotFound",
+        "DescribeImages",
+        &[
+            "ec2",
+            "describe-images",
+            "--image-ids",
+            "ami-0123456789abcdef0",
+        ],
+    );
+    http.aws_fails(
+        "InvalidAMIID.Malformed",
+        "RunInstances",
+        &[
+            "ec2",
+            "run-instances",
+            "--image-id",
+            "ami-nope",
+            "--count",
+            "1",
+        ],
+    );
+    http.aws_fails(
+        "InvalidVolume.NotFound",
+        "DeleteVolume",
+        &[
+            "ec2",
+            "delete-volume",
+            "--volume-id",
+            "vol-0123456789abcdef0",
+        ],
+    );
+    http.aws_fails(
+        "InvalidParameterValue",
+        "CreateVolume",
+        &[
+            "ec2",
+            "create-volume",
+            "--size",
+            "0",
+            "--availability-zone",
+            "us-east-1a",
+        ],
+    );
+    let raw = http.boto3("raw", &[]);
+    // An action EC2 has not, a required member missing, a boolean that is not one, and
+    // a malformed filter (a value without its name): each EC2's code in EC2's shape.
+    for (case, status, code) in [
+        ("unknown_action", 400, "InvalidAction"),
+        ("missing_parameter", 400, "MissingParameter"),
+        ("bad_boolean", 400, "InvalidParameterValue"),
+        ("filter_without_name", 400, "MissingParameter"),
+        ("unsigned", 401, "MissingAuthenticationToken"),
+        ("wrong_secret", 401, "AuthFailure"),
+    ] {
+        let r = &raw[case];
+        assert_eq!(r["status"], status, "{case}: {r}");
+        assert_eq!(r["code"], code, "{case}: {r}");
+        assert!(
+            r["shape"] == "Response/Errors/Error" && r["request_id"] != "",
+            "{case}: {r}"
+        );
+    }
+    assert_eq!(
+        raw["unknown_action"]["message"],
+        "The action DescribeNothing is not valid for this web service."
+    );
+    assert_eq!(
+        raw["missing_parameter"]["message"],
+        "The request must contain the parameter VolumeId"
+    );
+
+    // Deleting over HTTP.
+    http.aws_ok(&["ec2", "delete-volume", "--volume-id", &other]);
+    http.aws_fails(
+        "InvalidVolume.NotFound",
+        "DescribeVolumes",
+        &["ec2", "describe-volumes", "--volume-ids", &other],
+    );
+    http.aws_ok(&["ec2", "deregister-image", "--image-id", &ami]);
+    http.aws_ok(&["ec2", "delete-snapshot", "--snapshot-id", &snap]);
+}
+
+#[test]
+fn an_ami_boots_and_stops_with_the_aws_cli_and_boto3_waiters() {
+    let http = Http::start();
+    let key = http.key("alias/http-boot");
+    // The lab's guest becomes an AMI on its first use (atrest's local shortcut, as the
+    // lab does it); a path is not an ImageId over HTTP.
+    http.aws_fails(
+        "InvalidAMIID.Malformed",
+        "RunInstances",
+        &[
+            "ec2",
+            "run-instances",
+            "--image-id",
+            guest_dir().to_str().expect("utf8"),
+            "--count",
+            "1",
+        ],
+    );
+    let first = http.lab.ec2(&[
+        "run-instances",
+        "--image-id",
+        guest_dir().to_str().expect("utf8"),
+        "--placement",
+        "AvailabilityZone=us-east-1a",
+    ]);
+    let base = first["Instances"][0]["ImageId"]
+        .as_str()
+        .expect("ImageId")
+        .to_string();
+    let mine = http.aws_ok(&[
+        "ec2",
+        "describe-images",
+        "--owners",
+        "self",
+        "--query",
+        "Images[*].ImageId",
+    ]);
+    assert_eq!(mine, serde_json::json!([base]));
+    http.aws_ok(&["ec2", "wait", "image-available", "--image-ids", &base]);
+    // One guest at a time: the first use's instance runs, then is gone.
+    let first_id = first["Instances"][0]["InstanceId"].as_str().expect("id");
+    http.aws_ok(&[
+        "ec2",
+        "wait",
+        "instance-running",
+        "--instance-ids",
+        first_id,
+    ]);
+    http.aws_ok(&["ec2", "terminate-instances", "--instance-ids", first_id]);
+    http.aws_ok(&[
+        "ec2",
+        "wait",
+        "instance-terminated",
+        "--instance-ids",
+        first_id,
+    ]);
+    // Copied with the stock CLI, re-encrypted under the caller's key.
+    let c = http.aws_ok(&[
+        "ec2",
+        "copy-image",
+        "--name",
+        "http-boot",
+        "--source-image-id",
+        &base,
+        "--source-region",
+        "us-east-1",
+        "--encrypted",
+        "--kms-key-id",
+        "alias/http-boot",
+    ]);
+    let ami = c["ImageId"].as_str().expect("ImageId").to_string();
+    http.aws_ok(&["ec2", "wait", "image-available", "--image-ids", &ami]);
+    let img = http.aws_ok(&["ec2", "describe-images", "--image-ids", &ami]);
+    let snap = img["Images"][0]["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"]
+        .as_str()
+        .expect("snapshot")
+        .to_string();
+    assert_eq!(
+        img["Images"][0]["BlockDeviceMappings"][0]["Ebs"]["KmsKeyId"],
+        key.as_str(),
+        "{img}"
+    );
+    let id = http.run_instance(&ami);
+
+    // The stock CLI's waiter at its defaults (DescribeInstances every 15 s).
+    http.aws_ok(&["ec2", "wait", "instance-running", "--instance-ids", &id]);
+    let d = http.aws_ok(&[
+        "ec2",
+        "describe-instances",
+        "--instance-ids",
+        &id,
+        "--query",
+        "Reservations[*].Instances[*].[State.Name,ImageId,RootDeviceName,BlockDeviceMappings[0].Ebs.VolumeId]",
+    ]);
+    let row = &d[0][0];
+    assert_eq!(row[0], "running", "{d}");
+    assert_eq!(row[1], ami.as_str(), "{d}");
+    assert_eq!(row[2], "/dev/xvda", "{d}");
+    let root = row[3].as_str().expect("root volume").to_string();
+    let console = |want: &str| {
+        let t0 = Instant::now();
+        loop {
+            let c = http.aws_ok(&["ec2", "get-console-output", "--instance-id", &id]);
+            if c["Output"].as_str().is_some_and(|o| o.contains(want)) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(180),
+                "no '{want}' on the console: {c}"
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    };
+    console(&format!("atrest-guest: booted from volume {root}"));
+    // The root volume was restored from the AMI's snapshot under its key.
+    let r = http.aws_ok(&["ec2", "describe-volumes", "--volume-ids", &root]);
+    assert_eq!(r["Volumes"][0]["SnapshotId"], snap.as_str(), "{r}");
+    assert_eq!(r["Volumes"][0]["State"], "in-use", "{r}");
+    assert_eq!(r["Volumes"][0]["Encrypted"], true, "{r}");
+
+    let s = http.aws_ok(&["ec2", "stop-instances", "--instance-ids", &id]);
+    assert_eq!(s["StoppingInstances"][0]["InstanceId"], id.as_str(), "{s}");
+    http.aws_ok(&["ec2", "wait", "instance-stopped", "--instance-ids", &id]);
+    assert_eq!(
+        http.aws_ok(&[
+            "ec2",
+            "describe-instances",
+            "--instance-ids",
+            &id,
+            "--query",
+            "Reservations[0].Instances[0].State.Name"
+        ]),
+        "stopped"
+    );
+
+    // boto3 at its defaults: start, its instance_running waiter, the console, stop
+    // with instance_stopped, terminate with instance_terminated; then a start that
+    // EC2 refuses.
+    let b = http.boto3("lifecycle", &[&id, &root]);
+    assert_eq!(b["started"], "pending", "{b}");
+    assert_eq!(b["running"], "running", "{b}");
+    assert_eq!(b["console"], true, "{b}");
+    assert_eq!(b["stopped"], "stopped", "{b}");
+    assert_eq!(b["terminated"], "terminated", "{b}");
+    assert_eq!(b["start_terminated"], "IncorrectInstanceState", "{b}");
+    assert_eq!(b["volume_available_or_gone"], true, "{b}");
+}
+
+#[test]
+fn a_disabled_key_ends_the_launch_terminated_with_client_internal_error() {
+    let http = Http::start();
+    let key = http.key("alias/http-doomed");
+    let vol = http.volume("alias/http-doomed", "root");
+    let snap = http.snapshot(&vol);
+    let ami = http.image("http-doomed", &snap);
+    http.aws_ok(&["kms", "disable-key", "--key-id", &key]);
+
+    let id = http.run_instance(&ami);
+    // boto3's instance_running waiter sees the terminal state and fails, as on AWS.
+    let b = http.boto3("running_fails", &[&id]);
+    assert!(
+        b["waiter_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("terminal failure state")),
+        "{b}"
+    );
+    http.aws_ok(&["ec2", "wait", "instance-terminated", "--instance-ids", &id]);
+    // The troubleshooting article's own command.
+    let reason = http.aws_ok(&[
+        "ec2",
+        "describe-instances",
+        "--instance-id",
+        &id,
+        "--query",
+        "Reservations[*].Instances[*].StateReason",
+    ]);
+    let r = &reason[0][0];
+    assert_eq!(r["Code"], "Client.InternalError", "{reason}");
+    assert_eq!(
+        r["Message"], "Client.InternalError: Client error on launch",
+        "{reason}"
+    );
+    // The refused KMS call is in the trail, as the caller via ec2.amazonaws.com.
+    let refused = [
+        "Decrypt",
+        "CreateGrant",
+        "GenerateDataKeyWithoutPlaintext",
+        "ReEncrypt",
+    ]
+    .iter()
+    .flat_map(|n| http.events(n))
+    .find(|e| e["errorCode"] == "DisabledException")
+    .expect("a refused KMS call in the trail");
+    assert_eq!(refused["userIdentity"]["invokedBy"], "ec2.amazonaws.com");
+    assert_eq!(refused["resources"][0]["ARN"], key.as_str(), "{refused}");
+}
+
+/// ec2.sock serves a request for a SigV4 signer only from a uid kmsd trusts as the AWS
+/// endpoint: here no uid of this test is (`endpoint_uids = [4242]`), so a forged signer
+/// is refused and the same request without it is served as the uid's own principal.
+#[test]
+fn ec2_sock_takes_a_signer_only_from_the_endpoint_uids() {
+    use atrest::ec2::api::DescribeVolumesRequest;
+    use atrest::ec2::client::{ClientError, Ec2Client};
+    use atrest::ec2::protocol::Signer;
+
+    let mut lab = Lab::start_with_config("[kmsd]\nendpoint_uids = [4242]\n");
+    lab.start_daemon();
+    let socket = lab.path().join("ec2.sock");
+    let forged = Signer {
+        access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+        session_token: None,
+        principal_arn: "arn:aws:iam::444455556666:user/mallory".into(),
+        source_ip: "203.0.113.9".into(),
+        user_agent: Some("forger/1.0".into()),
+    };
+    let refused = Ec2Client::connect(&socket, None)
+        .expect("connect")
+        .for_signer(forged.clone())
+        .send(DescribeVolumesRequest::default());
+    match refused {
+        Err(ClientError::Service(e)) => {
+            assert_eq!(e.code.as_str(), "AuthFailure", "{e}");
+            assert!(e.message.contains("endpoint_uids"), "{e}");
+        }
+        other => panic!("a forged signer was not refused: {other:?}"),
+    }
+    let both = Ec2Client::connect(&socket, Some("arn:aws:iam::111122223333:user/x".into()))
+        .expect("connect")
+        .for_signer(forged)
+        .send(DescribeVolumesRequest::default());
+    assert!(
+        matches!(&both, Err(ClientError::Service(e)) if e.code.as_str() == "InvalidParameterCombination"),
+        "{both:?}"
+    );
+    let own = Ec2Client::connect(&socket, None)
+        .expect("connect")
+        .send(DescribeVolumesRequest::default());
+    assert!(own.is_ok(), "{own:?}");
+}
