@@ -208,6 +208,24 @@ pub const HEADER_VERSION: u32 = 2;
 /// The first header version, read but no longer written.
 pub const HEADER_VERSION_1: u32 = 1;
 
+/// Why a segment's header line is not one this build reads.
+#[derive(Debug, thiserror::Error)]
+pub enum HeaderError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("unsupported trail version {0}")]
+    Version(u32),
+    #[error("bad prev: {0}")]
+    Prev(#[source] hex::FromHexError),
+    #[error("a version 1 header has no sync fields")]
+    SyncInV1,
+    #[error("bad sync fields: sync {sync:?}, syncIntervalMs {ms:?} (want \"every-event\", or \"interval\" with a positive syncIntervalMs)")]
+    Sync {
+        sync: Option<String>,
+        ms: Option<u64>,
+    },
+}
+
 impl SegmentHeader {
     pub fn new(
         segment: u64,
@@ -242,11 +260,11 @@ impl SegmentHeader {
     }
 
     /// Parses a header line (without its newline).
-    pub fn parse(line: &[u8]) -> Result<Self, String> {
-        let h: SegmentHeader = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    pub fn parse(line: &[u8]) -> Result<Self, HeaderError> {
+        let h: SegmentHeader = serde_json::from_slice(line)?;
         match h.atrest_trail {
             HEADER_VERSION_1 | HEADER_VERSION => {}
-            v => return Err(format!("unsupported trail version {v}")),
+            v => return Err(HeaderError::Version(v)),
         }
         h.prev_hash()?;
         h.sync_mode()?;
@@ -254,28 +272,29 @@ impl SegmentHeader {
     }
 
     /// `prev` decoded.
-    pub fn prev_hash(&self) -> Result<Hash, String> {
+    pub fn prev_hash(&self) -> Result<Hash, HeaderError> {
         let mut h = [0u8; 32];
-        hex::decode_to_slice(&self.prev, &mut h).map_err(|e| format!("bad prev: {e}"))?;
+        hex::decode_to_slice(&self.prev, &mut h).map_err(HeaderError::Prev)?;
         Ok(h)
     }
 
     /// The durability the segment's events were written with.
-    pub fn sync_mode(&self) -> Result<SyncMode, String> {
+    pub fn sync_mode(&self) -> Result<SyncMode, HeaderError> {
         match (
             self.atrest_trail,
             self.sync.as_deref(),
             self.sync_interval_ms,
         ) {
             (HEADER_VERSION_1, None, None) => Ok(SyncMode::EveryEvent),
-            (HEADER_VERSION_1, _, _) => Err("a version 1 header has no sync fields".into()),
+            (HEADER_VERSION_1, _, _) => Err(HeaderError::SyncInV1),
             (_, Some(SyncMode::EVERY_EVENT), None) => Ok(SyncMode::EveryEvent),
             (_, Some(SyncMode::INTERVAL), Some(ms)) if ms > 0 => {
                 Ok(SyncMode::Interval(std::time::Duration::from_millis(ms)))
             }
-            (_, sync, ms) => Err(format!(
-                "bad sync fields: sync {sync:?}, syncIntervalMs {ms:?} (want \"every-event\", or \"interval\" with a positive syncIntervalMs)"
-            )),
+            (_, sync, ms) => Err(HeaderError::Sync {
+                sync: sync.map(str::to_string),
+                ms,
+            }),
         }
     }
 }

@@ -201,7 +201,7 @@ impl Validator {
         })?;
         let header_prev = header
             .prev_hash()
-            .map_err(|e| brk(1, None, None, BreakKind::Malformed, e))?;
+            .map_err(|e| brk(1, None, None, BreakKind::Malformed, e.to_string()))?;
         if header.segment != index {
             return Err(brk(
                 1,
