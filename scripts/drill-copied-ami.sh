@@ -12,7 +12,13 @@
 # The article's own fix: UserA copies the AMI into 444455556666 re-encrypted under its
 # own key; with every permission on 111122223333's key withdrawn, the copy still boots.
 #
-# Usage: scripts/drill-copied-ami.sh [--fresh]
+# With --aws, every EC2, KMS and CloudTrail call after the lab's setup is the stock `aws`
+# CLI's (the article's own commands) against atrest's AWS endpoint, as each principal
+# (`atrest --as ARN env`); the two steps the article does elsewhere stay atrest's: the
+# guest's first use as an AMI (a local directory) and the key made with the console's
+# key administrators and users.
+#
+# Usage: scripts/drill-copied-ami.sh [--fresh] [--aws]
 source "$(dirname "$0")/lib/drill-common.sh"
 drill_init "$@"
 drill_daemons mount
@@ -29,12 +35,15 @@ rm -f "$POLICY_DIR/UseSharedAmiKey.json" "$POLICY_DIR/OwnKeys.json"
 cleanup_push "rm -f '$POLICY_DIR/UseSharedAmiKey.json' '$POLICY_DIR/OwnKeys.json'; at kms reload-config"
 ok at kms reload-config
 
-as_lab() { at --as "$ROLE" "$@"; }
-as_user_a() { at --as "$USER_A" "$@"; }
-state_is() { "$ATREST" --home "$H" ec2 describe-instances --instance-ids "$1" | grep -q "\"Name\": \"$2\""; }
+as_lab() { call --as "$ROLE" "$@"; }
+as_user_a() { call --as "$USER_A" "$@"; }
+state_is() {
+    [[ "$(call ec2 describe-instances --instance-ids "$1" --query 'Reservations[0].Instances[0].State.Name' --output text)" == "$2" ]]
+}
 # The last trail event named $1, as JSON in $OUT.
 last_event() {
-    ok at cloudtrail lookup-events --lookup-attributes "AttributeKey=EventName,AttributeValue=$1" --max-results 1
+    ok call cloudtrail lookup-events --lookup-attributes "AttributeKey=EventName,AttributeValue=$1" --max-results 1
+    [[ "$OUT" == "{"* ]] || fail "lookup-events printed no JSON: '$OUT' (stderr: $ERR)"
     OUT=$(json 'd["Events"][0]["CloudTrailEvent"]')
 }
 # Launches $1 as UserA; the instance ID in $INST.
@@ -48,7 +57,7 @@ launch() {
 # GenerateDataKeyWithoutPlaintext is UserA's, refused because $1.
 refused_launch() {
     wait_until 120 "$INST to terminate" state_is "$INST" terminated
-    ok at ec2 describe-instances --instance-ids "$INST" --query 'Reservations[0].Instances[0].StateReason'
+    ok call ec2 describe-instances --instance-ids "$INST" --query 'Reservations[0].Instances[0].StateReason'
     expect_eq "StateReason.Code" "$(json 'd["Code"]')" Client.InternalError
     last_event GenerateDataKeyWithoutPlaintext
     expect_eq "errorCode" "$(json 'd.get("errorCode")')" AccessDeniedException
@@ -63,10 +72,10 @@ refused_launch() {
 boots() {
     wait_until 180 "$INST to run" state_is "$INST" running
     local vol
-    vol=$("$ATREST" --home "$H" ec2 describe-instances --instance-ids "$INST" \
+    vol=$(call ec2 describe-instances --instance-ids "$INST" \
         --query 'Reservations[0].Instances[0].BlockDeviceMappings[0].Ebs.VolumeId' --output text)
-    wait_until 120 "the guest's console line" sh -c \
-        "'$ATREST' --home '$H' ec2 get-console-output --instance-id $INST | grep -q 'booted from volume $vol'"
+    console_has() { call ec2 get-console-output --instance-id "$INST" --query Output --output text | grep -q "$1"; }
+    wait_until 120 "the guest's console line" console_has "booted from volume $vol"
     saw "$INST running, console: atrest-guest: booted from volume $vol"
 }
 
@@ -75,7 +84,7 @@ bash "$DRILL_ROOT/scripts/make-guest.sh" "$GUEST" >/dev/null || fail "scripts/ma
 saw "$(ls "$GUEST")"
 
 step "In account $LAB: the guest becomes an AMI on first use"
-ok as_lab ec2 run-instances --image-id "$GUEST" --placement AvailabilityZone=us-east-1a
+ok at --as "$ROLE" ec2 run-instances --image-id "$GUEST" --placement AvailabilityZone=us-east-1a
 FIRST=$(json 'd["Instances"][0]["InstanceId"]')
 BASE=$(json 'd["Instances"][0]["ImageId"]')
 cleanup_push "at ec2 terminate-instances --instance-ids $FIRST"
@@ -87,7 +96,7 @@ ok as_lab ec2 terminate-instances --instance-ids "$FIRST"
 wait_until 120 "$FIRST to terminate" state_is "$FIRST" terminated
 
 step "$LAB copies it encrypted under its customer managed key, and shares the copy with $OTHER"
-ok as_lab kms create-key --description drill-copied-ami --key-administrators "$ROLE" --key-users "$ROLE" \
+ok at --as "$ROLE" kms create-key --description drill-copied-ami --key-administrators "$ROLE" --key-users "$ROLE" \
     --query KeyMetadata.Arn --output text
 KEY=$OUT
 cleanup_push "at kms schedule-key-deletion --key-id '$KEY' --pending-window-in-days 7"
@@ -114,7 +123,7 @@ launch "$AMI"
 refused_launch "no resource-based policy allows the kms:GenerateDataKeyWithoutPlaintext action"
 
 step "The key administrator adds account $OTHER to the key policy"
-ok as_lab kms get-key-policy --key-id "$KEY" --policy-name default --output text
+ok as_lab kms get-key-policy --key-id "$KEY" --policy-name default --query Policy --output text
 share_key_policy "$OTHER" <<<"$OUT" >"$W/policy.json"
 ok as_lab kms put-key-policy --key-id "$KEY" --policy-name default --policy "file://$W/policy.json"
 

@@ -6,6 +6,11 @@
 # everything it started on exit, also on Ctrl-C; without it, it uses the daemons that
 # `scripts/demo.sh --keep` left running for $ATREST_HOME.
 #
+# With --aws (drills that say they take it), the calls a drill makes through `call`
+# go to the AWS endpoint through the stock `aws` CLI of the project venv
+# (scripts/lib/venv.sh), signed with the keys `atrest [--as ARN] env` prints, instead of
+# through atrest's own CLI: the troubleshooting articles' own commands.
+#
 # Binaries come from $ATREST_BIN_DIR if set, else from `cargo build --release`.
 
 set -euo pipefail
@@ -14,6 +19,7 @@ DRILL_NAME=$(basename "$0" .sh)
 DRILL_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 DRILL_T0=$(date +%s.%N)
 FRESH=0
+AWS_MODE=0
 DRILL_KMSD_ARGS=()
 # What to undo on exit, newest first: shell snippets.
 DRILL_CLEANUP=()
@@ -114,11 +120,12 @@ drill_init() {
     for a in "$@"; do
         case $a in
         --fresh) FRESH=1 ;;
+        --aws) AWS_MODE=1 ;;
         -h | --help)
             sed -n '2,/^$/s/^# \{0,1\}//p' "$0"
             exit 0
             ;;
-        *) fail "unknown argument $a (only --fresh)" ;;
+        *) fail "unknown argument $a (only --fresh and --aws)" ;;
         esac
     done
     [[ $(id -u) -eq 0 ]] || fail "drills need root (FUSE, loop devices)"
@@ -126,6 +133,12 @@ drill_init() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     drill_bins
+    if ((AWS_MODE)); then
+        # shellcheck source=venv.sh
+        . "$DRILL_ROOT/scripts/lib/venv.sh"
+        AWS=$ATREST_VENV/bin/aws
+        [[ -x "$AWS" ]] || fail "no aws CLI at $AWS: run scripts/install-deps.sh (it makes the project venv)"
+    fi
     if ((FRESH)); then
         H=$(mktemp -d /tmp/atrest-drill.XXXXXX)
         cleanup_push "rm -rf '$H'"
@@ -174,10 +187,10 @@ release_loops() {
 }
 
 # --fresh: kmsd, and with `mount` the volume service, with `s3` the object endpoint,
-# on the temporary home, all stopped and unmounted on exit. Without --fresh: checks
-# they run.
+# on the temporary home, all stopped and unmounted on exit (--aws: the AWS endpoint
+# too, on a free port). Without --fresh: checks they run.
 drill_daemons() {
-    local want_mount=0 want_s3=0 w
+    local want_mount=0 want_s3=$AWS_MODE w
     for w in "$@"; do
         case $w in mount) want_mount=1 ;; s3) want_s3=1 ;; esac
     done
@@ -192,7 +205,7 @@ drill_daemons() {
             saw "atrest mount pid $(pid_of mount) serving $H/mnt"
         fi
         if ((want_s3)); then
-            "$ATREST" --home "$H" s3 serve >"$H/log/s3.log" 2>&1 &
+            "$ATREST" --home "$H" s3 serve --listen 127.0.0.1:0 >"$H/log/s3.log" 2>&1 &
             cleanup_push "kill $!"
             wait_until 10 "the object endpoint ($H/s3.addr)" test -s "$H/s3.addr"
             saw "object endpoint pid $! at $(cat "$H/s3.addr")"
@@ -224,4 +237,41 @@ p["Statement"].append({
   "Resource": "*",
   "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}})
 json.dump(p, sys.stdout, indent=2)' "$1"
+}
+
+# ---- the stock aws CLI (--aws) ---------------------------------------------------------
+
+# aws_as ARN|"" ARGS...: the stock aws CLI as ARN (empty: this uid's own principal), with
+# the endpoint and keys `atrest [--as ARN] env` prints and nothing of this machine's
+# AWS configuration.
+aws_as() {
+    local who=$1 envfile
+    shift
+    envfile="$H/drill-env.$(printf '%s' "$who" | sha256sum | cut -c1-16)"
+    if [[ ! -s "$envfile" ]]; then
+        if [[ -n "$who" ]]; then at --as "$who" env >"$envfile"; else at env >"$envfile"; fi ||
+            fail "atrest env${who:+ --as $who} failed"
+    fi
+    (
+        # shellcheck disable=SC1090
+        . "$envfile"
+        AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER= "$AWS" "$@"
+    )
+}
+
+# call [--as ARN] SERVICE ARGS...: the call through the stock aws CLI with --aws, else
+# through atrest's own CLI: the same arguments, the same JSON and error lines.
+call() {
+    local who=""
+    if [[ "${1:-}" == --as ]]; then
+        who=$2
+        shift 2
+    fi
+    if ((AWS_MODE)); then
+        aws_as "$who" "$@"
+    elif [[ -n "$who" ]]; then
+        at --as "$who" "$@"
+    else
+        at "$@"
+    fi
 }
