@@ -19,7 +19,7 @@ use super::call::Call;
 use super::conditions::Conditions;
 use super::convert::{etag, set_checksum, timestamp};
 use super::error::ApiError;
-use super::object::{new_object, sse_c_refused, sse_header, NewObject};
+use super::object::{new_object, new_object_of, sse_c_refused, sse_header, NewObject};
 use super::upload::BodySink;
 
 /// The object a copy reads: bucket and key from `x-amz-copy-source`.
@@ -73,19 +73,7 @@ pub async fn copy_object(cx: Call, input: CopyObjectInput) -> Result<CopyObjectO
     let (src_bucket, src_key) = source(&input.copy_source)?;
     let replace = replaces_metadata(input.metadata_directive.as_ref().map(|d| d.as_str()))?;
     let bucket = cx.bucket(&input.bucket).await?;
-    let mut put = new_object(
-        &cx,
-        &bucket,
-        NewObject {
-            acl: input.acl.as_ref(),
-            sse: input.server_side_encryption.as_ref(),
-            kms_key_id: input.ssekms_key_id.as_deref(),
-            bucket_key: input.bucket_key_enabled,
-            sse_customer_algorithm: input.sse_customer_algorithm.as_deref(),
-            content_type: input.content_type.as_ref(),
-            metadata: input.metadata.as_ref(),
-        },
-    )?;
+    let mut put = new_object(&cx, &bucket, new_object_of!(input))?;
     let source_bucket = if src_bucket == bucket.name {
         bucket.clone()
     } else {

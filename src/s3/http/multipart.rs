@@ -23,7 +23,7 @@ use super::convert::{bucket_view, etag, owner, set_checksum, timestamp, url_enco
 use super::copy::{copy_into, source, source_conditions};
 use super::digest;
 use super::error::ApiError;
-use super::object::{new_object, sse_c_refused, sse_header, NewObject};
+use super::object::{new_object, new_object_of, sse_c_refused, sse_header, NewObject};
 use super::upload::stream_into;
 
 /// The upload `id` of `key` in `bucket`, if the caller may write into the bucket.
@@ -66,19 +66,7 @@ pub async fn create(
     input: CreateMultipartUploadInput,
 ) -> Result<CreateMultipartUploadOutput, ApiError> {
     let bucket = cx.bucket(&input.bucket).await?;
-    let req = new_object(
-        &cx,
-        &bucket,
-        NewObject {
-            acl: input.acl.as_ref(),
-            sse: input.server_side_encryption.as_ref(),
-            kms_key_id: input.ssekms_key_id.as_deref(),
-            bucket_key: input.bucket_key_enabled,
-            sse_customer_algorithm: input.sse_customer_algorithm.as_deref(),
-            content_type: input.content_type.as_ref(),
-            metadata: input.metadata.as_ref(),
-        },
-    )?;
+    let req = new_object(&cx, &bucket, new_object_of!(input))?;
     let (b, k, principal) = (bucket.clone(), input.key.clone(), cx.principal());
     let upload = cx
         .on_store(move |store| store.create_upload(&b, &k, &principal, req))

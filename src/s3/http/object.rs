@@ -59,6 +59,23 @@ pub struct NewObject<'a> {
     pub metadata: Option<&'a Metadata>,
 }
 
+/// The [`NewObject`] of an s3s input that carries PutObject's headers (PutObject,
+/// CreateMultipartUpload and CopyObject name them alike).
+macro_rules! new_object_of {
+    ($input:expr) => {
+        NewObject {
+            acl: $input.acl.as_ref(),
+            sse: $input.server_side_encryption.as_ref(),
+            kms_key_id: $input.ssekms_key_id.as_deref(),
+            bucket_key: $input.bucket_key_enabled,
+            sse_customer_algorithm: $input.sse_customer_algorithm.as_deref(),
+            content_type: $input.content_type.as_ref(),
+            metadata: $input.metadata.as_ref(),
+        }
+    };
+}
+pub(crate) use new_object_of;
+
 /// Checks a new object's headers as S3 does (encryption, ACL against ownership and Block
 /// Public Access, the caller's right to write) and resolves what the store is to do: the
 /// bucket default encryption unless the request names one, the owner by Object Ownership.
@@ -113,19 +130,7 @@ pub fn new_object(
 
 pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, ApiError> {
     let bucket = cx.bucket(&input.bucket).await?;
-    let put = new_object(
-        &cx,
-        &bucket,
-        NewObject {
-            acl: input.acl.as_ref(),
-            sse: input.server_side_encryption.as_ref(),
-            kms_key_id: input.ssekms_key_id.as_deref(),
-            bucket_key: input.bucket_key_enabled,
-            sse_customer_algorithm: input.sse_customer_algorithm.as_deref(),
-            content_type: input.content_type.as_ref(),
-            metadata: input.metadata.as_ref(),
-        },
-    )?;
+    let put = new_object(&cx, &bucket, new_object_of!(input))?;
     // Refused before a data key is made or a byte stored; the stream also stops at the
     // limit, for bodies that announce no length.
     if input
