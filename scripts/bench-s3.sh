@@ -12,9 +12,14 @@
 #   GET (curl)    curl of a presigned URL to /dev/null            (the endpoint alone)
 #                 and to a file                                    (a reference HTTP client)
 #   dd bs=64K     a userspace copy of the file (cp copies inside the kernel)
+#   PUT (boto3)   upload_file at boto3's default TransferConfig (multipart above 8 MiB:
+#                 8 MiB parts, 10 threads), SSE-KMS
+#   GET (boto3)   download_file at the same defaults (ranged GETs of 8 MiB, 10 threads)
 #   peak RSS      VmHWM of the endpoint process after all transfers
 # Targets (issue 7: 0.5x cp): a PUT is durable when it answers, so it is held to 0.5x
 # cp + sync (0.5x plain cp is printed too); GET to 0.5x cp; endpoint peak RSS under 64 MiB.
+# Issue 15: boto3's multipart PUT >= 0.9x cp + sync, its ranged GET >= 0.5x cp, and the
+# endpoint's peak RSS through them under 128 MiB.
 # Env: BENCH_ROUNDS (default 3, after one uncounted warm-up round; each figure is the median).
 # --check exits non-zero when a target is missed.
 set -euo pipefail
@@ -32,6 +37,11 @@ while [ $# -gt 0 ]; do
         *) echo "usage: $0 [--size-mib N] [--dir DIR] [--check]" >&2; exit 2 ;;
     esac
 done
+
+# boto3 from the project's venv (scripts/lib/venv.sh; made by scripts/install-deps.sh).
+. scripts/lib/venv.sh
+venv_install >/dev/null
+PY="$ATREST_VENV/bin/python"
 
 for tool in curl cmp awk; do
     command -v "$tool" >/dev/null || { echo "bench-s3: needs $tool (apt-get install -y curl)" >&2; exit 1; }
@@ -68,6 +78,23 @@ for _ in $(seq 100); do [ -s "$HOME_DIR/s3.addr" ] && break; sleep 0.05; done
 KEY_ID=$(atrest kms create-key --description bench --query KeyMetadata.KeyId --output text)
 atrest kms create-alias --alias-name alias/BenchKey --target-key-id "$KEY_ID"
 atrest s3api create-bucket --bucket bench >/dev/null
+# boto3 as a user runs it after `eval "$(atrest env)"`, with no config file of this machine.
+eval "$(atrest env)"
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+cat >"$WORK/boto3_transfer.py" <<'EOF'
+# put|get FILE KEY: one boto3 transfer at its default TransferConfig; prints its seconds.
+import sys, time
+import boto3
+mode, path, key = sys.argv[1:4]
+s3 = boto3.client("s3")
+t0 = time.perf_counter()
+if mode == "put":
+    s3.upload_file(path, "bench", key,
+                   ExtraArgs={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/BenchKey"})
+else:
+    s3.download_file("bench", key, path)
+print(time.perf_counter() - t0)
+EOF
 
 SRC="$WORK/src.bin"
 echo "bench-s3: writing a ${SIZE_MIB} MiB test file in $WORK"
@@ -80,7 +107,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int(
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
 
 cp "$SRC" "$WORK/copy.bin"; rm -f "$WORK/copy.bin"; sync # warms the source's pages
-CP=(); CPSYNC=(); DD=(); PUT=(); GET=(); CURL=(); CURLF=()
+CP=(); CPSYNC=(); DD=(); PUT=(); GET=(); CURL=(); CURLF=(); B3PUT=(); B3GET=()
 URL=""
 # Round 0 is a warm-up, not counted: on this VM the first writes into memory the guest
 # has not touched for a while run several times slower (the host backs it again), and the
@@ -147,10 +174,25 @@ for round in $(seq 0 "$ROUNDS"); do
     record CURLF "$(elapsed "$t0" "$t1")"
     rm -f "$WORK/curl.bin"; sync
     atrest s3api delete-object --bucket bench --key "obj$round" >/dev/null
+
+    hot "$SRC"
+    record B3PUT "$("$PY" "$WORK/boto3_transfer.py" put "$SRC" "b3obj$round")"
+    HEAD_JSON=$(atrest s3api head-object --bucket bench --key "b3obj$round")
+    case "$HEAD_JSON" in
+        *'"ServerSideEncryption": "aws:kms"'*) ;;
+        *) echo "bench-s3: boto3's object is not SSE-KMS: $HEAD_JSON" >&2; exit 1 ;;
+    esac
+    sync
+    hot $(objects)
+    record B3GET "$("$PY" "$WORK/boto3_transfer.py" get "$WORK/b3.bin" "b3obj$round")"
+    cmp "$SRC" "$WORK/b3.bin" || { echo "bench-s3: boto3's download differs" >&2; exit 1; }
+    rm -f "$WORK/b3.bin"; sync
+    atrest s3api delete-object --bucket bench --key "b3obj$round" >/dev/null
 done
 CP_S=$(median "${CP[@]}"); CPSYNC_S=$(median "${CPSYNC[@]}"); DD_S=$(median "${DD[@]}")
 PUT_S=$(median "${PUT[@]}"); GET_S=$(median "${GET[@]}"); CURL_S=$(median "${CURL[@]}")
 CURLF_S=$(median "${CURLF[@]}")
+B3PUT_S=$(median "${B3PUT[@]}"); B3GET_S=$(median "${B3GET[@]}")
 
 RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$S3_PID/status")
 RSS_MIB=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')
@@ -162,6 +204,8 @@ PUT_MIBPS=$(mibps "$BYTES" "$PUT_S")
 GET_MIBPS=$(mibps "$BYTES" "$GET_S")
 CURL_MIBPS=$(mibps "$BYTES" "$CURL_S")
 CURLF_MIBPS=$(mibps "$BYTES" "$CURLF_S")
+B3PUT_MIBPS=$(mibps "$BYTES" "$B3PUT_S")
+B3GET_MIBPS=$(mibps "$BYTES" "$B3GET_S")
 PUT_RATIO=$(ratio "$PUT_MIBPS" "$CP_MIBPS")
 GET_RATIO=$(ratio "$GET_MIBPS" "$CP_MIBPS")
 PUT_RATIO_SYNC=$(ratio "$PUT_MIBPS" "$CPSYNC_MIBPS")
@@ -170,7 +214,7 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
 echo "object: ${SIZE_MIB} MiB, SSE-KMS (alias/BenchKey), 64 KiB AES-256-GCM chunks; $(nproc) cores, load average $LOAD"
-echo "median of $ROUNDS rounds; seconds per round: cp ${CP[*]} | cp+sync ${CPSYNC[*]} | dd ${DD[*]} | PUT ${PUT[*]} | GET ${GET[*]} | curl ${CURL[*]} | curl -o ${CURLF[*]}"
+echo "median of $ROUNDS rounds; seconds per round: cp ${CP[*]} | cp+sync ${CPSYNC[*]} | dd ${DD[*]} | PUT ${PUT[*]} | GET ${GET[*]} | curl ${CURL[*]} | curl -o ${CURLF[*]} | boto3 PUT ${B3PUT[*]} | boto3 GET ${B3GET[*]}"
 printf '%-34s %8s MiB/s\n' "cp (page cache)" "$CP_MIBPS"
 printf '%-34s %8s MiB/s\n' "cp + sync" "$CPSYNC_MIBPS"
 printf '%-34s %8s MiB/s   %sx cp\n' "dd bs=64K (userspace copy)" "$DD_MIBPS" "$(ratio "$DD_MIBPS" "$CP_MIBPS")"
@@ -178,6 +222,8 @@ printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "PUT atrest s3 cp (fdatasync'd
 printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "GET atrest s3 cp" "$GET_MIBPS" "$GET_RATIO" "$GET_RATIO_SYNC"
 printf '%-34s %8s MiB/s   %sx cp\n' "GET curl presigned > /dev/null" "$CURL_MIBPS" "$(ratio "$CURL_MIBPS" "$CP_MIBPS")"
 printf '%-34s %8s MiB/s   %sx cp\n' "GET curl presigned -o FILE" "$CURLF_MIBPS" "$(ratio "$CURLF_MIBPS" "$CP_MIBPS")"
+printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "PUT boto3 upload_file (multipart)" "$B3PUT_MIBPS" "$(ratio "$B3PUT_MIBPS" "$CP_MIBPS")" "$(ratio "$B3PUT_MIBPS" "$CPSYNC_MIBPS")"
+printf '%-34s %8s MiB/s   %sx cp\n' "GET boto3 download_file (ranged)" "$B3GET_MIBPS" "$(ratio "$B3GET_MIBPS" "$CP_MIBPS")"
 printf '%-34s %8s MiB\n' "endpoint peak RSS (VmHWM)" "$RSS_MIB"
 
 MISS=0
@@ -186,5 +232,7 @@ MISS=0
 awk -v r="$PUT_RATIO_SYNC" 'BEGIN { exit !(r >= 0.5) }' || { echo "MISS: PUT below 0.5x cp+sync"; MISS=1; }
 awk -v r="$GET_RATIO" 'BEGIN { exit !(r >= 0.5) }' || { echo "MISS: GET below 0.5x cp"; MISS=1; }
 awk -v m="$RSS_MIB" 'BEGIN { exit !(m < 64) }' || { echo "MISS: peak RSS not under 64 MiB"; MISS=1; }
-[ "$MISS" = 0 ] && echo "targets met: PUT >= 0.5x cp+sync, GET >= 0.5x cp, peak RSS < 64 MiB"
+awk -v r="$(ratio "$B3PUT_MIBPS" "$CPSYNC_MIBPS")" 'BEGIN { exit !(r >= 0.9) }' || { echo "MISS: boto3 multipart PUT below 0.9x cp+sync"; MISS=1; }
+awk -v r="$(ratio "$B3GET_MIBPS" "$CP_MIBPS")" 'BEGIN { exit !(r >= 0.5) }' || { echo "MISS: boto3 ranged GET below 0.5x cp"; MISS=1; }
+[ "$MISS" = 0 ] && echo "targets met: PUT >= 0.5x cp+sync, GET >= 0.5x cp, peak RSS < 64 MiB; boto3 PUT >= 0.9x cp+sync, boto3 GET >= 0.5x cp"
 if [ "$CHECK" = 1 ] && [ "$MISS" = 1 ]; then exit 1; fi
