@@ -102,30 +102,51 @@ impl std::fmt::Debug for AccessKey {
 pub enum AccessKeysError {
     #[error("{path}: not an access-keys file: {message}")]
     Invalid { path: PathBuf, message: String },
+    #[error("{path}: not an access-keys file: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: InvalidAccessKeys,
+    },
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
 }
 
+/// What is wrong with an access-keys file's bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidAccessKeys {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error("format {0} (this kmsd reads {FORMAT})")]
+    Format(u32),
+    #[error("{0:?} is not an access key id")]
+    Id(String),
+    #[error("access key {0} listed twice")]
+    Repeated(String),
+    #[error("access key {id}: principal {principal:?} is not an IAM ARN")]
+    Principal { id: String, principal: String },
+}
+
 /// Parses the file's bytes and checks what the types cannot: the format, ids and
 /// principals' shapes and that no id repeats (pure, for the fuzz target).
-pub fn parse_file(bytes: &[u8]) -> Result<AccessKeysFile, String> {
-    let f: AccessKeysFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn parse_file(bytes: &[u8]) -> Result<AccessKeysFile, InvalidAccessKeys> {
+    let f: AccessKeysFile = serde_json::from_slice(bytes)?;
     if f.format != FORMAT {
-        return Err(format!("format {} (this kmsd reads {FORMAT})", f.format));
+        return Err(InvalidAccessKeys::Format(f.format));
     }
     let mut seen = std::collections::BTreeSet::new();
     for k in &f.keys {
         if !is_access_key_id(&k.access_key_id) {
-            return Err(format!("{:?} is not an access key id", k.access_key_id));
+            return Err(InvalidAccessKeys::Id(k.access_key_id.clone()));
         }
         if !seen.insert(k.access_key_id.as_str()) {
-            return Err(format!("access key {} listed twice", k.access_key_id));
+            return Err(InvalidAccessKeys::Repeated(k.access_key_id.clone()));
         }
         if !(k.principal.starts_with("arn:aws:iam::") || k.principal.starts_with("arn:aws:sts::")) {
-            return Err(format!(
-                "access key {}: principal {:?} is not an IAM ARN",
-                k.access_key_id, k.principal
-            ));
+            return Err(InvalidAccessKeys::Principal {
+                id: k.access_key_id.clone(),
+                principal: k.principal.clone(),
+            });
         }
     }
     Ok(f)
@@ -186,7 +207,10 @@ impl AccessKeyStore {
             message,
         };
         let file = match std::fs::read(&path) {
-            Ok(bytes) => parse_file(&bytes).map_err(invalid)?,
+            Ok(bytes) => parse_file(&bytes).map_err(|source| AccessKeysError::Parse {
+                path: path.clone(),
+                source,
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => AccessKeysFile {
                 format: FORMAT,
                 keys: Vec::new(),
