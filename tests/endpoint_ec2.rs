@@ -798,3 +798,126 @@ fn ec2_sock_takes_a_signer_only_from_the_endpoint_uids() {
         .send(DescribeVolumesRequest::default());
     assert!(own.is_ok(), "{own:?}");
 }
+
+fn median(mut xs: Vec<Duration>) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+/// Issue 14's figure, run by `scripts/bench-ec2.sh` (ignored in the normal run: it boots
+/// many times and its figures depend on the machine's load): start -> running -> the
+/// guest's console line, the same stopped instance started by the stock `aws` CLI over
+/// the endpoint (`aws ec2 start-instances`, `aws ec2 wait instance-running` at its
+/// defaults, `aws ec2 get-console-output` polled) and by `atrest ec2` doing the same, next
+/// to qemu alone booting the same root image as a plain file; interleaved rounds, medians,
+/// the ratio of the endpoint path to atrest's (target <= `ATREST_BENCH_MAX_RATIO`, 1.1).
+#[test]
+#[ignore = "benchmark: run scripts/bench-ec2.sh"]
+fn bench_start_running_console() {
+    use atrest::boot::{BootProfile, Guest};
+
+    let runs: usize = std::env::var("ATREST_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let max_ratio: f64 = std::env::var("ATREST_BENCH_MAX_RATIO")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.1);
+    let http = Http::start();
+    let guest = guest_dir();
+    let r = http.lab.ec2(&[
+        "run-instances",
+        "--image-id",
+        guest.to_str().expect("utf8"),
+        "--placement",
+        "AvailabilityZone=us-east-1a",
+    ]);
+    let id = r["Instances"][0]["InstanceId"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    http.lab
+        .ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    http.lab.ec2(&["stop-instances", "--instance-ids", &id]);
+    http.lab
+        .ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
+    let root = http.lab.instance(&id)["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+        .as_str()
+        .expect("root")
+        .to_string();
+    let line = format!("atrest-guest: booted from volume {root}");
+    let console_log = http
+        .lab
+        .path()
+        .join("log/console")
+        .join(format!("{id}.log"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let profile = BootProfile::demo_guest(guest);
+    // qemu alone boots its own copy (never the guest cache the tests share).
+    let image = ec2_support::root_image(tmp.path(), "bench");
+
+    // One start -> running -> console line through `cli` (atrest's or aws's).
+    let through = |aws: bool| -> Duration {
+        let _ = std::fs::remove_file(&console_log);
+        let run = |args: &[&str]| -> Value {
+            if aws {
+                http.aws_ok(args)
+            } else {
+                http.lab.ok(args)
+            }
+        };
+        let t = Instant::now();
+        run(&["ec2", "start-instances", "--instance-ids", &id]);
+        run(&["ec2", "wait", "instance-running", "--instance-ids", &id]);
+        loop {
+            let c = run(&["ec2", "get-console-output", "--instance-id", &id]);
+            if c["Output"].as_str().is_some_and(|o| o.contains(&line)) {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(180), "no console line");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let took = t.elapsed();
+        http.lab.ec2(&["stop-instances", "--instance-ids", &id]);
+        http.lab
+            .ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
+        took
+    };
+    let (mut plain, mut cli, mut endpoint) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..runs {
+        let log = tmp.path().join(format!("plain-{run}.log"));
+        let t = Instant::now();
+        let g = Guest::start(&profile, &image, "vol-0000000000000bench", &log).expect("qemu");
+        g.wait_for_ready(Duration::from_secs(120)).expect("boot");
+        let p = t.elapsed();
+        g.stop(Duration::from_secs(10)).expect("stop");
+        let c = through(false);
+        let e = through(true);
+        println!(
+            "run {run}: qemu alone {:.0} ms, atrest ec2 {:.0} ms, aws ec2 {:.0} ms",
+            p.as_secs_f64() * 1e3,
+            c.as_secs_f64() * 1e3,
+            e.as_secs_f64() * 1e3
+        );
+        plain.push(p);
+        cli.push(c);
+        endpoint.push(e);
+    }
+    let (p, c, e) = (median(plain), median(cli), median(endpoint));
+    let ratio = e.as_secs_f64() / c.as_secs_f64();
+    println!("qemu alone median {:.0} ms", p.as_secs_f64() * 1e3);
+    println!("atrest ec2 median {:.0} ms", c.as_secs_f64() * 1e3);
+    println!("aws ec2 median {:.0} ms", e.as_secs_f64() * 1e3);
+    println!("ratio {ratio:.2} (aws over the endpoint / atrest ec2, target <= {max_ratio})");
+    println!(
+        "BENCH {{\"qemu_alone_ms\": {:.0}, \"atrest_ec2_ms\": {:.0}, \"aws_ec2_ms\": {:.0}, \"ratio\": {ratio:.3}, \"runs\": {runs}}}",
+        p.as_secs_f64() * 1e3,
+        c.as_secs_f64() * 1e3,
+        e.as_secs_f64() * 1e3
+    );
+    assert!(
+        ratio <= max_ratio,
+        "the endpoint path is {ratio:.2}x atrest's (target {max_ratio})"
+    );
+}
