@@ -41,6 +41,14 @@ fn boto3_json(lab: &Lab, body: &str, args: &[&str]) -> serde_json::Value {
     json_of(&lab.boto3(&script, args))
 }
 
+/// `s3api copy-object` of `source` to `dst/key`, with more arguments.
+fn copy_args<'a>(source: &'a str, key: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["s3api", "copy-object", "--copy-source", source];
+    args.extend(["--bucket", "dst", "--key", key]);
+    args.extend(more);
+    args
+}
+
 /// The KMS events named `op` whose encryption context names the object `bucket/key`.
 fn key_uses(lab: &Lab, op: &str, bucket: &str, key: &str) -> Vec<serde_json::Value> {
     let arn = format!("arn:aws:s3:::{bucket}/{key}");
@@ -87,20 +95,16 @@ fn copy_object_re_encrypts_copies_metadata_and_honours_conditions() {
     let etag = head("src", key)["ETag"].as_str().unwrap().to_string();
 
     // Across buckets, re-encrypted under another key; COPY keeps type and metadata.
-    let out = json_of(&lab.aws_ok(&[
-        "s3api",
-        "copy-object",
-        "--copy-source",
+    let out = json_of(&lab.aws_ok(&copy_args(
         "src/dir/a b+c ü%.txt",
-        "--bucket",
-        "dst",
-        "--key",
         "copy.txt",
-        "--server-side-encryption",
-        "aws:kms",
-        "--ssekms-key-id",
-        "alias/CopyB",
-    ]));
+        &[
+            "--server-side-encryption",
+            "aws:kms",
+            "--ssekms-key-id",
+            "alias/CopyB",
+        ],
+    )));
     assert_eq!(out["SSEKMSKeyId"], arn_b.as_str(), "{out}");
     assert!(out["CopyObjectResult"]["ETag"].is_string(), "{out}");
     let h = head("dst", "copy.txt");
@@ -129,53 +133,31 @@ fn copy_object_re_encrypts_copies_metadata_and_honours_conditions() {
     assert_eq!(gen[0]["resources"][0]["ARN"], arn_b.as_str(), "{}", gen[0]);
 
     // REPLACE takes the request's type and metadata; no SSE header: the bucket default.
-    lab.aws_ok(&[
-        "s3api",
-        "copy-object",
-        "--copy-source",
+    lab.aws_ok(&copy_args(
         "src/dir/a b+c ü%.txt",
-        "--bucket",
-        "dst",
-        "--key",
         "replaced.txt",
-        "--metadata-directive",
-        "REPLACE",
-        "--content-type",
-        "application/x-new",
-        "--metadata",
-        "shape=round",
-    ]);
+        &[
+            "--metadata-directive",
+            "REPLACE",
+            "--content-type",
+            "application/x-new",
+            "--metadata",
+            "shape=round",
+        ],
+    ));
     let h = head("dst", "replaced.txt");
     assert_eq!(h["ContentType"], "application/x-new", "{h}");
     assert_eq!(h["Metadata"], serde_json::json!({"shape": "round"}), "{h}");
     assert_eq!(h["ServerSideEncryption"], "AES256", "{h}");
 
     // Onto itself: only with REPLACE (or new encryption).
-    let err = lab.aws_fails(&[
-        "s3api",
-        "copy-object",
-        "--copy-source",
-        "dst/copy.txt",
-        "--bucket",
-        "dst",
-        "--key",
-        "copy.txt",
-    ]);
+    let err = lab.aws_fails(&copy_args("dst/copy.txt", "copy.txt", &[]));
     assert!(err.contains("InvalidRequest"), "{err}");
-    lab.aws_ok(&[
-        "s3api",
-        "copy-object",
-        "--copy-source",
+    lab.aws_ok(&copy_args(
         "dst/copy.txt",
-        "--bucket",
-        "dst",
-        "--key",
         "copy.txt",
-        "--metadata-directive",
-        "REPLACE",
-        "--metadata",
-        "v=2",
-    ]);
+        &["--metadata-directive", "REPLACE", "--metadata", "v=2"],
+    ));
     assert_eq!(head("dst", "copy.txt")["Metadata"]["v"], "2");
 
     // Copy-source conditions: 412 PreconditionFailed, nothing written.
@@ -188,18 +170,11 @@ fn copy_object_re_encrypts_copies_metadata_and_honours_conditions() {
         ("--copy-source-if-unmodified-since", "2001-01-01T00:00:00Z"),
         ("--copy-source-if-modified-since", "2100-01-01T00:00:00Z"),
     ] {
-        let err = lab.aws_fails(&[
-            "s3api",
-            "copy-object",
-            "--copy-source",
+        let err = lab.aws_fails(&copy_args(
             "src/dir/a b+c ü%.txt",
-            "--bucket",
-            "dst",
-            "--key",
             "conditional.txt",
-            flag,
-            value,
-        ]);
+            &[flag, value],
+        ));
         assert!(err.contains("PreconditionFailed"), "{flag}: {err}");
     }
     let err = lab.aws_fails(&[
@@ -211,18 +186,11 @@ fn copy_object_re_encrypts_copies_metadata_and_honours_conditions() {
         "conditional.txt",
     ]);
     assert!(err.contains("404"), "{err}");
-    lab.aws_ok(&[
-        "s3api",
-        "copy-object",
-        "--copy-source",
+    lab.aws_ok(&copy_args(
         "src/dir/a b+c ü%.txt",
-        "--bucket",
-        "dst",
-        "--key",
         "conditional.txt",
-        "--copy-source-if-match",
-        &etag,
-    ]);
+        &["--copy-source-if-match", &etag],
+    ));
 
     // Missing sources, as S3 names them; a customer key for the source is refused.
     let sse_c = [
@@ -236,10 +204,7 @@ fn copy_object_re_encrypts_copies_metadata_and_honours_conditions() {
         ("nobucket/x", &[][..], "NoSuchBucket"),
         ("src/x", &sse_c[..], "NotImplemented"),
     ] {
-        let mut args = vec!["s3api", "copy-object", "--copy-source", source];
-        args.extend(["--bucket", "dst", "--key", "x"]);
-        args.extend(extra);
-        let err = lab.aws_fails(&args);
+        let err = lab.aws_fails(&copy_args(source, "x", extra));
         assert!(err.contains(code), "{source}: {err}");
     }
 
