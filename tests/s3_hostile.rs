@@ -343,3 +343,45 @@ fn the_endpoint_log_rotates_at_its_size_cap() {
         "{live}"
     );
 }
+
+/// Issue 18: under `prlimit --nofile=128`, 200 connections that send nothing (more than
+/// the process has descriptors) do not stop the endpoint: a signed request is still
+/// answered within 2 s, the accept loop backs off instead of spinning on `EMFILE`, and
+/// the log grows by a few lines, not millions.
+#[test]
+fn idle_connections_past_the_file_limit_leave_the_endpoint_answering() {
+    let lab = Lab::start_with(S3Options {
+        wrapper: ["prlimit", "--nofile=128", "--"].map(String::from).to_vec(),
+        ..S3Options::default()
+    });
+    lab.ok(&["s3api", "create-bucket", "--bucket", "idle"]);
+    let lines = |lab: &Lab| lab.s3_log().lines().count();
+    let before = lines(&lab);
+    let idle: Vec<TcpStream> = (0..200)
+        .filter_map(|_| TcpStream::connect(&lab.addr).ok())
+        .collect();
+    assert!(idle.len() >= 150, "only {} connections opened", idle.len());
+    std::thread::sleep(Duration::from_millis(500));
+    for round in 0..3 {
+        let t0 = Instant::now();
+        let out = lab.ok(&["s3api", "list-objects-v2", "--bucket", "idle"]);
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "round {round}: a signed request took {took:?} behind 200 idle connections: {out}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let grew = lines(&lab) - before;
+    assert!(
+        grew < 20,
+        "the log grew by {grew} lines in ~6 s:\n{}",
+        lab.s3_log()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    drop(idle);
+}

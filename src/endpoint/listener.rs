@@ -3,10 +3,15 @@
 //! number, and the address file that tells the CLI and `atrest env` where it is.
 //!
 //! Limits, so that traffic nobody authenticated costs bounded memory, time and log
-//! lines: at most [`MAX_CONNECTIONS`] connections (the next ones wait in the kernel's
-//! backlog), request headers within [`HEADER_TIMEOUT`] of a connection's first byte
-//! and at most 64 KiB of them, a TLS handshake within [`HEADER_TIMEOUT`]; accept
-//! errors are logged once per 10 s however many there are.
+//! lines: at most [`MAX_CONNECTIONS`] connections, fewer when the open-file limit (whose
+//! soft value is raised to the hard one at start) leaves less room after [`RESERVED_FDS`]
+//! for everything else; when they are all open, the oldest one with no request in
+//! progress is closed to make room (its client reconnects), as kmsd.sock and ec2.sock
+//! do (`plumbing::listener`), and when every one is busy the newcomer gets `503
+//! SlowDown`. Request headers within [`HEADER_TIMEOUT`] of a connection's first byte and
+//! at most 64 KiB of them, a TLS handshake within [`HEADER_TIMEOUT`]; accept errors back
+//! off (out of descriptors or memory: 100 ms) and, like evictions and refusals, are
+//! logged once per 10 s however many there are.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,8 +25,11 @@ use tokio_rustls::rustls;
 
 use super::Endpoint;
 
-/// Connections served at once.
+/// Connections served at once (at most: see [`connection_cap`]).
 pub const MAX_CONNECTIONS: usize = 1024;
+/// Descriptors kept for everything but client connections (kmsd.sock connections of
+/// requests in progress, object files, logs, the runtime).
+pub const RESERVED_FDS: u64 = 64;
 /// How long a client has to send a request's headers (and to finish a TLS handshake).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most header bytes one request may send.
@@ -121,38 +129,127 @@ pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ListenE
     Ok(Arc::new(cfg))
 }
 
-/// One log line per interval for a stream of accept failures.
-struct AcceptErrors {
+/// One log line per interval for a stream of like events (accept failures, evictions,
+/// refusals).
+struct Throttled {
+    what: &'static str,
     last: Option<std::time::Instant>,
     unlogged: u64,
 }
 
-impl AcceptErrors {
-    fn failed(&mut self, e: &std::io::Error) -> Duration {
+impl Throttled {
+    fn new(what: &'static str) -> Self {
+        Throttled {
+            what,
+            last: None,
+            unlogged: 0,
+        }
+    }
+
+    fn note(&mut self, detail: &dyn std::fmt::Display) {
         self.unlogged += 1;
         let now = std::time::Instant::now();
         if self
             .last
             .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10))
         {
-            tracing::warn!(
-                failures = self.unlogged,
-                "endpoint cannot accept connections: {e}"
-            );
+            tracing::warn!(count = self.unlogged, "endpoint {}: {detail}", self.what);
             self.unlogged = 0;
             self.last = Some(now);
         }
-        // Out of descriptors or memory: wait instead of spinning.
-        if matches!(
-            e.raw_os_error(),
-            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-        ) {
+    }
+
+    /// Notes an accept failure; how long to wait before the next accept (out of
+    /// descriptors or memory: wait instead of spinning).
+    fn accept_failed(&mut self, e: &std::io::Error) -> Duration {
+        self.note(e);
+        if plumbing::listener::is_exhaustion(e) {
             Duration::from_millis(100)
         } else {
             Duration::ZERO
         }
     }
 }
+
+/// The connection cap: [`MAX_CONNECTIONS`], or what the soft open-file limit leaves
+/// after [`RESERVED_FDS`] (at least 4).
+pub fn connection_cap() -> usize {
+    let soft = plumbing::listener::nofile_limit()
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    usize::try_from(soft.saturating_sub(RESERVED_FDS))
+        .unwrap_or(usize::MAX)
+        .clamp(4, MAX_CONNECTIONS)
+}
+
+/// The open connections, oldest first, so that a full table can make room.
+#[derive(Default)]
+struct Table {
+    next: u64,
+    open: std::collections::BTreeMap<u64, Open>,
+}
+
+struct Open {
+    /// Requests in progress on it.
+    busy: Arc<std::sync::atomic::AtomicUsize>,
+    close: Arc<tokio::sync::Notify>,
+}
+
+impl Table {
+    fn add(
+        &mut self,
+        busy: Arc<std::sync::atomic::AtomicUsize>,
+    ) -> (u64, Arc<tokio::sync::Notify>) {
+        let id = self.next;
+        self.next += 1;
+        let close = Arc::new(tokio::sync::Notify::new());
+        self.open.insert(
+            id,
+            Open {
+                busy,
+                close: Arc::clone(&close),
+            },
+        );
+        (id, close)
+    }
+
+    /// Tells the oldest connection with no request in progress to close; whether there
+    /// was one.
+    fn evict_idle(&mut self) -> bool {
+        let idle = self
+            .open
+            .iter()
+            .find(|(_, o)| o.busy.load(std::sync::atomic::Ordering::Acquire) == 0)
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| self.open.remove(&id)) {
+            Some(o) => {
+                o.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Counts a request in progress on a connection while it lives.
+struct Busy(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Busy {
+    fn start(n: &Arc<std::sync::atomic::AtomicUsize>) -> Busy {
+        n.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(Arc::clone(n))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// The answer to a connection that finds every slot busy (S3's throttling error; the
+/// SDKs retry it with back-off).
+const SLOW_DOWN: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\nConnection: close\r\nRetry-After: 1\r\nContent-Length: 107\r\n\r\n<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
 
 /// Listens (port 0: any free port), writes the address files atomically, and serves
 /// until `shutdown` resolves; then removes the files if they still name this endpoint.
@@ -209,36 +306,76 @@ pub async fn serve(
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEADER_BYTES);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let mut errors = AcceptErrors {
-        last: None,
-        unlogged: 0,
-    };
+    if let Err(e) = plumbing::listener::raise_nofile_limit() {
+        tracing::warn!("cannot raise the open-file limit: {e}");
+    }
+    let cap = connection_cap();
+    tracing::info!(connections = cap, "connection cap");
+    let slots = Arc::new(tokio::sync::Semaphore::new(cap));
+    let table = Arc::new(std::sync::Mutex::new(Table::default()));
+    let mut accept_errors = Throttled::new("cannot accept connections");
+    let mut evictions = Throttled::new("closed idle connections to make room");
+    let mut refusals = Throttled::new("refused connections (every slot busy): 503 SlowDown");
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    let wait = errors.failed(&e);
-                    drop(permit);
+                    let wait = accept_errors.accept_failed(&e);
                     tokio::time::sleep(wait).await;
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let evicted = table.lock().is_ok_and(|mut t| t.evict_idle());
+                if evicted {
+                    evictions.note(&cap);
+                    tokio::time::timeout(Duration::from_secs(1), Arc::clone(&slots).acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(permit) = permit else {
+            refusals.note(&peer);
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let mut stream = stream;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), stream.write_all(SLOW_DOWN)).await;
+            });
+            continue;
+        };
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (id, close) = match table.lock() {
+            Ok(mut t) => t.add(Arc::clone(&busy)),
+            Err(_) => continue,
+        };
+        let forget = {
+            let table = Arc::clone(&table);
+            move || {
+                if let Ok(mut t) = table.lock() {
+                    t.open.remove(&id);
+                }
+            }
+        };
         let ep = Arc::clone(&endpoint);
         let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             let ep = Arc::clone(&ep);
-            async move { Ok::<_, std::convert::Infallible>(ep.handle(req, peer).await) }
+            let busy = Busy::start(&busy);
+            async move {
+                let answer = ep.handle(req, peer).await;
+                drop(busy);
+                Ok::<_, std::convert::Infallible>(answer)
+            }
         });
         match &tls {
             None => {
@@ -247,9 +384,15 @@ pub async fn serve(
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    tokio::select! {
+                        r = conn => if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        },
+                        () = close.notified() => {
+                            tracing::debug!(%peer, "idle connection closed to make room");
+                        }
                     }
+                    forget();
                     drop(permit);
                 });
             }
@@ -258,28 +401,37 @@ pub async fn serve(
                 let http = http.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let handshake =
-                        tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
-                    let stream = match handshake {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
+                    let serve = async {
+                        let handshake =
+                            tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await;
+                        let stream = match handshake {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                        let conn = http
+                            .serve_connection_with_upgrades(
+                                hyper_util::rt::TokioIo::new(stream),
+                                service,
+                            )
+                            .into_owned();
+                        if let Err(e) = watcher.watch(conn).await {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
                         }
                     };
-                    let conn = http
-                        .serve_connection_with_upgrades(
-                            hyper_util::rt::TokioIo::new(stream),
-                            service,
-                        )
-                        .into_owned();
-                    if let Err(e) = watcher.watch(conn).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    tokio::select! {
+                        () = serve => {}
+                        () = close.notified() => {
+                            tracing::debug!(%peer, "idle connection closed to make room");
+                        }
                     }
+                    forget();
                     drop(permit);
                 });
             }
