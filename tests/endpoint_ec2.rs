@@ -6,26 +6,16 @@
 //! the test (scripts/install-deps.sh installs both); nothing is skipped.
 
 mod ec2_support;
+mod endpoint_common;
+mod s3_common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use ec2_support::{guest_dir, Lab};
+use endpoint_common::venv_bin;
 use serde_json::Value;
-
-fn venv_bin(name: &str) -> PathBuf {
-    let venv = std::env::var_os("ATREST_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"));
-    let bin = venv.join("bin").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/install-deps.sh (it makes the project venv)",
-        bin.display()
-    );
-    bin
-}
 
 /// A [`Lab`] with the volume service and the AWS endpoint (`atrest serve` on a free
 /// port) running, and the environment `atrest env` prints.
