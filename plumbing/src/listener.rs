@@ -63,6 +63,8 @@ impl Limits {
         let room = usize::try_from(soft.saturating_sub(reserved))
             .unwrap_or(usize::MAX)
             .max(4);
+        // Evicted connections still closing may go past the cap by up to its slack.
+        let room = room.saturating_sub(closing_slack(room)).max(4);
         Limits {
             max_connections: self.max_connections.min(room),
             ..self
@@ -227,9 +229,9 @@ impl Connections {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// How many connections are open.
+    /// How many connections are open (not counting evicted ones still closing).
     pub fn open(&self) -> usize {
-        self.lock().open.len()
+        live(&self.lock())
     }
 
     /// Everything counted since the listener started.
@@ -244,7 +246,22 @@ impl Connections {
     pub fn admit(self: &Arc<Self>, stream: UnixStream) -> Admission {
         let now = Instant::now();
         let mut table = self.lock();
-        if table.open.len() >= self.limits.max_connections && !evict_locked(&mut table, now) {
+        let max = self.limits.max_connections;
+        // Evicted connections hold their descriptor until their thread lets go of it:
+        // while `closing_slack` of them are still closing, wait (a little) for them
+        // rather than take more descriptors, which the service needs for its own work
+        // (kmsd, the registry, images). This also paces a client that reconnects as
+        // fast as it is evicted.
+        let mut waited = Duration::ZERO;
+        while table.open.len() >= max.saturating_add(closing_slack(max)) && waited < CLOSING_WAIT {
+            drop(table);
+            std::thread::sleep(Duration::from_millis(2));
+            waited += Duration::from_millis(2);
+            table = self.lock();
+        }
+        if (live(&table) >= max && !evict_locked(&mut table, now))
+            || table.open.len() >= max.saturating_add(closing_slack(max))
+        {
             table.counts.refused += 1;
             self.log_locked(&mut table, now);
             return Admission::Refused(stream);
@@ -377,6 +394,26 @@ fn has_input(stream: &UnixStream) -> bool {
 /// Picks and shuts down the connection to evict (under the table lock): the oldest
 /// connection that has sent nothing yet, else the oldest still short of its first frame,
 /// else the oldest idle one.
+/// Connections being served or waiting for a frame (evicted ones still closing are not).
+fn live(table: &Table) -> usize {
+    table
+        .open
+        .values()
+        .filter(|t| t.phase != Phase::Evicted)
+        .count()
+}
+
+/// How many evicted connections may still hold their descriptor beyond the cap, so
+/// descriptors stay bounded however fast clients reconnect (ec2.sock under `prlimit
+/// --nofile=128`, cap 64, held 111 sockets before evicted ones were counted, and its
+/// own registry lock then failed with EMFILE).
+fn closing_slack(max: usize) -> usize {
+    (max / 8).max(4)
+}
+
+/// How long a new connection waits for evicted ones to finish closing.
+const CLOSING_WAIT: Duration = Duration::from_millis(200);
+
 fn evict_locked(table: &mut Table, now: Instant) -> bool {
     let mut pending: Vec<(u64, Instant)> = table
         .open
@@ -405,10 +442,9 @@ fn evict_locked(table: &mut Table, now: Instant) -> bool {
     };
     if let Some(t) = table.open.get_mut(&id) {
         t.phase = Phase::Evicted;
-        // Its thread's read returns at once; it stops tracking the connection itself.
+        // Its thread's read returns at once; it stops tracking the connection (and
+        // closes its descriptor) itself. Until then it counts as closing, not live.
         let _ = t.stream.shutdown(std::net::Shutdown::Both);
-        // Untracked now: the slot is free for the connection being admitted.
-        table.open.remove(&id);
     }
     table.counts.evicted += 1;
     true
@@ -454,7 +490,7 @@ impl Conn {
     /// deadline; on success the connection is busy until [`Conn::answered`].
     pub fn next_frame(&self, buf: &mut Vec<u8>, max: usize) -> Result<(), End> {
         let limits = self.connections.limits;
-        let Some((phase, since)) = self.phase() else {
+        let Some((phase, since)) = self.phase().filter(|(p, _)| *p != Phase::Evicted) else {
             return Err(End::Evicted);
         };
         let until = since
@@ -468,7 +504,11 @@ impl Conn {
         };
         let res = frame::read_bytes(&mut r, buf, max);
         let mut table = self.connections.lock();
-        let Some(t) = table.open.get_mut(&self.id) else {
+        let Some(t) = table
+            .open
+            .get_mut(&self.id)
+            .filter(|t| t.phase != Phase::Evicted)
+        else {
             return Err(End::Evicted);
         };
         match res {
@@ -500,7 +540,12 @@ impl Conn {
 
     /// The answer is written: idle from now (its next frame's deadline starts).
     pub fn answered(&self) {
-        if let Some(t) = self.connections.lock().open.get_mut(&self.id) {
+        let mut table = self.connections.lock();
+        if let Some(t) = table
+            .open
+            .get_mut(&self.id)
+            .filter(|t| t.phase != Phase::Evicted)
+        {
             t.phase = Phase::Idle;
             t.since = Instant::now();
         }
@@ -636,10 +681,12 @@ mod tests {
         let (soft, hard) = raise_nofile_limit().unwrap();
         assert_eq!(soft, hard);
         let l = limits(usize::MAX).fitted(64);
-        assert_eq!(
-            l.max_connections as u64,
-            soft.saturating_sub(64).max(4),
-            "{l:?}"
+        // Room for the cap and the evicted connections still closing beyond it.
+        let room = soft.saturating_sub(64).max(4);
+        let cap = l.max_connections as u64;
+        assert!(
+            cap < room && cap + (cap / 8).max(4) <= room,
+            "{l:?}, room {room}"
         );
         assert!(is_exhaustion(&io::Error::from_raw_os_error(libc::EMFILE)));
         assert!(!is_exhaustion(&io::Error::from_raw_os_error(
