@@ -41,6 +41,12 @@ pub struct DataKeySizeError {
 pub struct Kms {
     socket: PathBuf,
     site: SiteConfig,
+    /// One kmsd connection kept for `ResolveCaller`, asked on every request: a request
+    /// needs no new descriptor to learn who its caller is, so a flood of idle ec2.sock
+    /// clients that takes the service's spare descriptors cannot make every request
+    /// fail with "cannot reach kmsd (Too many open files)". Dropped after a transport
+    /// failure and opened again on the next request.
+    resolver: std::sync::Mutex<Option<KmsClient>>,
 }
 
 /// The region and account from HOME/config.toml (defaults us-east-1, 111122223333).
@@ -96,7 +102,27 @@ impl Kms {
         Kms {
             socket: layout.kmsd_socket(),
             site: SiteConfig::load(&layout.config()).unwrap_or_default(),
+            resolver: std::sync::Mutex::new(None),
         }
+    }
+
+    /// kmsd's `ResolveCaller` through the kept connection (the `resolver` field).
+    fn resolve_caller(
+        &self,
+        uid: u32,
+        act_as: Option<&str>,
+    ) -> Result<kmsd::protocol::ResolveCallerResponse, ClientError> {
+        let mut kept = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
+        let client = match kept.take() {
+            Some(c) => c,
+            None => KmsClient::connect(&self.socket)?,
+        };
+        let answer = client.resolve_caller(uid, act_as);
+        // kmsd's own refusals leave the connection good; anything else, a new one next time.
+        if matches!(&answer, Ok(_) | Err(ClientError::Kms(_))) {
+            *kept = Some(client);
+        }
+        answer
     }
 
     /// The principal a local uid is served as: its own, or the principal an `--as` ARN
@@ -105,12 +131,10 @@ impl Kms {
     /// `UnauthorizedOperation`. kmsd trusts this service to speak for anyone, so this is
     /// the check; kmsd unreachable is `ServiceUnavailable`.
     pub fn caller_principal(&self, uid: u32, act_as: Option<&str>) -> Result<String, Ec2Error> {
-        let resolved = KmsClient::connect(&self.socket)
-            .and_then(|c| c.resolve_caller(uid, act_as))
-            .map_err(|e| match e {
-                ClientError::Kms(k) => Ec2Error::new(Ec2Code::UnauthorizedOperation, k.message),
-                other => from_client(other),
-            })?;
+        let resolved = self.resolve_caller(uid, act_as).map_err(|e| match e {
+            ClientError::Kms(k) => Ec2Error::new(Ec2Code::UnauthorizedOperation, k.message),
+            other => from_client(other),
+        })?;
         Ok(resolved.principal_arn)
     }
 
@@ -137,9 +161,7 @@ impl Kms {
                 "a request for a SigV4 signer cannot also act as another principal",
             ));
         }
-        let resolved = KmsClient::connect(&self.socket)
-            .and_then(|c| c.resolve_caller(uid, None))
-            .map_err(from_client)?;
+        let resolved = self.resolve_caller(uid, None).map_err(from_client)?;
         if !resolved.trusted_as_endpoint {
             let user = plumbing::peer::display_name(uid);
             return Err(Ec2Error::new(
