@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use ec2_support::{guest_dir, Lab};
+use ec2_support::{guest_dir, terminate, Lab};
 use endpoint_common::venv_bin;
 use serde_json::Value;
 
@@ -288,17 +288,7 @@ impl Http {
 impl Drop for Http {
     fn drop(&mut self) {
         if let Some(mut c) = self.serve.take() {
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let t0 = Instant::now();
-            while t0.elapsed() < Duration::from_secs(10) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            terminate(&mut c, Duration::from_secs(10));
         }
     }
 }

@@ -344,17 +344,7 @@ impl Lab {
 impl Drop for Lab {
     fn drop(&mut self) {
         if let Some(mut c) = self.daemon.take() {
-            // SAFETY: signalling our own child by pid.
-            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(30) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            terminate(&mut c, Duration::from_secs(30));
         }
         if let Some(s) = self.kmsd.take() {
             s.shutdown();
@@ -370,6 +360,21 @@ impl Drop for Lab {
 
 /// The demo guest (kernel, initrd, root.img), built once by scripts/make-guest.sh into
 /// a cache shared by the test processes (make-guest.sh serializes on a lock).
+/// SIGTERM to our own child, up to `grace` for it to exit, then SIGKILL; reaped.
+pub fn terminate(child: &mut std::process::Child, grace: Duration) {
+    // SAFETY: signalling our own child by pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let start = Instant::now();
+    while start.elapsed() < grace {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 pub fn guest_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
