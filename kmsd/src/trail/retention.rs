@@ -70,7 +70,12 @@ pub fn newest_time(bytes: &[u8]) -> Option<OffsetDateTime> {
     if lines.len() == 1 {
         return SegmentHeader::parse(last).ok().map(|h| h.created);
     }
-    let parsed = parse_line(last).ok()?;
+    event_time(last)
+}
+
+/// The time of the event on one chained trail line (`None` if it is not one).
+fn event_time(line: &[u8]) -> Option<OffsetDateTime> {
+    let parsed = parse_line(line).ok()?;
     serde_json::from_slice::<TrailRecord>(parsed.record)
         .ok()
         .map(|r| r.event_time)
@@ -105,11 +110,7 @@ pub fn segment_newest_time(path: &Path) -> std::io::Result<Option<OffsetDateTime
             .and_then(|nl| buf.get(nl + 1..))
             .unwrap_or_default();
         if let Some(last) = segment::split_lines(whole).lines.last() {
-            return Ok(parse_line(last).ok().and_then(|parsed| {
-                serde_json::from_slice::<TrailRecord>(parsed.record)
-                    .ok()
-                    .map(|r| r.event_time)
-            }));
+            return Ok(event_time(last));
         }
         window = window.saturating_mul(2).min(len);
     }
