@@ -151,6 +151,9 @@ struct Queue {
     /// Every ticket up to this one is written (and synced if it asked) or refused.
     done_through: u64,
     leader_active: bool,
+    /// Appenders blocked on `Shared::wake`: a leader wakes them only if there are any
+    /// (a futex call per group otherwise, for nobody, when each request leads its own).
+    waiting: u32,
     /// Groups that failed and whose callers have not all looked yet.
     failed_groups: Vec<FailedGroup>,
 }
@@ -229,6 +232,7 @@ impl TrailWriter {
                 last_ticket: 0,
                 done_through: 0,
                 leader_active: false,
+                waiting: 0,
                 failed_groups: Vec::new(),
             }),
             wake: Condvar::new(),
@@ -347,7 +351,9 @@ impl TrailWriter {
                 q = shared.lead(q);
                 continue;
             }
+            q.waiting += 1;
             q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.waiting -= 1;
         }
     }
 
@@ -521,7 +527,9 @@ impl Shared {
                 false
             }
         };
-        self.wake.notify_all();
+        if q.waiting > 0 {
+            self.wake.notify_all();
+        }
         if rotated {
             // After the group is acknowledged, so only this caller waits for it.
             drop(q);
