@@ -40,4 +40,4 @@ pub mod span;
 pub mod upload;
 
 pub use operations::ObjectService;
-pub use server::{build_service, build_service_with, handle, live_endpoint, serve, ServeError};
+pub use server::{build_service, build_service_with, handle};

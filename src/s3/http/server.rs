@@ -1,12 +1,9 @@
 //! The endpoint around the operations: the s3s service (host parsing, signature
-//! verification, access hook), the finishing touches every response gets, and the listener.
+//! verification, access hook) and the finishing touches every response gets. The listener
+//! is the AWS endpoint's (`crate::endpoint::listener`).
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use s3s::path::S3Path;
 use s3s::{S3Error, S3Result};
 
@@ -329,105 +326,6 @@ fn finish_response(
         resp.headers_mut().insert(hyper::header::CONTENT_LENGTH, v);
     }
     resp
-}
-
-/// Errors starting the endpoint.
-#[derive(Debug, thiserror::Error)]
-pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot write the endpoint address to {path}: {source}")]
-    AddrFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "an object endpoint already serves this home at {addr} (named in {path}); stop it first"
-    )]
-    AlreadyServing { addr: SocketAddr, path: PathBuf },
-}
-
-/// The endpoint `addr_file` names, if one answers there: a second endpoint on the same
-/// home would take the address file over, and the first one's exit would then delete it.
-pub fn live_endpoint(addr_file: &Path) -> Option<SocketAddr> {
-    let named: SocketAddr = std::fs::read_to_string(addr_file)
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    std::net::TcpStream::connect_timeout(&named, std::time::Duration::from_millis(500))
-        .ok()
-        .map(|_| named)
-}
-
-/// Listens on `addr` (port 0: any free port), records the address it got in `addr_file`
-/// atomically, and serves until `shutdown` resolves.
-pub async fn serve(
-    svc: s3s::service::S3Service,
-    addr: SocketAddr,
-    addr_file: &Path,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), ServeError> {
-    if let Some(addr) = live_endpoint(addr_file) {
-        return Err(ServeError::AlreadyServing {
-            addr,
-            path: addr_file.to_path_buf(),
-        });
-    }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind { addr, source })?;
-    plumbing::durable::write_atomic(addr_file, format!("{local}\n").as_bytes(), 0o644).map_err(
-        |source| ServeError::AddrFile {
-            path: addr_file.to_path_buf(),
-            source,
-        },
-    )?;
-    tracing::info!(%local, "object endpoint listening");
-    println!("atrest s3 endpoint listening on http://{local}");
-    let server = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        tracing::debug!(%peer, "connection");
-        let svc = svc.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let svc = svc.clone();
-            async move { Ok::<_, Infallible>(handle(&svc, req.map(s3s::Body::from)).await) }
-        });
-        let conn = server.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let conn = graceful.watch(conn.into_owned());
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    // Only our own address: never a file that names another endpoint.
-    if std::fs::read_to_string(addr_file).is_ok_and(|a| a.trim() == local.to_string()) {
-        let _ = std::fs::remove_file(addr_file);
-    }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-    }
-    Ok(())
 }
 
 #[cfg(test)]
