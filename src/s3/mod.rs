@@ -7,7 +7,7 @@
 //! file as it arrives), [`reader`] (the chunks under a byte span, authenticated),
 //! [`multipart`] (uploads in parts), [`parts`] and [`range`] (S3's rules for part lists and
 //! `Range` headers, pure), [`access`] (BPA, ownership, ACLs),
-//! [`checksum`] (composite checksums, pure),
+//! [`checksum`] (composite checksums, pure), [`precondition`] (conditional writes, pure),
 //! [`kms`] (data keys), [`bucket_key`] (S3 Bucket Keys), [`auth`] (access keys, SigV4
 //! signing), [`http`] (the endpoint: operation table, handlers by resource, listener),
 //! [`audit`] (the trail hook).
@@ -24,6 +24,7 @@ pub mod kms;
 pub mod meta;
 pub mod multipart;
 pub mod parts;
+pub mod precondition;
 pub mod range;
 pub mod reader;
 pub mod sealed;

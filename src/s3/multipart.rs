@@ -24,6 +24,7 @@ use super::meta::{
     StoredPart,
 };
 use super::parts::{self, Requested, UploadedPart, MAX_PART_SIZE};
+use super::precondition::{Stage, WriteCondition};
 use super::sealed::SealedFile;
 use super::sse::{self, CHUNK_SIZE};
 use super::store::{PutRequest, Store, StoreError};
@@ -297,6 +298,7 @@ impl Store {
         upload_id: &str,
         requested: &[Requested],
         principal: &str,
+        condition: &WriteCondition,
     ) -> Result<ObjectMeta, StoreError> {
         let upload = match self.find_upload(bucket, key, upload_id) {
             Ok(u) => u,
@@ -318,6 +320,8 @@ impl Store {
         if st.finished {
             return Err(StoreError::NoSuchUpload);
         }
+        // Fails before the manifest is sealed; decided again at the commit.
+        self.check_condition(bucket, key, condition, Stage::Before)?;
         let uploaded: BTreeMap<u32, UploadedPart> = st
             .parts
             .iter()
@@ -376,7 +380,7 @@ impl Store {
                     .collect::<Vec<_>>(),
             ),
         };
-        self.commit_sidecar(bucket, &self.sidecar_path(bucket, key)?, &meta)?;
+        self.commit_sidecar(bucket, &self.sidecar_path(bucket, key)?, &meta, condition)?;
         st.finished = true;
         for (n, p) in &st.parts {
             if !chosen.contains(n) {
@@ -507,7 +511,14 @@ mod tests {
             let r2 = upload_part(&store, &key, &up.id, 2, &p2);
             let r1 = upload_part(&store, &key, &up.id, 1, &p1);
             let m = store
-                .complete_upload(B, &key, &up.id, &[req(&r1), req(&r2), req(&r3)], P)
+                .complete_upload(
+                    B,
+                    &key,
+                    &up.id,
+                    &[req(&r1), req(&r2), req(&r3)],
+                    P,
+                    &WriteCondition::Unconditional,
+                )
                 .unwrap();
             let whole = [p1.clone(), p2.clone(), p3.clone()].concat();
             assert_eq!(m.size, whole.len() as u64);
@@ -565,7 +576,9 @@ mod tests {
             2,
             &random_body(MIN_PART_SIZE as usize, 9),
         );
-        let complete = |parts: &[Requested]| store.complete_upload(B, "k", &up.id, parts, P);
+        let complete = |parts: &[Requested]| {
+            store.complete_upload(B, "k", &up.id, parts, P, &WriteCondition::Unconditional)
+        };
         assert!(matches!(
             complete(&[req(&small), req(&big)]),
             Err(StoreError::Parts(PartsError::EntityTooSmall {
@@ -597,7 +610,14 @@ mod tests {
         // A retried completion answers the same object; another upload id does not exist.
         assert_eq!(complete(&[req(&big)]).unwrap(), m);
         assert!(matches!(
-            store.complete_upload(B, "k", "0123456789abcdef0123456789abcdef", &[req(&big)], P),
+            store.complete_upload(
+                B,
+                "k",
+                "0123456789abcdef0123456789abcdef",
+                &[req(&big)],
+                P,
+                &WriteCondition::Unconditional
+            ),
             Err(StoreError::NoSuchUpload)
         ));
     }
@@ -679,7 +699,14 @@ mod tests {
         );
         let r2 = upload_part(&store, "k", &up.id, 2, b"end");
         store
-            .complete_upload(B, "k", &up.id, &[req(&r1), req(&r2)], P)
+            .complete_upload(
+                B,
+                "k",
+                &up.id,
+                &[req(&r1), req(&r2)],
+                P,
+                &WriteCondition::Unconditional,
+            )
             .unwrap();
         assert_eq!(data_files(&objects), 2);
         put(&store, &b, "k", b"single", SseChoice::StoreKey);
@@ -690,10 +717,19 @@ mod tests {
             .unwrap();
         let r1 = upload_part(&store, "k", &up.id, 1, b"x");
         store
-            .complete_upload(B, "k", &up.id, &[req(&r1)], P)
+            .complete_upload(
+                B,
+                "k",
+                &up.id,
+                &[req(&r1)],
+                P,
+                &WriteCondition::Unconditional,
+            )
             .unwrap();
         assert_eq!(data_files(&objects), 1);
-        store.delete_object(B, "k").unwrap();
+        store
+            .delete_object(B, "k", &WriteCondition::Unconditional)
+            .unwrap();
         assert_eq!(data_files(&objects), 0);
     }
 
@@ -708,7 +744,9 @@ mod tests {
             .map(|n| upload_part(&store, "k", &up.id, n, &random_body(size, u64::from(n))))
             .collect();
         let reqs: Vec<Requested> = recs.iter().map(req).collect();
-        store.complete_upload(B, "k", &up.id, &reqs, P).unwrap();
+        store
+            .complete_upload(B, "k", &up.id, &reqs, P, &WriteCondition::Unconditional)
+            .unwrap();
         let sidecar = d
             .path()
             .join("s3/buckets/imagebucket-1/objects")
@@ -780,7 +818,14 @@ mod tests {
         let r1 = upload_part(&store, "mp", &up.id, 1, &p1);
         let r2 = upload_part(&store, "mp", &up.id, 2, &p2);
         store
-            .complete_upload(B, "mp", &up.id, &[req(&r1), req(&r2)], P)
+            .complete_upload(
+                B,
+                "mp",
+                &up.id,
+                &[req(&r1), req(&r2)],
+                P,
+                &WriteCondition::Unconditional,
+            )
             .unwrap();
         let whole = [p1, p2].concat();
         put(&store, &b, "single", &whole, kms_choice());

@@ -33,6 +33,7 @@ use super::kms::{self, DataKeys, KmsFailure, StoreKeyError};
 use super::meta::{self, BucketMeta, CannedAcl, KeyProtection, ObjectMeta, SseAlgorithm};
 use super::multipart::Uploads;
 use super::parts::PartsError;
+use super::precondition::{Stage, WriteCondition};
 use super::reader::{ObjectReader, SegmentReader};
 use super::sealed::SealedFile;
 use super::sse::{self, DataKey, Opener, SseError, StreamLayout, CHUNK_SIZE};
@@ -85,6 +86,12 @@ pub enum StoreError {
     TooManyUploads(usize),
     #[error("the endpoint has too many files open; try again")]
     TooManyOpenFiles,
+    /// A conditional write's `If-None-Match` or `If-Match` (named) did not hold.
+    #[error("At least one of the pre-conditions you specified did not hold ({0})")]
+    PreconditionFailed(&'static str),
+    /// The object an `If-Match` write was to replace was deleted while it streamed in.
+    #[error("A conflicting conditional operation is currently in progress against this resource. Please try again.")]
+    ConditionalRequestConflict,
 }
 
 /// Held for as long as a [`Store`] is open: opening sweeps away unreferenced data files,
@@ -198,6 +205,9 @@ pub struct PutRequest {
     pub sse: SseChoice,
     pub owner_account: String,
     pub user_metadata: BTreeMap<String, String>,
+    /// `If-None-Match: *` / `If-Match`: checked before the data key is made and again at
+    /// the commit.
+    pub condition: WriteCondition,
 }
 
 /// The object store over `HOME/s3`.
@@ -490,6 +500,7 @@ impl Store {
         req: PutRequest,
     ) -> Result<PutWriter, StoreError> {
         let sidecar = self.sidecar_path(&bucket.name, key)?;
+        self.check_condition(&bucket.name, key, &req.condition, Stage::Before)?;
         let arn = meta::object_arn(&bucket.name, key);
         let (dek, protection) = self.new_data_key(bucket, key, principal, &req.sse)?;
         let prefix = sse::random_prefix();
@@ -525,20 +536,44 @@ impl Store {
             sidecar,
             body,
             meta,
+            condition: req.condition,
         })
     }
 
-    /// Replaces the sidecar (the commit point) and removes the data files it replaced.
+    /// Decides a write's condition against the object now under `key`.
+    pub(super) fn check_condition(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &WriteCondition,
+        stage: Stage,
+    ) -> Result<(), StoreError> {
+        if *condition == WriteCondition::Unconditional {
+            return Ok(());
+        }
+        let current = match self.head_object(bucket, key) {
+            Ok(m) => Some(m),
+            Err(StoreError::NoSuchKey) => None,
+            Err(e) => return Err(e),
+        };
+        condition.check(current.as_ref(), stage)
+    }
+
+    /// Replaces the sidecar (the commit point) if `condition` holds against the object it
+    /// replaces (decided under the commit lock, so racing conditional writers are
+    /// serialized), and removes the data files it replaced.
     pub(super) fn commit_sidecar(
         &self,
         bucket: &str,
         sidecar: &Path,
         meta: &ObjectMeta,
+        condition: &WriteCondition,
     ) -> Result<(), StoreError> {
         let _g = self.lock();
         // The bucket may have been deleted while the body streamed in.
         self.get_bucket(bucket)?;
         let previous = read_json::<ObjectMeta>(sidecar)?;
+        condition.check(previous.as_ref(), Stage::Commit)?;
         write_json(sidecar, meta)?;
         if let Some(prev) = previous {
             let keep = meta.data_files();
@@ -703,15 +738,24 @@ impl Store {
         Ok(meta)
     }
 
-    /// Deletes an object; deleting a missing key succeeds, as in S3.
-    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+    /// Deletes an object; deleting a missing key succeeds, as in S3, unless `condition`
+    /// (`If-Match`) requires it to exist.
+    pub fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &WriteCondition,
+    ) -> Result<(), StoreError> {
         let path = self.sidecar_path(bucket, key)?;
         let _g = self.lock();
         let meta = match self.head_object(bucket, key) {
             Ok(m) => m,
-            Err(StoreError::NoSuchKey) => return Ok(()),
+            Err(StoreError::NoSuchKey) => {
+                return condition.check(None, Stage::Before);
+            }
             Err(e) => return Err(e),
         };
+        condition.check(Some(&meta), Stage::Before)?;
         fs::remove_file(&path).map_err(io_err(&path))?;
         let objects = self.objects_dir(bucket)?;
         plumbing::durable::sync_dir(&objects).map_err(io_err(&objects))?;
@@ -833,6 +877,7 @@ pub struct PutWriter {
     sidecar: PathBuf,
     body: SealedFile,
     meta: ObjectMeta,
+    condition: WriteCondition,
 }
 
 impl PutWriter {
@@ -864,7 +909,7 @@ impl PutWriter {
         }
         self.meta.last_modified = plumbing::awstime::now_rfc3339();
         self.store
-            .commit_sidecar(&self.bucket, &self.sidecar, &self.meta)?;
+            .commit_sidecar(&self.bucket, &self.sidecar, &self.meta, &self.condition)?;
         self.body.keep();
         Ok(self.meta)
     }
@@ -1022,6 +1067,7 @@ mod tests {
                     },
                     owner_account: DEFAULT_ACCOUNT.into(),
                     user_metadata: BTreeMap::new(),
+                    condition: Default::default(),
                 },
             )
             .err()
@@ -1150,6 +1196,126 @@ mod tests {
         assert!(get(&store, "imagebucket-1", "one").is_err());
     }
 
+    /// A writer with `condition` on `key`, its body written but not committed.
+    fn pending(
+        store: &Arc<Store>,
+        b: &BucketMeta,
+        key: &str,
+        body: &[u8],
+        condition: WriteCondition,
+    ) -> Result<PutWriter, StoreError> {
+        let mut req = put_request(SseChoice::StoreKey);
+        req.condition = condition;
+        let mut w = store.begin_put(b, key, P, req)?;
+        w.write(body)?;
+        Ok(w)
+    }
+
+    #[test]
+    fn of_racing_creators_the_first_to_commit_wins_and_the_rest_leave_nothing() {
+        let (d, store, _k, b) = setup();
+        let dir = d.path().join("s3/buckets/imagebucket-1/objects");
+        // All begin while the key is free, so all pass the check before the body.
+        let writers: Vec<PutWriter> = (0..4)
+            .map(|i| pending(&store, &b, "lock", &body(1000 + i), WriteCondition::Absent).unwrap())
+            .collect();
+        let outcomes: Vec<_> = writers.into_iter().map(PutWriter::commit).collect();
+        assert!(outcomes[0].is_ok());
+        for o in &outcomes[1..] {
+            assert!(
+                matches!(o, Err(StoreError::PreconditionFailed("If-None-Match"))),
+                "{o:?}"
+            );
+        }
+        assert_eq!(get(&store, "imagebucket-1", "lock").unwrap(), body(1000));
+        // The losers' data files are gone: one sidecar, one body.
+        assert_eq!(all_files(&dir).len(), 2);
+        // Once the key exists, a creator fails before a data key is made.
+        assert!(matches!(
+            pending(&store, &b, "lock", b"x", WriteCondition::Absent),
+            Err(StoreError::PreconditionFailed(_))
+        ));
+    }
+
+    #[test]
+    fn if_match_writes_swap_only_the_version_they_read() {
+        let (_d, store, _k, b) = setup();
+        let first = put(&store, &b, "doc", b"v1", SseChoice::StoreKey);
+        let w1 = pending(
+            &store,
+            &b,
+            "doc",
+            b"v2",
+            WriteCondition::Matches(Some(first.etag.clone())),
+        )
+        .unwrap();
+        let w2 = pending(
+            &store,
+            &b,
+            "doc",
+            b"v3",
+            WriteCondition::Matches(Some(first.etag.clone())),
+        )
+        .unwrap();
+        w1.commit().unwrap();
+        assert!(matches!(
+            w2.commit(),
+            Err(StoreError::PreconditionFailed("If-Match"))
+        ));
+        assert_eq!(get(&store, "imagebucket-1", "doc").unwrap(), b"v2");
+        // Deleted while the body streamed in: a conflict, and nothing is written.
+        let now = store.head_object("imagebucket-1", "doc").unwrap();
+        let w = pending(
+            &store,
+            &b,
+            "doc",
+            b"v4",
+            WriteCondition::Matches(Some(now.etag.clone())),
+        )
+        .unwrap();
+        store
+            .delete_object(
+                "imagebucket-1",
+                "doc",
+                &WriteCondition::Matches(Some(now.etag)),
+            )
+            .unwrap();
+        assert!(matches!(
+            w.commit(),
+            Err(StoreError::ConditionalRequestConflict)
+        ));
+        assert!(matches!(
+            store.head_object("imagebucket-1", "doc"),
+            Err(StoreError::NoSuchKey)
+        ));
+        // If-Match on a missing key: NoSuchKey, for a write and for a delete.
+        assert!(matches!(
+            pending(&store, &b, "doc", b"x", WriteCondition::Matches(None)),
+            Err(StoreError::NoSuchKey)
+        ));
+        assert!(matches!(
+            store.delete_object("imagebucket-1", "doc", &WriteCondition::Matches(None)),
+            Err(StoreError::NoSuchKey)
+        ));
+        let m = put(&store, &b, "doc", b"v5", SseChoice::StoreKey);
+        assert!(matches!(
+            store.delete_object(
+                "imagebucket-1",
+                "doc",
+                &WriteCondition::Matches(Some("\"0\"".into()))
+            ),
+            Err(StoreError::PreconditionFailed(_))
+        ));
+        assert_eq!(get(&store, "imagebucket-1", "doc").unwrap(), b"v5");
+        store
+            .delete_object(
+                "imagebucket-1",
+                "doc",
+                &WriteCondition::Matches(Some(m.etag)),
+            )
+            .unwrap();
+    }
+
     #[test]
     fn abandoned_upload_leaves_the_old_object_and_no_files() {
         let (d, store, _k, b) = setup();
@@ -1168,6 +1334,7 @@ mod tests {
                         sse: SseChoice::StoreKey,
                         owner_account: DEFAULT_ACCOUNT.into(),
                         user_metadata: BTreeMap::new(),
+                        condition: Default::default(),
                     },
                 )
                 .unwrap();
@@ -1220,7 +1387,9 @@ mod tests {
             Err(StoreError::BucketNotEmpty)
         ));
         for k in ["a/1", "a/2", "b/1", "never-existed"] {
-            store.delete_object("imagebucket-1", k).unwrap();
+            store
+                .delete_object("imagebucket-1", k, &WriteCondition::Unconditional)
+                .unwrap();
         }
         assert!(matches!(
             store.head_object("imagebucket-1", "a/1"),

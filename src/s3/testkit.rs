@@ -110,6 +110,7 @@ pub(crate) fn put_request(sse: SseChoice) -> PutRequest {
         sse,
         owner_account: DEFAULT_ACCOUNT.into(),
         user_metadata: BTreeMap::new(),
+        condition: Default::default(),
     }
 }
 

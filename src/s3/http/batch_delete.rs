@@ -14,6 +14,7 @@ use s3s::S3Error;
 
 use super::super::access;
 use super::super::meta::SseAlgorithm;
+use super::super::precondition::WriteCondition;
 use super::super::store::StoreError;
 use super::call::Call;
 use super::convert::bucket_view;
@@ -120,8 +121,10 @@ pub async fn delete_objects(
             Ok(objects
                 .into_iter()
                 .map(|o| {
-                    let r = delete_one(&o).and_then(|()| {
-                        store.delete_object(&bucket, &o.key).map_err(ApiError::from)
+                    let r = delete_one(&o).and_then(|condition| {
+                        store
+                            .delete_object(&bucket, &o.key, &condition)
+                            .map_err(ApiError::from)
                     });
                     (o, r)
                 })
@@ -165,18 +168,23 @@ pub async fn delete_objects(
     })
 }
 
-/// What S3 refuses about one key before deleting it: a version other than `null` (the
-/// only one an unversioned bucket has) and conditions atrest does not evaluate.
-fn delete_one(o: &ObjectIdentifier) -> Result<(), ApiError> {
+/// What S3 refuses about one key before deleting it (a version other than `null`, the
+/// only one an unversioned bucket has, and the directory-bucket conditions atrest does not
+/// evaluate), and the key's `ETag` condition, as `If-Match` on DeleteObject.
+fn delete_one(o: &ObjectIdentifier) -> Result<WriteCondition, ApiError> {
     if o.version_id.as_deref().is_some_and(|v| v != "null") {
         return Err(ApiError::invalid_argument("Invalid version id specified"));
     }
-    if o.e_tag.is_some() || o.last_modified_time.is_some() || o.size.is_some() {
+    if o.last_modified_time.is_some() || o.size.is_some() {
         return Err(ApiError::refused(
             "NotImplemented",
             501,
-            "atrest does not evaluate ETag, LastModifiedTime or Size conditions in DeleteObjects",
+            "atrest does not evaluate LastModifiedTime or Size conditions in DeleteObjects",
         ));
     }
-    Ok(())
+    Ok(match &o.e_tag {
+        None => WriteCondition::Unconditional,
+        Some(t) if t.value() == "*" => WriteCondition::Matches(None),
+        Some(t) => WriteCondition::Matches(Some(t.value().to_string())),
+    })
 }

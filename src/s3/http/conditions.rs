@@ -16,6 +16,7 @@
 use s3s::dto::{ETagCondition, Timestamp};
 
 use super::super::meta::ObjectMeta;
+use super::super::precondition::WriteCondition;
 use super::convert::timestamp;
 use super::error::ApiError;
 
@@ -93,6 +94,34 @@ impl Conditions<'_> {
                 412,
                 format!("At least one of the pre-conditions you specified did not hold ({header})"),
             )),
+        }
+    }
+}
+
+/// The condition of a write (PutObject, CompleteMultipartUpload, DeleteObject) from its
+/// `If-Match` / `If-None-Match` headers. S3 accepts only `*` in `If-None-Match` on a write
+/// and answers anything else, or both headers at once, `NotImplemented`.
+pub fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> Result<WriteCondition, ApiError> {
+    let unsupported = |header: &str| {
+        ApiError::refused(
+            "NotImplemented",
+            501,
+            format!(
+                "A header you provided implies functionality that is not implemented ({header})"
+            ),
+        )
+    };
+    match (if_match, if_none_match) {
+        (None, None) => Ok(WriteCondition::Unconditional),
+        (Some(_), Some(_)) => Err(unsupported("If-Match with If-None-Match")),
+        (None, Some(ETagCondition::Any)) => Ok(WriteCondition::Absent),
+        (None, Some(ETagCondition::ETag(_))) => Err(unsupported("If-None-Match other than *")),
+        (Some(ETagCondition::Any), None) => Ok(WriteCondition::Matches(None)),
+        (Some(ETagCondition::ETag(t)), None) => {
+            Ok(WriteCondition::Matches(Some(t.value().to_string())))
         }
     }
 }

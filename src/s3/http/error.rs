@@ -148,6 +148,10 @@ fn store_error(e: StoreError, key_arn: Option<&str>) -> S3Error {
         ),
         StoreError::Kms(f) => kms_error(f, key_arn),
         StoreError::NoSuchUpload => error("NoSuchUpload", 404, e.to_string()),
+        StoreError::PreconditionFailed(_) => error("PreconditionFailed", 412, e.to_string()),
+        StoreError::ConditionalRequestConflict => {
+            error("ConditionalRequestConflict", 409, e.to_string())
+        }
         StoreError::Parts(p) => error(p.code(), 400, p.to_string()),
         StoreError::TooManyUploads(_) | StoreError::TooManyOpenFiles => {
             tracing::warn!(error = %e, "refusing a request for lack of resources");

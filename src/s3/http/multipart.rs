@@ -19,6 +19,7 @@ use super::super::parts::{self, Requested, MAX_PART_SIZE};
 use super::super::range::{self, ByteRange, RangeHeader};
 use super::super::store::StoreError;
 use super::call::Call;
+use super::conditions::write_condition;
 use super::convert::{bucket_view, etag, owner, set_checksum, timestamp, url_encode};
 use super::copy::{copy_into, source, source_conditions};
 use super::digest;
@@ -216,15 +217,7 @@ pub async fn complete(
     input: CompleteMultipartUploadInput,
 ) -> Result<CompleteMultipartUploadOutput, ApiError> {
     let bucket = cx.bucket(&input.bucket).await?;
-    if input.if_match.is_some() || input.if_none_match.is_some() {
-        // Refused rather than ignored: a client relying on the condition must not
-        // overwrite unprotected.
-        return Err(ApiError::refused(
-            "NotImplemented",
-            501,
-            "atrest does not evaluate If-Match/If-None-Match on CompleteMultipartUpload yet",
-        ));
-    }
+    let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     if input.sse_customer_algorithm.is_some() {
         return Err(sse_c_refused());
     }
@@ -275,7 +268,9 @@ pub async fn complete(
         Err(e) => return Err(e),
     }
     let meta = cx
-        .on_store(move |store| store.complete_upload(&b, &k, &id, &requested, &principal))
+        .on_store(move |store| {
+            store.complete_upload(&b, &k, &id, &requested, &principal, &condition)
+        })
         .await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&meta.protection);
     let mut out = CompleteMultipartUploadOutput {

@@ -1,5 +1,5 @@
 //! Objects: PutObject, GetObject, HeadObject (with `If-*` conditions, `conditions.rs`),
-//! DeleteObject. Bodies stream: an upload is
+//! DeleteObject (PutObject and DeleteObject with conditional writes, `precondition.rs`). Bodies stream: an upload is
 //! sealed and written on a blocking thread while the socket is read (`upload.rs`), a
 //! download is read and opened a batch of chunks at a time while the previous batch is
 //! sent; a `Range` or `partNumber` read opens only the chunks under it (`span.rs`).
@@ -19,10 +19,11 @@ use tokio::sync::mpsc;
 
 use super::super::access::{self, Caller};
 use super::super::meta::{BucketMeta, CannedAcl, KeyProtection, ObjectOwnership, SseAlgorithm};
+use super::super::precondition::WriteCondition;
 use super::super::store::{PutRequest, SseChoice, StoreError, MAX_OBJECT_SIZE};
 use super::acl::parse_acl;
 use super::call::Call;
-use super::conditions::Conditions;
+use super::conditions::{write_condition, Conditions};
 use super::convert::{bucket_view, checksum_mode, etag, set_checksum, timestamp, user_metadata};
 use super::digest;
 use super::error::ApiError;
@@ -125,12 +126,14 @@ pub fn new_object(
             .cloned()
             .map(|m| m.into_iter().collect::<BTreeMap<_, _>>())
             .unwrap_or_default(),
+        condition: WriteCondition::Unconditional,
     })
 }
 
 pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, ApiError> {
     let bucket = cx.bucket(&input.bucket).await?;
-    let put = new_object(&cx, &bucket, new_object_of!(input))?;
+    let mut put = new_object(&cx, &bucket, new_object_of!(input))?;
+    put.condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     // Refused before a data key is made or a byte stored; the stream also stops at the
     // limit, for bodies that announce no length.
     if input
@@ -300,8 +303,17 @@ pub async fn head(cx: Call, input: HeadObjectInput) -> Result<HeadObjectOutput, 
 pub async fn delete(cx: Call, input: DeleteObjectInput) -> Result<DeleteObjectOutput, ApiError> {
     let b = cx.bucket(&input.bucket).await?;
     access::check_write_object(&cx.caller, &bucket_view(&b), None, SseAlgorithm::Aes256)?;
+    if input.if_match_last_modified_time.is_some() || input.if_match_size.is_some() {
+        // Directory-bucket conditions: refused rather than ignored.
+        return Err(ApiError::refused(
+            "NotImplemented",
+            501,
+            "A header you provided implies functionality that is not implemented (x-amz-if-match-last-modified-time / x-amz-if-match-size)",
+        ));
+    }
+    let condition = write_condition(input.if_match.as_ref(), None)?;
     let (bn, k) = (input.bucket, input.key);
-    cx.on_store(move |store| store.delete_object(&bn, &k))
+    cx.on_store(move |store| store.delete_object(&bn, &k, &condition))
         .await?;
     Ok(DeleteObjectOutput::default())
 }
