@@ -26,12 +26,39 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::config::is_account_id;
-use crate::policy::PolicyDocument;
+use crate::policy::{PolicyDocument, PolicyError};
 
 /// The store's file name, in the keystore's directory (`HOME/kms`).
 pub const IAM_FILE: &str = "iam.json";
 /// The file's `format`.
 pub const FORMAT: u32 = 1;
+
+/// What is wrong with an IAM store's bytes ([`parse_file`]) or with one of its policies
+/// ([`compile`]); every message names the entity.
+#[derive(Debug, thiserror::Error)]
+pub enum IamFileError {
+    #[error(transparent)]
+    Syntax(#[from] serde_json::Error),
+    #[error("format {0} (this kmsd reads {FORMAT})")]
+    Format(u32),
+    /// A name, path, account id, member or reference that breaks IAM's rules.
+    #[error("{0}")]
+    Rule(String),
+    /// A policy document that does not parse for its use; `at` names the entity and policy.
+    #[error("{at}: {source}")]
+    Policy {
+        at: String,
+        #[source]
+        source: PolicyError,
+    },
+}
+
+impl IamFileError {
+    fn policy(at: impl Into<String>) -> impl FnOnce(PolicyError) -> IamFileError {
+        let at = at.into();
+        move |source| IamFileError::Policy { at, source }
+    }
+}
 
 /// The whole store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,30 +176,38 @@ impl ManagedPolicyRecord {
 /// Parses the store's bytes and checks what its types cannot: the format, account
 /// ids, names and paths, that every policy document parses for its use, that group
 /// members are users and attached policies exist. Pure: no I/O.
-pub fn parse_file(bytes: &[u8]) -> Result<IamFile, String> {
-    let f: IamFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+pub fn parse_file(bytes: &[u8]) -> Result<IamFile, IamFileError> {
+    let f: IamFile = serde_json::from_slice(bytes)?;
     if f.format != FORMAT {
-        return Err(format!("format {} (this kmsd reads {FORMAT})", f.format));
+        return Err(IamFileError::Format(f.format));
     }
     for (account, a) in &f.accounts {
         if !is_account_id(account) {
-            return Err(format!("account {account:?} is not 12 digits"));
+            return Err(IamFileError::Rule(format!(
+                "account {account:?} is not 12 digits"
+            )));
         }
         let check_entity = |kind: &str, name: &str, path: &str, p: &Permissions| {
             let at = format!("{account} {kind} {name}");
             if !names::is_entity_name(name, 128) || !names::is_path(path) {
-                return Err(format!("{at}: not a valid name or path"));
+                return Err(IamFileError::Rule(format!(
+                    "{at}: not a valid name or path"
+                )));
             }
             for (pname, doc) in &p.inline_policies {
                 if !names::is_entity_name(pname, 128) {
-                    return Err(format!("{at}: inline policy name {pname:?} is not valid"));
+                    return Err(IamFileError::Rule(format!(
+                        "{at}: inline policy name {pname:?} is not valid"
+                    )));
                 }
                 PolicyDocument::parse_identity_policy(doc)
-                    .map_err(|e| format!("{at}: inline policy {pname}: {e}"))?;
+                    .map_err(IamFileError::policy(format!("{at}: inline policy {pname}")))?;
             }
             for arn in &p.attached_policies {
                 if resolve_managed(&f, account, arn).is_none() {
-                    return Err(format!("{at}: attached policy {arn} does not exist"));
+                    return Err(IamFileError::Rule(format!(
+                        "{at}: attached policy {arn} does not exist"
+                    )));
                 }
             }
             Ok(())
@@ -183,26 +218,31 @@ pub fn parse_file(bytes: &[u8]) -> Result<IamFile, String> {
         for (name, g) in &a.groups {
             check_entity("group", name, &g.path, &g.permissions)?;
             if let Some(m) = g.members.iter().find(|m| !a.users.contains_key(*m)) {
-                return Err(format!("{account} group {name}: member {m} is not a user"));
+                return Err(IamFileError::Rule(format!(
+                    "{account} group {name}: member {m} is not a user"
+                )));
             }
         }
         for (name, r) in &a.roles {
             check_entity("role", name, &r.path, &r.permissions)?;
-            trust::parse_trust_policy(&r.assume_role_policy)
-                .map_err(|e| format!("{account} role {name}: trust policy: {e}"))?;
+            trust::parse_trust_policy(&r.assume_role_policy).map_err(IamFileError::policy(
+                format!("{account} role {name}: trust policy"),
+            ))?;
         }
         for (name, p) in &a.policies {
             if !names::is_entity_name(name, 128) || !names::is_path(&p.path) {
-                return Err(format!("{account} policy {name}: not a valid name or path"));
+                return Err(IamFileError::Rule(format!(
+                    "{account} policy {name}: not a valid name or path"
+                )));
             }
             let doc = p.default_document().ok_or_else(|| {
-                format!(
+                IamFileError::Rule(format!(
                     "{account} policy {name}: default version {} is not among its versions",
                     p.default_version_id
-                )
+                ))
             })?;
             PolicyDocument::parse_identity_policy(doc)
-                .map_err(|e| format!("{account} policy {name}: {e}"))?;
+                .map_err(IamFileError::policy(format!("{account} policy {name}")))?;
         }
     }
     Ok(f)
@@ -226,23 +266,24 @@ pub fn resolve_managed<'a>(f: &'a IamFile, account: &str, arn: &str) -> Option<&
 /// The identity policies of every user and role of the store, parsed, by ARN (a
 /// role also under its path-less ARN, which its sessions name): a user's inline and
 /// attached policies and those of each group it is in; a role's own.
-pub fn compile(f: &IamFile) -> Result<HashMap<String, Vec<PolicyDocument>>, String> {
+pub fn compile(f: &IamFile) -> Result<HashMap<String, Vec<PolicyDocument>>, IamFileError> {
     let mut out: HashMap<String, Vec<PolicyDocument>> = HashMap::new();
     for (account, a) in &f.accounts {
-        let docs = |p: &Permissions| -> Result<Vec<PolicyDocument>, String> {
+        let docs = |p: &Permissions| -> Result<Vec<PolicyDocument>, IamFileError> {
             let mut v = Vec::new();
             for (name, text) in &p.inline_policies {
                 v.push(
                     PolicyDocument::parse_identity_policy(text)
-                        .map_err(|e| format!("inline policy {name}: {e}"))?,
+                        .map_err(IamFileError::policy(format!("inline policy {name}")))?,
                 );
             }
             for arn in &p.attached_policies {
-                let text = resolve_managed(f, account, arn)
-                    .ok_or_else(|| format!("attached policy {arn} does not exist"))?;
+                let text = resolve_managed(f, account, arn).ok_or_else(|| {
+                    IamFileError::Rule(format!("attached policy {arn} does not exist"))
+                })?;
                 v.push(
                     PolicyDocument::parse_identity_policy(text)
-                        .map_err(|e| format!("{arn}: {e}"))?,
+                        .map_err(IamFileError::policy(arn.as_str()))?,
                 );
             }
             Ok(v)
@@ -364,11 +405,15 @@ mod tests {
             .unwrap()
             .members
             .push("bob".into());
-        let e = parse_file(&serde_json::to_vec(&f).unwrap()).unwrap_err();
+        let e = parse_file(&serde_json::to_vec(&f).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bob"), "{e}");
         let mut f = sample();
         f.accounts.get_mut("111122223333").unwrap().policies.clear();
-        let e = parse_file(&serde_json::to_vec(&f).unwrap()).unwrap_err();
+        let e = parse_file(&serde_json::to_vec(&f).unwrap())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("KmsKeyUsagePolicy"), "{e}");
         assert!(parse_file(b"{\"format\":2,\"accounts\":{}}").is_err());
         assert!(parse_file(b"{").is_err());

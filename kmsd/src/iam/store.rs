@@ -12,13 +12,17 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use plumbing::durable;
 
-use super::{parse_file, IamFile, IAM_FILE};
+use super::{parse_file, IamFile, IamFileError, IAM_FILE};
 
 /// Why the store could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum IamStoreError {
-    #[error("{path}: not an IAM store: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{path}: not an IAM store: {source}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: IamFileError,
+    },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -29,13 +33,6 @@ pub enum IamStoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// For callers whose errors are messages (config reload).
-impl From<IamStoreError> for String {
-    fn from(e: IamStoreError) -> String {
-        e.to_string()
-    }
 }
 
 /// The store.
@@ -69,9 +66,9 @@ impl IamStore {
         let path = dir.join(IAM_FILE);
         sweep_temp_files(dir);
         let file = match std::fs::read(&path) {
-            Ok(bytes) => parse_file(&bytes).map_err(|message| IamStoreError::Invalid {
+            Ok(bytes) => parse_file(&bytes).map_err(|source| IamStoreError::Invalid {
                 path: path.clone(),
-                message,
+                source,
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => IamFile::default(),
             Err(source) => return Err(IamStoreError::Read { path, source }),
@@ -114,9 +111,9 @@ impl IamStore {
         let bytes = to_bytes(&next);
         // The handlers check every rule before changing; this guards the file
         // against a handler that forgot one.
-        parse_file(&bytes).map_err(|message| IamStoreError::Invalid {
+        parse_file(&bytes).map_err(|source| IamStoreError::Invalid {
             path: self.path.clone(),
-            message,
+            source,
         })?;
         durable::write_atomic(&self.path, &bytes, 0o600).map_err(|source| {
             IamStoreError::Write {
@@ -194,10 +191,13 @@ mod tests {
     fn a_refused_change_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let s = IamStore::open(dir.path()).unwrap();
-        let r: Result<(), String> = s.change(
+        let r: Result<(), IamStoreError> = s.change(
             |f| {
                 f.accounts.entry("1".into()).or_default();
-                Err("no".to_string())
+                Err(IamStoreError::Invalid {
+                    path: "refused".into(),
+                    source: IamFileError::Format(0),
+                })
             },
             |_, _| Ok(()),
         );

@@ -18,8 +18,38 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{is_account_id, is_iam_name, AccessKeyConfig, Config, UidSelector};
 use crate::policy::matching::glob_match;
-use crate::policy::{PolicyDocument, Principal, PrincipalKind};
+use crate::policy::{PolicyDocument, PolicyError, Principal, PrincipalKind};
 use crate::protocol::{ErrorCode, KmsError};
+
+/// Why a configuration (with its drop-in IAM directory) does not compile into a
+/// directory; each names the config section or file at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum DirectoryError {
+    #[error("[policies.{name}]: cannot read {path}: {source}")]
+    ReadPolicy {
+        name: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("[policies.{name}] has no document")]
+    NoDocument { name: String },
+    /// `at`: `[policies.NAME]` or a drop-in file's path.
+    #[error("{at}: {source}")]
+    Policy {
+        at: String,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("{at}: policy {name:?} is not defined")]
+    Undefined { at: String, name: String },
+    #[error("cannot read {path}: {source}")]
+    ReadDropIns {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not an IAM user or role name")]
+    DropInName { path: PathBuf },
+}
 
 /// Parsed IAM policies of one principal, shared between requests.
 pub type Policies = Arc<Vec<PolicyDocument>>;
@@ -79,7 +109,11 @@ impl Directory {
     /// Compiles `config` (plus `home`'s drop-in IAM directory, if `home` is given)
     /// for a kmsd running as `self_uid`. Every policy is parsed here; an invalid
     /// one is an error naming it.
-    pub fn build(config: Config, home: Option<&Path>, self_uid: u32) -> Result<Self, String> {
+    pub fn build(
+        config: Config,
+        home: Option<&Path>,
+        self_uid: u32,
+    ) -> Result<Self, DirectoryError> {
         let mut named: HashMap<&str, PolicyDocument> = HashMap::new();
         for (name, src) in &config.policies {
             let text = match (&src.document, &src.file) {
@@ -89,24 +123,33 @@ impl Directory {
                         Some(base) if Path::new(file).is_relative() => base.join(file),
                         _ => PathBuf::from(file),
                     };
-                    std::fs::read_to_string(&path).map_err(|e| {
-                        format!("[policies.{name}]: cannot read {}: {e}", path.display())
+                    std::fs::read_to_string(&path).map_err(|source| DirectoryError::ReadPolicy {
+                        name: name.clone(),
+                        path,
+                        source,
                     })?
                 }
-                (None, None) => return Err(format!("[policies.{name}] has no document")),
+                (None, None) => return Err(DirectoryError::NoDocument { name: name.clone() }),
             };
-            let doc = PolicyDocument::parse_identity_policy(&text)
-                .map_err(|e| format!("[policies.{name}]: {e}"))?;
+            let doc = PolicyDocument::parse_identity_policy(&text).map_err(|source| {
+                DirectoryError::Policy {
+                    at: format!("[policies.{name}]"),
+                    source,
+                }
+            })?;
             named.insert(name.as_str(), doc);
         }
-        let pick = |names: &[String], at: &str| -> Result<Vec<PolicyDocument>, String> {
+        let pick = |names: &[String], at: &str| -> Result<Vec<PolicyDocument>, DirectoryError> {
             names
                 .iter()
                 .map(|n| {
                     named
                         .get(n.as_str())
                         .cloned()
-                        .ok_or_else(|| format!("{at}: policy {n:?} is not defined"))
+                        .ok_or_else(|| DirectoryError::Undefined {
+                            at: at.to_string(),
+                            name: n.clone(),
+                        })
                 })
                 .collect()
         };
@@ -128,7 +171,7 @@ impl Directory {
             .uids
             .iter()
             .map(|u| Ok((u.uid.clone(), pick(&u.policies, &u.uid.describe())?)))
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, DirectoryError>>()?;
         Ok(Directory {
             config: Arc::new(config),
             self_uid,
@@ -424,11 +467,19 @@ pub fn principal_account(arn: &str) -> Option<&str> {
 }
 
 /// Reads `DIR/ACCOUNT/{users,roles}/NAME/*.json` into `iam`.
-fn load_drop_ins(dir: &Path, iam: &mut HashMap<String, Vec<PolicyDocument>>) -> Result<(), String> {
+fn load_drop_ins(
+    dir: &Path,
+    iam: &mut HashMap<String, Vec<PolicyDocument>>,
+) -> Result<(), DirectoryError> {
     let accounts = match std::fs::read_dir(dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(format!("cannot read {}: {e}", dir.display())),
+        Err(source) => {
+            return Err(DirectoryError::ReadDropIns {
+                path: dir.to_path_buf(),
+                source,
+            })
+        }
     };
     let mut files = Vec::new();
     for acct in accounts.flatten() {
@@ -443,10 +494,7 @@ fn load_drop_ins(dir: &Path, iam: &mut HashMap<String, Vec<PolicyDocument>>) -> 
             for ent in names.flatten() {
                 let name = ent.file_name().to_string_lossy().into_owned();
                 if !is_iam_name(&name) {
-                    return Err(format!(
-                        "{}: not an IAM user or role name",
-                        ent.path().display()
-                    ));
+                    return Err(DirectoryError::DropInName { path: ent.path() });
                 }
                 let Ok(policies) = std::fs::read_dir(ent.path()) else {
                     continue;
@@ -467,10 +515,16 @@ fn load_drop_ins(dir: &Path, iam: &mut HashMap<String, Vec<PolicyDocument>>) -> 
     // Deterministic order (policy evaluation does not depend on it, messages might).
     files.sort();
     for (arn, path) in files {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let doc = PolicyDocument::parse_identity_policy(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(source) => return Err(DirectoryError::ReadDropIns { path, source }),
+        };
+        let doc = PolicyDocument::parse_identity_policy(&text).map_err(|source| {
+            DirectoryError::Policy {
+                at: path.display().to_string(),
+                source,
+            }
+        })?;
         iam.entry(arn).or_default().push(doc);
     }
     Ok(())
@@ -566,7 +620,9 @@ mod tests {
         let p = parse_principal("arn:aws:iam::444455556666:user/UserA").unwrap();
         assert_eq!(dir.policies_for(&p).len(), 3);
         std::fs::write(d.join("bad.json"), "{").unwrap();
-        let e = Directory::build(Config::embedded(), Some(home.path()), 0).unwrap_err();
+        let e = Directory::build(Config::embedded(), Some(home.path()), 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("bad.json"), "{e}");
     }
 }

@@ -228,7 +228,9 @@ impl Handle<Call<'_>, ReloadConfigRequest> for KeyService {
                 ),
             ));
         }
-        let reloaded = self.reload().map_err(KmsError::validation)?;
+        let reloaded = self
+            .reload()
+            .map_err(|e| KmsError::validation(e.to_string()))?;
         Ok(ReloadConfigResponse { reloaded })
     }
 }
@@ -236,12 +238,11 @@ impl Handle<Call<'_>, ReloadConfigRequest> for KeyService {
 impl KeyService {
     /// Reloads the configuration (ReloadConfig, SIGHUP). Returns a summary, or why
     /// the new configuration was refused (the old one stays in force).
-    pub fn reload(&self) -> Result<String, String> {
+    pub fn reload(&self) -> Result<String, ReloadError> {
         let Some(src) = &self.reload else {
-            return Err("this kmsd was started without a config source to reload".into());
+            return Err(ReloadError::NoSource);
         };
-        let config = crate::config::Config::load(&src.config_path, src.required)
-            .map_err(|e| e.to_string())?;
+        let config = crate::config::Config::load(&src.config_path, src.required)?;
         if config.region != self.config.region || config.account != self.config.account {
             tracing::warn!("region and account changes take effect only after a restart");
         }
@@ -252,7 +253,7 @@ impl KeyService {
         let now = self.now_ms();
         let mut summary = String::new();
         self.iam.change(
-            |f| Ok::<_, String>(((), super::iam::adopt_declared(f, &config, now))),
+            |f| Ok::<_, ReloadError>(((), super::iam::adopt_declared(f, &config, now))),
             |f, _| {
                 let dir = dir.with_store(&crate::iam::compile(f)?);
                 summary = format!(
@@ -266,4 +267,19 @@ impl KeyService {
         tracing::info!(%summary, "configuration reloaded");
         Ok(summary)
     }
+}
+
+/// Why a configuration reload was refused (the configuration in force stays).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("this kmsd was started without a config source to reload")]
+    NoSource,
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Directory(#[from] super::directory::DirectoryError),
+    #[error(transparent)]
+    IamStore(#[from] crate::iam::store::IamStoreError),
+    #[error("the IAM store does not compile: {0}")]
+    IamFile(#[from] crate::iam::IamFileError),
 }

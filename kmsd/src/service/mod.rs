@@ -209,8 +209,7 @@ impl KeyService {
             opts.config.clone(),
             opts.reload.as_ref().map(|r| r.home.as_path()),
             opts.self_uid,
-        )
-        .map_err(ServiceError::Config)?;
+        )?;
         let (store, loaded) = Keystore::open(kms_dir)?;
         let mut state = State::default();
         for (record, materials) in loaded.keys {
@@ -243,7 +242,7 @@ impl KeyService {
             |f| Ok::<_, IamStoreError>(((), iam::adopt_declared(f, &opts.config, now))),
             |_, _| Ok(()),
         )?;
-        let compiled = crate::iam::compile(&iam.snapshot()).map_err(ServiceError::Config)?;
+        let compiled = crate::iam::compile(&iam.snapshot())?;
         let directory = directory.with_store(&compiled);
         if let Some(src) = &opts.reload {
             // The object endpoint kept its keys in HOME/s3/access-keys.json before
@@ -500,7 +499,9 @@ pub enum ServiceError {
     #[error(transparent)]
     Keystore(#[from] KeystoreError),
     #[error("invalid configuration: {0}")]
-    Config(String),
+    Config(#[from] directory::DirectoryError),
+    #[error("invalid IAM store: {0}")]
+    IamFile(#[from] crate::iam::IamFileError),
     #[error(transparent)]
     AccessKeys(crate::credentials::AccessKeysError),
     #[error(transparent)]

@@ -43,12 +43,15 @@ async fn serve(
     target: &str,
     origin: &Origin,
 ) -> Result<Vec<u8>, Failure> {
-    let Some(service) = service else {
+    // The router chose the service by this prefix; stripping it again keeps the slice safe
+    // even if the two ever disagree.
+    let Some((service, operation)) =
+        service.and_then(|s| Some((s, target.strip_prefix(s.target_prefix())?)))
+    else {
         return Err(Failure::UnknownOperation(format!(
             "atrest does not serve the operation {target}: it serves KMS (TrentService.*) and CloudTrail LookupEvents over AWS JSON 1.1"
         )));
     };
-    let operation = &target[service.target_prefix().len()..];
     let pending = credentials::begin(
         &ep.kmsd,
         rp,
