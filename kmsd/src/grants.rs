@@ -452,17 +452,18 @@ impl Grant {
     }
 }
 
-#[cfg(test)]
-/// Does `grant` let `grantee` perform `operation` with `encryption_context`? Exactly the
+/// Does `grant` let the caller perform `operation` with `encryption_context`? Exactly the
 /// grant's operations (each `GenerateDataKey*` / `ReEncrypt*` variant is its own operation),
-/// only for the grantee, and within the constraints for operations that take a context.
+/// only for its grantee (`designates(name)`: does the principal `name` in the grant mean the
+/// caller; the service adds EC2's infrastructure names), and within the constraints for
+/// operations that take a context.
 pub fn grant_allows(
     grant: &Grant,
-    grantee: &Principal,
+    designates: impl Fn(&str) -> bool,
     operation: GrantOperation,
     encryption_context: &EncryptionContext,
 ) -> bool {
-    if !grantee.is_designated_by(&grant.grantee_principal) {
+    if !designates(&grant.grantee_principal) {
         return false;
     }
     if !grant.operations.contains(&operation) {
@@ -513,7 +514,6 @@ pub fn is_at_least_as_strict(parent: &Grant, child: &GrantRequest) -> bool {
         && constraints_at_least_as_strict(parent.constraints.as_ref(), child.constraints.as_ref())
 }
 
-#[cfg(test)]
 /// On what authority a caller may retire a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetireAuthority {
@@ -523,21 +523,38 @@ pub enum RetireAuthority {
     /// The root of the account that created the grant.
     IssuingAccountRoot,
     /// Another principal of the issuing account: allowed only if its policies allow
-    /// `kms:RetireGrant` (the service checks that with [`crate::policy::authorize`]).
+    /// `kms:RetireGrant` (the service checks that with its policies).
     IssuingAccountPrincipal,
     None,
 }
 
-#[cfg(test)]
-/// Who is asking to retire `grant`, as far as the grant itself can tell.
-pub fn retire_authority(grant: &Grant, caller: &Principal) -> RetireAuthority {
+impl RetireAuthority {
+    /// Whether the grant itself lets the caller retire it (no policy needed).
+    pub fn by_grant(self) -> bool {
+        matches!(
+            self,
+            RetireAuthority::RetiringPrincipal
+                | RetireAuthority::Grantee
+                | RetireAuthority::IssuingAccountRoot
+        )
+    }
+}
+
+/// Who is asking to retire `grant`, as far as the grant itself can tell (`designates` as
+/// for [`grant_allows`]). A retiring principal `SERVICE.REGION.amazonaws.com` (how EBS
+/// names itself) also means the service principal `SERVICE.amazonaws.com`.
+pub fn retire_authority(
+    grant: &Grant,
+    caller: &Principal,
+    designates: impl Fn(&str) -> bool,
+) -> RetireAuthority {
     if grant
         .retiring_principal
         .as_deref()
-        .is_some_and(|r| caller.is_designated_by(r))
+        .is_some_and(|r| designates(r) || service_region_match(r, caller))
     {
         RetireAuthority::RetiringPrincipal
-    } else if caller.is_designated_by(&grant.grantee_principal)
+    } else if designates(&grant.grantee_principal)
         && grant.operations.contains(&GrantOperation::RetireGrant)
     {
         RetireAuthority::Grantee
@@ -552,17 +569,20 @@ pub fn retire_authority(grant: &Grant, caller: &Principal) -> RetireAuthority {
     }
 }
 
-#[cfg(test)]
-/// May `caller` retire `grant` on the grant's own terms (retiring principal, grantee with
-/// `RetireGrant`, or the issuing account's root)? Other principals of the issuing account need
-/// a policy allowing `kms:RetireGrant` (see [`retire_authority`]).
-pub fn may_retire(grant: &Grant, caller: &Principal) -> bool {
-    matches!(
-        retire_authority(grant, caller),
-        RetireAuthority::RetiringPrincipal
-            | RetireAuthority::Grantee
-            | RetireAuthority::IssuingAccountRoot
-    )
+/// `ec2.us-east-1.amazonaws.com` (how EBS names itself as retiring principal)
+/// designates the service principal `ec2.amazonaws.com`.
+pub fn service_region_match(named: &str, p: &Principal) -> bool {
+    if !p.is_service() {
+        return false;
+    }
+    let Some(prefix) = p.arn.strip_suffix(".amazonaws.com") else {
+        return false;
+    };
+    named
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .and_then(|rest| rest.strip_suffix(".amazonaws.com"))
+        .is_some_and(|region| !region.is_empty() && !region.contains('.'))
 }
 
 #[cfg(test)]
@@ -784,7 +804,9 @@ mod tests {
             ),
         ];
         for (name, g, who, op, ctx, want) in table {
-            assert_eq!(grant_allows(&g, &p(who), op, &ec(ctx)), want, "{name}");
+            let caller = p(who);
+            let designates = |n: &str| caller.is_designated_by(n);
+            assert_eq!(grant_allows(&g, designates, op, &ec(ctx)), want, "{name}");
         }
     }
 
@@ -912,30 +934,31 @@ mod tests {
     #[test]
     fn retire_rights() {
         use GrantOperation::*;
+        let authority =
+            |g: &Grant, who: &Principal| retire_authority(g, who, |n| who.is_designated_by(n));
         let g = grant(&[Decrypt], None);
         assert_eq!(
-            retire_authority(&g, &p(RETIRER)),
+            authority(&g, &p(RETIRER)),
             RetireAuthority::RetiringPrincipal
         );
-        assert!(may_retire(&g, &p(RETIRER)));
+        assert!(authority(&g, &p(RETIRER)).by_grant());
         // Grantee without RetireGrant in the grant: only as an issuing-account principal.
         assert_eq!(
-            retire_authority(&g, &p(GRANTEE)),
+            authority(&g, &p(GRANTEE)),
             RetireAuthority::IssuingAccountPrincipal
         );
-        assert!(!may_retire(&g, &p(GRANTEE)));
+        assert!(!authority(&g, &p(GRANTEE)).by_grant());
         let g2 = grant(&[Decrypt, RetireGrant], None);
-        assert_eq!(retire_authority(&g2, &p(GRANTEE)), RetireAuthority::Grantee);
-        assert!(may_retire(&g2, &p(GRANTEE)));
-        assert!(may_retire(&g, &p("111122223333")));
+        assert_eq!(authority(&g2, &p(GRANTEE)), RetireAuthority::Grantee);
+        assert!(authority(&g2, &p(GRANTEE)).by_grant());
+        assert!(authority(&g, &p("111122223333")).by_grant());
         let outsider = p("arn:aws:iam::444455556666:user/UserA");
-        assert_eq!(retire_authority(&g, &outsider), RetireAuthority::None);
-        assert!(!may_retire(&g, &outsider));
-        assert!(!may_retire(&g, &p("444455556666")));
+        assert_eq!(authority(&g, &outsider), RetireAuthority::None);
+        assert!(!authority(&g, &p("444455556666")).by_grant());
         // A cross-account grantee with RetireGrant may retire.
         let mut g3 = grant(&[Decrypt, RetireGrant], None);
         g3.grantee_principal = "arn:aws:iam::444455556666:user/UserA".into();
-        assert!(may_retire(&g3, &outsider));
+        assert!(authority(&g3, &outsider).by_grant());
     }
 
     fn input(ops: &[&str]) -> CreateGrantInput {

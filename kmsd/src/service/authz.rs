@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use super::directory::{designates, Directory};
 use super::{Caller, KeyEntry, KeyService};
-use crate::grants::{is_at_least_as_strict, Grant, GrantOperation, GrantRequest};
+use crate::grants::{grant_allows, is_at_least_as_strict, Grant, GrantOperation, GrantRequest};
 use crate::policy::condition::ConditionKeys;
 use crate::policy::context::keys;
 use crate::policy::{
@@ -311,13 +311,7 @@ impl KeyService {
         let empty = EncryptionContext::new();
         let ec = request.encryption_context.unwrap_or(&empty);
         let found = grants.iter().find(|g| {
-            designates(&g.grantee_principal, &caller.principal)
-                && g.operations.contains(&op)
-                && match &g.constraints {
-                    None => true,
-                    Some(c) if op.constraint_applies() => c.allows(ec),
-                    Some(_) => !op.forbids_constraints(),
-                }
+            grant_allows(g, |named| designates(named, &caller.principal), op, ec)
                 && request
                     .create_grant
                     .is_none_or(|child| is_at_least_as_strict(g, child))

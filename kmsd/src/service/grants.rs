@@ -24,8 +24,9 @@ use crate::api::{
     RetireGrantRequest, RevokeGrantRequest, Timestamp,
 };
 use crate::grants::{
-    grant_id_from_token, new_grant_id, new_grant_token, validate_create_grant, CreateGrantInput,
-    Grant, GrantConstraints as ModelConstraints, GrantOperation, GrantRequest,
+    grant_id_from_token, new_grant_id, new_grant_token, retire_authority, service_region_match,
+    validate_create_grant, CreateGrantInput, Grant, GrantConstraints as ModelConstraints,
+    GrantRequest, RetireAuthority,
 };
 use crate::keystore::KeystoreError;
 
@@ -424,33 +425,25 @@ impl Handle<Call<'_>, RetireGrantRequest> for KeyService {
             return Err(grant_not_found(&key.arn, &grant_id));
         };
         let p = &caller.principal;
-        let by_grant = grant
-            .retiring_principal
-            .as_deref()
-            .is_some_and(|rp| designates(rp, p) || service_region_match(rp, p))
-            || (designates(&grant.grantee_principal, p)
-                && grant.operations.contains(&GrantOperation::RetireGrant))
-            || (p.is_root() && p.account.as_deref() == Some(grant.issuing_account.as_str()));
-        if !by_grant {
-            let same_account = p.account.as_deref() == Some(grant.issuing_account.as_str());
-            let allowed = same_account
-                && self
-                    .authorize(
-                        caller,
-                        "kms:RetireGrant",
-                        Some(&key),
-                        &RequestContext::default(),
-                    )
-                    .is_ok();
-            if !allowed {
-                return Err(KmsError::new(
-                    ErrorCode::AccessDeniedException,
-                    format!(
-                        "User: {} is not authorized to perform: kms:RetireGrant on resource: {} because it is not the grant's retiring principal, nor its grantee with RetireGrant, nor allowed kms:RetireGrant in the issuing account",
-                        p.arn, key.arn
-                    ),
-                ));
-            }
+        let allowed = match retire_authority(grant, p, |named| designates(named, p)) {
+            RetireAuthority::IssuingAccountPrincipal => self
+                .authorize(
+                    caller,
+                    "kms:RetireGrant",
+                    Some(&key),
+                    &RequestContext::default(),
+                )
+                .is_ok(),
+            authority => authority.by_grant(),
+        };
+        if !allowed {
+            return Err(KmsError::new(
+                ErrorCode::AccessDeniedException,
+                format!(
+                    "User: {} is not authorized to perform: kms:RetireGrant on resource: {} because it is not the grant's retiring principal, nor its grantee with RetireGrant, nor allowed kms:RetireGrant in the issuing account",
+                    p.arn, key.arn
+                ),
+            ));
         }
         grants.remove(pos);
         self.commit_grants(&key_id, grants)?;
@@ -474,22 +467,6 @@ impl Handle<Call<'_>, RevokeGrantRequest> for KeyService {
         self.commit_grants(&id, grants)?;
         Ok(Empty {})
     }
-}
-
-/// `ec2.us-east-1.amazonaws.com` (how EBS names itself as retiring principal)
-/// designates the service principal `ec2.amazonaws.com`.
-fn service_region_match(named: &str, p: &crate::policy::Principal) -> bool {
-    if !p.is_service() {
-        return false;
-    }
-    let Some(prefix) = p.arn.strip_suffix(".amazonaws.com") else {
-        return false;
-    };
-    named
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.strip_prefix('.'))
-        .and_then(|rest| rest.strip_suffix(".amazonaws.com"))
-        .is_some_and(|region| !region.is_empty() && !region.contains('.'))
 }
 
 #[cfg(test)]
