@@ -1,8 +1,8 @@
 //! kmsd's operation types (`kmsd::api`) against AWS's KMS model and their encodings.
 //!
 //! The model is botocore's (`kmsd/tests/botocore/kms-2014-11-01.json`, trimmed from
-//! `botocore/data/kms/2014-11-01/service-2.json` by `trim.py`, botocore version in the
-//! file). For every operation a complete sample (every member set) is checked:
+//! `botocore/data/kms/2014-11-01/service-2.json` by `scripts/vendor-botocore-models.py`,
+//! botocore version in the file). For every operation a complete sample (every member set) is checked:
 //! - postcard round trip of its request and response (the socket);
 //! - AWS JSON round trip (`Request::from_aws_json` / `Response::to_aws_json`);
 //! - for KMS operations, against the model: the JSON member names at every level,

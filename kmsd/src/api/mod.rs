@@ -41,7 +41,8 @@
 //!
 //! Nothing else changes: the socket, the JSON edge, the trail and the CLI printer
 //! are generic over the table. A KMS operation botocore's model has that the trimmed
-//! copy lacks also needs the copy regenerated (`kmsd/tests/botocore/trim.py`).
+//! copy lacks also needs the copy regenerated (its name in `API` of
+//! `scripts/vendor-botocore-models.py`, then rerun it).
 
 pub mod aliases;
 pub mod atrest;
