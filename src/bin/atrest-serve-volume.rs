@@ -101,7 +101,9 @@ fn device(args: &Args) -> Result<Arc<dyn BlockDevice>, ServeError> {
         );
         VolumeImage::create(&args.image, &params)?;
     }
-    let img = VolumeImage::open(&args.image, Some(key))?;
+    // Tracked, as atrest serves volumes: a snapshot of the image afterwards reads only
+    // the chunks written here.
+    let img = VolumeImage::open_tracked(&args.image, Some(key))?;
     Ok(Arc::new(img))
 }
 

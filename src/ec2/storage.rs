@@ -205,7 +205,8 @@ pub fn open_volume(
     volume_id: &str,
     key: Option<XtsKey>,
 ) -> Result<OpenVolume, StorageError> {
-    let image = VolumeImage::open(&image_path(layout, volume_id), key)
+    // Tracked: the volume's next snapshot reads only the chunks written meanwhile.
+    let image = VolumeImage::open_tracked(&image_path(layout, volume_id), key)
         .map_err(image_err("open", volume_id))?;
     let key_arn = Some(image.header().params.key_arn.clone()).filter(|k| !k.is_empty());
     Ok(OpenVolume {
@@ -214,15 +215,18 @@ pub fn open_volume(
     })
 }
 
-/// Removes a volume's image (deleted or never finished). Missing is fine.
+/// Removes a volume's image (deleted or never finished) and its changed-block tracker.
+/// Missing is fine.
 pub fn discard_volume(layout: &Layout, volume_id: &str) {
-    let p = image_path(layout, volume_id);
-    match std::fs::remove_file(&p) {
-        Ok(()) => {
-            let _ = plumbing::durable::sync_dir(&layout.volumes_dir());
+    let image = image_path(layout, volume_id);
+    for p in [crate::volume::tracker::path_for(&image), image] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {
+                let _ = plumbing::durable::sync_dir(&layout.volumes_dir());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::error!("cannot remove {}: {e}", p.display()),
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => tracing::error!("cannot remove {}: {e}", p.display()),
     }
 }
 
@@ -269,7 +273,9 @@ fn params(volume_id: &str, size_bytes: u64, w: Option<&WrappedKey>) -> VolumeHea
 }
 
 /// Snapshots a quiet volume's image (its instance is stopped or it is detached: the
-/// rules make sure), as stored: ciphertext stays ciphertext under the same key.
+/// rules make sure), as stored: ciphertext stays ciphertext under the same key. With a
+/// complete changed-block record only the chunks written since the volume's last snapshot
+/// are read (`SnapshotStore::create`).
 pub fn create_snapshot(
     layout: &Layout,
     snapshot_id: &str,

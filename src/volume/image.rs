@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use super::format::{self, Cipher, VolumeHeader, VolumeHeaderParams, MAX_HEADER_LEN};
 use super::key::XtsKey;
 use super::rangelock::RangeLock;
+use super::tracker::{self, Tracker};
 use super::xts::{Xts, TWEAK_UNIT};
 use super::VolumeError;
 
@@ -35,6 +36,8 @@ pub struct VolumeImage {
     sector: u64,
     size: u64,
     payload: u64,
+    /// Changed-block tracking (images served with [`VolumeImage::open_tracked`]).
+    tracker: Option<Tracker>,
 }
 
 /// Reads and verifies the header of an image file (no key needed).
@@ -131,6 +134,34 @@ impl VolumeImage {
         Self::from_file(file, path, key)
     }
 
+    /// Opens an image read-write with changed-block tracking: every write is recorded in
+    /// `<path>.cbt` before it is issued (see [`super::tracker`]), so the next snapshot
+    /// reads only the chunks written since the last one. Waits while a snapshot of the
+    /// quiet image holds the tracker.
+    pub fn open_tracked(path: &Path, key: Option<XtsKey>) -> Result<VolumeImage, VolumeError> {
+        let mut img = Self::open(path, key)?;
+        img.tracker = Some(Tracker::open(
+            &tracker::path_for(path),
+            &img.file,
+            &img.header,
+        )?);
+        Ok(img)
+    }
+
+    /// The changed-block tracker, if the image was opened with one.
+    pub fn tracker(&self) -> Option<&Tracker> {
+        self.tracker.as_ref()
+    }
+
+    /// Test hook: drops the image as a killed process would (the tracker is not closed
+    /// clean).
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        if let Some(t) = self.tracker.take() {
+            t.abandon();
+        }
+    }
+
     /// Opens an image read-only (snapshots read stored bytes this way; writes fail).
     pub fn open_read_only(path: &Path, key: Option<XtsKey>) -> Result<VolumeImage, VolumeError> {
         let file = File::open(path).map_err(|e| VolumeError::io("open", path, e))?;
@@ -175,6 +206,7 @@ impl VolumeImage {
             header,
             xts,
             locks: RangeLock::new(),
+            tracker: None,
         })
     }
 
@@ -296,6 +328,11 @@ impl VolumeImage {
             return Ok(());
         }
         let _g = self.locks.write(first, last);
+        // Changed-block tracking: the chunks' bits are recorded before the data is written.
+        let _tracked = match &self.tracker {
+            Some(t) => Some(t.before_write(offset, buf.len() as u64)?),
+            None => None,
+        };
         let Some(xts) = &self.xts else {
             return self.pwrite(buf, offset);
         };

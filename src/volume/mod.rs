@@ -6,6 +6,7 @@
 //! - [`image`]: [`VolumeImage`], the thread-safe read/write API the FUSE mount serves.
 //! - [`rangelock`]: sector-range locks behind partial-sector read-modify-write.
 //! - [`snapshot`]: the incremental, content-addressed snapshot store.
+//! - [`tracker`]: changed-block tracking, so a snapshot reads only the chunks written since the last.
 //! - [`copy`]: the copy / encrypt / re-encrypt chunk transforms used by restores.
 
 pub mod copy;
@@ -14,6 +15,7 @@ pub mod image;
 pub mod key;
 pub mod rangelock;
 pub mod snapshot;
+pub mod tracker;
 
 pub mod xts;
 
@@ -52,6 +54,8 @@ pub enum VolumeError {
         expected: u64,
         actual: u64,
     },
+    #[error(transparent)]
+    Tracker(#[from] tracker::TrackerError),
     #[error("volume image {0} already exists")]
     AlreadyExists(PathBuf),
 }

@@ -37,6 +37,11 @@ pub struct Manifest {
     pub new_bytes: u64,
     /// RFC 3339 creation time.
     pub created_at: String,
+    /// The snapshot this one was taken incrementally from (changed-block tracking: only
+    /// the chunks written since it were read; the others are its entries). Absent for a
+    /// snapshot that read the whole volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental_from: Option<String>,
 }
 
 impl Manifest {

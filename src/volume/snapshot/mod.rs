@@ -25,6 +25,8 @@ pub use self::manifest::{Manifest, SnapshotState, MANIFEST_FORMAT};
 use super::copy::{self, CopyError, DataKeys};
 use super::format::{VolumeHeader, VolumeHeaderParams};
 use super::image::{read_header_from, VolumeImage};
+use super::tracker::record::Bitmap;
+use super::tracker::{Claim, Rotation, Tracker};
 use super::xts::is_zero;
 use super::VolumeError;
 
@@ -207,6 +209,69 @@ fn start_writeback(file: &File, off: u64, len: u64) {
     }
 }
 
+/// The changed-block record behind one snapshot: an open image's tracker (rotated to a
+/// new generation for the length of the snapshot), a quiet image's claimed tracker file, or
+/// none (the snapshot reads everything and leaves no base).
+enum Tracking<'a> {
+    None,
+    Live(&'a Tracker, Rotation),
+    Claimed(Claim),
+}
+
+impl<'a> Tracking<'a> {
+    fn start(reader: &Reader<'a>, header: &VolumeHeader) -> Tracking<'a> {
+        match reader {
+            Reader::Image(img) => match img.tracker() {
+                Some(t) => {
+                    let r = t.rotate();
+                    Tracking::Live(t, r)
+                }
+                None => Tracking::None,
+            },
+            Reader::File { file, path, .. } => match Claim::take(path, file, header) {
+                Ok(Some(c)) => Tracking::Claimed(c),
+                Ok(None) => {
+                    tracing::info!(image = %path.display(), "the image has a writer: reading the whole volume, leaving its tracker alone");
+                    Tracking::None
+                }
+                Err(e) => {
+                    tracing::warn!(image = %path.display(), error = %e, "no changed-block tracking for this snapshot");
+                    Tracking::None
+                }
+            },
+        }
+    }
+
+    /// The base snapshot and the chunks written since, if the record is complete.
+    fn changes(&self) -> Option<(&str, &Bitmap)> {
+        match self {
+            Tracking::None => None,
+            Tracking::Live(_, r) => r.base.as_deref().map(|b| (b, &r.changed)),
+            Tracking::Claimed(c) => c.changes(),
+        }
+    }
+
+    /// The snapshot completed: the record restarts from it. A failure here leaves a record
+    /// that is still complete for its old base, or void.
+    fn commit(self, snapshot_id: &str) {
+        let r = match self {
+            Tracking::None => Ok(()),
+            Tracking::Live(t, _) => t.commit(snapshot_id),
+            Tracking::Claimed(c) => c.reset(snapshot_id),
+        };
+        if let Err(e) = r {
+            tracing::warn!(snapshot_id, error = %e, "changed-block record not reset: the next snapshot may read more");
+        }
+    }
+
+    /// The snapshot failed: an open image's rotated chunks count as written again.
+    fn abort(self) {
+        if let Tracking::Live(t, r) = self {
+            t.abort(r);
+        }
+    }
+}
+
 /// The snapshot store in one directory.
 pub struct SnapshotStore {
     dir: PathBuf,
@@ -318,6 +383,13 @@ impl SnapshotStore {
 
     /// Takes a snapshot: every non-zero chunk of the stored payload, content-addressed; a
     /// chunk already in the store (from an earlier snapshot) is not written again.
+    ///
+    /// With a complete changed-block record (see [`super::tracker`]) whose base is a
+    /// completed snapshot of the same volume, only the chunks written since the base are
+    /// read; the others are the base's entries. Otherwise the whole payload is read. The
+    /// record is then reset to the new snapshot: an open image's tracker by generation
+    /// (writes may go on meanwhile), a quiet image's by claiming its file; a tracker held
+    /// by a writer of a quiet-image source is left alone.
     pub fn create(
         &self,
         source: SnapshotSource<'_>,
@@ -356,6 +428,10 @@ impl SnapshotStore {
         if mpath.exists() {
             return Err(SnapshotError::AlreadyExists(snapshot_id.to_string()));
         }
+        let tracking = Tracking::start(&reader, &header);
+        let base = tracking
+            .changes()
+            .and_then(|(base, changed)| self.incremental_base(&header, base, changed));
         let size = header.size_bytes();
         let mut m = Manifest {
             format: MANIFEST_FORMAT,
@@ -367,40 +443,82 @@ impl SnapshotStore {
             referenced_bytes: 0,
             new_bytes: 0,
             created_at: plumbing::awstime::now_rfc3339(),
+            incremental_from: base.as_ref().map(|b| b.snapshot_id.clone()),
         };
-        self.write_manifest(&m)?;
-        let result = self.fill_chunks(&reader, &mut m, size, progress);
+        let result = self.write_manifest(&m).and_then(|()| {
+            let incremental = base.as_ref().zip(tracking.changes().map(|c| c.1));
+            self.fill_chunks(&reader, &mut m, size, incremental, progress)?;
+            m.state = SnapshotState::Completed;
+            self.write_manifest(&m)
+        });
         if let Err(e) = result {
             // Leave no pending manifest behind; orphan chunks are gc's job.
             let _ = fs::remove_file(&mpath);
+            tracking.abort();
             return Err(e);
         }
-        m.state = SnapshotState::Completed;
-        self.write_manifest(&m)?;
+        tracking.commit(snapshot_id);
         Ok(m)
     }
 
+    /// The completed snapshot `base` if an incremental snapshot of `header`'s volume may
+    /// reuse its entries: same volume as stored (ID, size, cipher, wrapped key), same chunk
+    /// size, and a change bitmap of the same length. Anything else: read the whole volume.
+    fn incremental_base(
+        &self,
+        header: &VolumeHeader,
+        base: &str,
+        changed: &Bitmap,
+    ) -> Option<Manifest> {
+        let m = match self.completed(base) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::info!(base, error = %e, "base snapshot unusable: reading the whole volume");
+                return None;
+            }
+        };
+        let count = Manifest::chunk_count(header.size_bytes(), CHUNK_SIZE);
+        let fits = m.volume == header.params
+            && m.chunk_size == CHUNK_SIZE
+            && m.chunks.len() as u64 == count
+            && changed.count() == count;
+        fits.then_some(m)
+    }
+
+    /// Reads chunks into `m`: all of them, or (`incremental`) only those set in the bitmap,
+    /// the others being the base manifest's entries. Progress counts the chunks read.
     fn fill_chunks(
         &self,
         reader: &Reader<'_>,
         m: &mut Manifest,
         size: u64,
+        incremental: Option<(&Manifest, &Bitmap)>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(), SnapshotError> {
         let chunk_size = m.chunk_size;
         let count = Manifest::chunk_count(size, chunk_size);
-        let mut entries: Vec<Option<String>> = vec![None; count as usize];
+        let len_of = |index: u64| (size - index * chunk_size).min(chunk_size);
+        let (indices, mut entries): (Vec<u64>, Vec<Option<String>>) = match incremental {
+            Some((base, changed)) => {
+                for (i, e) in base.chunks.iter().enumerate() {
+                    if e.is_some() && !changed.get(i as u64) {
+                        m.referenced_bytes += len_of(i as u64);
+                    }
+                }
+                (changed.ones().collect(), base.chunks.clone())
+            }
+            None => ((0..count).collect(), vec![None; count as usize]),
+        };
+        let total: u64 = indices.iter().map(|&i| len_of(i)).sum();
         let mut dirs = std::collections::BTreeSet::new();
         let mut done_bytes = 0u64;
-        progress(Progress {
-            done: 0,
-            total: size,
-        });
+        progress(Progress { done: 0, total });
         parallel(
-            count,
-            |index, buf| {
+            indices.len() as u64,
+            |k, buf| {
+                let index = indices[k as usize];
                 let off = index * chunk_size;
-                let len = (size - off).min(chunk_size);
+                let len = len_of(index);
                 if reader.is_hole(off, len) {
                     return Ok((len, None));
                 }
@@ -411,19 +529,21 @@ impl SnapshotStore {
                 }
                 Ok((len, Some(self.chunks.put(buf)?)))
             },
-            |index, (len, stored)| {
+            |k, (len, stored)| {
+                let index = indices[k as usize] as usize;
+                entries[index] = None;
                 if let Some((hash, new, dir)) = stored {
                     if new {
                         m.new_bytes += len;
                     }
                     m.referenced_bytes += len;
                     dirs.extend(dir);
-                    entries[index as usize] = Some(hash);
+                    entries[index] = Some(hash);
                 }
                 done_bytes += len;
                 progress(Progress {
                     done: done_bytes,
-                    total: size,
+                    total,
                 });
             },
         )?;
@@ -561,6 +681,7 @@ impl SnapshotStore {
             referenced_bytes: 0,
             new_bytes: 0,
             created_at: plumbing::awstime::now_rfc3339(),
+            incremental_from: None,
         };
         self.write_manifest(&m)?;
         let result = (|| -> Result<(), SnapshotError> {
