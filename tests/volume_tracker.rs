@@ -327,6 +327,74 @@ fn a_rotation_waits_for_the_write_in_flight_and_hands_its_chunk_over() {
     assert!(t.rotate().changed.get(3));
 }
 
+// ---- golden fixture -------------------------------------------------------------------
+
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/tracker-v1-golden.cbt"
+);
+const SEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/tracker_record");
+
+/// The golden record: clean, 11 chunks (10 MiB + 512 bytes), chunks 0, 3 and 10 written.
+fn golden() -> record::Record {
+    let mut bitmap = record::Bitmap::new(11);
+    for c in [0, 3, 10] {
+        bitmap.set(c);
+    }
+    record::Record {
+        header: record::Header {
+            state: record::State::Clean,
+            boot_id: *b"0123456789abcdef",
+            chunk_size: CHUNK_SIZE,
+            volume_size: 10 * CHUNK_SIZE + 512,
+            image_inode: 0x0102_0304_0506_0708,
+            image_mtime: (1_764_900_000, 123_456_789),
+            volume_id: "vol-0123456789abcdef0".into(),
+            base: Some("snap-0fedcba9876543210".into()),
+        },
+        bitmap,
+    }
+}
+
+#[test]
+fn golden_tracker_file_still_parses_and_matches_the_documented_layout() {
+    if std::env::var_os("ATREST_REGENERATE_GOLDEN").is_some() {
+        let g = golden();
+        std::fs::write(GOLDEN, g.encode().unwrap()).unwrap();
+        // Fuzz seeds made by the real code: the golden record, a live one without base.
+        std::fs::create_dir_all(SEEDS).unwrap();
+        std::fs::write(format!("{SEEDS}/clean.cbt"), g.encode().unwrap()).unwrap();
+        let mut live = g;
+        live.header.state = record::State::Live;
+        live.header.base = None;
+        live.header.image_mtime = (0, 0);
+        std::fs::write(format!("{SEEDS}/live-no-base.cbt"), live.encode().unwrap()).unwrap();
+    }
+    let bytes = std::fs::read(GOLDEN).expect("tests/fixtures/tracker-v1-golden.cbt is committed");
+    assert_eq!(record::Record::decode(&bytes).unwrap(), golden());
+    assert_eq!(golden().encode().unwrap(), bytes, "on-disk format drifted");
+    // docs/FORMAT.md "Changed-block tracker", field by field.
+    assert_eq!(&bytes[0..8], b"ATRCBT\0\0");
+    assert_eq!(bytes[8..12], 1u32.to_le_bytes());
+    assert_eq!(bytes[12..16], 1u32.to_le_bytes(), "clean");
+    assert_eq!(&bytes[16..32], b"0123456789abcdef");
+    assert_eq!(bytes[32..40], CHUNK_SIZE.to_le_bytes());
+    assert_eq!(bytes[40..48], (10 * CHUNK_SIZE + 512).to_le_bytes());
+    assert_eq!(bytes[48..56], 11u64.to_le_bytes());
+    assert_eq!(bytes[56..64], 0x0102_0304_0506_0708u64.to_le_bytes());
+    assert_eq!(bytes[64..72], 1_764_900_000i64.to_le_bytes());
+    assert_eq!(bytes[72..76], 123_456_789u32.to_le_bytes());
+    assert_eq!(bytes[88], 21);
+    assert_eq!(&bytes[89..110], b"vol-0123456789abcdef0");
+    assert_eq!(bytes[217], 22);
+    assert_eq!(&bytes[218..240], b"snap-0fedcba9876543210");
+    use sha2::Digest;
+    assert_eq!(bytes[480..512], sha2::Sha256::digest(&bytes[..480])[..]);
+    assert!(bytes[512..4096].iter().all(|&b| b == 0));
+    assert_eq!(bytes.len(), 4096 + 2);
+    assert_eq!(bytes[4096..], [0b0000_1001, 0b0000_0100]);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Write { offset: u64, len: usize, seed: u8 },

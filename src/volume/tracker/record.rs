@@ -19,6 +19,7 @@ pub const MAX_ID: usize = 128;
 
 const OFF_VOLUME_ID: usize = 88;
 const OFF_BASE: usize = OFF_VOLUME_ID + 1 + MAX_ID;
+const OFF_END: usize = OFF_BASE + 1 + MAX_ID;
 
 /// What the record says about the writes since its base snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +196,9 @@ impl Header {
         if Sha256::digest(&b[..CHECKSUM_AT])[..] != b[CHECKSUM_AT..HEADER_USED] {
             return Err(RecordError::Checksum);
         }
-        if b[76..88].iter().any(|&x| x != 0) || b[HEADER_USED..HEADER_LEN].iter().any(|&x| x != 0) {
+        let zero = |r: std::ops::Range<usize>| b[r].iter().all(|&x| x == 0);
+        if !zero(76..OFF_VOLUME_ID) || !zero(OFF_END..CHECKSUM_AT) || !zero(HEADER_USED..HEADER_LEN)
+        {
             return Err(invalid("reserved", "not zero"));
         }
         let code = u32_at(12);
