@@ -360,3 +360,89 @@ fn progress_is_visible_while_pending() {
     assert!(seen.len() >= 2, "saw progress {seen:?}");
     lab.stop_daemon();
 }
+
+/// Opens a volume's image as the volume service serves it: with changed-block tracking.
+fn open_tracked(lab: &Lab, volume_id: &str) -> VolumeImage {
+    let img = open_image(lab, volume_id);
+    let path = lab.image_path(volume_id);
+    let h = img.header().clone();
+    drop(img);
+    let key = if h.cipher().is_encrypted() {
+        let c = kmsd::client::KmsClient::connect(lab.path().join("kmsd.sock")).unwrap();
+        let plain = c
+            .decrypt(
+                &h.params.wrapped_key,
+                &h.params.encryption_context,
+                Some(&h.params.key_arn),
+            )
+            .unwrap();
+        Some(XtsKey::from_bytes(&plain.plaintext).unwrap())
+    } else {
+        None
+    };
+    VolumeImage::open_tracked(&path, key).unwrap()
+}
+
+fn incremental_from(lab: &Lab, snapshot_id: &str) -> Option<String> {
+    let p = lab
+        .path()
+        .join(format!("snapshots/manifests/{snapshot_id}.json"));
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    m["incremental_from"].as_str().map(str::to_string)
+}
+
+#[test]
+fn kill_9_during_an_incremental_snapshot_leaves_the_record_for_the_next_one() {
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let (_, vol) = lab.encrypted_volume("alias/cbt");
+    let img = open_tracked(&lab, &vol);
+    img.write_at(&pattern(4 << 20, 1), 0).unwrap();
+    drop(img); // closed clean, as a stopped instance's volume is
+    let first = snapshot(&lab, &vol, "first");
+    assert_eq!(incremental_from(&lab, &first), None);
+
+    // Many changed chunks, so the incremental snapshot is still running when killed.
+    let img = open_tracked(&lab, &vol);
+    for i in 0..8u64 {
+        img.write_at(
+            &pattern(16 << 20, 10 + i as u32),
+            (8 << 20) + i * (16 << 20),
+        )
+        .unwrap();
+    }
+    drop(img);
+    let s = lab.ec2(&["create-snapshot", "--volume-id", &vol]);
+    let killed = s["SnapshotId"].as_str().unwrap().to_string();
+    lab.kill_daemon();
+    lab.start_daemon();
+    lab.until(30, "the killed snapshot to be error", || {
+        lab.snapshot(&killed)["State"] == "error"
+    });
+
+    // One more write: the next snapshot still reads only what changed since `first`.
+    let img = open_tracked(&lab, &vol);
+    img.write_at(b"after the crash", 1 << 20).unwrap();
+    drop(img);
+    let next = snapshot(&lab, &vol, "next");
+    assert_eq!(
+        incremental_from(&lab, &next).as_deref(),
+        Some(first.as_str())
+    );
+    // And it restores to the volume as it is.
+    let restored = lab.new_volume(&["--snapshot-id", &next]);
+    assert_eq!(
+        read(&lab, &restored, 0, 8 << 20),
+        read(&lab, &vol, 0, 8 << 20)
+    );
+    assert_eq!(&read(&lab, &restored, 1 << 20, 15)[..], b"after the crash");
+    for i in 0..9u64 {
+        let off = (8 << 20) + i * (16 << 20) - 4096;
+        assert_eq!(
+            read(&lab, &restored, off, 64 << 10),
+            read(&lab, &vol, off, 64 << 10),
+            "at {off}"
+        );
+    }
+    lab.stop_daemon();
+}
