@@ -28,7 +28,9 @@ bold=$(printf '\033[1m'); dim=$(printf '\033[2m'); red=$(printf '\033[31m'); gre
 if [ ! -t 1 ]; then bold=""; dim=""; red=""; green=""; off=""; fi
 step_name="set-up"
 task() { step_name="$1"; printf '\n%s==== %s%s\n' "$bold" "$1" "$off"; }
-say() { printf '%s\n' "$*"; }
+# say TEXT: narration, printed as a shell comment (every line the demo prints is labelled:
+# `====` a task, `$` a command, `|` its output, `ok:` a check, `#` narration).
+say() { printf '  %s# %s%s\n' "$dim" "$*" "$off"; }
 ok() { printf '%s  ok: %s%s\n' "$green" "$*" "$off"; }
 fail() {
   printf '%sdemo: FAILED at %s: %s%s\n' "$red" "$step_name" "$*" "$off" >&2
@@ -83,6 +85,16 @@ capture_err() {
   output "$__out"
   printf -v "$__var" '%s' "$__out"
 }
+# http_get VAR URL FILE: an unsigned GET with curl, shown as the command that can be pasted;
+# its output is the HTTP status (in VAR) and, unless 200, the body (kept in FILE).
+http_get() {
+  local __var=$1 __code
+  cmdline curl -s -o "$3" -w '%{http_code}\n' "$2"
+  __code=$(curl -s -o "$3" -w '%{http_code}' "$2") || __code=000
+  output "$__code"
+  if [ "$__code" != 200 ]; then output "$(cat "$3")"; fi
+  printf -v "$__var" '%s' "$__code"
+}
 contains() { # contains HAYSTACK NEEDLE WHAT
   case "$1" in *"$2"*) ok "$3" ;; *) fail "$3: expected to see '$2'" ;; esac
 }
@@ -92,7 +104,10 @@ json() { # json FIELD-EXPR < JSON  (python3 expression over `d`)
 
 # ---------------------------------------------------------------- install and build
 task "Set-up: packages, build, demo guest"
-if [ "$install" = 1 ]; then bash scripts/install-deps.sh; fi
+if [ "$install" = 1 ]; then
+  cmdline bash scripts/install-deps.sh
+  bash scripts/install-deps.sh 2>&1 | sed 's/^/  | /'
+fi
 if [ -z "${ATREST_BIN_DIR:-}" ]; then
   say "building release binaries (first time: several minutes on 2 cores)"
   # --workspace: the root package alone has no kmsd. cargo's lines go to a log; one
@@ -191,9 +206,7 @@ contains "$out" "\"SSEKMSKeyId\": \"$key_arn\"" "under alias/MyKMSKey (named by 
 task "Task 3: the object URL, unsigned"
 endpoint=$(cat "$ATREST_HOME/s3.addr")
 url="http://$endpoint/$bucket/clock.png"
-curl_status() { curl -s -o "$ATREST_HOME/body" -w '%{http_code}' "$1"; }
-code=$(curl_status "$url"); body=$(cat "$ATREST_HOME/body")
-say "GET $url -> $code"; say "$body"
+http_get code "$url" "$ATREST_HOME/body"; body=$(cat "$ATREST_HOME/body")
 [ "$code" = 403 ] || fail "unsigned GET gave $code, expected 403"
 contains "$body" "<Code>AccessDenied</Code>" "S3 refuses: AccessDenied"
 say "Turning off Block Public Access, enabling ACLs, making the object public:"
@@ -202,8 +215,7 @@ capture out atrest "${as_lab[@]}" s3api put-public-access-block --bucket "$bucke
 capture out atrest "${as_lab[@]}" s3api put-bucket-ownership-controls --bucket "$bucket" \
   --ownership-controls 'Rules=[{ObjectOwnership=BucketOwnerPreferred}]'
 capture out atrest "${as_lab[@]}" s3api put-object-acl --bucket "$bucket" --key clock.png --acl public-read
-code=$(curl_status "$url"); body=$(cat "$ATREST_HOME/body")
-say "GET $url -> $code"; say "$body"
+http_get code "$url" "$ATREST_HOME/body"; body=$(cat "$ATREST_HOME/body")
 [ "$code" = 400 ] || fail "public unsigned GET gave $code, expected 400"
 contains "$body" "<Code>InvalidArgument</Code>" "S3 refuses: InvalidArgument"
 contains "$body" "require AWS Signature Version 4" "SSE-KMS objects need SigV4"
@@ -211,8 +223,7 @@ contains "$body" "require AWS Signature Version 4" "SSE-KMS objects need SigV4"
 # ---------------------------------------------------------------- Task 4
 task "Task 4: open the object with a presigned URL"
 capture presigned atrest "${as_lab[@]}" s3 presign "s3://$bucket/clock.png" --expires-in 300
-code=$(curl -s -o "$ATREST_HOME/clock-download.png" -w '%{http_code}' "$presigned")
-say "GET (presigned) -> $code"
+http_get code "$presigned" "$ATREST_HOME/clock-download.png"
 [ "$code" = 200 ] || fail "presigned GET gave $code"
 cmp -s "$image" "$ATREST_HOME/clock-download.png" || fail "the downloaded image differs from the upload"
 ok "the image came back byte-identical ($(stat -c %s "$image") bytes)"
@@ -225,7 +236,8 @@ capture trail atrest cloudtrail lookup-events \
 object_arn="arn:aws:s3:::$bucket/clock.png"
 events=$(atrest cloudtrail lookup-events --lookup-attributes AttributeKey=EventSource,AttributeValue=kms.amazonaws.com --max-results 50)
 check_event() { # check_event NAME: a successful kms event for the object, by the lab role, with the key
-  printf '%s' "$events" | python3 -c '
+  local found
+  found=$(printf '%s' "$events" | python3 -c '
 import json, sys
 name, role, key, obj = sys.argv[1:5]
 d = json.load(sys.stdin)
@@ -238,7 +250,9 @@ for e in d["Events"]:
     if ctx.get("aws:s3:arn") == obj and key in keys and role.split("/")[-1] in json.dumps(r["userIdentity"]):
         print(r["eventTime"], name, r["userIdentity"].get("arn"), key, obj)
         sys.exit(0)
-sys.exit(1)' "$1" "$lab_role" "$key_arn" "$object_arn" || fail "no successful $1 by $lab_role with $key_arn for $object_arn"
+sys.exit(1)' "$1" "$lab_role" "$key_arn" "$object_arn") || fail "no successful $1 by $lab_role with $key_arn for $object_arn"
+  say "the trail's $1 event: time, principal, key, object"
+  output "$found"
 }
 check_event GenerateDataKey
 check_event Decrypt
@@ -303,9 +317,8 @@ capture out atrest ec2 describe-instances --instance-ids "$instance"
 reason=$(printf '%s' "$out" | json 'd["Reservations"][0]["Instances"][0]["StateReason"]["Code"]')
 [ "$reason" = Client.InternalError ] || fail "StateReason is '$reason', expected Client.InternalError"
 ok "LabInstance went pending -> stopped: Client.InternalError"
-presigned=$(atrest "${as_lab[@]}" s3 presign "s3://$bucket/clock.png" --expires-in 300)
-code=$(curl_status "$presigned"); body=$(cat "$ATREST_HOME/body")
-say "GET (presigned) -> $code"; say "$body"
+capture presigned atrest "${as_lab[@]}" s3 presign "s3://$bucket/clock.png" --expires-in 300
+http_get code "$presigned" "$ATREST_HOME/body"; body=$(cat "$ATREST_HOME/body")
 [ "$code" = 400 ] || fail "read with a disabled key gave $code, expected 400"
 contains "$body" "<Code>KMS.DisabledException</Code>" "the object read fails: KMS.DisabledException"
 capture out atrest cloudtrail lookup-events --max-results 20 \
@@ -331,7 +344,7 @@ capture out atrest "${as_lab[@]}" ec2 start-instances --instance-ids "$instance"
 wait_state "$instance" running 120
 capture console atrest ec2 get-console-output --instance-id "$instance" --output text
 contains "$console" "atrest-guest: booted from volume $new_vol" "the guest booted from the encrypted root $new_vol"
-code=$(curl_status "$presigned")
+http_get code "$presigned" "$ATREST_HOME/body"
 [ "$code" = 200 ] || fail "the object still does not open after re-enabling the key ($code)"
 cmp -s "$image" "$ATREST_HOME/body" || fail "the object differs after re-enabling the key"
 ok "the object opens again"
