@@ -20,7 +20,6 @@ use crate::ec2::api::{
     StopInstancesRequest, Tag, TagSpecification, TerminateInstancesRequest,
 };
 use crate::ec2::client::{ClientError, Ec2Client};
-use crate::ec2::images::Permissions;
 use crate::ec2::model::ROOT_DEVICE;
 use crate::ec2::{Caller, Ec2Code, Ec2Error, Ec2Service};
 use plumbing::shorthand;
@@ -464,15 +463,20 @@ fn parse_mappings(args: &[String]) -> Result<Vec<BlockDeviceMapping>, Usage> {
 }
 
 /// `Add=[{UserId=...},{Group=all}],Remove=[...]`: (group, user ID) pairs to add and remove.
-fn parse_permissions(arg: &str) -> Result<(Permissions, Permissions), Usage> {
+/// `--launch-permission` / `--create-volume-permission` (`Add=[{Group=all}],Remove=[{UserId=..}]`):
+/// the `(add, remove)` lists, each entry made by `perm(group, user_id)`.
+fn parse_permissions<P>(
+    arg: &str,
+    perm: impl Fn(Option<String>, Option<String>) -> P,
+) -> Result<(Vec<P>, Vec<P>), Usage> {
     let v = parse_arg(arg)?;
-    let list = |name: &str| -> Permissions {
+    let list = |name: &str| -> Vec<P> {
         v.get(name)
             .cloned()
             .map(items)
             .unwrap_or_default()
             .iter()
-            .map(|p| (str_field(p, "Group"), str_field(p, "UserId")))
+            .map(|p| perm(str_field(p, "Group"), str_field(p, "UserId")))
             .collect()
     };
     Ok((list("Add"), list("Remove")))
@@ -796,12 +800,11 @@ fn build(args: Ec2Command) -> Result<Request, Usage> {
         } => {
             let launch_permission = match launch_permission {
                 Some(a) => {
-                    let (add, remove) = parse_permissions(&a)?;
-                    let perm = |(group, user_id)| LaunchPermission { group, user_id };
-                    Some(LaunchPermissionModifications {
-                        add: add.into_iter().map(perm).collect(),
-                        remove: remove.into_iter().map(perm).collect(),
-                    })
+                    let (add, remove) = parse_permissions(&a, |group, user_id| LaunchPermission {
+                        group,
+                        user_id,
+                    })?;
+                    Some(LaunchPermissionModifications { add, remove })
                 }
                 None => None,
             };
@@ -841,12 +844,10 @@ fn build(args: Ec2Command) -> Result<Request, Usage> {
         } => {
             let create_volume_permission = match create_volume_permission {
                 Some(a) => {
-                    let (add, remove) = parse_permissions(&a)?;
-                    let perm = |(group, user_id)| CreateVolumePermission { group, user_id };
-                    Some(CreateVolumePermissionModifications {
-                        add: add.into_iter().map(perm).collect(),
-                        remove: remove.into_iter().map(perm).collect(),
-                    })
+                    let (add, remove) = parse_permissions(&a, |group, user_id| {
+                        CreateVolumePermission { group, user_id }
+                    })?;
+                    Some(CreateVolumePermissionModifications { add, remove })
                 }
                 None => None,
             };

@@ -373,37 +373,28 @@ impl Ec2Service {
             Some(b) => Some(storage::store_boot(&self.layout, &image_id, b)?),
             None => None,
         };
-        let res = self.registry.update(|s| {
-            let root = check(s)?;
-            s.images.insert(
-                image_id.clone(),
-                Image {
+        self.commit_image(
+            caller,
+            "RegisterImage",
+            &image_id,
+            std::slice::from_ref(&image_id),
+            |s| {
+                Ok(Image {
                     image_id: image_id.clone(),
                     name: r.name.clone(),
                     description: r.description.clone(),
                     owner_id: account.clone(),
                     creation_date: model::now_timestamp(),
                     root_device_name: root_name.clone(),
-                    devices: vec![root],
+                    devices: vec![check(s)?],
                     boot: boot.clone(),
                     launch_permissions: Vec::new(),
                     tags: tags.clone(),
                     source_image_id: None,
                     source_dir: None,
-                },
-            );
-            Ok(())
-        });
-        if let Err(e) = res {
-            storage::discard_boot(&self.layout, &image_id);
-            return Err(e);
-        }
-        self.kms.record_event(
-            caller,
-            "RegisterImage",
-            std::slice::from_ref(&image_id),
-            None,
-        );
+                })
+            },
+        )?;
         Ok(RegisterImageResult { image_id })
     }
 
@@ -788,11 +779,14 @@ impl Ec2Service {
                 }
             }
         }
-        let res = self.registry.update(|s| {
-            check_unique_name(s, &account, &r.name)?;
-            s.images.insert(
-                image_id.clone(),
-                Image {
+        self.commit_image(
+            caller,
+            "CopyImage",
+            &image_id,
+            &[image_id.clone(), source.image_id.clone()],
+            |s| {
+                check_unique_name(s, &account, &r.name)?;
+                Ok(Image {
                     image_id: image_id.clone(),
                     name: r.name.clone(),
                     description: r.description.clone().or_else(|| source.description.clone()),
@@ -805,20 +799,33 @@ impl Ec2Service {
                     tags: tags.clone(),
                     source_image_id: Some(source.image_id.clone()),
                     source_dir: None,
-                },
-            );
+                })
+            },
+        )?;
+        Ok(CopyImageResult { image_id })
+    }
+
+    /// Adds the image `build` makes from the registry (under its lock) as `image_id` and
+    /// records `event` naming `resources`. If `build` refuses, the image's boot files,
+    /// stored beforehand, are removed and nothing is recorded.
+    fn commit_image(
+        &self,
+        caller: &Caller,
+        event: &str,
+        image_id: &str,
+        resources: &[String],
+        build: impl FnOnce(&State) -> Result<Image, Ec2Error>,
+    ) -> Result<(), Ec2Error> {
+        let res = self.registry.update(|s| {
+            let image = build(s)?;
+            s.images.insert(image_id.to_string(), image);
             Ok(())
         });
         if let Err(e) = res {
-            storage::discard_boot(&self.layout, &image_id);
+            storage::discard_boot(&self.layout, image_id);
             return Err(e);
         }
-        self.kms.record_event(
-            caller,
-            "CopyImage",
-            &[image_id.clone(), source.image_id.clone()],
-            None,
-        );
-        Ok(CopyImageResult { image_id })
+        self.kms.record_event(caller, event, resources, None);
+        Ok(())
     }
 }
