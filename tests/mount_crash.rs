@@ -1,6 +1,8 @@
 //! kill -9 of the serving process during writes: the mountpoint is left stale, the next
 //! server recovers it by itself, the ext4 inside is consistent (journal replay, then
-//! `e2fsck -fn` clean) and everything fsync'd before the crash is there.
+//! `e2fsck -fn` clean) and everything fsync'd before the crash is there; and the
+//! changed-block record the killed server leaves makes the next snapshot incremental with
+//! every acknowledged write in it.
 
 mod mount_support;
 
@@ -147,5 +149,130 @@ fn kill_9_during_writes_then_recover_remount_fsck_clean_fsynced_data_present() {
     unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
     let status = server.child.wait().unwrap();
     assert!(status.success(), "server exit after SIGTERM: {status}");
+    assert_eq!(daemon::mount_state(&mp), MountState::NotMounted);
+}
+
+/// The whole payload of an image, decrypted.
+fn payload_of(path: &Path, key: &atrest::volume::XtsKey) -> Vec<u8> {
+    let k = atrest::volume::XtsKey::from_bytes(key.as_bytes()).unwrap();
+    let img = atrest::volume::VolumeImage::open_read_only(path, Some(k)).unwrap();
+    let mut v = vec![0u8; img.size() as usize];
+    img.read_at(&mut v, 0).unwrap();
+    v
+}
+
+fn sigterm(mut server: Server) {
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "server exit after SIGTERM: {status}");
+}
+
+#[test]
+fn kill_9_during_writes_then_the_incremental_snapshot_has_every_acknowledged_write() {
+    use atrest::volume::snapshot::{SnapshotSource, SnapshotStore};
+    use std::os::unix::fs::FileExt;
+    require_kernel_and_tools(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mp = dir.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let (img, key) = create_volume(dir.path(), "vol-0c0c0c0c0c0c0c0c2", 32 * MIB);
+    let key_hex = hex::encode(key.as_bytes());
+    let store = SnapshotStore::open(&dir.path().join("snapshots")).unwrap();
+    let snapshot = |id: &str| {
+        let mut total = None;
+        let m = store
+            .create(SnapshotSource::Path(&img), id, &mut |p| {
+                total.get_or_insert(p.total);
+            })
+            .unwrap();
+        (m, total.unwrap())
+    };
+    let restored = |m: &atrest::volume::snapshot::Manifest| {
+        let dest = dir.path().join(format!("{}.img", m.snapshot_id));
+        store
+            .restore(
+                &m.snapshot_id,
+                &dest,
+                &m.volume,
+                atrest::volume::DataKeys::default(),
+                &mut |_| {},
+            )
+            .unwrap();
+        payload_of(&dest, &key)
+    };
+
+    // The volume written through the mount, the server stopped cleanly, a full snapshot.
+    let server = Server::start(&mp, &img, &key_hex);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&server.served)
+        .unwrap();
+    f.write_all_at(&pattern(1, 32 * MIB as usize), 0).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    sigterm(server);
+    let (first, read) = snapshot("snap-first");
+    assert_eq!(first.incremental_from, None);
+    assert_eq!(read, 32 * MIB);
+
+    // Writes to chunks 8..12 in flight when the server is killed.
+    let mut server = Server::start(&mp, &img, &key_hex);
+    let served = server.served.clone();
+    let writer = std::thread::spawn(move || {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&served)
+            .unwrap();
+        let mut acked = Vec::new();
+        for i in 0u64.. {
+            let off = 8 * MIB + (i % 64) * (64 << 10);
+            let data = pattern(100 + i, 64 << 10);
+            if f.write_all_at(&data, off).is_err() {
+                break;
+            }
+            acked.push((off, data));
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    let acked = writer.join().unwrap();
+    assert!(
+        acked.len() > 10,
+        "only {} writes before the kill",
+        acked.len()
+    );
+
+    let (after_kill, read) = snapshot("snap-after-kill");
+    assert_eq!(after_kill.incremental_from.as_deref(), Some("snap-first"));
+    assert!(read <= 4 * MIB, "read {read} bytes for 4 changed chunks");
+    let snap = restored(&after_kill);
+    assert!(
+        snap == payload_of(&img, &key),
+        "snapshot differs from the image"
+    );
+    for (off, data) in acked.iter().rev().take(64) {
+        let o = *off as usize;
+        assert!(
+            &snap[o..o + data.len()] == data,
+            "acknowledged write at {off} missing"
+        );
+    }
+
+    // The next server recovers the stale mount and takes the record over.
+    let server = Server::start(&mp, &img, &key_hex);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&server.served)
+        .unwrap();
+    f.write_all_at(b"one more", 30 * MIB).unwrap();
+    drop(f);
+    sigterm(server);
+    let (last, read) = snapshot("snap-last");
+    assert_eq!(last.incremental_from.as_deref(), Some("snap-after-kill"));
+    assert_eq!(read, MIB);
+    assert!(restored(&last) == payload_of(&img, &key));
     assert_eq!(daemon::mount_state(&mp), MountState::NotMounted);
 }
