@@ -19,28 +19,6 @@ fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
 
-fn json_of(out: &str) -> serde_json::Value {
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-/// Runs a boto3 script (the client is `s3`, made at default settings against the lab's
-/// endpoint) and parses the JSON it prints.
-fn boto3_json(lab: &Lab, body: &str, args: &[&str]) -> serde_json::Value {
-    let script = format!(
-        "import boto3, json, os, sys\n\
-         from botocore.exceptions import ClientError\n\
-         s3 = boto3.client('s3', endpoint_url=os.environ['ATREST_TEST_ENDPOINT'])\n\
-         def code(f):\n\
-         \x20   try:\n\
-         \x20       f()\n\
-         \x20       return 'ok'\n\
-         \x20   except ClientError as e:\n\
-         \x20       return e.response['Error']['Code']\n\
-         {body}"
-    );
-    json_of(&lab.boto3(&script, args))
-}
-
 /// `s3api copy-object` of `source` to `dst/key`, with more arguments.
 fn copy_args<'a>(source: &'a str, key: &'a str, more: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["s3api", "copy-object", "--copy-source", source];
@@ -258,8 +236,7 @@ fn copy_object_re_encrypts_copies_metadata_and_honours_conditions() {
     assert!(same_file(&big, &back), "the moved copy differs");
 
     // boto3's managed copy.
-    let v = boto3_json(
-        &lab,
+    let v = lab.boto3_s3_json(
         "s3.copy({'Bucket': 'src', 'Key': sys.argv[1]}, 'dst', 'boto3-copy.txt')\n\
          print(json.dumps({'len': s3.head_object(Bucket='dst', Key='boto3-copy.txt')['ContentLength']}))",
         &[key],
@@ -281,8 +258,7 @@ fn copy_object_re_encrypts_copies_metadata_and_honours_conditions() {
 fn delete_objects_answers_per_key_and_checks_the_body_digest() {
     let lab = Lab::start();
     lab.aws_ok(&["s3api", "create-bucket", "--bucket", "batch"]);
-    let v = boto3_json(
-        &lab,
+    let v = lab.boto3_s3_json(
         r#"
 for k in ['a', 'b', 'c', 'd/e', 'f']:
     s3.put_object(Bucket='batch', Key=k, Body=k.encode())
@@ -335,8 +311,7 @@ print(json.dumps(out))
 fn list_objects_v1_versions_and_location_answer_as_s3() {
     let lab = Lab::start();
     lab.aws_ok(&["s3api", "create-bucket", "--bucket", "listed"]);
-    let v = boto3_json(
-        &lab,
+    let v = lab.boto3_s3_json(
         r#"
 keys = ['a/1', 'a/2', 'b', 'c/x/1', 'c/y', 'd', 'odd\x01key', 'sp ace+plus']
 for k in keys:
@@ -420,8 +395,7 @@ print(json.dumps(out))
 fn conditional_reads_and_sse_c_answer_as_s3() {
     let lab = Lab::start();
     lab.aws_ok(&["s3api", "create-bucket", "--bucket", "cond"]);
-    let v = boto3_json(
-        &lab,
+    let v = lab.boto3_s3_json(
         r#"
 import datetime
 r = s3.put_object(Bucket='cond', Key='k', Body=b'hello')
@@ -517,8 +491,7 @@ print(json.dumps(out))
 fn checksums_are_stored_and_returned_with_checksum_mode() {
     let lab = Lab::start();
     lab.aws_ok(&["s3api", "create-bucket", "--bucket", "sums"]);
-    let v = boto3_json(
-        &lab,
+    let v = lab.boto3_s3_json(
         r#"
 import base64, zlib
 out = {}

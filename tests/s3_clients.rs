@@ -233,10 +233,6 @@ fn boto3_upload_file_and_download_file_at_default_settings() {
     assert_eq!(v["range"]["accept"], "bytes");
 }
 
-fn json_of(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
 #[test]
 fn aws_s3api_multipart_calls_answer_as_s3() {
     let lab = Lab::start();

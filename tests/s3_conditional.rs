@@ -10,34 +10,11 @@ use std::process::{Command, Stdio};
 
 use s3_common::*;
 
-fn json_of(out: &str) -> serde_json::Value {
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-/// Runs a boto3 script (`s3`, a default client against the lab; `code(f)` the error code
-/// `f()` raised, or `ok`) and parses the JSON it prints.
-fn boto3_json(lab: &Lab, body: &str) -> serde_json::Value {
-    let script = format!(
-        "import boto3, json, os, sys\n\
-         from botocore.exceptions import ClientError\n\
-         s3 = boto3.client('s3', endpoint_url=os.environ['ATREST_TEST_ENDPOINT'])\n\
-         def code(f):\n\
-         \x20   try:\n\
-         \x20       f()\n\
-         \x20       return 'ok'\n\
-         \x20   except ClientError as e:\n\
-         \x20       return e.response['Error']['Code']\n\
-         {body}"
-    );
-    json_of(&lab.boto3(&script, &[]))
-}
-
 #[test]
 fn conditional_puts_completes_and_deletes_answer_as_s3() {
     let lab = Lab::start();
     lab.aws_ok(&["s3api", "create-bucket", "--bucket", "cond"]);
-    let v = boto3_json(
-        &lab,
+    let v = lab.boto3_s3_json(
         r#"
 out = {}
 B = 'cond'
@@ -94,6 +71,7 @@ out['batch_errors'] = [[e['Key'], e['Code']] for e in r.get('Errors', [])]
 out['batch_left'] = sorted(o['Key'] for o in s3.list_objects_v2(Bucket=B, Prefix='d').get('Contents', []))
 print(json.dumps(out))
 "#,
+        &[],
     );
     let expect = serde_json::json!({
         "create": "ok",
@@ -176,8 +154,7 @@ fn of_racing_creators_with_if_none_match_exactly_one_wins() {
     lab.aws_ok(&["s3api", "create-bucket", "--bucket", "race"]);
     // boto3: 16 threads, each its own client, each a 1 MiB body of its own, 3 keys in turn;
     // then 6 multipart uploads of one key completed at once.
-    let v = boto3_json(
-        &lab,
+    let v = lab.boto3_s3_json(
         r#"
 import threading
 N = 16
@@ -223,6 +200,7 @@ out['mp'] = {'codes': sorted(set(results)), 'won': len(won),
              'body_is_winners': len(won) == 1 and data == bytes([won[0]]) * 1000}
 print(json.dumps(out))
 "#,
+        &[],
     );
     let one_winner = serde_json::json!({
         "codes": ["PreconditionFailed", "ok"], "won": 1, "body_is_winners": true
@@ -286,8 +264,7 @@ fn an_if_match_write_whose_object_is_deleted_meanwhile_is_a_conflict() {
     // The PUT's body is a generator: 16 MiB of it is sent (more than the socket buffers
     // hold, so the endpoint has begun the write: the condition held then), the object is
     // deleted by another client, then the rest is sent. Signed by botocore.
-    let v = boto3_json(
-        &lab,
+    let v = lab.boto3_s3_json(
         r#"
 import http.client, socket, urllib.parse
 from botocore.auth import S3SigV4Auth
@@ -318,6 +295,7 @@ out = {'status': r.status, 'text': text,
        'after': code(lambda: s3.head_object(Bucket='conf', Key='k'))}
 print(json.dumps(out))
 "#,
+        &[],
     );
     let text = v["text"].as_str().unwrap_or_default();
     assert_eq!(v["status"], 409, "{text}");

@@ -451,6 +451,30 @@ impl Lab {
         );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
+
+    /// Runs a boto3 script whose client is `s3` (default settings, against the lab's
+    /// endpoint) and `code(f)` the error code `f()` raised, or `ok`; parses the JSON it
+    /// prints.
+    pub fn boto3_s3_json(&self, body: &str, args: &[&str]) -> serde_json::Value {
+        let script = format!(
+            "import boto3, json, os, sys\n\
+             from botocore.exceptions import ClientError\n\
+             s3 = boto3.client('s3', endpoint_url=os.environ['ATREST_TEST_ENDPOINT'])\n\
+             def code(f):\n\
+             \x20   try:\n\
+             \x20       f()\n\
+             \x20       return 'ok'\n\
+             \x20   except ClientError as e:\n\
+             \x20       return e.response['Error']['Code']\n\
+             {body}"
+        );
+        json_of(&self.boto3(&script, args))
+    }
+}
+
+/// Parses a command's JSON output, naming it when it is not JSON.
+pub fn json_of(out: &str) -> serde_json::Value {
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
 }
 
 /// Writes `len` pseudo-random bytes (xorshift from `seed`) to `path`, streaming.
