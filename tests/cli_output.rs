@@ -19,10 +19,11 @@ use atrest::cli::output::{OutputArgs, OutputFormat, Terminal};
 use ec2_support::Lab;
 use serde_json::json;
 
-const FORMATS: [(&str, OutputFormat); 3] = [
+const FORMATS: [(&str, OutputFormat); 4] = [
     ("json", OutputFormat::Json),
     ("text", OutputFormat::Text),
     ("table", OutputFormat::Table),
+    ("yaml", OutputFormat::Yaml),
 ];
 
 fn venv_python() -> PathBuf {
@@ -398,4 +399,118 @@ fn layouts_match_awscli_on_awkward_shapes() {
         compared >= 80 && awscli_raised <= 16,
         "{compared} compared, awscli raised on {awscli_raised}"
     );
+}
+
+/// `--output yaml` on strings that YAML must quote or fold (they would read back as
+/// booleans, numbers, dates or nulls; indicators; spaces and breaks at the ends;
+/// characters libyaml escapes; long values and long keys), compared with ruamel.yaml as
+/// AWS CLI v2 calls it.
+#[test]
+fn yaml_quotes_and_folds_as_the_aws_cli_v2() {
+    let strings = [
+        "",
+        "yes",
+        "no",
+        "on",
+        "true",
+        "False",
+        "NULL",
+        "null",
+        "~",
+        "12",
+        "-7",
+        "+3",
+        "1_000",
+        "0x1F",
+        "0o17",
+        "0b101",
+        "1.5",
+        "1e5",
+        "-.inf",
+        ".NaN",
+        "._",
+        "1.",
+        "2026-12-05",
+        "2026-12-05T21:00:00Z",
+        "2026-12-05 21:00:00.5 +01:00",
+        "2026-1-5t1:00:00",
+        "a: b",
+        "a:b",
+        "a:",
+        ":a",
+        "? x",
+        "?x",
+        "- a",
+        "-a",
+        "-",
+        "#c",
+        "a #c",
+        "a#c",
+        "[x]",
+        "x[0]",
+        "{}",
+        "&a",
+        "*a",
+        "!t",
+        "|",
+        ">",
+        "'q'",
+        "\"q\"",
+        "%p",
+        "@a",
+        "`b",
+        "---",
+        "--- x",
+        "...",
+        "<<",
+        "=",
+        " lead",
+        "trail ",
+        "a\nb",
+        "a\n\nb",
+        "a \nb",
+        "a\n b",
+        "\nlead",
+        "trail\n",
+        "a\tb",
+        "a\rb",
+        "bell\u{7}",
+        "nel\u{85}x",
+        "nbsp\u{a0}x",
+        "ls\u{2028}x",
+        "bom\u{feff}x",
+        "é",
+        "日本語",
+        "emoji 😀",
+        "it's",
+        "back\\slash",
+        "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    ];
+    let long_words = "the key policy does not allow this principal to use the key ".repeat(4);
+    let long_quoted = format!("{long_words}: and more");
+    let long_double = format!("{long_words}\tand a tab");
+    let long_key = "K".repeat(130);
+    let mut docs: Vec<serde_json::Value> = strings
+        .iter()
+        .map(|s| json!({ *s: s, "List": [s, [s], {"In": s}] }))
+        .collect();
+    docs.push(
+        json!({"Long": long_words, "Quoted": long_quoted, "Double": long_double,
+                     "Deep": {"Deeper": [{"Deepest": long_words}]}}),
+    );
+    docs.push(json!({ long_key: "v", "LongKeyValue": {"K".repeat(200): [1, 2]} }));
+    docs.push(json!([[[]], {}, [{}], 0, -1.25, 1e20, 1e-7, true, null]));
+    for s in strings.iter().chain([&long_words.as_str()]) {
+        docs.push(json!(s));
+    }
+    for doc in &docs {
+        let bytes = serde_json::to_vec(doc).unwrap();
+        let args = OutputArgs {
+            output: Some(OutputFormat::Yaml),
+            ..Default::default()
+        };
+        let got = args.render("Operation", doc, &Terminal::plain()).unwrap();
+        let want = aws_prints("Operation", "yaml", None, &bytes);
+        assert_eq!(got, want, "yaml of {doc}");
+    }
 }

@@ -13,6 +13,7 @@
 //! - `--output table` is awscli's `table.py`: boxed sections titled with the operation
 //!   name, scaled to the terminal (80 columns when not a terminal), turned vertical when
 //!   too wide, coloured on a terminal unless `--color off` ([`table`]);
+//! - `--output yaml` is AWS CLI v2's: ruamel.yaml's safe dumper, block style ([`yaml`]);
 //!
 //! Members are printed in the order the JSON value holds them (by name: atrest's
 //! serde_json keeps maps sorted); text and table sort them anyway, as awscli does.
@@ -20,6 +21,7 @@
 mod scalar;
 pub mod table;
 pub mod text;
+pub mod yaml;
 
 use std::io::Write;
 
@@ -35,6 +37,7 @@ pub enum OutputFormat {
     Json,
     Text,
     Table,
+    Yaml,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -48,7 +51,7 @@ pub enum Color {
 /// The output options every verb takes (anywhere on the command line).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct OutputArgs {
-    /// Output format: json (default), text or table.
+    /// Output format: json (default), text, table or yaml.
     #[arg(long, global = true, value_enum, value_name = "FORMAT")]
     pub output: Option<OutputFormat>,
     /// A JMESPath expression applied to the result, e.g. `Keys[*].KeyId`,
@@ -148,6 +151,7 @@ impl OutputArgs {
             OutputFormat::Json => json(value)?,
             OutputFormat::Text => text::render(value),
             OutputFormat::Table => table::render(operation, value, term),
+            OutputFormat::Yaml => yaml::render(value),
         })
     }
 }

@@ -63,7 +63,7 @@ fn py_repr(v: &Value) -> String {
 
 /// Python's `repr(float)`: the shortest digits that round-trip, in positional
 /// notation for exponents -4..16, else `d.ddde+XX`.
-fn py_float(f: f64) -> String {
+pub(super) fn py_float(f: f64) -> String {
     if f.is_nan() {
         return "nan".into();
     }
