@@ -109,7 +109,10 @@ fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
     };
     let page = match lookup_via_kmsd(g, &pairs, &query) {
         Some(Ok(p)) => p,
-        Some(Err((code, msg))) => return report_error(LOOKUP_OP, &code, &msg),
+        Some(Err(kmsd::client::ClientError::Kms(e))) => {
+            return report_error(LOOKUP_OP, e.code.as_str(), &e.message)
+        }
+        Some(Err(e)) => return report_error(LOOKUP_OP, "InternalFailure", &e.to_string()),
         None => match TrailReader::new(g.layout().trail_dir()).lookup(&query) {
             Ok(p) => p,
             Err(e) => return report_error(LOOKUP_OP, e.code(), &e.to_string()),
@@ -122,17 +125,18 @@ fn lookup_events(g: &Global, a: LookupEventsArgs) -> i32 {
 }
 
 /// LookupEvents through kmsd; `None` when kmsd is not running (the caller falls
-/// back to reading the files).
+/// back to reading the files). kmsd's refusal comes back as its typed error, whose AWS
+/// code and message the caller prints.
 fn lookup_via_kmsd(
     g: &Global,
     pairs: &[(String, String)],
     q: &LookupQuery,
-) -> Option<Result<LookupPage, (String, String)>> {
+) -> Option<Result<LookupPage, kmsd::client::ClientError>> {
     use kmsd::client::{ClientError, KmsClient};
     let client = match KmsClient::connect(g.kmsd_socket()) {
         Ok(c) => c,
         Err(ClientError::Unreachable { .. }) => return None,
-        Err(e) => return Some(Err(("InternalFailure".into(), e.to_string()))),
+        Err(e) => return Some(Err(e)),
     };
     let client = match &g.act_as {
         Some(arn) => client.acting_as(arn.clone()),
@@ -153,11 +157,7 @@ fn lookup_via_kmsd(
         max_results: q.max_results.map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
         next_token: q.next_token.clone(),
     };
-    Some(match client.lookup_events(req) {
-        Ok(page) => Ok(LookupPage::from(page)),
-        Err(ClientError::Kms(e)) => Err((e.code.as_str().to_string(), e.message)),
-        Err(e) => Err(("InternalFailure".to_string(), e.to_string())),
-    })
+    Some(client.lookup_events(req).map(LookupPage::from))
 }
 
 /// Why a `--lookup-attributes` value cannot be used.
