@@ -347,5 +347,6 @@ pub fn jmespath(data: &[u8]) {
             color: false,
         };
         let _ = output::table::render("ListKeys", &found, &term);
+        let _ = output::yaml::render(&found);
     }
 }
