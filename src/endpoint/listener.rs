@@ -296,6 +296,10 @@ pub async fn serve(
             write(f, &local.to_string())?;
         }
     }
+    // What SSE-C asks of the connection (plain HTTP is served on loopback only, above).
+    let transport = crate::s3::http::Transport {
+        confidential: tls.is_some() || local.ip().is_loopback(),
+    };
     tracing::info!(%url, "AWS endpoint listening");
     println!("atrest endpoint listening on {url}");
 
@@ -368,9 +372,10 @@ pub async fn serve(
             }
         };
         let ep = Arc::clone(&endpoint);
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let ep = Arc::clone(&ep);
             let busy = Busy::start(&busy);
+            req.extensions_mut().insert(transport);
             async move {
                 let answer = ep.handle(req, peer).await;
                 drop(busy);

@@ -230,23 +230,40 @@ pub enum KeyProtection {
         #[serde(with = "b64")]
         wrapped_key: Vec<u8>,
     },
+    /// SSE-C: the data key wrapped under the customer's key (AAD = object ARN); the key
+    /// itself is not kept, only `HMAC-SHA256(salt, key)` to recognise it.
+    CustomerKey {
+        #[serde(with = "b64")]
+        salt: Vec<u8>,
+        #[serde(with = "b64")]
+        key_hmac: Vec<u8>,
+        #[serde(with = "b64")]
+        wrapped_key: Vec<u8>,
+    },
 }
 
 impl KeyProtection {
     pub fn algorithm(&self) -> SseAlgorithm {
         match self {
-            KeyProtection::StoreKey { .. } => SseAlgorithm::Aes256,
+            KeyProtection::StoreKey { .. } | KeyProtection::CustomerKey { .. } => {
+                SseAlgorithm::Aes256
+            }
             _ => SseAlgorithm::AwsKms,
         }
     }
 
     pub fn kms_key_arn(&self) -> Option<&str> {
         match self {
-            KeyProtection::StoreKey { .. } => None,
+            KeyProtection::StoreKey { .. } | KeyProtection::CustomerKey { .. } => None,
             KeyProtection::Kms { key_arn, .. } | KeyProtection::KmsBucketKey { key_arn, .. } => {
                 Some(key_arn)
             }
         }
+    }
+
+    /// Whether the object is kept under a customer-provided key (SSE-C).
+    pub fn is_customer_key(&self) -> bool {
+        matches!(self, KeyProtection::CustomerKey { .. })
     }
 
     pub fn bucket_key_enabled(&self) -> bool {

@@ -8,7 +8,7 @@
 //! [`multipart`] (uploads in parts), [`parts`] and [`range`] (S3's rules for part lists and
 //! `Range` headers, pure), [`access`] (BPA, ownership, ACLs),
 //! [`checksum`] (composite checksums, pure), [`precondition`] (conditional writes, pure),
-//! [`kms`] (data keys), [`bucket_key`] (S3 Bucket Keys), [`auth`] (access keys, SigV4
+//! [`kms`] (data keys), [`customer_key`] (SSE-C keys and their fingerprints, pure), [`bucket_key`] (S3 Bucket Keys), [`auth`] (access keys, SigV4
 //! signing), [`http`] (the endpoint: operation table, handlers by resource, listener),
 //! [`audit`] (the trail hook).
 
@@ -18,6 +18,7 @@ pub mod auth;
 pub mod bucket_key;
 pub mod checksum;
 pub mod client;
+pub mod customer_key;
 pub mod fetch;
 pub mod http;
 pub mod kms;

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::checksum;
+use super::customer_key::CustomerKey;
 use super::meta::{
     self, BucketMeta, CannedAcl, KeyProtection, MultipartBody, ObjectMeta, StoredChecksum,
     StoredPart,
@@ -78,6 +79,10 @@ pub struct Upload {
     pub user_metadata: BTreeMap<String, String>,
     /// How the upload's data key is kept (the object's, once completed).
     pub protection: KeyProtection,
+    /// An SSE-C upload's data key, kept in memory until it ends so that
+    /// CompleteMultipartUpload (where S3 does not require the customer key) can seal the
+    /// part list; every UploadPart must still present the key.
+    customer_dek: Option<sse::DataKey>,
     state: Mutex<UploadState>,
 }
 
@@ -234,8 +239,10 @@ impl Store {
         if self.uploads.lock().len() >= MAX_UPLOADS {
             return Err(StoreError::TooManyUploads(MAX_UPLOADS));
         }
-        let (_dek, protection) = self.new_data_key(bucket, key, principal, &req.sse)?;
+        let (dek, protection) = self.new_data_key(bucket, key, principal, &req.sse)?;
+        let customer_dek = protection.is_customer_key().then_some(dek);
         let upload = Arc::new(Upload {
+            customer_dek,
             id: hex::encode(rand::random::<[u8; 16]>()),
             bucket: bucket.name.clone(),
             key: key.to_string(),
@@ -265,9 +272,10 @@ impl Store {
         upload_id: &str,
         number: u32,
         principal: &str,
+        customer: Option<&CustomerKey>,
     ) -> Result<PartWriter, StoreError> {
         let upload = self.find_upload(bucket, key, upload_id)?;
-        let dek = self.data_key(bucket, key, &upload.protection, principal)?;
+        let dek = self.data_key(bucket, key, &upload.protection, principal, customer)?;
         let prefix = upload.fresh_prefix()?;
         let arn = meta::object_arn(bucket, key);
         let md5 = matches!(upload.protection, KeyProtection::StoreKey { .. });
@@ -351,8 +359,15 @@ impl Store {
                 .collect(),
             manifest_seal: Vec::new(),
         };
-        let dek = self.data_key(bucket, key, &upload.protection, principal)?;
-        body.manifest_seal = sse::seal_manifest(&dek, &body.manifest(&arn))
+        let fetched;
+        let dek: &sse::DataKey = match &upload.customer_dek {
+            Some(dek) => dek,
+            None => {
+                fetched = self.data_key(bucket, key, &upload.protection, principal, None)?;
+                &fetched
+            }
+        };
+        body.manifest_seal = sse::seal_manifest(dek, &body.manifest(&arn))
             .map_err(|source| StoreError::Integrity {
                 key: key.to_string(),
                 source,
@@ -461,7 +476,7 @@ mod tests {
     const B: &str = "imagebucket-1";
 
     fn upload_part(store: &Arc<Store>, key: &str, id: &str, n: u32, data: &[u8]) -> PartRecord {
-        let mut w = store.begin_part(B, key, id, n, P).unwrap();
+        let mut w = store.begin_part(B, key, id, n, P, None).unwrap();
         for piece in data.chunks(100_000) {
             w.write(piece).unwrap();
         }
@@ -537,7 +552,7 @@ mod tests {
             }
             assert_eq!(get(&store, B, &key).unwrap(), whole);
             assert!(matches!(
-                store.begin_part(B, &key, &up.id, 4, P),
+                store.begin_part(B, &key, &up.id, 4, P, None),
                 Err(StoreError::NoSuchUpload)
             ));
         }
@@ -630,7 +645,7 @@ mod tests {
             .create_upload(&b, "k", P, put_request(kms_choice()))
             .unwrap();
         upload_part(&store, "k", &up.id, 1, &random_body(300_000, 1));
-        let mut streaming = store.begin_part(B, "k", &up.id, 2, P).unwrap();
+        let mut streaming = store.begin_part(B, "k", &up.id, 2, P, None).unwrap();
         streaming.write(b"half of a part").unwrap();
         assert_eq!(data_files(&objects), 2);
         assert_eq!(store.list_uploads(B).unwrap().len(), 1);
@@ -647,7 +662,7 @@ mod tests {
             .create_upload(&b, "k", P, put_request(SseChoice::StoreKey))
             .unwrap();
         assert!(matches!(
-            store.begin_part(B, "other", &up.id, 1, P),
+            store.begin_part(B, "other", &up.id, 1, P, None),
             Err(StoreError::NoSuchUpload)
         ));
     }
@@ -802,7 +817,7 @@ mod tests {
             .unwrap();
         *kms.disabled.lock().unwrap() = true;
         assert!(matches!(
-            store.begin_part(B, "k", &up.id, 1, P),
+            store.begin_part(B, "k", &up.id, 1, P, None),
             Err(StoreError::Kms(ref f)) if f.code == "DisabledException"
         ));
     }

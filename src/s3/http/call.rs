@@ -42,6 +42,8 @@ pub struct Call {
     pub headers: hyper::HeaderMap,
     /// The digests of an XML request body s3s has read whole (`batch_delete.rs`).
     pub body_digests: Option<super::batch_delete::BodyDigests>,
+    /// Whether the request came over TLS or to a loopback endpoint (SSE-C needs one).
+    pub confidential: bool,
 }
 
 /// The caller of a request whose signature s3s has verified (or that carries none).

@@ -14,12 +14,14 @@ use s3s::dto::{
 use std::sync::Arc;
 
 use super::super::meta::ChecksumKind;
+use super::super::store::check_customer_key;
 use super::super::store::{Store, StoreError, StoredObject, MAX_OBJECT_SIZE};
 use super::call::Call;
 use super::conditions::Conditions;
 use super::convert::{etag, set_checksum, timestamp};
+use super::customer::{customer_key_of, set_echo, source_customer_key};
 use super::error::ApiError;
-use super::object::{new_object, new_object_of, sse_c_refused, sse_header, NewObject};
+use super::object::{new_object, new_object_of, sse_header, NewObject};
 use super::upload::BodySink;
 
 /// The object a copy reads: bucket and key from `x-amz-copy-source`.
@@ -67,21 +69,22 @@ fn replaces_metadata(directive: Option<&str>) -> Result<bool, ApiError> {
 }
 
 pub async fn copy_object(cx: Call, input: CopyObjectInput) -> Result<CopyObjectOutput, ApiError> {
-    if input.copy_source_sse_customer_algorithm.is_some() {
-        return Err(sse_c_refused());
-    }
+    let source_customer = source_customer_key!(cx, input)?;
+    let customer = customer_key_of!(cx, input)?;
     let (src_bucket, src_key) = source(&input.copy_source)?;
     let replace = replaces_metadata(input.metadata_directive.as_ref().map(|d| d.as_str()))?;
     let bucket = cx.bucket(&input.bucket).await?;
-    let mut put = new_object(&cx, &bucket, new_object_of!(input))?;
+    let mut put = new_object(&cx, &bucket, new_object_of!(input, customer.clone()))?;
     let source_bucket = if src_bucket == bucket.name {
         bucket.clone()
     } else {
         cx.bucket(&src_bucket).await?
     };
-    let obj = cx
+    let mut obj = cx
         .object_for_read(&source_bucket, &src_key, |m| 0..m.size)
         .await?;
+    check_customer_key(&obj.meta.protection, source_customer.as_deref())?;
+    obj.customer = source_customer;
     source_conditions(
         input.copy_source_if_match.as_ref(),
         input.copy_source_if_none_match.as_ref(),
@@ -89,8 +92,9 @@ pub async fn copy_object(cx: Call, input: CopyObjectInput) -> Result<CopyObjectO
         input.copy_source_if_unmodified_since.as_ref(),
     )
     .check(&obj.meta, true)?;
-    let changes_encryption =
-        input.server_side_encryption.is_some() || input.ssekms_key_id.is_some();
+    let changes_encryption = input.server_side_encryption.is_some()
+        || input.ssekms_key_id.is_some()
+        || customer.is_some();
     if src_bucket == input.bucket && src_key == input.key && !replace && !changes_encryption {
         return Err(ApiError::refused(
             "InvalidRequest",
@@ -122,7 +126,7 @@ pub async fn copy_object(cx: Call, input: CopyObjectInput) -> Result<CopyObjectO
         Ok(w)
     })
     .await?;
-    Ok(CopyObjectOutput {
+    let mut out = CopyObjectOutput {
         copy_object_result: Some({
             let mut r = CopyObjectResult {
                 e_tag: Some(etag(&meta)),
@@ -136,7 +140,9 @@ pub async fn copy_object(cx: Call, input: CopyObjectInput) -> Result<CopyObjectO
         ssekms_key_id: meta.protection.kms_key_arn().map(str::to_string),
         server_side_encryption: sse_header(&meta.protection),
         ..Default::default()
-    })
+    };
+    set_echo!(out, &meta.protection, customer.as_deref());
+    Ok(out)
 }
 
 /// Copies `source` into the sink `open` makes, on the blocking pool: the source's data key

@@ -148,6 +148,10 @@ fn store_error(e: StoreError, key_arn: Option<&str>) -> S3Error {
         ),
         StoreError::Kms(f) => kms_error(f, key_arn),
         StoreError::NoSuchUpload => error("NoSuchUpload", 404, e.to_string()),
+        StoreError::CustomerKeyRequired | StoreError::CustomerKeyNotApplicable => {
+            error("InvalidRequest", 400, e.to_string())
+        }
+        StoreError::CustomerKeyMismatch => error("AccessDenied", 403, e.to_string()),
         StoreError::PreconditionFailed(_) => error("PreconditionFailed", 412, e.to_string()),
         StoreError::ConditionalRequestConflict => {
             error("ConditionalRequestConflict", 409, e.to_string())

@@ -12,6 +12,7 @@
 //!   [`span`]: ranges and parts of a read, and [`conditions`]: `If-*` headers), [`copy`]
 //!   (CopyObject, and the copying UploadPartCopy shares), [`batch_delete`] (DeleteObjects),
 //!   [`multipart`], [`listing`] (ListObjects v1 and v2, ListObjectVersions);
+//! - [`customer`]: SSE-C keys from the headers, and the transport they need;
 //! - [`upload`]: a request body streamed into the store, shared by PutObject and UploadPart,
 //!   with [`digest`]: the `Content-MD5` and `x-amz-checksum-*` it is checked against;
 //! - [`range_header`]: GETs whose `Range` s3s would refuse, served as S3 serves them;
@@ -27,6 +28,7 @@ pub mod call;
 pub mod conditions;
 pub mod convert;
 pub mod copy;
+pub mod customer;
 pub mod digest;
 pub mod error;
 pub mod listing;
@@ -39,5 +41,6 @@ pub mod service;
 pub mod span;
 pub mod upload;
 
+pub use customer::Transport;
 pub use operations::ObjectService;
 pub use server::{build_service, build_service_with, handle};

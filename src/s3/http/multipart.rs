@@ -17,14 +17,15 @@ use super::super::meta::{BucketMeta, KeyProtection};
 use super::super::multipart::Upload;
 use super::super::parts::{self, Requested, MAX_PART_SIZE};
 use super::super::range::{self, ByteRange, RangeHeader};
-use super::super::store::StoreError;
+use super::super::store::{check_customer_key, StoreError};
 use super::call::Call;
 use super::conditions::write_condition;
 use super::convert::{bucket_view, etag, owner, set_checksum, timestamp, url_encode};
 use super::copy::{copy_into, source, source_conditions};
+use super::customer::{customer_key_of, set_echo, source_customer_key};
 use super::digest;
 use super::error::ApiError;
-use super::object::{new_object, new_object_of, sse_c_refused, sse_header, NewObject};
+use super::object::{new_object, new_object_of, sse_header, NewObject};
 use super::upload::stream_into;
 
 /// The upload `id` of `key` in `bucket`, if the caller may write into the bucket.
@@ -67,13 +68,14 @@ pub async fn create(
     input: CreateMultipartUploadInput,
 ) -> Result<CreateMultipartUploadOutput, ApiError> {
     let bucket = cx.bucket(&input.bucket).await?;
-    let req = new_object(&cx, &bucket, new_object_of!(input))?;
+    let customer = customer_key_of!(cx, input)?;
+    let req = new_object(&cx, &bucket, new_object_of!(input, customer.clone()))?;
     let (b, k, principal) = (bucket.clone(), input.key.clone(), cx.principal());
     let upload = cx
         .on_store(move |store| store.create_upload(&b, &k, &principal, req))
         .await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
-    Ok(CreateMultipartUploadOutput {
+    let mut out = CreateMultipartUploadOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
         upload_id: Some(upload.id.clone()),
@@ -81,16 +83,17 @@ pub async fn create(
         ssekms_key_id,
         server_side_encryption: sse_header(&upload.protection),
         ..Default::default()
-    })
+    };
+    set_echo!(out, &upload.protection, customer.as_deref());
+    Ok(out)
 }
 
 pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartOutput, ApiError> {
     let number = part_number(input.part_number)?;
     let bucket = cx.bucket(&input.bucket).await?;
-    if input.sse_customer_algorithm.is_some() {
-        return Err(sse_c_refused());
-    }
+    let customer = customer_key_of!(cx, input)?;
     let upload = writable_upload(&cx, &bucket, &input.key, &input.upload_id).await?;
+    check_customer_key(&upload.protection, customer.as_deref())?;
     // Refused from its headers: no key is recovered and no byte read.
     if input
         .content_length
@@ -105,8 +108,9 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
         input.upload_id.clone(),
         cx.principal(),
     );
+    let ck = customer.clone();
     let writer = cx
-        .on_store(move |store| store.begin_part(&b, &k, &id, number, &principal))
+        .on_store(move |store| store.begin_part(&b, &k, &id, number, &principal, ck.as_deref()))
         .await
         .map_err(|e| with_key(e, &upload.protection))?;
     let part = stream_into(writer, input.body, checks, cx.trailers.clone()).await?;
@@ -118,6 +122,7 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
         server_side_encryption: sse_header(&upload.protection),
         ..Default::default()
     };
+    set_echo!(out, &upload.protection, customer.as_deref());
     set_checksum!(out, part.checksum.as_ref());
     Ok(out)
 }
@@ -149,11 +154,10 @@ pub async fn upload_part_copy(
 ) -> Result<UploadPartCopyOutput, ApiError> {
     let number = part_number(input.part_number)?;
     let bucket = cx.bucket(&input.bucket).await?;
-    if input.sse_customer_algorithm.is_some() || input.copy_source_sse_customer_algorithm.is_some()
-    {
-        return Err(sse_c_refused());
-    }
+    let source_customer = source_customer_key!(cx, input)?;
+    let customer = customer_key_of!(cx, input)?;
     let upload = writable_upload(&cx, &bucket, &input.key, &input.upload_id).await?;
+    check_customer_key(&upload.protection, customer.as_deref())?;
     let (src_bucket, src_key) = source(&input.copy_source)?;
     let range = input
         .copy_source_range
@@ -161,12 +165,14 @@ pub async fn upload_part_copy(
         .map(copy_source_range)
         .transpose()?;
     let source_bucket = cx.bucket(&src_bucket).await?;
-    let obj = cx
+    let mut obj = cx
         .object_for_read(&source_bucket, &src_key, move |m| match range {
             Some(r) => r.resolve(m.size).unwrap_or(0..0),
             None => 0..m.size,
         })
         .await?;
+    check_customer_key(&obj.meta.protection, source_customer.as_deref())?;
+    obj.customer = source_customer;
     source_conditions(
         input.copy_source_if_match.as_ref(),
         input.copy_source_if_none_match.as_ref(),
@@ -194,12 +200,13 @@ pub async fn upload_part_copy(
         input.key.clone(),
         input.upload_id.clone(),
     );
+    let ck = customer.clone();
     let part = copy_into(&cx, obj, move |store, principal| {
-        store.begin_part(&b, &k, &id, number, principal)
+        store.begin_part(&b, &k, &id, number, principal, ck.as_deref())
     })
     .await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
-    Ok(UploadPartCopyOutput {
+    let mut out = UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
             e_tag: Some(part_etag(&part.etag)),
             last_modified: timestamp(&part.last_modified),
@@ -209,7 +216,9 @@ pub async fn upload_part_copy(
         ssekms_key_id,
         server_side_encryption: sse_header(&upload.protection),
         ..Default::default()
-    })
+    };
+    set_echo!(out, &upload.protection, customer.as_deref());
+    Ok(out)
 }
 
 pub async fn complete(
@@ -218,9 +227,7 @@ pub async fn complete(
 ) -> Result<CompleteMultipartUploadOutput, ApiError> {
     let bucket = cx.bucket(&input.bucket).await?;
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-    if input.sse_customer_algorithm.is_some() {
-        return Err(sse_c_refused());
-    }
+    let customer = customer_key_of!(cx, input)?;
     let requested: Vec<Requested> = input
         .multipart_upload
         .and_then(|m| m.parts)
@@ -253,6 +260,10 @@ pub async fn complete(
                 None,
                 upload.protection.algorithm(),
             )?;
+            // S3 does not require the customer key here; one given must be the upload's.
+            if customer.is_some() {
+                check_customer_key(&upload.protection, customer.as_deref())?;
+            }
         }
         Err(ApiError::Store {
             source: StoreError::NoSuchUpload,

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::digest::DeclaresDigests as _;
@@ -18,34 +19,24 @@ use s3s::dto::{
 use tokio::sync::mpsc;
 
 use super::super::access::{self, Caller};
+use super::super::customer_key::CustomerKey;
 use super::super::meta::{BucketMeta, CannedAcl, KeyProtection, ObjectOwnership, SseAlgorithm};
 use super::super::precondition::WriteCondition;
-use super::super::store::{PutRequest, SseChoice, StoreError, MAX_OBJECT_SIZE};
+use super::super::store::{check_customer_key, PutRequest, SseChoice, StoreError, MAX_OBJECT_SIZE};
 use super::acl::parse_acl;
 use super::call::Call;
 use super::conditions::{write_condition, Conditions};
 use super::convert::{bucket_view, checksum_mode, etag, set_checksum, timestamp, user_metadata};
+use super::customer::{customer_key_of, set_echo};
 use super::digest;
 use super::error::ApiError;
 use super::span::Want;
 use super::upload::stream_into;
 
-/// `x-amz-server-side-encryption` of an object or upload kept under `p`.
+/// `x-amz-server-side-encryption` of an object or upload kept under `p` (none for SSE-C,
+/// whose answers carry the `-customer-` headers instead, as S3's do).
 pub fn sse_header(p: &KeyProtection) -> Option<ServerSideEncryption> {
-    Some(ServerSideEncryption::from(
-        p.algorithm().as_str().to_string(),
-    ))
-}
-
-/// The answer to any request naming a customer-provided key (`x-amz-server-side-encryption-customer-*`
-/// or its `x-amz-copy-source-` twin): atrest does not keep objects under keys it never
-/// sees, and says so rather than storing or serving the object some other way.
-pub fn sse_c_refused() -> ApiError {
-    ApiError::refused(
-        "NotImplemented",
-        501,
-        "SSE-C (customer-provided encryption keys) is not supported by atrest; use SSE-KMS or SSE-S3",
-    )
+    (!p.is_customer_key()).then(|| ServerSideEncryption::from(p.algorithm().as_str().to_string()))
 }
 
 /// What PutObject and CreateMultipartUpload share: the new object's encryption, ACL,
@@ -55,21 +46,22 @@ pub struct NewObject<'a> {
     pub sse: Option<&'a ServerSideEncryption>,
     pub kms_key_id: Option<&'a str>,
     pub bucket_key: Option<bool>,
-    pub sse_customer_algorithm: Option<&'a str>,
+    /// SSE-C: the request's customer key.
+    pub customer: Option<Arc<CustomerKey>>,
     pub content_type: Option<&'a ContentType>,
     pub metadata: Option<&'a Metadata>,
 }
 
 /// The [`NewObject`] of an s3s input that carries PutObject's headers (PutObject,
-/// CreateMultipartUpload and CopyObject name them alike).
+/// CreateMultipartUpload and CopyObject name them alike), with its customer key.
 macro_rules! new_object_of {
-    ($input:expr) => {
+    ($input:expr, $customer:expr) => {
         NewObject {
             acl: $input.acl.as_ref(),
             sse: $input.server_side_encryption.as_ref(),
             kms_key_id: $input.ssekms_key_id.as_deref(),
             bucket_key: $input.bucket_key_enabled,
-            sse_customer_algorithm: $input.sse_customer_algorithm.as_deref(),
+            customer: $customer,
             content_type: $input.content_type.as_ref(),
             metadata: $input.metadata.as_ref(),
         }
@@ -100,10 +92,16 @@ pub fn new_object(
             "Server Side Encryption with AWS KMS managed key requires HTTP header x-amz-server-side-encryption : aws:kms",
         ));
     }
-    if n.sse_customer_algorithm.is_some() {
-        return Err(sse_c_refused());
-    }
-    let choice = SseChoice::resolve(bucket, requested, n.kms_key_id, n.bucket_key)?;
+    let choice = match n.customer {
+        Some(_) if requested.is_some() => {
+            return Err(ApiError::invalid_argument(
+                "Server Side Encryption with Customer provided key is incompatible with the encryption method specified",
+            ))
+        }
+        // SSE-C overrides the bucket's default encryption, as in S3.
+        Some(ck) => SseChoice::Customer(ck),
+        None => SseChoice::resolve(bucket, requested, n.kms_key_id, n.bucket_key)?,
+    };
     access::check_write_object(&cx.caller, &bucket_view(bucket), acl, choice.algorithm())?;
     let account = match &cx.caller {
         Caller::Signed { account, .. } => account.clone(),
@@ -132,7 +130,8 @@ pub fn new_object(
 
 pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, ApiError> {
     let bucket = cx.bucket(&input.bucket).await?;
-    let mut put = new_object(&cx, &bucket, new_object_of!(input))?;
+    let customer = customer_key_of!(cx, input)?;
+    let mut put = new_object(&cx, &bucket, new_object_of!(input, customer.clone()))?;
     put.condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     // Refused before a data key is made or a byte stored; the stream also stops at the
     // limit, for bodies that announce no length.
@@ -165,6 +164,7 @@ pub async fn put(cx: Call, input: PutObjectInput) -> Result<PutObjectOutput, Api
         size: i64::try_from(meta.size).ok(),
         ..Default::default()
     };
+    set_echo!(out, &meta.protection, customer.as_deref());
     set_checksum!(out, meta.checksum.as_ref(), typed);
     Ok(out)
 }
@@ -196,14 +196,14 @@ impl futures::Stream for ChunkStream {
 pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, ApiError> {
     let bucket = cx.bucket(&input.bucket).await?;
     let want = Want::of(input.range.as_ref(), input.part_number)?;
+    let customer = customer_key_of!(cx, input)?;
     // Only the data files under the wanted bytes are opened; what cannot be served is
     // refused below, once the caller is known to be allowed to read the object.
-    if input.sse_customer_algorithm.is_some() {
-        return Err(sse_c_refused());
-    }
-    let obj = cx
+    let mut obj = cx
         .object_for_read(&bucket, &input.key, move |m| want.span(m).unwrap_or(0..0))
         .await?;
+    check_customer_key(&obj.meta.protection, customer.as_deref())?;
+    obj.customer = customer.clone();
     Conditions {
         if_match: input.if_match.as_ref(),
         if_none_match: input.if_none_match.as_ref(),
@@ -259,6 +259,7 @@ pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, Api
         server_side_encryption: sse_header(&m.protection),
         ..Default::default()
     };
+    set_echo!(out, &m.protection, customer.as_deref());
     set_checksum!(out, checksum.as_ref(), typed);
     Ok(out)
 }
@@ -266,12 +267,12 @@ pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, Api
 pub async fn head(cx: Call, input: HeadObjectInput) -> Result<HeadObjectOutput, ApiError> {
     let b = cx.bucket(&input.bucket).await?;
     let want = Want::of(input.range.as_ref(), input.part_number)?;
-    if input.sse_customer_algorithm.is_some() {
-        return Err(sse_c_refused());
-    }
-    // Metadata only: no data file is opened.
+    let customer = customer_key_of!(cx, input)?;
+    // Metadata only: no data file is opened (an SSE-C object's key is checked against
+    // its fingerprint).
     let obj = cx.object_for_read(&b, &input.key, |_| 0..0).await?;
     let m = &obj.meta;
+    check_customer_key(&m.protection, customer.as_deref())?;
     Conditions {
         if_match: input.if_match.as_ref(),
         if_none_match: input.if_none_match.as_ref(),
@@ -297,6 +298,7 @@ pub async fn head(cx: Call, input: HeadObjectInput) -> Result<HeadObjectOutput, 
     if checksum_mode(input.checksum_mode.as_ref()) && span == (0..m.size) {
         set_checksum!(out, m.checksum.as_ref(), typed);
     }
+    set_echo!(out, &m.protection, customer.as_deref());
     Ok(out)
 }
 

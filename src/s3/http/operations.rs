@@ -84,6 +84,10 @@ impl ObjectService {
                 .extensions
                 .get::<super::batch_delete::BodyDigests>()
                 .cloned(),
+            confidential: req
+                .extensions
+                .get::<super::customer::Transport>()
+                .is_some_and(|t| t.confidential),
         };
         let result = handler(cx, req.input).await.map_err(S3Error::from);
         if let Some(t) = target {
