@@ -4,6 +4,7 @@
 //! issue 16's targets, all measured in the same run.
 //!
 //! `kmsd-bench --target interval=HOME1/kmsd.sock --target every-event=HOME2/kmsd.sock
+//!   [--target interval/main=HOME3/kmsd.sock ...]
 //!   --fsync-dir DIR [--seconds 2] [--rounds 3] [--clients 1,8,64] [--p99-limit-us 1000]`
 //!
 //! Every figure is measured `--rounds` times; within a round the targets, operations
@@ -12,7 +13,11 @@
 //! for a target in the `every-event` class is its bound, `clients / fdatasync latency`
 //! (each fdatasync can acknowledge at most one request per client); for the default
 //! (`interval`) class it is the issue's figure, 100,000 Decrypt/s with 8 clients and
-//! p99 under the limit. scripts/bench-kmsd.sh starts the kmsds and runs this.
+//! p99 under the limit. A target named `CLASS/NAME` is a reference build (another
+//! kmsd binary, e.g. main's, in the same class): it is measured in the same rounds, and
+//! every figure of the unnamed target of its class is also given as a ratio to it (the
+//! issue's targets are judged on unnamed targets only). scripts/bench-kmsd.sh starts
+//! the kmsds and runs this.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -39,7 +44,8 @@ const BOUND_SHARE: f64 = 0.8;
 )]
 struct Args {
     /// `CLASS=SOCKET`, once per kmsd (CLASS is `interval` or `every-event`, as in its
-    /// config's trail.sync). A bare SOCKET counts as `interval`.
+    /// config's trail.sync), or `CLASS/NAME=SOCKET` for a reference build. A bare
+    /// SOCKET counts as `interval`.
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
     /// A directory on the trails' file system: the fdatasync probe writes there.
@@ -80,6 +86,8 @@ struct Sample {
 
 struct Target {
     class: String,
+    /// A reference build's name; `None` for the build under test.
+    name: Option<String>,
     client: KmsClient,
     key_id: String,
     blobs: Arc<Vec<Vec<u8>>>,
@@ -205,6 +213,11 @@ fn prepare(spec: &str) -> Target {
         Some((c, s)) => (c.to_string(), s),
         None => ("interval".to_string(), spec),
     };
+    let (class, name) = match class.split_once('/') {
+        Some((c, n)) if !n.is_empty() => (c.to_string(), Some(n.to_string())),
+        Some(_) => die(&format!("--target {spec}: an empty reference name")),
+        None => (class, None),
+    };
     if class != "interval" && class != "every-event" {
         die(&format!(
             "--target {spec}: the class must be interval or every-event"
@@ -231,6 +244,7 @@ fn prepare(spec: &str) -> Target {
     }
     Target {
         class,
+        name,
         client,
         key_id: key.key_id,
         blobs: Arc::new(blobs),
@@ -289,8 +303,9 @@ fn main() {
             .join(", ")
     );
     println!(
-        "{:<12} {:<16} {:>7} {:>10} {:>9} {:>9} {:>6} {:>12} {:>7}",
+        "{:<12} {:<8} {:<16} {:>7} {:>10} {:>9} {:>9} {:>6} {:>12} {:>7}",
         "class",
+        "kmsd",
         "operation",
         "clients",
         "ops/s",
@@ -301,11 +316,17 @@ fn main() {
         "x bound"
     );
     let mut verdicts = Vec::new();
+    let mut comparisons = Vec::new();
+    let medians = |v: &[Sample]| {
+        (
+            median(&mut v.iter().map(|s| s.ops_per_s).collect::<Vec<_>>()),
+            median(&mut v.iter().map(|s| s.p50_us).collect::<Vec<_>>()),
+            median(&mut v.iter().map(|s| s.p99_us).collect::<Vec<_>>()),
+        )
+    };
     for ((ti, op, n), v) in &samples {
         let t = &targets[*ti];
-        let ops = median(&mut v.iter().map(|s| s.ops_per_s).collect::<Vec<_>>());
-        let p50 = median(&mut v.iter().map(|s| s.p50_us).collect::<Vec<_>>());
-        let p99 = median(&mut v.iter().map(|s| s.p99_us).collect::<Vec<_>>());
+        let (ops, p50, p99) = medians(v);
         let errors: u64 = v.iter().map(|s| s.errors).sum();
         let (bound, share) = if t.class == "every-event" && fsync > 0.0 {
             let bound = *n as f64 * 1e6 / fsync;
@@ -314,8 +335,9 @@ fn main() {
             ("-".into(), "-".into())
         };
         println!(
-            "{:<12} {:<16} {:>7} {:>10.0} {:>9.1} {:>9.1} {:>6} {:>12} {:>7}",
+            "{:<12} {:<8} {:<16} {:>7} {:>10.0} {:>9.1} {:>9.1} {:>6} {:>12} {:>7}",
             t.class,
+            t.name.as_deref().unwrap_or("this"),
             format!("{op:?}"),
             n,
             ops,
@@ -331,9 +353,31 @@ fn main() {
                 .find_map(|s| s.first_error.as_deref())
                 .unwrap_or("?");
             verdicts.push(format!(
-                "NOT MET: {} {op:?} with {n} clients had {errors} errors (the first: {first})",
-                t.class
+                "NOT MET: {} ({}) {op:?} with {n} clients had {errors} errors (the first: {first})",
+                t.class,
+                t.name.as_deref().unwrap_or("this")
             ));
+        }
+        if t.name.is_none() {
+            // Each reference build of the same class, measured in the same rounds.
+            for (ri, r) in targets.iter().enumerate() {
+                let (Some(rname), true) = (&r.name, r.class == t.class) else {
+                    continue;
+                };
+                let Some(rv) = samples.get(&(ri, *op, *n)) else {
+                    continue;
+                };
+                let (rops, _, rp99) = medians(rv);
+                comparisons.push(format!(
+                    "{} {op:?}, {n} clients: this {ops:.0} ops/s = {:.2}x {rname}'s {rops:.0}; p99 {p99:.1} us = {:.2}x {rname}'s {rp99:.1} us",
+                    t.class,
+                    ops / rops,
+                    p99 / rp99
+                ));
+            }
+        }
+        if t.name.is_some() {
+            continue;
         }
         if t.class == "every-event" && *op == Op::Decrypt && fsync > 0.0 {
             let bound = *n as f64 * 1e6 / fsync;
@@ -354,6 +398,9 @@ fn main() {
                 if met { "MET" } else { "NOT MET" }
             ));
         }
+    }
+    for c in comparisons {
+        println!("{c}");
     }
     for v in verdicts {
         println!("{v}");
