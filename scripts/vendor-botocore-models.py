@@ -83,6 +83,7 @@ API = {
         "DetachUserPolicy", "AttachGroupPolicy", "DetachGroupPolicy", "AttachRolePolicy",
         "DetachRolePolicy", "ListAttachedUserPolicies", "ListAttachedGroupPolicies",
         "ListAttachedRolePolicies", "CreateAccessKey", "ListAccessKeys", "DeleteAccessKey",
+        "UpdateAccessKey",
     ],
     "sts": ["GetCallerIdentity", "AssumeRole"],
 }

@@ -935,3 +935,102 @@ fn a_grant_is_used_by_its_grantees_access_key() {
     let grants = aws_json(&lab, None, &["kms", "list-grants", "--key-id", &key]);
     assert_eq!(grants["Grants"], json!([]), "{grants}");
 }
+
+/// The endpoint keeps the access keys it has resolved (one kmsd round trip a request,
+/// not two); a key made inactive or deleted must still fail its very next request,
+/// on every service, over the same kept-alive connections, and an inactive key made
+/// active again must work at once.
+#[test]
+fn a_kept_key_made_inactive_or_deleted_fails_its_next_request() {
+    let lab = Lab::start();
+    let dave = user_with_key(&lab, "dave");
+    aws_json(
+        &lab,
+        None,
+        &[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            "dave",
+            "--policy-name",
+            "Look",
+            "--policy-document",
+            &policy(json!([{
+                "Effect": "Allow",
+                "Action": ["kms:ListKeys", "iam:GetUser", "cloudtrail:LookupEvents"],
+                "Resource": "*"
+            }])),
+        ],
+    );
+    let script = format!(
+        r#"
+import json, boto3
+from botocore.exceptions import ClientError
+admin = boto3.client("iam")
+dave = boto3.Session(aws_access_key_id="{id}", aws_secret_access_key="{secret}")
+clients = {{"kms": dave.client("kms"), "sts": dave.client("sts"), "iam": dave.client("iam"),
+            "cloudtrail": dave.client("cloudtrail")}}
+calls = {{"kms": lambda c: c.list_keys(),
+         "sts": lambda c: c.get_caller_identity(),
+         "iam": lambda c: c.get_user(UserName="dave"),
+         "cloudtrail": lambda c: c.lookup_events(MaxResults=1)}}
+def round():
+    out = {{}}
+    for name, c in clients.items():
+        try:
+            calls[name](c)
+            out[name] = "ok"
+        except ClientError as e:
+            out[name] = e.response["Error"]["Code"]
+    return out
+rounds = {{"before": [round(), round()]}}
+admin.update_access_key(UserName="dave", AccessKeyId="{id}", Status="Inactive")
+rounds["inactive"] = [round(), round()]
+rounds["listed"] = admin.list_access_keys(UserName="dave")["AccessKeyMetadata"][0]["Status"]
+admin.update_access_key(UserName="dave", AccessKeyId="{id}", Status="Active")
+rounds["active"] = [round()]
+admin.delete_access_key(UserName="dave", AccessKeyId="{id}")
+rounds["deleted"] = [round()]
+try:
+    admin.update_access_key(UserName="dave", AccessKeyId="{id}", Status="Active")
+    rounds["update_deleted"] = "ok"
+except ClientError as e:
+    rounds["update_deleted"] = [e.response["Error"]["Code"], e.response["Error"]["Message"]]
+print(json.dumps(rounds))
+"#,
+        id = dave.access_key_id,
+        secret = dave.secret_access_key
+    );
+    let r = boto3(&lab, &script);
+    let all = |code: &str| {
+        json!({"kms": if code == "ok" { "ok" } else { "UnrecognizedClientException" },
+               "sts": if code == "ok" { "ok" } else { "InvalidClientTokenId" },
+               "iam": if code == "ok" { "ok" } else { "InvalidClientTokenId" },
+               "cloudtrail": if code == "ok" { "ok" } else { "UnrecognizedClientException" }})
+    };
+    assert_eq!(r["before"], json!([all("ok"), all("ok")]), "{r}");
+    assert_eq!(r["inactive"], json!([all("no"), all("no")]), "{r}");
+    assert_eq!(r["listed"], "Inactive", "{r}");
+    assert_eq!(r["active"], json!([all("ok")]), "{r}");
+    assert_eq!(r["deleted"], json!([all("no")]), "{r}");
+    assert_eq!(
+        r["update_deleted"],
+        json!([
+            "NoSuchEntity",
+            format!(
+                "The Access Key with id {} cannot be found.",
+                dave.access_key_id
+            )
+        ]),
+        "{r}"
+    );
+    // The stock CLI too, and the change is in the trail as IAM's own event.
+    aws_err(
+        &lab,
+        Some(&dave),
+        &["sts", "get-caller-identity"],
+        "InvalidClientTokenId",
+    );
+    let ev = last_event(&lab, "UpdateAccessKey");
+    assert_eq!(ev["requestParameters"]["status"], "Active", "{ev}");
+}

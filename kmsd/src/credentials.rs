@@ -399,8 +399,7 @@ impl AccessKeyStore {
             .is_some())
     }
 
-    /// Sets a key's status; `false` if there is no such key.
-    #[cfg(test)]
+    /// Sets a key's status (IAM `UpdateAccessKey`); `false` if there is no such key.
     pub fn set_status(
         &self,
         access_key_id: &str,

@@ -22,8 +22,9 @@ pub use crate::api::*;
 /// `api` operation types (one variant per operation), 3 since the envelope carries a
 /// SigV4 [`Signer`], 4 since
 /// `GetCallerIdentityResponse` has STS's members only, 5 since `ResolveCallerResponse`
-/// says whether the uid is trusted as the AWS endpoint.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// says whether the uid is trusted as the AWS endpoint, 6 since `ResolveCallerRequest`
+/// may carry a signer whose access key kmsd checks.
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The largest frame (payload bytes, excluding the 4-byte length) either side accepts.
 pub const MAX_FRAME: usize = 1 << 20;
 

@@ -1353,12 +1353,21 @@ fn every_operation(m: &Models) -> Vec<&'static str> {
         ResolveCallerRequest {
             uid: 1000,
             act_as: Some(ROLE.into()),
+            signer: None,
         },
         ResolveCallerResponse {
             principal_arn: "arn:aws:sts::111122223333:assumed-role/voclabs/alice".into(),
             account: "111122223333".into(),
             trusted_as_endpoint: false,
         }
+    );
+    case!(
+        UpdateAccessKeyRequest {
+            user_name: Some("bob".into()),
+            access_key_id: "AKIAIOSFODNN7EXAMPLE".into(),
+            status: "Inactive".into(),
+        },
+        Empty {}
     );
     seen
 }

@@ -106,18 +106,23 @@ impl Kms {
         }
     }
 
-    /// kmsd's `ResolveCaller` through the kept connection (the `resolver` field).
+    /// kmsd's `ResolveCaller` through the kept connection (the `resolver` field), for
+    /// the uid and its `--as` claim, or for the SigV4 signer the endpoint (`uid`) sent.
     fn resolve_caller(
         &self,
         uid: u32,
         act_as: Option<&str>,
+        signer: Option<&kmsd::protocol::Signer>,
     ) -> Result<kmsd::protocol::ResolveCallerResponse, ClientError> {
         let mut kept = self.resolver.lock().unwrap_or_else(|e| e.into_inner());
         let client = match kept.take() {
             Some(c) => c,
             None => KmsClient::connect(&self.socket)?,
         };
-        let answer = client.resolve_caller(uid, act_as);
+        let answer = match signer {
+            Some(s) => client.resolve_signer(uid, s),
+            None => client.resolve_caller(uid, act_as),
+        };
         // kmsd's own refusals leave the connection good; anything else, a new one next time.
         if matches!(&answer, Ok(_) | Err(ClientError::Kms(_))) {
             *kept = Some(client);
@@ -131,10 +136,12 @@ impl Kms {
     /// `UnauthorizedOperation`. kmsd trusts this service to speak for anyone, so this is
     /// the check; kmsd unreachable is `ServiceUnavailable`.
     pub fn caller_principal(&self, uid: u32, act_as: Option<&str>) -> Result<String, Ec2Error> {
-        let resolved = self.resolve_caller(uid, act_as).map_err(|e| match e {
-            ClientError::Kms(k) => Ec2Error::new(Ec2Code::UnauthorizedOperation, k.message),
-            other => from_client(other),
-        })?;
+        let resolved = self
+            .resolve_caller(uid, act_as, None)
+            .map_err(|e| match e {
+                ClientError::Kms(k) => Ec2Error::new(Ec2Code::UnauthorizedOperation, k.message),
+                other => from_client(other),
+            })?;
         Ok(resolved.principal_arn)
     }
 
@@ -143,7 +150,10 @@ impl Kms {
     /// `signer`, the signer's principal. A signer is trusted only from the uids kmsd's
     /// config lists as the endpoint (`[kmsd] endpoint_uids`: kmsd says, in its answer
     /// to `ResolveCaller`), and never beside an `--as` claim; otherwise `AuthFailure`.
-    /// (The endpoint resolved the access key through kmsd for this very request.)
+    /// kmsd checks the signer's access key in the same `ResolveCaller` (the endpoint
+    /// keeps keys it has resolved): a key deleted or deactivated since is refused with
+    /// kmsd's `UnrecognizedClientException` (the endpoint answers EC2's `AuthFailure`),
+    /// an expired session with `ExpiredTokenException`.
     ///
     /// [`caller_principal`]: Kms::caller_principal
     pub fn request_principal(
@@ -161,7 +171,9 @@ impl Kms {
                 "a request for a SigV4 signer cannot also act as another principal",
             ));
         }
-        let resolved = self.resolve_caller(uid, None).map_err(from_client)?;
+        let resolved = self
+            .resolve_caller(uid, None, Some(signer))
+            .map_err(from_client)?;
         if !resolved.trusted_as_endpoint {
             let user = plumbing::peer::display_name(uid);
             return Err(Ec2Error::new(
@@ -172,7 +184,7 @@ impl Kms {
                 ),
             ));
         }
-        Ok(signer.principal_arn.clone())
+        Ok(resolved.principal_arn)
     }
 
     /// A client speaking for `caller` via ec2.amazonaws.com.

@@ -8,7 +8,8 @@
 //! - [`route`]: which protocol and service a request is for, from its headers;
 //! - [`sigv4`]: verifying SigV4 signatures (pure);
 //! - [`credentials`]: resolving an access key to its secret and principal (kmsd keeps
-//!   them) and the two-step check around reading the body;
+//!   them; the endpoint keeps those that signed, kmsd re-checking each in the call)
+//!   and the two-step check around reading the body;
 //! - [`protocol`]: the wire formats (AWS JSON 1.1, Query, EC2 Query) and their errors;
 //! - [`services`]: the services behind them: KMS and CloudTrail (JSON), STS and IAM
 //!   (Query) as calls to kmsd for the signer, EC2 (EC2 Query) as calls to ec2.sock
@@ -20,7 +21,8 @@
 //! else read at most 1 MiB), verify the signature, decode, call kmsd with the
 //! [`kmsd::protocol::Signer`], encode. Each failure is answered in the protocol's own
 //! shape; unauthenticated requests cost no kmsd work beyond one lookup, no body read
-//! when they are not signed, and log at debug level only.
+//! when they are not signed, and log at debug level only. A signed request whose key
+//! is kept costs one kmsd round trip: the call.
 
 pub mod credentials;
 pub mod listener;
@@ -50,6 +52,8 @@ pub const MAX_BODY: usize = 1 << 20;
 /// What every request needs.
 pub struct Endpoint {
     pub kmsd: Arc<Kmsd>,
+    /// The access keys resolved for earlier requests (`credentials`).
+    pub keys: credentials::Keys,
     /// The volume service's socket (EC2 requests go there for the signer).
     pub ec2_socket: std::path::PathBuf,
     /// The object service (`None`: S3 requests are answered `NotImplemented`).
@@ -258,6 +262,7 @@ pub fn run(
     };
     let endpoint = Arc::new(Endpoint {
         kmsd,
+        keys: credentials::Keys::default(),
         ec2_socket: layout.ec2_socket(),
         s3: Some(s3),
         region: config.region.clone(),

@@ -539,21 +539,15 @@ impl Authorization {
         )
     }
 
+    /// The signing key `secret` derives for this signature's scope (date, region,
+    /// service): the same for every request of that scope, so a caller may keep it.
+    pub fn signing_key(&self, secret: &str) -> SigningKey {
+        SigningKey::derive(secret, &self.scope_date, &self.region, &self.service)
+    }
+
     /// The signature `secret` makes over `string_to_sign` (step 3).
     pub fn signature_for(&self, secret: &str, string_to_sign: &str) -> String {
-        let mac = |key: &[u8], msg: &[u8]| {
-            hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), msg)
-                .as_ref()
-                .to_vec()
-        };
-        let k_date = mac(
-            format!("AWS4{secret}").as_bytes(),
-            self.scope_date.as_bytes(),
-        );
-        let k_region = mac(&k_date, self.region.as_bytes());
-        let k_service = mac(&k_region, self.service.as_bytes());
-        let k_signing = mac(&k_service, b"aws4_request");
-        hex::encode(mac(&k_signing, string_to_sign.as_bytes()))
+        self.signing_key(secret).sign(string_to_sign)
     }
 
     /// Verifies the signature over the request and its payload hash.
@@ -564,8 +558,20 @@ impl Authorization {
         payload_hash: &str,
         secret: &str,
     ) -> Result<(), AuthError> {
+        self.verify_with(req, rules, payload_hash, &self.signing_key(secret))
+    }
+
+    /// [`Authorization::verify`] with the signing key of this signature's scope
+    /// ([`Authorization::signing_key`]), already derived.
+    pub fn verify_with(
+        &self,
+        req: &RequestParts<'_>,
+        rules: PathRules,
+        payload_hash: &str,
+        key: &SigningKey,
+    ) -> Result<(), AuthError> {
         let canonical = self.canonical_request(req, rules, payload_hash);
-        let expected = self.signature_for(secret, &self.string_to_sign(&canonical));
+        let expected = key.sign(&self.string_to_sign(&canonical));
         if constant_time_eq(expected.as_bytes(), self.signature.as_bytes()) {
             Ok(())
         } else {
@@ -573,6 +579,45 @@ impl Authorization {
                 "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into(),
             ))
         }
+    }
+
+    /// The scope a signing key is derived for: `date/region/service`.
+    pub fn key_scope(&self) -> String {
+        format!("{}/{}/{}", self.scope_date, self.region, self.service)
+    }
+}
+
+/// A SigV4 signing key: `HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region),
+/// service), "aws4_request")` (wiped on drop; the HMAC state is made per use, so
+/// nothing derived from the secret outlives it).
+pub struct SigningKey(zeroize::Zeroizing<[u8; 32]>);
+
+impl SigningKey {
+    pub fn derive(secret: &str, date: &str, region: &str, service: &str) -> SigningKey {
+        let mac = |key: &[u8], msg: &[u8]| {
+            let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), msg);
+            let mut out = zeroize::Zeroizing::new([0u8; 32]);
+            out.copy_from_slice(tag.as_ref());
+            out
+        };
+        let k_secret = zeroize::Zeroizing::new(format!("AWS4{secret}"));
+        let k_date = mac(k_secret.as_bytes(), date.as_bytes());
+        let k_region = mac(&k_date[..], region.as_bytes());
+        let k_service = mac(&k_region[..], service.as_bytes());
+        let k_signing = mac(&k_service[..], b"aws4_request");
+        SigningKey(k_signing)
+    }
+
+    /// The signature over `string_to_sign`, as lowercase hex.
+    pub fn sign(&self, string_to_sign: &str) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0[..]);
+        hex::encode(hmac::sign(&key, string_to_sign.as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
     }
 }
 

@@ -198,6 +198,14 @@ pub struct ResolveCallerRequest {
     /// The principal ARN the caller asked to act as (`--as`).
     #[serde(default)]
     pub act_as: Option<String>,
+    /// The SigV4 signer of a request the AWS endpoint (uid `uid`) sent: when the uid
+    /// is trusted as the endpoint, kmsd checks that the signer's access key still
+    /// authenticates as `principal_arn` (not deleted, not inactive, its session not
+    /// expired) and answers with that principal; otherwise the request is refused as
+    /// an unknown or expired key is. The endpoint keeps access keys it has resolved,
+    /// so this is where a key deleted since is refused, in the same round trip.
+    #[serde(default)]
+    pub signer: Option<crate::protocol::Signer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +231,10 @@ impl Operation for ResolveCallerRequest {
         Params::new()
             .put("uid", self.uid)
             .put("actAs", &self.act_as)
+            .put(
+                "accessKeyId",
+                self.signer.as_ref().map(|s| s.access_key_id.as_str()),
+            )
             .build()
     }
 }

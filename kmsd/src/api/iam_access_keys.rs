@@ -134,3 +134,26 @@ impl Operation for DeleteAccessKeyRequest {
         super::trail::camel_members(self)
     }
 }
+
+/// `UpdateAccessKey`: makes a key `Active` or `Inactive` (an inactive key fails the
+/// next request signed with it, and works again once made active).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateAccessKeyRequest {
+    #[serde(default)]
+    pub user_name: Option<String>,
+    pub access_key_id: String,
+    /// `Active` or `Inactive`.
+    pub status: String,
+}
+
+impl Operation for UpdateAccessKeyRequest {
+    type Response = Empty;
+    const NAME: &'static str = "UpdateAccessKey";
+    const SERVICE: Service = Service::Iam;
+    const READ_ONLY: bool = false;
+
+    fn request_parameters(&self) -> Value {
+        super::trail::camel_members(self)
+    }
+}

@@ -435,6 +435,7 @@ operations! {
     /// Who a local uid is (its `--as` claim checked), for the services that serve
     /// local callers; recorded only when refused.
     ResolveCaller(ResolveCallerRequest),
+    UpdateAccessKey(UpdateAccessKeyRequest),
 }
 
 /// CloudTrail `requestParameters` helpers for the operation files.

@@ -658,6 +658,24 @@ impl KmsClient {
         self.send(ResolveCallerRequest {
             uid,
             act_as: act_as.map(str::to_string),
+            signer: None,
+        })
+    }
+
+    /// Who the SigV4 `signer` of a request endpoint uid `uid` sent is: its principal,
+    /// once kmsd has checked that the signer's access key still authenticates as it
+    /// (`UnrecognizedClientException` if deleted or inactive, `ExpiredTokenException`
+    /// past its session), and whether `uid` is trusted as the AWS endpoint at all
+    /// (if not, the key is not looked at and the answer is the uid's own principal).
+    pub fn resolve_signer(
+        &self,
+        uid: u32,
+        signer: &crate::protocol::Signer,
+    ) -> Result<ResolveCallerResponse, ClientError> {
+        self.send(ResolveCallerRequest {
+            uid,
+            act_as: None,
+            signer: Some(signer.clone()),
         })
     }
 }

@@ -114,6 +114,19 @@ impl KeyService {
         if !dir.is_endpoint(peer.uid, &peer.user) {
             return Err(not_the_endpoint(peer.uid, &peer.user));
         }
+        let a = self.check_signer_key(dir, &signer)?;
+        authz::admit_signed(dir, peer, &a.principal, a.owner.as_ref(), signer)
+    }
+
+    /// The signer's access key as it stands now: still known and active, its session
+    /// not expired, and authenticating as the principal the endpoint resolved it to.
+    /// One in-memory lookup: the endpoint keeps the keys it has resolved, and this is
+    /// what refuses a key deleted or deactivated since, on its very next request.
+    pub(crate) fn check_signer_key(
+        &self,
+        dir: &Directory,
+        signer: &Signer,
+    ) -> Result<Authenticated, KmsError> {
         let a = self.authenticate(dir, &signer.access_key_id, signer.session_token.as_deref())?;
         if let Some(exp) = a.expiration {
             if exp.as_millis() <= self.now_ms() {
@@ -128,7 +141,7 @@ impl KeyService {
             // either way it is not the key that signed.
             return Err(KmsError::unrecognized_client());
         }
-        authz::admit_signed(dir, peer, &a.principal, a.owner.as_ref(), signer)
+        Ok(a)
     }
 }
 

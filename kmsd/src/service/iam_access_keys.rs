@@ -1,13 +1,13 @@
-//! IAM's `CreateAccessKey`, `ListAccessKeys` and `DeleteAccessKey`: a user's keys in
-//! kmsd's access-key store (the AWS endpoint's), at most two per user as in AWS. A
-//! deleted key fails the next request signed with it.
+//! IAM's `CreateAccessKey`, `ListAccessKeys`, `UpdateAccessKey` and `DeleteAccessKey`:
+//! a user's keys in kmsd's access-key store (the AWS endpoint's), at most two per user
+//! as in AWS. A deleted or inactive key fails the next request signed with it.
 
 use super::iam::{limit, no_such};
 use super::{Call, Caller, KeyService};
 use crate::api::{
     AccessKey, AccessKeyMetadata, CreateAccessKeyRequest, CreateAccessKeyResponse,
     DeleteAccessKeyRequest, Empty, Handle, ListAccessKeysRequest, ListAccessKeysResponse,
-    Timestamp,
+    Timestamp, UpdateAccessKeyRequest,
 };
 use crate::credentials::{AccessKeyStatus, KeyOrigin};
 use crate::iam::names::{self, check_max_items, check_name, page};
@@ -133,28 +133,77 @@ impl Handle<Call<'_>, ListAccessKeysRequest> for KeyService {
     }
 }
 
+/// IAM's answer for a key id the user has not.
+fn key_not_found(access_key_id: &str) -> KmsError {
+    KmsError::new(
+        ErrorCode::NoSuchEntity,
+        format!("The Access Key with id {access_key_id} cannot be found."),
+    )
+}
+
+impl KeyService {
+    /// Checks that `access_key_id` is a key of the user `user_name` names (or the
+    /// caller's own), once `action` is authorized on that user.
+    fn owned_key(
+        &self,
+        caller: &Caller,
+        user_name: Option<&str>,
+        access_key_id: &str,
+        action: &str,
+    ) -> Result<(), KmsError> {
+        let (_, arn) = self.key_owner(caller, user_name, action)?;
+        match self.access_keys.get(access_key_id) {
+            Some(k) if k.record.principal == arn => Ok(()),
+            _ => Err(key_not_found(access_key_id)),
+        }
+    }
+}
+
 impl Handle<Call<'_>, DeleteAccessKeyRequest> for KeyService {
     fn handle(&self, cx: &mut Call<'_>, r: DeleteAccessKeyRequest) -> Result<Empty, KmsError> {
-        let (_, arn) = self.key_owner(cx.caller, r.user_name.as_deref(), "iam:DeleteAccessKey")?;
-        let not_found = || {
-            KmsError::new(
-                ErrorCode::NoSuchEntity,
-                format!(
-                    "The Access Key with id {} cannot be found.",
-                    r.access_key_id
-                ),
-            )
-        };
-        match self.access_keys.get(&r.access_key_id) {
-            Some(k) if k.record.principal == arn => {}
-            _ => return Err(not_found()),
-        }
+        self.owned_key(
+            cx.caller,
+            r.user_name.as_deref(),
+            &r.access_key_id,
+            "iam:DeleteAccessKey",
+        )?;
         if !self
             .access_keys
             .delete(&r.access_key_id)
             .map_err(store_failed)?
         {
-            return Err(not_found());
+            return Err(key_not_found(&r.access_key_id));
+        }
+        Ok(Empty {})
+    }
+}
+
+impl Handle<Call<'_>, UpdateAccessKeyRequest> for KeyService {
+    fn handle(&self, cx: &mut Call<'_>, r: UpdateAccessKeyRequest) -> Result<Empty, KmsError> {
+        let status = match r.status.as_str() {
+            "Active" => AccessKeyStatus::Active,
+            "Inactive" => AccessKeyStatus::Inactive,
+            other => {
+                return Err(KmsError::new(
+                    ErrorCode::ValidationError,
+                    format!(
+                        "1 validation error detected: Value '{other}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]"
+                    ),
+                ))
+            }
+        };
+        self.owned_key(
+            cx.caller,
+            r.user_name.as_deref(),
+            &r.access_key_id,
+            "iam:UpdateAccessKey",
+        )?;
+        if !self
+            .access_keys
+            .set_status(&r.access_key_id, status)
+            .map_err(store_failed)?
+        {
+            return Err(key_not_found(&r.access_key_id));
         }
         Ok(Empty {})
     }

@@ -74,12 +74,29 @@ impl KeyService {
             }
             plumbing::peer::display_name(r.uid)
         };
+        let trusted_as_endpoint = dir.is_endpoint(r.uid, &user);
+        if let Some(signer) = r.signer.as_ref().filter(|_| trusted_as_endpoint) {
+            if r.act_as.is_some() {
+                return Err(KmsError::validation(
+                    "a request for a SigV4 signer cannot also act as someone",
+                ));
+            }
+            let a = self.check_signer_key(&dir, signer)?;
+            let account = super::directory::parse_principal(&a.principal)?
+                .account
+                .unwrap_or_default();
+            return Ok(ResolveCallerResponse {
+                principal_arn: a.principal,
+                account,
+                trusted_as_endpoint,
+            });
+        }
         let ident = dir.identity(r.uid, &user);
         let resolved = dir.resolve_act_as(&ident, r.act_as.as_deref())?;
         Ok(ResolveCallerResponse {
             account: resolved.principal.account.clone().unwrap_or_default(),
             principal_arn: resolved.principal.arn,
-            trusted_as_endpoint: dir.is_endpoint(r.uid, &user),
+            trusted_as_endpoint,
         })
     }
 }

@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use crate::ec2::api::{Request, Response};
 use crate::ec2::client::{ClientError, Ec2Client};
+use crate::ec2::error::KmsCode;
 use crate::ec2::{Ec2Code, Ec2Error};
 use crate::endpoint::protocol::Failure;
 
@@ -69,6 +70,14 @@ fn input_error(e: &serde_json::Error) -> Ec2Error {
 
 fn client_failure(e: ClientError) -> Failure {
     match e {
+        // kmsd no longer accepts the signer's access key (`Kms::request_principal`):
+        // answered as an unknown or expired key is, in EC2's words.
+        ClientError::Service(e) if e.code == Ec2Code::Kms(KmsCode::UnrecognizedClientException) => {
+            Failure::UnrecognizedClient
+        }
+        ClientError::Service(e) if e.code == Ec2Code::Kms(KmsCode::ExpiredTokenException) => {
+            Failure::ExpiredToken
+        }
         ClientError::Service(e) => Failure::Ec2(e),
         ClientError::NotRunning { path, .. } => Failure::Ec2(Ec2Error::new(
             Ec2Code::ServiceUnavailable,

@@ -54,6 +54,7 @@ async fn serve(
     };
     let pending = credentials::begin(
         &ep.kmsd,
+        &ep.keys,
         rp,
         now_secs(),
         service.signing_name(),
@@ -61,7 +62,8 @@ async fn serve(
     )
     .await?;
     let body = read_body(headers, body, MAX_BODY).await?;
-    let signer = pending.finish(rp, &body, origin)?;
+    let signer = pending.finish(rp, &body, origin).await?;
+    let key = (signer.access_key_id.clone(), signer.session_token.clone());
     let request = Request::from_aws_json_of(service.api_service(), operation, &body).map_err(
         |e| match e.code {
             ErrorCode::UnknownOperationException => Failure::UnknownOperation(e.message),
@@ -72,7 +74,11 @@ async fn serve(
         .kmsd
         .with(move |c| c.call_signed(request, signer))
         .await
-        .map_err(kmsd_failure)?;
+        .map_err(|e| {
+            let f = kmsd_failure(e);
+            ep.keys.forget_if_refused(&key, &f);
+            f
+        })?;
     response
         .to_aws_json()
         .map_err(|e| Failure::Internal(format!("cannot encode the response: {}", e.message)))

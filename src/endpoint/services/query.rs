@@ -143,10 +143,22 @@ async fn serve(
     let model = svc.model();
     // IAM and STS are global: SDKs sign them for us-east-1 whatever their region.
     let regions = [ep.region.as_str(), "us-east-1"];
-    let pending =
-        credentials::begin(&ep.kmsd, rp, now_secs(), model.signing_name(), &regions).await?;
+    let pending = credentials::begin(
+        &ep.kmsd,
+        &ep.keys,
+        rp,
+        now_secs(),
+        model.signing_name(),
+        &regions,
+    )
+    .await?;
     let body = read_body(headers, body, MAX_BODY).await?;
-    let signer = pending.finish(rp, &body, origin)?;
+    let signer = pending.finish(rp, &body, origin).await?;
+    let key = (signer.access_key_id.clone(), signer.session_token.clone());
+    let refused = |f: Failure| {
+        ep.keys.forget_if_refused(&key, &f);
+        f
+    };
     params.extend(query::parse_form(&body).map_err(|e| Failure::Malformed(e.to_string()))?);
     let timestamps = match svc.dialect() {
         Dialect::Query => TimestampRepr::EpochSeconds,
@@ -171,7 +183,8 @@ async fn serve(
             decoded.input,
             signer,
         )
-        .await?;
+        .await
+        .map_err(refused)?;
         return query::encode(model, svc.dialect(), &decoded.action, &value, rid)
             .map_err(|e| Failure::Internal(format!("cannot encode the response: {e}")));
     };
@@ -189,7 +202,7 @@ async fn serve(
         .kmsd
         .with(move |c| c.call_signed(request, signer))
         .await
-        .map_err(kmsd_failure)?;
+        .map_err(|e| refused(kmsd_failure(e)))?;
     let json = response
         .to_aws_json()
         .map_err(|e| Failure::Internal(format!("cannot encode the response: {}", e.message)))?;
