@@ -248,7 +248,7 @@ fn aws_iam_users_keys_policies_paging_and_errors() {
         ],
         "MalformedPolicyDocument",
     );
-    assert!(!m.is_empty());
+    assert_eq!(m, "Syntax errors in policy.");
 
     // A customer managed policy, attached; its version document decoded too.
     let managed =

@@ -99,7 +99,37 @@ pub(crate) fn check_document<T>(
             &format!("Member must have length between 1 and {}", quota::DOCUMENT),
         ));
     }
-    parse(text).map_err(|e| KmsError::new(ErrorCode::MalformedPolicyDocument, e.to_string()))
+    parse(text).map_err(|e| {
+        let detail = e.to_string();
+        tracing::debug!(member, %detail, "policy document refused");
+        KmsError::new(ErrorCode::MalformedPolicyDocument, iam_wording(&detail))
+    })
+}
+
+/// IAM's own words for why a policy document is refused: `Syntax errors in policy.`
+/// for whatever it does not parse, and its few specific messages (a statement with no
+/// actions or resources, an identity policy naming a principal, a trust policy naming
+/// a resource or no principal). kmsd's parser says more (which statement, which
+/// element); that detail is logged at debug level, as IAM gives none.
+fn iam_wording(detail: &str) -> String {
+    let words = if detail.ends_with("missing Resource or NotResource") {
+        "Policy statement must contain resources."
+    } else if detail.ends_with("missing Action or NotAction") {
+        "Policy statement must contain actions."
+    } else if detail.ends_with("an identity-based policy statement must not have a Principal") {
+        "Policy document should not specify a principal."
+    } else if [
+        "Has prohibited field Resource",
+        "Missing required field Principal",
+        "AssumeRole policy may only specify STS AssumeRole actions.",
+    ]
+    .contains(&detail)
+    {
+        detail
+    } else {
+        "Syntax errors in policy."
+    };
+    words.to_string()
 }
 
 fn to_ts(ms: i64) -> Timestamp {
@@ -1177,5 +1207,66 @@ impl Handle<Call<'_>, ListRolePoliciesRequest> for KeyService {
             r.marker.as_deref(),
             r.max_items,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The message IAM gives for `text` as a `parse` document.
+    fn refused<T>(text: &str, parse: fn(&str) -> Result<T, crate::policy::PolicyError>) -> String {
+        match check_document("policyDocument", text, parse) {
+            Err(e) => {
+                assert_eq!(e.code, ErrorCode::MalformedPolicyDocument);
+                e.message
+            }
+            Ok(_) => panic!("{text} was accepted"),
+        }
+    }
+
+    #[test]
+    fn malformed_documents_are_refused_in_iams_words() {
+        let identity = PolicyDocument::parse_identity_policy;
+        let trust = trust::parse_trust_policy;
+        for (text, words) in [
+            ("{not json", "Syntax errors in policy."),
+            (r#"{"Statement": []}"#, "Syntax errors in policy."),
+            (
+                r#"{"Statement": [{"Effect": "Maybe", "Action": "kms:*", "Resource": "*"}]}"#,
+                "Syntax errors in policy.",
+            ),
+            (
+                r#"{"Statement": [{"Effect": "Allow", "Action": "kms:*"}]}"#,
+                "Policy statement must contain resources.",
+            ),
+            (
+                r#"{"Statement": [{"Sid": "a", "Effect": "Allow", "Resource": "*"}]}"#,
+                "Policy statement must contain actions.",
+            ),
+            (
+                r#"{"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*"}]}"#,
+                "Policy document should not specify a principal.",
+            ),
+        ] {
+            assert_eq!(refused(text, identity), words, "{text}");
+        }
+        for (text, words) in [
+            ("[", "Syntax errors in policy."),
+            (
+                r#"{"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole", "Resource": "*"}]}"#,
+                "Has prohibited field Resource",
+            ),
+            (
+                r#"{"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole"}]}"#,
+                "Missing required field Principal",
+            ),
+            (
+                r#"{"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Decrypt"}]}"#,
+                "AssumeRole policy may only specify STS AssumeRole actions.",
+            ),
+        ] {
+            assert_eq!(refused(text, trust), words, "{text}");
+        }
     }
 }
