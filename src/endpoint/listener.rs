@@ -94,6 +94,22 @@ pub fn live_endpoint(url_file: &Path) -> Option<String> {
         .map(|_| url)
 }
 
+/// The address the URL file names for a listener bound to `local`: itself, or, bound
+/// to every address (`0.0.0.0`, `::`), the loopback address of the same family, which
+/// a client on this machine can connect to (`https://0.0.0.0:4566` is no server name a
+/// certificate is made for; other machines use the host's own name).
+pub fn announced_addr(local: SocketAddr) -> SocketAddr {
+    match local.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, local.port()))
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, local.port()))
+        }
+        _ => local,
+    }
+}
+
 /// The rustls server configuration of a certificate chain and key.
 pub fn tls_config(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, ListenError> {
     let file_err =
@@ -281,7 +297,11 @@ pub async fn serve(
         addr: opts.addr,
         source,
     })?;
-    let url = format!("{}://{local}", if tls.is_some() { "https" } else { "http" });
+    let announced = announced_addr(local);
+    let url = format!(
+        "{}://{announced}",
+        if tls.is_some() { "https" } else { "http" }
+    );
     let write = |path: &Path, text: &str| {
         plumbing::durable::write_atomic(path, format!("{text}\n").as_bytes(), 0o644).map_err(
             |source| ListenError::AddrFile {
@@ -293,14 +313,14 @@ pub async fn serve(
     write(&opts.url_file, &url)?;
     if let Some(f) = &opts.addr_file {
         if tls.is_none() {
-            write(f, &local.to_string())?;
+            write(f, &announced.to_string())?;
         }
     }
     // What SSE-C asks of the connection (plain HTTP is served on loopback only, above).
     let transport = crate::s3::http::Transport {
         confidential: tls.is_some() || local.ip().is_loopback(),
     };
-    tracing::info!(%url, "AWS endpoint listening");
+    tracing::info!(%url, %local, "AWS endpoint listening");
     println!("atrest endpoint listening on {url}");
 
     let mut http =
@@ -445,7 +465,7 @@ pub async fn serve(
     // Only our own address: never a file that names another endpoint.
     for (path, text) in [
         (Some(&opts.url_file), url.clone()),
-        (opts.addr_file.as_ref(), local.to_string()),
+        (opts.addr_file.as_ref(), announced.to_string()),
     ] {
         if let Some(path) = path {
             if std::fs::read_to_string(path).is_ok_and(|a| a.trim() == text) {
@@ -458,4 +478,22 @@ pub async fn serve(
         () = tokio::time::sleep(Duration::from_secs(5)) => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_on_every_address_announces_loopback() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(announced_addr(a("0.0.0.0:4566")), a("127.0.0.1:4566"));
+        assert_eq!(announced_addr(a("[::]:4566")), a("[::1]:4566"));
+        assert_eq!(announced_addr(a("127.0.0.1:1")), a("127.0.0.1:1"));
+        assert_eq!(announced_addr(a("192.0.2.7:443")), a("192.0.2.7:443"));
+        assert_eq!(
+            announced_addr(a("[2001:db8::1]:443")),
+            a("[2001:db8::1]:443")
+        );
+    }
 }
