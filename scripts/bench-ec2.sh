@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # EC2 over the AWS endpoint, issue 14's figure: start -> running -> the guest's console
 # line for one stopped instance, started by the stock `aws` CLI over the endpoint
-# (`aws ec2 start-instances`, `aws ec2 wait instance-running` at its defaults, `aws ec2
-# get-console-output` polled) and by `atrest ec2` doing the same, next to qemu alone
-# booting the same root image; interleaved rounds, medians, the ratio of the two paths.
-# The stock waiter polls DescribeInstances every 15 s (its default), so a start that is
-# not running at the first poll costs the endpoint path one such delay.
+# (`aws ec2 start-instances`, `aws ec2 describe-instances --query
+# Reservations[0].Instances[0].State.Name` every 100 ms until `running`, as `aws ec2 wait
+# instance-running` polls but without its 15 s default delay, then `aws ec2
+# get-console-output` polled) and by `atrest ec2` doing the same commands, next to qemu
+# alone booting the same root image; interleaved rounds, medians, the ratio of the two
+# paths.
 #
 #   scripts/bench-ec2.sh [RUNS]      (default 5 of each)
 #

@@ -10,6 +10,7 @@ JSON object the Rust test asserts on.
 import json
 import os
 import sys
+import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -131,7 +132,86 @@ def case_running_fails(instance_id):
         return {"waiter_error": str(e)}
 
 
-CASES = {"raw": case_raw, "lifecycle": case_lifecycle, "running_fails": case_running_fails}
+def case_paging(key_arn, boot_dir):
+    """More volumes, snapshots, images and instances than a page (boto3 making them),
+    then every describe through boto3's paginator at 5 a page: the same items, in the
+    same order, as one unpaged call, over at least two pages, none over 5."""
+    ec2 = boto3.client("ec2")
+    quick = {"Delay": 1, "MaxAttempts": 120}
+    n = 6
+    vols = [
+        ec2.create_volume(Size=1, AvailabilityZone="us-east-1a", Encrypted=True, KmsKeyId=key_arn)[
+            "VolumeId"
+        ]
+        for _ in range(n)
+    ]
+    ec2.get_waiter("volume_available").wait(VolumeIds=vols, WaiterConfig=quick)
+    snaps = [ec2.create_snapshot(VolumeId=vols[0])["SnapshotId"] for _ in range(n)]
+    ec2.get_waiter("snapshot_completed").wait(SnapshotIds=snaps, WaiterConfig=quick)
+    amis = [
+        ec2.register_image(
+            Name="page-%d" % i,
+            RootDeviceName="/dev/xvda",
+            BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": s}}],
+            TagSpecifications=[
+                {"ResourceType": "image", "Tags": [{"Key": "atrest:boot-image", "Value": boot_dir}]}
+            ],
+        )["ImageId"]
+        for i, s in enumerate(snaps)
+    ]
+    # Launches that end at once: the key is disabled (no guest boots).
+    boto3.client("kms").disable_key(KeyId=key_arn)
+    # One instance a call (atrest launches one per RunInstances).
+    ids = [
+        ec2.run_instances(
+            ImageId=amis[0],
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            Placement={"AvailabilityZone": "us-east-1a"},
+        )["Instances"][0]["InstanceId"]
+        for _ in range(n)
+    ]
+    # (The instance_terminated waiter fails on `pending`, so poll the states.)
+    for _ in range(120):
+        states = [
+            i["State"]["Name"]
+            for r in ec2.describe_instances(InstanceIds=ids)["Reservations"]
+            for i in r["Instances"]
+        ]
+        if states == ["terminated"] * n:
+            break
+        time.sleep(1)
+
+    def instances(page):
+        return [i["InstanceId"] for r in page["Reservations"] for i in r["Instances"]]
+
+    out = {"made": {"volumes": vols, "snapshots": snaps, "images": amis, "instances": ids}}
+    for op, kwargs, items in [
+        ("describe_volumes", {}, lambda p: [v["VolumeId"] for v in p["Volumes"]]),
+        ("describe_snapshots", {"OwnerIds": ["self"]}, lambda p: [s["SnapshotId"] for s in p["Snapshots"]]),
+        ("describe_images", {"Owners": ["self"]}, lambda p: [i["ImageId"] for i in p["Images"]]),
+        ("describe_instances", {}, instances),
+    ]:
+        whole = items(getattr(ec2, op)(**kwargs))
+        pages = [
+            items(p)
+            for p in ec2.get_paginator(op).paginate(PaginationConfig={"PageSize": 5}, **kwargs)
+        ]
+        out[op] = {
+            "whole": whole,
+            "paged": [x for p in pages for x in p],
+            "page_sizes": [len(p) for p in pages],
+        }
+    return out
+
+
+CASES = {
+    "raw": case_raw,
+    "lifecycle": case_lifecycle,
+    "running_fails": case_running_fails,
+    "paging": case_paging,
+}
 
 if __name__ == "__main__":
     print(json.dumps(CASES[sys.argv[1]](*sys.argv[2:])))
