@@ -735,6 +735,216 @@ fn a_disabled_key_ends_the_launch_terminated_with_client_internal_error() {
     assert_eq!(refused["resources"][0]["ARN"], key.as_str(), "{refused}");
 }
 
+/// EC2 callers refused by KMS, over the endpoint with the stock CLI: what an EC2 call
+/// that needs the key answers when the key is disabled, pending deletion or missing.
+/// AttachVolume to a running instance and CreateVolume refuse at once in EC2's error
+/// shape, carrying KMS's own exception name, and change nothing; StartInstances is
+/// accepted (`pending`) and the instance goes back to `stopped` with the StateReason the
+/// troubleshooting article shows (`Client.InternalError: Client error on launch`), read
+/// with the article's own `--query`; the refused KMS calls are in the trail, made by
+/// ec2.amazonaws.com for the caller.
+#[test]
+fn kms_refusals_reach_ec2_callers_in_aws_words() {
+    let http = Http::start();
+    let root_key = http.key("alias/http-root");
+    let data_key = http.key("alias/http-data");
+    let data = http.volume("alias/http-data", "data");
+    // The lab's guest as an AMI (its first use), copied under the root key.
+    let first = http.lab.ec2(&[
+        "run-instances",
+        "--image-id",
+        guest_dir().to_str().expect("utf8"),
+        "--placement",
+        "AvailabilityZone=us-east-1a",
+    ]);
+    let base = first["Instances"][0]["ImageId"]
+        .as_str()
+        .expect("ImageId")
+        .to_string();
+    let first_id = first["Instances"][0]["InstanceId"].as_str().expect("id");
+    for wait in ["instance-running", "instance-terminated"] {
+        if wait == "instance-terminated" {
+            http.aws_ok(&["ec2", "terminate-instances", "--instance-ids", first_id]);
+        }
+        http.aws_ok(&["ec2", "wait", wait, "--instance-ids", first_id]);
+    }
+    let c = http.aws_ok(&[
+        "ec2",
+        "copy-image",
+        "--name",
+        "http-refusals",
+        "--source-image-id",
+        &base,
+        "--source-region",
+        "us-east-1",
+        "--encrypted",
+        "--kms-key-id",
+        "alias/http-root",
+    ]);
+    let ami = c["ImageId"].as_str().expect("ImageId").to_string();
+    http.aws_ok(&["ec2", "wait", "image-available", "--image-ids", &ami]);
+    let id = http.run_instance(&ami);
+    http.aws_ok(&["ec2", "wait", "instance-running", "--instance-ids", &id]);
+
+    // `aws ARGS` fails with `code` in the CLI's words for EC2's XML error.
+    let refused = |args: &[&str], op: &str, code: &str| {
+        let o = http.aws(args);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "aws {args:?} succeeded");
+        assert!(
+            err.contains(&format!(
+                "An error occurred ({code}) when calling the {op} operation"
+            )),
+            "aws {args:?}: {err}"
+        );
+        err
+    };
+    let volume_count = || {
+        http.aws_ok(&["ec2", "describe-volumes"])["Volumes"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let create_volume = |key: &str| {
+        vec![
+            "ec2",
+            "create-volume",
+            "--size",
+            "1",
+            "--availability-zone",
+            "us-east-1a",
+            "--encrypted",
+            "--kms-key-id",
+            key,
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .collect::<Vec<String>>()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+
+    // A disabled key: a hot attach and a new volume are refused, nothing changes.
+    http.aws_ok(&["kms", "disable-key", "--key-id", &data_key]);
+    refused(
+        &[
+            "ec2",
+            "attach-volume",
+            "--volume-id",
+            &data,
+            "--instance-id",
+            &id,
+            "--device",
+            "/dev/xvdf",
+        ],
+        "AttachVolume",
+        "DisabledException",
+    );
+    let v = http.aws_ok(&["ec2", "describe-volumes", "--volume-ids", &data]);
+    assert_eq!(v["Volumes"][0]["State"], "available", "{v}");
+    assert_eq!(v["Volumes"][0]["Attachments"], serde_json::json!([]), "{v}");
+    let before = volume_count();
+    let err = refused(
+        &args(&create_volume("alias/http-data")),
+        "CreateVolume",
+        "DisabledException",
+    );
+    assert!(err.contains(&data_key), "the message names the key: {err}");
+    refused(
+        &args(&create_volume("alias/http-nope")),
+        "CreateVolume",
+        "NotFoundException",
+    );
+    assert_eq!(
+        volume_count(),
+        before,
+        "a refused CreateVolume made a volume"
+    );
+
+    // Stop; with the root volume's key disabled, StartInstances is accepted and the
+    // instance goes pending -> stopped with Client.InternalError.
+    http.aws_ok(&["ec2", "stop-instances", "--instance-ids", &id]);
+    http.aws_ok(&["ec2", "wait", "instance-stopped", "--instance-ids", &id]);
+    http.aws_ok(&["kms", "disable-key", "--key-id", &root_key]);
+    let start_fails = |why: &str| {
+        let s = http.aws_ok(&["ec2", "start-instances", "--instance-ids", &id]);
+        assert_eq!(
+            s["StartingInstances"][0]["CurrentState"]["Name"], "pending",
+            "{why}: {s}"
+        );
+        let t = Instant::now();
+        loop {
+            let state = http.aws_ok(&[
+                "ec2",
+                "describe-instances",
+                "--instance-ids",
+                &id,
+                "--query",
+                "Reservations[0].Instances[0].State.Name",
+            ]);
+            if state == "stopped" {
+                break;
+            }
+            assert!(state == "pending", "{why}: {state}");
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "{why}: still {state}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // The troubleshooting article's own command.
+        let reason = http.aws_ok(&[
+            "ec2",
+            "describe-instances",
+            "--instance-id",
+            &id,
+            "--query",
+            "Reservations[*].Instances[*].StateReason",
+        ]);
+        assert_eq!(
+            reason,
+            serde_json::json!([[{"Code": "Client.InternalError",
+                     "Message": "Client.InternalError: Client error on launch"}]]),
+            "{why}"
+        );
+    };
+    start_fails("disabled");
+    // Pending deletion: the same for the instance; a new volume says the key's state.
+    http.aws_ok(&[
+        "kms",
+        "schedule-key-deletion",
+        "--key-id",
+        &root_key,
+        "--pending-window-in-days",
+        "7",
+    ]);
+    start_fails("pending deletion");
+    refused(
+        &args(&create_volume(&root_key)),
+        "CreateVolume",
+        "KMSInvalidStateException",
+    );
+    assert_eq!(volume_count(), before);
+
+    // The refusals are in the trail: EC2's calls for the caller, refused by KMS.
+    let refusals: Vec<Value> = ["CreateGrant", "Decrypt", "GenerateDataKeyWithoutPlaintext"]
+        .iter()
+        .flat_map(|n| http.events(n))
+        .filter(|e| e["errorCode"].is_string())
+        .collect();
+    for (key, code) in [
+        (&data_key, "DisabledException"),
+        (&root_key, "DisabledException"),
+        (&root_key, "KMSInvalidStateException"),
+    ] {
+        let e = refusals
+            .iter()
+            .find(|e| e["errorCode"] == code && e["resources"][0]["ARN"] == key.as_str())
+            .unwrap_or_else(|| panic!("no {code} for {key} in {refusals:?}"));
+        assert_eq!(e["userIdentity"]["invokedBy"], "ec2.amazonaws.com", "{e}");
+    }
+}
+
 /// Paging over HTTP: more volumes, snapshots, images and instances than a page, read
 /// through boto3's paginators (`MaxResults`/`NextToken`, 5 a page), the stock CLI's
 /// auto-pagination (`--page-size`) and the endpoint's own pages taken by hand with the
