@@ -12,11 +12,13 @@
 # The article's own fix: UserA copies the AMI into 444455556666 re-encrypted under its
 # own key; with every permission on 111122223333's key withdrawn, the copy still boots.
 #
-# With --aws, every EC2, KMS and CloudTrail call after the lab's setup is the stock `aws`
-# CLI's (the article's own commands) against atrest's AWS endpoint, as each principal
-# (`atrest --as ARN env`); the two steps the article does elsewhere stay atrest's: the
-# guest's first use as an AMI (a local directory) and the key made with the console's
-# key administrators and users.
+# With --aws, every EC2, KMS, IAM and CloudTrail call after the lab's setup is the stock
+# `aws` CLI's (the article's own commands) against atrest's AWS endpoint, as each
+# principal (`atrest --as ARN env`): UserA's policies are `aws iam put-user-policy` and
+# `delete-user-policy` by 444455556666's Admin role. The two steps the article does
+# elsewhere stay atrest's: the guest's first use as an AMI (a local directory) and the
+# key made with the console's key administrators and users. Without --aws the policies
+# are drop-in files kmsd reloads (atrest has no IAM verbs).
 #
 # Usage: scripts/drill-copied-ami.sh [--fresh] [--aws]
 source "$(dirname "$0")/lib/drill-common.sh"
@@ -27,6 +29,8 @@ LAB=111122223333
 OTHER=444455556666
 ROLE="arn:aws:iam::$LAB:role/voclabs"
 USER_A="arn:aws:iam::$OTHER:user/UserA"
+# Account 444455556666's administrator (the IAM calls of --aws are made as this role).
+OTHER_ADMIN="arn:aws:iam::$OTHER:role/Admin"
 POLICY_DIR="$H/iam/$OTHER/users/UserA"
 GUEST=${ATREST_GUEST_DIR:-$DRILL_ROOT/target/guest}
 W=$(mktemp -d)
@@ -34,6 +38,13 @@ cleanup_push "rm -rf '$W'"
 rm -f "$POLICY_DIR/UseSharedAmiKey.json" "$POLICY_DIR/OwnKeys.json"
 cleanup_push "rm -f '$POLICY_DIR/UseSharedAmiKey.json' '$POLICY_DIR/OwnKeys.json'; at kms reload-config"
 ok at kms reload-config
+if ((AWS_MODE)); then
+    # Policies a previous run left (kmsd keeps what IAM calls write), and this run's.
+    for p in UseSharedAmiKey OwnKeys; do
+        run call --as "$OTHER_ADMIN" iam delete-user-policy --user-name UserA --policy-name "$p"
+        cleanup_push "call --as '$OTHER_ADMIN' iam delete-user-policy --user-name UserA --policy-name $p"
+    done
+fi
 
 as_lab() { call --as "$ROLE" "$@"; }
 as_user_a() { call --as "$USER_A" "$@"; }
@@ -132,8 +143,7 @@ launch "$AMI"
 refused_launch "no identity-based policy allows the kms:GenerateDataKeyWithoutPlaintext action"
 
 step "Account $OTHER allows UserA the calls EC2 makes on its behalf"
-mkdir -p "$POLICY_DIR"
-cat >"$POLICY_DIR/UseSharedAmiKey.json" <<JSON
+cat >"$W/UseSharedAmiKey.json" <<JSON
 {
   "Version": "2012-10-17",
   "Statement": [
@@ -145,13 +155,14 @@ cat >"$POLICY_DIR/UseSharedAmiKey.json" <<JSON
   ]
 }
 JSON
-sed 's/^/      /' "$POLICY_DIR/UseSharedAmiKey.json"
-cat >"$POLICY_DIR/OwnKeys.json" <<JSON
+sed 's/^/      /' "$W/UseSharedAmiKey.json"
+cat >"$W/OwnKeys.json" <<JSON
 {"Version": "2012-10-17", "Statement": [
   {"Effect": "Allow", "Action": "kms:*", "Resource": "arn:aws:kms:*:$OTHER:key/*"},
   {"Effect": "Allow", "Action": "kms:CreateKey", "Resource": "*"}]}
 JSON
-ok at kms reload-config
+put_user_policy "$OTHER_ADMIN" "$OTHER" UserA UseSharedAmiKey "$W/UseSharedAmiKey.json"
+put_user_policy "$OTHER_ADMIN" "$OTHER" UserA OwnKeys "$W/OwnKeys.json"
 
 step "UserA launches it: the instance boots"
 launch "$AMI"
@@ -174,8 +185,7 @@ ok as_user_a ec2 describe-images --owners self --query 'Images[0].BlockDeviceMap
 expect_eq "the copy's key" "$OUT" "$OWN"
 
 step "Every permission of $OTHER on $LAB's key withdrawn: the copy still boots"
-rm -f "$POLICY_DIR/UseSharedAmiKey.json"
-ok at kms reload-config
+delete_user_policy "$OTHER_ADMIN" "$OTHER" UserA UseSharedAmiKey
 launch "$COPY"
 boots
 last_event CreateGrant

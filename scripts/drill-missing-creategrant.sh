@@ -11,11 +11,12 @@
 # kms:CreateGrant when kms:GrantIsForAWSResource is true fixes it, and only for AWS
 # resources: Ec2Operator still cannot create a grant directly.
 #
-# With --aws, the EC2, KMS and CloudTrail calls are the stock `aws` CLI's (the
+# With --aws, the EC2, KMS, IAM and CloudTrail calls are the stock `aws` CLI's (the
 # troubleshooting article's own commands) against atrest's AWS endpoint, as each
-# principal (`atrest --as ARN env`); the lab's setup of an instance on an existing
-# volume (`run-instances --root-volume-id`, atrest's own) and the IAM policy (a drop-in
-# file, reloaded) stay atrest's.
+# principal (`atrest --as ARN env`): the fix is `aws iam put-user-policy`, made by the
+# lab's administrator role. Only the lab's setup of an instance on an existing volume
+# (`run-instances --root-volume-id`, atrest's own) stays atrest's; without --aws the
+# policy is a drop-in file kmsd reloads (atrest has no IAM verbs).
 #
 # Usage: scripts/drill-missing-creategrant.sh [--fresh] [--aws]
 source "$(dirname "$0")/lib/drill-common.sh"
@@ -24,6 +25,8 @@ drill_daemons mount
 
 LAB=111122223333
 OPERATOR="arn:aws:iam::$LAB:user/Ec2Operator"
+# The lab's administrator (the IAM calls of --aws are made as this role).
+ADMIN="arn:aws:iam::$LAB:role/voclabs"
 POLICY_DIR="$H/iam/$LAB/users/Ec2Operator"
 POLICY="$POLICY_DIR/AllowCreateGrantForAWSResources.json"
 as_operator() { call --as "$OPERATOR" "$@"; }
@@ -32,6 +35,11 @@ state_is() {
 }
 rm -f "$POLICY"
 cleanup_push "rm -f '$POLICY'; at kms reload-config"
+if ((AWS_MODE)); then
+    # A policy a previous run left (kmsd keeps what IAM calls write), and this run's.
+    run call --as "$ADMIN" iam delete-user-policy --user-name Ec2Operator --policy-name AllowCreateGrantForAWSResources
+    cleanup_push "call --as '$ADMIN' iam delete-user-policy --user-name Ec2Operator --policy-name AllowCreateGrantForAWSResources"
+fi
 ok at kms reload-config
 
 step "An instance on an encrypted root (created by you, the lab's administrator)"
@@ -71,8 +79,9 @@ MSG=$(json 'd["errorMessage"]')
 saw "errorMessage: $MSG"
 
 step "The fix: allow kms:CreateGrant for AWS resources"
-mkdir -p "$POLICY_DIR"
-cat >"$POLICY" <<'JSON'
+W=$(mktemp -d)
+cleanup_push "rm -rf '$W'"
+cat >"$W/policy.json" <<'JSON'
 {
   "Version": "2012-10-17",
   "Statement": [{
@@ -83,9 +92,9 @@ cat >"$POLICY" <<'JSON'
   }]
 }
 JSON
-sed 's/^/      /' "$POLICY"
-ok at kms reload-config
-saw "attached to $OPERATOR ($POLICY)"
+sed 's/^/      /' "$W/policy.json"
+put_user_policy "$ADMIN" "$LAB" Ec2Operator AllowCreateGrantForAWSResources "$W/policy.json"
+saw "attached to $OPERATOR (inline policy AllowCreateGrantForAWSResources)"
 
 step "Ec2Operator starts it again: it runs"
 ok as_operator ec2 start-instances --instance-ids "$INST"

@@ -275,3 +275,34 @@ call() {
         at "$@"
     fi
 }
+
+# put_user_policy ADMIN_ARN ACCOUNT USER NAME FILE: attaches the inline policy FILE to
+# USER of ACCOUNT. With --aws it is the stock CLI's `aws iam put-user-policy` as that
+# account's administrator ADMIN_ARN (kmsd writes it and it takes effect on the next
+# request); without, atrest has no IAM verbs, so the file is dropped into the home's
+# IAM directory and kmsd reloads it.
+put_user_policy() {
+    local admin=$1 account=$2 user=$3 name=$4 file=$5
+    if ((AWS_MODE)); then
+        ok call --as "$admin" iam put-user-policy --user-name "$user" --policy-name "$name" \
+            --policy-document "file://$file"
+        ok call --as "$admin" iam get-user-policy --user-name "$user" --policy-name "$name" \
+            --query PolicyName --output text
+        expect_eq "get-user-policy $user" "$OUT" "$name"
+    else
+        mkdir -p "$H/iam/$account/users/$user"
+        cp "$file" "$H/iam/$account/users/$user/$name.json"
+        ok at kms reload-config
+    fi
+}
+
+# delete_user_policy ADMIN_ARN ACCOUNT USER NAME: put_user_policy undone, the same way.
+delete_user_policy() {
+    local admin=$1 account=$2 user=$3 name=$4
+    if ((AWS_MODE)); then
+        ok call --as "$admin" iam delete-user-policy --user-name "$user" --policy-name "$name"
+    else
+        rm -f "$H/iam/$account/users/$user/$name.json"
+        ok at kms reload-config
+    fi
+}
