@@ -27,6 +27,7 @@ pub const TARGETS: &[Target] = &[
     ("header_decode", header_decode),
     ("snapshot_manifest", snapshot_manifest),
     ("tracker_record", tracker_record),
+    ("fill_map", fill_map),
     ("ec2_registry", ec2_registry),
     ("ec2_frame", ec2_frame),
     ("sse_chunks", sse_chunks),
@@ -109,6 +110,24 @@ pub fn tracker_record(data: &[u8]) {
         fixed[CHECKSUM_AT..HEADER_USED].copy_from_slice(&sum);
         check(&fixed);
     }
+}
+
+/// A lazy restore's fill map (`HOME/volumes/vol-*.fill`): a map that decodes re-encodes to
+/// exactly its bytes, and its counts stay inside the chunk count; the input is also tried
+/// with a valid SHA-256 appended, so the field checks behind the checksum are reached.
+pub fn fill_map(data: &[u8]) {
+    use crate::volume::fillmap::FillMap;
+    let check = |bytes: &[u8]| {
+        if let Ok(m) = FillMap::decode(bytes) {
+            assert_eq!(m.encode(), bytes);
+            assert!(m.filled() <= m.count());
+            assert!(!m.get(m.count()));
+        }
+    };
+    check(data);
+    let mut sealed = data.to_vec();
+    sealed.extend_from_slice(&Sha256::digest(data));
+    check(&sealed);
 }
 
 /// The EC2 registry (`HOME/ec2/registry.json`: volumes, snapshots, instances and AMIs).

@@ -7,26 +7,8 @@ mod ec2_support;
 
 use std::io::{Read, Seek, SeekFrom};
 
-use atrest::volume::{VolumeImage, XtsKey};
+use atrest::volume::VolumeImage;
 use ec2_support::Lab;
-
-/// Opens a volume's image with its data key, decrypted through kmsd as the test user.
-fn open_image(lab: &Lab, volume_id: &str) -> VolumeImage {
-    let path = lab.image_path(volume_id);
-    let h = VolumeImage::read_header(&path).unwrap();
-    if !h.cipher().is_encrypted() {
-        return VolumeImage::open(&path, None).unwrap();
-    }
-    let c = kmsd::client::KmsClient::connect(lab.path().join("kmsd.sock")).unwrap();
-    let plain = c
-        .decrypt(
-            &h.params.wrapped_key,
-            &h.params.encryption_context,
-            Some(&h.params.key_arn),
-        )
-        .unwrap();
-    VolumeImage::open(&path, Some(XtsKey::from_bytes(&plain.plaintext).unwrap())).unwrap()
-}
 
 fn pattern(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
@@ -35,13 +17,13 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
 }
 
 fn write(lab: &Lab, volume_id: &str, off: u64, data: &[u8]) {
-    let img = open_image(lab, volume_id);
+    let img = lab.open_image(volume_id);
     img.write_at(data, off).unwrap();
     img.sync_data().unwrap();
 }
 
 fn read(lab: &Lab, volume_id: &str, off: u64, len: usize) -> Vec<u8> {
-    let img = open_image(lab, volume_id);
+    let img = lab.open_image(volume_id);
     let mut buf = vec![0u8; len];
     img.read_at(&mut buf, off).unwrap();
     buf

@@ -176,6 +176,8 @@ pub fn run_foreground(
     svc.recover_instances()?;
     // Nothing is served yet: any instance grant still open was left by a crash.
     svc.kms.retire_stale_grants();
+    // Restores a stop or a crash interrupted go on (before anything can serve them).
+    svc.resume_restores();
     svc.ensure_local_instance()?;
     svc.reserve_local();
     let stop = Arc::new(AtomicBool::new(false));
@@ -249,6 +251,7 @@ fn shutdown(svc: &Arc<Ec2Service>) {
         }
     }
     rt.shutdown();
+    svc.restores.shutdown();
 }
 
 /// Starts the service in the background: re-executes this binary in the foreground

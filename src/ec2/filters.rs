@@ -254,6 +254,7 @@ mod tests {
             progress: 100,
             worker: None,
             error_message: None,
+            restoring_for: None,
         };
         assert!(volume_matches(&v, &[f("tag:Name", &["Encrypted*"])]).unwrap());
         assert!(volume_matches(&v, &[f("tag:Name", &["x", "Encrypted Root"])]).unwrap());

@@ -256,6 +256,7 @@ impl Ec2Service {
                     progress: 100,
                     worker: None,
                     error_message: None,
+                    restoring_for: None,
                 };
                 (vol_id, Some(vol))
             }
@@ -323,6 +324,7 @@ impl Ec2Service {
                     progress: 0,
                     worker: Some(self.worker()),
                     error_message: None,
+                    restoring_for: None,
                 };
                 restore = Some(RootRestore {
                     volume_id: vol_id.clone(),
@@ -659,7 +661,7 @@ impl Ec2Service {
     /// caller's behalf: GenerateDataKeyWithoutPlaintext), then the snapshot's data
     /// restored into it (Decrypt of both keys on the caller's behalf). A refusal leaves
     /// the volume `error`, its partial image removed.
-    fn restore_root(&self, caller: &Caller, rr: &RootRestore) -> Result<(), Ec2Error> {
+    fn restore_root(self: &Arc<Self>, caller: &Caller, rr: &RootRestore) -> Result<(), Ec2Error> {
         let res = (|| {
             let data_key = match &rr.key_id {
                 Some(k) => Some(self.kms.new_data_key(caller, k, &rr.volume_id)?),
@@ -793,6 +795,7 @@ impl Ec2Service {
         match res {
             Ok(doomed) => {
                 for id in doomed {
+                    self.cancel_restore(&id);
                     storage::discard_volume(&self.layout, &id);
                 }
             }

@@ -88,7 +88,7 @@ impl Ec2Service {
             }
             None => (None, None),
         };
-        let image = match storage::open_volume(&self.layout, volume_id, key) {
+        let image = match self.open_served(volume_id, key) {
             Ok(i) => i,
             Err(e) => {
                 if let Some(g) = &grant {

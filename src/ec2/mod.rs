@@ -12,7 +12,8 @@
 //! - [`rules`], [`filters`]: pure logic (AWS's rules, describe filters, pages).
 //! - [`registry`]: the durable flock'd store; [`kms`]: every call to kmsd;
 //!   [`storage`]: every call into the volume layer (images, snapshot store).
-//! - [`worker`]: the one state machine of background work on volumes and snapshots.
+//! - [`worker`]: the one state machine of background work on volumes and snapshots;
+//!   [`restores`]: lazy restores (who copies a volume restored from a snapshot, and when).
 //! - [`runtime`]: what only the daemon has (the mount, loop devices, guests);
 //!   [`keywatch`]: key changes reaching served volumes (from the trail).
 //! - [`service`] with [`volumes`], [`snapshots`], [`images`], [`instances`],
@@ -36,6 +37,7 @@ pub mod local;
 pub mod model;
 pub mod protocol;
 pub mod registry;
+pub mod restores;
 pub mod rules;
 pub mod runtime;
 pub mod server;

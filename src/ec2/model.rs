@@ -149,6 +149,10 @@ pub struct Volume {
     pub worker: Option<Worker>,
     /// Why the volume is in `error`.
     pub error_message: Option<String>,
+    /// While a lazy restore still copies chunks into it: the principal it restores for
+    /// (the volume service resumes the copy on that principal's behalf after a restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restoring_for: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -166,6 +166,7 @@ mod tests {
             progress: 100,
             worker: None,
             error_message: None,
+            restoring_for: None,
         }
     }
 

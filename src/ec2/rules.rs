@@ -362,13 +362,12 @@ pub fn check_delete_snapshot(state: &State, id: &str) -> Result<(), Ec2Error> {
             "The snapshot '{id}' is still pending."
         )));
     }
-    if let Some(v) = state
-        .volumes
-        .values()
-        .find(|v| v.snapshot_id.as_deref() == Some(id) && v.state == VolumeState::Creating)
-    {
+    if let Some(v) = state.volumes.values().find(|v| {
+        v.snapshot_id.as_deref() == Some(id)
+            && (v.state == VolumeState::Creating || v.restoring_for.is_some())
+    }) {
         return Err(Ec2Error::incorrect_state(format!(
-            "The snapshot '{id}' is in use by volume '{}', which is being created from it.",
+            "The snapshot '{id}' is in use by volume '{}', which is still being restored from it.",
             v.volume_id
         )));
     }
@@ -597,6 +596,7 @@ mod tests {
             progress: 100,
             worker: None,
             error_message: None,
+            restoring_for: None,
         }
     }
 

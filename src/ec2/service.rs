@@ -29,6 +29,8 @@ pub struct Ec2Service {
     pub kms: Kms,
     /// Present only in the daemon.
     pub runtime: Option<Runtime>,
+    /// Lazy restores this process owns (the daemon's only).
+    pub(crate) restores: super::restores::Restores,
     jobs: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -46,6 +48,7 @@ impl Ec2Service {
             account,
             kms,
             runtime,
+            restores: Default::default(),
             jobs: Mutex::new(Vec::new()),
         });
         // Background work whose process died leaves `creating`/`pending` records.

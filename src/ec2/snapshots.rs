@@ -60,10 +60,12 @@ impl Ec2Service {
         let id = snapshot_id.clone();
         let volume_id = r.volume_id.clone();
         self.spawn(&format!("snapshot-{id}"), move |svc| {
-            let res = storage::create_snapshot(&svc.layout, &id, &volume_id, &mut |pct| {
-                worker::progress::<Snapshot>(&svc.registry, &id, pct)
-            })
-            .map_err(Ec2Error::from);
+            let res = svc.finish_restore(&volume_id).and_then(|()| {
+                storage::create_snapshot(&svc.layout, &id, &volume_id, &mut |pct| {
+                    worker::progress::<Snapshot>(&svc.registry, &id, pct)
+                })
+                .map_err(Ec2Error::from)
+            });
             worker::finish::<Snapshot>(&svc.registry, &svc.layout, &id, res);
         });
         Ok(api::Snapshot::from(&snap))
@@ -235,15 +237,19 @@ impl Ec2Service {
         Ok(())
     }
 
-    /// The create-volume-from-snapshot work.
+    /// The create-volume-from-snapshot work: lazy in the daemon (the volume is usable at
+    /// once while its copier runs: [`super::restores`]), the whole copy in-process.
     pub(crate) fn restore_into(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller,
         snap: &Snapshot,
         volume_id: &str,
         size_bytes: u64,
         new_key: Option<&WrappedKey>,
     ) -> Result<(), Ec2Error> {
+        if self.runtime.is_some() {
+            return self.restore_lazily(caller, snap, volume_id, size_bytes, new_key);
+        }
         let (source_key, dest_key) = self.data_keys(caller, &snap.snapshot_id, new_key)?;
         storage::restore_snapshot(
             &self.layout,
@@ -260,7 +266,7 @@ impl Ec2Service {
     /// The plaintext data keys a copy or restore of `snapshot_id` needs, decrypted on
     /// the caller's behalf (as EBS does): the snapshot's, and the new one's.
     #[allow(clippy::type_complexity)]
-    fn data_keys(
+    pub(crate) fn data_keys(
         &self,
         caller: &Caller,
         snapshot_id: &str,

@@ -15,7 +15,9 @@ use super::model::{BootSpec, WrappedKey};
 use crate::mount::BlockDevice;
 use crate::volume::copy::{CopyError, DataKeys};
 use crate::volume::snapshot::{Progress, SnapshotError, SnapshotSource, SnapshotStore};
-use crate::volume::{KeyError, VolumeError, VolumeHeaderParams, VolumeImage, XtsKey};
+use crate::volume::{
+    lazy, KeyError, LazyVolume, VolumeError, VolumeHeaderParams, VolumeImage, XtsKey,
+};
 
 /// Why an image or the snapshot store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,17 @@ pub enum StorageError {
     DataKey(#[source] KeyError),
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    #[error("{volume_id} is still being restored from {snapshot_id} and its copy is not running here: start the volume service (`atrest mount`) to finish it")]
+    Restoring {
+        volume_id: String,
+        snapshot_id: String,
+    },
+    #[error("the restore of {volume_id} failed")]
+    Lazy {
+        volume_id: String,
+        #[source]
+        source: crate::volume::LazyError,
+    },
     #[error("cannot store the boot file {}", .path.display())]
     Boot {
         path: PathBuf,
@@ -70,6 +83,9 @@ impl From<StorageError> for Ec2Error {
                 | SnapshotError::DestinationTooSmall { .. }
                 | SnapshotError::InvalidId(_)),
             ) => Ec2Error::invalid_parameter(s.to_string()),
+            ref r @ StorageError::Restoring { .. } => {
+                Ec2Error::new(Ec2Code::IncorrectState, r.to_string())
+            }
             other => Ec2Error::caused_by(Ec2Code::InternalError, &other),
         }
     }
@@ -215,11 +231,15 @@ pub fn open_volume(
     })
 }
 
-/// Removes a volume's image (deleted or never finished) and its changed-block tracker.
-/// Missing is fine.
+/// Removes a volume's image (deleted or never finished), its changed-block tracker and the
+/// fill map of its restore. Missing is fine.
 pub fn discard_volume(layout: &Layout, volume_id: &str) {
     let image = image_path(layout, volume_id);
-    for p in [crate::volume::tracker::path_for(&image), image] {
+    for p in [
+        lazy::fill_path(&image),
+        crate::volume::tracker::path_for(&image),
+        image,
+    ] {
         match std::fs::remove_file(&p) {
             Ok(()) => {
                 let _ = plumbing::durable::sync_dir(&layout.volumes_dir());
@@ -283,6 +303,12 @@ pub fn create_snapshot(
     progress: &mut dyn FnMut(u8),
 ) -> Result<(), StorageError> {
     let path = image_path(layout, volume_id);
+    if lazy::is_restoring(&path) {
+        return Err(StorageError::Restoring {
+            volume_id: volume_id.to_string(),
+            snapshot_id: snapshot_of_restore(layout, volume_id),
+        });
+    }
     store(layout)?.create(
         SnapshotSource::Path(&path),
         snapshot_id,
@@ -347,6 +373,58 @@ pub fn restore_snapshot(
         &mut percent(progress),
     )?;
     Ok(())
+}
+
+/// CreateVolume --snapshot-id in the volume service: the new image, usable at once, whose
+/// chunks the caller's copier (or its first reads and writes) fill from the snapshot.
+pub fn restore_lazily(
+    layout: &Layout,
+    snapshot_id: &str,
+    volume_id: &str,
+    size_bytes: u64,
+    source_key: Option<Zeroizing<Vec<u8>>>,
+    dest: Option<(&WrappedKey, Zeroizing<Vec<u8>>)>,
+) -> Result<LazyVolume, StorageError> {
+    let p = params(volume_id, size_bytes, dest.as_ref().map(|d| d.0));
+    let image_key = dest.as_ref().map(|d| xts_key(&d.1)).transpose()?;
+    let k = keys(source_key, dest.as_ref().map(|d| &d.1))?;
+    Ok(store(layout)?.restore_lazily(
+        snapshot_id,
+        &image_path(layout, volume_id),
+        &p,
+        image_key,
+        k,
+    )?)
+}
+
+/// A lazy restore left by a stopped or crashed volume service, opened to resume.
+pub fn resume_lazily(
+    layout: &Layout,
+    snapshot_id: &str,
+    volume_id: &str,
+    source_key: Option<Zeroizing<Vec<u8>>>,
+    dest_key: Option<Zeroizing<Vec<u8>>>,
+) -> Result<LazyVolume, StorageError> {
+    let image_key = dest_key.as_ref().map(xts_key).transpose()?;
+    let k = keys(source_key, dest_key.as_ref())?;
+    Ok(store(layout)?.resume_lazily(snapshot_id, &image_path(layout, volume_id), image_key, k)?)
+}
+
+/// True while a volume's image is still being filled by a lazy restore.
+pub fn is_restoring(layout: &Layout, volume_id: &str) -> bool {
+    lazy::is_restoring(&image_path(layout, volume_id))
+}
+
+/// The snapshot a lazy restore copies from, as its fill map says (for messages).
+pub fn snapshot_of_restore(layout: &Layout, volume_id: &str) -> String {
+    let p = lazy::fill_path(&image_path(layout, volume_id));
+    std::fs::read(&p)
+        .ok()
+        .and_then(|b| crate::volume::fillmap::FillMap::decode(&b).ok())
+        .map_or_else(
+            || "its snapshot".to_string(),
+            |m| m.snapshot_id().to_string(),
+        )
 }
 
 /// Deletes a snapshot's manifest and the chunks only it used.

@@ -81,6 +81,7 @@ impl Ec2Service {
             progress: 0,
             worker: Some(self.worker()),
             error_message: None,
+            restoring_for: None,
         };
         self.registry.update(|s| {
             rules::check_create_volume(s, &check)?;
@@ -151,6 +152,7 @@ impl Ec2Service {
             s.volumes.remove(&volume_id);
             Ok(())
         })?;
+        self.cancel_restore(&volume_id);
         storage::discard_volume(&self.layout, &volume_id);
         Ok(())
     }

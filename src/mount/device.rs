@@ -8,7 +8,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::volume::{VolumeError, VolumeImage};
+use crate::volume::{LazyError, LazyVolume, VolumeError, VolumeImage};
 
 /// Why a device operation failed; [`DeviceError::errno`] is what the FUSE reply carries.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,8 @@ pub enum DeviceError {
     },
     #[error(transparent)]
     Volume(#[from] VolumeError),
+    #[error(transparent)]
+    Lazy(#[from] LazyError),
 }
 
 impl DeviceError {
@@ -33,13 +35,18 @@ impl DeviceError {
             // A write that would go past the end of the volume: the file cannot grow.
             DeviceError::OutOfRange { .. } => libc::EFBIG,
             DeviceError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
-            DeviceError::Volume(VolumeError::OutOfRange { .. }) => libc::EFBIG,
-            DeviceError::Volume(VolumeError::Io { source, .. }) => {
-                source.raw_os_error().unwrap_or(libc::EIO)
-            }
-            DeviceError::Volume(VolumeError::KeyRequired { .. }) => libc::EKEYREVOKED,
-            DeviceError::Volume(_) => libc::EIO,
+            DeviceError::Volume(v) | DeviceError::Lazy(LazyError::Volume(v)) => volume_errno(v),
+            DeviceError::Lazy(e) => e.errno(),
         }
+    }
+}
+
+fn volume_errno(v: &VolumeError) -> i32 {
+    match v {
+        VolumeError::OutOfRange { .. } => libc::EFBIG,
+        VolumeError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        VolumeError::KeyRequired { .. } => libc::EKEYREVOKED,
+        _ => libc::EIO,
     }
 }
 
@@ -65,6 +72,22 @@ impl BlockDevice for VolumeImage {
     }
     fn size(&self) -> u64 {
         VolumeImage::size(self)
+    }
+}
+
+/// A volume still being restored: reads and writes fill their chunks first.
+impl BlockDevice for LazyVolume {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DeviceError> {
+        Ok(LazyVolume::read_at(self, buf, offset)?)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), DeviceError> {
+        Ok(LazyVolume::write_at(self, buf, offset)?)
+    }
+    fn sync_data(&self) -> Result<(), DeviceError> {
+        Ok(LazyVolume::sync_data(self)?)
+    }
+    fn size(&self) -> u64 {
+        LazyVolume::size(self)
     }
 }
 

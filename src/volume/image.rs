@@ -387,6 +387,18 @@ impl VolumeImage {
         self.pread(buf, offset)
     }
 
+    /// Writes payload bytes exactly as given (already in stored form: ciphertext for
+    /// encrypted volumes) under an exclusive lock of the sectors covered. Lazy restores fill
+    /// chunks this way; `offset` and the length are whole sectors.
+    pub(crate) fn write_stored_at(&self, buf: &[u8], offset: u64) -> Result<(), VolumeError> {
+        let (_, first, last) = self.span(offset, buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let _g = self.locks.write(first, last);
+        self.pwrite(buf, offset)
+    }
+
     /// The backing file, for hole detection (SEEK_DATA) by the snapshot store.
     pub(crate) fn file(&self) -> &File {
         &self.file

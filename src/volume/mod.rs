@@ -8,11 +8,15 @@
 //! - [`snapshot`]: the incremental, content-addressed snapshot store.
 //! - [`tracker`]: changed-block tracking, so a snapshot reads only the chunks written since the last.
 //! - [`copy`]: the copy / encrypt / re-encrypt chunk transforms used by restores.
+//! - [`lazy`]: [`LazyVolume`], a volume usable while its chunks are still copied in.
+//! - [`fillmap`]: the lazy restore's fill map file (pure encode/decode, fuzzed).
 
 pub mod copy;
+pub mod fillmap;
 pub mod format;
 pub mod image;
 pub mod key;
+pub mod lazy;
 pub mod rangelock;
 pub mod snapshot;
 pub mod tracker;
@@ -23,6 +27,7 @@ pub use copy::{CopyError, DataKeys};
 pub use format::{Cipher, FormatError, VolumeHeader, VolumeHeaderParams};
 pub use image::VolumeImage;
 pub use key::{KeyError, XtsKey};
+pub use lazy::{LazyError, LazyVolume};
 
 use std::path::PathBuf;
 

@@ -216,6 +216,25 @@ impl Lab {
             .to_string()
     }
 
+    /// Opens a volume's image with its data key, decrypted through kmsd as the test user.
+    pub fn open_image(&self, volume_id: &str) -> atrest::volume::VolumeImage {
+        use atrest::volume::{VolumeImage, XtsKey};
+        let path = self.image_path(volume_id);
+        let h = VolumeImage::read_header(&path).unwrap();
+        if !h.cipher().is_encrypted() {
+            return VolumeImage::open(&path, None).unwrap();
+        }
+        let c = kmsd::client::KmsClient::connect(self.path().join("kmsd.sock")).unwrap();
+        let plain = c
+            .decrypt(
+                &h.params.wrapped_key,
+                &h.params.encryption_context,
+                Some(&h.params.key_arn),
+            )
+            .unwrap();
+        VolumeImage::open(&path, Some(XtsKey::from_bytes(&plain.plaintext).unwrap())).unwrap()
+    }
+
     pub fn image_path(&self, volume_id: &str) -> PathBuf {
         self.path().join("volumes").join(format!("{volume_id}.img"))
     }

@@ -11,6 +11,7 @@
 pub mod chunks;
 pub mod gc;
 pub mod manifest;
+pub mod source;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -82,6 +83,8 @@ pub enum SnapshotError {
     Volume(#[from] VolumeError),
     #[error("{0}")]
     Copy(#[from] CopyError),
+    #[error(transparent)]
+    Lazy(Box<crate::volume::LazyError>),
 }
 
 fn io(op: &'static str, path: &Path, e: std::io::Error) -> SnapshotError {
