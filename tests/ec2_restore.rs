@@ -264,3 +264,68 @@ fn fio_randrw_on_a_restoring_volume_equals_the_snapshot_plus_the_same_writes() {
     assert!(all[..want.len()] == want[..]);
     assert!(all[want.len()..].iter().all(|b| *b == 0));
 }
+
+#[test]
+fn a_guest_boots_from_a_root_volume_restored_lazily_from_its_ami() {
+    let guest = ec2_support::guest_dir();
+    let mut lab = Lab::start();
+    // A slow copy: the guest boots while its root is still being filled.
+    lab.start_daemon_with(&["env", "ATREST_RESTORE_PACE_MS=200"]);
+    // An AMI whose root snapshot holds the guest's root filesystem.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = std::fs::read(ec2_support::root_image(tmp.path(), "lazy marker 7")).unwrap();
+    let vol = lab.new_volume(&["--size", "1"]);
+    let img = lab.open_image(&vol);
+    for (i, block) in root.chunks(MIB as usize).enumerate() {
+        if block.iter().any(|b| *b != 0) {
+            img.write_at(block, i as u64 * MIB).unwrap();
+        }
+    }
+    img.sync_data().unwrap();
+    drop(img);
+    let s = lab.ec2(&["create-snapshot", "--volume-id", &vol]);
+    let snap = s["SnapshotId"].as_str().unwrap().to_string();
+    lab.ec2(&["wait", "snapshot-completed", "--snapshot-ids", &snap]);
+    let ami = lab.ec2(&[
+        "register-image",
+        "--name",
+        "lazy-root",
+        "--block-device-mappings",
+        &format!("DeviceName=/dev/xvda,Ebs={{SnapshotId={snap}}}"),
+        "--boot-image",
+        guest.to_str().unwrap(),
+    ])["ImageId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // From the AMI: the root volume is restored from its snapshot, lazily.
+    let r = lab.ec2(&["run-instances", "--image-id", &ami]);
+    let id = r["Instances"][0]["InstanceId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let root_vol = r["Instances"][0]["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lab.ec2(&["wait", "instance-running", "--instance-ids", &id]);
+    let out = lab.ec2(&["get-console-output", "--instance-id", &id]);
+    assert!(
+        out["Output"].as_str().unwrap().contains(&format!(
+            "atrest-guest: booted from volume {root_vol} marker=lazy marker 7"
+        )),
+        "console: {out}"
+    );
+    assert!(
+        fill_map(&lab, &root_vol).is_some() || lab.daemon_log().contains("restore complete"),
+        "the root was restored lazily: {}",
+        lab.daemon_log()
+    );
+    // Terminated mid-copy or after it: the copier stops and nothing is left behind.
+    lab.ec2(&["terminate-instances", "--instance-ids", &id]);
+    lab.wait_state(&id, "terminated", 60);
+    assert!(!lab.image_path(&root_vol).exists());
+    assert!(fill_map(&lab, &root_vol).is_none());
+    lab.stop_daemon();
+}

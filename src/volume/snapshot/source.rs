@@ -25,7 +25,7 @@ impl ChunkSource for RestoreSource {
             return Ok(false);
         };
         let stored = m.chunk_len(index as usize);
-        if stored != len {
+        if stored > len {
             return Err(format!(
                 "chunk {index} is {stored} bytes in snapshot {} but {len} in the volume",
                 m.snapshot_id
@@ -34,9 +34,12 @@ impl ChunkSource for RestoreSource {
         }
         // Shared lock per chunk: a delete or gc (exclusive) never runs under a read.
         let _lock = self.store.lock(false)?;
-        self.store.chunks.get(hash, len, buf)?;
+        self.store.chunks.get(hash, stored, buf)?;
         let off = index.saturating_mul(m.chunk_size);
         self.plan.transform(buf, off)?;
+        // The snapshot's short last chunk in a larger volume: the rest is a hole (all-zero
+        // stored bytes read as zeros, encrypted or not).
+        buf.resize(len as usize, 0);
         Ok(true)
     }
 }
