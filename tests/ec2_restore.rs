@@ -325,7 +325,11 @@ fn a_guest_boots_from_a_root_volume_restored_lazily_from_its_ami() {
     // Terminated mid-copy or after it: the copier stops and nothing is left behind.
     lab.ec2(&["terminate-instances", "--instance-ids", &id]);
     lab.wait_state(&id, "terminated", 60);
-    assert!(!lab.image_path(&root_vol).exists());
+    // The registry says terminated first; the copier is then stopped and the files go.
+    lab.until(30, "the root volume's image to be removed", || {
+        !lab.image_path(&root_vol).exists()
+    });
     assert!(fill_map(&lab, &root_vol).is_none());
+    assert!(!atrest::volume::tracker::path_for(&lab.image_path(&root_vol)).exists());
     lab.stop_daemon();
 }

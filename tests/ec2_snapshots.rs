@@ -343,28 +343,6 @@ fn progress_is_visible_while_pending() {
     lab.stop_daemon();
 }
 
-/// Opens a volume's image as the volume service serves it: with changed-block tracking.
-fn open_tracked(lab: &Lab, volume_id: &str) -> VolumeImage {
-    let img = open_image(lab, volume_id);
-    let path = lab.image_path(volume_id);
-    let h = img.header().clone();
-    drop(img);
-    let key = if h.cipher().is_encrypted() {
-        let c = kmsd::client::KmsClient::connect(lab.path().join("kmsd.sock")).unwrap();
-        let plain = c
-            .decrypt(
-                &h.params.wrapped_key,
-                &h.params.encryption_context,
-                Some(&h.params.key_arn),
-            )
-            .unwrap();
-        Some(XtsKey::from_bytes(&plain.plaintext).unwrap())
-    } else {
-        None
-    };
-    VolumeImage::open_tracked(&path, key).unwrap()
-}
-
 fn incremental_from(lab: &Lab, snapshot_id: &str) -> Option<String> {
     let p = lab
         .path()
@@ -378,14 +356,14 @@ fn kill_9_during_an_incremental_snapshot_leaves_the_record_for_the_next_one() {
     let mut lab = Lab::start();
     lab.start_daemon();
     let (_, vol) = lab.encrypted_volume("alias/cbt");
-    let img = open_tracked(&lab, &vol);
+    let img = lab.open_tracked(&vol);
     img.write_at(&pattern(4 << 20, 1), 0).unwrap();
     drop(img); // closed clean, as a stopped instance's volume is
     let first = snapshot(&lab, &vol, "first");
     assert_eq!(incremental_from(&lab, &first), None);
 
     // Many changed chunks, so the incremental snapshot is still running when killed.
-    let img = open_tracked(&lab, &vol);
+    let img = lab.open_tracked(&vol);
     for i in 0..8u64 {
         img.write_at(
             &pattern(16 << 20, 10 + i as u32),
@@ -403,7 +381,7 @@ fn kill_9_during_an_incremental_snapshot_leaves_the_record_for_the_next_one() {
     });
 
     // One more write: the next snapshot still reads only what changed since `first`.
-    let img = open_tracked(&lab, &vol);
+    let img = lab.open_tracked(&vol);
     img.write_at(b"after the crash", 1 << 20).unwrap();
     drop(img);
     let next = snapshot(&lab, &vol, "next");
@@ -413,6 +391,7 @@ fn kill_9_during_an_incremental_snapshot_leaves_the_record_for_the_next_one() {
     );
     // And it restores to the volume as it is.
     let restored = lab.new_volume(&["--snapshot-id", &next]);
+    lab.until_restored(&restored);
     assert_eq!(
         read(&lab, &restored, 0, 8 << 20),
         read(&lab, &vol, 0, 8 << 20)

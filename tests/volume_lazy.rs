@@ -282,6 +282,103 @@ fn a_stopped_copy_resumes_and_never_copies_over_a_guest_write() {
     );
 }
 
+/// The changed-block tracker and a lazy restore: the copier's fills are not recorded as
+/// writes, so no snapshot may be taken (nor be incremental) before the copy is done. A
+/// snapshot of a restoring image is refused; the first snapshot after the copy (here after
+/// a kill -9 mid-copy and a resume) reads the whole volume; the next one reads only the
+/// chunks written since; both restore to the volume as it was.
+#[test]
+fn the_first_snapshot_after_a_lazy_restore_is_full_and_the_next_incremental() {
+    let mut r = snapshot(Path_::ReEncrypt, 16, 2, 11);
+    let mut model = std::mem::take(&mut r.model);
+    let write = |vol: &dyn Fn(&[u8], u64), model: &mut Vec<u8>, c: u64, seed: u8| {
+        let data = vec![seed; 5000];
+        let off = c * MIB + 700;
+        vol(&data, off);
+        model[off as usize..off as usize + data.len()].copy_from_slice(&data);
+    };
+    let stop = AtomicBool::new(false);
+    {
+        let vol = r.start();
+        for c in [3u64, 9, 17] {
+            write(&|d, o| vol.write_at(d, o).unwrap(), &mut model, c, c as u8);
+        }
+        for source in [
+            SnapshotSource::Image(vol.image()),
+            SnapshotSource::Path(&r.image()),
+        ] {
+            match r.env.store.create(source, "snap-early", &mut |_| {}) {
+                Err(atrest::volume::snapshot::SnapshotError::Restoring(p)) => {
+                    assert_eq!(p, r.image())
+                }
+                other => panic!(
+                    "a snapshot of a restoring image: {:?}",
+                    other.map(|m| m.chunks.len())
+                ),
+            }
+        }
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(40));
+                stop.store(true, Ordering::SeqCst);
+            });
+            assert!(!vol
+                .fill_all(1, &stop, Duration::from_millis(5), &|_, _| {})
+                .unwrap());
+        });
+        vol.abandon();
+    }
+    let vol = r.resume();
+    write(&|d, o| vol.write_at(d, o).unwrap(), &mut model, 5, 0xa5);
+    assert!(vol
+        .fill_all(2, &AtomicBool::new(false), Duration::ZERO, &|_, _| {})
+        .unwrap());
+    write(&|d, o| vol.write_at(d, o).unwrap(), &mut model, 6, 0x5a);
+    vol.sync_data().unwrap();
+    drop(vol);
+    assert!(r.read_back() == model);
+
+    let restored = |id: &str| {
+        let path = r.env.root.join(format!("volumes/vol-check-{id}.img"));
+        let mut p = r.dest.clone();
+        p.volume_id = format!("vol-check-{id}");
+        r.env
+            .store
+            .restore(id, &path, &p, DataKeys::default(), &mut |_| {})
+            .unwrap();
+        let img = VolumeImage::open(&path, r.dest_key.clone()).unwrap();
+        let mut v = vec![0u8; img.size() as usize];
+        img.read_at(&mut v, 0).unwrap();
+        v
+    };
+    let mut read = 0;
+    let first = r
+        .env
+        .store
+        .create(SnapshotSource::Path(&r.image()), "snap-2", &mut |p| {
+            read = p.total
+        })
+        .unwrap();
+    assert_eq!(first.incremental_from, None, "the first snapshot is full");
+    assert_eq!(read, model.len() as u64, "it read the whole volume");
+    assert!(restored("snap-2") == model, "snap-2 restores to the volume");
+
+    let img = VolumeImage::open_tracked(&r.image(), r.dest_key.clone()).unwrap();
+    write(&|d, o| img.write_at(d, o).unwrap(), &mut model, 12, 0x33);
+    img.sync_data().unwrap();
+    drop(img);
+    let second = r
+        .env
+        .store
+        .create(SnapshotSource::Path(&r.image()), "snap-3", &mut |p| {
+            read = p.total
+        })
+        .unwrap();
+    assert_eq!(second.incremental_from.as_deref(), Some("snap-2"));
+    assert_eq!(read, MIB, "only the written chunk is read");
+    assert!(restored("snap-3") == model, "snap-3 restores to the volume");
+}
+
 #[test]
 fn a_second_opener_is_locked_out() {
     let r = snapshot(Path_::Encrypt, 4, 0, 9);

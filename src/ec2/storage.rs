@@ -83,7 +83,8 @@ impl From<StorageError> for Ec2Error {
                 | SnapshotError::DestinationTooSmall { .. }
                 | SnapshotError::InvalidId(_)),
             ) => Ec2Error::invalid_parameter(s.to_string()),
-            ref r @ StorageError::Restoring { .. } => {
+            ref r @ (StorageError::Restoring { .. }
+            | StorageError::Snapshot(SnapshotError::Restoring(_))) => {
                 Ec2Error::new(Ec2Code::IncorrectState, r.to_string())
             }
             other => Ec2Error::caused_by(Ec2Code::InternalError, &other),

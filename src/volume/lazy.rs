@@ -202,11 +202,9 @@ impl LazyVolume {
         source: Box<dyn ChunkSource>,
     ) -> Result<LazyVolume, LazyError> {
         let map_path = fill_path(image_path);
-        // Tracked like every served image (`super::tracker`): guest writes are recorded for
-        // incremental snapshots. Fills need not be: the copy is finished before the volume's
-        // first snapshot is taken.
-        let image = VolumeImage::open_tracked(image_path, key)?;
-        let lock = image.file().try_clone().map_err(io("open", image_path))?;
+        // The image's lock first: a second opener is refused at once (opening the tracker
+        // would wait for the first opener's tracker lock).
+        let lock = std::fs::File::open(image_path).map_err(io("open", image_path))?;
         if !plumbing::flock::try_lock(&lock, plumbing::flock::Mode::Exclusive)
             .map_err(io("lock", image_path))?
         {
@@ -214,6 +212,12 @@ impl LazyVolume {
                 path: image_path.to_path_buf(),
             });
         }
+        // Tracked like every served image (`super::tracker`): guest writes are recorded for
+        // incremental snapshots. The copier's fills are not (they are the restore, not
+        // changes): a volume's record has no base snapshot until its first snapshot, which
+        // reads the whole volume, and no snapshot is taken before the copy is done
+        // (`SnapshotStore::create` refuses an image whose fill map exists).
+        let image = VolumeImage::open_tracked(image_path, key)?;
         let map = read_map(&map_path)?;
         let p = &image.header().params;
         if map.volume_id() != p.volume_id || map.size_bytes() != p.size_bytes {
@@ -402,6 +406,13 @@ impl LazyVolume {
             }
         }
         Ok(self.image.write_at(buf, offset)?)
+    }
+
+    /// Test hook: drops the volume as a killed process would (fill bits not yet persisted
+    /// are lost; the image's changed-block tracker is not closed clean).
+    #[doc(hidden)]
+    pub fn abandon(self) {
+        self.image.abandon();
     }
 
     /// fdatasync of the image: every completed write is durable when it returns.

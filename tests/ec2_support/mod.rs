@@ -216,13 +216,13 @@ impl Lab {
             .to_string()
     }
 
-    /// Opens a volume's image with its data key, decrypted through kmsd as the test user.
-    pub fn open_image(&self, volume_id: &str) -> atrest::volume::VolumeImage {
+    /// A volume's data key, decrypted through kmsd as the test user (`None` if the volume
+    /// is not encrypted).
+    pub fn volume_key(&self, volume_id: &str) -> Option<atrest::volume::XtsKey> {
         use atrest::volume::{VolumeImage, XtsKey};
-        let path = self.image_path(volume_id);
-        let h = VolumeImage::read_header(&path).unwrap();
+        let h = VolumeImage::read_header(&self.image_path(volume_id)).unwrap();
         if !h.cipher().is_encrypted() {
-            return VolumeImage::open(&path, None).unwrap();
+            return None;
         }
         let c = kmsd::client::KmsClient::connect(self.path().join("kmsd.sock")).unwrap();
         let plain = c
@@ -232,7 +232,19 @@ impl Lab {
                 Some(&h.params.key_arn),
             )
             .unwrap();
-        VolumeImage::open(&path, Some(XtsKey::from_bytes(&plain.plaintext).unwrap())).unwrap()
+        Some(XtsKey::from_bytes(&plain.plaintext).unwrap())
+    }
+
+    /// Opens a volume's image with its data key (no changed-block tracking).
+    pub fn open_image(&self, volume_id: &str) -> atrest::volume::VolumeImage {
+        let key = self.volume_key(volume_id);
+        atrest::volume::VolumeImage::open(&self.image_path(volume_id), key).unwrap()
+    }
+
+    /// Opens a volume's image as the volume service serves it: with changed-block tracking.
+    pub fn open_tracked(&self, volume_id: &str) -> atrest::volume::VolumeImage {
+        let key = self.volume_key(volume_id);
+        atrest::volume::VolumeImage::open_tracked(&self.image_path(volume_id), key).unwrap()
     }
 
     pub fn image_path(&self, volume_id: &str) -> PathBuf {
@@ -347,6 +359,18 @@ impl Lab {
     }
 
     /// Polls `f` until it is true (or panics after `secs`).
+    /// Waits until a volume made from a snapshot holds all its chunks: with the volume
+    /// service running it is `available` while its copier still fills it (a lazy restore),
+    /// and only then is its image file the whole volume.
+    pub fn until_restored(&self, volume_id: &str) {
+        let image = self.image_path(volume_id);
+        self.until(
+            120,
+            &format!("the restore of {volume_id} to finish"),
+            || !atrest::volume::lazy::is_restoring(&image),
+        );
+    }
+
     pub fn until(&self, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         let start = Instant::now();
         while !f() {

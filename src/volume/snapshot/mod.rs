@@ -85,6 +85,8 @@ pub enum SnapshotError {
     Copy(#[from] CopyError),
     #[error(transparent)]
     Lazy(Box<crate::volume::LazyError>),
+    #[error("{} is still being restored lazily: its image is not the volume until the copy completes", .0.display())]
+    Restoring(PathBuf),
 }
 
 fn io(op: &'static str, path: &Path, e: std::io::Error) -> SnapshotError {
@@ -427,6 +429,15 @@ impl SnapshotStore {
                 )
             }
         };
+        // A lazily restored image holds only the chunks filled so far (the rest are holes
+        // until its copier reaches them): snapshotting it would store holes for data.
+        let image_path = match &reader {
+            Reader::Image(img) => img.path(),
+            Reader::File { path, .. } => path.as_path(),
+        };
+        if crate::volume::lazy::is_restoring(image_path) {
+            return Err(SnapshotError::Restoring(image_path.to_path_buf()));
+        }
         let mpath = self.manifest_path(snapshot_id);
         if mpath.exists() {
             return Err(SnapshotError::AlreadyExists(snapshot_id.to_string()));
