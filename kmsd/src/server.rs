@@ -1,11 +1,10 @@
 //! The Unix-socket front end of the key service.
 //!
-//! An accept thread admits each connection and hands it to one of the connection loops
-//! ([`workers`], one per core, event-driven: a slow client holds no thread, and a
-//! request costs no thread hand-off), up to a cap (`kmsd.max_connections`, lowered to
-//! fit the open-file limit, whose soft value is raised to the hard one at start); at
-//! the cap the connection doing least makes room or the new one is refused with one
-//! `LimitExceededException` frame ([`connections`]). A connection must send each request within
+//! One thread per connection (a slow client blocks only itself), up to a cap
+//! (`kmsd.max_connections`, lowered to fit the open-file limit, whose soft value is
+//! raised to the hard one at start); at the cap the connection doing least makes room
+//! or the new one is refused with one `LimitExceededException` frame
+//! ([`connections`]). A connection must send each request within
 //! `kmsd.first_frame_timeout_ms` of connecting or of starting it, and is closed after
 //! `kmsd.idle_timeout_seconds` without one. `accept` failing for lack of file
 //! descriptors (`EMFILE`/`ENFILE`) closes one connection and backs off (10 ms doubling
@@ -17,26 +16,28 @@
 //! `kmsd.sweep_interval_seconds`.
 
 mod connections;
-mod workers;
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::clock::{Clock, MovableClock, SystemClock};
 use crate::config::Config;
-use crate::protocol::{encode_frame, ErrorCode, KmsError, ResponseEnvelope, PROTOCOL_VERSION};
+use crate::protocol::{
+    decode_request, encode_frame, read_frame_bytes, write_frame, ErrorCode, FrameError, KmsError,
+    Request, Response, ResponseEnvelope, PROTOCOL_VERSION,
+};
 use crate::service::audit::{AuditSink, TrailAuditSink};
 use crate::service::authz::Peer;
 use crate::service::ServiceError;
 use crate::service::{KeyService, ReloadSource, ServiceOptions};
-use connections::{Admission, Limits, LogLimiter, Registry};
+use connections::{Admission, Limits, LogLimiter, Registry, Slot, TimedOut};
 use plumbing::home::Layout;
 
 #[derive(Debug, thiserror::Error)]
@@ -181,23 +182,9 @@ pub fn start(opts: ServerOptions) -> Result<ServerHandle, ServerError> {
         let stop = Arc::clone(&stop);
         let source = format!("unix:{}", socket.display());
         let registry = Registry::new(limits);
-        let handles = (0..workers::count())
-            .map(|i| {
-                workers::spawn(
-                    i,
-                    Arc::clone(&service),
-                    Arc::clone(&registry),
-                    Arc::clone(&stop),
-                )
-            })
-            .collect::<io::Result<Vec<_>>>()
-            .map_err(|source| ServerError::Bind {
-                path: socket.clone(),
-                source,
-            })?;
         std::thread::Builder::new()
             .name("kmsd-accept".into())
-            .spawn(move || accept_loop(listener, handles, registry, stop, source))
+            .spawn(move || accept_loop(listener, service, registry, stop, source))
             .map_err(|source| ServerError::Bind {
                 path: socket.clone(),
                 source,
@@ -305,7 +292,7 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 fn accept_loop(
     listener: UnixListener,
-    handles: Vec<workers::WorkerHandle>,
+    service: Arc<KeyService>,
     registry: Arc<Registry>,
     stop: Arc<AtomicBool>,
     source: String,
@@ -314,16 +301,11 @@ fn accept_loop(
     static REFUSED: LogLimiter = LogLimiter::new();
     static EVICTED: LogLimiter = LogLimiter::new();
     static NO_THREAD: LogLimiter = LogLimiter::new();
-    let mut names: HashMap<u32, String> = HashMap::new();
-    let mut next_worker = 0usize;
+    let names: Arc<Mutex<HashMap<u32, String>>> = Arc::default();
     let mut backoff = Duration::ZERO;
     loop {
         let accepted = listener.accept();
         if stop.load(Ordering::SeqCst) {
-            // Each worker ends once its last connection has.
-            for w in &handles {
-                w.wake();
-            }
             return;
         }
         let stream = match accepted {
@@ -385,27 +367,30 @@ fn accept_loop(
                 continue;
             }
         };
-        let user = names
-            .entry(uid)
-            .or_insert_with(|| plumbing::peer::display_name(uid))
-            .clone();
+        let user = {
+            let mut cache = names.lock().unwrap_or_else(|e| e.into_inner());
+            cache
+                .entry(uid)
+                .or_insert_with(|| plumbing::peer::display_name(uid))
+                .clone()
+        };
         let peer = Peer {
             uid,
             pid: Some(pid),
             user,
             source: source.clone(),
         };
-        let conn = workers::NewConn { slot, peer };
-        let worker = &handles[next_worker % handles.len()];
-        next_worker = next_worker.wrapping_add(1);
-        if let Err(conn) = worker.hand(conn) {
+        let service = Arc::clone(&service);
+        let registry2 = Arc::clone(&registry);
+        let stream = Arc::clone(&slot.stream);
+        let spawned = std::thread::Builder::new()
+            .name(format!("kmsd-conn-{pid}"))
+            .spawn(move || serve_connection(&service, &registry2, slot, &peer));
+        if let Err(e) = spawned {
             if let Some(quiet) = NO_THREAD.hit() {
-                tracing::error!(
-                    not_logged = quiet,
-                    "a connection loop has stopped; refusing the connection"
-                );
+                tracing::error!(error = %e, not_logged = quiet, "cannot start a connection thread; refusing the connection");
             }
-            let _ = conn.slot.stream.shutdown(std::net::Shutdown::Both);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
 }
@@ -420,5 +405,172 @@ fn refuse(stream: UnixStream, message: String) {
     let mut buf = Vec::new();
     if encode_frame(&reply, &mut buf).is_ok() && stream.set_nonblocking(true).is_ok() {
         let _ = (&stream).write_all(&buf);
+    }
+}
+
+/// The connection's reads: the socket's receive timeout is the phase's (first
+/// request, then idle); once a frame has started, all of it must arrive within the
+/// first-frame timeout, so a client trickling bytes holds a thread for no longer.
+struct FrameReader<'a> {
+    stream: &'a UnixStream,
+    activity: &'a connections::Activity,
+    frame_timeout: Duration,
+    /// When the frame being read began to arrive.
+    frame_started: Option<Instant>,
+    /// The socket timeout was shortened for the frame in progress.
+    shortened: bool,
+}
+
+impl Read for FrameReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(t) = self.frame_started {
+            let left = self.frame_timeout.saturating_sub(t.elapsed());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            self.shortened = true;
+        } else {
+            // A new request: claim the connection before taking a byte of it, so that
+            // an eviction either sees it queued or finds the connection busy.
+            if !connections::wait_readable(self.stream)? || !self.activity.begin() {
+                return Ok(0);
+            }
+        }
+        let n = self.stream.read(buf)?;
+        if n > 0 && self.frame_started.is_none() {
+            self.frame_started = Some(Instant::now());
+        }
+        Ok(n)
+    }
+}
+
+impl FrameReader<'_> {
+    /// A whole frame was read: the next one has not started.
+    fn frame_done(&mut self, idle: Duration) -> io::Result<()> {
+        self.frame_started = None;
+        if std::mem::take(&mut self.shortened) {
+            self.stream.set_read_timeout(Some(idle))?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves one connection until the peer closes it, sends a bad frame, times out or is
+/// evicted.
+fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer: &Peer) {
+    let limits = registry.limits;
+    let stream = &*slot.stream;
+    // A reply the client does not read within the first-frame timeout ends it too.
+    let timeouts = stream
+        .set_read_timeout(Some(limits.first_frame_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(limits.first_frame_timeout)));
+    if let Err(e) = timeouts {
+        tracing::warn!(error = %e, "cannot set the connection's timeouts; closing it");
+        return;
+    }
+    let mut writer = stream;
+    let mut reader = BufReader::with_capacity(
+        16 * 1024,
+        FrameReader {
+            stream,
+            activity: &slot.activity,
+            frame_timeout: limits.first_frame_timeout,
+            frame_started: None,
+            shortened: false,
+        },
+    );
+    let mut inbuf = Vec::with_capacity(1024);
+    let mut outbuf = Vec::with_capacity(1024);
+    let mut started = false;
+    // The reply is sent: idle, unless the next request is already buffered (then the
+    // connection stays busy: an eviction would drop it).
+    let done = |reader: &BufReader<FrameReader<'_>>| {
+        if reader.buffer().is_empty() {
+            slot.activity.idle(registry.now_ms());
+        }
+    };
+    loop {
+        let refusal = match read_frame_bytes(&mut reader, &mut inbuf) {
+            Ok(()) => {
+                let first = !std::mem::replace(&mut started, true);
+                if !slot.activity.begin() {
+                    return; // evicted before the request arrived: not served
+                }
+                if first {
+                    // From now on the socket's timeout is the idle one.
+                    reader.get_mut().shortened = true;
+                }
+                if let Err(e) = reader.get_mut().frame_done(limits.idle_timeout) {
+                    tracing::debug!(error = %e, "cannot set the connection's idle timeout");
+                    return;
+                }
+                // A liveness ping (`atrest up`, `atrest status`): answered, never audited.
+                if plumbing::frame::is_ping(&inbuf) {
+                    if let Err(e) = plumbing::frame::write_ping(&mut writer) {
+                        tracing::debug!(error = %e, uid = peer.uid, "ping not answered");
+                        return;
+                    }
+                    done(&reader);
+                    continue;
+                }
+                match decode_request(&inbuf) {
+                    Ok(env) => {
+                        let result = match env.request {
+                            Request::Status(_) => {
+                                Ok(Response::Status(service.status(registry.status())))
+                            }
+                            _ => service.handle_envelope(peer, env),
+                        };
+                        let reply = ResponseEnvelope {
+                            version: PROTOCOL_VERSION,
+                            result,
+                        };
+                        if let Err(e) = write_frame(&mut writer, &reply, &mut outbuf) {
+                            tracing::debug!(error = %e, uid = peer.uid, "reply not delivered");
+                            return;
+                        }
+                        done(&reader);
+                        continue;
+                    }
+                    Err(e) => e,
+                }
+            }
+            Err(FrameError::Closed) => return,
+            Err(FrameError::Io(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                let kind = if started {
+                    TimedOut::Idle
+                } else {
+                    TimedOut::FirstFrame
+                };
+                registry.timed_out(kind);
+                tracing::debug!(uid = peer.uid, pid = ?peer.pid, ?kind, "connection timed out; closing it");
+                return;
+            }
+            Err(FrameError::Io(e)) => {
+                tracing::debug!(error = %e, uid = peer.uid, "connection error");
+                return;
+            }
+            Err(e) => e,
+        };
+        static BAD_FRAME: LogLimiter = LogLimiter::new();
+        if let Some(quiet) = BAD_FRAME.hit() {
+            tracing::warn!(uid = peer.uid, pid = ?peer.pid, error = %refusal, not_logged = quiet, "bad frame; closing the connection");
+        }
+        let reply = ResponseEnvelope {
+            version: PROTOCOL_VERSION,
+            result: Err(KmsError::new(
+                ErrorCode::ValidationException,
+                format!("kmsd refused the request frame: {refusal}"),
+            )),
+        };
+        let _ = write_frame(&mut writer, &reply, &mut outbuf);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return;
     }
 }

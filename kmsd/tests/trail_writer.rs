@@ -460,52 +460,6 @@ fn failed_write_is_rolled_back_and_the_writer_goes_on() {
         .all(|e| e.record.event_id != refused_id));
 }
 
-/// `append_many` (a connection loop's turn): its events are consecutive on the chain and
-/// written with one write(2); when that write fails, every one of them is refused and
-/// none is in the file.
-#[test]
-fn a_batch_is_one_write_and_all_or_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("trail");
-    let clock = ManualClock::new();
-    let fail = Arc::new(AtomicBool::new(false));
-    let w = TrailWriter::open(TrailConfig {
-        fault: Some(fault_on(IoStep::Write, fail.clone())),
-        ..config(&dir, 1 << 20, clock.clone())
-    })
-    .unwrap();
-    let batch = |from: u64| {
-        (from..from + 5)
-            .map(|i| {
-                let r = record(i, clock.now());
-                let class = if r.read_only {
-                    EventClass::NoChange
-                } else {
-                    EventClass::StateChange
-                };
-                (serde_json::to_vec(&r).unwrap(), class)
-            })
-            .collect::<Vec<_>>()
-    };
-    let before = w.stats();
-    w.append_many(batch(0)).unwrap();
-    let after = w.stats();
-    assert_eq!(after.events - before.events, 5);
-    assert_eq!(
-        after.batches - before.batches,
-        1,
-        "one write(2) for the batch"
-    );
-    fail.store(true, Ordering::SeqCst);
-    assert!(w.append_many(batch(5)).is_err());
-    fail.store(false, Ordering::SeqCst);
-    w.append_many(batch(10)).unwrap();
-    drop(w);
-    let r = validate(&dir).unwrap();
-    assert!(r.is_ok(), "{:?}", r.broken);
-    assert_eq!(r.events, 10, "the failed batch left nothing");
-}
-
 /// A failed group fdatasync: admission and appends refuse until the syncer has
 /// rewritten and synced the unsynced events; then everything goes on. In both modes
 /// (in every-event mode the failing sync is the appender's own).

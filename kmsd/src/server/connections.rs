@@ -11,14 +11,14 @@
 //! never closed. When nothing can be closed, the new connection gets one
 //! `LimitExceededException` frame and is closed.
 //!
-//! A request the client has sent is never dropped by an eviction: the connection loop
-//! claims it (busy) when the socket is readable, before taking any byte from it
-//! ([`Activity::begin`] on the readiness event, see [`super::workers`]), and the evictor first
+//! A request the client has sent is never dropped by an eviction: the connection's
+//! thread claims it (busy) when its first byte is readable, before taking any byte
+//! from the socket ([`Activity::begin`] after a `MSG_PEEK`), and the evictor first
 //! shuts the socket for reading (from then on the client's writes fail with `EPIPE`),
 //! then looks whether bytes are waiting (`FIONREAD`), and only then marks the
-//! connection evicted, which fails if the loop claimed it meanwhile. Bytes that
+//! connection evicted, which fails if its thread claimed it meanwhile. Bytes that
 //! arrived before the shutdown are therefore either seen by the evictor or already
-//! claimed by the loop; such a connection serves that request, then ends.
+//! claimed by the thread; such a connection serves that request, then ends.
 //!
 //! The limits of one process, not of one caller: any local user who may connect can use
 //! them up, and then keeps being evicted in turn (see docs/SECURITY.md).
@@ -163,7 +163,7 @@ pub(crate) enum Admission {
     Refused(UnixStream),
 }
 
-/// Why a connection was closed for lack of requests.
+/// Why a connection's thread ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TimedOut {
     FirstFrame,
@@ -182,7 +182,7 @@ impl Registry {
 
     fn lock(&self) -> MutexGuard<'_, Table> {
         // The table's updates cannot panic halfway; a poisoned lock only means a
-        // connection loop panicked elsewhere.
+        // connection thread panicked elsewhere.
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -266,10 +266,10 @@ impl Registry {
                 return false;
             };
             // No byte can arrive after this; whatever arrived before is either still
-            // queued or claimed by the connection loop (`begin` before reading).
+            // queued or claimed by the connection's thread (`begin` before reading).
             let _ = victim.stream.shutdown(std::net::Shutdown::Read);
             if queued_bytes(&victim.stream) == 0 && victim.activity.evict(word) {
-                // Its loop sees end-of-file (or `begin` failing) and closes it.
+                // Its thread, blocked waiting for a byte, sees end-of-file and exits.
                 let _ = victim.stream.shutdown(std::net::Shutdown::Both);
                 table.open.remove(&id);
                 self.counters.evicted.fetch_add(1, Ordering::Relaxed);
@@ -313,6 +313,35 @@ fn queued_bytes(stream: &UnixStream) -> usize {
         return 1;
     }
     usize::try_from(n).unwrap_or(1)
+}
+
+/// Waits until `stream` has a byte to read or is at end-of-file (within its read
+/// timeout), without taking any: `Ok(false)` at end-of-file.
+pub(crate) fn wait_readable(stream: &UnixStream) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    loop {
+        // SAFETY: recv writes at most 1 byte into `byte`, on a socket we own; MSG_PEEK
+        // leaves the byte queued.
+        let n = unsafe {
+            libc::recv(
+                stream.as_raw_fd(),
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK,
+            )
+        };
+        match n {
+            0 => return Ok(false),
+            n if n > 0 => return Ok(true),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
 }
 
 /// A warning that may repeat at any rate (one per refused connection, per failed
@@ -434,7 +463,7 @@ mod tests {
         let r = registry(1);
         let (s1, mut c1) = pair();
         let (a, _) = admitted(r.admit(s1));
-        // The client sent a request the connection loop has not read yet.
+        // The client sent a request its connection's thread has not read yet.
         c1.write_all(b"request").unwrap();
         let (s2, _c2) = pair();
         assert!(matches!(r.admit(s2), Admission::Refused(_)));

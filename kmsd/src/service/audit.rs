@@ -9,7 +9,6 @@
 //! CloudTrail-shaped record to the hash-chained trail (`HOME/trail`,
 //! [`crate::trail::TrailWriter`]); tests use a memory sink.
 
-use std::cell::RefCell;
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -144,12 +143,6 @@ pub enum AuditError {
 pub trait AuditSink: Send + Sync {
     fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
 
-    /// Records several events at once (a server loop's deferred batch, see
-    /// [`Deferral`]); an error means none may be recorded.
-    fn record_batch(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
-        events.into_iter().try_for_each(|e| self.record(e))
-    }
-
     /// Whether a record could be written now. Checked before every request uses any
     /// key or changes anything: a trail known not to take the record refuses the
     /// request up front, so no key is used and no change made unlogged. (A write that
@@ -162,68 +155,6 @@ pub trait AuditSink: Send + Sync {
     fn health(&self) -> Option<Health> {
         None
     }
-}
-
-thread_local! {
-    /// The events this thread deferred since its [`Deferral`] began (`None`: not
-    /// deferring: every event is recorded before `record` returns).
-    static DEFERRED: RefCell<Option<Vec<AuditEvent>>> = const { RefCell::new(None) };
-}
-
-/// Deferred recording, for a server loop that answers many requests per turn: while a
-/// thread holds one, [`super::KeyService`] hands the events of calls that change nothing
-/// ([`EventClass::NoChange`]) to it instead of the sink, and the loop records them all
-/// with one [`AuditSink::record_batch`] (one trail `write(2)`) BEFORE it sends any of
-/// their replies, refusing every one of them if that fails. State changes are never
-/// deferred: their record is durable before `record` returns, as without a deferral.
-pub(crate) struct Deferral {
-    _not_send: std::marker::PhantomData<*const ()>,
-}
-
-impl Deferral {
-    /// Starts deferring on this thread (until dropped).
-    pub(crate) fn begin() -> Deferral {
-        DEFERRED.with(|d| *d.borrow_mut() = Some(Vec::new()));
-        Deferral {
-            _not_send: std::marker::PhantomData,
-        }
-    }
-
-    /// Events deferred so far and not yet taken.
-    pub(crate) fn len(&self) -> usize {
-        DEFERRED.with(|d| d.borrow().as_ref().map_or(0, Vec::len))
-    }
-
-    /// Takes the events deferred so far.
-    pub(crate) fn take(&self) -> Vec<AuditEvent> {
-        DEFERRED.with(|d| {
-            d.borrow_mut()
-                .as_mut()
-                .map(std::mem::take)
-                .unwrap_or_default()
-        })
-    }
-}
-
-impl Drop for Deferral {
-    fn drop(&mut self) {
-        DEFERRED.with(|d| *d.borrow_mut() = None);
-    }
-}
-
-/// Keeps `event` for this thread's [`Deferral`] if there is one and the event's class
-/// allows; otherwise gives it back.
-pub(crate) fn defer(event: AuditEvent) -> Option<AuditEvent> {
-    if event.class() != EventClass::NoChange {
-        return Some(event);
-    }
-    DEFERRED.with(|d| match d.borrow_mut().as_mut() {
-        Some(events) => {
-            events.push(event);
-            None
-        }
-        None => Some(event),
-    })
 }
 
 #[cfg(test)]
@@ -434,22 +365,6 @@ impl AuditSink for TrailAuditSink {
         };
         writer
             .append(&record, class)
-            .map_err(|e| AuditError::Unavailable(e.to_string()))
-    }
-
-    fn record_batch(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
-        let mut records = Vec::with_capacity(events.len());
-        for event in &events {
-            let json = serde_json::to_vec(&to_trail_record(event))
-                .map_err(|e| AuditError::Unavailable(e.to_string()))?;
-            records.push((json, event.class()));
-        }
-        let guard = self.read();
-        let Some(writer) = guard.as_ref() else {
-            return Err(AuditError::Unavailable("the trail writer is closed".into()));
-        };
-        writer
-            .append_many(records)
             .map_err(|e| AuditError::Unavailable(e.to_string()))
     }
 

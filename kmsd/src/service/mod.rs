@@ -393,7 +393,9 @@ impl KeyService {
         // record refuses the request now. (The writer logs its problem once.)
         if let Err(e) = self.audit.ready() {
             tracing::debug!(error = %e, operation = event_name, "audit trail cannot record: refusing before acting");
-            return Err(audit_refusal());
+            return Err(KmsError::internal(
+                "The request was refused because the audit trail could not record it.",
+            ));
         }
         let mut key_arn: Option<String> = None;
         let result = run(request, &mut key_arn);
@@ -419,28 +421,13 @@ impl KeyService {
                 event.error_message = Some(e.message.clone());
             }
         }
-        // Deferred (a server loop records its whole turn at once, before any reply).
-        let Some(event) = audit::defer(event) else {
-            return result;
-        };
         if let Err(e) = self.audit.record(event) {
             tracing::error!(error = %e, operation = event_name, "audit trail unavailable: refusing the request");
-            return Err(audit_refusal());
+            return Err(KmsError::internal(
+                "The request was refused because the audit trail could not record it.",
+            ));
         }
         result
-    }
-
-    /// Records the events this thread's [`audit::Deferral`] holds, with one batch; on
-    /// an error every request they describe must be refused with [`audit_refusal`].
-    pub(crate) fn record_deferred(&self, deferral: &audit::Deferral) -> Result<(), ()> {
-        let events = deferral.take();
-        if events.is_empty() {
-            return Ok(());
-        }
-        let n = events.len();
-        self.audit.record_batch(events).map_err(|e| {
-            tracing::error!(error = %e, requests = n, "audit trail unavailable: refusing the requests of the batch");
-        })
     }
 
     /// Persists a key record and swaps it in. Call with `writer()` held, unless the
@@ -522,11 +509,6 @@ pub enum ServiceError {
 }
 
 /// A keystore failure as the caller sees it (the detail goes to the log).
-/// The refusal of a request whose audit record could not be written.
-pub(crate) fn audit_refusal() -> KmsError {
-    KmsError::internal("The request was refused because the audit trail could not record it.")
-}
-
 pub(crate) fn storage_error(e: KeystoreError) -> KmsError {
     tracing::error!(error = %e, "keystore write failed");
     KmsError::internal("kmsd could not write its keystore; nothing was changed")

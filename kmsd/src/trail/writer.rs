@@ -324,29 +324,12 @@ impl TrailWriter {
     /// every-event. Safe to call from many threads at once. An error means the event
     /// may not be on disk and the caller must refuse the request it describes.
     pub fn append_json(&self, record: Vec<u8>, class: EventClass) -> Result<(), TrailError> {
-        self.append_many(vec![(record, class)])
-    }
-
-    /// Appends several events (each its record's JSON) as one group: consecutive in the
-    /// chain, written by one `write(2)` and, if any of them asks, one fdatasync. Returns
-    /// once all are as durable as their classes need; an error means none of them may be
-    /// on disk and the caller must refuse every request they describe.
-    pub fn append_many(&self, records: Vec<(Vec<u8>, EventClass)>) -> Result<(), TrailError> {
-        if records.is_empty() {
-            return Ok(());
+        if record.first() != Some(&b'{') || record.last() != Some(&b'}') || record.contains(&b'\n')
+        {
+            return Err(TrailError::BadRecord);
         }
-        let every_event = self.shared.config.sync == SyncMode::EveryEvent;
-        let mut pending = Vec::with_capacity(records.len());
-        for (record, class) in records {
-            if record.first() != Some(&b'{')
-                || record.last() != Some(&b'}')
-                || record.contains(&b'\n')
-            {
-                return Err(TrailError::BadRecord);
-            }
-            let sync = class == EventClass::StateChange || every_event;
-            pending.push(Pending { record, sync });
-        }
+        let sync =
+            class == EventClass::StateChange || self.shared.config.sync == SyncMode::EveryEvent;
         let shared = &*self.shared;
         let mut q = shared.lock_queue();
         // Admitted requests still get their record written while space runs low (it
@@ -357,21 +340,12 @@ impl TrailWriter {
                 shared.problem().unwrap_or_default(),
             ));
         }
-        // Queued under one lock: a leader takes them all into the same group.
-        let first = q.last_ticket + 1;
-        q.last_ticket += pending.len() as u64;
-        let last = q.last_ticket;
-        q.pending.append(&mut pending);
+        q.last_ticket += 1;
+        let ticket = q.last_ticket;
+        q.pending.push(Pending { record, sync });
         loop {
-            if q.done_through >= last {
-                // Every ticket reads its outcome once (a failed group counts them).
-                let mut result = Ok(());
-                for ticket in first..=last {
-                    if let Err(e) = Self::outcome(&mut q, ticket) {
-                        result = result.and(Err(e));
-                    }
-                }
-                return result;
+            if q.done_through >= ticket {
+                return Self::outcome(&mut q, ticket);
             }
             if !q.leader_active {
                 q = shared.lead(q);
