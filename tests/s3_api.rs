@@ -10,6 +10,7 @@ mod s3_common;
 
 use std::path::Path;
 
+use base64::Engine as _;
 use s3_common::*;
 
 const MIB: u64 = 1024 * 1024;
@@ -537,4 +538,154 @@ print(json.dumps(out))
         "{v}"
     );
     assert_eq!(v["mp_body"], true, "{v}");
+}
+
+#[test]
+fn multipart_checksums_composite_full_object_and_per_part_as_sdks_send_them() {
+    let lab = Lab::start();
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "mpsums"]);
+    let v = lab.boto3_s3_json(
+        r#"
+import base64, zlib
+from boto3.s3.transfer import TransferConfig
+b64 = lambda b: base64.b64encode(b).decode()
+crc32 = lambda d: zlib.crc32(d).to_bytes(4, 'big')
+# CRC-64/NVME (reflected 0x9a6c9329ac4bc9b5, init and xorout all ones), written here from
+# its definition: botocore computes it only with awscrt, which the pinned venv lacks.
+T = []
+for i in range(256):
+    c = i
+    for _ in range(8):
+        c = (c >> 1) ^ 0x9a6c9329ac4bc9b5 if c & 1 else c >> 1
+    T.append(c)
+def crc64(d):
+    c = 0xffffffffffffffff
+    for b in d:
+        c = T[(c ^ b) & 0xff] ^ (c >> 8)
+    return (c ^ 0xffffffffffffffff).to_bytes(8, 'big')
+assert crc64(b'123456789').hex() == 'ae8b14860a799888'
+out = {}
+MIB = 1024 * 1024
+whole = bytes((i * 131 + i // 4099) & 0xff for i in range(20 * MIB + 5))
+path = os.path.join(os.environ['HOME'], 'whole.bin')
+open(path, 'wb').write(whole)
+parts = [whole[i:i + 8 * MIB] for i in range(0, len(whole), 8 * MIB)]
+
+# The transfer manager at its defaults: CRC32 named at CreateMultipartUpload, so COMPOSITE.
+s3.upload_file(path, 'mpsums', 'tm')
+h = s3.head_object(Bucket='mpsums', Key='tm', ChecksumMode='ENABLED')
+out['tm_head'] = [h.get('ChecksumCRC32') == b64(crc32(b''.join(crc32(p) for p in parts))) + '-3', h.get('ChecksumType')]
+h2 = s3.head_object(Bucket='mpsums', Key='tm', PartNumber=2, ChecksumMode='ENABLED')
+out['tm_part2'] = [h2.get('ChecksumCRC32') == b64(crc32(parts[1])), h2.get('PartsCount'), h2['ContentLength']]
+# botocore checks a part's full checksum against the body it reads.
+g3 = s3.get_object(Bucket='mpsums', Key='tm', PartNumber=3, ChecksumMode='ENABLED')
+out['tm_part3'] = [g3['Body'].read() == parts[2], g3.get('ChecksumCRC32') == b64(crc32(parts[2]))]
+
+# A full-object CRC32 given to the transfer manager: FULL_OBJECT, checked at completion.
+s3.upload_file(path, 'mpsums', 'full', ExtraArgs={'ChecksumCRC32': b64(crc32(whole))})
+h = s3.head_object(Bucket='mpsums', Key='full', ChecksumMode='ENABLED')
+out['full_head'] = [h.get('ChecksumCRC32') == b64(crc32(whole)), h.get('ChecksumType')]
+g = s3.get_object(Bucket='mpsums', Key='full', ChecksumMode='ENABLED')
+out['full_get'] = g['Body'].read() == whole
+try:
+    s3.upload_file(path, 'mpsums', 'bad', ExtraArgs={'ChecksumCRC32': b64(crc32(whole + b'!'))})
+    out['full_bad'] = 'stored'
+except Exception as e:
+    out['full_bad'] = 'BadDigest' if 'BadDigest' in str(e) else str(e)
+out['full_bad_head'] = code(lambda: s3.head_object(Bucket='mpsums', Key='bad'))
+
+# CRC64NVME: FULL_OBJECT by default, combined from the parts; ListParts shows it all.
+small = [whole[:5 * MIB], whole[5 * MIB:5 * MIB + 1000]]
+sums = [b64(crc64(b)) for b in small]
+want = b64(crc64(b''.join(small)))
+up = s3.create_multipart_upload(Bucket='mpsums', Key='nvme', ChecksumAlgorithm='CRC64NVME')
+out['nvme_create'] = [up.get('ChecksumAlgorithm'), up.get('ChecksumType')]
+uid = up['UploadId']
+done = []
+for i, body in enumerate(small, 1):
+    r = s3.upload_part(Bucket='mpsums', Key='nvme', UploadId=uid, PartNumber=i, Body=body, ChecksumCRC64NVME=sums[i - 1])
+    done.append({'PartNumber': i, 'ETag': r['ETag'], 'ChecksumCRC64NVME': r.get('ChecksumCRC64NVME')})
+out['nvme_part_echo'] = [d['ChecksumCRC64NVME'] == w for d, w in zip(done, sums)]
+out['nvme_part_other_alg'] = code(lambda: s3.upload_part(Bucket='mpsums', Key='nvme', UploadId=uid, PartNumber=3, Body=b'x', ChecksumAlgorithm='SHA256'))
+lp = s3.list_parts(Bucket='mpsums', Key='nvme', UploadId=uid)
+out['nvme_list'] = [lp.get('ChecksumAlgorithm'), lp.get('ChecksumType'), [p.get('ChecksumCRC64NVME') == w for p, w in zip(lp['Parts'], sums)]]
+out['nvme_wrong_type'] = code(lambda: s3.complete_multipart_upload(Bucket='mpsums', Key='nvme', UploadId=uid, ChecksumType='COMPOSITE', MultipartUpload={'Parts': done}))
+out['nvme_wrong_size'] = code(lambda: s3.complete_multipart_upload(Bucket='mpsums', Key='nvme', UploadId=uid, MpuObjectSize=5, MultipartUpload={'Parts': done}))
+out['nvme_wrong_value'] = code(lambda: s3.complete_multipart_upload(Bucket='mpsums', Key='nvme', UploadId=uid, ChecksumCRC64NVME=b64(crc64(b'other')), MultipartUpload={'Parts': done}))
+out['nvme_refused_left_nothing'] = code(lambda: s3.head_object(Bucket='mpsums', Key='nvme'))
+c = s3.complete_multipart_upload(Bucket='mpsums', Key='nvme', UploadId=uid, ChecksumCRC64NVME=want, ChecksumType='FULL_OBJECT', MpuObjectSize=len(b''.join(small)), MultipartUpload={'Parts': done})
+out['nvme_complete'] = [c.get('ChecksumCRC64NVME') == want, c.get('ChecksumType')]
+h = s3.head_object(Bucket='mpsums', Key='nvme', ChecksumMode='ENABLED')
+out['nvme_head'] = [h.get('ChecksumCRC64NVME') == want, h.get('ChecksumType')]
+out['bad_choice'] = code(lambda: s3.create_multipart_upload(Bucket='mpsums', Key='x', ChecksumAlgorithm='SHA256', ChecksumType='FULL_OBJECT'))
+print(json.dumps(out))
+"#,
+        &[],
+    );
+    let expect = serde_json::json!({
+        "tm_head": [true, "COMPOSITE"],
+        "tm_part2": [true, 3, 8 * 1024 * 1024],
+        "tm_part3": [true, true],
+        "full_head": [true, "FULL_OBJECT"],
+        "full_get": true,
+        "full_bad": "BadDigest",
+        "full_bad_head": "404",
+        "nvme_create": ["CRC64NVME", "FULL_OBJECT"],
+        "nvme_part_echo": [true, true],
+        "nvme_part_other_alg": "InvalidRequest",
+        "nvme_list": ["CRC64NVME", "FULL_OBJECT", [true, true]],
+        "nvme_wrong_type": "InvalidRequest",
+        "nvme_wrong_size": "InvalidRequest",
+        "nvme_wrong_value": "BadDigest",
+        "nvme_refused_left_nothing": "404",
+        "nvme_complete": [true, "FULL_OBJECT"],
+        "nvme_head": [true, "FULL_OBJECT"],
+        "bad_choice": "InvalidRequest",
+    });
+    assert_eq!(v, expect);
+
+    // The stock CLI at its defaults: a multipart `aws s3 cp`, then a part's checksum.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f.bin");
+    write_random_file(&f, 17 * 1024 * 1024, 5);
+    lab.aws_ok(&[
+        "s3",
+        "cp",
+        f.to_str().unwrap(),
+        "s3://mpsums/cli",
+        "--no-progress",
+    ]);
+    let head = json_of(&lab.aws_ok(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "mpsums",
+        "--key",
+        "cli",
+        "--part-number",
+        "3",
+        "--checksum-mode",
+        "ENABLED",
+    ]));
+    let tail = &std::fs::read(&f).unwrap()[16 * 1024 * 1024..];
+    let want = base64::engine::general_purpose::STANDARD.encode(crc32_of(tail));
+    assert_eq!(head["ChecksumCRC32"], want.as_str(), "{head}");
+    assert_eq!(head["ChecksumType"], "COMPOSITE", "{head}");
+    assert_eq!(head["PartsCount"], 3, "{head}");
+}
+
+/// The CRC32 (zlib's) of `data`, big-endian, computed bitwise here.
+fn crc32_of(data: &[u8]) -> [u8; 4] {
+    let mut c = 0xffff_ffffu32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xedb8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    (!c).to_be_bytes()
 }

@@ -364,6 +364,10 @@ pub struct StoredPart {
     pub data_file: String,
     #[serde(with = "hex_arr7")]
     pub nonce_prefix: [u8; 7],
+    /// The part's checksum under its upload's algorithm, when the upload named one
+    /// (returned by GET and HEAD with `partNumber` and `x-amz-checksum-mode: ENABLED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<StoredChecksum>,
 }
 
 impl MultipartBody {
@@ -532,6 +536,7 @@ mod tests {
             size,
             data_file: format!("{number}.data"),
             nonce_prefix: [number as u8; 7],
+            checksum: None,
         };
         let mut m: ObjectMeta = serde_json::from_str(&format!(
             r#"{{"key":"k","size":15,"etag":"\"x-2\"","content_type":"t","last_modified":"",

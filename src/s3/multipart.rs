@@ -18,6 +18,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use base64::Engine as _;
+
 use super::checksum;
 use super::customer_key::CustomerKey;
 use super::meta::{
@@ -83,6 +85,9 @@ pub struct Upload {
     /// CompleteMultipartUpload (where S3 does not require the customer key) can seal the
     /// part list; every UploadPart must still present the key.
     customer_dek: Option<sse::DataKey>,
+    /// The checksum algorithm and type CreateMultipartUpload named: every part's checksum
+    /// under it is computed and kept, and the object's made from them.
+    pub checksum: Option<checksum::UploadChecksum>,
     state: Mutex<UploadState>,
 }
 
@@ -112,6 +117,55 @@ impl Upload {
                 return Ok(p);
             }
         }
+    }
+}
+
+/// What a CompleteMultipartUpload says of the object it makes, checked before it is
+/// published: `x-amz-checksum-type`, an `x-amz-checksum-<algorithm>` of the object (the
+/// full-object CRC, or the composite `<base64>-N`), and `x-amz-mp-object-size`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompleteChecks {
+    pub kind: Option<meta::ChecksumKind>,
+    /// (algorithm, base64 value as sent).
+    pub checksum: Option<(String, String)>,
+    pub object_size: Option<u64>,
+}
+
+impl CompleteChecks {
+    fn check(
+        &self,
+        upload: Option<&checksum::UploadChecksum>,
+        made: Option<&StoredChecksum>,
+        size: u64,
+    ) -> Result<(), StoreError> {
+        if let Some(kind) = self.kind {
+            if upload.map(|u| u.kind) != Some(kind) {
+                return Err(StoreError::ChecksumRequest(format!(
+                    "The upload was created using the {} checksum mode. The complete request must use the same checksum mode.",
+                    upload.map_or("null", |u| u.kind.as_str())
+                )));
+            }
+        }
+        if let Some((algorithm, value)) = &self.checksum {
+            if upload.map(|u| u.algorithm.as_str()) != Some(algorithm.as_str()) {
+                return Err(StoreError::ChecksumRequest(format!(
+                    "The upload was created using a {} checksum. The complete request specified a {} checksum.",
+                    upload.map_or("null".to_string(), |u| u.algorithm.to_lowercase()),
+                    algorithm.to_lowercase()
+                )));
+            }
+            if made.map(|m| m.value.as_str()) != Some(value.trim()) {
+                return Err(StoreError::BadChecksum(algorithm.clone()));
+            }
+        }
+        if let Some(want) = self.object_size {
+            if want != size {
+                return Err(StoreError::ChecksumRequest(format!(
+                    "The provided 'x-amz-mp-object-size' header value {want} does not match what was computed: {size}"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -146,6 +200,8 @@ pub struct PartWriter {
     body: SealedFile,
     store: Arc<Store>,
     checksum: Option<StoredChecksum>,
+    /// The upload's algorithm over the part's bytes, when the upload named one.
+    hasher: Option<(String, checksum::Hasher)>,
 }
 
 impl PartWriter {
@@ -156,6 +212,9 @@ impl PartWriter {
 
     /// Seals and writes the next piece of the part.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
+        if let Some((_, h)) = &mut self.hasher {
+            h.update(data);
+        }
         self.body.write(data)
     }
 
@@ -178,6 +237,15 @@ impl PartWriter {
     /// was completed or aborted meanwhile.
     pub fn commit(mut self) -> Result<PartRecord, StoreError> {
         let sealed = self.body.finish()?;
+        // The upload's algorithm over what was written: the part's checksum even when the
+        // client sent none (or sent another kind, which the request refused already).
+        if let Some((algorithm, h)) = self.hasher.take() {
+            self.checksum = Some(StoredChecksum {
+                algorithm,
+                value: base64::engine::general_purpose::STANDARD.encode(h.finalize()),
+                kind: meta::ChecksumKind::FullObject,
+            });
+        }
         let record = PartRecord {
             number: self.number,
             size: sealed.size,
@@ -235,6 +303,19 @@ impl Store {
         principal: &str,
         req: PutRequest,
     ) -> Result<Arc<Upload>, StoreError> {
+        self.create_upload_with(bucket, key, principal, req, None)
+    }
+
+    /// [`Store::create_upload`] of an upload whose parts and object are summed under
+    /// `checksum` (CreateMultipartUpload's `x-amz-checksum-algorithm` and `-type`).
+    pub fn create_upload_with(
+        &self,
+        bucket: &BucketMeta,
+        key: &str,
+        principal: &str,
+        req: PutRequest,
+        checksum: Option<checksum::UploadChecksum>,
+    ) -> Result<Arc<Upload>, StoreError> {
         self.sidecar_path(&bucket.name, key)?; // checks the key
         if self.uploads.lock().len() >= MAX_UPLOADS {
             return Err(StoreError::TooManyUploads(MAX_UPLOADS));
@@ -253,6 +334,7 @@ impl Store {
             acl: req.acl,
             user_metadata: req.user_metadata,
             protection,
+            checksum,
             state: Mutex::new(UploadState::default()),
         });
         let mut map = self.uploads.lock();
@@ -286,6 +368,10 @@ impl Store {
             MAX_PART_SIZE,
             md5,
         )?;
+        let hasher = upload
+            .checksum
+            .as_ref()
+            .and_then(|c| checksum::Hasher::new(&c.algorithm).map(|h| (c.algorithm.clone(), h)));
         Ok(PartWriter {
             upload,
             number,
@@ -293,6 +379,7 @@ impl Store {
             body,
             store: Arc::clone(self),
             checksum: None,
+            hasher,
         })
     }
 
@@ -307,6 +394,30 @@ impl Store {
         requested: &[Requested],
         principal: &str,
         condition: &WriteCondition,
+    ) -> Result<ObjectMeta, StoreError> {
+        self.complete_upload_with(
+            bucket,
+            key,
+            upload_id,
+            requested,
+            principal,
+            condition,
+            &CompleteChecks::default(),
+        )
+    }
+
+    /// [`Store::complete_upload`], refused before anything is published if the object
+    /// is not what `checks` says (CompleteMultipartUpload's own checksum headers).
+    #[allow(clippy::too_many_arguments)]
+    pub fn complete_upload_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        requested: &[Requested],
+        principal: &str,
+        condition: &WriteCondition,
+        checks: &CompleteChecks,
     ) -> Result<ObjectMeta, StoreError> {
         let upload = match self.find_upload(bucket, key, upload_id) {
             Ok(u) => u,
@@ -345,6 +456,15 @@ impl Store {
             .collect();
         let chosen = parts::select(requested, &uploaded)?;
         let records: Vec<&PartRecord> = chosen.iter().filter_map(|n| st.parts.get(n)).collect();
+        let size: u64 = records.iter().map(|p| p.size).sum();
+        let object_checksum = checksum::of_upload(
+            upload.checksum.as_ref(),
+            &records
+                .iter()
+                .map(|p| (p.checksum.as_ref(), p.size))
+                .collect::<Vec<_>>(),
+        );
+        checks.check(upload.checksum.as_ref(), object_checksum.as_ref(), size)?;
         let arn = meta::object_arn(bucket, key);
         let mut body = MultipartBody {
             upload_id: upload.id.clone(),
@@ -355,6 +475,7 @@ impl Store {
                     size: p.size,
                     data_file: p.data_file.clone(),
                     nonce_prefix: p.nonce_prefix,
+                    checksum: p.checksum.clone(),
                 })
                 .collect(),
             manifest_seal: Vec::new(),
@@ -377,7 +498,7 @@ impl Store {
         let meta = ObjectMeta {
             key: key.to_string(),
             data_file: String::new(),
-            size: records.iter().map(|p| p.size).sum(),
+            size,
             etag: parts::multipart_etag(&etags),
             content_type: upload.content_type.clone(),
             last_modified: now_rfc3339(),
@@ -388,12 +509,7 @@ impl Store {
             chunk_size: CHUNK_SIZE as u32,
             user_metadata: upload.user_metadata.clone(),
             multipart: Some(body),
-            checksum: checksum::composite(
-                &records
-                    .iter()
-                    .map(|p| p.checksum.as_ref())
-                    .collect::<Vec<_>>(),
-            ),
+            checksum: object_checksum,
         };
         self.commit_sidecar(bucket, &self.sidecar_path(bucket, key)?, &meta, condition)?;
         st.finished = true;

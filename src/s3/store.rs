@@ -90,6 +90,12 @@ pub enum StoreError {
     /// A conditional write's `If-None-Match` or `If-Match` (named) did not hold.
     #[error("At least one of the pre-conditions you specified did not hold ({0})")]
     PreconditionFailed(&'static str),
+    /// A CompleteMultipartUpload whose checksum headers do not fit its upload.
+    #[error("{0}")]
+    ChecksumRequest(String),
+    /// A CompleteMultipartUpload's object checksum does not match the object's.
+    #[error("The {0} you specified did not match the calculated checksum.")]
+    BadChecksum(String),
     /// An SSE-C object read (or a part written) without its customer key.
     #[error("The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.")]
     CustomerKeyRequired,

@@ -74,6 +74,29 @@ pub struct Declared<'a> {
     pub trailer: Option<&'a str>,
 }
 
+impl Declared<'_> {
+    /// The checksum algorithm the request names (an `x-amz-checksum-*` header, the trailer,
+    /// or `x-amz-sdk-checksum-algorithm`), as stored (`CRC32`...); `None` if it names none
+    /// or one S3 does not know (which [`checks`] refuses).
+    pub fn algorithm(&self) -> Option<&'static str> {
+        let alg = match (self.checksums.first(), self.trailer) {
+            (Some(&(a, _)), _) => Some(a),
+            (None, Some(t)) => t
+                .trim()
+                .strip_prefix("x-amz-checksum-")
+                .and_then(Algorithm::parse),
+            (None, None) => self.sdk_algorithm.and_then(Algorithm::parse),
+        };
+        alg.map(|a| match a {
+            Algorithm::Crc32 => "CRC32",
+            Algorithm::Crc32c => "CRC32C",
+            Algorithm::Crc64Nvme => "CRC64NVME",
+            Algorithm::Sha1 => "SHA1",
+            Algorithm::Sha256 => "SHA256",
+        })
+    }
+}
+
 /// The digests an s3s input declares (`Content-MD5`, `x-amz-checksum-*`,
 /// `x-amz-sdk-checksum-algorithm`), so PutObject and UploadPart read them one way.
 pub trait DeclaresDigests {

@@ -152,6 +152,8 @@ fn store_error(e: StoreError, key_arn: Option<&str>) -> S3Error {
             error("InvalidRequest", 400, e.to_string())
         }
         StoreError::CustomerKeyMismatch => error("AccessDenied", 403, e.to_string()),
+        StoreError::ChecksumRequest(_) => error("InvalidRequest", 400, e.to_string()),
+        StoreError::BadChecksum(_) => error("BadDigest", 400, e.to_string()),
         StoreError::PreconditionFailed(_) => error("PreconditionFailed", 412, e.to_string()),
         StoreError::ConditionalRequestConflict => {
             error("ConditionalRequestConflict", 409, e.to_string())

@@ -4,8 +4,8 @@
 
 use super::digest::DeclaresDigests as _;
 use s3s::dto::{
-    AbortMultipartUploadInput, AbortMultipartUploadOutput, CommonPrefix,
-    CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyPartResult,
+    AbortMultipartUploadInput, AbortMultipartUploadOutput, ChecksumAlgorithm, ChecksumType,
+    CommonPrefix, CompleteMultipartUploadInput, CompleteMultipartUploadOutput, CopyPartResult,
     CreateMultipartUploadInput, CreateMultipartUploadOutput, ETag, Initiator,
     ListMultipartUploadsInput, ListMultipartUploadsOutput, ListPartsInput, ListPartsOutput,
     MultipartUpload, Part, StorageClass, UploadPartCopyInput, UploadPartCopyOutput,
@@ -13,8 +13,9 @@ use s3s::dto::{
 };
 
 use super::super::access;
-use super::super::meta::{BucketMeta, KeyProtection};
-use super::super::multipart::Upload;
+use super::super::checksum::UploadChecksum;
+use super::super::meta::{BucketMeta, ChecksumKind, KeyProtection};
+use super::super::multipart::{CompleteChecks, Upload};
 use super::super::parts::{self, Requested, MAX_PART_SIZE};
 use super::super::range::{self, ByteRange, RangeHeader};
 use super::super::store::{check_customer_key, StoreError};
@@ -70,9 +71,14 @@ pub async fn create(
     let bucket = cx.bucket(&input.bucket).await?;
     let customer = customer_key_of!(cx, input)?;
     let req = new_object(&cx, &bucket, new_object_of!(input, customer.clone()))?;
+    let checksum = UploadChecksum::resolve(
+        input.checksum_algorithm.as_ref().map(|a| a.as_str()),
+        input.checksum_type.as_ref().map(|t| t.as_str()),
+    )
+    .map_err(|e| ApiError::refused("InvalidRequest", 400, e.to_string()))?;
     let (b, k, principal) = (bucket.clone(), input.key.clone(), cx.principal());
     let upload = cx
-        .on_store(move |store| store.create_upload(&b, &k, &principal, req))
+        .on_store(move |store| store.create_upload_with(&b, &k, &principal, req, checksum))
         .await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
     let mut out = CreateMultipartUploadOutput {
@@ -82,6 +88,14 @@ pub async fn create(
         bucket_key_enabled,
         ssekms_key_id,
         server_side_encryption: sse_header(&upload.protection),
+        checksum_algorithm: upload
+            .checksum
+            .as_ref()
+            .map(|c| ChecksumAlgorithm::from(c.algorithm.clone())),
+        checksum_type: upload
+            .checksum
+            .as_ref()
+            .map(|c| ChecksumType::from(c.kind.as_str().to_string())),
         ..Default::default()
     };
     set_echo!(out, &upload.protection, customer.as_deref());
@@ -101,7 +115,23 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
     {
         return Err(StoreError::EntityTooLarge.into());
     }
-    let checks = digest::checks(&input.declared(cx.trailer.as_deref()))?;
+    let declared = input.declared(cx.trailer.as_deref());
+    let checks = digest::checks(&declared)?;
+    // A part of an upload that named an algorithm is summed under it (the store computes
+    // it); a part checked against another is refused, as S3 refuses it.
+    if let (Some(c), Some(alg)) = (&upload.checksum, declared.algorithm()) {
+        if c.algorithm != alg {
+            return Err(ApiError::refused(
+                "InvalidRequest",
+                400,
+                format!(
+                    "Checksum Type mismatch occurred, expected checksum Type: {}, actual checksum Type: {}",
+                    c.algorithm.to_lowercase(),
+                    alg.to_lowercase()
+                ),
+            ));
+        }
+    }
     let (b, k, id, principal) = (
         input.bucket.clone(),
         input.key.clone(),
@@ -207,10 +237,14 @@ pub async fn upload_part_copy(
     .await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&upload.protection);
     let mut out = UploadPartCopyOutput {
-        copy_part_result: Some(CopyPartResult {
-            e_tag: Some(part_etag(&part.etag)),
-            last_modified: timestamp(&part.last_modified),
-            ..Default::default()
+        copy_part_result: Some({
+            let mut r = CopyPartResult {
+                e_tag: Some(part_etag(&part.etag)),
+                last_modified: timestamp(&part.last_modified),
+                ..Default::default()
+            };
+            set_checksum!(r, part.checksum.as_ref());
+            r
         }),
         bucket_key_enabled,
         ssekms_key_id,
@@ -228,6 +262,17 @@ pub async fn complete(
     let bucket = cx.bucket(&input.bucket).await?;
     let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
     let customer = customer_key_of!(cx, input)?;
+    let input_checksums = CompleteHeaders {
+        values: [
+            ("CRC32", input.checksum_crc32.clone()),
+            ("CRC32C", input.checksum_crc32c.clone()),
+            ("CRC64NVME", input.checksum_crc64nvme.clone()),
+            ("SHA1", input.checksum_sha1.clone()),
+            ("SHA256", input.checksum_sha256.clone()),
+        ],
+        kind: input.checksum_type.as_ref().map(|t| t.as_str().to_string()),
+        object_size: input.mpu_object_size,
+    };
     let requested: Vec<Requested> = input
         .multipart_upload
         .and_then(|m| m.parts)
@@ -278,9 +323,10 @@ pub async fn complete(
         }
         Err(e) => return Err(e),
     }
+    let checks = complete_checks(&input_checksums)?;
     let meta = cx
         .on_store(move |store| {
-            store.complete_upload(&b, &k, &id, &requested, &principal, &condition)
+            store.complete_upload_with(&b, &k, &id, &requested, &principal, &condition, &checks)
         })
         .await?;
     let (bucket_key_enabled, ssekms_key_id) = kms_fields(&meta.protection);
@@ -300,6 +346,51 @@ pub async fn complete(
     };
     set_checksum!(out, meta.checksum.as_ref(), typed);
     Ok(out)
+}
+
+/// CompleteMultipartUpload's headers about the object: `x-amz-checksum-<algorithm>`,
+/// `x-amz-checksum-type`, `x-amz-mp-object-size`.
+struct CompleteHeaders {
+    values: [(&'static str, Option<String>); 5],
+    kind: Option<String>,
+    object_size: Option<i64>,
+}
+
+fn complete_checks(h: &CompleteHeaders) -> Result<CompleteChecks, ApiError> {
+    let invalid = |m: String| ApiError::refused("InvalidRequest", 400, m);
+    let mut given = h
+        .values
+        .iter()
+        .filter_map(|(a, v)| v.as_ref().map(|v| (a.to_string(), v.clone())));
+    let checksum = given.next();
+    if given.next().is_some() {
+        return Err(invalid(
+            "Expecting a single x-amz-checksum- header. Multiple checksum Types are not allowed."
+                .into(),
+        ));
+    }
+    let kind = match h.kind.as_deref().map(str::trim) {
+        None => None,
+        Some(k) if k.eq_ignore_ascii_case("COMPOSITE") => Some(ChecksumKind::Composite),
+        Some(k) if k.eq_ignore_ascii_case("FULL_OBJECT") => Some(ChecksumKind::FullObject),
+        Some(k) => {
+            return Err(invalid(format!(
+                "Value for x-amz-checksum-type header is invalid: {k}"
+            )))
+        }
+    };
+    let object_size = match h.object_size {
+        None => None,
+        Some(n) => Some(
+            u64::try_from(n)
+                .map_err(|_| invalid("Value for x-amz-mp-object-size header is invalid.".into()))?,
+        ),
+    };
+    Ok(CompleteChecks {
+        kind,
+        checksum,
+        object_size,
+    })
 }
 
 pub async fn abort(
@@ -343,14 +434,19 @@ pub async fn list_parts(cx: Call, input: ListPartsInput) -> Result<ListPartsOutp
     let parts: Vec<Part> = page
         .parts
         .iter()
-        .map(|p| Part {
-            e_tag: Some(part_etag(&p.etag)),
-            last_modified: timestamp(&p.last_modified),
-            part_number: i32::try_from(p.number).ok(),
-            size: i64::try_from(p.size).ok(),
-            ..Default::default()
+        .map(|p| {
+            let mut part = Part {
+                e_tag: Some(part_etag(&p.etag)),
+                last_modified: timestamp(&p.last_modified),
+                part_number: i32::try_from(p.number).ok(),
+                size: i64::try_from(p.size).ok(),
+                ..Default::default()
+            };
+            set_checksum!(part, p.checksum.as_ref());
+            part
         })
         .collect();
+    let checksum = page.upload.checksum.as_ref();
     Ok(ListPartsOutput {
         bucket: Some(input.bucket),
         key: Some(input.key),
@@ -363,6 +459,8 @@ pub async fn list_parts(cx: Call, input: ListPartsInput) -> Result<ListPartsOutp
         max_parts: i32::try_from(max).ok(),
         is_truncated: Some(page.truncated),
         parts: Some(parts),
+        checksum_algorithm: checksum.map(|c| ChecksumAlgorithm::from(c.algorithm.clone())),
+        checksum_type: checksum.map(|c| ChecksumType::from(c.kind.as_str().to_string())),
         ..Default::default()
     })
 }

@@ -238,8 +238,8 @@ pub async fn get(cx: Call, input: GetObjectInput) -> Result<GetObjectOutput, Api
             }
         }
     });
-    let checksum = (checksum_mode(input.checksum_mode.as_ref()) && span == (0..m.size))
-        .then(|| m.checksum.clone())
+    let checksum = checksum_mode(input.checksum_mode.as_ref())
+        .then(|| want.checksum(&m, &span))
         .flatten();
     let mut out = GetObjectOutput {
         accept_ranges: Some("bytes".into()),
@@ -295,8 +295,8 @@ pub async fn head(cx: Call, input: HeadObjectInput) -> Result<HeadObjectOutput, 
         server_side_encryption: sse_header(&m.protection),
         ..Default::default()
     };
-    if checksum_mode(input.checksum_mode.as_ref()) && span == (0..m.size) {
-        set_checksum!(out, m.checksum.as_ref(), typed);
+    if checksum_mode(input.checksum_mode.as_ref()) {
+        set_checksum!(out, want.checksum(m, &span).as_ref(), typed);
     }
     set_echo!(out, &m.protection, customer.as_deref());
     Ok(out)

@@ -41,6 +41,25 @@ impl Want {
         }
     }
 
+    /// The stored checksum a read with `x-amz-checksum-mode: ENABLED` returns for
+    /// `span`: the object's when it reads the whole object; with `partNumber`, that part's
+    /// (a multipart object keeps each part's checksum under its upload's algorithm, typed
+    /// as the object's), as S3 returns them; none for other ranges.
+    pub fn checksum(
+        &self,
+        meta: &ObjectMeta,
+        span: &Range<u64>,
+    ) -> Option<super::super::meta::StoredChecksum> {
+        if let (Want::Part(n), Some(mp)) = (self, &meta.multipart) {
+            let part = mp.parts.iter().find(|p| p.number == *n)?.checksum.clone()?;
+            let kind = meta.checksum.as_ref().map_or(part.kind, |c| c.kind);
+            return Some(super::super::meta::StoredChecksum { kind, ..part });
+        }
+        (*span == (0..meta.size))
+            .then(|| meta.checksum.clone())
+            .flatten()
+    }
+
     /// Whether the answer is a 206 with a `Content-Range`.
     pub fn is_partial(&self) -> bool {
         !matches!(self, Want::Whole)
