@@ -33,7 +33,7 @@ import sys
 # operation of src/ec2/api's table that EC2 has; src/endpoint/services/ec2.rs checks the
 # two agree).
 WIRE = {
-    "sts": ["GetCallerIdentity", "AssumeRole"],
+    "sts": ["GetCallerIdentity", "AssumeRole", "GetSessionToken"],
     "iam": [
         "CreateUser", "GetUser", "ListUsers", "DeleteUser",
         "CreateGroup", "GetGroup", "ListGroups", "DeleteGroup",
@@ -85,7 +85,7 @@ API = {
         "ListAttachedRolePolicies", "CreateAccessKey", "ListAccessKeys", "DeleteAccessKey",
         "UpdateAccessKey",
     ],
-    "sts": ["GetCallerIdentity", "AssumeRole"],
+    "sts": ["GetCallerIdentity", "AssumeRole", "GetSessionToken"],
 }
 
 SHAPE_KEYS = ("type", "required", "flattened", "timestampFormat", "enum", "locationName",

@@ -1034,3 +1034,199 @@ print(json.dumps(rounds))
     let ev = last_event(&lab, "UpdateAccessKey");
     assert_eq!(ev["requestParameters"]["status"], "Active", "{ev}");
 }
+
+/// STS through boto3, a real SDK client: GetCallerIdentity, AssumeRole and
+/// GetSessionToken, each session's temporary credentials then used against KMS (and
+/// STS) with the principal's own policies, refused once expired (kmsd's clock moved
+/// past the 900 s asked for); a session cannot make another. (Durations out of
+/// 900..=129600 never leave botocore, which checks them against the model.)
+#[test]
+fn boto3_sts_sessions_used_against_kms_until_they_expire() {
+    let lab = Lab::start_with(S3Options {
+        kmsd_args: vec!["--allow-clock-control".into()],
+        ..S3Options::default()
+    });
+    let key = create_key(&lab);
+    let bob = user_with_key(&lab, "bob");
+    let use_key = policy(json!([{
+        "Effect": "Allow",
+        "Action": ["kms:Encrypt", "kms:Decrypt"],
+        "Resource": key
+    }]));
+    aws_json(
+        &lab,
+        None,
+        &[
+            "iam",
+            "put-user-policy",
+            "--user-name",
+            "bob",
+            "--policy-name",
+            "UseKey",
+            "--policy-document",
+            &use_key,
+        ],
+    );
+    aws_json(
+        &lab,
+        None,
+        &[
+            "iam",
+            "create-role",
+            "--role-name",
+            "app",
+            "--assume-role-policy-document",
+            &policy(json!([{
+                "Effect": "Allow",
+                "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:user/bob")},
+                "Action": "sts:AssumeRole"
+            }])),
+        ],
+    );
+    aws_json(
+        &lab,
+        None,
+        &[
+            "iam",
+            "put-role-policy",
+            "--role-name",
+            "app",
+            "--policy-name",
+            "UseKey",
+            "--policy-document",
+            &use_key,
+        ],
+    );
+    let prelude = format!(
+        r#"
+import json, boto3
+from botocore.exceptions import ClientError
+def client(service, c):
+    return boto3.client(service, aws_access_key_id=c["AccessKeyId"],
+                        aws_secret_access_key=c["SecretAccessKey"],
+                        aws_session_token=c.get("SessionToken"))
+def code(f):
+    try:
+        f()
+        return "ok"
+    except ClientError as e:
+        return [e.response["Error"]["Code"], e.response["Error"]["Message"]]
+def encrypt(c):
+    return client("kms", c).encrypt(KeyId="{key}", Plaintext=b"hello")["KeyId"]
+bob = {{"AccessKeyId": "{id}", "SecretAccessKey": "{secret}"}}
+"#,
+        key = key,
+        id = bob.access_key_id,
+        secret = bob.secret_access_key
+    );
+    let first = format!(
+        r#"{prelude}
+out = {{}}
+sts = client("sts", bob)
+out["bob"] = sts.get_caller_identity()["Arn"]
+s = sts.get_session_token(DurationSeconds=900)["Credentials"]
+out["session"] = {{k: str(v) for k, v in s.items()}}
+out["session_who"] = client("sts", s).get_caller_identity()["Arn"]
+out["session_encrypt"] = encrypt(s)
+out["session_again"] = code(lambda: client("sts", s).get_session_token())
+r = sts.assume_role(RoleArn="arn:aws:iam::{ACCOUNT}:role/app", RoleSessionName="boto",
+                    DurationSeconds=900)
+out["role"] = {{k: str(v) for k, v in r["Credentials"].items()}}
+out["role_arn"] = r["AssumedRoleUser"]["Arn"]
+out["role_who"] = client("sts", r["Credentials"]).get_caller_identity()["Arn"]
+out["role_encrypt"] = encrypt(r["Credentials"])
+out["role_session_token"] = code(lambda: client("sts", r["Credentials"]).get_session_token())
+print(json.dumps(out))
+"#
+    );
+    let r = boto3(&lab, &first);
+    let bob_arn = format!("arn:aws:iam::{ACCOUNT}:user/bob");
+    let role_arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/app/boto");
+    assert_eq!(r["bob"], bob_arn.as_str(), "{r}");
+    let session_id = r["session"]["AccessKeyId"].as_str().expect("session id");
+    assert!(session_id.starts_with("ASIA"), "{r}");
+    assert_ne!(session_id, bob.access_key_id);
+    // A session of bob's acts as bob, with bob's policies.
+    assert_eq!(r["session_who"], bob_arn.as_str(), "{r}");
+    assert_eq!(r["session_encrypt"], key.as_str(), "{r}");
+    let no_session = json!([
+        "AccessDenied",
+        "Cannot call GetSessionToken with session credentials"
+    ]);
+    assert_eq!(r["session_again"], no_session, "{r}");
+    assert_eq!(r["role_arn"], role_arn.as_str(), "{r}");
+    assert_eq!(r["role_who"], role_arn.as_str(), "{r}");
+    assert_eq!(r["role_encrypt"], key.as_str(), "{r}");
+    assert_eq!(r["role_session_token"], no_session, "{r}");
+    // The trail: bob's GetSessionToken, whose response names the key id, never the
+    // secret; and the two refused ones, by the sessions.
+    let t = aws_json(
+        &lab,
+        None,
+        &[
+            "cloudtrail",
+            "lookup-events",
+            "--lookup-attributes",
+            "AttributeKey=EventName,AttributeValue=GetSessionToken",
+        ],
+    );
+    let events: Vec<Value> = t["Events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["CloudTrailEvent"].as_str())
+        .map(|text| serde_json::from_str(text).expect("CloudTrailEvent is JSON"))
+        .collect();
+    let refused: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["errorCode"] == "AccessDenied")
+        .collect();
+    assert_eq!(refused.len(), 2, "{t}");
+    let ev = events
+        .iter()
+        .find(|e| e["errorCode"].is_null())
+        .unwrap_or_else(|| panic!("no GetSessionToken that succeeded: {t}"));
+    assert_eq!(ev["userIdentity"]["arn"], bob_arn.as_str(), "{ev}");
+    assert_eq!(ev["requestParameters"]["durationSeconds"], 900, "{ev}");
+    assert_eq!(
+        ev["responseElements"]["credentials"]["accessKeyId"], session_id,
+        "{ev}"
+    );
+    let text = ev.to_string();
+    for secret in ["SecretAccessKey", "SessionToken"] {
+        let s = r["session"][secret].as_str().expect(secret);
+        assert!(!text.contains(s), "the trail holds the {secret}: {ev}");
+    }
+
+    // 901 s later (kmsd's clock, moved for the test) both sessions are over; bob's
+    // own key still works.
+    kmsd::client::KmsClient::connect(lab.home_path().join("kmsd.sock"))
+        .expect("connect kmsd")
+        .advance_clock(901)
+        .expect("advance kmsd's clock");
+    let second = format!(
+        r#"{prelude}
+out = {{}}
+for name, c in [("session", {session}), ("role", {role})]:
+    out[name] = [code(lambda: encrypt(c)), code(lambda: client("sts", c).get_caller_identity())]
+out["bob"] = encrypt(bob)
+print(json.dumps(out))
+"#,
+        session = r["session"],
+        role = r["role"],
+    );
+    let e = boto3(&lab, &second);
+    let expired = json!([
+        [
+            "ExpiredTokenException",
+            "The security token included in the request is expired"
+        ],
+        [
+            "ExpiredToken",
+            "The security token included in the request is expired"
+        ]
+    ]);
+    assert_eq!(e["session"], expired, "{e}");
+    assert_eq!(e["role"], expired, "{e}");
+    assert_eq!(e["bob"], key.as_str(), "{e}");
+}

@@ -1369,6 +1369,19 @@ fn every_operation(m: &Models) -> Vec<&'static str> {
         },
         Empty {}
     );
+    case!(
+        GetSessionTokenRequest {
+            duration_seconds: Some(900),
+        },
+        GetSessionTokenResponse {
+            credentials: Credentials {
+                access_key_id: "ASIAEXAMPLEEXAMPLE13".into(),
+                secret_access_key: zeroize::Zeroizing::new("s".repeat(40)),
+                session_token: zeroize::Zeroizing::new("token".into()),
+                expiration: Timestamp::from_secs(1_795_000_900),
+            },
+        }
+    );
     seen
 }
 

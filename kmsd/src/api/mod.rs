@@ -436,6 +436,7 @@ operations! {
     /// local callers; recorded only when refused.
     ResolveCaller(ResolveCallerRequest),
     UpdateAccessKey(UpdateAccessKeyRequest),
+    GetSessionToken(GetSessionTokenRequest),
 }
 
 /// CloudTrail `requestParameters` helpers for the operation files.

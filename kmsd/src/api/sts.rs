@@ -123,3 +123,45 @@ impl Operation for AssumeRoleRequest {
             .build()
     }
 }
+
+/// STS `GetSessionToken`: temporary credentials for an IAM user (or the account's
+/// root) whose requests act as that same principal, with its own policies.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSessionTokenRequest {
+    /// 900 to 129600 for a user (default 43200), at most 3600 for the root.
+    #[serde(default)]
+    pub duration_seconds: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetSessionTokenResponse {
+    pub credentials: Credentials,
+}
+
+impl Operation for GetSessionTokenRequest {
+    type Response = GetSessionTokenResponse;
+    const NAME: &'static str = "GetSessionToken";
+    const SERVICE: Service = Service::Sts;
+    const READ_ONLY: bool = false;
+    const UNSUPPORTED: &'static [&'static str] =
+        &["SerialNumber", "TokenCode", "MinimumSessionTokenSize"];
+
+    fn request_parameters(&self) -> Value {
+        super::trail::camel_members(self)
+    }
+
+    /// As AWS records it, without the secret and the session token.
+    fn response_elements(r: &Self::Response) -> Value {
+        Params::new()
+            .put_value(
+                "credentials",
+                Params::new()
+                    .put("accessKeyId", &r.credentials.access_key_id)
+                    .put("expiration", r.credentials.expiration)
+                    .build(),
+            )
+            .build()
+    }
+}

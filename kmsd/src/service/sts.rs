@@ -3,14 +3,17 @@
 //! temporary credentials whose requests act as
 //! `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION` with the role's policies, allowed
 //! where the role's trust policy (and, as AWS requires, the caller's identity policies)
-//! allow it ([`crate::iam::trust`]). The session token is sealed by kmsd
+//! allow it ([`crate::iam::trust`]), and a user's own sessions (`GetSessionToken`:
+//! temporary credentials acting as the user itself, with its policies, until they
+//! expire). The session token is sealed by kmsd
 //! ([`crate::iam::session`]): no state is kept per session.
 
 use super::credentials::Authenticated;
 use super::{Call, Caller, KeyService};
 use crate::api::{
     AssumeRoleRequest, AssumeRoleResponse, AssumedRoleUser, Credentials, GetCallerIdentityRequest,
-    GetCallerIdentityResponse, Handle, ResolveCallerRequest, ResolveCallerResponse, Timestamp,
+    GetCallerIdentityResponse, GetSessionTokenRequest, GetSessionTokenResponse, Handle,
+    ResolveCallerRequest, ResolveCallerResponse, Timestamp,
 };
 use crate::credentials::{new_access_key_id, new_secret};
 use crate::iam::session::{self, SessionClaims};
@@ -243,6 +246,75 @@ impl Handle<Call<'_>, AssumeRoleRequest> for KeyService {
                 assumed_role_id: format!("{}:{}", role.id, r.role_session_name),
                 arn: claims.principal.clone(),
             },
+            credentials: Credentials {
+                access_key_id: claims.access_key_id.clone(),
+                secret_access_key: claims.secret_access_key.clone(),
+                session_token: zeroize::Zeroizing::new(token),
+                expiration: Timestamp::from_millis(expiration_ms),
+            },
+        })
+    }
+}
+
+/// `GetSessionToken`'s limits: (default, maximum) seconds, and the root's cap.
+const SESSION_TOKEN_SECONDS: (i32, i32) = (43_200, 129_600);
+const ROOT_SESSION_TOKEN_MAX: i32 = 3_600;
+
+impl Handle<Call<'_>, GetSessionTokenRequest> for KeyService {
+    fn handle(
+        &self,
+        cx: &mut Call<'_>,
+        r: GetSessionTokenRequest,
+    ) -> Result<GetSessionTokenResponse, KmsError> {
+        let caller = cx.caller;
+        // Only long-term credentials of a user or the root: a role is only ever used
+        // through a session, and a session cannot make another (AWS's words).
+        let session = caller
+            .signer
+            .as_ref()
+            .is_some_and(|s| s.session_token.is_some());
+        let root = match &caller.principal.kind {
+            _ if session => None,
+            PrincipalKind::User { .. } => Some(false),
+            PrincipalKind::Root => Some(true),
+            _ => None,
+        };
+        let Some(root) = root else {
+            return Err(KmsError::new(
+                ErrorCode::AccessDenied,
+                "Cannot call GetSessionToken with session credentials",
+            ));
+        };
+        let requested = r.duration_seconds.unwrap_or(SESSION_TOKEN_SECONDS.0);
+        let bound = |constraint: &str| {
+            names::validation("durationSeconds", &requested.to_string(), constraint)
+        };
+        if requested < 900 {
+            return Err(bound("Member must have value greater than or equal to 900"));
+        }
+        if requested > SESSION_TOKEN_SECONDS.1 {
+            return Err(bound("Member must have value less than or equal to 129600"));
+        }
+        // The root's sessions are cut to an hour, silently, as STS does.
+        let seconds = if root {
+            requested.min(ROOT_SESSION_TOKEN_MAX)
+        } else {
+            requested
+        };
+        let expiration_ms = self
+            .now_ms()
+            .saturating_add(i64::from(seconds).saturating_mul(1000));
+        let claims = SessionClaims {
+            access_key_id: new_access_key_id("ASIA"),
+            secret_access_key: new_secret(),
+            principal: caller.principal_arn.clone(),
+            expiration_ms,
+        };
+        let token = session::seal(&self.store, &claims).map_err(|e| {
+            tracing::error!(error = %e, "cannot seal a session token");
+            KmsError::internal("kmsd could not issue the session")
+        })?;
+        Ok(GetSessionTokenResponse {
             credentials: Credentials {
                 access_key_id: claims.access_key_id.clone(),
                 secret_access_key: claims.secret_access_key.clone(),
