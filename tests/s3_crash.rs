@@ -1,7 +1,8 @@
 //! kill -9 of the object endpoint in the middle of multipart uploads, driven by the stock
-//! clients: during a 1 GiB `aws s3 cp`, and at moments around CompleteMultipartUpload.
-//! After a restart there is either no object or the whole one, no part file is left once
-//! the store has swept, and no plaintext is anywhere on disk.
+//! clients: during a 1 GiB `aws s3 cp`, and at moments around CompleteMultipartUpload of an
+//! upload replacing an object. After a restart there is either no object or the whole one
+//! (the old object or the whole new one, never a mix), no part file is left once the store
+//! has swept, and no plaintext is anywhere on disk.
 
 mod s3_common;
 
@@ -130,12 +131,12 @@ s3 = boto3.client("s3", endpoint_url=os.environ["ATREST_TEST_ENDPOINT"])
 data = open(path, "rb").read()
 size = len(data) // nparts
 up = s3.create_multipart_upload(Bucket=bucket, Key=key, ServerSideEncryption="aws:kms",
-                                SSEKMSKeyId="alias/CrashKey")
+                                SSEKMSKeyId="alias/CrashKey", ChecksumAlgorithm="CRC32")
 parts = []
 for n in range(nparts):
     r = s3.upload_part(Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=n + 1,
                        Body=data[n * size:(n + 1) * size])
-    parts.append({"PartNumber": n + 1, "ETag": r["ETag"]})
+    parts.append({"PartNumber": n + 1, "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]})
 print("READY", flush=True)
 sys.stdin.readline()
 try:
@@ -147,7 +148,7 @@ except Exception as e:
 "#;
 
 #[test]
-fn a_crash_around_complete_multipart_upload_leaves_no_object_or_the_whole_one() {
+fn a_crash_around_complete_multipart_upload_leaves_the_old_object_or_the_whole_new_one() {
     let mut lab = Lab::start();
     lab.create_key("alias/CrashKey");
     lab.aws_ok(&["s3api", "create-bucket", "--bucket", "complete"]);
@@ -155,10 +156,20 @@ fn a_crash_around_complete_multipart_upload_leaves_no_object_or_the_whole_one() 
     let nparts = 6u64;
     let src = dir.path().join("parts.bin");
     write_random_file(&src, nparts * 5 * MIB, 7);
+    let old = dir.path().join("old.bin");
+    write_random_file(&old, MIB + 17, 8);
     let out = dir.path().join("back.bin");
-    let (mut whole, mut none) = (0, 0);
+    let (mut new, mut kept) = (0, 0);
     // Kills from the moment the request leaves the client to well after it is answered.
     for delay_us in [0u64, 1000, 2000, 4000, 8000, 16000, 40000] {
+        // The object the upload replaces (one PUT: one data file).
+        lab.ok(&[
+            "s3",
+            "cp",
+            old.to_str().unwrap(),
+            "s3://complete/obj",
+            "--quiet",
+        ]);
         let mut py = lab
             .aws_client("python")
             .arg("-c")
@@ -174,56 +185,51 @@ fn a_crash_around_complete_multipart_upload_leaves_no_object_or_the_whole_one() 
         let mut lines = BufReader::new(py.stdout.take().unwrap()).lines();
         let ready = lines.next().unwrap().unwrap();
         assert_eq!(ready, "READY", "the parts did not upload");
-        assert_eq!(data_files(&lab, "complete").len() as u64, nparts);
+        assert_eq!(data_files(&lab, "complete").len() as u64, nparts + 1);
         writeln!(py.stdin.as_mut().unwrap()).unwrap();
         std::thread::sleep(Duration::from_micros(delay_us));
         lab.crash_s3();
         let _ = py.kill();
         let _ = py.wait();
         no_plaintext(&lab, &src, &[0, 5 * MIB + 3, 29 * MIB]);
+        no_plaintext(&lab, &old, &[0, MIB / 2]);
 
         lab.start_s3();
         let files = data_files(&lab, "complete").len() as u64;
         assert_eq!(uploads_in_progress(&lab, "complete"), 0);
-        let head = lab.atrest(&[
+        // Always an object: the old one or the whole new one, and exactly its files on disk.
+        lab.ok(&[
+            "s3",
+            "cp",
+            "s3://complete/obj",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        if same_file(&src, &out) {
+            new += 1;
+            assert_eq!(files, nparts, "after a kill at {delay_us} us");
+        } else {
+            assert!(
+                same_file(&old, &out),
+                "after a kill at {delay_us} us: neither the old object nor the whole new one"
+            );
+            kept += 1;
+            assert_eq!(
+                files, 1,
+                "part files survived the sweep after a kill at {delay_us} us"
+            );
+        }
+        lab.ok(&[
             "s3api",
-            "head-object",
+            "delete-object",
             "--bucket",
             "complete",
             "--key",
             "obj",
         ]);
-        if head.status.success() {
-            // The whole object, and exactly its parts on disk.
-            whole += 1;
-            assert_eq!(files, nparts, "after a kill at {delay_us} us");
-            lab.ok(&[
-                "s3",
-                "cp",
-                "s3://complete/obj",
-                out.to_str().unwrap(),
-                "--quiet",
-            ]);
-            assert!(
-                same_file(&src, &out),
-                "after a kill at {delay_us} us: not the whole object"
-            );
-            lab.ok(&[
-                "s3api",
-                "delete-object",
-                "--bucket",
-                "complete",
-                "--key",
-                "obj",
-            ]);
-            assert!(data_files(&lab, "complete").is_empty());
-        } else {
-            none += 1;
-            assert_eq!(
-                files, 0,
-                "part files survived the sweep after a kill at {delay_us} us"
-            );
-        }
+        assert!(data_files(&lab, "complete").is_empty());
     }
-    eprintln!("kills around CompleteMultipartUpload: {whole} left the object, {none} none");
+    eprintln!(
+        "kills around CompleteMultipartUpload: {new} left the new object, {kept} the old one"
+    );
 }
