@@ -69,6 +69,15 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// Temporary credentials as the trail records them (AssumeRole's and GetSessionToken's
+/// `responseElements`): the key id and expiry, never the secret or the token.
+fn credentials_element(c: &Credentials) -> Value {
+    Params::new()
+        .put("accessKeyId", &c.access_key_id)
+        .put("expiration", c.expiration)
+        .build()
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct AssumedRoleUser {
@@ -109,13 +118,7 @@ impl Operation for AssumeRoleRequest {
     /// As AWS records it, without the secret and the session token.
     fn response_elements(r: &Self::Response) -> Value {
         Params::new()
-            .put_value(
-                "credentials",
-                Params::new()
-                    .put("accessKeyId", &r.credentials.access_key_id)
-                    .put("expiration", r.credentials.expiration)
-                    .build(),
-            )
+            .put_value("credentials", credentials_element(&r.credentials))
             .put_value(
                 "assumedRoleUser",
                 super::trail::camel_members(&r.assumed_role_user),
@@ -155,13 +158,7 @@ impl Operation for GetSessionTokenRequest {
     /// As AWS records it, without the secret and the session token.
     fn response_elements(r: &Self::Response) -> Value {
         Params::new()
-            .put_value(
-                "credentials",
-                Params::new()
-                    .put("accessKeyId", &r.credentials.access_key_id)
-                    .put("expiration", r.credentials.expiration)
-                    .build(),
-            )
+            .put_value("credentials", credentials_element(&r.credentials))
             .build()
     }
 }

@@ -149,6 +149,33 @@ impl KeyService {
     }
 }
 
+impl KeyService {
+    /// New temporary credentials (an `ASIA...` key id, a secret, a sealed session token)
+    /// whose requests act as `principal` for `seconds`: what AssumeRole and
+    /// GetSessionToken both hand out.
+    fn issue_session(&self, principal: String, seconds: i32) -> Result<Credentials, KmsError> {
+        let expiration_ms = self
+            .now_ms()
+            .saturating_add(i64::from(seconds).saturating_mul(1000));
+        let claims = SessionClaims {
+            access_key_id: new_access_key_id("ASIA"),
+            secret_access_key: new_secret(),
+            principal,
+            expiration_ms,
+        };
+        let token = session::seal(&self.store, &claims).map_err(|e| {
+            tracing::error!(error = %e, "cannot seal a session token");
+            KmsError::internal("kmsd could not issue the session")
+        })?;
+        Ok(Credentials {
+            access_key_id: claims.access_key_id.clone(),
+            secret_access_key: claims.secret_access_key.clone(),
+            session_token: zeroize::Zeroizing::new(token),
+            expiration: Timestamp::from_millis(expiration_ms),
+        })
+    }
+}
+
 /// `arn:aws:iam::ACCOUNT:role/PATH/NAME` as (ACCOUNT, NAME).
 fn parse_role_arn(arn: &str) -> Option<(&str, &str)> {
     let rest = arn.strip_prefix("arn:aws:iam::")?;
@@ -225,33 +252,16 @@ impl Handle<Call<'_>, AssumeRoleRequest> for KeyService {
         let chained = matches!(caller.principal.kind, PrincipalKind::AssumedRole { .. });
         let seconds =
             trust::session_duration(r.duration_seconds, role.max_session_duration, chained)?;
-        let expiration_ms = self
-            .now_ms()
-            .saturating_add(i64::from(seconds).saturating_mul(1000));
-        let claims = SessionClaims {
-            access_key_id: new_access_key_id("ASIA"),
-            secret_access_key: new_secret(),
-            principal: format!(
-                "arn:aws:sts::{account}:assumed-role/{name}/{}",
-                r.role_session_name
-            ),
-            expiration_ms,
-        };
-        let token = session::seal(&self.store, &claims).map_err(|e| {
-            tracing::error!(error = %e, "cannot seal a session token");
-            KmsError::internal("kmsd could not issue the session")
-        })?;
+        let arn = format!(
+            "arn:aws:sts::{account}:assumed-role/{name}/{}",
+            r.role_session_name
+        );
         Ok(AssumeRoleResponse {
             assumed_role_user: AssumedRoleUser {
                 assumed_role_id: format!("{}:{}", role.id, r.role_session_name),
-                arn: claims.principal.clone(),
+                arn: arn.clone(),
             },
-            credentials: Credentials {
-                access_key_id: claims.access_key_id.clone(),
-                secret_access_key: claims.secret_access_key.clone(),
-                session_token: zeroize::Zeroizing::new(token),
-                expiration: Timestamp::from_millis(expiration_ms),
-            },
+            credentials: self.issue_session(arn, seconds)?,
         })
     }
 }
@@ -301,26 +311,8 @@ impl Handle<Call<'_>, GetSessionTokenRequest> for KeyService {
         } else {
             requested
         };
-        let expiration_ms = self
-            .now_ms()
-            .saturating_add(i64::from(seconds).saturating_mul(1000));
-        let claims = SessionClaims {
-            access_key_id: new_access_key_id("ASIA"),
-            secret_access_key: new_secret(),
-            principal: caller.principal_arn.clone(),
-            expiration_ms,
-        };
-        let token = session::seal(&self.store, &claims).map_err(|e| {
-            tracing::error!(error = %e, "cannot seal a session token");
-            KmsError::internal("kmsd could not issue the session")
-        })?;
         Ok(GetSessionTokenResponse {
-            credentials: Credentials {
-                access_key_id: claims.access_key_id.clone(),
-                secret_access_key: claims.secret_access_key.clone(),
-                session_token: zeroize::Zeroizing::new(token),
-                expiration: Timestamp::from_millis(expiration_ms),
-            },
+            credentials: self.issue_session(caller.principal_arn.clone(), seconds)?,
         })
     }
 }
