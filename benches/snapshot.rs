@@ -1,4 +1,6 @@
-//! Snapshot and create-from-snapshot of a volume filled with data:
+//! Snapshot and create-from-snapshot of a volume filled with data, a lazy restore (usable at
+//! once, copied in the background), then the incremental snapshots changed-block tracking
+//! makes possible (nothing changed; 1% of the chunks):
 //! `BENCH_DIR=/var/tmp/x BENCH_MIB=1024 cargo bench --bench snapshot` (scripts/bench-snapshot.sh
 //! runs it beside `cp --sparse=always`). Prints `name seconds=<s> MBps=<n>` lines and leaves
 //! `BENCH_DIR/source.img` for the script's `cp` comparison.
@@ -6,7 +8,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use atrest::volume::snapshot::{SnapshotSource, SnapshotStore};
+use atrest::volume::snapshot::{SnapshotSource, SnapshotStore, CHUNK_SIZE};
 use atrest::volume::{DataKeys, VolumeHeaderParams, VolumeImage, XtsKey};
 use rand::{RngCore, SeedableRng};
 
@@ -25,16 +27,19 @@ fn timed<T>(name: &str, bytes: u64, f: impl FnOnce() -> T) -> T {
     let s = t.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - c;
     println!(
-        "{name} seconds={s:.2} MBps={:.0} cpu_seconds={cpu:.2}",
+        "{name} seconds={s:.4} MBps={:.0} cpu_seconds={cpu:.4}",
         bytes as f64 / s / 1e6
     );
     out
 }
 
+/// Bytes of random data a large volume is filled with.
+const FILL_LIMIT: u64 = 1 << 30;
+
 /// A lazy restore (re-encrypted, as create-volume makes one in the volume service): the time
-/// until the new volume answers its first read (of its last chunk, which the copier reaches
-/// last), then the time its background copy takes to fill the rest.
-fn lazy_restore(store: &SnapshotStore, dir: &Path, size: u64, key_a: &XtsKey) {
+/// until the new volume answers its first read (of the last data chunk, which the copier
+/// reaches last), then the time its background copy takes to fill the rest.
+fn lazy_restore(store: &SnapshotStore, dir: &Path, size: u64, last_data: u64, key_a: &XtsKey) {
     let path = dir.join("restored-lazy.img");
     let pb = VolumeHeaderParams::encrypted(
         "vol-lazy",
@@ -57,7 +62,8 @@ fn lazy_restore(store: &SnapshotStore, dir: &Path, size: u64, key_a: &XtsKey) {
             )
             .expect("lazy restore");
         let mut first = vec![0u8; 4096];
-        vol.read_at(&mut first, size - 4096).expect("first read");
+        let end = (last_data + CHUNK_SIZE).min(size);
+        vol.read_at(&mut first, end - 4096).expect("first read");
         vol
     });
     let never = std::sync::atomic::AtomicBool::new(false);
@@ -86,24 +92,35 @@ fn main() {
         b"blob-a".to_vec(),
     );
     VolumeImage::create(&src, &params).expect("create");
+    // Written through a changed-block tracker, as the volume service serves volumes.
+    // Volumes up to FILL_LIMIT are filled whole; larger ones get FILL_LIMIT of random
+    // chunks spread evenly over the volume (the rest stays sparse).
+    let chunks = size.div_ceil(CHUNK_SIZE);
+    let stride = (size / FILL_LIMIT).max(1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     {
-        let img = VolumeImage::open(&src, Some(key_a.clone())).expect("open");
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        let mut buf = vec![0u8; 8 << 20];
-        for off in (0..size).step_by(buf.len()) {
+        let img = VolumeImage::open_tracked(&src, Some(key_a.clone())).expect("open");
+        let mut buf = vec![0u8; CHUNK_SIZE as usize];
+        for c in (0..chunks).step_by(stride as usize) {
             rng.fill_bytes(&mut buf);
+            let off = c * CHUNK_SIZE;
             let n = buf.len().min((size - off) as usize);
             img.write_at(&buf[..n], off).expect("fill");
         }
         img.sync_data().expect("sync");
     }
+    let last_data = (chunks - 1) / stride * stride * CHUNK_SIZE;
+    println!(
+        "filled-bytes={}",
+        chunks.div_ceil(stride) * CHUNK_SIZE.min(size)
+    );
     let store = SnapshotStore::open(&dir.join("snapshots")).expect("store");
     let m = timed("snapshot-create", size, || {
         store
             .create(SnapshotSource::Path(&src), "snap-bench", &mut |_| {})
             .expect("snapshot")
     });
-    assert_eq!(m.new_bytes, size);
+    assert_eq!(m.incremental_from, None);
     let same = dir.join("restored-same-key.img");
     let mut p = params.clone();
     p.volume_id = "vol-same".into();
@@ -133,11 +150,40 @@ fn main() {
             )
             .expect("restore")
     });
-    lazy_restore(&store, dir, size, &key_a);
+    lazy_restore(&store, dir, size, last_data, &key_a);
     let m2 = timed("snapshot-create-incremental-unchanged", size, || {
         store
             .create(SnapshotSource::Path(&src), "snap-bench-2", &mut |_| {})
             .expect("snapshot")
     });
+    assert_eq!(m2.incremental_from.as_deref(), Some("snap-bench"));
     println!("incremental-new-bytes={}", m2.new_bytes);
+
+    // 1% of the chunks (at least one) rewritten at random places, through the tracker.
+    let changed = chunks.div_ceil(100);
+    {
+        let img = VolumeImage::open_tracked(&src, Some(key_a)).expect("open");
+        let mut buf = vec![0u8; CHUNK_SIZE as usize];
+        let mut picked = std::collections::BTreeSet::new();
+        while (picked.len() as u64) < changed {
+            picked.insert(rng.next_u64() % chunks);
+        }
+        for c in picked {
+            rng.fill_bytes(&mut buf);
+            let off = c * CHUNK_SIZE;
+            let n = buf.len().min((size - off) as usize);
+            img.write_at(&buf[..n], off).expect("write");
+        }
+        img.sync_data().expect("sync");
+    }
+    let mut read = 0;
+    let m3 = timed("snapshot-create-incremental-1pct", size, || {
+        store
+            .create(SnapshotSource::Path(&src), "snap-bench-3", &mut |p| {
+                read = p.total;
+            })
+            .expect("snapshot")
+    });
+    assert_eq!(m3.incremental_from.as_deref(), Some("snap-bench-2"));
+    println!("incremental-1pct-read-bytes={read}");
 }
