@@ -3,37 +3,20 @@
 //! crashed) part way resumes from its fill map and never copies over a guest write; a second
 //! opener is locked out; the fill map's format is pinned by a golden file.
 
+mod volume_common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use atrest::volume::fillmap::FillMap;
 use atrest::volume::lazy::{self, LazyError};
-use atrest::volume::snapshot::{Progress, SnapshotSource, SnapshotStore, CHUNK_SIZE};
+use atrest::volume::snapshot::{Progress, SnapshotSource, CHUNK_SIZE};
 use atrest::volume::{DataKeys, LazyVolume, VolumeHeaderParams, VolumeImage, XtsKey};
 use rand::{Rng, RngCore, SeedableRng};
+use volume_common::{env, Env, ARN_A, ARN_B};
 
-const ARN_A: &str = "arn:aws:kms:us-east-1:111122223333:key/aaaaaaaa-0000-4000-8000-000000000001";
-const ARN_B: &str = "arn:aws:kms:us-east-1:111122223333:key/bbbbbbbb-0000-4000-8000-000000000002";
 const MIB: u64 = 1 << 20;
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    store: SnapshotStore,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_path_buf();
-    std::fs::create_dir(root.join("volumes")).unwrap();
-    let store = SnapshotStore::open(&root.join("snapshots")).unwrap();
-    Env {
-        _tmp: tmp,
-        root,
-        store,
-    }
-}
 
 /// How the snapshot and the restored volume are stored.
 #[derive(Clone, Copy, Debug)]
@@ -58,7 +41,7 @@ struct Restore {
 
 impl Restore {
     fn image(&self) -> PathBuf {
-        self.env.root.join("volumes/vol-restored.img")
+        self.env.vol("vol-restored")
     }
 
     fn keys(&self) -> DataKeys {

@@ -1,16 +1,17 @@
 //! Snapshots and copies: every copy path round-trips, snapshots are incremental, delete and gc
 //! free exactly what nothing references, and a broken store is reported, not trusted.
 
-use std::path::{Path, PathBuf};
+mod volume_common;
+
+use std::path::Path;
 
 use atrest::volume::snapshot::{
-    Progress, SnapshotError, SnapshotSource, SnapshotState, SnapshotStore, CHUNK_SIZE,
+    Progress, SnapshotError, SnapshotSource, SnapshotState, CHUNK_SIZE,
 };
 use atrest::volume::{CopyError, DataKeys, VolumeError, VolumeHeaderParams, VolumeImage, XtsKey};
 use rand::{RngCore, SeedableRng};
+use volume_common::{env, ARN_A, ARN_B};
 
-const ARN_A: &str = "arn:aws:kms:us-east-1:111122223333:key/aaaaaaaa-0000-4000-8000-000000000001";
-const ARN_B: &str = "arn:aws:kms:us-east-1:111122223333:key/bbbbbbbb-0000-4000-8000-000000000002";
 const MARKER: &[u8] = b"PLAINTEXT-MARKER-0123456789";
 
 fn enc(id: &str, size: u64, arn: &str, blob: &[u8]) -> VolumeHeaderParams {
@@ -59,30 +60,6 @@ fn all_chunk_bytes(store_dir: &Path) -> Vec<u8> {
 
 fn noop() -> impl FnMut(Progress) {
     |_| {}
-}
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    store: SnapshotStore,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().to_path_buf();
-    std::fs::create_dir(root.join("volumes")).unwrap();
-    let store = SnapshotStore::open(&root.join("snapshots")).unwrap();
-    Env {
-        _tmp: tmp,
-        root,
-        store,
-    }
-}
-
-impl Env {
-    fn vol(&self, name: &str) -> PathBuf {
-        self.root.join("volumes").join(format!("{name}.img"))
-    }
 }
 
 #[test]
