@@ -8,6 +8,7 @@
 use base64::Engine as _;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Md5, Sha1, Sha256};
 
+use super::super::checksum::Hasher;
 use super::super::meta::{ChecksumKind, StoredChecksum};
 use super::error::ApiError;
 use super::upload::BodyCheck;
@@ -265,15 +266,8 @@ impl BodyCheck for Md5Check {
     }
 }
 
-enum Hasher {
-    Crc32(Crc32),
-    Crc32c(Crc32c),
-    Crc64Nvme(Crc64Nvme),
-    Sha1(Sha1),
-    Sha256(Sha256),
-}
-
-/// One `x-amz-checksum-*`: from the headers (`want`) or, when `None`, from the trailer.
+/// One `x-amz-checksum-*`: from the headers (`want`) or, when `None`, from the trailer;
+/// summed by the store's own [`Hasher`].
 struct ChecksumCheck {
     alg: Algorithm,
     want: Option<Vec<u8>>,
@@ -295,13 +289,7 @@ impl ChecksumCheck {
 
 impl BodyCheck for ChecksumCheck {
     fn update(&mut self, data: &[u8]) {
-        match &mut self.hasher {
-            Hasher::Crc32(h) => h.update(data),
-            Hasher::Crc32c(h) => h.update(data),
-            Hasher::Crc64Nvme(h) => h.update(data),
-            Hasher::Sha1(h) => h.update(data),
-            Hasher::Sha256(h) => h.update(data),
-        }
+        self.hasher.update(data);
     }
 
     fn verify(
@@ -327,13 +315,7 @@ impl BodyCheck for ChecksumCheck {
                 .filter(|v| v.len() == self.alg.digest_len())
                 .ok_or_else(invalid)?,
         };
-        let got: Vec<u8> = match self.hasher {
-            Hasher::Crc32(h) => h.finalize().to_vec(),
-            Hasher::Crc32c(h) => h.finalize().to_vec(),
-            Hasher::Crc64Nvme(h) => h.finalize().to_vec(),
-            Hasher::Sha1(h) => h.finalize().as_ref().to_vec(),
-            Hasher::Sha256(h) => h.finalize().as_ref().to_vec(),
-        };
+        let got = self.hasher.finalize();
         if got != want {
             return Err(ApiError::refused(
                 "BadDigest",
