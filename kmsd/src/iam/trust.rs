@@ -144,6 +144,26 @@ pub fn check_session_name(name: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
+/// `DurationSeconds` within [`MIN_DURATION_SECONDS`] and `max`, refused in STS's words
+/// otherwise (AssumeRole's and GetSessionToken's range check).
+pub fn check_duration(d: i32, max: i32) -> Result<i32, KmsError> {
+    if d < MIN_DURATION_SECONDS {
+        return Err(validation(
+            "durationSeconds",
+            &d.to_string(),
+            &format!("Member must have value greater than or equal to {MIN_DURATION_SECONDS}"),
+        ));
+    }
+    if d > max {
+        return Err(validation(
+            "durationSeconds",
+            &d.to_string(),
+            &format!("Member must have value less than or equal to {max}"),
+        ));
+    }
+    Ok(d)
+}
+
 /// The session's life in seconds: `requested` (default one hour), within 900 s and
 /// the role's `MaxSessionDuration`, and within an hour when a role session assumes
 /// a role (role chaining), as AWS refuses them.
@@ -155,20 +175,7 @@ pub fn session_duration(
     let Some(d) = requested else {
         return Ok(DEFAULT_DURATION_SECONDS);
     };
-    if d < MIN_DURATION_SECONDS {
-        return Err(validation(
-            "durationSeconds",
-            &d.to_string(),
-            "Member must have value greater than or equal to 900",
-        ));
-    }
-    if d > MAX_DURATION_SECONDS {
-        return Err(validation(
-            "durationSeconds",
-            &d.to_string(),
-            "Member must have value less than or equal to 43200",
-        ));
-    }
+    check_duration(d, MAX_DURATION_SECONDS)?;
     if chained && d > ROLE_CHAINING_LIMIT_SECONDS {
         return Err(KmsError::new(
             ErrorCode::ValidationError,
@@ -199,6 +206,28 @@ mod tests {
     const LAB: &str = "111122223333";
     const OTHER: &str = "444455556666";
     const ROLE: &str = "arn:aws:iam::111122223333:role/Deployer";
+
+    #[test]
+    fn durations_are_checked_against_the_callers_bound_in_stss_words() {
+        for (d, max, says) in [
+            (899, 43_200, "greater than or equal to 900"),
+            (43_201, 43_200, "less than or equal to 43200"),
+            (899, 129_600, "greater than or equal to 900"),
+            (129_601, 129_600, "less than or equal to 129600"),
+        ] {
+            let e = check_duration(d, max).unwrap_err();
+            assert_eq!(e.code, ErrorCode::ValidationError);
+            assert!(
+                e.message.ends_with(&format!(
+                    "failed to satisfy constraint: Member must have value {says}"
+                )),
+                "{}",
+                e.message
+            );
+        }
+        assert_eq!(check_duration(900, 43_200).unwrap(), 900);
+        assert_eq!(check_duration(129_600, 129_600).unwrap(), 129_600);
+    }
 
     fn p(arn: &str) -> Principal {
         Principal::parse(arn).unwrap()

@@ -295,16 +295,10 @@ impl Handle<Call<'_>, GetSessionTokenRequest> for KeyService {
                 "Cannot call GetSessionToken with session credentials",
             ));
         };
-        let requested = r.duration_seconds.unwrap_or(SESSION_TOKEN_SECONDS.0);
-        let bound = |constraint: &str| {
-            names::validation("durationSeconds", &requested.to_string(), constraint)
-        };
-        if requested < 900 {
-            return Err(bound("Member must have value greater than or equal to 900"));
-        }
-        if requested > SESSION_TOKEN_SECONDS.1 {
-            return Err(bound("Member must have value less than or equal to 129600"));
-        }
+        let requested = trust::check_duration(
+            r.duration_seconds.unwrap_or(SESSION_TOKEN_SECONDS.0),
+            SESSION_TOKEN_SECONDS.1,
+        )?;
         // The root's sessions are cut to an hour, silently, as STS does.
         let seconds = if root {
             requested.min(ROOT_SESSION_TOKEN_MAX)
