@@ -178,15 +178,6 @@ impl Keys {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
     }
-
-    /// How many keys are kept.
-    pub fn len(&self) -> usize {
-        self.kept.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// A request whose signature has been read and checked as far as it can be before its

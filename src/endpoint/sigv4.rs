@@ -545,11 +545,6 @@ impl Authorization {
         SigningKey::derive(secret, &self.scope_date, &self.region, &self.service)
     }
 
-    /// The signature `secret` makes over `string_to_sign` (step 3).
-    pub fn signature_for(&self, secret: &str, string_to_sign: &str) -> String {
-        self.signing_key(secret).sign(string_to_sign)
-    }
-
     /// Verifies the signature over the request and its payload hash.
     pub fn verify(
         &self,
