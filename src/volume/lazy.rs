@@ -280,12 +280,13 @@ impl LazyVolume {
     }
 
     /// Makes sure chunk `i` holds its final bytes: returns at once if it does, waits if
-    /// someone else is filling it, or claims it and copies it in from the source.
-    fn ensure_filled(&self, i: u64) -> Result<(), LazyError> {
+    /// someone else is filling it, or claims it and copies it in from the source
+    /// (`true`: this call copied it).
+    fn ensure_filled(&self, i: u64) -> Result<bool, LazyError> {
         let mut f = lock(&self.fill);
         loop {
             if f.map.get(i) {
-                return Ok(());
+                return Ok(false);
             }
             if !f.claimed.contains(&i) {
                 break;
@@ -301,7 +302,7 @@ impl LazyVolume {
             f.map.set(i);
         }
         self.filled.notify_all();
-        res
+        res.map(|()| true)
     }
 
     fn copy_chunk(&self, i: u64) -> Result<(), LazyError> {
@@ -331,10 +332,13 @@ impl LazyVolume {
         if self.is_complete() {
             return Ok(());
         }
-        let now = lock(&self.fill).map.clone();
-        if now == *durable {
-            return Ok(());
-        }
+        let now = {
+            let f = lock(&self.fill);
+            if f.map == *durable {
+                return Ok(());
+            }
+            f.map.clone()
+        };
         self.image.sync_data()?;
         write_map(&self.map_path, &now)?;
         *durable = now;
@@ -455,8 +459,10 @@ impl LazyVolume {
                     if !pace.is_zero() && !lock(&self.fill).map.get(i) {
                         std::thread::sleep(pace);
                     }
-                    let res = self.ensure_filled(i).and_then(|()| {
-                        if since.fetch_add(1, Ordering::Relaxed) + 1 >= PERSIST_EVERY {
+                    let res = self.ensure_filled(i).and_then(|copied| {
+                        // Counted by chunks copied here, so a resume past filled
+                        // chunks does not persist (compare the whole map) every few.
+                        if copied && since.fetch_add(1, Ordering::Relaxed) + 1 >= PERSIST_EVERY {
                             since.store(0, Ordering::Relaxed);
                             self.persist()?;
                             let (done, total) = self.progress();
