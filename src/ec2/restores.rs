@@ -45,7 +45,7 @@ fn pace() -> std::time::Duration {
 
 struct Active {
     volume: Arc<LazyVolume>,
-    stop: Arc<AtomicBool>,
+    stop: AtomicBool,
     copier: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -145,20 +145,20 @@ impl Ec2Service {
     fn start_copier(self: &Arc<Self>, volume_id: &str, lazy: LazyVolume) {
         let active = Arc::new(Active {
             volume: Arc::new(lazy),
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: AtomicBool::new(false),
             copier: Mutex::new(None),
         });
         lock(&self.restores.active).insert(volume_id.to_string(), Arc::clone(&active));
         let svc = Arc::clone(self);
         let id = volume_id.to_string();
-        let (volume, stop) = (Arc::clone(&active.volume), Arc::clone(&active.stop));
+        let copying = Arc::clone(&active);
         let handle = std::thread::Builder::new()
             .name(format!("fill-{id}"))
             .spawn(move || {
                 let progress = |done: u64, total: u64| {
                     tracing::debug!(volume = %id, "restored {done} of {total} chunks");
                 };
-                match volume.fill_all(COPIERS, &stop, pace(), &progress) {
+                match copying.volume.fill_all(COPIERS, &copying.stop, pace(), &progress) {
                     Ok(true) => svc.restore_done(&id),
                     Ok(false) => tracing::info!(volume = %id, "restore paused; it resumes at the next start"),
                     Err(e) => tracing::error!(volume = %id, "the restore's copy failed (reads and writes still fill their chunks): {}", super::error::chain(&e)),

@@ -253,11 +253,6 @@ impl LazyVolume {
         self.image.size()
     }
 
-    /// The snapshot the chunks come from.
-    pub fn snapshot_id(&self) -> String {
-        lock(&self.fill).map.snapshot_id().to_string()
-    }
-
     /// `(filled, total)` chunks.
     pub fn progress(&self) -> (u64, u64) {
         let f = lock(&self.fill);
