@@ -210,6 +210,13 @@ impl PartWriter {
         self.checksum = Some(checksum);
     }
 
+    /// The caller checks the body under the upload's own algorithm (the client declared
+    /// that checksum) and sets the verified value with [`Self::set_checksum`], so the
+    /// part is not summed a second time here.
+    pub fn summed_by_caller(&mut self) {
+        self.hasher = None;
+    }
+
     /// Seals and writes the next piece of the part.
     pub fn write(&mut self, data: &[u8]) -> Result<(), StoreError> {
         if let Some((_, h)) = &mut self.hasher {

@@ -118,7 +118,12 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
     let declared = input.declared(cx.trailer.as_deref());
     let checks = digest::checks(&declared)?;
     // A part of an upload that named an algorithm is summed under it (the store computes
-    // it); a part checked against another is refused, as S3 refuses it.
+    // it, unless the client declared that checksum, which `checks` verifies and stores);
+    // a part checked against another is refused, as S3 refuses it.
+    // (A checksum header or trailer makes `checks` verify one; x-amz-sdk-checksum-algorithm
+    // alone names an algorithm without a value, so the store still sums the part.)
+    let client_sums =
+        upload.checksum.is_some() && (!declared.checksums.is_empty() || declared.trailer.is_some());
     if let (Some(c), Some(alg)) = (&upload.checksum, declared.algorithm()) {
         if c.algorithm != alg {
             return Err(ApiError::refused(
@@ -140,7 +145,13 @@ pub async fn upload_part(cx: Call, input: UploadPartInput) -> Result<UploadPartO
     );
     let ck = customer.clone();
     let writer = cx
-        .on_store(move |store| store.begin_part(&b, &k, &id, number, &principal, ck.as_deref()))
+        .on_store(move |store| {
+            let mut w = store.begin_part(&b, &k, &id, number, &principal, ck.as_deref())?;
+            if client_sums {
+                w.summed_by_caller();
+            }
+            Ok(w)
+        })
         .await
         .map_err(|e| with_key(e, &upload.protection))?;
     let part = stream_into(writer, input.body, checks, cx.trailers.clone()).await?;
