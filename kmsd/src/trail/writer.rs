@@ -11,6 +11,9 @@
 //! (it starts the fdatasync that long minus the recent fdatasync time after it). Records
 //! queued while a leader writes form the next group, so one `write(2)` and at most one
 //! fdatasync serve many requests.
+//! In every-event mode a leader first waits, briefly and bounded by the last fdatasync's
+//! duration, for the callers of the previous group to queue again, so that each
+//! fdatasync serves nearly every client rather than alternately few and many.
 //!
 //! Admission ([`TrailWriter::admit`], one atomic load) says before a request uses any key
 //! whether its record can be written:
@@ -62,6 +65,11 @@ const CLEAR_WATER: u64 = 2 * LOW_WATER;
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// A failure that persists is logged again at most this often.
 const REMIND_EVERY: Duration = Duration::from_secs(60);
+/// In every-event mode a leader waits for the requests it expects at most this share of
+/// the most recent fdatasync's duration ...
+const GATHER_SHARE: u32 = 2;
+/// ... and never longer than this (a disk whose fdatasync takes a tick or more).
+const GATHER_MAX: Duration = Duration::from_micros(1000);
 
 /// Health bits (`Shared::health`).
 const SYNC_FAILED: u8 = 1;
@@ -93,6 +101,8 @@ struct Shared {
     can_reserve: AtomicBool,
     ctl: Mutex<SyncCtl>,
     ctl_wake: Condvar,
+    /// Wakes a leader gathering its every-event group once enough records are queued.
+    gather: Condvar,
     stats: Counters,
     /// Held for the writer's lifetime: one writer per trail directory.
     _lock: File,
@@ -156,6 +166,12 @@ struct Queue {
     waiting: u32,
     /// Groups that failed and whose callers have not all looked yet.
     failed_groups: Vec<FailedGroup>,
+    /// Every-event mode: the requests the next group should carry, so that one
+    /// fdatasync covers them all: the last synced group (its callers come back with
+    /// their next request) plus those that queued while it synced.
+    expect: usize,
+    /// While a leader gathers: how many queued records wake it.
+    gather_target: Option<usize>,
 }
 
 struct Pending {
@@ -234,6 +250,8 @@ impl TrailWriter {
                 leader_active: false,
                 waiting: 0,
                 failed_groups: Vec::new(),
+                expect: 0,
+                gather_target: None,
             }),
             wake: Condvar::new(),
             io: Mutex::new(io),
@@ -244,6 +262,7 @@ impl TrailWriter {
             can_reserve: AtomicBool::new(true),
             ctl: Mutex::new(SyncCtl::default()),
             ctl_wake: Condvar::new(),
+            gather: Condvar::new(),
             stats: Counters::default(),
             _lock: lock,
         });
@@ -343,6 +362,9 @@ impl TrailWriter {
         q.last_ticket += 1;
         let ticket = q.last_ticket;
         q.pending.push(Pending { record, sync });
+        if q.gather_target.is_some_and(|t| q.pending.len() >= t) {
+            shared.gather.notify_one();
+        }
         loop {
             if q.done_through >= ticket {
                 return Self::outcome(&mut q, ticket);
@@ -479,6 +501,10 @@ impl Shared {
     /// Leads one group: takes the queue, writes it, settles its tickets.
     fn lead<'a>(&'a self, mut q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
         q.leader_active = true;
+        let every_event = self.config.sync == SyncMode::EveryEvent;
+        if every_event {
+            q = self.gather(q);
+        }
         let batch = std::mem::take(&mut q.pending);
         let first = q.done_through + 1;
         let last = q.last_ticket;
@@ -501,6 +527,11 @@ impl Shared {
         guard.finished = true;
         q.leader_active = false;
         q.done_through = last;
+        if every_event {
+            q.expect = usize::try_from(last + 1 - first)
+                .unwrap_or(usize::MAX)
+                .saturating_add(q.pending.len());
+        }
         let rotated = match result {
             Ok(rotated) => rotated,
             Err(e) => {
@@ -538,6 +569,34 @@ impl Shared {
             }
             q = self.lock_queue();
         }
+        q
+    }
+
+    /// Every-event mode: before taking the queue, waits until the requests the group is
+    /// expected to carry ([`Queue::expect`]) have queued, for at most
+    /// 1/[`GATHER_SHARE`] of the last fdatasync (and [`GATHER_MAX`]). Without it the
+    /// callers of a synced group come back while the next group's fdatasync, started at
+    /// once with the few records that queued meanwhile, runs: groups alternate small
+    /// and large and each fdatasync serves about half of the clients. Nothing is
+    /// acknowledged any earlier: the group is still synced before its callers return.
+    fn gather<'a>(&'a self, mut q: MutexGuard<'a, Queue>) -> MutexGuard<'a, Queue> {
+        if q.pending.len() >= q.expect {
+            return q;
+        }
+        let last_sync = self.stats.last_sync_micros.load(Ordering::Relaxed);
+        let cap = Duration::from_micros(last_sync / u64::from(GATHER_SHARE)).min(GATHER_MAX);
+        let deadline = Instant::now() + cap;
+        q.gather_target = Some(q.expect);
+        while q.pending.len() < q.expect {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            q = match self.gather.wait_timeout(q, left) {
+                Ok((q, _)) => q,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        q.gather_target = None;
         q
     }
 
