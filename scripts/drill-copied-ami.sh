@@ -12,16 +12,18 @@
 # The article's own fix: UserA copies the AMI into 444455556666 re-encrypted under its
 # own key; with every permission on 111122223333's key withdrawn, the copy still boots.
 #
-# With --aws, every EC2, KMS, IAM and CloudTrail call after the lab's setup is the stock
-# `aws` CLI's (the article's own commands) against atrest's AWS endpoint, as each
-# principal (`atrest --as ARN env`): UserA's policies are `aws iam put-user-policy` and
-# `delete-user-policy` by 444455556666's Admin role. The two steps the article does
-# elsewhere stay atrest's: the guest's first use as an AMI (a local directory) and the
-# key made with the console's key administrators and users. Without --aws the policies
-# are drop-in files kmsd reloads (atrest has no IAM verbs).
+# Every EC2, KMS, IAM and CloudTrail call is the stock `aws` CLI's (the article's own
+# commands) against atrest's AWS endpoint, as each principal (`atrest --as ARN env`):
+# the key is `aws kms create-key --policy` with the policy the console writes for its key
+# administrators and users, UserA's policies are `aws iam put-user-policy` and
+# `delete-user-policy` by 444455556666's Admin role. One step stays atrest's: the lab's
+# guest directory (scripts/make-guest.sh) becomes an AMI on its first use by `atrest ec2
+# run-instances --image-id DIR` (EC2 has no import the stock CLI could use for a local
+# directory). Any surprise exits non-zero.
 #
-# Usage: scripts/drill-copied-ami.sh [--fresh] [--aws]
+# Usage: scripts/drill-copied-ami.sh [--fresh]   (--aws is accepted: always on)
 source "$(dirname "$0")/lib/drill-common.sh"
+AWS_MODE=1
 drill_init "$@"
 drill_daemons mount
 
@@ -35,16 +37,16 @@ POLICY_DIR="$H/iam/$OTHER/users/UserA"
 GUEST=${ATREST_GUEST_DIR:-$DRILL_ROOT/target/guest}
 W=$(mktemp -d)
 cleanup_push "rm -rf '$W'"
-rm -f "$POLICY_DIR/UseSharedAmiKey.json" "$POLICY_DIR/OwnKeys.json"
-cleanup_push "rm -f '$POLICY_DIR/UseSharedAmiKey.json' '$POLICY_DIR/OwnKeys.json'; at kms reload-config"
-ok at kms reload-config
-if ((AWS_MODE)); then
-    # Policies a previous run left (kmsd keeps what IAM calls write), and this run's.
-    for p in UseSharedAmiKey OwnKeys; do
-        run call --as "$OTHER_ADMIN" iam delete-user-policy --user-name UserA --policy-name "$p"
-        cleanup_push "call --as '$OTHER_ADMIN' iam delete-user-policy --user-name UserA --policy-name $p"
-    done
+# Policies a previous run on this home left (kmsd keeps what IAM calls write; older runs
+# of this drill dropped files), and this run's.
+if ((!FRESH)); then
+    rm -f "$POLICY_DIR/UseSharedAmiKey.json" "$POLICY_DIR/OwnKeys.json"
+    ok at kms reload-config
 fi
+for p in UseSharedAmiKey OwnKeys; do
+    run call --as "$OTHER_ADMIN" iam delete-user-policy --user-name UserA --policy-name "$p"
+    cleanup_push "call --as '$OTHER_ADMIN' iam delete-user-policy --user-name UserA --policy-name $p"
+done
 
 as_lab() { call --as "$ROLE" "$@"; }
 as_user_a() { call --as "$USER_A" "$@"; }
@@ -107,7 +109,34 @@ ok as_lab ec2 terminate-instances --instance-ids "$FIRST"
 wait_until 120 "$FIRST to terminate" state_is "$FIRST" terminated
 
 step "$LAB copies it encrypted under its customer managed key, and shares the copy with $OTHER"
-ok at --as "$ROLE" kms create-key --description drill-copied-ami --key-administrators "$ROLE" --key-users "$ROLE" \
+# The policy the console writes with $ROLE as key administrator and key user.
+cat >"$W/key-policy.json" <<JSON
+{
+  "Version": "2012-10-17",
+  "Id": "key-consolepolicy-3",
+  "Statement": [
+    {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+     "Principal": {"AWS": "arn:aws:iam::$LAB:root"}, "Action": "kms:*", "Resource": "*"},
+    {"Sid": "Allow access for Key Administrators", "Effect": "Allow",
+     "Principal": {"AWS": "$ROLE"},
+     "Action": ["kms:Create*", "kms:Describe*", "kms:Enable*", "kms:List*", "kms:Put*",
+                "kms:Update*", "kms:Revoke*", "kms:Disable*", "kms:Get*", "kms:Delete*",
+                "kms:TagResource", "kms:UntagResource", "kms:ScheduleKeyDeletion",
+                "kms:CancelKeyDeletion", "kms:RotateKeyOnDemand"],
+     "Resource": "*"},
+    {"Sid": "Allow use of the key", "Effect": "Allow",
+     "Principal": {"AWS": "$ROLE"},
+     "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:DescribeKey"],
+     "Resource": "*"},
+    {"Sid": "Allow attachment of persistent resources", "Effect": "Allow",
+     "Principal": {"AWS": "$ROLE"},
+     "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+     "Resource": "*",
+     "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}
+  ]
+}
+JSON
+ok as_lab kms create-key --description drill-copied-ami --policy "file://$W/key-policy.json" \
     --query KeyMetadata.Arn --output text
 KEY=$OUT
 cleanup_push "at kms schedule-key-deletion --key-id '$KEY' --pending-window-in-days 7"
