@@ -6,7 +6,10 @@
 # instance-running` polls but without its 15 s default delay, then `aws ec2
 # get-console-output` polled) and by `atrest ec2` doing the same commands, next to qemu
 # alone booting the same root image; interleaved rounds, medians, the ratio of the two
-# paths.
+# paths. It also prints where the aws path's time goes: how many client invocations each
+# path made, and one trivial DescribeInstances through each CLI (wall time) beside the
+# endpoint's own service time for it (its debug log: signature and decoding, the
+# ec2.sock call, the XML), so the client's fixed cost per invocation is told from ours.
 #
 #   scripts/bench-ec2.sh [RUNS]      (default 5 of each)
 #
@@ -22,7 +25,7 @@ scripts/make-guest.sh "$ATREST_GUEST_DIR" >/dev/null
 echo "bench-ec2: host load: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores" >&2
 cargo test --release -p atrest --test endpoint_ec2 -- --ignored --nocapture --test-threads=1 \
 	bench_start_running_console 2>&1 |
-	grep -E '^(run |qemu alone|atrest ec2|aws ec2|ratio|BENCH|thread|test result)' || {
+	grep -E "(^|\.\.\. )(run |one DescribeInstances|aws path|qemu alone|atrest ec2|aws ec2|ratio|BENCH|thread|test result)" || {
 	echo "bench-ec2: benchmark failed" >&2
 	exit 1
 }

@@ -27,13 +27,18 @@ struct Http {
 
 impl Http {
     fn start() -> Http {
+        Http::start_logging("info")
+    }
+
+    /// [`Http::start`] with the endpoint's `RUST_LOG` filter.
+    fn start_logging(filter: &str) -> Http {
         let mut lab = Lab::start();
         lab.start_daemon();
         let log = std::fs::File::create(lab.path().join("serve-test.log")).expect("log");
         let serve = lab
             .cmd()
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -1083,9 +1088,24 @@ fn ec2_sock_takes_a_signer_only_from_the_endpoint_uids() {
     assert!(own.is_ok(), "{own:?}");
 }
 
-fn median(mut xs: Vec<Duration>) -> Duration {
+fn median<T: Ord + Copy>(mut xs: Vec<T>) -> T {
     xs.sort();
     xs[xs.len() / 2]
+}
+
+/// The timings (`name=micros`) of the endpoint's "EC2 request served" debug lines for
+/// `action` in `log`.
+fn served_times(log: &str, action: &str) -> Vec<std::collections::HashMap<String, u64>> {
+    log.lines()
+        .filter(|l| l.contains("EC2 request served"))
+        .filter(|l| l.contains(&format!("action={action} ")))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|w| w.split_once('='))
+                .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+                .collect()
+        })
+        .collect()
 }
 
 /// Issue 14's figure, run by `scripts/bench-ec2.sh` (ignored in the normal run: it boots
@@ -1096,7 +1116,9 @@ fn median(mut xs: Vec<Duration>) -> Duration {
 /// delay, `aws ec2 get-console-output` polled) and by `atrest ec2` running the same
 /// commands, next to qemu alone booting the same root image as a plain file; interleaved
 /// rounds (which path goes first alternates), medians, the ratio of the endpoint path to
-/// atrest's (target <= `ATREST_BENCH_MAX_RATIO`, 1.1).
+/// atrest's (target <= `ATREST_BENCH_MAX_RATIO`, 1.1). Beside it, where the aws path's
+/// time goes: the client invocations of each path, and one trivial DescribeInstances
+/// through each CLI against the endpoint's own service time for it (its debug lines).
 #[test]
 #[ignore = "benchmark: run scripts/bench-ec2.sh"]
 fn bench_start_running_console() {
@@ -1110,7 +1132,8 @@ fn bench_start_running_console() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.1);
-    let http = Http::start();
+    // The endpoint's per-request timings ("EC2 request served"), for the breakdown.
+    let http = Http::start_logging("info,atrest::endpoint::services::query=debug");
     let guest = guest_dir();
     let r = http.lab.ec2(&[
         "run-instances",
@@ -1143,10 +1166,13 @@ fn bench_start_running_console() {
     // qemu alone boots its own copy (never the guest cache the tests share).
     let image = ec2_support::root_image(tmp.path(), "bench");
 
-    // One start -> running -> console line through `cli` (atrest's or aws's).
-    let through = |aws: bool| -> Duration {
+    // One start -> running -> console line through atrest's CLI or aws's: its time and
+    // how many client invocations it took.
+    let through = |aws: bool| -> (Duration, usize) {
         let _ = std::fs::remove_file(&console_log);
+        let calls = std::cell::Cell::new(0);
         let run = |args: &[&str]| -> Value {
+            calls.set(calls.get() + 1);
             if aws {
                 http.aws_ok(args)
             } else {
@@ -1188,9 +1214,49 @@ fn bench_start_running_console() {
         http.lab.ec2(&["stop-instances", "--instance-ids", &id]);
         http.lab
             .ec2(&["wait", "instance-stopped", "--instance-ids", &id]);
-        took
+        (took, calls.get())
     };
+    // The fixed cost of one invocation, the instance stopped: the same trivial call
+    // (one DescribeInstances) through each CLI, interleaved; the endpoint's own service
+    // time for the aws calls comes from its log.
+    let trivial = [
+        "ec2",
+        "describe-instances",
+        "--instance-ids",
+        &id,
+        "--query",
+        "Reservations[0].Instances[0].State.Name",
+    ];
+    let log_before = http.serve_log().len();
+    let (mut aws_call, mut cli_call) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(5) {
+        let t = Instant::now();
+        http.aws_ok(&trivial);
+        aws_call.push(t.elapsed());
+        let t = Instant::now();
+        http.lab.ok(&trivial);
+        cli_call.push(t.elapsed());
+    }
+    let served = served_times(&http.serve_log()[log_before..], "DescribeInstances");
+    assert_eq!(served.len(), aws_call.len(), "one served line per aws call");
+    let (aws_call, cli_call) = (median(aws_call), median(cli_call));
+    let field = |name: &str| {
+        let mut v: Vec<u64> = served.iter().map(|f| f[name]).collect();
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    println!(
+        "one DescribeInstances: aws CLI {:.0} ms wall, of which the endpoint served {:.1} ms \
+         (signature+decode {:.1}, ec2.sock {:.1}, XML {:.1}); atrest CLI {:.0} ms wall",
+        aws_call.as_secs_f64() * 1e3,
+        field("total_us") as f64 / 1e3,
+        field("auth_decode_us") as f64 / 1e3,
+        field("ec2_sock_us") as f64 / 1e3,
+        field("encode_us") as f64 / 1e3,
+        cli_call.as_secs_f64() * 1e3
+    );
     let (mut plain, mut cli, mut endpoint) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cli_calls, mut aws_calls) = (Vec::new(), Vec::new());
     for run in 0..runs {
         let log = tmp.path().join(format!("plain-{run}.log"));
         let t = Instant::now();
@@ -1198,7 +1264,7 @@ fn bench_start_running_console() {
         g.wait_for_ready(Duration::from_secs(120)).expect("boot");
         let p = t.elapsed();
         g.stop(Duration::from_secs(10)).expect("stop");
-        let (c, e) = if run % 2 == 0 {
+        let ((c, cn), (e, en)) = if run % 2 == 0 {
             let c = through(false);
             (c, through(true))
         } else {
@@ -1206,7 +1272,7 @@ fn bench_start_running_console() {
             (through(false), e)
         };
         println!(
-            "run {run}: qemu alone {:.0} ms, atrest ec2 {:.0} ms, aws ec2 {:.0} ms",
+            "run {run}: qemu alone {:.0} ms, atrest ec2 {:.0} ms ({cn} calls), aws ec2 {:.0} ms ({en} calls)",
             p.as_secs_f64() * 1e3,
             c.as_secs_f64() * 1e3,
             e.as_secs_f64() * 1e3
@@ -1214,18 +1280,35 @@ fn bench_start_running_console() {
         plain.push(p);
         cli.push(c);
         endpoint.push(e);
+        cli_calls.push(cn);
+        aws_calls.push(en);
     }
     let (p, c, e) = (median(plain), median(cli), median(endpoint));
+    let (cn, en) = (median(cli_calls), median(aws_calls));
     let ratio = e.as_secs_f64() / c.as_secs_f64();
     println!("qemu alone median {:.0} ms", p.as_secs_f64() * 1e3);
-    println!("atrest ec2 median {:.0} ms", c.as_secs_f64() * 1e3);
-    println!("aws ec2 median {:.0} ms", e.as_secs_f64() * 1e3);
+    println!(
+        "atrest ec2 median {:.0} ms, {cn} calls",
+        c.as_secs_f64() * 1e3
+    );
+    println!("aws ec2 median {:.0} ms, {en} calls", e.as_secs_f64() * 1e3);
+    let served_ms = field("total_us") as f64 / 1e3;
+    let fixed_ms = aws_call.as_secs_f64() * 1e3 - served_ms;
+    println!(
+        "aws path, estimated: {en} invocations x {fixed_ms:.0} ms of client fixed cost = {:.0} ms; \
+         the endpoint's service time {en} x {served_ms:.1} ms = {:.0} ms",
+        en as f64 * fixed_ms,
+        en as f64 * served_ms
+    );
     println!("ratio {ratio:.2} (aws over the endpoint / atrest ec2, target <= {max_ratio})");
     println!(
-        "BENCH {{\"qemu_alone_ms\": {:.0}, \"atrest_ec2_ms\": {:.0}, \"aws_ec2_ms\": {:.0}, \"ratio\": {ratio:.3}, \"runs\": {runs}}}",
+        "BENCH {{\"qemu_alone_ms\": {:.0}, \"atrest_ec2_ms\": {:.0}, \"aws_ec2_ms\": {:.0}, \"ratio\": {ratio:.3}, \"runs\": {runs}, \"atrest_calls\": {cn}, \"aws_calls\": {en}, \"aws_call_ms\": {:.0}, \"atrest_call_ms\": {:.0}, \"endpoint_served_ms\": {:.2}}}",
         p.as_secs_f64() * 1e3,
         c.as_secs_f64() * 1e3,
-        e.as_secs_f64() * 1e3
+        e.as_secs_f64() * 1e3,
+        aws_call.as_secs_f64() * 1e3,
+        cli_call.as_secs_f64() * 1e3,
+        served_ms
     );
     assert!(
         ratio <= max_ratio,

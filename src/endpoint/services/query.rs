@@ -16,6 +16,8 @@
 //! model has the `Action`. An operation the service has not is answered
 //! `InvalidAction` in the dialect's shape.
 
+use std::time::{Duration, Instant};
+
 use hyper::body::Incoming;
 use kmsd::api::Request;
 use kmsd::protocol::ErrorCode;
@@ -140,6 +142,7 @@ async fn serve(
     origin: &Origin,
     rid: &str,
 ) -> Result<Vec<u8>, Failure> {
+    let started = Instant::now();
     let model = svc.model();
     // IAM and STS are global: SDKs sign them for us-east-1 whatever their region.
     let regions = [ep.region.as_str(), "us-east-1"];
@@ -177,6 +180,7 @@ async fn serve(
             other => Failure::UnknownOperation(other.to_string()),
         })?;
     let Some(api) = svc.api_service() else {
+        let decoded_at = Instant::now();
         let value = super::ec2::call(
             ep.ec2_socket.clone(),
             &decoded.action,
@@ -185,8 +189,21 @@ async fn serve(
         )
         .await
         .map_err(refused)?;
-        return query::encode(model, svc.dialect(), &decoded.action, &value, rid)
-            .map_err(|e| Failure::Internal(format!("cannot encode the response: {e}")));
+        let called_at = Instant::now();
+        let xml = query::encode(model, svc.dialect(), &decoded.action, &value, rid)
+            .map_err(|e| Failure::Internal(format!("cannot encode the response: {e}")))?;
+        // Where an EC2 request's time goes on our side (bench-ec2 reads these lines to
+        // tell the endpoint's service time from the client's): signature check and form
+        // decoding, the ec2.sock call (the volume service's work), the XML.
+        tracing::debug!(
+            action = %decoded.action,
+            auth_decode_us = micros(decoded_at - started),
+            ec2_sock_us = micros(called_at - decoded_at),
+            encode_us = micros(called_at.elapsed()),
+            total_us = micros(started.elapsed()),
+            "EC2 request served"
+        );
+        return Ok(xml);
     };
     let input = serde_json::to_vec(&decoded.input)
         .map_err(|e| Failure::Internal(format!("cannot re-encode the input: {e}")))?;
@@ -210,4 +227,9 @@ async fn serve(
         .map_err(|e| Failure::Internal(format!("cannot encode the response: {e}")))?;
     query::encode(model, svc.dialect(), &decoded.action, &value, rid)
         .map_err(|e| Failure::Internal(format!("cannot encode the response: {e}")))
+}
+
+/// Microseconds, for the debug lines.
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
