@@ -20,7 +20,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use self::chunks::ChunkStore;
+use self::chunks::{Batch, ChunkStore};
 pub use self::gc::{DeleteReport, GcReport};
 pub use self::manifest::{Manifest, SnapshotState, MANIFEST_FORMAT};
 use super::copy::{self, CopyError, DataKeys};
@@ -153,21 +153,25 @@ impl Reader<'_> {
     }
 }
 
-/// Worker threads per snapshot operation: chunk I/O, SHA-256 and XTS overlap, and the
-/// per-chunk fsyncs of concurrent workers share journal commits.
+/// Worker threads per snapshot operation: chunk I/O, SHA-256 and XTS overlap (the new
+/// chunks they stage are made durable in batches: [`chunks::Batch`]).
 const WORKERS: usize = 4;
+/// Results a worker may hand over before the calling thread takes them (it may be busy
+/// making a batch of chunks durable): bounds what is held (open temp files) meanwhile.
+const RESULTS_QUEUED: usize = 16;
 
 /// Runs `work(index, scratch)` for every chunk index on [`WORKERS`] threads and hands each
-/// result to `done` on the calling thread (in completion order). Stops at the first error.
+/// result to `done` on the calling thread (in completion order; workers wait while
+/// `done` is [`RESULTS_QUEUED`] results behind). Stops at the first error of either.
 fn parallel<R: Send>(
     count: u64,
     work: impl Fn(u64, &mut Vec<u8>) -> Result<R, SnapshotError> + Sync,
-    mut done: impl FnMut(u64, R),
+    mut done: impl FnMut(u64, R) -> Result<(), SnapshotError>,
 ) -> Result<(), SnapshotError> {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
-    let (tx, rx) = std::sync::mpsc::channel::<(u64, Result<R, SnapshotError>)>();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Result<R, SnapshotError>)>(RESULTS_QUEUED);
     std::thread::scope(|s| {
         for _ in 0..WORKERS {
             let tx = tx.clone();
@@ -191,9 +195,11 @@ fn parallel<R: Send>(
         drop(tx);
         let mut first_err = None;
         for (i, r) in rx {
-            match r {
-                Ok(v) if first_err.is_none() => done(i, v),
-                Ok(_) => {}
+            match r.and_then(|v| match first_err {
+                None => done(i, v),
+                Some(_) => Ok(()),
+            }) {
+                Ok(()) => {}
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
                     first_err.get_or_insert(e);
@@ -344,13 +350,21 @@ impl SnapshotStore {
         self.manifests.join(format!("{id}.json"))
     }
 
+    /// Writes a manifest atomically. A `completed` one is durable when this returns; a
+    /// `pending` one is not waited for: it only reserves the ID and shows the snapshot
+    /// while it is taken, and a crash turns it into garbage for gc whether or not it
+    /// reached the disk (the control plane records its own failed state).
     fn write_manifest(&self, m: &Manifest) -> Result<(), SnapshotError> {
         let p = self.manifest_path(&m.snapshot_id);
         let bytes = serde_json::to_vec_pretty(m).map_err(|e| SnapshotError::BadManifest {
             path: p.clone(),
             reason: e.to_string(),
         })?;
-        plumbing::durable::write_atomic(&p, &bytes, 0o600).map_err(|e| io("write", &p, e))
+        match m.state {
+            SnapshotState::Completed => plumbing::durable::write_atomic(&p, &bytes, 0o600),
+            SnapshotState::Pending => plumbing::durable::write_atomic_unsynced(&p, &bytes, 0o600),
+        }
+        .map_err(|e| io("write", &p, e))
     }
 
     fn read_manifest_at(path: &Path) -> Result<Manifest, SnapshotError> {
@@ -524,7 +538,7 @@ impl SnapshotStore {
             None => ((0..count).collect(), vec![None; count as usize]),
         };
         let total: u64 = indices.iter().map(|&i| len_of(i)).sum();
-        let mut dirs = std::collections::BTreeSet::new();
+        let mut batch = Batch::new(&self.chunks);
         let mut done_bytes = 0u64;
         progress(Progress { done: 0, total });
         parallel(
@@ -541,17 +555,17 @@ impl SnapshotStore {
                 if is_zero(buf) {
                     return Ok((len, None));
                 }
-                Ok((len, Some(self.chunks.put(buf)?)))
+                Ok((len, Some(self.chunks.stage(buf)?)))
             },
             |k, (len, stored)| {
                 let index = indices[k as usize] as usize;
                 entries[index] = None;
-                if let Some((hash, new, dir)) = stored {
-                    if new {
-                        m.new_bytes += len;
+                if let Some((hash, staged)) = stored {
+                    match staged {
+                        Some(s) => batch.push(s)?,
+                        None => batch.present(&hash),
                     }
                     m.referenced_bytes += len;
-                    dirs.extend(dir);
                     entries[index] = Some(hash);
                 }
                 done_bytes += len;
@@ -559,13 +573,12 @@ impl SnapshotStore {
                     done: done_bytes,
                     total,
                 });
+                Ok(())
             },
         )?;
+        // Every chunk named below is durable under its name before the manifest is written.
+        m.new_bytes += batch.finish()?;
         m.chunks = entries;
-        // Every new chunk's rename must be durable before a manifest names it.
-        for d in &dirs {
-            plumbing::durable::sync_dir(d).map_err(|e| io("fsync", d, e))?;
-        }
         Ok(())
     }
 
@@ -644,6 +657,7 @@ impl SnapshotStore {
                         done: done_bytes,
                         total,
                     });
+                    Ok(())
                 },
             )?;
             file.sync_all().map_err(|e| io("fsync", &tmp, e))?;
@@ -701,7 +715,7 @@ impl SnapshotStore {
         let result = (|| -> Result<(), SnapshotError> {
             let total = src.volume.size_bytes;
             let mut entries: Vec<Option<String>> = vec![None; src.chunks.len()];
-            let mut dirs = std::collections::BTreeSet::new();
+            let mut batch = Batch::new(&self.chunks);
             let mut done_bytes = 0u64;
             progress(Progress { done: 0, total });
             parallel(
@@ -714,17 +728,17 @@ impl SnapshotStore {
                         Some(hash) => {
                             self.chunks.get(hash, len, buf)?;
                             plan.transform(buf, off)?;
-                            Ok((len, Some(self.chunks.put(buf)?)))
+                            Ok((len, Some(self.chunks.stage(buf)?)))
                         }
                     }
                 },
                 |index, (len, stored)| {
-                    if let Some((hash, new, dir)) = stored {
-                        if new {
-                            m.new_bytes += len;
+                    if let Some((hash, staged)) = stored {
+                        match staged {
+                            Some(s) => batch.push(s)?,
+                            None => batch.present(&hash),
                         }
                         m.referenced_bytes += len;
-                        dirs.extend(dir);
                         entries[index as usize] = Some(hash);
                     }
                     done_bytes += len;
@@ -732,12 +746,11 @@ impl SnapshotStore {
                         done: done_bytes,
                         total,
                     });
+                    Ok(())
                 },
             )?;
+            m.new_bytes += batch.finish()?;
             m.chunks = entries;
-            for d in &dirs {
-                plumbing::durable::sync_dir(d).map_err(|e| io("fsync", d, e))?;
-            }
             Ok(())
         })();
         if let Err(e) = result {

@@ -20,7 +20,7 @@
 //!   snapshot ([`Tracker::commit`]); on failure merges the rotated bits back
 //!   ([`Tracker::abort`]). A quiet image (no writer) is claimed instead ([`Claim`]).
 //! - Every rewrite first marks the header `void` (fsync'd), so a crash midway leaves a
-//!   record that says nothing.
+//!   record that says nothing, or the new record with extra bits (see [`rewrite`]).
 //!
 //! Writers that bypass the tracker (another tool writing the image) are caught after a
 //! clean close by the mtime check; atrest opens every image it serves through a tracker
@@ -126,8 +126,15 @@ fn open_locked(path: &Path, wait: bool) -> Result<Option<File>, TrackerError> {
         .then_some(f))
 }
 
-/// Rewrites the whole file as `rec`, crash-safely: header `void` + fsync, bitmap, fsync
-/// (only if `durable`), then the real header (+ fsync if `durable`).
+/// Rewrites the whole file as `rec`, crash-safely: header `void` + fsync, then bitmap and
+/// real header + fsync (the fsyncs only if `durable`).
+///
+/// One fsync after the void header is enough because no caller sets a bit the file lacks:
+/// an open keeps the file's bits (or starts without a base, which claims nothing), a reset
+/// clears them, a commit keeps the current generation (a subset of the file's union). A
+/// power cut before the last fsync therefore leaves a void header, a torn header (its
+/// checksum fails: incomplete), or the new header over a mix of old and new bitmap bytes,
+/// which is a superset of the new bitmap: the next snapshot reads more, never less.
 fn rewrite(file: &File, path: &Path, rec: &Record, durable: bool) -> Result<(), TrackerError> {
     let rec_err = |source| TrackerError::Record {
         path: path.to_path_buf(),
@@ -144,9 +151,6 @@ fn rewrite(file: &File, path: &Path, rec: &Record, durable: bool) -> Result<(), 
     file.set_len(len).map_err(io("size", path))?;
     file.write_all_at(rec.bitmap.as_bytes(), HEADER_LEN as u64)
         .map_err(io("write", path))?;
-    if durable {
-        file.sync_data().map_err(io("fsync", path))?;
-    }
     file.write_all_at(&rec.header.encode().map_err(rec_err)?, 0)
         .map_err(io("write", path))?;
     if durable {
