@@ -73,6 +73,10 @@ struct Args {
     /// A line printed with the results (what else ran meanwhile).
     #[arg(long, default_value = "")]
     label: String,
+    /// Measure Decrypt alone (e.g. to count kmsd's instructions per Decrypt under
+    /// callgrind: every request is then one Decrypt and one trail event).
+    #[arg(long)]
+    decrypt_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -294,7 +298,12 @@ fn main() {
             (0..targets.len()).rev().collect()
         };
         for &n in &args.clients {
-            for op in [Op::Decrypt, Op::GenerateDataKey] {
+            let ops: &[Op] = if args.decrypt_only {
+                &[Op::Decrypt]
+            } else {
+                &[Op::Decrypt, Op::GenerateDataKey]
+            };
+            for &op in ops {
                 for &ti in &order {
                     let s = run(&targets[ti], op, n, args.seconds);
                     samples.entry((ti, op, n)).or_default().push(s);

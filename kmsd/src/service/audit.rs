@@ -9,18 +9,17 @@
 //! CloudTrail-shaped record to the hash-chained trail (`HOME/trail`,
 //! [`crate::trail::TrailWriter`]); tests use a memory sink.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 use super::Caller;
 use crate::protocol::ViaService;
-use crate::trail::record::{account_of_arn, AdditionalEventData, IdentityType, Resource};
-use crate::trail::{
-    EventClass, Health, TrailConfig, TrailError, TrailRecord, TrailWriter, UserIdentity,
-};
+use crate::trail::record::IdentityType;
+use crate::trail::{EventClass, Health, TrailConfig, TrailError, TrailWriter, UserIdentity};
 
 /// The caller as the trail records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,8 +207,13 @@ pub fn user_identity(id: &AuditIdentity) -> UserIdentity {
     })
 }
 
-/// An audit event as the CloudTrail-shaped record the trail stores.
-pub fn to_trail_record(e: &AuditEvent) -> TrailRecord {
+/// An audit event as the CloudTrail-shaped record the trail stores: the definition
+/// [`encode_trail_record`] (the request path's rendering of it) is tested against.
+#[cfg(test)]
+pub fn to_trail_record(e: &AuditEvent) -> crate::trail::TrailRecord {
+    use crate::trail::record::{account_of_arn, AdditionalEventData, Resource};
+    use crate::trail::TrailRecord;
+    use serde_json::{json, Map};
     let nanos = i128::from(e.time_ms).saturating_mul(1_000_000);
     let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
@@ -275,6 +279,256 @@ pub fn to_trail_record(e: &AuditEvent) -> TrailRecord {
     r
 }
 
+/// The JSON of [`to_trail_record`]`(e)`, byte for byte as `serde_json` writes it, built
+/// straight into `out` on the request path: the record's constant parts are literals and
+/// its `userIdentity` is rendered once per caller ([`IdentityCache`]) rather than
+/// derived (an ARN parse, a SHA-256 for the principal ID, several strings) and
+/// serialised again for every event. `to_trail_record` stays the definition (the unit
+/// test `encoded_records_are_the_serde_records_byte_for_byte` holds them equal).
+pub fn encode_trail_record(e: &AuditEvent, identities: &IdentityCache, out: &mut Vec<u8>) {
+    fn string(out: &mut Vec<u8>, s: &str) {
+        // Writing to a Vec cannot fail; serde_json escapes exactly as for the record.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+    fn value(out: &mut Vec<u8>, v: &Value) {
+        let _ = serde_json::to_writer(&mut *out, v);
+    }
+    fn number(out: &mut Vec<u8>, n: impl serde::Serialize) {
+        let _ = serde_json::to_writer(&mut *out, &n);
+    }
+    let via = e.identity.via.as_ref().map(|v| v.service.as_str());
+    let nanos = i128::from(e.time_ms).saturating_mul(1_000_000);
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    out.extend_from_slice(b"{\"eventVersion\":");
+    string(out, crate::trail::record::EVENT_VERSION);
+    out.extend_from_slice(b",\"userIdentity\":");
+    identities.render(&e.identity, e.access_key_id.as_deref(), via, out);
+    out.extend_from_slice(b",\"eventTime\":");
+    string(out, &crate::trail::record::event_time::format(time));
+    out.extend_from_slice(b",\"eventSource\":");
+    string(out, &e.event_source);
+    out.extend_from_slice(b",\"eventName\":");
+    string(out, &e.event_name);
+    out.extend_from_slice(b",\"awsRegion\":");
+    string(out, &e.region);
+    let source_ip = e
+        .source_ip
+        .as_deref()
+        .or(via)
+        .unwrap_or(crate::trail::record::LOCAL_SOURCE_IP);
+    out.extend_from_slice(b",\"sourceIPAddress\":");
+    string(out, source_ip);
+    let user_agent = e
+        .user_agent
+        .as_deref()
+        .or(via)
+        .unwrap_or(crate::trail::record::DEFAULT_USER_AGENT);
+    out.extend_from_slice(b",\"userAgent\":");
+    string(out, user_agent);
+    if let Some(code) = &e.error_code {
+        out.extend_from_slice(b",\"errorCode\":");
+        string(out, code);
+        out.extend_from_slice(b",\"errorMessage\":");
+        string(out, e.error_message.as_deref().unwrap_or(""));
+    }
+    out.extend_from_slice(b",\"requestParameters\":");
+    value(out, &e.request_parameters);
+    out.extend_from_slice(b",\"responseElements\":");
+    value(out, &e.response_elements);
+    // additionalEventData: unixUid, then the extra map's keys in serde_json's (sorted)
+    // order.
+    out.extend_from_slice(b",\"additionalEventData\":{\"unixUid\":");
+    number(out, e.identity.uid);
+    out.extend_from_slice(b",\"transport\":");
+    string(out, &e.identity.source);
+    if let Some(pid) = e.identity.pid {
+        out.extend_from_slice(b",\"unixPid\":");
+        number(out, pid);
+    }
+    if e.identity.uid_principal != e.identity.principal_arn {
+        out.extend_from_slice(b",\"unixPrincipal\":");
+        string(out, &e.identity.uid_principal);
+    }
+    out.extend_from_slice(b"},\"requestID\":");
+    string(out, &e.request_id);
+    out.extend_from_slice(b",\"eventID\":");
+    string(out, &e.event_id);
+    out.extend_from_slice(if e.read_only {
+        b",\"readOnly\":true,\"resources\":["
+    } else {
+        b",\"readOnly\":false,\"resources\":["
+    });
+    let resources = e
+        .key_arn
+        .iter()
+        .map(|k| (crate::trail::record::KMS_KEY_TYPE, k.as_str()))
+        .chain(e.resources.iter().map(|(t, a)| (t.as_str(), a.as_str())));
+    for (i, (ty, arn)) in resources.enumerate() {
+        out.extend_from_slice(if i == 0 { b"{" } else { b",{" });
+        if let Some(account) = arn.split(':').nth(4).filter(|a| !a.is_empty()) {
+            out.extend_from_slice(b"\"accountId\":");
+            string(out, account);
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"type\":");
+        string(out, ty);
+        out.extend_from_slice(b",\"ARN\":");
+        string(out, arn);
+        out.push(b'}');
+    }
+    out.extend_from_slice(
+        b"],\"eventType\":\"AwsApiCall\",\"managementEvent\":true,\"recipientAccountId\":",
+    );
+    let recipient = e
+        .key_arn
+        .as_deref()
+        .and_then(|k| k.split(':').nth(4))
+        .filter(|a| !a.is_empty())
+        .unwrap_or(&e.identity.account);
+    string(out, recipient);
+    out.extend_from_slice(b",\"eventCategory\":\"Management\"}");
+}
+
+/// Rendered `userIdentity` objects by caller (principal, session name, access key,
+/// service), so that an event's identity is derived and serialised once per caller,
+/// not once per event. Bounded: emptied when it reaches [`IdentityCache::MAX`].
+#[derive(Default)]
+pub struct IdentityCache {
+    rendered: RwLock<HashMap<IdentityKey, Arc<[u8]>>>,
+}
+
+struct IdentityKey {
+    principal_arn: String,
+    user: String,
+    account: String,
+    access_key_id: Option<String>,
+    via: Option<String>,
+}
+
+impl IdentityCache {
+    const MAX: usize = 4096;
+
+    /// Appends the `userIdentity` JSON [`to_trail_record`] gives this caller.
+    fn render(
+        &self,
+        id: &AuditIdentity,
+        access_key_id: Option<&str>,
+        via: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
+        let key = IdentityKeyRef {
+            principal_arn: &id.principal_arn,
+            user: &id.user,
+            account: &id.account,
+            access_key_id,
+            via,
+        };
+        if let Some(bytes) = self
+            .rendered
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key as &dyn IdentityKeyLike)
+        {
+            out.extend_from_slice(bytes);
+            return;
+        }
+        let mut identity = user_identity(id);
+        identity.access_key_id = access_key_id.map(str::to_string);
+        if let Some(service) = via {
+            identity.invoked_by = Some(service.to_string());
+        }
+        let Ok(bytes) = serde_json::to_vec(&identity) else {
+            return;
+        };
+        out.extend_from_slice(&bytes);
+        let mut map = self.rendered.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::MAX {
+            map.clear();
+        }
+        map.insert(key.owned(), bytes.into());
+    }
+}
+
+/// A borrowed [`IdentityKey`], to look the cache up without allocating.
+#[derive(PartialEq, Eq, Hash)]
+struct IdentityKeyRef<'a> {
+    principal_arn: &'a str,
+    user: &'a str,
+    account: &'a str,
+    access_key_id: Option<&'a str>,
+    via: Option<&'a str>,
+}
+
+impl IdentityKeyRef<'_> {
+    fn owned(&self) -> IdentityKey {
+        IdentityKey {
+            principal_arn: self.principal_arn.to_string(),
+            user: self.user.to_string(),
+            account: self.account.to_string(),
+            access_key_id: self.access_key_id.map(str::to_string),
+            via: self.via.map(str::to_string),
+        }
+    }
+}
+
+/// The key's fields, owned or borrowed, hashed and compared alike.
+trait IdentityKeyLike {
+    fn key(&self) -> IdentityKeyRef<'_>;
+}
+
+impl IdentityKeyLike for IdentityKey {
+    fn key(&self) -> IdentityKeyRef<'_> {
+        IdentityKeyRef {
+            principal_arn: &self.principal_arn,
+            user: &self.user,
+            account: &self.account,
+            access_key_id: self.access_key_id.as_deref(),
+            via: self.via.as_deref(),
+        }
+    }
+}
+
+impl IdentityKeyLike for IdentityKeyRef<'_> {
+    fn key(&self) -> IdentityKeyRef<'_> {
+        IdentityKeyRef { ..*self }
+    }
+}
+
+impl PartialEq for IdentityKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for IdentityKey {}
+
+impl std::hash::Hash for IdentityKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn IdentityKeyLike + 'a> for IdentityKey {
+    fn borrow(&self) -> &(dyn IdentityKeyLike + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn IdentityKeyLike + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for dyn IdentityKeyLike + '_ {}
+
+impl std::hash::Hash for dyn IdentityKeyLike + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.key().hash(state)
+    }
+}
+
 /// The trail sink: every event becomes one record in `HOME/trail`, written before
 /// `record` returns and fdatasync'd as its class and the sync mode say.
 ///
@@ -287,6 +541,7 @@ pub struct TrailAuditSink {
     config: TrailConfig,
     writer: RwLock<Option<TrailWriter>>,
     last_reopen: Mutex<Option<Instant>>,
+    identities: IdentityCache,
 }
 
 /// How often a stopped trail writer may be reopened.
@@ -300,6 +555,7 @@ impl TrailAuditSink {
             config,
             writer: RwLock::new(Some(writer)),
             last_reopen: Mutex::new(None),
+            identities: IdentityCache::default(),
         })
     }
 
@@ -358,17 +614,114 @@ impl AuditSink for TrailAuditSink {
 
     fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let class = event.class();
-        let record = to_trail_record(&event);
+        let mut record = Vec::with_capacity(1024);
+        encode_trail_record(&event, &self.identities, &mut record);
         let guard = self.read();
         let Some(writer) = guard.as_ref() else {
             return Err(AuditError::Unavailable("the trail writer is closed".into()));
         };
         writer
-            .append(&record, class)
+            .append_json(record, class)
             .map_err(|e| AuditError::Unavailable(e.to_string()))
     }
 
     fn health(&self) -> Option<Health> {
         self.read().as_ref().map(TrailWriter::health)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn identity(principal: &str, uid_principal: &str, via: Option<&str>) -> AuditIdentity {
+        AuditIdentity {
+            uid: 1000,
+            pid: Some(4242),
+            user: "alice".into(),
+            uid_principal: uid_principal.into(),
+            principal_arn: principal.into(),
+            account: "111122223333".into(),
+            via: via.map(|s| ViaService {
+                service: s.into(),
+                on_behalf_of: None,
+                grant_is_for_aws_resource: false,
+            }),
+            source: "unix:/run/kmsd.sock".into(),
+        }
+    }
+
+    /// The hot path's encoder writes exactly the bytes serde_json writes for
+    /// [`to_trail_record`], for every shape of event (callers of each identity type,
+    /// via a service, refusals, keys and resources, strings that need escaping), and
+    /// the identity cache serves each caller its own identity.
+    #[test]
+    fn encoded_records_are_the_serde_records_byte_for_byte() {
+        let user = "arn:aws:iam::111122223333:user/alice";
+        let principals = [
+            user,
+            "arn:aws:iam::111122223333:user/path/to/bob",
+            "arn:aws:iam::111122223333:role/admin",
+            "arn:aws:sts::111122223333:assumed-role/admin/sess\"ion",
+            "arn:aws:iam::111122223333:root",
+            "ec2.amazonaws.com",
+            "not an arn",
+        ];
+        let cache = IdentityCache::default();
+        let mut n = 0;
+        for round in 0..2 {
+            for principal in principals {
+                for via in [None, Some("ec2.amazonaws.com")] {
+                    for uid_principal in [principal, user] {
+                        for variant in 0..4 {
+                            let mut e = AuditEvent::new(
+                                crate::trail::record::KMS_SOURCE,
+                                "Decrypt",
+                                1_765_000_000_123 + variant,
+                                identity(principal, uid_principal, via),
+                                "us-east-1",
+                            );
+                            e.read_only = variant % 2 == 0;
+                            if variant >= 1 {
+                                e.key_arn =
+                                    Some("arn:aws:kms:us-east-1:444455556666:key/1234abcd".into());
+                                e.request_parameters = json!({"keyId": "alias/x", "n": 3});
+                                e.response_elements = json!({"keyId": "k\u{7}\"\\é"});
+                            }
+                            if variant == 2 {
+                                e.error_code = Some("AccessDeniedException".into());
+                                e.error_message = Some("not \"allowed\"\n\tat all".into());
+                                e.identity.pid = None;
+                                e.access_key_id = Some("AKIAEXAMPLE".into());
+                            }
+                            if variant == 3 {
+                                e.error_code = Some("NotFoundException".into());
+                                e.key_arn = Some("alias/no-account".into());
+                                e.resources = vec![
+                                    (
+                                        "AWS::EC2::Volume".into(),
+                                        "arn:aws:ec2:us-east-1:111122223333:volume/vol-1".into(),
+                                    ),
+                                    ("AWS::S3::Object".into(), "arn:aws:s3:::bucket/key".into()),
+                                ];
+                                e.user_agent = Some("aws-cli/2 \u{1}".into());
+                                e.source_ip = Some("10.0.0.1".into());
+                            }
+                            let want = serde_json::to_vec(&to_trail_record(&e)).unwrap();
+                            let mut got = b"junk".to_vec();
+                            encode_trail_record(&e, &cache, &mut got);
+                            assert_eq!(
+                                String::from_utf8_lossy(&got[4..]),
+                                String::from_utf8_lossy(&want),
+                                "round {round}, {principal}, via {via:?}, variant {variant}"
+                            );
+                            n += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 2 * 7 * 2 * 2 * 4);
     }
 }
