@@ -612,6 +612,9 @@ out['nvme_list'] = [lp.get('ChecksumAlgorithm'), lp.get('ChecksumType'), [p.get(
 out['nvme_wrong_type'] = code(lambda: s3.complete_multipart_upload(Bucket='mpsums', Key='nvme', UploadId=uid, ChecksumType='COMPOSITE', MultipartUpload={'Parts': done}))
 out['nvme_wrong_size'] = code(lambda: s3.complete_multipart_upload(Bucket='mpsums', Key='nvme', UploadId=uid, MpuObjectSize=5, MultipartUpload={'Parts': done}))
 out['nvme_wrong_value'] = code(lambda: s3.complete_multipart_upload(Bucket='mpsums', Key='nvme', UploadId=uid, ChecksumCRC64NVME=b64(crc64(b'other')), MultipartUpload={'Parts': done}))
+# A part's checksum in the list that is not the one stored with it: InvalidPart, as S3.
+swapped = [dict(done[0], ChecksumCRC64NVME=sums[1]), done[1]]
+out['nvme_wrong_part_sum'] = code(lambda: s3.complete_multipart_upload(Bucket='mpsums', Key='nvme', UploadId=uid, MultipartUpload={'Parts': swapped}))
 out['nvme_refused_left_nothing'] = code(lambda: s3.head_object(Bucket='mpsums', Key='nvme'))
 c = s3.complete_multipart_upload(Bucket='mpsums', Key='nvme', UploadId=uid, ChecksumCRC64NVME=want, ChecksumType='FULL_OBJECT', MpuObjectSize=len(b''.join(small)), MultipartUpload={'Parts': done})
 out['nvme_complete'] = [c.get('ChecksumCRC64NVME') == want, c.get('ChecksumType')]
@@ -637,6 +640,7 @@ print(json.dumps(out))
         "nvme_wrong_type": "InvalidRequest",
         "nvme_wrong_size": "InvalidRequest",
         "nvme_wrong_value": "BadDigest",
+        "nvme_wrong_part_sum": "InvalidPart",
         "nvme_refused_left_nothing": "404",
         "nvme_complete": [true, "FULL_OBJECT"],
         "nvme_head": [true, "FULL_OBJECT"],

@@ -457,6 +457,10 @@ impl Store {
                     UploadedPart {
                         size: p.size,
                         etag: p.etag,
+                        checksum: p
+                            .checksum
+                            .as_ref()
+                            .map(|c| (c.algorithm.as_str(), c.value.as_str())),
                     },
                 )
             })
@@ -610,6 +614,7 @@ mod tests {
         Requested {
             number: Some(p.number as i32),
             etag: Some(p.etag_quoted()),
+            checksums: Vec::new(),
         }
     }
 

@@ -62,26 +62,32 @@ pub fn part_number(n: i32) -> Result<u32, PartsError> {
 
 /// What the store knows of an uploaded part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UploadedPart {
+pub struct UploadedPart<'a> {
     pub size: u64,
     /// The part's ETag, unquoted hex of these bytes.
     pub etag: [u8; 16],
+    /// The checksum stored with the part, if it has one: (algorithm as `CRC32`, base64).
+    pub checksum: Option<(&'a str, &'a str)>,
 }
 
 /// One `<Part>` of a `CompleteMultipartUpload` body, as the client sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Requested {
     pub number: Option<i32>,
     /// The ETag, quoted or not.
     pub etag: Option<String>,
+    /// The part's `<ChecksumCRC32>`, `<ChecksumSHA256>`... it names: (algorithm as
+    /// `CRC32`, base64 value as sent).
+    pub checksums: Vec<(String, String)>,
 }
 
 /// The part numbers a completion list selects, in order, checked as S3 checks them: the
-/// list is not empty and strictly ascending; every part was uploaded with that ETag; every
+/// list is not empty and strictly ascending; every part was uploaded with that ETag and,
+/// for each checksum the list gives with it, was stored with that same checksum; every
 /// part but the last is at least 5 MiB; the whole is at most 5 TiB.
 pub fn select(
     requested: &[Requested],
-    uploaded: &BTreeMap<u32, UploadedPart>,
+    uploaded: &BTreeMap<u32, UploadedPart<'_>>,
 ) -> Result<Vec<u32>, PartsError> {
     if requested.is_empty() {
         return Err(PartsError::MalformedList);
@@ -103,6 +109,7 @@ pub fn select(
         let part = uploaded
             .get(&n)
             .filter(|p| r.etag.as_deref().is_some_and(|e| etag_matches(e, &p.etag)))
+            .filter(|p| r.checksums.iter().all(|c| checksum_matches(c, p.checksum)))
             .ok_or(PartsError::InvalidPart { number: n })?;
         if i + 1 < numbers.len() && part.size < MIN_PART_SIZE {
             return Err(PartsError::EntityTooSmall {
@@ -128,6 +135,13 @@ fn etag_matches(given: &str, etag: &[u8; 16]) -> bool {
     hex::decode(given).is_ok_and(|g| g == etag)
 }
 
+/// Whether a checksum a completion list gives for a part is the one stored with it: same
+/// algorithm (any case) and same base64 value. A part stored without a checksum matches
+/// none (S3 answers `InvalidPart` for both).
+fn checksum_matches((algorithm, value): &(String, String), stored: Option<(&str, &str)>) -> bool {
+    stored.is_some_and(|(a, v)| a.eq_ignore_ascii_case(algorithm) && v == value.trim())
+}
+
 /// A multipart object's ETag as S3 makes it: the MD5 of the part ETags' bytes, then `-N`.
 pub fn multipart_etag(parts: &[[u8; 16]]) -> String {
     use md5::Digest;
@@ -144,7 +158,7 @@ mod tests {
 
     const MIB: u64 = 1024 * 1024;
 
-    fn uploaded(parts: &[(u32, u64)]) -> BTreeMap<u32, UploadedPart> {
+    fn uploaded(parts: &[(u32, u64)]) -> BTreeMap<u32, UploadedPart<'static>> {
         parts
             .iter()
             .map(|&(n, size)| {
@@ -153,6 +167,7 @@ mod tests {
                     UploadedPart {
                         size,
                         etag: [n as u8; 16],
+                        checksum: None,
                     },
                 )
             })
@@ -163,6 +178,7 @@ mod tests {
         Requested {
             number: Some(n),
             etag: Some(format!("\"{}\"", hex::encode([n as u8; 16]))),
+            checksums: Vec::new(),
         }
     }
 
@@ -188,7 +204,7 @@ mod tests {
         assert_eq!(select(&[], &up), Err(PartsError::MalformedList));
         let no_number = Requested {
             number: None,
-            etag: req(1).etag,
+            ..req(1)
         };
         assert_eq!(select(&[no_number], &up), Err(PartsError::MalformedList));
         assert_eq!(
@@ -228,6 +244,35 @@ mod tests {
         assert_eq!(
             select(&[req(1), req(2)], &huge),
             Err(PartsError::EntityTooLarge)
+        );
+    }
+
+    #[test]
+    fn a_part_checksum_in_the_list_must_be_the_stored_one() {
+        let mut up = uploaded(&[(1, 5 * MIB), (2, 1)]);
+        if let Some(p) = up.get_mut(&1) {
+            p.checksum = Some(("CRC32", "AAAAAQ=="));
+        }
+        let with = |n: i32, alg: &str, v: &str| Requested {
+            checksums: vec![(alg.to_string(), v.to_string())],
+            ..req(n)
+        };
+        // The same value (the algorithm in any case) selects; none given is not checked.
+        assert_eq!(
+            select(&[with(1, "CRC32", "AAAAAQ=="), req(2)], &up),
+            Ok(vec![1, 2])
+        );
+        assert_eq!(select(&[with(1, "crc32", "AAAAAQ==")], &up), Ok(vec![1]));
+        let invalid = Err(PartsError::InvalidPart { number: 1 });
+        // Another value, another algorithm, or one for a part stored without any.
+        assert_eq!(
+            select(&[with(1, "CRC32", "AAAAAg=="), req(2)], &up),
+            invalid
+        );
+        assert_eq!(select(&[with(1, "CRC32C", "AAAAAQ==")], &up), invalid);
+        assert_eq!(
+            select(&[req(1), with(2, "CRC32", "AAAAAQ==")], &up),
+            Err(PartsError::InvalidPart { number: 2 })
         );
     }
 

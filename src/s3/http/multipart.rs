@@ -292,6 +292,16 @@ pub async fn complete(
         .map(|p| Requested {
             number: p.part_number,
             etag: p.e_tag.map(|e| e.value().to_string()),
+            checksums: [
+                ("CRC32", p.checksum_crc32),
+                ("CRC32C", p.checksum_crc32c),
+                ("CRC64NVME", p.checksum_crc64nvme),
+                ("SHA1", p.checksum_sha1),
+                ("SHA256", p.checksum_sha256),
+            ]
+            .into_iter()
+            .filter_map(|(a, v)| Some((a.to_string(), v?)))
+            .collect(),
         })
         .collect();
     let (b, k, id, principal) = (
