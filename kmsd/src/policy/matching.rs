@@ -15,18 +15,36 @@ pub fn glob_match_ignore_case(pattern: &str, text: &str) -> bool {
 }
 
 fn glob_match_by(pattern: &str, text: &str, eq: impl Fn(char, char) -> bool) -> bool {
+    // Policies, actions and ARNs are nearly always ASCII: match their bytes (each is a
+    // character) without collecting characters into vectors, on every evaluation.
+    if pattern.is_ascii() && text.is_ascii() {
+        return glob_slices(pattern.as_bytes(), text.as_bytes(), b'*', b'?', |a, b| {
+            eq(char::from(a), char::from(b))
+        });
+    }
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
+    glob_slices(&p, &t, '*', '?', eq)
+}
+
+/// The matcher over characters (or ASCII bytes): `star` and `any` are `*` and `?`.
+fn glob_slices<T: Copy + PartialEq>(
+    p: &[T],
+    t: &[T],
+    star_c: T,
+    any: T,
+    eq: impl Fn(T, T) -> bool,
+) -> bool {
     let (mut pi, mut ti) = (0usize, 0usize);
     // Position of the last `*` seen in the pattern and the text position it was tried at.
     let mut star: Option<(usize, usize)> = None;
     while ti < t.len() {
         match p.get(pi) {
-            Some('*') => {
+            Some(&c) if c == star_c => {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(&pc) if pc == '?' || t.get(ti).is_some_and(|&tc| eq(pc, tc)) => {
+            Some(&pc) if pc == any || t.get(ti).is_some_and(|&tc| eq(pc, tc)) => {
                 pi += 1;
                 ti += 1;
             }
@@ -42,20 +60,32 @@ fn glob_match_by(pattern: &str, text: &str, eq: impl Fn(char, char) -> bool) -> 
         }
     }
     p.get(pi..)
-        .is_some_and(|rest| rest.iter().all(|&c| c == '*'))
+        .is_some_and(|rest| rest.iter().all(|&c| c == star_c))
 }
 
 /// `ArnLike` / `ArnEquals`: both ARNs are split into their six colon-separated parts (the last
 /// part keeps any further colons) and each part is glob-matched on its own, case-sensitively.
 pub fn arn_match(pattern: &str, arn: &str) -> bool {
-    let pp: Vec<&str> = pattern.splitn(6, ':').collect();
-    let ap: Vec<&str> = arn.splitn(6, ':').collect();
-    if pp.len() != 6 || ap.len() != 6 {
+    let (Some(pp), Some(ap)) = (arn_parts(pattern), arn_parts(arn)) else {
         // Not an ARN: AWS compares the whole string as a single wildcard pattern only when the
         // policy value is a bare `*`.
         return pattern == "*";
-    }
+    };
     pp.iter().zip(ap.iter()).all(|(p, a)| glob_match(p, a))
+}
+
+/// The six colon-separated parts of an ARN (the last keeps any further colons).
+fn arn_parts(s: &str) -> Option<[&str; 6]> {
+    let mut it = s.splitn(6, ':');
+    let parts = [
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+        it.next()?,
+    ];
+    Some(parts)
 }
 
 #[cfg(test)]
@@ -82,6 +112,12 @@ mod tests {
             ("abc*", "abc", true),
             ("", "", true),
             ("", "a", false),
+            // Beyond ASCII, `?` is one character, not one byte.
+            ("caf?", "café", true),
+            ("caf??", "café", false),
+            ("*é", "résumé", true),
+            ("r?sum*", "résumé", true),
+            ("résumé", "resume", false),
         ];
         for (p, t, want) in cases {
             assert_eq!(glob_match(p, t), want, "pattern {p:?} text {t:?}");
