@@ -15,11 +15,18 @@
 #   PUT (boto3)   upload_file at boto3's default TransferConfig (multipart above 8 MiB:
 #                 8 MiB parts, 10 threads), SSE-KMS
 #   GET (boto3)   download_file at the same defaults (ranged GETs of 8 MiB, 10 threads)
+#   boto3 alone   the same two transfers against scripts/lib/s3-sink.py, an endpoint that
+#                 does nothing (no auth, checksum, encryption or disk): the floor the client
+#                 itself sets on this box (over plain HTTP botocore signs the payload, so it
+#                 SHA-256es every part, and adds a CRC32 header), which no endpoint can beat
 #   peak RSS      VmHWM of the endpoint process after all transfers
 # Targets (issue 7: 0.5x cp): a PUT is durable when it answers, so it is held to 0.5x
 # cp + sync (0.5x plain cp is printed too); GET to 0.5x cp; endpoint peak RSS under 64 MiB.
 # Issue 15: boto3's multipart PUT >= 0.9x cp + sync, its ranged GET >= 0.5x cp, and the
 # endpoint's peak RSS through them under 128 MiB.
+# "boto3 alone" bounds what the endpoint can reach with boto3: when the client alone is
+# under a target, that target is out of reach on this box whatever the endpoint does; the
+# share of boto3's time it also spends alone is printed as the client's.
 # Env: BENCH_ROUNDS (default 3, after one uncounted warm-up round; each figure is the median).
 # --check exits non-zero when a target is missed.
 set -euo pipefail
@@ -55,7 +62,9 @@ HOME_DIR="$WORK/home"
 mkdir -p "$HOME_DIR"
 KMSD_PID=""
 S3_PID=""
+SINK_PID=""
 cleanup() {
+    [ -n "$SINK_PID" ] && kill "$SINK_PID" 2>/dev/null && wait "$SINK_PID" 2>/dev/null || true
     [ -n "$S3_PID" ] && kill "$S3_PID" 2>/dev/null && wait "$S3_PID" 2>/dev/null || true
     [ -n "$KMSD_PID" ] && kill "$KMSD_PID" 2>/dev/null && wait "$KMSD_PID" 2>/dev/null || true
     rm -rf "$WORK"
@@ -102,12 +111,19 @@ head -c "$((SIZE_MIB * 1048576))" /dev/urandom >"$SRC"
 BYTES=$(stat -c %s "$SRC")
 sync
 
+# The do-nothing endpoint boto3 is also timed against (the client's own floor).
+"$PY" scripts/lib/s3-sink.py "$WORK/sink.addr" "$BYTES" >"$WORK/sink.log" 2>&1 &
+SINK_PID=$!
+for _ in $(seq 100); do [ -s "$WORK/sink.addr" ] && break; sleep 0.05; done
+[ -s "$WORK/sink.addr" ] || { echo "bench-s3: sink did not start" >&2; cat "$WORK/sink.log" >&2; exit 1; }
+sink() { AWS_ENDPOINT_URL="http://$(cat "$WORK/sink.addr")" "$PY" "$WORK/boto3_transfer.py" "$@"; }
+
 # Each figure is the median of ROUNDS runs (the disk and the 2 shared cores are noisy).
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { print b - a }'; }
 
 cp "$SRC" "$WORK/copy.bin"; rm -f "$WORK/copy.bin"; sync # warms the source's pages
-CP=(); CPSYNC=(); DD=(); PUT=(); GET=(); CURL=(); CURLF=(); B3PUT=(); B3GET=()
+CP=(); CPSYNC=(); DD=(); PUT=(); GET=(); CURL=(); CURLF=(); B3PUT=(); B3GET=(); SKPUT=(); SKGET=()
 URL=""
 # Round 0 is a warm-up, not counted: on this VM the first writes into memory the guest
 # has not touched for a while run several times slower (the host backs it again), and the
@@ -188,11 +204,17 @@ for round in $(seq 0 "$ROUNDS"); do
     cmp "$SRC" "$WORK/b3.bin" || { echo "bench-s3: boto3's download differs" >&2; exit 1; }
     rm -f "$WORK/b3.bin"; sync
     atrest s3api delete-object --bucket bench --key "b3obj$round" >/dev/null
+
+    hot "$SRC"
+    record SKPUT "$(sink put "$SRC" "b3obj$round")"
+    record SKGET "$(sink get "$WORK/b3.bin" "b3obj$round")"
+    rm -f "$WORK/b3.bin"; sync
 done
 CP_S=$(median "${CP[@]}"); CPSYNC_S=$(median "${CPSYNC[@]}"); DD_S=$(median "${DD[@]}")
 PUT_S=$(median "${PUT[@]}"); GET_S=$(median "${GET[@]}"); CURL_S=$(median "${CURL[@]}")
 CURLF_S=$(median "${CURLF[@]}")
 B3PUT_S=$(median "${B3PUT[@]}"); B3GET_S=$(median "${B3GET[@]}")
+SKPUT_S=$(median "${SKPUT[@]}"); SKGET_S=$(median "${SKGET[@]}")
 
 RSS_KB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$S3_PID/status")
 RSS_MIB=$(awk -v k="$RSS_KB" 'BEGIN { printf "%.1f", k / 1024 }')
@@ -206,6 +228,8 @@ CURL_MIBPS=$(mibps "$BYTES" "$CURL_S")
 CURLF_MIBPS=$(mibps "$BYTES" "$CURLF_S")
 B3PUT_MIBPS=$(mibps "$BYTES" "$B3PUT_S")
 B3GET_MIBPS=$(mibps "$BYTES" "$B3GET_S")
+SKPUT_MIBPS=$(mibps "$BYTES" "$SKPUT_S")
+SKGET_MIBPS=$(mibps "$BYTES" "$SKGET_S")
 PUT_RATIO=$(ratio "$PUT_MIBPS" "$CP_MIBPS")
 GET_RATIO=$(ratio "$GET_MIBPS" "$CP_MIBPS")
 PUT_RATIO_SYNC=$(ratio "$PUT_MIBPS" "$CPSYNC_MIBPS")
@@ -214,7 +238,7 @@ LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
 echo "object: ${SIZE_MIB} MiB, SSE-KMS (alias/BenchKey), 64 KiB AES-256-GCM chunks; $(nproc) cores, load average $LOAD"
-echo "median of $ROUNDS rounds; seconds per round: cp ${CP[*]} | cp+sync ${CPSYNC[*]} | dd ${DD[*]} | PUT ${PUT[*]} | GET ${GET[*]} | curl ${CURL[*]} | curl -o ${CURLF[*]} | boto3 PUT ${B3PUT[*]} | boto3 GET ${B3GET[*]}"
+echo "median of $ROUNDS rounds; seconds per round: cp ${CP[*]} | cp+sync ${CPSYNC[*]} | dd ${DD[*]} | PUT ${PUT[*]} | GET ${GET[*]} | curl ${CURL[*]} | curl -o ${CURLF[*]} | boto3 PUT ${B3PUT[*]} | boto3 GET ${B3GET[*]} | boto3 PUT alone ${SKPUT[*]} | boto3 GET alone ${SKGET[*]}"
 printf '%-34s %8s MiB/s\n' "cp (page cache)" "$CP_MIBPS"
 printf '%-34s %8s MiB/s\n' "cp + sync" "$CPSYNC_MIBPS"
 printf '%-34s %8s MiB/s   %sx cp\n' "dd bs=64K (userspace copy)" "$DD_MIBPS" "$(ratio "$DD_MIBPS" "$CP_MIBPS")"
@@ -224,6 +248,11 @@ printf '%-34s %8s MiB/s   %sx cp\n' "GET curl presigned > /dev/null" "$CURL_MIBP
 printf '%-34s %8s MiB/s   %sx cp\n' "GET curl presigned -o FILE" "$CURLF_MIBPS" "$(ratio "$CURLF_MIBPS" "$CP_MIBPS")"
 printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "PUT boto3 upload_file (multipart)" "$B3PUT_MIBPS" "$(ratio "$B3PUT_MIBPS" "$CP_MIBPS")" "$(ratio "$B3PUT_MIBPS" "$CPSYNC_MIBPS")"
 printf '%-34s %8s MiB/s   %sx cp\n' "GET boto3 download_file (ranged)" "$B3GET_MIBPS" "$(ratio "$B3GET_MIBPS" "$CP_MIBPS")"
+printf '%-34s %8s MiB/s   %sx cp   %sx cp+sync\n' "PUT boto3 alone (do-nothing sink)" "$SKPUT_MIBPS" "$(ratio "$SKPUT_MIBPS" "$CP_MIBPS")" "$(ratio "$SKPUT_MIBPS" "$CPSYNC_MIBPS")"
+printf '%-34s %8s MiB/s   %sx cp\n' "GET boto3 alone (do-nothing sink)" "$SKGET_MIBPS" "$(ratio "$SKGET_MIBPS" "$CP_MIBPS")"
+# Of boto3's time through the endpoint, the share it also takes against the sink is the client's.
+own() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%% (%.2f of %.2f s)", 100 * a / b, a, b }'; }
+echo "boto3 time that is the client's own (alone / through the endpoint): PUT $(own "$SKPUT_S" "$B3PUT_S"), GET $(own "$SKGET_S" "$B3GET_S")"
 printf '%-34s %8s MiB\n' "endpoint peak RSS (VmHWM)" "$RSS_MIB"
 
 MISS=0
