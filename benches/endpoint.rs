@@ -4,6 +4,11 @@
 //!
 //! - `sdk`: the AWS SDK for Rust (`aws-sdk-kms` at its defaults) against an HTTP
 //!   endpoint (atrest's or moto's: the same client code for both), or
+//! - `lean`: a bare hyper HTTP/1.1 client, one keep-alive connection per client, that
+//!   signs every request anew with the `aws-sigv4` crate (the signature is real and the
+//!   endpoint verifies it) and sends AWS JSON 1.1 it writes itself: the endpoint's cost
+//!   with as little client CPU as a real signed client can have, which on a 2-core
+//!   machine the SDK's client would otherwise take from the endpoint it measures, or
 //! - `socket`: kmsd's own client over kmsd.sock (the path the endpoint adds HTTP to).
 //!
 //! Each run makes its own key and ciphertext first (through the same target), warms every
@@ -11,8 +16,9 @@
 //! line: `{"ops_per_s", "p50_ms", "p99_ms", "ops", "errors", "first_error"}`. The script
 //! interleaves the targets over rounds and prints medians and ratios.
 //!
-//! Usage: `endpoint sdk --url URL --access-key-id ID --secret-access-key S [--clients 8]
-//! [--seconds 3]` or `endpoint socket --socket PATH [--clients 8] [--seconds 3]`.
+//! Usage: `endpoint sdk|lean --url URL --access-key-id ID --secret-access-key S
+//! [--clients 8] [--seconds 3]` or `endpoint socket --socket PATH [--clients 8]
+//! [--seconds 3]`.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -36,6 +42,17 @@ struct Cli {
 enum Target {
     /// The AWS SDK for Rust against an HTTP endpoint.
     Sdk {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        access_key_id: String,
+        #[arg(long)]
+        secret_access_key: String,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+    },
+    /// A bare hyper client signing with `aws-sigv4` against an HTTP endpoint.
+    Lean {
         #[arg(long)]
         url: String,
         #[arg(long)]
@@ -172,6 +189,220 @@ fn sdk(url: &str, id: &str, secret: &str, region: &str, clients: usize, seconds:
     });
 }
 
+/// The lean driver's client: one kept-alive HTTP/1.1 connection; every request is
+/// signed anew (`aws-sigv4`, the crate the AWS SDK for Rust signs with).
+struct Lean {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    /// `http://HOST:PORT/`, what the signature's canonical request is made from.
+    url: String,
+    host: String,
+    region: String,
+    identity: aws_smithy_runtime_api::client::identity::Identity,
+}
+
+impl Lean {
+    async fn connect(url: &str, id: &str, secret: &str, region: &str) -> Result<Lean, String> {
+        let host = url
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("the lean driver speaks plain HTTP only, not {url}"))?
+            .trim_end_matches('/')
+            .to_string();
+        let tcp = tokio::net::TcpStream::connect(&host)
+            .await
+            .map_err(|e| format!("connect {host}: {e}"))?;
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| format!("HTTP handshake: {e}"))?;
+        tokio::spawn(conn);
+        let identity =
+            aws_credential_types::Credentials::new(id, secret, None, None, "bench-lean").into();
+        Ok(Lean {
+            sender,
+            url: format!("http://{host}/"),
+            host,
+            region: region.to_string(),
+            identity,
+        })
+    }
+
+    /// One KMS call: `TrentService.{operation}` with a JSON body; the answer's body.
+    async fn call(&mut self, operation: &str, body: bytes::Bytes) -> Result<bytes::Bytes, String> {
+        use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+        use http_body_util::BodyExt;
+        let target = format!("TrentService.{operation}");
+        let headers = [
+            ("host", self.host.as_str()),
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target.as_str()),
+        ];
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&self.identity)
+            .region(&self.region)
+            .name("kms")
+            .time(std::time::SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| format!("signing parameters: {e}"))?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            &self.url,
+            headers.iter().copied(),
+            SignableBody::Bytes(&body),
+        )
+        .map_err(|e| format!("signable request: {e}"))?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| format!("sign: {e}"))?
+            .into_parts();
+        let mut req = hyper::Request::builder().method("POST").uri("/");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        for h in instructions.headers() {
+            req = req.header(h.0, h.1);
+        }
+        let req = req
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| format!("request: {e}"))?;
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| format!("{operation}: {e}"))?;
+        let status = resp.status();
+        let out = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{operation} body: {e}"))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "{operation}: HTTP {status}: {}",
+                String::from_utf8_lossy(&out)
+            ));
+        }
+        Ok(out)
+    }
+
+    /// One Decrypt of the request body `body`, checked: a 200 with `plaintext` in it.
+    async fn decrypt(&mut self, body: &bytes::Bytes, plaintext: &str) -> Result<(), String> {
+        let out = self.call("Decrypt", body.clone()).await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&out).map_err(|e| format!("Decrypt: not JSON: {e}"))?;
+        if v["Plaintext"] == plaintext {
+            Ok(())
+        } else {
+            Err(format!("Decrypt: wrong plaintext in {v}"))
+        }
+    }
+
+    /// One call whose answer is JSON.
+    async fn json(
+        &mut self,
+        operation: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let out = self.call(operation, body.to_string().into()).await?;
+        serde_json::from_slice(&out).map_err(|e| format!("{operation}: not JSON: {e}"))
+    }
+}
+
+fn lean(url: &str, id: &str, secret: &str, region: &str, clients: usize, seconds: f64) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    // One thread: the driver's CPU is what this mode keeps small.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let mut setup = Lean::connect(url, id, secret, region)
+            .await
+            .expect("connect");
+        let key = setup
+            .json(
+                "CreateKey",
+                serde_json::json!({"Description": "bench-endpoint"}),
+            )
+            .await
+            .expect("CreateKey");
+        let key = key["KeyMetadata"]["KeyId"]
+            .as_str()
+            .expect("KeyMetadata.KeyId")
+            .to_string();
+        let plaintext = b64.encode([7u8; 32]);
+        let blob = setup
+            .json(
+                "Encrypt",
+                serde_json::json!({"KeyId": key, "Plaintext": plaintext}),
+            )
+            .await
+            .expect("Encrypt");
+        let decrypt = bytes::Bytes::from(
+            serde_json::json!({"CiphertextBlob": blob["CiphertextBlob"]}).to_string(),
+        );
+        let start = Arc::new(tokio::sync::Barrier::new(clients + 1));
+        let tasks: Vec<_> = (0..clients)
+            .map(|_| {
+                let (decrypt, start, plaintext) =
+                    (decrypt.clone(), Arc::clone(&start), plaintext.clone());
+                let (url, id, secret, region) = (
+                    url.to_string(),
+                    id.to_string(),
+                    secret.to_string(),
+                    region.to_string(),
+                );
+                tokio::spawn(async move {
+                    let mut t = Tally::default();
+                    let mut c = match Lean::connect(&url, &id, &secret, &region).await {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            t.failed(e);
+                            None
+                        }
+                    };
+                    if let Some(c) = c.as_mut() {
+                        if let Err(e) = c.decrypt(&decrypt, &plaintext).await {
+                            t.failed(e);
+                        }
+                    }
+                    start.wait().await;
+                    let Some(mut c) = c else { return t };
+                    let end = Instant::now() + Duration::from_secs_f64(seconds);
+                    loop {
+                        let t0 = Instant::now();
+                        if t0 >= end {
+                            break;
+                        }
+                        match c.decrypt(&decrypt, &plaintext).await {
+                            Ok(()) => t.lat_us.push(micros(t0)),
+                            Err(e) => t.failed(e),
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        start.wait().await;
+        let t0 = Instant::now();
+        let mut all = Tally::default();
+        for task in tasks {
+            match task.await {
+                Ok(t) => all.add(t),
+                Err(e) => all.failed(e),
+            }
+        }
+        all.print(t0.elapsed().as_secs_f64());
+    });
+}
+
 fn socket(path: &std::path::Path, clients: usize, seconds: f64) {
     let setup = kmsd::client::KmsClient::connect(path).expect("connect kmsd");
     let key = setup
@@ -242,6 +473,19 @@ fn main() {
             secret_access_key,
             region,
         } => sdk(
+            url,
+            access_key_id,
+            secret_access_key,
+            region,
+            cli.clients,
+            cli.seconds,
+        ),
+        Target::Lean {
+            url,
+            access_key_id,
+            secret_access_key,
+            region,
+        } => lean(
             url,
             access_key_id,
             secret_access_key,
