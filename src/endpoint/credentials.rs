@@ -10,25 +10,30 @@
 //! the signer's access key then, in memory, in that same round trip (`admit_signer`
 //! for kmsd's own calls, `ResolveCaller` for the volume service's): a key deleted or
 //! deactivated since is refused on its very next request, and that refusal drops it
-//! here. S3 does not use the kept keys (a request such as ListBuckets may never reach
-//! kmsd), so its key source asks kmsd every time. A signature that does not verify
-//! against a kept secret is checked once more against kmsd's current one; kept
-//! entries are dropped after [`KEPT_FOR`] whatever happens, so a secret changed under
-//! the same id (a config-declared `[[access_keys]]` entry edited and reloaded) stops
-//! verifying within that time. Only keys that signed a verified request are kept, and
-//! at most [`MAX_KEPT`]: unauthenticated traffic cannot fill the table.
+//! here ([`Verified::call`], the one place calls for a signer are made). S3 does not
+//! use the kept keys (a request such as ListBuckets may never reach kmsd), so its key
+//! source asks kmsd every time. A signature that does not verify against a kept secret
+//! is checked once more against kmsd's current one; kept entries are dropped after
+//! [`KEPT_FOR`] whatever happens, so a secret changed under the same id (a
+//! config-declared `[[access_keys]]` entry edited and reloaded) stops verifying within
+//! that time. Only keys that signed a verified request are kept, and at most
+//! [`MAX_KEPT`]: unauthenticated traffic cannot fill the table.
 //!
 //! [`Kmsd`] is the endpoint's pool of kmsd.sock connections (one per concurrent call,
-//! reused); calls run on tokio's blocking pool.
+//! reused). The JSON and Query services call through it asynchronously, on the task
+//! that serves the request (a frame written, a frame read: no hop to another thread
+//! and back); S3's key source, which `s3s` calls synchronously, has its own blocking
+//! connections.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kmsd::api::Timestamp;
+use kmsd::api::{Request, Response, Timestamp};
 use kmsd::client::{ClientError, KmsClient};
-use kmsd::protocol::{ErrorCode, Signer};
+use kmsd::protocol::{ErrorCode, RequestEnvelope, ResolveAccessKeyResponse, Signer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
 use super::protocol::Failure;
@@ -37,17 +42,97 @@ use super::sigv4::{self, Authorization, PathRules, RequestParts, SigningKey};
 /// A pool of kmsd connections.
 pub struct Kmsd {
     socket: PathBuf,
-    idle: Mutex<Vec<KmsClient>>,
+    /// Connections for the services' calls (async).
+    idle: Mutex<Vec<Conn>>,
+    /// Connections for S3's key source (blocking).
+    idle_blocking: Mutex<Vec<KmsClient>>,
 }
 
-/// How many idle connections the pool keeps.
+/// How many idle connections the pool keeps (of each kind).
 const MAX_IDLE: usize = 64;
+
+/// One kmsd.sock connection, used by one call at a time.
+struct Conn {
+    stream: tokio::io::BufReader<tokio::net::UnixStream>,
+    /// The frame being written or read.
+    buf: Vec<u8>,
+}
+
+/// How a round trip failed.
+enum Trip {
+    /// kmsd had closed the connection before the request was written: it was not received.
+    NotSent(std::io::Error),
+    /// Anything else: the request may have been received.
+    Failed(String),
+}
+
+impl Conn {
+    async fn open(path: &Path) -> Result<Conn, ClientError> {
+        let stream = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                path: path.to_path_buf(),
+                home: path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+                source,
+            })?;
+        Ok(Conn {
+            stream: tokio::io::BufReader::with_capacity(16 * 1024, stream),
+            buf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Writes `env` as one frame and reads the reply frame (as `kmsd::client` does,
+    /// asynchronously).
+    async fn round_trip(
+        &mut self,
+        env: &RequestEnvelope,
+    ) -> Result<kmsd::protocol::ResponseEnvelope, Trip> {
+        kmsd::protocol::encode_frame(env, &mut self.buf)
+            .map_err(|e| Trip::Failed(e.to_string()))?;
+        if let Err(e) = self.stream.get_mut().write_all(&self.buf).await {
+            return Err(match e.kind() {
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+                    // It may have said why first (a refusal at its connection cap).
+                    match self.read_reply().await {
+                        Ok(reply) => return Ok(reply),
+                        Err(_) => Trip::NotSent(e),
+                    }
+                }
+                _ => Trip::Failed(e.to_string()),
+            });
+        }
+        self.read_reply().await
+    }
+
+    async fn read_reply(&mut self) -> Result<kmsd::protocol::ResponseEnvelope, Trip> {
+        let failed = |e: std::io::Error| Trip::Failed(e.to_string());
+        let len = self.stream.read_u32().await.map_err(failed)? as usize;
+        if len > kmsd::protocol::MAX_FRAME {
+            return Err(Trip::Failed(format!(
+                "kmsd sent a frame of {len} bytes, over the maximum of {}",
+                kmsd::protocol::MAX_FRAME
+            )));
+        }
+        self.buf.clear();
+        self.buf.resize(len, 0);
+        self.stream
+            .read_exact(&mut self.buf)
+            .await
+            .map_err(failed)?;
+        kmsd::protocol::decode_response(&self.buf).map_err(|e| Trip::Failed(e.to_string()))
+    }
+}
 
 impl Kmsd {
     pub fn new(socket: &Path) -> Arc<Kmsd> {
         Arc::new(Kmsd {
             socket: socket.to_path_buf(),
             idle: Mutex::new(Vec::new()),
+            idle_blocking: Mutex::new(Vec::new()),
         })
     }
 
@@ -55,31 +140,96 @@ impl Kmsd {
         &self.socket
     }
 
-    /// Runs `f` with a connection (blocking).
+    /// Runs `f` with a connection (blocking: for callers outside the runtime's tasks).
     pub fn blocking<T>(
         &self,
         f: impl FnOnce(&KmsClient) -> Result<T, ClientError>,
     ) -> Result<T, ClientError> {
-        let client = match self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        let pooled = self
+            .idle_blocking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let client = match pooled {
             Some(c) => c,
             None => KmsClient::connect(&self.socket)?,
         };
         let out = f(&client);
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut idle = self.idle_blocking.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(client);
         }
         out
     }
 
-    /// Runs `f` with a connection, on the blocking pool.
-    pub async fn with<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&KmsClient) -> Result<T, ClientError> + Send + 'static,
-    ) -> Result<T, ClientError> {
-        let pool = Arc::clone(self);
-        let joined = tokio::task::spawn_blocking(move || pool.blocking(f)).await;
-        joined.unwrap_or_else(|e| Err(ClientError::Transport(format!("kmsd call aborted: {e}"))))
+    /// Sends one request and waits for its reply, on a pooled connection. A connection
+    /// kmsd had closed (idle too long) is replaced once, as `KmsClient` does; one that
+    /// fails mid-call is dropped, never reused (it may be mid-frame).
+    async fn call(&self, env: RequestEnvelope) -> Result<Response, ClientError> {
+        let mut retried = false;
+        loop {
+            let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let mut conn = match pooled {
+                Some(c) => c,
+                None => Conn::open(&self.socket).await?,
+            };
+            match conn.round_trip(&env).await {
+                Ok(reply) => {
+                    let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                    if idle.len() < MAX_IDLE {
+                        idle.push(conn);
+                    }
+                    return reply.result.map_err(ClientError::Kms);
+                }
+                Err(Trip::NotSent(_)) if !retried => retried = true,
+                Err(Trip::NotSent(e)) => return Err(ClientError::Transport(e.to_string())),
+                Err(Trip::Failed(e)) => return Err(ClientError::Transport(e)),
+            }
+        }
+    }
+
+    /// Calls `request` for a SigV4 signer this endpoint has verified.
+    pub async fn call_signed(
+        &self,
+        request: Request,
+        signer: Signer,
+    ) -> Result<Response, ClientError> {
+        self.call(RequestEnvelope {
+            version: kmsd::protocol::PROTOCOL_VERSION,
+            act_as: None,
+            via: None,
+            request,
+            signer: Some(signer),
+        })
+        .await
+    }
+
+    /// Asks kmsd for an access key's secret and principal.
+    async fn resolve_access_key(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Result<ResolveAccessKeyResponse, ClientError> {
+        use kmsd::api::Variant;
+        let request = kmsd::protocol::ResolveAccessKeyRequest {
+            access_key_id: access_key_id.into(),
+            session_token: session_token.map(str::to_string),
+        };
+        let response = self
+            .call(RequestEnvelope {
+                version: kmsd::protocol::PROTOCOL_VERSION,
+                act_as: None,
+                via: None,
+                request: request.into_request(),
+                signer: None,
+            })
+            .await?;
+        kmsd::protocol::ResolveAccessKeyRequest::from_response(response).map_err(|got| {
+            ClientError::UnexpectedResponse {
+                operation: <kmsd::protocol::ResolveAccessKeyRequest as kmsd::api::Operation>::NAME,
+                got: got.to_string(),
+            }
+        })
     }
 }
 
@@ -106,88 +256,85 @@ pub const MAX_KEPT: usize = 1024;
 
 /// An access key (and session token) as kmsd resolved it.
 struct Resolved {
+    access_key_id: String,
+    session_token: Option<String>,
     principal: String,
     secret: Zeroizing<String>,
     /// When temporary credentials expire.
     expiration: Option<Timestamp>,
-    /// The signing key of the scope (`date/region/service`) last verified.
-    signing: Mutex<Option<(String, Arc<SigningKey>)>>,
+    /// The signing key of the scope last verified.
+    signing: Mutex<Option<Arc<SigningKey>>>,
     at: Instant,
 }
 
 impl Resolved {
     /// The signing key for `auth`'s scope, derived once per scope.
     fn signing_key(&self, auth: &Authorization) -> Arc<SigningKey> {
-        let scope = auth.key_scope();
         let mut kept = self.signing.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((s, k)) = kept.as_ref() {
-            if *s == scope {
-                return Arc::clone(k);
-            }
+        if let Some(k) = kept.as_ref().filter(|k| auth.is_scope_of(k)) {
+            return Arc::clone(k);
         }
         let key = Arc::new(auth.signing_key(&self.secret));
-        *kept = Some((scope, Arc::clone(&key)));
+        *kept = Some(Arc::clone(&key));
         key
+    }
+
+    /// Refuses temporary credentials past their expiry.
+    fn check_live(&self, now: i64) -> Result<(), Failure> {
+        match self.expiration {
+            Some(exp) if exp.as_secs() <= now => Err(Failure::ExpiredToken),
+            _ => Ok(()),
+        }
     }
 }
 
-/// An access key id and the session token it came with.
-type KeyId = (String, Option<String>);
-
-/// The access keys the endpoint has resolved (see the module docs).
+/// The access keys the endpoint has resolved (see the module docs), by access key id
+/// (an entry is used only with the session token it was resolved with).
 #[derive(Default)]
 pub struct Keys {
-    kept: Mutex<HashMap<KeyId, Arc<Resolved>>>,
+    kept: Mutex<HashMap<String, Arc<Resolved>>>,
 }
 
 impl Keys {
-    fn get(&self, id: &KeyId) -> Option<Arc<Resolved>> {
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        match kept.get(id) {
-            Some(r) if r.at.elapsed() < KEPT_FOR => Some(Arc::clone(r)),
-            Some(_) => {
-                kept.remove(id);
-                None
-            }
-            None => None,
-        }
+    fn get(&self, auth: &Authorization) -> Option<Arc<Resolved>> {
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.get(auth.access_key_id.as_str())
+            .filter(|r| r.session_token == auth.session_token && r.at.elapsed() < KEPT_FOR)
+            .map(Arc::clone)
     }
 
-    fn keep(&self, id: KeyId, resolved: Arc<Resolved>) {
+    fn keep(&self, resolved: &Arc<Resolved>) {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        if kept.len() >= MAX_KEPT && !kept.contains_key(&id) {
+        if kept.len() >= MAX_KEPT && !kept.contains_key(&resolved.access_key_id) {
             kept.retain(|_, r| r.at.elapsed() < KEPT_FOR);
             if kept.len() >= MAX_KEPT {
                 // Still full of live keys: start again (each costs one lookup).
                 kept.clear();
             }
         }
-        kept.insert(id, resolved);
+        kept.insert(resolved.access_key_id.clone(), Arc::clone(resolved));
     }
 
-    /// Drops `signer`'s key if `failure` says kmsd no longer accepts it.
-    pub fn forget_if_refused(&self, signer: &(String, Option<String>), failure: &Failure) {
-        if matches!(failure, Failure::UnrecognizedClient | Failure::ExpiredToken) {
-            self.forget(signer);
+    /// Drops `resolved` if it is still the entry kept for its key.
+    fn forget(&self, resolved: &Arc<Resolved>) {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        if kept
+            .get(&resolved.access_key_id)
+            .is_some_and(|r| Arc::ptr_eq(r, resolved))
+        {
+            kept.remove(&resolved.access_key_id);
         }
-    }
-
-    fn forget(&self, id: &KeyId) {
-        self.kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
     }
 }
 
 /// A request whose signature has been read and checked as far as it can be before its
 /// body: its key exists and is active, its time is in the window, its scope is right.
 pub struct Pending<'a> {
-    pub auth: Authorization,
+    auth: Authorization,
     resolved: Arc<Resolved>,
     /// Whether `resolved` was kept from an earlier request (not asked of kmsd now).
     kept: bool,
-    kmsd: &'a Arc<Kmsd>,
+    kmsd: &'a Kmsd,
     keys: &'a Keys,
 }
 
@@ -198,22 +345,18 @@ pub struct Origin {
     pub user_agent: Option<String>,
 }
 
-/// Asks kmsd for an access key's secret and principal.
-async fn resolve(kmsd: &Arc<Kmsd>, id: &KeyId, now: i64) -> Result<Arc<Resolved>, Failure> {
-    let (key, token) = id.clone();
+/// Asks kmsd for the secret and principal of `auth`'s access key.
+async fn resolve(kmsd: &Kmsd, auth: &Authorization) -> Result<Arc<Resolved>, Failure> {
     let r = kmsd
-        .with(move |c| c.resolve_access_key(&key, token.as_deref()))
+        .resolve_access_key(&auth.access_key_id, auth.session_token.as_deref())
         .await
         .map_err(kmsd_failure)?;
-    if let Some(exp) = r.expiration {
-        if exp.as_secs() <= now {
-            return Err(Failure::ExpiredToken);
-        }
-    }
     let secret = String::from_utf8(r.secret_access_key.to_vec())
         .map(Zeroizing::new)
         .map_err(|_| Failure::Internal("kmsd sent a secret that is not UTF-8".into()))?;
     Ok(Arc::new(Resolved {
+        access_key_id: auth.access_key_id.clone(),
+        session_token: auth.session_token.clone(),
         principal: r.principal_arn,
         secret,
         expiration: r.expiration,
@@ -225,7 +368,7 @@ async fn resolve(kmsd: &Arc<Kmsd>, id: &KeyId, now: i64) -> Result<Arc<Resolved>
 /// The first step: parse and check the signature, then find its key: kept, or
 /// resolved through kmsd.
 pub async fn begin<'a>(
-    kmsd: &'a Arc<Kmsd>,
+    kmsd: &'a Kmsd,
     keys: &'a Keys,
     parts: &RequestParts<'_>,
     now: i64,
@@ -234,14 +377,13 @@ pub async fn begin<'a>(
 ) -> Result<Pending<'a>, Failure> {
     let auth = sigv4::parse(parts)?;
     auth.check(now, service, regions)?;
-    let id = (auth.access_key_id.clone(), auth.session_token.clone());
-    let (resolved, kept) = match keys.get(&id) {
+    let (resolved, kept) = match keys.get(&auth) {
         Some(r) => (r, true),
-        None => (resolve(kmsd, &id, now).await?, false),
+        None => (resolve(kmsd, &auth).await?, false),
     };
-    if resolved.expiration.is_some_and(|exp| exp.as_secs() <= now) {
-        keys.forget(&id);
-        return Err(Failure::ExpiredToken);
+    if let Err(e) = resolved.check_live(now) {
+        keys.forget(&resolved);
+        return Err(e);
     }
     Ok(Pending {
         auth,
@@ -252,7 +394,7 @@ pub async fn begin<'a>(
     })
 }
 
-impl Pending<'_> {
+impl<'a> Pending<'a> {
     /// The second step, once the body is read: verify the signature over it; a key
     /// whose signature verifies is kept for the next request.
     pub async fn finish(
@@ -260,12 +402,8 @@ impl Pending<'_> {
         parts: &RequestParts<'_>,
         body: &[u8],
         origin: &Origin,
-    ) -> Result<Signer, Failure> {
+    ) -> Result<Verified<'a>, Failure> {
         let hash = sigv4::payload_hash(body);
-        let id = (
-            self.auth.access_key_id.clone(),
-            self.auth.session_token.clone(),
-        );
         let mut resolved = self.resolved;
         let mut fresh = !self.kept;
         let verified = self.auth.verify_with(
@@ -278,8 +416,9 @@ impl Pending<'_> {
             Ok(()) => {}
             Err(_) if self.kept => {
                 // The kept secret may be stale: kmsd's current one decides.
-                self.keys.forget(&id);
-                resolved = resolve(self.kmsd, &id, crate::endpoint::now_secs()).await?;
+                self.keys.forget(&resolved);
+                resolved = resolve(self.kmsd, &self.auth).await?;
+                resolved.check_live(crate::endpoint::now_secs())?;
                 fresh = true;
                 self.auth.verify_with(
                     parts,
@@ -291,14 +430,46 @@ impl Pending<'_> {
             Err(e) => return Err(e.into()),
         }
         if fresh {
-            self.keys.keep(id, Arc::clone(&resolved));
+            self.keys.keep(&resolved);
         }
-        Ok(Signer {
-            access_key_id: self.auth.access_key_id,
-            session_token: self.auth.session_token,
-            principal_arn: resolved.principal.clone(),
-            source_ip: origin.source_ip.clone(),
-            user_agent: origin.user_agent.clone(),
+        let Authorization {
+            access_key_id,
+            session_token,
+            ..
+        } = self.auth;
+        Ok(Verified {
+            signer: Signer {
+                access_key_id,
+                session_token,
+                principal_arn: resolved.principal.clone(),
+                source_ip: origin.source_ip.clone(),
+                user_agent: origin.user_agent.clone(),
+            },
+            resolved,
+            keys: self.keys,
         })
+    }
+}
+
+/// A request whose signature verified: who signed it, ready to be called for.
+pub struct Verified<'a> {
+    signer: Signer,
+    resolved: Arc<Resolved>,
+    keys: &'a Keys,
+}
+
+impl Verified<'_> {
+    /// Makes the request's call for its signer. A refusal that says kmsd no longer
+    /// accepts the signer's key (deleted, deactivated, expired) drops it from the kept
+    /// keys, so the next request asks kmsd again.
+    pub async fn call<T, F>(self, call: impl FnOnce(Signer) -> F) -> Result<T, Failure>
+    where
+        F: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let out = call(self.signer).await;
+        if let Err(Failure::UnrecognizedClient | Failure::ExpiredToken) = &out {
+            self.keys.forget(&self.resolved);
+        }
+        out
     }
 }

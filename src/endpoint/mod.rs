@@ -62,9 +62,12 @@ pub struct Endpoint {
     pub region: String,
 }
 
-/// A fresh request id (`x-amzn-RequestId`).
+/// A fresh request id (`x-amzn-RequestId`): a version 4 UUID from the thread's
+/// generator (`Uuid::new_v4` asks the kernel for every one: a system call a request).
 pub fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 /// Seconds since the epoch.

@@ -140,7 +140,10 @@ pub fn uri_encode(bytes: &[u8], keep_slash: bool) -> String {
         if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) || (keep_slash && c == b'/') {
             out.push(char::from(c));
         } else {
-            out.push_str(&format!("%{c:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(char::from(HEX[usize::from(c >> 4)]));
+            out.push(char::from(HEX[usize::from(c & 15)]));
         }
     }
     out
@@ -501,48 +504,71 @@ impl Authorization {
         let mut out = String::with_capacity(256);
         out.push_str(req.method);
         out.push('\n');
-        out.push_str(&canonical_path(req.path, rules));
+        if req.path.is_empty() || req.path == "/" {
+            // The common case (every JSON and Query request): nothing to normalize.
+            out.push('/');
+        } else {
+            out.push_str(&canonical_path(req.path, rules));
+        }
         out.push('\n');
-        out.push_str(&canonical_query(req.query, &self.location));
+        if !req.query.is_empty() {
+            out.push_str(&canonical_query(req.query, &self.location));
+        }
         out.push('\n');
         for name in &self.signed_headers {
             out.push_str(name);
             out.push(':');
-            let values: Vec<String> = req
-                .header_values(name)
-                .map(|v| canonical_header_value(&String::from_utf8_lossy(v)))
-                .collect();
-            out.push_str(&values.join(","));
+            for (i, v) in req.header_values(name).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_canonical_header_value(&mut out, &String::from_utf8_lossy(v));
+            }
             out.push('\n');
         }
         out.push('\n');
-        out.push_str(&self.signed_headers.join(";"));
+        for (i, name) in self.signed_headers.iter().enumerate() {
+            if i > 0 {
+                out.push(';');
+            }
+            out.push_str(name);
+        }
         out.push('\n');
         out.push_str(payload_hash);
         out
     }
 
-    fn scope(&self) -> String {
-        format!(
-            "{}/{}/{}/aws4_request",
-            self.scope_date, self.region, self.service
-        )
-    }
-
     /// The string to sign (step 2).
     pub fn string_to_sign(&self, canonical_request: &str) -> String {
-        format!(
-            "{ALGORITHM}\n{}\n{}\n{}",
-            self.amz_date,
-            self.scope(),
-            hex::encode(Sha256::digest(canonical_request.as_bytes()))
-        )
+        let digest = hex::encode(Sha256::digest(canonical_request.as_bytes()));
+        let mut out = String::with_capacity(160);
+        for part in [
+            ALGORITHM,
+            "\n",
+            &self.amz_date,
+            "\n",
+            &self.scope_date,
+            "/",
+            &self.region,
+            "/",
+            &self.service,
+            "/aws4_request\n",
+            &digest,
+        ] {
+            out.push_str(part);
+        }
+        out
     }
 
     /// The signing key `secret` derives for this signature's scope (date, region,
     /// service): the same for every request of that scope, so a caller may keep it.
     pub fn signing_key(&self, secret: &str) -> SigningKey {
         SigningKey::derive(secret, &self.scope_date, &self.region, &self.service)
+    }
+
+    /// Whether `key` was derived for this signature's scope.
+    pub fn is_scope_of(&self, key: &SigningKey) -> bool {
+        key.date == self.scope_date && key.region == self.region && key.service == self.service
     }
 
     /// Verifies the signature over the request and its payload hash.
@@ -575,17 +601,17 @@ impl Authorization {
             ))
         }
     }
-
-    /// The scope a signing key is derived for: `date/region/service`.
-    pub fn key_scope(&self) -> String {
-        format!("{}/{}/{}", self.scope_date, self.region, self.service)
-    }
 }
 
 /// A SigV4 signing key: `HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region),
 /// service), "aws4_request")` (wiped on drop; the HMAC state is made per use, so
-/// nothing derived from the secret outlives it).
-pub struct SigningKey(zeroize::Zeroizing<[u8; 32]>);
+/// nothing derived from the secret outlives it), and the scope it is for.
+pub struct SigningKey {
+    key: zeroize::Zeroizing<[u8; 32]>,
+    date: String,
+    region: String,
+    service: String,
+}
 
 impl SigningKey {
     pub fn derive(secret: &str, date: &str, region: &str, service: &str) -> SigningKey {
@@ -600,12 +626,17 @@ impl SigningKey {
         let k_region = mac(&k_date[..], region.as_bytes());
         let k_service = mac(&k_region[..], service.as_bytes());
         let k_signing = mac(&k_service[..], b"aws4_request");
-        SigningKey(k_signing)
+        SigningKey {
+            key: k_signing,
+            date: date.to_string(),
+            region: region.to_string(),
+            service: service.to_string(),
+        }
     }
 
     /// The signature over `string_to_sign`, as lowercase hex.
     pub fn sign(&self, string_to_sign: &str) -> String {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0[..]);
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.key[..]);
         hex::encode(hmac::sign(&key, string_to_sign.as_bytes()))
     }
 }
@@ -688,9 +719,14 @@ fn canonical_query(query: &str, location: &Location) -> String {
         .join("&")
 }
 
-/// Trims a header value and collapses inner runs of whitespace to one space.
-fn canonical_header_value(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
+/// Appends a header value trimmed, inner runs of whitespace collapsed to one space.
+fn push_canonical_header_value(out: &mut String, v: &str) {
+    for (i, word) in v.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
 #[cfg(test)]

@@ -62,23 +62,21 @@ async fn serve(
     )
     .await?;
     let body = read_body(headers, body, MAX_BODY).await?;
-    let signer = pending.finish(rp, &body, origin).await?;
-    let key = (signer.access_key_id.clone(), signer.session_token.clone());
+    let verified = pending.finish(rp, &body, origin).await?;
     let request = Request::from_aws_json_of(service.api_service(), operation, &body).map_err(
         |e| match e.code {
             ErrorCode::UnknownOperationException => Failure::UnknownOperation(e.message),
             _ => Failure::Service(e),
         },
     )?;
-    let response = ep
-        .kmsd
-        .with(move |c| c.call_signed(request, signer))
-        .await
-        .map_err(|e| {
-            let f = kmsd_failure(e);
-            ep.keys.forget_if_refused(&key, &f);
-            f
-        })?;
+    let response = verified
+        .call(|signer| async {
+            ep.kmsd
+                .call_signed(request, signer)
+                .await
+                .map_err(kmsd_failure)
+        })
+        .await?;
     response
         .to_aws_json()
         .map_err(|e| Failure::Internal(format!("cannot encode the response: {}", e.message)))

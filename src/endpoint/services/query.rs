@@ -156,12 +156,7 @@ async fn serve(
     )
     .await?;
     let body = read_body(headers, body, MAX_BODY).await?;
-    let signer = pending.finish(rp, &body, origin).await?;
-    let key = (signer.access_key_id.clone(), signer.session_token.clone());
-    let refused = |f: Failure| {
-        ep.keys.forget_if_refused(&key, &f);
-        f
-    };
+    let verified = pending.finish(rp, &body, origin).await?;
     params.extend(query::parse_form(&body).map_err(|e| Failure::Malformed(e.to_string()))?);
     let timestamps = match svc.dialect() {
         Dialect::Query => TimestampRepr::EpochSeconds,
@@ -181,14 +176,16 @@ async fn serve(
         })?;
     let Some(api) = svc.api_service() else {
         let decoded_at = Instant::now();
-        let value = super::ec2::call(
-            ep.ec2_socket.clone(),
-            &decoded.action,
-            decoded.input,
-            signer,
-        )
-        .await
-        .map_err(refused)?;
+        let value = verified
+            .call(|signer| {
+                super::ec2::call(
+                    ep.ec2_socket.clone(),
+                    &decoded.action,
+                    decoded.input,
+                    signer,
+                )
+            })
+            .await?;
         let called_at = Instant::now();
         let xml = query::encode(model, svc.dialect(), &decoded.action, &value, rid)
             .map_err(|e| Failure::Internal(format!("cannot encode the response: {e}")))?;
@@ -215,11 +212,14 @@ async fn serve(
             )),
             _ => Failure::Service(e),
         })?;
-    let response = ep
-        .kmsd
-        .with(move |c| c.call_signed(request, signer))
-        .await
-        .map_err(|e| refused(kmsd_failure(e)))?;
+    let response = verified
+        .call(|signer| async {
+            ep.kmsd
+                .call_signed(request, signer)
+                .await
+                .map_err(kmsd_failure)
+        })
+        .await?;
     let json = response
         .to_aws_json()
         .map_err(|e| Failure::Internal(format!("cannot encode the response: {}", e.message)))?;
