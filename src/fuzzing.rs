@@ -9,6 +9,9 @@
 //! and thousands of mutations in plain `cargo test` (docs/SECURITY.md, "Fuzzing"). kmsd's
 //! parsers have theirs in `kmsd/src/testing/fuzzing.rs`.
 
+// A fuzz entry's expect() states the invariant it checks: its panic is the finding.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Cursor;
 use std::path::Path;
 

@@ -5,6 +5,10 @@
 //! instances), `s3/` (the object store), `supervise/` (starting, stopping and sweeping
 //! one HOME's daemons), `cli/` (one module per AWS service: parses, calls, prints).
 
+// Nothing read from a user, a file, a socket or the environment may panic
+// (docs/SECURITY.md): outside tests, an unwrap() or expect() fails clippy.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod boot;
 pub mod cli;
 pub mod ec2;

@@ -15,6 +15,10 @@
 //! go through [`testing`], compiled only with the cargo feature `testing` (a
 //! dev-dependency of kmsd's and atrest's tests and of kmsd/fuzz).
 
+// Nothing read from a user, a file, a socket or the environment may panic
+// (docs/SECURITY.md): outside tests, an unwrap() or expect() fails clippy.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod api;
 pub(crate) mod blob;
 pub mod client;

@@ -13,6 +13,10 @@
 //! kmsd or atrest. `atrest`'s volume image, snapshot store and FUSE mount use this crate
 //! for their file helpers and never import kmsd.
 
+// Nothing read from a user, a file, a socket or the environment may panic
+// (docs/SECURITY.md): outside tests, an unwrap() or expect() fails clippy.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod awstime;
 pub mod daemon;
 pub mod durable;

@@ -5,6 +5,10 @@
 //!
 //! Prints `READY <path-of-served-file>` on stdout once the file can be opened.
 
+// Nothing read from a user, a file, a socket or the environment may panic
+// (docs/SECURITY.md): outside tests, an unwrap() or expect() fails clippy.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;

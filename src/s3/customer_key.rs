@@ -11,9 +11,8 @@
 //! accepted only over TLS or on loopback (`http/call.rs`, [`Transport`]).
 
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
 use md5::Digest as _;
-use sha2::Sha256;
+use ring::hmac;
 
 use super::sse::DataKey;
 
@@ -128,21 +127,23 @@ impl CustomerKey {
     }
 
     /// A fresh salt and the key's fingerprint under it, for a new object.
-    pub fn fingerprint(&self) -> ([u8; SALT_LEN], [u8; 32]) {
+    pub fn fingerprint(&self) -> ([u8; SALT_LEN], Vec<u8>) {
         let salt: [u8; SALT_LEN] = rand::random();
-        let tag = self.mac(&salt).finalize().into_bytes().into();
-        (salt, tag)
+        let tag = hmac::sign(&Self::mac_key(&salt), self.key.as_bytes());
+        (salt, tag.as_ref().to_vec())
     }
 
-    /// Whether this is the key an object's fingerprint was made from (constant time).
+    /// Whether this is the key an object's fingerprint was made from (constant time). The
+    /// salt and fingerprint come from the object's sidecar, so any length is taken: one
+    /// that is not an HMAC-SHA256 tag simply does not match.
     pub fn matches(&self, salt: &[u8], fingerprint: &[u8]) -> bool {
-        self.mac(salt).verify_slice(fingerprint).is_ok()
+        hmac::verify(&Self::mac_key(salt), self.key.as_bytes(), fingerprint).is_ok()
     }
 
-    fn mac(&self, salt: &[u8]) -> Hmac<Sha256> {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(salt).expect("HMAC takes any key length");
-        m.update(self.key.as_bytes());
-        m
+    /// The HMAC-SHA256 key made from a salt: `ring` takes a key of any length without a
+    /// fallible step, so a salt read from disk cannot make this panic.
+    fn mac_key(salt: &[u8]) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, salt)
     }
 }
 
@@ -221,7 +222,11 @@ mod tests {
         assert!(!key(2).matches(&salt, &fp));
         // Salted: the same key gives another fingerprint each time.
         let (salt2, fp2) = key(1).fingerprint();
-        assert_ne!((salt, fp), (salt2, fp2));
+        assert_ne!((salt, &fp), (salt2, &fp2));
         assert!(!key(1).matches(&salt2, &fp));
+        // Whatever a sidecar holds, a wrong length or an empty salt is a mismatch, not a panic.
+        assert!(!key(1).matches(&salt, &fp[..31]));
+        assert!(!key(1).matches(&[], &fp));
+        assert!(!key(1).matches(&[0; 200], &[]));
     }
 }

@@ -434,7 +434,7 @@ impl Store {
                 let (salt, key_hmac) = ck.fingerprint();
                 let protection = KeyProtection::CustomerKey {
                     salt: salt.to_vec(),
-                    key_hmac: key_hmac.to_vec(),
+                    key_hmac,
                     wrapped_key,
                 };
                 (dek, protection)

@@ -25,6 +25,10 @@
 //! issue's targets are judged on unnamed targets only). scripts/bench-kmsd.sh starts
 //! the kmsds and runs this.
 
+// Nothing read from a user, a file, a socket or the environment may panic
+// (docs/SECURITY.md): outside tests, an unwrap() or expect() fails clippy.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::FileExt;

@@ -11,6 +11,9 @@
 //! Part of [`crate::testing`] (the cargo feature `testing`): it reaches into internals so
 //! that the fuzz crates need nothing else of kmsd to be public.
 
+// A fuzz entry's expect() states the invariant it checks: its panic is the finding.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Cursor;
 use std::path::Path;
 

@@ -169,14 +169,16 @@ fn helper_main(me: &Helper) {
         let job = {
             let mut slot = lock(&me.slot);
             loop {
-                if let Slot::Offered(_) = &*slot {
-                    let Slot::Offered(job) = std::mem::replace(&mut *slot, Slot::Busy) else {
-                        unreachable!("matched just above");
-                    };
-                    // Counted inside before the slot lock is released: a caller that then
-                    // finds this slot Busy knows to wait for us.
-                    *lock(&job.inside) += 1;
-                    break job;
+                // Taken out and put back unless it is an offer, all under the slot lock, so
+                // no one sees the Busy placeholder of a slot that was not offered.
+                match std::mem::replace(&mut *slot, Slot::Busy) {
+                    Slot::Offered(job) => {
+                        // Counted inside before the slot lock is released: a caller that
+                        // then finds this slot Busy knows to wait for us.
+                        *lock(&job.inside) += 1;
+                        break job;
+                    }
+                    other => *slot = other,
                 }
                 slot = me.wake.wait(slot).unwrap_or_else(|e| e.into_inner());
             }
@@ -276,6 +278,8 @@ pub(super) fn run(pieces: usize, work: &(dyn Fn(usize) + Sync)) {
     // SAFETY: `work` is alive for this whole call.
     unsafe { job.work_through() };
     drop(finish);
+    // Not input-driven: a piece panics only on a bug, and the caller's own thread would have
+    // panicked the same way had it run that piece itself.
     if job.panicked.load(Ordering::Relaxed) {
         panic!("an XTS sector piece panicked on a helper thread");
     }
