@@ -55,7 +55,7 @@ pub struct Peer {
 /// The peer as itself, claims ignored: who a refused admission is recorded as.
 pub fn peer_caller(dir: &Directory, peer: &Peer) -> Caller {
     let ident = dir.identity(peer.uid, &peer.user);
-    let principal = super::directory::parse_principal(&ident.principal).unwrap_or_else(|_| {
+    let principal = ident.parsed_principal().unwrap_or_else(|_| {
         // The config validates principal templates; a user name that makes an
         // invalid ARN still gets an identity that no policy names.
         crate::policy::Principal {

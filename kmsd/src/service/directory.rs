@@ -68,6 +68,18 @@ pub struct Identity {
     pub services: Vec<String>,
     /// IAM policies of `principal` (its configured IAM entity plus `[[uids]] policies`).
     pub policies: Policies,
+    /// `principal` parsed (or why it does not parse), once per identity rather than
+    /// on every request: parsing is a pure function of the string, so this is exactly
+    /// what [`parse_principal`] would return now. Identities live until the next
+    /// reload, which builds a new directory; policies are not part of it.
+    parsed: Result<Principal, KmsError>,
+}
+
+impl Identity {
+    /// [`parse_principal`] of `principal`, without parsing it again.
+    pub fn parsed_principal(&self) -> Result<Principal, KmsError> {
+        self.parsed.clone()
+    }
 }
 
 /// Who a request is evaluated as, once the peer's claims are admitted.
@@ -248,9 +260,11 @@ impl Directory {
         if let Some(((_, own), _)) = rule {
             policies.extend(own.iter().cloned());
         }
+        let parsed = parse_principal(&principal);
         Identity {
             uid,
             user: user.to_string(),
+            parsed,
             principal,
             account,
             may_act_as: rule.map(|(_, u)| u.may_act_as.clone()).unwrap_or_default(),
@@ -307,7 +321,7 @@ impl Directory {
         act_as: Option<&str>,
     ) -> Result<Resolved, KmsError> {
         let Some(arn) = act_as.filter(|a| *a != ident.principal) else {
-            let principal = parse_principal(&ident.principal)?;
+            let principal = ident.parsed_principal()?;
             return Ok(Resolved {
                 principal,
                 policies: Arc::clone(&ident.policies),
