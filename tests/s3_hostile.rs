@@ -212,6 +212,47 @@ fn unsigned_and_badly_signed_requests_are_answered_from_their_headers() {
 
 /// The attack: 1,000 unsigned 16 MiB XML bodies. The log grows by less than 1 MiB
 /// and never shows the body; the endpoint stops each upload at its headers.
+/// While kmsd is down, a signed request cannot be authenticated: S3 answers a retryable 503
+/// `ServiceUnavailable`, never `InvalidAccessKeyId` (which tells the client its
+/// credentials are wrong, and which no SDK retries); once kmsd is back, the same key works.
+#[test]
+fn a_signed_request_while_kmsd_is_down_is_a_retryable_503() {
+    let mut lab = Lab::start();
+    lab.ok(&["s3api", "create-bucket", "--bucket", "hostile"]);
+    let (id, secret) = lab.access_key();
+    let list = |lab: &Lab| {
+        // Not aws_client: it asks kmsd for the key (`atrest env`).
+        let mut c = std::process::Command::new(venv_bin("aws"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("AWS_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("HOME", lab.home.path().join("client-home"))
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", &id)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .args(["--endpoint-url", &lab.url(""), "s3api", "list-objects-v2"])
+            .args(["--bucket", "hostile"]);
+        c.output().expect("run the venv's aws")
+    };
+    lab.crash_kmsd();
+    let down = list(&lab);
+    let err = String::from_utf8_lossy(&down.stderr);
+    assert!(!down.status.success(), "listed with kmsd down");
+    assert!(err.contains("(ServiceUnavailable)"), "aws said: {err}");
+    assert!(!err.contains("InvalidAccessKeyId"), "aws said: {err}");
+    lab.start_kmsd();
+    let up = list(&lab);
+    assert!(
+        up.status.success(),
+        "kmsd back, the key still refused: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+}
+
 #[test]
 fn a_thousand_unsigned_16_mib_requests_leave_the_log_small() {
     let lab = Lab::start();

@@ -63,18 +63,27 @@ pub fn own_access_key(
     })
 }
 
+/// The key service could not be asked (kmsd down or restarting). Not an answer about the
+/// key: S3 callers get a retryable 503 `ServiceUnavailable`, never `InvalidAccessKeyId`,
+/// which tells a client its credentials are wrong and is not retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the key service cannot be reached")]
+pub struct KeysUnavailable;
+
 /// Where the keyring finds a key: blocking, called once or twice per signed request.
 pub trait KeySource: Send + Sync {
-    /// The key with this id, if it exists and is active.
-    fn lookup(&self, access_key_id: &str) -> Option<AccessKey>;
+    /// The key with this id: `Ok(None)` if it does not exist or is not active, `Err` if
+    /// the key service cannot answer.
+    fn lookup(&self, access_key_id: &str) -> Result<Option<AccessKey>, KeysUnavailable>;
 }
 
 /// A fixed set of keys (in-process tests of the object service).
 impl KeySource for Vec<AccessKey> {
-    fn lookup(&self, access_key_id: &str) -> Option<AccessKey> {
-        self.iter()
+    fn lookup(&self, access_key_id: &str) -> Result<Option<AccessKey>, KeysUnavailable> {
+        Ok(self
+            .iter()
             .find(|k| k.access_key_id == access_key_id)
-            .cloned()
+            .cloned())
     }
 }
 
@@ -95,7 +104,7 @@ impl Keyring {
     }
 
     /// The key pair for an access key id, if it authenticates.
-    pub fn lookup(&self, access_key_id: &str) -> Option<AccessKey> {
+    pub fn lookup(&self, access_key_id: &str) -> Result<Option<AccessKey>, KeysUnavailable> {
         self.source.lookup(access_key_id)
     }
 }
@@ -105,16 +114,17 @@ impl s3s::auth::S3Auth for Keyring {
     async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
         let source = Arc::clone(&self.source);
         let id = access_key.to_string();
-        let found = tokio::task::spawn_blocking(move || source.lookup(&id))
-            .await
-            .ok()
-            .flatten();
-        match found {
-            Some(k) => Ok(s3s::auth::SecretKey::from(k.secret_access_key)),
-            None => Err(s3s::s3_error!(
+        match tokio::task::spawn_blocking(move || source.lookup(&id)).await {
+            Ok(Ok(Some(k))) => Ok(s3s::auth::SecretKey::from(k.secret_access_key)),
+            Ok(Ok(None)) => Err(s3s::s3_error!(
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records."
             )),
+            Ok(Err(KeysUnavailable)) => Err(s3s::s3_error!(
+                ServiceUnavailable,
+                "Service is unable to handle request."
+            )),
+            Err(e) => Err(s3s::s3_error!(e, InternalError)),
         }
     }
 }
@@ -261,8 +271,36 @@ mod tests {
             principal: "arn:aws:iam::111122223333:user/alice".into(),
         };
         let ring = Keyring::fixed(vec![k.clone()]);
-        assert_eq!(ring.lookup("AKIAIOSFODNN7EXAMPLE"), Some(k.clone()));
-        assert!(ring.lookup("AKIANOTAKEY").is_none());
+        assert_eq!(ring.lookup("AKIAIOSFODNN7EXAMPLE"), Ok(Some(k.clone())));
+        assert_eq!(ring.lookup("AKIANOTAKEY"), Ok(None));
         assert!(!format!("{k:?}").contains(&k.secret_access_key));
+    }
+
+    /// A key service that cannot be reached (kmsd restarting).
+    struct Down;
+
+    impl KeySource for Down {
+        fn lookup(&self, _: &str) -> Result<Option<AccessKey>, KeysUnavailable> {
+            Err(KeysUnavailable)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_key_service_is_a_retryable_503_not_an_unknown_key() {
+        use s3s::auth::S3Auth;
+        let down = Keyring::new(Arc::new(Down));
+        let Err(e) = down.get_secret_key("AKIAIOSFODNN7EXAMPLE").await else {
+            panic!("a key service that cannot answer authenticated a key");
+        };
+        assert_eq!(*e.code(), s3s::S3ErrorCode::ServiceUnavailable);
+        assert_eq!(
+            e.status_code(),
+            Some(hyper::StatusCode::SERVICE_UNAVAILABLE)
+        );
+        let none = Keyring::fixed(Vec::new());
+        let Err(e) = none.get_secret_key("AKIANOTAKEY").await else {
+            panic!("an unknown key authenticated");
+        };
+        assert_eq!(*e.code(), s3s::S3ErrorCode::InvalidAccessKeyId);
     }
 }

@@ -181,6 +181,14 @@ impl Lab {
         s
     }
 
+    /// kill -9 of kmsd (the key service goes away under the endpoint).
+    pub fn crash_kmsd(&mut self) {
+        if let Some(mut c) = self.kmsd.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// kill -9 of the object endpoint (a crash).
     pub fn crash_s3(&mut self) {
         if let Some(mut c) = self.s3.take() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::endpoint::credentials::Kmsd;
 use crate::endpoint::{Body, Endpoint};
-use crate::s3::auth::{AccessKey, KeySource, Keyring};
+use crate::s3::auth::{AccessKey, KeySource, Keyring, KeysUnavailable};
 use crate::s3::kms::KmsdDataKeys;
 use crate::s3::store::{Store, StoreError};
 
@@ -14,21 +14,27 @@ use crate::s3::store::{Store, StoreError};
 pub struct KmsdKeys(pub Arc<Kmsd>);
 
 impl KeySource for KmsdKeys {
-    fn lookup(&self, access_key_id: &str) -> Option<AccessKey> {
-        let r = self
+    fn lookup(&self, access_key_id: &str) -> Result<Option<AccessKey>, KeysUnavailable> {
+        let r = match self
             .0
             .blocking(|c| c.resolve_access_key(access_key_id, None))
-            .map_err(|e| {
-                if e.kms().is_none() {
-                    tracing::error!(error = %e, "kmsd cannot resolve access keys");
-                }
-            })
-            .ok()?;
-        Some(AccessKey {
+        {
+            Ok(r) => r,
+            // kmsd answered: the key does not exist or is not active.
+            Err(e) if e.kms().is_some() => return Ok(None),
+            Err(e) => {
+                tracing::error!(error = %e, "kmsd cannot resolve access keys");
+                return Err(KeysUnavailable);
+            }
+        };
+        let Ok(secret_access_key) = String::from_utf8(r.secret_access_key.to_vec()) else {
+            return Ok(None);
+        };
+        Ok(Some(AccessKey {
             access_key_id: r.access_key_id,
-            secret_access_key: String::from_utf8(r.secret_access_key.to_vec()).ok()?,
+            secret_access_key,
             principal: r.principal_arn,
-        })
+        }))
     }
 }
 

@@ -54,7 +54,7 @@ pub fn caller<T>(keyring: &Keyring, req: &S3Request<T>) -> Result<Caller, ApiErr
         return match &pre.access_key {
             None => Ok(Caller::Anonymous),
             Some(id) => {
-                let key = keyring.lookup(id).ok_or(access::Denial::AccessDenied)?;
+                let key = keyring.lookup(id)?.ok_or(access::Denial::AccessDenied)?;
                 Ok(Caller::signed(&key.principal, pre.sig))
             }
         };
@@ -63,7 +63,7 @@ pub fn caller<T>(keyring: &Keyring, req: &S3Request<T>) -> Result<Caller, ApiErr
         return Ok(Caller::Anonymous);
     };
     let key = keyring
-        .lookup(&creds.access_key)
+        .lookup(&creds.access_key)?
         .ok_or(access::Denial::AccessDenied)?;
     check_presigned_expiry(req.uri.query())?;
     Ok(Caller::signed(

@@ -8,6 +8,7 @@
 use s3s::{S3Error, S3ErrorCode};
 
 use super::super::access::Denial;
+use super::super::auth::KeysUnavailable;
 use super::super::kms::KmsFailure;
 use super::super::store::StoreError;
 
@@ -35,6 +36,16 @@ pub enum ApiError {
     /// A blocking worker task panicked or was cancelled.
     #[error("worker task failed: {0}")]
     Worker(#[from] tokio::task::JoinError),
+}
+
+impl From<KeysUnavailable> for ApiError {
+    fn from(_: KeysUnavailable) -> Self {
+        ApiError::Refused {
+            code: "ServiceUnavailable",
+            status: 503,
+            message: "Service is unable to handle request.".into(),
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {
