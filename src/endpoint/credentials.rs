@@ -70,15 +70,7 @@ impl Conn {
     async fn open(path: &Path) -> Result<Conn, ClientError> {
         let stream = tokio::net::UnixStream::connect(path)
             .await
-            .map_err(|source| ClientError::Unreachable {
-                path: path.to_path_buf(),
-                home: path
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .unwrap_or(Path::new("."))
-                    .to_path_buf(),
-                source,
-            })?;
+            .map_err(|source| ClientError::unreachable(path, source))?;
         Ok(Conn {
             stream: tokio::io::BufReader::with_capacity(16 * 1024, stream),
             buf: Vec::with_capacity(1024),
@@ -471,5 +463,16 @@ impl Verified<'_> {
             self.keys.forget(&self.resolved);
         }
         out
+    }
+
+    /// [`call`](Self::call) for a KMS-protocol request (KMS, STS, IAM, CloudTrail): kmsd
+    /// answers it for the signer.
+    pub async fn call_kmsd(self, kmsd: &Kmsd, request: Request) -> Result<Response, Failure> {
+        self.call(|signer| async {
+            kmsd.call_signed(request, signer)
+                .await
+                .map_err(kmsd_failure)
+        })
+        .await
     }
 }

@@ -46,6 +46,22 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// kmsd's socket at `path` refused the connection or is missing; the message names the
+    /// home to start kmsd on.
+    pub fn unreachable(path: &Path, source: std::io::Error) -> ClientError {
+        ClientError::Unreachable {
+            path: path.to_path_buf(),
+            home: path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl ClientError {
     /// The AWS error, if kmsd sent one.
     pub fn kms(&self) -> Option<&KmsError> {
         match self {
@@ -68,15 +84,8 @@ struct Conn {
 impl Conn {
     /// Connects; with `timeout`, every read and write on the connection is bounded by it.
     fn open(path: &Path, timeout: Option<std::time::Duration>) -> Result<Conn, ClientError> {
-        let stream = UnixStream::connect(path).map_err(|source| ClientError::Unreachable {
-            path: path.to_path_buf(),
-            home: path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf(),
-            source,
-        })?;
+        let stream =
+            UnixStream::connect(path).map_err(|source| ClientError::unreachable(path, source))?;
         let transport = |e: std::io::Error| ClientError::Transport(e.to_string());
         if timeout.is_some() {
             // One socket underneath: the clone shares these options.

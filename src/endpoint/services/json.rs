@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use kmsd::api::Request;
 use kmsd::protocol::ErrorCode;
 
-use crate::endpoint::credentials::{self, kmsd_failure, Origin};
+use crate::endpoint::credentials::{self, Origin};
 use crate::endpoint::protocol::{json, Failure};
 use crate::endpoint::route::JsonService;
 use crate::endpoint::sigv4::RequestParts;
@@ -69,14 +69,7 @@ async fn serve(
             _ => Failure::Service(e),
         },
     )?;
-    let response = verified
-        .call(|signer| async {
-            ep.kmsd
-                .call_signed(request, signer)
-                .await
-                .map_err(kmsd_failure)
-        })
-        .await?;
+    let response = verified.call_kmsd(&ep.kmsd, request).await?;
     response
         .to_aws_json()
         .map_err(|e| Failure::Internal(format!("cannot encode the response: {}", e.message)))

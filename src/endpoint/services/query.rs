@@ -23,7 +23,7 @@ use kmsd::api::Request;
 use kmsd::protocol::ErrorCode;
 use serde_json::Value;
 
-use crate::endpoint::credentials::{self, kmsd_failure, Origin};
+use crate::endpoint::credentials::{self, Origin};
 use crate::endpoint::protocol::model::{self, Model};
 use crate::endpoint::protocol::query::{self, Dialect, TimestampRepr};
 use crate::endpoint::protocol::{ec2query, Failure, Rendered};
@@ -212,14 +212,7 @@ async fn serve(
             )),
             _ => Failure::Service(e),
         })?;
-    let response = verified
-        .call(|signer| async {
-            ep.kmsd
-                .call_signed(request, signer)
-                .await
-                .map_err(kmsd_failure)
-        })
-        .await?;
+    let response = verified.call_kmsd(&ep.kmsd, request).await?;
     let json = response
         .to_aws_json()
         .map_err(|e| Failure::Internal(format!("cannot encode the response: {}", e.message)))?;
