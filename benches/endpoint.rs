@@ -110,6 +110,20 @@ impl Tally {
     }
 }
 
+/// Releases the waiting client tasks at once, then adds up and prints their tallies.
+async fn gather(start: &tokio::sync::Barrier, tasks: Vec<tokio::task::JoinHandle<Tally>>) {
+    start.wait().await;
+    let t0 = Instant::now();
+    let mut all = Tally::default();
+    for task in tasks {
+        match task.await {
+            Ok(t) => all.add(t),
+            Err(e) => all.failed(e),
+        }
+    }
+    all.print(t0.elapsed().as_secs_f64());
+}
+
 fn micros(t0: Instant) -> u32 {
     u32::try_from(t0.elapsed().as_micros()).unwrap_or(u32::MAX)
 }
@@ -176,16 +190,7 @@ fn sdk(url: &str, id: &str, secret: &str, region: &str, clients: usize, seconds:
                 })
             })
             .collect();
-        start.wait().await;
-        let t0 = Instant::now();
-        let mut all = Tally::default();
-        for task in tasks {
-            match task.await {
-                Ok(t) => all.add(t),
-                Err(e) => all.failed(e),
-            }
-        }
-        all.print(t0.elapsed().as_secs_f64());
+        gather(&start, tasks).await;
     });
 }
 
@@ -390,16 +395,7 @@ fn lean(url: &str, id: &str, secret: &str, region: &str, clients: usize, seconds
                 })
             })
             .collect();
-        start.wait().await;
-        let t0 = Instant::now();
-        let mut all = Tally::default();
-        for task in tasks {
-            match task.await {
-                Ok(t) => all.add(t),
-                Err(e) => all.failed(e),
-            }
-        }
-        all.print(t0.elapsed().as_secs_f64());
+        gather(&start, tasks).await;
     });
 }
 
