@@ -407,3 +407,74 @@ fn kill_9_during_an_incremental_snapshot_leaves_the_record_for_the_next_one() {
     }
     lab.stop_daemon();
 }
+
+fn manifest(lab: &Lab, snapshot_id: &str) -> serde_json::Value {
+    let p = lab
+        .path()
+        .join(format!("snapshots/manifests/{snapshot_id}.json"));
+    serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+}
+
+/// As EBS: a volume created from a snapshot (lazily, in the volume service) starts as that
+/// snapshot, so its first snapshot stores only the chunks written since, not the volume;
+/// and that snapshot restores to the written volume byte for byte.
+#[test]
+fn a_restored_volume_s_first_snapshot_stores_only_what_was_written() {
+    const MIB: u64 = 1 << 20;
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let vol = lab.new_volume(&["--size", "1"]);
+    let random = |len: u64, seed: u64| {
+        use rand::{RngCore, SeedableRng};
+        let mut v = vec![0u8; len as usize];
+        rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut v);
+        v
+    };
+    let data = random(64 * MIB, 1);
+    write(&lab, &vol, 0, &data);
+    let source = snapshot(&lab, &vol, "source");
+    assert_eq!(manifest(&lab, &source)["new_bytes"], 64 * MIB);
+
+    let restored = lab.new_volume(&["--snapshot-id", &source]);
+    lab.until_restored(&restored);
+    // 1% of the volume's 1024 chunks, in the snapshot's data and past it.
+    let img = lab.open_tracked(&restored);
+    for i in 0..10u64 {
+        img.write_at(&random(4096, 100 + i), i * 100 * MIB + 12345)
+            .unwrap();
+    }
+    img.sync_data().unwrap();
+    drop(img);
+    let first = snapshot(&lab, &restored, "first of the restored volume");
+    assert_eq!(
+        incremental_from(&lab, &first).as_deref(),
+        Some(source.as_str())
+    );
+    let m = manifest(&lab, &first);
+    assert_eq!(
+        m["new_bytes"],
+        10 * MIB,
+        "stores the 10 written chunks only"
+    );
+    let present = m["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| !c.is_null())
+        .count();
+    assert_eq!(
+        present,
+        64 + 9,
+        "the snapshot's chunks and the written ones"
+    );
+
+    let again = lab.new_volume(&["--snapshot-id", &first]);
+    lab.until_restored(&again);
+    for off in (0..1u64 << 30).step_by(64 << 20) {
+        assert!(
+            read(&lab, &again, off, 64 << 20) == read(&lab, &restored, off, 64 << 20),
+            "at {off}"
+        );
+    }
+    lab.stop_daemon();
+}

@@ -1,12 +1,15 @@
 //! Changed-block tracking: snapshots read only what was written since the last one, and no
 //! sequence of writes, snapshots, process kills and machine crashes makes a snapshot miss
 //! an acknowledged write (property test), including snapshots taken while writes go on.
+//! A volume restored from a snapshot as stored starts its record relative to that snapshot,
+//! lazily or not; a crash during its lazy copy makes its first snapshot full (property test).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+use atrest::volume::lazy;
 use atrest::volume::snapshot::{Manifest, Progress, SnapshotSource, SnapshotStore, CHUNK_SIZE};
 use atrest::volume::tracker::{self, record};
 use atrest::volume::{DataKeys, VolumeHeaderParams, VolumeImage};
@@ -91,7 +94,14 @@ impl Env {
     /// the record was written by another boot. False if the record was not live (a clean
     /// record was fsync'd: nothing to lose).
     fn machine_crash(&self) -> bool {
-        let path = tracker::path_for(&self.image);
+        machine_crash_of(&self.image)
+    }
+}
+
+/// [`Env::machine_crash`] for the image at `image`.
+fn machine_crash_of(image: &std::path::Path) -> bool {
+    {
+        let path = tracker::path_for(image);
         let Ok(bytes) = std::fs::read(&path) else {
             return false;
         };
@@ -486,5 +496,169 @@ proptest! {
         for (id, want) in &chain {
             prop_assert!(&e.restored(id) == want, "snapshot {} no longer restores", id);
         }
+    }
+}
+
+// ---- restored volumes ------------------------------------------------------------------
+
+/// The source volume of a restore: every chunk written but chunk 2 (a hole in the snapshot).
+fn restore_source(e: &mut Env) -> (String, Vec<u8>) {
+    let mut model = vec![0u8; SIZE as usize];
+    let img = e.open();
+    write(&img, &mut model, 0, 2 * CHUNK_SIZE as usize, 7);
+    write(
+        &img,
+        &mut model,
+        3 * CHUNK_SIZE,
+        (SIZE - 3 * CHUNK_SIZE) as usize,
+        8,
+    );
+    drop(img);
+    let path = e.image.clone();
+    let (m, _) = e.snapshot(SnapshotSource::Path(&path));
+    (m.snapshot_id, model)
+}
+
+const RESTORED: &str = "vol-0restored0000000";
+
+#[test]
+fn a_volume_restored_as_stored_snapshots_incrementally_from_its_snapshot() {
+    let mut e = env();
+    let (src, mut model) = restore_source(&mut e);
+    let dest = e.dir.join("vol-restored.img");
+    e.store
+        .restore(
+            &src,
+            &dest,
+            &VolumeHeaderParams::unencrypted(RESTORED, SIZE),
+            DataKeys::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    let img = VolumeImage::open_tracked(&dest, None).unwrap();
+    write(&img, &mut model, 2 * CHUNK_SIZE + 100, 300, 9);
+    drop(img);
+    let (m, read) = e.snapshot(SnapshotSource::Path(&dest));
+    assert_eq!(m.incremental_from.as_deref(), Some(src.as_str()));
+    assert_eq!(read, CHUNK_SIZE, "only the written chunk is read");
+    assert_eq!(m.new_bytes, CHUNK_SIZE);
+    assert_eq!(e.restored(&m.snapshot_id), model);
+
+    // Restored into a larger volume: the snapshot's entries do not cover it, full scan.
+    let bigger = e.dir.join("vol-bigger.img");
+    e.store
+        .restore(
+            &src,
+            &bigger,
+            &VolumeHeaderParams::unencrypted("vol-0bigger000000000", SIZE + CHUNK_SIZE),
+            DataKeys::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    let (m, read) = e.snapshot(SnapshotSource::Path(&bigger));
+    assert_eq!(m.incremental_from, None);
+    assert_eq!(read, SIZE + CHUNK_SIZE);
+}
+
+#[derive(Debug, Clone)]
+enum LazyOp {
+    /// A guest write while the copy runs (chunks 0-4: the short last chunk is left for
+    /// the copier, so the copy never completes before the end).
+    Write { offset: u64, len: usize, seed: u8 },
+    /// A read, which fills the chunk as the copier would (the same claimed copy).
+    Read { chunk: u64 },
+    /// The process stops cleanly and the copy resumes.
+    Stop,
+    /// kill -9 of the process; the copy resumes.
+    Kill,
+    /// The machine crashes; the copy resumes.
+    MachineCrash,
+}
+
+fn lazy_op() -> impl Strategy<Value = LazyOp> {
+    const END: u64 = 5 * CHUNK_SIZE;
+    prop_oneof![
+        6 => (0..END, 1usize..20_000, any::<u8>()).prop_map(|(offset, len, seed)| {
+            let len = len.min((END - offset) as usize);
+            LazyOp::Write { offset, len, seed }
+        }),
+        2 => (0..5u64).prop_map(|chunk| LazyOp::Read { chunk }),
+        2 => Just(LazyOp::Stop),
+        1 => Just(LazyOp::Kill),
+        1 => Just(LazyOp::MachineCrash),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// A volume restored lazily from a snapshot as stored: its first snapshot after the
+    /// copy reads only the chunks the guest wrote, unless the copy was interrupted by a
+    /// crash (a kill -9 or a machine crash), which makes it read the whole volume; either
+    /// way it restores to the volume (the snapshot plus every acknowledged write).
+    #[test]
+    fn a_lazily_restored_volume_s_first_snapshot_reads_only_what_was_written(
+        ops in prop::collection::vec(lazy_op(), 0..16),
+    ) {
+        use atrest::volume::LazyVolume;
+        let mut e = env();
+        let (src, mut model) = restore_source(&mut e);
+        let dest = e.dir.join("vol-restored.img");
+        let start = |e: &Env| {
+            e.store
+                .restore_lazily(&src, &dest, &VolumeHeaderParams::unencrypted(RESTORED, SIZE), None, DataKeys::default())
+                .unwrap()
+        };
+        let resume = |e: &Env| e.store.resume_lazily(&src, &dest, None, DataKeys::default()).unwrap();
+        let mut vol: LazyVolume = start(&e);
+        let mut trusted = true;
+        let mut dirty = BTreeSet::new();
+        for op in ops {
+            prop_assert!(lazy::is_restoring(&dest));
+            match op {
+                LazyOp::Write { offset, len, seed } => {
+                    let data: Vec<u8> = (0..len).map(|i| seed.wrapping_add((i % 251) as u8) | 1).collect();
+                    vol.write_at(&data, offset).unwrap();
+                    model[offset as usize..offset as usize + len].copy_from_slice(&data);
+                    dirty.extend(offset / CHUNK_SIZE..=(offset + len as u64 - 1) / CHUNK_SIZE);
+                }
+                LazyOp::Read { chunk } => {
+                    let mut buf = vec![0u8; 4096];
+                    vol.read_at(&mut buf, chunk * CHUNK_SIZE + 4096).unwrap();
+                    let at = (chunk * CHUNK_SIZE + 4096) as usize;
+                    prop_assert!(buf[..] == model[at..at + 4096], "read during the copy");
+                }
+                LazyOp::Stop => {
+                    drop(vol);
+                    vol = resume(&e);
+                }
+                LazyOp::Kill => {
+                    vol.abandon();
+                    vol = resume(&e);
+                    trusted = false;
+                }
+                LazyOp::MachineCrash => {
+                    vol.abandon();
+                    machine_crash_of(&dest);
+                    vol = resume(&e);
+                    trusted = false;
+                }
+            }
+        }
+        let done = vol
+            .fill_all(2, &AtomicBool::new(false), std::time::Duration::ZERO, &|_, _| {})
+            .unwrap();
+        prop_assert!(done, "the copy completes");
+        vol.sync_data().unwrap();
+        drop(vol);
+        let (m, read) = e.snapshot(SnapshotSource::Path(&dest));
+        prop_assert_eq!(m.incremental_from.as_deref(), trusted.then_some(src.as_str()));
+        let want_read: u64 = if trusted {
+            dirty.iter().map(|c| (SIZE - c * CHUNK_SIZE).min(CHUNK_SIZE)).sum()
+        } else {
+            SIZE
+        };
+        prop_assert_eq!(read, want_read, "bytes read");
+        prop_assert!(e.restored(&m.snapshot_id) == model, "the first snapshot differs from the volume");
     }
 }

@@ -59,6 +59,15 @@ impl VolumeImage {
     /// Creates a new image: header, zero padding, sparse payload. Written to a temp file,
     /// fsync'd, then linked into place (never replacing an existing file) and the directory
     /// fsync'd.
+    /// Starts the changed-block record of the quiet image at `path` relative to the
+    /// completed snapshot `base`, whose stored payload the image holds chunk for chunk (a
+    /// restore that copied it as stored): [`super::tracker::seed`].
+    pub fn seed_tracker(path: &Path, base: &str) -> Result<(), VolumeError> {
+        let file = File::open(path).map_err(|e| VolumeError::io("open", path, e))?;
+        let header = read_header_from(&file, path)?;
+        Ok(super::tracker::seed(path, &file, &header, base)?)
+    }
+
     pub fn create(path: &Path, params: &VolumeHeaderParams) -> Result<(), VolumeError> {
         let header = format::encode(params)?;
         let total = params.payload_offset.checked_add(params.size_bytes).ok_or(

@@ -158,6 +158,12 @@ impl LazyVolume {
     /// Starts a lazy restore: the fill map first (chunks for which `has_data` is false, and
     /// those past the source, are filled already: they are holes), then the empty image.
     /// A crash between the two leaves a map without an image, which nothing opens.
+    ///
+    /// `base`: the snapshot whose stored chunks the source hands over unchanged (a copy
+    /// as stored, same size), if any. The image's changed-block record then starts
+    /// relative to it, so the volume's first snapshot reads only the chunks written since
+    /// the restore (see [`LazyVolume::open`] for when that record is dropped).
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         image_path: &Path,
         params: &VolumeHeaderParams,
@@ -165,6 +171,7 @@ impl LazyVolume {
         snapshot_id: &str,
         chunk_size: u64,
         has_data: &dyn Fn(u64) -> bool,
+        base: Option<&str>,
         source: Box<dyn ChunkSource>,
     ) -> Result<LazyVolume, LazyError> {
         let map_path = fill_path(image_path);
@@ -191,6 +198,12 @@ impl LazyVolume {
             let _ = std::fs::remove_file(&map_path);
             return Err(e.into());
         }
+        if let Some(base) = base {
+            // Not fatal: without the record the first snapshot reads the whole volume.
+            if let Err(e) = VolumeImage::seed_tracker(image_path, base) {
+                tracing::warn!(image = %image_path.display(), base, error = %e, "restored volume's changed-block record not started: its first snapshot reads the whole volume");
+            }
+        }
         Self::open(image_path, key, source)
     }
 
@@ -214,10 +227,19 @@ impl LazyVolume {
         }
         // Tracked like every served image (`super::tracker`): guest writes are recorded for
         // incremental snapshots. The copier's fills are not (they are the restore, not
-        // changes): a volume's record has no base snapshot until its first snapshot, which
-        // reads the whole volume, and no snapshot is taken before the copy is done
-        // (`SnapshotStore::create` refuses an image whose fill map exists).
+        // changes), and no snapshot is taken before the copy is done
+        // (`SnapshotStore::create` refuses an image whose fill map exists). A record seeded
+        // by `create` is relative to the snapshot restored from: a chunk not yet filled is
+        // that snapshot's, a filled one is too unless the guest wrote it, and every guest
+        // write is recorded. It is kept only across a clean stop: if the last opener did not
+        // close the record clean (a crash mid-copy), its base is dropped, and the first
+        // snapshot reads the whole volume.
         let image = VolumeImage::open_tracked(image_path, key)?;
+        if let Some(t) = image.tracker() {
+            if !t.was_clean() {
+                t.forget_base().map_err(VolumeError::from)?;
+            }
+        }
         let map = read_map(&map_path)?;
         let p = &image.header().params;
         if map.volume_id() != p.volume_id || map.size_bytes() != p.size_bytes {

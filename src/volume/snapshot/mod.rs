@@ -506,7 +506,12 @@ impl SnapshotStore {
             }
         };
         let count = Manifest::chunk_count(header.size_bytes(), CHUNK_SIZE);
-        let fits = m.volume == header.params
+        // The same stored form, down to the wrapped key (so the same data key and the same
+        // ciphertext); the volume ID may differ: a volume restored from `base` as stored
+        // starts its record relative to it (`super::tracker::seed`).
+        let mut as_base = header.params.clone();
+        as_base.volume_id.clone_from(&m.volume.volume_id);
+        let fits = m.volume == as_base
             && m.chunk_size == CHUNK_SIZE
             && m.chunks.len() as u64 == count
             && changed.count() == count;
@@ -675,6 +680,14 @@ impl SnapshotStore {
         let _ = fs::remove_file(&tmp);
         let h = result?;
         plumbing::durable::sync_dir(dir).map_err(|e| io("fsync", dir, e))?;
+        // Copied as stored into a volume of the same size: the volume is the snapshot, so
+        // its first snapshot can be incremental from it. Not fatal: without the record
+        // that snapshot reads the whole volume.
+        if matches!(plan, copy::CopyPlan::Raw) && m.volume.size_bytes == dest.size_bytes {
+            if let Err(e) = VolumeImage::seed_tracker(dest_path, snapshot_id) {
+                tracing::warn!(image = %dest_path.display(), snapshot_id, error = %e, "restored volume's changed-block record not started: its first snapshot reads the whole volume");
+            }
+        }
         Ok(h)
     }
 

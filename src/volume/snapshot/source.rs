@@ -83,6 +83,11 @@ impl SnapshotStore {
         let chunk_size = source.manifest.chunk_size;
         let present: Vec<bool> = source.manifest.chunks.iter().map(Option::is_some).collect();
         let has_data = |i: u64| usize::try_from(i).ok().and_then(|i| present.get(i)) == Some(&true);
+        // Chunks copied as stored into a volume of the same size: the volume starts as the
+        // snapshot, so its first snapshot can be incremental from it.
+        let base = (matches!(source.plan, CopyPlan::Raw)
+            && source.manifest.volume.size_bytes == dest.size_bytes)
+            .then_some(snapshot_id);
         LazyVolume::create(
             dest_path,
             dest,
@@ -90,6 +95,7 @@ impl SnapshotStore {
             snapshot_id,
             chunk_size,
             &has_data,
+            base,
             Box::new(source),
         )
         .map_err(lazy_err)

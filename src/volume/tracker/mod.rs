@@ -22,6 +22,10 @@
 //! - Every rewrite first marks the header `void` (fsync'd), so a crash midway leaves a
 //!   record that says nothing, or the new record with extra bits (see [`rewrite`]).
 //!
+//! - A volume restored from a snapshot as stored starts with a record relative to that
+//!   snapshot ([`seed`]), so its first snapshot is incremental too (docs/FORMAT.md, "Lazy
+//!   restores and the fill map", 7).
+//!
 //! Writers that bypass the tracker (another tool writing the image) are caught after a
 //! clean close by the mtime check; atrest opens every image it serves through a tracker
 //! ([`crate::volume::VolumeImage::open_tracked`]).
@@ -177,6 +181,8 @@ struct Inner {
     broken: bool,
     /// Dropped as a killed process would be (tests): no clean close.
     abandoned: bool,
+    /// The record found at open was complete and closed clean (see [`Tracker::was_clean`]).
+    was_clean: bool,
 }
 
 /// The writer's side: attached to an open image, it records every write before it is
@@ -233,6 +239,7 @@ impl Tracker {
             .and_then(|r| r.changes(&now))
             .map(|(b, bits)| (b.to_string(), bits.clone()));
         let complete = kept.is_some();
+        let was_clean = complete && old.as_ref().is_some_and(|r| r.header.state == State::Clean);
         let (base, bits) = match kept {
             Some((b, bits)) => (Some(b), bits),
             None => (None, Bitmap::new(count)),
@@ -264,6 +271,7 @@ impl Tracker {
                 complete,
                 broken: false,
                 abandoned: false,
+                was_clean,
             }),
         })
     }
@@ -356,6 +364,41 @@ impl Tracker {
         }
     }
 
+    /// Whether the record found at open was complete and closed clean (its last writer
+    /// was not killed). A lazy restore uses it to tell a copy resumed after a clean stop
+    /// from one resumed after a crash ([`crate::volume::lazy`]).
+    pub fn was_clean(&self) -> bool {
+        self.lock().was_clean
+    }
+
+    /// Drops the record's base: it stops being complete (the next snapshot reads the whole
+    /// volume) and says so on disk, durably, so no later open trusts it again. The bits
+    /// are kept (no rewrite sets a bit the file lacks).
+    pub fn forget_base(&self) -> Result<(), TrackerError> {
+        let mut inner = self.lock();
+        if inner.header.base.is_none() {
+            inner.complete = false;
+            return Ok(());
+        }
+        let mut h = inner.header.clone();
+        h.base = None;
+        let rec = Record {
+            header: h.clone(),
+            bitmap: inner.disk.clone(),
+        };
+        match rewrite(&self.file, &self.path, &rec, true) {
+            Ok(()) => {
+                inner.header = h;
+                inner.complete = false;
+                Ok(())
+            }
+            Err(e) => {
+                inner.broken = true;
+                Err(e)
+            }
+        }
+    }
+
     /// The live snapshot failed: its chunks count as written again.
     pub fn abort(&self, rotation: Rotation) {
         let mut inner = self.lock();
@@ -398,6 +441,26 @@ impl Drop for Tracker {
             tracing::warn!(error = %e, "tracker not closed clean: the next snapshot reads the whole volume");
         }
     }
+}
+
+/// Starts the record of a new image whose stored payload is, chunk for chunk, the stored
+/// payload of the completed snapshot `base` (a restore that copies chunks as stored, or a
+/// lazy restore whose unfilled chunks are that snapshot's): clean, empty, relative to
+/// `base`, durable. Its first snapshot then reads only the chunks written since. The
+/// caller must know the stored forms are the same (`copy::same_stored_form`, same size);
+/// the snapshot still checks the base fits before it reuses its entries.
+pub fn seed(
+    image_path: &Path,
+    image: &File,
+    header: &VolumeHeader,
+    base: &str,
+) -> Result<(), TrackerError> {
+    let claim = Claim::take(image_path, image, header)?.ok_or_else(|| TrackerError::Io {
+        op: "lock",
+        path: path_for(image_path),
+        source: std::io::ErrorKind::WouldBlock.into(),
+    })?;
+    claim.reset(base)
 }
 
 /// A quiet image's tracker, held (exclusive `flock`) for the length of a snapshot.
