@@ -17,7 +17,8 @@
 # Not run by scripts/test.sh (it takes minutes). Needs root, FUSE (as the volume tests).
 #
 # Usage: scripts/soak.sh
-# Env: SOAK_SECONDS (default 600), SOAK_KILL_EVERY (default 60), SOAK_CLIENTS (default 64,
+# Env: SOAK_SECONDS (default 600), SOAK_KILL_EVERY (default 60), SOAK_CREATE_KEYS (CreateKey
+#      weight among KMS calls, default 1 in 100; 0 keeps the key count fixed), SOAK_CLIENTS (default 64,
 #      split 1/2 KMS, 3/8 S3, 1/8 volume), SOAK_PROFILE=dev (debug builds), ATREST_BIN_DIR
 #      (use these atrest and kmsd binaries instead of building).
 set -euo pipefail

@@ -38,6 +38,9 @@ import botocore.config
 import botocore.exceptions
 
 BLOCK = 4096
+# Weight of CreateKey among the KMS calls (Encrypt 40, Decrypt 40, GenerateDataKey 19):
+# SOAK_CREATE_KEYS=0 keeps the key count fixed, to tell per-request growth from per-key state.
+CREATE_KEY_WEIGHT = int(os.environ.get("SOAK_CREATE_KEYS", "1"))
 
 
 class Stats:
@@ -101,7 +104,7 @@ def kms_client(n, cfg, stats, stop, acked):
     i = 0
     while not stop.is_set():
         i += 1
-        op = rnd.choices(["Encrypt", "Decrypt", "GenerateDataKey", "CreateKey"], [40, 40, 19, 1])[0]
+        op = rnd.choices(["Encrypt", "Decrypt", "GenerateDataKey", "CreateKey"], [40, 40, 19, CREATE_KEY_WEIGHT])[0]
         if op == "Decrypt" and not mine:
             op = "Encrypt"
         try:
