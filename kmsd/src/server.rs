@@ -430,16 +430,16 @@ impl Read for FrameReader<'_> {
             }
             self.stream.set_read_timeout(Some(left))?;
             self.shortened = true;
-        } else {
-            // A new request: claim the connection before taking a byte of it, so that
-            // an eviction either sees it queued or finds the connection busy.
-            if !connections::wait_readable(self.stream)? || !self.activity.begin() {
-                return Ok(0);
-            }
         }
         let n = self.stream.read(buf)?;
         if n > 0 && self.frame_started.is_none() {
             self.frame_started = Some(Instant::now());
+            // A new request: claim the connection (busy) as soon as its first bytes
+            // are in. An eviction that got in between the read and this claim found
+            // the bytes neither queued nor the connection busy; it leaves the write
+            // side open, and the request is served before the connection ends
+            // (`serve_connection` sees the failed claim).
+            let _ = self.activity.begin();
         }
         Ok(n)
     }
@@ -484,19 +484,24 @@ fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer:
     let mut outbuf = Vec::with_capacity(1024);
     let mut started = false;
     // The reply is sent: idle, unless the next request is already buffered (then the
-    // connection stays busy: an eviction would drop it).
-    let done = |reader: &BufReader<FrameReader<'_>>| {
+    // connection stays busy: an eviction would drop it). `false`: the connection was
+    // evicted while its request arrived, and ends now that the request is answered.
+    let done = |reader: &BufReader<FrameReader<'_>>, last: bool| {
+        if last {
+            return false;
+        }
         if reader.buffer().is_empty() {
             slot.activity.idle(registry.now_ms());
         }
+        true
     };
     loop {
         let refusal = match read_frame_bytes(&mut reader, &mut inbuf) {
             Ok(()) => {
                 let first = !std::mem::replace(&mut started, true);
-                if !slot.activity.begin() {
-                    return; // evicted before the request arrived: not served
-                }
+                // Claimed when its first bytes were read, or (already buffered) now. If
+                // an eviction came first, the request is served and the connection ends.
+                let last = !slot.activity.begin();
                 if first {
                     // From now on the socket's timeout is the idle one.
                     reader.get_mut().shortened = true;
@@ -511,7 +516,9 @@ fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer:
                         tracing::debug!(error = %e, uid = peer.uid, "ping not answered");
                         return;
                     }
-                    done(&reader);
+                    if !done(&reader, last) {
+                        return;
+                    }
                     continue;
                 }
                 match decode_request(&inbuf) {
@@ -530,7 +537,9 @@ fn serve_connection(service: &KeyService, registry: &Registry, slot: Slot, peer:
                             tracing::debug!(error = %e, uid = peer.uid, "reply not delivered");
                             return;
                         }
-                        done(&reader);
+                        if !done(&reader, last) {
+                            return;
+                        }
                         continue;
                     }
                     Err(e) => e,

@@ -11,14 +11,17 @@
 //! never closed. When nothing can be closed, the new connection gets one
 //! `LimitExceededException` frame and is closed.
 //!
-//! A request the client has sent is never dropped by an eviction: the connection's
-//! thread claims it (busy) when its first byte is readable, before taking any byte
-//! from the socket ([`Activity::begin`] after a `MSG_PEEK`), and the evictor first
-//! shuts the socket for reading (from then on the client's writes fail with `EPIPE`),
-//! then looks whether bytes are waiting (`FIONREAD`), and only then marks the
-//! connection evicted, which fails if its thread claimed it meanwhile. Bytes that
-//! arrived before the shutdown are therefore either seen by the evictor or already
-//! claimed by the thread; such a connection serves that request, then ends.
+//! A request the client has sent is never dropped by an eviction: the evictor first
+//! shuts the socket for reading (from then on the client's writes fail with `EPIPE`,
+//! and the connection's thread, blocked reading, sees end-of-file), then looks whether
+//! bytes are waiting (`FIONREAD`), and only then marks the connection evicted, which
+//! fails if its thread claimed it meanwhile ([`Activity::begin`], right after reading
+//! a request's first bytes). Bytes that arrived before the shutdown are therefore
+//! either seen by the evictor (the connection is spared), or claimed by the thread, or
+//! taken by the thread just before the eviction's mark: the evictor leaves the write
+//! side open, and the thread, whose claim then fails, answers that request and ends.
+//! (Claiming after the read rather than before it, after a `MSG_PEEK`, saves a system
+//! call per request.)
 //!
 //! The limits of one process, not of one caller: any local user who may connect can use
 //! them up, and then keeps being evicted in turn (see docs/SECURITY.md).
@@ -71,8 +74,8 @@ impl Activity {
         }
     }
 
-    /// A request is arriving: busy, unless the connection was evicted (then nothing
-    /// may be read or served: its client sees the connection close, or `EPIPE`).
+    /// A request is arriving: busy, unless the connection was evicted (`false`: the
+    /// request its thread has just read is the last it serves).
     pub(crate) fn begin(&self) -> bool {
         let mut cur = self.word.load(Ordering::Acquire);
         loop {
@@ -269,8 +272,8 @@ impl Registry {
             // queued or claimed by the connection's thread (`begin` before reading).
             let _ = victim.stream.shutdown(std::net::Shutdown::Read);
             if queued_bytes(&victim.stream) == 0 && victim.activity.evict(word) {
-                // Its thread, blocked waiting for a byte, sees end-of-file and exits.
-                let _ = victim.stream.shutdown(std::net::Shutdown::Both);
+                // Its thread, blocked reading, sees end-of-file and exits (closing the
+                // socket); or it has just taken a request, which it answers first.
                 table.open.remove(&id);
                 self.counters.evicted.fetch_add(1, Ordering::Relaxed);
                 return true;
@@ -313,35 +316,6 @@ fn queued_bytes(stream: &UnixStream) -> usize {
         return 1;
     }
     usize::try_from(n).unwrap_or(1)
-}
-
-/// Waits until `stream` has a byte to read or is at end-of-file (within its read
-/// timeout), without taking any: `Ok(false)` at end-of-file.
-pub(crate) fn wait_readable(stream: &UnixStream) -> io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    let mut byte = 0u8;
-    loop {
-        // SAFETY: recv writes at most 1 byte into `byte`, on a socket we own; MSG_PEEK
-        // leaves the byte queued.
-        let n = unsafe {
-            libc::recv(
-                stream.as_raw_fd(),
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK,
-            )
-        };
-        match n {
-            0 => return Ok(false),
-            n if n > 0 => return Ok(true),
-            _ => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
-        }
-    }
 }
 
 /// A warning that may repeat at any rate (one per refused connection, per failed
