@@ -401,7 +401,7 @@ mod tests {
 
     #[test]
     fn the_cap_evicts_the_longest_waiting_then_refuses() {
-        use std::io::Read;
+        use std::io::{Read, Write};
         let r = registry(2);
         let (s1, mut c1) = pair();
         let (s2, _c2) = pair();
@@ -411,11 +411,20 @@ mod tests {
         let (s3, _c3) = pair();
         let (c, evicted) = admitted(r.admit(s3));
         assert!(evicted);
+        // The evicted peer can send nothing more (its connection's thread, blocked
+        // reading, sees end-of-file) ...
+        let refused = c1.write(b"x").unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::BrokenPipe);
+        assert!(
+            !a.activity.begin(),
+            "an evicted connection takes no new request"
+        );
+        // ... and sees end-of-file once that thread ends (the write side was left open
+        // for a request the thread may have taken just before the eviction).
+        drop(a);
         let mut buf = [0u8; 1];
         c1.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         assert_eq!(c1.read(&mut buf).unwrap(), 0, "the evicted peer sees EOF");
-        assert!(!a.activity.begin(), "an evicted connection serves nothing");
-        drop(a);
         // Busy and freshly idle connections are kept: the next one is refused.
         assert!(b.activity.begin());
         assert!(c.activity.begin());
@@ -464,6 +473,34 @@ mod tests {
         let (_b, evicted) = admitted(r.admit(s2));
         assert!(evicted);
         assert!(!a.activity.begin());
+    }
+
+    #[test]
+    fn a_request_read_just_before_its_eviction_is_still_answered() {
+        use std::io::{Read, Write};
+        let r = registry(1);
+        let (s1, mut c1) = pair();
+        let (a, _) = admitted(r.admit(s1));
+        assert!(a.activity.begin());
+        a.activity.idle(0);
+        std::thread::sleep(IDLE_PROTECTED + Duration::from_millis(20));
+        // The client sends a request; the connection's thread reads it but has not
+        // claimed the connection yet when the eviction comes.
+        c1.write_all(b"request").unwrap();
+        let mut got = [0u8; 7];
+        (&*a.stream).read_exact(&mut got).unwrap();
+        let (s2, _c2) = pair();
+        let (_b, evicted) = admitted(r.admit(s2));
+        assert!(evicted, "nothing queued and not busy: evicted");
+        // The claim fails, but the write side is open: the request is answered.
+        assert!(!a.activity.begin());
+        (&*a.stream).write_all(b"reply").unwrap();
+        let mut reply = [0u8; 5];
+        c1.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c1.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"reply");
+        drop(a);
+        assert_eq!(c1.read(&mut reply).unwrap(), 0, "then the connection ends");
     }
 
     #[test]
