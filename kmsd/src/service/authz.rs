@@ -210,9 +210,15 @@ impl KeyService {
         let Some(key) = key else {
             return authorize_account_action(caller, action);
         };
+        if self.decisions.allows(caller, action, &key.arn, &key.policy) {
+            return Ok(());
+        }
+        let generation = self.decisions.generation();
         let ctx = self.policy_context(caller, action, &key.arn, &key.record.account, request);
         let decision = evaluate(&ctx, &key.policy, &caller.policies);
         if decision.is_allowed() {
+            self.decisions
+                .remember(generation, caller, action, &key.arn, &key.policy);
             return Ok(());
         }
         let decision = if decision.is_explicit_deny() {

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod authz;
 pub mod credentials;
 pub mod crypto;
+pub(crate) mod decisions;
 pub mod deletion;
 pub mod directory;
 pub mod events;
@@ -200,6 +201,9 @@ pub struct KeyService {
     directory: RwLock<Arc<Directory>>,
     state: RwLock<State>,
     write_lock: Mutex<()>,
+    /// Policy allows already computed; emptied by every change ([`KeyService::apply`],
+    /// [`KeyService::set_directory`]).
+    pub(crate) decisions: decisions::DecisionCache,
 }
 
 impl KeyService {
@@ -279,6 +283,7 @@ impl KeyService {
             directory: RwLock::new(Arc::new(directory)),
             state: RwLock::new(state),
             write_lock: Mutex::new(()),
+            decisions: decisions::DecisionCache::default(),
         })
     }
 
@@ -290,6 +295,7 @@ impl KeyService {
     /// Swaps in a new directory (after a reload).
     pub(crate) fn set_directory(&self, d: Directory) {
         *self.directory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(d);
+        self.decisions.invalidate();
     }
 
     /// The grants of a key (shared; empty if none).
@@ -308,9 +314,14 @@ impl KeyService {
     }
 
     /// Runs `f` on the state under the write lock (short: in-memory swaps only).
+    /// Every change to keys, key policies, grants and aliases comes through here, and
+    /// so empties the authorization cache.
     pub(crate) fn apply<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut guard = self.state.write().unwrap_or_else(|e| e.into_inner());
-        f(&mut guard)
+        let r = f(&mut guard);
+        drop(guard);
+        self.decisions.invalidate();
+        r
     }
 
     /// Serializes changes: hold this while reading, persisting and applying.
