@@ -232,11 +232,11 @@ if [ -n "${FILE[atrest-1core]:-}" ]; then
   for pair in "seq write MB/s:WRITE" "cold seq read MB/s:READ" "fio randrw read IOPS:RIOPS" \
     "fio randrw write IOPS:WIOPS" "mixed: randrw read IOPS:MIXR" "mixed: randrw write IOPS:MIXW" \
     "mixed: seq write MB/s:MIXS"; do
-    declare -n arr=${pair#*:}
+    declare -n arr=${pair##*:}
     if [ -n "${arr[atrest]:-}" ] && [ -n "${arr[atrest-1core]:-}" ]; then
       # shellcheck disable=SC2086
       a=$(median ${arr[atrest]}); b=$(median ${arr[atrest-1core]})
-      printf '%-26s %10s %10s %8s   samples: [%s ] [%s ]\n' "${pair%%:*}" "$a" "$b" "$(ratio "$a" "$b")" "${arr[atrest]}" "${arr[atrest-1core]}"
+      printf '%-26s %10s %10s %8s   samples: [%s ] [%s ]\n' "${pair%:*}" "$a" "$b" "$(ratio "$a" "$b")" "${arr[atrest]}" "${arr[atrest-1core]}"
     fi
     unset -n arr
   done
