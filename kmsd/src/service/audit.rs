@@ -297,15 +297,12 @@ pub fn encode_trail_record(e: &AuditEvent, identities: &IdentityCache, out: &mut
         let _ = serde_json::to_writer(&mut *out, &n);
     }
     let via = e.identity.via.as_ref().map(|v| v.service.as_str());
-    let nanos = i128::from(e.time_ms).saturating_mul(1_000_000);
-    let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     out.extend_from_slice(b"{\"eventVersion\":");
     string(out, crate::trail::record::EVENT_VERSION);
     out.extend_from_slice(b",\"userIdentity\":");
     identities.render(&e.identity, e.access_key_id.as_deref(), via, out);
     out.extend_from_slice(b",\"eventTime\":");
-    string(out, &crate::trail::record::event_time::format(time));
+    event_time(out, e.time_ms);
     out.extend_from_slice(b",\"eventSource\":");
     string(out, &e.event_source);
     out.extend_from_slice(b",\"eventName\":");
@@ -388,6 +385,32 @@ pub fn encode_trail_record(e: &AuditEvent, identities: &IdentityCache, out: &mut
         .unwrap_or(&e.identity.account);
     string(out, recipient);
     out.extend_from_slice(b",\"eventCategory\":\"Management\"}");
+}
+
+/// Appends the JSON string of the record's `eventTime` (whole seconds) for `time_ms`.
+/// Consecutive events mostly fall in the same second: each thread keeps the last
+/// second it rendered rather than formatting the date again for every event.
+fn event_time(out: &mut Vec<u8>, time_ms: i64) {
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<(i64, Vec<u8>)> = const { RefCell::new((i64::MIN, Vec::new())) };
+    }
+    let second = time_ms.div_euclid(1000);
+    LAST.with_borrow_mut(|(rendered_second, rendered)| {
+        if *rendered_second != second || rendered.is_empty() {
+            let nanos = i128::from(time_ms).saturating_mul(1_000_000);
+            let time = time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            rendered.clear();
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(
+                &mut *rendered,
+                &crate::trail::record::event_time::format(time),
+            );
+            *rendered_second = second;
+        }
+        out.extend_from_slice(rendered);
+    });
 }
 
 /// Rendered `userIdentity` objects by caller (principal, session name, access key,
@@ -613,16 +636,29 @@ impl AuditSink for TrailAuditSink {
     }
 
     fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        use std::cell::RefCell;
+        // Each connection thread renders its records into one buffer, kept between
+        // requests (the writer copies the record into its queue).
+        thread_local! {
+            static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+        }
+        const KEEP: usize = 64 << 10;
         let class = event.class();
-        let mut record = Vec::with_capacity(1024);
-        encode_trail_record(&event, &self.identities, &mut record);
-        let guard = self.read();
-        let Some(writer) = guard.as_ref() else {
-            return Err(AuditError::Unavailable("the trail writer is closed".into()));
-        };
-        writer
-            .append_json(record, class)
-            .map_err(|e| AuditError::Unavailable(e.to_string()))
+        RECORD.with_borrow_mut(|record| {
+            record.clear();
+            encode_trail_record(&event, &self.identities, record);
+            let guard = self.read();
+            let result = match guard.as_ref() {
+                None => Err(AuditError::Unavailable("the trail writer is closed".into())),
+                Some(writer) => writer
+                    .append_bytes(record, class)
+                    .map_err(|e| AuditError::Unavailable(e.to_string())),
+            };
+            if record.capacity() > KEEP {
+                *record = Vec::new();
+            }
+            result
+        })
     }
 
     fn health(&self) -> Option<Health> {

@@ -169,7 +169,9 @@ pub struct Health {
 struct Queue {
     /// Serialized records waiting for a leader; their tickets are
     /// `done_through + 1 ..= last_ticket` whenever no leader is active.
-    pending: Vec<Pending>,
+    pending: Batch,
+    /// The buffers of the last group written, emptied, for the next `pending`.
+    spare: Batch,
     last_ticket: u64,
     /// Every ticket up to this one is written (and synced if it asked) or refused.
     done_through: u64,
@@ -187,9 +189,41 @@ struct Queue {
     gather_target: Option<usize>,
 }
 
-struct Pending {
-    record: Vec<u8>,
-    sync: bool,
+/// Records back to back in one buffer: queueing a record copies it here, and the
+/// buffers go back and forth between the queue and its leaders, so that no record
+/// costs an allocation.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    /// Each record's end in `bytes`, and whether it asks for an fdatasync.
+    records: Vec<(usize, bool)>,
+}
+
+impl Batch {
+    /// A batch holding more than this is not kept for reuse (after a burst).
+    const KEEP: usize = 1 << 20;
+
+    fn push(&mut self, record: &[u8], sync: bool) {
+        self.bytes.extend_from_slice(record);
+        self.records.push((self.bytes.len(), sync));
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&[u8], bool)> + '_ {
+        let mut start = 0;
+        self.records.iter().map(move |&(end, sync)| {
+            let record = self.bytes.get(start..end).unwrap_or_default();
+            start = end;
+            (record, sync)
+        })
+    }
 }
 
 struct FailedGroup {
@@ -257,7 +291,8 @@ impl TrailWriter {
         let shared = Arc::new(Shared {
             config,
             queue: Mutex::new(Queue {
-                pending: Vec::new(),
+                pending: Batch::default(),
+                spare: Batch::default(),
                 last_ticket: 0,
                 done_through: 0,
                 leader_active: false,
@@ -352,11 +387,16 @@ impl TrailWriter {
         self.append_json(serde_json::to_vec(record)?, class)
     }
 
+    /// Appends one event given as its record's JSON; see [`TrailWriter::append_bytes`].
+    pub fn append_json(&self, record: Vec<u8>, class: EventClass) -> Result<(), TrailError> {
+        self.append_bytes(&record, class)
+    }
+
     /// Appends one event given as its record's JSON (one line, a JSON object). Returns
     /// once it is written, and fdatasync'd if `class` is a state change or the mode is
     /// every-event. Safe to call from many threads at once. An error means the event
     /// may not be on disk and the caller must refuse the request it describes.
-    pub fn append_json(&self, record: Vec<u8>, class: EventClass) -> Result<(), TrailError> {
+    pub fn append_bytes(&self, record: &[u8], class: EventClass) -> Result<(), TrailError> {
         if record.first() != Some(&b'{') || record.last() != Some(&b'}') || record.contains(&b'\n')
         {
             return Err(TrailError::BadRecord);
@@ -375,7 +415,7 @@ impl TrailWriter {
         }
         q.last_ticket += 1;
         let ticket = q.last_ticket;
-        q.pending.push(Pending { record, sync });
+        q.pending.push(record, sync);
         if q.gather_target.is_some_and(|t| q.pending.len() >= t) {
             shared.gather.notify_one();
         }
@@ -539,7 +579,8 @@ impl Shared {
             if every_event {
                 q = self.gather(q);
             }
-            let batch = std::mem::take(&mut q.pending);
+            let spare = std::mem::take(&mut q.spare);
+            let mut batch = std::mem::replace(&mut q.pending, spare);
             let first = q.done_through + 1;
             let last = q.last_ticket;
             drop(q);
@@ -557,9 +598,14 @@ impl Shared {
                     self.problem().unwrap_or_default(),
                 )))
             } else {
-                self.write_group(batch)
+                self.write_group(&batch)
             };
             q = self.lock_queue();
+            if batch.bytes.capacity() <= Batch::KEEP {
+                batch.bytes.clear();
+                batch.records.clear();
+                q.spare = batch;
+            }
             guard.finished = true;
             q.leader_active = false;
             if every_event {
@@ -668,15 +714,15 @@ impl Shared {
     /// Chains and writes one group (one `write(2)` unless it spans a rotation), and
     /// fdatasyncs it if any of its events asks. Returns whether a new segment was
     /// started.
-    fn write_group(&self, batch: Vec<Pending>) -> Result<bool, GroupError> {
+    fn write_group(&self, batch: &Batch) -> Result<bool, GroupError> {
         let mut io = self.lock_io();
         let max = self.config.max_segment_bytes;
-        let needs_sync = batch.iter().any(|p| p.sync);
+        let needs_sync = batch.iter().any(|(_, sync)| sync);
         let n_events = batch.len() as u64;
         let mut rotated = false;
         let mut part = Part::start(&io);
-        for p in batch {
-            let len = line_len(io.next_seq, p.record.len()) as u64;
+        for (record, _) in batch.iter() {
+            let len = line_len(io.next_seq, record.len()) as u64;
             let would_be = io.size.saturating_add(part.bytes(&io)).saturating_add(len);
             if io.events_in_segment + part.events > 0 && would_be > max && io.may_rotate() {
                 self.flush(&mut io, &part)?;
@@ -697,9 +743,9 @@ impl Shared {
                 }
                 part = Part::start(&io);
             }
-            let hash = link_hash(io.next_seq, &io.last_hash, &p.record);
+            let hash = link_hash(io.next_seq, &io.last_hash, record);
             let (seq, prev) = (io.next_seq, io.last_hash);
-            encode_line_into(&mut io.unsynced, seq, &prev, &hash, &p.record);
+            encode_line_into(&mut io.unsynced, seq, &prev, &hash, record);
             io.next_seq += 1;
             io.last_hash = hash;
             part.events += 1;
