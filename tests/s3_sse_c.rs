@@ -9,6 +9,7 @@ mod s3_common;
 
 use base64::Engine as _;
 use s3_common::*;
+use std::path::Path;
 
 const MARKER: &[u8] = b"SSE-C-PLAINTEXT-MARKER:";
 
@@ -235,4 +236,436 @@ print(json.dumps(out))
         "--no-progress",
     ]);
     assert!(same_file(&f, &back));
+}
+
+/// Runs a short Python snippet with the venv's interpreter (no AWS client) and returns
+/// its stdout, trimmed: the test's independent reference for checksums.
+fn python(lab: &Lab, code: &str, args: &[&str]) -> String {
+    lab.boto3(code, args).trim().to_string()
+}
+
+#[test]
+fn atrest_s3_cp_and_s3api_sse_c_and_checksums_interoperate_with_the_stock_cli() {
+    let lab = Lab::start();
+    lab.ok(&["s3api", "create-bucket", "--bucket", "cli"]);
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+    std::fs::write(p("k1"), [0x41u8; 32]).unwrap();
+    std::fs::write(p("k2"), [0x42u8; 32]).unwrap();
+    let (k1, k2) = (
+        format!("fileb://{}", p("k1")),
+        format!("fileb://{}", p("k2")),
+    );
+    // 1 MiB + 3: one PUT, one GET. 20 MiB + 7: three 8 MiB parts up, three ranges down.
+    write_random_file(Path::new(&p("small")), (1 << 20) + 3, 5);
+    write_random_file(Path::new(&p("big")), (20 << 20) + 7, 6);
+    let sse = |k: &str| {
+        vec!["--sse-c", "AES256", "--sse-c-key"]
+            .into_iter()
+            .map(str::to_string)
+            .chain([k.to_string()])
+            .collect::<Vec<_>>()
+    };
+    let run_ok = |args: Vec<String>| lab.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let aws_ok =
+        |args: Vec<String>| lab.aws_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let aws_fails =
+        |args: Vec<String>| lab.aws_fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // atrest writes (CRC32 on the small one, SHA256 per part on the big one), the stock
+    // CLI reads with the same key, and refuses without it or with another.
+    for (name, alg) in [("small", "CRC32"), ("big", "SHA256")] {
+        let mut a = v(&["s3", "cp", &p(name), &format!("s3://cli/{name}"), "--quiet"]);
+        a.extend(sse(&k1));
+        a.extend(v(&["--checksum-algorithm", alg]));
+        run_ok(a);
+        let back = p(&format!("{name}.aws"));
+        let mut a = v(&[
+            "s3",
+            "cp",
+            &format!("s3://cli/{name}"),
+            &back,
+            "--no-progress",
+        ]);
+        a.extend(sse(&k1));
+        aws_ok(a);
+        assert!(same_file(Path::new(&p(name)), Path::new(&back)), "{name}");
+        let mut a = v(&[
+            "s3",
+            "cp",
+            &format!("s3://cli/{name}"),
+            &back,
+            "--no-progress",
+        ]);
+        a.extend(sse(&k2));
+        let e = aws_fails(a);
+        assert!(e.contains("(403)"), "{name} with another key: {e}");
+        let e = aws_fails(v(&[
+            "s3",
+            "cp",
+            &format!("s3://cli/{name}"),
+            &back,
+            "--no-progress",
+        ]));
+        assert!(e.contains("(400)"), "{name} without a key: {e}");
+    }
+    // The checksums, as the stock CLI shows them: the small one's CRC32 is zlib's; the
+    // big one's is S3's composite SHA-256 of its three 8 MiB parts.
+    let head = |key: &str| {
+        let mut a = v(&[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "cli",
+            "--key",
+            key,
+            "--checksum-mode",
+            "ENABLED",
+            "--sse-customer-algorithm",
+            "AES256",
+            "--sse-customer-key",
+        ]);
+        a.push(k1.clone());
+        json_of(&aws_ok(a))
+    };
+    let small_crc = python(
+        &lab,
+        "import zlib, base64, sys; d = open(sys.argv[1], 'rb').read(); print(base64.b64encode(zlib.crc32(d).to_bytes(4, 'big')).decode())",
+        &[&p("small")],
+    );
+    let h = head("small");
+    assert_eq!(h["ChecksumCRC32"], small_crc.as_str(), "{h}");
+    assert_eq!(h["SSECustomerAlgorithm"], "AES256", "{h}");
+    let big_sum = python(
+        &lab,
+        "import hashlib, base64, sys\nd = open(sys.argv[1], 'rb').read(); n = 8 << 20\nparts = [hashlib.sha256(d[i:i + n]).digest() for i in range(0, len(d), n)]\nprint(base64.b64encode(hashlib.sha256(b''.join(parts)).digest()).decode() + '-%d' % len(parts))",
+        &[&p("big")],
+    );
+    assert!(big_sum.ends_with("-3"), "{big_sum}");
+    let h = head("big");
+    assert_eq!(h["ChecksumSHA256"], big_sum.as_str(), "{h}");
+    assert_eq!(h["ChecksumType"], "COMPOSITE", "{h}");
+
+    // The stock CLI writes (multipart for the big one), atrest reads: whole and in
+    // ranges, each range with the key; another key or none is refused with S3's error.
+    for name in ["small", "big"] {
+        let mut a = v(&[
+            "s3",
+            "cp",
+            &p(name),
+            &format!("s3://cli/aws-{name}"),
+            "--no-progress",
+        ]);
+        a.extend(sse(&k2));
+        aws_ok(a);
+        let back = p(&format!("{name}.atrest"));
+        let mut a = v(&[
+            "s3",
+            "cp",
+            &format!("s3://cli/aws-{name}"),
+            &back,
+            "--quiet",
+        ]);
+        a.extend(sse(&k2));
+        run_ok(a);
+        assert!(same_file(Path::new(&p(name)), Path::new(&back)), "{name}");
+        let wrong = p(&format!("{name}.wrong"));
+        let e = lab.fails(&[
+            "s3",
+            "cp",
+            &format!("s3://cli/aws-{name}"),
+            &wrong,
+            "--sse-c",
+            "--sse-c-key",
+            &k1,
+        ]);
+        assert!(
+            e.contains("An error occurred (403) when calling the GetObject operation"),
+            "{e}"
+        );
+        let e = lab.fails(&["s3", "cp", &format!("s3://cli/aws-{name}"), &wrong]);
+        assert!(e.contains("(400)"), "{e}");
+        assert!(!Path::new(&wrong).exists());
+    }
+    // A key without --sse-c (or the reverse) is the AWS CLI's parameter error.
+    let e = lab.fails(&["s3", "cp", &p("small"), "s3://cli/x", "--sse-c-key", &k1]);
+    assert!(
+        e.contains("--sse-c-key is specified, --sse-c must be specified as well"),
+        "{e}"
+    );
+    let e = lab.fails(&[
+        "s3",
+        "cp",
+        &p("small"),
+        "s3://cli/x",
+        "--checksum-algorithm",
+        "MD5",
+    ]);
+    assert!(e.contains("invalid checksum algorithm"), "{e}");
+
+    // Object to object: from k1 to k2 (CopyObject), read by the stock CLI with k2 only.
+    let mut a = v(&[
+        "s3",
+        "cp",
+        "s3://cli/big",
+        "s3://cli/big-k2",
+        "--quiet",
+        "--sse-c-copy-source",
+        "--sse-c-copy-source-key",
+    ]);
+    a.push(k1.clone());
+    a.extend(sse(&k2));
+    run_ok(a);
+    let back = p("big-k2");
+    let mut a = v(&["s3", "cp", "s3://cli/big-k2", &back, "--no-progress"]);
+    a.extend(sse(&k2));
+    aws_ok(a);
+    assert!(same_file(Path::new(&p("big")), Path::new(&back)));
+    let e = lab.fails(&[
+        "s3",
+        "cp",
+        "s3://cli/big",
+        "s3://cli/big-x",
+        "--sse-c",
+        "--sse-c-key",
+        &k2,
+    ]);
+    assert!(e.contains("when calling the CopyObject operation"), "{e}");
+
+    // s3api: put-object with a key and a checksum; the answer echoes both, as the stock
+    // CLI's does; get-object and head-object with --checksum-mode ENABLED show it.
+    let put = lab.json(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "api",
+        "--body",
+        &p("small"),
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        &k1,
+        "--checksum-algorithm",
+        "crc32",
+    ]);
+    assert_eq!(put["SSECustomerAlgorithm"], "AES256", "{put}");
+    assert_eq!(put["ChecksumCRC32"], small_crc.as_str(), "{put}");
+    let stock = json_of(&aws_ok(v(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "api-aws",
+        "--body",
+        &p("small"),
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        &k1,
+    ])));
+    assert_eq!(
+        put["SSECustomerKeyMD5"], stock["SSECustomerKeyMD5"],
+        "{put} {stock}"
+    );
+    let got = lab.json(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "api",
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        &k1,
+        "--checksum-mode",
+        "ENABLED",
+        &p("api.back"),
+    ]);
+    assert_eq!(got["ChecksumCRC32"], small_crc.as_str(), "{got}");
+    assert!(same_file(Path::new(&p("small")), Path::new(&p("api.back"))));
+    let e = lab.fails(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "api",
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        &k2,
+    ]);
+    assert!(
+        e.contains("An error occurred (403) when calling the HeadObject operation"),
+        "{e}"
+    );
+    let e = lab.fails(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "api",
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        &k2,
+        &p("api.wrong"),
+    ]);
+    assert!(e.contains("(AccessDenied)"), "{e}");
+    // The key given base64 with its MD5, as the AWS CLI also takes it.
+    let b64 = base64::engine::general_purpose::STANDARD.encode([0x41u8; 32]);
+    let h = lab.json(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "api",
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        &b64,
+        "--sse-customer-key-md5",
+        put["SSECustomerKeyMD5"].as_str().unwrap(),
+    ]);
+    assert_eq!(h["ContentLength"], (1 << 20) + 3, "{h}");
+
+    // copy-object from k1 to k2 with a new checksum, then the stock CLI reads it.
+    let cp = lab.json(&[
+        "s3api",
+        "copy-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "api-k2",
+        "--copy-source",
+        "cli/api",
+        "--copy-source-sse-customer-algorithm",
+        "AES256",
+        "--copy-source-sse-customer-key",
+        &k1,
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        &k2,
+        "--checksum-algorithm",
+        "CRC32",
+    ]);
+    assert_eq!(cp["SSECustomerAlgorithm"], "AES256", "{cp}");
+    assert!(cp["CopyObjectResult"]["ETag"].is_string(), "{cp}");
+    let mut a = v(&["s3", "cp", "s3://cli/api-k2", &p("api-k2"), "--no-progress"]);
+    a.extend(sse(&k2));
+    aws_ok(a);
+    assert!(same_file(Path::new(&p("small")), Path::new(&p("api-k2"))));
+    assert_eq!(
+        head_k2(&lab, &k2, "api-k2")["ChecksumCRC32"],
+        small_crc.as_str()
+    );
+
+    // The multipart verbs: every step with the key, each part with its CRC32.
+    std::fs::write(p("part1"), vec![b'a'; 5 << 20]).unwrap();
+    std::fs::write(p("part2"), b"tail").unwrap();
+    let up = lab.json(&[
+        "s3api",
+        "create-multipart-upload",
+        "--bucket",
+        "cli",
+        "--key",
+        "mp",
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        &k1,
+        "--checksum-algorithm",
+        "CRC32",
+    ]);
+    assert_eq!(up["SSECustomerAlgorithm"], "AES256", "{up}");
+    let id = up["UploadId"].as_str().unwrap().to_string();
+    let e = lab.fails(&[
+        "s3api",
+        "upload-part",
+        "--bucket",
+        "cli",
+        "--key",
+        "mp",
+        "--upload-id",
+        &id,
+        "--part-number",
+        "1",
+        "--body",
+        &p("part1"),
+    ]);
+    assert!(e.contains("(InvalidRequest)"), "{e}");
+    let mut parts = Vec::new();
+    for (n, f) in [("1", "part1"), ("2", "part2")] {
+        let r = lab.json(&[
+            "s3api",
+            "upload-part",
+            "--bucket",
+            "cli",
+            "--key",
+            "mp",
+            "--upload-id",
+            &id,
+            "--part-number",
+            n,
+            "--body",
+            &p(f),
+            "--sse-customer-algorithm",
+            "AES256",
+            "--sse-customer-key",
+            &k1,
+            "--checksum-algorithm",
+            "CRC32",
+        ]);
+        assert!(r["ChecksumCRC32"].is_string(), "{r}");
+        parts.push(serde_json::json!({"PartNumber": n.parse::<u32>().unwrap(), "ETag": r["ETag"], "ChecksumCRC32": r["ChecksumCRC32"]}));
+    }
+    let done = lab.json(&[
+        "s3api",
+        "complete-multipart-upload",
+        "--bucket",
+        "cli",
+        "--key",
+        "mp",
+        "--upload-id",
+        &id,
+        "--multipart-upload",
+        &serde_json::json!({"Parts": parts}).to_string(),
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        &k1,
+    ]);
+    assert!(done["ETag"].as_str().unwrap().ends_with("-2\""), "{done}");
+    assert!(
+        done["ChecksumCRC32"].as_str().unwrap().ends_with("-2"),
+        "{done}"
+    );
+    let h = head("mp");
+    assert_eq!(h["ChecksumCRC32"], done["ChecksumCRC32"], "{h}");
+    assert_eq!(h["ContentLength"], (5 << 20) + 4, "{h}");
+}
+
+fn head_k2(lab: &Lab, k2: &str, key: &str) -> serde_json::Value {
+    json_of(&lab.aws_ok(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "cli",
+        "--key",
+        key,
+        "--checksum-mode",
+        "ENABLED",
+        "--sse-customer-algorithm",
+        "AES256",
+        "--sse-customer-key",
+        k2,
+    ]))
 }

@@ -1,6 +1,9 @@
 //! `atrest s3 ...`: the object endpoint (`serve`) and the AWS CLI's high-level `aws s3`
 //! commands (`cp`, `ls`, `presign`) as SigV4 clients of it. Above 8 MiB `cp` uploads in
-//! parts and downloads in ranges, several at once (`s3::transfer`), as the AWS CLI does.
+//! parts and downloads in ranges, several at once (`s3::transfer`), as the AWS CLI does;
+//! object to object it copies (CopyObject, in parts above 5 GiB). `--sse-c`/`--sse-c-key`
+//! and `--checksum-algorithm` are the AWS CLI's; the headers they become are built in
+//! `s3::request_options`, and the transfer sends them on every part and range.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -8,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::s3::client::Body;
+use crate::s3::request_options::{ChecksumAlgorithm, SseCustomerKey};
 use crate::s3::transfer::{self, TransferConfig};
 
 use super::s3api::{self, fail, CliError};
@@ -32,35 +36,9 @@ pub enum S3Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: SocketAddr,
     },
-    /// Copy a local file to s3://BUCKET/KEY or an object to a local file.
-    Cp {
-        source: String,
-        destination: String,
-        /// AES256 or aws:kms (upload).
-        #[arg(long)]
-        sse: Option<String>,
-        /// KMS key for --sse aws:kms (id, alias/NAME or ARN).
-        #[arg(long)]
-        sse_kms_key_id: Option<String>,
-        #[arg(long)]
-        content_type: Option<String>,
-        #[arg(long)]
-        acl: Option<String>,
-        /// No progress or summary line.
-        #[arg(long)]
-        quiet: bool,
-        /// Files and objects larger than this many bytes move in parts, several at once.
-        #[arg(long, default_value_t = TransferConfig::default().threshold)]
-        multipart_threshold: u64,
-        /// Bytes per part or range (at least 5 MiB; grown for files needing over 10000).
-        #[arg(long, default_value_t = TransferConfig::default().part_size,
-              value_parser = clap::value_parser!(u64).range(5 * 1024 * 1024..))]
-        multipart_chunksize: u64,
-        /// Parts or ranges in flight at once.
-        #[arg(long, default_value_t = TransferConfig::default().concurrency as u64,
-              value_parser = clap::value_parser!(u64).range(1..=64))]
-        max_concurrent_requests: u64,
-    },
+    /// Copy a local file to s3://BUCKET/KEY, an object to a local file, or an object to
+    /// another object.
+    Cp(Box<CpArgs>),
     /// List buckets, or the objects under s3://BUCKET[/PREFIX].
     Ls {
         path: Option<String>,
@@ -76,42 +54,90 @@ pub enum S3Command {
     },
 }
 
+/// `atrest s3 cp`'s arguments, named as the AWS CLI's `aws s3 cp`.
+#[derive(Debug, clap::Args)]
+pub struct CpArgs {
+    source: String,
+    destination: String,
+    /// AES256 or aws:kms (upload or copy).
+    #[arg(long)]
+    sse: Option<String>,
+    /// KMS key for --sse aws:kms (id, alias/NAME or ARN).
+    #[arg(long)]
+    sse_kms_key_id: Option<String>,
+    /// SSE-C: the object is (or is to be) encrypted under --sse-c-key (AES256, the only
+    /// value; the default when the flag is given bare).
+    #[arg(long, num_args = 0..=1, default_missing_value = "AES256")]
+    sse_c: Option<String>,
+    /// The customer key for --sse-c: fileb://KEYFILE (32 raw bytes) or the key itself;
+    /// not base64.
+    #[arg(long)]
+    sse_c_key: Option<String>,
+    /// SSE-C of a copy's source object (AES256; the default when given bare).
+    #[arg(long, num_args = 0..=1, default_missing_value = "AES256")]
+    sse_c_copy_source: Option<String>,
+    /// The source object's customer key: fileb://KEYFILE or the key itself.
+    #[arg(long)]
+    sse_c_copy_source_key: Option<String>,
+    /// CRC32, CRC32C, SHA1, SHA256 or CRC64NVME: the checksum the object is stored with
+    /// (every part's, for a multipart upload).
+    #[arg(long)]
+    checksum_algorithm: Option<String>,
+    #[arg(long)]
+    content_type: Option<String>,
+    #[arg(long)]
+    acl: Option<String>,
+    /// No progress or summary line.
+    #[arg(long)]
+    quiet: bool,
+    /// Files and objects larger than this many bytes move in parts, several at once.
+    #[arg(long, default_value_t = TransferConfig::default().threshold)]
+    multipart_threshold: u64,
+    /// Bytes per part or range (at least 5 MiB; grown for files needing over 10000).
+    #[arg(long, default_value_t = TransferConfig::default().part_size,
+          value_parser = clap::value_parser!(u64).range(5 * 1024 * 1024..))]
+    multipart_chunksize: u64,
+    /// Parts or ranges in flight at once.
+    #[arg(long, default_value_t = TransferConfig::default().concurrency as u64,
+          value_parser = clap::value_parser!(u64).range(1..=64))]
+    max_concurrent_requests: u64,
+}
+
+/// A `--sse-c`/`--sse-c-key` pair (or the copy-source one) as the AWS CLI checks it: one
+/// without the other is a parameter error; the key is a blob (`fileb://PATH` or the text).
+fn sse_c_pair(
+    flag: &str,
+    algorithm: Option<String>,
+    key: Option<String>,
+) -> Result<Option<SseCustomerKey>, CliError> {
+    match (algorithm, key) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(CliError::Param(format!(
+            "It --{flag} is specified, --{flag}-key must be specified as well."
+        ))),
+        (None, Some(_)) => Err(CliError::Param(format!(
+            "It --{flag}-key is specified, --{flag} must be specified as well."
+        ))),
+        (Some(a), Some(k)) => {
+            let raw = zeroize::Zeroizing::new(s3api::blob_arg(&k)?);
+            Ok(Some(SseCustomerKey::from_raw(Some(&a), &raw)))
+        }
+    }
+}
+
 pub fn run(g: &Global, args: S3Args) -> i32 {
     match args.command {
         S3Command::Serve { listen } => serve(g, listen),
-        S3Command::Cp {
-            source,
-            destination,
-            sse,
-            sse_kms_key_id,
-            content_type,
-            acl,
-            quiet,
-            multipart_threshold,
-            multipart_chunksize,
-            max_concurrent_requests,
-        } => {
-            let cfg = TransferConfig {
-                threshold: multipart_threshold,
-                part_size: multipart_chunksize,
-                concurrency: max_concurrent_requests as usize,
-            };
-            let op = if source.starts_with("s3://") {
-                "GetObject"
-            } else {
-                "PutObject"
-            };
-            match cp(
-                g,
-                &source,
-                &destination,
-                sse,
-                sse_kms_key_id,
-                content_type,
-                acl,
-                quiet,
-                &cfg,
+        S3Command::Cp(a) => {
+            let op = match (
+                a.source.starts_with("s3://"),
+                a.destination.starts_with("s3://"),
             ) {
+                (true, true) => "CopyObject",
+                (true, false) => "GetObject",
+                _ => "PutObject",
+            };
+            match cp(g, *a) {
                 Ok(()) => 0,
                 Err(e) => fail(op, e),
             }
@@ -161,23 +187,48 @@ fn progress_bar(len: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn cp(
-    g: &Global,
-    source: &str,
-    destination: &str,
-    sse: Option<String>,
-    sse_kms_key_id: Option<String>,
-    content_type: Option<String>,
-    acl: Option<String>,
-    quiet: bool,
-    cfg: &TransferConfig,
-) -> Result<(), CliError> {
-    let c = s3api::client(g)?;
-    match (
+fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
+    let cfg = TransferConfig {
+        threshold: a.multipart_threshold,
+        part_size: a.multipart_chunksize,
+        concurrency: a.max_concurrent_requests as usize,
+    };
+    let sse_c = sse_c_pair("sse-c", a.sse_c, a.sse_c_key)?;
+    let source_sse_c = sse_c_pair(
+        "sse-c-copy-source",
+        a.sse_c_copy_source,
+        a.sse_c_copy_source_key,
+    )?;
+    let checksum = a
+        .checksum_algorithm
+        .as_deref()
+        .map(ChecksumAlgorithm::parse)
+        .transpose()
+        .map_err(|e| CliError::Param(e.to_string()))?;
+    let (source, destination, quiet) = (a.source.as_str(), a.destination.as_str(), a.quiet);
+    let kinds = (
         source.starts_with("s3://"),
         destination.starts_with("s3://"),
-    ) {
+    );
+    if source_sse_c.is_some() && kinds != (true, true) {
+        return Err(CliError::Param(
+            "--sse-c-copy-source is only supported for copy operations.".into(),
+        ));
+    }
+    // What a new object is stored as: encryption, content type, ACL.
+    let mut new_object = Vec::new();
+    if let Some(s) = a.sse {
+        new_object.push(("x-amz-server-side-encryption".to_string(), s));
+    }
+    if let Some(k) = a.sse_kms_key_id {
+        new_object.push(("x-amz-server-side-encryption-aws-kms-key-id".to_string(), k));
+    }
+    if let Some(acl) = a.acl {
+        new_object.push(("x-amz-acl".to_string(), acl));
+    }
+    let c = s3api::client(g)?;
+    let sse_c_headers = || sse_c.as_ref().map(|k| k.headers()).unwrap_or_default();
+    match kinds {
         (false, true) => {
             let (bucket, mut key) = parse_s3_url(destination)?;
             let path = Path::new(source);
@@ -189,18 +240,11 @@ fn cp(
             }
             let f = s3api::open_input(path)?;
             let len = f.metadata()?.len();
-            let mut h = Vec::new();
-            if let Some(s) = sse {
-                h.push(("x-amz-server-side-encryption".to_string(), s));
-            }
-            if let Some(k) = sse_kms_key_id {
-                h.push(("x-amz-server-side-encryption-aws-kms-key-id".to_string(), k));
-            }
-            let ct = content_type.unwrap_or_else(|| guess_content_type(path).to_string());
+            let mut h = new_object;
+            let ct = a
+                .content_type
+                .unwrap_or_else(|| guess_content_type(path).to_string());
             h.push(("content-type".to_string(), ct));
-            if let Some(a) = acl {
-                h.push(("x-amz-acl".to_string(), a));
-            }
             let pb = progress_bar(len, quiet);
             let r = if len > cfg.threshold {
                 let tick = |n: u64| {
@@ -212,11 +256,18 @@ fn cp(
                     client: &c,
                     bucket: &bucket,
                     key: &key,
-                    cfg,
+                    cfg: &cfg,
                     progress: &tick,
+                    sse_c: sse_c.as_ref(),
+                    checksum,
                 };
                 t.upload(&f, len, &h).map(|_| ())
             } else {
+                h.extend(sse_c_headers());
+                if let Some(alg) = checksum {
+                    h.push(alg.header_for(&f)?);
+                    std::io::Seek::rewind(&mut &f)?;
+                }
                 let reader: Box<dyn std::io::Read + Send> = match &pb {
                     Some(p) => Box::new(p.wrap_read(f)),
                     None => Box::new(f),
@@ -250,7 +301,14 @@ fn cp(
                 let name = key.rsplit('/').next().unwrap_or(&key);
                 dest = dest.join(name);
             }
-            let head = c.send("HEAD", Some(&bucket), Some(&key), &[], &[], Body::Empty)?;
+            let head = c.send(
+                "HEAD",
+                Some(&bucket),
+                Some(&key),
+                &[],
+                &sse_c_headers(),
+                Body::Empty,
+            )?;
             let size = head
                 .header("content-length")
                 .and_then(|v| v.parse::<u64>().ok())
@@ -267,15 +325,17 @@ fn cp(
                     client: &c,
                     bucket: &bucket,
                     key: &key,
-                    cfg,
+                    cfg: &cfg,
                     progress: &tick,
+                    sse_c: sse_c.as_ref(),
+                    checksum: None,
                 };
                 s3api::download_with(&dest, Some(size), |f| {
                     f.set_len(size)?;
                     Ok(t.download(size, &etag, f)?)
                 })
             } else {
-                let r = c.get_object(&bucket, &key)?;
+                let r = c.get_object_with(&bucket, &key, &[], sse_c_headers())?;
                 let len = r
                     .header("content-length")
                     .and_then(|v| v.parse::<u64>().ok());
@@ -290,8 +350,92 @@ fn cp(
             }
             Ok(())
         }
-        _ => Err(CliError::Param(
-            "cp copies between a local file and s3://BUCKET/KEY (one side each)".into(),
+        (true, true) => {
+            let (src_bucket, src_key) = parse_s3_url(source)?;
+            if src_key.is_empty() {
+                return Err(CliError::Param(format!("{source} names no object")));
+            }
+            let (bucket, mut key) = parse_s3_url(destination)?;
+            if key.is_empty() || key.ends_with('/') {
+                key.push_str(src_key.rsplit('/').next().unwrap_or(&src_key));
+            }
+            let source_headers = || {
+                source_sse_c
+                    .as_ref()
+                    .map(|k| k.copy_source_headers())
+                    .unwrap_or_default()
+            };
+            // The source's size (read with its own key, as the AWS CLI does).
+            let head = c.send(
+                "HEAD",
+                Some(&src_bucket),
+                Some(&src_key),
+                &[],
+                &source_sse_c
+                    .as_ref()
+                    .map(|k| k.headers())
+                    .unwrap_or_default(),
+                Body::Empty,
+            )?;
+            let size = head
+                .header("content-length")
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let mut h = new_object;
+            if let Some(ct) = a.content_type {
+                h.push(("content-type".to_string(), ct));
+            }
+            if size > transfer::MAX_COPY_OBJECT {
+                // Parts do not carry the source's metadata: say what it was, as CopyObject
+                // with the COPY directive would.
+                if !h.iter().any(|(k, _)| k == "content-type") {
+                    if let Some(ct) = head.header("content-type") {
+                        h.push(("content-type".to_string(), ct.to_string()));
+                    }
+                }
+                for (k, v) in &head.headers {
+                    if k.to_ascii_lowercase().starts_with("x-amz-meta-") {
+                        h.push((k.to_ascii_lowercase(), v.clone()));
+                    }
+                }
+                let tick = |_: u64| {};
+                let t = transfer::Transfer {
+                    client: &c,
+                    bucket: &bucket,
+                    key: &key,
+                    cfg: &cfg,
+                    progress: &tick,
+                    sse_c: sse_c.as_ref(),
+                    checksum,
+                };
+                let from = transfer::CopySource {
+                    bucket: &src_bucket,
+                    key: &src_key,
+                    sse_c: source_sse_c.as_ref(),
+                };
+                t.copy(&from, size, &h)?;
+            } else {
+                h.push((
+                    "x-amz-copy-source".to_string(),
+                    transfer::copy_source_header(&src_bucket, &src_key),
+                ));
+                h.extend(sse_c_headers());
+                h.extend(source_headers());
+                if let Some(alg) = checksum {
+                    h.push(("x-amz-checksum-algorithm".to_string(), alg.as_str().into()));
+                }
+                let r = c.send("PUT", Some(&bucket), Some(&key), &[], &h, Body::Empty)?;
+                // CopyObject can fail after its 200 status line: the error is the body.
+                transfer::parse_xml(r)?;
+            }
+            if !quiet {
+                println!("copy: {source} to s3://{bucket}/{key}");
+            }
+            Ok(())
+        }
+        (false, false) => Err(CliError::Param(
+            "cp copies a local file to s3://BUCKET/KEY, or an object to a file or another object"
+                .into(),
         )),
     }
 }

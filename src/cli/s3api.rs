@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use crate::s3::client::{Body, BodyStream, ClientError, Response, S3Client};
+use crate::s3::request_options::{checksum_fields, ChecksumAlgorithm, SseCustomerKey};
 use crate::s3::xml::{self, Node};
 
 use super::{report_error, Global};
@@ -104,6 +105,10 @@ pub enum S3apiCommand {
         body: Option<PathBuf>,
         #[command(flatten)]
         new_object: NewObjectArgs,
+        #[command(flatten)]
+        customer_key: CustomerKeyArgs,
+        #[command(flatten)]
+        checksum: ChecksumArgs,
     },
     /// Download an object (or a byte range or part of it) to OUTFILE.
     GetObject {
@@ -113,6 +118,10 @@ pub enum S3apiCommand {
         key: String,
         #[command(flatten)]
         span: SpanArgs,
+        #[command(flatten)]
+        customer_key: CustomerKeyArgs,
+        #[command(flatten)]
+        mode: ChecksumModeArgs,
         outfile: PathBuf,
     },
     /// Show an object's metadata (or a byte range's or part's).
@@ -123,6 +132,32 @@ pub enum S3apiCommand {
         key: String,
         #[command(flatten)]
         span: SpanArgs,
+        #[command(flatten)]
+        customer_key: CustomerKeyArgs,
+        #[command(flatten)]
+        mode: ChecksumModeArgs,
+    },
+    /// Copy an object (within or across buckets; onto itself with --metadata-directive
+    /// REPLACE), re-encrypted as asked.
+    CopyObject {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        key: String,
+        /// SOURCEBUCKET/SOURCEKEY.
+        #[arg(long)]
+        copy_source: String,
+        /// COPY (the source's metadata, the default) or REPLACE (the request's).
+        #[arg(long)]
+        metadata_directive: Option<String>,
+        #[command(flatten)]
+        new_object: NewObjectArgs,
+        #[command(flatten)]
+        customer_key: CustomerKeyArgs,
+        #[command(flatten)]
+        source_key: CopySourceKeyArgs,
+        #[command(flatten)]
+        checksum: ChecksumArgs,
     },
     /// List objects (all pages).
     ListObjectsV2 {
@@ -233,6 +268,135 @@ impl NewObjectArgs {
     }
 }
 
+/// SSE-C: the customer key of the object a request writes or reads, as the AWS CLI's
+/// `aws s3api` takes it. Without `--sse-customer-key-md5` the key is raw (text or
+/// `fileb://KEYFILE`) and is sent base64 with its MD5, as botocore does; with it, both
+/// are sent as given (the key then base64).
+#[derive(Debug, Default, clap::Args)]
+pub struct CustomerKeyArgs {
+    /// AES256.
+    #[arg(long)]
+    pub sse_customer_algorithm: Option<String>,
+    #[arg(long)]
+    pub sse_customer_key: Option<String>,
+    #[arg(long = "sse-customer-key-md5")]
+    pub sse_customer_key_md5: Option<String>,
+}
+
+impl CustomerKeyArgs {
+    pub(crate) fn key(self) -> Result<Option<SseCustomerKey>, CliError> {
+        customer_key(
+            self.sse_customer_algorithm,
+            self.sse_customer_key,
+            self.sse_customer_key_md5,
+        )
+    }
+
+    /// The `x-amz-server-side-encryption-customer-*` headers (none without a key).
+    pub(crate) fn headers(self) -> Result<Vec<(String, String)>, CliError> {
+        Ok(self.key()?.map(|k| k.headers()).unwrap_or_default())
+    }
+}
+
+/// SSE-C of a copy's source: `--copy-source-sse-customer-algorithm|key|key-md5`.
+#[derive(Debug, Default, clap::Args)]
+pub struct CopySourceKeyArgs {
+    #[arg(long)]
+    pub copy_source_sse_customer_algorithm: Option<String>,
+    #[arg(long)]
+    pub copy_source_sse_customer_key: Option<String>,
+    #[arg(long = "copy-source-sse-customer-key-md5")]
+    pub copy_source_sse_customer_key_md5: Option<String>,
+}
+
+impl CopySourceKeyArgs {
+    /// The `x-amz-copy-source-server-side-encryption-customer-*` headers.
+    pub(crate) fn headers(self) -> Result<Vec<(String, String)>, CliError> {
+        Ok(customer_key(
+            self.copy_source_sse_customer_algorithm,
+            self.copy_source_sse_customer_key,
+            self.copy_source_sse_customer_key_md5,
+        )?
+        .map(|k| k.copy_source_headers())
+        .unwrap_or_default())
+    }
+}
+
+/// The key botocore would send for these three parameters (none if no key is given; an
+/// algorithm or MD5 alone is sent for the endpoint to refuse, as S3 does).
+fn customer_key(
+    algorithm: Option<String>,
+    key: Option<String>,
+    md5: Option<String>,
+) -> Result<Option<SseCustomerKey>, CliError> {
+    Ok(match (key, md5) {
+        (None, None) if algorithm.is_none() => None,
+        (Some(k), None) => {
+            let raw = zeroize::Zeroizing::new(blob_arg(&k)?);
+            Some(SseCustomerKey::from_raw(algorithm.as_deref(), &raw))
+        }
+        (k, m) => {
+            let k =
+                zeroize::Zeroizing::new(k.map(|k| arg_text(&k)).transpose()?.unwrap_or_default());
+            Some(SseCustomerKey::given(
+                algorithm.as_deref(),
+                &k,
+                &m.unwrap_or_default(),
+            ))
+        }
+    })
+}
+
+/// `--checksum-algorithm`: the checksum a body is sent and stored with.
+#[derive(Debug, Default, clap::Args)]
+pub struct ChecksumArgs {
+    /// CRC32, CRC32C, SHA1, SHA256 or CRC64NVME.
+    #[arg(long)]
+    pub checksum_algorithm: Option<String>,
+}
+
+impl ChecksumArgs {
+    pub(crate) fn algorithm(&self) -> Result<Option<ChecksumAlgorithm>, CliError> {
+        self.checksum_algorithm
+            .as_deref()
+            .map(ChecksumAlgorithm::parse)
+            .transpose()
+            .map_err(|e| CliError::Param(e.to_string()))
+    }
+
+    /// The checksum header of the file `body` (its first read; the upload is the second).
+    pub(crate) fn header_for(
+        &self,
+        body: Option<&File>,
+    ) -> Result<Vec<(String, String)>, CliError> {
+        Ok(match (self.algorithm()?, body) {
+            (None, _) => Vec::new(),
+            (Some(a), Some(f)) => {
+                let h = a.header_for(f)?;
+                std::io::Seek::rewind(&mut &*f)?;
+                vec![h]
+            }
+            (Some(a), None) => vec![a.header_for(std::io::empty())?],
+        })
+    }
+}
+
+/// `--checksum-mode ENABLED`: the answer carries the object's stored checksum.
+#[derive(Debug, Default, clap::Args)]
+pub struct ChecksumModeArgs {
+    /// ENABLED.
+    #[arg(long)]
+    pub checksum_mode: Option<String>,
+}
+
+impl ChecksumModeArgs {
+    fn headers(self) -> Vec<(String, String)> {
+        self.checksum_mode
+            .map(|m| vec![("x-amz-checksum-mode".to_string(), m)])
+            .unwrap_or_default()
+    }
+}
+
 /// Which bytes of an object a read asks for.
 #[derive(Debug, Default, clap::Args)]
 pub struct SpanArgs {
@@ -316,6 +480,7 @@ fn operation_name(c: &S3apiCommand) -> &'static str {
         PutObject { .. } => "PutObject",
         GetObject { .. } => "GetObject",
         HeadObject { .. } => "HeadObject",
+        CopyObject { .. } => "CopyObject",
         ListObjectsV2 { .. } => "ListObjectsV2",
         DeleteObject { .. } => "DeleteObject",
         PutObjectAcl { .. } => "PutObjectAcl",
@@ -568,12 +733,16 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
             key,
             body,
             new_object,
+            customer_key,
+            checksum,
         } => {
-            let h = new_object.headers()?;
+            let mut h = new_object.headers()?;
+            h.extend(customer_key.headers()?);
             let r = match body {
                 Some(path) => {
                     let f = open_input(&path)?;
                     let len = f.metadata()?.len();
+                    h.extend(checksum.header_for(Some(&f))?);
                     c.send(
                         "PUT",
                         Some(&bucket),
@@ -586,22 +755,27 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
                         },
                     )?
                 }
-                None => c.send("PUT", Some(&bucket), Some(&key), &[], &h, Body::Empty)?,
+                None => {
+                    h.extend(checksum.header_for(None)?);
+                    c.send("PUT", Some(&bucket), Some(&key), &[], &h, Body::Empty)?
+                }
             };
-            Ok(Some(sse_fields(
-                &r,
-                json!({ "ETag": r.header("etag").unwrap_or_default() }),
-            )))
+            Ok(Some(written_fields(&r)))
         }
         GetObject {
             bucket,
             key,
             span,
+            customer_key,
+            mode,
             outfile,
         } => {
             let query = span.query();
             let q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let r = c.get_object_with(&bucket, &key, &q, span.headers())?;
+            let mut h = span.headers();
+            h.extend(customer_key.headers()?);
+            h.extend(mode.headers());
+            let r = c.get_object_with(&bucket, &key, &q, h)?;
             let out = object_fields(&r);
             let expected = r
                 .header("content-length")
@@ -609,18 +783,64 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
             download(r, &outfile, expected, None)?;
             Ok(Some(out))
         }
-        HeadObject { bucket, key, span } => {
+        HeadObject {
+            bucket,
+            key,
+            span,
+            customer_key,
+            mode,
+        } => {
             let query = span.query();
             let q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let r = c.send(
-                "HEAD",
-                Some(&bucket),
-                Some(&key),
-                &q,
-                &span.headers(),
-                Body::Empty,
-            )?;
+            let mut h = span.headers();
+            h.extend(customer_key.headers()?);
+            h.extend(mode.headers());
+            let r = c.send("HEAD", Some(&bucket), Some(&key), &q, &h, Body::Empty)?;
             Ok(Some(object_fields(&r)))
+        }
+        CopyObject {
+            bucket,
+            key,
+            copy_source,
+            metadata_directive,
+            new_object,
+            customer_key,
+            source_key,
+            checksum,
+        } => {
+            let mut h = new_object.headers()?;
+            h.push((
+                "x-amz-copy-source".to_string(),
+                super::s3api_multipart::copy_source_header(&copy_source)?,
+            ));
+            if let Some(d) = metadata_directive {
+                h.push(("x-amz-metadata-directive".to_string(), d));
+            }
+            h.extend(customer_key.headers()?);
+            h.extend(source_key.headers()?);
+            if let Some(a) = checksum.algorithm()? {
+                h.push(("x-amz-checksum-algorithm".to_string(), a.as_str().into()));
+            }
+            let r = c.send("PUT", Some(&bucket), Some(&key), &[], &h, Body::Empty)?;
+            let head = sse_fields(&r, json!({}));
+            let doc = crate::s3::transfer::parse_xml(r)?;
+            let mut result = Map::new();
+            result.insert(
+                "ETag".into(),
+                json!(doc.text_of("ETag").unwrap_or_default()),
+            );
+            result.insert(
+                "LastModified".into(),
+                json!(plumbing::awstime::rfc3339_to_cli(
+                    doc.text_of("LastModified").unwrap_or_default()
+                )),
+            );
+            result.extend(checksum_members(&doc));
+            let mut out = json!({ "CopyObjectResult": result });
+            if let (Some(o), Value::Object(e)) = (out.as_object_mut(), head) {
+                o.extend(e);
+            }
+            Ok(Some(out))
         }
         ListObjectsV2 {
             bucket,
@@ -820,7 +1040,39 @@ pub(crate) fn sse_fields(r: &Response, mut out: Value) -> Value {
     if r.header("x-amz-server-side-encryption-bucket-key-enabled") == Some("true") {
         out["BucketKeyEnabled"] = json!(true);
     }
+    if let Some(a) = r.header("x-amz-server-side-encryption-customer-algorithm") {
+        out["SSECustomerAlgorithm"] = json!(a);
+    }
+    if let Some(m) = r.header("x-amz-server-side-encryption-customer-key-md5") {
+        out["SSECustomerKeyMD5"] = json!(m);
+    }
     out
+}
+
+/// The `ChecksumCRC32`... and `ChecksumType` elements of an XML answer (CopyObject,
+/// UploadPartCopy, CompleteMultipartUpload), as the AWS CLI's JSON shows them.
+pub(crate) fn checksum_members(doc: &Node) -> Map<String, Value> {
+    let mut out = Map::new();
+    for alg in crate::s3::checksum::ALGORITHMS {
+        let m = format!("Checksum{alg}");
+        if let Some(v) = doc.text_of(&m) {
+            out.insert(m, json!(v));
+        }
+    }
+    if let Some(t) = doc.text_of("ChecksumType") {
+        out.insert("ChecksumType".into(), json!(t));
+    }
+    out
+}
+
+/// What PutObject and UploadPart answer: the ETag, checksums and encryption.
+pub(crate) fn written_fields(r: &Response) -> Value {
+    let mut out = Map::new();
+    out.insert("ETag".into(), json!(r.header("etag").unwrap_or_default()));
+    for (k, v) in checksum_fields(&r.headers) {
+        out.insert(k, json!(v));
+    }
+    sse_fields(r, Value::Object(out))
 }
 
 /// GetObject/HeadObject fields in the AWS CLI's order.
@@ -840,6 +1092,9 @@ fn object_fields(r: &Response) -> Value {
         .and_then(|v| v.parse::<u64>().ok())
     {
         out.insert("ContentLength".into(), json!(v));
+    }
+    for (k, v) in checksum_fields(&r.headers) {
+        out.insert(k, json!(v));
     }
     if let Some(v) = r.header("etag") {
         out.insert("ETag".into(), json!(v));
@@ -886,6 +1141,15 @@ fn arg_text(s: &str) -> Result<String, CliError> {
             std::fs::read_to_string(p).map_err(|e| CliError::Param(format!("cannot read {p}: {e}")))
         }
         None => Ok(s.to_string()),
+    }
+}
+
+/// A blob argument as the AWS CLI reads one: `fileb://PATH` is the file's bytes,
+/// `file://PATH` its text, anything else the argument's own bytes.
+pub(crate) fn blob_arg(s: &str) -> Result<Vec<u8>, CliError> {
+    match s.strip_prefix("fileb://") {
+        Some(p) => std::fs::read(p).map_err(|e| CliError::Param(format!("cannot read {p}: {e}"))),
+        None => Ok(arg_text(s)?.into_bytes()),
     }
 }
 

@@ -9,7 +9,10 @@ use serde_json::{json, Map, Value};
 use crate::s3::client::{Body, S3Client};
 use crate::s3::xml::{self, Node};
 
-use super::s3api::{open_input, shorthand_or_json, sse_fields, xml_of, CliError, NewObjectArgs};
+use super::s3api::{
+    checksum_members, open_input, shorthand_or_json, sse_fields, written_fields, xml_of,
+    ChecksumArgs, CliError, CopySourceKeyArgs, CustomerKeyArgs, NewObjectArgs,
+};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum MultipartCommand {
@@ -21,6 +24,13 @@ pub enum MultipartCommand {
         key: String,
         #[command(flatten)]
         new_object: NewObjectArgs,
+        #[command(flatten)]
+        customer_key: CustomerKeyArgs,
+        #[command(flatten)]
+        checksum: ChecksumArgs,
+        /// COMPOSITE or FULL_OBJECT (with --checksum-algorithm).
+        #[arg(long)]
+        checksum_type: Option<String>,
     },
     /// Upload one part (1 to 10000; 5 MiB to 5 GiB but the last) of a multipart upload.
     UploadPart {
@@ -31,6 +41,10 @@ pub enum MultipartCommand {
         /// File holding the part (an empty part if omitted).
         #[arg(long)]
         body: Option<PathBuf>,
+        #[command(flatten)]
+        customer_key: CustomerKeyArgs,
+        #[command(flatten)]
+        checksum: ChecksumArgs,
     },
     /// Copy an object, or a byte range of it, in as one part of a multipart upload.
     UploadPartCopy {
@@ -44,15 +58,22 @@ pub enum MultipartCommand {
         /// `bytes=FIRST-LAST` of the source.
         #[arg(long)]
         copy_source_range: Option<String>,
+        #[command(flatten)]
+        customer_key: CustomerKeyArgs,
+        #[command(flatten)]
+        source_key: CopySourceKeyArgs,
     },
     /// Make the object from the uploaded parts listed.
     CompleteMultipartUpload {
         #[command(flatten)]
         upload: Upload,
         /// `{"Parts":[{"ETag":"...","PartNumber":1},...]}`, the shorthand
-        /// `Parts=[{ETag=...,PartNumber=1},...]`, or file://PATH.
+        /// `Parts=[{ETag=...,PartNumber=1},...]`, or file://PATH; a part may also give
+        /// its `ChecksumCRC32` (`CRC32C`, `CRC64NVME`, `SHA1`, `SHA256`).
         #[arg(long)]
         multipart_upload: String,
+        #[command(flatten)]
+        customer_key: CustomerKeyArgs,
     },
     /// Abort a multipart upload and remove its parts.
     AbortMultipartUpload {
@@ -132,9 +153,16 @@ pub(crate) fn completion_xml(v: &Value) -> Result<String, CliError> {
             ))
         })?;
         x.push_str(&format!(
-            "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag></Part>",
+            "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag>",
             xml::escape(etag)
         ));
+        for alg in crate::s3::checksum::ALGORITHMS {
+            let m = format!("Checksum{alg}");
+            if let Some(v) = p.get(&m).and_then(Value::as_str) {
+                x.push_str(&format!("<{m}>{}</{m}>", xml::escape(v)));
+            }
+        }
+        x.push_str("</Part>");
     }
     x.push_str("</CompleteMultipartUpload>");
     Ok(x)
@@ -153,22 +181,13 @@ fn named(n: Option<&Node>) -> Value {
 
 /// `SOURCEBUCKET/SOURCEKEY` as the `x-amz-copy-source` header carries it (the key
 /// percent-encoded, `/` kept).
-fn copy_source_header(source: &str) -> Result<String, CliError> {
+pub(crate) fn copy_source_header(source: &str) -> Result<String, CliError> {
     let (bucket, key) = source
         .trim_start_matches('/')
         .split_once('/')
         .filter(|(b, k)| !b.is_empty() && !k.is_empty())
         .ok_or_else(|| CliError::Param(format!("--copy-source {source:?}: expected BUCKET/KEY")))?;
-    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~')
-        .remove(b'/');
-    Ok(format!(
-        "{bucket}/{}",
-        percent_encoding::utf8_percent_encode(key, KEEP)
-    ))
+    Ok(crate::s3::transfer::copy_source_header(bucket, key))
 }
 
 pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Value>, CliError> {
@@ -178,13 +197,24 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
             bucket,
             key,
             new_object,
+            customer_key,
+            checksum,
+            checksum_type,
         } => {
+            let mut h = new_object.headers()?;
+            h.extend(customer_key.headers()?);
+            if let Some(a) = checksum.algorithm()? {
+                h.push(("x-amz-checksum-algorithm".to_string(), a.as_str().into()));
+            }
+            if let Some(t) = checksum_type {
+                h.push(("x-amz-checksum-type".to_string(), t));
+            }
             let r = c.send(
                 "POST",
                 Some(&bucket),
                 Some(&key),
                 &[("uploads", "")],
-                &new_object.headers()?,
+                &h,
                 Body::Empty,
             )?;
             let base = json!({});
@@ -207,31 +237,35 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
                 },
             part_number,
             body,
+            customer_key,
+            checksum,
         } => {
             let n = part_number.to_string();
             let q = [("partNumber", n.as_str()), ("uploadId", upload_id.as_str())];
+            let mut h = customer_key.headers()?;
             let r = match body {
                 Some(path) => {
                     let f = open_input(&path)?;
                     let len = f.metadata()?.len();
+                    h.extend(checksum.header_for(Some(&f))?);
                     c.send(
                         "PUT",
                         Some(&bucket),
                         Some(&key),
                         &q,
-                        &[],
+                        &h,
                         Body::Reader {
                             reader: Box::new(f),
                             len,
                         },
                     )?
                 }
-                None => c.send("PUT", Some(&bucket), Some(&key), &q, &[], Body::Empty)?,
+                None => {
+                    h.extend(checksum.header_for(None)?);
+                    c.send("PUT", Some(&bucket), Some(&key), &q, &h, Body::Empty)?
+                }
             };
-            Ok(Some(sse_fields(
-                &r,
-                json!({ "ETag": r.header("etag").unwrap_or_default() }),
-            )))
+            Ok(Some(written_fields(&r)))
         }
         UploadPartCopy {
             upload:
@@ -243,6 +277,8 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
             part_number,
             copy_source,
             copy_source_range,
+            customer_key,
+            source_key,
         } => {
             let n = part_number.to_string();
             let q = [("partNumber", n.as_str()), ("uploadId", upload_id.as_str())];
@@ -253,6 +289,8 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
             if let Some(r) = copy_source_range {
                 h.push(("x-amz-copy-source-range".to_string(), r));
             }
+            h.extend(customer_key.headers()?);
+            h.extend(source_key.headers()?);
             let r = c.send("PUT", Some(&bucket), Some(&key), &q, &h, Body::Empty)?;
             let head = sse_fields(&r, json!({}));
             let doc = xml_of(r)?;
@@ -273,14 +311,17 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
                     upload_id,
                 },
             multipart_upload,
+            customer_key,
         } => {
             let body = completion_xml(&shorthand_or_json(&multipart_upload)?)?;
+            let mut h = vec![("content-type".to_string(), "application/xml".to_string())];
+            h.extend(customer_key.headers()?);
             let r = c.send(
                 "POST",
                 Some(&bucket),
                 Some(&key),
                 &[("uploadId", &upload_id)],
-                &[("content-type".into(), "application/xml".into())],
+                &h,
                 Body::Bytes(body.as_bytes()),
             )?;
             let head = sse_fields(&r, json!({}));
@@ -291,6 +332,7 @@ pub(crate) fn execute(c: &S3Client, cmd: MultipartCommand) -> Result<Option<Valu
                 "Key": doc.text_of("Key").unwrap_or(&key),
                 "ETag": doc.text_of("ETag").unwrap_or_default(),
             });
+            merge(&mut out, Value::Object(checksum_members(&doc)));
             merge(&mut out, head);
             Ok(Some(out))
         }

@@ -8,7 +8,7 @@
 //! [`multipart`] (uploads in parts), [`parts`] and [`range`] (S3's rules for part lists and
 //! `Range` headers, pure), [`access`] (BPA, ownership, ACLs),
 //! [`checksum`] (composite checksums, pure), [`precondition`] (conditional writes, pure),
-//! [`kms`] (data keys), [`customer_key`] (SSE-C keys and their fingerprints, pure), [`bucket_key`] (S3 Bucket Keys), [`auth`] (access keys, SigV4
+//! [`kms`] (data keys), [`customer_key`] (SSE-C keys and their fingerprints, pure), [`request_options`] (a client's SSE-C and checksum headers, pure), [`bucket_key`] (S3 Bucket Keys), [`auth`] (access keys, SigV4
 //! signing), [`http`] (the endpoint: operation table, handlers by resource, listener),
 //! [`audit`] (the trail hook).
 
@@ -28,6 +28,7 @@ pub mod parts;
 pub mod precondition;
 pub mod range;
 pub mod reader;
+pub mod request_options;
 pub mod sealed;
 pub mod sse;
 pub mod store;

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 
 use super::client::{Body, ClientError, S3Client};
 use super::parts::MAX_PART_NUMBER;
+use super::request_options::{ChecksumAlgorithm, SseCustomerKey};
 use super::xml;
 
 /// How large transfers are cut up.
@@ -154,7 +155,24 @@ pub struct Transfer<'a> {
     pub cfg: &'a TransferConfig,
     /// Told the size of every piece of data as it is sent or lands.
     pub progress: &'a (dyn Fn(u64) + Sync),
+    /// The object's customer key (SSE-C), sent on every request of the transfer: the
+    /// upload's creation, each part and the completion, or each range.
+    pub sse_c: Option<&'a SseCustomerKey>,
+    /// Uploads: the algorithm each part is checksummed with (named at creation, sent in
+    /// each part's header, listed with each part at completion).
+    pub checksum: Option<ChecksumAlgorithm>,
 }
+
+/// The object a multipart copy reads: `bucket/key`, under its customer key if it has one.
+pub struct CopySource<'a> {
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub sse_c: Option<&'a SseCustomerKey>,
+}
+
+/// Objects up to this size are copied with one CopyObject; larger ones in parts (S3's
+/// limit for CopyObject).
+pub const MAX_COPY_OBJECT: u64 = 5 << 30;
 
 impl Transfer<'_> {
     /// Uploads `file` (`len` bytes) as a multipart upload: `headers` go on
@@ -167,28 +185,135 @@ impl Transfer<'_> {
         len: u64,
         headers: &[(String, String)],
     ) -> Result<Uploaded, ClientError> {
-        upload_multipart(self, file, len, headers)
+        upload_multipart(self, len, headers, |number, query, off, n| {
+            let mut h = self.sse_c_headers();
+            if let Some(alg) = self.checksum {
+                // A first read of the part for its checksum header (the body streams
+                // unsigned, so the signed header is what binds it), as botocore does
+                // over plain HTTP.
+                let noop = |_: u64| {};
+                h.push(alg.header_for(FileRange {
+                    file,
+                    at: off,
+                    left: n,
+                    progress: &noop,
+                })?);
+            }
+            let r = self.client.send(
+                "PUT",
+                Some(self.bucket),
+                Some(self.key),
+                query,
+                &h,
+                Body::Reader {
+                    reader: Box::new(FileRange {
+                        file,
+                        at: off,
+                        left: n,
+                        progress: self.progress,
+                    }),
+                    len: n,
+                },
+            )?;
+            let etag = r.header("etag").map(str::to_string).ok_or_else(|| {
+                ClientError::BadResponse(format!("part {number} came back without an ETag"))
+            })?;
+            let sum = self
+                .checksum
+                .and_then(|a| r.header(&a.header()).map(|v| (a, v.to_string())));
+            Ok((etag, sum))
+        })
+    }
+
+    /// Copies `source` (`size` bytes) into this transfer's object as a multipart upload of
+    /// UploadPartCopy ranges, each carrying both customer keys (the source's to read, the
+    /// destination's to write). `headers` go on CreateMultipartUpload.
+    pub fn copy(
+        &self,
+        source: &CopySource<'_>,
+        size: u64,
+        headers: &[(String, String)],
+    ) -> Result<Uploaded, ClientError> {
+        let source_header = copy_source_header(source.bucket, source.key);
+        upload_multipart(self, size, headers, |number, query, off, n| {
+            let mut h = self.sse_c_headers();
+            if let Some(k) = source.sse_c {
+                h.extend(k.copy_source_headers());
+            }
+            h.push(("x-amz-copy-source".into(), source_header.clone()));
+            if n > 0 {
+                h.push((
+                    "x-amz-copy-source-range".into(),
+                    format!("bytes={off}-{}", off + n - 1),
+                ));
+            }
+            let r = self.client.send(
+                "PUT",
+                Some(self.bucket),
+                Some(self.key),
+                query,
+                &h,
+                Body::Empty,
+            )?;
+            let doc = parse_xml(r)?;
+            let etag = doc.text_of("ETag").map(str::to_string).ok_or_else(|| {
+                ClientError::BadResponse(format!("part {number} came back without an ETag"))
+            })?;
+            (self.progress)(n);
+            let sum = self
+                .checksum
+                .and_then(|a| doc.text_of(&a.member()).map(|v| (a, v.to_string())));
+            Ok((etag, sum))
+        })
     }
 
     /// Downloads `size` bytes into `out` (see [`download_ranges`]).
     pub fn download(&self, size: u64, etag: &str, out: &File) -> Result<u64, ClientError> {
         download_ranges(self, size, etag, out)
     }
+
+    fn sse_c_headers(&self) -> Vec<(String, String)> {
+        self.sse_c.map(|k| k.headers()).unwrap_or_default()
+    }
 }
+
+/// `BUCKET/KEY` as the `x-amz-copy-source` header carries it (the key percent-encoded,
+/// `/` kept).
+pub fn copy_source_header(bucket: &str, key: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    format!(
+        "{bucket}/{}",
+        percent_encoding::utf8_percent_encode(key, KEEP)
+    )
+}
+
+/// What one part answered: its ETag and, if the upload has a checksum algorithm, the
+/// part's checksum under it.
+type PartDone = (String, Option<(ChecksumAlgorithm, String)>);
 
 fn upload_multipart(
     t: &Transfer<'_>,
-    file: &File,
     len: u64,
     headers: &[(String, String)],
+    send_part: impl Fn(usize, &[(&str, &str)], u64, u64) -> Result<PartDone, ClientError> + Sync,
 ) -> Result<Uploaded, ClientError> {
-    let (client, bucket, key, cfg, progress) = (t.client, t.bucket, t.key, t.cfg, t.progress);
+    let (client, bucket, key, cfg) = (t.client, t.bucket, t.key, t.cfg);
+    let mut create = headers.to_vec();
+    create.extend(t.sse_c_headers());
+    if let Some(a) = t.checksum {
+        create.push(("x-amz-checksum-algorithm".into(), a.as_str().into()));
+    }
     let created = client.send(
         "POST",
         Some(bucket),
         Some(key),
         &[("uploads", "")],
-        headers,
+        &create,
         Body::Empty,
     )?;
     let doc = parse_xml(created)?;
@@ -198,51 +323,45 @@ fn upload_multipart(
         .to_string();
     let result = (|| {
         let parts = pieces(len, cfg.part_size_for(len));
-        let etags = in_parallel(&parts, cfg.concurrency, |i, off, n| {
+        let done = in_parallel(&parts, cfg.concurrency, |i, off, n| {
             let number = (i + 1).to_string();
-            let r = client.send(
-                "PUT",
-                Some(bucket),
-                Some(key),
+            send_part(
+                i + 1,
                 &[("partNumber", &number), ("uploadId", &upload_id)],
-                &[],
-                Body::Reader {
-                    reader: Box::new(FileRange {
-                        file,
-                        at: off,
-                        left: n,
-                        progress,
-                    }),
-                    len: n,
-                },
-            )?;
-            r.header("etag").map(str::to_string).ok_or_else(|| {
-                ClientError::BadResponse(format!("part {number} came back without an ETag"))
-            })
+                off,
+                n,
+            )
         })?;
         let mut body = String::from(
             "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">",
         );
-        for (i, etag) in etags.iter().enumerate() {
+        for (i, (etag, sum)) in done.iter().enumerate() {
             body.push_str(&format!(
-                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>",
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
                 i + 1,
                 xml::escape(etag)
             ));
+            if let Some((alg, value)) = sum {
+                let m = alg.member();
+                body.push_str(&format!("<{m}>{}</{m}>", xml::escape(value)));
+            }
+            body.push_str("</Part>");
         }
         body.push_str("</CompleteMultipartUpload>");
-        let done = client.send(
+        let mut h = vec![("content-type".to_string(), "application/xml".to_string())];
+        h.extend(t.sse_c_headers());
+        let done_answer = client.send(
             "POST",
             Some(bucket),
             Some(key),
             &[("uploadId", &upload_id)],
-            &[("content-type".into(), "application/xml".into())],
+            &h,
             Body::Bytes(body.as_bytes()),
         )?;
-        let doc = parse_xml(done)?;
+        let doc = parse_xml(done_answer)?;
         Ok(Uploaded {
             etag: doc.text_of("ETag").unwrap_or_default().to_string(),
-            parts: etags.len(),
+            parts: done.len(),
         })
     })();
     if result.is_err() {
@@ -261,7 +380,7 @@ fn upload_multipart(
 
 /// An XML answer, or the S3 error a 200 answer may carry (CompleteMultipartUpload can fail
 /// after its status line was sent).
-fn parse_xml(r: super::client::Response) -> Result<xml::Node, ClientError> {
+pub fn parse_xml(r: super::client::Response) -> Result<xml::Node, ClientError> {
     let text = r.text()?;
     let doc = xml::parse(&text).map_err(|e| ClientError::BadResponse(format!("{e}: {text}")))?;
     if let Some(code) = doc.text_of("Code").filter(|_| text.contains("<Error>")) {
@@ -292,7 +411,9 @@ fn download_ranges(
             return Ok(());
         }
         let range = format!("bytes={off}-{}", off + n - 1);
-        let r = client.get_object_with(bucket, key, &[], vec![("range".into(), range.clone())])?;
+        let mut h = vec![("range".to_string(), range.clone())];
+        h.extend(t.sse_c_headers());
+        let r = client.get_object_with(bucket, key, &[], h)?;
         let expect = format!("bytes {off}-{}/{size}", off + n - 1);
         if r.status != 206 || r.header("content-range") != Some(expect.as_str()) {
             return Err(ClientError::BadResponse(format!(
