@@ -9,6 +9,7 @@
 //! CloudTrail-shaped record to the hash-chained trail (`HOME/trail`,
 //! [`crate::trail::TrailWriter`]); tests use a memory sink.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,50 +22,66 @@ use crate::protocol::ViaService;
 use crate::trail::record::IdentityType;
 use crate::trail::{EventClass, Health, TrailConfig, TrailError, TrailWriter, UserIdentity};
 
-/// The caller as the trail records it.
+/// The caller as the trail records it. Borrowed from the request's [`Caller`] (a
+/// request's event is recorded before the request returns), so recording it copies no
+/// string.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditIdentity {
+pub struct AuditIdentity<'a> {
     pub uid: u32,
     pub pid: Option<i32>,
     /// The uid's user name (names role sessions).
-    pub user: String,
+    pub user: Cow<'a, str>,
     /// The principal the uid maps to (always recorded).
-    pub uid_principal: String,
+    pub uid_principal: Cow<'a, str>,
     /// The principal the request was evaluated as.
-    pub principal_arn: String,
-    pub account: String,
-    pub via: Option<ViaService>,
-    pub source: String,
+    pub principal_arn: Cow<'a, str>,
+    pub account: Cow<'a, str>,
+    pub via: Option<Cow<'a, ViaService>>,
+    pub source: Cow<'a, str>,
 }
 
-impl AuditIdentity {
-    pub fn from_caller(c: &Caller) -> Self {
+impl<'a> AuditIdentity<'a> {
+    pub fn from_caller(c: &'a Caller) -> Self {
         AuditIdentity {
             uid: c.uid,
             pid: c.pid,
-            user: c.user.clone(),
-            uid_principal: c.uid_principal.clone(),
-            principal_arn: c.principal_arn.clone(),
-            account: c.account.clone(),
-            via: c.via.clone(),
-            source: c.source.clone(),
+            user: Cow::Borrowed(&c.user),
+            uid_principal: Cow::Borrowed(&c.uid_principal),
+            principal_arn: Cow::Borrowed(&c.principal_arn),
+            account: Cow::Borrowed(&c.account),
+            via: c.via.as_ref().map(Cow::Borrowed),
+            source: Cow::Borrowed(&c.source),
+        }
+    }
+
+    /// The same identity owning its strings.
+    pub fn into_owned(self) -> AuditIdentity<'static> {
+        AuditIdentity {
+            uid: self.uid,
+            pid: self.pid,
+            user: Cow::Owned(self.user.into_owned()),
+            uid_principal: Cow::Owned(self.uid_principal.into_owned()),
+            principal_arn: Cow::Owned(self.principal_arn.into_owned()),
+            account: Cow::Owned(self.account.into_owned()),
+            via: self.via.map(|v| Cow::Owned(v.into_owned())),
+            source: Cow::Owned(self.source.into_owned()),
         }
     }
 }
 
 /// One request, as the trail records it. Never carries plaintext or key material.
 #[derive(Debug, Clone, PartialEq)]
-pub struct AuditEvent {
+pub struct AuditEvent<'a> {
     /// The AWS operation, e.g. `Decrypt`.
-    pub event_name: String,
+    pub event_name: Cow<'a, str>,
     /// `kms.amazonaws.com`.
-    pub event_source: String,
+    pub event_source: Cow<'a, str>,
     /// Unix milliseconds (kmsd's clock).
     pub time_ms: i64,
     /// A fresh UUID per request.
     pub request_id: String,
-    pub identity: AuditIdentity,
-    pub region: String,
+    pub identity: AuditIdentity<'a>,
+    pub region: Cow<'a, str>,
     /// CloudTrail's `requestParameters` (camelCase keys, no plaintext).
     pub request_parameters: Value,
     /// CloudTrail's `responseElements`, or `Value::Null`.
@@ -86,7 +103,7 @@ pub struct AuditEvent {
     pub access_key_id: Option<String>,
 }
 
-impl AuditEvent {
+impl<'a> AuditEvent<'a> {
     /// How durable the event must be before the reply: a call that succeeded and is
     /// not read-only changed state; reads, cryptographic calls and every refusal
     /// changed nothing.
@@ -100,19 +117,19 @@ impl AuditEvent {
 
     /// An event with fresh IDs and no parameters, result or resources yet.
     pub fn new(
-        event_source: &str,
-        event_name: &str,
+        event_source: &'a str,
+        event_name: &'a str,
         time_ms: i64,
-        identity: AuditIdentity,
-        region: &str,
+        identity: AuditIdentity<'a>,
+        region: &'a str,
     ) -> Self {
         AuditEvent {
-            event_name: event_name.to_string(),
-            event_source: event_source.to_string(),
+            event_name: Cow::Borrowed(event_name),
+            event_source: Cow::Borrowed(event_source),
             time_ms,
             request_id: crate::trail::record::random_id(),
             identity,
-            region: region.to_string(),
+            region: Cow::Borrowed(region),
             request_parameters: Value::Null,
             response_elements: Value::Null,
             error_code: None,
@@ -124,6 +141,29 @@ impl AuditEvent {
             user_agent: None,
             source_ip: None,
             access_key_id: None,
+        }
+    }
+
+    /// The same event owning its strings (a sink that keeps events).
+    pub fn into_owned(self) -> AuditEvent<'static> {
+        AuditEvent {
+            event_name: Cow::Owned(self.event_name.into_owned()),
+            event_source: Cow::Owned(self.event_source.into_owned()),
+            time_ms: self.time_ms,
+            request_id: self.request_id,
+            identity: self.identity.into_owned(),
+            region: Cow::Owned(self.region.into_owned()),
+            request_parameters: self.request_parameters,
+            response_elements: self.response_elements,
+            error_code: self.error_code,
+            error_message: self.error_message,
+            key_arn: self.key_arn,
+            read_only: self.read_only,
+            event_id: self.event_id,
+            resources: self.resources,
+            user_agent: self.user_agent,
+            source_ip: self.source_ip,
+            access_key_id: self.access_key_id,
         }
     }
 }
@@ -140,7 +180,7 @@ pub enum AuditError {
 /// Where events go. `record` returns once the event is as durable as the sink makes
 /// it for its class; an error refuses the request.
 pub trait AuditSink: Send + Sync {
-    fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
+    fn record(&self, event: AuditEvent<'_>) -> Result<(), AuditError>;
 
     /// Whether a record could be written now. Checked before every request uses any
     /// key or changes anything: a trail known not to take the record refuses the
@@ -160,13 +200,13 @@ pub trait AuditSink: Send + Sync {
 /// Keeps events in memory (tests), and can be told to fail (fail-closed tests).
 #[derive(Debug, Default)]
 pub struct MemoryAuditSink {
-    pub events: Mutex<Vec<AuditEvent>>,
+    pub events: Mutex<Vec<AuditEvent<'static>>>,
     pub fail: std::sync::atomic::AtomicBool,
 }
 
 #[cfg(test)]
 impl MemoryAuditSink {
-    pub fn take(&self) -> Vec<AuditEvent> {
+    pub fn take(&self) -> Vec<AuditEvent<'static>> {
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -180,14 +220,14 @@ impl AuditSink for MemoryAuditSink {
         Ok(())
     }
 
-    fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+    fn record(&self, event: AuditEvent<'_>) -> Result<(), AuditError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(AuditError::Unavailable("test sink told to fail".into()));
         }
         self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(event);
+            .push(event.into_owned());
         Ok(())
     }
 }
@@ -199,8 +239,8 @@ pub fn user_identity(id: &AuditIdentity) -> UserIdentity {
     UserIdentity::from_principal(&id.principal_arn, &id.user).unwrap_or_else(|| UserIdentity {
         identity_type: IdentityType::IamUser,
         principal_id: None,
-        arn: Some(id.principal_arn.clone()),
-        account_id: Some(id.account.clone()),
+        arn: Some(id.principal_arn.to_string()),
+        account_id: Some(id.account.to_string()),
         access_key_id: None,
         user_name: None,
         invoked_by: None,
@@ -223,7 +263,7 @@ pub fn to_trail_record(e: &AuditEvent) -> crate::trail::TrailRecord {
         .key_arn
         .as_deref()
         .and_then(account_of_arn)
-        .unwrap_or_else(|| e.identity.account.clone());
+        .unwrap_or_else(|| e.identity.account.to_string());
     let opt = |v: &Value| (!v.is_null()).then(|| v.clone());
     let mut r = TrailRecord::api_call(
         &e.event_source,
@@ -635,7 +675,7 @@ impl AuditSink for TrailAuditSink {
         self.reopen()
     }
 
-    fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+    fn record(&self, event: AuditEvent<'_>) -> Result<(), AuditError> {
         use std::cell::RefCell;
         // Each connection thread renders its records into one buffer, kept between
         // requests (the writer copies the record into its queue).
@@ -671,18 +711,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn identity(principal: &str, uid_principal: &str, via: Option<&str>) -> AuditIdentity {
+    fn identity(principal: &str, uid_principal: &str, via: Option<&str>) -> AuditIdentity<'static> {
         AuditIdentity {
             uid: 1000,
             pid: Some(4242),
             user: "alice".into(),
-            uid_principal: uid_principal.into(),
-            principal_arn: principal.into(),
+            uid_principal: uid_principal.to_string().into(),
+            principal_arn: principal.to_string().into(),
             account: "111122223333".into(),
-            via: via.map(|s| ViaService {
-                service: s.into(),
-                on_behalf_of: None,
-                grant_is_for_aws_resource: false,
+            via: via.map(|s| {
+                Cow::Owned(ViaService {
+                    service: s.into(),
+                    on_behalf_of: None,
+                    grant_is_for_aws_resource: false,
+                })
             }),
             source: "unix:/run/kmsd.sock".into(),
         }

@@ -414,7 +414,7 @@ mod tests {
         assert_eq!(
             events
                 .iter()
-                .map(|e| e.event_name.as_str())
+                .map(|e| e.event_name.as_ref())
                 .collect::<Vec<_>>(),
             vec!["Encrypt", "GenerateDataKey", "Decrypt"]
         );

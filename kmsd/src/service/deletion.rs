@@ -164,7 +164,7 @@ impl KeyService {
                 user: "kms".into(),
                 uid_principal: "kms.amazonaws.com".into(),
                 principal_arn: "kms.amazonaws.com".into(),
-                account: self.config.account.clone(),
+                account: self.config.account.as_str().into(),
                 via: None,
                 source: "kms.amazonaws.com".into(),
             },

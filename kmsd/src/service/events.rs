@@ -85,8 +85,13 @@ impl KeyService {
         let mut identity = AuditIdentity::from_caller(caller);
         if let Some(p) = &r.principal {
             let resolved = self.directory().resolve_on_behalf_of(p)?;
-            identity.account = resolved.principal.account.clone().unwrap_or_default();
-            identity.principal_arn = resolved.principal.arn;
+            identity.account = resolved
+                .principal
+                .account
+                .clone()
+                .unwrap_or_default()
+                .into();
+            identity.principal_arn = resolved.principal.arn.into();
         }
         let mut event = AuditEvent::new(
             &r.event_source,
