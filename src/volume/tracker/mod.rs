@@ -20,7 +20,9 @@
 //!   snapshot ([`Tracker::commit`]); on failure merges the rotated bits back
 //!   ([`Tracker::abort`]). A quiet image (no writer) is claimed instead ([`Claim`]).
 //! - Every rewrite first marks the header `void` (fsync'd), so a crash midway leaves a
-//!   record that says nothing, or the new record with extra bits (see [`rewrite`]).
+//!   record that says nothing, or the new record with extra bits (see [`rewrite`]); a
+//!   reset, which only clears bits, writes its header first instead ([`rewrite_empty`]:
+//!   one fsync).
 //!
 //! - A volume restored from a snapshot as stored starts with a record relative to that
 //!   snapshot ([`seed`]), so its first snapshot is incremental too (docs/FORMAT.md, "Lazy
@@ -525,6 +527,33 @@ impl Claim {
             },
             bitmap: Bitmap::new(record::chunk_count(self.facts.volume_size, CHUNK_SIZE)),
         };
-        rewrite(&self.file, &self.path, &rec, true)
+        rewrite_empty(&self.file, &self.path, &rec)
     }
+}
+
+/// Rewrites the file as `rec`, whose bitmap is empty (a reset), with one fsync instead of
+/// [`rewrite`]'s two: the new header first, made durable, then the bitmap's zeros, not waited
+/// for. No void header is needed because clearing bits is the only change: a power cut
+/// leaves the old record (nothing written), a torn header (its checksum fails: incomplete),
+/// a short file (the bitmap's length is wrong: incomplete), or the new header over a mix of
+/// old and new bitmap bytes, a superset of the empty bitmap: the next snapshot reads more,
+/// never less. The old header over new bytes cannot happen: the header is durable before
+/// any bitmap byte is written.
+fn rewrite_empty(file: &File, path: &Path, rec: &Record) -> Result<(), TrackerError> {
+    let rec_err = |source| TrackerError::Record {
+        path: path.to_path_buf(),
+        source,
+    };
+    if rec.bitmap.count_ones() != 0 {
+        return rewrite(file, path, rec, true);
+    }
+    file.write_all_at(&rec.header.encode().map_err(rec_err)?, 0)
+        .map_err(io("write", path))?;
+    file.sync_data().map_err(io("fsync", path))?;
+    let len = (HEADER_LEN + rec.bitmap.as_bytes().len()) as u64;
+    if file.metadata().map_err(io("stat", path))?.len() != len {
+        file.set_len(len).map_err(io("size", path))?;
+    }
+    file.write_all_at(rec.bitmap.as_bytes(), HEADER_LEN as u64)
+        .map_err(io("write", path))
 }
