@@ -742,8 +742,11 @@ fn a_disabled_key_ends_the_launch_terminated_with_client_internal_error() {
 
 /// EC2 callers refused by KMS, over the endpoint with the stock CLI: what an EC2 call
 /// that needs the key answers when the key is disabled, pending deletion or missing.
-/// AttachVolume to a running instance and CreateVolume refuse at once in EC2's error
-/// shape, carrying KMS's own exception name, and change nothing; StartInstances is
+/// AttachVolume to a running instance, CreateVolume, CopySnapshot and CopyImage refuse
+/// at once in EC2's error shape and EC2's words, never a KMS exception name: a key
+/// disabled or pending deletion is `CustomerKeyHasBeenRevoked`, one that does not
+/// exist `InvalidParameterValue`, the message keeping what KMS said; nothing changes.
+/// StartInstances is
 /// accepted (`pending`) and the instance goes back to `stopped` with the StateReason the
 /// troubleshooting article shows (`Client.InternalError: Client error on launch`), read
 /// with the article's own `--query`; the refused KMS calls are in the trail, made by
@@ -829,9 +832,10 @@ fn kms_refusals_reach_ec2_callers_in_aws_words() {
         v.iter().map(String::as_str).collect()
     }
 
-    // A disabled key: a hot attach and a new volume are refused, nothing changes.
+    // A disabled key: a hot attach, a new volume, a snapshot copy and an image copy
+    // under it are refused, nothing changes.
     http.aws_ok(&["kms", "disable-key", "--key-id", &data_key]);
-    refused(
+    let err = refused(
         &[
             "ec2",
             "attach-volume",
@@ -843,8 +847,9 @@ fn kms_refusals_reach_ec2_callers_in_aws_words() {
             "/dev/xvdf",
         ],
         "AttachVolume",
-        "DisabledException",
+        "CustomerKeyHasBeenRevoked",
     );
+    assert!(err.contains("DisabledException"), "KMS's words: {err}");
     let v = http.aws_ok(&["ec2", "describe-volumes", "--volume-ids", &data]);
     assert_eq!(v["Volumes"][0]["State"], "available", "{v}");
     assert_eq!(v["Volumes"][0]["Attachments"], serde_json::json!([]), "{v}");
@@ -852,18 +857,80 @@ fn kms_refusals_reach_ec2_callers_in_aws_words() {
     let err = refused(
         &args(&create_volume("alias/http-data")),
         "CreateVolume",
-        "DisabledException",
+        "CustomerKeyHasBeenRevoked",
     );
     assert!(err.contains(&data_key), "the message names the key: {err}");
-    refused(
+    assert!(err.contains("DisabledException"), "KMS's words: {err}");
+    let err = refused(
         &args(&create_volume("alias/http-nope")),
         "CreateVolume",
-        "NotFoundException",
+        "InvalidParameterValue",
     );
+    assert!(err.contains("NotFoundException"), "KMS's words: {err}");
     assert_eq!(
         volume_count(),
         before,
         "a refused CreateVolume made a volume"
+    );
+    let count = |what: &str, owner: &str, list: &str| {
+        http.aws_ok(&["ec2", what, owner, "self"])[list]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let (snapshots, images) = (
+        count("describe-snapshots", "--owner-ids", "Snapshots"),
+        count("describe-images", "--owners", "Images"),
+    );
+    let ami_snapshot = http.aws_ok(&[
+        "ec2",
+        "describe-images",
+        "--image-ids",
+        &ami,
+        "--query",
+        "Images[0].BlockDeviceMappings[0].Ebs.SnapshotId",
+    ]);
+    let ami_snapshot = ami_snapshot.as_str().expect("the AMI's snapshot");
+    let err = refused(
+        &[
+            "ec2",
+            "copy-snapshot",
+            "--source-snapshot-id",
+            ami_snapshot,
+            "--source-region",
+            "us-east-1",
+            "--encrypted",
+            "--kms-key-id",
+            "alias/http-data",
+        ],
+        "CopySnapshot",
+        "CustomerKeyHasBeenRevoked",
+    );
+    assert!(err.contains("DisabledException"), "KMS's words: {err}");
+    let err = refused(
+        &[
+            "ec2",
+            "copy-image",
+            "--name",
+            "http-refused-copy",
+            "--source-image-id",
+            &ami,
+            "--source-region",
+            "us-east-1",
+            "--encrypted",
+            "--kms-key-id",
+            "alias/http-data",
+        ],
+        "CopyImage",
+        "CustomerKeyHasBeenRevoked",
+    );
+    assert!(err.contains(&data_key), "the message names the key: {err}");
+    assert_eq!(
+        (
+            count("describe-snapshots", "--owner-ids", "Snapshots"),
+            count("describe-images", "--owners", "Images")
+        ),
+        (snapshots, images),
+        "a refused copy made a snapshot or an image"
     );
 
     // Stop; with the root volume's key disabled, StartInstances is accepted and the
@@ -924,10 +991,14 @@ fn kms_refusals_reach_ec2_callers_in_aws_words() {
         "7",
     ]);
     start_fails("pending deletion");
-    refused(
+    let err = refused(
         &args(&create_volume(&root_key)),
         "CreateVolume",
-        "KMSInvalidStateException",
+        "CustomerKeyHasBeenRevoked",
+    );
+    assert!(
+        err.contains("KMSInvalidStateException"),
+        "KMS's words: {err}"
     );
     assert_eq!(volume_count(), before);
 

@@ -51,6 +51,10 @@ pub enum Ec2Code {
     /// The caller may not use another account's AMI storage.
     AuthFailure,
     InvalidAmiNameDuplicate,
+    /// EC2's name for a KMS key the volume service may not use (disabled, pending
+    /// deletion, or the caller may not use it): what [`Ec2Error::in_ec2_terms`] answers
+    /// for kmsd's refusals.
+    CustomerKeyHasBeenRevoked,
 }
 
 impl Ec2Code {
@@ -84,6 +88,7 @@ impl Ec2Code {
             InvalidSnapshotInUse => "InvalidSnapshot.InUse",
             AuthFailure => "AuthFailure",
             InvalidAmiNameDuplicate => "InvalidAMIName.Duplicate",
+            CustomerKeyHasBeenRevoked => "CustomerKeyHasBeenRevoked",
         }
     }
 }
@@ -152,6 +157,56 @@ impl Ec2Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Ec2Code::InternalError, message)
     }
+
+    /// This error as EC2's API answers it (the AWS endpoint's EC2 Query protocol).
+    ///
+    /// Inside the service a refusal by kmsd keeps kmsd's own code ([`Ec2Code::Kms`]):
+    /// atrest's CLI, the volume's `StatusMessage` and the trail print it. EC2 never
+    /// answers with a KMS exception name. AWS checks the key of CreateVolume,
+    /// CopySnapshot and CopyImage asynchronously (the volume or snapshot fails later;
+    /// botocore's model says so of `KmsKeyId`) and a launch ends with a StateReason;
+    /// where EC2 refuses at once for a key it cannot use (AttachVolume), it says
+    /// `CustomerKeyHasBeenRevoked` ("The customer master key cannot be accessed", EC2's
+    /// error code list). The volume service refuses these synchronously, so it answers
+    /// in those words: a key disabled, pending deletion, unavailable or not usable by
+    /// the caller is `CustomerKeyHasBeenRevoked`; a key that does not exist or cannot
+    /// protect a volume (a malformed ID, an asymmetric key) is the parameter's fault,
+    /// `InvalidParameterValue`; kmsd failing is `InternalError`, kmsd throttling
+    /// `RequestLimitExceeded`. The message keeps KMS's code and words.
+    pub fn in_ec2_terms(&self) -> Ec2Error {
+        use kmsd::protocol::ErrorCode as K;
+        let Ec2Code::Kms(kms) = self.code else {
+            return self.clone();
+        };
+        let (code, what) = match kms {
+            K::DisabledException
+            | K::KMSInvalidStateException
+            | K::KeyUnavailableException
+            | K::AccessDeniedException
+            | K::InvalidGrantTokenException => (
+                Ec2Code::CustomerKeyHasBeenRevoked,
+                "The customer master key cannot be accessed",
+            ),
+            K::NotFoundException
+            | K::InvalidArnException
+            | K::InvalidAliasNameException
+            | K::InvalidKeyUsageException
+            | K::UnsupportedOperationException
+            | K::ValidationException => (
+                Ec2Code::InvalidParameterValue,
+                "The specified KMS key is not valid for Amazon EBS",
+            ),
+            K::LimitExceededException => (
+                Ec2Code::RequestLimitExceeded,
+                "KMS is throttling the calls EC2 makes for you",
+            ),
+            _ => (Ec2Code::InternalError, "EC2 could not use the KMS key"),
+        };
+        Ec2Error::new(
+            code,
+            format!("{what} ({kms}: {})", self.message, kms = kms.as_str()),
+        )
+    }
 }
 
 /// `e` and its sources, `outer: inner: innermost`, as a user reads a failure.
@@ -190,5 +245,36 @@ mod tests {
         let e = Ec2Error::caused_by(Ec2Code::InternalError, &e);
         assert_eq!(e.code.as_str(), "InternalError");
         assert!(e.message.ends_with(": no such file"), "{e}");
+    }
+
+    #[test]
+    fn kms_refusals_in_ec2_terms() {
+        use kmsd::protocol::ErrorCode as K;
+        let kms = |k: K| {
+            Ec2Error::new(
+                Ec2Code::Kms(k),
+                "arn:aws:kms:us-east-1:1:key/k is disabled.",
+            )
+        };
+        let e = kms(K::DisabledException).in_ec2_terms();
+        assert_eq!(e.code.as_str(), "CustomerKeyHasBeenRevoked");
+        assert_eq!(
+            e.message,
+            "The customer master key cannot be accessed (DisabledException: \
+             arn:aws:kms:us-east-1:1:key/k is disabled.)"
+        );
+        for (k, want) in [
+            (K::KMSInvalidStateException, "CustomerKeyHasBeenRevoked"),
+            (K::AccessDeniedException, "CustomerKeyHasBeenRevoked"),
+            (K::NotFoundException, "InvalidParameterValue"),
+            (K::InvalidKeyUsageException, "InvalidParameterValue"),
+            (K::LimitExceededException, "RequestLimitExceeded"),
+            (K::KMSInternalException, "InternalError"),
+        ] {
+            assert_eq!(kms(k).in_ec2_terms().code.as_str(), want, "{k:?}");
+        }
+        // EC2's own codes pass as they are.
+        let own = Ec2Error::volume_not_found("vol-1");
+        assert_eq!(own.in_ec2_terms(), own);
     }
 }

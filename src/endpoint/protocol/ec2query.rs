@@ -7,7 +7,9 @@
 //!
 //! The volume service's own errors ([`Failure::Ec2`]) keep their EC2 code
 //! (`InvalidInstanceID.NotFound`, `IncorrectInstanceState`, ...) and get EC2's status
-//! ([`status`]).
+//! ([`status`]); kmsd's refusals it carries are answered in EC2's words
+//! ([`Ec2Error::in_ec2_terms`]: `CustomerKeyHasBeenRevoked`, ...), never as KMS's
+//! exception names.
 
 pub use super::query::Dialect;
 use super::{too_large_message, Failure, Rendered, EXPIRED_TOKEN, UNRECOGNIZED};
@@ -52,7 +54,10 @@ pub fn render(f: &Failure) -> Rendered {
         Failure::UnknownOperation(m) => Rendered::new(400, "InvalidAction", m),
         Failure::InvalidParameter(m) => Rendered::new(400, "InvalidParameterValue", m),
         Failure::Service(e) => Rendered::new(400, e.code.as_str(), &e.message),
-        Failure::Ec2(e) => Rendered::new(status(e), e.code.as_str(), &e.message),
+        Failure::Ec2(e) => {
+            let e = e.in_ec2_terms();
+            Rendered::new(status(&e), e.code.as_str(), &e.message)
+        }
         Failure::Internal(m) => Rendered::new(500, "InternalError", m),
     }
 }
