@@ -55,6 +55,7 @@ impl<'a> AuditIdentity<'a> {
     }
 
     /// The same identity owning its strings.
+    #[cfg(test)]
     pub fn into_owned(self) -> AuditIdentity<'static> {
         AuditIdentity {
             uid: self.uid,
@@ -144,7 +145,8 @@ impl<'a> AuditEvent<'a> {
         }
     }
 
-    /// The same event owning its strings (a sink that keeps events).
+    /// The same event owning its strings (the test sink keeps events).
+    #[cfg(test)]
     pub fn into_owned(self) -> AuditEvent<'static> {
         AuditEvent {
             event_name: Cow::Owned(self.event_name.into_owned()),
