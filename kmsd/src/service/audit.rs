@@ -79,8 +79,8 @@ pub struct AuditEvent<'a> {
     pub event_source: Cow<'a, str>,
     /// Unix milliseconds (kmsd's clock).
     pub time_ms: i64,
-    /// A fresh UUID per request.
-    pub request_id: String,
+    /// A fresh UUID per request (rendered straight into the record).
+    pub request_id: uuid::Uuid,
     pub identity: AuditIdentity<'a>,
     pub region: Cow<'a, str>,
     /// CloudTrail's `requestParameters` (camelCase keys, no plaintext).
@@ -93,7 +93,7 @@ pub struct AuditEvent<'a> {
     pub key_arn: Option<String>,
     pub read_only: bool,
     /// A fresh UUID per event (CloudTrail's `eventID`).
-    pub event_id: String,
+    pub event_id: uuid::Uuid,
     /// Further `resources` as `(type, ARN)` (service events).
     pub resources: Vec<(String, String)>,
     /// `userAgent`, when the caller says (service events).
@@ -128,7 +128,7 @@ impl<'a> AuditEvent<'a> {
             event_name: Cow::Borrowed(event_name),
             event_source: Cow::Borrowed(event_source),
             time_ms,
-            request_id: crate::trail::record::random_id(),
+            request_id: crate::trail::record::random_uuid(),
             identity,
             region: Cow::Borrowed(region),
             request_parameters: Value::Null,
@@ -137,7 +137,7 @@ impl<'a> AuditEvent<'a> {
             error_message: None,
             key_arn: None,
             read_only: false,
-            event_id: crate::trail::record::random_id(),
+            event_id: crate::trail::record::random_uuid(),
             resources: Vec::new(),
             user_agent: None,
             source_ip: None,
@@ -275,9 +275,9 @@ pub fn to_trail_record(e: &AuditEvent) -> crate::trail::TrailRecord {
         identity,
         time,
     )
-    .with_request_id(&e.request_id)
+    .with_request_id(&e.request_id.to_string())
     .read_only(e.read_only);
-    r.event_id = e.event_id.clone();
+    r.event_id = e.event_id.to_string();
     r.request_parameters = opt(&e.request_parameters);
     r.response_elements = opt(&e.response_elements);
     // A service's event for a caller whose client it knows (the AWS endpoint's
@@ -338,6 +338,13 @@ pub fn encode_trail_record(e: &AuditEvent, identities: &IdentityCache, out: &mut
     fn number(out: &mut Vec<u8>, n: impl serde::Serialize) {
         let _ = serde_json::to_writer(&mut *out, &n);
     }
+    fn uuid(out: &mut Vec<u8>, id: uuid::Uuid) {
+        // Hex digits and hyphens: nothing to escape.
+        let mut buf = uuid::Uuid::encode_buffer();
+        out.push(b'"');
+        out.extend_from_slice(id.hyphenated().encode_lower(&mut buf).as_bytes());
+        out.push(b'"');
+    }
     let via = e.identity.via.as_ref().map(|v| v.service.as_str());
     out.extend_from_slice(b"{\"eventVersion\":");
     string(out, crate::trail::record::EVENT_VERSION);
@@ -390,9 +397,9 @@ pub fn encode_trail_record(e: &AuditEvent, identities: &IdentityCache, out: &mut
         string(out, &e.identity.uid_principal);
     }
     out.extend_from_slice(b"},\"requestID\":");
-    string(out, &e.request_id);
+    uuid(out, e.request_id);
     out.extend_from_slice(b",\"eventID\":");
-    string(out, &e.event_id);
+    uuid(out, e.event_id);
     out.extend_from_slice(if e.read_only {
         b",\"readOnly\":true,\"resources\":["
     } else {

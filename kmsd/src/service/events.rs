@@ -109,7 +109,7 @@ impl KeyService {
         event.user_agent = r.user_agent.clone();
         event.source_ip = r.source_ip_address.clone();
         event.access_key_id = r.access_key_id.clone();
-        let event_id = event.event_id.clone();
+        let event_id = event.event_id.to_string();
         self.audit.record(event).map_err(|e| {
             tracing::error!(error = %e, "audit trail unavailable: refusing a service event");
             KmsError::internal("The event was refused because the audit trail could not record it.")

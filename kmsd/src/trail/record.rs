@@ -281,9 +281,12 @@ pub const DEFAULT_USER_AGENT: &str = "atrest-cli";
 /// (`getrandom(2)`) each time: two system calls per request, 4% of kmsd's samples under
 /// kmsd-bench. IDs need to be unique and unguessable, which these are.
 pub fn random_id() -> String {
-    uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .to_string()
+    random_uuid().to_string()
+}
+
+/// A fresh random (version 4) UUID, as [`random_id`] makes, not yet rendered.
+pub fn random_uuid() -> uuid::Uuid {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid()
 }
 
 impl TrailRecord {
