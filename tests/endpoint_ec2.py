@@ -206,8 +206,19 @@ def case_paging(key_arn, boot_dir):
     return out
 
 
+def case_repeat(count):
+    """COUNT DescribeVolumes in a row from one client (the endpoint's service time per
+    request, without a CLI's start-up between requests)."""
+    ec2 = boto3.client("ec2")
+    t = time.monotonic()
+    for _ in range(int(count)):
+        ec2.describe_volumes()
+    return {"calls": int(count), "seconds": time.monotonic() - t}
+
+
 CASES = {
     "raw": case_raw,
+    "repeat": case_repeat,
     "lifecycle": case_lifecycle,
     "running_fails": case_running_fails,
     "paging": case_paging,

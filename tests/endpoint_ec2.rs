@@ -1179,6 +1179,56 @@ fn served_times(log: &str, action: &str) -> Vec<std::collections::HashMap<String
         .collect()
 }
 
+/// The endpoint's own service time per EC2 request, run by `scripts/bench-ec2.sh`
+/// (ignored in the normal run: a figure): `ATREST_BENCH_CALLS` (default 200)
+/// DescribeVolumes in a row from one boto3 client, and the medians of the endpoint's
+/// "EC2 request served" debug lines (signature and decoding, the ec2.sock call, the
+/// XML, the whole); then the stock CLI's start-up: `aws --version` and one trivial
+/// `aws ec2 describe-instances`, medians of 5.
+#[test]
+#[ignore = "benchmark: run scripts/bench-ec2.sh"]
+fn bench_ec2_request_service_time() {
+    let calls: usize = std::env::var("ATREST_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let http = Http::start_logging("info,atrest::endpoint::services::query=debug");
+    http.key("alias/bench");
+    http.volume("alias/bench", "bench");
+    let log_before = http.serve_log().len();
+    let out = http.boto3("repeat", &[&calls.to_string()]);
+    let served = served_times(&http.serve_log()[log_before..], "DescribeVolumes");
+    assert_eq!(served.len(), calls, "one served line per call: {out}");
+    let field = |name: &str| median(served.iter().map(|f| f[name]).collect::<Vec<u64>>());
+    println!(
+        "EC2 request service time: {calls} DescribeVolumes in a row from boto3 ({:.0} ms wall \
+         each), the endpoint served each in {:.2} ms (signature+decode {:.2}, ec2.sock {:.2}, \
+         XML {:.2}), medians",
+        out["seconds"].as_f64().unwrap_or(0.0) * 1e3 / calls as f64,
+        field("total_us") as f64 / 1e3,
+        field("auth_decode_us") as f64 / 1e3,
+        field("ec2_sock_us") as f64 / 1e3,
+        field("encode_us") as f64 / 1e3,
+    );
+    // The stock CLI's own start-up beside it: `aws --version` (no request) and one
+    // trivial `aws ec2 describe-instances` against the endpoint, interleaved, medians of 5.
+    let (mut version, mut describe) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert!(http.aws(&["--version"]).status.success(), "aws --version");
+        version.push(t.elapsed());
+        let t = Instant::now();
+        http.aws_ok(&["ec2", "describe-instances"]);
+        describe.push(t.elapsed());
+    }
+    println!(
+        "EC2 request service time: the stock aws CLI, medians of 5: `aws --version` {:.0} ms, \
+         `aws ec2 describe-instances` {:.0} ms",
+        median(version).as_secs_f64() * 1e3,
+        median(describe).as_secs_f64() * 1e3,
+    );
+}
+
 /// Issue 14's figure, run by `scripts/bench-ec2.sh` (ignored in the normal run: it boots
 /// many times and its figures depend on the machine's load): start -> running -> the
 /// guest's console line, the same stopped instance started by the stock `aws` CLI over

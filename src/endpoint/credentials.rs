@@ -20,116 +20,42 @@
 //! [`MAX_KEPT`]: unauthenticated traffic cannot fill the table.
 //!
 //! [`Kmsd`] is the endpoint's pool of kmsd.sock connections (one per concurrent call,
-//! reused). The JSON and Query services call through it asynchronously, on the task
-//! that serves the request (a frame written, a frame read: no hop to another thread
-//! and back); S3's key source, which `s3s` calls synchronously, has its own blocking
-//! connections.
+//! reused: [`super::framed`]). The JSON and Query services call through it
+//! asynchronously, on the task that serves the request; S3's key source, which `s3s`
+//! calls synchronously, has its own blocking connections.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kmsd::api::{Request, Response, Timestamp};
 use kmsd::client::{ClientError, KmsClient};
 use kmsd::protocol::{ErrorCode, RequestEnvelope, ResolveAccessKeyResponse, Signer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zeroize::Zeroizing;
 
+use super::framed::{CallError, Pool, MAX_IDLE};
 use super::protocol::Failure;
 use super::sigv4::{self, Authorization, PathRules, RequestParts, SigningKey};
 
 /// A pool of kmsd connections.
 pub struct Kmsd {
-    socket: PathBuf,
-    /// Connections for the services' calls (async).
-    idle: Mutex<Vec<Conn>>,
+    /// Connections for the services' calls (async: [`super::framed`]).
+    pool: Pool,
     /// Connections for S3's key source (blocking).
     idle_blocking: Mutex<Vec<KmsClient>>,
-}
-
-/// How many idle connections the pool keeps (of each kind).
-const MAX_IDLE: usize = 64;
-
-/// One kmsd.sock connection, used by one call at a time.
-struct Conn {
-    stream: tokio::io::BufReader<tokio::net::UnixStream>,
-    /// The frame being written or read.
-    buf: Vec<u8>,
-}
-
-/// How a round trip failed.
-enum Trip {
-    /// kmsd had closed the connection before the request was written: it was not received.
-    NotSent(std::io::Error),
-    /// Anything else: the request may have been received.
-    Failed(String),
-}
-
-impl Conn {
-    async fn open(path: &Path) -> Result<Conn, ClientError> {
-        let stream = tokio::net::UnixStream::connect(path)
-            .await
-            .map_err(|source| ClientError::unreachable(path, source))?;
-        Ok(Conn {
-            stream: tokio::io::BufReader::with_capacity(16 * 1024, stream),
-            buf: Vec::with_capacity(1024),
-        })
-    }
-
-    /// Writes `env` as one frame and reads the reply frame (as `kmsd::client` does,
-    /// asynchronously).
-    async fn round_trip(
-        &mut self,
-        env: &RequestEnvelope,
-    ) -> Result<kmsd::protocol::ResponseEnvelope, Trip> {
-        kmsd::protocol::encode_frame(env, &mut self.buf)
-            .map_err(|e| Trip::Failed(e.to_string()))?;
-        if let Err(e) = self.stream.get_mut().write_all(&self.buf).await {
-            return Err(match e.kind() {
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
-                    // It may have said why first (a refusal at its connection cap).
-                    match self.read_reply().await {
-                        Ok(reply) => return Ok(reply),
-                        Err(_) => Trip::NotSent(e),
-                    }
-                }
-                _ => Trip::Failed(e.to_string()),
-            });
-        }
-        self.read_reply().await
-    }
-
-    async fn read_reply(&mut self) -> Result<kmsd::protocol::ResponseEnvelope, Trip> {
-        let failed = |e: std::io::Error| Trip::Failed(e.to_string());
-        let len = self.stream.read_u32().await.map_err(failed)? as usize;
-        if len > kmsd::protocol::MAX_FRAME {
-            return Err(Trip::Failed(format!(
-                "kmsd sent a frame of {len} bytes, over the maximum of {}",
-                kmsd::protocol::MAX_FRAME
-            )));
-        }
-        self.buf.clear();
-        self.buf.resize(len, 0);
-        self.stream
-            .read_exact(&mut self.buf)
-            .await
-            .map_err(failed)?;
-        kmsd::protocol::decode_response(&self.buf).map_err(|e| Trip::Failed(e.to_string()))
-    }
 }
 
 impl Kmsd {
     pub fn new(socket: &Path) -> Arc<Kmsd> {
         Arc::new(Kmsd {
-            socket: socket.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
+            pool: Pool::new(socket, kmsd::protocol::MAX_FRAME),
             idle_blocking: Mutex::new(Vec::new()),
         })
     }
 
     pub fn socket(&self) -> &Path {
-        &self.socket
+        self.pool.socket()
     }
 
     /// Runs `f` with a connection (blocking: for callers outside the runtime's tasks).
@@ -144,7 +70,7 @@ impl Kmsd {
             .pop();
         let client = match pooled {
             Some(c) => c,
-            None => KmsClient::connect(&self.socket)?,
+            None => KmsClient::connect(self.socket())?,
         };
         let out = f(&client);
         let mut idle = self.idle_blocking.lock().unwrap_or_else(|e| e.into_inner());
@@ -154,30 +80,18 @@ impl Kmsd {
         out
     }
 
-    /// Sends one request and waits for its reply, on a pooled connection. A connection
-    /// kmsd had closed (idle too long) is replaced once, as `KmsClient` does; one that
-    /// fails mid-call is dropped, never reused (it may be mid-frame).
+    /// Sends one request and waits for its reply, on a pooled connection (the pool's
+    /// rules: [`super::framed`]; a request to kmsd is never sent twice).
     async fn call(&self, env: RequestEnvelope) -> Result<Response, ClientError> {
-        let mut retried = false;
-        loop {
-            let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let mut conn = match pooled {
-                Some(c) => c,
-                None => Conn::open(&self.socket).await?,
-            };
-            match conn.round_trip(&env).await {
-                Ok(reply) => {
-                    let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    if idle.len() < MAX_IDLE {
-                        idle.push(conn);
-                    }
-                    return reply.result.map_err(ClientError::Kms);
-                }
-                Err(Trip::NotSent(_)) if !retried => retried = true,
-                Err(Trip::NotSent(e)) => return Err(ClientError::Transport(e.to_string())),
-                Err(Trip::Failed(e)) => return Err(ClientError::Transport(e)),
-            }
-        }
+        let reply = self
+            .pool
+            .call(&env, false, kmsd::protocol::decode_response)
+            .await
+            .map_err(|e| match e {
+                CallError::Connect { path, source } => ClientError::unreachable(&path, source),
+                CallError::Frame(e) => ClientError::Transport(e.to_string()),
+            })?;
+        reply.result.map_err(ClientError::Kms)
     }
 
     /// Calls `request` for a SigV4 signer this endpoint has verified.

@@ -25,6 +25,7 @@
 //! is kept costs one kmsd round trip: the call.
 
 pub mod credentials;
+pub mod framed;
 pub mod listener;
 pub mod protocol;
 pub mod route;
@@ -54,8 +55,8 @@ pub struct Endpoint {
     pub kmsd: Arc<Kmsd>,
     /// The access keys resolved for earlier requests (`credentials`).
     pub keys: credentials::Keys,
-    /// The volume service's socket (EC2 requests go there for the signer).
-    pub ec2_socket: std::path::PathBuf,
+    /// The volume service's socket, pooled (EC2 requests go there for the signer).
+    pub ec2: framed::Pool,
     /// The object service (`None`: S3 requests are answered `NotImplemented`).
     pub s3: Option<s3s::service::S3Service>,
     /// The region credential scopes must name (kmsd's).
@@ -266,7 +267,7 @@ pub fn run(
     let endpoint = Arc::new(Endpoint {
         kmsd,
         keys: credentials::Keys::default(),
-        ec2_socket: layout.ec2_socket(),
+        ec2: framed::Pool::new(&layout.ec2_socket(), crate::ec2::protocol::MAX_FRAME),
         s3: Some(s3),
         region: config.region.clone(),
     });

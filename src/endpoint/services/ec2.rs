@@ -14,22 +14,25 @@
 //! `operations!` table) and its name in `OPERATIONS` of
 //! `scripts/vendor-botocore-models.py` (then rerun it). Nothing here.
 
-use std::path::PathBuf;
-
 use base64::Engine;
 use kmsd::protocol::Signer;
 use serde_json::Value;
 
 use crate::ec2::api::{Request, Response};
-use crate::ec2::client::{ClientError, Ec2Client};
+use crate::ec2::client::ClientError;
 use crate::ec2::error::KmsCode;
+use crate::ec2::protocol::{RequestEnvelope, ResponseEnvelope, PROTOCOL_VERSION};
 use crate::ec2::{Ec2Code, Ec2Error};
+use crate::endpoint::framed::{CallError, Pool};
 use crate::endpoint::protocol::Failure;
 
-/// Calls `action` with `input` (its AWS JSON) on ec2.sock for `signer`; the answer as
-/// the AWS JSON its output shape is written from.
+/// Calls `action` with `input` (its AWS JSON) on ec2.sock for `signer`, through the
+/// endpoint's pool of ec2.sock connections ([`crate::endpoint::framed`]: on this task,
+/// a connection reused; a read-only request is sent again once if its connection closed
+/// unanswered, as `Ec2Client` does); the answer as the AWS JSON its output shape is
+/// written from.
 pub async fn call(
-    socket: PathBuf,
+    ec2: &Pool,
     action: &str,
     input: Value,
     signer: Signer,
@@ -43,15 +46,24 @@ pub async fn call(
         Some(Err(e)) => return Err(Failure::Ec2(input_error(&e))),
         Some(Ok(r)) => r,
     };
-    let joined = tokio::task::spawn_blocking(move || {
-        Ec2Client::connect(&socket, None).and_then(|c| c.for_signer(signer).call(request))
-    })
-    .await;
-    let response = match joined {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(client_failure(e)),
-        Err(e) => return Err(Failure::Internal(format!("the EC2 call was aborted: {e}"))),
+    let env = RequestEnvelope {
+        version: PROTOCOL_VERSION,
+        act_as: None,
+        request,
+        signer: Some(signer),
     };
+    let reply: Result<ResponseEnvelope, _> = ec2
+        .call(&env, env.request.read_only(), |payload| {
+            plumbing::frame::decode_versioned(payload, PROTOCOL_VERSION)
+        })
+        .await;
+    let response = reply
+        .map_err(|e| match e {
+            CallError::Connect { path, source } => ClientError::NotRunning { path, source },
+            CallError::Frame(e) => ClientError::Transport(e),
+        })
+        .and_then(|r| r.result.map_err(ClientError::Service))
+        .map_err(client_failure)?;
     Ok(wire_output(&response))
 }
 

@@ -177,14 +177,7 @@ async fn serve(
     let Some(api) = svc.api_service() else {
         let decoded_at = Instant::now();
         let value = verified
-            .call(|signer| {
-                super::ec2::call(
-                    ep.ec2_socket.clone(),
-                    &decoded.action,
-                    decoded.input,
-                    signer,
-                )
-            })
+            .call(|signer| super::ec2::call(&ep.ec2, &decoded.action, decoded.input, signer))
             .await?;
         let called_at = Instant::now();
         let xml = query::encode(model, svc.dialect(), &decoded.action, &value, rid)
