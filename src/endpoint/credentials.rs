@@ -307,7 +307,7 @@ impl<'a> Pending<'a> {
         self,
         parts: &RequestParts<'_>,
         body: &[u8],
-        origin: &Origin,
+        origin: Origin,
     ) -> Result<Verified<'a>, Failure> {
         let hash = sigv4::payload_hash(body);
         let mut resolved = self.resolved;
@@ -348,8 +348,8 @@ impl<'a> Pending<'a> {
                 access_key_id,
                 session_token,
                 principal_arn: resolved.principal.clone(),
-                source_ip: origin.source_ip.clone(),
-                user_agent: origin.user_agent.clone(),
+                source_ip: origin.source_ip,
+                user_agent: origin.user_agent,
             },
             resolved,
             keys: self.keys,

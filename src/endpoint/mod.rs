@@ -80,14 +80,20 @@ pub fn now_secs() -> i64 {
 }
 
 /// A response with a body and its content type.
-pub fn respond(status: u16, content_type: &str, body: Vec<u8>, rid: &str) -> hyper::Response<Body> {
+pub fn respond(
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    rid: &str,
+) -> hyper::Response<Body> {
     let mut r = hyper::Response::new(Body::from(Bytes::from(body)));
     *r.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
-    if let Ok(v) = hyper::header::HeaderValue::from_str(content_type) {
-        h.insert(hyper::header::CONTENT_TYPE, v);
-    }
+    h.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     if let Ok(v) = hyper::header::HeaderValue::from_str(rid) {
         h.insert("x-amzn-requestid", v);
     }
@@ -152,11 +158,11 @@ impl Endpoint {
         let expect = ExpectContinue::of(&parts.headers);
         let mut response = match route::route(&rp) {
             Route::Json { service, target } => {
-                services::json::handle(self, &rp, &parts.headers, body, service, &target, &origin)
+                services::json::handle(self, &rp, &parts.headers, body, service, target, origin)
                     .await
             }
             Route::Query { scope } => {
-                services::query::handle(self, &rp, &parts.headers, body, scope.as_deref(), &origin)
+                services::query::handle(self, &rp, &parts.headers, body, scope.as_deref(), origin)
                     .await
             }
             Route::S3 => {

@@ -10,6 +10,8 @@
 //!    (`sts`, `iam`, `ec2`) picks the service, else the `Action` does;
 //! 4. everything else is S3.
 
+use std::borrow::Cow;
+
 use super::sigv4::{self, RequestParts};
 
 /// A JSON 1.1 service the endpoint serves.
@@ -47,23 +49,24 @@ impl JsonService {
     }
 }
 
-/// The decision.
+/// The decision, borrowing from the request's headers (routing allocates nothing
+/// but for a presigned request's decoded scope).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub enum Route<'a> {
     /// AWS JSON 1.1: the service (`None`: a target prefix atrest does not serve) and the
     /// whole target.
     Json {
         service: Option<JsonService>,
-        target: String,
+        target: &'a str,
     },
     /// The Query protocol; `scope` is the credential scope's service, if signed.
-    Query { scope: Option<String> },
+    Query { scope: Option<Cow<'a, str>> },
     /// S3's REST API.
     S3,
 }
 
 /// Routes a request by its method, query string and headers.
-pub fn route(parts: &RequestParts<'_>) -> Route {
+pub fn route<'a>(parts: &RequestParts<'a>) -> Route<'a> {
     let scope = sigv4::scope_service(parts);
     if scope.as_deref() == Some("s3") {
         return Route::S3;
@@ -79,16 +82,14 @@ pub fn route(parts: &RequestParts<'_>) -> Route {
         let service = JsonService::ALL
             .into_iter()
             .find(|s| target.starts_with(s.target_prefix()));
-        return Route::Json {
-            service,
-            target: target.to_string(),
-        };
+        return Route::Json { service, target };
     }
+    const FORM: &str = "application/x-www-form-urlencoded";
     let form = parts.method == "POST"
         && header("content-type").is_some_and(|t| {
             t.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
+                .get(..FORM.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(FORM))
         });
     let action_in_query = parts
         .query
@@ -106,13 +107,22 @@ pub fn route(parts: &RequestParts<'_>) -> Route {
 mod tests {
     use super::*;
 
-    fn r(method: &str, query: &str, headers: &[(&str, &str)]) -> Route {
-        let h: Vec<(&str, &[u8])> = headers.iter().map(|(k, v)| (*k, v.as_bytes())).collect();
+    fn r(
+        method: &'static str,
+        query: &'static str,
+        headers: &'static [(&'static str, &'static str)],
+    ) -> Route<'static> {
+        let h: &'static [(&str, &[u8])] = Vec::leak(
+            headers
+                .iter()
+                .map(|(k, v)| (*k, v.as_bytes()))
+                .collect::<Vec<_>>(),
+        );
         route(&RequestParts {
             method,
             path: "/",
             query,
-            headers: &h,
+            headers: h,
         })
     }
 
@@ -125,7 +135,7 @@ mod tests {
             r("POST", "", &[("X-Amz-Target", "TrentService.Decrypt")]),
             Route::Json {
                 service: Some(JsonService::Kms),
-                target: "TrentService.Decrypt".into()
+                target: "TrentService.Decrypt"
             }
         );
         assert_eq!(
@@ -140,7 +150,6 @@ mod tests {
             Route::Json {
                 service: Some(JsonService::CloudTrail),
                 target: "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupEvents"
-                    .into()
             }
         );
         assert!(matches!(

@@ -204,20 +204,28 @@ pub fn is_signed(req: &RequestParts<'_>) -> bool {
 }
 
 /// The credential scope's service name, if the request is signed with SigV4 (for
-/// routing: it decides between services that share a protocol).
-pub fn scope_service(req: &RequestParts<'_>) -> Option<String> {
-    let credential = match req.header("authorization") {
-        Some(h) => h
-            .split_once("Credential=")
-            .map(|(_, c)| c.split([',', ' ']).next().unwrap_or("").to_string()),
-        None => req
-            .query
-            .split('&')
-            .find(|p| kv(p).0 == "X-Amz-Credential")
-            .and_then(|p| percent_decode(kv(p).1))
-            .and_then(|v| String::from_utf8(v).ok()),
-    }?;
-    credential.split('/').nth(3).map(str::to_string)
+/// routing: it decides between services that share a protocol). Borrowed from the
+/// header; from the query string (presigned), decoded.
+pub fn scope_service<'a>(req: &RequestParts<'a>) -> Option<std::borrow::Cow<'a, str>> {
+    use std::borrow::Cow;
+    match req.header("authorization") {
+        Some(h) => {
+            let (_, c) = h.split_once("Credential=")?;
+            let credential = c.split([',', ' ']).next().unwrap_or("");
+            credential.split('/').nth(3).map(Cow::Borrowed)
+        }
+        None => {
+            let p = req
+                .query
+                .split('&')
+                .find(|p| kv(p).0 == "X-Amz-Credential")?;
+            let credential = String::from_utf8(percent_decode(kv(p).1)?).ok()?;
+            credential
+                .split('/')
+                .nth(3)
+                .map(|s| Cow::Owned(s.to_string()))
+        }
+    }
 }
 
 /// Reads the signature of a request: the `Authorization` header, or the query-string

@@ -21,7 +21,7 @@ pub async fn handle(
     body: Incoming,
     service: Option<JsonService>,
     target: &str,
-    origin: &Origin,
+    origin: Origin,
 ) -> hyper::Response<Body> {
     let rid = request_id();
     match serve(ep, rp, headers, body, service, target, origin).await {
@@ -41,7 +41,7 @@ async fn serve(
     body: Incoming,
     service: Option<JsonService>,
     target: &str,
-    origin: &Origin,
+    origin: Origin,
 ) -> Result<Vec<u8>, Failure> {
     // The router chose the service by this prefix; stripping it again keeps the slice safe
     // even if the two ever disagree.

@@ -105,7 +105,7 @@ pub async fn handle(
     headers: &hyper::HeaderMap,
     body: Incoming,
     scope: Option<&str>,
-    origin: &Origin,
+    origin: Origin,
 ) -> hyper::Response<Body> {
     let rid = request_id();
     let url_params = query::parse_form(rp.query.as_bytes()).unwrap_or_default();
@@ -139,7 +139,7 @@ async fn serve(
     headers: &hyper::HeaderMap,
     body: Incoming,
     mut params: Vec<(String, String)>,
-    origin: &Origin,
+    origin: Origin,
     rid: &str,
 ) -> Result<Vec<u8>, Failure> {
     let started = Instant::now();
