@@ -15,6 +15,11 @@ use super::store::StoreError;
 /// Chunks read (and returned as one batch) per read(2).
 pub const READ_BATCH: u64 = 16;
 
+/// Batch buffers a reader keeps to read into again (see [`ObjectReader::buffer_for`]):
+/// the two batches the endpoint queues ahead of the socket, the one being sent, and one
+/// to fill.
+const KEPT_BUFFERS: usize = 4;
+
 /// The part of one sealed stream a read covers.
 pub(super) struct SegmentReader {
     file: File,
@@ -82,6 +87,9 @@ pub struct ObjectReader {
     segments: VecDeque<SegmentReader>,
     /// Authenticated plaintext pieces (slices of one read buffer) not yet handed out.
     ready: VecDeque<bytes::Bytes>,
+    /// The buffers of earlier batches, whole: once every piece of one has been sent and
+    /// dropped, this is its only handle left and the next batch is read into it.
+    kept: VecDeque<bytes::Bytes>,
     chunks_read: u64,
 }
 
@@ -96,6 +104,7 @@ impl ObjectReader {
             span,
             segments: segments.into(),
             ready: VecDeque::new(),
+            kept: VecDeque::new(),
             chunks_read: 0,
         }
     }
@@ -158,7 +167,7 @@ impl ObjectReader {
         let total: usize = lens.iter().sum();
         // read_to_end into reserved capacity: no zero-fill of a buffer about to be
         // overwritten (it was a tenth of the endpoint's GET time).
-        let mut buf = Vec::with_capacity(total);
+        let mut buf = Self::buffer_for(&mut self.kept, total);
         let io_err = |source| StoreError::Io {
             path: seg.name.clone(),
             source,
@@ -197,6 +206,83 @@ impl ObjectReader {
         seg.next = first + count;
         let buf = bytes::Bytes::from(buf);
         self.ready.extend(pieces.into_iter().map(|r| buf.slice(r)));
+        if self.kept.len() == KEPT_BUFFERS {
+            self.kept.pop_front();
+        }
+        self.kept.push_back(buf);
         Ok(true)
+    }
+
+    /// An empty buffer of at least `total` bytes' capacity: a kept one whose pieces have
+    /// all been sent, or a new one. Reusing it spares the allocator handing back memory the
+    /// kernel must map and zero again for every batch. Its old bytes are plaintext this
+    /// reader already served, and are overwritten by the read before anything is sliced
+    /// from it.
+    fn buffer_for(kept: &mut VecDeque<bytes::Bytes>, total: usize) -> Vec<u8> {
+        if let Some(i) = kept.iter().position(bytes::Bytes::is_unique) {
+            if let Some(Ok(m)) = kept.remove(i).map(bytes::Bytes::try_into_mut) {
+                let mut v = Vec::from(m);
+                if v.capacity() >= total {
+                    v.clear();
+                    return v;
+                }
+            }
+        }
+        Vec::with_capacity(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{self, P};
+    use super::*;
+
+    #[test]
+    fn a_batch_is_read_into_a_sent_batchs_buffer_and_every_byte_is_the_objects() {
+        let (_d, store, _kms, b) = testkit::setup();
+        let chunk = CHUNK_SIZE;
+        let body = testkit::random_body(chunk * (READ_BATCH as usize) * 5 + 123, 9);
+        testkit::put(&store, &b, "k", &body, testkit::kms_choice());
+        let obj = store
+            .load_object(&b.name, "k", |m| 0..m.size)
+            .expect("load");
+        let mut r = store.open_reader(obj, P).expect("open");
+        let mut out = Vec::new();
+        loop {
+            let batch = r.next_batch().expect("batch");
+            if batch.is_empty() {
+                break;
+            }
+            for piece in &batch {
+                out.extend_from_slice(piece);
+            }
+            // The batch is sent and dropped here, as the endpoint's writer does, so the
+            // next one is read into its buffer.
+        }
+        assert!(out == body, "the bytes read back are the object's");
+        assert!(r.kept.len() <= KEPT_BUFFERS);
+    }
+
+    #[test]
+    fn a_kept_buffer_is_reused_only_once_every_piece_of_it_is_dropped() {
+        let mut kept = VecDeque::new();
+        let whole = bytes::Bytes::from(vec![7u8; 1000]);
+        let at = whole.as_ptr();
+        let piece = whole.slice(10..20);
+        kept.push_back(whole);
+        // A piece is still out (queued for the socket): never read into.
+        let other = ObjectReader::buffer_for(&mut kept, 1000);
+        assert_ne!(other.as_ptr(), at);
+        assert_eq!(kept.len(), 1);
+        drop(piece);
+        // Sent: the same memory, empty, for the next batch.
+        let again = ObjectReader::buffer_for(&mut kept, 1000);
+        assert_eq!(again.as_ptr(), at);
+        assert!(again.is_empty() && again.capacity() >= 1000);
+        assert!(kept.is_empty());
+        // Too small for the batch: a new buffer instead.
+        kept.push_back(bytes::Bytes::from(again));
+        let bigger = ObjectReader::buffer_for(&mut kept, 5000);
+        assert!(bigger.capacity() >= 5000);
     }
 }
