@@ -302,17 +302,6 @@ macro_rules! operations {
                 )*
                 Err(json::unknown_operation(operation))
             }
-
-            /// Checks that the JSON edge decodes `body` for `operation` as its `Value`
-            /// pass does (`json`'s module docs): the fuzz target and the tests.
-            #[cfg(any(test, feature = "testing"))]
-            pub fn check_aws_json_decode(operation: &str, body: &[u8]) {
-                $(
-                    if operation == <$req as Operation>::NAME {
-                        return json::check_decode::<$req>(body);
-                    }
-                )*
-            }
         }
 
         impl Response {
