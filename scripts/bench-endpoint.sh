@@ -8,8 +8,9 @@
 #      target atrest >= 5x moto;
 #   3. atrest's endpoint against kmsd's own socket path (8 kmsd clients): target >= 0.5x,
 #      judged with the lean driver (benches/endpoint.rs `lean`: 8 keep-alive hyper
-#      connections, every request signed anew with the aws-sigv4 crate and verified by
-#      the endpoint). The SDK driver's ratio is printed too, for information only: on a
+#      connections, every request signed anew and verified by the endpoint; the driver
+#      keeps its SigV4 signing key for the day, as the AWS SDKs do, and checks its
+#      signatures against the aws-sigv4 crate's when it connects). The SDK driver's ratio is printed too, for information only: on a
 #      2-core machine the AWS SDK's own client CPU (its orchestrator, retries, interceptors,
 #      JSON codec) is taken from the endpoint it measures, so that ratio charges the SDK's
 #      cost to atrest. Both drivers do the same signed Decrypt over HTTP.
