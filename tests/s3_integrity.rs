@@ -511,3 +511,208 @@ fn an_upload_announcing_more_than_5_gib_is_refused_up_front() {
         "a data key was made for a refused upload: {trail}"
     );
 }
+
+/// The sidecar (metadata JSON) of `bucket/key`.
+fn sidecar_of(lab: &Lab, bucket: &str, key: &str) -> PathBuf {
+    let dir = lab.home_path().join(format!("s3/buckets/{bucket}/objects"));
+    files_under(&dir)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .find(|p| {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap_or_default();
+            v["key"] == key
+        })
+        .unwrap_or_else(|| panic!("no sidecar for {bucket}/{key}"))
+}
+
+/// Rewrites the sidecar of `bucket/key` with `edit`.
+fn edit_sidecar(lab: &Lab, bucket: &str, key: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let p = sidecar_of(lab, bucket, key);
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+/// Nothing under `dir` but the names in `want` (no partial download left behind).
+fn only_files(dir: &std::path::Path, want: &[&str]) {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(names, want);
+}
+
+/// `atrest s3 cp` downloads are checked against the checksum the object is stored with,
+/// as the stock CLI checks a whole GET (`--checksum-mode ENABLED`, botocore's default):
+/// a whole-object CRC over a single GET and combined from 8 MiB ranges, a whole-object
+/// SHA-256 read back, and S3's composite checksum part by part. The stored checksum is
+/// then damaged at rest (the sidecar edited, as a disk or an operator could): the download
+/// fails with botocore's words, exit 1, and neither the destination nor a partial file is
+/// left. The stock CLI refuses the damaged single-GET object as well.
+#[test]
+fn atrest_s3_cp_downloads_are_checked_against_the_stored_checksum() {
+    let lab = Lab::start();
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "sums"]);
+    let dir = lab.home_path().join("sums");
+    std::fs::create_dir_all(&dir).unwrap();
+    let small = dir.join("small");
+    let big = dir.join("big");
+    write_random_file(&small, (1 << 20) + 3, 1);
+    write_random_file(&big, (20 << 20) + 5, 2);
+    let (s, b) = (small.to_str().unwrap(), big.to_str().unwrap());
+    // The stock CLI's own default checksum on a single PUT (CRC32, whole object).
+    lab.aws_ok(&["s3", "cp", s, "s3://sums/crc-small", "--no-progress"]);
+    // Whole-object CRC32 and SHA-256 of an object larger than a range (one PutObject).
+    for (key, alg) in [("crc-big", "CRC32"), ("sha-big", "SHA256")] {
+        lab.aws_ok(&[
+            "s3api",
+            "put-object",
+            "--bucket",
+            "sums",
+            "--key",
+            key,
+            "--body",
+            b,
+            "--checksum-algorithm",
+            alg,
+        ]);
+    }
+    // Composite SHA-256 of three parts, and of two parts of an object below the range
+    // threshold (a 5 MiB part and a small one).
+    lab.ok(&[
+        "s3",
+        "cp",
+        b,
+        "s3://sums/composite",
+        "--checksum-algorithm",
+        "SHA256",
+        "--quiet",
+    ]);
+    let mid = dir.join("mid");
+    write_random_file(&mid, (6 << 20) + 1, 3);
+    lab.ok(&[
+        "s3",
+        "cp",
+        mid.to_str().unwrap(),
+        "s3://sums/composite-mid",
+        "--checksum-algorithm",
+        "CRC32",
+        "--multipart-threshold",
+        "5242880",
+        "--multipart-chunksize",
+        "5242880",
+        "--quiet",
+    ]);
+    let head = |key: &str| {
+        json_of(&lab.aws_ok(&[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "sums",
+            "--key",
+            key,
+            "--checksum-mode",
+            "ENABLED",
+        ]))
+    };
+    assert!(head("crc-small")["ChecksumCRC32"].is_string());
+    assert_eq!(head("crc-big")["ChecksumType"], "FULL_OBJECT");
+    assert!(head("composite")["ChecksumSHA256"]
+        .as_str()
+        .is_some_and(|v| v.ends_with("-3")));
+    assert!(head("composite-mid")["ChecksumCRC32"]
+        .as_str()
+        .is_some_and(|v| v.ends_with("-2")));
+
+    let out = lab.home_path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let o = |name: &str| out.join(name).to_str().unwrap().to_string();
+    for (key, from) in [
+        ("crc-small", &small),
+        ("crc-big", &big),
+        ("sha-big", &big),
+        ("composite", &big),
+        ("composite-mid", &mid),
+    ] {
+        lab.ok(&["s3", "cp", &format!("s3://sums/{key}"), &o(key), "--quiet"]);
+        assert!(same_file(from, &out.join(key)), "{key}");
+    }
+    let good: Vec<&str> = vec![
+        "crc-small",
+        "crc-big",
+        "sha-big",
+        "composite",
+        "composite-mid",
+    ];
+    only_files(&out, &good);
+
+    // Damage each stored checksum: the download fails and leaves nothing behind.
+    let wrong_crc = "AAAAAA=="; // a CRC32 none of these files has
+    let wrong_sha = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="; // SHA-256 of nothing
+    edit_sidecar(&lab, "sums", "crc-small", |v| {
+        v["checksum"]["value"] = wrong_crc.into()
+    });
+    edit_sidecar(&lab, "sums", "crc-big", |v| {
+        v["checksum"]["value"] = wrong_crc.into()
+    });
+    edit_sidecar(&lab, "sums", "sha-big", |v| {
+        v["checksum"]["value"] = wrong_sha.into()
+    });
+    // One part's checksum (checked as the part arrives) ...
+    edit_sidecar(&lab, "sums", "composite", |v| {
+        v["multipart"]["parts"][1]["checksum"]["value"] = wrong_sha.into()
+    });
+    // ... and the composite itself, every part's intact (the whole no longer matches).
+    let stored_mid = head("composite-mid")["ChecksumCRC32"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    edit_sidecar(&lab, "sums", "composite-mid", |v| {
+        v["checksum"]["value"] = format!("{wrong_crc}-2").into()
+    });
+    for (key, expected, part) in [
+        ("crc-small", wrong_crc.to_string(), None),
+        ("crc-big", wrong_crc.to_string(), None),
+        ("sha-big", wrong_sha.to_string(), None),
+        ("composite", wrong_sha.to_string(), Some(2)),
+        ("composite-mid", format!("{wrong_crc}-2"), None),
+    ] {
+        let dest = o(&format!("{key}.again"));
+        let r = lab.atrest(&["s3", "cp", &format!("s3://sums/{key}"), &dest, "--quiet"]);
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{key}: {e}");
+        assert!(
+            e.contains(&format!(
+                "download failed: s3://sums/{key} to {dest} Expected checksum {expected} did not match calculated checksum: "
+            )),
+            "{key}: {e}"
+        );
+        match part {
+            Some(n) => assert!(e.contains(&format!("(part {n})")), "{key}: {e}"),
+            None => assert!(!e.contains("(part"), "{key}: {e}"),
+        }
+        if key == "composite-mid" {
+            assert!(e.contains(&stored_mid), "the composite of what came: {e}");
+        }
+        only_files(&out, &good);
+    }
+    // The stock CLI refuses the damaged single-GET object as well, in the same words.
+    let e = lab.aws_fails(&[
+        "s3",
+        "cp",
+        "s3://sums/crc-small",
+        &o("crc-small.aws"),
+        "--no-progress",
+    ]);
+    assert!(
+        e.contains(&format!(
+            "Expected checksum {wrong_crc} did not match calculated checksum: "
+        )),
+        "{e}"
+    );
+    assert!(!out.join("crc-small.aws").exists());
+}

@@ -3,15 +3,18 @@
 //! parts and downloads in ranges, several at once (`s3::transfer`), as the AWS CLI does;
 //! object to object it copies (CopyObject, in parts above 5 GiB). `--sse-c`/`--sse-c-key`
 //! and `--checksum-algorithm` are the AWS CLI's; the headers they become are built in
-//! `s3::request_options`, and the transfer sends them on every part and range.
+//! `s3::request_options`, and the transfer sends them on every part and range. A download
+//! is checked against the checksum the object is stored with (as the AWS CLI checks a
+//! GET with `--checksum-mode ENABLED`, but over ranges and parts too) before the temp file
+//! it fills takes the destination's name.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::s3::client::Body;
-use crate::s3::request_options::{ChecksumAlgorithm, SseCustomerKey};
+use crate::s3::client::{Body, ClientError};
+use crate::s3::request_options::{AnsweredChecksum, ChecksumAlgorithm, SseCustomerKey};
 use crate::s3::transfer::{self, TransferConfig};
 
 use super::s3api::{self, fail, CliError};
@@ -137,8 +140,14 @@ pub fn run(g: &Global, args: S3Args) -> i32 {
                 (true, false) => "GetObject",
                 _ => "PutObject",
             };
+            let (source, destination) = (a.source.clone(), a.destination.clone());
             match cp(g, *a) {
                 Ok(()) => 0,
+                // As the AWS CLI reports a transfer whose bytes failed their checksum.
+                Err(CliError::Client(e @ ClientError::ChecksumMismatch { .. })) => {
+                    eprintln!("download failed: {source} to {destination} {e}");
+                    1
+                }
                 Err(e) => fail(op, e),
             }
         }
@@ -301,12 +310,16 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
                 let name = key.rsplit('/').next().unwrap_or(&key);
                 dest = dest.join(name);
             }
+            // With the stored checksum, if the object has one: what arrives is checked
+            // against it before the file takes the destination's name.
+            let mut head_headers = sse_c_headers();
+            head_headers.push(("x-amz-checksum-mode".into(), "ENABLED".into()));
             let head = c.send(
                 "HEAD",
                 Some(&bucket),
                 Some(&key),
                 &[],
-                &sse_c_headers(),
+                &head_headers,
                 Body::Empty,
             )?;
             let size = head
@@ -314,8 +327,13 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0);
             let etag = head.header("etag").unwrap_or_default().to_string();
+            let stored = AnsweredChecksum::from_headers(&head.headers)
+                .map_err(|e| ClientError::BadResponse(e.to_string()))?;
             let pb = progress_bar(size, quiet);
-            let result = if size > cfg.threshold {
+            // A composite checksum is checked part by part, so such an object always comes
+            // down in its parts.
+            let composite = stored.as_ref().is_some_and(|s| s.parts.is_some());
+            let result = if size > cfg.threshold || composite {
                 let tick = |n: u64| {
                     if let Some(p) = &pb {
                         p.inc(n);
@@ -332,14 +350,32 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
                 };
                 s3api::download_with(&dest, Some(size), |f| {
                     f.set_len(size)?;
-                    Ok(t.download(size, &etag, f)?)
+                    Ok(t.download(size, &etag, f, stored.as_ref())?)
                 })
             } else {
                 let r = c.get_object_with(&bucket, &key, &[], sse_c_headers())?;
                 let len = r
                     .header("content-length")
                     .and_then(|v| v.parse::<u64>().ok());
-                s3api::download(r, &dest, len, pb.as_ref())
+                if stored.is_some() && r.header("etag") != Some(etag.as_str()) {
+                    return Err(ClientError::BadResponse(format!(
+                        "s3://{bucket}/{key} changed during the download (ETag {:?}, was {etag})",
+                        r.header("etag")
+                    ))
+                    .into());
+                }
+                s3api::download_with(&dest, len, |f| {
+                    let n = s3api::write_body(r, f, pb.as_ref())?;
+                    if let Some(sum) = stored.as_ref().filter(|_| Some(n) == len) {
+                        transfer::matches(
+                            sum,
+                            &transfer::checksum_of(sum.algorithm, f, 0, n)?,
+                            None,
+                        )?;
+                    }
+                    // A short body is reported as incomplete by download_with.
+                    Ok(n)
+                })
             };
             if let Some(p) = &pb {
                 p.finish_and_clear();

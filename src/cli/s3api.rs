@@ -1232,6 +1232,7 @@ fn create_partial(dir: &Path, name: &std::ffi::OsStr) -> Result<(File, PathBuf),
         ));
         let tmp = dir.join(tmp_name);
         match std::fs::OpenOptions::new()
+            .read(true) // a download's checksum is read back from it
             .write(true)
             .create_new(true)
             .open(&tmp)
@@ -1252,15 +1253,22 @@ pub(crate) fn download(
     expected: Option<u64>,
     progress: Option<&indicatif::ProgressBar>,
 ) -> Result<u64, CliError> {
-    download_with(dest, expected, |f| {
-        Ok(match r.into_stream() {
-            BodyStream::Spliceable(raw) => raw.splice_into(f, |done| {
-                if let Some(p) = progress {
-                    p.set_position(done);
-                }
-            })?,
-            BodyStream::Reader(reader) => copy_body(reader, f, progress)?,
-        })
+    download_with(dest, expected, |f| write_body(r, f, progress))
+}
+
+/// Writes a GET body into `f`; returns its length.
+pub(crate) fn write_body(
+    r: Response,
+    f: &mut File,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Result<u64, CliError> {
+    Ok(match r.into_stream() {
+        BodyStream::Spliceable(raw) => raw.splice_into(f, |done| {
+            if let Some(p) = progress {
+                p.set_position(done);
+            }
+        })?,
+        BodyStream::Reader(reader) => copy_body(reader, f, progress)?,
     })
 }
 

@@ -47,6 +47,15 @@ pub enum ClientError {
     Io(#[from] std::io::Error),
     #[error("unexpected response: {0}")]
     BadResponse(String),
+    /// Downloaded bytes that do not match the checksum the object is stored with (botocore's
+    /// `FlexibleChecksumError` words), of the whole object or of one part of it.
+    #[error("Expected checksum {expected} did not match calculated checksum: {computed}{}",
+            part.map(|n| format!(" (part {n})")).unwrap_or_default())]
+    ChecksumMismatch {
+        expected: String,
+        computed: String,
+        part: Option<u32>,
+    },
     #[error("{0}")]
     BadRequest(String),
 }
@@ -66,6 +75,7 @@ impl ClientError {
             ClientError::Auth(_) => "InvalidAccessKeyId".into(),
             ClientError::Io(_) => "IOError".into(),
             ClientError::BadResponse(_) => "InvalidResponse".into(),
+            ClientError::ChecksumMismatch { .. } => "FlexibleChecksumError".into(),
             ClientError::BadRequest(_) => "InvalidRequest".into(),
         }
     }

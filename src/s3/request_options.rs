@@ -139,6 +139,74 @@ impl ChecksumAlgorithm {
     }
 }
 
+/// The stored checksum a GET or HEAD with `x-amz-checksum-mode: ENABLED` answered, as a
+/// download checks it: of the whole body, or (`parts: Some(n)`) S3's composite, the
+/// checksum of the `n` parts' raw checksums (`<base64>-<n>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnsweredChecksum {
+    pub algorithm: ChecksumAlgorithm,
+    /// The base64 digest, without a composite's `-<n>`.
+    pub digest: String,
+    pub parts: Option<u32>,
+}
+
+/// An `x-amz-checksum-*` answer header a download cannot check against.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the endpoint answered an unreadable checksum {header}: {value:?}")]
+pub struct BadAnsweredChecksum {
+    pub header: String,
+    pub value: String,
+}
+
+impl AnsweredChecksum {
+    /// The first `x-amz-checksum-<algorithm>` header of an answer (none: the object has no
+    /// stored checksum, or the endpoint does not return it).
+    pub fn from_headers(
+        headers: &[(String, String)],
+    ) -> Result<Option<AnsweredChecksum>, BadAnsweredChecksum> {
+        for alg in ALGORITHMS {
+            let a = ChecksumAlgorithm(alg);
+            let name = a.header();
+            let Some((_, v)) = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(&name)) else {
+                continue;
+            };
+            let bad = || BadAnsweredChecksum {
+                header: name.clone(),
+                value: v.clone(),
+            };
+            let (digest, parts) = match v.trim().split_once('-') {
+                None => (v.trim(), None),
+                Some((d, n)) => (
+                    d,
+                    Some(
+                        n.parse::<u32>()
+                            .ok()
+                            .filter(|n| (1..=super::parts::MAX_PART_NUMBER).contains(n))
+                            .ok_or_else(bad)?,
+                    ),
+                ),
+            };
+            if STANDARD.decode(digest).map_err(|_| bad())?.is_empty() {
+                return Err(bad());
+            }
+            return Ok(Some(AnsweredChecksum {
+                algorithm: a,
+                digest: digest.to_string(),
+                parts,
+            }));
+        }
+        Ok(None)
+    }
+
+    /// As the header carries it (`<base64>` or `<base64>-<n>`).
+    pub fn value(&self) -> String {
+        match self.parts {
+            Some(n) => format!("{}-{n}", self.digest),
+            None => self.digest.clone(),
+        }
+    }
+}
+
 /// The `x-amz-checksum-*` answer headers as the AWS CLI's JSON shows them
 /// (`ChecksumCRC32`..., `ChecksumType`), in the order given.
 pub fn checksum_fields(headers: &[(String, String)]) -> Vec<(String, String)> {
@@ -218,6 +286,32 @@ mod tests {
         );
         assert!(ChecksumAlgorithm::parse("MD5").is_err());
         assert!(ChecksumAlgorithm::parse("").is_err());
+    }
+
+    #[test]
+    fn answered_checksums_are_whole_or_composite_and_garbage_is_refused() {
+        let h = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let whole = AnsweredChecksum::from_headers(&h("X-Amz-Checksum-CRC32", "DUoRhQ=="))
+            .unwrap()
+            .unwrap();
+        assert_eq!(whole.algorithm.as_str(), "CRC32");
+        assert_eq!((whole.digest.as_str(), whole.parts), ("DUoRhQ==", None));
+        assert_eq!(whole.value(), "DUoRhQ==");
+        let comp = AnsweredChecksum::from_headers(&h("x-amz-checksum-sha256", "wpn7tg==-3"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((comp.digest.as_str(), comp.parts), ("wpn7tg==", Some(3)));
+        assert_eq!(comp.value(), "wpn7tg==-3");
+        assert_eq!(
+            AnsweredChecksum::from_headers(&h("etag", "\"x\"")).unwrap(),
+            None
+        );
+        for bad in ["wpn7tg==-0", "wpn7tg==-x", "wpn7tg==-10001", "!!", ""] {
+            assert!(
+                AnsweredChecksum::from_headers(&h("x-amz-checksum-crc32c", bad)).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

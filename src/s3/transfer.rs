@@ -7,12 +7,14 @@
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::checksum;
 use super::client::{Body, ClientError, S3Client};
+use super::meta::{ChecksumKind, StoredChecksum};
 use super::parts::MAX_PART_NUMBER;
-use super::request_options::{ChecksumAlgorithm, SseCustomerKey};
+use super::request_options::{AnsweredChecksum, ChecksumAlgorithm, SseCustomerKey};
 use super::xml;
 
 /// How large transfers are cut up.
@@ -267,9 +269,55 @@ impl Transfer<'_> {
         })
     }
 
-    /// Downloads `size` bytes into `out` (see [`download_ranges`]).
-    pub fn download(&self, size: u64, etag: &str, out: &File) -> Result<u64, ClientError> {
-        download_ranges(self, size, etag, out)
+    /// Downloads `size` bytes into `out` and checks them against `stored`, the checksum
+    /// the object's HEAD answered (if it has one): a composite one part by part
+    /// ([`download_parts`]), a whole-object one over the whole file, combined from each
+    /// range's CRC as the ranges land (CRCs), or read back once (SHA-1, SHA-256).
+    pub fn download(
+        &self,
+        size: u64,
+        etag: &str,
+        out: &File,
+        stored: Option<&AnsweredChecksum>,
+    ) -> Result<u64, ClientError> {
+        if let Some((sum, count)) = stored.and_then(|s| s.parts.map(|n| (s, n))) {
+            return download_parts(self, count, size, etag, out, sum);
+        }
+        let combinable = stored
+            .map(|s| s.algorithm)
+            .filter(|a| a.as_str().starts_with("CRC"));
+        let ranges = download_ranges(self, size, etag, out, combinable)?;
+        if let Some(sum) = stored {
+            let computed = match combinable {
+                Some(a) => {
+                    let sums: Vec<(StoredChecksum, u64)> = ranges
+                        .iter()
+                        .map(|(crc, n)| {
+                            (
+                                StoredChecksum {
+                                    algorithm: a.as_str().to_string(),
+                                    value: crc.clone().unwrap_or_default(),
+                                    kind: ChecksumKind::FullObject,
+                                },
+                                *n,
+                            )
+                        })
+                        .collect();
+                    let refs: Vec<_> = sums.iter().map(|(c, n)| (Some(c), *n)).collect();
+                    checksum::full_object(&refs)
+                        .ok_or_else(|| {
+                            ClientError::BadResponse(format!(
+                                "the ranges' {} checksums do not combine",
+                                a.as_str()
+                            ))
+                        })?
+                        .value
+                }
+                None => checksum_of(sum.algorithm, out, 0, size)?,
+            };
+            matches(sum, &computed, None)?;
+        }
+        Ok(ranges.iter().map(|(_, n)| n).sum())
     }
 
     fn sse_c_headers(&self) -> Vec<(String, String)> {
@@ -394,21 +442,175 @@ pub fn parse_xml(r: super::client::Response) -> Result<xml::Node, ClientError> {
     Ok(doc)
 }
 
+/// The checksum under `algorithm` of `len` bytes of `file` from `offset`, read back with
+/// positioned reads (what a download just wrote, so from the page cache).
+pub fn checksum_of(
+    algorithm: ChecksumAlgorithm,
+    file: &File,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<String> {
+    let noop = |_: u64| {};
+    algorithm.of_reader(FileRange {
+        file,
+        at: offset,
+        left: len,
+        progress: &noop,
+    })
+}
+
+/// `computed` (base64) against the stored checksum `sum` (of one part, for `part`).
+pub fn matches(
+    sum: &AnsweredChecksum,
+    computed: &str,
+    part: Option<u32>,
+) -> Result<(), ClientError> {
+    let expected = match part {
+        Some(_) => sum.digest.clone(),
+        None => sum.value(),
+    };
+    if expected == computed {
+        Ok(())
+    } else {
+        Err(ClientError::ChecksumMismatch {
+            expected,
+            computed: computed.to_string(),
+            part,
+        })
+    }
+}
+
+/// `Content-Range: bytes FIRST-LAST/SIZE` of a part of an object of `size` bytes, as
+/// `(FIRST, LEN)`.
+fn part_span(content_range: &str, size: u64) -> Option<(u64, u64)> {
+    let (span, total) = content_range.strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let (first, last) = (first.parse::<u64>().ok()?, last.parse::<u64>().ok()?);
+    (total.parse::<u64>().ok()? == size && first <= last && last < size)
+        .then(|| (first, last - first + 1))
+}
+
+/// Downloads an object whose stored checksum is S3's composite of `count` parts, part by
+/// part (`GET ?partNumber=N` with `x-amz-checksum-mode: ENABLED`, `concurrency` at a time),
+/// each spliced where its `Content-Range` puts it: every part is checked against the
+/// checksum answered with it, the parts must tile the object exactly, and the composite of
+/// what arrived must be the stored one (so no part can be left out, repeated or swapped).
+/// Ranges that do not follow part boundaries could not be checked at all.
+fn download_parts(
+    t: &Transfer<'_>,
+    count: u32,
+    size: u64,
+    etag: &str,
+    out: &File,
+    sum: &AnsweredChecksum,
+) -> Result<u64, ClientError> {
+    let (client, bucket, key, cfg, progress) = (t.client, t.bucket, t.key, t.cfg, t.progress);
+    let alg = sum.algorithm;
+    let items: Vec<(usize, u64, u64)> = (0..count as usize).map(|i| (i, 0, 0)).collect();
+    let parts = in_parallel(&items, cfg.concurrency, |i, _, _| {
+        let number = i as u32 + 1;
+        let n = number.to_string();
+        let mut h = vec![("x-amz-checksum-mode".to_string(), "ENABLED".to_string())];
+        h.extend(t.sse_c_headers());
+        let r = client.get_object_with(bucket, key, &[("partNumber", &n)], h)?;
+        if r.header("etag") != Some(etag) {
+            return Err(ClientError::BadResponse(format!(
+                "s3://{bucket}/{key} changed during the download (ETag {:?}, was {etag})",
+                r.header("etag")
+            )));
+        }
+        let empty = r.header("content-length") == Some("0");
+        let span = match r.header("content-range") {
+            _ if empty => None,
+            Some(cr) => Some(part_span(cr, size).ok_or_else(|| {
+                ClientError::BadResponse(format!(
+                    "part {number} of a {size}-byte object came with Content-Range {cr:?}"
+                ))
+            })?),
+            None => {
+                return Err(ClientError::BadResponse(format!(
+                    "part {number} came without a Content-Range"
+                )))
+            }
+        };
+        let stated = AnsweredChecksum::from_headers(&r.headers)
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        let (first, len) = span.unwrap_or((0, 0));
+        if len > 0 {
+            let got = match r.into_stream() {
+                super::client::BodyStream::Spliceable(raw) => {
+                    raw.splice_at(out, first, progress)?
+                }
+                super::client::BodyStream::Reader(_) => {
+                    return Err(ClientError::BadResponse(
+                        "a part's body was not spliceable".into(),
+                    ))
+                }
+            };
+            if got != len {
+                return Err(ClientError::BadResponse(format!(
+                    "connection closed after {got} of {len} bytes of part {number}"
+                )));
+            }
+        }
+        let computed = checksum_of(alg, out, first, len)?;
+        if let Some(s) = stated.filter(|s| s.algorithm == alg) {
+            matches(&s, &computed, Some(number))?;
+        }
+        Ok((span, computed))
+    })?;
+    let mut at = 0u64;
+    for (number, (span, _)) in parts.iter().enumerate() {
+        if let Some((first, len)) = span {
+            if *first != at {
+                return Err(ClientError::BadResponse(format!(
+                    "part {} starts at byte {first}, not {at}: the parts do not tile the object",
+                    number + 1
+                )));
+            }
+            at += len;
+        }
+    }
+    if at != size {
+        return Err(ClientError::BadResponse(format!(
+            "the parts cover {at} of {size} bytes"
+        )));
+    }
+    let sums: Vec<StoredChecksum> = parts
+        .iter()
+        .map(|(_, c)| StoredChecksum {
+            algorithm: alg.as_str().to_string(),
+            value: c.clone(),
+            kind: ChecksumKind::FullObject,
+        })
+        .collect();
+    let refs: Vec<Option<&StoredChecksum>> = sums.iter().map(Some).collect();
+    let composite = checksum::composite(&refs).ok_or_else(|| {
+        ClientError::BadResponse(format!(
+            "a composite {} checksum cannot be made of the parts",
+            alg.as_str()
+        ))
+    })?;
+    matches(sum, &composite.value, None)?;
+    Ok(size)
+}
+
 /// Downloads `size` bytes of the object into `out` as ranged GETs, `concurrency` at a time,
 /// each spliced into its place. Every range must come from the object whose ETag is `etag`:
-/// an object replaced during the download fails it rather than mixing two versions.
+/// an object replaced during the download fails it rather than mixing two versions. With
+/// `crc`, each range's CRC is read back as it lands; returns each range's (CRC, length).
 fn download_ranges(
     t: &Transfer<'_>,
     size: u64,
     etag: &str,
     out: &File,
-) -> Result<u64, ClientError> {
+    crc: Option<ChecksumAlgorithm>,
+) -> Result<Vec<(Option<String>, u64)>, ClientError> {
     let (client, bucket, key, cfg, progress) = (t.client, t.bucket, t.key, t.cfg, t.progress);
-    let done = AtomicU64::new(0);
     let ranges = pieces(size, cfg.part_size_for(size));
     in_parallel(&ranges, cfg.concurrency, |_, off, n| {
         if n == 0 {
-            return Ok(());
+            return Ok((crc.map(|a| checksum_of(a, out, 0, 0)).transpose()?, 0));
         }
         let range = format!("bytes={off}-{}", off + n - 1);
         let mut h = vec![("range".to_string(), range.clone())];
@@ -441,10 +643,8 @@ fn download_ranges(
                 "connection closed after {got} of {n} bytes of {range}"
             )));
         }
-        done.fetch_add(got, Ordering::SeqCst);
-        Ok(())
-    })?;
-    Ok(done.load(Ordering::SeqCst))
+        Ok((crc.map(|a| checksum_of(a, out, off, n)).transpose()?, n))
+    })
 }
 
 #[cfg(test)]
@@ -470,6 +670,35 @@ mod tests {
         let size = cfg.part_size_for(huge);
         assert!(huge.div_ceil(size) <= 10_000);
         assert!(size >= 8 << 20);
+    }
+
+    #[test]
+    fn a_part_span_must_lie_inside_the_object() {
+        assert_eq!(part_span("bytes 0-9/100", 100), Some((0, 10)));
+        assert_eq!(part_span("bytes 90-99/100", 100), Some((90, 10)));
+        assert_eq!(part_span("bytes 90-100/100", 100), None);
+        assert_eq!(part_span("bytes 0-9/99", 100), None);
+        assert_eq!(part_span("bytes 9-0/100", 100), None);
+        assert_eq!(part_span("bytes */100", 100), None);
+        assert_eq!(part_span("0-9/100", 100), None);
+    }
+
+    #[test]
+    fn a_mismatch_names_what_was_expected_and_what_came() {
+        let sum = AnsweredChecksum {
+            algorithm: ChecksumAlgorithm::parse("CRC32").unwrap(),
+            digest: "DUoRhQ==".into(),
+            parts: Some(2),
+        };
+        assert!(matches(&sum, "DUoRhQ==-2", None).is_ok());
+        assert!(matches(&sum, "DUoRhQ==", Some(1)).is_ok());
+        let e = matches(&sum, "AAAAAA==-2", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Expected checksum DUoRhQ==-2 did not match calculated checksum: AAAAAA==-2"
+        );
+        let e = matches(&sum, "AAAAAA==", Some(2)).unwrap_err();
+        assert!(e.to_string().ends_with("AAAAAA== (part 2)"), "{e}");
     }
 
     #[test]
