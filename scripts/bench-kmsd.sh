@@ -2,9 +2,11 @@
 # Benchmarks kmsd (issue 16): Decrypt and GenerateDataKey ops/s and p50/p99 with 1, 8
 # and 64 clients, in the default trail class (sync = "interval") and in "every-event",
 # the fdatasync latency of the trails' disk and the bound clients / fdatasync latency
-# for every-event; then the same while `dd ... conv=fdatasync` writes 1 GiB at a time to
-# the same disk. Two release kmsds run side by side (one per class) on throwaway homes
-# under BENCH_DIR; rounds are interleaved and medians printed (see kmsd-bench).
+# for every-event, beside it the bound that also counts the CPU time of a group's
+# requests (kmsd's and the clients', measured in the run; see kmsd-bench); then the
+# same while `dd ... conv=fdatasync` writes 1 GiB at a time to the same disk. Two
+# release kmsds run side by side (one per class) on throwaway homes under BENCH_DIR;
+# rounds are interleaved and medians printed (see kmsd-bench).
 # Targets: interval Decrypt with 8 clients >= 100,000 ops/s and p99 < 1 ms (< 2 ms with
 # dd running); every-event >= 0.8x its bound.
 # Usage: scripts/bench-kmsd.sh [SECONDS_PER_RUN] (default 2)
