@@ -12,6 +12,8 @@
 # Needs root, /dev/fuse, loop devices, fio, qemu-storage-daemon, qemu-img, mkfs.ext4.
 # Env: BENCH_DIR (default /var/tmp/atrest-bench: put it on the disk to measure),
 #      BENCH_ROUNDS (default 5), FIO_RUNTIME (seconds per fio run, default 15),
+#      FIO_ROUNDS (default BENCH_ROUNDS: fio swings most on a shared box; more rounds narrow
+#        its median, and every sample is still printed),
 #      BENCH_TARGETS (default "plain qsd atrest"; add atrest-1core for the same server
 #        with ATREST_XTS_THREADS=1, i.e. without sectors in parallel, as a reference),
 #      BENCH_MIXED=1 (also: fio randrw as above while a sequential 1 MiB writer runs in the
@@ -31,6 +33,7 @@ done
 
 BENCH_DIR=${BENCH_DIR:-/var/tmp/atrest-bench}
 ROUNDS=${BENCH_ROUNDS:-5}
+FIO_ROUNDS=${FIO_ROUNDS:-$ROUNDS}
 FIO_RUNTIME=${FIO_RUNTIME:-15}
 TARGETS=(${BENCH_TARGETS:-plain qsd atrest})
 VOL_SIZE=$((2 << 30))
@@ -144,7 +147,7 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$W/ext4-$t"
   mount "${DEV[$t]}" "$W/ext4-$t"
 done
-for r in $(seq "$ROUNDS"); do
+for r in $(seq "$FIO_ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     log "round $r [$t] fio randrw 70/30 4k QD32 x2 direct, loop+ext4, ${FIO_RUNTIME}s"
     fio --name=randrw --directory="$W/ext4-$t" --rw=randrw --rwmixread=70 --bs=4k \
@@ -189,7 +192,7 @@ ratio() { # A/B with two decimals, "-" when either is missing
 }
 
 echo
-echo "atrest volume benchmark: $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds (median), dir $W"
+echo "atrest volume benchmark: $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds (median; fio $FIO_ROUNDS), dir $W"
 [ -n "${ATREST_SERVE_ARGS:-}" ] && echo "atrest-serve-volume options: $ATREST_SERVE_ARGS"
 [ -n "${ATREST_XTS:-}${ATREST_XTS_THREADS:-}" ] && echo "XTS settings: ATREST_XTS=${ATREST_XTS:-} ATREST_XTS_THREADS=${ATREST_XTS_THREADS:-}"
 printf '%-24s %10s %10s %10s %11s %12s  %s\n' figure plain qsd-luks atrest "atrest/qsd" "atrest/plain" "targets (qsd, plain)"
@@ -215,6 +218,28 @@ row() { # row LABEL ARRAY PLAIN_TARGET
   [ "$vq" = met ] && [ "$vp" = met ] || all_met=0
   printf '%-24s %10s %10s %10s %11s %12s  >=2: %s, >=%s: %s\n' "$1" "${p:--}" "${q:--}" "${s:--}" "$rq" "$rp" "$vq" "$3" "$vp"
   echo "    samples: plain [${a[plain]:-}] qsd [${a[qsd]:-}] atrest [${a[atrest]:-}]"
+  spread "${a[plain]:-}" "${a[qsd]:-}" "${a[atrest]:-}"
+}
+# spread PLAIN QSD ATREST (sample lists): how far each target's samples are apart
+# ((max-min)/median), and atrest/plain and atrest/qsd taken round by round. The rounds are
+# interleaved, so a neighbour that slows one round slows both targets of that round alike:
+# the per-round ratios' range says whether the medians' ratio above is a figure or noise.
+spread() {
+  python3 - "$@" <<'PY'
+import statistics, sys
+names = ("plain", "qsd", "atrest")
+s = {n: [float(x) for x in v.split()] for n, v in zip(names, sys.argv[1:]) if v.split()}
+def pct(v):
+    return "%.0f%%" % (100 * (max(v) - min(v)) / max(statistics.median(v), 1e-9))
+parts = ["%s %s" % (n, pct(v)) for n, v in s.items()]
+line = "    spread (max-min)/median: " + ", ".join(parts)
+for ref in ("plain", "qsd"):
+    a, b = s.get("atrest"), s.get(ref)
+    if a and b and len(a) == len(b):
+        r = [x / max(y, 1e-9) for x, y in zip(a, b)]
+        line += "; atrest/%s by round %.2f-%.2f (median %.2f)" % (ref, min(r), max(r), statistics.median(r))
+print(line)
+PY
 }
 row "seq write MB/s" WRITE 0.9
 row "cold seq read MB/s" READ 0.9
