@@ -693,3 +693,224 @@ fn crc32_of(data: &[u8]) -> [u8; 4] {
     }
     (!c).to_be_bytes()
 }
+
+/// `atrest s3 cp` object to object takes `--metadata-directive`, `--metadata` and
+/// `--content-type` as the stock `aws s3 cp` does: each combination is run through both
+/// CLIs on the same 1 MiB source (CopyObject for both) and the copies' HeadObject answers
+/// compared, besides the values expected. Above the copy limit (lowered with the hidden
+/// `--copy-in-parts-above`: the real one is 5 GiB) the copy goes as UploadPartCopy parts,
+/// byte-identical as the stock CLI reads it back, storing what CopyObject would: the
+/// source's content type and metadata (COPY) or the ones given (REPLACE, as the stock CLI's
+/// own multipart copy stores them). At the limit itself it is one CopyObject, one byte
+/// above it parts. Uploads take `--metadata` too.
+#[test]
+fn atrest_s3_cp_copies_metadata_as_the_aws_cli_and_in_parts_above_the_copy_limit() {
+    let lab = Lab::start();
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "meta"]);
+    let dir = lab.home_path().join("meta");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (small, big) = (dir.join("small"), dir.join("big"));
+    write_random_file(&small, MIB + 1, 11);
+    let big_len = 20 * MIB + 7;
+    write_random_file(&big, big_len, 12);
+    lab.aws_ok(&[
+        "s3",
+        "cp",
+        path_str(&small),
+        "s3://meta/src",
+        "--content-type",
+        "text/x-src",
+        "--metadata",
+        "a=1,b=two",
+        "--no-progress",
+    ]);
+    // atrest's multipart upload stores --metadata and --content-type.
+    lab.ok(&[
+        "s3",
+        "cp",
+        path_str(&big),
+        "s3://meta/big",
+        "--content-type",
+        "text/x-big",
+        "--metadata",
+        "{\"big\": \"yes\"}",
+        "--quiet",
+    ]);
+    let head = |key: &str| {
+        json_of(&lab.aws_ok(&["s3api", "head-object", "--bucket", "meta", "--key", key]))
+    };
+    let shown = |key: &str| {
+        let h = head(key);
+        (h["ContentType"].clone(), h["Metadata"].clone())
+    };
+    let big_head = head("big");
+    assert!(
+        big_head["ETag"].as_str().unwrap().ends_with("-3\""),
+        "{big_head}"
+    );
+    assert_eq!(
+        shown("big"),
+        ("text/x-big".into(), serde_json::json!({"big": "yes"}))
+    );
+    let src = (
+        "text/x-src".into(),
+        serde_json::json!({"a": "1", "b": "two"}),
+    );
+    assert_eq!(shown("src"), src);
+
+    type Shown = (serde_json::Value, serde_json::Value);
+    let cases: Vec<(Vec<&str>, Option<Shown>)> = vec![
+        (vec![], Some(src.clone())),
+        (
+            vec![
+                "--metadata-directive",
+                "COPY",
+                "--content-type",
+                "text/ignored",
+                "--metadata",
+                "x=ignored",
+            ],
+            Some(src.clone()),
+        ),
+        (
+            vec![
+                "--metadata-directive",
+                "REPLACE",
+                "--content-type",
+                "text/new",
+                "--metadata",
+                "c=3,d=four",
+            ],
+            Some((
+                "text/new".into(),
+                serde_json::json!({"c": "3", "d": "four"}),
+            )),
+        ),
+        // Metadata alone means REPLACE; what the content type becomes is compared only.
+        (vec!["--metadata", "c=3"], None),
+        (vec!["--metadata-directive", "REPLACE"], None),
+    ];
+    for (i, (flags, want)) in cases.iter().enumerate() {
+        let (by_aws, by_atrest) = (format!("aws-{i}"), format!("atrest-{i}"));
+        let mut a = vec!["s3", "cp", "s3://meta/src"];
+        let to_aws = format!("s3://meta/{by_aws}");
+        a.push(&to_aws);
+        a.extend(flags.iter().copied());
+        a.push("--no-progress");
+        lab.aws_ok(&a);
+        let to_atrest = format!("s3://meta/{by_atrest}");
+        let mut a = vec!["s3", "cp", "s3://meta/src", &to_atrest, "--quiet"];
+        a.extend(flags.iter().copied());
+        lab.ok(&a);
+        assert_eq!(shown(&by_atrest), shown(&by_aws), "{flags:?}");
+        if let Some(w) = want {
+            assert_eq!(&shown(&by_atrest), w, "{flags:?}");
+        }
+        if flags.first() == Some(&"--metadata") {
+            assert_eq!(shown(&by_atrest).1, serde_json::json!({"c": "3"}));
+        }
+    }
+
+    // In parts: 20 MiB + 7 above a lowered limit: three UploadPartCopy parts of 8 MiB.
+    let parts_above = (8 * MIB).to_string();
+    let copy = |to: &str, more: &[&str]| {
+        let mut a = vec![
+            "s3",
+            "cp",
+            "s3://meta/big",
+            to,
+            "--quiet",
+            "--copy-in-parts-above",
+        ];
+        a.push(&parts_above);
+        a.extend(more);
+        lab.ok(&a);
+    };
+    copy("s3://meta/parts-copy", &[]);
+    copy(
+        "s3://meta/parts-replace",
+        &[
+            "--metadata-directive",
+            "REPLACE",
+            "--content-type",
+            "text/new",
+            "--metadata",
+            "c=3",
+        ],
+    );
+    // The stock CLI's own multipart copy (above its 8 MiB threshold) with the same flags.
+    lab.aws_ok(&[
+        "s3",
+        "cp",
+        "s3://meta/big",
+        "s3://meta/aws-parts-replace",
+        "--metadata-directive",
+        "REPLACE",
+        "--content-type",
+        "text/new",
+        "--metadata",
+        "c=3",
+        "--no-progress",
+    ]);
+    assert_eq!(
+        shown("parts-copy"),
+        ("text/x-big".into(), serde_json::json!({"big": "yes"}))
+    );
+    assert_eq!(
+        shown("parts-replace"),
+        ("text/new".into(), serde_json::json!({"c": "3"}))
+    );
+    assert_eq!(shown("parts-replace"), shown("aws-parts-replace"));
+    for key in ["parts-copy", "parts-replace", "aws-parts-replace"] {
+        let h = head(key);
+        assert!(h["ETag"].as_str().unwrap().ends_with("-3\""), "{key}: {h}");
+        assert_eq!(h["ContentLength"], big_len, "{key}");
+        let back = dir.join(format!("{key}.back"));
+        lab.aws_ok(&[
+            "s3",
+            "cp",
+            &format!("s3://meta/{key}"),
+            path_str(&back),
+            "--no-progress",
+        ]);
+        assert!(same_file(&big, &back), "{key}");
+    }
+    // The boundary: a source of exactly the limit is one CopyObject, one byte above it parts.
+    let at = big_len.to_string();
+    let below = (big_len - 1).to_string();
+    for (limit, key, in_parts) in [(&at, "at-limit", false), (&below, "above-limit", true)] {
+        lab.ok(&[
+            "s3",
+            "cp",
+            "s3://meta/big",
+            &format!("s3://meta/{key}"),
+            "--quiet",
+            "--copy-in-parts-above",
+            limit,
+        ]);
+        let h = head(key);
+        let etag = h["ETag"].as_str().unwrap();
+        assert_eq!(etag.ends_with("-3\""), in_parts, "{key}: {h}");
+        assert_eq!(h["ContentLength"], big_len, "{key}");
+    }
+
+    // Refusals as the stock CLI's: an unknown directive, metadata that is not a map.
+    let e = lab.fails(&[
+        "s3",
+        "cp",
+        "s3://meta/src",
+        "s3://meta/x",
+        "--metadata-directive",
+        "MERGE",
+    ]);
+    assert!(e.contains("MERGE") && e.contains("REPLACE"), "{e}");
+    let e = lab.fails(&[
+        "s3",
+        "cp",
+        "s3://meta/src",
+        "s3://meta/x",
+        "--metadata",
+        "[1, 2]",
+    ]);
+    assert!(e.contains("--metadata"), "{e}");
+}
