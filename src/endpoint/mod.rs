@@ -23,6 +23,23 @@
 //! shape; unauthenticated requests cost no kmsd work beyond one lookup, no body read
 //! when they are not signed, and log at debug level only. A signed request whose key
 //! is kept costs one kmsd round trip: the call.
+//!
+//! The runtime ([`run`]) is tokio's multi-thread runtime at its default, a worker per
+//! core (`TOKIO_WORKER_THREADS` overrides it, as tokio reads it), for every service on
+//! the port alike. A request's task makes its kmsd and ec2.sock calls itself (no hop to
+//! another thread, [`framed`]); S3's encryption, hashing and disk I/O run on the
+//! blocking pool (`spawn_blocking`), never on a worker. One worker (a current-thread
+//! runtime would be the same shape: every task on one thread) cuts the system calls a
+//! request from 7.4 to 5.4 and the futex wake-ups to almost none (session 7, `strace -c
+//! -f`), but it was not faster: with the lean driver (`scripts/bench-endpoint.sh`'s, 8
+//! clients, Decrypt), interleaved rounds gave 40.8k/s with two workers against 37.3k/s
+//! with one (medians of 5, session 8, load ~9), and the endpoint's CPU a request about
+//! the same (15-18 us); a second worker lets the endpoint use the core kmsd and the
+//! client leave idle. S3 gained nothing from one worker either (`scripts/bench-s3.sh
+//! --size-mib 256`, two passes a shape, load 6-11: boto3's multipart PUT 314 and 200
+//! MiB/s with two workers, 280 and 189 with one; its ranged GET 726 and 301 against 757
+//! and 409: the noise of the box). So the shape is the default; a knob would have no
+//! case to serve.
 
 pub mod credentials;
 pub mod framed;
@@ -277,6 +294,7 @@ pub fn run(
         s3: Some(s3),
         region: config.region.clone(),
     });
+    // A worker per core: see the module docs for why not one.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
