@@ -370,23 +370,27 @@ fn atrest_s3_cp_and_s3api_sse_c_and_checksums_interoperate_with_the_stock_cli() 
         a.extend(sse(&k2));
         run_ok(a);
         assert!(same_file(Path::new(&p(name)), Path::new(&back)), "{name}");
+        // A refused download is the refused HEAD before it, in the stock CLI's words.
         let wrong = p(&format!("{name}.wrong"));
-        let e = lab.fails(&[
-            "s3",
-            "cp",
-            &format!("s3://cli/aws-{name}"),
-            &wrong,
-            "--sse-c",
-            "--sse-c-key",
-            &k1,
-        ]);
-        assert!(
-            e.contains("An error occurred (403) when calling the GetObject operation"),
-            "{e}"
-        );
-        let e = lab.fails(&["s3", "cp", &format!("s3://cli/aws-{name}"), &wrong]);
-        assert!(e.contains("(400)"), "{e}");
-        assert!(!Path::new(&wrong).exists());
+        let src = format!("s3://cli/aws-{name}");
+        let mut with_k1 = v(&["s3", "cp", &src, &wrong]);
+        with_k1.extend(sse(&k1));
+        for (args, words) in [
+            (
+                with_k1,
+                "An error occurred (403) when calling the HeadObject operation: Forbidden",
+            ),
+            (
+                v(&["s3", "cp", &src, &wrong]),
+                "An error occurred (400) when calling the HeadObject operation: Bad Request",
+            ),
+        ] {
+            let stock = aws_fails(args.clone());
+            assert!(stock.contains(words), "{stock}");
+            let e = lab.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            assert!(e.contains(words), "{e}");
+            assert!(!Path::new(&wrong).exists());
+        }
     }
     // A key without --sse-c (or the reverse) is the AWS CLI's parameter error.
     let e = lab.fails(&["s3", "cp", &p("small"), "s3://cli/x", "--sse-c-key", &k1]);
@@ -422,7 +426,8 @@ fn atrest_s3_cp_and_s3api_sse_c_and_checksums_interoperate_with_the_stock_cli() 
     a.extend(sse(&k2));
     aws_ok(a);
     assert!(same_file(Path::new(&p("big")), Path::new(&back)));
-    let e = lab.fails(&[
+    // Without the source's key, the source's HEAD is refused, as the stock CLI says.
+    let args = [
         "s3",
         "cp",
         "s3://cli/big",
@@ -430,6 +435,25 @@ fn atrest_s3_cp_and_s3api_sse_c_and_checksums_interoperate_with_the_stock_cli() 
         "--sse-c",
         "--sse-c-key",
         &k2,
+    ];
+    let words = "An error occurred (400) when calling the HeadObject operation: Bad Request";
+    let stock = lab.aws_fails(&args);
+    assert!(stock.contains(words), "{stock}");
+    let e = lab.fails(&args);
+    assert!(e.contains(words), "{e}");
+    // With it, a refusal of the copy itself is CopyObject's: a destination key that is
+    // not 32 bytes.
+    let e = lab.fails(&[
+        "s3",
+        "cp",
+        "s3://cli/big",
+        "s3://cli/big-x",
+        "--sse-c-copy-source",
+        "--sse-c-copy-source-key",
+        &k1,
+        "--sse-c",
+        "--sse-c-key",
+        "short",
     ]);
     assert!(e.contains("when calling the CopyObject operation"), "{e}");
 

@@ -358,14 +358,7 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
             // against it before the file takes the destination's name.
             let mut head_headers = sse_c_headers();
             head_headers.push(("x-amz-checksum-mode".into(), "ENABLED".into()));
-            let head = c.send(
-                "HEAD",
-                Some(&bucket),
-                Some(&key),
-                &[],
-                &head_headers,
-                Body::Empty,
-            )?;
+            let head = head_object(&c, &bucket, &key, &head_headers)?;
             let size = head
                 .header("content-length")
                 .and_then(|v| v.parse::<u64>().ok())
@@ -446,16 +439,14 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
                     .unwrap_or_default()
             };
             // The source's size (read with its own key, as the AWS CLI does).
-            let head = c.send(
-                "HEAD",
-                Some(&src_bucket),
-                Some(&src_key),
-                &[],
+            let head = head_object(
+                &c,
+                &src_bucket,
+                &src_key,
                 &source_sse_c
                     .as_ref()
                     .map(|k| k.headers())
                     .unwrap_or_default(),
-                Body::Empty,
             )?;
             let size = head
                 .header("content-length")
@@ -526,6 +517,21 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
                 .into(),
         )),
     }
+}
+
+/// HEAD of an object before a download or copy: a failure is HeadObject's, as the AWS CLI
+/// reports it (`An error occurred (403) when calling the HeadObject operation: Forbidden`).
+fn head_object(
+    c: &crate::s3::client::S3Client,
+    bucket: &str,
+    key: &str,
+    headers: &[(String, String)],
+) -> Result<crate::s3::client::Response, CliError> {
+    c.send("HEAD", Some(bucket), Some(key), &[], headers, Body::Empty)
+        .map_err(|e| CliError::In {
+            operation: "HeadObject",
+            error: Box::new(e.into()),
+        })
 }
 
 fn guess_content_type(p: &Path) -> &'static str {

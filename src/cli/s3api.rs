@@ -428,6 +428,12 @@ impl SpanArgs {
 pub(crate) enum CliError {
     Client(ClientError),
     Param(String),
+    /// A failure of one call a command makes besides its own operation, reported under
+    /// that call's name (`aws s3 cp` reports a failed HEAD as HeadObject).
+    In {
+        operation: &'static str,
+        error: Box<CliError>,
+    },
 }
 
 impl From<ClientError> for CliError {
@@ -445,6 +451,7 @@ impl From<std::io::Error> for CliError {
 /// Prints the error as the AWS CLI does and returns its exit code.
 pub(crate) fn fail(operation: &str, e: CliError) -> i32 {
     match e {
+        CliError::In { operation, error } => fail(operation, *error),
         CliError::Param(msg) => {
             eprintln!("\natrest: error: {msg}");
             EXIT_PARAM
