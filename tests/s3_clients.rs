@@ -610,7 +610,7 @@ fn ranges_are_answered_as_s3_answers_them() {
 
 /// A body that does not match its declared `Content-MD5` or `x-amz-checksum-*` is refused
 /// (`BadDigest`, `InvalidDigest`, `InvalidRequest`) and nothing is stored; matching ones,
-/// and the CRC32 trailers the aws CLI sends by default, are accepted.
+/// and the CRC32 the aws CLI sends by default, are accepted.
 #[test]
 fn declared_digests_are_checked_before_anything_is_stored() {
     let lab = Lab::start();
@@ -659,7 +659,8 @@ fn declared_digests_are_checked_before_anything_is_stored() {
                 "LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ=",
             ],
         ),
-        // The aws CLI's default: a CRC32 trailer on an aws-chunked body.
+        // The aws CLI's default over plain HTTP: a signed CRC32 header (trailers go only
+        // over TLS: trailing_checksums_of_aws_chunked_bodies_over_tls_...).
         ("default", vec![]),
         ("sha-trailer", vec!["--checksum-algorithm", "SHA256"]),
     ] {
@@ -727,4 +728,192 @@ fn an_answer_without_100_continue_leaves_the_connection_usable_for_botocore() {
             }
         }
     }
+}
+
+/// Kills the endpoint a test started itself (by its handle), however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Over HTTPS the stock clients send their checksums as trailers of `aws-chunked` bodies
+/// (`STREAMING-UNSIGNED-PAYLOAD-TRAILER`, `x-amz-trailer: x-amz-checksum-crc32`: botocore
+/// 1.43/1.44 as pinned, for PutObject and UploadPart; over plain HTTP they send a signed
+/// header instead, as `atrest s3 cp` does). The endpoint, serving TLS, takes them: the
+/// stock `aws s3 cp` of 1 B, 5 MiB and 20 MiB (multipart) files and boto3's `put_object`
+/// with SHA-256 are stored with the checksum the trailer carried (HeadObject with checksum
+/// mode shows zlib's CRC32) and read back byte-identical; a trailer that does not match
+/// its body (boto3 with its CRC32 class made to lie) is refused with BadDigest and nothing
+/// is stored.
+#[test]
+fn trailing_checksums_of_aws_chunked_bodies_over_tls_are_checked_and_stored() {
+    let mut lab = Lab::start();
+    lab.crash_s3();
+    let h = lab.home_path().to_path_buf();
+    let (cert, key) = (h.join("cert.pem"), h.join("key.pem"));
+    let o = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A TLS endpoint names itself in endpoint.url only (s3.addr is for plain HTTP).
+    let url_file = h.join("endpoint.url");
+    let _ = std::fs::remove_file(&url_file);
+    let log = std::fs::File::create(h.join("tls-serve.err")).unwrap();
+    let _serve = Killed(
+        std::process::Command::new(atrest_bin())
+            .arg("--home")
+            .arg(&h)
+            .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start atrest serve"),
+    );
+    let t0 = std::time::Instant::now();
+    let url = loop {
+        if let Ok(s) = std::fs::read_to_string(&url_file) {
+            if s.ends_with('\n') {
+                break s.trim().to_string();
+            }
+        }
+        assert!(
+            t0.elapsed().as_secs() < 20,
+            "the TLS endpoint did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let aws = |args: &[&str]| {
+        lab.aws_client("aws")
+            .args(["--endpoint-url", &url, "--ca-bundle"])
+            .arg(&cert)
+            .args(args)
+            .output()
+            .expect("run aws")
+    };
+    let aws_ok = |args: &[&str]| {
+        let o = aws(args);
+        assert!(
+            o.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    aws_ok(&["s3api", "create-bucket", "--bucket", "trail"]);
+    let dir = tempfile::tempdir().unwrap();
+    for (name, len) in [("one", 1u64), ("five", 5 << 20), ("twenty", (20 << 20) + 3)] {
+        let src = dir.path().join(name);
+        write_random_file(&src, len, len);
+        let to = format!("s3://trail/{name}");
+        aws_ok(&["s3", "cp", path_str(&src), &to, "--no-progress"]);
+        let head = json_of(&aws_ok(&[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "trail",
+            "--key",
+            name,
+            "--checksum-mode",
+            "ENABLED",
+        ]));
+        let zlib = crc32_b64(&std::fs::read(&src).unwrap());
+        if len > 8 << 20 {
+            // Multipart: each part's CRC32 came in its trailer; the object's is their
+            // full-object combination or S3's composite, whichever the client asked.
+            let v = head["ChecksumCRC32"].as_str().unwrap_or_default();
+            assert!(v == zlib || v.ends_with("-3"), "{name}: {head}");
+        } else {
+            assert_eq!(head["ChecksumCRC32"], zlib.as_str(), "{name}: {head}");
+        }
+        let back = dir.path().join(format!("{name}.back"));
+        aws_ok(&["s3", "cp", &to, path_str(&back), "--no-progress"]);
+        assert!(same_file(&src, &back), "{name}");
+    }
+    // boto3: SHA-256 in the trailer; then a CRC32 trailer that lies about its body.
+    let script = r#"
+import base64, hashlib, json, os, sys
+import boto3, botocore.httpchecksum as hc
+from botocore.exceptions import ClientError
+s3 = boto3.client('s3', endpoint_url=sys.argv[1], verify=sys.argv[2])
+body = b'trailer body ' * 1000
+trailers = []
+def seen(request, **kw):
+    trailers.append([request.headers.get('x-amz-trailer'), request.headers.get('x-amz-content-sha256')])
+s3.meta.events.register('before-send.s3.PutObject', seen)
+s3.put_object(Bucket='trail', Key='sha', Body=body, ChecksumAlgorithm='SHA256')
+h = s3.head_object(Bucket='trail', Key='sha', ChecksumMode='ENABLED')
+out = {'sha': h.get('ChecksumSHA256') == base64.b64encode(hashlib.sha256(body).digest()).decode()}
+sent = []
+real = hc._CHECKSUM_CLS['crc32']
+class Lying(real):
+    def digest(self):
+        sent.append(1)
+        return b'\x00\x00\x00\x00'
+hc._CHECKSUM_CLS['crc32'] = Lying
+try:
+    s3.put_object(Bucket='trail', Key='lie', Body=body)
+    out['lie'] = 'stored'
+except ClientError as e:
+    out['lie'] = e.response['Error']['Code']
+out['lying_trailer_sent'] = len(sent) > 0
+hc._CHECKSUM_CLS['crc32'] = real
+try:
+    s3.head_object(Bucket='trail', Key='lie')
+    out['lie_head'] = 'found'
+except ClientError as e:
+    out['lie_head'] = e.response['Error']['Code']
+out['trailers'] = [[t.decode() if isinstance(t, bytes) else t for t in x] for x in trailers]
+print(json.dumps(out))
+"#;
+    let o = lab
+        .aws_client("python")
+        .arg("-c")
+        .arg(script)
+        .arg(&url)
+        .arg(&cert)
+        .output()
+        .expect("run python");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = json_of(&String::from_utf8_lossy(&o.stdout));
+    assert_eq!(
+        out,
+        serde_json::json!({
+            "sha": true,
+            "lie": "BadDigest",
+            "lying_trailer_sent": true,
+            "lie_head": "404",
+            "trailers": [
+                ["x-amz-checksum-sha256", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"],
+                ["x-amz-checksum-crc32", "STREAMING-UNSIGNED-PAYLOAD-TRAILER"],
+            ],
+        }),
+    );
+}
+
+/// Base64 of the big-endian CRC32 (zlib's) of `data`.
+fn crc32_b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, data) as u32;
+    base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
