@@ -549,8 +549,9 @@ fn only_files(dir: &std::path::Path, want: &[&str]) {
 /// `atrest s3 cp` downloads are checked against the checksum the object is stored with,
 /// as the stock CLI checks a whole GET (`--checksum-mode ENABLED`, botocore's default):
 /// a whole-object CRC over a single GET and combined from 8 MiB ranges, a whole-object
-/// SHA-256 read back, and S3's composite checksum part by part. The stored checksum is
-/// then damaged at rest (the sidecar edited, as a disk or an operator could): the download
+/// SHA-256 read back, and S3's composite checksum part by part. Bytes damaged in flight (a
+/// proxy flipping a bit of every GET body) are refused for each kind. The stored checksum
+/// is then damaged at rest (the sidecar edited, as a disk or an operator could): the download
 /// fails with botocore's words, exit 1, and neither the destination nor a partial file is
 /// left. The stock CLI refuses the damaged single-GET object as well.
 #[test]
@@ -650,6 +651,66 @@ fn atrest_s3_cp_downloads_are_checked_against_the_stored_checksum() {
     ];
     only_files(&out, &good);
 
+    // Bytes damaged in flight (plain HTTP: a response body is not signed): through a proxy
+    // that flips one bit of every GET's body, an object without a checksum arrives
+    // damaged and unnoticed, and every object with one is refused, the stored checksum
+    // named as expected.
+    lab.ok(&["s3", "cp", s, "s3://sums/unsummed", "--quiet"]);
+    let proxy = FlipProxy::start(lab.addr_text());
+    let through = |key: &str, dest: &str| {
+        std::process::Command::new(atrest_bin())
+            .arg("--home")
+            .arg(lab.home_path())
+            .args(["s3", "cp", &format!("s3://sums/{key}"), dest, "--quiet"])
+            .env("ATREST_S3_ENDPOINT", &proxy.url)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run atrest")
+    };
+    let flipped = lab.home_path().join("unsummed.flipped");
+    let r = through("unsummed", flipped.to_str().unwrap());
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        !same_file(&small, &flipped),
+        "the proxy damages what it passes"
+    );
+    assert_eq!(
+        std::fs::metadata(&flipped).unwrap().len(),
+        std::fs::metadata(&small).unwrap().len()
+    );
+    for key in [
+        "crc-small",
+        "crc-big",
+        "sha-big",
+        "composite",
+        "composite-mid",
+    ] {
+        let stored = head(key);
+        let alg = if key.starts_with("sha") || key == "composite" {
+            "ChecksumSHA256"
+        } else {
+            "ChecksumCRC32"
+        };
+        let value = stored[alg].as_str().unwrap().to_string();
+        // A composite's parts are checked as they arrive: the first damaged one is named
+        // with its own checksum, not the object's.
+        let named = if value.contains('-') {
+            "(part "
+        } else {
+            value.as_str()
+        };
+        let dest = o(&format!("{key}.flipped"));
+        let r = through(key, &dest);
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{key}: {e}");
+        assert!(
+            e.contains("did not match calculated checksum") && e.contains(named),
+            "{key}: {e}"
+        );
+        only_files(&out, &good);
+    }
+    drop(proxy);
+
     // Damage each stored checksum: the download fails and leaves nothing behind.
     let wrong_crc = "AAAAAA=="; // a CRC32 none of these files has
     let wrong_sha = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="; // SHA-256 of nothing
@@ -715,4 +776,81 @@ fn atrest_s3_cp_downloads_are_checked_against_the_stored_checksum() {
         "{e}"
     );
     assert!(!out.join("crc-small.aws").exists());
+}
+
+/// A TCP proxy in front of the endpoint that flips one bit of the body of every GET's
+/// answer (byte 1000 after the head), the rest passed as is; killed when dropped.
+struct FlipProxy {
+    child: std::process::Child,
+    url: String,
+}
+
+const FLIP_PROXY: &str = r#"
+import socket, sys, threading
+host, port = sys.argv[1].rsplit(':', 1)
+up = (host, int(port))
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(('127.0.0.1', 0))
+ls.listen(64)
+print(ls.getsockname()[1], flush=True)
+def pump(a, b, flip):
+    pos, head, target = 0, b'', None
+    try:
+        while True:
+            d = a.recv(65536)
+            if not d:
+                break
+            if flip and target is None:
+                head += d
+                i = head.find(b'\r\n\r\n')
+                if i >= 0:
+                    target = i + 4 + 1000 if head.split(b' ', 2)[1] in (b'200', b'206') else -1
+            if target is not None and pos <= target < pos + len(d):
+                d = bytearray(d)
+                d[target - pos] ^= 1
+                d = bytes(d)
+            b.sendall(d)
+            pos += len(d)
+    except OSError:
+        pass
+    finally:
+        try:
+            b.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+def serve(c):
+    first = c.recv(65536)
+    u = socket.create_connection(up)
+    u.sendall(first)
+    threading.Thread(target=pump, args=(c, u, False), daemon=True).start()
+    pump(u, c, first.startswith(b'GET '))
+while True:
+    c, _ = ls.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+impl FlipProxy {
+    fn start(upstream: &str) -> FlipProxy {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", FLIP_PROXY, upstream])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the proxy");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("proxy stdout"))
+            .read_line(&mut line)
+            .expect("the proxy's port");
+        let url = format!("http://127.0.0.1:{}", line.trim());
+        FlipProxy { child, url }
+    }
+}
+
+impl Drop for FlipProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
