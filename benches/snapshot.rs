@@ -4,6 +4,12 @@
 //! `BENCH_DIR=/var/tmp/x BENCH_MIB=1024 cargo bench --bench snapshot` (scripts/bench-snapshot.sh
 //! runs it beside `cp --sparse=always`). Prints `name seconds=<s> MBps=<n>` lines and leaves
 //! `BENCH_DIR/source.img` for the script's `cp` comparison.
+//!
+//! The volume is filled whole with random data, so `cp` copies as many bytes as the volume
+//! holds and "1% of the chunks" is 1% of its data; `BENCH_FILL_MIB=N` caps the data at N MiB
+//! of chunks spread evenly over the volume (the rest sparse) for disks too small for that.
+//! Each restored image is deleted once its figure is taken, so the peak on disk is the
+//! source, the snapshot store and one restore: three times the volume.
 
 use std::path::Path;
 use std::time::Instant;
@@ -32,9 +38,6 @@ fn timed<T>(name: &str, bytes: u64, f: impl FnOnce() -> T) -> T {
     );
     out
 }
-
-/// Bytes of random data a large volume is filled with.
-const FILL_LIMIT: u64 = 1 << 30;
 
 /// A lazy restore (re-encrypted, as create-volume makes one in the volume service): the time
 /// until the new volume answers its first read (of the last data chunk, which the copier
@@ -73,6 +76,24 @@ fn lazy_restore(store: &SnapshotStore, dir: &Path, size: u64, last_data: u64, ke
             .expect("copy");
         assert!(done);
     });
+    drop(vol);
+    remove_restore(&path);
+}
+
+/// Deletes a restored image (and the files the volume service keeps beside one) once its
+/// figure is taken, to keep the bench's peak disk use at three times the volume.
+fn remove_restore(path: &Path) {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if let (Some(dir), false) = (path.parent(), name.is_empty()) {
+        for entry in std::fs::read_dir(dir).expect("read BENCH_DIR").flatten() {
+            if entry.file_name().to_string_lossy().starts_with(name) {
+                std::fs::remove_file(entry.path()).expect("remove a restored image");
+            }
+        }
+    }
 }
 
 fn main() {
@@ -93,10 +114,13 @@ fn main() {
     );
     VolumeImage::create(&src, &params).expect("create");
     // Written through a changed-block tracker, as the volume service serves volumes.
-    // Volumes up to FILL_LIMIT are filled whole; larger ones get FILL_LIMIT of random
-    // chunks spread evenly over the volume (the rest stays sparse).
+    // Filled whole unless BENCH_FILL_MIB caps the data (chunks spread evenly, the rest sparse).
+    let fill_limit = std::env::var("BENCH_FILL_MIB")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(size, |m| (m << 20).clamp(CHUNK_SIZE, size));
     let chunks = size.div_ceil(CHUNK_SIZE);
-    let stride = (size / FILL_LIMIT).max(1);
+    let stride = (size / fill_limit).max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     {
         let img = VolumeImage::open_tracked(&src, Some(key_a.clone())).expect("open");
@@ -129,6 +153,7 @@ fn main() {
             .restore("snap-bench", &same, &p, DataKeys::default(), &mut |_| {})
             .expect("restore")
     });
+    remove_restore(&same);
     let other = dir.join("restored-new-key.img");
     let pb = VolumeHeaderParams::encrypted(
         "vol-new",
@@ -150,6 +175,7 @@ fn main() {
             )
             .expect("restore")
     });
+    remove_restore(&other);
     lazy_restore(&store, dir, size, last_data, &key_a);
     let m2 = timed("snapshot-create-incremental-unchanged", size, || {
         store

@@ -7,15 +7,27 @@
 # changed-block tracking: nothing changed (target < 50 ms) and 1% of the chunks rewritten
 # (target <= 0.02x cp). Every figure includes making its output durable (the store fsyncs
 # chunks and manifest, the restores fsync the image; cp is followed by `sync FILE`).
-# Volumes above 1 GiB (e.g. `scripts/bench-snapshot.sh 8192`) hold 1 GiB of random chunks
-# spread evenly over them, the rest sparse: the incremental and lazy figures should follow
-# the change, not the size (cp then copies the 1 GiB of data).
+# The volume is filled whole (e.g. `scripts/bench-snapshot.sh 8192`: 8 GiB of random data, so
+# cp copies 8 GiB and 1% of the chunks is 82 MiB): the incremental and lazy figures should
+# follow the change, not the size. It needs three times the volume free on DIR's disk (source,
+# snapshot store, one restore at a time); BENCH_FILL_MIB=N caps the data at N MiB spread evenly
+# over the volume (the rest sparse; cp then copies only the data).
 # Usage: scripts/bench-snapshot.sh [MiB] [DIR]   (DIR defaults to a temp dir under /var/tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib="${1:-1024}"
 dir="${2:-$(mktemp -d /var/tmp/atrest-bench-snapshot.XXXXXX)}"
 trap 'rm -rf "$dir"' EXIT
+data_mib="$mib"
+if [[ -n "${BENCH_FILL_MIB:-}" ]]; then
+    [[ "$BENCH_FILL_MIB" =~ ^[1-9][0-9]*$ ]] || { echo "bench-snapshot: BENCH_FILL_MIB must be a number of MiB, not '$BENCH_FILL_MIB'" >&2; exit 1; }
+    (( BENCH_FILL_MIB < mib )) && data_mib="$BENCH_FILL_MIB"
+fi
+free_mib=$(df -Pm "$dir" | awk 'NR == 2 { print $4 }')
+if (( free_mib < 3 * data_mib + 1024 )); then
+    echo "bench-snapshot: $data_mib MiB of data needs $((3 * data_mib + 1024)) MiB free in $dir, which has $free_mib MiB; free some or set BENCH_FILL_MIB" >&2
+    exit 1
+fi
 
 cargo bench --quiet --bench snapshot --no-run
 out="$(BENCH_DIR="$dir" BENCH_MIB="$mib" cargo bench --quiet --bench snapshot 2>/dev/null)"
