@@ -917,3 +917,148 @@ fn crc32_b64(data: &[u8]) -> String {
     let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, data) as u32;
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
 }
+
+/// `atrest s3` and `atrest s3api` fail as the stock CLI does, on the same failures, from
+/// the same directory: the same line on stderr, word for word, and the same exit code: 1
+/// for a failed `s3 cp` (`fatal error: ...` for the HEAD before a download or copy,
+/// `upload failed: SRC to DST ...` for the transfer itself, a refused one too), 2 for a
+/// command line that does not parse. A service error of `s3 ls` or `s3api` exits 254 and
+/// a parameter error 252, AWS CLI v2's codes; the venv's v1 exits 255 for both (the one
+/// difference: v2 split 255 into 252, 253 and 254).
+#[test]
+fn atrest_s3_fails_as_the_stock_cli_does_in_exit_code_and_words() {
+    let lab = Lab::start();
+    let dir = lab.home_path().join("fails");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("f.txt"), "hello\n").unwrap();
+    lab.aws_ok(&["s3", "mb", "s3://fails-here"]);
+    lab.aws_ok(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "fails-here",
+        "--key",
+        "f.txt",
+    ]);
+    let run = |mut c: std::process::Command, args: &[&str]| {
+        let o = c.current_dir(&dir).args(args).output().expect("run");
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let stock = |args: &[&str]| {
+        let mut c = lab.aws_client("aws");
+        c.arg("--endpoint-url").arg(lab.url(""));
+        run(c, args)
+    };
+    let ours = |args: &[&str]| {
+        let mut c = std::process::Command::new(atrest_bin());
+        c.arg("--home").arg(lab.home_path());
+        run(c, args)
+    };
+    // (args, atrest's exit code, the exit codes of the stock CLI, v1's and v2's)
+    let cases: &[(&[&str], i32, &[i32])] = &[
+        (&["s3", "cp", "s3://fails-here/missing", "x"], 1, &[1]),
+        (
+            &["s3", "cp", "s3://fails-here/missing", "s3://fails-here/y"],
+            1,
+            &[1],
+        ),
+        (&["s3", "cp", "f.txt", "s3://no-such-bucket/k"], 1, &[1]),
+        (
+            &["s3", "cp", "s3://fails-here/f.txt", "s3://no-such-bucket/k"],
+            1,
+            &[1],
+        ),
+        // Refused: the key the upload names is not there (the data key is never made).
+        (
+            &[
+                "s3",
+                "cp",
+                "f.txt",
+                "s3://fails-here/k",
+                "--sse",
+                "aws:kms",
+                "--sse-kms-key-id",
+                "alias/no-such-key",
+            ],
+            1,
+            &[1],
+        ),
+        (&["s3", "ls", "s3://no-such-bucket"], 254, &[255, 254]),
+        (
+            &["s3", "cp", "no-such-file", "s3://fails-here/k"],
+            252,
+            &[255, 252],
+        ),
+        (
+            &["s3", "cp", "f.txt", "s3://fails-here/k", "--sse-c-key", "x"],
+            252,
+            &[255, 252],
+        ),
+        (
+            &[
+                "s3api",
+                "head-object",
+                "--bucket",
+                "fails-here",
+                "--key",
+                "missing",
+            ],
+            254,
+            &[255, 254],
+        ),
+        (
+            &[
+                "s3api",
+                "get-object",
+                "--bucket",
+                "fails-here",
+                "--key",
+                "missing",
+                "out",
+            ],
+            254,
+            &[255, 254],
+        ),
+    ];
+    for (args, code, stock_codes) in cases {
+        let (sc, se) = stock(args);
+        let (oc, oe) = ours(args);
+        assert!(
+            sc.is_some_and(|c| stock_codes.contains(&c)),
+            "aws {args:?} exited {sc:?}: {se}"
+        );
+        assert_eq!(oc, Some(*code), "atrest {args:?}: {oe}");
+        assert_eq!(oe, se, "atrest {args:?} vs aws");
+        assert!(!dir.join("x").exists() && !dir.join("out").exists());
+    }
+    // Stderr of the ones that matter, so that the comparison is of the right words.
+    let (_, e) = ours(&["s3", "cp", "s3://fails-here/missing", "x"]);
+    assert_eq!(
+        e,
+        "fatal error: An error occurred (404) when calling the HeadObject operation: \
+         Key \"missing\" does not exist\n"
+    );
+    let (_, e) = ours(&["s3", "cp", "f.txt", "s3://no-such-bucket/k"]);
+    assert_eq!(
+        e,
+        "upload failed: ./f.txt to s3://no-such-bucket/k An error occurred (NoSuchBucket) \
+         when calling the PutObject operation: The specified bucket does not exist\n"
+    );
+    // A command line that does not parse: 2 for both (the usage texts differ).
+    let (sc, _) = stock(&["s3", "cp", "f.txt"]);
+    let (oc, _) = ours(&["s3", "cp", "f.txt"]);
+    assert_eq!((sc, oc), (Some(2), Some(2)));
+    // Nothing was stored by the failed uploads.
+    let (c, _) = ours(&[
+        "s3api",
+        "head-object",
+        "--bucket",
+        "fails-here",
+        "--key",
+        "k",
+    ]);
+    assert_eq!(c, Some(254));
+}

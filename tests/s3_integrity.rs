@@ -743,12 +743,20 @@ fn atrest_s3_cp_downloads_are_checked_against_the_stored_checksum() {
         ("composite-mid", format!("{wrong_crc}-2"), None),
     ] {
         let dest = o(&format!("{key}.again"));
-        let r = lab.atrest(&["s3", "cp", &format!("s3://sums/{key}"), &dest, "--quiet"]);
+        // Run from the destination's directory: the line names it as the AWS CLI does,
+        // relative to the current directory.
+        let r = std::process::Command::new(atrest_bin())
+            .arg("--home")
+            .arg(lab.home_path())
+            .args(["s3", "cp", &format!("s3://sums/{key}"), &dest, "--quiet"])
+            .current_dir(&out)
+            .output()
+            .unwrap();
         let e = String::from_utf8_lossy(&r.stderr);
         assert_eq!(r.status.code(), Some(1), "{key}: {e}");
         assert!(
             e.contains(&format!(
-                "download failed: s3://sums/{key} to {dest} Expected checksum {expected} did not match calculated checksum: "
+                "download failed: s3://sums/{key} to ./{key}.again Expected checksum {expected} did not match calculated checksum: "
             )),
             "{key}: {e}"
         );

@@ -569,9 +569,15 @@ fn cli_covers_the_bucket_lifecycle() {
         let p = dir.join(format!("f{i}"));
         std::fs::write(&p, format!("file {i}")).unwrap();
         let out = lab.ok(&["s3", "cp", p.to_str().unwrap(), &format!("s3://{b}/{name}")]);
-        assert!(
-            out.contains(&format!("upload: {} to s3://{b}/{name}", p.display())),
-            "{out}"
+        // As the AWS CLI: the file relative to the current directory.
+        let shown = out
+            .strip_prefix("upload: ")
+            .and_then(|l| l.strip_suffix(&format!(" to s3://{b}/{name}\n")))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(!std::path::Path::new(shown).is_absolute(), "{out}");
+        assert_eq!(
+            std::fs::canonicalize(shown).unwrap(),
+            p.canonicalize().unwrap()
         );
     }
     let head = lab.json(&["s3api", "head-object", "--bucket", b, "--key", "b.txt"]);

@@ -901,7 +901,7 @@ pub fn run(g: &Global, args: Ec2Args) -> i32 {
         Ok(r) => r,
         Err(Usage(m)) => {
             eprintln!("\n{m}");
-            return 252;
+            return super::exit::PARAM;
         }
     };
     let op = req.operation();
@@ -1024,12 +1024,12 @@ fn wait(g: &Global, w: Waiter) -> i32 {
         if let Some(bad) = states.iter().find(|s| fail.contains(&s.as_str())) {
             if grace {
                 eprintln!("\nWaiter {name} failed: Waiter encountered a terminal failure state: For expression \"State\" we matched expected path: \"{bad}\"");
-                return 255;
+                return super::exit::OTHER;
             }
         }
         if start.elapsed() > WAIT_TIMEOUT {
             eprintln!("\nWaiter {name} failed: Max attempts exceeded");
-            return 255;
+            return super::exit::OTHER;
         }
         std::thread::sleep(Duration::from_millis(200));
     }

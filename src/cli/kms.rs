@@ -25,9 +25,9 @@ use super::{report_error, Global};
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// AWS CLI's exit code for a parameter error.
-const EXIT_PARAM: i32 = 252;
+const EXIT_PARAM: i32 = super::exit::PARAM;
 /// AWS CLI's exit code when the service cannot be reached.
-const EXIT_UNREACHABLE: i32 = 255;
+const EXIT_UNREACHABLE: i32 = super::exit::OTHER;
 
 #[derive(Debug, clap::Args)]
 pub struct KmsArgs {

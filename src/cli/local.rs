@@ -133,7 +133,7 @@ fn print_report(g: &Global, verb: &str, report: &impl serde::Serialize) -> i32 {
         Ok(v) => g.output.emit(verb, &v),
         Err(e) => {
             eprintln!("atrest: cannot print the report: {e}");
-            255
+            super::exit::OTHER
         }
     }
 }

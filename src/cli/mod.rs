@@ -106,8 +106,30 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
+/// The AWS CLI's return codes, every command's in this one place (the documented ones of
+/// AWS CLI v2, "AWS CLI return codes"; v1, the venv's, exits 255 where v2 exits 252 or
+/// 254, and the same 1 and 2).
+pub mod exit {
+    /// A high-level `s3` command whose transfer failed (`upload failed: ...`, `fatal
+    /// error: ...`): the service error is in the line, the exit says only "it failed".
+    pub const S3_FAILED: i32 = 1;
+    /// A parameter the command cannot take (a bad flag value, a missing companion flag).
+    pub const PARAM: i32 = 252;
+    /// The service answered with an error (`An error occurred (Code) when calling ...`).
+    pub const SERVICE: i32 = 254;
+    /// Anything else: the endpoint cannot be reached, the output cannot be written, a
+    /// waiter gave up.
+    pub const OTHER: i32 = 255;
+}
+
+/// The AWS CLI's words for a service error: `An error occurred (Code) when calling the Op
+/// operation: message`.
+pub fn service_error_words(operation: &str, code: &str, message: &str) -> String {
+    format!("An error occurred ({code}) when calling the {operation} operation: {message}")
+}
+
 /// Prints an AWS-CLI-style error and returns the exit code AWS CLI uses for service errors.
 pub fn report_error(operation: &str, code: &str, message: &str) -> i32 {
-    eprintln!("\nAn error occurred ({code}) when calling the {operation} operation: {message}");
-    254
+    eprintln!("\n{}", service_error_words(operation, code, message));
+    exit::SERVICE
 }

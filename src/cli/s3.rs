@@ -170,23 +170,30 @@ pub fn run(g: &Global, args: S3Args) -> i32 {
     match args.command {
         S3Command::Serve { listen } => serve(g, listen),
         S3Command::Cp(a) => {
-            let op = match (
+            let (kind, operation) = match (
                 a.source.starts_with("s3://"),
                 a.destination.starts_with("s3://"),
             ) {
-                (true, true) => "CopyObject",
-                (true, false) => "GetObject",
-                _ => "PutObject",
+                (true, true) => ("copy", "CopyObject"),
+                (true, false) => ("download", "GetObject"),
+                _ => ("upload", "PutObject"),
             };
-            let (source, destination) = (a.source.clone(), a.destination.clone());
-            match cp(g, *a) {
+            // What the failure line names, completed by `cp` as it resolves them.
+            let mut shown = Shown {
+                source: shown_location(&a.source),
+                destination: shown_location(&a.destination),
+            };
+            match cp(g, *a, &mut shown) {
                 Ok(()) => 0,
-                // As the AWS CLI reports a transfer whose bytes failed their checksum.
-                Err(CliError::Client(e @ ClientError::ChecksumMismatch { .. })) => {
-                    eprintln!("download failed: {source} to {destination} {e}");
-                    1
-                }
-                Err(e) => fail(op, e),
+                Err(e) => s3api::fail_transfer(
+                    &s3api::Transfer {
+                        kind,
+                        operation,
+                        source: &shown.source,
+                        destination: &shown.destination,
+                    },
+                    e,
+                ),
             }
         }
         S3Command::Ls { path, recursive } => match ls(g, path.as_deref(), recursive) {
@@ -234,7 +241,7 @@ fn progress_bar(len: u64, quiet: bool) -> Option<indicatif::ProgressBar> {
     Some(pb)
 }
 
-fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
+fn cp(g: &Global, a: CpArgs, shown: &mut Shown) -> Result<(), CliError> {
     let cfg = TransferConfig {
         threshold: a.multipart_threshold,
         part_size: a.multipart_chunksize,
@@ -290,6 +297,12 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
                     .ok_or_else(|| CliError::Param(format!("{source} is not a file")))?;
                 key.push_str(&name.to_string_lossy());
             }
+            shown.destination = format!("s3://{bucket}/{key}");
+            if !path.exists() {
+                return Err(CliError::Param(format!(
+                    "The user-provided path {source} does not exist."
+                )));
+            }
             let f = s3api::open_input(path)?;
             let len = f.metadata()?.len();
             let mut h = new_object;
@@ -340,7 +353,7 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
             }
             r?;
             if !quiet {
-                println!("upload: {source} to s3://{bucket}/{key}");
+                println!("upload: {} to {}", shown.source, shown.destination);
             }
             Ok(())
         }
@@ -354,6 +367,7 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
                 let name = key.rsplit('/').next().unwrap_or(&key);
                 dest = dest.join(name);
             }
+            shown.destination = shown_location(&dest.to_string_lossy());
             // With the stored checksum, if the object has one: what arrives is checked
             // against it before the file takes the destination's name.
             let mut head_headers = sse_c_headers();
@@ -419,7 +433,7 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
             }
             result?;
             if !quiet {
-                println!("download: s3://{bucket}/{key} to {}", dest.display());
+                println!("download: {} to {}", shown.source, shown.destination);
             }
             Ok(())
         }
@@ -432,6 +446,7 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
             if key.is_empty() || key.ends_with('/') {
                 key.push_str(src_key.rsplit('/').next().unwrap_or(&src_key));
             }
+            shown.destination = format!("s3://{bucket}/{key}");
             let source_headers = || {
                 source_sse_c
                     .as_ref()
@@ -520,7 +535,8 @@ fn cp(g: &Global, a: CpArgs) -> Result<(), CliError> {
 }
 
 /// HEAD of an object before a download or copy: a failure is HeadObject's, as the AWS CLI
-/// reports it (`An error occurred (403) when calling the HeadObject operation: Forbidden`).
+/// reports it (`An error occurred (403) when calling the HeadObject operation: Forbidden`),
+/// a missing object in its words: `Key "KEY" does not exist`.
 fn head_object(
     c: &crate::s3::client::S3Client,
     bucket: &str,
@@ -528,10 +544,86 @@ fn head_object(
     headers: &[(String, String)],
 ) -> Result<crate::s3::client::Response, CliError> {
     c.send("HEAD", Some(bucket), Some(key), &[], headers, Body::Empty)
-        .map_err(|e| CliError::In {
-            operation: "HeadObject",
-            error: Box::new(e.into()),
+        .map_err(|e| {
+            let e = match e {
+                ClientError::Service {
+                    status: 404,
+                    code,
+                    request_id,
+                    ..
+                } => ClientError::Service {
+                    status: 404,
+                    code,
+                    message: format!("Key \"{key}\" does not exist"),
+                    request_id,
+                },
+                e => e,
+            };
+            CliError::In {
+                operation: "HeadObject",
+                error: Box::new(e.into()),
+            }
         })
+}
+
+/// The source and destination a transfer's lines name, as the AWS CLI names them.
+struct Shown {
+    source: String,
+    destination: String,
+}
+
+/// A location as the AWS CLI prints it in `upload:`/`download:` lines and their failures:
+/// an `s3://` URL as given, a local path relative to the current directory (`./f.txt`,
+/// `../x/f.txt`), as its `relative_path` makes it.
+fn shown_location(s: &str) -> String {
+    if s.starts_with("s3://") || s == "-" {
+        return s.to_string();
+    }
+    match std::env::current_dir() {
+        Ok(cwd) => relative_path(&cwd, Path::new(s)),
+        Err(_) => s.to_string(),
+    }
+}
+
+/// Python's `os.path.join(os.path.relpath(dirname(p), cwd), basename(p))`, lexically: the
+/// directory of `p` made absolute and normalized (`.` and `..` folded, no symlinks
+/// followed), walked to from `cwd`.
+fn relative_path(cwd: &Path, p: &Path) -> String {
+    use std::path::Component;
+    let abs = cwd.join(p);
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in abs.components() {
+        match c {
+            Component::Normal(n) => parts.push(n),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+        }
+    }
+    let Some(name) = parts.pop() else {
+        return p.display().to_string();
+    };
+    let base: Vec<&std::ffi::OsStr> = cwd
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let common = parts.iter().zip(&base).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..base.len() {
+        out.push("..");
+    }
+    for n in &parts[common..] {
+        out.push(n);
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out.push(name);
+    out.display().to_string()
 }
 
 fn guess_content_type(p: &Path) -> &'static str {
@@ -628,5 +720,17 @@ mod tests {
         assert_eq!(ok("s3://b"), Some(("b".into(), String::new())));
         assert!(ok("s3:///k").is_none());
         assert!(ok("/tmp/x").is_none());
+    }
+
+    #[test]
+    fn local_paths_are_shown_relative_to_the_current_directory_as_the_aws_cli_shows_them() {
+        let cwd = Path::new("/tmp/w/d");
+        let rel = |p: &str| relative_path(cwd, Path::new(p));
+        assert_eq!(rel("f.txt"), "./f.txt");
+        assert_eq!(rel("./a/f.txt"), "a/f.txt");
+        assert_eq!(rel("/tmp/w/d/a/f.txt"), "a/f.txt");
+        assert_eq!(rel("/nonexistent/dir/x"), "../../../nonexistent/dir/x");
+        assert_eq!(rel("../e/f"), "../e/f");
+        assert_eq!(rel("/tmp/w/f"), "../f");
     }
 }

@@ -16,9 +16,9 @@ use crate::s3::xml::{self, Node};
 use super::{report_error, Global};
 
 /// AWS CLI's exit code for a parameter error.
-pub(crate) const EXIT_PARAM: i32 = 252;
+pub(crate) const EXIT_PARAM: i32 = super::exit::PARAM;
 /// AWS CLI's exit code when the endpoint cannot be reached.
-pub(crate) const EXIT_UNREACHABLE: i32 = 255;
+pub(crate) const EXIT_UNREACHABLE: i32 = super::exit::OTHER;
 
 #[derive(Debug, clap::Args)]
 pub struct S3apiArgs {
@@ -452,8 +452,9 @@ impl From<std::io::Error> for CliError {
 pub(crate) fn fail(operation: &str, e: CliError) -> i32 {
     match e {
         CliError::In { operation, error } => fail(operation, *error),
+        // In the AWS CLI's words: the message alone, after a blank line.
         CliError::Param(msg) => {
-            eprintln!("\natrest: error: {msg}");
+            eprintln!("\n{msg}");
             EXIT_PARAM
         }
         CliError::Client(
@@ -463,6 +464,55 @@ pub(crate) fn fail(operation: &str, e: CliError) -> i32 {
             EXIT_UNREACHABLE
         }
         CliError::Client(e) => report_error(operation, &e.code(), &e.message()),
+    }
+}
+
+/// What a high-level `s3` transfer was when it failed, for the AWS CLI's failure line:
+/// `upload failed: ./f.txt to s3://b/k An error occurred (...) when calling ...`.
+pub(crate) struct Transfer<'a> {
+    /// `upload`, `download` or `copy`.
+    pub kind: &'static str,
+    /// The operation a failure of the transfer itself is reported under.
+    pub operation: &'static str,
+    pub source: &'a str,
+    pub destination: &'a str,
+}
+
+/// An error in the AWS CLI's words: a service's `An error occurred (Code) when calling
+/// the Op operation: message`, anything else (the endpoint unreachable, a local file,
+/// a checksum) its own text.
+fn words(operation: &str, e: &CliError) -> String {
+    match e {
+        CliError::In { operation, error } => words(operation, error),
+        CliError::Param(msg) => msg.clone(),
+        CliError::Client(e @ (ClientError::Service { .. } | ClientError::Auth(_))) => {
+            super::service_error_words(operation, &e.code(), &e.message())
+        }
+        CliError::Client(e) => e.to_string(),
+    }
+}
+
+/// Prints a failed high-level `s3` transfer as the AWS CLI does and returns its exit
+/// code: a parameter error as [`fail`]; a failure before the transfer starts (the HEAD of
+/// its source) `fatal error: ...`; one of the transfer itself `KIND failed: SRC to DST
+/// ...`; either exits 1, as every failed transfer of `aws s3` does.
+pub(crate) fn fail_transfer(t: &Transfer<'_>, e: CliError) -> i32 {
+    match &e {
+        CliError::Param(_) => fail(t.operation, e),
+        CliError::In { .. } => {
+            eprintln!("fatal error: {}", words(t.operation, &e));
+            super::exit::S3_FAILED
+        }
+        CliError::Client(_) => {
+            eprintln!(
+                "{} failed: {} to {} {}",
+                t.kind,
+                t.source,
+                t.destination,
+                words(t.operation, &e)
+            );
+            super::exit::S3_FAILED
+        }
     }
 }
 

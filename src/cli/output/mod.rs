@@ -28,9 +28,9 @@ use std::io::Write;
 use serde_json::Value;
 
 /// AWS CLI's exit code for a bad parameter (AWS CLI v2).
-const EXIT_PARAM: i32 = 252;
+const EXIT_PARAM: i32 = super::exit::PARAM;
 /// AWS CLI's exit code when the output cannot be written or evaluated.
-const EXIT_OUTPUT: i32 = 255;
+const EXIT_OUTPUT: i32 = super::exit::OTHER;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
