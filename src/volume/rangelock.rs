@@ -19,6 +19,9 @@ struct Held {
 struct State {
     held: Vec<Held>,
     next_id: u64,
+    /// Threads waiting in [`RangeLock::acquire`]: a release wakes them only if there are
+    /// any (`Condvar::notify_all` is a futex syscall even with no waiter, once per I/O).
+    waiting: usize,
 }
 
 /// A set of held sector ranges `[start, end)`.
@@ -56,7 +59,9 @@ impl RangeLock {
             if !conflict {
                 break;
             }
+            st.waiting += 1;
             st = self.released.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.waiting -= 1;
         }
         let id = st.next_id;
         st.next_id = st.next_id.wrapping_add(1);
@@ -91,8 +96,11 @@ impl Drop for RangeGuard<'_> {
         if let Some(i) = st.held.iter().position(|h| h.id == self.id) {
             st.held.swap_remove(i);
         }
+        let waiting = st.waiting > 0;
         drop(st);
-        self.lock.released.notify_all();
+        if waiting {
+            self.lock.released.notify_all();
+        }
     }
 }
 
