@@ -15,7 +15,8 @@
 #      FIO_ROUNDS (default BENCH_ROUNDS: fio swings most on a shared box; more rounds narrow
 #        its median, and every sample is still printed),
 #      BENCH_TARGETS (default "plain qsd atrest"; add atrest-1core for the same server
-#        with ATREST_XTS_THREADS=1, i.e. without sectors in parallel, as a reference),
+#        with ATREST_XTS_THREADS=1, i.e. without sectors in parallel, as a reference; add
+#        atrest-ref for a second build, ATREST_SERVE_REF, to compare two builds in one run),
 #      BENCH_MIXED=1 (also: fio randrw as above while a sequential 1 MiB writer runs in the
 #        same file system: does one stream using every core hurt random I/O?),
 #      ATREST_SERVE_ARGS (extra atrest-serve-volume options, to compare settings),
@@ -57,7 +58,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   sleep 1
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  for m in "$W/atrest-mnt" "$W/atrest-1core-mnt" "$W/qsd.file"; do
+  for m in "$W/atrest-mnt" "$W/atrest-1core-mnt" "$W/atrest-ref-mnt" "$W/qsd.file"; do
     mountpoint -q "$m" 2>/dev/null && umount -l "$m"
   done
   rm -rf "$W"
@@ -108,12 +109,16 @@ for t in "${TARGETS[@]}"; do
     wait_for_mount "$W/qsd.file"
     FILE[qsd]=$W/qsd.file
     ;;
-  atrest | atrest-1core)
+  atrest | atrest-1core | atrest-ref)
     mkdir -p "$W/$t-mnt"
     threads=${ATREST_XTS_THREADS:-}
     [ "$t" = atrest-1core ] && threads=1
+    serve=$SERVE
+    if [ "$t" = atrest-ref ]; then
+      serve=${ATREST_SERVE_REF:?atrest-ref needs ATREST_SERVE_REF (a prebuilt atrest-serve-volume)}
+    fi
     # shellcheck disable=SC2086
-    ATREST_XTS_THREADS=$threads $SERVE --mountpoint "$W/$t-mnt" --image "$W/$t.img" --create $VOL_SIZE \
+    ATREST_XTS_THREADS=$threads $serve --mountpoint "$W/$t-mnt" --image "$W/$t.img" --create $VOL_SIZE \
       ${ATREST_SERVE_ARGS:-} > "$W/$t.out" 2> "$W/$t.log" &
     PIDS+=($!)
     for _ in $(seq 100); do grep -q '^READY ' "$W/$t.out" && break; sleep 0.1; done
@@ -150,6 +155,9 @@ done
 for r in $(seq "$FIO_ROUNDS"); do
   for t in "${TARGETS[@]}"; do
     log "round $r [$t] fio randrw 70/30 4k QD32 x2 direct, loop+ext4, ${FIO_RUNTIME}s"
+    # Start clean: without it a target pays for the writeback of the buffered writes the
+    # target before it left (qsd's and atrest's images are written through the page cache).
+    sync
     fio --name=randrw --directory="$W/ext4-$t" --rw=randrw --rwmixread=70 --bs=4k \
       --ioengine=libaio --iodepth=32 --numjobs=2 --direct=1 --size=256M \
       --runtime="$FIO_RUNTIME" --time_based --group_reporting --output-format=json \
@@ -168,6 +176,7 @@ if [ "${BENCH_MIXED:-0}" = 1 ]; then
   for r in $(seq "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do
       log "round $r [$t] fio randrw (as above) + a sequential 1 MiB writer, ${FIO_RUNTIME}s"
+      sync
       fio --directory="$W/ext4-$t" --ioengine=libaio --direct=1 --runtime="$FIO_RUNTIME" \
         --time_based --output-format=json \
         --name=randrw --rw=randrw --rwmixread=70 --bs=4k --iodepth=32 --numjobs=2 \
@@ -251,18 +260,22 @@ if [ "${BENCH_MIXED:-0}" = 1 ]; then
   row "mixed: seq write MB/s" MIXS 0.8
 fi
 echo "all targets: $([ "$all_met" = 1 ] && echo met || echo NOT met)"
-if [ -n "${FILE[atrest-1core]:-}" ]; then
+compare() { # compare OTHER TITLE: atrest against another atrest target of this run
+  local other=$1
+  [ -n "${FILE[$other]:-}" ] || return 0
   echo
-  echo "sectors in parallel: atrest (all cores per request) against atrest-1core (ATREST_XTS_THREADS=1), same run"
+  echo "$2"
   for pair in "seq write MB/s:WRITE" "cold seq read MB/s:READ" "fio randrw read IOPS:RIOPS" \
     "fio randrw write IOPS:WIOPS" "mixed: randrw read IOPS:MIXR" "mixed: randrw write IOPS:MIXW" \
     "mixed: seq write MB/s:MIXS"; do
     declare -n arr=${pair##*:}
-    if [ -n "${arr[atrest]:-}" ] && [ -n "${arr[atrest-1core]:-}" ]; then
+    if [ -n "${arr[atrest]:-}" ] && [ -n "${arr[$other]:-}" ]; then
       # shellcheck disable=SC2086
-      a=$(median ${arr[atrest]}); b=$(median ${arr[atrest-1core]})
-      printf '%-26s %10s %10s %8s   samples: [%s ] [%s ]\n' "${pair%:*}" "$a" "$b" "$(ratio "$a" "$b")" "${arr[atrest]}" "${arr[atrest-1core]}"
+      a=$(median ${arr[atrest]}); b=$(median ${arr[$other]})
+      printf '%-26s %10s %10s %8s   samples: [%s ] [%s ]\n' "${pair%:*}" "$a" "$b" "$(ratio "$a" "$b")" "${arr[atrest]}" "${arr[$other]}"
     fi
     unset -n arr
   done
-fi
+}
+compare atrest-1core "sectors in parallel: atrest (all cores per request) against atrest-1core (ATREST_XTS_THREADS=1), same run"
+compare atrest-ref "this build: atrest ($SERVE) against atrest-ref (${ATREST_SERVE_REF:-}), same run, rounds interleaved"
