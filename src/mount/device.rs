@@ -54,6 +54,15 @@ fn volume_errno(v: &VolumeError) -> i32 {
 /// and length inside `[0, size)` and either transfer everything or fail.
 pub trait BlockDevice: Send + Sync {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DeviceError>;
+    /// Reads `len` bytes at `offset` into `buf[..len]`, growing `buf` if needed. A device
+    /// may instead swap in a buffer it already holds the data in (the FUSE read path
+    /// passes its reusable reply buffer); the default reads into `buf`.
+    fn read_vec(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<(), DeviceError> {
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        self.read_at(&mut buf[..len], offset)
+    }
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), DeviceError>;
     /// fdatasync of the backing store: every completed write is durable when it returns.
     fn sync_data(&self) -> Result<(), DeviceError>;
@@ -63,6 +72,10 @@ pub trait BlockDevice: Send + Sync {
 impl BlockDevice for VolumeImage {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<(), DeviceError> {
         Ok(VolumeImage::read_at(self, buf, offset)?)
+    }
+    /// With the image's plaintext read-ahead for sequential readers.
+    fn read_vec(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<(), DeviceError> {
+        Ok(VolumeImage::read_vec(self, buf, offset, len)?)
     }
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), DeviceError> {
         Ok(VolumeImage::write_at(self, buf, offset)?)

@@ -411,12 +411,11 @@ impl Filesystem for AtrestFs {
         };
         READ_BUF.with(|buf| {
             let mut buf = buf.borrow_mut();
-            if buf.len() < len {
-                buf.resize(len, 0);
-            }
-            let out = &mut buf[..len];
-            match dev.read_at(out, offset) {
-                Ok(()) => reply.data(out),
+            match dev.read_vec(&mut buf, offset, len) {
+                Ok(()) => match buf.get(..len) {
+                    Some(data) => reply.data(data),
+                    None => reply.error(Errno::EIO), // a device broke read_vec's contract
+                },
                 Err(e) => {
                     tracing::error!(volume_id = %f.volume_id, op = "read", offset, len, error = %e, "failed");
                     reply.error(errno(e.errno()))

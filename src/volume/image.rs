@@ -5,10 +5,12 @@ use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::format::{self, Cipher, VolumeHeader, VolumeHeaderParams, MAX_HEADER_LEN};
 use super::key::XtsKey;
 use super::rangelock::RangeLock;
+use super::readahead::{ReadAhead, Source, WriteCounter, AHEAD_MIN};
 use super::tracker::{self, Tracker};
 use super::xts::{Xts, TWEAK_UNIT};
 use super::VolumeError;
@@ -28,10 +30,15 @@ thread_local! {
 /// An open volume image. `read_at`/`write_at` take `&self` and are safe from many threads:
 /// they use positioned I/O on one descriptor and lock only the sectors they touch.
 pub struct VolumeImage {
-    file: File,
+    /// Shared with the read-ahead worker (`Arc`), which only reads.
+    file: Arc<File>,
     path: PathBuf,
     header: VolumeHeader,
-    xts: Option<Xts>,
+    xts: Option<Arc<Xts>>,
+    /// Every write counts itself here, so a read-ahead it overlaps is never handed out.
+    writes: Arc<WriteCounter>,
+    /// Plaintext read-ahead for a sequential reader (encrypted images; [`Self::read_vec`]).
+    ahead: Option<ReadAhead>,
     locks: RangeLock,
     sector: u64,
     size: u64,
@@ -193,7 +200,7 @@ impl VolumeImage {
             });
         }
         let xts = match (p.cipher, key) {
-            (Cipher::AesXtsPlain64, Some(k)) => Some(Xts::new(&k)),
+            (Cipher::AesXtsPlain64, Some(k)) => Some(Arc::new(Xts::new(&k))),
             (Cipher::AesXtsPlain64, None) => {
                 return Err(VolumeError::KeyRequired {
                     volume_id: p.volume_id.clone(),
@@ -206,6 +213,17 @@ impl VolumeImage {
             }
             (Cipher::None, None) => None,
         };
+        let file = Arc::new(file);
+        let writes = Arc::new(WriteCounter::default());
+        let ahead = xts.as_ref().map(|xts| {
+            ReadAhead::new(Source {
+                file: Arc::clone(&file),
+                xts: Arc::clone(xts),
+                payload: p.payload_offset,
+                sector: p.sector_size as usize,
+                writes: Arc::clone(&writes),
+            })
+        });
         Ok(VolumeImage {
             sector: u64::from(p.sector_size),
             size: p.size_bytes,
@@ -214,6 +232,8 @@ impl VolumeImage {
             path: path.to_path_buf(),
             header,
             xts,
+            writes,
+            ahead,
             locks: RangeLock::new(),
             tracker: None,
         })
@@ -329,6 +349,32 @@ impl VolumeImage {
         Ok(())
     }
 
+    /// Reads `len` bytes of plaintext at `offset` into `buf[..len]` (growing `buf` if
+    /// needed), like [`Self::read_at`]. A large read that continues the previous one may
+    /// be answered by swapping in a buffer the read-ahead already decrypted (see
+    /// [`super::readahead`]); `buf` then holds that buffer and its old one is reused.
+    pub fn read_vec(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<(), VolumeError> {
+        if let Some(ahead) = &self.ahead {
+            let whole = offset % self.sector == 0 && len as u64 % self.sector == 0;
+            if len >= AHEAD_MIN
+                && whole
+                && self.span(offset, len).is_ok()
+                && ahead.take(buf, offset, len, self.size)
+            {
+                return Ok(());
+            }
+        }
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        self.read_at(&mut buf[..len], offset)
+    }
+
+    /// Reads answered from the read-ahead so far (tests, diagnostics).
+    pub fn read_ahead_hits(&self) -> u64 {
+        self.ahead.as_ref().map_or(0, ReadAhead::hits)
+    }
+
     /// Writes plaintext at any offset and length inside the volume. Partial sectors are
     /// read-modify-written under the exclusive lock of exactly the sectors touched.
     pub fn write_at(&self, buf: &[u8], offset: u64) -> Result<(), VolumeError> {
@@ -336,6 +382,7 @@ impl VolumeImage {
         if buf.is_empty() {
             return Ok(());
         }
+        let _write = self.writes.begin();
         let _g = self.locks.write(first, last);
         // Changed-block tracking: the chunks' bits are recorded before the data is written.
         let _tracked = match &self.tracker {
@@ -404,6 +451,7 @@ impl VolumeImage {
         if buf.is_empty() {
             return Ok(());
         }
+        let _write = self.writes.begin();
         let _g = self.locks.write(first, last);
         self.pwrite(buf, offset)
     }

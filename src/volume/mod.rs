@@ -18,6 +18,7 @@ pub mod image;
 pub mod key;
 pub mod lazy;
 pub mod rangelock;
+pub mod readahead;
 pub mod snapshot;
 pub mod tracker;
 
