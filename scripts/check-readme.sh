@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Keeps README.md honest:
-#  1. every ```sh block runs for real, in order, in a fresh state directory;
+#  1. every ```sh block runs for real, in order, in a fresh state directory, and shows
+#     what the README says it shows (`shows` below);
 #  2. every script the README names exists and is executable, and its --help works;
 #  3. every `atrest SERVICE VERB` the README names is a real verb (`--help` succeeds).
 # The two set-up commands (```text at the top) are what scripts/test.sh itself and the
@@ -15,6 +16,21 @@ fail=0
 export ATREST_LISTEN=127.0.0.1:0
 problem() { echo "check-readme: $*" >&2; fail=1; }
 
+# What a block's output must hold, as the README tells it: "TEXT IN THE BLOCK|OUTPUT LINE
+# (a grep -E pattern)", for each block containing that text.
+shows=(
+  'aws s3 mb s3://my-aws-bucket|^make_bucket: my-aws-bucket$'
+  'aws s3 mb s3://my-aws-bucket|^[0-9-]+ [0-9:]+ +6 hello.txt$'
+  'aws s3 mb s3://my-aws-bucket|^1 keys$'
+  'aws s3 mb s3://my-aws-bucket|"eventName":"Encrypt".*"userAgent":"aws-cli/'
+  'alias/MyKMSKey|^[0-9a-f-]{36}[[:space:]]+Enabled[[:space:]]+CUSTOMER$'
+  'alias/MyKMSKey|^aws:kms[[:space:]]+arn:aws:kms:[^ ]*:key/[0-9a-f-]{36}$'
+  'alias/MyKMSKey|^\|  GenerateDataKey *\|  [a-z_][a-z0-9_-]* *\|  arn:aws:kms:'
+  'alias/MyKMSKey|^\|  Decrypt *\|  [a-z_][a-z0-9_-]* *\|  arn:aws:kms:'
+  'atrest attach --loop|^\|  Decrypt *\|  local *\|  arn:aws:kms:'
+  'atrest attach --loop|"State": "available"'
+)
+
 # 1. runnable blocks
 blocks=$(mktemp -d)
 python3 - "$blocks" <<'PY'
@@ -28,9 +44,16 @@ for b in "$blocks"/*.sh; do
   echo "--- README block $(basename "$b")"
   cat "$b"
   home=$(mktemp -d /tmp/atrest-readme.XXXXXX)
-  if ! ATREST_HOME="$home" bash -euo pipefail "$b"; then
+  out="$home.out"
+  if ! ATREST_HOME="$home" bash -euo pipefail "$b" 2>&1 | tee "$out"; then
     problem "README block $(basename "$b") failed"
   fi
+  for s in "${shows[@]}"; do
+    grep -qF -- "${s%%|*}" "$b" || continue
+    want=${s#*|}
+    grep -qE -- "$want" "$out" || problem "README block $(basename "$b") does not show /$want/"
+  done
+  rm -f "$out"
   ATREST_HOME="$home" atrest down >/dev/null 2>&1 || true
   rm -rf "$home"
 done
