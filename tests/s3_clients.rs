@@ -931,6 +931,8 @@ fn atrest_s3_fails_as_the_stock_cli_does_in_exit_code_and_words() {
     let dir = lab.home_path().join("fails");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("f.txt"), "hello\n").unwrap();
+    // Above the 8 MiB threshold: a multipart upload, its failure named by its call.
+    write_random_file(&dir.join("big.bin"), 9 * MIB, 7);
     lab.aws_ok(&["s3", "mb", "s3://fails-here"]);
     lab.aws_ok(&[
         "s3api",
@@ -986,6 +988,21 @@ fn atrest_s3_fails_as_the_stock_cli_does_in_exit_code_and_words() {
             1,
             &[1],
         ),
+        (
+            &[
+                "s3",
+                "cp",
+                "big.bin",
+                "s3://fails-here/big",
+                "--sse",
+                "aws:kms",
+                "--sse-kms-key-id",
+                "alias/no-such-key",
+            ],
+            1,
+            &[1],
+        ),
+        (&["s3", "cp", "big.bin", "s3://no-such-bucket/big"], 1, &[1]),
         (&["s3", "ls", "s3://no-such-bucket"], 254, &[255, 254]),
         (
             &["s3", "cp", "no-such-file", "s3://fails-here/k"],
@@ -1046,6 +1063,11 @@ fn atrest_s3_fails_as_the_stock_cli_does_in_exit_code_and_words() {
         e,
         "upload failed: ./f.txt to s3://no-such-bucket/k An error occurred (NoSuchBucket) \
          when calling the PutObject operation: The specified bucket does not exist\n"
+    );
+    let (_, e) = ours(&["s3", "cp", "big.bin", "s3://no-such-bucket/big"]);
+    assert!(
+        e.contains("when calling the CreateMultipartUpload operation"),
+        "{e}"
     );
     // A command line that does not parse: 2 for both (the usage texts differ).
     let (sc, _) = stock(&["s3", "cp", "f.txt"]);

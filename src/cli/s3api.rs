@@ -485,10 +485,17 @@ fn words(operation: &str, e: &CliError) -> String {
     match e {
         CliError::In { operation, error } => words(operation, error),
         CliError::Param(msg) => msg.clone(),
-        CliError::Client(e @ (ClientError::Service { .. } | ClientError::Auth(_))) => {
+        CliError::Client(e) => client_words(operation, e),
+    }
+}
+
+fn client_words(operation: &str, e: &ClientError) -> String {
+    match e {
+        ClientError::During { operation, source } => client_words(operation, source),
+        ClientError::Service { .. } | ClientError::Auth(_) => {
             super::service_error_words(operation, &e.code(), &e.message())
         }
-        CliError::Client(e) => e.to_string(),
+        e => e.to_string(),
     }
 }
 

@@ -58,12 +58,29 @@ pub enum ClientError {
     },
     #[error("{0}")]
     BadRequest(String),
+    /// A failure of one call of a transfer made of several (`CreateMultipartUpload`,
+    /// `UploadPart`, ...), named as the AWS CLI names it in `upload failed: ...`.
+    #[error("{source}")]
+    During {
+        operation: &'static str,
+        #[source]
+        source: Box<ClientError>,
+    },
 }
 
 impl ClientError {
+    /// Wraps a failure of `operation`, one call of a transfer made of several.
+    pub fn during(operation: &'static str) -> impl Fn(ClientError) -> ClientError {
+        move |e| ClientError::During {
+            operation,
+            source: Box::new(e),
+        }
+    }
+
     /// AWS-style error code for `report_error`.
     pub fn code(&self) -> String {
         match self {
+            ClientError::During { source, .. } => source.code(),
             ClientError::Service { code, .. } => code.clone(),
             ClientError::Unreachable { .. } | ClientError::NoEndpoint { .. } => {
                 "EndpointConnectionError".into()
@@ -83,6 +100,7 @@ impl ClientError {
     /// The message part for `report_error`.
     pub fn message(&self) -> String {
         match self {
+            ClientError::During { source, .. } => source.message(),
             ClientError::Service { message, .. } => message.clone(),
             ClientError::Auth(AuthError::Kmsd(e)) => match e.kms() {
                 Some(k) => k.message.clone(),

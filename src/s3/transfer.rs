@@ -201,22 +201,25 @@ impl Transfer<'_> {
                     progress: &noop,
                 })?);
             }
-            let r = self.client.send(
-                "PUT",
-                Some(self.bucket),
-                Some(self.key),
-                query,
-                &h,
-                Body::Reader {
-                    reader: Box::new(FileRange {
-                        file,
-                        at: off,
-                        left: n,
-                        progress: self.progress,
-                    }),
-                    len: n,
-                },
-            )?;
+            let r = self
+                .client
+                .send(
+                    "PUT",
+                    Some(self.bucket),
+                    Some(self.key),
+                    query,
+                    &h,
+                    Body::Reader {
+                        reader: Box::new(FileRange {
+                            file,
+                            at: off,
+                            left: n,
+                            progress: self.progress,
+                        }),
+                        len: n,
+                    },
+                )
+                .map_err(ClientError::during("UploadPart"))?;
             let etag = r.header("etag").map(str::to_string).ok_or_else(|| {
                 ClientError::BadResponse(format!("part {number} came back without an ETag"))
             })?;
@@ -249,15 +252,18 @@ impl Transfer<'_> {
                     format!("bytes={off}-{}", off + n - 1),
                 ));
             }
-            let r = self.client.send(
-                "PUT",
-                Some(self.bucket),
-                Some(self.key),
-                query,
-                &h,
-                Body::Empty,
-            )?;
-            let doc = parse_xml(r)?;
+            let doc = self
+                .client
+                .send(
+                    "PUT",
+                    Some(self.bucket),
+                    Some(self.key),
+                    query,
+                    &h,
+                    Body::Empty,
+                )
+                .and_then(parse_xml)
+                .map_err(ClientError::during("UploadPartCopy"))?;
             let etag = doc.text_of("ETag").map(str::to_string).ok_or_else(|| {
                 ClientError::BadResponse(format!("part {number} came back without an ETag"))
             })?;
@@ -356,15 +362,17 @@ fn upload_multipart(
     if let Some(a) = t.checksum {
         create.push(("x-amz-checksum-algorithm".into(), a.as_str().into()));
     }
-    let created = client.send(
-        "POST",
-        Some(bucket),
-        Some(key),
-        &[("uploads", "")],
-        &create,
-        Body::Empty,
-    )?;
-    let doc = parse_xml(created)?;
+    let doc = client
+        .send(
+            "POST",
+            Some(bucket),
+            Some(key),
+            &[("uploads", "")],
+            &create,
+            Body::Empty,
+        )
+        .and_then(parse_xml)
+        .map_err(ClientError::during("CreateMultipartUpload"))?;
     let upload_id = doc
         .text_of("UploadId")
         .ok_or_else(|| ClientError::BadResponse("CreateMultipartUpload gave no UploadId".into()))?
@@ -398,15 +406,17 @@ fn upload_multipart(
         body.push_str("</CompleteMultipartUpload>");
         let mut h = vec![("content-type".to_string(), "application/xml".to_string())];
         h.extend(t.sse_c_headers());
-        let done_answer = client.send(
-            "POST",
-            Some(bucket),
-            Some(key),
-            &[("uploadId", &upload_id)],
-            &h,
-            Body::Bytes(body.as_bytes()),
-        )?;
-        let doc = parse_xml(done_answer)?;
+        let doc = client
+            .send(
+                "POST",
+                Some(bucket),
+                Some(key),
+                &[("uploadId", &upload_id)],
+                &h,
+                Body::Bytes(body.as_bytes()),
+            )
+            .and_then(parse_xml)
+            .map_err(ClientError::during("CompleteMultipartUpload"))?;
         Ok(Uploaded {
             etag: doc.text_of("ETag").unwrap_or_default().to_string(),
             parts: done.len(),
