@@ -1073,6 +1073,24 @@ fn atrest_s3_fails_as_the_stock_cli_does_in_exit_code_and_words() {
     let (sc, _) = stock(&["s3", "cp", "f.txt"]);
     let (oc, _) = ours(&["s3", "cp", "f.txt"]);
     assert_eq!((sc, oc), (Some(2), Some(2)));
+    // No endpoint at all (a state directory nothing was started in): the download's HEAD
+    // fails first, the upload itself; both exit 1, as the stock CLI does when it cannot
+    // connect.
+    let empty = tempfile::tempdir().unwrap();
+    let nowhere = |args: &[&str]| {
+        let mut c = std::process::Command::new(atrest_bin());
+        c.arg("--home").arg(empty.path());
+        run(c, args)
+    };
+    let (c, e) = nowhere(&["s3", "cp", "s3://fails-here/f.txt", "y"]);
+    assert_eq!(c, Some(1), "{e}");
+    assert!(e.starts_with("fatal error: no object endpoint"), "{e}");
+    let (c, e) = nowhere(&["s3", "cp", "f.txt", "s3://fails-here/k"]);
+    assert_eq!(c, Some(1), "{e}");
+    assert!(
+        e.starts_with("upload failed: ./f.txt to s3://fails-here/k no object endpoint"),
+        "{e}"
+    );
     // Nothing was stored by the failed uploads.
     let (c, _) = ours(&[
         "s3api",

@@ -285,7 +285,15 @@ fn cp(g: &Global, a: CpArgs, shown: &mut Shown) -> Result<(), CliError> {
     let directive = a
         .metadata_directive
         .or_else(|| (!metadata.is_empty()).then(|| "REPLACE".to_string()));
-    let c = s3api::client(g)?;
+    // From an object, no endpoint fails the HEAD that comes first (`fatal error: ...`, as
+    // the AWS CLI says it); to one, the upload or copy itself.
+    let c = s3api::client(g).map_err(|e| match kinds {
+        (true, _) => CliError::In {
+            operation: "HeadObject",
+            error: Box::new(e),
+        },
+        _ => e,
+    })?;
     let sse_c_headers = || sse_c.as_ref().map(|k| k.headers()).unwrap_or_default();
     match kinds {
         (false, true) => {
