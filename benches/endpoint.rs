@@ -22,8 +22,10 @@
 //!
 //! Each run makes its own key and ciphertext first (through the same target), warms every
 //! client with one Decrypt, then lets all of them loop for `--seconds` and prints one JSON
-//! line: `{"ops_per_s", "p50_ms", "p99_ms", "ops", "errors", "first_error"}`. The script
-//! interleaves the targets over rounds and prints medians and ratios.
+//! line: `{"ops_per_s", "p50_ms", "p99_ms", "ops", "errors", "first_error",
+//! "cpu_us_per_op"}`, the last the driver's own CPU (user + system, every thread) over
+//! the timed loop, a Decrypt. The script interleaves the targets over rounds, adds the
+//! servers' CPU a Decrypt, and prints medians and ratios.
 //!
 //! Usage: `endpoint sdk|lean --url URL --access-key-id ID --secret-access-key S
 //! [--clients 8] [--seconds 3]` or `endpoint socket --socket PATH [--clients 8]
@@ -98,7 +100,7 @@ impl Tally {
         self.first_error.get_or_insert_with(|| e.to_string());
     }
 
-    fn print(mut self, elapsed: f64) {
+    fn print(mut self, elapsed: f64, cpu_s: f64) {
         self.lat_us.sort_unstable();
         let pct = |p: f64| -> f64 {
             if self.lat_us.is_empty() {
@@ -114,6 +116,7 @@ impl Tally {
             "p99_ms": pct(0.99),
             "errors": self.errors,
             "first_error": self.first_error,
+            "cpu_us_per_op": if self.lat_us.is_empty() { f64::NAN } else { cpu_s * 1e6 / self.lat_us.len() as f64 },
         });
         println!("{out}");
     }
@@ -123,6 +126,7 @@ impl Tally {
 async fn gather(start: &tokio::sync::Barrier, tasks: Vec<tokio::task::JoinHandle<Tally>>) {
     start.wait().await;
     let t0 = Instant::now();
+    let c0 = cpu_seconds();
     let mut all = Tally::default();
     for task in tasks {
         match task.await {
@@ -130,7 +134,16 @@ async fn gather(start: &tokio::sync::Barrier, tasks: Vec<tokio::task::JoinHandle
             Err(e) => all.failed(e),
         }
     }
-    all.print(t0.elapsed().as_secs_f64());
+    all.print(t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+}
+
+/// This process's CPU time so far (user + system, all threads), in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn micros(t0: Instant) -> u32 {
@@ -579,6 +592,7 @@ fn socket(path: &std::path::Path, clients: usize, seconds: f64) {
         .collect();
     start.wait();
     let t0 = Instant::now();
+    let c0 = cpu_seconds();
     let mut all = Tally::default();
     for th in threads {
         match th.join() {
@@ -586,7 +600,7 @@ fn socket(path: &std::path::Path, clients: usize, seconds: f64) {
             Err(_) => all.failed("a client thread panicked"),
         }
     }
-    all.print(t0.elapsed().as_secs_f64());
+    all.print(t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
 }
 
 fn main() {

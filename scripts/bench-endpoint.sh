@@ -14,6 +14,8 @@
 #      2-core machine the AWS SDK's own client CPU (its orchestrator, retries, interceptors,
 #      JSON codec) is taken from the endpoint it measures, so that ratio charges the SDK's
 #      cost to atrest. Both drivers do the same signed Decrypt over HTTP.
+#      It also prints the CPU a Decrypt costs on each path, per process (kmsd, the
+#      endpoint, the client): what bounds the ratio on 2 shared cores.
 # Release binaries; kmsd and `atrest serve` on a throwaway home; moto from the project
 # venv (scripts/requirements-bench.txt, installed here on demand).
 # Usage: scripts/bench-endpoint.sh [SECONDS_PER_RUN] (default 3)
@@ -84,11 +86,22 @@ wait_for "moto_server" curl -s -o /dev/null "$MOTO_URL/"
 
 echo "bench-endpoint: $(date -u +%Y-%m-%dT%H:%MZ), kernel $(uname -r), $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $CLIENTS clients, ${SECONDS_PER_RUN}s per run, $ROUNDS rounds (median); moto $("$ATREST_VENV/bin/python" -c 'import moto; print(moto.__version__)'), boto3 $("$ATREST_VENV/bin/python" -c 'import boto3; print(boto3.__version__)')"
 RESULTS="$W/results.jsonl"
-run() { # LABEL COMMAND...: one JSON line tagged with LABEL
+KMSD_PID=${PIDS[0]}
+ATREST_PID=${PIDS[1]}
+TICK=$(getconf CLK_TCK)
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; } # user + system, every thread
+run() { # LABEL COMMAND...: one JSON line tagged with LABEL, with kmsd's and the endpoint's CPU
   local label=$1; shift
-  local line
+  local line k0 a0 k1 a1
+  k0=$(ticks "$KMSD_PID"); a0=$(ticks "$ATREST_PID")
   line=$("$@") || { echo "bench-endpoint: $label failed" >&2; exit 1; }
-  python3 -c 'import json, sys; d = json.loads(sys.argv[2]); d["label"] = sys.argv[1]; print(json.dumps(d))' "$label" "$line" >>"$RESULTS"
+  k1=$(ticks "$KMSD_PID"); a1=$(ticks "$ATREST_PID")
+  python3 -c 'import json, sys
+d = json.loads(sys.argv[2]); d["label"] = sys.argv[1]
+ops, tick = d["ops"], int(sys.argv[7])
+for name, t0, t1 in (("kmsd", sys.argv[3], sys.argv[4]), ("endpoint", sys.argv[5], sys.argv[6])):
+    d[name + "_cpu_us_per_op"] = (int(t1) - int(t0)) * 1e6 / tick / ops if ops else float("nan")
+print(json.dumps(d))' "$label" "$line" "$k0" "$k1" "$a0" "$a1" "$TICK" >>"$RESULTS"
 }
 sdk() { "$DRIVER" sdk --url "$1" --access-key-id "$2" --secret-access-key "$3" --clients "$CLIENTS" --seconds "$SECONDS_PER_RUN"; }
 lean() { "$DRIVER" lean --url "$1" --access-key-id "$2" --secret-access-key "$3" --clients "$CLIENTS" --seconds "$SECONDS_PER_RUN"; }
@@ -137,5 +150,19 @@ for what, num, den, target in [("AWS SDK for Rust: atrest / moto", "sdk-atrest",
     met = ratio >= target and errs == 0
     ok = ok and met
     print(f"{what}: {ratio:.2f}x (target >= {target}x): {'MET' if met else 'NOT MET'}{note}")
+# What bounds the lean ratio: the CPU each path spends on a Decrypt (user + system, the
+# servers' from /proc over the run, the driver's own from getrusage over its timed loop;
+# the drivers run in setup before the timed loop, so the servers' share includes a few
+# setup calls). On 2 shared cores, when both paths keep the cores busy, their throughput
+# ratio tends to the inverse ratio of these sums.
+cpu = lambda k, f: statistics.median(float("nan") if x.get(f) is None else x[f] for x in by[k])
+sock = {"kmsd": cpu("socket", "kmsd_cpu_us_per_op"), "client": cpu("socket", "cpu_us_per_op")}
+lean = {"kmsd": cpu("lean-atrest", "kmsd_cpu_us_per_op"),
+        "endpoint": cpu("lean-atrest", "endpoint_cpu_us_per_op"),
+        "client": cpu("lean-atrest", "cpu_us_per_op")}
+fmt = lambda d: " + ".join(f"{k} {v:.1f}" for k, v in d.items()) + f" = {sum(d.values()):.1f} us"
+print(f"CPU a Decrypt, kmsd socket path: {fmt(sock)}")
+print(f"CPU a Decrypt, lean endpoint path: {fmt(lean)}")
+print(f"CPU-cost ratio (socket path / endpoint path), information only: {sum(sock.values()) / sum(lean.values()):.2f}x")
 sys.exit(0 if ok else 3)
 PY
