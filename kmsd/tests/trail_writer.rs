@@ -558,8 +558,9 @@ fn state_changes_are_synced_before_return_and_others_within_the_interval() {
 /// Every-event group commit: one fdatasync covers nearly every appender waiting. Each
 /// of 8 threads appends in a closed loop (as 8 clients do) to a trail whose fdatasync
 /// takes 3 ms. Were the next group's fdatasync started at once with what queued during
-/// the last one, the groups would alternate 1 and 7 (4 events per fdatasync); the leader
-/// waits (bounded) for the last group's callers to come back instead.
+/// the last one, the groups would alternate 1 and 7 (4 events per fdatasync); the next
+/// group waits (bounded) for the last group's callers to come back instead, and the
+/// caller that completes it leads it.
 #[test]
 fn every_event_groups_carry_nearly_every_waiting_appender() {
     const THREADS: u64 = 8;
@@ -604,6 +605,73 @@ fn every_event_groups_carry_nearly_every_waiting_appender() {
         per_sync >= 0.75 * THREADS as f64,
         "{per_sync:.2} events per fdatasync ({events} events, {syncs} fdatasyncs) with {THREADS} appenders"
     );
+    drop(w);
+    let r = validate(&dir).unwrap();
+    assert!(r.is_ok(), "{:?}", r.broken);
+}
+
+/// Every-event: a group that waits for callers who do not come back goes once its bound
+/// (at most one fdatasync's time, and 1 ms) is up. 8 threads append at once (the next
+/// group then expects 8), then one of them alone appends 20 more: each goes after at
+/// most the bound, not never (the caller that starts a group parks with that timeout and
+/// leads when nobody completed the group), and the group sizes adapt to the one caller.
+#[test]
+fn every_event_a_group_short_of_its_callers_goes_after_the_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("trail");
+    let clock = ManualClock::new();
+    let slow_sync: kmsd::testing::trail::FaultHook = Arc::new(|s| {
+        if s == IoStep::Sync {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+        Ok(())
+    });
+    let w = Arc::new(
+        TrailWriter::open(TrailConfig {
+            sync: SyncMode::EveryEvent,
+            fault: Some(slow_sync),
+            ..config(&dir, 1 << 20, clock.clone())
+        })
+        .unwrap(),
+    );
+    // The appends run on their own threads; this one only watches the clock, so a
+    // group that never goes fails the test instead of hanging it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let appends = {
+        let (w, clock) = (w.clone(), clock.clone());
+        std::thread::spawn(move || {
+            let barrier = Arc::new(std::sync::Barrier::new(8));
+            let handles: Vec<_> = (0..8u64)
+                .map(|t| {
+                    let (w, clock, barrier) = (w.clone(), clock.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        append(&w, record(t, clock.now())).unwrap();
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            for i in 0..20u64 {
+                append(&w, record(100 + i, clock.now())).unwrap();
+                done_tx.send(i).unwrap();
+            }
+        })
+    };
+    // 28 fdatasyncs of 3 ms and at most a few waits of 1 ms: well under 10 s unless a
+    // group waits for callers that never come.
+    let t0 = std::time::Instant::now();
+    for i in 0..20u64 {
+        let left = std::time::Duration::from_secs(10).saturating_sub(t0.elapsed());
+        assert_eq!(
+            done_rx.recv_timeout(left),
+            Ok(i),
+            "append {i} of the lone caller did not return: a group waits for callers who are gone"
+        );
+    }
+    appends.join().unwrap();
+    assert_eq!(w.stats().events, 28);
     drop(w);
     let r = validate(&dir).unwrap();
     assert!(r.is_ok(), "{:?}", r.broken);
