@@ -36,6 +36,117 @@ fn key_uses(lab: &Lab, op: &str, bucket: &str, key: &str) -> Vec<serde_json::Val
         .collect()
 }
 
+/// Timestamps in one form: the venv's AWS CLI v1 prints S3's own (`...T06:51:56.000Z`),
+/// atrest v2's (`...T06:51:56+00:00`).
+fn one_time_form(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => match s.strip_suffix(".000Z") {
+            Some(t) if t.len() == 19 && t.as_bytes()[10] == b'T' => {
+                Value::String(format!("{t}+00:00"))
+            }
+            _ => Value::String(s),
+        },
+        Value::Array(a) => Value::Array(a.into_iter().map(one_time_form).collect()),
+        Value::Object(o) => {
+            Value::Object(o.into_iter().map(|(k, v)| (k, one_time_form(v))).collect())
+        }
+        v => v,
+    }
+}
+
+/// Runs `args` with the stock `aws` and then with `atrest` against the lab's endpoint, each
+/// after `setup()`: the same JSON on stdout (timestamps in one form; `null` for none), the
+/// same words on stderr and the same exit code (a failure exits 254 or 252 from atrest,
+/// AWS CLI v2's codes, where the venv's v1 exits 255). Returns the JSON.
+fn same_as_stock(lab: &Lab, args: &[&str], setup: &dyn Fn()) -> serde_json::Value {
+    let json = |out: &[u8]| {
+        let text = String::from_utf8_lossy(out);
+        if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            one_time_form(json_of(&text))
+        }
+    };
+    setup();
+    let stock = lab.aws(args);
+    setup();
+    let ours = lab.atrest(args);
+    let (sj, oj) = (json(&stock.stdout), json(&ours.stdout));
+    assert_eq!(oj, sj, "{args:?}: atrest's output vs the stock CLI's");
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stderr),
+        String::from_utf8_lossy(&stock.stderr),
+        "{args:?}: stderr"
+    );
+    match (stock.status.code(), ours.status.code()) {
+        (Some(0), Some(0)) => {}
+        (Some(255), Some(254 | 252)) => {}
+        (s, o) => panic!("{args:?}: aws exited {s:?}, atrest {o:?}"),
+    }
+    oj
+}
+
+#[test]
+fn atrest_s3api_delete_objects_answers_as_the_stock_cli() {
+    let lab = Lab::start();
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "batch"]);
+    let put = || {
+        for k in ["a", "b", "c d+e"] {
+            lab.aws_ok(&["s3api", "put-object", "--bucket", "batch", "--key", k]);
+        }
+    };
+    let del = |delete: &str| -> Vec<String> {
+        vec![
+            "s3api".into(),
+            "delete-objects".into(),
+            "--bucket".into(),
+            "batch".into(),
+            "--delete".into(),
+            delete.into(),
+        ]
+    };
+    let run = |args: Vec<String>| {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        same_as_stock(&lab, &a, &put)
+    };
+    let v = run(del("Objects=[{Key=a},{Key=never},{Key=c d+e}]"));
+    assert_eq!(
+        v,
+        serde_json::json!({"Deleted": [{"Key": "a"}, {"Key": "never"}, {"Key": "c d+e"}]})
+    );
+    // Quiet: nothing to say when every key went.
+    let v = run(del(r#"{"Objects":[{"Key":"a"},{"Key":"b"}],"Quiet":true}"#));
+    assert_eq!(v, serde_json::Value::Null);
+    // A version id of an unversioned bucket: an error for that key alone.
+    let v = run(del(
+        "Objects=[{Key=b,VersionId=3HL4kqtJlcpXroDTDmJ},{Key=a}]",
+    ));
+    assert_eq!(v["Errors"][0]["Code"], "InvalidArgument", "{v}");
+    assert_eq!(v["Deleted"], serde_json::json!([{"Key": "a"}]), "{v}");
+    // From a file, as the stock CLI reads one.
+    let f = lab.home_path().join("delete.json");
+    std::fs::write(&f, r#"{"Objects":[{"Key":"b"}]}"#).unwrap();
+    let v = run(del(&format!("file://{}", f.display())));
+    assert_eq!(v, serde_json::json!({"Deleted": [{"Key": "b"}]}));
+    // A missing bucket: the same words, a failure's exit code.
+    let v = same_as_stock(
+        &lab,
+        &[
+            "s3api",
+            "delete-objects",
+            "--bucket",
+            "no-such-bucket",
+            "--delete",
+            "Objects=[{Key=a}]",
+        ],
+        &|| {},
+    );
+    assert_eq!(v, serde_json::Value::Null);
+    let left = json_of(&lab.aws_ok(&["s3api", "list-objects-v2", "--bucket", "batch"]));
+    assert_eq!(left["Contents"].as_array().map(Vec::len), Some(2), "{left}");
+}
+
 #[test]
 fn copy_object_re_encrypts_copies_metadata_and_honours_conditions() {
     let lab = Lab::start();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
+use crate::s3::calls::{own_text, ObjectId};
 use crate::s3::client::{Body, BodyStream, ClientError, Response, S3Client};
 use crate::s3::request_options::{checksum_fields, ChecksumAlgorithm, SseCustomerKey};
 use crate::s3::xml::{self, Node};
@@ -179,6 +180,14 @@ pub enum S3apiCommand {
         bucket: String,
         #[arg(long)]
         key: String,
+    },
+    /// Delete up to 1000 objects in one request (DeleteObjects).
+    DeleteObjects {
+        #[arg(long)]
+        bucket: String,
+        /// `Objects=[{Key=a},{Key=b,VersionId=v}],Quiet=true` or JSON (inline or file://PATH).
+        #[arg(long)]
+        delete: String,
     },
     /// Set an object's canned ACL.
     PutObjectAcl {
@@ -547,6 +556,7 @@ fn operation_name(c: &S3apiCommand) -> &'static str {
         CopyObject { .. } => "CopyObject",
         ListObjectsV2 { .. } => "ListObjectsV2",
         DeleteObject { .. } => "DeleteObject",
+        DeleteObjects { .. } => "DeleteObjects",
         PutObjectAcl { .. } => "PutObjectAcl",
         GetObjectAcl { .. } => "GetObjectAcl",
         PutBucketAcl { .. } => "PutBucketAcl",
@@ -964,6 +974,11 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
             c.send("DELETE", Some(&bucket), Some(&key), &[], none, Body::Empty)?;
             Ok(None)
         }
+        DeleteObjects { bucket, delete } => {
+            let (objects, quiet) = delete_arg(&delete)?;
+            let doc = c.delete_objects(&bucket, &objects, quiet)?;
+            Ok(non_empty(delete_result_json(&doc)))
+        }
         PutObjectAcl { bucket, key, acl } => {
             c.send(
                 "PUT",
@@ -1051,6 +1066,80 @@ pub(crate) fn list_all(
             _ => return Ok(pages),
         }
     }
+}
+
+/// `--delete` of `delete-objects`: the objects it names and whether it is quiet.
+fn delete_arg(s: &str) -> Result<(Vec<ObjectId>, bool), CliError> {
+    let v = shorthand_or_json(s)?;
+    let objects = v.get("Objects").and_then(Value::as_array).ok_or_else(|| {
+        CliError::Param("Missing required parameter in Delete: \"Objects\"".into())
+    })?;
+    let objects = objects
+        .iter()
+        .map(|o| {
+            let key = o.get("Key").and_then(Value::as_str).ok_or_else(|| {
+                CliError::Param("Missing required parameter in Delete.Objects[]: \"Key\"".into())
+            })?;
+            Ok(ObjectId {
+                key: key.to_string(),
+                version_id: o
+                    .get("VersionId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+            })
+        })
+        .collect::<Result<Vec<_>, CliError>>()?;
+    let quiet = match v.get("Quiet") {
+        None => false,
+        Some(q) => {
+            bool_of(q).ok_or_else(|| CliError::Param("Quiet must be true or false".into()))?
+        }
+    };
+    Ok((objects, quiet))
+}
+
+/// A DeleteResult as the AWS CLI prints it: `Deleted` and `Errors`, each only if any.
+fn delete_result_json(doc: &Node) -> Value {
+    let deleted: Vec<Value> = doc
+        .children_named("Deleted")
+        .map(|d| {
+            let mut m = Map::new();
+            for f in ["Key", "VersionId", "DeleteMarkerVersionId"] {
+                if let Some(t) = own_text(d, f) {
+                    m.insert(f.into(), json!(t));
+                }
+            }
+            if let Some(t) = own_text(d, "DeleteMarker") {
+                m.insert("DeleteMarker".into(), json!(t == "true"));
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let errors: Vec<Value> = doc
+        .children_named("Error")
+        .map(|e| {
+            let mut m = Map::new();
+            for f in ["Key", "VersionId", "Code", "Message"] {
+                if let Some(t) = own_text(e, f) {
+                    m.insert(f.into(), json!(t));
+                }
+            }
+            Value::Object(m)
+        })
+        .collect();
+    let mut out = Map::new();
+    if !deleted.is_empty() {
+        out.insert("Deleted".into(), Value::Array(deleted));
+    }
+    if !errors.is_empty() {
+        out.insert("Errors".into(), Value::Array(errors));
+    }
+    Value::Object(out)
+}
+
+/// The AWS CLI prints nothing for an answer with nothing in it.
+fn non_empty(v: Value) -> Option<Value> {
+    (!v.as_object().is_some_and(Map::is_empty)).then_some(v)
 }
 
 pub(crate) fn xml_of(r: Response) -> Result<Node, CliError> {

@@ -279,6 +279,9 @@ impl S3Client {
                                 | "publicAccessBlock"
                                 | "ownershipControls"
                                 | "uploads"
+                                | "delete"
+                                | "location"
+                                | "versions"
                         )
                     {
                         // Sub-resources are sent bare, as the AWS CLI does (`?acl`).

@@ -16,6 +16,7 @@ pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod bucket_key;
+pub mod calls;
 pub mod checksum;
 pub mod client;
 pub mod customer_key;

@@ -1,0 +1,208 @@
+//! The bucket-level calls of the client that take or give more than a header: DeleteObjects,
+//! the three listings (ListObjects v1 and v2, ListObjectVersions) and GetBucketLocation,
+//! each built and parsed here once, so `atrest s3api`, `atrest s3 rm` and `atrest s3 mv`
+//! send the same request and read the answer the same way. As botocore does, a listing
+//! asks for `encoding-type=url` unless told otherwise and decodes the names it gets back,
+//! so no key (control characters included) has to survive XML.
+
+use base64::Engine as _;
+use md5::Digest as _;
+use percent_encoding::percent_decode_str;
+
+use super::client::{Body, ClientError, S3Client};
+use super::xml::{self, Node};
+
+/// One object a DeleteObjects names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectId {
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// The XML body of a DeleteObjects.
+pub fn delete_objects_body(objects: &[ObjectId], quiet: bool) -> String {
+    let mut x = String::from("<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    for o in objects {
+        x.push_str("<Object><Key>");
+        x.push_str(&xml::escape(&o.key));
+        x.push_str("</Key>");
+        if let Some(v) = &o.version_id {
+            x.push_str("<VersionId>");
+            x.push_str(&xml::escape(v));
+            x.push_str("</VersionId>");
+        }
+        x.push_str("</Object>");
+    }
+    if quiet {
+        x.push_str("<Quiet>true</Quiet>");
+    }
+    x.push_str("</Delete>");
+    x
+}
+
+/// Which listing a [`S3Client::list_page`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// ListObjects (v1: `marker`).
+    V1,
+    /// ListObjectsV2 (`list-type=2`: `continuation-token`, `start-after`).
+    V2,
+    /// ListObjectVersions (`versions`: `key-marker`, `version-id-marker`).
+    Versions,
+}
+
+impl Listing {
+    /// The elements whose text is a name S3 URL-encodes under `encoding-type=url`
+    /// (botocore's lists, per operation).
+    fn encoded(self) -> &'static [&'static str] {
+        match self {
+            Listing::V1 => &["Delimiter", "Marker", "NextMarker", "Prefix", "Key"],
+            Listing::V2 => &["Delimiter", "Prefix", "StartAfter", "Key"],
+            Listing::Versions => &["KeyMarker", "NextKeyMarker", "Prefix", "Delimiter", "Key"],
+        }
+    }
+}
+
+/// An XML answer, or the S3 error a 200 answer may carry. Only an `Error` root is one: a
+/// DeleteResult lists per-key `Error` elements of its own.
+fn answer(r: super::client::Response) -> Result<Node, ClientError> {
+    let text = r.text()?;
+    let doc = xml::parse(&text).map_err(|e| ClientError::BadResponse(format!("{e}: {text}")))?;
+    if doc.name == "Error" {
+        return Err(ClientError::Service {
+            status: 200,
+            code: own_text(&doc, "Code").unwrap_or_default().to_string(),
+            message: own_text(&doc, "Message").unwrap_or_default().to_string(),
+            request_id: own_text(&doc, "RequestId").map(str::to_string),
+        });
+    }
+    Ok(doc)
+}
+
+/// The text of `node`'s own child `name` (not of a deeper descendant).
+pub fn own_text<'a>(node: &'a Node, name: &str) -> Option<&'a str> {
+    node.child(name).map(|c| c.text.as_str())
+}
+
+/// URL-decodes, as botocore's `unquote_plus`, the names of an `encoding-type=url` answer.
+fn decode_names(node: &mut Node, names: &[&str]) {
+    for c in &mut node.children {
+        if c.children.is_empty() && names.contains(&c.name.as_str()) {
+            let plus = c.text.replace('+', " ");
+            c.text = percent_decode_str(&plus).decode_utf8_lossy().into_owned();
+        } else {
+            decode_names(c, names);
+        }
+    }
+}
+
+impl S3Client {
+    /// DeleteObjects: deletes up to 1000 keys in one request, with the Content-MD5 S3
+    /// requires of it. Answers the `DeleteResult` (per key: `Deleted` or `Error`).
+    pub fn delete_objects(
+        &self,
+        bucket: &str,
+        objects: &[ObjectId],
+        quiet: bool,
+    ) -> Result<Node, ClientError> {
+        let body = delete_objects_body(objects, quiet);
+        let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
+        let r = self.send(
+            "POST",
+            Some(bucket),
+            None,
+            &[("delete", "")],
+            &[
+                ("content-type".into(), "application/xml".into()),
+                ("content-md5".into(), md5),
+            ],
+            Body::Bytes(body.as_bytes()),
+        )?;
+        answer(r)
+    }
+
+    /// One page of a listing. `query` is the caller's parameters (`prefix`, `delimiter`,
+    /// `max-keys`, a marker or token...); without an `encoding-type` of its own the page
+    /// is asked URL-encoded and its names are decoded here.
+    pub fn list_page(
+        &self,
+        bucket: &str,
+        listing: Listing,
+        query: &[(&str, &str)],
+    ) -> Result<Node, ClientError> {
+        let mut q: Vec<(&str, &str)> = match listing {
+            Listing::V1 => Vec::new(),
+            Listing::V2 => vec![("list-type", "2")],
+            Listing::Versions => vec![("versions", "")],
+        };
+        q.extend_from_slice(query);
+        let auto = !query.iter().any(|(k, _)| *k == "encoding-type");
+        if auto {
+            q.push(("encoding-type", "url"));
+        }
+        let r = self.send("GET", Some(bucket), None, &q, &[], Body::Empty)?;
+        let mut doc = answer(r)?;
+        if auto {
+            decode_names(&mut doc, listing.encoded());
+        }
+        Ok(doc)
+    }
+
+    /// GetBucketLocation: the bucket's `LocationConstraint` (none for us-east-1).
+    pub fn bucket_location(&self, bucket: &str) -> Result<Option<String>, ClientError> {
+        let r = self.send(
+            "GET",
+            Some(bucket),
+            None,
+            &[("location", "")],
+            &[],
+            Body::Empty,
+        )?;
+        let doc = answer(r)?;
+        Ok(Some(doc.text.trim().to_string()).filter(|t| !t.is_empty()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delete_body_escapes_keys_and_says_quiet() {
+        let b = delete_objects_body(
+            &[
+                ObjectId {
+                    key: "a<&>".into(),
+                    version_id: None,
+                },
+                ObjectId {
+                    key: "b".into(),
+                    version_id: Some("v1".into()),
+                },
+            ],
+            true,
+        );
+        assert!(
+            b.contains("<Object><Key>a&lt;&amp;&gt;</Key></Object>"),
+            "{b}"
+        );
+        assert!(b.contains("<Key>b</Key><VersionId>v1</VersionId>"), "{b}");
+        assert!(b.ends_with("<Quiet>true</Quiet></Delete>"), "{b}");
+    }
+
+    #[test]
+    fn encoded_names_are_decoded_as_botocore_does() {
+        let mut doc = xml::parse(
+            "<ListBucketResult><Prefix>c%2F</Prefix><Contents><Key>sp+ace%2Bplus%01</Key><ETag>a+b</ETag></Contents>\
+             <CommonPrefixes><Prefix>c%2Fx%2F</Prefix></CommonPrefixes></ListBucketResult>",
+        )
+        .unwrap();
+        decode_names(&mut doc, Listing::V2.encoded());
+        assert_eq!(own_text(&doc, "Prefix"), Some("c/"));
+        let c = doc.child("Contents").unwrap();
+        assert_eq!(own_text(c, "Key"), Some("sp ace+plus\u{1}"));
+        assert_eq!(own_text(c, "ETag"), Some("a+b"));
+        let p = doc.child("CommonPrefixes").unwrap();
+        assert_eq!(own_text(p, "Prefix"), Some("c/x/"));
+    }
+}
