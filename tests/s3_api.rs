@@ -4,7 +4,8 @@
 //! copy-source conditions, copy onto itself, `aws s3 cp` between buckets with UploadPartCopy
 //! above 8 MiB, `aws s3 mv`), DeleteObjects (verbose, quiet, per-key errors, the required
 //! and checked body digest), ListObjects v1 (boto3's resource API, markers, delimiters),
-//! ListObjectVersions of an unversioned bucket, GetBucketLocation, conditional GET/HEAD.
+//! ListObjectVersions of an unversioned bucket, GetBucketLocation, conditional GET/HEAD; and
+//! `atrest s3api`'s verbs for them beside the stock CLI's, on the same endpoint.
 
 mod s3_common;
 
@@ -145,6 +146,134 @@ fn atrest_s3api_delete_objects_answers_as_the_stock_cli() {
     assert_eq!(v, serde_json::Value::Null);
     let left = json_of(&lab.aws_ok(&["s3api", "list-objects-v2", "--bucket", "batch"]));
     assert_eq!(left["Contents"].as_array().map(Vec::len), Some(2), "{left}");
+}
+
+/// The listing verbs and GetBucketLocation of `atrest s3api` print what the stock CLI
+/// prints: every page merged, or, given a page size or marker (which turn the CLI's
+/// paginator off), the one page whole; names URL-encoded on the wire and decoded back
+/// unless `--encoding-type` is asked for.
+#[test]
+fn atrest_s3api_listings_and_location_answer_as_the_stock_cli() {
+    let lab = Lab::start();
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "listed"]);
+    lab.aws_ok(&["s3api", "create-bucket", "--bucket", "empty"]);
+    for k in [
+        "a/1",
+        "a/2",
+        "b",
+        "c/x/1",
+        "c/y",
+        "d",
+        "sp ace",
+        "odd+plus%",
+    ] {
+        lab.aws_ok(&["s3api", "put-object", "--bucket", "listed", "--key", k]);
+    }
+    let none = || {};
+    let same = |args: &[&str]| same_as_stock(&lab, args, &none);
+    let ls = |verb: &'static str, more: &[&'static str]| {
+        let mut a = vec!["s3api", verb, "--bucket", "listed"];
+        a.extend(more);
+        a
+    };
+    // ListObjectsV2.
+    let v = same(&ls("list-objects-v2", &[]));
+    assert_eq!(v["Contents"].as_array().map(Vec::len), Some(8), "{v}");
+    assert!(v["Contents"][0].get("Owner").is_none(), "{v}");
+    let v = same(&ls("list-objects-v2", &["--max-keys", "2"]));
+    assert_eq!(
+        (v["IsTruncated"].clone(), v["KeyCount"].clone()),
+        (true.into(), 2.into()),
+        "{v}"
+    );
+    let token = v["NextContinuationToken"]
+        .as_str()
+        .expect("a token")
+        .to_string();
+    let v = same(&[
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        "listed",
+        "--continuation-token",
+        &token,
+        "--delimiter",
+        "/",
+    ]);
+    assert_eq!(
+        v["CommonPrefixes"],
+        serde_json::json!([{"Prefix": "c/"}]),
+        "{v}"
+    );
+    same(&ls(
+        "list-objects-v2",
+        &["--page-size", "2", "--delimiter", "/"],
+    ));
+    same(&ls(
+        "list-objects-v2",
+        &["--prefix", "c/", "--delimiter", "/", "--start-after", "c/x"],
+    ));
+    let v = same(&ls(
+        "list-objects-v2",
+        &["--encoding-type", "url", "--max-keys", "20"],
+    ));
+    assert!(
+        v["Contents"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|o| o["Key"] == "sp%20ace")),
+        "{v}"
+    );
+    let v = same(&ls(
+        "list-objects-v2",
+        &["--fetch-owner", "--max-keys", "1"],
+    ));
+    assert!(v["Contents"][0]["Owner"]["ID"].is_string(), "{v}");
+    same(&["s3api", "list-objects-v2", "--bucket", "empty"]);
+    same(&[
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        "empty",
+        "--max-keys",
+        "3",
+    ]);
+    // ListObjects (v1).
+    let v = same(&ls("list-objects", &[]));
+    assert!(
+        v["Contents"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|o| o["Key"] == "odd+plus%")),
+        "{v}"
+    );
+    let v = same(&ls(
+        "list-objects",
+        &["--max-keys", "2", "--delimiter", "/"],
+    ));
+    assert_eq!(v["NextMarker"], "b", "{v}");
+    same(&ls("list-objects", &["--marker", "b"]));
+    same(&ls("list-objects", &["--page-size", "2", "--prefix", "c/"]));
+    // ListObjectVersions of an unversioned bucket.
+    let v = same(&ls("list-object-versions", &[]));
+    assert_eq!(v["Versions"][0]["VersionId"], "null", "{v}");
+    same(&ls("list-object-versions", &["--max-keys", "2"]));
+    same(&ls(
+        "list-object-versions",
+        &["--key-marker", "b", "--delimiter", "/"],
+    ));
+    same(&ls("list-object-versions", &["--page-size", "3"]));
+    // GetBucketLocation: us-east-1 is null.
+    let v = same(&["s3api", "get-bucket-location", "--bucket", "listed"]);
+    assert_eq!(v, serde_json::json!({"LocationConstraint": null}));
+    // A missing bucket: the same words and a failure's exit code, for each.
+    for verb in [
+        "list-objects-v2",
+        "list-objects",
+        "list-object-versions",
+        "get-bucket-location",
+    ] {
+        let v = same(&["s3api", verb, "--bucket", "no-such-bucket"]);
+        assert_eq!(v, serde_json::Value::Null);
+    }
 }
 
 #[test]

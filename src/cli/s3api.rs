@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use crate::s3::calls::{own_text, ObjectId};
+use crate::s3::calls::{own_text, Listing, ObjectId};
 use crate::s3::client::{Body, BodyStream, ClientError, Response, S3Client};
 use crate::s3::request_options::{checksum_fields, ChecksumAlgorithm, SseCustomerKey};
 use crate::s3::xml::{self, Node};
@@ -160,19 +160,46 @@ pub enum S3apiCommand {
         #[command(flatten)]
         checksum: ChecksumArgs,
     },
-    /// List objects (all pages).
+    /// List objects (ListObjectsV2): every page, or one with --max-keys or
+    /// --continuation-token, as the AWS CLI does.
     ListObjectsV2 {
         #[arg(long)]
         bucket: String,
-        #[arg(long)]
-        prefix: Option<String>,
-        #[arg(long)]
-        delimiter: Option<String>,
+        #[command(flatten)]
+        list: ListArgs,
         #[arg(long)]
         start_after: Option<String>,
-        /// Page size asked of the endpoint (1 to 1000).
-        #[arg(long, allow_negative_numbers = true)]
-        page_size: Option<i64>,
+        #[arg(long)]
+        continuation_token: Option<String>,
+        /// Each entry with its Owner.
+        #[arg(long)]
+        fetch_owner: bool,
+    },
+    /// List objects (ListObjects, v1): every page, or one with --max-keys or --marker.
+    ListObjects {
+        #[arg(long)]
+        bucket: String,
+        #[command(flatten)]
+        list: ListArgs,
+        #[arg(long)]
+        marker: Option<String>,
+    },
+    /// List object versions (ListObjectVersions): every page, or one with --max-keys,
+    /// --key-marker or --version-id-marker.
+    ListObjectVersions {
+        #[arg(long)]
+        bucket: String,
+        #[command(flatten)]
+        list: ListArgs,
+        #[arg(long)]
+        key_marker: Option<String>,
+        #[arg(long)]
+        version_id_marker: Option<String>,
+    },
+    /// Show the region a bucket is in (null for us-east-1).
+    GetBucketLocation {
+        #[arg(long)]
+        bucket: String,
     },
     /// Delete an object.
     DeleteObject {
@@ -219,6 +246,57 @@ pub enum S3apiCommand {
     },
     #[command(flatten)]
     Multipart(super::s3api_multipart::MultipartCommand),
+}
+
+/// What every listing takes.
+#[derive(Debug, Default, clap::Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub prefix: Option<String>,
+    #[arg(long)]
+    pub delimiter: Option<String>,
+    /// At most this many entries, in one page (no further pages are asked).
+    #[arg(long, allow_negative_numbers = true)]
+    pub max_keys: Option<i64>,
+    /// `url`: names come back URL-encoded, and are printed so.
+    #[arg(long)]
+    pub encoding_type: Option<String>,
+    /// Page size asked of the endpoint (1 to 1000) when every page is listed.
+    #[arg(long, allow_negative_numbers = true)]
+    pub page_size: Option<i64>,
+}
+
+impl ListArgs {
+    /// The query every listing shares, and the page size (`max-keys`) when all pages
+    /// are asked for.
+    fn query(&self, one_page: bool) -> Result<Vec<(&'static str, String)>, CliError> {
+        let mut q = Vec::new();
+        if let Some(p) = &self.prefix {
+            q.push(("prefix", p.clone()));
+        }
+        if let Some(d) = &self.delimiter {
+            q.push(("delimiter", d.clone()));
+        }
+        if let Some(e) = &self.encoding_type {
+            q.push(("encoding-type", e.clone()));
+        }
+        if one_page {
+            if let Some(n) = self.max_keys {
+                q.push(("max-keys", n.to_string()));
+            }
+        } else if let Some(n) = self.page_size {
+            let n = u32::try_from(n).map_err(|_| {
+                CliError::Client(ClientError::Service {
+                    status: 400,
+                    code: "InvalidArgument".into(),
+                    message: "Provided max-keys not an integer or within integer range".into(),
+                    request_id: None,
+                })
+            })?;
+            q.push(("max-keys", n.clamp(1, 1000).to_string()));
+        }
+        Ok(q)
+    }
 }
 
 /// What PutObject and CreateMultipartUpload say about the new object.
@@ -555,6 +633,9 @@ fn operation_name(c: &S3apiCommand) -> &'static str {
         HeadObject { .. } => "HeadObject",
         CopyObject { .. } => "CopyObject",
         ListObjectsV2 { .. } => "ListObjectsV2",
+        ListObjects { .. } => "ListObjects",
+        ListObjectVersions { .. } => "ListObjectVersions",
+        GetBucketLocation { .. } => "GetBucketLocation",
         DeleteObject { .. } => "DeleteObject",
         DeleteObjects { .. } => "DeleteObjects",
         PutObjectAcl { .. } => "PutObjectAcl",
@@ -918,58 +999,56 @@ fn execute(g: &Global, cmd: S3apiCommand) -> Result<Option<Value>, CliError> {
         }
         ListObjectsV2 {
             bucket,
-            prefix,
-            delimiter,
+            list,
             start_after,
-            page_size,
+            continuation_token,
+            fetch_owner,
         } => {
-            let page_size = match page_size.map(u32::try_from) {
-                None => None,
-                Some(Ok(n)) => Some(n),
-                Some(Err(_)) => {
-                    return Err(CliError::Client(ClientError::Service {
-                        status: 400,
-                        code: "InvalidArgument".into(),
-                        message: "Provided max-keys not an integer or within integer range".into(),
-                        request_id: None,
-                    }))
-                }
-            };
-            let pages = list_all(
-                &c,
-                &bucket,
-                prefix.as_deref(),
-                delimiter.as_deref(),
-                start_after.as_deref(),
-                page_size,
-            )?;
-            let mut contents = Vec::new();
-            let mut prefixes = Vec::new();
-            for p in &pages {
-                for o in p.children_named("Contents") {
-                    contents.push(json!({
-                        "Key": o.text_of("Key").unwrap_or_default(),
-                        "LastModified": plumbing::awstime::rfc3339_to_cli(o.text_of("LastModified").unwrap_or_default()),
-                        "ETag": o.text_of("ETag").unwrap_or_default(),
-                        "Size": o.text_of("Size").and_then(|s| s.parse::<u64>().ok()).unwrap_or(0),
-                        "StorageClass": o.text_of("StorageClass").unwrap_or("STANDARD"),
-                    }));
-                }
-                for cp in p.children_named("CommonPrefixes") {
-                    prefixes.push(json!({ "Prefix": cp.text_of("Prefix").unwrap_or_default() }));
-                }
+            let one_page = list.max_keys.is_some() || continuation_token.is_some();
+            let mut q = list.query(one_page)?;
+            if let Some(t) = continuation_token {
+                q.push(("continuation-token", t));
             }
-            let mut out = Map::new();
-            if !contents.is_empty() {
-                out.insert("Contents".into(), Value::Array(contents));
+            if let Some(s) = start_after {
+                q.push(("start-after", s));
             }
-            if !prefixes.is_empty() {
-                out.insert("CommonPrefixes".into(), Value::Array(prefixes));
+            if fetch_owner {
+                q.push(("fetch-owner", "true".into()));
             }
-            out.insert("RequestCharged".into(), Value::Null);
-            out.insert("Prefix".into(), json!(prefix.unwrap_or_default()));
-            Ok(Some(Value::Object(out)))
+            listing(&c, &bucket, Listing::V2, &q, one_page)
         }
+        ListObjects {
+            bucket,
+            list,
+            marker,
+        } => {
+            let one_page = list.max_keys.is_some() || marker.is_some();
+            let mut q = list.query(one_page)?;
+            if let Some(m) = marker {
+                q.push(("marker", m));
+            }
+            listing(&c, &bucket, Listing::V1, &q, one_page)
+        }
+        ListObjectVersions {
+            bucket,
+            list,
+            key_marker,
+            version_id_marker,
+        } => {
+            let one_page =
+                list.max_keys.is_some() || key_marker.is_some() || version_id_marker.is_some();
+            let mut q = list.query(one_page)?;
+            if let Some(m) = key_marker {
+                q.push(("key-marker", m));
+            }
+            if let Some(m) = version_id_marker {
+                q.push(("version-id-marker", m));
+            }
+            listing(&c, &bucket, Listing::Versions, &q, one_page)
+        }
+        GetBucketLocation { bucket } => Ok(Some(
+            json!({ "LocationConstraint": c.bucket_location(&bucket)? }),
+        )),
         DeleteObject { bucket, key } => {
             c.send("DELETE", Some(&bucket), Some(&key), &[], none, Body::Empty)?;
             Ok(None)
@@ -1036,36 +1115,114 @@ pub(crate) fn list_all(
     start_after: Option<&str>,
     page_size: Option<u32>,
 ) -> Result<Vec<Node>, CliError> {
-    let mut pages = Vec::new();
-    let mut token: Option<String> = None;
     let page_size = page_size.map(|p| p.clamp(1, 1000).to_string());
-    loop {
-        let mut q: Vec<(&str, &str)> = vec![("list-type", "2")];
-        if let Some(p) = prefix {
-            q.push(("prefix", p));
-        }
-        if let Some(d) = delimiter {
-            q.push(("delimiter", d));
-        }
-        if let Some(s) = start_after {
-            q.push(("start-after", s));
-        }
-        if let Some(n) = &page_size {
-            q.push(("max-keys", n));
-        }
-        if let Some(t) = &token {
-            q.push(("continuation-token", t));
-        }
-        let doc = xml_of(c.send("GET", Some(bucket), None, &q, &[], Body::Empty)?)?;
-        let next = (doc.text_of("IsTruncated") == Some("true"))
-            .then(|| doc.text_of("NextContinuationToken").map(str::to_string))
-            .flatten();
-        pages.push(doc);
-        match next {
-            Some(t) if Some(&t) != token.as_ref() => token = Some(t),
-            _ => return Ok(pages),
+    let mut q: Vec<(&str, &str)> = Vec::new();
+    if let Some(p) = prefix {
+        q.push(("prefix", p));
+    }
+    if let Some(d) = delimiter {
+        q.push(("delimiter", d));
+    }
+    if let Some(s) = start_after {
+        q.push(("start-after", s));
+    }
+    if let Some(n) = &page_size {
+        q.push(("max-keys", n));
+    }
+    Ok(c.list_pages(bucket, Listing::V2, &q)?)
+}
+
+/// A listing as the AWS CLI prints it. One page (`one_page`: the caller named a page by
+/// its size or marker, which turns the CLI's paginator off) is the whole answer; every
+/// page is their entries together, with `RequestCharged` and the last page's `Prefix`.
+fn listing(
+    c: &S3Client,
+    bucket: &str,
+    kind: Listing,
+    query: &[(&'static str, String)],
+    one_page: bool,
+) -> Result<Option<Value>, CliError> {
+    let q: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if one_page {
+        return Ok(Some(page_json(&c.list_page(bucket, kind, &q)?)));
+    }
+    let pages = c.list_pages(bucket, kind, &q)?;
+    let mut out = Map::new();
+    for p in &pages {
+        for (k, v) in page_json(p).as_object().into_iter().flatten() {
+            if let (Some(Value::Array(all)), Value::Array(more)) = (out.get_mut(k), v) {
+                all.extend(more.iter().cloned());
+            } else if v.is_array() {
+                out.insert(k.clone(), v.clone());
+            }
         }
     }
+    out.insert("RequestCharged".into(), Value::Null);
+    let prefix = pages
+        .last()
+        .and_then(|p| own_text(p, "Prefix"))
+        .unwrap_or_default();
+    out.insert("Prefix".into(), json!(prefix));
+    Ok(Some(Value::Object(out)))
+}
+
+/// One listing page's XML as the AWS CLI's JSON: its entries (`Contents`, `Version`,
+/// `DeleteMarker`, `CommonPrefixes`) as lists, counts as numbers, flags as booleans.
+fn page_json(doc: &Node) -> Value {
+    let mut out = Map::new();
+    for c in &doc.children {
+        let (name, v) = match c.name.as_str() {
+            "Contents" | "CommonPrefixes" => (c.name.clone(), entry_json(c)),
+            "Version" => ("Versions".to_string(), entry_json(c)),
+            "DeleteMarker" => ("DeleteMarkers".to_string(), entry_json(c)),
+            "IsTruncated" => {
+                out.insert(c.name.clone(), json!(c.text == "true"));
+                continue;
+            }
+            "MaxKeys" | "KeyCount" => {
+                out.insert(c.name.clone(), number_or_text(&c.text));
+                continue;
+            }
+            _ => {
+                out.insert(c.name.clone(), json!(c.text));
+                continue;
+            }
+        };
+        match out.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
+            Value::Array(a) => a.push(v),
+            other => *other = Value::Array(vec![v]),
+        }
+    }
+    Value::Object(out)
+}
+
+/// One listed object, version, delete marker or common prefix.
+fn entry_json(e: &Node) -> Value {
+    let mut out = Map::new();
+    for c in &e.children {
+        let v = match c.name.as_str() {
+            "Size" => number_or_text(&c.text),
+            "IsLatest" => json!(c.text == "true"),
+            "LastModified" => json!(plumbing::awstime::rfc3339_to_cli(&c.text)),
+            "Owner" => owner_json(c),
+            "ChecksumAlgorithm" => {
+                if let Some(Value::Array(a)) = out.get_mut("ChecksumAlgorithm") {
+                    a.push(json!(c.text));
+                    continue;
+                }
+                json!([c.text])
+            }
+            _ => json!(c.text),
+        };
+        out.insert(c.name.clone(), v);
+    }
+    Value::Object(out)
+}
+
+fn number_or_text(t: &str) -> Value {
+    t.parse::<u64>()
+        .map(Value::from)
+        .unwrap_or_else(|_| json!(t))
 }
 
 /// `--delete` of `delete-objects`: the objects it names and whether it is quiet.

@@ -148,6 +148,59 @@ impl S3Client {
         Ok(doc)
     }
 
+    /// Every page of a listing from `query` on, each next one asked from where the last
+    /// ended, as botocore's paginators do: v2 by `NextContinuationToken`, v1 by
+    /// `NextMarker` (else the last key), versions by `NextKeyMarker` and
+    /// `NextVersionIdMarker`. Stops at the first page not truncated, or one whose marker
+    /// would not move (an endpoint that repeats itself is not followed forever).
+    pub fn list_pages(
+        &self,
+        bucket: &str,
+        listing: Listing,
+        query: &[(&str, &str)],
+    ) -> Result<Vec<Node>, ClientError> {
+        let mut pages = Vec::new();
+        let mut next: Vec<(&'static str, String)> = Vec::new();
+        loop {
+            let mut q: Vec<(&str, &str)> = query
+                .iter()
+                .filter(|(k, _)| !next.iter().any(|(n, _)| n == k))
+                .copied()
+                .collect();
+            q.extend(next.iter().map(|(k, v)| (*k, v.as_str())));
+            let doc = self.list_page(bucket, listing, &q)?;
+            let truncated = own_text(&doc, "IsTruncated") == Some("true");
+            let text = |name: &str| own_text(&doc, name).map(str::to_string);
+            let after: Vec<(&'static str, String)> = match listing {
+                Listing::V2 => text("NextContinuationToken")
+                    .map(|t| vec![("continuation-token", t)])
+                    .unwrap_or_default(),
+                Listing::V1 => text("NextMarker")
+                    .or_else(|| {
+                        doc.children_named("Contents")
+                            .last()
+                            .and_then(|c| own_text(c, "Key"))
+                            .map(str::to_string)
+                    })
+                    .map(|m| vec![("marker", m)])
+                    .unwrap_or_default(),
+                Listing::Versions => match (text("NextKeyMarker"), text("NextVersionIdMarker")) {
+                    (Some(k), v) => {
+                        let mut m = vec![("key-marker", k)];
+                        m.extend(v.map(|v| ("version-id-marker", v)));
+                        m
+                    }
+                    (None, _) => Vec::new(),
+                },
+            };
+            pages.push(doc);
+            if !truncated || after.is_empty() || after == next {
+                return Ok(pages);
+            }
+            next = after;
+        }
+    }
+
     /// GetBucketLocation: the bucket's `LocationConstraint` (none for us-east-1).
     pub fn bucket_location(&self, bucket: &str) -> Result<Option<String>, ClientError> {
         let r = self.send(
