@@ -68,6 +68,20 @@ fn sigint_and_sighup_unmount_cleanly() {
     }
 }
 
+/// ec2.sock removed under a running volume service (its state directory deleted by
+/// hand): SIGTERM still stops it and unmounts. Waking the accept loop by connecting to the
+/// socket's path left it waiting for ever.
+#[test]
+fn sigterm_stops_the_service_whose_socket_path_was_removed() {
+    let mut lab = Lab::start();
+    lab.start_daemon();
+    let mnt = lab.path().join("mnt");
+    assert!(matches!(mount_state(&mnt), MountState::Mounted { .. }));
+    std::fs::remove_file(lab.path().join("ec2.sock")).unwrap();
+    lab.stop_daemon_with(libc::SIGTERM);
+    assert_eq!(mount_state(&mnt), MountState::NotMounted);
+}
+
 /// A non-root user whose fuse.conf lacks `user_allow_other` cannot mount with
 /// allow_other (the default): `atrest mount` fails at once saying exactly what to add.
 #[test]

@@ -39,6 +39,7 @@ use crate::service::ServiceError;
 use crate::service::{KeyService, ReloadSource, ServiceOptions};
 use connections::{Admission, Limits, LogLimiter, Registry, Slot, TimedOut};
 use plumbing::home::Layout;
+use plumbing::listener::AcceptWaker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -89,6 +90,7 @@ pub struct ServerHandle {
     pub socket: PathBuf,
     pub service: Arc<KeyService>,
     stop: Arc<AtomicBool>,
+    waker: AcceptWaker,
     accept: Option<JoinHandle<()>>,
     sweeper: Option<JoinHandle<()>>,
 }
@@ -99,8 +101,8 @@ impl ServerHandle {
     /// clients.
     pub fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop.
-        let _ = UnixStream::connect(&self.socket);
+        // Wake the accept loop (even with the socket's path gone).
+        self.waker.wake();
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -177,6 +179,10 @@ pub fn start(opts: ServerOptions) -> Result<ServerHandle, ServerError> {
     tracing::info!(socket = %socket.display(), home = %opts.home.display(), "kmsd listening");
 
     let stop = Arc::new(AtomicBool::new(false));
+    let waker = AcceptWaker::new(&listener).map_err(|source| ServerError::Bind {
+        path: socket.clone(),
+        source,
+    })?;
     let accept = {
         let service = Arc::clone(&service);
         let stop = Arc::clone(&stop);
@@ -214,6 +220,7 @@ pub fn start(opts: ServerOptions) -> Result<ServerHandle, ServerError> {
         socket,
         service,
         stop,
+        waker,
         accept: Some(accept),
         sweeper: Some(sweeper),
     })

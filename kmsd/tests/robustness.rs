@@ -277,6 +277,32 @@ fn sigterm_stops_cleanly_and_removes_the_socket() {
     assert!(d.client().describe_key(&key).is_ok());
 }
 
+/// A state directory whose socket was removed under a running kmsd (say, deleted by
+/// hand): SIGTERM still stops it. Waking the accept loop by connecting to the socket's
+/// path left it waiting for ever.
+#[test]
+fn sigterm_stops_kmsd_whose_socket_path_was_removed() {
+    let mut d = Daemon::start();
+    assert!(d.client().list_keys().is_ok());
+    std::fs::remove_file(d.socket()).unwrap();
+    let mut child = d.child.take().unwrap();
+    // SAFETY: signalling the kmsd child this test spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kmsd did not stop on SIGTERM with its socket path removed");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn a_frame_announced_large_but_never_sent_costs_only_what_arrived() {
     let d = Daemon::start();

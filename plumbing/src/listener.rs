@@ -24,9 +24,13 @@
 //! The limits are the process's, not one caller's: any user who may connect can use them
 //! up and is then evicted in turn. The protocol (what a refusal frame says) is the
 //! caller's; this module only moves connections.
+//!
+//! A daemon stops its accept loop with an [`AcceptWaker`]: it shuts the listening socket
+//! down, which fails the blocked accept(2) whatever became of the socket's path.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -692,5 +696,32 @@ mod tests {
         assert!(!is_exhaustion(&io::Error::from_raw_os_error(
             libc::ECONNABORTED
         )));
+    }
+}
+
+/// Wakes an accept(2) blocked on a listener, from another thread, so that its loop sees
+/// its stop flag. It shuts the listening socket down (Linux then fails the accept, and
+/// every later one, with `EINVAL`). Connecting to the socket's path would do it only while
+/// the path exists: with the socket file or its directory removed under a running daemon
+/// (a state directory deleted by hand), that connect fails and the accept waits for ever,
+/// so SIGTERM would never stop the daemon.
+#[derive(Debug)]
+pub struct AcceptWaker(UnixListener);
+
+impl AcceptWaker {
+    /// A waker for `listener` (it holds a duplicate of the descriptor).
+    pub fn new(listener: &UnixListener) -> io::Result<AcceptWaker> {
+        listener.try_clone().map(AcceptWaker)
+    }
+
+    /// Fails the listener's blocked accept and every later one. Set the loop's stop flag
+    /// first.
+    pub fn wake(&self) {
+        // SAFETY: shutdown(2) on a descriptor this value owns (open until it is dropped);
+        // it reads and writes no memory of ours.
+        let rc = unsafe { libc::shutdown(self.0.as_raw_fd(), libc::SHUT_RDWR) };
+        if rc != 0 {
+            tracing::warn!(error = %io::Error::last_os_error(), "cannot shut the listening socket down to stop accepting");
+        }
     }
 }

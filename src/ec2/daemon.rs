@@ -183,13 +183,14 @@ pub fn run_foreground(
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
-        let sock = sock.clone();
+        let waker = plumbing::listener::AcceptWaker::new(&listener)
+            .map_err(io(format!("listen on {}", sock.display())))?;
         std::thread::spawn(move || {
             let sig = signals.wait();
             tracing::info!("signal {sig:?}: shutting down");
             stop.store(true, Ordering::SeqCst);
-            // Wake the accept loop.
-            let _ = std::os::unix::net::UnixStream::connect(&sock);
+            // Wake the accept loop (even with ec2.sock's path gone).
+            waker.wake();
         });
     }
     {
