@@ -4,7 +4,7 @@
 #   - sequential write of 1 GiB: dd bs=1M conv=notrunc,fdatasync (random data)
 #   - cold sequential read of 1 GiB: drop caches, dd bs=1M
 #   - fio 4 KiB randrw 70/30, QD32, 2 jobs, direct, through losetup --direct-io=on + ext4
-# Each figure is measured BENCH_ROUNDS times, the targets interleaved (so a noisy
+# Each figure is measured BENCH_ROUNDS times, the targets interleaved (forward in odd rounds, backward in even ones; so a noisy
 # neighbour hits all of them alike), and the median is printed with the ratios
 # atrest/qsd (target >= 2 for every figure) and atrest/plain (targets, issue 17: sequential
 # write and cold read >= 0.9, fio >= 0.8), and whether each target is met.
@@ -129,16 +129,28 @@ for t in "${TARGETS[@]}"; do
   esac
 done
 
+# order R: the targets in the order of round R, forward in odd rounds and backward in even
+# ones (A B C, C B A, ...), so no target always runs right after the same other one.
+# Whatever a run leaves behind for the next (writeback, a warm or evicted cache) then falls
+# on the targets alike: with one fixed order, the target measured right after another
+# atrest server lost about half its fio IOPS in every round, whichever build it was
+# (2026-12-06, two builds swapped between two runs).
+order() {
+  local n=${#TARGETS[@]} i
+  for ((i = 0; i < n; i++)); do
+    if (($1 % 2)); then echo "${TARGETS[$i]}"; else echo "${TARGETS[$((n - 1 - i))]}"; fi
+  done
+}
 declare -A WRITE READ RIOPS WIOPS
 for r in $(seq "$ROUNDS"); do
-  for t in "${TARGETS[@]}"; do
+  for t in $(order "$r"); do
     log "round $r [$t] sequential write 1 GiB"
     cat "$W/src.bin" > /dev/null
     WRITE[$t]+=" $(dd_mbps if="$W/src.bin" of="${FILE[$t]}" bs=1M count=$SEQ_MIB conv=notrunc,fdatasync)"
   done
 done
 for r in $(seq "$ROUNDS"); do
-  for t in "${TARGETS[@]}"; do
+  for t in $(order "$r"); do
     log "round $r [$t] cold sequential read 1 GiB"
     drop_caches
     READ[$t]+=" $(dd_mbps if="${FILE[$t]}" of=/dev/null bs=1M count=$SEQ_MIB)"
@@ -153,7 +165,7 @@ for t in "${TARGETS[@]}"; do
   mount "${DEV[$t]}" "$W/ext4-$t"
 done
 for r in $(seq "$FIO_ROUNDS"); do
-  for t in "${TARGETS[@]}"; do
+  for t in $(order "$r"); do
     log "round $r [$t] fio randrw 70/30 4k QD32 x2 direct, loop+ext4, ${FIO_RUNTIME}s"
     # Start clean: without it a target pays for the writeback of the buffered writes the
     # target before it left (qsd's and atrest's images are written through the page cache).
@@ -174,7 +186,7 @@ done
 declare -A MIXR MIXW MIXS
 if [ "${BENCH_MIXED:-0}" = 1 ]; then
   for r in $(seq "$ROUNDS"); do
-    for t in "${TARGETS[@]}"; do
+    for t in $(order "$r"); do
       log "round $r [$t] fio randrw (as above) + a sequential 1 MiB writer, ${FIO_RUNTIME}s"
       sync
       fio --directory="$W/ext4-$t" --ioengine=libaio --direct=1 --runtime="$FIO_RUNTIME" \
