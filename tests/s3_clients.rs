@@ -1,6 +1,6 @@
 //! The stock AWS clients at their default settings against the object endpoint: the `aws`
-//! CLI (`s3 cp`, `s3 sync`, `s3api`) and boto3 (`upload_file`, `download_file`), from the
-//! project's venv. Above 8 MiB both use multipart uploads and ranged, parallel downloads,
+//! CLI (`s3 cp`, `s3 sync`, `s3api`; `s3 rm` and `s3 mv` beside atrest's) and boto3
+//! (`upload_file`, `download_file`), from the project's venv. Above 8 MiB both use multipart uploads and ranged, parallel downloads,
 //! with CRC32 checksums on every part; every file must come back byte-identical.
 
 mod s3_common;
@@ -916,6 +916,187 @@ fn crc32_b64(data: &[u8]) -> String {
     use base64::Engine as _;
     let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32IsoHdlc, data) as u32;
     base64::engine::general_purpose::STANDARD.encode(crc.to_be_bytes())
+}
+
+/// Runs `args` from `dir` with the stock `aws` and then with `atrest`, each after
+/// `setup()`: the same lines on stdout (sorted, since the stock CLI deletes and moves on
+/// several threads; its progress lines, written only by it, dropped), the same stderr and
+/// exit code (252 from atrest where the venv's v1 exits 255, AWS CLI v2's code). Returns
+/// atrest's stdout lines.
+fn same_lines_as_stock(lab: &Lab, dir: &Path, args: &[&str], setup: &dyn Fn()) -> Vec<String> {
+    let lines = |out: &[u8]| {
+        let mut l: Vec<String> = String::from_utf8_lossy(out)
+            .split(['\n', '\r'])
+            .map(str::trim_end)
+            .filter(|l| !l.is_empty() && !l.starts_with("Completed "))
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        l
+    };
+    setup();
+    let mut stock = lab.aws_client("aws");
+    let stock = stock
+        .current_dir(dir)
+        .arg("--endpoint-url")
+        .arg(lab.url(""))
+        .args(args)
+        .output()
+        .expect("run aws");
+    setup();
+    let ours = std::process::Command::new(atrest_bin())
+        .current_dir(dir)
+        .arg("--home")
+        .arg(lab.home_path())
+        .args(args)
+        .output()
+        .expect("run atrest");
+    let ol = lines(&ours.stdout);
+    assert_eq!(ol, lines(&stock.stdout), "{args:?}: stdout");
+    assert_eq!(
+        String::from_utf8_lossy(&ours.stderr),
+        String::from_utf8_lossy(&stock.stderr),
+        "{args:?}: stderr"
+    );
+    match (stock.status.code(), ours.status.code()) {
+        (s, o) if s == o => {}
+        (Some(255), Some(252)) => {}
+        (s, o) => panic!("{args:?}: aws exited {s:?}, atrest {o:?}"),
+    }
+    ol
+}
+
+/// `atrest s3 rm` (one key, --recursive over a prefix taken as a directory, --dryrun,
+/// --quiet) deletes and prints as the stock `aws s3 rm`, fails in its words and codes.
+#[test]
+fn atrest_s3_rm_deletes_and_says_so_as_the_stock_cli() {
+    let lab = Lab::start();
+    let dir = lab.home_path().join("rm");
+    std::fs::create_dir_all(&dir).unwrap();
+    lab.aws_ok(&["s3", "mb", "s3://rmb"]);
+    let put = || {
+        for k in ["r/1", "r/2", "r/s/3", "rr", "other"] {
+            lab.aws_ok(&["s3api", "put-object", "--bucket", "rmb", "--key", k]);
+        }
+    };
+    let keys = || -> Vec<String> {
+        let v = json_of(&lab.aws_ok(&["s3api", "list-objects-v2", "--bucket", "rmb"]));
+        v["Contents"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .map(|o| o["Key"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let same = |args: &[&str]| same_lines_as_stock(&lab, &dir, args, &put);
+    assert_eq!(
+        same(&["s3", "rm", "s3://rmb/r/1"]),
+        ["delete: s3://rmb/r/1"]
+    );
+    assert_eq!(keys(), ["other", "r/2", "r/s/3", "rr"]);
+    assert_eq!(
+        same(&["s3", "rm", "s3://rmb/missing"]),
+        ["delete: s3://rmb/missing"]
+    );
+    assert_eq!(
+        same(&["s3", "rm", "--recursive", "s3://rmb/r", "--dryrun"]),
+        [
+            "(dryrun) delete: s3://rmb/r/1",
+            "(dryrun) delete: s3://rmb/r/2",
+            "(dryrun) delete: s3://rmb/r/s/3"
+        ]
+    );
+    assert_eq!(keys().len(), 5);
+    assert_eq!(
+        same(&["s3", "rm", "--recursive", "s3://rmb/r"]),
+        [
+            "delete: s3://rmb/r/1",
+            "delete: s3://rmb/r/2",
+            "delete: s3://rmb/r/s/3"
+        ]
+    );
+    assert_eq!(keys(), ["other", "rr"]);
+    assert!(same(&["s3", "rm", "s3://rmb/rr", "--quiet"]).is_empty());
+    assert_eq!(keys(), ["other", "r/1", "r/2", "r/s/3"]);
+    assert_eq!(same(&["s3", "rm", "--recursive", "s3://rmb/"]).len(), 5);
+    assert!(keys().is_empty());
+    // Failures: a missing bucket, for one key (the delete) and recursively (the listing).
+    let none = || {};
+    let s = |args: &[&str]| same_lines_as_stock(&lab, &dir, args, &none);
+    assert!(s(&["s3", "rm", "s3://no-such-bucket/k"]).is_empty());
+    assert!(s(&["s3", "rm", "--recursive", "s3://no-such-bucket/"]).is_empty());
+    let o = lab.atrest(&["s3", "rm", "--recursive", "s3://no-such-bucket/"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr)
+        .starts_with("fatal error: An error occurred (NoSuchBucket)"));
+}
+
+/// `atrest s3 mv` moves as the stock `aws s3 mv`: upload, copy and download, each then
+/// deleting its source; onto itself refused (nothing deleted); a failed move keeps its
+/// source.
+#[test]
+fn atrest_s3_mv_moves_as_the_stock_cli() {
+    let lab = Lab::start();
+    let dir = lab.home_path().join("mv");
+    std::fs::create_dir_all(&dir).unwrap();
+    lab.aws_ok(&["s3", "mb", "s3://mvb"]);
+    let f = dir.join("f.txt");
+    let setup = || {
+        std::fs::write(&f, "moved\n").unwrap();
+        let _ = std::fs::remove_file(dir.join("g.txt"));
+        for k in ["m/a.txt", "m/g.txt"] {
+            lab.aws_ok(&[
+                "s3api",
+                "put-object",
+                "--bucket",
+                "mvb",
+                "--key",
+                k,
+                "--body",
+                path_str(&f),
+            ]);
+        }
+        let _ = lab.aws(&[
+            "s3api",
+            "delete-object",
+            "--bucket",
+            "mvb",
+            "--key",
+            "m/f.txt",
+        ]);
+    };
+    let exists = |k: &str| {
+        lab.aws(&["s3api", "head-object", "--bucket", "mvb", "--key", k])
+            .status
+            .success()
+    };
+    let same = |args: &[&str]| same_lines_as_stock(&lab, &dir, args, &setup);
+    assert_eq!(
+        same(&["s3", "mv", "f.txt", "s3://mvb/m/f.txt"]),
+        ["move: ./f.txt to s3://mvb/m/f.txt"]
+    );
+    assert!(!f.exists() && exists("m/f.txt"));
+    assert_eq!(
+        same(&["s3", "mv", "s3://mvb/m/a.txt", "s3://mvb/m/b.txt"]),
+        ["move: s3://mvb/m/a.txt to s3://mvb/m/b.txt"]
+    );
+    assert!(!exists("m/a.txt") && exists("m/b.txt"));
+    assert_eq!(
+        same(&["s3", "mv", "s3://mvb/m/g.txt", "."]),
+        ["move: s3://mvb/m/g.txt to ./g.txt"]
+    );
+    assert!(!exists("m/g.txt"));
+    assert_eq!(std::fs::read(dir.join("g.txt")).unwrap(), b"moved\n");
+    // Onto itself (named whole, or by its directory): refused, the object kept.
+    assert!(same(&["s3", "mv", "s3://mvb/m/g.txt", "s3://mvb/m/g.txt"]).is_empty());
+    assert!(same(&["s3", "mv", "s3://mvb/m/g.txt", "s3://mvb/m/"]).is_empty());
+    assert!(exists("m/g.txt"));
+    // Failures: the source is kept.
+    assert!(same(&["s3", "mv", "s3://mvb/m/missing", "x"]).is_empty());
+    assert!(same(&["s3", "mv", "f.txt", "s3://no-such-bucket/k"]).is_empty());
+    assert!(f.exists());
 }
 
 /// `atrest s3` and `atrest s3api` fail as the stock CLI does, on the same failures, from

@@ -1,5 +1,7 @@
 //! `atrest s3 ...`: the object endpoint (`serve`) and the AWS CLI's high-level `aws s3`
-//! commands (`cp`, `ls`, `presign`) as SigV4 clients of it. Above 8 MiB `cp` uploads in
+//! commands (`cp`, `mv`, `rm`, `ls`, `presign`) as SigV4 clients of it. `mv` is `cp` and
+//! then the source deleted, refused onto itself; `rm --recursive` lists and deletes each
+//! key on its own, as the AWS CLI does. Above 8 MiB `cp` uploads in
 //! parts and downloads in ranges, several at once (`s3::transfer`), as the AWS CLI does;
 //! object to object it copies (CopyObject, in parts above 5 GiB), with the AWS CLI's
 //! `--metadata-directive`, `--metadata` and `--content-type`. `--sse-c`/`--sse-c-key`
@@ -43,6 +45,21 @@ pub enum S3Command {
     /// Copy a local file to s3://BUCKET/KEY, an object to a local file, or an object to
     /// another object.
     Cp(Box<CpArgs>),
+    /// Move a local file to s3://BUCKET/KEY, an object to a local file, or an object to
+    /// another object: `cp`, then the source is deleted (as `aws s3 mv`).
+    Mv(Box<CpArgs>),
+    /// Delete s3://BUCKET/KEY, or with --recursive every object under s3://BUCKET[/PREFIX/].
+    Rm {
+        path: String,
+        #[arg(long)]
+        recursive: bool,
+        /// Print what would be deleted; delete nothing.
+        #[arg(long)]
+        dryrun: bool,
+        /// No line per object deleted.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// List buckets, or the objects under s3://BUCKET[/PREFIX].
     Ls {
         path: Option<String>,
@@ -169,33 +186,14 @@ fn sse_c_pair(
 pub fn run(g: &Global, args: S3Args) -> i32 {
     match args.command {
         S3Command::Serve { listen } => serve(g, listen),
-        S3Command::Cp(a) => {
-            let (kind, operation) = match (
-                a.source.starts_with("s3://"),
-                a.destination.starts_with("s3://"),
-            ) {
-                (true, true) => ("copy", "CopyObject"),
-                (true, false) => ("download", "GetObject"),
-                _ => ("upload", "PutObject"),
-            };
-            // What the failure line names, completed by `cp` as it resolves them.
-            let mut shown = Shown {
-                source: shown_location(&a.source),
-                destination: shown_location(&a.destination),
-            };
-            match cp(g, *a, &mut shown) {
-                Ok(()) => 0,
-                Err(e) => s3api::fail_transfer(
-                    &s3api::Transfer {
-                        kind,
-                        operation,
-                        source: &shown.source,
-                        destination: &shown.destination,
-                    },
-                    e,
-                ),
-            }
-        }
+        S3Command::Cp(a) => transfer_command(g, *a, false),
+        S3Command::Mv(a) => transfer_command(g, *a, true),
+        S3Command::Rm {
+            path,
+            recursive,
+            dryrun,
+            quiet,
+        } => rm(g, &path, recursive, dryrun, quiet),
         S3Command::Ls { path, recursive } => match ls(g, path.as_deref(), recursive) {
             Ok(()) => 0,
             Err(e) => fail("ListObjectsV2", e),
@@ -208,6 +206,149 @@ pub fn run(g: &Global, args: S3Args) -> i32 {
             Err(e) => fail("Presign", e),
         },
     }
+}
+
+/// `cp`, or `mv` (`cp`, then the source deleted): the AWS CLI's line for it, or its
+/// failure line.
+fn transfer_command(g: &Global, a: CpArgs, moving: bool) -> i32 {
+    let (kind, operation) = match (
+        a.source.starts_with("s3://"),
+        a.destination.starts_with("s3://"),
+    ) {
+        (true, true) => ("copy", "CopyObject"),
+        (true, false) => ("download", "GetObject"),
+        _ => ("upload", "PutObject"),
+    };
+    let kind = if moving { "move" } else { kind };
+    // What the failure line names, completed by `cp` as it resolves them.
+    let mut shown = Shown {
+        source: shown_location(&a.source),
+        destination: shown_location(&a.destination),
+    };
+    let quiet = a.quiet;
+    let result = if moving {
+        mv(g, a, &mut shown)
+    } else {
+        cp(g, a, &mut shown)
+    };
+    match result {
+        Ok(()) => {
+            if !quiet {
+                println!("{kind}: {} to {}", shown.source, shown.destination);
+            }
+            0
+        }
+        Err(e) => s3api::fail_transfer(
+            &s3api::Transfer {
+                kind,
+                operation,
+                source: &shown.source,
+                destination: &shown.destination,
+            },
+            e,
+        ),
+    }
+}
+
+/// `mv`: refused onto itself (the delete would lose the object), else `cp` and then the
+/// source deleted, only once the copy is whole.
+fn mv(g: &Global, a: CpArgs, shown: &mut Shown) -> Result<(), CliError> {
+    let (source, destination) = (a.source.clone(), a.destination.clone());
+    if source.starts_with("s3://") && destination.starts_with("s3://") {
+        let (sb, sk) = parse_s3_url(&source)?;
+        let (db, mut dk) = parse_s3_url(&destination)?;
+        if dk.is_empty() || dk.ends_with('/') {
+            dk.push_str(sk.rsplit('/').next().unwrap_or(&sk));
+        }
+        if (sb, sk) == (db, dk) {
+            return Err(CliError::Param(format!(
+                "Cannot mv a file onto itself: {source} - {destination}"
+            )));
+        }
+    }
+    cp(g, a, shown)?;
+    if source.starts_with("s3://") {
+        let (bucket, key) = parse_s3_url(&source)?;
+        let c = s3api::client(g)?;
+        c.send("DELETE", Some(&bucket), Some(&key), &[], &[], Body::Empty)?;
+    } else {
+        std::fs::remove_file(&source)?;
+    }
+    Ok(())
+}
+
+/// `rm`: one object (DeleteObject, which S3 answers alike whether or not the key was
+/// there), or with --recursive every object under the prefix, taken as a directory
+/// (`s3://b/r` is `r/`, as the AWS CLI takes it), each deleted on its own with its own
+/// line. A failed listing is fatal; a failed delete is reported and the rest go on; either
+/// exits 1.
+fn rm(g: &Global, path: &str, recursive: bool, dryrun: bool, quiet: bool) -> i32 {
+    let fatal = |e: CliError| {
+        s3api::fail_transfer(
+            &s3api::Transfer {
+                kind: "delete",
+                operation: "ListObjectsV2",
+                source: path,
+                destination: "",
+            },
+            CliError::In {
+                operation: "ListObjectsV2",
+                error: Box::new(e),
+            },
+        )
+    };
+    let (bucket, key) = match parse_s3_url(path) {
+        Ok(p) => p,
+        Err(e) => return fail("DeleteObject", e),
+    };
+    let client = s3api::client(g);
+    let keys = if recursive {
+        let c = match &client {
+            Ok(c) => c,
+            Err(e) => return fatal(CliError::Param(s3api::words("ListObjectsV2", e))),
+        };
+        let mut prefix = key;
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        match s3api::list_all(c, &bucket, Some(&prefix), None, None, None) {
+            Ok(pages) => pages
+                .iter()
+                .flat_map(|p| p.children_named("Contents"))
+                .filter_map(|o| crate::s3::calls::own_text(o, "Key"))
+                .map(str::to_string)
+                .collect(),
+            Err(e) => return fatal(e),
+        }
+    } else if key.is_empty() {
+        Vec::new()
+    } else {
+        vec![key]
+    };
+    let mut code = 0;
+    for k in keys {
+        let url = format!("s3://{bucket}/{k}");
+        if dryrun {
+            println!("(dryrun) delete: {url}");
+            continue;
+        }
+        let r = match &client {
+            Ok(c) => c
+                .send("DELETE", Some(&bucket), Some(&k), &[], &[], Body::Empty)
+                .map(|_| ())
+                .map_err(CliError::from),
+            Err(e) => Err(CliError::Param(s3api::words("DeleteObject", e))),
+        };
+        match r {
+            Ok(()) if !quiet => println!("delete: {url}"),
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("delete failed: {url} {}", s3api::words("DeleteObject", &e));
+                code = super::exit::S3_FAILED;
+            }
+        }
+    }
+    code
 }
 
 /// `atrest s3 serve`: the AWS endpoint (S3 and every other service on one port), as
@@ -360,9 +501,6 @@ fn cp(g: &Global, a: CpArgs, shown: &mut Shown) -> Result<(), CliError> {
                 p.finish_and_clear();
             }
             r?;
-            if !quiet {
-                println!("upload: {} to {}", shown.source, shown.destination);
-            }
             Ok(())
         }
         (true, false) => {
@@ -440,9 +578,6 @@ fn cp(g: &Global, a: CpArgs, shown: &mut Shown) -> Result<(), CliError> {
                 p.finish_and_clear();
             }
             result?;
-            if !quiet {
-                println!("download: {} to {}", shown.source, shown.destination);
-            }
             Ok(())
         }
         (true, true) => {
@@ -529,9 +664,6 @@ fn cp(g: &Global, a: CpArgs, shown: &mut Shown) -> Result<(), CliError> {
                 let r = c.send("PUT", Some(&bucket), Some(&key), &[], &h, Body::Empty)?;
                 // CopyObject can fail after its 200 status line: the error is the body.
                 transfer::parse_xml(r)?;
-            }
-            if !quiet {
-                println!("copy: {source} to s3://{bucket}/{key}");
             }
             Ok(())
         }

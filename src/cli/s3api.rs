@@ -568,7 +568,7 @@ pub(crate) struct Transfer<'a> {
 /// An error in the AWS CLI's words: a service's `An error occurred (Code) when calling
 /// the Op operation: message`, anything else (the endpoint unreachable, a local file,
 /// a checksum) its own text.
-fn words(operation: &str, e: &CliError) -> String {
+pub(crate) fn words(operation: &str, e: &CliError) -> String {
     match e {
         CliError::In { operation, error } => words(operation, error),
         CliError::Param(msg) => msg.clone(),
