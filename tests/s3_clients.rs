@@ -1033,6 +1033,53 @@ fn atrest_s3_rm_deletes_and_says_so_as_the_stock_cli() {
         .starts_with("fatal error: An error occurred (NoSuchBucket)"));
 }
 
+/// `atrest s3 mb` and `s3 rb` (--force: the objects first) as the stock CLI's: the same
+/// lines, failure lines and exit codes.
+#[test]
+fn atrest_s3_mb_and_rb_answer_as_the_stock_cli() {
+    let lab = Lab::start();
+    let dir = lab.home_path().join("mb");
+    std::fs::create_dir_all(&dir).unwrap();
+    let absent = || {
+        let _ = lab.aws(&["s3", "rb", "--force", "s3://mby"]);
+    };
+    let present = || {
+        absent();
+        lab.aws_ok(&["s3", "mb", "s3://mby"]);
+    };
+    let full = || {
+        present();
+        lab.aws_ok(&["s3api", "put-object", "--bucket", "mby", "--key", "k"]);
+    };
+    let exists = || {
+        lab.aws(&["s3api", "head-bucket", "--bucket", "mby"])
+            .status
+            .success()
+    };
+    let same = |args: &[&str], setup: &dyn Fn()| same_lines_as_stock(&lab, &dir, args, setup);
+    assert_eq!(
+        same(&["s3", "mb", "s3://mby"], &absent),
+        ["make_bucket: mby"]
+    );
+    assert!(exists());
+    assert!(same(&["s3", "mb", "s3://mby"], &present).is_empty());
+    assert!(same(&["s3", "mb", "mby"], &absent).is_empty());
+    assert!(same(&["s3", "mb", "s3://Bad_Name"], &absent).is_empty());
+    assert!(same(&["s3", "rb", "s3://mby"], &full).is_empty());
+    assert!(exists());
+    assert_eq!(
+        same(&["s3", "rb", "s3://mby"], &present),
+        ["remove_bucket: mby"]
+    );
+    assert!(!exists());
+    assert_eq!(
+        same(&["s3", "rb", "--force", "s3://mby"], &full),
+        ["delete: s3://mby/k", "remove_bucket: mby"]
+    );
+    assert!(!exists());
+    assert!(same(&["s3", "rb", "s3://no-such-bucket"], &absent).is_empty());
+}
+
 /// `atrest s3 mv` moves as the stock `aws s3 mv`: upload, copy and download, each then
 /// deleting its source; onto itself refused (nothing deleted); a failed move keeps its
 /// source.

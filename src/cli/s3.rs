@@ -1,5 +1,5 @@
 //! `atrest s3 ...`: the object endpoint (`serve`) and the AWS CLI's high-level `aws s3`
-//! commands (`cp`, `mv`, `rm`, `ls`, `presign`) as SigV4 clients of it. `mv` is `cp` and
+//! commands (`cp`, `mv`, `rm`, `mb`, `rb`, `ls`, `presign`) as SigV4 clients of it. `mv` is `cp` and
 //! then the source deleted, refused onto itself; `rm --recursive` lists and deletes each
 //! key on its own, as the AWS CLI does. Above 8 MiB `cp` uploads in
 //! parts and downloads in ranges, several at once (`s3::transfer`), as the AWS CLI does;
@@ -59,6 +59,14 @@ pub enum S3Command {
         /// No line per object deleted.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Make the bucket s3://BUCKET (CreateBucket).
+    Mb { path: String },
+    /// Remove the empty bucket s3://BUCKET; with --force every object in it first.
+    Rb {
+        path: String,
+        #[arg(long)]
+        force: bool,
     },
     /// List buckets, or the objects under s3://BUCKET[/PREFIX].
     Ls {
@@ -194,6 +202,20 @@ pub fn run(g: &Global, args: S3Args) -> i32 {
             dryrun,
             quiet,
         } => rm(g, &path, recursive, dryrun, quiet),
+        S3Command::Mb { path } => bucket_command(g, &path, "make_bucket", "PUT", "CreateBucket"),
+        S3Command::Rb { path, force } => {
+            if force {
+                if let Ok((bucket, _)) = parse_s3_url(&path) {
+                    if rm(g, &format!("s3://{bucket}/"), true, false, false) != 0 {
+                        eprintln!(
+                            "remove_bucket failed: Unable to delete all objects in the bucket, bucket will not be deleted."
+                        );
+                        return super::exit::S3_FAILED;
+                    }
+                }
+            }
+            bucket_command(g, &path, "remove_bucket", "DELETE", "DeleteBucket")
+        }
         S3Command::Ls { path, recursive } => match ls(g, path.as_deref(), recursive) {
             Ok(()) => 0,
             Err(e) => fail("ListObjectsV2", e),
@@ -275,6 +297,43 @@ fn mv(g: &Global, a: CpArgs, shown: &mut Shown) -> Result<(), CliError> {
         std::fs::remove_file(&source)?;
     }
     Ok(())
+}
+
+/// `mb` and `rb`: one bucket call, its line (`make_bucket: NAME`) or its failure
+/// (`make_bucket failed: s3://NAME An error occurred ...`, exit 1), as the AWS CLI's.
+fn bucket_command(
+    g: &Global,
+    path: &str,
+    kind: &str,
+    method: &str,
+    operation: &'static str,
+) -> i32 {
+    let bucket = match path.strip_prefix("s3://") {
+        Some(rest) => rest.split('/').next().unwrap_or_default().to_string(),
+        None => {
+            return fail(
+                operation,
+                CliError::Param("<S3Uri>\nError: Invalid argument type".into()),
+            )
+        }
+    };
+    let r = s3api::client(g).and_then(|c| {
+        c.send(method, Some(&bucket), None, &[], &[], Body::Empty)
+            .map_err(CliError::from)
+    });
+    match r {
+        Ok(_) => {
+            println!("{kind}: {bucket}");
+            0
+        }
+        Err(e) => {
+            eprintln!(
+                "{kind} failed: s3://{bucket} {}",
+                s3api::words(operation, &e)
+            );
+            super::exit::S3_FAILED
+        }
+    }
 }
 
 /// `rm`: one object (DeleteObject, which S3 answers alike whether or not the key was
