@@ -85,6 +85,10 @@ pub struct AuditEvent<'a> {
     pub region: Cow<'a, str>,
     /// CloudTrail's `requestParameters` (camelCase keys, no plaintext).
     pub request_parameters: Value,
+    /// The same as JSON text, when the operation writes it straight from the request
+    /// ([`crate::api::Operation::request_parameters_json`]): recorded as it is, in
+    /// place of `request_parameters` (then `Value::Null`).
+    pub request_parameters_json: Option<String>,
     /// CloudTrail's `responseElements`, or `Value::Null`.
     pub response_elements: Value,
     pub error_code: Option<String>,
@@ -132,6 +136,7 @@ impl<'a> AuditEvent<'a> {
             identity,
             region: Cow::Borrowed(region),
             request_parameters: Value::Null,
+            request_parameters_json: None,
             response_elements: Value::Null,
             error_code: None,
             error_message: None,
@@ -155,7 +160,12 @@ impl<'a> AuditEvent<'a> {
             request_id: self.request_id,
             identity: self.identity.into_owned(),
             region: Cow::Owned(self.region.into_owned()),
-            request_parameters: self.request_parameters,
+            // Tests read the parameters as a `Value` whichever way they came.
+            request_parameters: match &self.request_parameters_json {
+                Some(j) => serde_json::from_str(j).expect("rendered requestParameters are JSON"),
+                None => self.request_parameters,
+            },
+            request_parameters_json: self.request_parameters_json,
             response_elements: self.response_elements,
             error_code: self.error_code,
             error_message: self.error_message,
@@ -278,7 +288,10 @@ pub fn to_trail_record(e: &AuditEvent) -> crate::trail::TrailRecord {
     .with_request_id(&e.request_id.to_string())
     .read_only(e.read_only);
     r.event_id = e.event_id.to_string();
-    r.request_parameters = opt(&e.request_parameters);
+    r.request_parameters = match &e.request_parameters_json {
+        Some(j) => Some(serde_json::from_str(j).expect("rendered requestParameters are JSON")),
+        None => opt(&e.request_parameters),
+    };
     r.response_elements = opt(&e.response_elements);
     // A service's event for a caller whose client it knows (the AWS endpoint's
     // signer) keeps that client's user agent and address, as CloudTrail shows them.
@@ -379,7 +392,10 @@ pub fn encode_trail_record(e: &AuditEvent, identities: &IdentityCache, out: &mut
         string(out, e.error_message.as_deref().unwrap_or(""));
     }
     out.extend_from_slice(b",\"requestParameters\":");
-    value(out, &e.request_parameters);
+    match &e.request_parameters_json {
+        Some(j) => out.extend_from_slice(j.as_bytes()),
+        None => value(out, &e.request_parameters),
+    }
     out.extend_from_slice(b",\"responseElements\":");
     value(out, &e.response_elements);
     // additionalEventData: unixUid, then the extra map's keys in serde_json's (sorted)
@@ -794,6 +810,12 @@ mod tests {
                                 ];
                                 e.user_agent = Some("aws-cli/2 \u{1}".into());
                                 e.source_ip = Some("10.0.0.1".into());
+                                // Parameters an operation wrote as text are recorded as
+                                // they are.
+                                e.request_parameters = Value::Null;
+                                e.request_parameters_json = Some(
+                                    r#"{"encryptionContext":{"a\"":"\u0007"},"keyId":"k"}"#.into(),
+                                );
                             }
                             let want = serde_json::to_vec(&to_trail_record(&e)).unwrap();
                             let mut got = b"junk".to_vec();

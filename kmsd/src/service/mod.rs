@@ -399,7 +399,13 @@ impl KeyService {
         let event_name = request.operation();
         let source = request.service().event_source();
         let read_only = request.read_only();
-        let request_parameters = request.request_parameters();
+        // The frequent calls write their parameters as JSON text straight from the
+        // request; the others build a `Value`.
+        let request_parameters_json = request.request_parameters_json();
+        let request_parameters = match request_parameters_json {
+            Some(_) => serde_json::Value::Null,
+            None => request.request_parameters(),
+        };
         // Before any key is used or anything changed: a trail that cannot take the
         // record refuses the request now. (The writer logs its problem once.)
         if let Err(e) = self.audit.ready() {
@@ -418,6 +424,7 @@ impl KeyService {
             &self.config.region,
         );
         event.request_parameters = request_parameters;
+        event.request_parameters_json = request_parameters_json;
         event.read_only = read_only;
         if let Some(s) = &caller.signer {
             event.source_ip = Some(s.source_ip.clone());
