@@ -555,6 +555,27 @@ fn state_changes_are_synced_before_return_and_others_within_the_interval() {
     assert!(syncs(&w) > before, "every-event syncs every event");
 }
 
+/// An every-event writer in `dir` whose every fdatasync takes 3 ms (a slow disk).
+fn every_event_with_slow_fdatasync(
+    dir: &std::path::Path,
+    clock: &Arc<ManualClock>,
+) -> Arc<TrailWriter> {
+    let slow_sync: kmsd::testing::trail::FaultHook = Arc::new(|s| {
+        if s == IoStep::Sync {
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+        Ok(())
+    });
+    Arc::new(
+        TrailWriter::open(TrailConfig {
+            sync: SyncMode::EveryEvent,
+            fault: Some(slow_sync),
+            ..config(dir, 1 << 20, clock.clone())
+        })
+        .unwrap(),
+    )
+}
+
 /// Every-event group commit: one fdatasync covers nearly every appender waiting. Each
 /// of 8 threads appends in a closed loop (as 8 clients do) to a trail whose fdatasync
 /// takes 3 ms. Were the next group's fdatasync started at once with what queued during
@@ -568,20 +589,7 @@ fn every_event_groups_carry_nearly_every_waiting_appender() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("trail");
     let clock = ManualClock::new();
-    let slow_sync: kmsd::testing::trail::FaultHook = Arc::new(|s| {
-        if s == IoStep::Sync {
-            std::thread::sleep(std::time::Duration::from_millis(3));
-        }
-        Ok(())
-    });
-    let w = Arc::new(
-        TrailWriter::open(TrailConfig {
-            sync: SyncMode::EveryEvent,
-            fault: Some(slow_sync),
-            ..config(&dir, 1 << 20, clock.clone())
-        })
-        .unwrap(),
-    );
+    let w = every_event_with_slow_fdatasync(&dir, &clock);
     let before = w.stats();
     let handles: Vec<_> = (0..THREADS)
         .map(|t| {
@@ -620,20 +628,7 @@ fn every_event_a_group_short_of_its_callers_goes_after_the_bound() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("trail");
     let clock = ManualClock::new();
-    let slow_sync: kmsd::testing::trail::FaultHook = Arc::new(|s| {
-        if s == IoStep::Sync {
-            std::thread::sleep(std::time::Duration::from_millis(3));
-        }
-        Ok(())
-    });
-    let w = Arc::new(
-        TrailWriter::open(TrailConfig {
-            sync: SyncMode::EveryEvent,
-            fault: Some(slow_sync),
-            ..config(&dir, 1 << 20, clock.clone())
-        })
-        .unwrap(),
-    );
+    let w = every_event_with_slow_fdatasync(&dir, &clock);
     // The appends run on their own threads; this one only watches the clock, so a
     // group that never goes fails the test instead of hanging it.
     let (done_tx, done_rx) = std::sync::mpsc::channel();

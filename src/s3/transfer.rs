@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use super::checksum;
-use super::client::{Body, ClientError, S3Client};
+use super::client::{Body, ClientError, Response, S3Client};
 use super::meta::{ChecksumKind, StoredChecksum};
 use super::parts::MAX_PART_NUMBER;
 use super::request_options::{AnsweredChecksum, ChecksumAlgorithm, SseCustomerKey};
@@ -523,12 +523,7 @@ fn download_parts(
         let mut h = vec![("x-amz-checksum-mode".to_string(), "ENABLED".to_string())];
         h.extend(t.sse_c_headers());
         let r = client.get_object_with(bucket, key, &[("partNumber", &n)], h)?;
-        if r.header("etag") != Some(etag) {
-            return Err(ClientError::BadResponse(format!(
-                "s3://{bucket}/{key} changed during the download (ETag {:?}, was {etag})",
-                r.header("etag")
-            )));
-        }
+        same_object(&r, bucket, key, etag)?;
         let empty = r.header("content-length") == Some("0");
         let span = match r.header("content-range") {
             _ if empty => None,
@@ -547,21 +542,7 @@ fn download_parts(
             .map_err(|e| ClientError::BadResponse(e.to_string()))?;
         let (first, len) = span.unwrap_or((0, 0));
         if len > 0 {
-            let got = match r.into_stream() {
-                super::client::BodyStream::Spliceable(raw) => {
-                    raw.splice_at(out, first, progress)?
-                }
-                super::client::BodyStream::Reader(_) => {
-                    return Err(ClientError::BadResponse(
-                        "a part's body was not spliceable".into(),
-                    ))
-                }
-            };
-            if got != len {
-                return Err(ClientError::BadResponse(format!(
-                    "connection closed after {got} of {len} bytes of part {number}"
-                )));
-            }
+            splice_whole(r, out, first, len, progress, &format!("part {number}"))?;
         }
         let computed = checksum_of(alg, out, first, len)?;
         if let Some(s) = stated.filter(|s| s.algorithm == alg) {
@@ -605,6 +586,44 @@ fn download_parts(
     Ok(size)
 }
 
+/// Refuses a piece of a download that came from another version of the object than the
+/// one whose ETag is `etag` (replaced during the download).
+fn same_object(r: &Response, bucket: &str, key: &str, etag: &str) -> Result<(), ClientError> {
+    if r.header("etag") == Some(etag) {
+        return Ok(());
+    }
+    Err(ClientError::BadResponse(format!(
+        "s3://{bucket}/{key} changed during the download (ETag {:?}, was {etag})",
+        r.header("etag")
+    )))
+}
+
+/// Splices a GET's whole body (`what`: the part or range, for errors) into `out` at `off`,
+/// telling `progress`; anything but exactly `n` bytes is an error.
+fn splice_whole(
+    r: Response,
+    out: &File,
+    off: u64,
+    n: u64,
+    progress: impl FnMut(u64),
+    what: &str,
+) -> Result<(), ClientError> {
+    let got = match r.into_stream() {
+        super::client::BodyStream::Spliceable(raw) => raw.splice_at(out, off, progress)?,
+        super::client::BodyStream::Reader(_) => {
+            return Err(ClientError::BadResponse(format!(
+                "the body of {what} was not spliceable"
+            )))
+        }
+    };
+    if got != n {
+        return Err(ClientError::BadResponse(format!(
+            "connection closed after {got} of {n} bytes of {what}"
+        )));
+    }
+    Ok(())
+}
+
 /// Downloads `size` bytes of the object into `out` as ranged GETs, `concurrency` at a time,
 /// each spliced into its place. Every range must come from the object whose ETag is `etag`:
 /// an object replaced during the download fails it rather than mixing two versions. With
@@ -634,25 +653,8 @@ fn download_ranges(
                 r.header("content-range")
             )));
         }
-        if r.header("etag") != Some(etag) {
-            return Err(ClientError::BadResponse(format!(
-                "s3://{bucket}/{key} changed during the download (ETag {:?}, was {etag})",
-                r.header("etag")
-            )));
-        }
-        let got = match r.into_stream() {
-            super::client::BodyStream::Spliceable(raw) => raw.splice_at(out, off, progress)?,
-            super::client::BodyStream::Reader(_) => {
-                return Err(ClientError::BadResponse(
-                    "a ranged body was not spliceable".into(),
-                ))
-            }
-        };
-        if got != n {
-            return Err(ClientError::BadResponse(format!(
-                "connection closed after {got} of {n} bytes of {range}"
-            )));
-        }
+        same_object(&r, bucket, key, etag)?;
+        splice_whole(r, out, off, n, progress, &range)?;
         Ok((crc.map(|a| checksum_of(a, out, off, n)).transpose()?, n))
     })
 }
