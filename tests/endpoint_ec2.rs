@@ -1197,7 +1197,14 @@ fn bench_ec2_request_service_time() {
     http.volume("alias/bench", "bench");
     let log_before = http.serve_log().len();
     let out = http.boto3("repeat", &[&calls.to_string()]);
-    let served = served_times(&http.serve_log()[log_before..], "DescribeVolumes");
+    // The served lines are read back from the endpoint's log file, which may trail the
+    // client's last answer: wait (bounded) for them; more lines than calls still fails.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut served = served_times(&http.serve_log()[log_before..], "DescribeVolumes");
+    while served.len() < calls && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        served = served_times(&http.serve_log()[log_before..], "DescribeVolumes");
+    }
     assert_eq!(served.len(), calls, "one served line per call: {out}");
     let field = |name: &str| median(served.iter().map(|f| f[name]).collect::<Vec<u64>>());
     println!(
