@@ -10,6 +10,7 @@ use md5::Digest as _;
 use percent_encoding::percent_decode_str;
 
 use super::client::{Body, ClientError, S3Client};
+use super::transfer::parse_xml;
 use super::xml::{self, Node};
 
 /// One object a DeleteObjects names.
@@ -63,22 +64,6 @@ impl Listing {
     }
 }
 
-/// An XML answer, or the S3 error a 200 answer may carry. Only an `Error` root is one: a
-/// DeleteResult lists per-key `Error` elements of its own.
-fn answer(r: super::client::Response) -> Result<Node, ClientError> {
-    let text = r.text()?;
-    let doc = xml::parse(&text).map_err(|e| ClientError::BadResponse(format!("{e}: {text}")))?;
-    if doc.name == "Error" {
-        return Err(ClientError::Service {
-            status: 200,
-            code: own_text(&doc, "Code").unwrap_or_default().to_string(),
-            message: own_text(&doc, "Message").unwrap_or_default().to_string(),
-            request_id: own_text(&doc, "RequestId").map(str::to_string),
-        });
-    }
-    Ok(doc)
-}
-
 /// The text of `node`'s own child `name` (not of a deeper descendant).
 pub fn own_text<'a>(node: &'a Node, name: &str) -> Option<&'a str> {
     node.child(name).map(|c| c.text.as_str())
@@ -118,7 +103,7 @@ impl S3Client {
             ],
             Body::Bytes(body.as_bytes()),
         )?;
-        answer(r)
+        parse_xml(r)
     }
 
     /// One page of a listing. `query` is the caller's parameters (`prefix`, `delimiter`,
@@ -141,7 +126,7 @@ impl S3Client {
             q.push(("encoding-type", "url"));
         }
         let r = self.send("GET", Some(bucket), None, &q, &[], Body::Empty)?;
-        let mut doc = answer(r)?;
+        let mut doc = parse_xml(r)?;
         if auto {
             decode_names(&mut doc, listing.encoded());
         }
@@ -211,7 +196,7 @@ impl S3Client {
             &[],
             Body::Empty,
         )?;
-        let doc = answer(r)?;
+        let doc = parse_xml(r)?;
         Ok(Some(doc.text.trim().to_string()).filter(|t| !t.is_empty()))
     }
 }

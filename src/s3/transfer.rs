@@ -436,17 +436,19 @@ fn upload_multipart(
     result
 }
 
-/// An XML answer, or the S3 error a 200 answer may carry (CompleteMultipartUpload can fail
-/// after its status line was sent).
+/// An XML answer, or the S3 error a 200 answer may carry (CompleteMultipartUpload and
+/// CopyObject can fail after their status line was sent). Only an `Error` root is one: a
+/// DeleteResult lists per-key `Error` elements of its own.
 pub fn parse_xml(r: super::client::Response) -> Result<xml::Node, ClientError> {
     let text = r.text()?;
     let doc = xml::parse(&text).map_err(|e| ClientError::BadResponse(format!("{e}: {text}")))?;
-    if let Some(code) = doc.text_of("Code").filter(|_| text.contains("<Error>")) {
+    if doc.name == "Error" {
+        let own = |name: &str| doc.child(name).map(|c| c.text.as_str());
         return Err(ClientError::Service {
             status: 200,
-            code: code.to_string(),
-            message: doc.text_of("Message").unwrap_or_default().to_string(),
-            request_id: doc.text_of("RequestId").map(str::to_string),
+            code: own("Code").unwrap_or_default().to_string(),
+            message: own("Message").unwrap_or_default().to_string(),
+            request_id: own("RequestId").map(str::to_string),
         });
     }
     Ok(doc)
